@@ -1,0 +1,1 @@
+"""Sub-commands of the `zhida` CLI, one module per noun."""
