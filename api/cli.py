@@ -7,15 +7,22 @@ import sys
 import typer
 from rich.console import Console
 
+from api.commands import audit, batch, generate, match, offers, sms, snapshot
 from api.commands import rules as rules_cmd
 from rules.errors import ZhidaError
 
 app = typer.Typer(help="直达：免申即享惠企政策平台", no_args_is_help=True, add_completion=False)
-console = Console()
 err_console = Console(stderr=True)
 
 app.command("fields", help="列出字段目录（企业画像）")(rules_cmd.fields)
 app.add_typer(rules_cmd.app, name="rules", help="政策规则：校验、查看")
+app.add_typer(snapshot.app, name="snapshot", help="登记数据快照：检查、生成")
+snapshot.app.add_typer(generate.app, name="generate", help="生成合成快照")
+app.add_typer(match.app, name="run", help="匹配运行")
+app.add_typer(offers.app, name="offers", help="兑现要约：导入、初核、发布")
+app.add_typer(sms.app, name="sms", help="短信：发送、提醒")
+app.add_typer(batch.app, name="batch", help="拨付批次：组批、复核、导出、对账")
+app.add_typer(audit.app, name="audit", help="审计日志")
 
 
 def main() -> None:
