@@ -3,7 +3,8 @@
 This is the oracle the vectorized matcher is tested against, so it is small and plain:
 - a condition that names a NULL field is unknown, whatever the rest of the expression says;
 - eligible when every shared and item condition is true; missing data when none is false but some
-  are unknown (or the amount reads a NULL field); a near-miss when exactly one is false and none unknown;
+  are unknown or the amount reads a NULL field (listing the NULL fields of both); a near-miss when
+  exactly one is false and none unknown;
 - the amount is rounded half-up to the fen, then capped;
 - then, over all enterprises: already-paid pairs dropped, exclusive groups, budgets.
 """
@@ -99,11 +100,10 @@ def evaluate_item(policy: Policy, item: Item, row: Row) -> ItemResult:
 
     if failed:
         return result("near_miss" if len(failed) == 1 and not missing else "ineligible")
-    if missing:
-        return result("missing_data")
     amount, amount_missing = evaluate_amount(item, row)
-    if amount is None:
-        return result("missing_data", miss=amount_missing)
+    if missing or amount is None:
+        # Staff need every missing value at once: those of the unknown conditions and of the amount.
+        return result("missing_data", miss=tuple(sorted({*missing, *amount_missing})))
     return result("eligible", amount)
 
 

@@ -1,0 +1,257 @@
+"""The compiler: rule-engine expressions to dialect-neutral sqlglot trees.
+
+One small function per rule-engine node type, found in a dispatch table keyed by the node's class
+name (the table's keys are exactly `rules.expressions.SUPPORTED`). The trees render to DuckDB and to
+Spark SQL; no SQL text is concatenated.
+
+Semantics (DESIGN.md): a condition that names a NULL field is unknown (SQL NULL), whatever the rest of
+the expression says; inside, every field is non-NULL, so each node maps to plain SQL with the meaning
+rule-engine gives it. Numbers are exact decimals (literals are decimal literals, division only by a
+constant with a finite decimal reciprocal, compiled as a multiplication); amounts are rounded half-up
+to the fen and capped as DECIMAL(18,2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import rule_engine
+import rule_engine.ast as ast
+from sqlglot import exp
+
+from rules.catalog import CATALOG
+from rules.expressions import SUPPORTED, Expression, parse
+from rules.policy import Item
+
+DT = rule_engine.DataType
+MONEY = exp.DataType.build("DECIMAL(18, 2)")
+WIDE = exp.DataType.build("DECIMAL(38, 10)")
+
+Compiler = Callable[[Any], exp.Expression]
+
+
+def number(value: Decimal | int) -> exp.Expression:
+    """An exact decimal literal (never float, never exponent notation)."""
+    text = format(Decimal(value), "f")
+    lit = exp.Literal.number(text.lstrip("-"))
+    return exp.Neg(this=lit) if text.startswith("-") else lit
+
+
+def field(name: str) -> exp.Expression:
+    col = exp.column(name)
+    if CATALOG[name].type == "date":
+        return exp.cast(col, "TIMESTAMP")
+    return col
+
+
+def _truthy(node: Any) -> exp.Expression:
+    """rule-engine's truth value of a non-NULL operand (and/or/not/ternary accept any type)."""
+    sql = compile_node(node)
+    t = node.result_type
+    if t == DT.BOOLEAN:
+        return sql
+    if t == DT.FLOAT:
+        return exp.NEQ(this=sql, expression=number(0))
+    if t == DT.STRING:
+        return exp.GT(this=exp.Length(this=sql), expression=number(0))
+    return exp.true()
+
+
+def _logic(node: Any) -> exp.Expression:
+    cls = exp.And if node.type == "and" else exp.Or
+    return cls(this=exp.Paren(this=_truthy(node.left)), expression=exp.Paren(this=_truthy(node.right)))
+
+
+def _unary(node: Any) -> exp.Expression:
+    if node.type == "not":
+        return exp.Not(this=exp.Paren(this=_truthy(node.right)))
+    return exp.Neg(this=exp.Paren(this=compile_node(node.right)))
+
+
+def _equality(node: Any) -> exp.Expression:
+    left, right = node.left, node.right
+    equal = node.type == "eq"
+    nulls = [isinstance(x, ast.NullExpression) for x in (left, right)]
+    if any(nulls):
+        # Inside, fields are non-NULL: `x == null` is false; `null == null` is true.
+        return exp.Boolean(this=equal == all(nulls))
+    if left.result_type != right.result_type:
+        return exp.Boolean(this=not equal)  # rule-engine: values of different types are never equal
+    cls = exp.EQ if equal else exp.NEQ
+    return cls(this=compile_node(left), expression=compile_node(right))
+
+
+_ORDER = {"lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE}
+
+
+def _ordering(node: Any) -> exp.Expression:
+    return _ORDER[node.type](this=compile_node(node.left), expression=compile_node(node.right))
+
+
+def _regex(node: Any) -> exp.Expression:
+    pattern: str = node.right.value
+    if node.type.endswith("fzm"):  # =~ is re.match: anchored at the start only
+        pattern = f"^(?:{pattern})"
+    match = exp.RegexpLike(this=compile_node(node.left), expression=exp.Literal.string(pattern))
+    return match if node.type.startswith("eq") else exp.Not(this=match)
+
+
+def _add(node: Any) -> exp.Expression:
+    if node.result_type == DT.STRING:
+        return exp.DPipe(this=compile_node(node.left), expression=compile_node(node.right), safe=True)
+    return exp.Add(this=compile_node(node.left), expression=compile_node(node.right))
+
+
+def _sub(node: Any) -> exp.Expression:
+    return exp.Sub(this=compile_node(node.left), expression=compile_node(node.right))
+
+
+def _arithmetic(node: Any) -> exp.Expression:
+    left = compile_node(node.left)
+    if node.type == "tdiv":  # by a constant whose reciprocal is a finite decimal: exact as a product
+        return exp.Mul(this=left, expression=number(1 / Decimal(node.right.value)))
+    return exp.Mul(this=left, expression=compile_node(node.right))
+
+
+def _ternary(node: Any) -> exp.Expression:
+    return exp.Case(
+        ifs=[exp.If(this=_truthy(node.condition), true=compile_node(node.case_true))],
+        default=compile_node(node.case_false),
+    )
+
+
+def _contains(node: Any) -> exp.Expression:
+    container, member = node.container, node.member
+    if isinstance(container, ast.ArrayExpression):
+        same = [e for e in container.value if e.result_type == member.result_type]
+        if not same:
+            return exp.false()
+        return exp.In(this=compile_node(member), expressions=[compile_node(e) for e in same])
+    # substring test on text
+    return exp.GT(
+        this=exp.StrPosition(this=compile_node(container), substr=compile_node(member)),
+        expression=number(0),
+    )
+
+
+def _slice(node: Any) -> exp.Expression:
+    start = int(node.start.value) if node.start is not None else 0
+    args: dict[str, exp.Expression] = {"this": compile_node(node.container), "start": number(start + 1)}
+    if node.stop is not None:
+        args["length"] = number(max(int(node.stop.value) - start, 0))
+    return exp.Substring(**args)
+
+
+def _attribute(node: Any) -> exp.Expression:
+    obj = compile_node(node.object)
+    if node.name == "length":
+        return exp.Length(this=obj)
+    return exp.Extract(this=exp.var(node.name.upper()), expression=obj)
+
+
+def _function(node: Any) -> exp.Expression:
+    name = node.function.name
+    (arg,) = node.arguments
+    if name == "abs":
+        return exp.Abs(this=compile_node(arg))
+    values = [compile_node(v) for v in arg.value]
+    if len(values) == 1:
+        return values[0]
+    cls = exp.Least if name == "min" else exp.Greatest
+    return cls(this=values[0], expressions=values[1:])
+
+
+def _symbol(node: Any) -> exp.Expression:
+    return field(node.name)
+
+
+def _datetime(node: Any) -> exp.Expression:
+    value: dt.datetime = node.value
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
+
+
+def _timedelta(node: Any) -> exp.Expression:
+    seconds = node.value.total_seconds()
+    return exp.Interval(this=exp.Literal.string(str(int(seconds))), unit=exp.var("SECOND"))
+
+
+def _refused(node: Any) -> exp.Expression:
+    raise AssertionError(f"{type(node).__name__} reached the compiler; validation must refuse it")
+
+
+COMPILERS: dict[str, Compiler] = {
+    "LogicExpression": _logic,
+    "UnaryExpression": _unary,
+    "ComparisonExpression": _equality,
+    "ArithmeticComparisonExpression": _ordering,
+    "FuzzyComparisonExpression": _regex,
+    "AddExpression": _add,
+    "SubtractExpression": _sub,
+    "ArithmeticExpression": _arithmetic,
+    "TernaryExpression": _ternary,
+    "ContainsExpression": _contains,
+    "GetSliceExpression": _slice,
+    "GetAttributeExpression": _attribute,
+    "FunctionCallExpression": _function,
+    "SymbolExpression": _symbol,
+    "ArrayExpression": _refused,  # only inside `in` and $min/$max, handled there
+    "BooleanExpression": lambda n: exp.Boolean(this=bool(n.value)),
+    "FloatExpression": lambda n: number(n.value),
+    "StringExpression": lambda n: exp.Literal.string(n.value),
+    "DatetimeExpression": _datetime,
+    "TimedeltaExpression": _timedelta,
+    "NullExpression": _refused,  # only inside ==/!=, handled there
+}
+assert set(COMPILERS) == set(SUPPORTED), "the compiler must cover exactly the language subset"
+
+
+def compile_node(node: Any) -> exp.Expression:
+    return COMPILERS[type(node).__name__](node)
+
+
+def any_null(fields: tuple[str, ...]) -> exp.Expression | None:
+    if not fields:
+        return None
+    checks: list[exp.Expression] = [exp.Is(this=exp.column(f), expression=exp.null()) for f in fields]
+    out = checks[0]
+    for c in checks[1:]:
+        out = exp.Or(this=out, expression=c)
+    return out
+
+
+def null_guard(expr: Expression, body: exp.Expression) -> exp.Expression:
+    """NULL when any field the expression names is NULL, else the body."""
+    guard = any_null(expr.fields)
+    if guard is None:
+        return body
+    return exp.Case(ifs=[exp.If(this=guard, true=exp.null())], default=body)
+
+
+def condition_sql(rule: str) -> exp.Expression:
+    """A condition as a three-valued SQL boolean: TRUE, FALSE or NULL (unknown)."""
+    expr = parse(rule)
+    return null_guard(expr, exp.Paren(this=_truthy(expr.root)))
+
+
+def numeric_sql(text: str) -> exp.Expression:
+    """A numeric expression (rank_by), NULL when a field it reads is NULL."""
+    expr = parse(text)
+    return null_guard(expr, compile_node(expr.root))
+
+
+def amount_sql(item: Item) -> exp.Expression:
+    """The item's amount: rounded half-up to the fen, then capped; NULL when a field it reads is NULL."""
+    expr = parse(item.amount)
+    raw = exp.cast(compile_node(expr.root), WIDE)
+    rounded: exp.Expression = exp.cast(exp.Round(this=raw, decimals=number(2)), MONEY)
+    if item.cap is not None:
+        capped = exp.cast(number(item.cap), MONEY)
+        rounded = exp.Case(
+            ifs=[exp.If(this=exp.GT(this=rounded, expression=capped), true=capped)], default=rounded.copy()
+        )
+    return null_guard(expr, rounded)

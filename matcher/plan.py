@@ -1,0 +1,272 @@
+"""The match plan: every active policy item as one sqlglot tree over the profile, then allocation.
+
+The plan is dialect-neutral: DuckDB runs it here, and Spark SQL can run the same trees (see
+`render`). Stage 1 (`results_query`) evaluates every item's conditions and amount over the profile in
+one statement and keeps only the rows that matter (eligible, near-miss, missing data). Stage 2
+(`candidates_query`) drops already-paid pairs, applies exclusive groups and budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from matcher.compile import amount_sql, condition_sql, numeric_sql
+from rules.expressions import parse
+from rules.policy import Condition, Item, Policy
+
+TEXT = exp.DataType.build("VARCHAR")
+MONEY = exp.DataType.build("DECIMAL(18, 2)")
+RANK = exp.DataType.build("DECIMAL(38, 10)")
+BIG_INT = exp.DataType.build("INT128")  # exact integer fen products; Spark renders DECIMAL(38, 0)
+
+
+def _col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table)
+
+
+def _lit(value: str | None) -> exp.Expression:
+    return exp.null() if value is None else exp.Literal.string(value)
+
+
+def _sum(terms: list[exp.Expression]) -> exp.Expression:
+    if not terms:
+        return exp.Literal.number(0)
+    out = terms[0]
+    for t in terms[1:]:
+        out = exp.Add(this=out, expression=t)
+    return out
+
+
+def _when(cond: exp.Expression, then: exp.Expression, default: exp.Expression | None = None) -> exp.Case:
+    return exp.Case(ifs=[exp.If(this=cond, true=then)], default=default)
+
+
+def _concat(parts: list[exp.Expression]) -> exp.Expression:
+    """Text concatenation of non-NULL parts (`||`; every part is COALESCEd by the callers)."""
+    if not parts:
+        return exp.Literal.string("")
+    out = parts[0]
+    for p in parts[1:]:
+        out = exp.DPipe(this=out, expression=p, safe=True)
+    return out
+
+
+def _null_fields(fields: list[str]) -> exp.Expression:
+    """'a;b': the names of the given fields that are NULL in this row."""
+    flags = [
+        exp.Coalesce(
+            this=_when(exp.Is(this=_col(f), expression=exp.null()), exp.Literal.string(f";{f}")),
+            expressions=[exp.Literal.string("")],
+        )
+        for f in fields
+    ]
+    return exp.Substring(this=_concat(flags), start=exp.Literal.number(2))
+
+
+def _value_text(fields: tuple[str, ...]) -> exp.Expression:
+    """'field=value; ...' for the fields a condition read."""
+    parts: list[exp.Expression] = []
+    for n, f in enumerate(fields):
+        label = f"{'; ' if n else ''}{f}="
+        value = exp.Coalesce(this=exp.cast(_col(f), TEXT), expressions=[exp.Literal.string("NULL")])
+        parts += [exp.Literal.string(label), value]
+    return _concat(parts)
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    policy: Policy
+    item: Item
+
+    @property
+    def conditions(self) -> list[Condition]:
+        return [*self.policy.conditions, *self.item.conditions]
+
+    def condition_fields(self) -> list[str]:
+        return sorted({f for c in self.conditions for f in parse(c.rule).fields})
+
+    def amount_fields(self) -> list[str]:
+        return list(parse(self.item.amount).fields)
+
+    def select(self, profile: str) -> exp.Select:
+        """One item over the profile: the rows that are eligible, a near-miss or missing data."""
+        conds = self.conditions
+        fields = sorted({*self.condition_fields(), *self.amount_fields()})
+        inner = exp.select(
+            _col("uscc"),
+            *[_col(f) for f in fields if f != "uscc"],
+            *[exp.alias_(condition_sql(c.rule), f"k{n}") for n, c in enumerate(conds)],
+            exp.alias_(amount_sql(self.item), "amount"),
+        ).from_(profile)
+        if self.policy.rank_by is not None:
+            inner = inner.select(exp.alias_(numeric_sql(self.policy.rank_by), "rank_value"))
+        ks = [_col(f"k{n}") for n in range(len(conds))]
+        n_false = _sum([_when(exp.Not(this=k), exp.Literal.number(1), exp.Literal.number(0)) for k in ks])
+        n_unknown = _sum(
+            [
+                _when(exp.Is(this=k, expression=exp.null()), exp.Literal.number(1), exp.Literal.number(0))
+                for k in ks
+            ]
+        )
+        failed_id = (
+            exp.Case(
+                ifs=[
+                    exp.If(this=exp.Not(this=k), true=exp.Literal.string(c.id))
+                    for k, c in zip(ks, conds, strict=True)
+                ]
+            )
+            if conds
+            else exp.null()
+        )
+        failed_value = (
+            exp.Case(
+                ifs=[
+                    exp.If(this=exp.Not(this=k), true=_value_text(parse(c.rule).fields))
+                    for k, c in zip(ks, conds, strict=True)
+                ]
+            )
+            if conds
+            else exp.null()
+        )
+        status = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.EQ(this=n_false.copy(), expression=exp.Literal.number(1)),
+                    true=exp.Literal.string("near_miss"),
+                ),
+                exp.If(
+                    this=exp.GT(this=n_unknown.copy(), expression=exp.Literal.number(0)),
+                    true=exp.Literal.string("missing_data"),
+                ),
+                exp.If(
+                    this=exp.Is(this=_col("amount"), expression=exp.null()),
+                    true=exp.Literal.string("missing_data"),
+                ),
+            ],
+            default=exp.Literal.string("eligible"),
+        )
+        # Missing data lists the NULL fields of the unknown conditions and of the amount.
+        missing = _null_fields(sorted({*self.condition_fields(), *self.amount_fields()}))
+        keep = exp.or_(
+            exp.EQ(this=n_false.copy(), expression=exp.Literal.number(0)),
+            exp.and_(
+                exp.EQ(this=n_false.copy(), expression=exp.Literal.number(1)),
+                exp.EQ(this=n_unknown.copy(), expression=exp.Literal.number(0)),
+            ),
+        )
+        group = self.policy.group_of(self.item)
+        return (
+            exp.select(
+                exp.alias_(_lit(self.policy.id), "policy_id"),
+                exp.alias_(exp.Literal.number(self.policy.version), "policy_version"),
+                exp.alias_(_lit(self.item.id), "item_id"),
+                exp.alias_(_lit(self.policy.period), "period"),
+                exp.alias_(exp.cast(_lit(group), TEXT), "grp"),
+                _col("uscc"),
+                exp.alias_(status, "status"),
+                exp.alias_(exp.cast(failed_id, TEXT), "condition_id"),
+                exp.alias_(exp.cast(failed_value, TEXT), "value"),
+                exp.alias_(missing, "fields"),
+                exp.alias_(exp.cast(_col("amount"), MONEY), "amount"),
+                exp.alias_(
+                    exp.cast(_col("rank_value") if self.policy.rank_by is not None else exp.null(), RANK),
+                    "rank_value",
+                ),
+            )
+            .from_(exp.alias_(exp.Subquery(this=inner), "m", table=True))
+            .where(keep)
+        )
+
+
+def item_plans(policies: list[Policy]) -> list[ItemPlan]:
+    return [ItemPlan(p, i) for p in sorted(policies, key=lambda p: p.id) for i in p.items]
+
+
+def results_query(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expression:
+    """Every item's interesting rows, as one UNION ALL over the profiles of the policies' assessment years."""
+    selects = [p.select(profile_for[p.policy.assessment_year]) for p in plans]
+    if not selects:
+        raise ValueError("no items to match")
+    out: exp.Expression = selects[0]
+    for s in selects[1:]:
+        out = exp.union(out, s, distinct=False)
+    return out
+
+
+def budgets_values(policies: list[Policy]) -> exp.Expression:
+    """A VALUES table of (policy_id, budget, allocation) for every policy."""
+    rows = [
+        exp.Tuple(
+            expressions=[
+                exp.Literal.string(p.id),
+                exp.cast(
+                    exp.null() if p.budget is None else exp.Literal.number(format(p.budget, "f")), MONEY
+                ),
+                exp.Literal.string(p.allocation),
+            ]
+        )
+        for p in policies
+    ]
+    return exp.Values(
+        expressions=rows,
+        alias=exp.TableAlias(
+            this=exp.to_identifier("b"),
+            columns=[exp.to_identifier(c) for c in ("policy_id", "budget", "allocation")],
+        ),
+    )
+
+
+# Stage 2, over the stage-1 results (`:results`) and the payments already made (`:payments`).
+_CANDIDATES = """
+WITH unpaid AS (
+  SELECT r.* FROM :results AS r
+  WHERE r.status = 'eligible'
+    AND NOT EXISTS (
+      SELECT 1 FROM :payments AS p
+      WHERE p.uscc = r.uscc AND p.policy_id = r.policy_id AND p.item_id = r.item_id AND p.period = r.period)
+), grouped AS (
+  SELECT u.*,
+    ROW_NUMBER() OVER (PARTITION BY u.uscc, u.grp ORDER BY u.amount DESC, u.policy_id, u.item_id) AS grp_rank
+  FROM unpaid AS u
+), kept AS (
+  SELECT * FROM grouped WHERE grp IS NULL OR grp_rank = 1
+), totals AS (
+  SELECT k.*, b.budget, b.allocation,
+    SUM(k.amount) OVER (PARTITION BY k.policy_id) AS total,
+    SUM(k.amount) OVER (
+      PARTITION BY k.policy_id ORDER BY k.rank_value DESC NULLS LAST, k.uscc, k.item_id
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
+  FROM kept AS k JOIN :budgets ON b.policy_id = k.policy_id
+)
+SELECT policy_id, policy_version, item_id, uscc,
+  CASE
+    WHEN budget IS NULL OR allocation <> 'pro_rata' OR total <= budget THEN amount
+    ELSE CAST(CAST(
+      CAST(amount * 100 AS INT128) * CAST(budget * 100 AS INT128) // CAST(total * 100 AS INT128)
+      AS DECIMAL(38, 0)) * 0.01 AS DECIMAL(18, 2))
+  END AS amount,
+  amount AS amount_before_allocation
+FROM totals
+WHERE NOT (allocation = 'rank' AND total > budget AND running > budget)
+ORDER BY policy_id, item_id, uscc
+"""
+
+
+def candidates_query(results: str, payments: str, policies: list[Policy]) -> exp.Expression:
+    """Candidates after already-paid pairs, exclusive groups and budgets (DESIGN.md, in that order)."""
+    tree = sqlglot.parse_one(_CANDIDATES, read="duckdb")
+    values: dict[str, exp.Expression] = {
+        "results": exp.to_table(results),
+        "payments": exp.to_table(payments),
+        "budgets": budgets_values(policies),
+    }
+
+    def fill(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name in values:
+            return values[node.name].copy()
+        return node
+
+    return tree.transform(fill)

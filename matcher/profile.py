@@ -1,0 +1,116 @@
+"""The enterprise profile (企业画像): one row per accepted enterprise with every catalog field.
+
+Built for one assessment year and one as-of date from the accepted snapshot tables (see
+`matcher.snapshot`). The query is one sqlglot tree, so DuckDB and Spark SQL render the same definitions
+of every derived field. A field whose inputs are missing is NULL, never 0 or False by accident
+(certification flags are False when no certificate exists; has_bank_account is False without an account).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from matcher.sizeclass import above_scale_expr, size_class_expr
+from rules.catalog import FIELDS
+
+CERT_FLAGS = {
+    "is_high_tech": "high_tech",
+    "is_srdi": "srdi",
+    "is_little_giant": "srdi_little_giant",
+    "is_tech_sme": "tech_sme",
+}
+
+# The derived fields whose definitions are plain SQL; size_class and above_scale come from matcher.sizeclass.
+_TEMPLATE = """
+SELECT
+  e.uscc, e.name, e.region_code, e.industry_code,
+  SUBSTRING(e.industry_code, 1, 1) AS industry_section,
+  e.status, e.reg_date,
+  CASE WHEN e.reg_date IS NULL THEN NULL
+       ELSE EXTRACT(YEAR FROM CAST(:as_of AS DATE)) - EXTRACT(YEAR FROM e.reg_date)
+            - CASE WHEN EXTRACT(MONTH FROM CAST(:as_of AS DATE)) * 100 + EXTRACT(DAY FROM CAST(:as_of AS DATE))
+                        < EXTRACT(MONTH FROM e.reg_date) * 100 + EXTRACT(DAY FROM e.reg_date)
+                   THEN 1 ELSE 0 END
+  END AS age_years,
+  e.reg_capital,
+  a.employees, a.revenue, a.total_assets,
+  t.tax_paid, t.rd_expense,
+  CASE WHEN a.revenue = 0 THEN NULL
+       ELSE CAST(t.rd_expense AS DOUBLE) / CAST(a.revenue AS DOUBLE) END AS rd_ratio,
+  t.credit_rating,
+  s.insured_start, s.insured_end,
+  CASE WHEN s.insured_start IS NULL OR s.insured_end IS NULL THEN NULL
+       WHEN s.insured_start = 0 THEN CAST(0 AS DOUBLE)
+       ELSE CAST(GREATEST(s.insured_start - s.insured_end, 0) AS DOUBLE) / CAST(s.insured_start AS DOUBLE)
+  END AS layoff_rate,
+  s.ui_premium_paid, s.ui_arrears, s.new_graduate_hires,
+  c.serious_dishonest, c.abnormal_operation,
+  COALESCE(cert.is_high_tech, FALSE) AS is_high_tech,
+  COALESCE(cert.is_srdi, FALSE) AS is_srdi,
+  COALESCE(cert.is_little_giant, FALSE) AS is_little_giant,
+  COALESCE(cert.is_tech_sme, FALSE) AS is_tech_sme,
+  :size_class AS size_class,
+  :above_scale AS above_scale,
+  b.uscc IS NOT NULL AS has_bank_account
+FROM enterprises AS e
+LEFT JOIN annual_reports AS a ON a.uscc = e.uscc AND a.year = :year
+LEFT JOIN tax AS t ON t.uscc = e.uscc AND t.year = :year
+LEFT JOIN social_insurance AS s ON s.uscc = e.uscc AND s.year = :year
+LEFT JOIN credit AS c ON c.uscc = e.uscc
+LEFT JOIN (
+  SELECT uscc,
+    MAX(CASE WHEN cert_type = 'high_tech' THEN 1 ELSE 0 END) = 1 AS is_high_tech,
+    MAX(CASE WHEN cert_type = 'srdi' THEN 1 ELSE 0 END) = 1 AS is_srdi,
+    MAX(CASE WHEN cert_type = 'srdi_little_giant' THEN 1 ELSE 0 END) = 1 AS is_little_giant,
+    MAX(CASE WHEN cert_type = 'tech_sme' THEN 1 ELSE 0 END) = 1 AS is_tech_sme
+  FROM certifications
+  WHERE cert_date <= CAST(:as_of AS DATE) AND (expiry_date IS NULL OR expiry_date >= CAST(:as_of AS DATE))
+  GROUP BY uscc
+) AS cert ON cert.uscc = e.uscc
+LEFT JOIN bank_accounts AS b ON b.uscc = e.uscc
+"""
+
+
+def profile_query(assessment_year: int, as_of: dt.date) -> exp.Select:
+    """The profile as a dialect-neutral sqlglot tree over the accepted snapshot tables."""
+    tree = sqlglot.parse_one(_TEMPLATE, read="duckdb")
+    size = size_class_expr(
+        exp.column("industry_code", "e"),
+        exp.column("employees", "a"),
+        exp.column("revenue", "a"),
+        exp.column("total_assets", "a"),
+    )
+    above = above_scale_expr(exp.column("industry_code", "e"), exp.column("revenue", "a"))
+    values: dict[str, exp.Expression] = {
+        "as_of": exp.Literal.string(as_of.isoformat()),
+        "year": exp.Literal.number(assessment_year),
+        "size_class": size,
+        "above_scale": above,
+    }
+
+    def fill(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name in values:
+            return values[node.name].copy()
+        return node
+
+    out = tree.transform(fill)
+    assert isinstance(out, exp.Select)
+    # The profile is the catalog: same fields, same order.
+    assert [s.alias_or_name for s in out.selects] == [f.name for f in FIELDS]
+    return out
+
+
+def profile_table_name(assessment_year: int) -> str:
+    return f"profile_{assessment_year}"
+
+
+def build_profile(con: duckdb.DuckDBPyConnection, assessment_year: int, as_of: dt.date) -> str:
+    """Materialise the profile for one year in DuckDB (idempotent per connection); return its table name."""
+    name = profile_table_name(assessment_year)
+    select = profile_query(assessment_year, as_of).order_by("e.uscc")
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS {select.sql('duckdb')}")
+    return name

@@ -1,0 +1,242 @@
+"""A match run in DuckDB: load the snapshot, build the profiles, run the plan, write Contract 4.
+
+`zhida match --snapshot DIR --policies DIR --out DIR [--as-of DATE]` calls `run_match`. The run folder
+holds candidates.parquet, near_misses.parquet, missing_data.parquet, payees.parquet (the registered
+contact and account of every candidate, for the payouts part) and manifest.json. The same snapshot and
+rules give byte-identical candidates and the same fingerprints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from matcher.plan import candidates_query, item_plans, results_query
+from matcher.profile import build_profile
+from matcher.snapshot import SnapshotReport, load_snapshot
+from rules.errors import MatchError
+from rules.policy import Policy
+from rules.ruleset import RuleSet, load_ruleset
+
+OUTPUTS = ("candidates", "near_misses", "missing_data", "payees")
+
+
+@dataclass
+class RunResult:
+    """What a run did: where it wrote, the manifest, and the snapshot report."""
+
+    out: Path
+    manifest: dict[str, Any]
+    snapshot: SnapshotReport
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def connect(memory_limit: str | None = None, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that spills to disk rather than running out of memory."""
+    con = duckdb.connect()
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    if temp_dir is not None:
+        con.execute(f"SET temp_directory = '{temp_dir}'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+
+
+def policy_manifest(p: Policy) -> dict[str, Any]:
+    conds = [{"id": c.id, "text": c.text, "clause": c.clause} for c in p.conditions]
+    return {
+        "id": p.id,
+        "version": p.version,
+        "title": p.title,
+        "department": p.department,
+        "period": p.period,
+        "budget": None if p.budget is None else format(p.budget, "f"),
+        "allocation": p.allocation,
+        "confirmation": p.confirmation,
+        "conditions": conds,
+        "items": [
+            {
+                "id": i.id,
+                "title": i.title,
+                "conditions": [{"id": c.id, "text": c.text, "clause": c.clause} for c in i.conditions],
+            }
+            for i in p.items
+        ],
+    }
+
+
+def execute(
+    con: duckdb.DuckDBPyConnection,
+    policies: list[Policy],
+    as_of: dt.date,
+    step: Callable[[str], None] = lambda _: None,
+) -> dict[str, float]:
+    """Build the profiles and the `results` and `candidates` tables in `con`; return timings in seconds."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    profiles = {}
+    for year in sorted({p.assessment_year for p in policies}):
+        step(f"画像 {year}")
+        profiles[year] = build_profile(con, year, as_of)
+    timings["profile"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("匹配")
+    plans = item_plans(policies)
+    con.execute(f"CREATE OR REPLACE TABLE results AS {results_query(plans, profiles).sql('duckdb')}")
+    timings["match"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("分配")
+    con.execute(
+        f"CREATE OR REPLACE TABLE candidates AS {candidates_query('results', 'payments', policies).sql('duckdb')}"
+    )
+    timings["allocate"] = time.perf_counter() - t
+    return timings
+
+
+def run_match(
+    snapshot: Path,
+    policies: Path,
+    out: Path,
+    as_of: dt.date | None = None,
+    *,
+    ruleset: RuleSet | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    step: Callable[[str], None] = lambda _: None,
+) -> RunResult:
+    as_of = as_of or dt.date.today()
+    started = time.perf_counter()
+    ruleset = ruleset or load_ruleset(policies)
+    active = list(ruleset.active(as_of))
+    if not active:
+        raise MatchError(
+            f"{as_of} 没有处于有效期内的政策（{policies}），请检查 --as-of 或政策的 valid_from/valid_to"
+        )
+    con = con or connect(temp_dir=out / ".spill")
+    out.mkdir(parents=True, exist_ok=True)
+    step("载入快照")
+    t = time.perf_counter()
+    report = load_snapshot(snapshot, con)
+    timings = {"load": time.perf_counter() - t}
+    timings |= execute(con, active, as_of, step)
+    step("写出结果")
+    t = time.perf_counter()
+    _copy(con, "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc", out / "candidates.parquet")
+    _copy(
+        con,
+        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
+        "ORDER BY policy_id, item_id, uscc",
+        out / "near_misses.parquet",
+    )
+    _copy(
+        con,
+        "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
+        "WHERE status = 'missing_data' ORDER BY policy_id, item_id, uscc",
+        out / "missing_data.parquet",
+    )
+    _copy(
+        con,
+        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
+        "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
+        "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc",
+        out / "payees.parquet",
+    )
+    timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+    manifest = _manifest(con, snapshot, policies, ruleset, active, report, as_of, timings)
+    (out / "manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    spill = out / ".spill"
+    if spill.exists() and not any(spill.iterdir()):
+        spill.rmdir()
+    return RunResult(out, manifest, report, timings)
+
+
+def item_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per item: eligible (after allocation), near-miss and missing-data counts and the money."""
+    rows = con.execute(
+        """
+        WITH r AS (
+          SELECT policy_id, item_id,
+            count(*) FILTER (WHERE status = 'eligible') AS eligible,
+            count(*) FILTER (WHERE status = 'near_miss') AS near_misses,
+            count(*) FILTER (WHERE status = 'missing_data') AS missing_data
+          FROM results GROUP BY ALL
+        ), c AS (
+          SELECT policy_id, item_id, count(*) AS candidates, sum(amount) AS amount,
+            sum(amount_before_allocation) AS amount_before_allocation
+          FROM candidates GROUP BY ALL
+        )
+        SELECT r.policy_id, r.item_id, r.eligible, coalesce(c.candidates, 0), r.near_misses, r.missing_data,
+          coalesce(c.amount, 0), coalesce(c.amount_before_allocation, 0)
+        FROM r LEFT JOIN c USING (policy_id, item_id) ORDER BY ALL
+        """
+    ).fetchall()
+    keys = (
+        "policy_id",
+        "item_id",
+        "eligible",
+        "candidates",
+        "near_misses",
+        "missing_data",
+        "amount",
+        "amount_before_allocation",
+    )
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _manifest(
+    con: duckdb.DuckDBPyConnection,
+    snapshot: Path,
+    policies: Path,
+    ruleset: RuleSet,
+    active: list[Policy],
+    report: SnapshotReport,
+    as_of: dt.date,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    items = item_summary(con)
+    totals: dict[str, Decimal] = {}
+    for row in items:
+        totals[row["policy_id"]] = totals.get(row["policy_id"], Decimal(0)) + row["amount"]
+    over = [
+        p.id
+        for p in active
+        if p.budget is not None and p.allocation == "none" and totals.get(p.id, Decimal(0)) > p.budget
+    ]
+    return {
+        "run_id": uuid.uuid4().hex,
+        "engine": "duckdb",
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "as_of": as_of.isoformat(),
+        "snapshot": {"path": str(snapshot.resolve()), "fingerprint": report.fingerprint},
+        "rules": {"path": str(policies.resolve()), "fingerprint": ruleset.fingerprint},
+        "policies": [policy_manifest(p) for p in active],
+        "inactive_policies": [p.key for p in ruleset if p not in active],
+        "over_budget": over,
+        "counts": {
+            "enterprises": report.tables["enterprises"].rows_accepted,
+            "items": len(items),
+            "candidates": sum(r["candidates"] for r in items),
+            "near_misses": sum(r["near_misses"] for r in items),
+            "missing_data": sum(r["missing_data"] for r in items),
+        },
+        "items": [
+            {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()} for row in items
+        ],
+        "totals": {pid: format(v, "f") for pid, v in sorted(totals.items())},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
