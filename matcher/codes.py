@@ -4,4 +4,264 @@ File formats (UTF-8 CSV with header), so the data office and the tests can read 
 - `data/codes/regions.csv`: code (6 digits), name, level (province | prefecture | county), parent (code or empty)
 - `data/codes/industries.csv`: code (e.g. `C`, `C39`, `C391`, `C3911`), name, level
   (section | division | group | class), section (letter)
+
+Where the lists come from and how complete they are is told in `data/codes/README.md`.
+
+When a code counts as known:
+- A region code is known when it is in the list. A county-level code (last two digits not `00`) of a
+  province none of whose counties the list ships is known when its prefecture (first four digits + `00`)
+  is in the list: such a list vouches for the prefecture only. The shipped list has every county of
+  mainland China, so this fallback only matters for a smaller list.
+- An industry code is a section letter followed by 0, 2, 3 or 4 digits (`C`, `C39`, `C391`, `C3911`). It
+  is known when its longest prefix in the list is the code itself, or is an entry with nothing below it
+  in the list. So the section and the 2-digit division must exist (`C39` is in section C, `A39` is not
+  listed), and a group or class must be listed exactly wherever the list goes down to that level under
+  its parent. The shipped list stops at divisions, so any group or class under a known division is
+  accepted.
 """
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+
+import rules
+from rules.errors import ZhidaError
+
+REGION_LEVELS = ("province", "prefecture", "county")
+"""Region levels from the top down; a region's parent is one or two levels above it."""
+
+INDUSTRY_LEVELS = ("section", "division", "group", "class")
+"""Industry levels from the top down; their codes have 0, 2, 3 and 4 digits after the section letter."""
+
+_INDUSTRY_DIGITS = {"section": 0, "division": 2, "group": 3, "class": 4}
+_REGION_CODE = re.compile(r"[0-9]{6}")
+_INDUSTRY_CODE = re.compile(r"[A-Z](?:[0-9]{2,4})?")
+_REGION_HEADER = ["code", "name", "level", "parent"]
+_INDUSTRY_HEADER = ["code", "name", "level", "section"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One administrative division: its GB/T 2260 code, Chinese name, level and the code of the unit above."""
+
+    code: str
+    name: str
+    level: str
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Industry:
+    """One GB/T 4754-2017 entry: code with its section letter (`C39`), Chinese name, level, section letter."""
+
+    code: str
+    name: str
+    level: str
+    section: str
+
+
+@dataclass(frozen=True)
+class RegionList:
+    """A region code list with the lookups the matcher and the snapshot loader need."""
+
+    regions: dict[str, Region]
+
+    @cached_property
+    def provinces_with_counties(self) -> frozenset[str]:
+        """The two-digit province prefixes of which the list ships county-level units."""
+        return frozenset(r.code[:2] for r in self.regions.values() if r.level == "county")
+
+    def is_known(self, code: str) -> bool:
+        """Whether `code` is in the list, or is a county under a listed prefecture of a province without counties."""
+        if code in self.regions:
+            return True
+        if (
+            not _REGION_CODE.fullmatch(code)
+            or code.endswith("00")
+            or code[:2] in self.provinces_with_counties
+        ):
+            return False
+        prefecture = self.regions.get(code[:4] + "00")
+        return prefecture is not None and prefecture.level == "prefecture"
+
+    def name(self, code: str) -> str | None:
+        """The Chinese name of a listed region; None for a code not in the list."""
+        region = self.regions.get(code)
+        return region.name if region is not None else None
+
+
+@dataclass(frozen=True)
+class IndustryList:
+    """An industry code list with the lookups the matcher and the snapshot loader need."""
+
+    industries: dict[str, Industry]
+
+    @cached_property
+    def leaves(self) -> frozenset[str]:
+        """Codes with nothing below them in the list: any deeper code under a leaf is accepted."""
+        parents = {_industry_parent(code) for code in self.industries}
+        return frozenset(code for code in self.industries if code not in parents)
+
+    def is_known(self, code: str) -> bool:
+        """Whether `code` is well formed and every prefix of it that the list goes down to is listed."""
+        if not _INDUSTRY_CODE.fullmatch(code):
+            return False
+        # The letter is part of every prefix, so a listed division is in the code's section by construction.
+        prefix = next((p for p in _industry_prefixes(code) if p in self.industries), None)
+        return prefix is not None and (prefix == code or prefix in self.leaves)
+
+    def section(self, code: str) -> str | None:
+        """The section letter of a known code; None for an unknown one."""
+        return code[0] if self.is_known(code) else None
+
+    def name(self, code: str) -> str | None:
+        """The name of the most precise listed entry covering a known code (`C3911` -> the C39 name)."""
+        if not self.is_known(code):
+            return None
+        return next(self.industries[p].name for p in _industry_prefixes(code) if p in self.industries)
+
+
+def _industry_prefixes(code: str) -> list[str]:
+    """The codes a well-formed industry code can sit under, itself first: C3911, C391, C39, C."""
+    return [code[:n] for n in (5, 4, 3, 1) if n <= len(code)]
+
+
+def _industry_parent(code: str) -> str | None:
+    """The code one level up: C3911 -> C391 -> C39 -> C -> None."""
+    if len(code) == 1:
+        return None
+    return code[:1] if len(code) == 3 else code[:-1]
+
+
+def codes_dir() -> Path:
+    """The folder holding the shipped code lists."""
+    return rules.DATA_DIR / "codes"
+
+
+def _read_rows(path: Path, header: list[str]) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a code-list CSV with their line numbers; refuses a file with another header."""
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != header:
+            raise ZhidaError(f"{path}: header must be {','.join(header)}, found {reader.fieldnames}")
+        return [(reader.line_num, row) for row in reader]
+
+
+def read_regions(path: Path) -> RegionList:
+    """Read and check a regions CSV: codes unique, levels known, each parent listed and above its child."""
+    regions: dict[str, Region] = {}
+    for line, row in _read_rows(path, _REGION_HEADER):
+        code, name, level, parent = (row[k] for k in _REGION_HEADER)
+        where = f"{path}:{line}"
+        if not _REGION_CODE.fullmatch(code) or code in regions:
+            raise ZhidaError(f"{where}: region code {code!r} is not six digits or is listed twice")
+        if not name or level not in REGION_LEVELS:
+            raise ZhidaError(f"{where}: region {code} needs a name and a level among {REGION_LEVELS}")
+        if (level == "province") != (parent == ""):
+            raise ZhidaError(f"{where}: provinces and only provinces have no parent (region {code})")
+        regions[code] = Region(code, name, level, parent or None)
+    for region in regions.values():
+        parent_region = regions.get(region.parent) if region.parent else None
+        if region.parent and (
+            parent_region is None
+            or REGION_LEVELS.index(parent_region.level) >= REGION_LEVELS.index(region.level)
+            or region.code[:2] != region.parent[:2]
+        ):
+            raise ZhidaError(
+                f"{path}: region {region.code} has parent {region.parent}, not a listed unit above it"
+            )
+    return RegionList(regions)
+
+
+def read_industries(path: Path) -> IndustryList:
+    """Read and check an industries CSV: each code's shape fits its level and letter, each parent is listed."""
+    industries: dict[str, Industry] = {}
+    for line, row in _read_rows(path, _INDUSTRY_HEADER):
+        code, name, level, section = (row[k] for k in _INDUSTRY_HEADER)
+        where = f"{path}:{line}"
+        if level not in INDUSTRY_LEVELS or code in industries or not name:
+            raise ZhidaError(
+                f"{where}: industry {code!r} needs a name, a level among {INDUSTRY_LEVELS} and no twin"
+            )
+        digits = code[1:]
+        if (
+            code[:1] != section
+            or len(digits) != _INDUSTRY_DIGITS[level]
+            or not _INDUSTRY_CODE.fullmatch(code)
+        ):
+            raise ZhidaError(
+                f"{where}: industry code {code!r} does not fit level {level} in section {section!r}"
+            )
+        industries[code] = Industry(code, name, level, section)
+    for code in industries:
+        parent = _industry_parent(code)
+        if parent is not None and parent not in industries:
+            raise ZhidaError(f"{path}: industry {code} is listed without {parent}")
+    return IndustryList(industries)
+
+
+@cache
+def region_list() -> RegionList:
+    """The shipped region list, read once."""
+    return read_regions(codes_dir() / "regions.csv")
+
+
+@cache
+def industry_list() -> IndustryList:
+    """The shipped industry list, read once."""
+    return read_industries(codes_dir() / "industries.csv")
+
+
+def regions() -> dict[str, Region]:
+    """Every shipped region by code (read once; do not modify)."""
+    return region_list().regions
+
+
+def industries() -> dict[str, Industry]:
+    """Every shipped industry entry by code (read once; do not modify)."""
+    return industry_list().industries
+
+
+def is_known_region(code: str) -> bool:
+    """Whether a region code is in the shipped list (see the module docstring for the county fallback)."""
+    return region_list().is_known(code)
+
+
+def is_known_industry(code: str) -> bool:
+    """Whether an industry code like `C3911` fits the shipped list (see the module docstring)."""
+    return industry_list().is_known(code)
+
+
+def region_name(code: str) -> str | None:
+    """The Chinese name of a listed region code; None when the code is not in the list."""
+    return region_list().name(code)
+
+
+def industry_name(code: str) -> str | None:
+    """The name of the most precise listed entry covering a known industry code; None when unknown."""
+    return industry_list().name(code)
+
+
+def industry_section(code: str) -> str | None:
+    """The section letter (门类) of a known industry code; None when unknown."""
+    return industry_list().section(code)
+
+
+def known_region_codes() -> list[str]:
+    """Every listed region code, sorted, for joins in SQL (the county fallback adds none with the shipped list)."""
+    return sorted(region_list().regions)
+
+
+def known_industry_codes() -> list[str]:
+    """Every listed industry code, sorted. In SQL a code is known when it is one of these, or is well
+    formed (`^[A-Z]([0-9]{2,4})?$`), has a prefix in `industry_leaf_codes()` and that prefix's letter."""
+    return sorted(industry_list().industries)
+
+
+def industry_leaf_codes() -> list[str]:
+    """Listed industry codes with nothing below them in the list (the divisions, in the shipped list), sorted."""
+    return sorted(industry_list().leaves)
