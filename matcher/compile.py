@@ -84,7 +84,7 @@ def _equality(node: Any) -> exp.Expression:
     return cls(this=compile_node(left), expression=compile_node(right))
 
 
-_ORDER = {"lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE}
+_ORDER: dict[str, type[exp.Expression]] = {"lt": exp.LT, "le": exp.LTE, "gt": exp.GT, "ge": exp.GTE}
 
 
 def _ordering(node: Any) -> exp.Expression:

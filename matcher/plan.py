@@ -8,6 +8,7 @@ one statement and keeps only the rows that matter (eligible, near-miss, missing 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlglot
@@ -44,7 +45,7 @@ def _when(cond: exp.Expression, then: exp.Expression, default: exp.Expression | 
     return exp.Case(ifs=[exp.If(this=cond, true=then)], default=default)
 
 
-def _concat(parts: list[exp.Expression]) -> exp.Expression:
+def _concat(parts: Sequence[exp.Expression]) -> exp.Expression:
     """Text concatenation of non-NULL parts (`||`; every part is COALESCEd by the callers)."""
     if not parts:
         return exp.Literal.string("")

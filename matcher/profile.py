@@ -114,3 +114,18 @@ def build_profile(con: duckdb.DuckDBPyConnection, assessment_year: int, as_of: d
     select = profile_query(assessment_year, as_of).order_by("e.uscc")
     con.execute(f"CREATE OR REPLACE TABLE {name} AS {select.sql('duckdb')}")
     return name
+
+
+def profile_row(con: duckdb.DuckDBPyConnection, table: str, uscc: str) -> dict[str, object] | None:
+    """One enterprise's profile as Python values (Decimal, int, float, date, bool, str or None)."""
+    cur = con.execute(f"SELECT * FROM {table} WHERE uscc = ?", [uscc])
+    names = [d[0] for d in cur.description]
+    row = cur.fetchone()
+    return None if row is None else dict(zip(names, row, strict=True))
+
+
+def profile_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
+    """Every profile row as Python values, in uscc order (for the reference evaluation in tests)."""
+    cur = con.execute(f"SELECT * FROM {table} ORDER BY uscc")
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -20,8 +20,7 @@ from typing import Any
 
 import duckdb
 
-from matcher.plan import candidates_query, item_plans, results_query
-from matcher.profile import build_profile
+from matcher.duckdb_engine import connect, execute
 from matcher.snapshot import SnapshotReport, load_snapshot
 from rules.errors import MatchError
 from rules.policy import Policy
@@ -38,17 +37,6 @@ class RunResult:
     manifest: dict[str, Any]
     snapshot: SnapshotReport
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def connect(memory_limit: str | None = None, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection that spills to disk rather than running out of memory."""
-    con = duckdb.connect()
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-    if temp_dir is not None:
-        con.execute(f"SET temp_directory = '{temp_dir}'")
-    con.execute("SET preserve_insertion_order = true")
-    return con
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
@@ -76,34 +64,6 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
             for i in p.items
         ],
     }
-
-
-def execute(
-    con: duckdb.DuckDBPyConnection,
-    policies: list[Policy],
-    as_of: dt.date,
-    step: Callable[[str], None] = lambda _: None,
-) -> dict[str, float]:
-    """Build the profiles and the `results` and `candidates` tables in `con`; return timings in seconds."""
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    profiles = {}
-    for year in sorted({p.assessment_year for p in policies}):
-        step(f"画像 {year}")
-        profiles[year] = build_profile(con, year, as_of)
-    timings["profile"] = time.perf_counter() - t
-    t = time.perf_counter()
-    step("匹配")
-    plans = item_plans(policies)
-    con.execute(f"CREATE OR REPLACE TABLE results AS {results_query(plans, profiles).sql('duckdb')}")
-    timings["match"] = time.perf_counter() - t
-    t = time.perf_counter()
-    step("分配")
-    con.execute(
-        f"CREATE OR REPLACE TABLE candidates AS {candidates_query('results', 'payments', policies).sql('duckdb')}"
-    )
-    timings["allocate"] = time.perf_counter() - t
-    return timings
 
 
 def run_match(

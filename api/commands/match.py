@@ -1,7 +1,117 @@
-"""`zhida match` commands (being written)."""
+"""`zhida match` and `zhida explain`: run the matcher and say why."""
 
 from __future__ import annotations
 
-import typer
+import datetime as dt
+from pathlib import Path
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from matcher.snapshot import load_snapshot
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from matcher.duckdb_engine import connect
+from matcher.explain import explain as explain_items
+from matcher.explain import format_value
+from matcher.run import run_match
+from rules.catalog import CATALOG
+from rules.ruleset import load_ruleset
+
+console = Console(highlight=False)
+
+_STATUS = {"eligible": "符合", "near_miss": "差一点", "missing_data": "数据缺失", "ineligible": "不符合"}
+
+
+def _as_of(value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"日期应为 YYYY-MM-DD，收到 {value!r}", param_hint="--as-of") from None
+
+
+def match(
+    snapshot: Path = typer.Option(..., help="登记数据快照目录"),
+    policies: Path = typer.Option(..., help="政策文件目录"),
+    out: Path = typer.Option(..., help="输出目录"),
+    as_of: str | None = typer.Option(None, "--as-of", help="评估日期 YYYY-MM-DD，默认今天"),
+) -> None:
+    """一次性对全部有效政策进行数据比对，写出候选名单、差一点名单和数据缺失名单。"""
+    day = _as_of(as_of)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("准备", total=None)
+        result = run_match(snapshot, policies, out, day, step=lambda s: bar.update(task, description=s))
+    m = result.manifest
+    table = Table(title=f"匹配结果（评估日 {m['as_of']}，{m['counts']['enterprises']:,} 户企业）")
+    for col in ("政策", "事项", "符合", "候选", "差一点", "数据缺失", "金额（元）"):
+        table.add_column(col, justify="right" if col not in ("政策", "事项") else "left")
+    for row in m["items"]:
+        table.add_row(
+            row["policy_id"],
+            row["item_id"],
+            f"{row['eligible']:,}",
+            f"{row['candidates']:,}",
+            f"{row['near_misses']:,}",
+            f"{row['missing_data']:,}",
+            f"{float(row['amount']):,.2f}",
+        )
+    console.print(table)
+    if m["over_budget"]:
+        console.print(f"[red]超出预算（allocation: none），不能发布：{', '.join(m['over_budget'])}[/red]")
+    if m["inactive_policies"]:
+        console.print(f"未在有效期内、未参与匹配：{', '.join(m['inactive_policies'])}")
+    t = m["timings"]
+    console.print(
+        f"用时 {t['total']:.2f} 秒（载入 {t['load']:.2f}，画像 {t['profile']:.2f}，匹配 {t['match']:.2f}，"
+        f"分配 {t['allocate']:.2f}，写出 {t['write']:.2f}）；结果在 {out}"
+    )
+    console.print(f"快照指纹 {m['snapshot']['fingerprint']}\n规则指纹 {m['rules']['fingerprint']}")
+
+
+def explain(
+    snapshot: Path = typer.Option(..., help="登记数据快照目录"),
+    policies: Path = typer.Option(..., help="政策文件目录"),
+    uscc: str = typer.Option(..., help="统一社会信用代码"),
+    as_of: str | None = typer.Option(None, "--as-of", help="评估日期 YYYY-MM-DD，默认今天"),
+) -> None:
+    """逐条说明一户企业对每个兑现事项的每个条件：条款、读取的数据和结论。"""
+    day = _as_of(as_of)
+    ruleset = load_ruleset(policies)
+    con = connect()
+    report = load_snapshot(snapshot, con)
+    items = explain_items(con, list(ruleset.active(day)), day, uscc)
+    if items is None:
+        console.print(
+            f"[red]快照中没有可用的企业 {uscc}[/red]（不存在，或该行未通过校验：运行 zhida snapshot check 查看）"
+        )
+        raise typer.Exit(1)
+    name = con.execute("SELECT name FROM enterprises WHERE uscc = ?", [uscc]).fetchone()
+    console.print(
+        f"[bold]{name[0] if name else ''}[/bold]（{uscc}），评估日 {day}，快照 {report.fingerprint[:19]}…"
+    )
+    marks = {True: "[green]✓ 满足[/green]", False: "[red]✗ 不满足[/red]", None: "[yellow]? 数据缺失[/yellow]"}
+    for ex in items:
+        status = _STATUS[ex.result.status]
+        console.print(
+            f"\n[bold]{ex.policy.title} · {ex.item.title}[/bold]（{ex.policy.id}/{ex.item.id}）：{status}"
+        )
+        table = Table(show_header=True)
+        for col in ("条件", "条款", "读取的数据", "结论"):
+            table.add_column(col)
+        for v in ex.verdicts:
+            values = "；".join(f"{CATALOG[f].label} {format_value(x)}" for f, x in v.read.items())
+            table.add_row(Text(v.condition.text), v.condition.clause or "—", Text(values), marks[v.value])
+        console.print(table)
+        if ex.result.status == "eligible":
+            console.print(f"  金额：{ex.result.amount:,} 元（{ex.item.amount}）")
+        elif ex.result.status == "missing_data":
+            console.print(
+                "  缺少数据："
+                + "、".join(f"{CATALOG[f].label}（{CATALOG[f].department}）" for f in ex.result.missing)
+            )
+    console.print("\n注：以上为资格判定；已兑现、就高不重复和预算分配见 zhida match 的候选名单。")

@@ -1,0 +1,1484 @@
+"""Synthetic registry snapshots (Contract 2) for demos, tests and scale runs.
+
+`generate_snapshot` writes one Parquet file per table plus `snapshot.yaml`, for a prefecture-level city
+that exists: Huai'an (淮安市), its seven counties and a manufacturing-heavy mix of GB/T 4754-2017 classes.
+Sizes are lognormal and consistent across tables (employees, revenue, assets, insured staff, premiums,
+taxes, R&D), rates of certificates, blacklisting, arrears and missing values are realistic, and a small
+share of rows is deliberately bad so that snapshot validation has work: about 0.1% each of wrong USCC
+check characters, duplicated USCCs, unknown region codes (`329999`), unknown industry codes (`C9999`),
+negative revenue and registration dates after `taken_at`.
+
+How it scales: enterprises are generated in fixed blocks of `BLOCK_ROWS`, vectorised with numpy and
+pyarrow (faker is used once, to build pools of name parts), each block from its own random stream seeded
+by (seed, block index). A chunk of blocks is written as one Parquet row group per table (zstd) by a second
+thread while the next chunk is generated, then dropped, so memory stays flat whatever the number of
+enterprises (about 0.8 GB peak with the default chunk of 500,000). The content depends only on the seed,
+the number of enterprises and `taken_at` (and the installed numpy, pyarrow and faker); `chunk_size` only
+sets the row-group size, and the same arguments give byte-identical files.
+
+USCCs are `9` (market regulation) + `1` (enterprise) + the county code + a 9-character organisation code
++ the GB 32100 check character. The organisation code is 8 characters of the GB 32100 alphabet with its
+GB 11714 check character; the 8 characters encode a seeded permutation of the enterprise's index, so codes
+never collide by chance and the only duplicates are the deliberate ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+from faker.providers.company.zh_CN import Provider as CompanyProvider
+from faker.providers.person.zh_CN import Provider as PersonProvider
+
+from rules.catalog import DEPARTMENTS, STATUSES
+from rules.errors import SnapshotError
+
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+
+BLOCK_ROWS = 25_000
+"""Enterprises per generation block: the unit of randomness, so chunk_size cannot change the content."""
+
+DEFAULT_TAKEN_AT = dt.date(2025, 9, 30)
+BAD_SHARE = 0.001
+"""Share of enterprises for each kind of deliberately bad row."""
+
+PAYMENTS_TARGET = 350
+"""About how many enterprises draw an earlier payout, whatever the snapshot size."""
+
+MONEY = pa.decimal128(18, 2)
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+"""GB 32100-2015 characters: digits and capitals without I, O, S, V, Z."""
+USCC_WEIGHTS = np.array([pow(3, i, 31) for i in range(17)], dtype=np.int64)
+"""GB 32100 weights 3^i mod 31 of the first 17 characters."""
+ORG_CODE_WEIGHTS = np.array([3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
+"""GB 11714-1997 weights of the 8 body characters of an organisation code."""
+_ORG_BODY_SPACE = 31**8
+
+# ---------------------------------------------------------------------------------------------------------
+# Table schemas (Contract 2)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "enterprises": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("name", pa.string()),
+            ("reg_date", pa.date32()),
+            ("region_code", pa.string()),
+            ("industry_code", pa.string()),
+            ("status", pa.string()),
+            ("reg_capital", MONEY),
+            ("contact_phone", pa.string()),
+        ]
+    ),
+    "annual_reports": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("year", pa.int32()),
+            ("employees", pa.int64()),
+            ("revenue", MONEY),
+            ("total_assets", MONEY),
+        ]
+    ),
+    "tax": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("year", pa.int32()),
+            ("tax_paid", MONEY),
+            ("rd_expense", MONEY),
+            ("credit_rating", pa.string()),
+        ]
+    ),
+    "social_insurance": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("year", pa.int32()),
+            ("insured_start", pa.int64()),
+            ("insured_end", pa.int64()),
+            ("ui_premium_paid", MONEY),
+            ("ui_arrears", pa.bool_()),
+            ("new_graduate_hires", pa.int64()),
+        ]
+    ),
+    "credit": pa.schema(
+        [("uscc", pa.string()), ("serious_dishonest", pa.bool_()), ("abnormal_operation", pa.bool_())]
+    ),
+    "certifications": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("cert_type", pa.string()),
+            ("cert_date", pa.date32()),
+            ("expiry_date", pa.date32()),
+        ]
+    ),
+    "bank_accounts": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("bank_name", pa.string()),
+            ("account_no", pa.string()),
+            ("account_name", pa.string()),
+        ]
+    ),
+    "payments": pa.schema(
+        [
+            ("uscc", pa.string()),
+            ("policy_id", pa.string()),
+            ("item_id", pa.string()),
+            ("period", pa.string()),
+            ("amount", MONEY),
+        ]
+    ),
+}
+TABLES = tuple(SCHEMAS)
+
+# Low-cardinality columns that Parquet should dictionary-encode; the rest (codes, names) are near-unique.
+_DICTIONARY_COLUMNS = [
+    "year",
+    "region_code",
+    "industry_code",
+    "status",
+    "credit_rating",
+    "cert_type",
+    "bank_name",
+    "policy_id",
+    "item_id",
+    "period",
+]
+
+# ---------------------------------------------------------------------------------------------------------
+# The city: counties of Huai'an (GB/T 2260) with their share of registered enterprises
+
+
+@dataclass(frozen=True)
+class County:
+    """A county-level unit of Huai'an: code, name, the prefix local firms use in names, bank branch, weight."""
+
+    code: str
+    name: str
+    name_prefix: str
+    branch: str
+    weight: float
+
+
+COUNTIES = (
+    County("320803", "淮安区", "淮安市淮安区", "楚州", 0.17),
+    County("320804", "淮阴区", "淮安市淮阴区", "淮阴", 0.15),
+    County("320812", "清江浦区", "淮安市清江浦区", "清江浦", 0.27),
+    County("320813", "洪泽区", "淮安市洪泽区", "洪泽", 0.08),
+    County("320826", "涟水县", "涟水县", "涟水", 0.14),
+    County("320830", "盱眙县", "盱眙县", "盱眙", 0.10),
+    County("320831", "金湖县", "金湖县", "金湖", 0.09),
+)
+UNKNOWN_REGION = "329999"
+UNKNOWN_INDUSTRY = "C9999"
+
+# ---------------------------------------------------------------------------------------------------------
+# Industries: size profiles and a class mix
+
+
+@dataclass(frozen=True)
+class SizeProfile:
+    """How big firms of a kind are: lognormal medians and spreads, R&D habits, certificate candidacy."""
+
+    employees: float  # median headcount
+    employees_sigma: float
+    revenue_per_head: float  # median yearly revenue per person, yuan
+    revenue_sigma: float
+    assets_ratio: float  # median total assets / revenue
+    assets_sigma: float
+    rd_share: float  # share of firms reporting R&D expense
+    rd_ratio: float  # median R&D expense / revenue among them
+    tech: bool  # candidates for 高新技术/科技型中小/专精特新 certificates
+
+
+PROFILES: dict[str, SizeProfile] = {
+    "agriculture": SizeProfile(5, 1.1, 200_000, 0.8, 1.5, 0.6, 0.03, 0.01, False),
+    "mining": SizeProfile(12, 1.2, 400_000, 0.7, 2.0, 0.5, 0.10, 0.01, False),
+    "manufacturing": SizeProfile(8, 1.5, 300_000, 0.7, 1.0, 0.5, 0.45, 0.03, True),
+    "utilities": SizeProfile(15, 1.3, 800_000, 0.8, 3.0, 0.6, 0.10, 0.01, False),
+    "construction": SizeProfile(10, 1.4, 400_000, 0.9, 1.2, 0.6, 0.05, 0.01, False),
+    "wholesale": SizeProfile(4, 1.0, 600_000, 1.0, 0.6, 0.6, 0.02, 0.005, False),
+    "retail": SizeProfile(3, 1.0, 300_000, 0.8, 0.5, 0.6, 0.0, 0.0, False),
+    "transport": SizeProfile(8, 1.3, 300_000, 0.8, 1.5, 0.6, 0.02, 0.005, False),
+    "hospitality": SizeProfile(4, 1.0, 100_000, 0.6, 0.8, 0.6, 0.0, 0.0, False),
+    "internet": SizeProfile(5, 1.3, 400_000, 1.0, 1.0, 0.6, 0.5, 0.05, True),
+    "software": SizeProfile(5, 1.3, 400_000, 0.9, 0.9, 0.6, 0.7, 0.06, True),
+    "finance": SizeProfile(6, 1.2, 800_000, 1.0, 5.0, 1.0, 0.02, 0.005, False),
+    "real_estate": SizeProfile(10, 1.2, 2_000_000, 1.2, 4.0, 0.7, 0.0, 0.0, False),
+    "property": SizeProfile(15, 1.3, 80_000, 0.6, 0.5, 0.6, 0.0, 0.0, False),
+    "business": SizeProfile(4, 1.2, 300_000, 1.1, 1.5, 0.9, 0.03, 0.01, False),
+    "technical": SizeProfile(5, 1.2, 250_000, 0.9, 0.9, 0.6, 0.5, 0.05, True),
+    "services": SizeProfile(5, 1.1, 150_000, 0.8, 1.0, 0.6, 0.01, 0.005, False),
+    "education": SizeProfile(10, 1.0, 150_000, 0.6, 1.0, 0.6, 0.02, 0.01, False),
+    "health": SizeProfile(12, 1.2, 200_000, 0.7, 1.0, 0.6, 0.05, 0.01, False),
+}
+"""Medians are set so that roughly a tenth of a kind is above its 规上/限上 revenue bound."""
+
+ANCHOR_SHARE = 0.001
+"""Share of firms in industry, building, transport and trade that are anchor firms of a thousand or more."""
+ANCHOR_PROFILES = ("manufacturing", "utilities", "construction", "transport", "wholesale", "retail")
+
+# Share of registered enterprises by mix group (section, or F51/F52, I63/I64/I65, K701/K702): a
+# manufacturing-heavy prefecture where trade still has the most firms, as in Jiangsu's northern cities.
+GROUP_WEIGHTS = {
+    "A": 4.0,
+    "B": 0.4,
+    "C": 22.0,
+    "D": 1.2,
+    "E": 9.0,
+    "F51": 17.0,
+    "F52": 9.0,
+    "G": 4.5,
+    "H": 3.0,
+    "I63": 0.3,
+    "I64": 1.2,
+    "I65": 3.0,
+    "J": 0.8,
+    "K701": 1.5,
+    "K702": 1.5,
+    "L": 9.0,
+    "M": 5.5,
+    "N": 1.2,
+    "O": 2.5,
+    "P": 0.8,
+    "Q": 0.6,
+    "R": 1.5,
+}
+
+# GB/T 4754-2017 classes: code, weight within its group, size profile, name stems (| separated).
+_INDUSTRY_TABLE = """
+A0111 0.5 agriculture 农业|农业科技|生态农业
+A0141 0.7 agriculture 蔬菜|农业发展|生态农业
+A0143 0.2 agriculture 花卉|园艺
+A0190 0.2 agriculture 农业开发|农业
+A0211 0.2 agriculture 苗木|林木
+A0313 0.4 agriculture 牧业|养殖
+A0321 0.3 agriculture 禽业|养殖
+A0412 0.8 agriculture 水产|水产养殖|渔业
+A0512 0.4 agriculture 农机服务|农业服务
+A0514 0.3 agriculture 农产品|农副产品
+B1019 0.10 mining 矿业|砂石
+B1030 0.15 mining 盐业|盐化
+B1099 0.15 mining 矿业|凹土
+C1311 0.8 manufacturing 米业|粮油
+C1331 0.3 manufacturing 粮油|油脂
+C1353 0.3 manufacturing 食品|肉制品
+C1361 0.3 manufacturing 水产食品|食品
+C1391 0.2 manufacturing 食品|淀粉
+C1411 0.3 manufacturing 食品|烘焙
+C1462 0.15 manufacturing 调味品|酿造
+C1512 0.25 manufacturing 酒业|酿酒
+C1522 0.1 manufacturing 饮品|饮用水
+C1711 0.4 manufacturing 纺织|棉纺
+C1819 0.7 manufacturing 服饰|服装
+C1951 0.2 manufacturing 鞋业|制鞋
+C2021 0.3 manufacturing 木业|板业
+C2110 0.5 manufacturing 家具|木业
+C2231 0.4 manufacturing 包装|纸制品
+C2319 0.4 manufacturing 印务|包装印刷
+C2612 0.15 manufacturing 化工|盐化工
+C2614 0.25 manufacturing 化工|化学
+C2651 0.15 manufacturing 新材料|高分子材料
+C2661 0.25 manufacturing 化学|新材料科技
+C2710 0.1 manufacturing 药业|医药
+C2740 0.08 manufacturing 药业|中药
+C2770 0.12 manufacturing 医疗用品|卫材
+C2913 0.2 manufacturing 橡胶|橡塑
+C2922 0.4 manufacturing 塑业|塑胶
+C2929 0.5 manufacturing 塑业|塑料制品
+C3021 0.3 manufacturing 建材|水泥制品
+C3031 0.2 manufacturing 建材|新型墙材
+C3042 0.15 manufacturing 玻璃|玻璃科技
+C3099 0.2 manufacturing 凹土科技|新材料
+C3120 0.05 manufacturing 钢铁|特钢
+C3130 0.15 manufacturing 钢铁|金属材料
+C3311 0.8 manufacturing 钢结构|金属结构
+C3312 0.4 manufacturing 门窗|金属制品
+C3360 0.2 manufacturing 表面处理|金属科技
+C3399 0.5 manufacturing 金属制品|五金
+C3411 0.1 manufacturing 锅炉|热能设备
+C3441 0.2 manufacturing 泵业|流体设备
+C3443 0.25 manufacturing 阀门|流体控制
+C3453 0.2 manufacturing 传动|齿轮
+C3484 1.0 manufacturing 机械|精密机械|机械制造
+C3499 0.5 manufacturing 机械设备|装备
+C3521 0.15 manufacturing 化工设备|装备
+C3525 0.3 manufacturing 模具|精密模具
+C3531 0.15 manufacturing 食品机械|机械
+C3572 0.35 manufacturing 农业机械|农机
+C3591 0.3 manufacturing 环保设备|环保科技
+C3670 0.8 manufacturing 汽车零部件|汽车配件|汽配
+C3731 0.05 manufacturing 船舶|造船
+C3811 0.1 manufacturing 电机|电气
+C3823 0.3 manufacturing 电气|电力设备
+C3825 0.3 manufacturing 光伏|新能源科技
+C3831 0.35 manufacturing 电缆|线缆
+C3841 0.15 manufacturing 新能源|电池
+C3872 0.25 manufacturing 照明|光电
+C3914 0.1 manufacturing 智能科技|自动化
+C3973 0.08 manufacturing 半导体|微电子
+C3976 0.1 manufacturing 光电科技|光电
+C3982 0.4 manufacturing 电子|电子科技|电路科技
+C3985 0.15 manufacturing 电子材料|新材料
+C3989 0.35 manufacturing 电子|电子科技
+C4011 0.25 manufacturing 自动化|仪表
+C4014 0.1 manufacturing 仪器|分析仪器
+C4190 0.4 manufacturing 制造|工贸
+C4210 0.2 manufacturing 再生资源|资源回收
+C4320 0.2 manufacturing 设备维修|机电
+D4411 0.1 utilities 热电|能源
+D4412 0.15 utilities 热电|热电联产
+D4415 0.15 utilities 风电|新能源
+D4416 0.35 utilities 光伏电力|新能源
+D4417 0.1 utilities 生物质能源|环保能源
+D4420 0.15 utilities 电力|供电服务
+D4511 0.15 utilities 燃气|天然气
+D4610 0.1 utilities 水务|供水
+D4620 0.15 utilities 水务|环保水务
+E4710 2.0 construction 建设|建筑工程|建工
+E4790 0.8 construction 建设|建筑
+E4812 0.5 construction 路桥|交通工程
+E4813 0.8 construction 市政工程|路桥
+E4822 0.4 construction 水利工程|水利建设
+E4852 0.3 construction 管道工程|管道
+E4862 0.3 construction 环境工程|环保工程
+E4875 0.2 construction 新能源工程|电力工程
+E4891 0.8 construction 园林绿化|园林
+E4910 0.6 construction 电气安装|机电安装
+E4920 0.4 construction 安装工程|设备安装
+E5011 0.6 construction 装饰工程|装饰
+E5012 0.8 construction 装饰|家装
+E5013 0.1 construction 幕墙|幕墙工程
+E5090 0.4 construction 建筑劳务|工程
+F5111 0.8 wholesale 粮食贸易|粮贸
+F5121 0.6 wholesale 粮油贸易|粮油
+F5123 0.6 wholesale 农产品|果蔬
+F5124 0.5 wholesale 水产品贸易|食品
+F5127 0.6 wholesale 酒业|商贸
+F5132 0.5 wholesale 服饰|服装贸易
+F5135 0.4 wholesale 日用品|商贸
+F5151 0.3 wholesale 医药|医药贸易
+F5154 0.4 wholesale 医疗器械|医疗科技
+F5161 0.3 wholesale 能源贸易|煤炭
+F5162 0.2 wholesale 石化|能源
+F5164 0.8 wholesale 金属材料|物资
+F5165 1.8 wholesale 建材|建材贸易
+F5166 0.3 wholesale 农资|化肥
+F5169 0.9 wholesale 化工贸易|化工
+F5171 0.3 wholesale 农机|农业机械
+F5172 0.5 wholesale 汽车贸易|汽配
+F5174 1.2 wholesale 五金|五金机电
+F5175 0.8 wholesale 电气|电气设备
+F5176 0.6 wholesale 电脑|信息技术
+F5179 1.0 wholesale 机电设备|机械设备
+F5181 0.3 wholesale 贸易|国际贸易
+F5191 0.4 wholesale 再生资源|物资回收
+F5193 0.5 wholesale 电子商务|电商
+F5199 2.2 wholesale 商贸|贸易|实业
+F5211 0.3 retail 百货|商厦
+F5212 0.8 retail 超市|购物广场
+F5213 0.4 retail 便利店|便利
+F5221 0.3 retail 粮油|粮油店
+F5223 0.3 retail 果蔬|生鲜
+F5226 0.4 retail 烟酒|茶业
+F5232 0.6 retail 服饰|服装
+F5251 0.6 retail 大药房|医药
+F5261 0.5 retail 汽车销售|汽车服务
+F5263 0.3 retail 汽配|汽车用品
+F5265 0.3 retail 加油站|石油
+F5274 0.3 retail 通讯|数码
+F5281 0.4 retail 五金|五金店
+F5283 0.4 retail 家居|家具
+F5287 0.3 retail 建材|瓷砖
+F5292 1.2 retail 电子商务|网络科技
+F5299 1.4 retail 商行|商贸|百货
+G5413 0.1 transport 出租汽车|客运
+G5421 0.1 transport 客运|交通
+G5431 1.5 transport 物流|运输|货运
+G5432 0.2 transport 冷链物流|冷链
+G5435 0.1 transport 危险品运输|运输
+G5437 0.3 transport 配送|城配物流
+G5523 0.4 transport 航运|船务
+G5532 0.1 transport 港务|港口
+G5821 0.5 transport 物流|货运代理|供应链
+G5910 0.2 transport 装卸|搬运
+G5920 0.4 transport 仓储|仓储物流
+G5930 0.1 transport 冷库|冷链仓储
+G5951 0.1 transport 粮食仓储|粮库
+G6020 0.4 transport 快递|速递
+H6110 0.2 hospitality 大酒店|酒店
+H6121 0.2 hospitality 酒店|酒店管理
+H6129 0.3 hospitality 宾馆|旅馆
+H6210 1.2 hospitality 餐饮|餐饮管理|饭店
+H6220 0.5 hospitality 快餐|餐饮
+H6231 0.15 hospitality 茶楼|茶馆
+H6241 0.2 hospitality 餐饮配送|团餐
+H6291 0.25 hospitality 小吃|食府
+I6311 0.05 internet 通信|电信
+I6319 0.2 internet 通信技术|通信
+I6321 0.05 internet 广电网络|有线电视
+I6410 0.15 internet 网络|网络技术
+I6429 0.3 internet 网络科技|信息
+I6431 0.15 internet 产业互联网|网络科技
+I6432 0.3 internet 网络科技|互联网
+I6450 0.15 internet 数据科技|云计算
+I6490 0.15 internet 网络科技|网络
+I6511 0.1 software 软件|软件技术
+I6513 0.9 software 软件|软件科技|信息技术
+I6520 0.08 software 芯片设计|微电子
+I6531 0.6 software 信息技术|系统集成
+I6532 0.35 software 物联网科技|智能科技
+I6540 0.2 software 信息技术服务|运维
+I6550 0.2 software 数据服务|大数据
+I6560 0.25 software 信息咨询|数字科技
+I6572 0.05 software 动漫|数字娱乐
+I6591 0.07 software 呼叫中心|客服
+I6599 0.2 software 信息技术|数字科技
+J6631 0.15 finance 融资租赁
+J6635 0.15 finance 小额贷款
+J6731 0.1 finance 创业投资|创投
+J6760 0.15 finance 投资|资本
+J6852 0.15 finance 保险代理
+J6930 0.02 finance 支付科技
+J6999 0.1 finance 金融服务|金融信息
+K7010 1.0 real_estate 置业|房地产开发|地产
+K7020 1.0 property 物业管理|物业服务
+L7111 0.3 business 汽车租赁
+L7113 0.5 business 机械租赁|设备租赁
+L7119 0.2 business 设备租赁
+L7211 0.2 business 控股|实业
+L7212 1.0 business 投资|投资管理|资产管理
+L7221 0.2 business 园区管理|产业园
+L7223 0.2 business 市场管理|农贸市场
+L7224 0.4 business 供应链管理|供应链
+L7241 0.4 business 财务咨询|财税服务
+L7243 0.6 business 企业管理咨询|咨询
+L7249 0.4 business 咨询服务|信息咨询
+L7259 0.8 business 广告|文化传媒|传媒
+L7263 0.5 business 人力资源|劳务
+L7269 0.3 business 人力资源|人才服务
+L7271 0.1 business 保安服务
+L7281 0.1 business 会展|展览
+L7291 0.2 business 旅行社|国际旅行社
+L7292 0.1 business 包装服务
+L7297 0.3 business 企业服务|商务服务
+L7299 1.5 business 商务服务|企业管理|实业
+M7310 0.1 technical 科学研究|研究院
+M7320 0.5 technical 技术研究院|工程技术
+M7330 0.1 technical 农业科技
+M7451 0.1 technical 检验检测
+M7452 0.4 technical 检测|检测技术
+M7461 0.15 technical 环境监测|环境检测
+M7481 0.4 technical 工程管理|项目管理
+M7482 0.3 technical 工程监理|建设监理
+M7484 0.4 technical 工程设计|建筑设计
+M7485 0.1 technical 规划设计
+M7491 0.15 technical 工业设计|设计
+M7492 0.4 technical 设计|装饰设计
+M7499 0.2 technical 技术服务
+M7511 0.3 technical 农业科技|生态科技
+M7513 0.2 technical 新材料科技|材料科技
+M7514 0.2 technical 节能科技|能源科技
+M7515 0.3 technical 新能源科技|新能源
+M7516 0.3 technical 环保科技|环境科技
+M7519 1.2 technical 科技|信息科技|技术开发
+M7520 0.1 technical 知识产权|专利代理
+M7530 0.1 technical 科技服务|科技咨询
+M7540 0.05 technical 众创空间|孵化器
+N7610 0.05 services 水利
+N7721 0.2 services 水处理|环保工程
+N7723 0.2 services 固废处置|环境
+N7724 0.1 services 危废处置|环保
+N7810 0.15 services 市政设施|城市建设
+N7820 0.25 services 环境卫生|环卫
+N7840 0.15 services 绿化|园林养护
+N7861 0.1 services 旅游开发|景区管理
+O8010 0.3 services 家政服务|家政
+O8040 0.4 services 美容美发|美业
+O8052 0.15 services 足浴|养生
+O8053 0.15 services 养生|健康管理
+O8070 0.1 services 婚庆|婚礼策划
+O8111 0.6 services 汽车维修|汽修
+O8211 0.3 services 保洁|清洁服务
+O8290 0.5 services 服务|生活服务
+P8310 0.2 education 教育科技|幼教
+P8391 0.3 education 职业培训|培训
+P8393 0.2 education 艺术培训|文化艺术
+P8394 0.1 education 教育咨询|教育科技
+Q8415 0.1 health 医院|专科医院
+Q8425 0.2 health 门诊部|诊所
+Q8491 0.05 health 健康管理|体检
+Q8492 0.05 health 医学检验
+Q8514 0.15 health 养老服务|康养
+Q8521 0.05 health 护理服务
+R8730 0.2 services 影视|文化传媒
+R8810 0.15 services 文化艺术|演艺
+R8870 0.1 services 文体|文化发展
+R8890 0.2 services 文化|文化发展
+R8930 0.3 services 健身|体育发展
+R9011 0.15 services 娱乐|歌舞娱乐
+R9013 0.1 services 网咖|网络会所
+R9020 0.05 services 游乐|乐园
+R9030 0.15 services 休闲农业|生态旅游
+R9051 0.1 services 文化活动|活动策划
+"""
+
+
+@dataclass(frozen=True)
+class IndustryClass:
+    """One GB/T 4754-2017 class in the mix: code, share of enterprises, size profile, name stems."""
+
+    code: str
+    weight: float
+    profile: str
+    stems: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        """The mix group: section letter, or F51/F52, I63/I64/I65, K701/K702 as the size table splits them."""
+        if self.code[0] in "FI":
+            return self.code[:3]
+        if self.code[0] == "K":
+            return self.code[:4]
+        return self.code[0]
+
+
+def _industry_mix() -> tuple[IndustryClass, ...]:
+    """The classes with weights normalised so that each group gets its GROUP_WEIGHTS share."""
+    rows = [line.split() for line in _INDUSTRY_TABLE.strip().splitlines()]
+    raw = [
+        IndustryClass(code, float(w), profile, tuple(stems.split("|"))) for code, w, profile, stems in rows
+    ]
+    totals: dict[str, float] = {}
+    for c in raw:
+        totals[c.group] = totals.get(c.group, 0.0) + c.weight
+    grand = sum(GROUP_WEIGHTS.values())
+    return tuple(
+        IndustryClass(c.code, GROUP_WEIGHTS[c.group] / grand * c.weight / totals[c.group], c.profile, c.stems)
+        for c in raw
+    )
+
+
+INDUSTRIES = _industry_mix()
+
+# ---------------------------------------------------------------------------------------------------------
+# Other mixes
+
+STATUS_WEIGHTS = dict(zip(STATUSES, (0.60, 0.31, 0.012, 0.03, 0.048), strict=True))
+"""存续 and 在业 (active) dominate; 迁出 (moved away), 吊销 (licence revoked) and 注销 (deregistered) are rare."""
+RATINGS = ("A", "B", "M", "C", "D")
+RATING_WEIGHTS_ESTABLISHED = (0.28, 0.52, 0.10, 0.06, 0.04)
+RATING_WEIGHTS_NEW = (0.0, 0.15, 0.80, 0.03, 0.02)
+"""Firms younger than two years are mostly rated M (新设立企业)."""
+CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
+
+
+@dataclass(frozen=True)
+class Bank:
+    """A bank with branches in Huai'an: how branch names start, its main office there, account prefix."""
+
+    branch_prefix: str
+    main_office: str
+    account_prefix: str
+    weight: float
+
+
+BANKS = (
+    Bank("中国工商银行淮安", "中国工商银行淮安分行营业部", "1109", 0.16),
+    Bank("中国农业银行淮安", "中国农业银行淮安分行营业部", "1036", 0.16),
+    Bank("中国银行淮安", "中国银行淮安分行营业部", "5078", 0.10),
+    Bank("中国建设银行淮安", "中国建设银行淮安分行营业部", "3205", 0.14),
+    Bank("交通银行淮安", "交通银行淮安分行营业部", "3260", 0.06),
+    Bank("江苏银行淮安", "江苏银行淮安分行营业部", "2001", 0.10),
+    Bank("江苏淮安农村商业银行", "江苏淮安农村商业银行营业部", "3208", 0.14),
+    Bank("中国邮政储蓄银行淮安", "中国邮政储蓄银行淮安分行营业部", "9320", 0.05),
+    Bank("南京银行淮安", "南京银行淮安分行营业部", "0801", 0.04),
+    Bank("兴业银行淮安", "兴业银行淮安分行营业部", "4080", 0.03),
+    Bank("招商银行淮安", "招商银行淮安分行营业部", "5179", 0.02),
+)
+
+REG_CAPITAL_LADDER = np.array(
+    [1e5, 3e5, 5e5, 1e6, 2e6, 3e6, 5e6, 1e7, 2e7, 3e7, 5e7, 1e8, 2e8, 5e8, 1e9], dtype=np.float64
+)
+"""Registered capital is usually a round figure (yuan)."""
+
+NAME_SUFFIXES = ("有限公司", "有限责任公司", "股份有限公司")
+
+# Characters that Chinese trade names (字号) favour, besides the ones faker's zh_CN pools give.
+_TRADE_NAME_CHARS = "鑫恒盛达华通宏泰利源丰汇兴德瑞隆发昌顺祥福金益康嘉荣宇博创新远海天正信诚安和永佳美中光明东方大成亿万润晟鼎联合众立凯腾辉"
+
+
+@dataclass(frozen=True)
+class Payout:
+    """An earlier payout kind for the payments table: which policy item, for which year, how often."""
+
+    policy: str  # slug; the policy id is `<policy>-<assessment year + year_offset>`
+    year_offset: int
+    item_id: str
+    weight: float
+
+    def policy_id(self, assessment_year: int) -> str:
+        return f"{self.policy}-{assessment_year + self.year_offset}"
+
+
+PAYOUTS = (
+    Payout("wengang", 1, "sme", 0.55),  # 稳岗返还: 60% of the assessment year's UI premium
+    Payout("kuogang", 1, "per_hire", 0.25),  # 扩岗补助: 1,500 yuan per graduate hired
+    Payout("yanfa", 0, "rd", 0.20),  # 研发补助: 10% of R&D expense, at most 1,000,000 yuan
+)
+"""By default wengang-2025, kuogang-2025 and yanfa-2024; the period is the policy's year, and a fifth of
+the refunds were paid for the year before (another period, which must not block this one)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pools built once per snapshot
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """Everything per-row generation draws from, as arrays ready for vectorised choice."""
+
+    enterprises: int
+    taken_at: int  # days since 1970-01-01
+    years: tuple[int, int]
+    year_ends: tuple[int, int]  # days of 31 December of each year
+    org_multiplier: int
+    org_offset: int
+    county_p: Floats
+    county_digits: npt.NDArray[np.uint8]  # (counties, 6) ASCII
+    region_codes: pa.Array  # counties then UNKNOWN_REGION
+    industry_p: Floats
+    industry_codes: pa.Array  # classes then UNKNOWN_INDUSTRY
+    industry_profile: Ints  # profile index per class
+    stem_start: Ints
+    stem_count: Ints
+    stems: pa.Array
+    profile_values: dict[str, Floats]  # field -> value per profile index
+    profile_tech: Bools
+    profile_anchor: Bools
+    prefixes: pa.Array  # (county, option) flattened
+    trade_names: pa.Array
+    suffixes: pa.Array
+    statuses: pa.Array
+    status_p: Floats
+    ratings: pa.Array
+    cert_types: pa.Array
+    bank_p: Floats
+    bank_names: pa.Array  # (bank, county, main office?) flattened
+    bank_prefix_digits: npt.NDArray[np.uint8]  # (banks, 4) ASCII
+    payout_policy: pa.Array
+    payout_year: Ints
+    payout_item: pa.Array
+    payout_p: Floats
+
+
+def _days(d: dt.date) -> int:
+    return (d - dt.date(1970, 1, 1)).days
+
+
+def _trade_names() -> list[str]:
+    """Two-character trade names (字号) from faker's zh_CN name pools and common business characters."""
+    chars: list[str] = []
+    for c in [n for n in PersonProvider.first_names if len(n) == 1] + list(_TRADE_NAME_CHARS):
+        if c not in chars:
+            chars.append(c)
+    prefixes = [
+        p
+        for p in dict.fromkeys(CompanyProvider.company_prefixes)
+        if len(p) == 2 and all("\u4e00" <= ch <= "\u9fff" for ch in p)
+    ]
+    rng = np.random.default_rng(20250930)  # a fixed pool: names do not depend on the snapshot seed
+    first = rng.integers(0, len(chars), 4000)
+    second = rng.integers(0, len(chars), 4000)
+    combos = [chars[a] + chars[b] for a, b in zip(first.tolist(), second.tolist(), strict=True) if a != b]
+    return list(dict.fromkeys(prefixes + combos))
+
+
+def _build_pools(seed: int, enterprises: int, taken_at: dt.date) -> _Pools:
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    org_multiplier = int(rng.integers(1, _ORG_BODY_SPACE))
+    while org_multiplier % 31 == 0:  # must be a unit modulo 31^8 for the map to be a permutation
+        org_multiplier += 1
+    years = (taken_at.year - 2, taken_at.year - 1)
+
+    county_p = np.array([c.weight for c in COUNTIES])
+    industry_p = np.array([c.weight for c in INDUSTRIES])
+    profile_names = list(PROFILES)
+    stems: list[str] = []
+    stem_start: list[int] = []
+    for c in INDUSTRIES:
+        stem_start.append(len(stems))
+        stems.extend(c.stems)
+    prefix_options = [("淮安", "淮安市", "江苏", c.name_prefix) for c in COUNTIES]
+    bank_names = [
+        name for b in BANKS for c in COUNTIES for name in (f"{b.branch_prefix}{c.branch}支行", b.main_office)
+    ]
+    return _Pools(
+        enterprises=enterprises,
+        taken_at=_days(taken_at),
+        years=years,
+        year_ends=(_days(dt.date(years[0], 12, 31)), _days(dt.date(years[1], 12, 31))),
+        org_multiplier=org_multiplier,
+        org_offset=int(rng.integers(0, _ORG_BODY_SPACE)),
+        county_p=county_p / county_p.sum(),
+        county_digits=np.array([list(c.code.encode()) for c in COUNTIES], dtype=np.uint8),
+        region_codes=pa.array([c.code for c in COUNTIES] + [UNKNOWN_REGION]),
+        industry_p=industry_p / industry_p.sum(),
+        industry_codes=pa.array([c.code for c in INDUSTRIES] + [UNKNOWN_INDUSTRY]),
+        industry_profile=np.array([profile_names.index(c.profile) for c in INDUSTRIES], dtype=np.int64),
+        stem_start=np.array(stem_start, dtype=np.int64),
+        stem_count=np.array([len(c.stems) for c in INDUSTRIES], dtype=np.int64),
+        stems=pa.array(stems),
+        profile_values={
+            field: np.array([getattr(PROFILES[p], field) for p in profile_names], dtype=np.float64)
+            for field in (
+                "employees",
+                "employees_sigma",
+                "revenue_per_head",
+                "revenue_sigma",
+                "assets_ratio",
+                "assets_sigma",
+                "rd_share",
+                "rd_ratio",
+            )
+        },
+        profile_tech=np.array([PROFILES[p].tech for p in profile_names]),
+        profile_anchor=np.array([p in ANCHOR_PROFILES for p in profile_names]),
+        prefixes=pa.array([p for options in prefix_options for p in options]),
+        trade_names=pa.array(_trade_names()),
+        suffixes=pa.array(NAME_SUFFIXES),
+        statuses=pa.array(list(STATUS_WEIGHTS)),
+        status_p=np.array(list(STATUS_WEIGHTS.values())) / sum(STATUS_WEIGHTS.values()),
+        ratings=pa.array(RATINGS),
+        cert_types=pa.array(CERT_TYPES),
+        bank_p=np.array([b.weight for b in BANKS]) / sum(b.weight for b in BANKS),
+        bank_names=pa.array(bank_names),
+        bank_prefix_digits=np.array([list(b.account_prefix.encode()) for b in BANKS], dtype=np.uint8),
+        payout_policy=pa.array([p.policy_id(years[1]) for p in PAYOUTS]),
+        payout_year=np.array([years[1] + p.year_offset for p in PAYOUTS], dtype=np.int64),
+        payout_item=pa.array([p.item_id for p in PAYOUTS]),
+        payout_p=np.array([p.weight for p in PAYOUTS]) / sum(p.weight for p in PAYOUTS),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Arrow builders from numpy, without per-row Python
+
+
+def _bitmap(valid: Bools | None) -> pa.Buffer | None:
+    if valid is None or bool(valid.all()):
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _null_count(valid: Bools | None) -> int:
+    return 0 if valid is None else int(valid.size - np.count_nonzero(valid))
+
+
+def _ascii(chars: npt.NDArray[np.uint8], valid: Bools | None = None) -> pa.Array:
+    """A string array from an (n, width) matrix of ASCII bytes: every string has the same width."""
+    n, width = chars.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    data = pa.py_buffer(np.ascontiguousarray(chars))
+    return pa.Array.from_buffers(
+        pa.string(), n, [_bitmap(valid), pa.py_buffer(offsets), data], null_count=_null_count(valid)
+    )
+
+
+def _money(fen: Ints, valid: Bools | None = None) -> pa.Array:
+    """A DECIMAL(18,2) array from integer fen: the unscaled 128-bit value is the fen amount."""
+    words = np.empty((fen.size, 2), dtype=np.int64)
+    words[:, 0] = fen
+    words[:, 1] = fen >> 63  # sign extension into the high word (two's complement, little-endian)
+    return pa.Array.from_buffers(
+        MONEY, fen.size, [_bitmap(valid), pa.py_buffer(words)], null_count=_null_count(valid)
+    )
+
+
+def _date(days: Ints, valid: Bools | None = None) -> pa.Array:
+    return pa.array(days.astype("datetime64[D]"), type=pa.date32(), mask=None if valid is None else ~valid)
+
+
+def _int(values: Ints, valid: Bools | None = None, type_: pa.DataType | None = None) -> pa.Array:
+    return pa.array(values, type=type_ or pa.int64(), mask=None if valid is None else ~valid)
+
+
+def _bool(values: Bools, valid: Bools | None = None) -> pa.Array:
+    return pa.array(values, type=pa.bool_(), mask=None if valid is None else ~valid)
+
+
+def _take(pool: pa.Array, index: Ints, valid: Bools | None = None) -> pa.Array:
+    """Vectorised choice from a pool of strings."""
+    indices = pa.array(index.astype(np.int32), mask=None if valid is None else ~valid)
+    return pool.take(indices)
+
+
+def _fen(yuan: Floats) -> Ints:
+    return np.rint(np.clip(yuan, -1e13, 1e13) * 100).astype(np.int64)
+
+
+def _add_years(days: Ints, years: int) -> Ints:
+    """The same calendar day `years` later (29 February becomes 28 February)."""
+    d = days.astype("datetime64[D]")
+    month = d.astype("datetime64[M]")
+    day_of_month = (d - month.astype("datetime64[D]")).astype(np.int64)
+    target = month + np.timedelta64(12 * years, "M")
+    month_len = (
+        (target + np.timedelta64(1, "M")).astype("datetime64[D]") - target.astype("datetime64[D]")
+    ).astype(np.int64)
+    expiry: Ints = target.astype("datetime64[D]").astype(np.int64) + np.minimum(day_of_month, month_len - 1)
+    return expiry
+
+
+# ---------------------------------------------------------------------------------------------------------
+# USCC
+
+
+def _char_values() -> Ints:
+    """Lookup from ASCII byte to GB 32100 value (-1 outside the alphabet)."""
+    table = np.full(256, -1, dtype=np.int64)
+    for value, ch in enumerate(USCC_ALPHABET):
+        table[ord(ch)] = value
+    return table
+
+
+_ALPHABET_BYTES = np.frombuffer(USCC_ALPHABET.encode(), dtype=np.uint8)
+_CHAR_VALUES = _char_values()
+_GB11714_VALUES = np.array([int(ch, 36) for ch in USCC_ALPHABET], dtype=np.int64)
+"""GB 11714 values of the alphabet: digits as such, A=10 ... Y=34."""
+
+
+def uscc_check_values(values: Ints) -> Ints:
+    """GB 32100 check values for an (n, 17) matrix of character values: (31 - sum(v * 3^i) mod 31) mod 31."""
+    return (31 - (values @ USCC_WEIGHTS) % 31) % 31
+
+
+def _mulmod(a: int, x: Ints, m: int) -> Ints:
+    """(a * x) mod m in int64 for a, x < m < 2^40, by splitting x into 20-bit halves."""
+    high, low = x >> 20, x & ((1 << 20) - 1)
+    return ((((a * high) % m) << 20) % m + (a * low) % m) % m
+
+
+def _organisation_codes(index: Ints, pools: _Pools) -> npt.NDArray[np.uint8]:
+    """(n, 9) ASCII organisation codes: 8 characters from a permutation of the index, GB 11714 check last."""
+    body = (_mulmod(pools.org_multiplier, index, _ORG_BODY_SPACE) + pools.org_offset) % _ORG_BODY_SPACE
+    digits = np.empty((index.size, 8), dtype=np.int64)
+    for i in range(7, -1, -1):
+        body, digits[:, i] = np.divmod(body, 31)
+    check = 11 - (_GB11714_VALUES[digits] @ ORG_CODE_WEIGHTS) % 11
+    out = np.empty((index.size, 9), dtype=np.uint8)
+    out[:, :8] = _ALPHABET_BYTES[digits]
+    out[:, 8] = np.where(check == 10, ord("X"), np.where(check == 11, ord("0"), ord("0") + check % 10))
+    return out
+
+
+def _usccs(
+    index: Ints, county: Ints, wrong_check: Bools, rng: np.random.Generator, pools: _Pools
+) -> pa.Array:
+    chars = np.empty((index.size, 18), dtype=np.uint8)
+    chars[:, 0] = ord("9")
+    chars[:, 1] = ord("1")
+    chars[:, 2:8] = pools.county_digits[county]
+    chars[:, 8:17] = _organisation_codes(index, pools)
+    check = uscc_check_values(_CHAR_VALUES[chars[:, :17]])
+    shift = rng.integers(1, 31, index.size)
+    chars[:, 17] = _ALPHABET_BYTES[np.where(wrong_check, (check + shift) % 31, check)]
+    return _ascii(chars)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One block of enterprises
+
+
+def _pick(rng: np.random.Generator, p: Floats, n: int) -> Ints:
+    """Indices drawn with probabilities p (inverse-CDF on uniforms)."""
+    cdf = np.cumsum(p)
+    return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(n), side="right"), p.size - 1).astype(
+        np.int64
+    )
+
+
+def _lognormal(rng: np.random.Generator, median: Floats | float, sigma: Floats | float, n: int) -> Floats:
+    return np.exp(np.log(median) + sigma * rng.standard_normal(n))
+
+
+def _interleave(first: npt.NDArray[Any], second: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Per enterprise, its first-year value then its second-year value."""
+    return np.column_stack((first, second)).ravel()
+
+
+BAD_CHECK, BAD_DUPLICATE, BAD_REGION, BAD_INDUSTRY, BAD_REVENUE, BAD_REG_DATE = range(6)
+
+
+def _generate_block(pools: _Pools, seed: int, block: int, n: int) -> dict[str, pa.Table]:
+    """Every table's rows for enterprises block*BLOCK_ROWS .. +n, from the block's own random stream."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, block)))
+    index = np.arange(block * BLOCK_ROWS, block * BLOCK_ROWS + n, dtype=np.int64)
+    u = rng.random(n)
+    bad = np.where(u < 6 * BAD_SHARE, (u / BAD_SHARE).astype(np.int64), -1)
+    enterprises, b = _enterprises(pools, rng, index, bad)
+    return {
+        "enterprises": enterprises,
+        "annual_reports": _annual_reports(pools, rng, b),
+        "tax": _tax(pools, rng, b),
+        "social_insurance": _social_insurance(pools, rng, b),
+        "credit": _credit(rng, b),
+        "certifications": _certifications(pools, rng, b),
+        "bank_accounts": _bank_accounts(pools, rng, b),
+        "payments": _payments(pools, rng, b),
+    }
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """Headcount and money (fen) of each enterprise, first year then assessment year."""
+
+    employees: tuple[Ints, Ints]
+    revenue: tuple[Ints, Ints]
+    assets: tuple[Ints, Ints]
+    rd_expense: tuple[Ints, Ints]
+
+
+def _sizes(pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Floats) -> _Sizes:
+    """Lognormal sizes by industry profile, older firms somewhat bigger, revenue and assets following
+    headcount; the first year is a step back along a growth path. A few firms are dormant (nobody, no
+    revenue) and a few are anchor firms of a thousand staff or more."""
+    n = profile.size
+    pv = {k: v[profile] for k, v in pools.profile_values.items()}
+    employees2 = np.rint(
+        _lognormal(rng, pv["employees"] * (1 + age_years / 15) ** 0.5, pv["employees_sigma"], n)
+    )
+    employees2 = np.maximum(1, employees2).astype(np.int64)
+    anchor = pools.profile_anchor[profile] & (rng.random(n) < ANCHOR_SHARE)
+    employees2[anchor] = np.rint(_lognormal(rng, 1500.0, 0.5, int(anchor.sum()))).astype(np.int64)
+    employees2[rng.random(n) < 0.03] = 0
+    employees1 = np.rint(employees2 / np.exp(rng.normal(0.02, 0.12, n))).astype(np.int64)
+    per_head = pv["revenue_per_head"] * np.where(anchor, 2.0, 1.0)
+    revenue2 = employees2 * _lognormal(rng, per_head, pv["revenue_sigma"], n)
+    revenue1 = revenue2 / np.exp(rng.normal(0.04, 0.2, n))
+    assets_ratio = _lognormal(rng, pv["assets_ratio"], pv["assets_sigma"], n)
+    assets2 = (revenue2 + 20_000 * employees2 + 50_000) * assets_ratio
+    assets1 = assets2 / np.exp(rng.normal(0.03, 0.1, n))
+    has_rd = (rng.random(n) < pv["rd_share"] * np.minimum(1.0, 0.4 + employees2 / 30)) & (revenue2 > 0)
+    rd_ratio2 = np.minimum(0.15, _lognormal(rng, np.maximum(pv["rd_ratio"], 1e-4), 0.6, n))
+    rd_ratio1 = np.minimum(0.15, rd_ratio2 * np.exp(rng.normal(0.0, 0.15, n)))
+    return _Sizes(
+        employees=(employees1, employees2),
+        revenue=(_fen(revenue1), _fen(revenue2)),
+        assets=(_fen(assets1), _fen(assets2)),
+        rd_expense=(
+            _fen(np.where(has_rd, revenue1 * rd_ratio1, 0.0)),
+            _fen(np.where(has_rd, revenue2 * rd_ratio2, 0.0)),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Insurance:
+    """Unemployment-insurance figures of each enterprise, first year then assessment year."""
+
+    insured_start: tuple[Ints, Ints]
+    insured_end: tuple[Ints, Ints]
+    premium: tuple[Ints, Ints]  # fen
+    graduates: tuple[Ints, Ints]
+
+
+def _insurance(
+    pools: _Pools, rng: np.random.Generator, reg_date: Ints, employees: tuple[Ints, Ints], tech: Bools
+) -> _Insurance:
+    """Insured staff (a share of employees; some micro firms insure nobody), year-on-year changes with
+    layoff rates clustered near the 5.5% and 20% thresholds, premiums of 0.5-1% of payroll, graduate hires.
+    The first year ends where the assessment year starts."""
+    n = reg_date.size
+    coverage = np.clip(rng.normal(0.85, 0.15, n), 0.3, 1.0)
+    coverage[(employees[1] < 10) & (rng.random(n) < 0.12)] = 0.0
+    start2 = np.where(reg_date <= pools.year_ends[0], np.rint(employees[0] * coverage), 0).astype(np.int64)
+    path = rng.random(n)
+    cut = np.select(
+        [path < 0.55, path < 0.75, path < 0.87, path < 0.96],
+        [
+            -rng.uniform(0.0, 0.15, n),  # growing
+            rng.uniform(0.0, 0.055, n),
+            rng.uniform(0.04, 0.08, n),  # around 5.5%
+            rng.uniform(0.12, 0.28, n),  # around 20%
+        ],
+        rng.uniform(0.28, 0.7, n),
+    )
+    hired = np.rint(employees[1] * coverage)
+    end2 = np.where(start2 > 0, start2 - np.rint(start2 * cut), hired).astype(np.int64)
+    end1 = start2
+    first_day = _days(dt.date(pools.years[0], 1, 1))
+    start1 = np.where(reg_date < first_day, np.rint(end1 / np.exp(rng.normal(0.03, 0.15, n))), 0).astype(
+        np.int64
+    )
+    wage = np.maximum(48_000.0, _lognormal(rng, 62_000.0, 0.25, n))
+    rate = rng.uniform(0.005, 0.01, n)
+    graduate_rate = np.where(tech, 0.03, 0.012)
+    return _Insurance(
+        insured_start=(start1, start2),
+        insured_end=(end1, end2),
+        premium=(_fen((start1 + end1) / 2 * wage / 1.05 * rate), _fen((start2 + end2) / 2 * wage * rate)),
+        graduates=(
+            np.minimum(rng.poisson(graduate_rate * end1), end1).astype(np.int64),
+            np.minimum(rng.poisson(graduate_rate * end2), end2).astype(np.int64),
+        ),
+    )
+
+
+def _names(
+    pools: _Pools, rng: np.random.Generator, county: Ints, industry: Ints, employees: Ints
+) -> pa.Array:
+    """淮安/淮安市/江苏/county prefix + trade name + industry stem + legal form (large firms more often 股份)."""
+    n = county.size
+    prefix = county * 4 + _pick(rng, np.array([0.38, 0.12, 0.12, 0.38]), n)
+    trade = rng.integers(0, len(pools.trade_names), n)
+    stem = pools.stem_start[industry] + (rng.random(n) * pools.stem_count[industry]).astype(np.int64)
+    u = rng.random(n)
+    by_shares = np.where(employees >= 300, 0.35, 0.03)
+    suffix = np.where(u < by_shares, 2, np.where(u < by_shares + 0.10, 1, 0))
+    return pc.binary_join_element_wise(
+        _take(pools.prefixes, prefix),
+        _take(pools.trade_names, trade),
+        _take(pools.stems, stem),
+        _take(pools.suffixes, suffix),
+        "",
+    )
+
+
+def _registered_capital(rng: np.random.Generator, assets: Ints) -> Ints:
+    """Fen; mostly the round figure nearest a quarter of the assets, give or take."""
+    target = np.maximum(assets / 100, 1e5) * _lognormal(rng, 0.25, 0.8, assets.size)
+    log_ladder = np.log(REG_CAPITAL_LADDER)
+    ladder = REG_CAPITAL_LADDER[np.searchsorted((log_ladder[1:] + log_ladder[:-1]) / 2, np.log(target))]
+    return _fen(np.where(rng.random(assets.size) < 0.1, np.rint(target / 10_000) * 10_000, ladder))
+
+
+def _phones(rng: np.random.Generator, n: int) -> pa.Array:
+    """Mobile numbers 1[35789]xxxxxxxxx; about 3% missing."""
+    phone = np.empty((n, 11), dtype=np.uint8)
+    phone[:, 0] = ord("1")
+    second = _pick(rng, np.array([0.3, 0.2, 0.1, 0.25, 0.15]), n)
+    phone[:, 1] = np.frombuffer(b"35789", dtype=np.uint8)[second]
+    phone[:, 2:] = rng.integers(ord("0"), ord("9") + 1, (n, 9), dtype=np.uint8)
+    return _ascii(phone, rng.random(n) >= 0.03)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Per-enterprise arrays of one block that several tables share."""
+
+    n: int
+    uscc: pa.Array
+    name: pa.Array
+    county: Ints
+    status: Ints
+    profile: Ints
+    tech: Bools
+    reg_date: Ints
+    sizes: _Sizes
+    insurance: _Insurance
+    bad: Ints  # -1 or the kind of deliberate fault
+    linked: Bools  # rows of other tables exist (false for the duplicated registrations)
+
+
+def _enterprises(pools: _Pools, rng: np.random.Generator, index: Ints, bad: Ints) -> tuple[pa.Table, _Block]:
+    """The enterprises rows of a block, and what the other tables of the block need to know of them."""
+    n = index.size
+    county = _pick(rng, pools.county_p, n)
+    # A duplicated registration repeats the code of the firm before it, in the same county.
+    duplicate = bad == BAD_DUPLICATE
+    source = np.where(duplicate, np.where(np.arange(n) > 0, np.arange(n) - 1, 1 % max(n, 1)), np.arange(n))
+    county = county[source]
+    industry = _pick(rng, pools.industry_p, n)
+    profile = pools.industry_profile[industry]
+    tech = pools.profile_tech[profile]
+    status = _pick(rng, pools.status_p, n)
+    # Young firms dominate; the oldest registrations go back to the early 1990s.
+    age_days = np.minimum(rng.exponential(8 * 365.25, n) + 20, 34 * 365.25).astype(np.int64)
+    reg_date = pools.taken_at - age_days
+    sizes = _sizes(pools, rng, profile, age_days / 365.25)
+    insurance = _insurance(pools, rng, reg_date, sizes.employees, tech)
+    name = _names(pools, rng, county, industry, sizes.employees[1])
+
+    uscc = _usccs(index, county, bad == BAD_CHECK, rng, pools).take(pa.array(source))
+    region = np.where(bad == BAD_REGION, len(COUNTIES), county)
+    industry_column = np.where(bad == BAD_INDUSTRY, len(INDUSTRIES), industry)
+    reg_date_column = np.where(bad == BAD_REG_DATE, pools.taken_at + rng.integers(1, 366, n), reg_date)
+    table = pa.Table.from_arrays(
+        [
+            uscc,
+            name,
+            _date(reg_date_column),
+            _take(pools.region_codes, region),
+            _take(pools.industry_codes, industry_column),
+            _take(pools.statuses, status),
+            _money(_registered_capital(rng, sizes.assets[1])),
+            _phones(rng, n),
+        ],
+        schema=SCHEMAS["enterprises"],
+    )
+    block = _Block(
+        n=n,
+        uscc=uscc,
+        name=name,
+        county=county,
+        status=status,
+        profile=profile,
+        tech=tech,
+        reg_date=reg_date,
+        sizes=sizes,
+        insurance=insurance,
+        bad=bad,
+        linked=~duplicate,
+    )
+    return table, block
+
+
+_STATUS_INDEX = {s: i for i, s in enumerate(STATUS_WEIGHTS)}
+
+
+def _yearly_rows(pools: _Pools, rng: np.random.Generator, b: _Block, missing: float, gone: float) -> Bools:
+    """Which (enterprise, year) rows a yearly table has, interleaved per enterprise: the firm existed that
+    year, is not a duplicate registration, and the department has the row (deregistered firms often not)."""
+    closed = np.isin(b.status, [_STATUS_INDEX["注销"], _STATUS_INDEX["吊销"]])
+    p_missing = np.where(closed, gone, missing)
+    rows = []
+    for year_end in pools.year_ends:
+        rows.append((b.reg_date <= year_end) & b.linked & (rng.random(b.n) >= p_missing))
+    return _interleave(rows[0], rows[1])
+
+
+def _some_null(rng: np.random.Generator, n: int, share: float) -> Bools:
+    """A validity mask with about `share` of the values missing."""
+    return rng.random(n) >= share
+
+
+def _yearly_table(table: str, pools: _Pools, b: _Block, rows: Bools, columns: Sequence[pa.Array]) -> pa.Table:
+    """A yearly table from the chosen interleaved rows: uscc and year, then the given value columns."""
+    who = np.repeat(np.arange(b.n), 2)[rows]
+    years = np.tile(np.array(pools.years, dtype=np.int32), b.n)[rows]
+    return pa.Table.from_arrays(
+        [b.uscc.take(pa.array(who)), pa.array(years, type=pa.int32()), *columns], schema=SCHEMAS[table]
+    )
+
+
+def _annual_reports(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Table:
+    """企业年报: employees, revenue, total assets; closed firms mostly file none."""
+    rows = _yearly_rows(pools, rng, b, missing=0.05, gone=0.85)
+    # A negative-revenue fault needs a second-year row to show in.
+    negative = _interleave(
+        np.zeros(b.n, dtype=bool), (b.bad == BAD_REVENUE) & (b.reg_date <= pools.year_ends[1])
+    )
+    rows |= negative
+    revenue = _interleave(*b.sizes.revenue)
+    revenue = np.where(negative, -np.maximum(np.abs(revenue), 100_000_00), revenue)[rows]
+    k = int(rows.sum())
+    return _yearly_table(
+        "annual_reports",
+        pools,
+        b,
+        rows,
+        [
+            _int(_interleave(*b.sizes.employees)[rows], _some_null(rng, k, 0.01)),
+            _money(revenue, _some_null(rng, k, 0.02) | negative[rows]),
+            _money(_interleave(*b.sizes.assets)[rows], _some_null(rng, k, 0.02)),
+        ],
+    )
+
+
+def _tax(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Table:
+    """税务: tax paid (about 3% of revenue, nothing for some), R&D expense, 纳税信用等级 (M for new firms)."""
+    rows = _yearly_rows(pools, rng, b, missing=0.03, gone=0.5)
+    revenue = _interleave(*b.sizes.revenue)
+    tax_rate = np.clip(_lognormal(rng, 0.03, 0.5, 2 * b.n), 0.002, 0.15)
+    tax_rate[rng.random(2 * b.n) < 0.05] = 0.0
+    tax_paid = np.rint(revenue * tax_rate).astype(np.int64)
+    age_at_year_end = _interleave(*(np.asarray(end - b.reg_date) for end in pools.year_ends))
+    new = age_at_year_end < 2 * 365
+    u = rng.random(2 * b.n)
+    rating = np.where(
+        new,
+        np.searchsorted(np.cumsum(RATING_WEIGHTS_NEW), u, side="right"),
+        np.searchsorted(np.cumsum(RATING_WEIGHTS_ESTABLISHED), u, side="right"),
+    )
+    rating = np.minimum(rating, len(RATINGS) - 1)
+    k = int(rows.sum())
+    return _yearly_table(
+        "tax",
+        pools,
+        b,
+        rows,
+        [
+            _money(tax_paid[rows], _some_null(rng, k, 0.01)),
+            _money(_interleave(*b.sizes.rd_expense)[rows], _some_null(rng, k, 0.03)),
+            _take(pools.ratings, rating[rows], _some_null(rng, k, 0.02)),
+        ],
+    )
+
+
+def _social_insurance(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Table:
+    """人社: insured staff at the start and end of the year, UI premium paid, arrears (2%), graduate hires."""
+    rows = _yearly_rows(pools, rng, b, missing=0.04, gone=0.5)
+    k = int(rows.sum())
+    arrears = rng.random(k) < 0.02
+    return _yearly_table(
+        "social_insurance",
+        pools,
+        b,
+        rows,
+        [
+            _int(_interleave(*b.insurance.insured_start)[rows], _some_null(rng, k, 0.01)),
+            _int(_interleave(*b.insurance.insured_end)[rows], _some_null(rng, k, 0.01)),
+            _money(_interleave(*b.insurance.premium)[rows], _some_null(rng, k, 0.02)),
+            _bool(arrears, _some_null(rng, k, 0.01)),
+            _int(_interleave(*b.insurance.graduates)[rows], _some_null(rng, k, 0.02)),
+        ],
+    )
+
+
+def _credit(rng: np.random.Generator, b: _Block) -> pa.Table:
+    """信用: about 1% 严重失信 and 3% 经营异常, far more among revoked firms; 2% of firms have no row."""
+    rows = b.linked & (rng.random(b.n) >= 0.02)
+    revoked = b.status == _STATUS_INDEX["吊销"]
+    dishonest = rng.random(b.n) < np.where(revoked, 0.10, 0.008)
+    abnormal = rng.random(b.n) < np.where(revoked, 0.50, 0.02)
+    k = int(rows.sum())
+    return pa.Table.from_arrays(
+        [
+            b.uscc.filter(pa.array(rows)),
+            _bool(dishonest[rows], _some_null(rng, k, 0.005)),
+            _bool(abnormal[rows], _some_null(rng, k, 0.005)),
+        ],
+        schema=SCHEMAS["credit"],
+    )
+
+
+def _certifications(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Table:
+    """高新技术 (3 years, often renewed), 科技型中小 (1 year), 专精特新 (3 years) and 小巨人 certificates."""
+    n, taken = b.n, pools.taken_at
+    employees, revenue, assets = b.sizes.employees[1], b.sizes.revenue[1], b.sizes.assets[1]
+    alive = b.linked & (b.status != _STATUS_INDEX["注销"])
+    manufacturing = b.profile == list(PROFILES).index("manufacturing")
+    software = b.profile == list(PROFILES).index("software")
+    who: list[Ints] = []
+    kind: list[Ints] = []
+    start: list[Ints] = []
+    end: list[Ints] = []
+    end_valid: list[Bools] = []
+
+    def add(holders: Ints, type_index: int, cert: Ints, years: int, no_expiry_share: float = 0.0) -> Ints:
+        """Certificates of one type for the holders (enterprise positions); returns their expiry days."""
+        expiry = _add_years(cert, years) - 1
+        who.append(holders)
+        kind.append(np.full(holders.size, type_index, dtype=np.int64))
+        start.append(cert)
+        end.append(expiry)
+        end_valid.append(rng.random(holders.size) >= no_expiry_share)
+        return expiry
+
+    p_high_tech = np.where(b.tech & (employees >= 10), 0.10, np.where(b.tech & (employees >= 3), 0.02, 0.001))
+    high_tech = np.flatnonzero(alive & (revenue > 0) & (rng.random(n) < p_high_tech))
+    expiry = add(high_tech, 0, taken - rng.integers(10, 6 * 365, high_tech.size), 3)
+    renewed_cert = expiry + rng.integers(1, 90, high_tech.size)
+    renewed = (expiry < taken) & (renewed_cert <= taken) & (rng.random(high_tech.size) < 0.5)
+    add(high_tech[renewed], 0, renewed_cert[renewed], 3)
+
+    srdi = np.flatnonzero(alive & (manufacturing | software) & (employees >= 10) & (rng.random(n) < 0.05))
+    srdi_cert = taken - rng.integers(10, 5 * 365, srdi.size)
+    add(srdi, 1, srdi_cert, 3, no_expiry_share=0.15)
+    giant_cert = srdi_cert + rng.integers(180, 900, srdi.size)
+    giant = (employees[srdi] >= 50) & (giant_cert <= taken) & (rng.random(srdi.size) < 0.15)
+    add(srdi[giant], 2, giant_cert[giant], 3)
+
+    small_enough = (employees <= 500) & (revenue <= 2e8 * 100) & (assets <= 2e8 * 100)
+    tech_sme = np.flatnonzero(alive & b.tech & small_enough & (employees >= 3) & (rng.random(n) < 0.15))
+    add(tech_sme, 3, taken - rng.integers(10, 2 * 365, tech_sme.size), 1, no_expiry_share=0.10)
+
+    all_who = np.concatenate(who)
+    order = np.argsort(all_who, kind="stable")
+    return pa.Table.from_arrays(
+        [
+            b.uscc.take(pa.array(all_who[order])),
+            _take(pools.cert_types, np.concatenate(kind)[order]),
+            _date(np.concatenate(start)[order]),
+            _date(np.concatenate(end)[order], np.concatenate(end_valid)[order]),
+        ],
+        schema=SCHEMAS["certifications"],
+    )
+
+
+def _bank_accounts(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Table:
+    """对公账户: one per firm at a bank branch mostly in its own county, held in its name; 3% have none."""
+    rows = b.linked & (rng.random(b.n) >= 0.03)
+    k = int(rows.sum())
+    bank = _pick(rng, pools.bank_p, k)
+    elsewhere = rng.random(k) < 0.15
+    county = np.where(elsewhere, _pick(rng, pools.county_p, k), b.county[rows])
+    main_office = (rng.random(k) < 0.2).astype(np.int64)
+    account = np.empty((k, 19), dtype=np.uint8)
+    account[:, :4] = pools.bank_prefix_digits[bank]
+    account[:, 4:] = rng.integers(ord("0"), ord("9") + 1, (k, 15), dtype=np.uint8)
+    mask = pa.array(rows)
+    return pa.Table.from_arrays(
+        [
+            b.uscc.filter(mask),
+            _take(pools.bank_names, (bank * len(COUNTIES) + county) * 2 + main_office),
+            _ascii(account),
+            b.name.filter(mask),
+        ],
+        schema=SCHEMAS["bank_accounts"],
+    )
+
+
+def _payments(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Table:
+    """Payouts made earlier outside this system, so that matching can drop what was already paid."""
+    share = min(1.0, PAYMENTS_TARGET / pools.enterprises)
+    active = np.isin(b.status, [_STATUS_INDEX["存续"], _STATUS_INDEX["在业"]])
+    chosen = b.linked & (b.bad < 0) & active & (rng.random(b.n) < share)
+    kind = _pick(rng, pools.payout_p, b.n)
+    premium, graduates, rd = b.insurance.premium[1], b.insurance.graduates[1], b.sizes.rd_expense[1]
+    # Fall back to the refund when the drawn kind has nothing to pay on.
+    kind = np.where((kind == 2) & (rd <= 0), 0, kind)
+    kind = np.where((kind == 1) & (graduates <= 0), 0, kind)
+    chosen &= (kind != 0) | ((premium > 0) & (b.sizes.employees[1] < 1000))  # the 60% refund is for SMEs
+    amount = np.select(
+        [kind == 0, kind == 1],
+        [(premium * 6 + 5) // 10, graduates * 150_000],
+        np.minimum((rd + 5) // 10, 1_000_000_00),
+    )
+    period = pools.payout_year[kind] - ((kind == 0) & (rng.random(b.n) < 0.2))
+    return pa.Table.from_arrays(
+        [
+            b.uscc.filter(pa.array(chosen)),
+            _take(pools.payout_policy, kind[chosen]),
+            _take(pools.payout_item, kind[chosen]),
+            pa.array(period[chosen].astype(str)),
+            _money(amount[chosen].astype(np.int64)),
+        ],
+        schema=SCHEMAS["payments"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The snapshot
+
+
+def _chunks(enterprises: int, chunk_size: int) -> Iterator[list[tuple[int, int]]]:
+    """Chunks as lists of (block index, enterprises in the block); a chunk is a whole number of blocks."""
+    blocks_per_chunk = max(1, math.ceil(chunk_size / BLOCK_ROWS))
+    blocks = [
+        (i, min(BLOCK_ROWS, enterprises - i * BLOCK_ROWS)) for i in range(math.ceil(enterprises / BLOCK_ROWS))
+    ]
+    for first in range(0, len(blocks), blocks_per_chunk):
+        yield blocks[first : first + blocks_per_chunk]
+
+
+def _wait(pending: tuple[Future[None], int], progress: Callable[[int], None] | None) -> None:
+    """Wait for a chunk's write (raising what it raised), then report its enterprises."""
+    future, enterprises = pending
+    future.result()
+    if progress is not None:
+        progress(enterprises)
+
+
+def _snapshot_yaml(out: Path, taken_at: dt.date, seed: int, enterprises: int, rows: dict[str, int]) -> None:
+    departments = {**DEPARTMENTS, "payments": "财政局（既往拨付）"}
+    document = {
+        "taken_at": taken_at,
+        "sources": {
+            table: {"department": departments[table], "file": f"{table}.parquet", "rows": rows[table]}
+            for table in TABLES
+        },
+        "generator": {
+            "name": "zhida snapshot generate",
+            "synthetic": True,
+            "seed": seed,
+            "enterprises": enterprises,
+            "city": "淮安市 (320800)",
+            "years": [taken_at.year - 2, taken_at.year - 1],
+        },
+    }
+    (out / "snapshot.yaml").write_text(
+        yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
+
+
+def generate_snapshot(
+    out: Path,
+    enterprises: int,
+    seed: int = 0,
+    *,
+    taken_at: dt.date = DEFAULT_TAKEN_AT,
+    chunk_size: int = 500_000,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Write a synthetic snapshot of `enterprises` firms into `out` and return the rows written per table.
+
+    The yearly tables cover the two years before `taken_at` (2023 and 2024 by default; the second is the
+    assessment year policies read). `chunk_size` enterprises (rounded up to whole blocks of BLOCK_ROWS)
+    are held in memory at a time and written as one row group per table; `progress` is called after each
+    chunk with the number of enterprises it held, once they are written. The Parquet files and
+    `snapshot.yaml` of an earlier snapshot in `out` are replaced; `<table>.csv` files there are refused.
+    """
+    if enterprises < 1:
+        raise SnapshotError(f"企业数必须为正整数，收到 {enterprises}")
+    if seed < 0:
+        raise SnapshotError(f"随机种子必须为非负整数，收到 {seed}")
+    if chunk_size < 1:
+        raise SnapshotError(f"分块大小必须为正整数，收到 {chunk_size}")
+    stale = sorted(f"{table}.csv" for table in TABLES if (out / f"{table}.csv").exists())
+    if stale:
+        # A loader would find both files of a table; refuse rather than delete someone's data.
+        raise SnapshotError(
+            f"输出目录中已有 CSV 表 {', '.join(stale)}，请换一个目录或先移走这些文件", file=out
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    pools = _build_pools(seed, enterprises, taken_at)
+    rows = dict.fromkeys(TABLES, 0)
+    writers = {
+        table: pq.ParquetWriter(
+            out / f"{table}.parquet",
+            schema,
+            compression="zstd",
+            use_dictionary=[c for c in schema.names if c in _DICTIONARY_COLUMNS],
+        )
+        for table, schema in SCHEMAS.items()
+    }
+
+    def write(tables: dict[str, pa.Table]) -> None:
+        for table, data in tables.items():
+            if data.num_rows:
+                writers[table].write_table(data, row_group_size=data.num_rows)
+                rows[table] += data.num_rows
+
+    try:
+        # One thread writes chunk k while this one generates chunk k+1; at most two chunks are in memory.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhida-parquet") as writer_thread:
+            pending: tuple[Future[None], int] | None = None
+            for chunk in _chunks(enterprises, chunk_size):
+                parts = [_generate_block(pools, seed, block, n) for block, n in chunk]
+                tables = {table: pa.concat_tables([part[table] for part in parts]) for table in TABLES}
+                del parts
+                if pending is not None:
+                    _wait(pending, progress)
+                pending = (writer_thread.submit(write, tables), sum(n for _, n in chunk))
+                del tables
+            if pending is not None:
+                _wait(pending, progress)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    _snapshot_yaml(out, taken_at, seed, enterprises, rows)
+    return rows
