@@ -276,7 +276,7 @@ def con() -> duckdb.DuckDBPyConnection:
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
