@@ -10,10 +10,17 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
-Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
+
+
+def _to_fen(value: Decimal) -> Decimal:
+    # `budget: 30000000` and `budget: 30000000.00` are the same money, and must fingerprint the same.
+    return value.quantize(Decimal("0.01"))
+
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2), AfterValidator(_to_fen)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 CATEGORIES = ("税收优惠", "降本增效", "资金奖补", "金融支持", "要素保障")

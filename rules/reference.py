@@ -187,7 +187,7 @@ def _fit_budget(
         return dict(amounts)
     if policy.allocation == "pro_rata":
         budget_fen, total_fen = int(policy.budget * 100), int(total * 100)
-        return {k: Decimal(int(a * 100) * budget_fen // total_fen) / 100 for k, a in amounts.items()}
+        return {k: Decimal(int(a * 100) * budget_fen // total_fen).scaleb(-2) for k, a in amounts.items()}
 
     # rank: highest rank_by first, ties by uscc then item_id; pay in full until the first that does not fit.
     def order(r: ItemResult) -> tuple[int, Decimal, str, str]:

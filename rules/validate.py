@@ -7,62 +7,138 @@ words and, where we can, how to fix it.
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rules.errors import PolicyError, Problem, display_path
 from rules.expressions import ExpressionProblem, check_kind, parse
-from rules.policy import Policy
+from rules.policy import Condition, Item, Policy, Source
 
 Path_ = tuple[str | int, ...]
 
+_DATE_WORDS = "不是有效日期，应写成 YYYY-MM-DD，如 2025-01-01"
 _PYDANTIC_WORDS = {
-    "missing": "缺少必填项",
-    "extra_forbidden": "不认识的键（拼写错误？）",
-    "string_pattern_mismatch": "只能用小写字母、数字、- 和 _",
-    "greater_than_equal": "不能为负数或过小",
-    "less_than_equal": "过大",
+    "string_pattern_mismatch": "只能用小写字母、数字、- 和 _，并以字母或数字开头",
     "decimal_max_places": "金额最多两位小数（到分）",
+    "decimal_max_digits": "金额位数过多",
+    "decimal_whole_digits": "金额位数过多",
     "too_short": "至少要有一项",
-    "date_from_datetime_parsing": "日期格式应为 YYYY-MM-DD",
-    "date_parsing": "日期格式应为 YYYY-MM-DD",
-    "date_type": "日期格式应为 YYYY-MM-DD",
-    "literal_error": "取值不在允许范围内",
+    "date_from_datetime_parsing": _DATE_WORDS,
+    "date_from_datetime_inexact": _DATE_WORDS,
+    "date_parsing": _DATE_WORDS,
+    "date_type": _DATE_WORDS,
     "int_parsing": "应为整数",
     "int_type": "应为整数",
     "int_from_float": "应为整数",
     "string_type": "应为文本",
-    "list_type": "应为列表",
-    "model_type": "应为键值映射",
+    "list_type": "应为列表（每项以 - 开头）",
+    "model_type": "应为键值映射（下一行缩进写 键: 值）",
+    "model_attributes_type": "应为键值映射（下一行缩进写 键: 值）",
     "decimal_parsing": "应为数字",
     "decimal_type": "应为数字",
+    "finite_number": "应为有限的数字",
     "string_too_short": "不能为空",
     "string_too_long": "过长",
 }
+_PYDANTIC_HINTS = {
+    "string_pattern_mismatch": "如 wengang-2025",
+    "string_type": '文本请加引号，如 "2025"',
+    "int_from_float": "如 version: 2",
+    "decimal_max_places": "如 30000000.00",
+}
+
+_MISSING_EXAMPLES = {
+    "id": "id: wengang-2025",
+    "version": "version: 1",
+    "title": "title: 2025年失业保险稳岗返还",
+    "department": "department: 市人力资源和社会保障局",
+    "source": "source: {document: 某人社发〔2025〕12号}",
+    "document": "document: 某人社发〔2025〕12号",
+    "valid_from": "valid_from: 2025-01-01",
+    "valid_to": "valid_to: 2025-12-31",
+    "assessment_year": "assessment_year: 2024",
+    "period": 'period: "2025"',
+    "items": "items: [{id: sme, title: 中小微企业返还, amount: ui_premium_paid * 0.6}]",
+    "text": "text: 未被列入严重失信主体名单",
+    "rule": "rule: not serious_dishonest",
+    "amount": "amount: ui_premium_paid * 0.6",
+}
+
+# PyYAML's most frequent complaints, in plain words: (start of PyYAML's text, message, hint).
+_YAML_WORDS = (
+    (
+        "mapping values are not allowed here",
+        "这里不能出现“: ”（冒号加空格）",
+        "值中含有“: ”时（如 a ? b : c），请给整个值加引号",
+    ),
+    (
+        "expected <block end>",
+        "缩进没有对齐，或值以引号开头却没有在引号处结束",
+        "以引号或 [ 开头的规则请整体再加一层引号，如 rule: '\"科技\" in name'",
+    ),
+    ("found character '\\t'", "不能用 Tab 缩进", "改用空格缩进"),
+    ("could not find expected ':'", "缺少冒号“:”", "每个键后面写“: ”再写值"),
+    ("found unexpected end of stream", "引号没有闭合", "检查这一行及之后的引号"),
+)
 
 
-def _line_map(text: str) -> dict[Path_, int]:
-    """Each key path of the YAML document and the 1-based line where its value starts."""
+class _Loader(yaml.SafeLoader):
+    """YAML as policies need it: decimal numbers as Decimal (money is never float), impossible dates as text
+    so the model reports them with their line."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return loader.construct_yaml_float(node)  # .inf, .nan: refused by the model
+
+
+def _construct_date(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_date)
+
+
+def _compose(text: str) -> tuple[dict[Path_, int], list[tuple[Path_, str, int, int]]]:
+    """Each key path of the YAML document with the 1-based line where it starts, and every key that a
+    mapping repeats (path of the mapping, key, line, line of its first use)."""
     lines: dict[Path_, int] = {}
+    repeated: list[tuple[Path_, str, int, int]] = []
 
     def visit(node: yaml.Node, path: Path_) -> None:
         lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
             for key, value in node.value:
                 sub = (*path, key.value)
                 visit(value, sub)
                 lines[sub] = key.start_mark.line + 1
+                if key.value in first:
+                    repeated.append((path, str(key.value), lines[sub], first[key.value]))
+                else:
+                    first[key.value] = lines[sub]
         elif isinstance(node, yaml.SequenceNode):
             for i, value in enumerate(node.value):
                 visit(value, (*path, i))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=_Loader)
     if root is not None:
         visit(root, ())
-    return lines
+    return lines, repeated
 
 
 class _Located:
@@ -94,103 +170,137 @@ class _Located:
         return Problem(self.file, self.line(path), self.where(path), message, hint)
 
 
-def _pydantic_problems(loc: _Located, error: ValidationError) -> list[Problem]:
-    out = []
-    for e in error.errors():
-        path = tuple(e["loc"])
-        key = ".".join(str(p) for p in path if isinstance(p, str))
-        words = _PYDANTIC_WORDS.get(e["type"], e["msg"])
-        hint = None
-        if e["type"] == "literal_error":
-            hint = "允许的值：" + str(e.get("ctx", {}).get("expected", ""))
-        if e["type"] == "extra_forbidden":
-            hint = "删除它，或查看 DESIGN.md 契约 1 中的键名"
-        if e["type"] == "string_pattern_mismatch":
-            hint = "如 wengang-2025"
-        out.append(loc.problem(path, f"`{key}`：{words}", hint))
-    return out
+def _model_at(path: Path_) -> type[BaseModel]:
+    """The record a mapping at this place of the document is read as."""
+    steps = [p for p in path if isinstance(p, str)]
+    if steps[:1] == ["source"]:
+        return Source
+    if steps[-1:] == ["conditions"]:
+        return Condition
+    if steps[:1] == ["items"]:
+        return Item
+    return Policy
 
 
-def _semantic_problems(loc: _Located, policy: Policy) -> list[Problem]:
+def _key(path: Path_) -> str:
+    """The key a problem is about, relative to its item or condition: `cap`, `source.document`."""
+    tail: list[str] = []
+    for p in reversed(path):
+        if isinstance(p, int):
+            break
+        tail.insert(0, p)
+    return ".".join(tail)
+
+
+def _pydantic_problem(loc: _Located, e: Any) -> Problem:
+    path: Path_ = tuple(e["loc"])
+    key, kind, ctx = _key(path), e["type"], e.get("ctx", {})
+    hint = _PYDANTIC_HINTS.get(kind)
+    if kind == "missing":
+        example = _MISSING_EXAMPLES.get(str(path[-1]))
+        return loc.problem(path, f"缺少必填项 `{key}`", f"补上一行，如 {example}" if example else None)
+    if kind == "extra_forbidden":
+        known = list(_model_at(path[:-1]).model_fields)
+        close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
+        hint = f"你是想写 `{close[0]}` 吗？" if close else "删除它；允许的键：" + "、".join(known)
+        return loc.problem(path, f"不认识的键 `{key}`", hint)
+    if kind == "literal_error":
+        allowed = "、".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        said = "（yes/no/true/false 在 YAML 中是真/假值）" if isinstance(e["input"], bool) else ""
+        return loc.problem(path, f"`{key}`：取值不在允许范围内{said}", f"允许的值：{allowed}")
+    if kind == "greater_than_equal" and ctx.get("ge") == 0:
+        return loc.problem(path, f"`{key}`：不能为负数", "金额以元为单位，如 1000000.00")
+    if kind == "greater_than_equal":
+        words = f"不能小于 {ctx.get('ge')}"
+    elif kind == "less_than_equal":
+        words = f"不能大于 {ctx.get('le')}"
+    else:
+        words = _PYDANTIC_WORDS.get(kind, e["msg"])
+    return loc.problem(path, f"`{key}`：{words}", hint)
+
+
+def _semantic_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
+    """Checks across keys, on the raw document, so that they are listed even when the model refuses it."""
     out: list[Problem] = []
-    if policy.valid_to < policy.valid_from:
-        out.append(loc.problem(("valid_to",), "valid_to 早于 valid_from", "检查有效期的起止日期"))
-    if policy.allocation == "rank" and policy.rank_by is None:
+    valid_from, valid_to = raw.get("valid_from"), raw.get("valid_to")
+    if _is_day(valid_from) and _is_day(valid_to) and valid_to < valid_from:
+        out.append(
+            loc.problem(
+                ("valid_to",),
+                f"valid_to（{valid_to}）早于 valid_from（{valid_from}）",
+                "检查有效期的起止日期",
+            )
+        )
+    allocation, rank_by, budget = raw.get("allocation", "none"), raw.get("rank_by"), raw.get("budget")
+    if allocation == "rank" and rank_by is None:
         out.append(
             loc.problem(
                 ("allocation",), "allocation: rank 需要 rank_by", "写明排序依据，如 rank_by: employees"
             )
         )
-    if policy.allocation != "none" and policy.budget is None:
+    if allocation in ("pro_rata", "rank") and budget is None:
         out.append(
-            loc.problem(("allocation",), f"allocation: {policy.allocation} 需要 budget", "写明预算总额（元）")
+            loc.problem(("allocation",), f"allocation: {allocation} 需要 budget", "写明预算总额（元）")
         )
-    if policy.rank_by is not None and policy.allocation != "rank":
+    if rank_by is not None and allocation in ("pro_rata", "none"):
         out.append(
             loc.problem(
                 ("rank_by",), "rank_by 只在 allocation: rank 时使用", "删除 rank_by 或改为 allocation: rank"
             )
         )
 
-    def duplicates(ids: list[str], path: Path_, what: str) -> None:
-        seen: set[str] = set()
-        for i, x in enumerate(ids):
+    def ids(entries: Any) -> list[tuple[int, Any]]:
+        if not isinstance(entries, list):
+            return []
+        return [
+            (i, e["id"])
+            for i, e in enumerate(entries)
+            if isinstance(e, dict) and isinstance(e.get("id"), str)
+        ]
+
+    def duplicates(entries: Any, path: Path_, what: str) -> None:
+        seen: set[Any] = set()
+        for i, x in ids(entries):
             if x in seen:
                 out.append(
                     loc.problem((*path, i, "id"), f"{what} id `{x}` 重复", "每个 id 在同一层级内必须唯一")
                 )
             seen.add(x)
 
-    duplicates([c.id for c in policy.conditions], ("conditions",), "条件")
-    duplicates([i.id for i in policy.items], ("items",), "事项")
-    shared = {c.id for c in policy.conditions}
-    for n, item in enumerate(policy.items):
-        duplicates([c.id for c in item.conditions], ("items", n, "conditions"), "条件")
-        for m, c in enumerate(item.conditions):
-            if c.id in shared:
+    duplicates(raw.get("conditions"), ("conditions",), "条件")
+    duplicates(raw.get("items"), ("items",), "事项")
+    shared = {x for _, x in ids(raw.get("conditions"))}
+    for n, item in _items(raw):
+        duplicates(item.get("conditions"), ("items", n, "conditions"), "条件")
+        for m, x in ids(item.get("conditions")):
+            if x in shared:
                 out.append(
                     loc.problem(
                         ("items", n, "conditions", m, "id"),
-                        f"条件 id `{c.id}` 与共同条件重复",
+                        f"条件 id `{x}` 与共同条件重复",
                         "事项条件与共同条件的 id 不能相同",
                     )
                 )
     return out
 
 
-def parse_policy_text(text: str, file: str) -> Policy:
-    """Check the text of one policy file; return the policy or raise PolicyError with every problem."""
-    try:
-        raw = yaml.safe_load(text)
-        lines = _line_map(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise PolicyError(
-            [Problem(file, line, "?", f"YAML 格式错误：{getattr(e, 'problem', e)}", "检查缩进和冒号")]
-        ) from None
-    if not isinstance(raw, dict):
-        raise PolicyError(
-            [Problem(file, 1, "?", "文件内容应为一个政策（键值映射）", "参见 DESIGN.md 契约 1")]
-        )
-    loc = _Located(file, raw, lines)
-    try:
-        policy = Policy.model_validate(raw)
-    except ValidationError as e:
-        # Expressions are checked on the raw document too, to list every problem at once.
-        problems = _pydantic_problems(loc, e) + _expression_problems(loc, raw)
-        raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.message))) from None
-    problems = _semantic_problems(loc, policy) + _expression_problems(loc, raw)
-    if problems:
-        raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.message)))
-    return policy
+def _is_day(value: Any) -> TypeGuard[dt.date]:
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+
+
+def _items(raw: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The items of a raw document that are mappings, with their position."""
+    items = raw.get("items")
+    if not isinstance(items, list):
+        return []
+    return [(n, item) for n, item in enumerate(items) if isinstance(item, dict)]
 
 
 def _expression_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
 
     def check(value: Any, kind: str, path: Path_) -> None:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
             value = str(value)  # `amount: 30000` is a constant expression
         if isinstance(value, str):
             try:
@@ -198,13 +308,13 @@ def _expression_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
             except ExpressionProblem as e:
                 out.append(loc.problem(path, e.message, e.hint))
 
-    for n, c in enumerate(raw.get("conditions") or []):
+    conditions = raw.get("conditions")
+    for n, c in enumerate(conditions if isinstance(conditions, list) else []):
         if isinstance(c, dict):
             check(c.get("rule"), "rule", ("conditions", n, "rule"))
-    for n, item in enumerate(raw.get("items") or []):
-        if not isinstance(item, dict):
-            continue
-        for m, c in enumerate(item.get("conditions") or []):
+    for n, item in _items(raw):
+        item_conditions = item.get("conditions")
+        for m, c in enumerate(item_conditions if isinstance(item_conditions, list) else []):
             if isinstance(c, dict):
                 check(c.get("rule"), "rule", ("items", n, "conditions", m, "rule"))
         check(item.get("amount"), "amount", ("items", n, "amount"))
@@ -212,13 +322,100 @@ def _expression_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
     return out
 
 
+def _policy_id(text: str) -> str:
+    """The policy id as written on a top-level `id:` line, to name a file that cannot be parsed."""
+    found = re.search(r"^id:[ \t]*['\"]?([A-Za-z0-9_-]+)", text, flags=re.MULTILINE)
+    return found.group(1) if found else "?"
+
+
+def _yaml_problem(file: str, text: str, e: yaml.YAMLError) -> Problem:
+    mark = getattr(e, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    column = f"（第 {mark.column + 1} 列）" if mark is not None else ""
+    said = str(getattr(e, "problem", None) or e)
+    message, hint = f"{said}", "检查缩进、冒号和引号"
+    for start, words, how in _YAML_WORDS:
+        if said.startswith(start):
+            message, hint = words, how
+            break
+    return Problem(file, line, _policy_id(text), f"YAML 格式错误{column}：{message}", hint)
+
+
+def parse_policy_text(text: str, file: str) -> Policy:
+    """Check the text of one policy file; return the policy or raise PolicyError with every problem."""
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
+        lines, repeated = _compose(text)
+    except yaml.YAMLError as e:
+        raise PolicyError([_yaml_problem(file, text, e)]) from None
+    if not isinstance(raw, dict):
+        raise PolicyError(
+            [
+                Problem(
+                    file,
+                    lines.get((), 1),
+                    "?",
+                    "文件内容应为一个政策（键值映射），这里是" + _shape(raw),
+                    "一个文件只写一个政策，每行写 键: 值，如 id: wengang-2025",
+                )
+            ]
+        )
+    loc = _Located(file, raw, lines)
+    problems = [
+        loc.problem(
+            (*path, key), f"键 `{key}` 重复出现（第 {first} 行已有）", "删除其中一个：否则只有后一个生效"
+        )
+        for path, key, _line, first in repeated
+    ]
+    problems += _semantic_problems(loc, raw) + _expression_problems(loc, raw)
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as e:
+        problems += [_pydantic_problem(loc, x) for x in e.errors()]
+    if problems:
+        raise PolicyError(sorted(problems, key=lambda p: (p.line or 0, p.message)))
+    return policy
+
+
+def _shape(raw: Any) -> str:
+    if raw is None:
+        return "空文件"
+    if isinstance(raw, list):
+        return "一个列表"
+    return "单个值"
+
+
 def load_policy(path: Path) -> Policy:
     """Read and check one policy file."""
     file = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise PolicyError(
-            [Problem(file, None, "?", f"不是 UTF-8 编码的文本：{e.reason}", "另存为 UTF-8")]
+            [Problem(file, None, "?", f"无法读取文件：{e.strerror}", "检查路径和权限")]
+        ) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        guess = "，看起来是 GBK/GB18030 编码" if _is_gb18030(data) else ""
+        raise PolicyError(
+            [
+                Problem(
+                    file,
+                    line,
+                    _policy_id(data.decode("utf-8", errors="replace")),
+                    f"文件不是 UTF-8 编码{guess}",
+                    "用编辑器把文件另存为 UTF-8",
+                )
+            ]
         ) from None
     return parse_policy_text(text, file)
+
+
+def _is_gb18030(data: bytes) -> bool:
+    try:
+        data.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -40,7 +40,7 @@ def fields() -> None:
 def print_problems(e: PolicyError) -> None:
     console.print(f"[red]共 {len(e.problems)} 个问题，文件未载入：[/red]")
     for p in e.problems:
-        console.print(f"  {p}", highlight=False, markup=False)
+        console.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("validate", help="校验一个目录中的全部政策文件")
@@ -54,9 +54,13 @@ def validate(
     except PolicyError as e:
         print_problems(e)
         raise typer.Exit(1) from None
+    if not len(ruleset):
+        console.print(f"[red]目录中没有政策文件（*.yaml、*.yml）：{directory}[/red]")
+        raise typer.Exit(1)
     items = sum(len(p.items) for p in ruleset)
     console.print(
-        f"[green]通过[/green]：{len(ruleset)} 项政策、{items} 个兑现事项；指纹 {ruleset.fingerprint}"
+        f"[green]通过[/green]：{len(ruleset)} 项政策、{items} 个兑现事项；指纹 {ruleset.fingerprint}",
+        soft_wrap=True,
     )
 
 
