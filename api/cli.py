@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from api.commands import audit, batch, generate, match, offers, sms, snapshot
+from api.commands import audit, batch, generate, match, offers, profile, sms, snapshot
 from api.commands import rules as rules_cmd
 from rules.errors import ZhidaError
 
@@ -20,6 +20,9 @@ app.add_typer(snapshot.app, name="snapshot", help="登记数据快照：检查�
 snapshot.app.command("generate", help="生成合成快照")(generate.generate)
 app.command("match")(match.match)
 app.command("explain")(match.explain)
+app.command("simulate")(match.simulate)
+app.command("bench")(match.bench)
+snapshot.app.command("profile", help="构建企业画像并显示字段覆盖率")(profile.profile)
 app.add_typer(offers.app, name="offers", help="兑现要约：导入、初核、发布")
 app.add_typer(sms.app, name="sms", help="短信：发送、提醒")
 app.add_typer(batch.app, name="batch", help="拨付批次：组批、复核、导出、对账")

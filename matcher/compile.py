@@ -47,27 +47,14 @@ def field(name: str) -> exp.Expression:
     return col
 
 
-def _truthy(node: Any) -> exp.Expression:
-    """rule-engine's truth value of a non-NULL operand (and/or/not/ternary accept any type)."""
-    sql = compile_node(node)
-    t = node.result_type
-    if t == DT.BOOLEAN:
-        return sql
-    if t == DT.FLOAT:
-        return exp.NEQ(this=sql, expression=number(0))
-    if t == DT.STRING:
-        return exp.GT(this=exp.Length(this=sql), expression=number(0))
-    return exp.true()
-
-
 def _logic(node: Any) -> exp.Expression:
     cls = exp.And if node.type == "and" else exp.Or
-    return cls(this=exp.Paren(this=_truthy(node.left)), expression=exp.Paren(this=_truthy(node.right)))
+    return cls(this=exp.Paren(this=compile_node(node.left)), expression=exp.Paren(this=compile_node(node.right)))
 
 
 def _unary(node: Any) -> exp.Expression:
     if node.type == "not":
-        return exp.Not(this=exp.Paren(this=_truthy(node.right)))
+        return exp.Not(this=exp.Paren(this=compile_node(node.right)))
     return exp.Neg(this=exp.Paren(this=compile_node(node.right)))
 
 
@@ -118,7 +105,7 @@ def _arithmetic(node: Any) -> exp.Expression:
 
 def _ternary(node: Any) -> exp.Expression:
     return exp.Case(
-        ifs=[exp.If(this=_truthy(node.condition), true=compile_node(node.case_true))],
+        ifs=[exp.If(this=compile_node(node.condition), true=compile_node(node.case_true))],
         default=compile_node(node.case_false),
     )
 
@@ -137,11 +124,17 @@ def _contains(node: Any) -> exp.Expression:
     )
 
 
+def _bound(node: Any) -> int | None:
+    """A slice bound: an integer literal, or None where rule-engine leaves it open (`name[2:]`)."""
+    return None if node is None or isinstance(node, ast.NullExpression) else int(node.value)
+
+
 def _slice(node: Any) -> exp.Expression:
-    start = int(node.start.value) if node.start is not None else 0
+    start = _bound(node.start) or 0
+    stop = _bound(node.stop)
     args: dict[str, exp.Expression] = {"this": compile_node(node.container), "start": number(start + 1)}
-    if node.stop is not None:
-        args["length"] = number(max(int(node.stop.value) - start, 0))
+    if stop is not None:
+        args["length"] = number(max(stop - start, 0))
     return exp.Substring(**args)
 
 
@@ -235,7 +228,7 @@ def null_guard(expr: Expression, body: exp.Expression) -> exp.Expression:
 def condition_sql(rule: str) -> exp.Expression:
     """A condition as a three-valued SQL boolean: TRUE, FALSE or NULL (unknown)."""
     expr = parse(rule)
-    return null_guard(expr, exp.Paren(this=_truthy(expr.root)))
+    return null_guard(expr, exp.Paren(this=compile_node(expr.root)))
 
 
 def numeric_sql(text: str) -> exp.Expression:

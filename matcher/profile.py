@@ -129,3 +129,11 @@ def profile_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, o
     cur = con.execute(f"SELECT * FROM {table} ORDER BY uscc")
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def coverage(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, dict[str, int]]:
+    """Rows of the profile and, per catalog field, how many rows have a value (not NULL)."""
+    counts = ", ".join(f"count({f.name})" for f in FIELDS)
+    row = con.execute(f"SELECT count(*), {counts} FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0]), {f.name: int(n) for f, n in zip(FIELDS, row[1:], strict=True)}

@@ -350,7 +350,7 @@ def _check_subtraction(node: Any) -> None:
 
 def _check_slice(node: Any) -> None:
     for bound in (node.start, node.stop):
-        if bound is not None and not (
+        if bound is not None and not isinstance(bound, ast.NullExpression) and not (
             isinstance(bound, ast.FloatExpression) and bound.value >= 0 and bound.value == int(bound.value)
         ):
             raise ExpressionProblem("切片的起止只能是非负整数常量", "如 region_code[:4]")
@@ -443,6 +443,8 @@ def _check_placement(root: Any) -> None:
             list_ok.add(id(node.container))
         elif name == "FunctionCallExpression":
             list_ok.update(id(a) for a in node.arguments)
+        elif name == "GetSliceExpression":  # an open bound (`name[2:]`) is a null literal inside rule-engine
+            null_ok.update(id(b) for b in (node.start, node.stop) if isinstance(b, ast.NullExpression))
     for node in walk(root):
         if isinstance(node, ast.NullExpression) and id(node) not in null_ok:
             raise _null_problem()

@@ -1,0 +1,96 @@
+"""The conformance case (tests/conformance/, copied from shared/conformance): the real command, exact result.
+
+`zhida match --snapshot snapshot --policies policies --as-of 2025-09-30 --out RUN` must give the expected
+candidates (with version, amount and amount before allocation, to the fen), near-misses and missing-data
+rows, compared as sets.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CASE = Path(__file__).resolve().parent.parent / "conformance"
+
+
+def _expected(name: str) -> list[dict[str, str]]:
+    with (CASE / "expected" / f"{name}.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    cmd = [
+        sys.executable, "-m", "api", "match",
+        "--snapshot", str(CASE / "snapshot"),
+        "--policies", str(CASE / "policies"),
+        "--as-of", "2025-09-30",
+        "--out", str(out),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return out
+
+
+def _rows(path: Path, columns: str) -> list[tuple[object, ...]]:
+    return duckdb.sql(f"SELECT {columns} FROM read_parquet('{path}')").fetchall()
+
+
+def test_candidates_match_exactly(run: Path) -> None:
+    got = {
+        (p, i, u): (v, a, b)
+        for p, v, i, u, a, b in _rows(
+            run / "candidates.parquet", "policy_id, policy_version, item_id, uscc, amount, amount_before_allocation"
+        )
+    }
+    want = {
+        (r["policy_id"], r["item_id"], r["uscc"]): (
+            int(r["policy_version"]),
+            Decimal(r["amount"]),
+            Decimal(r["amount_before_allocation"]),
+        )
+        for r in _expected("candidates")
+    }
+    assert len(want) == 599
+    assert got == want
+
+
+def test_near_misses_match_exactly(run: Path) -> None:
+    got = set(_rows(run / "near_misses.parquet", "policy_id, item_id, uscc, condition_id"))
+    want = {(r["policy_id"], r["item_id"], r["uscc"], r["condition_id"]) for r in _expected("near_misses")}
+    assert len(want) == 3312
+    assert got == want
+
+
+def test_missing_data_match_exactly(run: Path) -> None:
+    got = {(p, i, u, frozenset(f)) for p, i, u, f in _rows(run / "missing_data.parquet", "policy_id, item_id, uscc, fields")}
+    want = {
+        (r["policy_id"], r["item_id"], r["uscc"], frozenset(r["fields"].split(";"))) for r in _expected("missing_data")
+    }
+    assert len(want) == 45
+    assert got == want
+
+
+def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "api", "match",
+        "--snapshot", str(CASE / "snapshot"),
+        "--policies", str(CASE / "policies"),
+        "--as-of", "2025-09-30",
+        "--out", str(tmp_path),
+    ]
+    subprocess.run(cmd, capture_output=True, check=True)
+    assert (tmp_path / "candidates.parquet").read_bytes() == (run / "candidates.parquet").read_bytes()
+    import json
+
+    first = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    second = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert first["snapshot"]["fingerprint"] == second["snapshot"]["fingerprint"]
+    assert first["rules"]["fingerprint"] == second["rules"]["fingerprint"]
