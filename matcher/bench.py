@@ -47,7 +47,9 @@ def synthetic_policies(items: int, seed: int = 0) -> list[Policy]:
             jittered = _NUMBER.sub(one, text)
             try:
                 parse(jittered)
-            except ExpressionProblem:  # a jitter that breaks a literal (e.g. a slice bound) keeps the original
+            except (
+                ExpressionProblem
+            ):  # a jitter that breaks a literal (e.g. a slice bound) keeps the original
                 return text
             return jittered
 
@@ -120,9 +122,12 @@ def run_bench(
     t = time.perf_counter()
     profile = build_profile(con, 2024, AS_OF)
     profile_s = time.perf_counter() - t
-    used = sorted({f for p in policies for c in p.conditions for f in parse(c.rule).fields}
-                  | {f for p in policies for i in p.items for c in i.conditions for f in parse(c.rule).fields}
-                  | {f for p in policies for i in p.items for f in parse(i.amount).fields} | {"uscc"})
+    used = sorted(
+        {f for p in policies for c in p.conditions for f in parse(c.rule).fields}
+        | {f for p in policies for i in p.items for c in i.conditions for f in parse(c.rule).fields}
+        | {f for p in policies for i in p.items for f in parse(i.amount).fields}
+        | {"uscc"}
+    )
     say(f"原始扫描 {len(used)} 列")
     t = time.perf_counter()
     con.execute(f"SELECT {', '.join(f'count({c})' for c in used)} FROM {profile}").fetchall()
@@ -137,5 +142,13 @@ def run_bench(
     evaluate(policies, rows)
     per_pair = (time.perf_counter() - t) / max(1, len(rows) * items)
     return BenchResult(
-        enterprises, items, load_s, profile_s, scan_s, timings["match"], timings["allocate"], _peak_rss_gib(), per_pair
+        enterprises,
+        items,
+        load_s,
+        profile_s,
+        scan_s,
+        timings["match"],
+        timings["allocate"],
+        _peak_rss_gib(),
+        per_pair,
     )

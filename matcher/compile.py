@@ -49,7 +49,9 @@ def field(name: str) -> exp.Expression:
 
 def _logic(node: Any) -> exp.Expression:
     cls = exp.And if node.type == "and" else exp.Or
-    return cls(this=exp.Paren(this=compile_node(node.left)), expression=exp.Paren(this=compile_node(node.right)))
+    return cls(
+        this=exp.Paren(this=compile_node(node.left)), expression=exp.Paren(this=compile_node(node.right))
+    )
 
 
 def _unary(node: Any) -> exp.Expression:

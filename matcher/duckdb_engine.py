@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -60,3 +61,11 @@ def match_profiles(
     con.execute(f"CREATE OR REPLACE TABLE candidates AS {query}")
     timings["allocate"] = time.perf_counter() - t
     return timings
+
+
+def fetch_one(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> tuple[Any, ...] | None:
+    """The first row of a query, with the result fully consumed (DuckDB keeps an unfinished one open)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None

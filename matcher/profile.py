@@ -120,7 +120,8 @@ def profile_row(con: duckdb.DuckDBPyConnection, table: str, uscc: str) -> dict[s
     """One enterprise's profile as Python values (Decimal, int, float, date, bool, str or None)."""
     cur = con.execute(f"SELECT * FROM {table} WHERE uscc = ?", [uscc])
     names = [d[0] for d in cur.description]
-    row = cur.fetchone()
+    rows = cur.fetchall()
+    row = rows[0] if rows else None
     return None if row is None else dict(zip(names, row, strict=True))
 
 
@@ -134,6 +135,6 @@ def profile_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, o
 def coverage(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, dict[str, int]]:
     """Rows of the profile and, per catalog field, how many rows have a value (not NULL)."""
     counts = ", ".join(f"count({f.name})" for f in FIELDS)
-    row = con.execute(f"SELECT count(*), {counts} FROM {table}").fetchone()
+    row = con.execute(f"SELECT count(*), {counts} FROM {table}").fetchall()[0]
     assert row is not None
     return int(row[0]), {f.name: int(n) for f, n in zip(FIELDS, row[1:], strict=True)}

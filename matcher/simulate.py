@@ -33,7 +33,9 @@ class Impact:
     lost: int
     old_amount: Decimal
     new_amount: Decimal
-    breakdown: dict[str, list[tuple[str | None, int, int, Decimal, Decimal]]]  # key, old n, new n, old ¥, new ¥
+    breakdown: dict[
+        str, list[tuple[str | None, int, int, Decimal, Decimal]]
+    ]  # key, old n, new n, old ¥, new ¥
 
     @property
     def delta_amount(self) -> Decimal:
@@ -45,15 +47,19 @@ def _candidates_into(con: duckdb.DuckDBPyConnection, policy: Policy | None, prof
         con.execute(f"CREATE OR REPLACE TABLE {table} (uscc VARCHAR, amount DECIMAL(18, 2))")
         return
     match_profiles(con, [policy], {policy.assessment_year: profile})
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT uscc, sum(amount) AS amount FROM candidates GROUP BY uscc")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT uscc, sum(amount) AS amount FROM candidates GROUP BY uscc"
+    )
 
 
 def simulate(con: duckdb.DuckDBPyConnection, new: Policy, old: Policy | None, as_of: dt.date) -> Impact:
     """Compare `new` against `old` (None: against no policy) on the snapshot loaded in `con`."""
     profile = build_profile(con, new.assessment_year, as_of)
     _candidates_into(con, new, profile, "sim_new")
-    old_profile = profile if old is None or old.assessment_year == new.assessment_year else build_profile(
-        con, old.assessment_year, as_of
+    old_profile = (
+        profile
+        if old is None or old.assessment_year == new.assessment_year
+        else build_profile(con, old.assessment_year, as_of)
     )
     _candidates_into(con, old, old_profile, "sim_old")
     (old_n, new_n, gained, lost, old_amount, new_amount) = con.execute(
@@ -63,7 +69,7 @@ def simulate(con: duckdb.DuckDBPyConnection, new: Policy, old: Policy | None, as
           coalesce(sum(o.amount), 0), coalesce(sum(n.amount), 0)
         FROM sim_old o FULL JOIN sim_new n ON n.uscc = o.uscc
         """
-    ).fetchone() or (0, 0, 0, 0, Decimal(0), Decimal(0))
+    ).fetchall()[0]
     breakdown = {}
     for name, key in DIMENSIONS.items():
         breakdown[name] = con.execute(

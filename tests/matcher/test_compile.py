@@ -23,7 +23,7 @@ def _eval(rule: str, **row: object) -> bool | None:
     con = duckdb.connect()
     cols = ", ".join(f"? AS {k}" for k in row)
     con.execute(f"CREATE TABLE t AS SELECT {cols}", list(row.values()))
-    result = con.execute(f"SELECT {condition_sql(rule).sql('duckdb')} FROM t").fetchone()
+    result = con.execute(f"SELECT {condition_sql(rule).sql('duckdb')} FROM t").fetchall()[0]
     assert result is not None
     return result[0]
 
