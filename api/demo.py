@@ -7,10 +7,13 @@ offers, SMS, confirmation, a maker-checker batch, the bank files and the bank's 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("COLUMNS", "140")  # wide tables in logs and pipes, where rich would assume 80
 
 import duckdb
 from rich.console import Console
@@ -47,23 +50,53 @@ def main() -> None:
     if not (SNAPSHOT / "enterprises.parquet").exists():
         shutil.rmtree(SNAPSHOT, ignore_errors=True)
         timings["生成快照"] = step(
-            "4. 生成合成快照", "snapshot", "generate", "--enterprises", str(ENTERPRISES), "--seed", "42", "--out", str(SNAPSHOT)
+            "4. 生成合成快照",
+            "snapshot",
+            "generate",
+            "--enterprises",
+            str(ENTERPRISES),
+            "--seed",
+            "42",
+            "--out",
+            str(SNAPSHOT),
         )
     else:
         console.print(Rule("[bold]4. 生成合成快照[/bold]"))
         console.print(f"已存在 {SNAPSHOT}，沿用（删除该目录可重新生成）")
     timings["检查快照"] = step("5. 检查快照（数据质量报告）", "snapshot", "check", str(SNAPSHOT))
-    timings["画像"] = step("6. 企业画像字段覆盖率", "snapshot", "profile", str(SNAPSHOT), "--year", "2024", "--as-of", AS_OF)
+    timings["画像"] = step(
+        "6. 企业画像字段覆盖率", "snapshot", "profile", str(SNAPSHOT), "--year", "2024", "--as-of", AS_OF
+    )
     shutil.rmtree(RUN, ignore_errors=True)
     timings["数据比对"] = step(
         "7. 数据比对（全部有效政策，一次执行）",
-        "match", "--snapshot", str(SNAPSHOT), "--policies", "data/policies", "--as-of", AS_OF, "--out", str(RUN),
+        "match",
+        "--snapshot",
+        str(SNAPSHOT),
+        "--policies",
+        "data/policies",
+        "--as-of",
+        AS_OF,
+        "--out",
+        str(RUN),
     )
     first = duckdb.sql(
         f"SELECT uscc FROM read_parquet('{RUN / 'candidates.parquet'}') ORDER BY amount DESC, uscc LIMIT 1"
-    ).fetchone()
+    ).fetchall()
+    first = first[0] if first else None
     if first:
-        step("8. 逐条解释一户候选企业", "explain", "--snapshot", str(SNAPSHOT), "--policies", "data/policies", "--uscc", first[0], "--as-of", AS_OF)
+        step(
+            "8. 逐条解释一户候选企业",
+            "explain",
+            "--snapshot",
+            str(SNAPSHOT),
+            "--policies",
+            "data/policies",
+            "--uscc",
+            first[0],
+            "--as-of",
+            AS_OF,
+        )
     console.print(Rule("[bold]用时[/bold]"))
     for k, v in timings.items():
         console.print(f"{k}：{v:.2f} 秒")

@@ -325,7 +325,7 @@ def _known_codes(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _valid_uscc(code: str) -> bool:
-    return bool(uscc_check.is_valid(code))  # type: ignore[no-untyped-call]
+    return bool(uscc_check.is_valid(code))
 
 
 def _checks(spec: TableSpec, today: dt.date) -> list[tuple[str, str, str]]:
