@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from matcher.profile import build_profile, coverage, profile_row
-from rules.catalog import FIELDS
 from matcher.snapshot import load_snapshot
+from rules.catalog import FIELDS
 from tests.matcher.snapshots import default_tables, uscc, write_snapshot
 
 AS_OF = dt.date(2025, 9, 30)
