@@ -8,7 +8,7 @@ one statement and keeps only the rows that matter (eligible, near-miss, missing 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlglot
@@ -93,53 +93,50 @@ class ItemPlan:
         return list(parse(self.item.amount).fields)
 
     def select(self, profile: str) -> exp.Select:
-        """One item over the profile: the rows that are eligible, a near-miss or missing data."""
+        """One item over the profile: the rows that are eligible, a near-miss or missing data.
+
+        Three levels, so each expression is written once: the conditions (k0..kn, three-valued) and the
+        amount; their counts of false and unknown; then the rows worth keeping and what to say of them.
+        """
         conds = self.conditions
         fields = sorted({*self.condition_fields(), *self.amount_fields()})
-        inner = exp.select(
-            _col("uscc"),
-            *[_col(f) for f in fields if f != "uscc"],
-            *[exp.alias_(condition_sql(c.rule), f"k{n}") for n, c in enumerate(conds)],
-            exp.alias_(amount_sql(self.item), "amount"),
-        ).from_(profile)
-        if self.policy.rank_by is not None:
-            inner = inner.select(exp.alias_(numeric_sql(self.policy.rank_by), "rank_value"))
+        inner_cols: list[exp.Expression] = [_col("uscc"), *[_col(f) for f in fields if f != "uscc"]]
+        inner_cols += [exp.alias_(condition_sql(c.rule), f"k{n}", copy=False) for n, c in enumerate(conds)]
+        inner_cols.append(exp.alias_(amount_sql(self.item), "amount", copy=False))
+        rank = numeric_sql(self.policy.rank_by) if self.policy.rank_by is not None else exp.null()
+        inner_cols.append(exp.alias_(exp.cast(rank, RANK, copy=False), "rank_value", copy=False))
+        inner = exp.Select(expressions=inner_cols, from_=exp.From(this=exp.to_table(profile)))
+
         ks = [_col(f"k{n}") for n in range(len(conds))]
-        n_false = _sum([_when(exp.Not(this=k), exp.Literal.number(1), exp.Literal.number(0)) for k in ks])
+        one, zero = exp.Literal.number(1), exp.Literal.number(0)
+        n_false = _sum([_when(exp.Not(this=k), one.copy(), zero.copy()) for k in ks])
         n_unknown = _sum(
-            [
-                _when(exp.Is(this=k, expression=exp.null()), exp.Literal.number(1), exp.Literal.number(0))
-                for k in ks
-            ]
+            [_when(exp.Is(this=k.copy(), expression=exp.null()), one.copy(), zero.copy()) for k in ks]
         )
-        failed_id = (
-            exp.Case(
-                ifs=[
-                    exp.If(this=exp.Not(this=k), true=exp.Literal.string(c.id))
-                    for k, c in zip(ks, conds, strict=True)
-                ]
+        counted = exp.Select(
+            expressions=[
+                exp.Star(),
+                exp.alias_(n_false, "n_false", copy=False),
+                exp.alias_(n_unknown, "n_unknown", copy=False),
+            ],
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=inner), "m", table=True, copy=False)),
+        )
+
+        def first_false(value: Callable[[Condition], exp.Expression]) -> exp.Expression:
+            if not conds:
+                return exp.null()
+            return exp.Case(
+                ifs=[exp.If(this=exp.Not(this=_col(f"k{n}")), true=value(c)) for n, c in enumerate(conds)]
             )
-            if conds
-            else exp.null()
-        )
-        failed_value = (
-            exp.Case(
-                ifs=[
-                    exp.If(this=exp.Not(this=k), true=_value_text(parse(c.rule).fields))
-                    for k, c in zip(ks, conds, strict=True)
-                ]
-            )
-            if conds
-            else exp.null()
-        )
+
         status = exp.Case(
             ifs=[
                 exp.If(
-                    this=exp.EQ(this=n_false.copy(), expression=exp.Literal.number(1)),
+                    this=exp.EQ(this=_col("n_false"), expression=one.copy()),
                     true=exp.Literal.string("near_miss"),
                 ),
                 exp.If(
-                    this=exp.GT(this=n_unknown.copy(), expression=exp.Literal.number(0)),
+                    this=exp.GT(this=_col("n_unknown"), expression=zero.copy()),
                     true=exp.Literal.string("missing_data"),
                 ),
                 exp.If(
@@ -150,35 +147,43 @@ class ItemPlan:
             default=exp.Literal.string("eligible"),
         )
         # Missing data lists the NULL fields of the unknown conditions and of the amount.
-        missing = _null_fields(sorted({*self.condition_fields(), *self.amount_fields()}))
-        keep = exp.or_(
-            exp.EQ(this=n_false.copy(), expression=exp.Literal.number(0)),
-            exp.and_(
-                exp.EQ(this=n_false.copy(), expression=exp.Literal.number(1)),
-                exp.EQ(this=n_unknown.copy(), expression=exp.Literal.number(0)),
+        missing = _null_fields(fields)
+        keep = exp.Or(
+            this=exp.EQ(this=_col("n_false"), expression=zero.copy()),
+            expression=exp.Paren(
+                this=exp.And(
+                    this=exp.EQ(this=_col("n_false"), expression=one.copy()),
+                    expression=exp.EQ(this=_col("n_unknown"), expression=zero.copy()),
+                )
             ),
         )
         group = self.policy.group_of(self.item)
-        return (
-            exp.select(
-                exp.alias_(_lit(self.policy.id), "policy_id"),
-                exp.alias_(exp.Literal.number(self.policy.version), "policy_version"),
-                exp.alias_(_lit(self.item.id), "item_id"),
-                exp.alias_(_lit(self.policy.period), "period"),
-                exp.alias_(exp.cast(_lit(group), TEXT), "grp"),
-                _col("uscc"),
-                exp.alias_(status, "status"),
-                exp.alias_(exp.cast(failed_id, TEXT), "condition_id"),
-                exp.alias_(exp.cast(failed_value, TEXT), "value"),
-                exp.alias_(missing, "fields"),
-                exp.alias_(exp.cast(_col("amount"), MONEY), "amount"),
-                exp.alias_(
-                    exp.cast(_col("rank_value") if self.policy.rank_by is not None else exp.null(), RANK),
-                    "rank_value",
-                ),
-            )
-            .from_(exp.alias_(exp.Subquery(this=inner), "m", table=True))
-            .where(keep)
+        columns = [
+            exp.alias_(_lit(self.policy.id), "policy_id", copy=False),
+            exp.alias_(exp.Literal.number(self.policy.version), "policy_version", copy=False),
+            exp.alias_(_lit(self.item.id), "item_id", copy=False),
+            exp.alias_(_lit(self.policy.period), "period", copy=False),
+            exp.alias_(exp.cast(_lit(group), TEXT, copy=False), "grp", copy=False),
+            _col("uscc"),
+            exp.alias_(status, "status", copy=False),
+            exp.alias_(
+                exp.cast(first_false(lambda c: exp.Literal.string(c.id)), TEXT, copy=False),
+                "condition_id",
+                copy=False,
+            ),
+            exp.alias_(
+                exp.cast(first_false(lambda c: _value_text(parse(c.rule).fields)), TEXT, copy=False),
+                "value",
+                copy=False,
+            ),
+            exp.alias_(missing, "fields", copy=False),
+            exp.alias_(exp.cast(_col("amount"), MONEY, copy=False), "amount", copy=False),
+            _col("rank_value"),
+        ]
+        return exp.Select(
+            expressions=columns,
+            where=exp.Where(this=keep),
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=counted), "c", table=True, copy=False)),
         )
 
 
