@@ -147,7 +147,9 @@ class ItemPlan:
             default=exp.Literal.string("eligible"),
         )
         # Missing data lists the NULL fields of the unknown conditions and of the amount.
-        missing = _null_fields(fields)
+        missing = _when(
+            exp.EQ(this=status.copy(), expression=exp.Literal.string("missing_data")), _null_fields(fields)
+        )
         keep = exp.Or(
             this=exp.EQ(this=_col("n_false"), expression=zero.copy()),
             expression=exp.Paren(
@@ -228,36 +230,45 @@ def budgets_values(policies: list[Policy]) -> exp.Expression:
 # Stage 2, over the stage-1 results (`:results`) and the payments already made (`:payments`).
 _CANDIDATES = """
 WITH unpaid AS (
-  SELECT r.* FROM :results AS r
+  SELECT r.policy_id, r.policy_version, r.item_id, r.uscc, r.grp, r.amount, r.rank_value
+  FROM :results AS r
   WHERE r.status = 'eligible'
     AND NOT EXISTS (
       SELECT 1 FROM :payments AS p
       WHERE p.uscc = r.uscc AND p.policy_id = r.policy_id AND p.item_id = r.item_id AND p.period = r.period)
-), grouped AS (
-  SELECT u.*,
-    ROW_NUMBER() OVER (PARTITION BY u.uscc, u.grp ORDER BY u.amount DESC, u.policy_id, u.item_id) AS grp_rank
-  FROM unpaid AS u
 ), kept AS (
-  SELECT * FROM grouped WHERE grp IS NULL OR grp_rank = 1
+  SELECT policy_id, policy_version, item_id, uscc, amount, rank_value FROM unpaid WHERE grp IS NULL
+  UNION ALL
+  SELECT policy_id, policy_version, item_id, uscc, amount, rank_value FROM (
+    SELECT u.*,
+      ROW_NUMBER() OVER (PARTITION BY u.uscc, u.grp ORDER BY u.amount DESC, u.policy_id, u.item_id) AS grp_rank
+    FROM unpaid AS u WHERE u.grp IS NOT NULL
+  ) AS g WHERE grp_rank = 1
 ), totals AS (
-  SELECT k.*, b.budget, b.allocation,
-    SUM(k.amount) OVER (PARTITION BY k.policy_id) AS total,
+  SELECT k.policy_id, SUM(k.amount) AS total, MAX(b.budget) AS budget, MAX(b.allocation) AS allocation
+  FROM kept AS k JOIN :budgets ON b.policy_id = k.policy_id
+  GROUP BY k.policy_id
+), ranked AS (
+  SELECT k.policy_id, k.item_id, k.uscc,
     SUM(k.amount) OVER (
       PARTITION BY k.policy_id ORDER BY k.rank_value DESC NULLS LAST, k.uscc, k.item_id
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
-  FROM kept AS k JOIN :budgets ON b.policy_id = k.policy_id
+  FROM kept AS k JOIN totals AS t ON t.policy_id = k.policy_id
+  WHERE t.allocation = 'rank' AND t.total > t.budget
 )
-SELECT policy_id, policy_version, item_id, uscc,
+SELECT k.policy_id, k.policy_version, k.item_id, k.uscc,
   CASE
-    WHEN budget IS NULL OR allocation <> 'pro_rata' OR total <= budget THEN amount
+    WHEN t.budget IS NULL OR t.allocation <> 'pro_rata' OR t.total <= t.budget THEN k.amount
     ELSE CAST(CAST(
-      CAST(amount * 100 AS INT128) * CAST(budget * 100 AS INT128) // CAST(total * 100 AS INT128)
+      CAST(k.amount * 100 AS INT128) * CAST(t.budget * 100 AS INT128) // CAST(t.total * 100 AS INT128)
       AS DECIMAL(38, 0)) * 0.01 AS DECIMAL(18, 2))
   END AS amount,
-  amount AS amount_before_allocation
-FROM totals
-WHERE NOT (allocation = 'rank' AND total > budget AND running > budget)
-ORDER BY policy_id, item_id, uscc
+  k.amount AS amount_before_allocation
+FROM kept AS k
+JOIN totals AS t ON t.policy_id = k.policy_id
+LEFT JOIN ranked AS r ON r.policy_id = k.policy_id AND r.item_id = k.item_id AND r.uscc = k.uscc
+WHERE r.running IS NULL OR r.running <= t.budget
+ORDER BY k.policy_id, k.item_id, k.uscc
 """
 
 
