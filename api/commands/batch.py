@@ -1,7 +1,100 @@
-"""`zhida batch` commands (being written)."""
+"""`zhida batch`: assemble (maker), approve or reject (checker), export bank files, reconcile."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from payouts import batches
+from payouts.db import connect, transaction
 
 app = typer.Typer(no_args_is_help=True)
+console = Console(highlight=False)
+
+BY = typer.Option(..., "--by", envvar="ZHIDA_USER", help="操作人用户名（或环境变量 ZHIDA_USER）")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@app.command("create", help="制单：把一项政策已确认的要约组成拨付批次")
+def create(
+    policy: str = typer.Option(..., "--policy", help="政策编号"),
+    period: str | None = typer.Option(None, "--period", help="期间（政策只有一个期间时可省略）"),
+    offer: list[str] | None = typer.Option(None, "--offer", help="只组这些要约"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        b = batches.create_batch(s, policy, by, _now(), public_ids=offer or None, period=period)
+        money = batches.budget(s, b.policy_id, b.period)
+    console.print(f"批次 {b.reference}：{b.line_count:,} 笔，{b.total:,.2f} 元，待复核")
+    if money.remaining is not None:
+        console.print(
+            f"政策预算 {money.budget:,.2f} 元，已占用 {money.committed:,.2f} 元，剩余 {money.remaining:,.2f} 元"
+        )
+
+
+@app.command("approve", help="复核通过（复核人不能是制单人）")
+def approve(reference: str = typer.Argument(..., help="批次号"), by: str = BY) -> None:
+    with transaction(connect()) as s:
+        b = batches.approve(s, reference, by, _now())
+    console.print(f"批次 {b.reference} 复核通过，可以导出银行文件")
+
+
+@app.command("reject", help="退回批次：要约回到已确认")
+def reject(
+    reference: str = typer.Argument(..., help="批次号"),
+    reason: str = typer.Option(..., "--reason"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        b = batches.reject(s, reference, by, reason, _now())
+    console.print(f"批次 {b.reference} 已退回")
+
+
+@app.command("export", help="导出银行文件：批量代发 CSV 和 ISO 20022 pain.001.001.09")
+def export(
+    reference: str = typer.Argument(..., help="批次号"),
+    out: Path = typer.Option(Path("var/bank"), "--out", help="输出目录"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        e = batches.export(s, reference, by, out, _now())
+    console.print(f"{e.csv_path}  sha256 {e.csv_sha256}")
+    console.print(f"{e.xml_path}  sha256 {e.xml_sha256}")
+
+
+@app.command("reconcile", help="导入银行回单，逐笔标记到账或失败")
+def reconcile(
+    reference: str = typer.Argument(..., help="批次号"),
+    return_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="银行回单 CSV"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        r = batches.reconcile(s, reference, return_file.read_bytes(), by, _now(), filename=return_file.name)
+    console.print(
+        f"批次 {r.batch}：到账 {r.paid:,} 笔 {r.paid_amount:,.2f} 元，失败 {r.failed:,} 笔 {r.failed_amount:,.2f} 元，"
+        f"待回单 {r.pending:,} 笔"
+    )
+    for public_id, reason in r.failures:
+        console.print(f"  [red]失败[/red] {public_id}：{reason}")
+
+
+@app.command("list", help="列出拨付批次")
+def list_batches(
+    policy: str | None = typer.Option(None, "--policy"),
+    state: str | None = typer.Option(None, "--state"),
+) -> None:
+    with transaction(connect()) as s:
+        rows = batches.batches(s, policy_id=policy, state=state)
+    table = Table()
+    for col in ("批次号", "政策", "期间", "状态", "笔数", "金额（元）"):
+        table.add_column(col, justify="right" if col in ("笔数", "金额（元）") else "left")
+    for b in rows:
+        table.add_row(b.reference, b.policy_id, b.period, b.state, f"{b.line_count:,}", f"{b.total:,.2f}")
+    console.print(table)

@@ -1,7 +1,166 @@
-"""`zhida offers` commands (being written)."""
+"""`zhida offers`: import a match run, review (hold, drop, release), correct accounts, see the funnel."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from payouts import confirm, funnel, offers, payees, runs
+from payouts.bench_import import bench
+from payouts.db import PayoutSettings, connect, transaction
 
 app = typer.Typer(no_args_is_help=True)
+console = Console(highlight=False)
+
+BY = typer.Option(..., "--by", envvar="ZHIDA_USER", help="操作人用户名（或环境变量 ZHIDA_USER）")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@app.command("import", help="导入一次匹配结果（候选名单）为待初核的兑现要约")
+def import_run(
+    run_dir: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="匹配结果目录（zhida match --out）"
+    ),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        r = runs.import_run(s, run_dir, by, _now())
+    table = Table(title=f"已导入匹配批次 {r.run_id}")
+    for col in ("政策", "要约", "暂缓（无对公账户）", "金额（元）"):
+        table.add_column(col, justify="left" if col == "政策" else "right")
+    for pid, st in sorted(r.by_policy.items()):
+        table.add_row(pid, f"{st['offers']:,}", f"{st['held']:,}", f"{st['amount']:,.2f}")
+    table.add_row("合计", f"{r.offers:,}", f"{r.held:,}", f"{r.amount:,.2f}")
+    console.print(table)
+    if r.skipped:
+        console.print(f"已有在办要约、本次跳过：{r.skipped:,} 条（同一企业、事项、期间只兑现一次）")
+    if r.zero:
+        console.print(f"预算分配后金额为 0、未生成要约：{r.zero:,} 条")
+    console.print(f"用时 {r.seconds['total']:.2f} 秒")
+
+
+@app.command("release", help="初核通过：发布待初核的要约（无需确认的政策直接确认）")
+def release(
+    run: str | None = typer.Option(None, "--run", help="只发布这个匹配批次"),
+    policy: str | None = typer.Option(None, "--policy", help="只发布这项政策"),
+    offer: list[str] | None = typer.Option(None, "--offer", help="只发布这些要约（可为暂缓的要约）"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        r = offers.release(s, by, _now(), run_id=run, policy_id=policy, public_ids=offer or None)
+    console.print(
+        f"已发布 {r.released:,} 条，直接确认 {r.confirmed:,} 条，因无联系电话暂缓 {r.held_no_phone:,} 条"
+    )
+
+
+@app.command("hold", help="暂缓要约（须写明原因）")
+def hold(
+    offer_ids: list[str] = typer.Argument(..., help="要约编号"),
+    reason: str = typer.Option(..., "--reason", help="原因"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        done = offers.hold(s, offer_ids, reason, by, _now())
+    console.print(f"已暂缓 {len(done)} 条")
+
+
+@app.command("drop", help="剔除要约（须写明原因）")
+def drop(
+    offer_ids: list[str] = typer.Argument(..., help="要约编号"),
+    reason: str = typer.Option(..., "--reason", help="原因"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        done = offers.drop(s, offer_ids, reason, by, _now())
+    console.print(f"已剔除 {len(done)} 条")
+
+
+@app.command("list", help="列出要约")
+def list_offers(
+    state: str | None = typer.Option(None, "--state", help="状态，如 drafted、confirmed、held"),
+    policy: str | None = typer.Option(None, "--policy"),
+    run: str | None = typer.Option(None, "--run"),
+    limit: int = typer.Option(50, "--limit"),
+) -> None:
+    with transaction(connect()) as s:
+        rows = offers.list_offers(s, state=state, policy_id=policy, run_id=run, limit=limit)
+    table = Table()
+    for col in ("要约", "政策", "事项", "企业", "金额（元）", "状态", "原因"):
+        table.add_column(col, justify="right" if col == "金额（元）" else "left")
+    for o in rows:
+        table.add_row(
+            o.public_id,
+            o.policy_id,
+            o.item_id,
+            o.uscc,
+            f"{o.amount:,.2f}",
+            offers.label(o.state),
+            o.hold_reason or "",
+        )
+    console.print(table)
+
+
+@app.command("status", help="兑现漏斗：比对命中 → 已发布 → 已确认 → 已到账")
+def status(
+    run: str | None = typer.Option(None, "--run"),
+    policy: str | None = typer.Option(None, "--policy"),
+) -> None:
+    with transaction(connect()) as s:
+        stages = funnel.stages(s, run_id=run, policy_id=policy)
+        states = funnel.by_state(s, run_id=run, policy_id=policy)
+    for title, rows in (("兑现漏斗", stages), ("当前状态", states)):
+        table = Table(title=title)
+        for col in ("环节", "笔数", "金额（元）"):
+            table.add_column(col, justify="left" if col == "环节" else "right")
+        for st in rows:
+            table.add_row(st.label, f"{st.count:,}", f"{st.amount:,.2f}")
+        console.print(table)
+
+
+@app.command("fix-account", help="更正企业的对公账户（户名须为企业登记名称）")
+def fix_account(
+    uscc: str = typer.Argument(..., help="统一社会信用代码"),
+    bank: str = typer.Option(..., "--bank", help="开户行"),
+    account_no: str = typer.Option(..., "--account-no", help="账号"),
+    account_name: str = typer.Option(..., "--account-name", help="户名"),
+    reason: str = typer.Option(..., "--reason", help="更正依据"),
+    phone: str | None = typer.Option(None, "--phone", help="联系电话（可选）"),
+    by: str = BY,
+) -> None:
+    with transaction(connect()) as s:
+        p = payees.correct_account(
+            s,
+            uscc,
+            bank_name=bank,
+            account_no=account_no,
+            account_name=account_name,
+            contact_phone=phone,
+            by=by,
+            reason=reason,
+            now=_now(),
+        )
+        console.print(f"已更正：{p.name} {p.bank_name} {payees.mask_account(p.account_no)}")
+
+
+@app.command("confirm", help="模拟企业点击短信链接确认（测试用；企业实际在手机页面上确认）")
+def confirm_link(link: str = typer.Argument(..., help="短信中的链接或其令牌")) -> None:
+    token = link.removeprefix(PayoutSettings.from_env().link_base).rsplit("/", 1)[-1]
+    with transaction(connect()) as s:
+        a = confirm.confirm(s, token, ip="127.0.0.1", user_agent="zhida-cli", now=_now())
+    console.print(f"要约 {a.public_id} {'此前已确认' if a.repeated else '已确认'}")
+
+
+@app.command("bench-import", help="测量批量导入速度（合成数据，写入指定数据库）")
+def bench_import(
+    rows: int = typer.Option(1_000_000, "--rows"),
+    url: str | None = typer.Option(None, "--url", help="数据库（默认 ZHIDA_DATABASE_URL）"),
+) -> None:
+    report = bench(rows, url)
+    console.print(report)

@@ -1,0 +1,252 @@
+"""Bank files: the batch transfer CSV (批量代发), ISO 20022 pain.001.001.09, and the bank's return file.
+
+Pure functions over plain records: the same batch always renders to the same bytes (no clock, no
+randomness here; the creation time is the batch's approval time). Totals and counts are in the header
+of both files.
+
+The return file (回单) is a CSV with the header `批次号,业务参考号,收款账号,金额,状态,失败原因`;
+状态 is 成功 or 失败 (also accepted: paid/failed, S/F). `render_return` writes one, for the
+simulated bank of the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from payouts.errors import BankFileError
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
+PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
+CURRENCY = "CNY"
+CSV_COLUMNS = (
+    "序号",
+    "付款账号",
+    "付款户名",
+    "收款账号",
+    "收款户名",
+    "收款开户行",
+    "金额",
+    "用途",
+    "业务参考号",
+)
+RETURN_COLUMNS = ("批次号", "业务参考号", "收款账号", "金额", "状态", "失败原因")
+PAID_WORDS = {"成功": True, "paid": True, "s": True, "失败": False, "failed": False, "f": False}
+
+
+@dataclass(frozen=True)
+class FileLine:
+    """One transfer as the bank sees it."""
+
+    line_no: int
+    reference: str
+    account_name: str
+    account_no: str
+    bank_name: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """A batch as the bank sees it: who pays, when, why, and the transfers."""
+
+    reference: str
+    created: dt.datetime
+    execution_date: dt.date
+    payer_name: str
+    payer_account: str
+    payer_bank: str
+    purpose: str
+    lines: Sequence[FileLine]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), Decimal("0.00"))
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount:.2f}"
+
+
+def render_csv(batch: BatchFile) -> bytes:
+    """The batch transfer CSV: a header row with the batch, count and total, then one row per transfer."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(
+        [
+            "批次号",
+            batch.reference,
+            "总笔数",
+            len(batch.lines),
+            "总金额",
+            _money(batch.total),
+            "币种",
+            CURRENCY,
+            "付款账号",
+            batch.payer_account,
+            "付款户名",
+            batch.payer_name,
+            "付款开户行",
+            batch.payer_bank,
+            "执行日期",
+            batch.execution_date.isoformat(),
+        ]
+    )
+    w.writerow(CSV_COLUMNS)
+    for ln in batch.lines:
+        w.writerow(
+            [
+                ln.line_no,
+                batch.payer_account,
+                batch.payer_name,
+                ln.account_no,
+                ln.account_name,
+                ln.bank_name,
+                _money(ln.amount),
+                batch.purpose,
+                ln.reference,
+            ]
+        )
+    return out.getvalue().encode("utf-8")
+
+
+def _sub(parent: ET.Element, path: str, text: str | None = None, **attrs: str) -> ET.Element:
+    """Add the chain of elements `path` ("A/B/C") under `parent`; the last gets `text` and `attrs`."""
+    node = parent
+    for name in path.split("/"):
+        node = ET.SubElement(node, name)
+    node.attrib.update(attrs)
+    if text is not None:
+        node.text = text
+    return node
+
+
+def _max(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n]
+
+
+def render_pain001(batch: BatchFile) -> bytes:
+    """The batch as an ISO 20022 customer credit transfer initiation, pain.001.001.09."""
+    doc = ET.Element("Document", xmlns=PAIN001)
+    root = _sub(doc, "CstmrCdtTrfInitn")
+    header = _sub(root, "GrpHdr")
+    _sub(header, "MsgId", batch.reference)
+    _sub(header, "CreDtTm", batch.created.astimezone(CHINA).replace(microsecond=0).isoformat())
+    _sub(header, "NbOfTxs", str(len(batch.lines)))
+    _sub(header, "CtrlSum", _money(batch.total))
+    _sub(header, "InitgPty/Nm", _max(batch.payer_name, 140))
+    info = _sub(root, "PmtInf")
+    _sub(info, "PmtInfId", batch.reference)
+    _sub(info, "PmtMtd", "TRF")
+    _sub(info, "BtchBookg", "false")
+    _sub(info, "NbOfTxs", str(len(batch.lines)))
+    _sub(info, "CtrlSum", _money(batch.total))
+    _sub(info, "PmtTpInf/CtgyPurp/Cd", "GOVT")
+    _sub(info, "ReqdExctnDt/Dt", batch.execution_date.isoformat())
+    _sub(info, "Dbtr/Nm", _max(batch.payer_name, 140))
+    debtor_account = _sub(info, "DbtrAcct")
+    _sub(debtor_account, "Id/Othr/Id", _max(batch.payer_account, 34))
+    _sub(debtor_account, "Ccy", CURRENCY)
+    _sub(info, "DbtrAgt/FinInstnId/Nm", _max(batch.payer_bank, 140))
+    _sub(info, "ChrgBr", "DEBT")
+    for ln in batch.lines:
+        tx = _sub(info, "CdtTrfTxInf")
+        payment_id = _sub(tx, "PmtId")
+        _sub(payment_id, "InstrId", str(ln.line_no))
+        _sub(payment_id, "EndToEndId", ln.reference)
+        _sub(tx, "Amt/InstdAmt", _money(ln.amount), Ccy=CURRENCY)
+        _sub(tx, "CdtrAgt/FinInstnId/Nm", _max(ln.bank_name, 140))
+        _sub(tx, "Cdtr/Nm", _max(ln.account_name, 140))
+        _sub(tx, "CdtrAcct/Id/Othr/Id", _max(ln.account_no, 34))
+        _sub(tx, "Purp/Cd", "GOVT")
+        _sub(tx, "RmtInf/Ustrd", _max(batch.purpose, 140))
+    ET.indent(doc)
+    return ET.tostring(doc, encoding="UTF-8", xml_declaration=True) + b"\n"
+
+
+@dataclass(frozen=True)
+class ReturnLine:
+    """One line of a bank return file: which transfer, and whether the bank paid it."""
+
+    row: int
+    reference: str
+    account_no: str
+    amount: Decimal
+    paid: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReturnFile:
+    """A parsed bank return file, all of one batch."""
+
+    batch_reference: str
+    lines: list[ReturnLine]
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）")
+
+
+def parse_return(data: bytes) -> ReturnFile:
+    """Read a bank return file; refuses a malformed one with every problem listed."""
+    rows = list(csv.reader(io.StringIO(_decode(data))))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows or tuple(c.strip() for c in rows[0][: len(RETURN_COLUMNS)]) != RETURN_COLUMNS:
+        raise BankFileError(f"回单表头应为：{','.join(RETURN_COLUMNS)}")
+    if len(rows) == 1:
+        raise BankFileError("回单没有明细")
+    problems, lines, batches = [], [], set()
+    for n, raw in enumerate(rows[1:], start=2):
+        cells = [c.strip() for c in raw] + [""] * len(RETURN_COLUMNS)
+        batch_ref, reference, account, amount_text, status, reason = cells[: len(RETURN_COLUMNS)]
+        batches.add(batch_ref)
+        try:
+            amount = Decimal(amount_text)
+            if amount != amount.quantize(Decimal("0.01")) or amount <= 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            problems.append(f"第 {n} 行：金额 {amount_text!r} 无效")
+            continue
+        paid = PAID_WORDS.get(status.lower())
+        if paid is None:
+            problems.append(f"第 {n} 行：状态 {status!r} 应为 成功 或 失败")
+            continue
+        if not paid and not reason:
+            problems.append(f"第 {n} 行：失败的明细必须有失败原因")
+        lines.append(ReturnLine(n, reference, account, amount.quantize(Decimal("0.01")), paid, reason))
+    if len(batches) > 1:
+        problems.append(f"回单包含多个批次：{', '.join(sorted(batches))}")
+    if problems:
+        raise BankFileError("回单格式错误：\n" + "\n".join(f"- {p}" for p in problems))
+    return ReturnFile(batches.pop(), lines)
+
+
+def render_return(batch: BatchFile, failures: dict[str, str]) -> bytes:
+    """A return file as the bank would send it: every line paid, except `failures` (reference → reason)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(RETURN_COLUMNS)
+    for ln in batch.lines:
+        reason = failures.get(ln.reference)
+        w.writerow(
+            [
+                batch.reference,
+                ln.reference,
+                ln.account_no,
+                _money(ln.amount),
+                "失败" if reason else "成功",
+                reason or "",
+            ]
+        )
+    return out.getvalue().encode("utf-8")

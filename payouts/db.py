@@ -1,0 +1,164 @@
+"""Where the payouts data lives: settings, the engine, the schema migrations and sessions.
+
+The embedded default is an SQLite file under `var/`; production sets `ZHIDA_DATABASE_URL` to a
+PostgreSQL URL. The schema is always made by alembic (`migrate`), never by `create_all`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlmodel import Session
+
+from rules.errors import PayoutError
+
+DEFAULT_URL = "sqlite:///var/zhida.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x7A68_6964_6100  # PostgreSQL advisory lock key: one migrating process at a time
+
+
+@dataclass(frozen=True)
+class PayoutSettings:
+    """Everything payouts reads from the environment (`ZHIDA_` prefix), with working defaults."""
+
+    database_url: str = DEFAULT_URL
+    link_base: str = "https://zd.example.gov.cn/c/"  # the public confirm page; the token follows
+    link_ttl_days: int = 30
+    reminder_days: tuple[int, ...] = (3, 1)
+    sms_sign: str = "惠企直达"
+    payer_name: str = "某市财政局"
+    payer_account: str = "110060149018800012345"
+    payer_bank: str = "中国工商银行某市分行营业部"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PayoutSettings:
+        """Read the settings from `ZHIDA_*` variables; unset ones keep their defaults."""
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"ZHIDA_{name}", default)
+
+        try:
+            ttl = int(get("LINK_TTL_DAYS", str(d.link_ttl_days)))
+            reminders = tuple(
+                int(x) for x in get("SMS_REMINDER_DAYS", ",".join(map(str, d.reminder_days))).split(",") if x
+            )
+        except ValueError as e:
+            raise PayoutError(f"ZHIDA_LINK_TTL_DAYS / ZHIDA_SMS_REMINDER_DAYS 应为整数：{e}") from e
+        if ttl < 1 or any(r < 1 or r >= ttl for r in reminders):
+            raise PayoutError(f"链接有效期 {ttl} 天，提醒应在到期前 1 至 {ttl - 1} 天：{reminders}")
+        return cls(
+            database_url=get("DATABASE_URL", d.database_url),
+            link_base=get("LINK_BASE", d.link_base),
+            link_ttl_days=ttl,
+            reminder_days=tuple(sorted(set(reminders), reverse=True)),
+            sms_sign=get("SMS_SIGN", d.sms_sign),
+            payer_name=get("PAYER_NAME", d.payer_name),
+            payer_account=get("PAYER_ACCOUNT", d.payer_account),
+            payer_bank=get("PAYER_BANK", d.payer_bank),
+        )
+
+
+def normalize_url(url: str) -> str:
+    """Point plain `postgresql://` URLs at the psycopg 3 driver, which is the one installed."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url` (default: the settings'), with SQLite made safe for concurrent writers."""
+    url = normalize_url(url or PayoutSettings.from_env().database_url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, start transactions, so that `_on_begin` decides how.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred transaction that reads, then writes, fails with
+        # SQLITE_BUSY when another writer got in between, instead of waiting its turn.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config() -> Config:
+    """The alembic configuration of the payouts migrations (no alembic.ini needed)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(target: str | Engine | None = None, revision: str = "head") -> None:
+    """Bring the schema of `target` (a URL or an engine; default: the settings') to `revision`."""
+    engine = target if isinstance(target, Engine) else make_engine(target)
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+    if not isinstance(target, Engine):
+        engine.dispose()
+
+
+def new_revision(message: str) -> None:
+    """Write a migration for what changed in `payouts.models` (alembic autogenerate).
+
+    Compares the models with a scratch SQLite database at the latest revision; review the file it
+    writes under `payouts/migrations/versions/` before committing it.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/revision.db")
+        migrate(engine)
+        cfg = alembic_config()
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.revision(cfg, message=message, autogenerate=True)
+        engine.dispose()
+
+
+_engines: dict[str, Engine] = {}
+
+
+def connect(url: str | None = None) -> Engine:
+    """The process's engine for `url`, migrated to the latest schema on first use."""
+    url = normalize_url(url or PayoutSettings.from_env().database_url)
+    if url not in _engines:
+        engine = make_engine(url)
+        migrate(engine)
+        _engines[url] = engine
+    return _engines[url]
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session whose work is committed at the end of the block, or rolled back on an error."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session

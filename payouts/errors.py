@@ -1,0 +1,32 @@
+"""Payout errors more precise than `PayoutError`, so that the API can map them to the right status.
+
+They extend the one hierarchy of `rules.errors` (ZhidaError → PayoutError).
+"""
+
+from __future__ import annotations
+
+from rules.errors import PayoutError
+
+
+class NotFoundError(PayoutError):
+    """A named offer, batch, run or user does not exist."""
+
+
+class RoleError(PayoutError):
+    """The user may not do this: wrong role, inactive, or the maker trying to check their own batch."""
+
+
+class LinkError(PayoutError):
+    """An SMS link is unknown, expired, or no longer usable for this offer."""
+
+
+class RunImportError(PayoutError):
+    """A match run folder cannot be imported (bad manifest, bad columns, over budget, already imported)."""
+
+
+class BankFileError(PayoutError):
+    """A bank return file is refused: wrong batch, duplicate, unknown line, or amounts that differ."""
+
+
+class SmsError(PayoutError):
+    """The SMS gateway refused or failed to send a message."""

@@ -1,0 +1,401 @@
+"""The payouts tables (SQLModel): match runs, policies, payees, offers, SMS, confirmations, batches,
+bank returns, the audit log and staff users.
+
+The schema is created by the alembic migrations in `payouts/migrations/`, never by `create_all`; a test
+checks that these classes and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+from payouts.sqltypes import Money, UtcDateTime
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
+BigKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class OfferState(StrEnum):
+    """Where an offer is in its life (DESIGN.md, "Offers, confirmations and payouts")."""
+
+    DRAFTED = "drafted"
+    RELEASED = "released"
+    NOTIFIED = "notified"
+    CONFIRMED = "confirmed"
+    IN_BATCH = "in_batch"
+    PAID = "paid"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    HELD = "held"
+    DROPPED = "dropped"
+    PAYMENT_FAILED = "payment_failed"
+
+
+# An offer in one of these states no longer claims its (enterprise, policy, item, period).
+CLOSED_STATES = (OfferState.DROPPED, OfferState.DECLINED, OfferState.EXPIRED)
+# Offers waiting for an SMS or for the enterprise's answer.
+WAITING_STATES = (OfferState.RELEASED, OfferState.NOTIFIED)
+
+
+class BatchState(StrEnum):
+    """Where a payout batch is: maker assembles, a different checker approves, then bank files."""
+
+    ASSEMBLED = "assembled"
+    APPROVED = "approved"
+    EXPORTED = "exported"
+    RECONCILED = "reconciled"
+    REJECTED = "rejected"
+
+
+class LineStatus(StrEnum):
+    """A batch line's outcome: waiting for the bank, paid, failed, or withdrawn with its batch."""
+
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    WITHDRAWN = "withdrawn"
+
+
+class Role(StrEnum):
+    """What a staff user may do; see `payouts.users.PERMISSIONS`."""
+
+    POLICY = "policy"
+    REVIEWER = "reviewer"
+    FINANCE_MAKER = "finance_maker"
+    FINANCE_CHECKER = "finance_checker"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+def _closed_sql() -> str:
+    return f"state NOT IN ({', '.join(repr(s.value) for s in CLOSED_STATES)})"
+
+
+def _waiting_sql() -> str:
+    return f"state IN ({', '.join(repr(s.value) for s in WAITING_STATES)})"
+
+
+class StaffUser(SQLModel, table=True):
+    """A member of staff who acts on offers and batches; `role` decides what they may do."""
+
+    __tablename__ = "staff_user"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(sa_type=String(64), unique=True)
+    display_name: str = Field(sa_type=String(100))
+    role: str = Field(sa_type=String(32))
+    department: str | None = Field(default=None, sa_type=String(100))
+    password_hash: str | None = Field(default=None, sa_type=String(255))
+    active: bool = Field(default=True)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class MatchRun(SQLModel, table=True):
+    """One imported match run (Contract 4): where its offers came from."""
+
+    __tablename__ = "match_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(sa_type=String(64), unique=True)
+    as_of: dt.date = Field(sa_type=Date)
+    snapshot_fingerprint: str = Field(sa_type=String(128))
+    rules_fingerprint: str = Field(sa_type=String(128))
+    path: str = Field(sa_type=Text)
+    manifest: str = Field(sa_type=Text)
+    imported_at: dt.datetime = Field(sa_type=UtcDateTime)
+    imported_by: int = Field(foreign_key="staff_user.id")
+    offers: int = 0
+    held: int = 0
+    skipped: int = 0
+    amount: Decimal = Field(default=Decimal("0.00"), sa_type=Money)
+
+
+class PolicyVersion(SQLModel, table=True):
+    """A published policy version as the match run's manifest described it; immutable once imported."""
+
+    __tablename__ = "policy_version"
+    __table_args__ = (UniqueConstraint("policy_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: str = Field(sa_type=String(64), index=True)
+    version: int
+    title: str = Field(sa_type=Text)
+    department: str = Field(sa_type=Text)
+    period: str = Field(sa_type=String(32))
+    budget: Decimal | None = Field(default=None, sa_type=Money)
+    allocation: str = Field(sa_type=String(16))
+    confirmation: str = Field(sa_type=String(16))
+    items: str = Field(sa_type=Text)  # JSON: [{"id", "title", "conditions"}]
+    conditions: str = Field(sa_type=Text)  # JSON: the shared conditions with their clauses
+
+
+class Payee(SQLModel, table=True):
+    """The registered corporate account (对公账户) an offer pays to: from a snapshot, or corrected by staff."""
+
+    __tablename__ = "payee"
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    uscc: str = Field(sa_type=String(18), index=True)
+    name: str = Field(sa_type=Text)
+    contact_phone: str | None = Field(default=None, sa_type=String(32))
+    bank_name: str | None = Field(default=None, sa_type=Text)
+    account_no: str | None = Field(default=None, sa_type=String(64))
+    account_name: str | None = Field(default=None, sa_type=Text)
+    source: str = Field(sa_type=String(16))  # "snapshot" | "staff"
+    match_run_id: int | None = Field(default=None, foreign_key="match_run.id", index=True)
+    supersedes_id: int | None = Field(default=None, sa_type=BigKey, foreign_key="payee.id")
+    reason: str | None = Field(default=None, sa_type=Text)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class Offer(SQLModel, table=True):
+    """A pre-approved subsidy for one enterprise and one policy item, from review to payment."""
+
+    __tablename__ = "offer"
+    __table_args__ = (
+        CheckConstraint(_in("state", OfferState), name="state"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # An (enterprise, policy, item, period) is offered, and so paid, at most once across runs.
+        Index(
+            "uq_offer_live_key",
+            "uscc",
+            "policy_id",
+            "item_id",
+            "period",
+            unique=True,
+            sqlite_where=text(_closed_sql()),
+            postgresql_where=text(_closed_sql()),
+        ),
+        Index("ix_offer_policy_period_state", "policy_id", "period", "state"),
+        # The SMS queue, reminders and the expiry sweep look for these states only; a partial index
+        # stays empty while a million offers are imported.
+        Index(
+            "ix_offer_waiting",
+            "state",
+            "deadline",
+            sqlite_where=text(_waiting_sql()),
+            postgresql_where=text(_waiting_sql()),
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    match_run_id: int = Field(foreign_key="match_run.id", index=True)
+    policy_id: str = Field(sa_type=String(64))
+    policy_version: int
+    item_id: str = Field(sa_type=String(64))
+    period: str = Field(sa_type=String(32))
+    uscc: str = Field(sa_type=String(18))  # found through uq_offer_live_key
+    amount: Decimal = Field(sa_type=Money)
+    amount_before_allocation: Decimal = Field(sa_type=Money)
+    payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")
+    state: str = Field(sa_type=String(16))
+    hold_reason: str | None = Field(default=None, sa_type=Text)
+    round: int = 0  # how many times the offer was released; each release is one SMS round
+    deadline: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    released_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    notified_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    confirmed_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    paid_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class SmsMessage(SQLModel, table=True):
+    """One SMS to an enterprise (the outbox). The link token is kept only as its SHA-256 hash."""
+
+    __tablename__ = "sms_message"
+    __table_args__ = (UniqueConstraint("offer_id", "round", "kind"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    offer_id: int = Field(sa_type=BigKey, foreign_key="offer.id")
+    round: int
+    kind: str = Field(sa_type=String(16))  # "notice" | "reminder_<n>d"
+    phone: str = Field(sa_type=String(32))
+    text: str = Field(sa_type=Text)  # as sent, with the token cut out of the link
+    token_hash: str | None = Field(default=None, sa_type=String(64), unique=True)
+    expires_at: dt.datetime = Field(sa_type=UtcDateTime)
+    status: str = Field(sa_type=String(16))  # "queued" | "sent" | "failed"
+    attempts: int = 0
+    gateway: str | None = Field(default=None, sa_type=String(32))
+    provider_ref: str | None = Field(default=None, sa_type=String(128))
+    error: str | None = Field(default=None, sa_type=Text)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    sent_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Confirmation(SQLModel, table=True):
+    """The enterprise's answer to one SMS round: confirm, decline, or "my account is wrong"."""
+
+    __tablename__ = "confirmation"
+    __table_args__ = (
+        UniqueConstraint("offer_id", "round"),
+        CheckConstraint("kind IN ('confirm', 'decline', 'account_wrong')", name="kind"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    offer_id: int = Field(sa_type=BigKey, foreign_key="offer.id")
+    round: int
+    kind: str = Field(sa_type=String(16))
+    sms_message_id: int = Field(sa_type=BigKey, foreign_key="sms_message.id")
+    at: dt.datetime = Field(sa_type=UtcDateTime)
+    ip: str | None = Field(default=None, sa_type=String(64))
+    user_agent: str | None = Field(default=None, sa_type=Text)
+    note: str | None = Field(default=None, sa_type=Text)
+
+
+class Batch(SQLModel, table=True):
+    """A payout batch of one policy and period: assembled by a maker, approved by a different checker."""
+
+    __tablename__ = "batch"
+    __table_args__ = (
+        CheckConstraint(_in("state", BatchState), name="state"),
+        CheckConstraint("checker_id IS NULL OR checker_id <> maker_id", name="four_eyes"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(sa_type=String(35), unique=True)
+    policy_id: str = Field(sa_type=String(64), index=True)
+    period: str = Field(sa_type=String(32))
+    state: str = Field(sa_type=String(16))
+    maker_id: int = Field(foreign_key="staff_user.id")
+    checker_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    line_count: int
+    total: Decimal = Field(sa_type=Money)
+    payer_name: str = Field(sa_type=Text)
+    payer_account: str = Field(sa_type=String(64))
+    payer_bank: str = Field(sa_type=Text)
+    purpose: str = Field(sa_type=Text)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    approved_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    exported_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    reconciled_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    rejected_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    reason: str | None = Field(default=None, sa_type=Text)
+    csv_sha256: str | None = Field(default=None, sa_type=String(64))
+    xml_sha256: str | None = Field(default=None, sa_type=String(64))
+
+
+class BatchLine(SQLModel, table=True):
+    """One transfer in a batch, with the payee's account copied in as it was when the batch was made."""
+
+    __tablename__ = "batch_line"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "line_no"),
+        CheckConstraint(_in("status", LineStatus), name="status"),
+        # An offer is in at most one live batch (and a paid line stays live for ever).
+        Index(
+            "uq_batch_line_live_offer",
+            "offer_id",
+            unique=True,
+            sqlite_where=text("live"),
+            postgresql_where=text("live"),
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    batch_id: int = Field(foreign_key="batch.id", index=True)
+    line_no: int
+    reference: str = Field(sa_type=String(35), unique=True)
+    offer_id: int = Field(sa_type=BigKey, foreign_key="offer.id", index=True)
+    payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")
+    amount: Decimal = Field(sa_type=Money)
+    account_name: str = Field(sa_type=Text)
+    account_no: str = Field(sa_type=String(64))
+    bank_name: str = Field(sa_type=Text)
+    status: str = Field(sa_type=String(16))
+    live: bool = True
+    bank_reason: str | None = Field(default=None, sa_type=Text)
+    bank_return_id: int | None = Field(default=None, foreign_key="bank_return.id")
+    settled_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class BankReturn(SQLModel, table=True):
+    """One imported bank return file (回单); the same file is never applied twice."""
+
+    __tablename__ = "bank_return"
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(foreign_key="batch.id", index=True)
+    file_sha256: str = Field(sa_type=String(64), unique=True)
+    filename: str = Field(sa_type=Text)
+    imported_at: dt.datetime = Field(sa_type=UtcDateTime)
+    imported_by: int = Field(foreign_key="staff_user.id")
+    lines: int
+    paid: int
+    failed: int
+    paid_amount: Decimal = Field(sa_type=Money)
+    failed_amount: Decimal = Field(sa_type=Money)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One state change: who, when, what, from, to, why. Append-only and hash-chained."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_entity", "entity", "entity_id"),)
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    at: dt.datetime = Field(sa_type=UtcDateTime)
+    actor: str = Field(sa_type=String(64))
+    action: str = Field(sa_type=String(32))
+    entity: str = Field(sa_type=String(16))
+    entity_id: str = Field(sa_type=String(64))
+    from_state: str | None = Field(default=None, sa_type=String(16))
+    to_state: str | None = Field(default=None, sa_type=String(16))
+    reason: str | None = Field(default=None, sa_type=Text)
+    data: str = Field(sa_type=Text)  # canonical JSON
+    prev_hash: str = Field(sa_type=String(64))
+    hash: str = Field(sa_type=String(64))
+
+
+class AuditMember(SQLModel, table=True):
+    """The things one bulk event is about (e.g. the million offers one import created), one row each.
+
+    The event stores their count and digest, so the membership is covered by the hash chain too.
+    """
+
+    __tablename__ = "audit_member"
+    __table_args__ = (Index("ix_audit_member_entity_id", "entity_id"),)
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    entity_id: str = Field(sa_type=String(64), primary_key=True)
+
+
+class AuditHead(SQLModel, table=True):
+    """The single row that names the chain's last event; appenders lock it so the chain cannot fork."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = Field(sa_type=BigInteger)
+    hash: str = Field(sa_type=String(64))

@@ -1,0 +1,321 @@
+"""Offers and their state machine, and the first review (初核): hold, drop, release.
+
+```
+offer:   drafted → released → notified → confirmed → in_batch → paid
+                          ↘ declined | expired | held(reason) | payment_failed → (re-batched)
+```
+Every change goes through `move` (one offer) or `move_where` (many, in one UPDATE) and yields an
+audit event; nothing else writes `Offer.state`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, update
+from sqlmodel import Session
+
+from payouts import audit
+from payouts.audit import Event
+from payouts.errors import NotFoundError
+from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
+from payouts.users import require
+from rules.errors import StateError
+
+S = OfferState
+TRANSITIONS: dict[OfferState | None, frozenset[OfferState]] = {
+    None: frozenset({S.DRAFTED, S.HELD}),  # created by import; held when there is no account
+    S.DRAFTED: frozenset({S.RELEASED, S.HELD, S.DROPPED, S.CONFIRMED}),  # confirmed: `confirmation: none`
+    S.HELD: frozenset({S.RELEASED, S.DROPPED, S.CONFIRMED}),
+    S.RELEASED: frozenset({S.NOTIFIED, S.HELD, S.DROPPED}),
+    S.NOTIFIED: frozenset({S.CONFIRMED, S.DECLINED, S.EXPIRED, S.HELD}),
+    S.CONFIRMED: frozenset({S.IN_BATCH, S.HELD}),
+    S.IN_BATCH: frozenset({S.PAID, S.PAYMENT_FAILED, S.CONFIRMED}),  # confirmed: the batch was rejected
+    S.PAYMENT_FAILED: frozenset({S.IN_BATCH, S.HELD}),
+    S.PAID: frozenset(),
+    S.DECLINED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.DROPPED: frozenset(),
+}
+
+LABELS = {
+    S.DRAFTED: "待初核",
+    S.RELEASED: "已发布",
+    S.NOTIFIED: "已通知",
+    S.CONFIRMED: "已确认",
+    S.IN_BATCH: "拨付中",
+    S.PAID: "已拨付",
+    S.DECLINED: "企业放弃",
+    S.EXPIRED: "已过期",
+    S.HELD: "暂缓",
+    S.DROPPED: "已剔除",
+    S.PAYMENT_FAILED: "拨付失败",
+}
+
+NO_ACCOUNT = "无对公账户"
+NO_PHONE = "无联系电话"
+NO_CONFIRMATION = "政策无需意愿确认"
+
+# The timestamp column each state sets on arrival.
+_ARRIVAL = {
+    S.RELEASED: "released_at",
+    S.NOTIFIED: "notified_at",
+    S.CONFIRMED: "confirmed_at",
+    S.PAID: "paid_at",
+}
+
+
+def label(state: str | None) -> str:
+    """The Chinese name of a state, for messages."""
+    return "（新建）" if state is None else LABELS[OfferState(state)]
+
+
+def check_move(offer: Offer, to: OfferState) -> None:
+    """Raise StateError unless the state machine allows `offer` to go to `to`."""
+    if to not in TRANSITIONS[OfferState(offer.state)]:
+        raise StateError(f"要约 {offer.public_id} 处于“{label(offer.state)}”，不能变为“{label(to)}”")
+
+
+def move(
+    offer: Offer,
+    to: OfferState,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    reason: str | None = None,
+    **data: Any,
+) -> Event:
+    """Change one (locked) offer's state and return the audit event the caller must append."""
+    check_move(offer, to)
+    before = offer.state
+    offer.state = to.value
+    offer.updated_at = now
+    offer.hold_reason = reason if to is S.HELD else None
+    if to in _ARRIVAL:
+        setattr(offer, _ARRIVAL[to], now)
+    return Event(actor, action, "offer", offer.public_id, before, to.value, reason, data)
+
+
+def move_where(
+    session: Session,
+    where: ColumnElement[bool],
+    source: OfferState,
+    to: OfferState,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+    subject: str | None = None,
+) -> list[str]:
+    """Move every offer in `source` that matches `where` to `to` in one UPDATE, with one bulk audit
+    event listing them (`subject` names the event, e.g. the run); returns their public ids.
+    """
+    if to not in TRANSITIONS[source]:
+        raise StateError(f"不能从“{label(source)}”变为“{label(to)}”")
+    table = Offer.__table__
+    changes: dict[str, Any] = {"state": to.value, "updated_at": now, **(values or {})}
+    changes["hold_reason"] = reason if to is S.HELD else None
+    if to in _ARRIVAL:
+        changes[_ARRIVAL[to]] = now
+    session.flush()
+    ids = list(
+        session.scalars(
+            update(table)
+            .where(where, table.c.state == source.value)
+            .values(**changes)
+            .returning(table.c.public_id)
+        ).all()
+    )
+    session.expire_all()
+    event = Event(actor, action, "offers", subject or action, source.value, to.value, reason)
+    audit.append_bulk(session, event, ids, now)
+    return ids
+
+
+def get_offer(session: Session, public_id: str, *, lock: bool = False) -> Offer:
+    """The offer with this public id (locked for update when `lock`)."""
+    query = select(Offer).where(Offer.public_id == public_id)
+    offer = session.scalar(query.with_for_update() if lock else query)
+    if offer is None:
+        raise NotFoundError(f"没有要约 {public_id}")
+    return offer
+
+
+def lock_offers(session: Session, public_ids: Iterable[str]) -> list[Offer]:
+    """The offers with these public ids, locked, in id order (the order every writer locks in)."""
+    wanted = sorted(set(public_ids))
+    offers = list(
+        session.scalars(
+            select(Offer).where(Offer.public_id.in_(wanted)).order_by(Offer.id).with_for_update()
+        ).all()
+    )
+    missing = set(wanted) - {o.public_id for o in offers}
+    if missing:
+        raise NotFoundError(f"没有要约：{', '.join(sorted(missing))}")
+    return offers
+
+
+def list_offers(
+    session: Session,
+    *,
+    state: str | None = None,
+    policy_id: str | None = None,
+    run_id: str | None = None,
+    limit: int = 50,
+) -> list[Offer]:
+    """Offers in id order, optionally in one state, of one policy or of one run."""
+    query = select(Offer).order_by(Offer.id).limit(limit)
+    if state is not None:
+        query = query.where(Offer.state == OfferState(state).value)
+    if policy_id is not None:
+        query = query.where(Offer.policy_id == policy_id)
+    if run_id is not None:
+        query = query.where(
+            Offer.match_run_id == select(MatchRun.id).where(MatchRun.run_id == run_id).scalar_subquery()
+        )
+    return list(session.scalars(query).all())
+
+
+def _reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise StateError("暂缓或剔除必须写明原因")
+    return reason
+
+
+def hold(session: Session, public_ids: Sequence[str], reason: str, by: str, now: dt.datetime) -> list[Offer]:
+    """Put offers on hold with a reason (初核 or staff); they wait until released again."""
+    require(session, by, "review")
+    reason = _reason(reason)
+    offers = lock_offers(session, public_ids)
+    events = [move(o, S.HELD, actor=by, action="hold", now=now, reason=reason) for o in offers]
+    audit.append(session, events, now)
+    return offers
+
+
+def drop(session: Session, public_ids: Sequence[str], reason: str, by: str, now: dt.datetime) -> list[Offer]:
+    """Drop offers for good, with a reason (初核): the enterprise will not be contacted."""
+    require(session, by, "review")
+    reason = _reason(reason)
+    offers = lock_offers(session, public_ids)
+    events = [move(o, S.DROPPED, actor=by, action="drop", now=now, reason=reason) for o in offers]
+    audit.append(session, events, now)
+    return offers
+
+
+@dataclass
+class ReleaseResult:
+    """What `release` did: offers sent on to notification, confirmed outright, or held."""
+
+    released: int = 0
+    confirmed: int = 0
+    held_no_phone: int = 0
+
+
+def _payee_ids(*conditions: ColumnElement[bool]) -> Any:
+    return select(Payee.id).where(*conditions)
+
+
+def release(
+    session: Session,
+    by: str,
+    now: dt.datetime,
+    *,
+    run_id: str | None = None,
+    policy_id: str | None = None,
+    public_ids: Sequence[str] | None = None,
+) -> ReleaseResult:
+    """Release reviewed offers (初核通过): the drafted ones matching the filters, or the named ones.
+
+    Named offers may also be held ones (the hold is lifted). Offers of policies with
+    `confirmation: none` go straight to confirmed; the others go on to SMS, except those with no
+    contact phone, which are held. An offer without a registered account cannot be released.
+    """
+    require(session, by, "review")
+    table = Offer.__table__
+    where: list[ColumnElement[bool]] = [table.c.payee_id.in_(_payee_ids(Payee.account_no.is_not(None)))]
+    sources = [S.DRAFTED]
+    if run_id is not None:
+        run = session.scalar(select(MatchRun.id).where(MatchRun.run_id == run_id))
+        if run is None:
+            raise NotFoundError(f"没有导入过匹配批次 {run_id}")
+        where.append(table.c.match_run_id == run)
+    if policy_id is not None:
+        where.append(table.c.policy_id == policy_id)
+    if public_ids is not None:
+        _check_releasable(session, public_ids)
+        where.append(table.c.public_id.in_(sorted(set(public_ids))))
+        sources.append(S.HELD)
+    no_confirmation = [
+        and_(table.c.policy_id == p, table.c.policy_version == v)
+        for p, v in session.execute(
+            select(PolicyVersion.policy_id, PolicyVersion.version).where(PolicyVersion.confirmation == "none")
+        )
+    ]
+    direct = or_(false(), *no_confirmation)
+    no_phone = table.c.payee_id.in_(_payee_ids(or_(Payee.contact_phone.is_(None), Payee.contact_phone == "")))
+    next_round = {"round": table.c.round + 1}
+    common: dict[str, Any] = {"actor": by, "now": now, "action": "release", "subject": run_id or policy_id}
+    result = ReleaseResult()
+    for source in sources:
+        done = move_where(
+            session,
+            and_(*where, direct),
+            source,
+            S.CONFIRMED,
+            reason=NO_CONFIRMATION,
+            values={"released_at": now, **next_round},
+            **common,
+        )
+        result.confirmed += len(done)
+        if source is S.DRAFTED:
+            done = move_where(
+                session, and_(*where, ~direct, no_phone), source, S.HELD, reason=NO_PHONE, **common
+            )
+            result.held_no_phone += len(done)
+        done = move_where(
+            session,
+            and_(*where, ~direct, ~no_phone),
+            source,
+            S.RELEASED,
+            values={**next_round, "deadline": None},
+            **common,
+        )
+        result.released += len(done)
+    return result
+
+
+def _check_releasable(session: Session, public_ids: Sequence[str]) -> None:
+    rows = session.execute(
+        select(
+            Offer.public_id, Offer.state, Payee.account_no, Payee.contact_phone, PolicyVersion.confirmation
+        )
+        .join(Payee, Payee.id == Offer.payee_id)
+        .join(
+            PolicyVersion,
+            and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
+        )
+        .where(Offer.public_id.in_(sorted(set(public_ids))))
+    ).all()
+    if missing := set(public_ids) - {r.public_id for r in rows}:
+        raise NotFoundError(f"没有要约：{', '.join(sorted(missing))}")
+    problems = [
+        f"{r.public_id}（{label(r.state)}）" for r in rows if r.state not in (S.DRAFTED.value, S.HELD.value)
+    ]
+    if problems:
+        raise StateError(f"只有待初核或暂缓的要约可以发布：{', '.join(problems)}")
+    if no_account := [r.public_id for r in rows if r.account_no is None]:
+        raise StateError(f"{NO_ACCOUNT}，请先更正账户再发布：{', '.join(no_account)}")
+    no_phone = [
+        r.public_id
+        for r in rows
+        if r.state == S.HELD.value and r.confirmation != "none" and not r.contact_phone
+    ]
+    if no_phone:
+        raise StateError(f"{NO_PHONE}，请先补充联系电话再发布：{', '.join(no_phone)}")

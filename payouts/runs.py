@@ -1,0 +1,397 @@
+"""Importing a match run folder (Contract 4) as offers, in bulk.
+
+A run folder holds `manifest.json`, `candidates.parquet` and `payees.parquet` (single files or
+folders of part files, as Spark writes them). Importing checks the whole folder first and refuses
+it with every problem listed; then it writes the run, its policy versions, one payee record per
+enterprise and one offer per candidate, with their audit events, in the caller's transaction.
+
+Importing the same run twice is refused (the run id is unique). A candidate whose (enterprise,
+policy, item, period) already has a live offer from an earlier run is skipped and counted, so an
+enterprise is offered, and paid, at most once per item and period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from sqlalchemy import select
+from sqlmodel import Session
+
+from payouts import audit, offers, tokens
+from payouts.audit import Event
+from payouts.bulkload import insert_columns
+from payouts.errors import RunImportError
+from payouts.models import CLOSED_STATES, MatchRun, Offer, OfferState, Payee, PolicyVersion
+from payouts.offers import NO_ACCOUNT
+from payouts.users import require
+
+MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
+POLICY_KEYS = (
+    "id",
+    "version",
+    "title",
+    "department",
+    "period",
+    "budget",
+    "allocation",
+    "confirmation",
+    "items",
+)
+CANDIDATE_COLUMNS = ("policy_id", "policy_version", "item_id", "uscc", "amount", "amount_before_allocation")
+PAYEE_COLUMNS = ("uscc", "name", "contact_phone", "bank_name", "account_no", "account_name")
+MONEY = pa.decimal128(18, 2)
+
+
+@dataclass
+class ImportResult:
+    """What an import did, per policy and in total, and how long it took."""
+
+    run_id: str
+    offers: int = 0
+    held: int = 0
+    skipped: int = 0  # already offered (live) in an earlier run
+    zero: int = 0  # allocated 0.00 by the budget: nothing to offer
+    amount: Decimal = Decimal("0.00")
+    by_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A match run folder read into memory and checked."""
+
+    path: Path
+    manifest: dict[str, Any]
+    candidates: pa.Table
+    payees: pa.Table
+
+
+def _read(path: Path, columns: tuple[str, ...], problems: list[str]) -> pa.Table | None:
+    if not path.exists():
+        problems.append(f"缺少 {path.name}")
+        return None
+    try:
+        dataset = ds.dataset(path, format="parquet")
+    except (pa.ArrowInvalid, OSError) as e:
+        problems.append(f"{path.name} 无法读取：{e}")
+        return None
+    missing = [c for c in columns if c not in dataset.schema.names]
+    if missing:
+        problems.append(f"{path.name} 缺少列：{', '.join(missing)}")
+        return None
+    return dataset.to_table(columns=list(columns))
+
+
+def _money(table: pa.Table, column: str, problems: list[str]) -> pa.Table:
+    kind = table.schema.field(column).type
+    if not (pa.types.is_decimal(kind) and kind.scale <= 2):
+        problems.append(f"candidates 的 {column} 应为 DECIMAL(18,2)，实为 {kind}")
+        return table
+    return table.set_column(table.schema.get_field_index(column), column, pc.cast(table[column], MONEY))
+
+
+def read_run(path: Path) -> RunFolder:
+    """Read and check a run folder; raises RunImportError listing every problem found."""
+    problems: list[str] = []
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise RunImportError(f"{path} 不是匹配结果目录：缺少 manifest.json")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunImportError(f"{manifest_path}: 不是有效的 JSON：{e}") from e
+    problems += [f"manifest.json 缺少 {k}" for k in MANIFEST_KEYS if k not in manifest]
+    for p in manifest.get("policies", []):
+        problems += [f"manifest.json 政策 {p.get('id', '?')} 缺少 {k}" for k in POLICY_KEYS if k not in p]
+    if manifest.get("over_budget"):
+        problems.append(f"超出预算的政策不能发放：{', '.join(manifest['over_budget'])}")
+    candidates = _read(path / "candidates.parquet", CANDIDATE_COLUMNS, problems)
+    payees = _read(path / "payees.parquet", PAYEE_COLUMNS, problems)
+    if candidates is not None:
+        candidates = _money(_money(candidates, "amount", problems), "amount_before_allocation", problems)
+    if problems or candidates is None or payees is None:
+        raise RunImportError(f"{path} 不能导入：\n" + "\n".join(f"- {p}" for p in problems))
+    run = RunFolder(path, manifest, candidates, payees)
+    _check(run)
+    return run
+
+
+def _check(run: RunFolder) -> None:
+    """Consistency of candidates with the manifest and the payees; every problem at once."""
+    problems: list[str] = []
+    c = run.candidates
+    known = {(p["id"], int(p["version"])): {i["id"] for i in p["items"]} for p in run.manifest["policies"]}
+    pairs = c.group_by(["policy_id", "policy_version", "item_id"]).aggregate([]).to_pylist()
+    for row in pairs:
+        key = (row["policy_id"], row["policy_version"])
+        if key not in known:
+            problems.append(f"候选名单中的政策 {key[0]} 第 {key[1]} 版不在 manifest.json 中")
+        elif row["item_id"] not in known[key]:
+            problems.append(f"候选名单中的事项 {key[0]}/{row['item_id']} 不在 manifest.json 中")
+    for column in CANDIDATE_COLUMNS:
+        if c[column].null_count:
+            problems.append(f"candidates 的 {column} 有 {c[column].null_count} 个空值")
+    if not problems:
+        if pc.any(pc.less(c["amount"], pa.scalar(Decimal(0), MONEY))).as_py():
+            problems.append("candidates 中有负金额")
+        if pc.any(pc.greater(c["amount"], c["amount_before_allocation"])).as_py():
+            problems.append("candidates 中有分配后金额大于分配前金额的记录")
+        keys = c.group_by(["policy_id", "item_id", "uscc"]).aggregate([([], "count_all")])
+        if dup := pc.sum(pc.greater(keys["count_all"], 1)).as_py():
+            problems.append(f"candidates 中有 {dup} 组重复的（政策、事项、企业）")
+    payee_uscc = run.payees["uscc"]
+    for column in ("uscc", "name"):
+        if run.payees[column].null_count:
+            problems.append(f"payees 的 {column} 有 {run.payees[column].null_count} 个空值")
+    if len(payee_uscc) != len(pc.unique(payee_uscc)):
+        problems.append("payees 中有重复的统一社会信用代码")
+    missing = pc.sum(pc.invert(pc.is_in(pc.unique(c["uscc"]), payee_uscc))).as_py()
+    if missing:
+        problems.append(f"{missing} 家候选企业不在 payees 中")
+    if problems:
+        raise RunImportError(f"{run.path} 不能导入：\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dict[tuple[str, int], str]:
+    """Record the run's policy versions (immutable once seen); returns (id, version) → period."""
+    periods: dict[tuple[str, int], str] = {}
+    problems = []
+    for p in run.manifest["policies"]:
+        budget = None if p["budget"] is None else Decimal(str(p["budget"])).quantize(Decimal("0.01"))
+        fields = {
+            "title": p["title"],
+            "department": p["department"],
+            "period": str(p["period"]),
+            "budget": budget,
+            "allocation": p["allocation"],
+            "confirmation": p["confirmation"],
+        }
+        if fields["confirmation"] not in ("required", "none"):
+            problems.append(f"政策 {p['id']} 的 confirmation 应为 required 或 none")
+        existing = session.scalar(
+            select(PolicyVersion).where(
+                PolicyVersion.policy_id == p["id"], PolicyVersion.version == p["version"]
+            )
+        )
+        if existing is None:
+            session.add(
+                PolicyVersion(
+                    policy_id=p["id"],
+                    version=int(p["version"]),
+                    items=audit.canonical(p["items"]),
+                    conditions=audit.canonical(p.get("conditions", [])),
+                    **fields,
+                )
+            )
+        else:
+            changed = [k for k, v in fields.items() if getattr(existing, k) != v]
+            if changed:
+                problems.append(
+                    f"政策 {p['id']} 第 {p['version']} 版已发布，不能改动：{', '.join(changed)} 与已导入的不同"
+                )
+        periods[(p["id"], int(p["version"]))] = fields["period"]
+    if problems:
+        raise RunImportError("\n".join(problems))
+    return periods
+
+
+def _live_keys(session: Session, policy_ids: list[str]) -> list[str]:
+    """The keys (see `_key`) of every live offer of these policies."""
+    rows = session.execute(
+        select(Offer.uscc, Offer.policy_id, Offer.item_id, Offer.period).where(
+            Offer.policy_id.in_(policy_ids), Offer.state.not_in([s.value for s in CLOSED_STATES])
+        )
+    )
+    return [SEP.join(r) for r in rows]
+
+
+SEP = "\x1f"
+
+
+def _key(*columns: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    """(uscc, policy, item, period) as one text per row, for set membership in Arrow."""
+    return pc.binary_join_element_wise(*columns, SEP)
+
+
+def _payees(session: Session, run: RunFolder, run_row: MatchRun, now: dt.datetime) -> pa.Table:
+    """Write one payee record per candidate enterprise; returns (uscc, payee_id, has_account)."""
+    table = run.payees.filter(pc.is_in(run.payees["uscc"], pc.unique(run.candidates["uscc"])))
+    account = pc.utf8_trim_whitespace(table["account_no"])
+    account = pc.if_else(pc.equal(account, ""), pa.scalar(None, pa.string()), account)
+    n = table.num_rows
+    insert_columns(
+        session,
+        Payee.__table__,
+        {
+            **{c: table[c] for c in PAYEE_COLUMNS if c != "account_no"},
+            "account_no": account,
+            "source": pa.array(["snapshot"] * n, pa.string()),
+            "match_run_id": pa.array([run_row.id] * n, pa.int64()),
+            "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        },
+    )
+    rows = session.execute(
+        select(Payee.uscc, Payee.id, Payee.account_no).where(Payee.match_run_id == run_row.id)
+    ).all()
+    return pa.table(
+        {
+            "uscc": pa.array([r[0] for r in rows], pa.string()),
+            "payee_id": pa.array([r[1] for r in rows], pa.int64()),
+            "has_account": pa.array([r[2] is not None for r in rows], pa.bool_()),
+        }
+    )
+
+
+def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = None) -> ImportResult:
+    """Import a match run folder as offers: drafted, then held at once where there is no account."""
+    now = now or dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    user = require(session, by, "import")
+    run = read_run(path)
+    m = run.manifest
+    if session.scalar(select(MatchRun.id).where(MatchRun.run_id == m["run_id"])) is not None:
+        raise RunImportError(f"匹配批次 {m['run_id']} 已经导入过，不能重复导入")
+    result = ImportResult(run_id=m["run_id"])
+    t1 = time.perf_counter()
+    result.seconds["read"] = t1 - t0
+    run_row = MatchRun(
+        run_id=m["run_id"],
+        as_of=dt.date.fromisoformat(m["as_of"]),
+        snapshot_fingerprint=m["snapshot"]["fingerprint"],
+        rules_fingerprint=m["rules"]["fingerprint"],
+        path=str(path.resolve()),
+        manifest=audit.canonical(m),
+        imported_at=now,
+        imported_by=user.id,
+    )
+    session.add(run_row)
+    periods = _policy_versions(session, run, run_row)
+    session.flush()
+    payees = _payees(session, run, run_row, now)
+    t2 = time.perf_counter()
+    result.seconds["payees"] = t2 - t1
+
+    c = run.candidates
+    version_keys = list(periods)
+    policy_key = pc.binary_join_element_wise(c["policy_id"], pc.cast(c["policy_version"], pa.string()), SEP)
+    which = pc.index_in(policy_key, value_set=pa.array([f"{p}{SEP}{v}" for p, v in version_keys]))
+    c = c.append_column("period", pa.array([periods[k] for k in version_keys], pa.string()).take(which))
+    nonzero = pc.not_equal(c["amount"], pa.scalar(Decimal(0), MONEY))
+    result.zero = len(c) - pc.sum(nonzero).as_py() if len(c) else 0
+    c = c.filter(nonzero)
+    live = _live_keys(session, sorted({p for p, _ in periods}))
+    if live:
+        dup = pc.is_in(_key(c["uscc"], c["policy_id"], c["item_id"], c["period"]), value_set=pa.array(live))
+        result.skipped = pc.sum(dup).as_py() or 0
+        c = c.filter(pc.invert(dup))
+    at = pc.index_in(c["uscc"], value_set=payees["uscc"])
+    payee_id, has_account = payees["payee_id"].take(at), payees["has_account"].take(at)
+    n = len(c)
+    ids = pa.array(tokens.public_ids(n), pa.string())
+    stamp = pa.array([now] * n, pa.timestamp("us", tz="UTC"))
+    insert_columns(
+        session,
+        Offer.__table__,
+        {
+            "public_id": ids,
+            "match_run_id": pa.array([run_row.id] * n, pa.int64()),
+            "policy_id": c["policy_id"],
+            "policy_version": c["policy_version"],
+            "item_id": c["item_id"],
+            "period": c["period"],
+            "uscc": c["uscc"],
+            "amount": c["amount"],
+            "amount_before_allocation": c["amount_before_allocation"],
+            "payee_id": payee_id,
+            "state": pa.array([OfferState.DRAFTED.value] * n, pa.string()),
+            "round": pa.array([0] * n, pa.int32()),
+            "created_at": stamp,
+            "updated_at": stamp,
+        },
+    )
+    t3 = time.perf_counter()
+    result.seconds["offers"] = t3 - t2
+    zero = Decimal("0.00")
+    by_policy = c.group_by("policy_id").aggregate([("amount", "sum"), ("amount", "count")])
+    held = c.filter(pc.invert(has_account)).group_by("policy_id").aggregate([("amount", "count")])
+    held_by = dict(zip(held["policy_id"].to_pylist(), held["amount_count"].to_pylist(), strict=True))
+    for pid, amount, count in zip(
+        *(by_policy[k].to_pylist() for k in ("policy_id", "amount_sum", "amount_count")), strict=True
+    ):
+        result.by_policy[pid] = {
+            "offers": count,
+            "held": held_by.get(pid, 0),
+            "amount": Decimal(amount).quantize(zero),
+        }
+    result.offers = n
+    result.held = sum(s["held"] for s in result.by_policy.values())
+    result.amount = sum((s["amount"] for s in result.by_policy.values()), zero)
+    run_row.offers, run_row.held, run_row.skipped, run_row.amount = (
+        result.offers,
+        result.held,
+        result.skipped,
+        result.amount,
+    )
+    # One event for every offer created: its members are the offers of this run (their public ids and
+    # run never change), so no member rows are needed; then the offers without an account are held.
+    event = Event(
+        by, "import", "offers", m["run_id"], None, OfferState.DRAFTED.value, None, {"run": m["run_id"]}
+    )
+    audit.append_bulk(session, event, ids.to_pylist(), now, listed=False)
+    offers.move_where(
+        session,
+        (Offer.__table__.c.match_run_id == run_row.id)
+        & Offer.__table__.c.payee_id.in_(
+            select(Payee.id).where(Payee.match_run_id == run_row.id, Payee.account_no.is_(None))
+        ),
+        OfferState.DRAFTED,
+        OfferState.HELD,
+        actor=by,
+        action="import",
+        now=now,
+        reason=NO_ACCOUNT,
+        subject=m["run_id"],
+    )
+    audit.record(
+        session,
+        now,
+        by,
+        "import",
+        "run",
+        m["run_id"],
+        None,
+        "imported",
+        offers=result.offers,
+        held=result.held,
+        skipped=result.skipped,
+        zero=result.zero,
+        amount=str(result.amount),
+        snapshot=m["snapshot"]["fingerprint"],
+        rules=m["rules"]["fingerprint"],
+        candidates=_digest(path / "candidates.parquet"),
+    )
+    result.seconds["audit"] = time.perf_counter() - t3
+    result.seconds["total"] = time.perf_counter() - t0
+    return result
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 over the candidate file(s) as imported (names and bytes), kept in the run's audit event."""
+    files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(path.parent).as_posix().encode() + b"\0")
+        with f.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()

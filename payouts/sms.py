@@ -1,0 +1,336 @@
+"""SMS to enterprises: the notice with its one-click link, reminders before expiry, and the expiry sweep.
+
+Messages go through an `SmsGateway`. The default (`OutboxGateway`) keeps them in the `sms_message`
+table (the outbox) and echoes them to the console; `TemplateGateway` is the shape of a real
+provider's template API (sign name, template code, parameters), with the HTTP call injected.
+
+Each message carries a fresh link token (128 bits, `secrets`); only its SHA-256 is stored, and the
+stored text has the token cut out. Every link of an offer expires at the offer's deadline
+(`link_ttl_days` after the first notice). Reminders go out `reminder_days` before the deadline, each
+at most once per round (a unique key on offer, round and kind). `expire_overdue` moves offers whose
+deadline has passed to `expired`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import and_, select
+from sqlmodel import Session
+
+from payouts import audit, offers, tokens
+from payouts.audit import Event
+from payouts.db import PayoutSettings
+from payouts.errors import SmsError
+from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
+SEGMENT = 67  # characters per segment of a concatenated Chinese (UCS-2) SMS
+MAX_CHARS = 2 * SEGMENT
+NOTICE = "notice"
+
+TEMPLATES = {
+    NOTICE: "【{sign}】{name}：贵单位符合“{title}”，可获{amount}元，拨付至对公账户，请于{date}前确认：{link}",
+    "reminder": "【{sign}】{name}：“{title}”{amount}元待确认，{date}到期：{link}",
+}
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """One message as a gateway gets it: the full text and the template parameters."""
+
+    phone: str
+    kind: str
+    text: str
+    params: dict[str, str]
+
+
+class SmsGateway(Protocol):
+    """Sends one SMS; returns the provider's reference or raises SmsError."""
+
+    name: str
+
+    def send(self, sms: OutgoingSms) -> str: ...
+
+
+@dataclass
+class OutboxGateway:
+    """The default gateway: the outbox table is the record, and each message is echoed to the console."""
+
+    echo: Callable[[str], None] | None = None
+    name: str = "outbox"
+
+    def send(self, sms: OutgoingSms) -> str:
+        if self.echo is not None:
+            self.echo(f"{sms.phone} {sms.text}")
+        return "outbox"
+
+
+@dataclass
+class MemoryGateway:
+    """Keeps every message sent, with its link, in memory: the enterprise's phone in tests and demos."""
+
+    sent: list[OutgoingSms] = field(default_factory=list)
+    fail_phones: set[str] = field(default_factory=set)
+    name: str = "memory"
+
+    def send(self, sms: OutgoingSms) -> str:
+        if sms.phone in self.fail_phones:
+            raise SmsError(f"号码 {sms.phone} 无法送达")
+        self.sent.append(sms)
+        return f"mem-{len(self.sent)}"
+
+
+@dataclass
+class TemplateGateway:
+    """Adapter shape for a provider's template SMS API (e.g. SendSms with SignName/TemplateCode).
+
+    `transport` performs the HTTP call with the request dict and returns the provider's response;
+    a response whose `Code` is not `OK` raises SmsError with the provider's message.
+    """
+
+    transport: Callable[[dict[str, Any]], dict[str, Any]]
+    sign_name: str
+    template_codes: dict[str, str]
+    name: str = "template"
+
+    def send(self, sms: OutgoingSms) -> str:
+        kind = NOTICE if sms.kind == NOTICE else "reminder"
+        request = {
+            "PhoneNumbers": sms.phone,
+            "SignName": self.sign_name,
+            "TemplateCode": self.template_codes[kind],
+            "TemplateParam": json.dumps(sms.params, ensure_ascii=False, sort_keys=True),
+        }
+        response = self.transport(request)
+        if response.get("Code") != "OK":
+            raise SmsError(f"短信平台拒绝：{response.get('Code')} {response.get('Message', '')}".strip())
+        return str(response.get("BizId", ""))
+
+
+def _shorten(text: str, keep: int) -> str:
+    return text if len(text) <= keep else text[: max(keep - 1, 1)] + "…"
+
+
+def render(
+    kind: str, *, sign: str, name: str, title: str, amount: Decimal, deadline: dt.datetime, link: str
+) -> tuple[str, dict[str, str]]:
+    """The text of one SMS and its template parameters, shortened to fit two SMS segments.
+
+    The link and the amount are never shortened; the policy title, then the enterprise name, are.
+    """
+    local = deadline.astimezone(CHINA)
+    params = {
+        "sign": sign,
+        "name": name,
+        "title": title,
+        "amount": f"{amount:,.2f}",
+        "date": f"{local.month}月{local.day}日",
+        "link": link,
+    }
+    template = TEMPLATES[NOTICE if kind == NOTICE else "reminder"]
+    text = template.format(**params)
+    for key, floor in (("title", 8), ("name", 6), ("title", 4), ("name", 2)):
+        over = len(text) - MAX_CHARS
+        if over <= 0:
+            break
+        params[key] = _shorten(params[key], max(len(params[key]) - over, floor))
+        text = template.format(**params)
+    if len(text) > MAX_CHARS:
+        raise SmsError(f"短信超长（{len(text)} 字）：请缩短链接地址 ZHIDA_LINK_BASE")
+    return text, params
+
+
+@dataclass
+class SendResult:
+    """How many messages went out, and how many the gateway refused (kept for a retry)."""
+
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _titles(session: Session) -> dict[tuple[str, int, str], str]:
+    """(policy, version, item) → "policy title·item title" (the item title only if it says more)."""
+    out = {}
+    for p in session.scalars(select(PolicyVersion)):
+        items = json.loads(p.items)
+        for item in items:
+            title = p.title if len(items) == 1 or item["title"] in p.title else f"{p.title}·{item['title']}"
+            out[(p.policy_id, p.version, item["id"])] = title
+    return out
+
+
+def _deliver(
+    session: Session,
+    gateway: SmsGateway,
+    offer: Offer,
+    payee: Payee,
+    kind: str,
+    title: str,
+    deadline: dt.datetime,
+    settings: PayoutSettings,
+    now: dt.datetime,
+) -> tuple[bool, str | None]:
+    """Write (or reuse) the message row for this round and kind, make its token, and send it."""
+    message = session.scalar(
+        select(SmsMessage).where(
+            SmsMessage.offer_id == offer.id, SmsMessage.round == offer.round, SmsMessage.kind == kind
+        )
+    )
+    if message is not None and message.status == "sent":
+        return False, None
+    token = tokens.link_token()
+    link = settings.link_base + token
+    text, params = render(
+        kind,
+        sign=settings.sms_sign,
+        name=payee.name,
+        title=title,
+        amount=offer.amount,
+        deadline=deadline,
+        link=link,
+    )
+    if message is None:
+        message = SmsMessage(
+            offer_id=offer.id,
+            round=offer.round,
+            kind=kind,
+            phone=payee.contact_phone or "",
+            created_at=now,
+            text="",
+            expires_at=deadline,
+            status="queued",
+        )
+        session.add(message)
+    message.text = text.replace(token, token[:4] + "…")
+    message.token_hash = tokens.token_hash(token)
+    message.expires_at = deadline
+    message.attempts += 1
+    message.gateway = gateway.name
+    try:
+        message.provider_ref = gateway.send(OutgoingSms(message.phone, kind, text, params))
+    except SmsError as e:
+        message.status, message.error, message.token_hash = "failed", str(e), None
+        return False, f"{offer.public_id}: {e}"
+    message.status, message.sent_at, message.error = "sent", now, None
+    return True, None
+
+
+def send_notices(
+    session: Session,
+    gateway: SmsGateway,
+    now: dt.datetime,
+    settings: PayoutSettings | None = None,
+    *,
+    limit: int | None = None,
+    actor: str = "system",
+) -> SendResult:
+    """Send the notice SMS of every released offer; a sent offer becomes `notified` with a deadline.
+
+    Offers another sender is working on are skipped (SKIP LOCKED on PostgreSQL), so two senders at
+    once do not send twice. A refused message is kept as failed and retried by the next call.
+    """
+    settings = settings or PayoutSettings.from_env()
+    titles = _titles(session)
+    query = (
+        select(Offer, Payee)
+        .join(Payee, Payee.id == Offer.payee_id)
+        .where(Offer.state == OfferState.RELEASED.value)
+        .order_by(Offer.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Offer)
+    )
+    result = SendResult()
+    events: list[Event] = []
+    for offer, payee in session.execute(query).all():
+        deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
+        title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
+        ok, error = _deliver(session, gateway, offer, payee, NOTICE, title, deadline, settings, now)
+        if ok:
+            offer.deadline = deadline
+            events.append(
+                offers.move(
+                    offer,
+                    OfferState.NOTIFIED,
+                    actor=actor,
+                    action="notify",
+                    now=now,
+                    gateway=gateway.name,
+                    deadline=audit.timestamp(deadline),
+                )
+            )
+            result.sent += 1
+        elif error:
+            result.failed += 1
+            result.errors.append(error)
+    audit.append(session, events, now)
+    return result
+
+
+def send_reminders(
+    session: Session, gateway: SmsGateway, now: dt.datetime, settings: PayoutSettings | None = None
+) -> SendResult:
+    """Remind enterprises whose offer expires within `reminder_days`: the nearest reminder only, once."""
+    settings = settings or PayoutSettings.from_env()
+    titles = _titles(session)
+    result = SendResult()
+    days = sorted(settings.reminder_days)
+    horizon = now + dt.timedelta(days=days[-1]) if days else now
+    query = (
+        select(Offer, Payee)
+        .join(Payee, Payee.id == Offer.payee_id)
+        .where(
+            and_(
+                Offer.state == OfferState.NOTIFIED.value,
+                Offer.deadline > now,
+                Offer.deadline <= horizon,
+            )
+        )
+        .order_by(Offer.id)
+        .with_for_update(skip_locked=True, of=Offer)
+    )
+    for offer, payee in session.execute(query).all():
+        assert offer.deadline is not None
+        left = offer.deadline - now
+        day = next(d for d in days if left <= dt.timedelta(days=d))
+        kinds = {f"reminder_{d}d" for d in days if d <= day}
+        sent = session.scalars(
+            select(SmsMessage.kind).where(
+                SmsMessage.offer_id == offer.id,
+                SmsMessage.round == offer.round,
+                SmsMessage.kind.in_(kinds),
+                SmsMessage.status == "sent",
+            )
+        ).all()
+        if sent:
+            continue  # this reminder, or a later one, already went out
+        title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
+        ok, error = _deliver(
+            session, gateway, offer, payee, f"reminder_{day}d", title, offer.deadline, settings, now
+        )
+        result.sent += ok
+        if error:
+            result.failed += 1
+            result.errors.append(error)
+    return result
+
+
+def expire_overdue(session: Session, now: dt.datetime, actor: str = "system") -> int:
+    """Move every notified offer whose deadline has passed to `expired`; returns how many."""
+    expired = offers.move_where(
+        session,
+        Offer.__table__.c.deadline <= now,
+        OfferState.NOTIFIED,
+        OfferState.EXPIRED,
+        actor=actor,
+        action="expire",
+        now=now,
+        reason="确认期限已过",
+    )
+    return len(expired)

@@ -1,0 +1,158 @@
+"""Bank files of an approved batch, and the bank's return file."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from payouts import audit, bankfiles, batches, confirm
+from payouts.errors import BankFileError
+from payouts.models import Offer
+from rules.errors import StateError
+
+H = dt.timedelta(hours=1)
+NS = {"p": bankfiles.PAIN001}
+
+
+@pytest.fixture
+def approved(tx, notified, t0) -> str:
+    """The four confirmed offers of `wengang` in an approved batch; returns its reference."""
+    with tx() as s:
+        for n in (1, 2, 3, 4):
+            confirm.confirm(s, notified.links[n], ip=None, user_agent=None, now=t0 + H)
+        ref = batches.create_batch(s, "wengang", "maker", t0 + 2 * H).reference
+        batches.approve(s, ref, "checker", t0 + 3 * H)
+    return ref
+
+
+def test_the_csv_has_the_batch_count_and_total_in_its_header_and_one_row_per_transfer(
+    tx, approved, tmp_path, t0
+) -> None:
+    with tx() as s:
+        e = batches.export(s, approved, "maker", tmp_path, t0 + 4 * H)
+    rows = list(csv.reader(io.StringIO(e.csv_path.read_text(encoding="utf-8"))))
+    header = dict(zip(rows[0][::2], rows[0][1::2], strict=True))
+    assert (header["批次号"], header["总笔数"], header["总金额"], header["币种"]) == (
+        approved,
+        "4",
+        "7500.50",
+        "CNY",
+    )
+    assert rows[1] == list(bankfiles.CSV_COLUMNS)
+    assert sum(Decimal(r[6]) for r in rows[2:]) == Decimal("7500.50")
+    assert {r[4] for r in rows[2:]} == {f"示例企业{n}有限公司" for n in (1, 2, 3, 4)}
+
+
+def test_the_pain001_file_is_iso20022_with_counts_and_control_sums(tx, approved, tmp_path, t0) -> None:
+    with tx() as s:
+        e = batches.export(s, approved, "maker", tmp_path, t0 + 4 * H)
+    root = ET.parse(e.xml_path).getroot()
+    assert root.tag == f"{{{bankfiles.PAIN001}}}Document"
+    assert root.findtext("p:CstmrCdtTrfInitn/p:GrpHdr/p:MsgId", namespaces=NS) == approved
+    assert root.findtext("p:CstmrCdtTrfInitn/p:GrpHdr/p:NbOfTxs", namespaces=NS) == "4"
+    assert root.findtext("p:CstmrCdtTrfInitn/p:GrpHdr/p:CtrlSum", namespaces=NS) == "7500.50"
+    txs = root.findall("p:CstmrCdtTrfInitn/p:PmtInf/p:CdtTrfTxInf", NS)
+    assert sum(Decimal(t.findtext("p:Amt/p:InstdAmt", namespaces=NS)) for t in txs) == Decimal("7500.50")
+    assert {t.find("p:Amt/p:InstdAmt", NS).get("Ccy") for t in txs} == {"CNY"}
+    # The order the schema requires inside a transaction.
+    assert [c.tag.split("}")[1] for c in txs[0]] == [
+        "PmtId",
+        "Amt",
+        "CdtrAgt",
+        "Cdtr",
+        "CdtrAcct",
+        "Purp",
+        "RmtInf",
+    ]
+
+
+def test_exporting_again_gives_identical_files(tx, approved, tmp_path: Path, t0) -> None:
+    with tx() as s:
+        first = batches.export(s, approved, "maker", tmp_path / "a", t0 + 4 * H)
+    with tx() as s:
+        second = batches.export(s, approved, "checker", tmp_path / "b", t0 + 9 * H)
+    assert first.csv_path.read_bytes() == second.csv_path.read_bytes()
+    assert first.xml_path.read_bytes() == second.xml_path.read_bytes()
+    assert (first.csv_sha256, first.xml_sha256) == (second.csv_sha256, second.xml_sha256)
+
+
+def test_only_an_approved_batch_can_be_exported(tx, notified, tmp_path, t0) -> None:
+    with tx() as s:
+        confirm.confirm(s, notified.links[1], ip=None, user_agent=None, now=t0 + H)
+        ref = batches.create_batch(s, "wengang", "maker", t0 + 2 * H).reference
+        with pytest.raises(StateError, match="复核通过后"):
+            batches.export(s, ref, "maker", tmp_path, t0 + 2 * H)
+
+
+def _exported(tx, ref, tmp_path, t0) -> bankfiles.BatchFile:
+    with tx() as s:
+        batches.export(s, ref, "maker", tmp_path, t0 + 4 * H)
+        return batches.bank_file_of(s, batches.get_batch(s, ref))
+
+
+def test_reconciling_marks_each_line_paid_or_failed_with_the_banks_reason(tx, approved, tmp_path, t0) -> None:
+    content = _exported(tx, approved, tmp_path, t0)
+    fail = content.lines[1]
+    with tx() as s:
+        r = batches.reconcile(
+            s,
+            approved,
+            bankfiles.render_return(content, {fail.reference: "账户冻结"}),
+            "checker",
+            t0 + 30 * H,
+        )
+        assert (r.paid, r.failed, r.pending, r.paid_amount + r.failed_amount) == (3, 1, 0, Decimal("7500.50"))
+        assert batches.get_batch(s, approved).state == "reconciled"
+        states = sorted(
+            o.state for o in s.scalars(select(Offer).where(Offer.state.in_(["paid", "payment_failed"])))
+        )
+        assert states == ["paid", "paid", "paid", "payment_failed"]
+        assert audit.verify(s).ok
+
+
+def test_a_partial_return_leaves_the_rest_pending_and_a_repeat_is_refused(tx, approved, tmp_path, t0) -> None:
+    content = _exported(tx, approved, tmp_path, t0)
+    first_two = bankfiles.BatchFile(**{**content.__dict__, "lines": content.lines[:2]})
+    data = bankfiles.render_return(first_two, {})
+    with tx() as s:
+        assert batches.reconcile(s, approved, data, "maker", t0 + 30 * H).pending == 2
+    with pytest.raises(BankFileError, match="重复"), tx() as s:
+        batches.reconcile(s, approved, data, "maker", t0 + 31 * H)
+    again = data.replace(b"\r\n", b"\n")  # the same lines in another file
+    with pytest.raises(BankFileError, match="已对账"), tx() as s:
+        batches.reconcile(s, approved, again, "maker", t0 + 31 * H)
+
+
+def test_a_return_file_for_another_batch_or_with_other_amounts_is_refused(tx, approved, tmp_path, t0) -> None:
+    content = _exported(tx, approved, tmp_path, t0)
+    other = bankfiles.BatchFile(**{**content.__dict__, "reference": "ZDOTHERBATCH"})
+    with pytest.raises(BankFileError, match="不是批次"), tx() as s:
+        batches.reconcile(s, approved, bankfiles.render_return(other, {}), "maker", t0 + 30 * H)
+    line = content.lines[0]
+    changed = [
+        bankfiles.FileLine(**{**line.__dict__, "amount": line.amount + Decimal("0.01")}),
+        *content.lines[1:],
+    ]
+    tampered = bankfiles.BatchFile(**{**content.__dict__, "lines": changed})
+    with pytest.raises(BankFileError, match=r"金额 .* 不符"), tx() as s:
+        batches.reconcile(s, approved, bankfiles.render_return(tampered, {}), "maker", t0 + 30 * H)
+    with tx() as s:
+        assert batches.get_batch(s, approved).state == "exported"  # nothing was applied
+
+
+def test_a_malformed_return_file_is_refused_with_its_problems() -> None:
+    data = "批次号,业务参考号,收款账号,金额,状态,失败原因\r\nZD1,ZL1,1,12.345,成功,\r\nZD1,ZL2,2,5.00,退回,\r\nZD1,ZL3,3,5.00,失败,\r\n"
+    with pytest.raises(BankFileError) as e:
+        bankfiles.parse_return(data.encode("gb18030"))
+    assert (
+        "第 2 行：金额" in str(e.value)
+        and "第 3 行：状态" in str(e.value)
+        and "第 4 行：失败的明细必须有失败原因" in str(e.value)
+    )

@@ -1,0 +1,78 @@
+"""The CLI for the whole flow: import, release, SMS, confirm, batch, approve, export, reconcile, verify."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from api.commands import audit as audit_cmd
+from api.commands import batch as batch_cmd
+from api.commands import offers as offers_cmd
+from api.commands import sms as sms_cmd
+from payouts.db import PayoutSettings
+from payouts.errors import RoleError
+
+LINK = re.compile(re.escape(PayoutSettings().link_base) + r"([A-Za-z0-9_-]{22})")
+
+
+@pytest.fixture
+def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    """Invoke a `zhida` sub-command against the test database; fails the test on an unexpected error."""
+    monkeypatch.setenv("ZHIDA_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.delenv("ZHIDA_LINK_BASE", raising=False)
+    runner = CliRunner()
+
+    def invoke(app, *args: str, user: str | None = None, ok: bool = True):
+        env = {"ZHIDA_USER": user} if user else {}
+        result = runner.invoke(app, list(args), env=env)
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    return invoke
+
+
+def _bank_return(exported_csv: Path) -> str:
+    """What the bank sends back for an exported CSV: every transfer paid."""
+    rows = list(csv.reader(io.StringIO(exported_csv.read_text(encoding="utf-8"))))
+    batch = rows[0][1]
+    out = ["批次号,业务参考号,收款账号,金额,状态,失败原因"]
+    out += [f"{batch},{r[8]},{r[3]},{r[6]},成功," for r in rows[2:]]
+    return "\r\n".join(out) + "\r\n"
+
+
+def test_the_whole_flow_from_the_command_line(cli, small_run: Path, tmp_path: Path) -> None:
+    assert "已导入匹配批次" in cli(offers_cmd.app, "import", str(small_run), user="rev").output
+    assert (
+        "已发布 4 条，直接确认 1 条，因无联系电话暂缓 1 条"
+        in cli(offers_cmd.app, "release", user="rev").output
+    )
+    sent = cli(sms_cmd.app, "send").output
+    assert "确认短信：发送 4 条" in sent
+    tokens = LINK.findall(sent)
+    assert len(tokens) == 4
+    for token in tokens:
+        assert "已确认" in cli(offers_cmd.app, "confirm", token).output
+
+    made = cli(batch_cmd.app, "create", "--policy", "wengang", user="maker").output
+    reference = re.search(r"批次 (ZD[A-Z2-7]{16})", made).group(1)
+    refused = cli(batch_cmd.app, "approve", reference, user="maker", ok=False)
+    assert isinstance(refused.exception, RoleError)
+    cli(batch_cmd.app, "approve", reference, user="checker")
+    cli(batch_cmd.app, "export", reference, "--out", str(tmp_path / "bank"), user="maker")
+    exported = tmp_path / "bank" / f"{reference}.csv"
+    assert (tmp_path / "bank" / f"{reference}.xml").exists()
+    returned = tmp_path / "return.csv"
+    returned.write_text(_bank_return(exported), encoding="utf-8")
+    done = cli(batch_cmd.app, "reconcile", reference, str(returned), user="checker").output
+    assert "到账 4 笔 7,500.50 元，失败 0 笔" in done
+
+    assert "审计日志完整" in cli(audit_cmd.app, "verify").output
+    status = cli(offers_cmd.app, "status").output
+    assert re.search(r"已到账\W+4\W+7,500\.50", status), status

@@ -1,0 +1,127 @@
+"""Importing a match run folder (Contract 4) as offers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from payouts import audit
+from payouts.errors import RunImportError
+from payouts.models import Offer, Payee
+from payouts.offers import drop
+from payouts.runs import import_run
+
+
+def test_import_creates_one_drafted_offer_per_candidate_and_holds_those_without_account(
+    tx, small_run, t0
+) -> None:
+    with tx() as s:
+        r = import_run(s, small_run, "rev", t0)
+    assert (r.offers, r.held, r.skipped) == (7, 1, 0)
+    assert r.amount == Decimal("59000.50")
+    with tx() as s:
+        offers = s.scalars(select(Offer)).all()
+        held = [o for o in offers if o.state == "held"]
+        assert [o.hold_reason for o in held] == ["无对公账户"]
+        assert {o.state for o in offers} == {"drafted", "held"}
+        # Public ids are random, not a sequence: no two share a prefix in a tiny sample.
+        assert len({o.public_id[:6] for o in offers}) == len(offers)
+        payee = s.get(Payee, held[0].payee_id)
+        assert payee.account_no is None and payee.source == "snapshot"
+        assert audit.verify(s).ok
+
+
+def test_the_same_run_cannot_be_imported_twice(tx, small_run, t0) -> None:
+    with tx() as s:
+        import_run(s, small_run, "rev", t0)
+    with pytest.raises(RunImportError, match="已经导入过"), tx() as s:
+        import_run(s, small_run, "rev", t0)
+
+
+def test_a_later_run_skips_pairs_that_already_have_a_live_offer(tx, ex, tmp_path: Path, t0) -> None:
+    policies = [ex.policy("wengang")]
+    payees = [ex.payee(1), ex.payee(2)]
+    first = ex.write_run(tmp_path / "a", policies, [("wengang", "main", 1, "100.00")], payees)
+    second = ex.write_run(
+        tmp_path / "b", policies, [("wengang", "main", 1, "100.00"), ("wengang", "main", 2, "200.00")], payees
+    )
+    with tx() as s:
+        import_run(s, first, "rev", t0)
+    with tx() as s:
+        r = import_run(s, second, "rev", t0)
+    assert (r.offers, r.skipped) == (1, 1)
+
+
+def test_a_dropped_offer_no_longer_blocks_its_pair(tx, ex, tmp_path: Path, t0) -> None:
+    policies = [ex.policy("wengang")]
+    first = ex.write_run(tmp_path / "a", policies, [("wengang", "main", 1, "100.00")], [ex.payee(1)])
+    again = ex.write_run(tmp_path / "b", policies, [("wengang", "main", 1, "100.00")], [ex.payee(1)])
+    with tx() as s:
+        import_run(s, first, "rev", t0)
+        drop(s, [s.scalar(select(Offer.public_id))], "数据有误，待重新比对", "rev", t0)
+    with tx() as s:
+        assert import_run(s, again, "rev", t0).offers == 1
+
+
+def test_a_run_over_budget_is_refused(tx, ex, tmp_path: Path, t0) -> None:
+    run = ex.write_run(
+        tmp_path / "r",
+        [ex.policy("wengang")],
+        [("wengang", "main", 1, "100.00")],
+        [ex.payee(1)],
+        over_budget=("wengang",),
+    )
+    with pytest.raises(RunImportError, match="超出预算"), tx() as s:
+        import_run(s, run, "rev", t0)
+
+
+def test_a_bad_run_is_refused_with_every_problem_listed(tx, ex, tmp_path: Path, t0) -> None:
+    run = ex.write_run(
+        tmp_path / "r",
+        [ex.policy("wengang")],
+        [("wengang", "main", 1, "100.00"), ("wengang", "main", 1, "100.00"), ("wengang", "other", 9, "5.00")],
+        [ex.payee(1)],
+    )
+    with pytest.raises(RunImportError) as e, tx() as s:
+        import_run(s, run, "rev", t0)
+    message = str(e.value)
+    assert "wengang/other 不在 manifest.json 中" in message
+    assert "1 家候选企业不在 payees 中" in message
+    with tx() as s:
+        assert s.scalar(select(Offer.id)) is None
+
+
+def test_spark_part_files_are_read_as_one_table(tx, ex, tmp_path: Path, t0) -> None:
+    candidates = [("wengang", "main", n, f"{n}00.00") for n in range(1, 8)]
+    run = ex.write_run(
+        tmp_path / "r", [ex.policy("wengang")], candidates, [ex.payee(n) for n in range(1, 8)], parts=3
+    )
+    with tx() as s:
+        assert import_run(s, run, "rev", t0).offers == 7
+
+
+def test_only_staff_allowed_to_import_may_import(tx, small_run, t0) -> None:
+    with pytest.raises(Exception, match="无权"), tx() as s:
+        import_run(s, small_run, "maker", t0)
+
+
+def test_a_published_policy_version_cannot_change_between_runs(tx, ex, tmp_path: Path, t0) -> None:
+    a = ex.write_run(
+        tmp_path / "a",
+        [ex.policy("wengang", budget="100.00")],
+        [("wengang", "main", 1, "50.00")],
+        [ex.payee(1)],
+    )
+    b = ex.write_run(
+        tmp_path / "b",
+        [ex.policy("wengang", budget="900.00")],
+        [("wengang", "main", 2, "50.00")],
+        [ex.payee(2)],
+    )
+    with tx() as s:
+        import_run(s, a, "rev", t0)
+    with pytest.raises(RunImportError, match="不能改动：budget"), tx() as s:
+        import_run(s, b, "rev", t0)
