@@ -200,7 +200,7 @@ def results_query(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Exp
         raise ValueError("no items to match")
     out: exp.Expression = selects[0]
     for s in selects[1:]:
-        out = exp.union(out, s, distinct=False)
+        out = exp.Union(this=out, expression=s, distinct=False)
     return out
 
 
