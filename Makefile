@@ -37,5 +37,9 @@ typecheck: $(STAMP)
 test: system lint typecheck
 	$(BIN)/pytest
 
+# Rebuilds the notebooks' demo data (var/notebooks/) if missing, runs every notebook, copies the README charts.
+figures: system $(STAMP)
+	$(BIN)/python notebooks/execute.py --readme-figures notebooks/figures
+
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache .mypy_cache .ruff_cache
