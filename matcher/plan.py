@@ -100,7 +100,7 @@ class ItemPlan:
         """
         conds = self.conditions
         fields = sorted({*self.condition_fields(), *self.amount_fields()})
-        inner_cols: list[exp.Expression] = [_col("uscc"), *[_col(f) for f in fields if f != "uscc"]]
+        inner_cols: list[exp.Expr] = [_col("uscc"), *[_col(f) for f in fields if f != "uscc"]]
         inner_cols += [exp.alias_(condition_sql(c.rule), f"k{n}", copy=False) for n, c in enumerate(conds)]
         inner_cols.append(exp.alias_(amount_sql(self.item), "amount", copy=False))
         rank = numeric_sql(self.policy.rank_by) if self.policy.rank_by is not None else exp.null()

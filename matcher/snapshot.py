@@ -1,17 +1,29 @@
 """Registry snapshots (DESIGN.md Contract 2): load a folder of Parquet/CSV tables into DuckDB, validate, report.
 
-Nothing is dropped silently: every rejected row is counted under the rule it broke, with the first
+Nothing is dropped silently: every rejected row is counted under each rule it broke, with the first
 examples, and the accepted rows become one typed table per name in `TABLE_NAMES`, ordered by key. A
-table that cannot be used at all (missing file or column, a Parquet type that loses information) raises
-`SnapshotError` naming the file, the column and the fix.
+table that cannot be used at all (missing file or column, unreadable file, a Parquet type that loses
+information) raises `SnapshotError` naming the file, the column and the fix.
+
+The work is set-based: each file is read once into a typed staging table (values that do not cast
+without loss keep their text for the report); codes are checked once per distinct value (USCC check
+characters with python-stdnum, in worker processes when there are many; regions and industries with
+`matcher.codes`) and only the failing codes are kept for a semi-join; one query per table then flags
+every rule on every row and keeps the rejected rows, and the accepted table is all the others.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +50,10 @@ TABLE_NAMES = (
 )
 CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
 MONEY = "DECIMAL(18,2)"
-# Columns that are codes: stored as integers they would lose leading zeros, so such a table is unusable.
+FIRST_YEAR = 1990
+"""Yearly rows before this year are `year_out_of_range` (as are years after the snapshot's own)."""
+EXAMPLES = 5
+# Codes: stored as integers they would lose leading zeros, so such a column makes its table unusable.
 CODE_COLUMNS = {
     "uscc",
     "region_code",
@@ -53,6 +68,8 @@ CODE_COLUMNS = {
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One snapshot table of Contract 2: its columns with their DuckDB types, its key, whether optional."""
+
     name: str
     columns: dict[str, str]  # column -> DuckDB type
     key: tuple[str, ...]
@@ -153,7 +170,7 @@ RULES = {
     "bad_uscc": "统一社会信用代码校验位错误",
     "missing_key": "主键为空",
     "duplicate_key": "主键重复（该主键的所有行均拒绝）",
-    "bad_value": "值无法转换为规定类型",
+    "bad_value": "值无法无损转换为规定类型",
     "negative_money": "金额为负数",
     "negative_count": "人数为负数",
     "future_date": "日期晚于快照日期",
@@ -166,12 +183,17 @@ RULES = {
     "year_out_of_range": "年度超出范围",
     "orphan": "企业不在已接受的企业表中",
 }
-EXAMPLES = 5
+"""Rule id -> its name for the data office. The ids are stable: reports and other engines use them."""
 
 
 @dataclass
 class TableReport:
-    """What loading one table did."""
+    """What loading one table did.
+
+    `examples[rule]` holds the first rows (by row number) that broke the rule: `row` is the row number in
+    the file (CSV: as a spreadsheet numbers it, the header being row 1; Parquet: from 1), `uscc`, the
+    `column` at fault and its `value` as delivered. `nulls` counts NULLs per column over accepted rows.
+    """
 
     name: str
     file: str | None
@@ -181,15 +203,30 @@ class TableReport:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     nulls: dict[str, int] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_read - self.rows_accepted,
+            "rejected": self.rejected,
+            "examples": self.examples,
+            "nulls": self.nulls,
+        }
+
 
 @dataclass
 class SnapshotReport:
-    """The data-quality report of a snapshot and its content fingerprint."""
+    """The data-quality report of a snapshot and the fingerprint of its accepted contents.
+
+    `today` is the day the date rules were checked against (snapshot.yaml's taken_at when given).
+    """
 
     directory: str
     fingerprint: str
     taken_at: dt.date | None
     tables: dict[str, TableReport]
+    today: dt.date | None = None
 
     @property
     def rejected_total(self) -> int:
@@ -200,47 +237,91 @@ class SnapshotReport:
             "directory": self.directory,
             "fingerprint": self.fingerprint,
             "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+            "today": self.today.isoformat() if self.today else None,
             "rejected_total": self.rejected_total,
-            "tables": {
-                name: {
-                    "file": t.file,
-                    "rows_read": t.rows_read,
-                    "rows_accepted": t.rows_accepted,
-                    "rejected": t.rejected,
-                    "examples": t.examples,
-                    "nulls": t.nulls,
-                }
-                for name, t in self.tables.items()
-            },
+            "rules": RULES,
+            "tables": {name: t.to_json() for name, t in self.tables.items()},
         }
 
     def to_text(self) -> str:
         lines = [f"快照 {self.directory}", f"指纹 {self.fingerprint}"]
-        if self.taken_at:
-            lines.append(f"快照日期 {self.taken_at}")
+        lines.append(
+            f"快照日期 {self.taken_at}" if self.taken_at else "快照日期 未提供（snapshot.yaml 无 taken_at）"
+        )
+        if self.today and self.today != self.taken_at:
+            lines.append(f"日期规则的基准日 {self.today}")
+        lines.append(f"共拒绝 {self.rejected_total:,} 行")
         for t in self.tables.values():
-            rejected = t.rows_read - t.rows_accepted
+            source = t.file or "未提供（可选表）"
             lines.append(
-                f"\n表 {t.name}（{t.file or '无文件'}）：读入 {t.rows_read:,} 行，接受 {t.rows_accepted:,} 行，拒绝 {rejected:,} 行"
+                f"\n表 {t.name}（{source}）：读入 {t.rows_read:,} 行，接受 {t.rows_accepted:,} 行，"
+                f"拒绝 {t.rows_read - t.rows_accepted:,} 行"
             )
             for rule, n in t.rejected.items():
-                lines.append(f"  {RULES[rule]} ({rule})：{n:,} 行")
+                lines.append(f"  规则 {RULES[rule]} ({rule})：{n:,} 行")
                 for ex in t.examples.get(rule, []):
-                    lines.append(f"    第 {ex['row']} 行 uscc={ex['uscc']} {ex['column']}={ex['value']}")
+                    value = "" if ex["column"] == "uscc" else f"  {ex['column']}={ex['value']}"
+                    lines.append(f"    第 {ex['row']} 行  uscc={ex['uscc']}{value}")
             nulls = {c: n for c, n in t.nulls.items() if n}
             if nulls:
                 lines.append("  空值：" + "，".join(f"{c} {n:,}" for c, n in nulls.items()))
         return "\n".join(lines)
 
 
+def report_json(report: SnapshotReport) -> str:
+    """The report as JSON text (UTF-8, Chinese kept readable)."""
+    return json.dumps(report.to_json(), ensure_ascii=False, indent=2, default=str)
+
+
+def load_snapshot(
+    directory: Path, con: duckdb.DuckDBPyConnection, *, today: dt.date | None = None
+) -> SnapshotReport:
+    """Load, validate and report a snapshot folder.
+
+    Afterwards `con` holds one table per name in `TABLE_NAMES` with only the accepted rows, typed as
+    `SPECS` says and ordered by key. Date rules are checked against snapshot.yaml's taken_at, else
+    `today`, else the current date.
+    """
+    if not directory.is_dir():
+        raise SnapshotError("快照目录不存在或不是目录；请给出快照文件夹的路径", file=display_path(directory))
+    taken_at = _taken_at(directory)
+    day = taken_at or today or dt.date.today()
+    sources = {name: _source(directory, spec) for name, spec in SPECS.items()}
+    readers = {name: _reader(con, SPECS[name], path) for name, path in sources.items() if path is not None}
+    tables: dict[str, TableReport] = {}
+    try:
+        for name in TABLE_NAMES:  # enterprises first: the other tables reject rows of unknown enterprises
+            spec, path = SPECS[name], sources[name]
+            if path is None:
+                con.execute(f"CREATE OR REPLACE TABLE {name} ({_column_list(spec)})")
+                tables[name] = TableReport(name, None)
+                continue
+            delivered = _stage(con, spec, readers[name])
+            lookups = _code_lookups(con) if name == "enterprises" else []
+            tables[name] = _settle(con, spec, readers[name].shown, delivered, day, lookups)
+    finally:
+        for table in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, ?)", [_TEMP]
+        ).fetchall():
+            con.execute(f"DROP TABLE IF EXISTS temp.{_q(table[0])}")
+    return SnapshotReport(display_path(directory), _fingerprint(con), taken_at, tables, day)
+
+
+# --- where the tables come from -------------------------------------------------------------------------
+
+_TEMP = "_snapshot_"
+"""Prefix of the temporary tables a load creates (and drops) in the caller's connection."""
+
+
 def _taken_at(directory: Path) -> dt.date | None:
     meta = directory / "snapshot.yaml"
     if not meta.exists():
         return None
+    shown = display_path(meta)
     try:
         data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise SnapshotError(f"snapshot.yaml 不是有效的 YAML：{e}", file=meta) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SnapshotError(f"不是有效的 UTF-8 YAML：{e}", file=shown) from None
     value = data.get("taken_at") if isinstance(data, dict) else None
     if value is None:
         return None
@@ -252,239 +333,435 @@ def _taken_at(directory: Path) -> dt.date | None:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise SnapshotError(
-            f"taken_at 应为 YYYY-MM-DD，收到 {value!r}", file=meta, field="taken_at"
+            f"taken_at 应为日期 YYYY-MM-DD，收到 {value!r}", file=shown, field="taken_at"
         ) from None
 
 
 def _source(directory: Path, spec: TableSpec) -> Path | None:
-    parquet, csv = directory / f"{spec.name}.parquet", directory / f"{spec.name}.csv"
-    if parquet.exists() and csv.exists():
+    parquet, csv_file = directory / f"{spec.name}.parquet", directory / f"{spec.name}.csv"
+    if parquet.exists() and csv_file.exists():
         raise SnapshotError(
-            f"同时存在 {parquet.name} 和 {csv.name}，无法确定用哪一个；请删除其中一个", file=directory
+            f"同时存在 {parquet.name} 和 {csv_file.name}，无法确定用哪一个；请删除其中一个",
+            file=display_path(directory),
         )
     if parquet.exists():
         return parquet
-    if csv.exists():
-        return csv
+    if csv_file.exists():
+        return csv_file
     if spec.optional:
         return None
-    raise SnapshotError(f"缺少必需的表 {spec.name}（{spec.name}.parquet 或 {spec.name}.csv）", file=directory)
-
-
-def _read_raw(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> None:
-    """raw_<t>: the file as read, with `_row`, the row number in the file (CSV: counting the header)."""
-    shown = display_path(path)
-    reader = (
-        f"read_parquet('{path}')"
-        if path.suffix == ".parquet"
-        else f"read_csv('{path}', header = true, all_varchar = true, auto_detect = true)"
+    raise SnapshotError(
+        f"缺少必需的表 {spec.name}；请提供 {spec.name}.parquet 或 {spec.name}.csv（UTF-8，带表头）",
+        file=display_path(directory),
     )
-    first = 2 if path.suffix == ".csv" else 1
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE raw_{spec.name} AS SELECT row_number() OVER () + {first - 1} AS _row, * FROM {reader}"
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How to read one table file: the FROM clause, its row-number expression and its column types."""
+
+    path: Path
+    shown: str
+    relation: str
+    row_number: str
+    types: dict[str, str]
+
+
+def _reader(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> _Reader:
+    """Open a table file far enough to know its columns and their types; refuse what cannot be used."""
+    shown = display_path(path)
+    if path.suffix == ".csv":
+        header = _csv_header(path, shown)
+        columns = "{" + ", ".join(f"{_s(c)}: 'VARCHAR'" for c in header) + "}"
+        # The sniffer is off on purpose: on ragged files it may pick a later header and skip rows silently.
+        relation = (
+            f"read_csv({_s(str(path))}, auto_detect = false, header = true, columns = {columns}, "
+            "delim = ',', quote = '\"', escape = '\"', encoding = 'utf-8')"
         )
-    except duckdb.Error as e:
-        raise SnapshotError(f"无法读取：{e}", file=shown) from None
-    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE raw_{spec.name})").fetchall())
-    missing = [c for c in spec.columns if c not in types]
+        reader = _Reader(path, shown, relation, "row_number() OVER () + 1", dict.fromkeys(header, "VARCHAR"))
+    else:
+        relation = f"read_parquet({_s(str(path))}, file_row_number = true)"
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_s(str(path))})").fetchall()
+        except duckdb.Error as e:
+            raise SnapshotError(f"无法读取 Parquet 文件：{_first_lines(e)}；请重新导出", file=shown) from None
+        types = {str(name): str(kind) for name, kind, *_ in described}
+        reader = _Reader(path, shown, relation, "file_row_number + 1", types)
+    missing = [c for c in spec.columns if c not in reader.types]
     if missing:
         raise SnapshotError(
             f"缺少必需的列 {', '.join(missing)}；表头应包含 {', '.join(spec.columns)}",
             file=shown,
             field=missing[0],
         )
-    for column in spec.columns:
-        if column in CODE_COLUMNS and types[column] != "VARCHAR":
-            raise SnapshotError(
-                f"列类型为 {types[column]}，代码会丢失前导零；请以文本（VARCHAR/string）类型导出",
-                file=shown,
-                field=column,
-            )
+    for column, wanted in spec.columns.items():
+        _cast(column, reader.types[column], wanted, shown)  # raises on a type that cannot be used
+    return reader
 
 
-def _known_codes(con: duckdb.DuckDBPyConnection) -> None:
-    """Per distinct code in enterprises: validity of USCC, region and industry, checked once in Python."""
-    distinct = fetch_one(
-        con,
-        "SELECT list(DISTINCT uscc), list(DISTINCT region_code), list(DISTINCT industry_code) FROM raw_enterprises",
-    )
-    assert distinct is not None
-    usccs, regions, industries = (list(x or []) for x in distinct)
-    checks: dict[str, tuple[list[str], Callable[[str], bool]]] = {
-        "valid_uscc": (usccs, _valid_uscc),
-        "known_region": (regions, is_known_region),
-        "known_industry": (industries, is_known_industry),
-    }
-    for name, (codes, ok) in checks.items():
-        codes = [c for c in codes if c is not None]
-        table = pa.table({"code": pa.array([c for c in codes if ok(c)], pa.string())})
-        con.register(f"_{name}", table)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT code FROM _{name}")
-        con.unregister(f"_{name}")
+def _csv_header(path: Path, shown: str) -> list[str]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError:
+        raise SnapshotError("不是 UTF-8 编码；请以 UTF-8 编码导出 CSV", file=shown) from None
+    except csv.Error as e:
+        raise SnapshotError(f"表头无法解析：{e}", file=shown) from None
+    if not header:
+        raise SnapshotError("文件为空，缺少表头；第一行应为列名", file=shown)
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise SnapshotError("表头中的列名重复；每列只能出现一次", file=shown, field=name)
+        seen.add(name)
+    return header
 
 
-def _valid_uscc(code: str) -> bool:
-    return bool(uscc_check.is_valid(code))
+# --- typing the columns ---------------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)")
+_NUMBER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE")
+_TIMESTAMP = re.compile(r"TIMESTAMP(_S|_MS|_NS)?")
+_EXACT = "DECIMAL(38,10)"
+"""A type every accepted number fits without rounding: a cast that changes the value against it lost data."""
 
 
-def _checks(spec: TableSpec, today: dt.date) -> list[tuple[str, str, str]]:
-    """Per-row rules as (rule, column, SQL condition over typed columns `t_*` and raw ones) meaning rejected."""
-    out: list[tuple[str, str, str]] = []
-    for c in spec.key:
-        out.append(("missing_key", c, f"(t_{c} IS NULL OR trim(CAST(t_{c} AS VARCHAR)) = '')"))
-    for c in spec.columns:
-        out.append(
-            (
-                "bad_value",
-                c,
-                f'("{c}" IS NOT NULL AND trim(CAST("{c}" AS VARCHAR)) <> \'\' AND t_{c} IS NULL)',
-            )
+@dataclass(frozen=True)
+class _Cast:
+    """How one column becomes its specified type: the typed value, and when the delivered value is bad."""
+
+    typed: str  # SQL over the delivered column
+    bad: str | None  # SQL over the delivered column and the typed one (`_t_<column>`); None: never bad
+
+
+def _cast(column: str, source: str, wanted: str, shown: str) -> _Cast:
+    """The cast of a column delivered as `source` into `wanted`, or SnapshotError if none is safe.
+
+    Text is trimmed ('' is NULL) and cast with TRY_CAST; a number that would be rounded on the way
+    (1.5 employees, 1.005 yuan) is bad, like text that does not cast at all."""
+    raw, t = _q(column), _q("_t_" + column)
+    if source == wanted:
+        return _Cast(f"NULLIF(trim({raw}), '')" if wanted == "VARCHAR" else raw, None)
+    if source == "VARCHAR":  # CSV, or text in Parquet
+        text = f"NULLIF(trim({raw}), '')"
+        lossy = f" OR TRY_CAST({text} AS {_EXACT}) IS DISTINCT FROM {t}" if _NUMBER.fullmatch(wanted) else ""
+        return _Cast(f"TRY_CAST({text} AS {wanted})", f"{text} IS NOT NULL AND ({t} IS NULL{lossy})")
+    if _NUMBER.fullmatch(wanted) and _NUMBER.fullmatch(source):
+        lossy = f"{t} IS NULL OR TRY_CAST({raw} AS {_EXACT}) IS DISTINCT FROM {t}"
+        return _Cast(f"TRY_CAST({raw} AS {wanted})", f"{raw} IS NOT NULL AND ({lossy})")
+    if wanted == "DATE" and _TIMESTAMP.fullmatch(source):
+        return _Cast(f"CAST({raw} AS DATE)", None)
+    if wanted == "BOOLEAN" and _INTEGER.fullmatch(source):
+        return _Cast(f"TRY_CAST({raw} AS BOOLEAN)", f"{raw} NOT IN (0, 1)")
+    if wanted == "VARCHAR" and column in CODE_COLUMNS:
+        fix = "代码会丢失前导零；请以文本（string/VARCHAR）类型导出"
+    elif wanted == "VARCHAR":
+        fix = "应为文本；请以文本（string/VARCHAR）类型导出"
+    else:
+        fix = f"不能无损转换为 {wanted}；请以 {wanted} 或文本类型导出"
+    raise SnapshotError(f"列类型为 {source}，{fix}", file=shown, field=column)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, spec: TableSpec, reader: _Reader) -> set[str]:
+    """Read the file once into the staging table: `_row`, the typed columns and, per column that can be
+    badly delivered, `_raw_<column>`: the delivered text where it did not cast without loss, else NULL.
+
+    Returns the columns that have such a `_raw_` column."""
+    casts = {c: _cast(c, reader.types[c], t, reader.shown) for c, t in spec.columns.items()}
+    inner = [f"{reader.row_number} AS _row"] + [
+        f"{_q(c)}, {k.typed} AS {_q('_t_' + c)}" for c, k in casts.items()
+    ]
+    outer = ["_row"] + [f"{_q('_t_' + c)} AS {_q(c)}" for c in spec.columns]
+    outer += [
+        f"CASE WHEN {k.bad} THEN CAST({_q(c)} AS VARCHAR) END AS {_q('_raw_' + c)}"
+        for c, k in casts.items()
+        if k.bad is not None
+    ]
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_temp('stage')} AS "
+            f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {reader.relation})"
         )
-    out += [("negative_money", c, f"t_{c} < 0") for c in spec.money]
-    out += [("negative_count", c, f"t_{c} < 0") for c in spec.counts]
+    except duckdb.Error as e:
+        raise SnapshotError(
+            f"无法读取：{_first_lines(e)}；请检查文件是否完整、是否为带表头的 UTF-8 CSV", file=reader.shown
+        ) from None
+    return {c for c, k in casts.items() if k.bad is not None}
+
+
+# --- codes checked once per distinct value --------------------------------------------------------------
+
+
+def _canonical_uscc(code: str) -> bool:
+    """Written as stored keys must be: ASCII letters and digits, upper case (stdnum would also accept
+    lower case and separators, which joins on the key would not)."""
+    return code.isascii() and code.isalnum() and code == code.upper()
+
+
+def _invalid_usccs(codes: list[str]) -> list[str]:
+    """The codes that are not valid USCCs in canonical form, by python-stdnum's check (length, format,
+    check character). Many codes are checked in worker processes, one per core."""
+    invalid = [c for c in codes if not _canonical_uscc(c)]
+    canonical = [c for c in codes if _canonical_uscc(c)]
+    if len(canonical) < _PARALLEL_MIN or _WORKERS < 2 or not sys.executable:
+        return invalid + [c for c in canonical if not uscc_check.is_valid(c)]
+    return invalid + _invalid_usccs_in_workers(canonical)
+
+
+_USCC_WORKER = """
+import sys
+from stdnum.cn.uscc import is_valid
+sys.stdout.write("\\n".join(c for c in sys.stdin.read().split("\\n") if c and not is_valid(c)))
+"""
+"""A worker: reads codes (one a line, ASCII) and writes back those stdnum does not find valid."""
+_WORKERS = max(1, os.cpu_count() or 1)
+_PARALLEL_MIN = 200_000
+"""From this many codes on, the check runs in worker processes: python-stdnum costs 10-25 µs a code
+(minutes for a province), a worker starts in a tenth of a second. Fresh interpreters rather than
+multiprocessing, which would re-import the caller's main module (or fork DuckDB's threads)."""
+
+
+def _invalid_usccs_in_workers(codes: list[str]) -> list[str]:
+    parts = [codes[i::_WORKERS] for i in range(_WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _USCC_WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in parts
+    ]
+
+    def run(proc: subprocess.Popen[bytes], part: list[str]) -> tuple[bytes, bytes]:
+        return proc.communicate("\n".join(part).encode("ascii"))
+
+    with ThreadPoolExecutor(len(procs)) as threads:  # one feeding thread per worker, so they run at once
+        results = list(threads.map(run, procs, parts))
+    for proc, (_, err) in zip(procs, results, strict=True):
+        if proc.returncode != 0:
+            raise SnapshotError(
+                f"统一社会信用代码校验进程失败（退出码 {proc.returncode}）：{err.decode(errors='replace')}"
+            )
+    return [c for out, _ in results for c in out.decode("ascii").split("\n") if c]
+
+
+def _unknown(known: Callable[[str], bool]) -> Callable[[list[str]], list[str]]:
+    return lambda codes: [c for c in codes if not known(c)]
+
+
+_CODE_CHECKS: tuple[tuple[str, str, Callable[[list[str]], list[str]]], ...] = (
+    ("bad_uscc", "uscc", _invalid_usccs),
+    ("unknown_region", "region_code", _unknown(is_known_region)),
+    ("unknown_industry", "industry_code", _unknown(is_known_industry)),
+)
+_BATCH = 2_000_000
+
+
+def _code_lookups(con: duckdb.DuckDBPyConnection) -> list[_Rule]:
+    """For enterprises: per code rule, a temporary table of the distinct staged codes that fail it, and the
+    rule that looks rows up in it.
+
+    Each distinct code is checked once in Python, streamed in batches; only the failing ones (few) are
+    kept, so that the rule is a cheap semi-join."""
+    out = []
+    for rule, column, failing_of in _CODE_CHECKS:
+        failing: list[str] = []
+        distinct = con.sql(
+            f"SELECT DISTINCT {_q(column)} FROM {_temp('stage')} WHERE {_q(column)} IS NOT NULL"
+        )
+        for batch in distinct.to_arrow_reader(_BATCH):
+            failing += failing_of(batch.column(0).to_pylist())
+        table, view = _temp(rule), f"{_TEMP}codes"
+        con.register(view, pa.table({"code": pa.array(failing, pa.string())}))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT code FROM {view}")
+        con.unregister(view)
+        out.append(_Rule(rule, column, f"s.{_q(column)} IN (SELECT code FROM {table})"))
+    return out
+
+
+# --- rules, acceptance and the report --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One check of a staged row `s`: its rule id, the column it reports and the SQL meaning "broken"."""
+
+    rule: str
+    column: str
+    broken: str
+    shown: str | None = None  # SQL of the value its examples show; default: the column as delivered
+
+
+def _row_rules(spec: TableSpec, delivered: set[str], day: dt.date) -> list[_Rule]:
+    """The per-row rules of a table, in report order.
+
+    `delivered` are the columns with a `_raw_` column (values that did not cast without loss)."""
+
+    def empty(c: str) -> str:  # delivered empty, as opposed to delivered but not castable (bad_value)
+        return f"s.{_q(c)} IS NULL" + (f" AND s.{_q('_raw_' + c)} IS NULL" if c in delivered else "")
+
+    out = [_Rule("missing_key", c, empty(c)) for c in spec.key]
+    out += [_Rule("bad_value", c, f"s.{_q('_raw_' + c)} IS NOT NULL") for c in spec.columns if c in delivered]
+    out += [_Rule("negative_money", c, f"s.{_q(c)} < 0") for c in spec.money]
+    out += [_Rule("negative_count", c, f"s.{_q(c)} < 0") for c in spec.counts]
     if "year" in spec.columns:
-        out.append(("year_out_of_range", "year", f"(t_year < 1990 OR t_year > {today.year})"))
+        out.append(_Rule("year_out_of_range", "year", f"s.year < {FIRST_YEAR} OR s.year > {day.year}"))
     if spec.name == "enterprises":
         out += [
-            ("bad_uscc", "uscc", "(t_uscc IS NOT NULL AND t_uscc NOT IN (SELECT code FROM valid_uscc))"),
-            ("future_date", "reg_date", f"t_reg_date > DATE '{today}'"),
-            ("unknown_status", "status", f"t_status NOT IN ({_list(STATUSES)})"),
-            ("unknown_region", "region_code", "t_region_code NOT IN (SELECT code FROM known_region)"),
-            ("unknown_industry", "industry_code", "t_industry_code NOT IN (SELECT code FROM known_industry)"),
+            _Rule("future_date", "reg_date", f"s.reg_date > DATE '{day}'"),
+            _Rule("unknown_status", "status", f"s.status NOT IN ({_s_list(STATUSES)})"),
         ]
     if spec.name == "tax":
         out.append(
-            ("unknown_credit_rating", "credit_rating", f"t_credit_rating NOT IN ({_list(CREDIT_RATINGS)})")
+            _Rule(
+                "unknown_credit_rating",
+                "credit_rating",
+                f"s.credit_rating NOT IN ({_s_list(CREDIT_RATINGS)})",
+            )
         )
     if spec.name == "certifications":
         out += [
-            ("unknown_cert_type", "cert_type", f"t_cert_type NOT IN ({_list(CERT_TYPES)})"),
-            ("future_date", "cert_date", f"t_cert_date > DATE '{today}'"),
-            ("expiry_before_cert", "expiry_date", "t_expiry_date < t_cert_date"),
+            _Rule("unknown_cert_type", "cert_type", f"s.cert_type NOT IN ({_s_list(CERT_TYPES)})"),
+            _Rule("future_date", "cert_date", f"s.cert_date > DATE '{day}'"),
+            _Rule("expiry_before_cert", "expiry_date", "s.expiry_date < s.cert_date"),
         ]
     return out
 
 
-def _list(values: tuple[str, ...]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
-def _load_table(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path | None, today: dt.date
+def _settle(
+    con: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    shown: str,
+    delivered: set[str],
+    day: dt.date,
+    lookups: list[_Rule],
 ) -> TableReport:
-    report = TableReport(spec.name, display_path(path) if path else None)
-    typed_cols = ", ".join(f"{c} {t}" for c, t in spec.columns.items())
-    if path is None:  # an optional table that was not delivered
-        con.execute(f"CREATE OR REPLACE TABLE {spec.name} ({typed_cols})")
-        return report
-    typed = ", ".join(
-        f"TRY_CAST(NULLIF(trim(CAST(\"{c}\" AS VARCHAR)), '') AS {t}) AS t_{c}"
-        if t != "VARCHAR"
-        else f"NULLIF(trim(CAST(\"{c}\" AS VARCHAR)), '') AS t_{c}"
-        for c, t in spec.columns.items()
-    )
-    checks = _checks(spec, today)
-    flags = ", ".join(f"coalesce({cond}, false) AS f{n}" for n, (_, _, cond) in enumerate(checks))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE chk_{spec.name} AS SELECT *, {typed} FROM raw_{spec.name}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE flg_{spec.name} AS SELECT _row, {flags} FROM chk_{spec.name}")
-    key = ", ".join(f"t_{c}" for c in spec.key)
-    any_flag = " OR ".join(f"f{n}" for n in range(len(checks))) or "false"
-    # A duplicated key rejects all its rows: we cannot know which is right.
+    """Split the staged rows into the accepted table `spec.name` and the rejected ones, and report.
+
+    Order of the rules: per-row rules (with the code lookups), then duplicate_key over the rows whose key
+    is present, then orphan (against the accepted enterprises). A row is flagged by every rule it breaks."""
+    stage, dup, rejected = _temp("stage"), _temp("duplicate_keys"), _temp("rejected")
+    keys = ", ".join(_q(c) for c in spec.key)
+    # A duplicated key rejects all its rows: we cannot know which one is right.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE dup_{spec.name} AS
-        SELECT _row FROM chk_{spec.name}
-        WHERE ({key}) IN (SELECT ({key}) FROM chk_{spec.name} GROUP BY ALL HAVING count(*) > 1)"""
+        f"CREATE OR REPLACE TEMP TABLE {dup} AS SELECT {keys}, true AS _dup FROM {stage} "
+        f"WHERE {' AND '.join(f'{_q(c)} IS NOT NULL' for c in spec.key)} GROUP BY ALL HAVING count(*) > 1"
     )
-    orphan = "false"
+    key_text = "concat_ws(', ', " + ", ".join(f"CAST({_q(c)} AS VARCHAR)" for c in spec.key) + ")"
+    rules = _row_rules(spec, delivered, day) + lookups
+    rules.append(_Rule("duplicate_key", ", ".join(spec.key), "d._dup", key_text))
+    joins = f"LEFT JOIN {dup} d ON " + " AND ".join(f"s.{_q(c)} = d.{_q(c)}" for c in spec.key)
     if spec.name != "enterprises":
-        orphan = "c.t_uscc NOT IN (SELECT uscc FROM enterprises)"
+        rules.append(_Rule("orphan", "uscc", "s.uscc IS NOT NULL AND e._known IS NULL"))
+        joins += " LEFT JOIN (SELECT uscc, true AS _known FROM enterprises) e ON s.uscc = e.uscc"
+    flags = ", ".join(f"coalesce({r.broken}, false) AS _f{n}" for n, r in enumerate(rules))
+    broken = " OR ".join(f"_f{n}" for n in range(len(rules)))
+    # The rules are evaluated once; the accepted rows are all the others.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE rej_{spec.name} AS
-        SELECT c._row, f.* EXCLUDE (_row),
-          c._row IN (SELECT _row FROM dup_{spec.name}) AS dup,
-          coalesce({orphan}, false) AS orphan
-        FROM chk_{spec.name} c JOIN flg_{spec.name} f USING (_row)"""
+        f"CREATE OR REPLACE TEMP TABLE {rejected} AS "
+        f"SELECT * FROM (SELECT s.*, {flags} FROM {stage} s {joins}) WHERE {broken}"
     )
-    accepted = f"NOT ({any_flag} OR dup OR orphan)"
-    select = ", ".join(f"c.t_{c} AS {c}" for c in spec.columns)
     con.execute(
-        f"""CREATE OR REPLACE TABLE {spec.name} AS
-        SELECT {select} FROM chk_{spec.name} c JOIN rej_{spec.name} r USING (_row)
-        WHERE {accepted}
-        ORDER BY {", ".join(spec.key)}"""
+        f"CREATE OR REPLACE TABLE {spec.name} AS SELECT {', '.join(f's.{_q(c)}' for c in spec.columns)} "
+        f"FROM {stage} s ANTI JOIN {rejected} r ON s._row = r._row ORDER BY {keys}"
     )
-    report.rows_read = _scalar(con, f"SELECT count(*) FROM raw_{spec.name}")
-    report.rows_accepted = _scalar(con, f"SELECT count(*) FROM {spec.name}")
-    named = [(rule, column, f"f{n}") for n, (rule, column, _) in enumerate(checks)]
-    named += [("duplicate_key", spec.key[0], "dup"), ("orphan", "uscc", "orphan")]
-    rules: dict[str, list[tuple[str, str]]] = {}
-    for rule, column, flag in named:
-        rules.setdefault(rule, []).append((column, flag))
+
+    report = TableReport(spec.name, shown, _count(con, stage), _count(con, spec.name))
+    flags_of: dict[str, list[int]] = {}
+    for n, r in enumerate(rules):
+        flags_of.setdefault(r.rule, []).append(n)
+    anyof = [" OR ".join(f"_f{n}" for n in ns) for ns in flags_of.values()]
     counts = fetch_one(
-        con,
-        "SELECT "
-        + ", ".join(f"count(*) FILTER (WHERE {' OR '.join(f for _, f in cols)})" for cols in rules.values())
-        + f" FROM rej_{spec.name}",
+        con, "SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in anyof) + f" FROM {rejected}"
     )
     assert counts is not None
-    for (rule, cols), n in zip(rules.items(), counts, strict=True):
-        if not n:
-            continue
-        report.rejected[rule] = int(n)
-        column_of = "CASE " + " ".join(f"WHEN r.{f} THEN '{c}'" for c, f in cols) + " END"
-        value_of = "CASE " + " ".join(f'WHEN r.{f} THEN CAST(c."{c}" AS VARCHAR)' for c, f in cols) + " END"
-        rows = con.execute(
-            f"""SELECT r._row, CAST(c.uscc AS VARCHAR), {column_of}, {value_of}
-            FROM rej_{spec.name} r JOIN chk_{spec.name} c USING (_row)
-            WHERE {" OR ".join(f"r.{f}" for _, f in cols)} ORDER BY r._row LIMIT {EXAMPLES}"""
-        ).fetchall()
-        report.examples[rule] = [{"row": r, "uscc": u, "column": col, "value": v} for r, u, col, v in rows]
+    for (rule, ns), n in zip(flags_of.items(), counts, strict=True):
+        if n:
+            report.rejected[rule] = int(n)
+            report.examples[rule] = _examples(con, [(f"_f{i}", rules[i]) for i in ns], delivered)
     nulls = fetch_one(
-        con, "SELECT " + ", ".join(f"count(*) - count({c})" for c in spec.columns) + f" FROM {spec.name}"
+        con, "SELECT " + ", ".join(f"count(*) - count({_q(c)})" for c in spec.columns) + f" FROM {spec.name}"
     )
     assert nulls is not None
     report.nulls = {c: int(n) for c, n in zip(spec.columns, nulls, strict=True)}
-    for t in ("chk", "flg", "dup", "rej", "raw"):
-        con.execute(f"DROP TABLE IF EXISTS {t}_{spec.name}")
+    for table in (stage, dup, rejected):
+        con.execute(f"DROP TABLE {table}")
     return report
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = fetch_one(con, sql)
+def _examples(
+    con: duckdb.DuckDBPyConnection, flagged: list[tuple[str, _Rule]], delivered: set[str]
+) -> list[dict[str, Any]]:
+    """The first rejected rows (by row number) that broke one rule, given as (flag, rule) pairs (one per
+    column it checks), with the column at fault and its value as delivered."""
+
+    def shown(r: _Rule) -> str:
+        if r.shown is not None:
+            return r.shown
+        text = f"CAST({_q(r.column)} AS VARCHAR)"
+        return f"coalesce({_q('_raw_' + r.column)}, {text})" if r.column in delivered else text
+
+    column = "CASE " + " ".join(f"WHEN {f} THEN {_s(r.column)}" for f, r in flagged) + " END"
+    value = "CASE " + " ".join(f"WHEN {f} THEN {shown(r)}" for f, r in flagged) + " END"
+    rows = con.execute(
+        f"SELECT _row, uscc, {column}, {value} FROM {_temp('rejected')} "
+        f"WHERE {' OR '.join(f for f, _ in flagged)} ORDER BY _row LIMIT {EXAMPLES}"
+    ).fetchall()
+    return [{"row": int(n), "uscc": u, "column": c, "value": v} for n, u, c, v in rows]
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """sha256 over each table's name, columns, row count and an order-independent content hash.
+
+    The content hash is the sum of DuckDB's hash of every accepted row, so it depends on the values only:
+    not on file names, formats, row order or timestamps (it does depend on DuckDB's hash function)."""
+    digest = hashlib.sha256()
+    for name in TABLE_NAMES:
+        spec = SPECS[name]
+        columns = ", ".join(_q(c) for c in spec.columns)
+        row = fetch_one(
+            con, f"SELECT count(*), coalesce(sum(CAST(hash({columns}) AS HUGEINT)), 0) FROM {name}"
+        )
+        assert row is not None
+        digest.update(f"{name}({_column_list(spec)}):{row[0]}:{row[1]};".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+# --- small SQL pieces -------------------------------------------------------------------------------------
+
+
+def _temp(name: str) -> str:
+    return f"temp.{_TEMP}{name}"
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _s(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _s_list(values: Iterable[str]) -> str:
+    return ", ".join(_s(v) for v in values)
+
+
+def _column_list(spec: TableSpec) -> str:
+    return ", ".join(f"{_q(c)} {t}" for c, t in spec.columns.items())
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = fetch_one(con, f"SELECT count(*) FROM {table}")
     assert row is not None
     return int(row[0])
 
 
-def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """Hash of the accepted contents: row count and an order-independent sum of row hashes per table."""
-    digest = hashlib.sha256()
-    for name in TABLE_NAMES:
-        cols = ", ".join(SPECS[name].columns)
-        row = fetch_one(con, f"SELECT count(*), coalesce(sum(CAST(hash({cols}) AS HUGEINT)), 0) FROM {name}")
-        assert row is not None
-        digest.update(f"{name}:{row[0]}:{row[1]};".encode())
-    return "sha256:" + digest.hexdigest()
-
-
-def load_snapshot(
-    directory: Path, con: duckdb.DuckDBPyConnection, *, today: dt.date | None = None
-) -> SnapshotReport:
-    """Load, validate and report a snapshot folder; `con` gets one typed table of accepted rows per table."""
-    if not directory.is_dir():
-        raise SnapshotError("快照目录不存在或不是目录", file=directory)
-    taken_at = _taken_at(directory)
-    day = taken_at or today or dt.date.today()
-    sources = {name: _source(directory, spec) for name, spec in SPECS.items()}
-    for name, path in sources.items():
-        if path is not None:
-            _read_raw(con, SPECS[name], path)
-    _known_codes(con)
-    tables = {name: _load_table(con, SPECS[name], sources[name], day) for name in TABLE_NAMES}
-    for name in ("valid_uscc", "known_region", "known_industry"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-    return SnapshotReport(display_path(directory), _fingerprint(con), taken_at, tables)
-
-
-def report_json(report: SnapshotReport) -> str:
-    return json.dumps(report.to_json(), ensure_ascii=False, indent=2, default=str)
+def _first_lines(error: Exception) -> str:
+    """The gist of a DuckDB error (what and where, before its generic "possible fixes")."""
+    lines: list[str] = []
+    for line in str(error).strip().splitlines():
+        if not line.strip() or line.startswith("Possible") or len(lines) == 3:
+            break
+        lines.append(line.strip())
+    return "；".join(lines)

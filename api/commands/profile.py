@@ -35,7 +35,13 @@ def profile(
     for f in FIELDS:
         share = counts[f.name] / total if total else 0.0
         style = "red" if share < 0.8 else ""
-        t.add_row(f.name, f.label, f"{counts[f.name]:,}", f"[{style}]{share:.1%}[/{style}]" if style else f"{share:.1%}", f.department)
+        t.add_row(
+            f.name,
+            f.label,
+            f"{counts[f.name]:,}",
+            f"[{style}]{share:.1%}[/{style}]" if style else f"{share:.1%}",
+            f.department,
+        )
     console.print(t)
     if out is not None:
         con.execute(f"COPY (SELECT * FROM {table}) TO '{out}' (FORMAT PARQUET)")

@@ -28,11 +28,18 @@ def _expected(name: str) -> list[dict[str, str]]:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
     cmd = [
-        sys.executable, "-m", "api", "match",
-        "--snapshot", str(CASE / "snapshot"),
-        "--policies", str(CASE / "policies"),
-        "--as-of", "2025-09-30",
-        "--out", str(out),
+        sys.executable,
+        "-m",
+        "api",
+        "match",
+        "--snapshot",
+        str(CASE / "snapshot"),
+        "--policies",
+        str(CASE / "policies"),
+        "--as-of",
+        "2025-09-30",
+        "--out",
+        str(out),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -47,7 +54,8 @@ def test_candidates_match_exactly(run: Path) -> None:
     got = {
         (p, i, u): (v, a, b)
         for p, v, i, u, a, b in _rows(
-            run / "candidates.parquet", "policy_id, policy_version, item_id, uscc, amount, amount_before_allocation"
+            run / "candidates.parquet",
+            "policy_id, policy_version, item_id, uscc, amount, amount_before_allocation",
         )
     }
     want = {
@@ -70,9 +78,13 @@ def test_near_misses_match_exactly(run: Path) -> None:
 
 
 def test_missing_data_match_exactly(run: Path) -> None:
-    got = {(p, i, u, frozenset(f)) for p, i, u, f in _rows(run / "missing_data.parquet", "policy_id, item_id, uscc, fields")}
+    got = {
+        (p, i, u, frozenset(f))
+        for p, i, u, f in _rows(run / "missing_data.parquet", "policy_id, item_id, uscc, fields")
+    }
     want = {
-        (r["policy_id"], r["item_id"], r["uscc"], frozenset(r["fields"].split(";"))) for r in _expected("missing_data")
+        (r["policy_id"], r["item_id"], r["uscc"], frozenset(r["fields"].split(";")))
+        for r in _expected("missing_data")
     }
     assert len(want) == 45
     assert got == want
@@ -80,11 +92,18 @@ def test_missing_data_match_exactly(run: Path) -> None:
 
 def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) -> None:
     cmd = [
-        sys.executable, "-m", "api", "match",
-        "--snapshot", str(CASE / "snapshot"),
-        "--policies", str(CASE / "policies"),
-        "--as-of", "2025-09-30",
-        "--out", str(tmp_path),
+        sys.executable,
+        "-m",
+        "api",
+        "match",
+        "--snapshot",
+        str(CASE / "snapshot"),
+        "--policies",
+        str(CASE / "policies"),
+        "--as-of",
+        "2025-09-30",
+        "--out",
+        str(tmp_path),
     ]
     subprocess.run(cmd, capture_output=True, check=True)
     assert (tmp_path / "candidates.parquet").read_bytes() == (run / "candidates.parquet").read_bytes()
