@@ -14,7 +14,6 @@ from matcher.plan import candidates_query, item_plans, results_query
 from matcher.profile import build_profile
 from rules.policy import Policy
 
-
 BATCH = 25  # items per statement
 
 
@@ -60,7 +59,9 @@ def match_profiles(
     # Items run in batches of one UNION ALL statement each: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
         select = results_query(plans[n : n + BATCH], profiles).sql("duckdb")
-        con.execute(f"CREATE OR REPLACE TABLE results AS {select}" if n == 0 else f"INSERT INTO results {select}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE results AS {select}" if n == 0 else f"INSERT INTO results {select}"
+        )
     timings = {"match": time.perf_counter() - t}
     t = time.perf_counter()
     step("分配")

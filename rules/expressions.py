@@ -350,8 +350,14 @@ def _check_subtraction(node: Any) -> None:
 
 def _check_slice(node: Any) -> None:
     for bound in (node.start, node.stop):
-        if bound is not None and not isinstance(bound, ast.NullExpression) and not (
-            isinstance(bound, ast.FloatExpression) and bound.value >= 0 and bound.value == int(bound.value)
+        if (
+            bound is not None
+            and not isinstance(bound, ast.NullExpression)
+            and not (
+                isinstance(bound, ast.FloatExpression)
+                and bound.value >= 0
+                and bound.value == int(bound.value)
+            )
         ):
             raise ExpressionProblem("切片的起止只能是非负整数常量", "如 region_code[:4]")
 
