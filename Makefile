@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: system $(STAMP)
-	$(BIN)/python -m api.demo
+	$(BIN)/python -m api.demo && $(BIN)/zhida serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

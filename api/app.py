@@ -1,0 +1,274 @@
+"""The FastAPI application: staff API (`/api`), staff console (`/console`), public confirm page (`/c/`).
+
+`create_app(settings)` builds one; `zhida serve` runs it with uvicorn. Every request gets a request id
+(`X-Request-ID`, taken from the client when it is sane) and one JSON log line; confirm-link tokens are
+cut out of logged paths. Errors are RFC 9457 problem+json on the API and a page in the browser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.auth import Tokens
+from api.deps import SESSION_COOKIE, CsrfRefused, Unauthenticated
+from api.matchjobs import MatchJobs
+from api.policystore import PolicyStore
+from api.problems import Problem, ProblemItem, problem_response, request_id, status_of, wants_html
+from api.ratelimit import RateLimiter
+from api.settings import Settings
+from payouts.db import connect
+from payouts.offers import label as state_label
+from payouts.sms import MemoryGateway
+from payouts.users import ROLE_LABELS
+from rules.errors import PolicyError, ZhidaError
+
+HERE = Path(__file__).parent
+CHINA = dt.timezone(dt.timedelta(hours=8))
+log = logging.getLogger("zhida.api")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_TOKEN_PATH = re.compile(r"^/c/[^/]+")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line, with the request id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": request_id.get(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send zhida's logs to stderr as JSON lines (once per process)."""
+    root = logging.getLogger("zhida")
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _money(value: Decimal | str | int | None) -> str:
+    return "" if value is None else f"{Decimal(value):,.2f}"
+
+
+def _china_time(value: dt.datetime | str | None) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+
+
+def _context(request: Request) -> dict[str, Any]:
+    return {
+        "me": getattr(request.state, "user_record", None),
+        "csrf": getattr(request.state, "csrf", ""),
+        "settings": request.app.state.settings,
+    }
+
+
+def _state(value: str | None) -> str:
+    """A state's Chinese name where it is an offer state; other words (batch, run) as they are."""
+    try:
+        return state_label(value)
+    except ValueError:
+        return value or ""
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=HERE / "templates", context_processors=[_context])
+    templates.env.filters["money"] = _money
+    templates.env.filters["china_time"] = _china_time
+    templates.env.globals["state_label"] = _state
+    templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
+    return templates
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, with every error response documented as problem+json (what the API sends)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for kind in (Problem, ProblemItem):
+        components[kind.__name__] = kind.model_json_schema(ref_template="#/components/schemas/{model}")
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for op in operations.values():
+            responses = op.setdefault("responses", {})
+            codes = ["404", "422", "429"] if path.startswith("/c/") else ["401", "403", "404", "409", "422"]
+            if path in ("/api/session",) and "post" in operations and op is operations["post"]:
+                codes = ["401", "422", "429"]
+            for code in codes:
+                responses.setdefault(code, {"description": "问题（RFC 9457）"})
+            for code, response in responses.items():
+                if code.startswith(("4", "5")):
+                    if path.startswith("/c/"):
+                        response["content"] = {"text/html": {"schema": {"type": "string"}}}
+                    else:
+                        response["content"] = problem
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application for `settings` (default: from the environment)."""
+    from api.routes import audit, batches, confirm, console, demo, offers, policies, reports, runs, session
+
+    settings = settings or Settings()
+    configure_logging()
+    app = FastAPI(
+        title="直达 zhida",
+        version="0.1.0",
+        description="免申即享惠企政策平台：政策发布、数据比对、初核、意愿确认、拨付与对账。"
+        "职员接口以 Bearer 令牌认证（POST /api/session 获取）。",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = connect(settings.database_url)
+    app.state.tokens = Tokens(settings.secret_key.get_secret_value(), settings.session_hours * 3600)
+    app.state.store = PolicyStore(settings.data_dir / "policies")
+    app.state.jobs = MatchJobs(settings.data_dir / "runs")
+    window = settings.confirm_window_seconds
+    app.state.limits = {
+        "ip": RateLimiter(settings.confirm_ip_limit, window),
+        "token": RateLimiter(settings.confirm_token_limit, window),
+        "login": RateLimiter(settings.login_limit, window),
+    }
+    app.state.templates = make_templates()
+    app.state.phone = MemoryGateway() if settings.demo_phone else None
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Any) -> Response:
+        given = request.headers.get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        reset = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            path = _TOKEN_PATH.sub("/c/<token>", request.url.path)
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": request.method,
+                        "path": path,
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                        "user": getattr(request.state, "user", None),
+                        "ip": request.client.host if request.client else None,
+                    }
+                },
+            )
+            request_id.reset(reset)
+        response.headers["X-Request-ID"] = rid
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"  # confirm links carry their token in the path
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        return response
+
+    @app.exception_handler(ZhidaError)
+    async def zhida_error(request: Request, error: ZhidaError) -> Response:
+        status, title = status_of(error)
+        extra: dict[str, Any] = {}
+        if isinstance(error, PolicyError):
+            extra["problems"] = [ProblemItem(**vars(p)) for p in error.problems]
+        return problem_response(request, status, title, str(error), **extra)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, error: Unauthenticated) -> Response:
+        if wants_html(request):
+            response = RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            response.delete_cookie(SESSION_COOKIE)
+            return response
+        response = problem_response(
+            request, 401, "需要登录", "请先通过 POST /api/session 登录，以 Bearer 令牌访问"
+        )
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, error: CsrfRefused) -> Response:
+        return problem_response(request, 403, "页面已过期", "表单校验失败（CSRF），请刷新页面后重试")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        errors = [
+            {
+                "loc": [str(x) for x in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in error.errors()
+        ]
+        detail = "；".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        return problem_response(request, 422, "请求参数有误", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        titles = {404: "不存在", 405: "不支持的请求方法", 429: "请求过于频繁"}
+        response = problem_response(
+            request, error.status_code, titles.get(error.status_code, "请求有误"), str(error.detail)
+        )
+        for k, v in (error.headers or {}).items():
+            response.headers[k] = v
+        return response
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(request, 500, "内部错误", f"请求编号 {request_id.get()}，请联系管理员")
+
+    for module in (session, policies, runs, offers, batches, audit, reports):
+        app.include_router(module.router)
+        app.include_router(module.pages)
+    app.include_router(confirm.router)
+    app.include_router(console.pages)
+    if settings.demo_phone:
+        app.include_router(demo.pages)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,141 @@
+"""`zhida serve`: run the web service (staff API, console, public confirm page) with uvicorn.
+
+`zhida serve --demo` starts a fresh demo on its own database under `var/demo/web*`: the bundled policy
+library published, demo users with a known password, and one policy's offers already sent by SMS, so
+that it can print a confirmation link that works; then it prints the console's address and the users.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import typer
+from fastapi import FastAPI
+from rich.console import Console
+from rich.table import Table
+
+from api.auth import set_password
+from payouts import offers, runs, sms, users
+from payouts.db import transaction
+from rules.ruleset import library_dir
+
+console = Console(highlight=False)
+
+DEMO_DIR = Path("var/demo")
+DEMO_AS_OF = "2025-09-30"
+DEMO_PASSWORD = "zhida-demo-2025"
+DEMO_DEPARTMENT = "长沙市科学技术局"  # gaoxin-changsha: the policy the walkthrough changes and publishes
+SAMPLE_POLICY = "shenggui-heilongjiang"  # its offers are released and notified at start, for a sample link
+DEMO_USERS = (
+    ("demo-policy", "policy", "政策部门演示员", DEMO_DEPARTMENT),
+    ("demo-reviewer", "reviewer", "初核演示员", None),
+    ("demo-maker", "finance_maker", "制单演示员", None),
+    ("demo-checker", "finance_checker", "复核演示员", None),
+    ("demo-auditor", "auditor", "审计演示员", None),
+    ("demo-admin", "admin", "管理员", None),
+)
+
+
+def _demo_environment(host: str, port: int) -> None:
+    """Point the settings at a fresh demo database and folders (what is set already is kept)."""
+    web_db = DEMO_DIR / "web.db"
+    web_dir = DEMO_DIR / "web"
+    for path in (web_db, web_db.with_suffix(".db-wal"), web_db.with_suffix(".db-shm")):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(web_dir, ignore_errors=True)
+    public = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    defaults = {
+        "ZHIDA_DATABASE_URL": f"sqlite:///{web_db}",
+        "ZHIDA_DATA_DIR": str(web_dir),
+        "ZHIDA_SNAPSHOTS_ROOT": str(DEMO_DIR),
+        "ZHIDA_AS_OF": DEMO_AS_OF,
+        "ZHIDA_PUBLIC_URL": public,
+        "ZHIDA_DEMO_PHONE": "true",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def _ensure_snapshot() -> Path:
+    snapshot = DEMO_DIR / "snapshot"
+    if not (snapshot / "enterprises.parquet").exists():
+        from matcher.generate import generate_snapshot
+
+        console.print("生成演示快照（100,000 户，随机种子 42）……")
+        generate_snapshot(snapshot, 100_000, 42)
+    return snapshot
+
+
+def prepare_demo(app: FastAPI) -> str | None:
+    """Publish the library, add the demo users, and notify the sample policy's offers; a sample link."""
+    from matcher.run import run_match
+
+    state = app.state
+    settings = state.settings
+    snapshot = _ensure_snapshot()
+    now = dt.datetime.now(dt.UTC)
+    with transaction(state.engine) as s:
+        for name, role, display, dept in DEMO_USERS:
+            users.create_user(s, name, role, display_name=display, department=dept, now=now)
+            set_password(s, name, DEMO_PASSWORD, "system", now)
+        state.store.seed(library_dir(), s, "system", now)
+    work = settings.data_dir / "sample"
+    sample = state.store.latest_published(SAMPLE_POLICY)
+    if sample is None:
+        return None
+    (work / "policies").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(
+        state.store.root / "published" / f"{sample.key}.yaml", work / "policies" / f"{sample.key}.yaml"
+    )
+    run_match(snapshot, work / "policies", work / "run", settings.default_as_of())
+    with transaction(state.engine) as s:
+        runs.import_run(s, work / "run", "demo-reviewer", now)
+        offers.release(s, "demo-reviewer", now, policy_id=SAMPLE_POLICY)
+        sms.send_notices(s, state.phone, now, settings.payouts(), limit=None, actor="system")
+    sent = state.phone.sent
+    return sent[0].params["link"] if sent else None
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
+    port: int = typer.Option(8000, "--port", help="端口"),
+    demo: bool = typer.Option(False, "--demo", help="演示：全新的演示数据库、演示用户和一条可用的确认链接"),
+    reload: bool = typer.Option(False, "--reload", help="开发：代码改动后自动重启（不能与 --demo 同用）"),
+) -> None:
+    """启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/。"""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    if demo and reload:
+        raise typer.BadParameter("--demo 与 --reload 不能同用")
+    if demo:
+        _demo_environment(host, port)
+    settings = Settings()
+    if reload:
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, reload=True, access_log=False)
+        return
+    app = create_app(settings)
+    link = prepare_demo(app) if demo else None
+    console.print(
+        f"工作台：[bold]{settings.public_url}/console[/bold]    接口文档：{settings.public_url}/api/docs"
+    )
+    if demo:
+        table = Table(title=f"演示用户（密码均为 {DEMO_PASSWORD}）")
+        for col in ("用户名", "角色", "部门"):
+            table.add_column(col)
+        for name, role, display, dept in DEMO_USERS:
+            table.add_row(name, f"{display}（{role}）", dept or "全部")
+        console.print(table)
+        if link:
+            console.print(f"示例确认链接（企业手机上打开）：[bold]{link}[/bold]")
+        console.print(f"演示手机（本服务发出的短信）：{settings.public_url}/demo/phone")
+        console.print(
+            "演示流程：demo-policy 上传并发布 gaoxin-changsha 第 2 版 → demo-reviewer 数据比对、初核发布、发送短信 → "
+            "在演示手机打开链接确认 → demo-maker 制单 → demo-checker 复核 → 导出银行文件 → 导入回单"
+        )
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

@@ -1,0 +1,294 @@
+"""The typed dependencies every route uses, and the one place where access is decided.
+
+- `SessionDep`: one database transaction per request, committed when the route returns.
+- `CurrentUser`: the staff user of the bearer token or the session cookie; a state-changing request made
+  with the cookie must carry the CSRF token (form field `csrf` or header `X-CSRF-Token`).
+- `Allow(action)`: the user, if their role may do `action` (table `ACCESS`); otherwise 403.
+- Object loaders (`OfferDep`, `BatchDep`, `JobDep`, `DraftDep`, `PublishedDep`) return 404 for anything
+  that does not exist *or* lies outside the user's department, so no route can leak another
+  department's objects (a user without a department sees all departments; a policy user always has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy import and_, select
+from sqlmodel import Session
+
+from api.auth import Tokens, password_fingerprint
+from api.matchjobs import MatchJob, MatchJobs
+from api.policystore import PolicyStore, StoredPolicy
+from api.settings import Settings
+from payouts.db import transaction
+from payouts.errors import NotFoundError, RoleError
+from payouts.models import Batch, Offer, PolicyVersion, Role, StaffUser
+from payouts.users import PERMISSIONS, ROLE_LABELS
+
+SESSION_COOKIE = "zhida_session"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ALL_STAFF = frozenset(Role)
+R = Role
+
+# Who may do what. The payouts domain checks its own permissions again (payouts.users.PERMISSIONS).
+ACCESS: dict[str, frozenset[Role]] = {
+    "policy_read": frozenset({R.POLICY, R.REVIEWER, R.AUDITOR, R.ADMIN}),
+    "policy_write": frozenset({R.POLICY}),
+    "run_read": frozenset({R.POLICY, R.REVIEWER, R.AUDITOR, R.ADMIN}),
+    "run_start": frozenset({R.REVIEWER, R.ADMIN}),
+    "offer_read": ALL_STAFF,
+    "review": PERMISSIONS["review"],
+    "sms_send": frozenset({R.REVIEWER, R.ADMIN}),
+    "batch_read": frozenset({R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+    "batch_make": PERMISSIONS["batch_make"],
+    "batch_check": PERMISSIONS["batch_check"],
+    "bank_files": PERMISSIONS["bank_files"],
+    "audit_verify": PERMISSIONS["audit"],
+    "report_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+}
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who is signed in, as the console's pages show it."""
+
+    username: str
+    display_name: str
+    role: str
+    department: str | None
+
+
+class Unauthenticated(Exception):
+    """No valid session: the API answers 401, the console sends the browser to the login page."""
+
+
+class CsrfRefused(Exception):
+    """A state-changing request with the session cookie but without its CSRF token."""
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with transaction(request.app.state.engine) as session:
+        yield session
+
+
+def get_tokens(request: Request) -> Tokens:
+    return request.app.state.tokens
+
+
+def get_store(request: Request) -> PolicyStore:
+    return request.app.state.store
+
+
+def get_jobs(request: Request) -> MatchJobs:
+    return request.app.state.jobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[
+    Session, Depends(get_session, scope="function")
+]  # committed before the response goes out
+TokensDep = Annotated[Tokens, Depends(get_tokens)]
+StoreDep = Annotated[PolicyStore, Depends(get_store)]
+JobsDep = Annotated[MatchJobs, Depends(get_jobs)]
+
+
+def presented_token(request: Request) -> tuple[str | None, bool]:
+    """The session token of a request and whether it came in the cookie (rather than as a bearer token)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), False
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+async def presented(request: Request, tokens: TokensDep) -> tuple[str | None, bool]:
+    """The request's session token and whether it came in the cookie; refuses a state-changing cookie
+    request without the CSRF token. (Async, to read the form; it touches no database.)"""
+    token, by_cookie = presented_token(request)
+    if token and by_cookie and request.method in UNSAFE_METHODS:
+        given = request.headers.get("x-csrf-token")
+        if given is None and "form" in request.headers.get("content-type", ""):
+            value = (await request.form()).get("csrf")
+            given = value if isinstance(value, str) else None
+        if not tokens.csrf_ok(given, token):
+            raise CsrfRefused()
+    return token, by_cookie
+
+
+def current_user(
+    request: Request,
+    session: SessionDep,
+    tokens: TokensDep,
+    given: Annotated[tuple[str | None, bool], Depends(presented)],
+) -> StaffUser:
+    """The active staff user the request is authenticated as (sync: database work runs off the event loop)."""
+    token, by_cookie = given
+    claim = tokens.read_session(token) if token else None
+    if claim is None:
+        raise Unauthenticated()
+    user = session.scalar(select(StaffUser).where(StaffUser.username == claim.username))
+    if user is None or not user.active or password_fingerprint(user) != claim.fingerprint:
+        raise Unauthenticated()
+    request.state.user = user.username
+    # Plain values: pages (and error pages, after a rollback has expired the row) show who is signed in.
+    request.state.user_record = SignedIn(user.username, user.display_name, user.role, user.department)
+    request.state.csrf = tokens.csrf(token or "") if by_cookie else ""
+    return user
+
+
+CurrentUser = Annotated[StaffUser, Depends(current_user)]
+
+
+def may(user: StaffUser, action: str) -> bool:
+    return Role(user.role) in ACCESS[action]
+
+
+def check(user: StaffUser, action: str) -> StaffUser:
+    """`user`, if their role may do `action`; RoleError (403) otherwise."""
+    if not may(user, action):
+        allowed = "、".join(ROLE_LABELS[r] for r in sorted(ACCESS[action]))
+        raise RoleError(f"{ROLE_LABELS[Role(user.role)]}无权进行此操作，需要：{allowed}")
+    return user
+
+
+class Allow:
+    """A dependency: the current user, if their role may do `action`."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __call__(self, user: CurrentUser) -> StaffUser:
+        return check(user, self.action)
+
+
+PolicyReader = Annotated[StaffUser, Depends(Allow("policy_read"))]
+PolicyWriter = Annotated[StaffUser, Depends(Allow("policy_write"))]
+RunReader = Annotated[StaffUser, Depends(Allow("run_read"))]
+RunStarter = Annotated[StaffUser, Depends(Allow("run_start"))]
+OfferReader = Annotated[StaffUser, Depends(Allow("offer_read"))]
+Reviewer = Annotated[StaffUser, Depends(Allow("review"))]
+SmsSender = Annotated[StaffUser, Depends(Allow("sms_send"))]
+BatchReader = Annotated[StaffUser, Depends(Allow("batch_read"))]
+Maker = Annotated[StaffUser, Depends(Allow("batch_make"))]
+Checker = Annotated[StaffUser, Depends(Allow("batch_check"))]
+BankFiles = Annotated[StaffUser, Depends(Allow("bank_files"))]
+Verifier = Annotated[StaffUser, Depends(Allow("audit_verify"))]
+ReportReader = Annotated[StaffUser, Depends(Allow("report_read"))]
+
+
+def department(user: StaffUser) -> str | None:
+    """The one department the user works for, or None for all; a policy user never sees all."""
+    if user.department:
+        return user.department
+    return "" if user.role == Role.POLICY.value else None
+
+
+def in_scope(user: StaffUser, dept: str | None) -> bool:
+    mine = department(user)
+    return mine is None or dept == mine
+
+
+def scoped_policy_ids(session: Session, store: PolicyStore, user: StaffUser) -> set[str] | None:
+    """The policies of the user's department (imported or stored), or None when the user sees all."""
+    mine = department(user)
+    if mine is None:
+        return None
+    imported = set(session.scalars(select(PolicyVersion.policy_id).where(PolicyVersion.department == mine)))
+    return imported | {pid for pid, dept in store.departments().items() if dept == mine}
+
+
+def _offer_department(session: Session, offer: Offer) -> str | None:
+    return session.scalar(
+        select(PolicyVersion.department).where(
+            and_(PolicyVersion.policy_id == offer.policy_id, PolicyVersion.version == offer.policy_version)
+        )
+    )
+
+
+def policy_department(session: Session, policy_id: str) -> str | None:
+    """The department of a policy as its latest imported version names it."""
+    return session.scalar(
+        select(PolicyVersion.department)
+        .where(PolicyVersion.policy_id == policy_id)
+        .order_by(PolicyVersion.version.desc())
+        .limit(1)
+    )
+
+
+def load_offer(
+    public_id: Annotated[str, Path(max_length=32)], user: OfferReader, session: SessionDep
+) -> Offer:
+    offer = session.scalar(select(Offer).where(Offer.public_id == public_id))
+    if offer is None or not in_scope(user, _offer_department(session, offer)):
+        raise NotFoundError(f"没有要约 {public_id}")
+    return offer
+
+
+def scoped_offers(session: Session, user: StaffUser, public_ids: Iterable[str]) -> list[str]:
+    """The ids, if every one names an offer in the user's department; NotFoundError naming the others."""
+    wanted = sorted(set(public_ids))
+    rows = session.execute(
+        select(Offer.public_id, PolicyVersion.department)
+        .join(
+            PolicyVersion,
+            and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
+        )
+        .where(Offer.public_id.in_(wanted))
+    ).all()
+    seen = {pid for pid, dept in rows if in_scope(user, dept)}
+    if missing := [p for p in wanted if p not in seen]:
+        raise NotFoundError(f"没有要约：{', '.join(missing)}")
+    return wanted
+
+
+def load_batch(
+    reference: Annotated[str, Path(max_length=35)], user: BatchReader, session: SessionDep
+) -> Batch:
+    batch = session.scalar(select(Batch).where(Batch.reference == reference))
+    if batch is None or not in_scope(user, policy_department(session, batch.policy_id)):
+        raise NotFoundError(f"没有拨付批次 {reference}")
+    return batch
+
+
+def load_job(job_id: Annotated[str, Path(max_length=16)], user: RunReader, jobs: JobsDep) -> MatchJob:
+    return jobs.get(job_id)  # a run spans departments: what a user sees of it is filtered by policy
+
+
+def _stored(store: PolicyStore, user: StaffUser, policy_id: str, version: int, status: str) -> StoredPolicy:
+    record = store.get(policy_id, version, "draft" if status == "draft" else "published")
+    if not in_scope(user, record.department):
+        raise NotFoundError(f"没有政策 {policy_id} 第 {version} 版")
+    return record
+
+
+def load_draft(
+    policy_id: Annotated[str, Path(max_length=64)],
+    version: Annotated[int, Path(ge=1, le=999_999_999)],
+    user: PolicyReader,
+    store: StoreDep,
+) -> StoredPolicy:
+    return _stored(store, user, policy_id, version, "draft")
+
+
+def load_published(
+    policy_id: Annotated[str, Path(max_length=64)],
+    version: Annotated[int, Path(ge=1, le=999_999_999)],
+    user: PolicyReader,
+    store: StoreDep,
+) -> StoredPolicy:
+    return _stored(store, user, policy_id, version, "published")
+
+
+OfferDep = Annotated[Offer, Depends(load_offer)]
+BatchDep = Annotated[Batch, Depends(load_batch)]
+JobDep = Annotated[MatchJob, Depends(load_job)]
+DraftDep = Annotated[StoredPolicy, Depends(load_draft)]
+PublishedDep = Annotated[StoredPolicy, Depends(load_published)]

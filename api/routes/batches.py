@@ -1,0 +1,391 @@
+"""Payout batches, maker-checker: what is ready to batch, assemble (maker), approve or reject (a different
+checker, who sees the totals and every line first), export the bank files, upload the bank's return file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from api.deps import (
+    BankFiles,
+    BatchDep,
+    BatchReader,
+    Checker,
+    Maker,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    in_scope,
+    may,
+    policy_department,
+    scoped_offers,
+    scoped_policy_ids,
+)
+from api.routes import now, redirect, render
+from payouts import batches
+from payouts.errors import BankFileError, NotFoundError
+from payouts.models import Batch, BatchLine, BatchState, Offer, StaffUser
+from payouts.payees import mask_account
+from rules.errors import StateError
+
+router = APIRouter(prefix="/api/batches", tags=["batches"])
+pages = APIRouter(prefix="/console/batches", include_in_schema=False)
+MAX_RETURN_FILE = 50 << 20
+STATE_LABELS = {
+    "assembled": "待复核",
+    "approved": "已复核",
+    "exported": "已导出",
+    "reconciled": "已对账",
+    "rejected": "已退回",
+}
+LINE_LABELS = {"pending": "待回单", "paid": "已到账", "failed": "失败", "withdrawn": "已撤回"}
+
+
+class Batchable(BaseModel):
+    """Confirmed offers of one policy and period waiting for a batch, and the money left in its budget."""
+
+    policy_id: str
+    period: str
+    offers: int
+    amount: Decimal
+    budget: Decimal | None
+    committed: Decimal
+    remaining: Decimal | None
+
+
+class BatchCreate(BaseModel):
+    """Assemble a batch of one policy (and period): all its confirmed offers, or these."""
+
+    policy_id: str = Field(min_length=1, max_length=64)
+    period: str | None = Field(default=None, max_length=32)
+    offers: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=100_000)
+
+
+class Reason(BaseModel):
+    """Why (required)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BatchOut(BaseModel):
+    """A payout batch."""
+
+    reference: str
+    policy_id: str
+    period: str
+    state: str
+    state_label: str
+    maker: str
+    checker: str | None
+    line_count: int
+    total: Decimal
+    purpose: str
+    created_at: dt.datetime
+    approved_at: dt.datetime | None
+    exported_at: dt.datetime | None
+    reconciled_at: dt.datetime | None
+    rejected_at: dt.datetime | None
+    reason: str | None
+    csv_sha256: str | None
+    xml_sha256: str | None
+
+
+class LineOut(BaseModel):
+    """One transfer of a batch, the account masked."""
+
+    line_no: int
+    reference: str
+    offer: str
+    uscc: str
+    account_name: str
+    account_masked: str
+    bank_name: str
+    amount: Decimal
+    status: str
+    bank_reason: str | None
+
+
+class BatchDetail(BatchOut):
+    """A batch with every line."""
+
+    lines: list[LineOut]
+
+
+class ReconcileOut(BaseModel):
+    """What the bank's return file did."""
+
+    batch: str
+    paid: int
+    failed: int
+    paid_amount: Decimal
+    failed_amount: Decimal
+    pending: int
+    failures: list[tuple[str, str]]
+
+
+def _username(session: Session, user_id: int | None) -> str | None:
+    return (
+        None if user_id is None else session.scalar(select(StaffUser.username).where(StaffUser.id == user_id))
+    )
+
+
+def batch_out(session: Session, b: Batch) -> BatchOut:
+    return BatchOut(
+        **{k: getattr(b, k) for k in BatchOut.model_fields if hasattr(b, k)},
+        state_label=STATE_LABELS.get(b.state, b.state),
+        maker=_username(session, b.maker_id) or "",
+        checker=_username(session, b.checker_id),
+    )
+
+
+def batch_detail(session: Session, b: Batch) -> BatchDetail:
+    rows = session.execute(
+        select(BatchLine, Offer.public_id, Offer.uscc)
+        .join(Offer, Offer.id == BatchLine.offer_id)
+        .where(BatchLine.batch_id == b.id)
+        .order_by(BatchLine.line_no)
+    ).all()
+    lines = [
+        LineOut(
+            line_no=ln.line_no,
+            reference=ln.reference,
+            offer=pid,
+            uscc=uscc,
+            account_name=ln.account_name,
+            account_masked=mask_account(ln.account_no),
+            bank_name=ln.bank_name,
+            amount=ln.amount,
+            status=ln.status,
+            bank_reason=ln.bank_reason,
+        )
+        for ln, pid, uscc in rows
+    ]
+    return BatchDetail(**batch_out(session, b).model_dump(), lines=lines)
+
+
+def batchable(session: Session, scope: set[str] | None) -> list[Batchable]:
+    """Per policy and period: confirmed (or failed and corrected) offers not yet in a batch."""
+    query = (
+        select(Offer.policy_id, Offer.period, func.count(), func.coalesce(func.sum(Offer.amount), 0))
+        .where(Offer.state.in_(batches.BATCHABLE))
+        .group_by(Offer.policy_id, Offer.period)
+        .order_by(Offer.policy_id, Offer.period)
+    )
+    if scope is not None:
+        query = query.where(Offer.policy_id.in_(sorted(scope)))
+    out = []
+    for pid, period, n, amount in session.execute(query):
+        money = batches.budget(session, pid, period)
+        out.append(
+            Batchable(
+                policy_id=pid,
+                period=period,
+                offers=n,
+                amount=Decimal(amount).quantize(Decimal("0.01")),
+                budget=money.budget,
+                committed=money.committed,
+                remaining=money.remaining,
+            )
+        )
+    return out
+
+
+def _check_policy(session: Session, user: StaffUser, policy_id: str) -> None:
+    if not in_scope(user, policy_department(session, policy_id)):
+        raise NotFoundError(f"没有政策 {policy_id}")
+
+
+def bank_dir(settings: SettingsDep) -> Path:
+    return settings.data_dir / "bank"
+
+
+def create(session: Session, user: StaffUser, body: BatchCreate, settings: SettingsDep) -> Batch:
+    _check_policy(session, user, body.policy_id)
+    ids = scoped_offers(session, user, body.offers) if body.offers is not None else None
+    return batches.create_batch(
+        session,
+        body.policy_id,
+        user.username,
+        now(),
+        public_ids=ids,
+        period=body.period,
+        settings=settings.payouts(),
+    )
+
+
+def read_return(file: UploadFile) -> bytes:
+    """The uploaded return file (routes are sync: the database work must not block the event loop)."""
+    data = file.file.read(MAX_RETURN_FILE + 1)
+    if len(data) > MAX_RETURN_FILE:
+        raise BankFileError("回单文件过大（超过 50 MiB）")
+    return data
+
+
+@router.get("", response_model=list[BatchOut], summary="拨付批次（新的在前）")
+def list_batches(
+    user: BatchReader,
+    session: SessionDep,
+    store: StoreDep,
+    policy_id: Annotated[str | None, Query(max_length=64)] = None,
+    state: BatchState | None = None,
+) -> list[BatchOut]:
+    scope = scoped_policy_ids(session, store, user)
+    rows = batches.batches(session, policy_id=policy_id, state=state.value if state else None)
+    return [batch_out(session, b) for b in rows if scope is None or b.policy_id in scope]
+
+
+@router.get("/ready", response_model=list[Batchable], summary="可以组批的已确认要约（按政策和期间）")
+def ready(user: BatchReader, session: SessionDep, store: StoreDep) -> list[Batchable]:
+    return batchable(session, scoped_policy_ids(session, store, user))
+
+
+@router.post("", response_model=BatchDetail, status_code=201, summary="制单：组成拨付批次")
+def create_batch(body: BatchCreate, user: Maker, session: SessionDep, settings: SettingsDep) -> BatchDetail:
+    return batch_detail(session, create(session, user, body, settings))
+
+
+@router.get("/{reference}", response_model=BatchDetail, summary="一个批次：合计和每一笔")
+def get_batch(batch: BatchDep, session: SessionDep) -> BatchDetail:
+    return batch_detail(session, batch)
+
+
+@router.post("/{reference}/approve", response_model=BatchOut, summary="复核通过（复核人不能是制单人）")
+def approve(batch: BatchDep, user: Checker, session: SessionDep) -> BatchOut:
+    return batch_out(session, batches.approve(session, batch.reference, user.username, now()))
+
+
+@router.post("/{reference}/reject", response_model=BatchOut, summary="退回批次（复核人，或本批次制单人撤回）")
+def reject(body: Reason, batch: BatchDep, user: BankFiles, session: SessionDep) -> BatchOut:
+    return batch_out(session, batches.reject(session, batch.reference, user.username, body.reason, now()))
+
+
+@router.post("/{reference}/export", response_model=BatchOut, summary="导出银行文件（CSV 和 pain.001）")
+def export(batch: BatchDep, user: BankFiles, session: SessionDep, settings: SettingsDep) -> BatchOut:
+    batches.export(session, batch.reference, user.username, bank_dir(settings), now())
+    return batch_out(session, batch)
+
+
+@router.get(
+    "/{reference}/files/{kind}",
+    summary="下载银行文件",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/xml": {"schema": {"type": "string"}},
+            }
+        }
+    },
+)
+def bank_file(
+    kind: Literal["csv", "xml"], batch: BatchDep, user: BankFiles, settings: SettingsDep
+) -> Response:
+    path = bank_dir(settings) / f"{batch.reference}.{kind}"
+    if batch.csv_sha256 is None or not path.is_file():
+        raise StateError(f"批次 {batch.reference} 尚未导出银行文件")
+    media = "text/csv" if kind == "csv" else "application/xml"
+    return FileResponse(path, media_type=media, filename=path.name)
+
+
+@router.post("/{reference}/return", response_model=ReconcileOut, summary="导入银行回单，逐笔标记到账或失败")
+def upload_return(
+    batch: BatchDep, user: BankFiles, session: SessionDep, file: Annotated[UploadFile, File()]
+) -> ReconcileOut:
+    data = read_return(file)
+    r = batches.reconcile(
+        session, batch.reference, data, user.username, now(), filename=file.filename or "回单.csv"
+    )
+    return ReconcileOut(**vars(r))
+
+
+# Console
+
+
+@pages.get("")
+def batches_page(request: Request, user: BatchReader, session: SessionDep, store: StoreDep) -> Response:
+    scope = scoped_policy_ids(session, store, user)
+    rows = [b for b in batches.batches(session) if scope is None or b.policy_id in scope]
+    return render(
+        request,
+        "batches.html",
+        {
+            "ready": batchable(session, scope),
+            "batches": [batch_out(session, b) for b in rows],
+            "can_make": may(user, "batch_make"),
+        },
+    )
+
+
+@pages.post("")
+def create_page(
+    request: Request,
+    user: Maker,
+    session: SessionDep,
+    settings: SettingsDep,
+    policy_id: Annotated[str, Form(max_length=64)],
+    period: Annotated[str | None, Form(max_length=32)] = None,
+) -> Response:
+    b = create(session, user, BatchCreate(policy_id=policy_id, period=period or None), settings)
+    return redirect(
+        f"/console/batches/{b.reference}",
+        f"已制单：批次 {b.reference}，{b.line_count} 笔，待另一位复核人员复核",
+    )
+
+
+@pages.get("/{reference}")
+def batch_page(request: Request, batch: BatchDep, user: BatchReader, session: SessionDep) -> Response:
+    detail = batch_detail(session, batch)
+    return render(
+        request,
+        "batch.html",
+        {
+            "batch": detail,
+            "line_labels": LINE_LABELS,
+            "can_check": may(user, "batch_check") and detail.maker != user.username,
+            "is_maker": detail.maker == user.username,
+            "can_files": may(user, "bank_files"),
+            "demo_bank": request.app.state.phone is not None,
+        },
+    )
+
+
+@pages.post("/{reference}/approve")
+def approve_page(batch: BatchDep, user: Checker, session: SessionDep) -> Response:
+    batches.approve(session, batch.reference, user.username, now())
+    return redirect(f"/console/batches/{batch.reference}", "复核通过，可以导出银行文件")
+
+
+@pages.post("/{reference}/reject")
+def reject_page(
+    batch: BatchDep, user: BankFiles, session: SessionDep, reason: Annotated[str, Form(max_length=500)] = ""
+) -> Response:
+    batches.reject(session, batch.reference, user.username, reason, now())
+    return redirect(f"/console/batches/{batch.reference}", "批次已退回，要约回到“已确认”")
+
+
+@pages.post("/{reference}/export")
+def export_page(batch: BatchDep, user: BankFiles, session: SessionDep, settings: SettingsDep) -> Response:
+    batches.export(session, batch.reference, user.username, bank_dir(settings), now())
+    return redirect(f"/console/batches/{batch.reference}", "已导出银行文件（CSV 和 pain.001 XML）")
+
+
+@pages.post("/{reference}/return")
+def return_page(
+    batch: BatchDep, user: BankFiles, session: SessionDep, file: Annotated[UploadFile, File()]
+) -> Response:
+    data = read_return(file)
+    r = batches.reconcile(
+        session, batch.reference, data, user.username, now(), filename=file.filename or "回单.csv"
+    )
+    text = f"回单已导入：到账 {r.paid} 笔 {r.paid_amount:,.2f} 元，失败 {r.failed} 笔，待回单 {r.pending} 笔"
+    return redirect(f"/console/batches/{batch.reference}", text)

@@ -1,0 +1,31 @@
+"""The console's front page: SLA lights per stage and the funnel, for the user's department."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep, may, scoped_policy_ids
+from api.routes import now, render
+from api.routes.reports import funnel_of
+from api.sla import lights
+
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/console")
+def dashboard(
+    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep, store: StoreDep
+) -> Response:
+    scope = scoped_policy_ids(session, store, user)
+    rows = lights(session, settings, now(), scope)
+    stages = funnel_of(session, scope, None, None).stages if may(user, "report_read") else []
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "lights": [r for r in rows if r.policy_id is None],
+            "by_policy": [r for r in rows if r.policy_id],
+            "stages": stages,
+        },
+    )

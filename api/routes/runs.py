@@ -1,0 +1,259 @@
+"""Match runs: start one on a snapshot (in the background), its status and summary per item, and its
+candidate, near-miss and missing-data lists (filtered; CSV or Excel). Users of one department see the
+rows of their department's policies only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from api import runlists
+from api.deps import (
+    JobDep,
+    JobsDep,
+    RunReader,
+    RunStarter,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    may,
+    scoped_policy_ids,
+)
+from api.matchjobs import MatchJob, snapshot_dirs
+from api.routes import redirect, render
+from api.runlists import Filters, ListName
+from payouts.errors import NotFoundError
+
+router = APIRouter(prefix="/api", tags=["runs"])
+pages = APIRouter(prefix="/console/runs", include_in_schema=False)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class SnapshotOut(BaseModel):
+    """A registry snapshot a run can use."""
+
+    name: str
+
+
+class RunStart(BaseModel):
+    """Which snapshot to match, and on which date policies must be in force (default: the configured one)."""
+
+    snapshot: str = Field(min_length=1, max_length=200)
+    as_of: dt.date | None = None
+
+
+class ItemSummary(BaseModel):
+    """One policy item's result: eligible, candidates after allocation, near misses, missing data, money."""
+
+    policy_id: str
+    item_id: str
+    eligible: int
+    candidates: int
+    near_misses: int
+    missing_data: int
+    amount: str
+    amount_before_allocation: str
+
+
+class RunOut(BaseModel):
+    """A match run: its status row and, once done, the summary per item the user may see."""
+
+    id: str
+    state: Literal["running", "done", "failed"]
+    state_label: str
+    snapshot: str
+    as_of: str
+    started_by: str
+    started_at: str
+    finished_at: str | None
+    policies: list[str]
+    error: str | None
+    run_id: str | None
+    imported: dict[str, Any] | None
+    import_error: str | None
+    snapshot_fingerprint: str | None = None
+    rules_fingerprint: str | None = None
+    over_budget: list[str] = []
+    items: list[ItemSummary] = []
+
+
+def run_out(job: MatchJob, manifest: dict[str, Any] | None, scope: set[str] | None) -> RunOut:
+    out = RunOut(
+        **{k: getattr(job, k) for k in RunOut.model_fields if hasattr(job, k) and k != "state_label"},
+        state_label=job.state_label,
+    )
+    if manifest is not None:
+        out.snapshot_fingerprint = manifest["snapshot"]["fingerprint"]
+        out.rules_fingerprint = manifest["rules"]["fingerprint"]
+        out.over_budget = manifest.get("over_budget", [])
+        out.items = [
+            ItemSummary(**row) for row in manifest["items"] if scope is None or row["policy_id"] in scope
+        ]
+    return out
+
+
+@router.get("/snapshots", response_model=list[SnapshotOut], summary="可用的登记数据快照")
+def snapshots(user: RunReader, settings: SettingsDep) -> list[SnapshotOut]:
+    return [SnapshotOut(name=n) for n in snapshot_dirs(settings.snapshots_root)]
+
+
+@router.get("/runs", response_model=list[RunOut], summary="匹配运行列表（新的在前）")
+def list_runs(user: RunReader, jobs: JobsDep) -> list[RunOut]:
+    return [run_out(j, None, None) for j in jobs.list()]
+
+
+def start_job(request: Request, background: BackgroundTasks, body: RunStart, username: str) -> MatchJob:
+    settings = request.app.state.settings
+    found = snapshot_dirs(settings.snapshots_root)
+    if body.snapshot not in found:
+        raise NotFoundError(f"没有快照 {body.snapshot}")
+    jobs = request.app.state.jobs
+    job = jobs.start(
+        body.snapshot,
+        found[body.snapshot],
+        body.as_of or settings.default_as_of(),
+        username,
+        request.app.state.store,
+    )
+    background.add_task(jobs.execute, job.id, request.app.state.engine)
+    return job
+
+
+@router.post("/runs", response_model=RunOut, status_code=202, summary="开始一次匹配运行（后台进行）")
+def start_run(body: RunStart, request: Request, background: BackgroundTasks, user: RunStarter) -> RunOut:
+    return run_out(start_job(request, background, body, user.username), None, None)
+
+
+@router.get("/runs/{job_id}", response_model=RunOut, summary="匹配运行的状态和按事项汇总")
+def get_run(job: JobDep, user: RunReader, jobs: JobsDep, session: SessionDep, store: StoreDep) -> RunOut:
+    return run_out(job, jobs.manifest(job), scoped_policy_ids(session, store, user))
+
+
+def _filters(session: SessionDep, store: StoreDep, user: Any, **narrow: str | None) -> Filters:
+    scope = scoped_policy_ids(session, store, user)
+    return Filters(sorted(scope) if scope is not None else None, **narrow)
+
+
+def _done(jobs: JobsDep, job: MatchJob) -> None:
+    if jobs.manifest(job) is None:
+        raise NotFoundError(f"匹配运行 {job.id} 尚未完成，没有名单")
+
+
+@router.get(
+    "/runs/{job_id}/lists/{name}",
+    summary="下载名单：候选、差一点、数据缺失（CSV 或 Excel）",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+)
+def download_list(
+    job: JobDep,
+    name: ListName,
+    user: RunReader,
+    jobs: JobsDep,
+    session: SessionDep,
+    store: StoreDep,
+    format: Literal["csv", "xlsx"] = "csv",
+    policy_id: Annotated[str | None, Query(max_length=64)] = None,
+    item_id: Annotated[str | None, Query(max_length=64)] = None,
+    condition_id: Annotated[str | None, Query(max_length=64)] = None,
+    field: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    _done(jobs, job)
+    f = _filters(
+        session, store, user, policy_id=policy_id, item_id=item_id, condition_id=condition_id, field=field
+    )
+    filename = f"{job.id}-{name}.{format}"
+    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "xlsx":
+        return Response(runlists.workbook(jobs.run_dir(job), name, f), media_type=XLSX, headers=disposition)
+    return StreamingResponse(
+        runlists.csv_chunks(jobs.run_dir(job), name, f),
+        media_type="text/csv; charset=utf-8",
+        headers=disposition,
+    )
+
+
+# Console
+
+
+@pages.get("")
+def runs_page(request: Request, user: RunReader, jobs: JobsDep, settings: SettingsDep) -> Response:
+    return render(
+        request,
+        "runs.html",
+        {
+            "jobs": jobs.list(),
+            "snapshots": list(snapshot_dirs(settings.snapshots_root)),
+            "as_of": settings.default_as_of(),
+            "can_start": may(user, "run_start"),
+        },
+    )
+
+
+@pages.post("")
+def start_page(
+    request: Request,
+    background: BackgroundTasks,
+    user: RunStarter,
+    snapshot: Annotated[str, Form(max_length=200)],
+    as_of: Annotated[dt.date | None, Form()] = None,
+) -> Response:
+    job = start_job(request, background, RunStart(snapshot=snapshot, as_of=as_of), user.username)
+    return redirect(f"/console/runs/{job.id}", "匹配已开始，完成后本页显示结果（可刷新）")
+
+
+@pages.get("/{job_id}")
+def run_page(
+    request: Request,
+    job: JobDep,
+    user: RunReader,
+    jobs: JobsDep,
+    session: SessionDep,
+    store: StoreDep,
+    name: ListName = "near_misses",
+    policy_id: Annotated[str | None, Query(max_length=64)] = None,
+    item_id: Annotated[str | None, Query(max_length=64)] = None,
+    condition_id: Annotated[str | None, Query(max_length=64)] = None,
+    field: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    manifest = jobs.manifest(job)
+    run = run_out(job, manifest, scoped_policy_ids(session, store, user))
+    narrow = {
+        "policy_id": policy_id or None,
+        "item_id": item_id or None,
+        "condition_id": condition_id or None,
+        "field": field or None,
+    }
+    total, rows = (0, [])
+    if manifest is not None:
+        total, rows = runlists.page(jobs.run_dir(job), name, _filters(session, store, user, **narrow))
+    query = urlencode({k: v for k, v in narrow.items() if v})
+    return render(
+        request,
+        "run.html",
+        {
+            "job": job,
+            "run": run,
+            "name": name,
+            "labels": runlists.LIST_LABELS,
+            "headers": runlists.headers(name),
+            "rows": rows,
+            "total": total,
+            "narrow": narrow,
+            "query": query,
+            "policy_ids": sorted({i.policy_id for i in run.items}),
+        },
+    )

@@ -1,0 +1,155 @@
+"""Reading a match run's lists (Contract 4) for people: filtered, with Chinese headers, as rows, CSV or Excel.
+
+The lists are Parquet files in the run folder; DuckDB reads them with the filters pushed down. A user of
+one department only ever gets the rows of that department's policies (`policy_ids`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+from openpyxl import Workbook
+
+from rules.errors import MatchError
+
+ListName = Literal["candidates", "near_misses", "missing_data"]
+EXCEL_MAX_ROWS = 1_048_575  # one sheet, less the header
+LIST_LABELS = {"candidates": "候选名单", "near_misses": "差一点名单", "missing_data": "数据缺失名单"}
+_QUERIES: dict[str, tuple[str, list[str]]] = {
+    "candidates": (
+        "SELECT c.policy_id, c.policy_version, c.item_id, c.uscc, p.name, c.amount, c.amount_before_allocation "
+        "FROM read_parquet($file) c LEFT JOIN read_parquet($payees) p USING (uscc)",
+        ["政策", "版本", "事项", "统一社会信用代码", "企业名称", "金额（元）", "分配前金额（元）"],
+    ),
+    "near_misses": (
+        "SELECT policy_id, item_id, uscc, condition_id, value FROM read_parquet($file) c",
+        ["政策", "事项", "统一社会信用代码", "未满足的条件", "取值"],
+    ),
+    "missing_data": (
+        "SELECT policy_id, item_id, uscc, array_to_string(fields, '、') AS fields FROM read_parquet($file) c",
+        ["政策", "事项", "统一社会信用代码", "缺少的字段"],
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to keep of a list: policies the user may see, and the optional narrowing of the page."""
+
+    policy_ids: list[str] | None  # None: every policy
+    policy_id: str | None = None
+    item_id: str | None = None
+    condition_id: str | None = None  # near misses
+    field: str | None = None  # missing data
+    uscc: str | None = None  # prefix
+
+
+def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
+    sql, _ = _QUERIES[name]
+    params: dict[str, Any] = {"file": str(run_dir / f"{name}.parquet")}
+    if name == "candidates":
+        params["payees"] = str(run_dir / "payees.parquet")
+    where = []
+    if f.policy_ids is not None:
+        where.append("list_contains($scope, c.policy_id)")
+        params["scope"] = f.policy_ids
+    for column, value in (("policy_id", f.policy_id), ("item_id", f.item_id)):
+        if value:
+            where.append(f"c.{column} = ${column}")
+            params[column] = value
+    if f.condition_id and name == "near_misses":
+        where.append("c.condition_id = $condition_id")
+        params["condition_id"] = f.condition_id
+    if f.field and name == "missing_data":
+        where.append("list_contains(c.fields, $field)")
+        params["field"] = f.field
+    if f.uscc:
+        where.append("starts_with(c.uscc, $uscc)")
+        params["uscc"] = f.uscc
+    order = " ORDER BY c.policy_id, c.item_id, c.uscc"
+    return sql + (" WHERE " + " AND ".join(where) if where else "") + order, params
+
+
+def _connect(run_dir: Path, name: str) -> duckdb.DuckDBPyConnection:
+    if not (run_dir / f"{name}.parquet").exists():
+        raise MatchError(f"匹配结果中没有 {LIST_LABELS[name]}")
+    return duckdb.connect()
+
+
+def headers(name: str) -> list[str]:
+    return _QUERIES[name][1]
+
+
+def page(run_dir: Path, name: str, f: Filters, limit: int = 200) -> tuple[int, list[tuple[Any, ...]]]:
+    """How many rows match, and the first `limit` of them."""
+    con = _connect(run_dir, name)
+    try:
+        sql, params = _select(run_dir, name, f)
+        total = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
+        rows = con.execute(f"{sql} LIMIT {int(limit)}", params).fetchall()
+    finally:
+        con.close()
+    return (total[0] if total else 0), rows
+
+
+def csv_chunks(run_dir: Path, name: str, f: Filters) -> Iterator[bytes]:
+    """The list as UTF-8 CSV with a byte-order mark (so that Excel reads the Chinese), in chunks."""
+    con = _connect(run_dir, name)
+    sql, params = _select(run_dir, name, f)
+    cursor = con.execute(sql, params)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(headers(name))
+            yield ("\ufeff" + buffer.getvalue()).encode()
+            while rows := cursor.fetchmany(10_000):
+                buffer = io.StringIO()
+                writer = csv.writer(buffer, lineterminator="\n")
+                writer.writerows(rows)
+                yield buffer.getvalue().encode()
+        finally:
+            con.close()
+
+    return chunks()
+
+
+def workbook(run_dir: Path, name: str, f: Filters) -> bytes:
+    """The list as an Excel workbook; refused with MatchError beyond one sheet's rows."""
+    total, _ = page(run_dir, name, f, limit=0)
+    if total > EXCEL_MAX_ROWS:
+        raise MatchError(f"{LIST_LABELS[name]}有 {total:,} 行，超过 Excel 一张表的上限：请筛选，或下载 CSV")
+    con = _connect(run_dir, name)
+    try:
+        sql, params = _select(run_dir, name, f)
+        book = Workbook(write_only=True)
+        sheet = book.create_sheet(LIST_LABELS[name])
+        sheet.append(headers(name))
+        cursor = con.execute(sql, params)
+        while rows := cursor.fetchmany(10_000):
+            for row in rows:
+                sheet.append(list(row))
+    finally:
+        con.close()
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def rows_workbook(title: str, header: list[str], rows: list[list[Any]]) -> bytes:
+    """A one-sheet workbook of plain rows (reports)."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title)
+    sheet.append(header)
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -1,0 +1,86 @@
+"""The service's settings: one pydantic-settings class read from `ZHIDA_*` variables.
+
+Development works out of the box (an SQLite file under `var/`, a per-process secret key). Production
+(`ZHIDA_ENV=production`) refuses what is only safe on a developer's machine: the placeholder or a short
+secret key, SQLite, cookies without `Secure`, and the demo phone that shows SMS links in the browser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from payouts.db import DEFAULT_URL, PayoutSettings
+
+PLACEHOLDER_SECRET = "change-me"
+MIN_SECRET_CHARS = 32
+
+
+class Settings(BaseSettings):
+    """Everything `zhida serve` reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ZHIDA_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = DEFAULT_URL
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    public_url: str = "http://127.0.0.1:8000"  # where staff reach the console; SMS links too by default
+    link_base: str | None = None  # the public confirm page; default: public_url + "/c/"
+    data_dir: Path = Path("var/web")  # policy store, match runs, bank files
+    snapshots_root: Path = Path("var/snapshots")  # one sub-folder per registry snapshot
+    as_of: dt.date | None = None  # default evaluation date of match runs and simulations (None: today)
+    session_hours: int = 8
+    cookie_secure: bool = False
+    # Public confirm page: at most `count` requests per `window` seconds per IP and per link.
+    confirm_ip_limit: int = 60
+    confirm_token_limit: int = 20
+    confirm_window_seconds: int = 600
+    login_limit: int = 10  # failed or not, per IP and username, per confirm_window_seconds
+    # SLA lights, in working days (Monday to Friday): yellow from `limit - warn`, red past `limit`.
+    sla_review_days: int = 2
+    sla_payment_days: int = 5
+    sla_warn_days: int = 1
+    sla_confirm_warn_days: int = 3  # the confirm stage turns yellow this many days before the link expires
+    demo_phone: bool = False  # show the SMS this process sent, with their links, at /demo/phone
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.env != "production":
+            if self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
+                # Sessions last as long as the process: fine on a developer's machine, never in production.
+                self.secret_key = SecretStr(secrets.token_urlsafe(32))
+            return self
+        problems = []
+        key = self.secret_key.get_secret_value()
+        if key == PLACEHOLDER_SECRET or len(key) < MIN_SECRET_CHARS:
+            problems.append(f"ZHIDA_SECRET_KEY 必须设置为至少 {MIN_SECRET_CHARS} 个字符的随机值")
+        if self.database_url.startswith("sqlite"):
+            problems.append("生产环境不能使用 SQLite：请设置 ZHIDA_DATABASE_URL 为 PostgreSQL 地址")
+        if not self.cookie_secure:
+            problems.append("生产环境须设置 ZHIDA_COOKIE_SECURE=true（仅通过 HTTPS 发送会话 Cookie）")
+        if self.demo_phone:
+            problems.append("生产环境不能开启 ZHIDA_DEMO_PHONE（它会在网页上显示短信链接）")
+        if not self.public_url.startswith("https://"):
+            problems.append("生产环境的 ZHIDA_PUBLIC_URL 必须是 https:// 地址")
+        if problems:
+            raise ValueError("；".join(problems))
+        return self
+
+    @property
+    def confirm_link_base(self) -> str:
+        return self.link_base or self.public_url.rstrip("/") + "/c/"
+
+    def payouts(self) -> PayoutSettings:
+        """The payouts settings, with this service's database and confirm page."""
+        return dataclasses.replace(
+            PayoutSettings.from_env(), database_url=self.database_url, link_base=self.confirm_link_base
+        )
+
+    def default_as_of(self) -> dt.date:
+        return self.as_of or dt.date.today()

@@ -1,0 +1,193 @@
+"""The screens in a real browser: Playwright drives Debian's chromium against the service running on a
+local port. Screenshots go to artifacts/screenshots/.
+
+- An enterprise opens its SMS link on a 360 px wide phone and confirms.
+- A policy user uploads a broken file, sees the error at its line, uploads a good one and publishes.
+- A maker assembles a batch and a different checker approves it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import PASSWORD, POLICIES, ROOT, World, confirm_offer, copy_world
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "artifacts" / "screenshots"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(
+            "chromium is not installed: .ci/run installs the Debian packages chromium and chromium-driver"
+        )
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    """A world served by uvicorn on a local port (links in SMS point at it)."""
+    port = _free_port()
+    w = copy_world(template, tmp_path_factory.mktemp("live"), public_url=f"http://127.0.0.1:{port}")
+    server = uvicorn.Server(
+        uvicorn.Config(w.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    w.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    yield w
+    server.should_exit = True
+    thread.join(timeout=10)
+    w.app.state.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def sign_in(page: Page, base: str, user: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("header .who")).to_contain_text(user)
+
+
+def test_an_enterprise_confirms_on_a_360px_phone(live: World, browser: Browser) -> None:
+    links = live.notify("c-gaoxin")
+    phone = browser.new_context(
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        java_script_enabled=False,  # the page works without JavaScript
+        user_agent="Mozilla/5.0 (Linux; Android 13; Phone) AppleWebKit/537.36 Mobile Safari/537.36",
+    )
+    page = phone.new_page()
+    page.goto(live.base + links[0])  # type: ignore[attr-defined]
+    expect(page.locator("h1")).to_contain_text("高新技术企业奖励")
+    expect(page.locator("#account")).to_contain_text("****")
+    button = page.locator("#confirm")
+    expect(button).to_have_text("确认领取")
+    box = button.bounding_box()
+    assert box is not None and box["width"] >= 300 and box["height"] >= 48  # one large button
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing wider than the phone
+    page.screenshot(path=SHOTS / "confirm-1-offer-360px.png", full_page=True)
+    button.click()
+    expect(page.locator("#receipt")).to_contain_text("已确认领取")
+    expect(page.locator("#when")).to_contain_text("年")
+    expect(page.locator("body")).to_contain_text("个工作日内")
+    page.screenshot(path=SHOTS / "confirm-2-receipt-360px.png", full_page=True)
+    page.goto(live.base + links[0])  # type: ignore[attr-defined]
+    expect(page.locator("h1")).to_have_text("链接无效或已失效")
+    phone.close()
+
+
+def test_a_policy_user_fixes_a_broken_file_and_publishes(
+    live: World, browser: Browser, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    base = live.base  # type: ignore[attr-defined]
+    sign_in(page, base, "policy_sci")
+    page.goto(f"{base}/console/policies")
+    good = (POLICIES / "c-gaoxin.yaml").read_bytes().replace(b"version: 1", b"version: 2")
+    good = good.replace(b"amount: 30000", b"amount: 50000")
+    broken = tmp_path / "c-gaoxin.yaml"
+    broken.write_bytes(good.replace(b"rule: age_years >= 3", b"rule: age_yaers >= 3"))
+    page.set_input_files("input[name=file]", broken)
+    page.click("text=上传并校验")
+    bad_line = page.locator(".line.bad#L23")
+    expect(bad_line).to_contain_text("age_yaers")
+    expect(page.locator('.problem[data-line="23"]')).to_contain_text("age_years")
+    bad_line.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "policy-1-error-at-line.png", full_page=True)
+    fixed = tmp_path / "fixed" / "c-gaoxin.yaml"
+    fixed.parent.mkdir()
+    fixed.write_bytes(good)
+    page.set_input_files("input[name=file]", fixed)
+    page.click("text=上传并校验")
+    expect(page.locator(".flash")).to_contain_text("校验通过")
+    page.click("button:has-text('测算')")
+    expect(page.locator("#impact")).to_contain_text("新增")
+    page.screenshot(path=SHOTS / "policy-2-impact.png", full_page=True)
+    page.click("text=发布第 2 版")
+    expect(page.locator(".flash")).to_contain_text("已发布 高新技术企业奖励（示例） 第 2 版")
+    page.screenshot(path=SHOTS / "policy-3-published.png", full_page=True)
+    context.close()
+
+
+def test_a_maker_assembles_and_a_different_checker_approves(live: World, browser: Browser) -> None:
+    base = live.base  # type: ignore[attr-defined]
+    links = live.notify("c-kexing")
+    enterprise = TestClient(live.app)
+    for link in links[:2]:
+        assert confirm_offer(enterprise, link).status_code == 200
+    maker = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = maker.new_page()
+    sign_in(page, base, "maker")
+    page.goto(f"{base}/console/batches")
+    row = page.locator("#ready tr", has_text="c-kexing")
+    row.locator("text=制单").click()
+    expect(page.locator(".flash")).to_contain_text("待另一位复核人员复核")
+    expect(page.locator("#approve")).to_have_count(0)  # the maker cannot approve their own batch
+    batch_url = page.url
+    page.screenshot(path=SHOTS / "batch-1-maker.png", full_page=True)
+    maker.close()
+    checker = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = checker.new_page()
+    sign_in(page, base, "checker")
+    page.goto(batch_url)
+    expect(page.locator("#totals")).to_contain_text("2 笔")
+    expect(page.locator("#lines tbody tr")).to_have_count(2)
+    page.screenshot(path=SHOTS / "batch-2-checker-before.png", full_page=True)
+    page.click("#approve")
+    expect(page.locator("#batch-state")).to_have_text("已复核")
+    page.click("#export")
+    expect(page.locator("#totals")).to_contain_text("sha256")
+    page.screenshot(path=SHOTS / "batch-3-approved-exported.png", full_page=True)
+    checker.close()
+
+
+def teardown_module() -> None:
+    if SHOTS.exists() and not any(SHOTS.iterdir()):
+        shutil.rmtree(SHOTS)
