@@ -6,18 +6,18 @@ import datetime as dt
 from pathlib import Path
 
 import typer
-from matcher.snapshot import load_snapshot
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from matcher.duckdb_engine import connect
 from matcher.bench import run_bench
+from matcher.duckdb_engine import connect, fetch_one
 from matcher.explain import explain as explain_items
 from matcher.explain import format_value
 from matcher.run import run_match
 from matcher.simulate import simulate as run_simulation
+from matcher.snapshot import load_snapshot
 from rules.catalog import CATALOG
 from rules.ruleset import load_ruleset
 from rules.validate import load_policy
@@ -37,18 +37,40 @@ def _as_of(value: str | None) -> dt.date:
 
 
 def match(
-    snapshot: Path = typer.Option(..., help="登记数据快照目录"),
+    snapshot: str = typer.Option(
+        ..., help="登记数据快照目录；Spark 引擎还可用 Spark 能读的 URI（hdfs://、s3a://）或表映射文件 .yaml"
+    ),
     policies: Path = typer.Option(..., help="政策文件目录"),
-    out: Path = typer.Option(..., help="输出目录"),
+    out: str = typer.Option(..., help="输出目录；Spark 引擎还可用 URI"),
     as_of: str | None = typer.Option(None, "--as-of", help="评估日期 YYYY-MM-DD，默认今天"),
+    engine: str = typer.Option("duckdb", "--engine", help="计算引擎：duckdb（单机，默认）或 spark（集群）"),
+    spark_master: str = typer.Option(
+        "local[*]", "--spark-master", help="Spark master（设置了 SPARK_REMOTE 时改用 Spark Connect）"
+    ),
+    conf: list[str] = typer.Option([], "--conf", help="Spark 设置 key=value，可重复"),
 ) -> None:
     """一次性对全部有效政策进行数据比对，写出候选名单、差一点名单和数据缺失名单。"""
     day = _as_of(as_of)
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"引擎应为 duckdb 或 spark，收到 {engine!r}", param_hint="--engine")
+    if engine == "duckdb" and conf:
+        raise typer.BadParameter("--conf 只用于 --engine spark", param_hint="--conf")
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as bar:
         task = bar.add_task("准备", total=None)
-        result = run_match(snapshot, policies, out, day, step=lambda s: bar.update(task, description=s))
+        if engine == "spark":
+            from matcher.spark_engine import parse_conf, run_match_spark, spark_session
+
+            bar.update(task, description="启动 Spark")
+            session = spark_session(spark_master, parse_conf(conf))
+            result = run_match_spark(
+                snapshot, policies, out, day, spark=session, step=lambda s: bar.update(task, description=s)
+            )
+        else:
+            result = run_match(
+                Path(snapshot), policies, Path(out), day, step=lambda s: bar.update(task, description=s)
+            )
     m = result.manifest
     table = Table(title=f"匹配结果（评估日 {m['as_of']}，{m['counts']['enterprises']:,} 户企业）")
     for col in ("政策", "事项", "符合", "候选", "差一点", "数据缺失", "金额（元）"):
@@ -93,7 +115,7 @@ def explain(
             f"[red]快照中没有可用的企业 {uscc}[/red]（不存在，或该行未通过校验：运行 zhida snapshot check 查看）"
         )
         raise typer.Exit(1)
-    name = con.execute("SELECT name FROM enterprises WHERE uscc = ?", [uscc]).fetchone()
+    name = fetch_one(con, "SELECT name FROM enterprises WHERE uscc = ?", [uscc])
     console.print(
         f"[bold]{name[0] if name else ''}[/bold]（{uscc}），评估日 {day}，快照 {report.fingerprint[:19]}…"
     )
@@ -133,7 +155,10 @@ def simulate(
     con = connect()
     load_snapshot(snapshot, con)
     impact = run_simulation(con, new, old, day)
-    console.print(f"[bold]{new.title}[/bold]：第 {new.version} 版" + (f" 对比第 {old.version} 版" if old else " 对比无此政策"))
+    console.print(
+        f"[bold]{new.title}[/bold]：第 {new.version} 版"
+        + (f" 对比第 {old.version} 版" if old else " 对比无此政策")
+    )
     console.print(
         f"覆盖企业 {impact.old_enterprises:,} → {impact.new_enterprises:,}（新增 {impact.gained:,}，减少 {impact.lost:,}）；"
         f"资金 {impact.old_amount:,} → {impact.new_amount:,} 元（{impact.delta_amount:+,} 元）"
@@ -154,24 +179,86 @@ def bench(
     work: Path = typer.Option(Path("var/bench"), help="合成快照与溢写目录"),
     memory_limit: str = typer.Option("16GB", help="DuckDB 内存上限，超出则溢写到磁盘"),
     seed: int = typer.Option(0),
+    engine: str = typer.Option("duckdb", "--engine", help="计算引擎：duckdb 或 spark"),
+    spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master"),
+    conf: list[str] = typer.Option([], "--conf", help="Spark 设置 key=value，可重复"),
 ) -> None:
-    """基准测试：原始扫描、匹配、二者之比、峰值内存，以及逐户 rule-engine 参照实现的外推和加速比。"""
-    r = run_bench(enterprises, policies, work, seed=seed, memory_limit=memory_limit, say=console.print)
-    table = Table(title=f"{r.enterprises:,} 户 × {r.items} 个事项")
+    """基准测试：原始扫描、匹配、二者之比、峰值内存，以及逐户 rule-engine 参照实现的外推和加速比。
+
+    两个引擎的结果各自存入 work 目录；两个都跑过时，列出 Spark 与 DuckDB 的用时之比。
+    """
+    import json
+    import os
+
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"引擎应为 duckdb 或 spark，收到 {engine!r}", param_hint="--engine")
+    figures = {e: work / f"bench-{e}-{enterprises}x{policies}-{seed}.json" for e in ("duckdb", "spark")}
+    table = Table(title=f"{enterprises:,} 户 × {policies} 个事项（{engine}）")
     table.add_column("指标")
     table.add_column("数值", justify="right")
-    rows = [
-        ("载入并校验快照", f"{r.load_s:.2f} s"),
-        ("构建画像", f"{r.profile_s:.2f} s"),
-        ("原始扫描（所用列）", f"{r.scan_s:.3f} s"),
-        ("匹配（一条语句）", f"{r.match_s:.2f} s"),
-        ("分配（已兑现/就高/预算）", f"{r.allocate_s:.2f} s"),
-        ("匹配 ÷ 原始扫描", f"{r.match_vs_scan:.1f}×"),
-        ("峰值内存（RSS）", f"{r.peak_rss_gib:.2f} GiB"),
-        ("rule-engine 逐户（每对）", f"{r.reference_per_pair_s * 1e6:.1f} µs"),
-        ("rule-engine 外推总时长", f"{r.reference_extrapolated_s:,.0f} s"),
-        ("向量化加速比", f"{r.speedup:,.0f}×"),
-    ]
+    if engine == "spark":
+        from matcher.spark_engine import parse_conf, run_spark_bench, spark_session
+
+        session = spark_session(spark_master, parse_conf(conf), app_name="zhida-bench")
+        if os.environ.get("SPARK_REMOTE"):  # Spark Connect has no SparkContext to ask
+            cores = int(session.conf.get("spark.default.parallelism", "1") or "1")
+        else:
+            cores = int(session.sparkContext.defaultParallelism)
+        s = run_spark_bench(
+            enterprises, policies, work, spark=session, cores=cores, seed=seed, say=console.print
+        )
+        mine = s.to_json()
+        rows = [
+            ("Spark 核数", f"{s.cores}"),
+            ("载入并校验快照", f"{s.load_s:.2f} s"),
+            ("构建画像", f"{s.profile_s:.2f} s"),
+            ("匹配（一条语句）", f"{s.match_s:.2f} s"),
+            ("分配（已兑现/就高/预算）", f"{s.allocate_s:.2f} s"),
+            ("峰值内存（驱动 + JVM RSS）", f"{s.peak_rss_gib:.2f} GiB"),
+            ("每核每秒（企业×事项）", f"{s.pairs_per_core_second:,.0f}"),
+            ("每核每秒（载入+画像，企业）", f"{s.enterprises_per_core_second:,.0f}"),
+        ]
+    else:
+        r = run_bench(enterprises, policies, work, seed=seed, memory_limit=memory_limit, say=console.print)
+        mine = {
+            "engine": "duckdb",
+            "load_s": round(r.load_s, 3),
+            "profile_s": round(r.profile_s, 3),
+            "match_s": round(r.match_s, 3),
+            "allocate_s": round(r.allocate_s, 3),
+            "peak_rss_gib": round(r.peak_rss_gib, 3),
+        }
+        rows = [
+            ("载入并校验快照", f"{r.load_s:.2f} s"),
+            ("构建画像", f"{r.profile_s:.2f} s"),
+            ("原始扫描（所用列）", f"{r.scan_s:.3f} s"),
+            ("匹配（一条语句）", f"{r.match_s:.2f} s"),
+            ("分配（已兑现/就高/预算）", f"{r.allocate_s:.2f} s"),
+            ("匹配 ÷ 原始扫描", f"{r.match_vs_scan:.1f}×"),
+            ("峰值内存（RSS）", f"{r.peak_rss_gib:.2f} GiB"),
+            ("rule-engine 逐户（每对）", f"{r.reference_per_pair_s * 1e6:.1f} µs"),
+            ("rule-engine 外推总时长", f"{r.reference_extrapolated_s:,.0f} s"),
+            ("向量化加速比", f"{r.speedup:,.0f}×"),
+        ]
+    work.mkdir(parents=True, exist_ok=True)
+    figures[engine].write_text(json.dumps(mine, indent=2) + "\n", encoding="utf-8")
+    other = "duckdb" if engine == "spark" else "spark"
+    if figures[other].exists():
+        theirs = json.loads(figures[other].read_text(encoding="utf-8"))
+        spark_f, duck_f = (mine, theirs) if engine == "spark" else (theirs, mine)
+        for stage, label in (
+            ("load_s", "载入"),
+            ("profile_s", "画像"),
+            ("match_s", "匹配"),
+            ("allocate_s", "分配"),
+        ):
+            rows.append((f"Spark ÷ DuckDB（{label}）", f"{spark_f[stage] / max(duck_f[stage], 1e-9):.1f}×"))
+        rows.append(
+            (
+                "Spark ÷ DuckDB（峰值内存）",
+                f"{spark_f['peak_rss_gib'] / max(duck_f['peak_rss_gib'], 1e-9):.1f}×",
+            )
+        )
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)

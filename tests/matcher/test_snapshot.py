@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import matcher.snapshot as snapshot
-from api.cli import app
+from api.cli import app, main
 from matcher.snapshot import SnapshotReport, load_snapshot
 from rules.errors import SnapshotError
 from tests.matcher.snapshots import (
@@ -527,17 +526,16 @@ def test_check_command_prints_the_report_and_exits_zero_with_rejected_rows(tmp_p
     assert saved["tables"]["enterprises"]["rejected"] == {"bad_uscc": 1}
 
 
-def test_check_command_exits_one_naming_the_unusable_table(tmp_path: Path) -> None:
+def test_check_command_exits_one_naming_the_unusable_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     tables = default_tables()
     for row in tables["tax"]:
         del row["credit_rating"]
     directory = write_snapshot(tmp_path, tables)
-    done = subprocess.run(
-        [sys.executable, "-m", "api", "snapshot", "check", str(directory)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert "tax.csv" in done.stderr and "credit_rating" in done.stderr
+    monkeypatch.setattr(sys, "argv", ["zhida", "snapshot", "check", str(directory)])
+    with pytest.raises(SystemExit) as exited:
+        main()  # the console script: a ZhidaError becomes its message and exit code 1
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "tax.csv" in err and "credit_rating" in err

@@ -1,0 +1,1125 @@
+"""Running the match plan on Apache Spark: the DuckDB plan's sqlglot trees, rendered as Spark SQL.
+
+`zhida match --engine spark` calls `run_match_spark`. The profile (`matcher.profile.profile_query`), the
+per-item evaluation (`matcher.plan.results_query`) and the allocation (`matcher.plan.candidates_query`) are
+the very trees the DuckDB engine runs; `spark_sql` renders them with sqlglot's Spark dialect after one
+transform, `for_spark`, for the two places where Spark SQL would mean something else (no INT128 for exact
+integer fen products; DOUBLE to text spelled by Java's rules). One definition of every rule and derived
+field; the engines differ only in the dialect. No Python UDFs: the cluster runs plain Spark SQL.
+
+Nothing is collected to the driver but counts and totals: intermediate tables are checkpointed on the
+executors (memory, spilling to disk), the outputs of Contract 4 are written by Spark as Parquet folders of
+part files under `--out` (`zhida offers import` reads single files and folders alike), and `manifest.json`
+is written by the driver from aggregated counts.
+
+Snapshot validation is the rule set of the DuckDB loader (`matcher.snapshot`: its table specs, casts,
+rule ids and code lists) expressed as sqlglot trees over the raw tables, so a snapshot is accepted row for
+row as `zhida snapshot check` accepts it. Spark reports counts per rule but no example rows (`zhida
+snapshot check` shows them). Its fingerprint is computed by Spark over the accepted rows with Spark's
+xxhash64 (prefix `spark-sha256:`): stable across Spark runs, but not the DuckDB fingerprint, whose row
+hash is DuckDB's own.
+
+ANSI mode is always on: an overflow or a bad cast in a rule stops the run with the policy and item named
+(`MatchError`), never a silent NULL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
+import re
+import resource
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+import yaml
+from pyspark.errors import AnalysisException, PySparkException
+from pyspark.sql import DataFrame, SparkSession
+from sqlglot import exp
+
+from matcher.codes import industry_leaf_codes, known_industry_codes, known_region_codes, region_list
+from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
+from matcher.plan import ItemPlan, candidates_query, item_plans, results_query
+from matcher.profile import profile_query, profile_table_name
+from matcher.run import policy_manifest
+from matcher.snapshot import (
+    CERT_TYPES,
+    CODE_COLUMNS,
+    FIRST_YEAR,
+    SPECS,
+    TABLE_NAMES,
+    SnapshotReport,
+    TableReport,
+    TableSpec,
+)
+from rules.catalog import CATALOG, CREDIT_RATINGS, STATUSES
+from rules.errors import MatchError, SnapshotError
+from rules.policy import Policy
+from rules.ruleset import RuleSet, load_ruleset
+
+ANSI = "spark.sql.ansi.enabled"
+BASE_CONF: dict[str, str] = {
+    ANSI: "true",
+    # Dates become timestamps inside rules (`matcher.compile.field`); without a zone they mean what DuckDB's do.
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    "spark.ui.showConsoleProgress": "false",
+}
+# Settings a run needs whatever --conf says (ANSI off would turn overflows into silent NULLs).
+PINNED = (ANSI, "spark.sql.session.timeZone", "spark.sql.timestampType")
+
+OUTPUTS = ("candidates", "near_misses", "missing_data", "payees")
+
+# Contract 4 outputs over the `results` and `candidates` tables: the queries of `matcher.run`, in its dialect.
+_OUTPUT_QUERIES = {
+    "candidates": "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc",
+    "near_misses": (
+        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
+        "ORDER BY policy_id, item_id, uscc"
+    ),
+    "missing_data": (
+        "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
+        "WHERE status = 'missing_data' ORDER BY policy_id, item_id, uscc"
+    ),
+    "payees": (
+        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
+        "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
+        "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc"
+    ),
+}
+
+_ITEM_SUMMARY = """
+WITH r AS (
+  SELECT policy_id, item_id,
+    count(*) FILTER (WHERE status = 'eligible') AS eligible,
+    count(*) FILTER (WHERE status = 'near_miss') AS near_misses,
+    count(*) FILTER (WHERE status = 'missing_data') AS missing_data
+  FROM results GROUP BY policy_id, item_id
+), c AS (
+  SELECT policy_id, item_id, count(*) AS candidates, sum(amount) AS amount,
+    sum(amount_before_allocation) AS amount_before_allocation
+  FROM candidates GROUP BY policy_id, item_id
+)
+SELECT r.policy_id, r.item_id, r.eligible, coalesce(c.candidates, 0) AS candidates, r.near_misses,
+  r.missing_data, coalesce(c.amount, 0) AS amount,
+  coalesce(c.amount_before_allocation, 0) AS amount_before_allocation
+FROM r LEFT JOIN c ON c.policy_id = r.policy_id AND c.item_id = r.item_id
+ORDER BY r.policy_id, r.item_id
+"""
+
+# --- rendering ----------------------------------------------------------------------------------------------
+
+
+def _double_text(value: exp.Expression) -> exp.Expression:
+    """A DOUBLE as text the way DuckDB writes it: Java (Spark) switches to 5.0E-4 notation outside
+    [1e-3, 1e7), DuckDB only outside [1e-4, 1e16) and as 1e-05; the same digits, spelled DuckDB's way."""
+    magnitude = exp.Abs(this=value.copy())
+    java_plain = exp.and_(
+        exp.GTE(this=magnitude.copy(), expression=exp.Literal.number("0.001")),
+        exp.LT(this=magnitude.copy(), expression=exp.Literal.number("10000000")),
+    )
+    duckdb_plain = exp.and_(
+        exp.GTE(this=magnitude.copy(), expression=exp.Literal.number("0.0001")),
+        exp.LT(this=magnitude.copy(), expression=exp.Literal.number("10000000000000000")),
+    )
+    # The decimal takes Java's digits of the double (Spark converts through Double.toString).
+    digits = exp.func(
+        "REGEXP_REPLACE",
+        exp.cast(exp.cast(value.copy(), "DECIMAL(38, 20)"), "VARCHAR"),
+        exp.Literal.string("0+$"),
+        exp.Literal.string(""),
+    )
+    spelled = exp.func("REGEXP_REPLACE", digits, exp.Literal.string("\\.$"), exp.Literal.string(".0"))
+    # Elsewhere both use exponents: Java 1.0E-5 and 1.5E20, DuckDB 1e-05 and 1.5e+20.
+    scientific: exp.Expr = exp.cast(value.copy(), "VARCHAR")
+    for pattern, replacement in (
+        ("\\.0E", "E"),
+        ("E([0-9])", "E+$1"),
+        ("E([+-])([0-9])$", "E$10$2"),
+        ("E", "e"),
+    ):
+        scientific = exp.func(
+            "REGEXP_REPLACE", scientific, exp.Literal.string(pattern), exp.Literal.string(replacement)
+        )
+    return exp.Case(
+        ifs=[
+            exp.If(this=java_plain, true=exp.cast(value.copy(), "VARCHAR")),
+            exp.If(this=duckdb_plain, true=spelled),
+        ],
+        default=scientific,
+    )
+
+
+def _is_double_field(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Column) and node.name in CATALOG and CATALOG[node.name].type == "ratio"
+
+
+def for_spark(node: exp.Expr) -> exp.Expr:
+    """The Spark rendering of one node of a plan tree, where Spark SQL would mean something else.
+
+    - Spark has no 128-bit integer: exact integer fen products are DECIMAL(38, 0) there.
+    - A ratio field (DOUBLE) as text is spelled as DuckDB spells it (near-miss values read the same).
+    """
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
+        return exp.DataType.build("DECIMAL(38, 0)")
+    if (
+        isinstance(node, exp.Cast)
+        and node.to.is_type(exp.DataType.Type.VARCHAR)
+        and _is_double_field(node.this)
+    ):
+        return _double_text(node.this)
+    return node
+
+
+def spark_sql(tree: exp.Expr) -> str:
+    """A plan tree as Spark SQL (the tree itself is not changed)."""
+    return tree.transform(for_spark).sql(dialect="spark")
+
+
+def _from_duckdb(text: str) -> exp.Expr:
+    return sqlglot.parse_one(text, read="duckdb")
+
+
+# --- session ------------------------------------------------------------------------------------------------
+
+
+def parse_conf(pairs: Iterable[str]) -> dict[str, str]:
+    """`key=value` settings (from --conf) as a dict; refuses a pair without `=`."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MatchError(f"Spark 设置应写成 key=value，收到 {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def spark_session(
+    master: str = "local[*]", conf: Mapping[str, str] | None = None, app_name: str = "zhida-match"
+) -> SparkSession:
+    """A Spark session for matching: `SPARK_REMOTE` (Spark Connect) if set, else `master`; ANSI mode on."""
+    settings = {**BASE_CONF, **(conf or {})}
+    for key in PINNED:
+        if settings[key] != BASE_CONF[key]:
+            raise MatchError(
+                f"Spark 设置 {key} 必须为 {BASE_CONF[key]}（匹配依赖它：溢出或错误的类型转换必须报错）"
+            )
+    remote = os.environ.get("SPARK_REMOTE")
+    builder = SparkSession.builder.appName(app_name)
+    builder = builder.remote(remote) if remote else builder.master(master)
+    if not remote and master.startswith("local") and "spark.sql.shuffle.partitions" not in settings:
+        # 200 shuffle partitions is for clusters; on one machine a few per core is faster.
+        settings["spark.sql.shuffle.partitions"] = str(max(4, 2 * (os.cpu_count() or 1)))
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    for key in PINNED:  # an existing session (getOrCreate) gets them too
+        spark.conf.set(key, BASE_CONF[key])
+    return spark
+
+
+def _error_text(e: PySparkException) -> str:
+    condition = e.getCondition() if hasattr(e, "getCondition") else e.getErrorClass()
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return f"{condition or type(e).__name__}: {first}"
+
+
+def _materialise(spark: SparkSession, name: str, tree: exp.Expr) -> None:
+    """Run `tree` now and keep its rows as the temporary view `name`.
+
+    The rows are checkpointed in the executors (memory, spilling to disk), which also cuts the lineage: a
+    view over a view would otherwise be analysed again, with every rule, wherever it is read.
+    """
+    frame = spark.sql(spark_sql(tree)).localCheckpoint(eager=True)
+    frame.createOrReplaceTempView(name)
+
+
+# --- snapshot: the DuckDB loader's rules as trees ---------------------------------------------------------------
+
+_VARCHAR = "VARCHAR"
+
+
+def _type(duckdb_type: str) -> exp.DataType:
+    return exp.DataType.build(duckdb_type, dialect="duckdb")
+
+
+def _strings(values: Iterable[str]) -> list[exp.Expression]:
+    return [exp.Literal.string(v) for v in values]
+
+
+def _or(parts: Sequence[exp.Expression]) -> exp.Expression:
+    return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
+
+
+def _and(parts: Sequence[exp.Expression]) -> exp.Expression:
+    return functools.reduce(lambda a, b: exp.And(this=a, expression=b), parts)
+
+
+def _substr(code: exp.Expression, start: int, length: int) -> exp.Expression:
+    return exp.Substring(this=code.copy(), start=exp.Literal.number(start), length=exp.Literal.number(length))
+
+
+def _int(n: int) -> exp.Expression:
+    return exp.Literal.number(n)
+
+
+def uscc_valid(code: exp.Expression) -> exp.Expression:
+    """GB 32100 as the DuckDB loader checks it (python-stdnum on codes written in canonical form): 8 digits,
+    then 10 characters of the alphabet (upper case), the last the check character of the first 17
+    (weights 3^i mod 31)."""
+    alphabet = exp.Literal.string(USCC_ALPHABET)
+    terms: list[exp.Expression] = [
+        exp.Mul(
+            this=exp.Paren(
+                this=exp.Sub(
+                    this=exp.StrPosition(this=alphabet.copy(), substr=_substr(code, i + 1, 1)),
+                    expression=_int(1),
+                )
+            ),
+            expression=_int(int(w)),
+        )
+        for i, w in enumerate(USCC_WEIGHTS)
+    ]
+    total = functools.reduce(lambda a, b: exp.Add(this=a, expression=b), terms)
+    check = exp.Mod(
+        this=exp.Paren(
+            this=exp.Sub(this=_int(31), expression=exp.Mod(this=exp.Paren(this=total), expression=_int(31)))
+        ),
+        expression=_int(31),
+    )
+    expected = exp.Substring(
+        this=alphabet.copy(), start=exp.Add(this=check, expression=_int(1)), length=_int(1)
+    )
+    return _and(
+        [
+            exp.RegexpLike(
+                this=code.copy(), expression=exp.Literal.string(f"^[0-9]{{8}}[{USCC_ALPHABET}]{{10}}\\z")
+            ),
+            exp.EQ(this=_substr(code, 18, 1), expression=expected),
+        ]
+    )
+
+
+def region_known(code: exp.Expression) -> exp.Expression:
+    """`matcher.codes.RegionList.is_known` as SQL: listed, or a county under a listed prefecture of a province
+    of which the list ships no counties."""
+    listed: exp.Expression = code.copy().isin(*_strings(known_region_codes()))
+    regions = region_list()
+    fallback = sorted(
+        r.code
+        for r in regions.regions.values()
+        if r.level == "prefecture" and r.code[:2] not in regions.provinces_with_counties
+    )
+    if not fallback:
+        return listed
+    county = _and(
+        [
+            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[0-9]{6}\\z")),
+            exp.NEQ(this=_substr(code, 5, 2), expression=exp.Literal.string("00")),
+            exp.func("CONCAT", _substr(code, 1, 4), exp.Literal.string("00")).isin(*_strings(fallback)),
+        ]
+    )
+    return exp.Or(this=listed, expression=exp.Paren(this=county))
+
+
+def industry_known(code: exp.Expression) -> exp.Expression:
+    """`matcher.codes.IndustryList.is_known` as SQL: well formed, and listed or under a listed leaf."""
+    leaves = _strings(industry_leaf_codes())
+    return _and(
+        [
+            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[A-Z]([0-9]{2,4})?\\z")),
+            exp.Paren(
+                this=_or(
+                    [
+                        code.copy().isin(*_strings(known_industry_codes())),
+                        *(_substr(code, 1, n).isin(*[x.copy() for x in leaves]) for n in (1, 3, 4)),
+                    ]
+                )
+            ),
+        ]
+    )
+
+
+def _t(column: str) -> exp.Column:
+    return exp.column(f"t_{column}")
+
+
+def _date(day: dt.date) -> exp.Expression:
+    return exp.cast(exp.Literal.string(day.isoformat()), "DATE")
+
+
+_EXACT = exp.DataType.build("DECIMAL(38, 10)")
+_NUMBER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE")
+_INTEGER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)")
+_DUCKDB_OF_SPARK = {
+    "string": "VARCHAR",
+    "tinyint": "TINYINT",
+    "smallint": "SMALLINT",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamp_ntz": "TIMESTAMP",
+    "boolean": "BOOLEAN",
+}
+
+
+@dataclass(frozen=True)
+class ColumnCast:
+    """How one delivered column becomes its specified type (`matcher.snapshot._cast`): the typed value over
+    the raw column, and the condition (over the raw column and `t_<column>`) that its value is bad."""
+
+    typed: exp.Expression
+    bad: exp.Expression | None  # None: a value delivered in this type is never bad
+
+
+def duckdb_type_of(spark_type: str) -> str:
+    """The DuckDB name of a Spark column type, as the DuckDB loader would see the same data."""
+    if spark_type.startswith("decimal("):
+        return spark_type.upper()
+    return _DUCKDB_OF_SPARK.get(spark_type, spark_type.upper())
+
+
+def _distinct(a: exp.Expression, b: exp.Expression) -> exp.Expression:
+    return exp.Not(this=exp.NullSafeEQ(this=a, expression=b))
+
+
+def column_cast(column: str, source: str, wanted: str, shown: str) -> ColumnCast:
+    """The cast of a column delivered as `source` (a DuckDB type name) into `wanted`, as the DuckDB loader
+    casts it; SnapshotError where it refuses the column. Text is trimmed ('' is NULL) and cast with
+    TRY_CAST; a number that would be rounded on the way is bad, like text that does not cast at all."""
+    raw, t, target = exp.column(column), _t(column), _type(wanted)
+    text = exp.Nullif(this=exp.Trim(this=raw.copy()), expression=exp.Literal.string(""))
+    if source == wanted:
+        return ColumnCast(text if wanted == _VARCHAR else raw, None)
+    if source == _VARCHAR:  # CSV, or text in Parquet
+        bad: exp.Expression = t.copy().is_(exp.null())
+        if _NUMBER.fullmatch(wanted):
+            bad = exp.Or(
+                this=bad, expression=_distinct(exp.TryCast(this=text.copy(), to=_EXACT, safe=True), t.copy())
+            )
+        return ColumnCast(
+            exp.TryCast(this=text, to=target, safe=True),
+            exp.And(this=text.copy().is_(exp.null()).not_(), expression=exp.Paren(this=bad)),
+        )
+    if _NUMBER.fullmatch(wanted) and _NUMBER.fullmatch(source):
+        lossy = exp.Or(
+            this=t.copy().is_(exp.null()),
+            expression=_distinct(exp.TryCast(this=raw.copy(), to=_EXACT, safe=True), t.copy()),
+        )
+        return ColumnCast(
+            exp.TryCast(this=raw, to=target, safe=True),
+            exp.And(this=raw.copy().is_(exp.null()).not_(), expression=exp.Paren(this=lossy)),
+        )
+    if wanted == "DATE" and source == "TIMESTAMP":
+        return ColumnCast(exp.cast(raw, "DATE"), None)
+    if wanted == "BOOLEAN" and _INTEGER.fullmatch(source):
+        return ColumnCast(
+            exp.TryCast(this=raw, to=target, safe=True), exp.Not(this=raw.copy().isin(_int(0), _int(1)))
+        )
+    if wanted == _VARCHAR and column in CODE_COLUMNS:
+        fix = "代码会丢失前导零；请以文本（string/VARCHAR）类型导出"
+    elif wanted == _VARCHAR:
+        fix = "应为文本；请以文本（string/VARCHAR）类型导出"
+    else:
+        fix = f"不能无损转换为 {wanted}；请以 {wanted} 或文本类型导出"
+    raise SnapshotError(f"列类型为 {source}，{fix}", file=shown, field=column)
+
+
+def _bad(casts: Mapping[str, ColumnCast], column: str) -> exp.Expression:
+    cast = casts[column]
+    return (
+        exp.false()
+        if cast.bad is None
+        else exp.Coalesce(this=exp.Paren(this=cast.bad.copy()), expressions=[exp.false()])
+    )
+
+
+def row_checks(
+    spec: TableSpec, day: dt.date, casts: Mapping[str, ColumnCast]
+) -> list[tuple[str, str, exp.Expression]]:
+    """The per-row rules of `matcher.snapshot` (`_row_rules` and the code checks), in its report order, as
+    (rule, column, condition meaning rejected) over the typed columns `t_*` and the raw ones."""
+    out: list[tuple[str, str, exp.Expression]] = []
+    out += [
+        ("missing_key", c, exp.And(this=_t(c).is_(exp.null()), expression=exp.Not(this=_bad(casts, c))))
+        for c in spec.key
+    ]
+    out += [("bad_value", c, casts[c].bad.copy()) for c in spec.columns if casts[c].bad is not None]  # type: ignore[union-attr]
+    out += [("negative_money", c, exp.LT(this=_t(c), expression=_int(0))) for c in spec.money]
+    out += [("negative_count", c, exp.LT(this=_t(c), expression=_int(0))) for c in spec.counts]
+    if "year" in spec.columns:
+        out.append(
+            (
+                "year_out_of_range",
+                "year",
+                exp.Or(
+                    this=exp.LT(this=_t("year"), expression=_int(FIRST_YEAR)),
+                    expression=exp.GT(this=_t("year"), expression=_int(day.year)),
+                ),
+            )
+        )
+    if spec.name == "enterprises":
+        out += [
+            ("future_date", "reg_date", exp.GT(this=_t("reg_date"), expression=_date(day))),
+            ("unknown_status", "status", exp.Not(this=_t("status").isin(*_strings(STATUSES)))),
+        ]
+    if spec.name == "tax":
+        out.append(
+            (
+                "unknown_credit_rating",
+                "credit_rating",
+                exp.Not(this=_t("credit_rating").isin(*_strings(CREDIT_RATINGS))),
+            )
+        )
+    if spec.name == "certifications":
+        out += [
+            ("unknown_cert_type", "cert_type", exp.Not(this=_t("cert_type").isin(*_strings(CERT_TYPES)))),
+            ("future_date", "cert_date", exp.GT(this=_t("cert_date"), expression=_date(day))),
+            ("expiry_before_cert", "expiry_date", exp.LT(this=_t("expiry_date"), expression=_t("cert_date"))),
+        ]
+    if spec.name == "enterprises":  # the loader's code lookups come after its row rules
+        out += [
+            ("bad_uscc", "uscc", exp.Not(this=exp.Paren(this=uscc_valid(_t("uscc"))))),
+            ("unknown_region", "region_code", exp.Not(this=exp.Paren(this=region_known(_t("region_code"))))),
+            (
+                "unknown_industry",
+                "industry_code",
+                exp.Not(this=exp.Paren(this=industry_known(_t("industry_code")))),
+            ),
+        ]
+    return out
+
+
+def _flag(n: int) -> str:
+    return f"f{n}"
+
+
+def checked_query(
+    spec: TableSpec, raw: str, casts: Mapping[str, ColumnCast], day: dt.date
+) -> tuple[exp.Select, list[tuple[str, str]]]:
+    """Every raw row with its typed columns and one flag per rule (and `dup`, `orphan`); the flags' names."""
+    checks = row_checks(spec, day, casts)
+    typed = exp.select(
+        *[exp.column(c) for c in spec.columns],
+        *[exp.alias_(casts[c].typed.copy(), f"t_{c}") for c in spec.columns],
+    ).from_(raw)
+    key_present = _and([_t(c).is_(exp.null()).not_() for c in spec.key])
+    dup = exp.and_(
+        key_present,
+        exp.GT(
+            this=exp.Window(
+                this=exp.Count(this=exp.Star()),
+                partition_by=[_t(c) for c in spec.key],
+            ),
+            expression=_int(1),
+        ),
+    )
+    if spec.name == "enterprises":
+        orphan: exp.Expr = exp.false()
+        source: exp.Expr = exp.alias_(exp.Subquery(this=typed), "c", table=True)
+        select = exp.select("c.*").from_(source)
+    else:
+        orphan = exp.and_(_t("uscc").is_(exp.null()).not_(), exp.column("e_uscc").is_(exp.null()))
+        select = (
+            exp.select("c.*")
+            .from_(exp.alias_(exp.Subquery(this=typed), "c", table=True))
+            .join(
+                exp.alias_(
+                    exp.Subquery(
+                        this=exp.select(exp.alias_(exp.column("uscc"), "e_uscc")).from_("enterprises")
+                    ),
+                    "e",
+                    table=True,
+                ),
+                on=exp.EQ(this=exp.column("e_uscc", "e"), expression=exp.column("t_uscc", "c")),
+                join_type="left",
+            )
+        )
+    select = select.select(
+        *[
+            exp.alias_(exp.Coalesce(this=exp.Paren(this=cond), expressions=[exp.false()]), _flag(n))
+            for n, (_, _, cond) in enumerate(checks)
+        ],
+        exp.alias_(exp.Coalesce(this=exp.Paren(this=dup), expressions=[exp.false()]), "dup"),
+        exp.alias_(exp.Coalesce(this=exp.Paren(this=orphan), expressions=[exp.false()]), "orphan"),
+    )
+    named = [(rule, _flag(n)) for n, (rule, _, _) in enumerate(checks)]
+    named += [("duplicate_key", "dup"), ("orphan", "orphan")]
+    return select, named
+
+
+def _accepted(flags: Sequence[str]) -> exp.Expression:
+    return exp.Not(this=exp.Paren(this=_or([exp.column(f) for f in flags])))
+
+
+def accepted_query(spec: TableSpec, checked: str, flags: Sequence[str]) -> exp.Select:
+    return exp.select(*[exp.alias_(_t(c), c) for c in spec.columns]).from_(checked).where(_accepted(flags))
+
+
+def empty_query(spec: TableSpec) -> exp.Select:
+    """An empty table with the spec's columns (an optional table that was not delivered)."""
+    return exp.select(
+        *[exp.alias_(exp.cast(exp.null(), _type(t)), c) for c, t in spec.columns.items()]
+    ).where(exp.false())
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """Where a snapshot's tables are: a folder or URI of `<table>.parquet|csv`, or catalog tables by name."""
+
+    location: str
+    tables: dict[str, str] = field(default_factory=dict)  # table -> catalog name (mapping file)
+    taken_at: dt.date | None = None
+
+    @property
+    def is_catalog(self) -> bool:
+        return bool(self.tables)
+
+
+def _is_local(location: str) -> bool:
+    return "://" not in location or location.startswith("file:")
+
+
+def _local(location: str) -> Path:
+    for prefix in ("file://", "file:"):
+        if location.startswith(prefix):
+            return Path(location[len(prefix) :])
+    return Path(location)
+
+
+def _date_value(value: object, where: str) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise SnapshotError(
+            f"taken_at 应为 YYYY-MM-DD，收到 {value!r}", file=where, field="taken_at"
+        ) from None
+
+
+def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
+    """A snapshot given on the command line: a mapping file (`.yaml`: `tables:` table → catalog name, optional
+    `taken_at`), or a folder/URI whose optional `snapshot.yaml` gives `taken_at`."""
+    if location.endswith((".yaml", ".yml")):
+        text = _read_text(spark, location)
+        data = yaml.safe_load(text) if text is not None else None
+        if not isinstance(data, dict) or not isinstance(data.get("tables"), dict):
+            raise SnapshotError("表映射文件应包含 tables: {表名: 目录中的表}", file=location)
+        unknown = sorted(set(data["tables"]) - set(SPECS))
+        if unknown:
+            raise SnapshotError(
+                f"表映射文件中有未知的表 {', '.join(unknown)}；可用：{', '.join(SPECS)}", file=location
+            )
+        tables = {str(k): str(v) for k, v in data["tables"].items()}
+        return SnapshotSource(location, tables, _date_value(data.get("taken_at"), location))
+    meta_path = location.rstrip("/") + "/snapshot.yaml"
+    text = _read_text(spark, meta_path)
+    if text is None:
+        return SnapshotSource(location)
+    try:
+        meta = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SnapshotError(f"snapshot.yaml 不是有效的 YAML：{e}", file=meta_path) from None
+    return SnapshotSource(
+        location, taken_at=_date_value(meta.get("taken_at") if isinstance(meta, dict) else None, meta_path)
+    )
+
+
+def _read_text(spark: SparkSession, location: str) -> str | None:
+    """A small text file (a mapping or snapshot.yaml) from a local path or any URI the session reads."""
+    if _is_local(location):
+        path = _local(location)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    try:
+        lines = spark.read.text(location, wholetext=True).collect()
+    except AnalysisException:
+        return None
+    return str(lines[0][0]) if lines else None
+
+
+def _read(spark: SparkSession, path: str, kind: str) -> DataFrame | None:
+    """The file or folder of part files at `path`, or None when there is none."""
+    if _is_local(path) and not _local(path).exists():
+        return None
+    reader = spark.read
+    try:
+        if kind == "parquet":
+            return reader.parquet(path)
+        # All text, as the DuckDB loader reads CSV; RFC 4180 quoting ("" inside quotes).
+        return reader.options(header=True, inferSchema=False, encoding="UTF-8", escape='"').csv(path)
+    except AnalysisException as e:
+        if "PATH_NOT_FOUND" in str(e):
+            return None
+        raise SnapshotError(f"无法读取：{_error_text(e)}", file=path) from None
+
+
+def _raw_table(
+    spark: SparkSession, source: SnapshotSource, spec: TableSpec
+) -> tuple[DataFrame | None, str | None]:
+    if source.is_catalog:
+        name = source.tables.get(spec.name)
+        if name is None:
+            if spec.optional:
+                return None, None
+            raise SnapshotError(f"表映射文件缺少必需的表 {spec.name}", file=source.location)
+        try:
+            return spark.table(name), name
+        except AnalysisException as e:
+            raise SnapshotError(
+                f"无法读取目录中的表 {name}：{_error_text(e)}", file=source.location
+            ) from None
+    base = source.location.rstrip("/")
+    parquet, csv = f"{base}/{spec.name}.parquet", f"{base}/{spec.name}.csv"
+    frames = {p: _read(spark, p, kind) for p, kind in ((parquet, "parquet"), (csv, "csv"))}
+    found = {p: df for p, df in frames.items() if df is not None}
+    if len(found) == 2:
+        raise SnapshotError(
+            f"同时存在 {spec.name}.parquet 和 {spec.name}.csv，无法确定用哪一个；请删除其中一个",
+            file=source.location,
+        )
+    if found:
+        ((path, df),) = found.items()
+        return df, path
+    if spec.optional:
+        return None, None
+    raise SnapshotError(
+        f"缺少必需的表 {spec.name}（{spec.name}.parquet 或 {spec.name}.csv）", file=source.location
+    )
+
+
+def column_casts(spec: TableSpec, df: DataFrame, where: str) -> dict[str, ColumnCast]:
+    """The cast of every specified column of a delivered table; SnapshotError for a missing or unusable one."""
+    types = {f.name: duckdb_type_of(f.dataType.simpleString()) for f in df.schema.fields}
+    missing = [c for c in spec.columns if c not in types]
+    if missing:
+        raise SnapshotError(
+            f"缺少必需的列 {', '.join(missing)}；表头应包含 {', '.join(spec.columns)}",
+            file=where,
+            field=missing[0],
+        )
+    return {c: column_cast(c, types[c], wanted, where) for c, wanted in spec.columns.items()}
+
+
+def _table_report(
+    spark: SparkSession, spec: TableSpec, where: str, checked: str, named: list[tuple[str, str]]
+) -> tuple[TableReport, str]:
+    """Counts only: rows read and accepted, rows per broken rule, NULLs per column, and the content hash."""
+    flags = [f for _, f in named]
+    ok = _accepted(flags)
+    rules: dict[str, list[str]] = {}
+    for rule, flag in named:
+        rules.setdefault(rule, []).append(flag)
+    hashed = exp.cast(exp.func("XXHASH64", *[_t(c) for c in spec.columns]), "DECIMAL(38, 0)")
+    query = exp.select(
+        exp.alias_(exp.Count(this=exp.Star()), "rows_read"),
+        exp.alias_(exp.func("COUNT_IF", ok.copy()), "rows_accepted"),
+        *[
+            exp.alias_(exp.func("COUNT_IF", _or([exp.column(f) for f in fl])), f"r_{n}")
+            for n, fl in enumerate(rules.values())
+        ],
+        *[
+            exp.alias_(exp.func("COUNT_IF", exp.and_(ok.copy(), _t(c).is_(exp.null()))), f"n_{n}")
+            for n, c in enumerate(spec.columns)
+        ],
+        exp.alias_(
+            exp.Coalesce(
+                this=exp.Sum(this=exp.If(this=ok.copy(), true=hashed, false=exp.null())),
+                expressions=[exp.cast(_int(0), "DECIMAL(38, 0)")],
+            ),
+            "content",
+        ),
+    ).from_(checked)
+    (row,) = spark.sql(spark_sql(query)).collect()
+    report = TableReport(spec.name, where, int(row["rows_read"]), int(row["rows_accepted"]))
+    report.rejected = {rule: int(row[f"r_{n}"]) for n, rule in enumerate(rules) if row[f"r_{n}"]}
+    report.nulls = {c: int(row[f"n_{n}"]) for n, c in enumerate(spec.columns)}
+    return report, f"{spec.name}:{report.rows_accepted}:{row['content']};"
+
+
+def load_snapshot_spark(
+    spark: SparkSession, location: str, *, today: dt.date | None = None
+) -> SnapshotReport:
+    """Load, validate and report a snapshot in Spark: one cached view of accepted rows per table name.
+
+    The same rules as `matcher.snapshot.load_snapshot` (DuckDB); rejected rows are counted per rule.
+    """
+    source = snapshot_source(spark, location)
+    day = source.taken_at or today or dt.date.today()
+    raws = {name: _raw_table(spark, source, SPECS[name]) for name in TABLE_NAMES}
+    tables: dict[str, TableReport] = {}
+    digest = hashlib.sha256()
+    for name in TABLE_NAMES:  # enterprises first: the other tables drop rows of unknown enterprises
+        spec = SPECS[name]
+        df, where = raws[name]
+        if df is None:
+            _materialise(spark, name, empty_query(spec))
+            tables[name] = TableReport(name, None)
+            digest.update(f"{name}:0:0;".encode())
+            continue
+        assert where is not None
+        raw = f"raw_{name}"
+        df.createOrReplaceTempView(raw)
+        checked, named = checked_query(spec, raw, column_casts(spec, df, where), day)
+        _materialise(spark, f"chk_{name}", checked)
+        accepted = accepted_query(spec, f"chk_{name}", [f for _, f in named])
+        spark.sql(spark_sql(accepted)).createOrReplaceTempView(name)
+        report, line = _table_report(spark, spec, where, f"chk_{name}", named)
+        tables[name] = report
+        digest.update(line.encode())
+    return SnapshotReport(location, "spark-sha256:" + digest.hexdigest(), source.taken_at, tables, day)
+
+
+# --- the match ----------------------------------------------------------------------------------------------
+
+
+def build_profile_spark(spark: SparkSession, assessment_year: int, as_of: dt.date) -> str:
+    """Materialise the profile of one year (the `profile_query` tree) as a cached view; return its name."""
+    name = profile_table_name(assessment_year)
+    try:
+        _materialise(spark, name, profile_query(assessment_year, as_of))
+    except PySparkException as e:
+        raise MatchError(f"构建 {assessment_year} 年度画像时 Spark 出错：{_error_text(e)}") from e
+    return name
+
+
+def _culprit(spark: SparkSession, plans: Sequence[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
+    """The first item whose own query fails on Spark (run only after the whole plan failed)."""
+    for plan in plans:
+        query = plan.select(profiles[plan.policy.assessment_year])
+        try:
+            spark.sql(spark_sql(query)).write.format("noop").mode("overwrite").save()
+        except PySparkException:
+            return plan
+    return None
+
+
+def match_profiles_spark(
+    spark: SparkSession,
+    policies: list[Policy],
+    profiles: Mapping[int, str],
+    payments: str = "payments",
+    step: Callable[[str], None] = lambda _: None,
+) -> dict[str, float]:
+    """Run the plan over existing profile views into the cached views `results` and `candidates`."""
+    plans = item_plans(policies)
+    t = time.perf_counter()
+    step("匹配")
+    try:
+        _materialise(spark, "results", results_query(plans, dict(profiles)))
+    except PySparkException as e:
+        culprit = _culprit(spark, plans, profiles)
+        where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
+        raise MatchError(
+            f"{where} 在 Spark 上计算出错（溢出或类型转换错误不会变成空值）：{_error_text(e)}"
+        ) from e
+    timings = {"match": time.perf_counter() - t}
+    t = time.perf_counter()
+    step("分配")
+    try:
+        _materialise(spark, "candidates", candidates_query("results", payments, policies))
+    except PySparkException as e:
+        raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
+    timings["allocate"] = time.perf_counter() - t
+    return timings
+
+
+def execute_spark(
+    spark: SparkSession,
+    policies: list[Policy],
+    as_of: dt.date,
+    step: Callable[[str], None] = lambda _: None,
+) -> dict[str, float]:
+    """Profiles of every assessment year, then `results` and `candidates`; timings in seconds."""
+    t = time.perf_counter()
+    profiles = {}
+    for year in sorted({p.assessment_year for p in policies}):
+        step(f"画像 {year}")
+        profiles[year] = build_profile_spark(spark, year, as_of)
+    timings = {"profile": time.perf_counter() - t}
+    return timings | match_profiles_spark(spark, policies, profiles, step=step)
+
+
+def output_query(name: str) -> str:
+    """The Spark SQL of one Contract 4 output over the `results`, `candidates` and snapshot views."""
+    return spark_sql(_from_duckdb(_OUTPUT_QUERIES[name]))
+
+
+def item_summary_spark(spark: SparkSession) -> list[dict[str, Any]]:
+    """Per item: eligible, candidates, near-miss and missing-data counts and the money (one row per item)."""
+    rows = spark.sql(spark_sql(_from_duckdb(_ITEM_SUMMARY))).collect()
+    return [
+        {
+            "policy_id": r["policy_id"],
+            "item_id": r["item_id"],
+            "eligible": int(r["eligible"]),
+            "candidates": int(r["candidates"]),
+            "near_misses": int(r["near_misses"]),
+            "missing_data": int(r["missing_data"]),
+            "amount": Decimal(r["amount"]).quantize(Decimal("0.01")),
+            "amount_before_allocation": Decimal(r["amount_before_allocation"]).quantize(Decimal("0.01")),
+        }
+        for r in rows
+    ]
+
+
+def _write_text(spark: SparkSession, location: str, text: str) -> None:
+    """Write a small text file (manifest.json) from the driver to a local path or a Hadoop URI."""
+    if _is_local(location):
+        path = _local(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    jvm: Any = getattr(spark, "_jvm", None)
+    if jvm is None:
+        raise MatchError(
+            f"Spark Connect 会话无法从驱动端写 {location}；请把 --out 设为本地或共享文件系统上的目录"
+        )
+    hpath = jvm.org.apache.hadoop.fs.Path(location)
+    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+@dataclass
+class SparkRunResult:
+    """What a Spark run did: where it wrote, the manifest, and the snapshot report."""
+
+    out: str
+    manifest: dict[str, Any]
+    snapshot: SnapshotReport
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def manifest_spark(
+    spark: SparkSession,
+    snapshot: str,
+    policies: Path,
+    ruleset: RuleSet,
+    active: list[Policy],
+    report: SnapshotReport,
+    as_of: dt.date,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """manifest.json of a Spark run: the keys of the DuckDB run's (matcher.run), plus the Spark session."""
+    items = item_summary_spark(spark)
+    totals: dict[str, Decimal] = {}
+    for row in items:
+        totals[row["policy_id"]] = totals.get(row["policy_id"], Decimal(0)) + row["amount"]
+    over = [
+        p.id
+        for p in active
+        if p.budget is not None and p.allocation == "none" and totals.get(p.id, Decimal(0)) > p.budget
+    ]
+    snapshot_path = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
+    return {
+        "run_id": uuid.uuid4().hex,
+        "engine": "spark",
+        "spark": {"version": spark.version, "master": _master(spark)},
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "as_of": as_of.isoformat(),
+        "snapshot": {"path": snapshot_path, "fingerprint": report.fingerprint},
+        "rules": {"path": str(policies.resolve()), "fingerprint": ruleset.fingerprint},
+        "policies": [policy_manifest(p) for p in active],
+        "inactive_policies": [p.key for p in ruleset if p not in active],
+        "over_budget": over,
+        "counts": {
+            "enterprises": report.tables["enterprises"].rows_accepted,
+            "items": len(items),
+            "candidates": sum(r["candidates"] for r in items),
+            "near_misses": sum(r["near_misses"] for r in items),
+            "missing_data": sum(r["missing_data"] for r in items),
+        },
+        "items": [
+            {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()} for row in items
+        ],
+        "totals": {pid: format(v, "f") for pid, v in sorted(totals.items())},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _master(spark: SparkSession) -> str:
+    try:
+        return str(spark.conf.get("spark.master"))
+    except PySparkException:
+        return os.environ.get("SPARK_REMOTE", "")
+
+
+def run_match_spark(
+    snapshot: str,
+    policies: Path,
+    out: str,
+    as_of: dt.date | None = None,
+    *,
+    spark: SparkSession,
+    ruleset: RuleSet | None = None,
+    step: Callable[[str], None] = lambda _: None,
+) -> SparkRunResult:
+    """`zhida match --engine spark`: load and validate, profile, match, allocate, write Contract 4 under `out`."""
+    as_of = as_of or dt.date.today()
+    started = time.perf_counter()
+    ruleset = ruleset or load_ruleset(policies)
+    active = list(ruleset.active(as_of))
+    if not active:
+        raise MatchError(
+            f"{as_of} 没有处于有效期内的政策（{policies}），请检查 --as-of 或政策的 valid_from/valid_to"
+        )
+    step("载入快照")
+    t = time.perf_counter()
+    report = load_snapshot_spark(spark, snapshot)
+    timings = {"load": time.perf_counter() - t}
+    timings |= execute_spark(spark, active, as_of, step)
+    step("写出结果")
+    t = time.perf_counter()
+    base = out.rstrip("/")
+    for name in OUTPUTS:
+        frame = spark.sql(output_query(name))
+        frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
+    timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+    manifest = manifest_spark(spark, snapshot, policies, ruleset, active, report, as_of, timings)
+    _write_text(spark, f"{base}/manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    return SparkRunResult(out, manifest, report, timings)
+
+
+# --- benchmark ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SparkBenchResult:
+    """One Spark benchmark: stage times, peak memory of driver and JVM, and throughput per core."""
+
+    enterprises: int
+    items: int
+    cores: int
+    load_s: float
+    profile_s: float
+    match_s: float
+    allocate_s: float
+    peak_rss_gib: float
+    results: int
+    candidates: int
+
+    @property
+    def pairs_per_core_second(self) -> float:
+        """(enterprise, item) pairs evaluated and allocated per core-second."""
+        return self.enterprises * self.items / ((self.match_s + self.allocate_s) * self.cores)
+
+    @property
+    def enterprises_per_core_second(self) -> float:
+        """Enterprises loaded, validated and profiled per core-second."""
+        return self.enterprises / ((self.load_s + self.profile_s) * self.cores)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "engine": "spark",
+            "enterprises": self.enterprises,
+            "items": self.items,
+            "cores": self.cores,
+            "load_s": round(self.load_s, 3),
+            "profile_s": round(self.profile_s, 3),
+            "match_s": round(self.match_s, 3),
+            "allocate_s": round(self.allocate_s, 3),
+            "peak_rss_gib": round(self.peak_rss_gib, 3),
+            "results": self.results,
+            "candidates": self.candidates,
+            "pairs_per_core_second": round(self.pairs_per_core_second),
+            "enterprises_per_core_second": round(self.enterprises_per_core_second),
+        }
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids below `pid` (the local-mode JVM is a child of the driver's launcher)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process and its children still running (the local Spark JVM), in GiB."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for pid in _descendants(os.getpid()):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        kib += int(found.group(1)) if found else 0
+    return kib / 1024 / 1024
+
+
+def _count(spark: SparkSession, table: str) -> int:
+    (row,) = spark.sql(spark_sql(exp.select(exp.Count(this=exp.Star())).from_(table))).collect()
+    return int(row[0])
+
+
+def run_spark_bench(
+    enterprises: int,
+    items: int,
+    work: Path,
+    *,
+    spark: SparkSession,
+    cores: int,
+    seed: int = 0,
+    say: Callable[[str], None] = lambda _: None,
+) -> SparkBenchResult:
+    """The DuckDB benchmark's snapshot and synthetic policies (matcher.bench), run on Spark."""
+    from matcher.bench import AS_OF, synthetic_policies
+    from matcher.generate import generate_snapshot
+
+    snapshot = work / f"snapshot-{enterprises}-{seed}"
+    if not (snapshot / "enterprises.parquet").exists():
+        say(f"生成 {enterprises:,} 户合成快照 → {snapshot}")
+        generate_snapshot(snapshot, enterprises, seed)
+    policies = synthetic_policies(items, seed)
+    say("载入并校验快照（Spark）")
+    t = time.perf_counter()
+    load_snapshot_spark(spark, str(snapshot))
+    load_s = time.perf_counter() - t
+    say("构建画像（Spark）")
+    t = time.perf_counter()
+    profile = build_profile_spark(spark, 2024, AS_OF)
+    profile_s = time.perf_counter() - t
+    say(f"匹配 {items} 个事项（Spark）")
+    timings = match_profiles_spark(spark, policies, {2024: profile})
+    return SparkBenchResult(
+        enterprises,
+        items,
+        cores,
+        load_s,
+        profile_s,
+        timings["match"],
+        timings["allocate"],
+        peak_rss_gib(),
+        _count(spark, "results"),
+        _count(spark, "candidates"),
+    )
