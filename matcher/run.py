@@ -115,14 +115,24 @@ def run_match(
     )
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    manifest = _manifest(con, snapshot, policies, ruleset, active, report, as_of, timings)
+    written = manifest(
+        "duckdb",
+        str(snapshot.resolve()),
+        policies,
+        ruleset,
+        active,
+        report,
+        as_of,
+        timings,
+        item_summary(con),
+    )
     (out / "manifest.json").write_text(
-        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        json.dumps(written, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
     spill = out / ".spill"
     if spill.exists() and not any(spill.iterdir()):
         spill.rmdir()
-    return RunResult(out, manifest, report, timings)
+    return RunResult(out, written, report, timings)
 
 
 def item_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -158,17 +168,18 @@ def item_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def _manifest(
-    con: duckdb.DuckDBPyConnection,
-    snapshot: Path,
+def manifest(
+    engine: str,
+    snapshot: str,
     policies: Path,
     ruleset: RuleSet,
     active: list[Policy],
     report: SnapshotReport,
     as_of: dt.date,
     timings: dict[str, float],
+    items: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    items = item_summary(con)
+    """manifest.json of a run on any engine, from the per-item summary (see `item_summary`)."""
     totals: dict[str, Decimal] = {}
     for row in items:
         totals[row["policy_id"]] = totals.get(row["policy_id"], Decimal(0)) + row["amount"]
@@ -179,10 +190,10 @@ def _manifest(
     ]
     return {
         "run_id": uuid.uuid4().hex,
-        "engine": "duckdb",
+        "engine": engine,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "as_of": as_of.isoformat(),
-        "snapshot": {"path": str(snapshot.resolve()), "fingerprint": report.fingerprint},
+        "snapshot": {"path": snapshot, "fingerprint": report.fingerprint},
         "rules": {"path": str(policies.resolve()), "fingerprint": ruleset.fingerprint},
         "policies": [policy_manifest(p) for p in active],
         "inactive_policies": [p.key for p in ruleset if p not in active],

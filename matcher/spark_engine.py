@@ -33,7 +33,6 @@ import os
 import re
 import resource
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -50,7 +49,7 @@ from matcher.codes import industry_leaf_codes, known_industry_codes, known_regio
 from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import ItemPlan, candidates_query, item_plans, results_query
 from matcher.profile import profile_query, profile_table_name
-from matcher.run import policy_manifest
+from matcher.run import manifest
 from matcher.snapshot import (
     CERT_TYPES,
     CODE_COLUMNS,
@@ -921,40 +920,11 @@ def manifest_spark(
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """manifest.json of a Spark run: the keys of the DuckDB run's (matcher.run), plus the Spark session."""
-    items = item_summary_spark(spark)
-    totals: dict[str, Decimal] = {}
-    for row in items:
-        totals[row["policy_id"]] = totals.get(row["policy_id"], Decimal(0)) + row["amount"]
-    over = [
-        p.id
-        for p in active
-        if p.budget is not None and p.allocation == "none" and totals.get(p.id, Decimal(0)) > p.budget
-    ]
     snapshot_path = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
-    return {
-        "run_id": uuid.uuid4().hex,
-        "engine": "spark",
-        "spark": {"version": spark.version, "master": _master(spark)},
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "as_of": as_of.isoformat(),
-        "snapshot": {"path": snapshot_path, "fingerprint": report.fingerprint},
-        "rules": {"path": str(policies.resolve()), "fingerprint": ruleset.fingerprint},
-        "policies": [policy_manifest(p) for p in active],
-        "inactive_policies": [p.key for p in ruleset if p not in active],
-        "over_budget": over,
-        "counts": {
-            "enterprises": report.tables["enterprises"].rows_accepted,
-            "items": len(items),
-            "candidates": sum(r["candidates"] for r in items),
-            "near_misses": sum(r["near_misses"] for r in items),
-            "missing_data": sum(r["missing_data"] for r in items),
-        },
-        "items": [
-            {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()} for row in items
-        ],
-        "totals": {pid: format(v, "f") for pid, v in sorted(totals.items())},
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-    }
+    written = manifest(
+        "spark", snapshot_path, policies, ruleset, active, report, as_of, timings, item_summary_spark(spark)
+    )
+    return written | {"spark": {"version": spark.version, "master": _master(spark)}}
 
 
 def _master(spark: SparkSession) -> str:
