@@ -20,7 +20,6 @@ BATCH = 25  # items per statement
 def connect(memory_limit: str | None = None, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that spills to disk rather than running out of memory."""
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")  # our CLI shows its own progress
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if temp_dir is not None:
