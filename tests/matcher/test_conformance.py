@@ -24,9 +24,8 @@ def _expected(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
+def match_into(out: Path) -> Path:
+    """Run the real `zhida match` on the conformance case into `out`."""
     cmd = [
         sys.executable,
         "-m",
@@ -44,6 +43,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
     return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return match_into(tmp_path_factory.mktemp("run"))
 
 
 def _rows(path: Path, columns: str) -> list[tuple[object, ...]]:
@@ -91,21 +95,7 @@ def test_missing_data_match_exactly(run: Path) -> None:
 
 
 def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "api",
-        "match",
-        "--snapshot",
-        str(CASE / "snapshot"),
-        "--policies",
-        str(CASE / "policies"),
-        "--as-of",
-        "2025-09-30",
-        "--out",
-        str(tmp_path),
-    ]
-    subprocess.run(cmd, capture_output=True, check=True)
+    match_into(tmp_path)
     assert (tmp_path / "candidates.parquet").read_bytes() == (run / "candidates.parquet").read_bytes()
     import json
 
