@@ -19,7 +19,7 @@ from pathlib import Path
 
 from matcher.duckdb_engine import connect, match_profiles
 from matcher.generate import generate_snapshot
-from matcher.profile import build_profile
+from matcher.profile import build_profile, catalog_columns
 from matcher.snapshot import load_snapshot
 from rules.expressions import ExpressionProblem, parse
 from rules.policy import Policy
@@ -135,7 +135,9 @@ def run_bench(
     say(f"匹配 {items} 个事项")
     timings = match_profiles(con, policies, {2024: profile})
     say(f"参照实现（rule-engine 逐户）抽样 {sample} 户")
-    rows_cur = con.execute(f"SELECT * FROM {profile} USING SAMPLE {sample} ROWS (reservoir, 42)")
+    rows_cur = con.execute(
+        f"SELECT {catalog_columns()} FROM {profile} USING SAMPLE {sample} ROWS (reservoir, 42)"
+    )
     names = [d[0] for d in rows_cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in rows_cur.fetchall()]
     t = time.perf_counter()

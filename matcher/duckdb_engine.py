@@ -10,7 +10,21 @@ from typing import Any
 
 import duckdb
 
-from matcher.plan import candidates_query, item_plans, results_query
+from matcher.plan import (
+    ALLOCATED,
+    ITEMS,
+    KEYS,
+    MATCHES,
+    candidates_query,
+    candidates_view,
+    item_plans,
+    items_values,
+    keyed_name,
+    keyed_query,
+    keys_query,
+    results_query,
+    results_view,
+)
 from matcher.profile import build_profile
 from rules.policy import Policy
 
@@ -52,23 +66,42 @@ def match_profiles(
     payments: str = "payments",
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile tables (one per assessment year) into `results` and `candidates`."""
+    """Run the plan over existing profile tables (one per assessment year).
+
+    Builds the narrow tables `matches` (stage 1) and `allocated` (stage 2) and the Contract 4 views
+    `results` and `candidates` over them.
+    """
     t = time.perf_counter()
     step("匹配")
     plans = item_plans(policies)
+    first = profiles[min(profiles)]
+    numbered = "rid" in _columns(con, first)  # `build_profile` numbers the enterprises; other tables do not
+    source = f"SELECT uscc, rid FROM {first}" if numbered else keys_query(first).sql("duckdb")
+    con.execute(f"CREATE OR REPLACE TABLE {KEYS} AS {source}")
+    keyed = {}
+    for year, profile in profiles.items():
+        keyed[year] = profile if numbered else keyed_name(profile)
+        if not numbered:
+            con.execute(f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb')}")
     # Items run in batches of one UNION ALL statement each: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
-        select = results_query(plans[n : n + BATCH], profiles).sql("duckdb")
+        select = results_query(plans[n : n + BATCH], keyed).sql("duckdb")
         con.execute(
-            f"CREATE OR REPLACE TABLE results AS {select}" if n == 0 else f"INSERT INTO results {select}"
+            f"CREATE OR REPLACE TABLE {MATCHES} AS {select}" if n == 0 else f"INSERT INTO {MATCHES} {select}"
         )
     timings = {"match": time.perf_counter() - t}
     t = time.perf_counter()
     step("分配")
-    query = candidates_query("results", payments, policies).sql("duckdb")
-    con.execute(f"CREATE OR REPLACE TABLE candidates AS {query}")
+    con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query(payments).sql('duckdb')}")
     timings["allocate"] = time.perf_counter() - t
+    con.execute(f"CREATE OR REPLACE VIEW results AS {results_view(plans, keyed).sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE VIEW candidates AS {candidates_view().sql('duckdb')}")
     return timings
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
 
 
 def fetch_one(

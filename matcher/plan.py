@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from matcher.compile import amount_sql, condition_sql, numeric_sql
+from matcher.compile import amount_value, condition_sql, numeric_sql
 from rules.expressions import parse
 from rules.policy import Condition, Item, Policy
 
@@ -55,11 +55,11 @@ def _concat(parts: Sequence[exp.Expression]) -> exp.Expression:
     return out
 
 
-def _null_fields(fields: list[str]) -> exp.Expression:
+def _null_fields(fields: list[str], table: str) -> exp.Expression:
     """'a;b': the names of the given fields that are NULL in this row."""
     flags = [
         exp.Coalesce(
-            this=_when(exp.Is(this=_col(f), expression=exp.null()), exp.Literal.string(f";{f}")),
+            this=_when(exp.Is(this=_col(f, table), expression=exp.null()), exp.Literal.string(f";{f}")),
             expressions=[exp.Literal.string("")],
         )
         for f in fields
@@ -67,20 +67,48 @@ def _null_fields(fields: list[str]) -> exp.Expression:
     return exp.Substring(this=_concat(flags), start=exp.Literal.number(2))
 
 
-def _value_text(fields: tuple[str, ...]) -> exp.Expression:
+def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
     """'field=value; ...' for the fields a condition read."""
     parts: list[exp.Expression] = []
     for n, f in enumerate(fields):
         label = f"{'; ' if n else ''}{f}="
-        value = exp.Coalesce(this=exp.cast(_col(f), TEXT), expressions=[exp.Literal.string("NULL")])
+        value = exp.Coalesce(this=exp.cast(_col(f, table), TEXT), expressions=[exp.Literal.string("NULL")])
         parts += [exp.Literal.string(label), value]
     return _concat(parts)
+
+
+def _int(value: exp.Expression) -> exp.Expression:
+    return exp.cast(value, "INT", copy=False)
+
+
+def _any(parts: list[exp.Expression]) -> exp.Expression:
+    if not parts:
+        return exp.false()
+    out = parts[0]
+    for p in parts[1:]:
+        out = exp.Or(this=out, expression=p)
+    return exp.Paren(this=out)
+
+
+# Status codes of the `matches` table; the `results` view spells them out.
+ELIGIBLE, NEAR_MISS, MISSING_DATA = 0, 1, 2
+STATUS = {ELIGIBLE: "eligible", NEAR_MISS: "near_miss", MISSING_DATA: "missing_data"}
+
+# The tables and views an engine builds, in this order: enterprise numbers (`rid`) by USCC, the profiles
+# keyed by them (`keyed_<year>`), the items, stage 1 into `matches`, stage 2 into `allocated`; then the
+# Contract 4 views `results` and `candidates` over them, with the texts, read when the outputs are written.
+KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
+
+
+def keyed_name(profile: str) -> str:
+    return f"keyed_{profile}"
 
 
 @dataclass(frozen=True)
 class ItemPlan:
     policy: Policy
     item: Item
+    no: int  # the item's number: its place in (policy_id, item_id) order
 
     @property
     def conditions(self) -> list[Condition]:
@@ -92,73 +120,110 @@ class ItemPlan:
     def amount_fields(self) -> list[str]:
         return list(parse(self.item.amount).fields)
 
-    def select(self, profile: str) -> exp.Select:
-        """One item over the profile: the rows that are eligible, a near-miss or missing data.
+    def fields(self) -> list[str]:
+        return sorted({*self.condition_fields(), *self.amount_fields()})
 
-        Three levels, so each expression is written once: the conditions (k0..kn, three-valued) and the
-        amount; their counts of false and unknown; then the rows worth keeping and what to say of them.
+    def select(self, profile: str) -> exp.Select:
+        """One item over a keyed profile: the rows that are eligible, a near-miss or missing data, narrow.
+
+        (item, rid, status code, number of the failing condition, amount, rank value). Three levels, so
+        each expression is written once: the conditions k0..kn (three-valued); their conjunction and the
+        count of those that hold; the rows worth keeping (none fails, or exactly one fails and none is
+        unknown). The amount and rank value are computed for eligible rows only. Everything but those
+        two is logic and arithmetic: a CASE costs DuckDB several times more.
         """
         conds = self.conditions
-        fields = sorted({*self.condition_fields(), *self.amount_fields()})
-        inner_cols: list[exp.Expr] = [_col("uscc"), *[_col(f) for f in fields if f != "uscc"]]
+        passed = sorted({*self.amount_fields(), *self._rank_fields()})
+        inner_cols: list[exp.Expr] = [_col("rid"), *[_col(f) for f in passed]]
         inner_cols += [exp.alias_(condition_sql(c.rule), f"k{n}", copy=False) for n, c in enumerate(conds)]
-        inner_cols.append(exp.alias_(amount_sql(self.item), "amount", copy=False))
-        rank = numeric_sql(self.policy.rank_by) if self.policy.rank_by is not None else exp.null()
-        inner_cols.append(exp.alias_(exp.cast(rank, RANK, copy=False), "rank_value", copy=False))
         inner = exp.Select(expressions=inner_cols, from_=exp.From(this=exp.to_table(profile)))
 
         ks = [_col(f"k{n}") for n in range(len(conds))]
-        one, zero = exp.Literal.number(1), exp.Literal.number(0)
-        n_false = _sum([_when(exp.Not(this=k), one.copy(), zero.copy()) for k in ks])
-        n_unknown = _sum(
-            [_when(exp.Is(this=k.copy(), expression=exp.null()), one.copy(), zero.copy()) for k in ks]
+        # every: TRUE when every condition holds, FALSE when one fails, NULL when none fails but one is
+        # unknown. trues: how many hold, NULL when one is unknown.
+        every: exp.Expr = exp.true()
+        if ks:
+            every = exp.and_(*[k.copy() for k in ks])
+        trues = _sum([_int(k.copy()) for k in ks])
+        one_false = exp.EQ(this=_col("trues"), expression=exp.Literal.number(len(conds) - 1))
+        keep = exp.Or(
+            this=exp.Not(this=exp.Is(this=_col("every"), expression=exp.false())), expression=one_false
         )
+        fails = [exp.Paren(this=exp.Sub(this=exp.Literal.number(1), expression=_int(k.copy()))) for k in ks]
         counted = exp.Select(
             expressions=[
                 exp.Star(),
-                exp.alias_(n_false, "n_false", copy=False),
-                exp.alias_(n_unknown, "n_unknown", copy=False),
+                exp.alias_(exp.Paren(this=every), "every", copy=False),
+                exp.alias_(trues, "trues", copy=False),
             ],
             from_=exp.From(this=exp.alias_(exp.Subquery(this=inner), "m", table=True, copy=False)),
         )
+        every_col = _col("every")
+        amount_null = _any([exp.Is(this=_col(f), expression=exp.null()) for f in self.amount_fields()])
+        near = _int(exp.Is(this=every_col.copy(), expression=exp.false()))
+        missing = exp.Or(
+            this=exp.Is(this=every_col.copy(), expression=exp.null()),
+            expression=exp.Paren(this=exp.And(this=every_col.copy(), expression=amount_null.copy())),
+        )
+        status = exp.Add(
+            this=near, expression=exp.Mul(this=_int(missing), expression=exp.Literal.number(MISSING_DATA))
+        )
+        eligible = exp.And(this=every_col.copy(), expression=exp.Not(this=amount_null))
+        rank = numeric_sql(self.policy.rank_by) if self.policy.rank_by is not None else None
+        # For a near-miss, the number of its one false condition.
+        cond = _sum([exp.Mul(this=f, expression=exp.Literal.number(n)) for n, f in enumerate(fails) if n])
+        columns = [
+            exp.alias_(exp.cast(exp.Literal.number(self.no), "INT"), "item", copy=False),
+            _col("rid"),
+            exp.alias_(_int(status), "status", copy=False),
+            exp.alias_(_int(cond), "cond", copy=False),
+            exp.alias_(exp.cast(_when(eligible, amount_value(self.item)), MONEY), "amount", copy=False),
+            exp.alias_(
+                exp.cast(exp.null() if rank is None else _when(eligible.copy(), rank), RANK),
+                "rank_value",
+                copy=False,
+            ),
+        ]
+        return exp.Select(
+            expressions=columns,
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=counted), "c", table=True, copy=False)),
+            where=exp.Where(this=keep),
+        )
 
-        def first_false(value: Callable[[Condition], exp.Expression]) -> exp.Expression:
-            if not conds:
-                return exp.null()
-            return exp.Case(
-                ifs=[exp.If(this=exp.Not(this=_col(f"k{n}")), true=value(c)) for n, c in enumerate(conds)]
-            )
+    def _rank_fields(self) -> list[str]:
+        return [] if self.policy.rank_by is None else list(parse(self.policy.rank_by).fields)
 
+    def texts(self, matches: str, profile: str) -> exp.Select:
+        """This item's rows of `matches` in Contract 4's words: ids, USCC, status, the failing condition
+        and the values it read, the missing fields."""
+        conds = self.conditions
+        r, p = "r", "p"
         status = exp.Case(
             ifs=[
                 exp.If(
-                    this=exp.EQ(this=_col("n_false"), expression=one.copy()),
-                    true=exp.Literal.string("near_miss"),
-                ),
-                exp.If(
-                    this=exp.GT(this=_col("n_unknown"), expression=zero.copy()),
-                    true=exp.Literal.string("missing_data"),
-                ),
-                exp.If(
-                    this=exp.Is(this=_col("amount"), expression=exp.null()),
-                    true=exp.Literal.string("missing_data"),
-                ),
-            ],
-            default=exp.Literal.string("eligible"),
-        )
-        # Missing data lists the NULL fields of the unknown conditions and of the amount.
-        missing = _when(
-            exp.EQ(this=status.copy(), expression=exp.Literal.string("missing_data")), _null_fields(fields)
-        )
-        keep = exp.Or(
-            this=exp.EQ(this=_col("n_false"), expression=zero.copy()),
-            expression=exp.Paren(
-                this=exp.And(
-                    this=exp.EQ(this=_col("n_false"), expression=one.copy()),
-                    expression=exp.EQ(this=_col("n_unknown"), expression=zero.copy()),
+                    this=exp.EQ(this=_col("status", r), expression=exp.Literal.number(code)),
+                    true=exp.Literal.string(name),
                 )
-            ),
+                for code, name in STATUS.items()
+            ]
         )
+        near = exp.EQ(this=_col("status", r), expression=exp.Literal.number(NEAR_MISS))
+
+        def by_condition(value: Callable[[Condition], exp.Expression]) -> exp.Expression:
+            if not conds:
+                return exp.null()
+            return _when(
+                near.copy(),
+                exp.Case(
+                    ifs=[
+                        exp.If(
+                            this=exp.EQ(this=_col("cond", r), expression=exp.Literal.number(n)), true=value(c)
+                        )
+                        for n, c in enumerate(conds)
+                    ]
+                ),
+            )
+
         group = self.policy.group_of(self.item)
         columns = [
             exp.alias_(_lit(self.policy.id), "policy_id", copy=False),
@@ -166,36 +231,47 @@ class ItemPlan:
             exp.alias_(_lit(self.item.id), "item_id", copy=False),
             exp.alias_(_lit(self.policy.period), "period", copy=False),
             exp.alias_(exp.cast(_lit(group), TEXT, copy=False), "grp", copy=False),
-            _col("uscc"),
+            _col("uscc", p),
             exp.alias_(status, "status", copy=False),
             exp.alias_(
-                exp.cast(first_false(lambda c: exp.Literal.string(c.id)), TEXT, copy=False),
-                "condition_id",
-                copy=False,
+                exp.cast(by_condition(lambda c: exp.Literal.string(c.id)), TEXT), "condition_id", copy=False
             ),
             exp.alias_(
-                exp.cast(first_false(lambda c: _value_text(parse(c.rule).fields)), TEXT, copy=False),
+                exp.cast(by_condition(lambda c: _value_text(parse(c.rule).fields, p)), TEXT),
                 "value",
                 copy=False,
             ),
-            exp.alias_(missing, "fields", copy=False),
-            exp.alias_(exp.cast(_col("amount"), MONEY, copy=False), "amount", copy=False),
-            _col("rank_value"),
+            exp.alias_(
+                _when(
+                    exp.EQ(this=_col("status", r), expression=exp.Literal.number(MISSING_DATA)),
+                    _null_fields(self.fields(), p),
+                ),
+                "fields",
+                copy=False,
+            ),
+            _col("amount", r),
+            _col("rank_value", r),
         ]
         return exp.Select(
             expressions=columns,
-            where=exp.Where(this=keep),
-            from_=exp.From(this=exp.alias_(exp.Subquery(this=counted), "c", table=True, copy=False)),
+            from_=exp.From(this=exp.alias_(exp.to_table(matches), r, table=True)),
+            joins=[
+                exp.Join(
+                    this=exp.alias_(exp.to_table(profile), p, table=True),
+                    on=exp.EQ(this=_col("rid", p), expression=_col("rid", r)),
+                )
+            ],
+            where=exp.Where(this=exp.EQ(this=_col("item", r), expression=exp.Literal.number(self.no))),
         )
 
 
 def item_plans(policies: list[Policy]) -> list[ItemPlan]:
-    return [ItemPlan(p, i) for p in sorted(policies, key=lambda p: p.id) for i in p.items]
+    """Every item of the policies, numbered in (policy_id, item_id) order."""
+    pairs = sorted(((p, i) for p in policies for i in p.items), key=lambda pi: (pi[0].id, pi[1].id))
+    return [ItemPlan(p, i, n) for n, (p, i) in enumerate(pairs)]
 
 
-def results_query(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expression:
-    """Every item's interesting rows, as one UNION ALL over the profiles of the policies' assessment years."""
-    selects = [p.select(profile_for[p.policy.assessment_year]) for p in plans]
+def _union(selects: list[exp.Select]) -> exp.Expression:
     if not selects:
         raise ValueError("no items to match")
     out: exp.Expression = selects[0]
@@ -204,59 +280,102 @@ def results_query(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Exp
     return out
 
 
-def budgets_values(policies: list[Policy]) -> exp.Expression:
-    """A VALUES table of (policy_id, budget, allocation) for every policy."""
-    rows = [
-        exp.Tuple(
-            expressions=[
-                exp.Literal.string(p.id),
-                exp.cast(
-                    exp.null() if p.budget is None else exp.Literal.number(format(p.budget, "f")), MONEY
-                ),
-                exp.Literal.string(p.allocation),
-            ]
-        )
-        for p in policies
-    ]
-    return exp.Values(
-        expressions=rows,
-        alias=exp.TableAlias(
-            this=exp.to_identifier("b"),
-            columns=[exp.to_identifier(c) for c in ("policy_id", "budget", "allocation")],
-        ),
+def keys_query(profile: str) -> exp.Select:
+    """Every enterprise's number (`rid`, in USCC order): the narrow tables hold it instead of the USCC."""
+    number = exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=_col("uscc"))]))
+    return exp.select(_col("uscc"), exp.alias_(exp.cast(number, "INT"), "rid")).from_(profile)
+
+
+def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
+    """A profile with each enterprise's number in front."""
+    return (
+        exp.select("k.rid", "p.*")
+        .from_(exp.alias_(exp.to_table(profile), "p", table=True))
+        .join(exp.alias_(exp.to_table(keys), "k", table=True), on="k.uscc = p.uscc")
     )
 
 
-# Stage 2, over the stage-1 results (`:results`) and the payments already made (`:payments`).
+def results_query(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expression:
+    """Stage 1: every item's interesting rows, narrow, as one UNION ALL over the keyed profiles."""
+    return _union([p.select(profile_for[p.policy.assessment_year]) for p in plans])
+
+
+def results_view(
+    plans: list[ItemPlan], profile_for: dict[int, str], matches: str = MATCHES
+) -> exp.Expression:
+    """The Contract 4 `results`: the narrow matches with their texts."""
+    return _union([p.texts(matches, profile_for[p.policy.assessment_year]) for p in plans])
+
+
+def items_values(plans: list[ItemPlan]) -> exp.Select:
+    """A table of every item: its number, ids, version, period, exclusive group, and its policy's budget."""
+    rows = [
+        exp.Tuple(
+            expressions=[
+                exp.Literal.number(p.no),
+                exp.Literal.string(p.policy.id),
+                exp.Literal.number(p.policy.version),
+                exp.Literal.string(p.item.id),
+                exp.Literal.string(p.policy.period),
+                exp.cast(_lit(p.policy.group_of(p.item)), TEXT),
+                exp.cast(
+                    exp.null()
+                    if p.policy.budget is None
+                    else exp.Literal.number(format(p.policy.budget, "f")),
+                    MONEY,
+                ),
+                exp.Literal.string(p.policy.allocation),
+            ]
+        )
+        for p in plans
+    ]
+    columns = ("item", "policy_id", "policy_version", "item_id", "period", "grp", "budget", "allocation")
+    values = exp.Values(
+        expressions=rows,
+        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in columns]),
+    )
+    return exp.select(
+        *[
+            exp.alias_(exp.cast(_col(c), "INT"), c) if c in ("item", "policy_version") else _col(c)
+            for c in columns
+        ]
+    ).from_(values)
+
+
+# Stage 2, over the narrow stage-1 rows (`:matches`), the items (`:items`), the enterprise numbers (`:keys`)
+# and the payments already made (`:payments`, by USCC and ids). Item numbers follow (policy_id, item_id).
 _CANDIDATES = """
-WITH unpaid AS (
-  SELECT r.policy_id, r.policy_version, r.item_id, r.uscc, r.grp, r.amount, r.rank_value
-  FROM :results AS r
-  WHERE r.status = 'eligible'
-    AND NOT EXISTS (
-      SELECT 1 FROM :payments AS p
-      WHERE p.uscc = r.uscc AND p.policy_id = r.policy_id AND p.item_id = r.item_id AND p.period = r.period)
+WITH paid AS (
+  SELECT DISTINCT i.item, k.rid
+  FROM :payments AS p
+  JOIN :items AS i ON i.policy_id = p.policy_id AND i.item_id = p.item_id AND i.period = p.period
+  JOIN :keys AS k ON k.uscc = p.uscc
+), unpaid AS (
+  SELECT r.item, r.rid, i.policy_id, i.grp, r.amount, r.rank_value
+  FROM :matches AS r JOIN :items AS i ON i.item = r.item
+  WHERE r.status = 0 AND NOT EXISTS (SELECT 1 FROM paid WHERE paid.item = r.item AND paid.rid = r.rid)
 ), kept AS (
-  SELECT policy_id, policy_version, item_id, uscc, amount, rank_value FROM unpaid WHERE grp IS NULL
+  SELECT item, rid, policy_id, amount, rank_value FROM unpaid WHERE grp IS NULL
   UNION ALL
-  SELECT policy_id, policy_version, item_id, uscc, amount, rank_value FROM (
-    SELECT u.*,
-      ROW_NUMBER() OVER (PARTITION BY u.uscc, u.grp ORDER BY u.amount DESC, u.policy_id, u.item_id) AS grp_rank
+  SELECT item, rid, policy_id, amount, rank_value FROM (
+    SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.rid, u.grp ORDER BY u.amount DESC, u.item) AS grp_rank
     FROM unpaid AS u WHERE u.grp IS NOT NULL
   ) AS g WHERE grp_rank = 1
+), budgets AS (
+  SELECT policy_id, MAX(budget) AS budget, MAX(allocation) AS allocation FROM :items GROUP BY policy_id
 ), totals AS (
   SELECT k.policy_id, SUM(k.amount) AS total, MAX(b.budget) AS budget, MAX(b.allocation) AS allocation
-  FROM kept AS k JOIN :budgets ON b.policy_id = k.policy_id
+  FROM kept AS k JOIN budgets AS b ON b.policy_id = k.policy_id
   GROUP BY k.policy_id
 ), ranked AS (
-  SELECT k.policy_id, k.item_id, k.uscc,
+  SELECT k.item, k.rid,
     SUM(k.amount) OVER (
-      PARTITION BY k.policy_id ORDER BY k.rank_value DESC NULLS LAST, k.uscc, k.item_id
+      PARTITION BY k.policy_id ORDER BY k.rank_value DESC NULLS LAST, e.uscc, k.item
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
-  FROM kept AS k JOIN totals AS t ON t.policy_id = k.policy_id
+  FROM kept AS k JOIN totals AS t ON t.policy_id = k.policy_id JOIN :keys AS e ON e.rid = k.rid
   WHERE t.allocation = 'rank' AND t.total > t.budget
 )
-SELECT k.policy_id, k.policy_version, k.item_id, k.uscc,
+SELECT k.item, k.rid,
   CASE
     WHEN t.budget IS NULL OR t.allocation <> 'pro_rata' OR t.total <= t.budget THEN k.amount
     ELSE CAST(CAST(
@@ -266,24 +385,60 @@ SELECT k.policy_id, k.policy_version, k.item_id, k.uscc,
   k.amount AS amount_before_allocation
 FROM kept AS k
 JOIN totals AS t ON t.policy_id = k.policy_id
-LEFT JOIN ranked AS r ON r.policy_id = k.policy_id AND r.item_id = k.item_id AND r.uscc = k.uscc
+LEFT JOIN ranked AS r ON r.item = k.item AND r.rid = k.rid
 WHERE r.running IS NULL OR r.running <= t.budget
-ORDER BY k.policy_id, k.item_id, k.uscc
 """
 
+# The Contract 4 candidates: the allocated rows with their ids and USCC.
+_CANDIDATES_VIEW = """
+SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation
+FROM :allocated AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid = a.rid
+"""
 
-def candidates_query(results: str, payments: str, policies: list[Policy]) -> exp.Expression:
-    """Candidates after already-paid pairs, exclusive groups and budgets (DESIGN.md, in that order)."""
-    tree = sqlglot.parse_one(_CANDIDATES, read="duckdb")
-    values: dict[str, exp.Expression] = {
-        "results": exp.to_table(results),
-        "payments": exp.to_table(payments),
-        "budgets": budgets_values(policies),
-    }
+# Per item (every item, also one that kept no row): eligible, candidates, near-miss and missing-data
+# counts and the money.
+_SUMMARY = """
+WITH r AS (
+  SELECT item,
+    COUNT(*) FILTER (WHERE status = 0) AS eligible,
+    COUNT(*) FILTER (WHERE status = 1) AS near_misses,
+    COUNT(*) FILTER (WHERE status = 2) AS missing_data
+  FROM :matches GROUP BY item
+), c AS (
+  SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
+    SUM(amount_before_allocation) AS amount_before_allocation
+  FROM :allocated GROUP BY item
+)
+SELECT i.policy_id, i.item_id, COALESCE(r.eligible, 0) AS eligible, COALESCE(c.candidates, 0) AS candidates,
+  COALESCE(r.near_misses, 0) AS near_misses, COALESCE(r.missing_data, 0) AS missing_data,
+  CAST(COALESCE(c.amount, 0) AS DECIMAL(18, 2)) AS amount,
+  CAST(COALESCE(c.amount_before_allocation, 0) AS DECIMAL(18, 2)) AS amount_before_allocation
+FROM :items AS i LEFT JOIN r ON r.item = i.item LEFT JOIN c ON c.item = i.item
+ORDER BY i.policy_id, i.item_id
+"""
+
+_TABLES = {"matches": MATCHES, "items": ITEMS, "keys": KEYS, "allocated": ALLOCATED, "payments": "payments"}
+
+
+def _filled(text: str, **tables: str) -> exp.Expression:
+    names = _TABLES | tables
 
     def fill(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder) and node.name in values:
-            return values[node.name].copy()
+        if isinstance(node, exp.Placeholder) and node.name in names:
+            return exp.to_table(names[node.name])
         return node
 
-    return tree.transform(fill)
+    return sqlglot.parse_one(text, read="duckdb").transform(fill)
+
+
+def candidates_query(payments: str = "payments") -> exp.Expression:
+    """Stage 2: candidates after already-paid pairs, exclusive groups and budgets (DESIGN.md, in that order)."""
+    return _filled(_CANDIDATES, payments=payments)
+
+
+def candidates_view() -> exp.Expression:
+    return _filled(_CANDIDATES_VIEW)
+
+
+def summary_query() -> exp.Expression:
+    return _filled(_SUMMARY)

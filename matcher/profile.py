@@ -111,14 +111,23 @@ def profile_table_name(assessment_year: int) -> str:
 def build_profile(con: duckdb.DuckDBPyConnection, assessment_year: int, as_of: dt.date) -> str:
     """Materialise the profile for one year in DuckDB (idempotent per connection); return its table name."""
     name = profile_table_name(assessment_year)
-    select = profile_query(assessment_year, as_of).order_by("e.uscc")
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS {select.sql('duckdb')}")
+    select = profile_query(assessment_year, as_of)
+    # In front, each enterprise's number in USCC order: the matcher's narrow tables key rows by it.
+    number = "CAST(ROW_NUMBER() OVER (ORDER BY uscc) AS INT) AS rid"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {name} AS SELECT {number}, * FROM ({select.sql('duckdb')}) ORDER BY rid"
+    )
     return name
+
+
+def catalog_columns() -> str:
+    """The profile's Contract 3 columns, for `SELECT` (a profile table also holds `rid`)."""
+    return ", ".join(f.name for f in FIELDS)
 
 
 def profile_row(con: duckdb.DuckDBPyConnection, table: str, uscc: str) -> dict[str, object] | None:
     """One enterprise's profile as Python values (Decimal, int, float, date, bool, str or None)."""
-    cur = con.execute(f"SELECT * FROM {table} WHERE uscc = ?", [uscc])
+    cur = con.execute(f"SELECT {catalog_columns()} FROM {table} WHERE uscc = ?", [uscc])
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
     row = rows[0] if rows else None
@@ -127,7 +136,7 @@ def profile_row(con: duckdb.DuckDBPyConnection, table: str, uscc: str) -> dict[s
 
 def profile_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
     """Every profile row as Python values, in uscc order (for the reference evaluation in tests)."""
-    cur = con.execute(f"SELECT * FROM {table} ORDER BY uscc")
+    cur = con.execute(f"SELECT {catalog_columns()} FROM {table} ORDER BY uscc")
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

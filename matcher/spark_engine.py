@@ -47,7 +47,23 @@ from sqlglot import exp
 
 from matcher.codes import industry_leaf_codes, known_industry_codes, known_region_codes, region_list
 from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
-from matcher.plan import ItemPlan, candidates_query, item_plans, results_query
+from matcher.plan import (
+    ALLOCATED,
+    ITEMS,
+    KEYS,
+    MATCHES,
+    ItemPlan,
+    candidates_query,
+    candidates_view,
+    item_plans,
+    items_values,
+    keyed_name,
+    keyed_query,
+    keys_query,
+    results_query,
+    results_view,
+    summary_query,
+)
 from matcher.profile import profile_query, profile_table_name
 from matcher.run import manifest
 from matcher.snapshot import (
@@ -95,25 +111,6 @@ _OUTPUT_QUERIES = {
         "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc"
     ),
 }
-
-_ITEM_SUMMARY = """
-WITH r AS (
-  SELECT policy_id, item_id,
-    count(*) FILTER (WHERE status = 'eligible') AS eligible,
-    count(*) FILTER (WHERE status = 'near_miss') AS near_misses,
-    count(*) FILTER (WHERE status = 'missing_data') AS missing_data
-  FROM results GROUP BY policy_id, item_id
-), c AS (
-  SELECT policy_id, item_id, count(*) AS candidates, sum(amount) AS amount,
-    sum(amount_before_allocation) AS amount_before_allocation
-  FROM candidates GROUP BY policy_id, item_id
-)
-SELECT r.policy_id, r.item_id, r.eligible, coalesce(c.candidates, 0) AS candidates, r.near_misses,
-  r.missing_data, coalesce(c.amount, 0) AS amount,
-  coalesce(c.amount_before_allocation, 0) AS amount_before_allocation
-FROM r LEFT JOIN c ON c.policy_id = r.policy_id AND c.item_id = r.item_id
-ORDER BY r.policy_id, r.item_id
-"""
 
 # --- rendering ----------------------------------------------------------------------------------------------
 
@@ -809,6 +806,10 @@ def _culprit(spark: SparkSession, plans: Sequence[ItemPlan], profiles: Mapping[i
     return None
 
 
+def _view(spark: SparkSession, name: str, tree: exp.Expr) -> None:
+    spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
+
+
 def match_profiles_spark(
     spark: SparkSession,
     policies: list[Policy],
@@ -816,14 +817,20 @@ def match_profiles_spark(
     payments: str = "payments",
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile views into the cached views `results` and `candidates`."""
+    """Run the plan over existing profile views: the cached narrow `matches` and `allocated`, and the
+    Contract 4 views `results` and `candidates` over them (as `matcher.duckdb_engine.match_profiles`)."""
     plans = item_plans(policies)
     t = time.perf_counter()
     step("匹配")
+    keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
     try:
-        _materialise(spark, "results", results_query(plans, dict(profiles)))
+        _materialise(spark, KEYS, keys_query(profiles[min(profiles)]))
+        for year, profile in profiles.items():
+            _materialise(spark, keyed[year], keyed_query(profile))
+        _view(spark, ITEMS, items_values(plans))
+        _materialise(spark, MATCHES, results_query(plans, keyed))
     except PySparkException as e:
-        culprit = _culprit(spark, plans, profiles)
+        culprit = _culprit(spark, plans, keyed)
         where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
         raise MatchError(
             f"{where} 在 Spark 上计算出错（溢出或类型转换错误不会变成空值）：{_error_text(e)}"
@@ -832,10 +839,12 @@ def match_profiles_spark(
     t = time.perf_counter()
     step("分配")
     try:
-        _materialise(spark, "candidates", candidates_query("results", payments, policies))
+        _materialise(spark, ALLOCATED, candidates_query(payments))
     except PySparkException as e:
         raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
     timings["allocate"] = time.perf_counter() - t
+    _view(spark, "results", results_view(plans, keyed))
+    _view(spark, "candidates", candidates_view())
     return timings
 
 
@@ -862,7 +871,7 @@ def output_query(name: str) -> str:
 
 def item_summary_spark(spark: SparkSession) -> list[dict[str, Any]]:
     """Per item: eligible, candidates, near-miss and missing-data counts and the money (one row per item)."""
-    rows = spark.sql(spark_sql(_from_duckdb(_ITEM_SUMMARY))).collect()
+    rows = spark.sql(spark_sql(summary_query())).collect()
     return [
         {
             "policy_id": r["policy_id"],
@@ -1090,6 +1099,6 @@ def run_spark_bench(
         timings["match"],
         timings["allocate"],
         peak_rss_gib(),
-        _count(spark, "results"),
-        _count(spark, "candidates"),
+        _count(spark, MATCHES),
+        _count(spark, ALLOCATED),
     )

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from matcher.duckdb_engine import connect
-from matcher.profile import build_profile, coverage
+from matcher.profile import build_profile, catalog_columns, coverage
 from matcher.snapshot import load_snapshot
 from rules.catalog import FIELDS
 
@@ -44,5 +44,5 @@ def profile(
         )
     console.print(t)
     if out is not None:
-        con.execute(f"COPY (SELECT * FROM {table}) TO '{out}' (FORMAT PARQUET)")
+        con.execute(f"COPY (SELECT {catalog_columns()} FROM {table}) TO '{out}' (FORMAT PARQUET)")
         console.print(f"已导出 {out}")

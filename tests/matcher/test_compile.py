@@ -9,7 +9,15 @@ import pytest
 import sqlglot
 
 from matcher.compile import COMPILERS, condition_sql
-from matcher.plan import candidates_query, item_plans, results_query
+from matcher.plan import (
+    candidates_query,
+    candidates_view,
+    item_plans,
+    items_values,
+    results_query,
+    results_view,
+    summary_query,
+)
 from matcher.profile import profile_query
 from rules.expressions import SUPPORTED
 from rules.ruleset import library_dir, load_ruleset
@@ -60,12 +68,27 @@ def test_construct_means_what_rule_engine_means(rule: str, row: dict[str, object
 def test_library_plan_renders_to_spark_sql_that_parses() -> None:
     policies = list(load_ruleset(library_dir()))
     plans = item_plans(policies)
+    profiles = {p.assessment_year: f"profile_{p.assessment_year}" for p in policies}
     trees = [
         profile_query(2024, dt.date(2025, 9, 30)),
-        results_query(plans, {p.assessment_year: f"profile_{p.assessment_year}" for p in policies}),
-        candidates_query("results", "payments", policies),
+        items_values(plans),
+        results_query(plans, profiles),
+        candidates_query("payments"),
+        results_view(plans, profiles),
+        candidates_view(),
+        summary_query(),
     ]
     for tree in trees:
         spark = tree.sql("spark")
         assert sqlglot.parse_one(spark, read="spark") is not None
-    assert " RLIKE " in trees[1].sql("spark")  # regexes render per dialect, from the same tree
+
+
+def test_regexes_render_per_dialect_and_plain_prefixes_as_substrings() -> None:
+    regex = condition_sql('industry_code =~ "C3[0-9]"')
+    assert "RLIKE" in regex.sql("spark") and "REGEXP_MATCHES" in regex.sql("duckdb")
+    prefix = condition_sql('region_code =~ "^3208"').sql("duckdb")
+    assert "REGEXP" not in prefix and "SUBSTRING(region_code, 1, 4) = '3208'" in prefix
+    assert _eval('region_code =~ "^3208"', region_code="320803") is True
+    assert _eval('region_code =~ "3208"', region_code="3208") is True
+    assert _eval('region_code !~ "^3208"', region_code="320") is True
+    assert _eval('region_code =~ "^3208"', region_code=None) is None
