@@ -27,13 +27,15 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import Tokens
-from api.deps import SESSION_COOKIE, CsrfRefused, Unauthenticated
+from api.deps import SESSION_COOKIE, CsrfRefused, EnterpriseUnauthenticated, Unauthenticated
+from api.enterprise_auth import ENTERPRISE_COOKIE, enterprise_setup
 from api.matchjobs import MatchJobs
 from api.policystore import PolicyStore
 from api.problems import Problem, ProblemItem, problem_response, request_id, status_of, wants_html
 from api.ratelimit import RateLimiter
+from api.routes import supermarket
 from api.settings import Settings
-from payouts.db import connect
+from payouts.db import connect, transaction
 from payouts.offers import label as state_label
 from payouts.sms import MemoryGateway
 from payouts.users import ROLE_LABELS
@@ -44,6 +46,7 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 log = logging.getLogger("zhida.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
+PUBLIC_PAGES = ("/c/", "/gongshi")  # public HTML pages in the schema: their errors are pages too
 
 
 class JsonFormatter(logging.Formatter):
@@ -127,14 +130,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for path, operations in schema.get("paths", {}).items():
         for op in operations.values():
             responses = op.setdefault("responses", {})
-            codes = ["404", "422", "429"] if path.startswith("/c/") else ["401", "403", "404", "409", "422"]
+            codes = (
+                ["404", "422", "429"]
+                if path.startswith(PUBLIC_PAGES)
+                else ["401", "403", "404", "409", "422"]
+            )
             if path in ("/api/session",) and "post" in operations and op is operations["post"]:
                 codes = ["401", "422", "429"]
             for code in codes:
                 responses.setdefault(code, {"description": "问题（RFC 9457）"})
             for code, response in responses.items():
                 if code.startswith(("4", "5")):
-                    if path.startswith("/c/"):
+                    if path.startswith(PUBLIC_PAGES):
                         response["content"] = {"text/html": {"schema": {"type": "string"}}}
                     else:
                         response["content"] = problem
@@ -144,7 +151,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (default: from the environment)."""
-    from api.routes import audit, batches, confirm, console, demo, offers, policies, reports, runs, session
+    from api.routes import (
+        audit,
+        batches,
+        confirm,
+        console,
+        demo,
+        enterprise,
+        offers,
+        policies,
+        reports,
+        runs,
+        session,
+    )
 
     settings = settings or Settings()
     configure_logging()
@@ -161,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = connect(settings.database_url)
     app.state.tokens = Tokens(settings.secret_key.get_secret_value(), settings.session_hours * 3600)
     app.state.store = PolicyStore(settings.data_dir / "policies")
+    with transaction(app.state.engine) as s:  # the policy supermarket lists what was published before it
+        app.state.store.sync_index(s, dt.datetime.now(dt.UTC))
     app.state.jobs = MatchJobs(settings.data_dir / "runs")
     window = settings.confirm_window_seconds
     app.state.limits = {
@@ -170,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     app.state.templates = make_templates()
     app.state.phone = MemoryGateway() if settings.demo_phone else None
+    enterprise_setup(app, settings)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next: Any) -> Response:
@@ -230,6 +252,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
+    @app.exception_handler(EnterpriseUnauthenticated)
+    async def enterprise_unauthenticated(request: Request, error: EnterpriseUnauthenticated) -> Response:
+        response = RedirectResponse("/e/login", status_code=303)
+        response.delete_cookie(ENTERPRISE_COOKIE)
+        return response
+
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, error: CsrfRefused) -> Response:
         return problem_response(request, 403, "页面已过期", "表单校验失败（CSRF），请刷新页面后重试")
@@ -266,6 +294,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
         app.include_router(module.pages)
     app.include_router(confirm.router)
+    app.include_router(supermarket.router)
+    app.include_router(supermarket.pages)
+    app.include_router(enterprise.pages)
+    from api.routes import notice, supplied
+
+    for module in (supplied, notice):
+        app.include_router(module.router)
+        app.include_router(module.pages)
+    app.include_router(supplied.enterprise_pages)
+    app.include_router(notice.public)
+    app.state.limits["objection"] = RateLimiter(settings.objection_ip_limit, settings.confirm_window_seconds)
     app.include_router(console.pages)
     if settings.demo_phone:
         app.include_router(demo.pages)

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from api.commands import audit, batch, generate, match, offers, profile, report, serve, sms, snapshot, users
 from api.commands import rules as rules_cmd
+from api.commands import supermarket as supermarket_cmd
 from rules.errors import ZhidaError
 
 app = typer.Typer(help="直达：免申即享惠企政策平台", no_args_is_help=True, add_completion=False)
@@ -30,6 +31,7 @@ app.add_typer(audit.app, name="audit", help="审计日志")
 app.command("serve")(serve.serve)
 app.add_typer(users.app, name="users", help="职员用户：新增、列表、设置密码")
 app.command("report", help="月度报告：自包含 HTML 与 Excel 数据表")(report.report)
+app.add_typer(supermarket_cmd.app, name="supermarket", help="政策超市：重建搜索索引、搜索、基准测试")
 
 
 def main() -> None:

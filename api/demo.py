@@ -144,6 +144,16 @@ def main() -> None:
     console.print(Rule("[bold]用时[/bold]"))
     for k, v in timings.items():
         console.print(f"{k}：{v:.2f} 秒")
+    public = os.environ.get("ZHIDA_PUBLIC_URL", "http://127.0.0.1:8000")
+    console.print(Rule("[bold]政策超市[/bold]"))
+    console.print(
+        f"接着启动的服务（zhida serve --demo）上，政策超市（公开，无需登录）：[bold]{public}/policies[/bold]"
+        f"，例如搜索“稳岗”：{public}/policies?q=稳岗"
+    )
+    console.print(
+        f"企业登录（我的政策、资金进度）：{public}/e/login ；服务启动时打印一户演示企业（有要约也有“差一点”），"
+        f"验证码发到演示手机 {public}/demo/phone"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,17 @@ from api.policystore import PolicyStore, StoredPolicy
 from api.settings import Settings
 from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
-from payouts.models import Batch, Offer, PolicyVersion, Role, StaffUser
+from payouts.models import (
+    Batch,
+    Objection,
+    Offer,
+    PolicyVersion,
+    PublicNotice,
+    Role,
+    StaffUser,
+    SuppliedValue,
+)
+from payouts.supplied import owns
 from payouts.users import PERMISSIONS, ROLE_LABELS
 
 SESSION_COOKIE = "zhida_session"
@@ -48,6 +58,11 @@ ACCESS: dict[str, frozenset[Role]] = {
     "bank_files": PERMISSIONS["bank_files"],
     "audit_verify": PERMISSIONS["audit"],
     "report_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+    # Supplied data (verified by the department holding the field) and public notice (公示).
+    "data_verify": PERMISSIONS["data_verify"],
+    "notice_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+    "notice_open": PERMISSIONS["notice_open"],
+    "objection_resolve": PERMISSIONS["objection_resolve"],
 }
 
 
@@ -292,3 +307,104 @@ BatchDep = Annotated[Batch, Depends(load_batch)]
 JobDep = Annotated[MatchJob, Depends(load_job)]
 DraftDep = Annotated[StoredPolicy, Depends(load_draft)]
 PublishedDep = Annotated[StoredPolicy, Depends(load_published)]
+
+
+# --- Enterprises (企业端): their own session, separate from staff; every object checked as theirs. ---
+
+
+@dataclass(frozen=True)
+class SignedInEnterprise:
+    """The enterprise a request is signed in as (its USCC), and how it signed in."""
+
+    uscc: str
+    via: str
+
+
+class EnterpriseUnauthenticated(Exception):
+    """No valid enterprise session: the browser goes to the enterprise sign-in page."""
+
+
+def current_enterprise(request: Request, session: SessionDep) -> SignedInEnterprise:
+    """The enterprise of the session cookie. Its forms carry `request.state.enterprise_csrf` (the CSRF token
+    bound to the cookie), which a state-changing route checks: `tokens.csrf_ok(csrf, "enterprise", cookie)`."""
+    from api.enterprise_auth import ENTERPRISE_COOKIE
+    from payouts.identity import session_alive
+
+    token = request.cookies.get(ENTERPRISE_COOKIE)
+    claim = request.app.state.enterprise_tokens.read_session(token)
+    if claim is None or not session_alive(session, claim.uscc, claim.at):
+        raise EnterpriseUnauthenticated()
+    request.state.user = f"enterprise:{claim.uscc}"
+    request.state.enterprise_csrf = request.app.state.tokens.csrf("enterprise", token or "")
+    return SignedInEnterprise(claim.uscc, claim.via)
+
+
+CurrentEnterprise = Annotated[SignedInEnterprise, Depends(current_enterprise)]
+
+
+def load_enterprise_offer(
+    public_id: Annotated[str, Path(max_length=32)], enterprise: CurrentEnterprise, session: SessionDep
+) -> Offer:
+    """The signed-in enterprise's own offer; 404, the same as for no offer, for anyone else's."""
+    offer = session.scalar(select(Offer).where(Offer.public_id == public_id))
+    if offer is None or offer.uscc != enterprise.uscc:
+        raise NotFoundError(f"没有要约 {public_id}")
+    return offer
+
+
+EnterpriseOfferDep = Annotated[Offer, Depends(load_enterprise_offer)]
+
+
+# --- Supplied data and public notice (payouts.supplied, payouts.notice) ---
+
+DataVerifier = Annotated[StaffUser, Depends(Allow("data_verify"))]
+NoticeReader = Annotated[StaffUser, Depends(Allow("notice_read"))]
+NoticeOpener = Annotated[StaffUser, Depends(Allow("notice_open"))]
+ObjectionResolver = Annotated[StaffUser, Depends(Allow("objection_resolve"))]
+
+
+def load_supplied(
+    public_id: Annotated[str, Path(max_length=32)], user: DataVerifier, session: SessionDep
+) -> SuppliedValue:
+    """A submission of a field the user's department holds; 404 for every other (and for no department)."""
+    row = session.scalar(select(SuppliedValue).where(SuppliedValue.public_id == public_id))
+    if row is None or not owns(user.department, row.department):
+        raise NotFoundError(f"没有补充材料 {public_id}")
+    return row
+
+
+def load_enterprise_supplied(
+    public_id: Annotated[str, Path(max_length=32)], enterprise: CurrentEnterprise, session: SessionDep
+) -> SuppliedValue:
+    """The signed-in enterprise's own submission; 404, the same as for none, for anyone else's."""
+    row = session.scalar(select(SuppliedValue).where(SuppliedValue.public_id == public_id))
+    if row is None or row.uscc != enterprise.uscc:
+        raise NotFoundError(f"没有补充材料 {public_id}")
+    return row
+
+
+def load_notice(
+    public_id: Annotated[str, Path(max_length=32)], user: NoticeReader, session: SessionDep
+) -> PublicNotice:
+    """A public notice of the user's department's policies (staff view, with objections)."""
+    row = session.scalar(select(PublicNotice).where(PublicNotice.public_id == public_id))
+    if row is None or not in_scope(user, policy_department(session, row.policy_id)):
+        raise NotFoundError(f"没有公示 {public_id}")
+    return row
+
+
+def load_objection(
+    public_id: Annotated[str, Path(max_length=32)], user: ObjectionResolver, session: SessionDep
+) -> Objection:
+    """An objection to a notice of the user's department's policies."""
+    row = session.scalar(select(Objection).where(Objection.public_id == public_id))
+    notice = session.get(PublicNotice, row.notice_id) if row is not None else None
+    if row is None or notice is None or not in_scope(user, policy_department(session, notice.policy_id)):
+        raise NotFoundError(f"没有异议 {public_id}")
+    return row
+
+
+SuppliedDep = Annotated[SuppliedValue, Depends(load_supplied)]
+EnterpriseSuppliedDep = Annotated[SuppliedValue, Depends(load_enterprise_supplied)]
+NoticeDep = Annotated[PublicNotice, Depends(load_notice)]
+ObjectionDep = Annotated[Objection, Depends(load_objection)]

@@ -3,7 +3,9 @@
 An adapter until payouts has a table for them: each job is a folder `<root>/<job id>/` holding
 `status.json` (the status row), `policies/` (the published versions it ran, copied, so that the run can
 be repeated) and `run/` (Contract 4's outputs). When the match is done its candidates are imported as
-offers for review (`payouts.runs.import_run`). Job ids are random, never sequential.
+offers for review (`payouts.runs.import_run`), and the enterprise pages' cache of the run is built
+(`payouts.enterprise.Standings.view`), so that no enterprise's first page view waits for it. Job ids are
+random, never sequential.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from api.policystore import PolicyStore
 from matcher.run import run_match
-from payouts import runs
+from payouts import runs, supplied
 from payouts.db import transaction
+from payouts.enterprise import Standings
 from payouts.errors import NotFoundError
+from payouts.models import MatchRun
 from rules.errors import MatchError, ZhidaError
 
 log = logging.getLogger("zhida.matchjobs")
@@ -100,13 +104,21 @@ class MatchJobs:
             self._live.add(job_id)
         return self._save(job)
 
-    def execute(self, job_id: str, engine: Engine) -> None:
-        """Match, then import the candidates as offers; the status row says how it ended."""
+    def execute(self, job_id: str, engine: Engine, standings: Standings | None = None) -> None:
+        """Match, then import the candidates as offers; the status row says how it ended. Once it is
+        saved as done, build the enterprise pages' cache of an imported run (`standings`): pages asking
+        for it meanwhile wait for the same build."""
         job = self.get(job_id)
         folder = self.root / job.id
         try:
+            with transaction(engine) as s:  # values enterprises supplied and their departments verified
+                overrides = supplied.override_records(s)
             result = run_match(
-                Path(job.snapshot_path), folder / "policies", folder / "run", dt.date.fromisoformat(job.as_of)
+                Path(job.snapshot_path),
+                folder / "policies",
+                folder / "run",
+                dt.date.fromisoformat(job.as_of),
+                overrides=overrides,
             )
             job = replace(job, run_id=result.manifest["run_id"])
             try:
@@ -136,6 +148,10 @@ class MatchJobs:
             with self._lock:
                 self._live.discard(job_id)
         self._save(job)
+        if standings is not None and job.imported is not None:
+            with transaction(engine) as s:
+                run = s.scalars(select(MatchRun).where(MatchRun.run_id == job.run_id)).one()
+            standings.view(run)
 
     def get(self, job_id: str) -> MatchJob:
         path = self.root / job_id / "status.json"

@@ -21,7 +21,7 @@ from typing import Literal
 
 from sqlmodel import Session
 
-from payouts import audit
+from payouts import audit, supermarket
 from payouts.errors import NotFoundError, RoleError
 from rules.errors import PolicyError, Problem, StateError
 from rules.policy import Policy
@@ -188,7 +188,33 @@ class PolicyStore:
         audit.record(
             session, now, by, "publish", "policy", record.key, "draft", "published", sha256=record.sha256
         )
+        # The public policy supermarket lists the latest published version from now on.
+        supermarket.index_policy(session, parse_policy_text(text, record.file_name), now, now)
         return published
+
+    def _latest(self) -> dict[str, StoredPolicy]:
+        latest: dict[str, StoredPolicy] = {}
+        for r in self._read("published"):
+            if r.id not in latest or r.version > latest[r.id].version:
+                latest[r.id] = r
+        return latest
+
+    def sync_index(self, session: Session, now: dt.datetime) -> tuple[int, int]:
+        """List in the policy supermarket what is published but not listed (or listed in an older version),
+        and take off what is no longer published; (listed, removed)."""
+        latest = self._latest()
+        stale, gone = supermarket.sync_plan(
+            {pid: r.version for pid, r in latest.items()}, supermarket.listed_versions(session)
+        )
+        for pid in stale:
+            r = latest[pid]
+            supermarket.index_policy(session, self.parsed(r), _published_at(r, now), now)
+        return len(stale), supermarket.remove(session, gone)
+
+    def rebuild_index(self, session: Session, now: dt.datetime) -> int:
+        """Make the policy supermarket's index again from the latest published version of every policy."""
+        latest = sorted(self._latest().values(), key=lambda r: r.id)
+        return supermarket.rebuild(session, [(self.parsed(r), _published_at(r, now)) for r in latest], now)
 
     def copy_latest(self, dest: Path, as_of: dt.date) -> RuleSet:
         """Copy the latest published version of every policy active on `as_of` into `dest`; the rule set."""
@@ -222,3 +248,7 @@ def _line_of(data: bytes, key: str) -> int | None:
         if line.startswith(f"{key}:"):
             return n
     return None
+
+
+def _published_at(record: StoredPolicy, default: dt.datetime) -> dt.datetime:
+    return dt.datetime.fromisoformat(record.published_at) if record.published_at else default

@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     sla_warn_days: int = 1
     sla_confirm_warn_days: int = 3  # the confirm stage turns yellow this many days before the link expires
     demo_phone: bool = False  # show the SMS this process sent, with their links, at /demo/phone
+    objection_ip_limit: int = 5  # objections (异议) filed per IP per confirm_window_seconds on /gongshi
+    # Enterprise sign-in (法人登录): the provincial unified identity by OIDC when an issuer is set, and the
+    # built-in fallback, a one-time code by SMS to the registered contact phone (api/enterprise_auth.py).
+    oidc_issuer: str | None = None  # e.g. https://id.example.gov.cn/oidc (discovery: /.well-known/...)
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_uscc_claim: str = "uscc"  # the ID token claim that carries the enterprise's USCC
+    oidc_scope: str = "openid"
+    sms_login: bool = True
+    enterprise_session_hours: int = 2
+    login_code_limit: int = 5  # codes sent per USCC per login_code_window_seconds
+    login_code_ip_limit: int = 20  # codes asked for, and codes tried, per IP per window
+    login_code_window_seconds: int = 900
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -68,6 +81,8 @@ class Settings(BaseSettings):
             problems.append("生产环境不能开启 ZHIDA_DEMO_PHONE（它会在网页上显示短信链接）")
         if not self.public_url.startswith("https://"):
             problems.append("生产环境的 ZHIDA_PUBLIC_URL 必须是 https:// 地址")
+        if self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
+            problems.append("生产环境的 ZHIDA_OIDC_ISSUER（统一身份认证）必须是 https:// 地址")
         if problems:
             raise ValueError("；".join(problems))
         return self

@@ -2,8 +2,9 @@
 
 `zhida match --snapshot DIR --policies DIR --out DIR [--as-of DATE]` calls `run_match`. The run folder
 holds candidates.parquet, near_misses.parquet, missing_data.parquet, payees.parquet (the registered
-contact and account of every candidate, for the payouts part) and manifest.json. The same snapshot and
-rules give byte-identical candidates and the same fingerprints.
+contact and account of every candidate, for the payouts part), contacts.parquet (the registered name and
+contact phone of every enterprise with a result, for the enterprise sign-in) and manifest.json. The
+same snapshot and rules give byte-identical candidates and the same fingerprints.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from typing import Any
 import duckdb
 
 from matcher.duckdb_engine import connect, execute
+from matcher.overrides import OverrideSource, apply_overrides, load_overrides
+from matcher.plan import summary_query
 from matcher.snapshot import SnapshotReport, load_snapshot
 from rules.errors import MatchError
 from rules.policy import Policy
 from rules.ruleset import RuleSet, load_ruleset
 
-OUTPUTS = ("candidates", "near_misses", "missing_data", "payees")
+OUTPUTS = ("candidates", "near_misses", "missing_data", "payees", "contacts")
 
 
 @dataclass
@@ -44,7 +47,7 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
 
 
 def policy_manifest(p: Policy) -> dict[str, Any]:
-    conds = [{"id": c.id, "text": c.text, "clause": c.clause} for c in p.conditions]
+    conds = [{"id": c.id, "text": c.text, "clause": c.clause, "rule": c.rule} for c in p.conditions]
     return {
         "id": p.id,
         "version": p.version,
@@ -54,12 +57,15 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
         "budget": None if p.budget is None else format(p.budget, "f"),
         "allocation": p.allocation,
         "confirmation": p.confirmation,
+        "notice_days": p.notice_days,
         "conditions": conds,
         "items": [
             {
                 "id": i.id,
                 "title": i.title,
-                "conditions": [{"id": c.id, "text": c.text, "clause": c.clause} for c in i.conditions],
+                "conditions": [
+                    {"id": c.id, "text": c.text, "clause": c.clause, "rule": c.rule} for c in i.conditions
+                ],
             }
             for i in p.items
         ],
@@ -75,6 +81,7 @@ def run_match(
     ruleset: RuleSet | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     step: Callable[[str], None] = lambda _: None,
+    overrides: OverrideSource = None,
 ) -> RunResult:
     as_of = as_of or dt.date.today()
     started = time.perf_counter()
@@ -90,6 +97,7 @@ def run_match(
     t = time.perf_counter()
     report = load_snapshot(snapshot, con)
     timings = {"load": time.perf_counter() - t}
+    applied = apply_overrides(con, load_overrides(overrides))  # verified values, over the loaded tables only
     timings |= execute(con, active, as_of, step)
     step("写出结果")
     t = time.perf_counter()
@@ -113,6 +121,12 @@ def run_match(
         "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc",
         out / "payees.parquet",
     )
+    _copy(
+        con,
+        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
+        "WHERE e.uscc IN (SELECT uscc FROM results) ORDER BY e.uscc",
+        out / "contacts.parquet",
+    )
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     written = manifest(
@@ -125,6 +139,7 @@ def run_match(
         as_of,
         timings,
         item_summary(con),
+        applied,
     )
     (out / "manifest.json").write_text(
         json.dumps(written, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
@@ -137,24 +152,7 @@ def run_match(
 
 def item_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Per item: eligible (after allocation), near-miss and missing-data counts and the money."""
-    rows = con.execute(
-        """
-        WITH r AS (
-          SELECT policy_id, item_id,
-            count(*) FILTER (WHERE status = 'eligible') AS eligible,
-            count(*) FILTER (WHERE status = 'near_miss') AS near_misses,
-            count(*) FILTER (WHERE status = 'missing_data') AS missing_data
-          FROM results GROUP BY ALL
-        ), c AS (
-          SELECT policy_id, item_id, count(*) AS candidates, sum(amount) AS amount,
-            sum(amount_before_allocation) AS amount_before_allocation
-          FROM candidates GROUP BY ALL
-        )
-        SELECT r.policy_id, r.item_id, r.eligible, coalesce(c.candidates, 0), r.near_misses, r.missing_data,
-          coalesce(c.amount, 0), coalesce(c.amount_before_allocation, 0)
-        FROM r LEFT JOIN c USING (policy_id, item_id) ORDER BY ALL
-        """
-    ).fetchall()
+    rows = con.execute(summary_query().sql("duckdb")).fetchall()
     keys = (
         "policy_id",
         "item_id",
@@ -178,8 +176,10 @@ def manifest(
     as_of: dt.date,
     timings: dict[str, float],
     items: list[dict[str, Any]],
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """manifest.json of a run on any engine, from the per-item summary (see `item_summary`)."""
+    """manifest.json of a run on any engine, from the per-item summary (see `item_summary`) and the
+    overrides applied to the snapshot (`matcher.overrides`; the Spark engine applies none)."""
     totals: dict[str, Decimal] = {}
     for row in items:
         totals[row["policy_id"]] = totals.get(row["policy_id"], Decimal(0)) + row["amount"]
@@ -210,4 +210,5 @@ def manifest(
         ],
         "totals": {pid: format(v, "f") for pid, v in sorted(totals.items())},
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        "overrides": overrides or {"count": 0, "applied": [], "skipped": []},
     }

@@ -92,7 +92,7 @@ BASE_CONF: dict[str, str] = {
 # Settings a run needs whatever --conf says (ANSI off would turn overflows into silent NULLs).
 PINNED = (ANSI, "spark.sql.session.timeZone", "spark.sql.timestampType")
 
-OUTPUTS = ("candidates", "near_misses", "missing_data", "payees")
+OUTPUTS = ("candidates", "near_misses", "missing_data", "payees", "contacts")
 
 # Contract 4 outputs over the `results` and `candidates` tables: the queries of `matcher.run`, in its dialect.
 _OUTPUT_QUERIES = {
@@ -109,6 +109,10 @@ _OUTPUT_QUERIES = {
         "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
         "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
         "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc"
+    ),
+    "contacts": (
+        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
+        "WHERE e.uscc IN (SELECT uscc FROM results) ORDER BY e.uscc"
     ),
 }
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from payouts import audit, bankfiles, offers, tokens
+from payouts import audit, bankfiles, notice, offers, tokens
 from payouts.audit import Event
 from payouts.db import PayoutSettings
 from payouts.errors import BankFileError, NotFoundError, RoleError
@@ -238,6 +238,7 @@ def approve(session: Session, reference: str, by: str, now: dt.datetime) -> Batc
         raise StateError(f"批次 {reference} 处于 {batch.state}，只有待复核的批次可以复核")
     if checker.id == batch.maker_id:
         raise RoleError("制单人不能复核自己的批次：需要另一位复核人员")
+    notice.check_approvable(session, batch, now)  # the public notice (公示) ran its period, no open objection
     batch.state, batch.checker_id, batch.approved_at = BatchState.APPROVED.value, checker.id, now
     audit.append(session, [_event(batch, BatchState.ASSEMBLED.value, by, "approve")], now)
     return batch

@@ -30,3 +30,7 @@ class BankFileError(PayoutError):
 
 class SmsError(PayoutError):
     """The SMS gateway refused or failed to send a message."""
+
+
+class LoginError(PayoutError):
+    """An enterprise cannot sign in: no registered contact phone, locked out, or a refused identity token."""

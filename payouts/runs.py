@@ -175,6 +175,7 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             "budget": budget,
             "allocation": p["allocation"],
             "confirmation": p["confirmation"],
+            "notice_days": p.get("notice_days"),  # absent in runs made before public notices existed
         }
         if fields["confirmation"] not in ("required", "none"):
             problems.append(f"政策 {p['id']} 的 confirmation 应为 required 或 none")

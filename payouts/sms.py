@@ -100,7 +100,8 @@ class TemplateGateway:
     name: str = "template"
 
     def send(self, sms: OutgoingSms) -> str:
-        kind = NOTICE if sms.kind == NOTICE else "reminder"
+        # Its own template where the provider has one (e.g. "login_code"); reminders share one.
+        kind = sms.kind if sms.kind in self.template_codes else NOTICE if sms.kind == NOTICE else "reminder"
         request = {
             "PhoneNumbers": sms.phone,
             "SignName": self.sign_name,

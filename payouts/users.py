@@ -24,6 +24,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "bank_files": frozenset({Role.FINANCE_MAKER, Role.FINANCE_CHECKER}),
     "audit": frozenset({Role.AUDITOR, Role.ADMIN}),
     "manage_users": frozenset({Role.ADMIN}),
+    # Supplied data and public notice (payouts.supplied, payouts.notice).
+    "data_verify": frozenset({Role.POLICY, Role.REVIEWER, Role.ADMIN}),
+    "notice_open": frozenset({Role.FINANCE_MAKER, Role.ADMIN}),
+    "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER, Role.ADMIN}),
 }
 
 ROLE_LABELS = {

@@ -48,6 +48,9 @@ class Field:
     definition: str = ""  # for derived fields: how it is computed, in words
     derived: bool = False
     values: tuple[str, ...] = ()  # the allowed values of a coded string field
+    # For a derived field: the stored fields it is computed from, which is what an enterprise supplies
+    # when the derived one is missing (empty for flags that only a registry can set, e.g. certificates).
+    inputs: tuple[str, ...] = ()
 
     @property
     def department(self) -> str:
@@ -75,6 +78,7 @@ FIELDS: tuple[Field, ...] = (
         "GB/T 4754-2017 门类字母",
         definition="industry_code 的首字母（门类）",
         derived=True,
+        inputs=("industry_code",),
     ),
     _f("status", "string", "登记状态", "enterprises", values=STATUSES),
     _f("reg_date", "date", "成立日期", "enterprises"),
@@ -86,6 +90,7 @@ FIELDS: tuple[Field, ...] = (
         "年",
         definition="截至 as_of 已满的整年数",
         derived=True,
+        inputs=("reg_date",),
     ),
     _f("reg_capital", "money", "注册资本", "enterprises", "元"),
     _f("employees", "integer", "从业人员", "annual_reports", "人"),
@@ -100,6 +105,7 @@ FIELDS: tuple[Field, ...] = (
         "tax",
         definition="rd_expense / revenue；营业收入为0时为空",
         derived=True,
+        inputs=("rd_expense", "revenue"),
     ),
     _f("credit_rating", "string", "纳税信用等级", "tax", values=CREDIT_RATINGS),
     _f("insured_start", "integer", "年初参保人数", "social_insurance", "人"),
@@ -111,6 +117,7 @@ FIELDS: tuple[Field, ...] = (
         "social_insurance",
         definition="max(0, insured_start - insured_end) / insured_start；年初参保人数为0时为0",
         derived=True,
+        inputs=("insured_start", "insured_end"),
     ),
     _f("ui_premium_paid", "money", "上年度实缴失业保险费", "social_insurance", "元"),
     _f("ui_arrears", "boolean", "失业保险欠费", "social_insurance"),
@@ -156,6 +163,7 @@ FIELDS: tuple[Field, ...] = (
         "annual_reports",
         definition="统计上大中小微型企业划分办法(2017)，按行业的从业人员、营业收入、资产总额划分",
         derived=True,
+        inputs=("employees", "revenue", "total_assets"),
         values=SIZE_CLASSES,
     ),
     _f(
@@ -165,6 +173,7 @@ FIELDS: tuple[Field, ...] = (
         "annual_reports",
         definition="营业收入达到所属行业的规上/限上标准；行业不以营业收入划定时为空",
         derived=True,
+        inputs=("revenue",),
     ),
     _f(
         "has_bank_account",

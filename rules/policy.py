@@ -85,8 +85,10 @@ class Policy(_Strict):
     # The enterprise side (政策超市): optional descriptive fields.
     category: Literal[CATEGORIES] | None = None  # type: ignore[valid-type]
     tags: list[Text] = []
-    summary: str | None = None
-    audience: str | None = None
+    summary: Text | None = None
+    audience: Text | None = None
+    # Public notice (公示): days a payout batch's recipients stay on public notice before it can be approved.
+    notice_days: Annotated[int, Field(ge=0, le=365)] | None = None
 
     @field_validator("period", mode="before")
     @classmethod

@@ -189,6 +189,8 @@ def _key(path: Path_) -> str:
         if isinstance(p, int):
             break
         tail.insert(0, p)
+    if not tail and len(path) >= 2 and isinstance(path[-1], int):  # an entry of a list of texts (`tags`)
+        return f"{path[-2]} 第 {path[-1] + 1} 项"
     return ".".join(tail)
 
 

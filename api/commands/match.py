@@ -48,6 +48,11 @@ def match(
         "local[*]", "--spark-master", help="Spark master（设置了 SPARK_REMOTE 时改用 Spark Connect）"
     ),
     conf: list[str] = typer.Option([], "--conf", help="Spark 设置 key=value，可重复"),
+    overrides: Path | None = typer.Option(
+        None,
+        "--overrides",
+        help="已核实的企业补充数据（JSON 或 Parquet 的覆盖记录），只覆盖载入后的表，不改快照文件",
+    ),
 ) -> None:
     """一次性对全部有效政策进行数据比对，写出候选名单、差一点名单和数据缺失名单。"""
     day = _as_of(as_of)
@@ -55,6 +60,8 @@ def match(
         raise typer.BadParameter(f"引擎应为 duckdb 或 spark，收到 {engine!r}", param_hint="--engine")
     if engine == "duckdb" and conf:
         raise typer.BadParameter("--conf 只用于 --engine spark", param_hint="--conf")
+    if engine == "spark" and overrides is not None:
+        raise typer.BadParameter("--overrides 目前只用于 --engine duckdb", param_hint="--overrides")
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as bar:
@@ -69,7 +76,12 @@ def match(
             )
         else:
             result = run_match(
-                Path(snapshot), policies, Path(out), day, step=lambda s: bar.update(task, description=s)
+                Path(snapshot),
+                policies,
+                Path(out),
+                day,
+                step=lambda s: bar.update(task, description=s),
+                overrides=overrides,
             )
     m = result.manifest
     table = Table(title=f"匹配结果（评估日 {m['as_of']}，{m['counts']['enterprises']:,} 户企业）")
@@ -96,6 +108,11 @@ def match(
         f"分配 {t['allocate']:.2f}，写出 {t['write']:.2f}）；结果在 {out}"
     )
     console.print(f"快照指纹 {m['snapshot']['fingerprint']}\n规则指纹 {m['rules']['fingerprint']}")
+    if m.get("overrides", {}).get("count") or m.get("overrides", {}).get("skipped"):
+        o = m["overrides"]
+        console.print(
+            f"采用已核实的补充数据 {o['count']} 项，跳过 {len(o['skipped'])} 项（见 manifest.json 的 overrides）"
+        )
 
 
 def explain(

@@ -29,6 +29,8 @@ DEMO_AS_OF = "2025-09-30"
 DEMO_PASSWORD = "zhida-demo-2025"
 DEMO_DEPARTMENT = "长沙市科学技术局"  # gaoxin-changsha: the policy the walkthrough changes and publishes
 SAMPLE_POLICY = "shenggui-heilongjiang"  # its offers are released and notified at start, for a sample link
+# Matched with the sample (its offers stay drafted), so that the demo enterprise also has near misses.
+NEAR_MISS_POLICY = "wengang-2025"
 DEMO_USERS = (
     ("demo-policy", "policy", "政策部门演示员", DEMO_DEPARTMENT),
     ("demo-reviewer", "reviewer", "初核演示员", None),
@@ -87,9 +89,12 @@ def prepare_demo(app: FastAPI) -> str | None:
     if sample is None:
         return None
     (work / "policies").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(
-        state.store.root / "published" / f"{sample.key}.yaml", work / "policies" / f"{sample.key}.yaml"
-    )
+    for record in (sample, state.store.latest_published(NEAR_MISS_POLICY)):
+        if record is not None:
+            shutil.copyfile(
+                state.store.root / "published" / f"{record.key}.yaml",
+                work / "policies" / f"{record.key}.yaml",
+            )
     run_match(snapshot, work / "policies", work / "run", settings.default_as_of())
     with transaction(state.engine) as s:
         runs.import_run(s, work / "run", "demo-reviewer", now)
@@ -97,6 +102,21 @@ def prepare_demo(app: FastAPI) -> str | None:
         sms.send_notices(s, state.phone, now, settings.payouts(), limit=None, actor="system")
     sent = state.phone.sent
     return sent[0].params["link"] if sent else None
+
+
+def demo_enterprise_login(app: FastAPI) -> str | None:
+    """How to sign in as an enterprise that has an offer and a near miss (我的政策), for the demo."""
+    from payouts.enterprise import demo_enterprise
+
+    with transaction(app.state.engine) as s:
+        who = demo_enterprise(s, app.state.standings)
+    if who is None:
+        return None
+    base = app.state.settings.public_url
+    return (
+        f"企业登录（我的政策）：{base}/e/login ，统一社会信用代码 [bold]{who.uscc}[/bold]（{who.name}）；"
+        f"点“获取验证码”后，验证码在演示手机 {base}/demo/phone（发往 {who.phone}）"
+    )
 
 
 def serve(
@@ -124,6 +144,7 @@ def serve(
     console.print(
         f"工作台：[bold]{settings.public_url}/console[/bold]    接口文档：{settings.public_url}/api/docs"
     )
+    console.print(f"政策超市（公开，无需登录）：[bold]{settings.public_url}/policies[/bold]")
     if demo:
         table = Table(title=f"演示用户（密码均为 {DEMO_PASSWORD}）")
         for col in ("用户名", "角色", "部门"):
@@ -133,6 +154,8 @@ def serve(
         console.print(table)
         if link:
             console.print(f"示例确认链接（企业手机上打开）：[bold]{link}[/bold]")
+        if login := demo_enterprise_login(app):
+            console.print(login)
         console.print(f"演示手机（本服务发出的短信）：{settings.public_url}/demo/phone")
         console.print(
             "演示流程：demo-policy 上传并发布 gaoxin-changsha 第 2 版 → demo-reviewer 数据比对、初核发布、发送短信 → "

@@ -31,7 +31,7 @@ from api.deps import (
     scoped_policy_ids,
 )
 from api.routes import now, redirect, render
-from payouts import batches
+from payouts import batches, notice
 from payouts.errors import BankFileError, NotFoundError
 from payouts.models import Batch, BatchLine, BatchState, Offer, StaffUser
 from payouts.payees import mask_account
@@ -355,6 +355,9 @@ def batch_page(request: Request, batch: BatchDep, user: BatchReader, session: Se
             "is_maker": detail.maker == user.username,
             "can_files": may(user, "bank_files"),
             "demo_bank": request.app.state.phone is not None,
+            "notice": notice.of_batch(session, batch.id),
+            "notice_days": notice.notice_days(session, batch.policy_id, batch.period),
+            "can_notice": may(user, "notice_open"),
         },
     )
 

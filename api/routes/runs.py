@@ -121,7 +121,7 @@ def start_job(request: Request, background: BackgroundTasks, body: RunStart, use
         username,
         request.app.state.store,
     )
-    background.add_task(jobs.execute, job.id, request.app.state.engine)
+    background.add_task(jobs.execute, job.id, request.app.state.engine, request.app.state.standings)
     return job
 
 

@@ -94,6 +94,19 @@ def test_missing_data_match_exactly(run: Path) -> None:
     assert got == want
 
 
+def test_contacts_cover_every_enterprise_with_a_result(run: Path) -> None:
+    """contacts.parquet: the registered name and phone of every candidate, near miss or missing data (the
+    enterprise sign-in sends its code there); payees.parquet stays the candidates' only."""
+    contacts = {u: (n, p) for u, n, p in _rows(run / "contacts.parquet", "uscc, name, contact_phone")}
+    with_result = {
+        r["uscc"] for name in ("candidates", "near_misses", "missing_data") for r in _expected(name)
+    }
+    assert set(contacts) == with_result
+    assert contacts["91321302N37DJHMYJR"] == ("江苏测试企业00565有限公司", "13906789613")  # no candidate
+    payees = {u for (u,) in _rows(run / "payees.parquet", "uscc")}
+    assert "91321302N37DJHMYJR" not in payees and payees < set(contacts)
+
+
 def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) -> None:
     match_into(tmp_path)
     assert (tmp_path / "candidates.parquet").read_bytes() == (run / "candidates.parquet").read_bytes()

@@ -149,6 +149,7 @@ def test_conformance_candidates_on_spark_are_the_expected_ones(runs: tuple[Path,
         ("near_misses", ["policy_id", "item_id", "uscc"]),
         ("missing_data", ["policy_id", "item_id", "uscc"]),
         ("payees", ["uscc"]),
+        ("contacts", ["uscc"]),
     ],
 )
 def test_conformance_outputs_are_identical_on_spark_and_duckdb(

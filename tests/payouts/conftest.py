@@ -31,6 +31,12 @@ from payouts.models import Offer
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "login_code",
+    "enterprise_login",
+    "objection",
+    "public_notice",
+    "data_override",
+    "supplied_value",
     "confirmation",
     "sms_message",
     "batch_line",

@@ -1,0 +1,489 @@
+"""What the latest match run says about one enterprise (我的政策), and where to reach it.
+
+For every item of the latest imported match run, one standing:
+- 已匹配 (`matched`): its offer and the offer's state (or, without an offer, why: budget used up);
+- 差一点 (`near_miss`): the one condition it failed, its value and what the condition requires;
+- 数据缺失 (`missing`): the fields that were empty and the department that holds each;
+- 不符合 (`ineligible`): none of the above.
+
+Nothing is recomputed per page view. The first lookup of a run writes one cache file for it (its
+candidates, near misses, missing data and contacts, sorted by uscc in small row groups) under the cache
+folder (DuckDB sorts it); every later lookup bisects the row groups' uscc ranges and reads only the one
+or two groups (2,048 rows each) that can hold the enterprise, a few milliseconds whatever the size of
+the run (`payouts/bench_enterprise.py`). The cache file is named by the run id and
+written atomically, so parallel first lookups at worst both write it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+from sqlalchemy import and_, select
+from sqlmodel import Session
+
+from payouts import offers as offer_states
+from payouts.models import CLOSED_STATES, MatchRun, Offer, Payee, PolicyVersion
+from rules.catalog import CATALOG
+
+MATCHED, NEAR_MISS, MISSING, INELIGIBLE = "matched", "near_miss", "missing", "ineligible"
+STATUS_LABELS = {MATCHED: "已匹配", NEAR_MISS: "差一点", MISSING: "数据缺失", INELIGIBLE: "不符合"}
+ROW_GROUP = 2048  # rows per parquet row group of the cache: one lookup reads one or two groups
+SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}
+_COMPARISON = re.compile(
+    r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?|d\"\d{4}-\d{2}-\d{2}\")\s*$"
+)
+_EQUALS = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*==\s*"([^"]*)"\s*$')
+_FLAG = re.compile(r"^\s*(not\s+)?([a-z_][a-z0-9_]*)\s*$")
+_NEGATED = {"<=": ">", ">=": "<", "<": "≥", ">": "≤", "==": "≠", "!=": "="}
+_SHOWN = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a run's policy, with what the enterprise pages show of it."""
+
+    policy_id: str
+    version: int
+    item_id: str
+    policy_title: str
+    item_title: str
+    department: str
+    period: str
+    conditions: dict[str, dict[str, Any]]  # condition id → {"text", "clause", "rule" (when known)}
+
+
+COLUMNS = ("kind", "policy_id", "item_id", "condition_id", "value", "fields", "amount", "name", "phone")
+
+
+class _RowGroups:
+    """The row groups of a cache file with the uscc range of each: a lookup bisects the ranges and reads
+    only the one or two groups that can hold the enterprise (the file is sorted by uscc)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metadata = pq.ParquetFile(path).metadata
+        column = self.metadata.schema.to_arrow_schema().get_field_index("uscc")
+        stats = [
+            self.metadata.row_group(i).column(column).statistics for i in range(self.metadata.num_row_groups)
+        ]
+        self.mins = [s.min for s in stats]
+        self.maxs = [s.max for s in stats]
+
+    def rows(self, uscc: str) -> list[tuple[Any, ...]]:
+        groups = list(range(bisect.bisect_left(self.maxs, uscc), bisect.bisect_right(self.mins, uscc)))
+        if not groups:
+            return []
+        # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
+        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(
+            groups, columns=["uscc", *COLUMNS]
+        )
+        table = table.filter(pc.equal(table["uscc"], uscc))
+        return list(zip(*(table[c].to_pylist() for c in COLUMNS), strict=True))
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A match run as the enterprise pages read it: its items and its per-uscc cache file (a DuckDB view)."""
+
+    run_id: str
+    as_of: dt.date
+    items: list[Item]
+    cache: Path
+    groups: _RowGroups
+
+
+@dataclass(frozen=True)
+class FieldGap:
+    """A field that was empty, and who holds it."""
+
+    field: str
+    label: str
+    department: str
+
+
+@dataclass(frozen=True)
+class OfferRef:
+    """The offer of a matched item, as the enterprise sees it."""
+
+    public_id: str
+    state: str
+    state_label: str
+    amount: Decimal
+    deadline: dt.datetime | None
+
+
+@dataclass
+class Standing:
+    """Where the enterprise stands on one item of the latest run."""
+
+    item: Item
+    status: str
+    offer: OfferRef | None = None
+    note: str | None = None  # matched without an offer: why
+    condition_id: str | None = None
+    condition_text: str | None = None
+    clause: str | None = None
+    field_label: str | None = None
+    value_text: str | None = None  # their value, e.g. "63.8%"
+    required_text: str | None = None  # what the condition asks, e.g. "≤ 5%" or the condition's text
+    comparison: str | None = None  # e.g. "裁员率 63.8% > 5%"
+    gaps: list[FieldGap] = field(default_factory=list)
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+
+@dataclass(frozen=True)
+class Contact:
+    """An enterprise as the latest run registered it: its name and contact phone."""
+
+    uscc: str
+    name: str
+    phone: str | None
+
+
+def latest_run(session: Session) -> MatchRun | None:
+    """The match run imported last."""
+    return session.scalar(select(MatchRun).order_by(MatchRun.id.desc()).limit(1))
+
+
+def _parquet(path: Path) -> str:
+    """What DuckDB reads for one output table: the file, or every part file of a folder."""
+    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+
+
+def _rules(manifest: dict[str, Any]) -> dict[tuple[str, int, str | None, str], str]:
+    """(policy, version, item or None, condition) → rule, from the policy files the run was made from.
+
+    The run's manifest names their folder; where it is gone, pages show the condition's own text as
+    the requirement instead of a comparison.
+    """
+    named = manifest.get("rules", {}).get("path")
+    found: dict[tuple[str, int, str | None, str], str] = {}
+    if not named or not Path(named).is_dir():
+        return found
+    folder = Path(named)
+    for path in sorted(folder.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "id" not in data or "version" not in data:
+            continue
+        key = (str(data["id"]), int(data["version"]))
+        for c in data.get("conditions") or []:
+            found[(*key, None, str(c.get("id")))] = str(c.get("rule", ""))
+        for item in data.get("items") or []:
+            for c in item.get("conditions") or []:
+                found[(*key, str(item.get("id")), str(c.get("id")))] = str(c.get("rule", ""))
+    return found
+
+
+def _items(manifest: dict[str, Any]) -> list[Item]:
+    rules = _rules(manifest)
+    out = []
+    for p in manifest["policies"]:
+        version = int(p["version"])
+        for it in p["items"]:
+            conditions: dict[str, dict[str, Any]] = {}
+            for c, scope in [
+                *((c, None) for c in p.get("conditions", [])),
+                *((c, it["id"]) for c in it.get("conditions", [])),
+            ]:
+                rule = c.get("rule") or rules.get((p["id"], version, scope, c["id"]))  # the manifest's first
+                conditions[c["id"]] = {"text": c["text"], "clause": c.get("clause"), "rule": rule}
+            out.append(
+                Item(
+                    policy_id=p["id"],
+                    version=version,
+                    item_id=it["id"],
+                    policy_title=p["title"],
+                    item_title=it["title"],
+                    department=p["department"],
+                    period=str(p["period"]),
+                    conditions=conditions,
+                )
+            )
+    return out
+
+
+def _build_cache(run_path: Path, target: Path) -> None:
+    """Write the run's per-uscc cache file (see the module docstring)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    parts = [
+        f"""SELECT uscc, 'candidate' AS kind, policy_id, item_id, NULL AS condition_id, NULL AS value,
+                   NULL AS fields, CAST(amount AS VARCHAR) AS amount, NULL AS name, NULL AS phone
+            FROM read_parquet('{_parquet(run_path / "candidates.parquet")}')""",
+    ]
+    if (run_path / "near_misses.parquet").exists():
+        parts.append(
+            f"""SELECT uscc, 'near_miss', policy_id, item_id, condition_id, value, NULL, NULL, NULL, NULL
+                FROM read_parquet('{_parquet(run_path / "near_misses.parquet")}')"""
+        )
+    if (run_path / "missing_data.parquet").exists():
+        parts.append(
+            f"""SELECT uscc, 'missing', policy_id, item_id, NULL, NULL, array_to_string(fields, ';'),
+                       NULL, NULL, NULL
+                FROM read_parquet('{_parquet(run_path / "missing_data.parquet")}')"""
+        )
+    # Contacts: every enterprise with a result (runs before contacts.parquet: candidates' payees only).
+    contacts = next(
+        (run_path / f for f in ("contacts.parquet", "payees.parquet") if (run_path / f).exists()), None
+    )
+    if contacts is not None:
+        parts.append(
+            f"""SELECT uscc, 'payee', NULL, NULL, NULL, NULL, NULL, NULL, name, contact_phone
+                FROM read_parquet('{_parquet(contacts)}')"""
+        )
+    query = " UNION ALL ".join(parts) + " ORDER BY uscc, kind, policy_id, item_id"
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT PARQUET, ROW_GROUP_SIZE {ROW_GROUP})")
+    finally:
+        con.close()
+    os.replace(tmp, target)
+
+
+class Standings:
+    """The enterprise side's view of match runs, cached per run (one per process, in the app's state)."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.cache_root = cache_root
+        self._views: dict[str, RunView] = {}
+        self._building: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def view(self, run: MatchRun) -> RunView:
+        """The run's items and cache file, built on first use (other runs' pages are not held up)."""
+        with self._lock:
+            if run.run_id in self._views:
+                return self._views[run.run_id]
+            building = self._building.setdefault(run.run_id, threading.Lock())
+        with building:
+            if run.run_id in self._views:
+                return self._views[run.run_id]
+            cache = self.cache_root / f"{run.run_id}.parquet"
+            if not cache.exists():
+                _build_cache(Path(run.path), cache)
+            view = RunView(run.run_id, run.as_of, _items(json.loads(run.manifest)), cache, _RowGroups(cache))
+            with self._lock:
+                self._views[run.run_id] = view
+            return view
+
+    def _rows(self, view: RunView, uscc: str) -> list[tuple[Any, ...]]:
+        return view.groups.rows(uscc)
+
+    def near_missed(self, run: MatchRun) -> list[str]:
+        """Every enterprise with a near miss in the run, in uscc order."""
+        table = pq.read_table(self.view(run).cache, columns=["uscc", "kind"])
+        usccs = table.filter(pc.equal(table["kind"], "near_miss"))["uscc"]
+        return sorted(pc.unique(usccs).to_pylist())
+
+    def contact(self, session: Session, uscc: str) -> Contact | None:
+        """The enterprise's name and contact phone: its latest payee record (staff corrections included),
+        else the registered contact the latest run wrote for every enterprise with a result (candidate,
+        near miss or missing data: contacts.parquet); None when the latest run does not know it."""
+        payee = session.scalar(
+            select(Payee)
+            .where(Payee.uscc == uscc, Payee.contact_phone.is_not(None))
+            .order_by(Payee.id.desc())
+            .limit(1)
+        )
+        if payee is not None and payee.contact_phone:
+            return Contact(uscc, payee.name, payee.contact_phone)
+        run = latest_run(session)
+        if run is None:
+            return None
+        rows = [r for r in self._rows(self.view(run), uscc) if r[0] == "payee"]
+        if rows:
+            return Contact(uscc, rows[0][7], rows[0][8] or None)
+        return None
+
+    def standings(self, session: Session, uscc: str) -> tuple[RunView | None, list[Standing]]:
+        """Every item of the latest run and where this enterprise stands on it."""
+        run = latest_run(session)
+        if run is None:
+            return None, []
+        view = self.view(run)
+        rows = self._rows(view, uscc)
+        candidates = {(r[1], r[2]): r[6] for r in rows if r[0] == "candidate"}
+        misses = {(r[1], r[2]): (r[3], r[4]) for r in rows if r[0] == "near_miss"}
+        gaps = {(r[1], r[2]): (r[5] or "").split(";") for r in rows if r[0] == "missing"}
+        mine = offers_of(session, uscc)
+        out = []
+        for item in view.items:
+            key = (item.policy_id, item.item_id)
+            offer = _offer_for(mine, item)
+            if offer is not None:
+                out.append(Standing(item, MATCHED, offer=_ref(offer)))
+            elif key in candidates:
+                amount = Decimal(candidates[key] or "0")
+                note = "符合条件，但本期预算已分配完毕" if amount == 0 else "符合条件，待初核后发放"
+                out.append(Standing(item, MATCHED, note=note))
+            elif key in misses:
+                out.append(_near_miss(item, *misses[key]))
+            elif key in gaps:
+                out.append(Standing(item, MISSING, gaps=[_gap(f) for f in gaps[key] if f]))
+            else:
+                out.append(Standing(item, INELIGIBLE))
+        return view, out
+
+
+def offers_of(session: Session, uscc: str) -> list[Offer]:
+    """Every offer of one enterprise, newest first."""
+    return list(session.scalars(select(Offer).where(Offer.uscc == uscc).order_by(Offer.id.desc())).all())
+
+
+def _offer_for(mine: list[Offer], item: Item) -> Offer | None:
+    """The enterprise's offer for this item and period: the live one, else the latest closed one."""
+    same = [
+        o for o in mine if (o.policy_id, o.item_id, o.period) == (item.policy_id, item.item_id, item.period)
+    ]
+    closed = {s.value for s in CLOSED_STATES}
+    live = [o for o in same if o.state not in closed]
+    return (live or same or [None])[0]
+
+
+def _ref(offer: Offer) -> OfferRef:
+    return OfferRef(
+        offer.public_id, offer.state, offer_states.label(offer.state), offer.amount, offer.deadline
+    )
+
+
+def _gap(name: str) -> FieldGap:
+    f = CATALOG.get(name)
+    if f is None:
+        return FieldGap(name, name, "数据主管部门")
+    return FieldGap(name, f.label, f.department)
+
+
+def format_value(name: str, raw: str | None) -> str:
+    """A profile value as an enterprise reads it: percentages, yuan, 是/否, Chinese size classes."""
+    if raw is None or raw == "NULL":
+        return "（空）"
+    f = CATALOG.get(name)
+    if f is None:
+        return raw
+    try:
+        if f.type == "ratio":
+            return f"{(Decimal(raw) * 100).quantize(Decimal('0.1')).normalize():f}%"
+        if f.type == "money":
+            return f"{Decimal(raw):,.2f} 元"
+        if f.type == "integer":
+            return f"{Decimal(raw).normalize():f}{f.unit if f.unit in ('人', '年') else ''}"
+    except InvalidOperation:
+        return raw
+    if f.type == "boolean":
+        return {"true": "是", "false": "否"}.get(raw.lower(), raw)
+    if name == "size_class":
+        return SIZE_LABELS.get(raw, raw)
+    return raw
+
+
+def _values(text: str | None) -> dict[str, str]:
+    """'field=value; field=value' as the matcher writes it → {field: value}."""
+    out = {}
+    for part in (text or "").split("; "):
+        name, sep, value = part.partition("=")
+        if sep:
+            out[name] = value
+    return out
+
+
+def _near_miss(item: Item, condition_id: str, value: str | None) -> Standing:
+    cond = item.conditions.get(condition_id, {"text": condition_id, "clause": None, "rule": None})
+    values = _values(value)
+    standing = Standing(
+        item,
+        NEAR_MISS,
+        condition_id=condition_id,
+        condition_text=cond["text"],
+        clause=cond.get("clause"),
+        required_text=cond["text"],
+    )
+    if values:
+        name = next(iter(values))
+        f = CATALOG.get(name)
+        standing.field_label = f.label if f else name
+        standing.value_text = "；".join(
+            f"{CATALOG[n].label if n in CATALOG else n} {format_value(n, v)}" for n, v in values.items()
+        )
+        if len(values) == 1:
+            standing.value_text = format_value(name, values[name])
+    rule = cond.get("rule") or ""
+    if (m := _COMPARISON.match(rule)) and m.group(1) in values:
+        name, op, literal = m.groups()
+        literal = literal.removeprefix('d"').removesuffix('"')
+        shown = format_value(name, literal)
+        standing.required_text = f"{_SHOWN[op]} {shown}"
+        standing.comparison = (
+            f"{standing.field_label} {format_value(name, values[name])} {_NEGATED[op]} {shown}"
+        )
+    elif (m := _EQUALS.match(rule)) and m.group(1) in values:
+        name, wanted = m.groups()
+        standing.required_text = format_value(name, wanted)
+        standing.comparison = (
+            f"{standing.field_label} {format_value(name, values[name])} ≠ {format_value(name, wanted)}"
+        )
+    elif (m := _FLAG.match(rule)) and m.group(2) in values:
+        name = m.group(2)
+        wanted = "否" if m.group(1) else "是"
+        standing.required_text = f"应为“{wanted}”"
+        standing.comparison = f"{standing.field_label}：{format_value(name, values[name])}（要求：{wanted}）"
+    return standing
+
+
+def demo_enterprise(session: Session, standings: Standings) -> Contact | None:
+    """An enterprise of the latest run that has an offer and a near miss (else one with an offer), for demos."""
+    run = latest_run(session)
+    if run is None:
+        return None
+    with_offers = select(Offer.uscc).where(Offer.match_run_id == run.id).distinct()
+    usccs = set(session.scalars(with_offers).all())
+    notified = set(
+        session.scalars(
+            with_offers.where(Offer.state == offer_states.S.NOTIFIED.value)  # its SMS link works too
+        ).all()
+    )
+    both = sorted((u for u in standings.near_missed(run) if u in usccs), key=lambda u: (u not in notified, u))
+    # Best: a near miss on a threshold (e.g. 裁员率 7.2% > 5.5%); then any near miss; then any offer.
+    thresholds = ("≤", "≥", "<", ">")
+    compared = (
+        u
+        for u in both[:40]
+        if any((x.required_text or "").startswith(thresholds) for x in standings.standings(session, u)[1])
+    )
+    for uscc in itertools.chain(compared, both, sorted(usccs)):
+        contact = standings.contact(session, uscc)
+        if contact is not None and contact.phone:
+            return contact
+    return None
+
+
+def policy_titles(session: Session, offer_list: list[Offer]) -> dict[int, tuple[str, str, str]]:
+    """offer id → (policy title, item title, department), for lists of offers."""
+    out = {}
+    for o in offer_list:
+        p = session.scalar(
+            select(PolicyVersion).where(
+                and_(PolicyVersion.policy_id == o.policy_id, PolicyVersion.version == o.policy_version)
+            )
+        )
+        if p is None:
+            continue
+        item = next((i for i in json.loads(p.items) if i["id"] == o.item_id), {"title": o.item_id})
+        out[o.id] = (p.title, item["title"], p.department)
+    return out

@@ -1,0 +1,356 @@
+"""Public notice (公示) of a payout batch's recipients, objections (异议), and the approval gate.
+
+A policy may set `notice_days`. A batch of such a policy is put on public notice (enterprise name, item,
+amount; never account data) for that many days before a checker may approve it; anyone may object to a
+line, with contact details, while the notice runs; staff resolve each objection with a reason:
+upheld takes the enterprise's line out of the batch (its offer is held with the reason), dismissed
+changes nothing. `check_approvable` refuses approval while the notice runs or an objection is open.
+
+```
+notice:     open(starts_at .. ends_at)     objection:  open → upheld (line removed) | dismissed
+```
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from payouts import audit, offers, tokens
+from payouts.audit import Event
+from payouts.errors import NotFoundError
+from payouts.models import (
+    Batch,
+    BatchLine,
+    BatchState,
+    LineStatus,
+    Objection,
+    ObjectionState,
+    Offer,
+    OfferState,
+    Payee,
+    PolicyVersion,
+    PublicNotice,
+)
+from payouts.users import require
+from rules.errors import PayoutError, StateError
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
+OBJECTION_LABELS = {"open": "待处理", "upheld": "异议成立", "dismissed": "异议不成立"}
+_PHONE = re.compile(r"^1[3-9]\d{9}$|^0\d{2,3}-?\d{7,8}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
+
+
+def _day(at: dt.datetime) -> str:
+    return at.astimezone(CHINA).strftime("%Y年%m月%d日 %H:%M")
+
+
+def notice_days(session: Session, policy_id: str, period: str) -> int | None:
+    """The notice period of a policy and period (its latest version's), or None when it has none."""
+    return session.scalar(
+        select(PolicyVersion.notice_days)
+        .where(PolicyVersion.policy_id == policy_id, PolicyVersion.period == period)
+        .order_by(PolicyVersion.version.desc())
+        .limit(1)
+    )
+
+
+def of_batch(session: Session, batch_id: int) -> PublicNotice | None:
+    return session.scalar(select(PublicNotice).where(PublicNotice.batch_id == batch_id))
+
+
+def get(session: Session, public_id: str) -> PublicNotice:
+    row = session.scalar(select(PublicNotice).where(PublicNotice.public_id == public_id))
+    if row is None:
+        raise NotFoundError(f"没有公示 {public_id}")
+    return row
+
+
+def open_notice(
+    session: Session, reference: str, by: str, now: dt.datetime, *, days: int | None = None
+) -> PublicNotice:
+    """Put an assembled batch's recipients on public notice from now, for the policy's notice period
+    (or `days`, when the policy sets none)."""
+    user = require(session, by, "notice_open")
+    batch = session.scalar(select(Batch).where(Batch.reference == reference).with_for_update())
+    if batch is None:
+        raise NotFoundError(f"没有拨付批次 {reference}")
+    if batch.state != BatchState.ASSEMBLED.value:
+        raise StateError(f"批次 {reference} 处于 {batch.state}，只有待复核的批次可以公示")
+    if of_batch(session, batch.id) is not None:
+        raise StateError(f"批次 {reference} 已经公示过")
+    required = notice_days(session, batch.policy_id, batch.period)
+    length = required if required is not None else days
+    if length is None or length < 1:
+        raise PayoutError(f"政策 {batch.policy_id} 未设公示期，请写明公示天数（1 至 365）")
+    if length > 365:
+        raise PayoutError("公示天数最多 365 天")
+    notice = PublicNotice(
+        public_id=tokens.public_id(),
+        batch_id=batch.id,
+        policy_id=batch.policy_id,
+        title=batch.purpose,
+        days=length,
+        starts_at=now,
+        ends_at=now + dt.timedelta(days=length),
+        opened_by=user.id,
+    )
+    session.add(notice)
+    session.flush()
+    audit.record(
+        session,
+        now,
+        by,
+        "open",
+        "notice",
+        notice.public_id,
+        None,
+        "open",
+        None,
+        batch=reference,
+        days=length,
+        ends=audit.timestamp(notice.ends_at),
+        lines=batch.line_count,
+    )
+    return notice
+
+
+@dataclass(frozen=True)
+class NoticeLine:
+    """One recipient as the public sees it: no account, no contact."""
+
+    line_no: int
+    name: str
+    item: str
+    amount: Decimal
+
+
+def lines(session: Session, notice: PublicNotice) -> list[NoticeLine]:
+    """The batch's live lines, as published: enterprise name, item title and amount."""
+    rows = session.execute(
+        select(
+            BatchLine.line_no,
+            Payee.name,
+            Offer.item_id,
+            Offer.policy_id,
+            Offer.policy_version,
+            BatchLine.amount,
+        )
+        .join(Payee, Payee.id == BatchLine.payee_id)
+        .join(Offer, Offer.id == BatchLine.offer_id)
+        .where(BatchLine.batch_id == notice.batch_id, BatchLine.live)
+        .order_by(BatchLine.line_no)
+    ).all()
+    titles: dict[tuple[str, int], dict[str, str]] = {}
+    out = []
+    for line_no, name, item_id, pid, version, amount in rows:
+        if (pid, version) not in titles:
+            items = session.scalar(
+                select(PolicyVersion.items).where(
+                    PolicyVersion.policy_id == pid, PolicyVersion.version == version
+                )
+            )
+            titles[(pid, version)] = {i["id"]: i["title"] for i in json.loads(items or "[]")}
+        out.append(NoticeLine(line_no, name, titles[(pid, version)].get(item_id, item_id), amount))
+    return out
+
+
+def running(session: Session, now: dt.datetime) -> list[PublicNotice]:
+    """The notices whose period runs now, ending soonest first (the public list); a withdrawn or
+    rejected batch is no longer on notice."""
+    query = (
+        select(PublicNotice)
+        .join(Batch, Batch.id == PublicNotice.batch_id)
+        .where(
+            PublicNotice.starts_at <= now,
+            PublicNotice.ends_at > now,
+            Batch.state != BatchState.REJECTED.value,
+        )
+        .order_by(PublicNotice.ends_at, PublicNotice.id)
+    )
+    return list(session.scalars(query).all())
+
+
+def notices(session: Session, policy_ids: set[str] | None = None) -> list[PublicNotice]:
+    """Every notice, newest first (of these policies, for staff of one department)."""
+    query = select(PublicNotice).order_by(PublicNotice.id.desc())
+    if policy_ids is not None:
+        query = query.where(PublicNotice.policy_id.in_(sorted(policy_ids)))
+    return list(session.scalars(query).all())
+
+
+def objections(session: Session, notice: PublicNotice) -> list[Objection]:
+    """A notice's objections, open ones first, then in the order they were filed."""
+    rows = session.scalars(
+        select(Objection).where(Objection.notice_id == notice.id).order_by(Objection.id)
+    ).all()
+    return sorted(rows, key=lambda o: o.state != ObjectionState.OPEN.value)
+
+
+def open_objections(session: Session, notice: PublicNotice) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Objection)
+            .where(Objection.notice_id == notice.id, Objection.state == ObjectionState.OPEN.value)
+        )
+        or 0
+    )
+
+
+def _clean(value: str, what: str, limit: int) -> str:
+    text = value.strip()
+    if not text:
+        raise PayoutError(f"请填写{what}")
+    if len(text) > limit:
+        raise PayoutError(f"{what}过长（最多 {limit} 个字）")
+    return text
+
+
+def file_objection(
+    session: Session,
+    notice_public_id: str,
+    line_no: int,
+    *,
+    name: str,
+    contact: str,
+    text: str,
+    now: dt.datetime,
+    ip: str | None = None,
+) -> Objection:
+    """Anyone objects to one line of a running notice, leaving a name and a phone number or e-mail."""
+    notice = get(session, notice_public_id)
+    state = session.scalar(select(Batch.state).where(Batch.id == notice.batch_id))
+    if state == BatchState.REJECTED.value:
+        raise StateError("该批次已撤回，名单不再公示")
+    if now < notice.starts_at or now >= notice.ends_at:
+        raise StateError(f"公示期为 {_day(notice.starts_at)} 至 {_day(notice.ends_at)}，现在不能提出异议")
+    line = session.scalar(
+        select(BatchLine).where(
+            BatchLine.batch_id == notice.batch_id, BatchLine.line_no == line_no, BatchLine.live
+        )
+    )
+    if line is None:
+        raise NotFoundError(f"公示名单中没有第 {line_no} 条")
+    contact = _clean(contact, "联系方式", 100)
+    if not (_PHONE.match(contact.replace(" ", "")) or _EMAIL.match(contact)):
+        raise PayoutError("联系方式应为手机号、固定电话或电子邮箱，以便核实后答复")
+    row = Objection(
+        public_id=tokens.public_id(),
+        notice_id=notice.id,
+        batch_line_id=line.id,
+        name=_clean(name, "姓名或单位", 100),
+        contact=contact,
+        text=_clean(text, "异议内容", 2000),
+        ip=ip,
+        filed_at=now,
+        state=ObjectionState.OPEN.value,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session, now, "public", "object", "objection", row.public_id, None, row.state, None,
+        notice=notice.public_id, line=line_no,
+    )  # fmt: skip
+    return row
+
+
+def get_objection(session: Session, public_id: str, *, lock: bool = False) -> Objection:
+    query = select(Objection).where(Objection.public_id == public_id)
+    row = session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise NotFoundError(f"没有异议 {public_id}")
+    return row
+
+
+def resolve(
+    session: Session, public_id: str, upheld: bool, reason: str, by: str, now: dt.datetime
+) -> Objection:
+    """Staff decide an open objection with a reason. Upheld: the line leaves the batch (its offer is held
+    with the reason, the batch's count and total shrink; a batch left empty is rejected). Dismissed:
+    nothing else changes."""
+    user = require(session, by, "objection_resolve")
+    if not reason.strip():
+        raise StateError("处理异议必须写明理由")
+    row = get_objection(session, public_id, lock=True)
+    if row.state != ObjectionState.OPEN.value:
+        raise StateError(f"异议 {public_id} 已处理（{OBJECTION_LABELS[row.state]}）")
+    notice = session.get(PublicNotice, row.notice_id)
+    assert notice is not None
+    batch = session.scalar(select(Batch).where(Batch.id == notice.batch_id).with_for_update())
+    assert batch is not None
+    outcome = ObjectionState.UPHELD if upheld else ObjectionState.DISMISSED
+    row.state, row.resolved_by, row.resolved_at, row.resolution = outcome.value, user.id, now, reason.strip()
+    events = [Event(by, "resolve", "objection", public_id, "open", outcome.value, row.resolution, {})]
+    line = session.get(BatchLine, row.batch_line_id)
+    if upheld and line is not None and line.live:
+        if batch.state != BatchState.ASSEMBLED.value:
+            raise StateError(f"批次 {batch.reference} 处于 {batch.state}，不能再移出明细")
+        events += _remove_line(session, batch, line, f"公示异议成立：{row.resolution}", by, now)
+    audit.append(session, events, now)
+    return row
+
+
+def _remove_line(
+    session: Session, batch: Batch, line: BatchLine, reason: str, by: str, now: dt.datetime
+) -> list[Event]:
+    (offer,) = offers.lock_offers(
+        session, [session.scalar(select(Offer.public_id).where(Offer.id == line.offer_id)) or ""]
+    )
+    line.status, line.live = LineStatus.WITHDRAWN.value, False
+    events = [
+        offers.move(offer, OfferState.CONFIRMED, actor=by, action="unbatch", now=now, reason=reason),
+        offers.move(offer, OfferState.HELD, actor=by, action="hold", now=now, reason=reason),
+    ]
+    session.flush()
+    live = session.execute(
+        select(func.count(), func.coalesce(func.sum(BatchLine.amount), 0)).where(
+            BatchLine.batch_id == batch.id, BatchLine.live
+        )
+    ).one()
+    batch.line_count, batch.total = int(live[0]), Decimal(live[1]).quantize(Decimal("0.01"))
+    data = {
+        "line": line.line_no,
+        "offer": offer.public_id,
+        "lines": batch.line_count,
+        "total": str(batch.total),
+    }
+    events.append(Event(by, "remove_line", "batch", batch.reference, batch.state, batch.state, reason, data))
+    if batch.line_count == 0:
+        batch.state, batch.rejected_at, batch.reason = BatchState.REJECTED.value, now, "公示后已无明细"
+        events.append(
+            Event(
+                by,
+                "reject",
+                "batch",
+                batch.reference,
+                BatchState.ASSEMBLED.value,
+                batch.state,
+                batch.reason,
+                {},
+            )
+        )
+    return events
+
+
+def check_approvable(session: Session, batch: Batch, now: dt.datetime) -> None:
+    """StateError unless the batch's public notice (if its policy needs one) has run its full period and
+    every objection to it is resolved."""
+    notice = of_batch(session, batch.id)
+    days = notice_days(session, batch.policy_id, batch.period)
+    if notice is None:
+        if days:
+            raise StateError(f"政策要求公示 {days} 天：批次 {batch.reference} 尚未公示，不能复核通过")
+        return
+    if now < notice.ends_at:
+        raise StateError(
+            f"批次 {batch.reference} 公示期至 {_day(notice.ends_at)} 结束，公示期满前不能复核通过"
+        )
+    if n := open_objections(session, notice):
+        raise StateError(f"批次 {batch.reference} 有 {n} 条异议尚未处理，处理完毕前不能复核通过")

@@ -1,0 +1,105 @@
+"""The policy supermarket in a real browser (Playwright, Debian's chromium), as a visitor on a 360 px phone
+with JavaScript off: search by a two-character word, narrow by a filter, open a policy's page.
+Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from payouts.db import transaction
+from rules.ruleset import library_dir
+from tests.api.conftest import World, copy_world
+from tests.api.test_browser import ARGS, CHROMIUM, SHOTS, _free_port  # skips this module without chromium
+
+NOW = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def market(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    """The world with the policy library published, served by uvicorn on a local port."""
+    port = _free_port()
+    w = copy_world(template, tmp_path_factory.mktemp("market-live"), public_url=f"http://127.0.0.1:{port}")
+    with transaction(w.app.state.engine) as s:
+        w.app.state.store.seed(library_dir(), s, "system", NOW)
+    server = uvicorn.Server(
+        uvicorn.Config(w.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    w.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    yield w
+    server.should_exit = True
+    thread.join(timeout=10)
+    w.app.state.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def fits_the_phone(page: Page) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing wider than the phone
+
+
+def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
+    market: World, browser: Browser
+) -> None:
+    phone = browser.new_context(
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        java_script_enabled=False,  # a GET form and links: works without JavaScript
+        user_agent="Mozilla/5.0 (Linux; Android 13; Phone) AppleWebKit/537.36 Mobile Safari/537.36",
+    )
+    page = phone.new_page()
+    page.goto(market.base + "/policies")  # type: ignore[attr-defined]  # no login
+    page.fill("#q", "稳岗")
+    page.click("#search")
+    expect(page.locator("#count")).to_contain_text("稳岗")
+    hits = page.locator(".hit h2")
+    expect(hits.first).to_contain_text("稳岗")
+    expect(page.locator(".hits")).to_contain_text("2025年失业保险稳岗返还")
+    expect(page.locator(".hits")).not_to_contain_text("高新技术企业")
+    fits_the_phone(page)
+    page.screenshot(path=SHOTS / "market-1-search-360px.png", full_page=True)
+
+    page.click("summary:has-text('筛选与排序')")  # <details>: opens without script
+    page.select_option("select[name=size]", "large")
+    page.click("button:has-text('应用筛选')")
+    expect(page.locator(".hits")).to_contain_text("2025年失业保险稳岗返还")
+    expect(page.locator(".hits")).not_to_contain_text("小微企业稳岗补贴")  # small and micro only
+    fits_the_phone(page)
+
+    page.click("text=2025年失业保险稳岗返还")
+    expect(page.locator("#title")).to_have_text("2025年失业保险稳岗返还")
+    expect(page.locator("#payment")).to_contain_text("免申即享：无需申请")
+    expect(page.locator("#conditions")).to_contain_text("参保企业足额缴纳失业保险费12个月以上")
+    expect(page.locator("#conditions")).to_contain_text("（条款：一）")
+    expect(page.locator("#item-sme")).to_contain_text("上年度实缴失业保险费 × 0.6")
+    expect(page.locator("#facts")).to_contain_text("2025-01-01 至 2025-12-31")
+    expect(page.locator("#source a")).to_have_attribute(
+        "href", "https://jlsi.jl.gov.cn/lys/zcfgjjd/sybx/202506/t20250604_9247043.html"
+    )
+    fits_the_phone(page)
+    page.screenshot(path=SHOTS / "market-2-policy-360px.png", full_page=True)
+    page.click("text=返回政策超市")
+    expect(page.locator("#q")).to_have_value("")
+    phone.close()

@@ -1,0 +1,142 @@
+"""Enterprise sign-in codes and standings on each backend (SQLite and PostgreSQL): codes are single use,
+expire, are kept only as an HMAC; five wrong codes lock out, also when guessed in parallel; the
+standings of a run come from its files, read through the per-run cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+
+from payouts import identity, runs
+from payouts.enterprise import MATCHED, MISSING, NEAR_MISS, Contact, Standings
+from payouts.models import EnterpriseLogin, LoginCode
+from payouts.sms import MemoryGateway
+
+SECRET = b"test-secret"
+
+
+def _send(tx, phone: MemoryGateway, who: Contact, now: dt.datetime) -> str:  # type: ignore[no-untyped-def]
+    with tx() as s:
+        identity.send_code(s, who, phone, secret=SECRET, sign="惠企直达", now=now, ip="10.0.0.1")
+    return phone.sent[-1].params["code"]
+
+
+def _check(tx, uscc: str, code: str, now: dt.datetime) -> identity.Attempt:  # type: ignore[no-untyped-def]
+    with tx() as s:
+        return identity.check_code(s, uscc, code, secret=SECRET, now=now, ip="10.0.0.1")
+
+
+def test_a_code_is_random_hashed_single_use_and_expires(tx, ex, t0) -> None:  # type: ignore[no-untyped-def]
+    who = Contact(ex.uscc(1), "示例企业1有限公司", "13800000001")
+    phone = MemoryGateway()
+    code = _send(tx, phone, who, t0)
+    assert len(code) == 6 and code.isdigit() and phone.sent[-1].phone == "13800000001"
+    with tx() as s:
+        row = s.scalars(select(LoginCode)).one()
+        assert row.code_hash == identity.code_hash(SECRET, who.uscc, code) and code not in row.code_hash
+        assert row.phone_masked == "138****0001"
+    assert _check(tx, who.uscc, code, t0 + dt.timedelta(minutes=1)).ok
+    assert not _check(tx, who.uscc, code, t0 + dt.timedelta(minutes=2)).ok  # used up
+    late = _send(tx, phone, who, t0)
+    attempt = _check(tx, who.uscc, late, t0 + identity.CODE_TTL)
+    assert not attempt.ok and "失效" in attempt.message
+
+
+def test_five_wrong_codes_in_a_row_lock_out_for_the_stated_period(tx, ex, t0) -> None:  # type: ignore[no-untyped-def]
+    who = Contact(ex.uscc(2), "示例企业2有限公司", "13800000002")
+    phone = MemoryGateway()
+    code = _send(tx, phone, who, t0)
+    bad = f"{(int(code) + 1) % 10**6:06d}"
+    answers = [_check(tx, who.uscc, bad, t0) for _ in range(5)]
+    assert [a.tries_left for a in answers] == [4, 3, 2, 1, 0]
+    assert answers[-1].locked_until == t0 + identity.LOCKOUT
+    assert not _check(tx, who.uscc, code, t0).ok
+    with tx() as s:
+        try:
+            identity.send_code(s, who, phone, secret=SECRET, sign="惠企直达", now=t0, ip=None)
+            raise AssertionError("a locked-out enterprise got a code")
+        except identity.LoginError as e:
+            assert "已锁定" in str(e)
+    later = t0 + identity.LOCKOUT + dt.timedelta(seconds=1)
+    assert _check(tx, who.uscc, _send(tx, phone, who, later), later).ok
+
+
+def test_parallel_guesses_are_counted_one_by_one(tx, ex, t0) -> None:  # type: ignore[no-untyped-def]
+    who = Contact(ex.uscc(3), "示例企业3有限公司", "13800000003")
+    code = _send(tx, MemoryGateway(), who, t0)
+    guesses = [f"{(int(code) + k) % 10**6:06d}" for k in range(1, 13)]
+    results: list[identity.Attempt] = []
+    lock = threading.Lock()
+
+    def guess(g: str) -> None:
+        attempt = _check(tx, who.uscc, g, t0)
+        with lock:
+            results.append(attempt)
+
+    threads = [threading.Thread(target=guess, args=(g,)) for g in guesses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not any(r.ok for r in results)
+    counted = [r for r in results if r.locked_until is None]
+    assert len(counted) == 4  # the fifth wrong code locks; every later one meets the lock
+    with tx() as s:
+        row = s.scalars(select(EnterpriseLogin).where(EnterpriseLogin.uscc == who.uscc)).one()
+        assert row.locked_until == t0 + identity.LOCKOUT
+
+
+def test_no_code_without_a_registered_phone(tx, ex, t0) -> None:  # type: ignore[no-untyped-def]
+    with tx() as s:
+        for who in (None, Contact(ex.uscc(6), "示例企业6有限公司", None)):
+            try:
+                identity.send_code(s, who, MemoryGateway(), secret=SECRET, sign="惠企直达", now=t0, ip=None)
+                raise AssertionError("a code went nowhere")
+            except identity.LoginError as e:
+                assert "联系电话" in str(e)
+
+
+def test_standings_come_from_the_runs_files(tx, ex, small_run: Path, t0, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pq.write_table(
+        pa.table(
+            {
+                "policy_id": ["gaoxin", "wengang"],
+                "item_id": ["main", "large"],
+                "uscc": [ex.uscc(2), ex.uscc(1)],
+                "condition_id": ["ok", "ok"],
+                "value": ["layoff_rate=0.061", "is_high_tech=false"],
+            }
+        ),
+        small_run / "near_misses.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "policy_id": ["wengang"],
+                "item_id": ["large"],
+                "uscc": [ex.uscc(2)],
+                "fields": pa.array([["ui_premium_paid"]], pa.list_(pa.string())),
+            }
+        ),
+        small_run / "missing_data.parquet",
+    )
+    with tx() as s:
+        runs.import_run(s, small_run, "rev", t0)
+    standings = Standings(tmp_path / "cache")
+    with tx() as s:
+        view, items = standings.standings(s, ex.uscc(2))
+        assert view is not None
+        by = {(x.item.policy_id, x.item.item_id): x for x in items}
+        assert by[("wengang", "sme")].status == MATCHED and by[("wengang", "sme")].offer is not None
+        assert by[("gaoxin", "main")].status == NEAR_MISS and by[("gaoxin", "main")].value_text == "6.1%"
+        gap = by[("wengang", "large")]
+        assert gap.status == MISSING and gap.gaps[0].label == "上年度实缴失业保险费"
+        assert gap.gaps[0].department == "人力资源和社会保障局"
+        assert standings.contact(s, ex.uscc(2)) == Contact(ex.uscc(2), "示例企业2有限公司", "13800000002")
+    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 1

@@ -1,0 +1,171 @@
+"""Supplying missing data: the value is typed by the catalog, the evidence recognised from its bytes, the
+field's own department decides, and a verified value becomes the one active override of its cell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from payouts import audit, supplied, users
+from payouts.errors import NotFoundError
+from payouts.supplied import EvidenceError, Missing
+from rules.errors import PayoutError, StateError
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+ENTERPRISE = "91321302N37DJHMYJR"
+PREMIUM = Missing("c-wenbao", "refund", "ui_premium_paid", 2024, "run-1")
+LAYOFF = Missing("c-wenbao", "refund", "layoff_rate", 2024, "run-1")
+H = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def staff(tx, t0) -> None:
+    with tx() as s:
+        users.create_user(s, "hr", "reviewer", department="市人力资源和社会保障局", now=t0)
+        users.create_user(s, "tax", "policy", department="国家税务总局某市税务局", now=t0)
+
+
+def _submit(tx, tmp_path: Path, t0, missing=PREMIUM, field="ui_premium_paid", value="12,345.60", data=PDF):
+    with tx() as s:
+        return supplied.submit(
+            s,
+            uscc=ENTERPRISE,
+            missing=missing,
+            field_name=field,
+            value=value,
+            evidence=data,
+            evidence_name="../../缴费证明.pdf",
+            evidence_dir=tmp_path / "evidence",
+            now=t0,
+        ).public_id
+
+
+def test_a_submission_maps_the_field_to_its_snapshot_cell_and_stores_the_evidence_privately(
+    tx, tmp_path, t0, staff
+) -> None:
+    pid = _submit(tx, tmp_path, t0)
+    with tx() as s:
+        row = supplied.get(s, pid)
+        assert (row.snapshot_table, row.snapshot_column, row.year, row.value) == (
+            "social_insurance",
+            "ui_premium_paid",
+            2024,
+            "12345.60",
+        )
+        assert (row.department, row.state, row.evidence_type) == (
+            "人力资源和社会保障局",
+            "submitted",
+            "application/pdf",
+        )
+        assert row.evidence_name == "缴费证明.pdf"  # no path from the browser is kept
+        stored = list((tmp_path / "evidence").iterdir())
+        assert [p.name for p in stored] == [row.evidence_path] and stored[0].read_bytes() == PDF
+        assert len(row.evidence_path) == 32 and "pdf" not in row.evidence_path
+
+
+def test_the_value_is_checked_against_the_catalog_type(tx, tmp_path, t0) -> None:
+    for value, message in (("很多", "数字"), ("-5", "不小于 0"), ("1.005", "精确到分"), ("", "请填写")):
+        with pytest.raises(PayoutError, match=message):
+            _submit(tx, tmp_path, t0, value=value)
+    with pytest.raises(PayoutError, match="整数"):
+        _submit(tx, tmp_path, t0, missing=LAYOFF, field="insured_start", value="20.5")
+    honest = Missing("c-wenbao", "refund", "serious_dishonest", None)
+    with tx() as s:
+        row = supplied.submit(
+            s,
+            uscc=ENTERPRISE,
+            missing=honest,
+            field_name="serious_dishonest",
+            value="否",
+            evidence=PNG,
+            evidence_name="信用报告.png",
+            evidence_dir=tmp_path,
+            now=t0,
+        )
+        assert (row.snapshot_table, row.year, row.value, row.evidence_type) == (
+            "credit",
+            None,
+            "false",
+            "image/png",
+        )
+
+
+def test_a_derived_field_names_the_inputs_to_supply(tx, tmp_path, t0) -> None:
+    assert [f.name for f in supplied.inputs_for("layoff_rate")] == ["insured_start", "insured_end"]
+    with pytest.raises(PayoutError, match="年初参保人数（insured_start）、年末参保人数（insured_end）"):
+        _submit(tx, tmp_path, t0, missing=LAYOFF, field="layoff_rate", value="0.01")
+    _submit(tx, tmp_path, t0, missing=LAYOFF, field="insured_end", value="20")
+    with pytest.raises(PayoutError, match="不能由企业直接补充"):
+        supplied.inputs_for("is_high_tech")
+
+
+def test_evidence_is_recognised_from_its_bytes_and_limited_to_10_mb(tx, tmp_path, t0) -> None:
+    for data, message in (
+        (b"MZ\x90\x00" + b"\x00" * 100, "只能是 PDF 或图片"),
+        (b"<html><script>alert(1)</script></html>", "无法识别"),
+        (b"", "空文件"),
+        (PDF + b"\x00" * (10 * 1024 * 1024), "过大"),
+    ):
+        with pytest.raises(EvidenceError, match=message):
+            _submit(tx, tmp_path, t0, data=data)
+    assert not (tmp_path / "evidence").exists() or not any((tmp_path / "evidence").iterdir())
+
+
+def test_only_the_owning_department_verifies_and_the_newest_override_wins(tx, tmp_path, t0, staff) -> None:
+    first = _submit(tx, tmp_path, t0)
+    with pytest.raises(StateError, match="请勿重复提交"):
+        _submit(tx, tmp_path, t0 + H, value="20000")
+    with tx() as s:
+        supplied.verify(s, first, "hr", t0 + 2 * H)
+    second = _submit(tx, tmp_path, t0 + H, value="20000")  # a correction after the first was verified
+    with tx() as s:
+        with pytest.raises(NotFoundError):
+            supplied.verify(
+                s, second, "tax", t0 + 2 * H
+            )  # another department's field does not exist for them
+        with pytest.raises(NotFoundError):
+            supplied.verify(s, second, "rev", t0 + 2 * H)  # no department holds nothing
+    with tx() as s:
+        assert [r["value"] for r in supplied.override_records(s)] == ["12345.60"]
+        supplied.verify(s, second, "hr", t0 + 3 * H)
+        with pytest.raises(StateError, match="已处理（已核实）"):
+            supplied.verify(s, second, "hr", t0 + 3 * H)
+    with tx() as s:
+        records = supplied.override_records(s)
+        assert [(r["uscc"], r["table"], r["column"], r["year"], r["value"]) for r in records] == [
+            (ENTERPRISE, "social_insurance", "ui_premium_paid", 2024, "20000.00")
+        ]
+        assert audit.verify(s).ok
+        actions = [e.action for e in audit.history(s, "supplied", first)]
+        assert actions == ["supply", "verify"]
+
+
+def test_a_rejection_needs_a_reason_and_creates_no_override(tx, tmp_path, t0, staff) -> None:
+    pid = _submit(tx, tmp_path, t0)
+    with tx() as s:
+        with pytest.raises(StateError, match="原因"):
+            supplied.reject(s, pid, "hr", "  ", t0 + H)
+        row = supplied.reject(s, pid, "hr", "缴费凭证与金额不符", t0 + H)
+        assert (row.state, row.reason) == ("rejected", "缴费凭证与金额不符")
+        assert supplied.override_records(s) == []
+
+
+def test_evidence_is_handed_only_to_the_owning_department(tx, tmp_path, t0, staff) -> None:
+    pid = _submit(tx, tmp_path, t0)
+    with tx() as s:
+        file = supplied.evidence(s, pid, "hr", tmp_path / "evidence", t0 + H)
+        assert (file.media_type, file.filename) == ("application/pdf", f"{ENTERPRISE}-ui_premium_paid.pdf")
+        with pytest.raises(NotFoundError):
+            supplied.evidence(s, pid, "tax", tmp_path / "evidence", t0 + H)
+
+
+def test_department_ownership_reads_the_catalogs_names() -> None:
+    assert supplied.owns("市人力资源和社会保障局", "人力资源和社会保障局")
+    assert supplied.owns("市科学技术局", "科学技术局 / 工业和信息化局")
+    assert supplied.owns("某市市场监督管理局", "市场监督管理局（企业年报）")
+    assert not supplied.owns("市科学技术局", "人力资源和社会保障局")
+    assert not supplied.owns(None, "税务局")
