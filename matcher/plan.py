@@ -309,10 +309,20 @@ def results_view(
 
 def items_values(plans: list[ItemPlan]) -> exp.Select:
     """A table of every item: its number, ids, version, period, exclusive group, and its policy's budget."""
+    policy_no = {pid: n for n, pid in enumerate(sorted({p.policy.id for p in plans}))}
+    groups = sorted({g for p in plans if (g := p.policy.group_of(p.item)) is not None})
+    group_no = {g: n for n, g in enumerate(groups)}
+
+    def grp_no(p: ItemPlan) -> exp.Expression:
+        group = p.policy.group_of(p.item)
+        return exp.cast(exp.null() if group is None else exp.Literal.number(group_no[group]), "INT")
+
     rows = [
         exp.Tuple(
             expressions=[
                 exp.Literal.number(p.no),
+                exp.Literal.number(policy_no[p.policy.id]),
+                grp_no(p),
                 exp.Literal.string(p.policy.id),
                 exp.Literal.number(p.policy.version),
                 exp.Literal.string(p.item.id),
@@ -329,21 +339,33 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
         )
         for p in plans
     ]
-    columns = ("item", "policy_id", "policy_version", "item_id", "period", "grp", "budget", "allocation")
+    columns = (
+        "item",
+        "pol",
+        "grp_no",
+        "policy_id",
+        "policy_version",
+        "item_id",
+        "period",
+        "grp",
+        "budget",
+        "allocation",
+    )
     values = exp.Values(
         expressions=rows,
         alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in columns]),
     )
     return exp.select(
         *[
-            exp.alias_(exp.cast(_col(c), "INT"), c) if c in ("item", "policy_version") else _col(c)
+            exp.alias_(exp.cast(_col(c), "INT"), c) if c in ("item", "pol", "policy_version") else _col(c)
             for c in columns
         ]
     ).from_(values)
 
 
 # Stage 2, over the narrow stage-1 rows (`:matches`), the items (`:items`), the enterprise numbers (`:keys`)
-# and the payments already made (`:payments`, by USCC and ids). Item numbers follow (policy_id, item_id).
+# and the payments already made (`:payments`, by USCC and ids). Item numbers follow (policy_id, item_id);
+# policies (`pol`) and exclusive groups (`grp_no`) are numbered too, so the joins and windows are on integers.
 _CANDIDATES = """
 WITH paid AS (
   SELECT DISTINCT i.item, k.rid
@@ -351,28 +373,28 @@ WITH paid AS (
   JOIN :items AS i ON i.policy_id = p.policy_id AND i.item_id = p.item_id AND i.period = p.period
   JOIN :keys AS k ON k.uscc = p.uscc
 ), unpaid AS (
-  SELECT r.item, r.rid, i.policy_id, i.grp, r.amount, r.rank_value
+  SELECT r.item, r.rid, i.pol, i.grp_no, r.amount, r.rank_value
   FROM :matches AS r JOIN :items AS i ON i.item = r.item
   WHERE r.status = 0 AND NOT EXISTS (SELECT 1 FROM paid WHERE paid.item = r.item AND paid.rid = r.rid)
 ), kept AS (
-  SELECT item, rid, policy_id, amount, rank_value FROM unpaid WHERE grp IS NULL
+  SELECT item, rid, pol, amount, rank_value FROM unpaid WHERE grp_no IS NULL
   UNION ALL
-  SELECT item, rid, policy_id, amount, rank_value FROM (
-    SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.rid, u.grp ORDER BY u.amount DESC, u.item) AS grp_rank
-    FROM unpaid AS u WHERE u.grp IS NOT NULL
+  SELECT item, rid, pol, amount, rank_value FROM (
+    SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.rid, u.grp_no ORDER BY u.amount DESC, u.item) AS grp_rank
+    FROM unpaid AS u WHERE u.grp_no IS NOT NULL
   ) AS g WHERE grp_rank = 1
 ), budgets AS (
-  SELECT policy_id, MAX(budget) AS budget, MAX(allocation) AS allocation FROM :items GROUP BY policy_id
+  SELECT pol, MAX(budget) AS budget, MAX(allocation) AS allocation FROM :items GROUP BY pol
 ), totals AS (
-  SELECT k.policy_id, SUM(k.amount) AS total, MAX(b.budget) AS budget, MAX(b.allocation) AS allocation
-  FROM kept AS k JOIN budgets AS b ON b.policy_id = k.policy_id
-  GROUP BY k.policy_id
+  SELECT k.pol, SUM(k.amount) AS total, MAX(b.budget) AS budget, MAX(b.allocation) AS allocation
+  FROM kept AS k JOIN budgets AS b ON b.pol = k.pol
+  GROUP BY k.pol
 ), ranked AS (
   SELECT k.item, k.rid,
     SUM(k.amount) OVER (
-      PARTITION BY k.policy_id ORDER BY k.rank_value DESC NULLS LAST, e.uscc, k.item
+      PARTITION BY k.pol ORDER BY k.rank_value DESC NULLS LAST, e.uscc, k.item
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
-  FROM kept AS k JOIN totals AS t ON t.policy_id = k.policy_id JOIN :keys AS e ON e.rid = k.rid
+  FROM kept AS k JOIN totals AS t ON t.pol = k.pol JOIN :keys AS e ON e.rid = k.rid
   WHERE t.allocation = 'rank' AND t.total > t.budget
 )
 SELECT k.item, k.rid,
@@ -384,7 +406,7 @@ SELECT k.item, k.rid,
   END AS amount,
   k.amount AS amount_before_allocation
 FROM kept AS k
-JOIN totals AS t ON t.policy_id = k.policy_id
+JOIN totals AS t ON t.pol = k.pol
 LEFT JOIN ranked AS r ON r.item = k.item AND r.rid = k.rid
 WHERE r.running IS NULL OR r.running <= t.budget
 """

@@ -59,7 +59,6 @@ from matcher.plan import (
     items_values,
     keyed_name,
     keyed_query,
-    keys_query,
     results_query,
     results_view,
     summary_query,
@@ -828,7 +827,10 @@ def match_profiles_spark(
     step("匹配")
     keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
     try:
-        _materialise(spark, KEYS, keys_query(profiles[min(profiles)]))
+        # Any unique number serves as `rid` here (outputs are ordered by the texts): no global sort.
+        first = profiles[min(profiles)]
+        numbered = exp.alias_(exp.func("MONOTONICALLY_INCREASING_ID"), "rid")
+        _materialise(spark, KEYS, exp.select(exp.column("uscc"), numbered).from_(first))
         for year, profile in profiles.items():
             _materialise(spark, keyed[year], keyed_query(profile))
         _view(spark, ITEMS, items_values(plans))
