@@ -46,6 +46,7 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 log = logging.getLogger("zhida.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
+PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
 PUBLIC_PAGES = ("/c/", "/gongshi")  # public HTML pages in the schema: their errors are pages too
 
 
@@ -220,7 +221,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             request_id.reset(reset)
         response.headers["X-Request-ID"] = rid
-        if not request.url.path.startswith("/static/"):
+        if request.url.path.startswith(PUBLIC_CATALOG) and request.method == "GET" and status == 200:
+            response.headers["Cache-Control"] = "public, max-age=300"  # the same for every visitor
+        elif not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
         response.headers["X-Content-Type-Options"] = "nosniff"

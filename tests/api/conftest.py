@@ -8,6 +8,7 @@ changes it, so every test starts from the same state in a fraction of a second.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -190,3 +191,22 @@ def confirmed_batch(w: World, policy_id: str = "c-gaoxin", maker: str = "maker")
     r = w.client.post("/api/batches", json={"policy_id": policy_id}, headers=w.auth(maker))
     assert r.status_code == 201, r.text
     return r.json()["reference"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium under Playwright; the browser tests skip without it, except in CI (.ci/run
+    installs it)."""
+    from tests.api.browser import ARGS, CHROMIUM, SHOTS
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            raise RuntimeError("chromium is not installed: .ci/run installs the Debian packages chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()

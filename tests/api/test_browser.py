@@ -8,80 +8,25 @@ local port. Screenshots go to artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, expect
 
-from tests.api.conftest import PASSWORD, POLICIES, ROOT, World, confirm_offer, copy_world
-
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(
-            "chromium is not installed: .ci/run installs the Debian packages chromium and chromium-driver"
-        )
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium chromium-driver)",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.api.browser import SHOTS, free_port, served
+from tests.api.conftest import PASSWORD, POLICIES, World, confirm_offer, copy_world
 
 
 @pytest.fixture(scope="module")
 def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
     """A world served by uvicorn on a local port (links in SMS point at it)."""
-    port = _free_port()
+    port = free_port()
     w = copy_world(template, tmp_path_factory.mktemp("live"), public_url=f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(
-        uvicorn.Config(w.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    w.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield w
-    server.should_exit = True
-    thread.join(timeout=10)
-    w.app.state.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    with served(w, port):
+        yield w
 
 
 def sign_in(page: Page, base: str, user: str) -> None:

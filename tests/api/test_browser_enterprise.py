@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import re
 
-from tests.api.test_browser import (  # noqa: F401  (fixtures)
-    SHOTS,
-    Browser,
-    World,
-    browser,
-    expect,
-    live,
-)
+from playwright.sync_api import Browser, expect
+
+from tests.api.browser import SHOTS
+from tests.api.conftest import World
+from tests.api.test_browser import live  # noqa: F401  (fixture)
 
 A = "913208038HQ7FMGPQ2"  # near miss of c-wenbao on the layoff rate (63.8% against ≤ 5%), offer of c-gaoxin
 

@@ -9,69 +9,30 @@ on a local port. Screenshots go to artifacts/screenshots/.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, expect
 
 from api.routes import batches as batch_routes
 from api.routes import notice as notice_routes
 from api.routes import now as real_now
-from tests.api.conftest import PASSWORD, ROOT, World, confirm_offer, copy_world
+from tests.api.browser import SHOTS, free_port, served
+from tests.api.conftest import PASSWORD, World, confirm_offer, copy_world
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 MISSING_PREMIUM = "91321302N37DJHMYJR"  # c-wenbao/refund: ui_premium_paid missing (人社)
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium is not installed: .ci/run installs the Debian packages chromium")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     w = copy_world(template, tmp_path_factory.mktemp("live-notice"), public_url=f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(
-        uvicorn.Config(w.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    w.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield w
-    server.should_exit = True
-    thread.join(timeout=10)
-    w.app.state.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    with served(w, port):
+        yield w
 
 
 def sign_in(browser: Browser, base: str, user: str) -> Page:

@@ -6,18 +6,15 @@ Screenshots go to artifacts/screenshots/.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from payouts.db import transaction
 from rules.ruleset import library_dir
+from tests.api.browser import SHOTS, free_port, served
 from tests.api.conftest import World, copy_world
-from tests.api.test_browser import ARGS, CHROMIUM, SHOTS, _free_port  # skips this module without chromium
 
 NOW = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)
 
@@ -25,33 +22,12 @@ NOW = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)
 @pytest.fixture(scope="module")
 def market(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
     """The world with the policy library published, served by uvicorn on a local port."""
-    port = _free_port()
+    port = free_port()
     w = copy_world(template, tmp_path_factory.mktemp("market-live"), public_url=f"http://127.0.0.1:{port}")
     with transaction(w.app.state.engine) as s:
         w.app.state.store.seed(library_dir(), s, "system", NOW)
-    server = uvicorn.Server(
-        uvicorn.Config(w.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    w.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield w
-    server.should_exit = True
-    thread.join(timeout=10)
-    w.app.state.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    with served(w, port):
+        yield w
 
 
 def fits_the_phone(page: Page) -> None:

@@ -156,6 +156,15 @@ def test_the_detail_page_tells_conditions_clauses_amounts_validity_source_and_pa
     assert "每户最高 <strong>1,000,000.00</strong> 元" in capped
 
 
+def test_public_pages_may_be_listed_and_cached_but_staff_pages_may_not(market: World) -> None:
+    page = market.client.get("/policies", params={"q": "稳岗"})
+    assert page.headers["cache-control"] == "public, max-age=300"
+    assert "noindex" not in page.text
+    assert market.client.get("/api/public/policies").headers["cache-control"] == "public, max-age=300"
+    assert market.client.get("/policies/no-such-policy").headers["cache-control"] == "no-store"
+    assert market.client.get("/console").headers["cache-control"] == "no-store"
+
+
 def test_the_json_detail_has_the_same_facts(market: World) -> None:
     r = market.client.get("/api/public/policies/yanfa-shandong-2025")
     assert r.status_code == 200
