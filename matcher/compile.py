@@ -44,12 +44,12 @@ def number(value: Decimal | int) -> exp.Expression:
 def field(name: str) -> exp.Expression:
     col = exp.column(name)
     if CATALOG[name].type == "date":
-        return exp.cast(col, "TIMESTAMP")
+        return exp.cast(col, "TIMESTAMP", copy=False)
     return col
 
 
 def _as_int(node: Any) -> exp.Expression:
-    return exp.cast(exp.Paren(this=compile_node(node)), "INT")
+    return exp.cast(exp.Paren(this=compile_node(node)), "INT", copy=False)
 
 
 def _logic(node: Any) -> exp.Expression:
@@ -185,7 +185,7 @@ def _datetime(node: Any) -> exp.Expression:
     value: dt.datetime = node.value
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
+    return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP", copy=False)
 
 
 def _timedelta(node: Any) -> exp.Expression:
@@ -347,14 +347,14 @@ def amount_value(item: Item) -> exp.Expression:
     raw = compile_node(expr.root)
     rounded: exp.Expression
     if exact is not None and exact <= 2:
-        rounded = exp.cast(raw, MONEY)
+        rounded = exp.cast(raw, MONEY, copy=False)
     elif exact is not None and exact <= 16:
         narrow = exp.DataType.build(f"DECIMAL(18, {exact})")
-        rounded = exp.cast(exp.Round(this=exp.cast(raw, narrow), decimals=number(2)), MONEY)
+        rounded = exp.cast(exp.Round(this=exp.cast(raw, narrow), decimals=number(2)), MONEY, copy=False)
     else:
-        rounded = exp.cast(exp.Round(this=exp.cast(raw, WIDE), decimals=number(2)), MONEY)
+        rounded = exp.cast(exp.Round(this=exp.cast(raw, WIDE), decimals=number(2)), MONEY, copy=False)
     if item.cap is not None:
-        capped = exp.cast(number(item.cap), MONEY)
+        capped = exp.cast(number(item.cap), MONEY, copy=False)
         rounded = exp.Least(this=rounded, expressions=[capped])  # the rounded value is never NULL here
     return rounded
 

@@ -86,7 +86,7 @@ def match_profiles(
     con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb')}")
     # Items run in batches of one UNION ALL statement each: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
-        select = results_query(plans[n : n + BATCH], keyed).sql("duckdb")
+        select = results_query(plans[n : n + BATCH], keyed).sql("duckdb", copy=False)
         con.execute(
             f"CREATE OR REPLACE TABLE {MATCHES} AS {select}" if n == 0 else f"INSERT INTO {MATCHES} {select}"
         )
@@ -95,7 +95,7 @@ def match_profiles(
     step("分配")
     con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query(payments).sql('duckdb')}")
     timings["allocate"] = time.perf_counter() - t
-    con.execute(f"CREATE OR REPLACE VIEW results AS {results_view(plans, keyed).sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE VIEW results AS {results_view(plans, keyed).sql('duckdb', copy=False)}")
     con.execute(f"CREATE OR REPLACE VIEW candidates AS {candidates_view().sql('duckdb')}")
     return timings
 

@@ -72,7 +72,9 @@ def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
     parts: list[exp.Expression] = []
     for n, f in enumerate(fields):
         label = f"{'; ' if n else ''}{f}="
-        value = exp.Coalesce(this=exp.cast(_col(f, table), TEXT), expressions=[exp.Literal.string("NULL")])
+        value = exp.Coalesce(
+            this=exp.cast(_col(f, table), TEXT, copy=False), expressions=[exp.Literal.string("NULL")]
+        )
         parts += [exp.Literal.string(label), value]
     return _concat(parts)
 
@@ -173,13 +175,15 @@ class ItemPlan:
         # For a near-miss, the number of its one false condition.
         cond = _sum([exp.Mul(this=f, expression=exp.Literal.number(n)) for n, f in enumerate(fails) if n])
         columns = [
-            exp.alias_(exp.cast(exp.Literal.number(self.no), "INT"), "item", copy=False),
+            exp.alias_(exp.cast(exp.Literal.number(self.no), "INT", copy=False), "item", copy=False),
             _col("rid"),
             exp.alias_(_int(status), "status", copy=False),
             exp.alias_(_int(cond), "cond", copy=False),
-            exp.alias_(exp.cast(_when(eligible, amount_value(self.item)), MONEY), "amount", copy=False),
             exp.alias_(
-                exp.cast(exp.null() if rank is None else _when(eligible.copy(), rank), RANK),
+                exp.cast(_when(eligible, amount_value(self.item)), MONEY, copy=False), "amount", copy=False
+            ),
+            exp.alias_(
+                exp.cast(exp.null() if rank is None else _when(eligible.copy(), rank), RANK, copy=False),
                 "rank_value",
                 copy=False,
             ),
@@ -234,10 +238,12 @@ class ItemPlan:
             _col("uscc", p),
             exp.alias_(status, "status", copy=False),
             exp.alias_(
-                exp.cast(by_condition(lambda c: exp.Literal.string(c.id)), TEXT), "condition_id", copy=False
+                exp.cast(by_condition(lambda c: exp.Literal.string(c.id)), TEXT, copy=False),
+                "condition_id",
+                copy=False,
             ),
             exp.alias_(
-                exp.cast(by_condition(lambda c: _value_text(parse(c.rule).fields, p)), TEXT),
+                exp.cast(by_condition(lambda c: _value_text(parse(c.rule).fields, p)), TEXT, copy=False),
                 "value",
                 copy=False,
             ),
@@ -283,7 +289,7 @@ def _union(selects: list[exp.Select]) -> exp.Expression:
 def keys_query(profile: str) -> exp.Select:
     """Every enterprise's number (`rid`, in USCC order): the narrow tables hold it instead of the USCC."""
     number = exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=_col("uscc"))]))
-    return exp.select(_col("uscc"), exp.alias_(exp.cast(number, "INT"), "rid")).from_(profile)
+    return exp.select(_col("uscc"), exp.alias_(exp.cast(number, "INT", copy=False), "rid")).from_(profile)
 
 
 def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
@@ -315,7 +321,9 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
 
     def grp_no(p: ItemPlan) -> exp.Expression:
         group = p.policy.group_of(p.item)
-        return exp.cast(exp.null() if group is None else exp.Literal.number(group_no[group]), "INT")
+        return exp.cast(
+            exp.null() if group is None else exp.Literal.number(group_no[group]), "INT", copy=False
+        )
 
     rows = [
         exp.Tuple(
@@ -327,12 +335,13 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
                 exp.Literal.number(p.policy.version),
                 exp.Literal.string(p.item.id),
                 exp.Literal.string(p.policy.period),
-                exp.cast(_lit(p.policy.group_of(p.item)), TEXT),
+                exp.cast(_lit(p.policy.group_of(p.item)), TEXT, copy=False),
                 exp.cast(
                     exp.null()
                     if p.policy.budget is None
                     else exp.Literal.number(format(p.policy.budget, "f")),
                     MONEY,
+                    copy=False,
                 ),
                 exp.Literal.string(p.policy.allocation),
             ]
@@ -357,7 +366,9 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
     )
     return exp.select(
         *[
-            exp.alias_(exp.cast(_col(c), "INT"), c) if c in ("item", "pol", "policy_version") else _col(c)
+            exp.alias_(exp.cast(_col(c), "INT", copy=False), c)
+            if c in ("item", "pol", "policy_version")
+            else _col(c)
             for c in columns
         ]
     ).from_(values)
