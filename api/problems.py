@@ -78,12 +78,22 @@ def wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api") and request.url.path != "/openapi.json"
 
 
+# Pages for enterprises and the public (supermarket, notices, my policies, confirmation links): their
+# errors never point to the staff console.
+PUBLIC_PAGES = ("/policies", "/gongshi", "/e/", "/c/")
+
+
+def _error_template(request: Request) -> str:
+    path = request.url.path
+    return "error_public.html" if path == "/e" or path.startswith(PUBLIC_PAGES) else "error.html"
+
+
 def problem_response(request: Request, status: int, title: str, detail: str | None, **extra: Any) -> Response:
     """The error as problem+json on the API, and as a page everywhere else."""
     if wants_html(request):
         return request.app.state.templates.TemplateResponse(
             request,
-            "error.html",
+            _error_template(request),
             {"title": title, "detail": detail, "status": status},
             status_code=status,
         )

@@ -161,7 +161,9 @@ def test_public_pages_may_be_listed_and_cached_but_staff_pages_may_not(market: W
     assert page.headers["cache-control"] == "public, max-age=300"
     assert "noindex" not in page.text
     assert market.client.get("/api/public/policies").headers["cache-control"] == "public, max-age=300"
-    assert market.client.get("/policies/no-such-policy").headers["cache-control"] == "no-store"
+    missing = market.client.get("/policies/no-such-policy")
+    assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
+    assert "工作台" not in missing.text and 'href="/policies"' in missing.text  # a visitor's page
     assert market.client.get("/console").headers["cache-control"] == "no-store"
 
 
