@@ -1,9 +1,10 @@
-"""The match plan: every active policy item as one sqlglot tree over the profile, then allocation.
+"""The match plan: every active policy item as a sqlglot tree over the profile, then allocation.
 
-The plan is dialect-neutral: DuckDB runs it here, and Spark SQL can run the same trees (see
-`render`). Stage 1 (`results_query`) evaluates every item's conditions and amount over the profile in
-one statement and keeps only the rows that matter (eligible, near-miss, missing data). Stage 2
-(`candidates_query`) drops already-paid pairs, applies exclusive groups and budgets.
+The plan is dialect-neutral: DuckDB runs it (matcher/duckdb_engine.py) and Spark SQL runs the same trees
+(matcher/spark_engine.py). Stage 1 (`results_query`) evaluates every item's conditions over the profile
+and keeps only the rows that matter (eligible, near-miss, missing data), narrow and integer-coded.
+Stage 2 (`candidates_query`) drops already-paid pairs, applies exclusive groups and budgets. The views
+`results_view` and `candidates_view` give them back their texts (Contract 4) when the outputs are written.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from rules.policy import Condition, Item, Policy
 TEXT = exp.DataType.build("VARCHAR")
 MONEY = exp.DataType.build("DECIMAL(18, 2)")
 RANK = exp.DataType.build("DECIMAL(38, 10)")
-BIG_INT = exp.DataType.build("INT128")  # exact integer fen products; Spark renders DECIMAL(38, 0)
 
 
 def _col(name: str, table: str | None = None) -> exp.Column:
