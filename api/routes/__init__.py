@@ -9,12 +9,46 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 FLASH_COOKIE = "zhida_flash"
+_NONCE = re.compile(r"[A-Za-z0-9_-]{22,64}")
+
+
+@dataclass(frozen=True)
+class BrowserNonce:
+    """A random value kept in an HttpOnly cookie of one browser, to which the CSRF tokens of forms
+    without a signed-in session are bound (confirmation links, enterprise sign-in, objections)."""
+
+    cookie: str
+    path: str
+    max_age: int | None = None  # None: until the browser closes
+
+    def given(self, request: Request) -> str:
+        """The value the browser sent (empty when none)."""
+        return request.cookies.get(self.cookie, "")
+
+    def current(self, request: Request) -> str:
+        """The browser's value if it sent a well-formed one, else a new one (set it with `keep`)."""
+        given = self.given(request)
+        return given if _NONCE.fullmatch(given) else secrets.token_urlsafe(16)
+
+    def keep(self, response: Response, nonce: str, secure: bool) -> None:
+        response.set_cookie(
+            self.cookie,
+            nonce,
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+            path=self.path,
+            max_age=self.max_age,
+        )
 
 
 def now() -> dt.datetime:

@@ -11,14 +11,14 @@ or report a wrong account. Works without JavaScript.
 from __future__ import annotations
 
 import re
-import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import SessionDep, SettingsDep, TokensDep
-from api.routes import now, render
+from api.routes import BrowserNonce, now, render
 from api.sla import CHINA
 from payouts import confirm
 from payouts.errors import LinkError
@@ -26,7 +26,7 @@ from payouts.tokens import token_hash
 from rules.errors import StateError
 
 router = APIRouter(prefix="/c", tags=["confirm"])
-NONCE_COOKIE = "zhida_c"
+NONCE = BrowserNonce("zhida_c", "/c/", 86400)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 HTML = {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "页面"}
 RESPONSES: dict[int | str, dict[str, object]] = {200: HTML, 403: HTML, 404: HTML, 429: HTML}
@@ -49,11 +49,6 @@ def limited(request: Request, token: str) -> Response | None:
     return None
 
 
-def _nonce(request: Request) -> str:
-    given = request.cookies.get(NONCE_COOKIE, "")
-    return given if re.fullmatch(r"[A-Za-z0-9_-]{22,64}", given) else secrets.token_urlsafe(16)
-
-
 def _page(
     request: Request,
     session: SessionDep,
@@ -70,7 +65,7 @@ def _page(
         return neutral(request)
     if not offer.can_respond:
         return neutral(request)
-    nonce = _nonce(request)
+    nonce = NONCE.current(request)
     response = render(
         request,
         template,
@@ -81,15 +76,7 @@ def _page(
             **extra,
         },
     )
-    response.set_cookie(
-        NONCE_COOKIE,
-        nonce,
-        httponly=True,
-        samesite="strict",
-        secure=settings.cookie_secure,
-        path="/c/",
-        max_age=86400,
-    )
+    NONCE.keep(response, nonce, settings.cookie_secure)
     return response
 
 
@@ -99,8 +86,7 @@ def _guard(request: Request, tokens: TokensDep, token: str, csrf: str) -> Respon
         return neutral(request)
     if (busy := limited(request, token)) is not None:
         return busy
-    nonce = request.cookies.get(NONCE_COOKIE, "")
-    if not tokens.csrf_ok(csrf, "confirm", token_hash(token), nonce):
+    if not tokens.csrf_ok(csrf, "confirm", token_hash(token), NONCE.given(request)):
         return render(request, "confirm_expired.html", {"token": token}, status_code=403)
     return None
 
@@ -145,6 +131,31 @@ def do_confirm(
     return _receipt(request, session, token, answer)
 
 
+def _asked_then(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    tokens: TokensDep,
+    csrf: str,
+    sure: str,
+    ask: str,
+    act: Callable[[str | None, str | None], confirm.Answer],
+) -> Response:
+    """An answer that is asked once more before it counts (decline, wrong account): the question page,
+    then `act(ip, user_agent)` and its receipt."""
+    if (refused := _guard(request, tokens, token, csrf)) is not None:
+        return refused
+    if sure != "yes":
+        return _page(request, session, settings, tokens, token, "confirm_ask.html", ask=ask)
+    ip, agent = _client(request)
+    try:
+        answer = act(ip, agent)
+    except (LinkError, StateError):
+        return neutral(request)
+    return _receipt(request, session, token, answer)
+
+
 @router.post("/{token}/decline", response_class=HTMLResponse, responses=RESPONSES, summary="放弃（先问一次）")
 def do_decline(
     request: Request,
@@ -156,18 +167,12 @@ def do_decline(
     sure: Annotated[str, Form(max_length=10)] = "",
     reason: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    if (refused := _guard(request, tokens, token, csrf)) is not None:
-        return refused
-    if sure != "yes":
-        return _page(request, session, settings, tokens, token, "confirm_ask.html", ask="decline")
-    ip, agent = _client(request)
-    try:
-        answer = confirm.decline(
+    def act(ip: str | None, agent: str | None) -> confirm.Answer:
+        return confirm.decline(
             session, token, ip=ip, user_agent=agent, now=now(), reason=reason.strip() or None
         )
-    except (LinkError, StateError):
-        return neutral(request)
-    return _receipt(request, session, token, answer)
+
+    return _asked_then(request, token, session, settings, tokens, csrf, sure, "decline", act)
 
 
 @router.post(
@@ -183,15 +188,9 @@ def do_account_wrong(
     sure: Annotated[str, Form(max_length=10)] = "",
     note: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    if (refused := _guard(request, tokens, token, csrf)) is not None:
-        return refused
-    if sure != "yes":
-        return _page(request, session, settings, tokens, token, "confirm_ask.html", ask="account_wrong")
-    ip, agent = _client(request)
-    try:
-        answer = confirm.report_wrong_account(
+    def act(ip: str | None, agent: str | None) -> confirm.Answer:
+        return confirm.report_wrong_account(
             session, token, ip=ip, user_agent=agent, now=now(), note=note.strip() or None
         )
-    except (LinkError, StateError):
-        return neutral(request)
-    return _receipt(request, session, token, answer)
+
+    return _asked_then(request, token, session, settings, tokens, csrf, sure, "account_wrong", act)

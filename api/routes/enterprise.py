@@ -11,8 +11,6 @@ timeline. Server-rendered, mobile-first, no JavaScript.
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -20,19 +18,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.deps import CurrentEnterprise, EnterpriseOfferDep, SessionDep, SettingsDep, TokensDep
 from api.enterprise_auth import ENTERPRISE_COOKIE, FLOW_COOKIE, valid_uscc
-from api.routes import now, redirect, render
+from api.routes import BrowserNonce, now, redirect, render
 from api.routes.offers import gateway
 from payouts import enterprise, identity
 from payouts.errors import LoginError, SmsError
 from payouts.timeline import timeline
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
-NONCE_COOKIE = "zhida_e"
-
-
-def _nonce(request: Request) -> str:
-    given = request.cookies.get(NONCE_COOKIE, "")
-    return given if re.fullmatch(r"[A-Za-z0-9_-]{22,64}", given) else secrets.token_urlsafe(16)
+NONCE = BrowserNonce("zhida_e", "/e/", 3600)
 
 
 def _ip(request: Request) -> str:
@@ -48,7 +41,7 @@ def _login_page(
     **context: object,
 ) -> Response:
     """A sign-in page with a fresh CSRF token bound to this browser's nonce cookie."""
-    nonce = _nonce(request)
+    nonce = NONCE.current(request)
     response = render(
         request,
         template,
@@ -60,20 +53,12 @@ def _login_page(
         },
         status_code=status,
     )
-    response.set_cookie(
-        NONCE_COOKIE,
-        nonce,
-        httponly=True,
-        samesite="strict",
-        secure=settings.cookie_secure,
-        path="/e/",
-        max_age=3600,
-    )
+    NONCE.keep(response, nonce, settings.cookie_secure)
     return response
 
 
 def _csrf_ok(request: Request, tokens: TokensDep, csrf: str) -> bool:
-    return tokens.csrf_ok(csrf, "enterprise-login", request.cookies.get(NONCE_COOKIE, ""))
+    return tokens.csrf_ok(csrf, "enterprise-login", NONCE.given(request))
 
 
 def _signed_in(request: Request, settings: SettingsDep, uscc: str, via: str) -> Response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from decimal import Decimal
 from typing import Annotated
 
@@ -37,7 +36,7 @@ from api.deps import (
     policy_department,
     scoped_policy_ids,
 )
-from api.routes import now, redirect, render
+from api.routes import BrowserNonce, now, redirect, render
 from payouts import notice
 from payouts.errors import NotFoundError
 from payouts.models import Batch, BatchLine, BatchState, Objection, PublicNotice, StaffUser
@@ -46,10 +45,9 @@ from rules.errors import PayoutError
 router = APIRouter(prefix="/api/notices", tags=["notices"])
 pages = APIRouter(prefix="/console/notices", include_in_schema=False)
 public = APIRouter(prefix="/gongshi", tags=["public notice"])
-NONCE_COOKIE = "zhida_g"
+NONCE = BrowserNonce("zhida_g", "/gongshi")
 HTML = {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "页面"}
 PUBLIC_RESPONSES: dict[int | str, dict[str, object]] = {200: HTML, 403: HTML, 404: HTML, 422: HTML, 429: HTML}
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 
 
 class NoticeOpen(BaseModel):
@@ -245,11 +243,6 @@ def batch_notice(reference: str, user: BatchReader, session: SessionDep) -> Resp
 # The public pages
 
 
-def _nonce(request: Request) -> str:
-    given = request.cookies.get(NONCE_COOKIE, "")
-    return given if _NONCE.match(given) else secrets.token_urlsafe(16)
-
-
 def _public_notice(session: Session, public_id: str) -> PublicNotice | None:
     if not re.fullmatch(r"[0-9a-f]{20}", public_id):
         return None
@@ -266,7 +259,7 @@ def _notice_page(
     status_code: int = 200,
     **context: object,
 ) -> Response:
-    nonce = _nonce(request)
+    nonce = NONCE.current(request)
     response = render(
         request,
         "notice_public.html",
@@ -278,9 +271,7 @@ def _notice_page(
         },
         status_code=status_code,
     )
-    response.set_cookie(
-        NONCE_COOKIE, nonce, httponly=True, samesite="strict", secure=settings.cookie_secure, path="/gongshi"
-    )
+    NONCE.keep(response, nonce, settings.cookie_secure)
     return response
 
 
@@ -324,7 +315,7 @@ def public_objection(
         response = _notice_page(request, session, tokens, settings, n, 429, error="提交过于频繁，请稍后再试")
         response.headers["Retry-After"] = str(limiter.retry_after(ip))
         return response
-    if not tokens.csrf_ok(csrf, "objection", n.public_id, request.cookies.get(NONCE_COOKIE, "")):
+    if not tokens.csrf_ok(csrf, "objection", n.public_id, NONCE.given(request)):
         return _notice_page(request, session, tokens, settings, n, 403, error="页面已过期，请重新填写后提交")
     typed = {"line_no": line_no, "name": name, "contact": contact, "text": text}
     try:
