@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from api.commands import BY, now
 from payouts import batches
 from payouts.db import connect, transaction
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)
-
-BY = typer.Option(..., "--by", envvar="ZHIDA_USER", help="操作人用户名（或环境变量 ZHIDA_USER）")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @app.command("create", help="制单：把一项政策已确认的要约组成拨付批次")
@@ -30,7 +24,7 @@ def create(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        b = batches.create_batch(s, policy, by, _now(), public_ids=offer or None, period=period)
+        b = batches.create_batch(s, policy, by, now(), public_ids=offer or None, period=period)
         money = batches.budget(s, b.policy_id, b.period)
     console.print(f"批次 {b.reference}：{b.line_count:,} 笔，{b.total:,.2f} 元，待复核")
     if money.remaining is not None:
@@ -42,7 +36,7 @@ def create(
 @app.command("approve", help="复核通过（复核人不能是制单人）")
 def approve(reference: str = typer.Argument(..., help="批次号"), by: str = BY) -> None:
     with transaction(connect()) as s:
-        b = batches.approve(s, reference, by, _now())
+        b = batches.approve(s, reference, by, now())
     console.print(f"批次 {b.reference} 复核通过，可以导出银行文件")
 
 
@@ -53,7 +47,7 @@ def reject(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        b = batches.reject(s, reference, by, reason, _now())
+        b = batches.reject(s, reference, by, reason, now())
     console.print(f"批次 {b.reference} 已退回")
 
 
@@ -64,7 +58,7 @@ def export(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        e = batches.export(s, reference, by, out, _now())
+        e = batches.export(s, reference, by, out, now())
     console.print(f"{e.csv_path}  sha256 {e.csv_sha256}")
     console.print(f"{e.xml_path}  sha256 {e.xml_sha256}")
 
@@ -76,7 +70,7 @@ def reconcile(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        r = batches.reconcile(s, reference, return_file.read_bytes(), by, _now(), filename=return_file.name)
+        r = batches.reconcile(s, reference, return_file.read_bytes(), by, now(), filename=return_file.name)
     console.print(
         f"批次 {r.batch}：到账 {r.paid:,} 笔 {r.paid_amount:,.2f} 元，失败 {r.failed:,} 笔 {r.failed_amount:,.2f} 元，"
         f"待回单 {r.pending:,} 笔"

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from api.commands import BY, now
 from payouts import confirm, funnel, offers, payees, runs
 from payouts.bench_import import bench
 from payouts.db import PayoutSettings, connect, transaction
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)
-
-BY = typer.Option(..., "--by", envvar="ZHIDA_USER", help="操作人用户名（或环境变量 ZHIDA_USER）")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @app.command("import", help="导入一次匹配结果（候选名单）为待初核的兑现要约")
@@ -31,7 +25,7 @@ def import_run(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        r = runs.import_run(s, run_dir, by, _now())
+        r = runs.import_run(s, run_dir, by, now())
     table = Table(title=f"已导入匹配批次 {r.run_id}")
     for col in ("政策", "要约", "暂缓（无对公账户）", "金额（元）"):
         table.add_column(col, justify="left" if col == "政策" else "right")
@@ -54,7 +48,7 @@ def release(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        r = offers.release(s, by, _now(), run_id=run, policy_id=policy, public_ids=offer or None)
+        r = offers.release(s, by, now(), run_id=run, policy_id=policy, public_ids=offer or None)
     console.print(
         f"已发布 {r.released:,} 条，直接确认 {r.confirmed:,} 条，因无联系电话暂缓 {r.held_no_phone:,} 条"
     )
@@ -67,7 +61,7 @@ def hold(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        done = offers.hold(s, offer_ids, reason, by, _now())
+        done = offers.hold(s, offer_ids, reason, by, now())
     console.print(f"已暂缓 {len(done)} 条")
 
 
@@ -78,7 +72,7 @@ def drop(
     by: str = BY,
 ) -> None:
     with transaction(connect()) as s:
-        done = offers.drop(s, offer_ids, reason, by, _now())
+        done = offers.drop(s, offer_ids, reason, by, now())
     console.print(f"已剔除 {len(done)} 条")
 
 
@@ -144,7 +138,7 @@ def fix_account(
             contact_phone=phone,
             by=by,
             reason=reason,
-            now=_now(),
+            now=now(),
         )
         console.print(f"已更正：{p.name} {p.bank_name} {payees.mask_account(p.account_no)}")
 
@@ -153,7 +147,7 @@ def fix_account(
 def confirm_link(link: str = typer.Argument(..., help="短信中的链接或其令牌")) -> None:
     token = link.removeprefix(PayoutSettings.from_env().link_base).rsplit("/", 1)[-1]
     with transaction(connect()) as s:
-        a = confirm.confirm(s, token, ip="127.0.0.1", user_agent="zhida-cli", now=_now())
+        a = confirm.confirm(s, token, ip="127.0.0.1", user_agent="zhida-cli", now=now())
     console.print(f"要约 {a.public_id} {'此前已确认' if a.repeated else '已确认'}")
 
 
