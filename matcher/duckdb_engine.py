@@ -49,7 +49,7 @@ def execute(
     as_of: dt.date,
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Build the profiles, then the `results` and `candidates` tables in `con`; return timings in seconds."""
+    """Build the profiles, then run the plan (`match_profiles`) in `con`; return timings in seconds."""
     t = time.perf_counter()
     profiles = {}
     for year in sorted({p.assessment_year for p in policies}):

@@ -860,7 +860,7 @@ def execute_spark(
     as_of: dt.date,
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Profiles of every assessment year, then `results` and `candidates`; timings in seconds."""
+    """Profiles of every assessment year, then the plan (`match_profiles_spark`); timings in seconds."""
     t = time.perf_counter()
     profiles = {}
     for year in sorted({p.assessment_year for p in policies}):
