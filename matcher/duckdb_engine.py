@@ -12,23 +12,28 @@ import duckdb
 
 from matcher.plan import (
     ALLOCATED,
+    COUNTS,
     ITEMS,
     KEYS,
     MATCHES,
+    STATUS_ROWS,
+    blocks,
     candidates_query,
     candidates_view,
+    counts_view,
     item_plans,
     items_values,
     keyed_name,
     keyed_query,
     keys_query,
-    results_query,
+    matches_query,
     results_view,
+    statuses_view,
 )
 from matcher.profile import build_profile
 from rules.policy import Policy
 
-BATCH = 25  # items per statement
+BATCH = 50  # items per statement of stage 1
 
 
 def connect(memory_limit: str | None = None, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -68,8 +73,8 @@ def match_profiles(
 ) -> dict[str, float]:
     """Run the plan over existing profile tables (one per assessment year).
 
-    Builds the narrow tables `matches` (stage 1) and `allocated` (stage 2) and the Contract 4 views
-    `results` and `candidates` over them.
+    Builds the verdict tables (`verdicts_<n>`), `matches` (stage 1) and `allocated` (stage 2), and the
+    views `statuses`, `item_counts`, and Contract 4's `results` and `candidates` over them.
     """
     t = time.perf_counter()
     step("匹配")
@@ -84,9 +89,12 @@ def match_profiles(
         if not numbered:
             con.execute(f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb')}")
     con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb')}")
-    # Items run in batches of one UNION ALL statement each: the same trees, smaller statements to plan.
+    for block in blocks(plans):
+        select = block.select(keyed[block.year]).sql("duckdb", copy=False)
+        con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
+    # The eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
-        select = results_query(plans[n : n + BATCH], keyed).sql("duckdb", copy=False)
+        select = matches_query(plans[n : n + BATCH]).sql("duckdb", copy=False)
         con.execute(
             f"CREATE OR REPLACE TABLE {MATCHES} AS {select}" if n == 0 else f"INSERT INTO {MATCHES} {select}"
         )
@@ -95,8 +103,16 @@ def match_profiles(
     step("分配")
     con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query(payments).sql('duckdb')}")
     timings["allocate"] = time.perf_counter() - t
-    con.execute(f"CREATE OR REPLACE VIEW results AS {results_view(plans, keyed).sql('duckdb', copy=False)}")
-    con.execute(f"CREATE OR REPLACE VIEW candidates AS {candidates_view().sql('duckdb')}")
+    t = time.perf_counter()
+    views = {
+        STATUS_ROWS: statuses_view(plans),
+        COUNTS: counts_view(plans),
+        "results": results_view(plans, keyed),
+        "candidates": candidates_view(),
+    }
+    for name, tree in views.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
+    timings["views"] = time.perf_counter() - t
     return timings
 
 

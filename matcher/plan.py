@@ -1,10 +1,12 @@
 """The match plan: every active policy item as a sqlglot tree over the profile, then allocation.
 
 The plan is dialect-neutral: DuckDB runs it (matcher/duckdb_engine.py) and Spark SQL runs the same trees
-(matcher/spark_engine.py). Stage 1 (`results_query`) evaluates every item's conditions over the profile
-and keeps only the rows that matter (eligible, near-miss, missing data), narrow and integer-coded.
-Stage 2 (`candidates_query`) drops already-paid pairs, applies exclusive groups and budgets. The views
-`results_view` and `candidates_view` give them back their texts (Contract 4) when the outputs are written.
+(matcher/spark_engine.py). Stage 1 evaluates each distinct condition once per enterprise for a block of items
+(`Block.select`: two bit sets per enterprise, false and unknown), then keeps every item's eligible rows
+with their amounts (`matches_query`). Stage 2 (`candidates_query`) drops already-paid pairs, applies
+exclusive groups and budgets. Near-miss and missing-data rows are never stored: the views
+`statuses_view`, `results_view` (with the texts, Contract 4) and `counts_view` read them off the bits
+when the outputs are written.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from matcher.compile import amount_value, condition_sql, numeric_sql
+from rules.errors import MatchError
 from rules.expressions import parse
 from rules.policy import Condition, Item, Policy
 
@@ -92,126 +95,200 @@ def _any(parts: list[exp.Expression]) -> exp.Expression:
     return exp.Paren(this=out)
 
 
-# Status codes of the `matches` table; the `results` view spells them out.
+# Status codes of a verdict row; the `results` view spells them out.
 ELIGIBLE, NEAR_MISS, MISSING_DATA = 0, 1, 2
 STATUS = {ELIGIBLE: "eligible", NEAR_MISS: "near_miss", MISSING_DATA: "missing_data"}
 
 # The tables and views an engine builds, in this order: enterprise numbers (`rid`) by USCC, the profiles
-# keyed by them (`keyed_<year>`), the items, stage 1 into `matches`, stage 2 into `allocated`; then the
-# Contract 4 views `results` and `candidates` over them, with the texts, read when the outputs are written.
+# keyed by them (`keyed_<year>`), the items, the verdict bits of every block of items (`verdicts_<n>`),
+# the eligible rows with their amounts (`matches`, stage 1), stage 2 into `allocated`; then the views
+# `statuses` (every eligible, near-miss and missing-data row, narrow), `results` and `candidates`
+# (Contract 4, with the texts) and `item_counts`, read when the outputs are written.
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
+STATUS_ROWS, COUNTS = "statuses", "item_counts"
+
+# Conditions per block: one bit each in a BIGINT, below the sign bit.
+BITS = 62
+
+_INT = exp.DataType.build("INT")
+_BIGINT = exp.DataType.build("BIGINT")
 
 
 def keyed_name(profile: str) -> str:
     return f"keyed_{profile}"
 
 
+def _n(value: int) -> exp.Expression:
+    return exp.Literal.number(value)
+
+
+def _masked(bits: str, mask: int) -> exp.Expression:
+    return exp.Paren(this=exp.BitwiseAnd(this=_col(bits), expression=_n(mask)))
+
+
 @dataclass(frozen=True)
 class ItemPlan:
+    """One item of one policy, numbered in (policy_id, item_id) order, with the bit of each of its
+    conditions in its block's verdicts."""
+
     policy: Policy
     item: Item
-    no: int  # the item's number: its place in (policy_id, item_id) order
+    no: int
+    block: int
+    bits: tuple[int, ...]
 
     @property
     def conditions(self) -> list[Condition]:
         return [*self.policy.conditions, *self.item.conditions]
 
-    def condition_fields(self) -> list[str]:
-        return sorted({f for c in self.conditions for f in parse(c.rule).fields})
+    @property
+    def table(self) -> str:
+        return verdicts_name(self.block)
 
     def amount_fields(self) -> list[str]:
         return list(parse(self.item.amount).fields)
 
-    def fields(self) -> list[str]:
-        return sorted({*self.condition_fields(), *self.amount_fields()})
-
-    def select(self, profile: str) -> exp.Select:
-        """One item over a keyed profile: the rows that are eligible, a near-miss or missing data, narrow.
-
-        (item, rid, status code, number of the failing condition, amount, rank value). Three levels, so
-        each expression is written once: the conditions k0..kn (three-valued); their conjunction and the
-        count of those that hold; the rows worth keeping (none fails, or exactly one fails and none is
-        unknown). The amount and rank value are computed for eligible rows only. Everything but those
-        two is logic and arithmetic: a CASE costs DuckDB several times more.
-        """
-        conds = self.conditions
-        passed = sorted({*self.amount_fields(), *self._rank_fields()})
-        inner_cols: list[exp.Expr] = [_col("rid"), *[_col(f) for f in passed]]
-        inner_cols += [exp.alias_(condition_sql(c.rule), f"k{n}", copy=False) for n, c in enumerate(conds)]
-        inner = exp.Select(expressions=inner_cols, from_=exp.From(this=exp.to_table(profile)))
-
-        ks = [_col(f"k{n}") for n in range(len(conds))]
-        # every: TRUE when every condition holds, FALSE when one fails, NULL when none fails but one is
-        # unknown. trues: how many hold, NULL when one is unknown.
-        every: exp.Expr = exp.true()
-        if ks:
-            every = exp.and_(*[k.copy() for k in ks])
-        trues = _sum([_int(k.copy()) for k in ks])
-        one_false = exp.EQ(this=_col("trues"), expression=exp.Literal.number(len(conds) - 1))
-        keep = exp.Or(
-            this=exp.Not(this=exp.Is(this=_col("every"), expression=exp.false())), expression=one_false
-        )
-        fails = [exp.Paren(this=exp.Sub(this=exp.Literal.number(1), expression=_int(k.copy()))) for k in ks]
-        counted = exp.Select(
-            expressions=[
-                exp.Star(),
-                exp.alias_(exp.Paren(this=every), "every", copy=False),
-                exp.alias_(trues, "trues", copy=False),
-            ],
-            from_=exp.From(this=exp.alias_(exp.Subquery(this=inner), "m", table=True, copy=False)),
-        )
-        every_col = _col("every")
-        amount_null = _any([exp.Is(this=_col(f), expression=exp.null()) for f in self.amount_fields()])
-        near = _int(exp.Is(this=every_col.copy(), expression=exp.false()))
-        missing = exp.Or(
-            this=exp.Is(this=every_col.copy(), expression=exp.null()),
-            expression=exp.Paren(this=exp.And(this=every_col.copy(), expression=amount_null.copy())),
-        )
-        status = exp.Add(
-            this=near, expression=exp.Mul(this=_int(missing), expression=exp.Literal.number(MISSING_DATA))
-        )
-        eligible = exp.And(this=every_col.copy(), expression=exp.Not(this=amount_null))
-        rank = numeric_sql(self.policy.rank_by) if self.policy.rank_by is not None else None
-        # For a near-miss, the number of its one false condition.
-        cond = _sum([exp.Mul(this=f, expression=exp.Literal.number(n)) for n, f in enumerate(fails) if n])
-        columns = [
-            exp.alias_(exp.cast(exp.Literal.number(self.no), "INT", copy=False), "item", copy=False),
-            _col("rid"),
-            exp.alias_(_int(status), "status", copy=False),
-            exp.alias_(_int(cond), "cond", copy=False),
-            exp.alias_(
-                exp.cast(_when(eligible, amount_value(self.item)), MONEY, copy=False), "amount", copy=False
-            ),
-            exp.alias_(
-                exp.cast(exp.null() if rank is None else _when(eligible.copy(), rank), RANK, copy=False),
-                "rank_value",
-                copy=False,
-            ),
-        ]
-        return exp.Select(
-            expressions=columns,
-            from_=exp.From(this=exp.alias_(exp.Subquery(this=counted), "c", table=True, copy=False)),
-            where=exp.Where(this=keep),
-        )
-
-    def _rank_fields(self) -> list[str]:
+    def rank_fields(self) -> list[str]:
         return [] if self.policy.rank_by is None else list(parse(self.policy.rank_by).fields)
 
-    def texts(self, matches: str, profile: str) -> exp.Select:
-        """This item's rows of `matches` in Contract 4's words: ids, USCC, status, the failing condition
-        and the values it read, the missing fields."""
+    def fields(self) -> list[str]:
+        return sorted({*(f for c in self.conditions for f in parse(c.rule).fields), *self.amount_fields()})
+
+    @property
+    def mask(self) -> int:
+        return sum(1 << b for b in self.bits)
+
+    def _amount_present(self) -> exp.Expression:
+        return exp.Not(this=_any([exp.Is(this=_col(f), expression=exp.null()) for f in self.amount_fields()]))
+
+    def _amount(self) -> exp.Expression:
+        return exp.cast(amount_value(self.item), MONEY, copy=False)
+
+    def _rank(self) -> exp.Expression:
+        rank = exp.null() if self.policy.rank_by is None else numeric_sql(self.policy.rank_by)
+        return exp.cast(rank, RANK, copy=False)
+
+    def eligible(self) -> exp.Select:
+        """Stage 1: the item's eligible rows (no condition false or unknown, the amount's fields present)
+        with the amount and the rank value: (item, rid, amount, rank_value)."""
+        none = exp.EQ(
+            this=exp.BitwiseAnd(
+                this=exp.Paren(this=exp.BitwiseOr(this=_col("f"), expression=_col("u"))),
+                expression=_n(self.mask),
+            ),
+            expression=_n(0),
+        )
+        return exp.Select(
+            expressions=[
+                exp.alias_(exp.cast(_n(self.no), _INT, copy=False), "item", copy=False),
+                _col("rid"),
+                exp.alias_(self._amount(), "amount", copy=False),
+                exp.alias_(self._rank(), "rank_value", copy=False),
+            ],
+            from_=exp.From(this=exp.to_table(self.table)),
+            where=exp.Where(this=exp.and_(none, self._amount_present(), copy=False)),
+        )
+
+    def verdicts(self) -> exp.Select:
+        """Every row of the item that is eligible, a near-miss or missing data: (item, rid, code, cond,
+        amount, rank_value). A near-miss has exactly one condition false and none unknown; `cond` is the
+        number of that condition. Missing data: none false, but one unknown or an amount field absent."""
+        false, unknown = _masked("f", self.mask), _masked("u", self.mask)
+        zero = _n(0)
+        code = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.and_(
+                        exp.EQ(this=false.copy(), expression=zero.copy()),
+                        exp.EQ(this=unknown.copy(), expression=zero.copy()),
+                        self._amount_present(),
+                        copy=False,
+                    ),
+                    true=_n(ELIGIBLE),
+                ),
+                exp.If(this=exp.EQ(this=false.copy(), expression=zero.copy()), true=_n(MISSING_DATA)),
+                exp.If(
+                    this=exp.and_(
+                        exp.EQ(this=unknown.copy(), expression=zero.copy()),
+                        # a single bit: x & (x - 1) = 0
+                        exp.EQ(
+                            this=exp.BitwiseAnd(
+                                this=false.copy(),
+                                expression=exp.Paren(this=exp.Sub(this=false.copy(), expression=_n(1))),
+                            ),
+                            expression=zero.copy(),
+                        ),
+                        copy=False,
+                    ),
+                    true=_n(NEAR_MISS),
+                ),
+            ]
+        )
+        cond = exp.Case(
+            this=false.copy(),
+            ifs=[exp.If(this=_n(1 << b), true=_n(n)) for n, b in enumerate(self.bits)],
+        )
+        coded = exp.Select(
+            expressions=[
+                _col("rid"),
+                *[_col(f) for f in sorted({*self.amount_fields(), *self.rank_fields()})],
+                exp.alias_(exp.cast(code, _INT, copy=False), "code", copy=False),
+                exp.alias_(exp.cast(cond, _INT, copy=False), "cond", copy=False),
+            ],
+            from_=exp.From(this=exp.to_table(self.table)),
+        )
+        is_eligible = exp.EQ(this=_col("code"), expression=_n(ELIGIBLE))
+        return exp.Select(
+            expressions=[
+                exp.alias_(exp.cast(_n(self.no), _INT, copy=False), "item", copy=False),
+                _col("rid"),
+                _col("code"),
+                _col("cond"),
+                exp.alias_(
+                    exp.cast(_when(is_eligible, self._amount()), MONEY, copy=False), "amount", copy=False
+                ),
+                exp.alias_(
+                    exp.cast(_when(is_eligible.copy(), self._rank()), RANK, copy=False),
+                    "rank_value",
+                    copy=False,
+                ),
+            ],
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=coded), "v", table=True, copy=False)),
+            where=exp.Where(this=exp.Not(this=exp.Is(this=_col("code"), expression=exp.null()))),
+        )
+
+    def counts(self) -> exp.Select:
+        """The item's eligible, near-miss and missing-data counts, from its verdict rows."""
+
+        def count(code: int, name: str) -> exp.Expr:
+            counted = exp.Filter(
+                this=exp.Count(this=exp.Star()),
+                expression=exp.Where(this=exp.EQ(this=_col("code"), expression=_n(code))),
+            )
+            return exp.alias_(counted, name, copy=False)
+
+        return exp.Select(
+            expressions=[
+                exp.alias_(exp.cast(_n(self.no), _INT, copy=False), "item", copy=False),
+                count(ELIGIBLE, "eligible"),
+                count(NEAR_MISS, "near_misses"),
+                count(MISSING_DATA, "missing_data"),
+            ],
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=self.verdicts()), "r", table=True, copy=False)),
+        )
+
+    def texts(self, profile: str) -> exp.Select:
+        """This item's verdict rows in Contract 4's words: ids, USCC, status, the failing condition and
+        the values it read, the missing fields, the amount."""
         conds = self.conditions
         r, p = "r", "p"
         status = exp.Case(
             ifs=[
-                exp.If(
-                    this=exp.EQ(this=_col("status", r), expression=exp.Literal.number(code)),
-                    true=exp.Literal.string(name),
-                )
+                exp.If(this=exp.EQ(this=_col("code", r), expression=_n(code)), true=exp.Literal.string(name))
                 for code, name in STATUS.items()
             ]
         )
-        near = exp.EQ(this=_col("status", r), expression=exp.Literal.number(NEAR_MISS))
+        near = exp.EQ(this=_col("code", r), expression=_n(NEAR_MISS))
 
         def by_condition(value: Callable[[Condition], exp.Expression]) -> exp.Expression:
             if not conds:
@@ -220,9 +297,7 @@ class ItemPlan:
                 near.copy(),
                 exp.Case(
                     ifs=[
-                        exp.If(
-                            this=exp.EQ(this=_col("cond", r), expression=exp.Literal.number(n)), true=value(c)
-                        )
+                        exp.If(this=exp.EQ(this=_col("cond", r), expression=_n(n)), true=value(c))
                         for n, c in enumerate(conds)
                     ]
                 ),
@@ -231,7 +306,7 @@ class ItemPlan:
         group = self.policy.group_of(self.item)
         columns = [
             exp.alias_(_lit(self.policy.id), "policy_id", copy=False),
-            exp.alias_(exp.Literal.number(self.policy.version), "policy_version", copy=False),
+            exp.alias_(_n(self.policy.version), "policy_version", copy=False),
             exp.alias_(_lit(self.item.id), "item_id", copy=False),
             exp.alias_(_lit(self.policy.period), "period", copy=False),
             exp.alias_(exp.cast(_lit(group), TEXT, copy=False), "grp", copy=False),
@@ -249,7 +324,7 @@ class ItemPlan:
             ),
             exp.alias_(
                 _when(
-                    exp.EQ(this=_col("status", r), expression=exp.Literal.number(MISSING_DATA)),
+                    exp.EQ(this=_col("code", r), expression=_n(MISSING_DATA)),
                     _null_fields(self.fields(), p),
                 ),
                 "fields",
@@ -260,21 +335,109 @@ class ItemPlan:
         ]
         return exp.Select(
             expressions=columns,
-            from_=exp.From(this=exp.alias_(exp.to_table(matches), r, table=True)),
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=self.verdicts()), r, table=True, copy=False)),
             joins=[
                 exp.Join(
                     this=exp.alias_(exp.to_table(profile), p, table=True),
                     on=exp.EQ(this=_col("rid", p), expression=_col("rid", r)),
                 )
             ],
-            where=exp.Where(this=exp.EQ(this=_col("item", r), expression=exp.Literal.number(self.no))),
+        )
+
+
+def verdicts_name(block: int) -> str:
+    return f"verdicts_{block}"
+
+
+@dataclass(frozen=True)
+class Block:
+    """Items of one assessment year whose distinct conditions fit in `BITS`: each condition is evaluated
+    once per enterprise for all of them, into two bit sets, `f` (false) and `u` (unknown)."""
+
+    no: int
+    year: int
+    rules: tuple[str, ...]  # the rule of each bit
+    items: tuple[ItemPlan, ...]
+
+    @property
+    def table(self) -> str:
+        return verdicts_name(self.no)
+
+    def select(self, profile: str) -> exp.Select:
+        """(rid, the fields the items' amounts and ranks read, f, u) for every enterprise of the profile."""
+        carried = sorted({f for i in self.items for f in (*i.amount_fields(), *i.rank_fields())})
+        inner = exp.Select(
+            expressions=[
+                _col("rid"),
+                *[_col(f) for f in carried],
+                *[exp.alias_(condition_sql(r), f"k{b}", copy=False) for b, r in enumerate(self.rules)],
+            ],
+            from_=exp.From(this=exp.to_table(profile)),
+        )
+
+        def bits(test: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+            terms: list[exp.Expression] = [
+                exp.Mul(this=exp.cast(test(_col(f"k{b}")), _BIGINT, copy=False), expression=_n(1 << b))
+                for b in range(len(self.rules))
+            ]
+            return exp.cast(_sum(terms), _BIGINT, copy=False)
+
+        return exp.Select(
+            expressions=[
+                _col("rid"),
+                *[_col(f) for f in carried],
+                exp.alias_(bits(lambda k: exp.Is(this=k, expression=exp.false())), "f", copy=False),
+                exp.alias_(bits(lambda k: exp.Is(this=k, expression=exp.null())), "u", copy=False),
+            ],
+            from_=exp.From(this=exp.alias_(exp.Subquery(this=inner), "k", table=True, copy=False)),
         )
 
 
 def item_plans(policies: list[Policy]) -> list[ItemPlan]:
-    """Every item of the policies, numbered in (policy_id, item_id) order."""
+    """Every item of the policies, numbered in (policy_id, item_id) order, packed into blocks.
+
+    Items of one assessment year go, in that order, into a block until its distinct conditions would
+    exceed `BITS`; a rule that appears twice in one item takes two bits, so each condition of an item
+    has its own bit and a near-miss counts conditions, not texts.
+    """
     pairs = sorted(((p, i) for p in policies for i in p.items), key=lambda pi: (pi[0].id, pi[1].id))
-    return [ItemPlan(p, i, n) for n, (p, i) in enumerate(pairs)]
+    plans: list[ItemPlan] = []
+    block = -1
+    for year in sorted({p.assessment_year for p, _ in pairs}):
+        slots: dict[tuple[str, int], int] = {}
+        for no, (policy, item) in enumerate(pairs):
+            if policy.assessment_year != year:
+                continue
+            seen: dict[str, int] = {}
+            keys = []
+            for c in [*policy.conditions, *item.conditions]:
+                keys.append((c.rule, seen.get(c.rule, 0)))
+                seen[c.rule] = seen.get(c.rule, 0) + 1
+            if len(keys) > BITS:
+                raise MatchError(
+                    f"政策 {policy.id} 事项 {item.id} 有 {len(keys)} 个条件，超过 {BITS} 个的上限"
+                )
+            if not slots or len(slots.keys() | set(keys)) > BITS:
+                slots, block = {}, block + 1
+            for k in keys:
+                slots.setdefault(k, len(slots))
+            plans.append(ItemPlan(policy, item, no, block, tuple(slots[k] for k in keys)))
+    return sorted(plans, key=lambda p: p.no)
+
+
+def blocks(plans: list[ItemPlan]) -> list[Block]:
+    """The blocks of the plans, each with the rule of every bit."""
+    out = []
+    for no in sorted({p.block for p in plans}):
+        members = tuple(p for p in plans if p.block == no)
+        rules: dict[int, str] = {}
+        for p in members:
+            for b, c in zip(p.bits, p.conditions, strict=True):
+                rules[b] = c.rule
+        out.append(
+            Block(no, members[0].policy.assessment_year, tuple(rules[b] for b in range(len(rules))), members)
+        )
+    return out
 
 
 def _union(selects: list[exp.Select]) -> exp.Expression:
@@ -301,16 +464,24 @@ def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
     )
 
 
-def results_query(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expression:
-    """Stage 1: every item's interesting rows, narrow, as one UNION ALL over the keyed profiles."""
-    return _union([p.select(profile_for[p.policy.assessment_year]) for p in plans])
+def matches_query(plans: list[ItemPlan]) -> exp.Expression:
+    """Stage 1 over the verdict tables: every item's eligible rows, as one UNION ALL."""
+    return _union([p.eligible() for p in plans])
 
 
-def results_view(
-    plans: list[ItemPlan], profile_for: dict[int, str], matches: str = MATCHES
-) -> exp.Expression:
-    """The Contract 4 `results`: the narrow matches with their texts."""
-    return _union([p.texts(matches, profile_for[p.policy.assessment_year]) for p in plans])
+def statuses_view(plans: list[ItemPlan]) -> exp.Expression:
+    """Every item's eligible, near-miss and missing-data rows, narrow (item, rid, code, cond, amount, rank)."""
+    return _union([p.verdicts() for p in plans])
+
+
+def counts_view(plans: list[ItemPlan]) -> exp.Expression:
+    """Per item: eligible, near-miss and missing-data counts."""
+    return _union([p.counts() for p in plans])
+
+
+def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expression:
+    """The Contract 4 `results`: the verdict rows with their texts."""
+    return _union([p.texts(profile_for[p.policy.assessment_year]) for p in plans])
 
 
 def items_values(plans: list[ItemPlan]) -> exp.Select:
@@ -386,7 +557,7 @@ WITH paid AS (
 ), unpaid AS (
   SELECT r.item, r.rid, i.pol, i.grp_no, r.amount, r.rank_value
   FROM :matches AS r JOIN :items AS i ON i.item = r.item
-  WHERE r.status = 0 AND NOT EXISTS (SELECT 1 FROM paid WHERE paid.item = r.item AND paid.rid = r.rid)
+  WHERE NOT EXISTS (SELECT 1 FROM paid WHERE paid.item = r.item AND paid.rid = r.rid)
 ), kept AS (
   SELECT item, rid, pol, amount, rank_value FROM unpaid WHERE grp_no IS NULL
   UNION ALL
@@ -431,26 +602,27 @@ FROM :allocated AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.ri
 # Per item (every item, also one that kept no row): eligible, candidates, near-miss and missing-data
 # counts and the money.
 _SUMMARY = """
-WITH r AS (
-  SELECT item,
-    COUNT(*) FILTER (WHERE status = 0) AS eligible,
-    COUNT(*) FILTER (WHERE status = 1) AS near_misses,
-    COUNT(*) FILTER (WHERE status = 2) AS missing_data
-  FROM :matches GROUP BY item
-), c AS (
+WITH c AS (
   SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
     SUM(amount_before_allocation) AS amount_before_allocation
   FROM :allocated GROUP BY item
 )
-SELECT i.policy_id, i.item_id, COALESCE(r.eligible, 0) AS eligible, COALESCE(c.candidates, 0) AS candidates,
-  COALESCE(r.near_misses, 0) AS near_misses, COALESCE(r.missing_data, 0) AS missing_data,
+SELECT i.policy_id, i.item_id, r.eligible, COALESCE(c.candidates, 0) AS candidates,
+  r.near_misses, r.missing_data,
   CAST(COALESCE(c.amount, 0) AS DECIMAL(18, 2)) AS amount,
   CAST(COALESCE(c.amount_before_allocation, 0) AS DECIMAL(18, 2)) AS amount_before_allocation
-FROM :items AS i LEFT JOIN r ON r.item = i.item LEFT JOIN c ON c.item = i.item
+FROM :items AS i JOIN :counts AS r ON r.item = i.item LEFT JOIN c ON c.item = i.item
 ORDER BY i.policy_id, i.item_id
 """
 
-_TABLES = {"matches": MATCHES, "items": ITEMS, "keys": KEYS, "allocated": ALLOCATED, "payments": "payments"}
+_TABLES = {
+    "counts": COUNTS,
+    "matches": MATCHES,
+    "items": ITEMS,
+    "keys": KEYS,
+    "allocated": ALLOCATED,
+    "payments": "payments",
+}
 
 
 def _filled(text: str, **tables: str) -> exp.Expression:

@@ -46,6 +46,36 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
 
 
+def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan."""
+    _copy(con, "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc", out / "candidates.parquet")
+    _copy(
+        con,
+        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
+        "ORDER BY policy_id, item_id, uscc",
+        out / "near_misses.parquet",
+    )
+    _copy(
+        con,
+        "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
+        "WHERE status = 'missing_data' ORDER BY policy_id, item_id, uscc",
+        out / "missing_data.parquet",
+    )
+    _copy(
+        con,
+        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
+        "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
+        "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc",
+        out / "payees.parquet",
+    )
+    _copy(
+        con,
+        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
+        "WHERE e.uscc IN (SELECT k.uscc FROM statuses s JOIN match_keys k ON k.rid = s.rid) ORDER BY e.uscc",
+        out / "contacts.parquet",
+    )
+
+
 def policy_manifest(p: Policy) -> dict[str, Any]:
     conds = [{"id": c.id, "text": c.text, "clause": c.clause, "rule": c.rule} for c in p.conditions]
     return {
@@ -101,32 +131,7 @@ def run_match(
     timings |= execute(con, active, as_of, step)
     step("写出结果")
     t = time.perf_counter()
-    _copy(con, "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc", out / "candidates.parquet")
-    _copy(
-        con,
-        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
-        "ORDER BY policy_id, item_id, uscc",
-        out / "near_misses.parquet",
-    )
-    _copy(
-        con,
-        "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
-        "WHERE status = 'missing_data' ORDER BY policy_id, item_id, uscc",
-        out / "missing_data.parquet",
-    )
-    _copy(
-        con,
-        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
-        "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
-        "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc",
-        out / "payees.parquet",
-    )
-    _copy(
-        con,
-        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
-        "WHERE e.uscc IN (SELECT uscc FROM results) ORDER BY e.uscc",
-        out / "contacts.parquet",
-    )
+    write_outputs(con, out)
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     written = manifest(

@@ -1,7 +1,8 @@
 """Running the match plan on Apache Spark: the DuckDB plan's sqlglot trees, rendered as Spark SQL.
 
 `zhida match --engine spark` calls `run_match_spark`. The profile (`matcher.profile.profile_query`), the
-per-item evaluation (`matcher.plan.results_query`) and the allocation (`matcher.plan.candidates_query`) are
+verdict blocks and eligible rows (`matcher.plan.Block.select`, `matcher.plan.matches_query`) and the
+allocation (`matcher.plan.candidates_query`) are
 the very trees the DuckDB engine runs; `spark_sql` renders them with sqlglot's Spark dialect after one
 transform, `for_spark`, for the two places where Spark SQL would mean something else (no INT128 for exact
 integer fen products; DOUBLE to text spelled by Java's rules). One definition of every rule and derived
@@ -49,18 +50,23 @@ from matcher.codes import industry_leaf_codes, known_industry_codes, known_regio
 from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import (
     ALLOCATED,
+    COUNTS,
     ITEMS,
     KEYS,
     MATCHES,
+    STATUS_ROWS,
     ItemPlan,
+    blocks,
     candidates_query,
     candidates_view,
+    counts_view,
     item_plans,
     items_values,
     keyed_name,
     keyed_query,
-    results_query,
+    matches_query,
     results_view,
+    statuses_view,
     summary_query,
 )
 from matcher.profile import profile_query, profile_table_name
@@ -111,7 +117,7 @@ _OUTPUT_QUERIES = {
     ),
     "contacts": (
         "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
-        "WHERE e.uscc IN (SELECT uscc FROM results) ORDER BY e.uscc"
+        "WHERE e.uscc IN (SELECT k.uscc FROM statuses s JOIN match_keys k ON k.rid = s.rid) ORDER BY e.uscc"
     ),
 }
 
@@ -799,13 +805,15 @@ def build_profile_spark(spark: SparkSession, assessment_year: int, as_of: dt.dat
 
 
 def _culprit(spark: SparkSession, plans: Sequence[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
-    """The first item whose own query fails on Spark (run only after the whole plan failed)."""
-    for plan in plans:
-        query = plan.select(profiles[plan.policy.assessment_year])
-        try:
-            spark.sql(spark_sql(query)).write.format("noop").mode("overwrite").save()
-        except PySparkException:
-            return plan
+    """The first item whose own conditions or amount fail on Spark (run only after the whole plan failed)."""
+    for block in blocks(list(plans)):
+        for plan in block.items:
+            one = blocks([ItemPlan(plan.policy, plan.item, plan.no, block.no, tuple(range(len(plan.bits))))])
+            try:
+                _materialise(spark, block.table, one[0].select(profiles[block.year]))
+                spark.sql(spark_sql(plan.eligible())).write.format("noop").mode("overwrite").save()
+            except PySparkException:
+                return plan
     return None
 
 
@@ -820,8 +828,8 @@ def match_profiles_spark(
     payments: str = "payments",
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile views: the cached narrow `matches` and `allocated`, and the
-    Contract 4 views `results` and `candidates` over them (as `matcher.duckdb_engine.match_profiles`)."""
+    """Run the plan over existing profile views: the cached verdict blocks, `matches` and `allocated`, and
+    the views over them (as `matcher.duckdb_engine.match_profiles`)."""
     plans = item_plans(policies)
     t = time.perf_counter()
     step("匹配")
@@ -834,7 +842,9 @@ def match_profiles_spark(
         for year, profile in profiles.items():
             _materialise(spark, keyed[year], keyed_query(profile))
         _view(spark, ITEMS, items_values(plans))
-        _materialise(spark, MATCHES, results_query(plans, keyed))
+        for block in blocks(plans):
+            _materialise(spark, block.table, block.select(keyed[block.year]))
+        _materialise(spark, MATCHES, matches_query(plans))
     except PySparkException as e:
         culprit = _culprit(spark, plans, keyed)
         where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
@@ -849,6 +859,8 @@ def match_profiles_spark(
     except PySparkException as e:
         raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
     timings["allocate"] = time.perf_counter() - t
+    _view(spark, STATUS_ROWS, statuses_view(plans))
+    _view(spark, COUNTS, counts_view(plans))
     _view(spark, "results", results_view(plans, keyed))
     _view(spark, "candidates", candidates_view())
     return timings

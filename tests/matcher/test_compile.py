@@ -10,12 +10,15 @@ import sqlglot
 
 from matcher.compile import COMPILERS, condition_sql
 from matcher.plan import (
+    blocks,
     candidates_query,
     candidates_view,
+    counts_view,
     item_plans,
     items_values,
-    results_query,
+    matches_query,
     results_view,
+    statuses_view,
     summary_query,
 )
 from matcher.profile import profile_query
@@ -72,7 +75,10 @@ def test_library_plan_renders_to_spark_sql_that_parses() -> None:
     trees = [
         profile_query(2024, dt.date(2025, 9, 30)),
         items_values(plans),
-        results_query(plans, profiles),
+        *[b.select(profiles[b.year]) for b in blocks(plans)],
+        matches_query(plans),
+        statuses_view(plans),
+        counts_view(plans),
         candidates_query("payments"),
         results_view(plans, profiles),
         candidates_view(),

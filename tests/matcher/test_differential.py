@@ -2,7 +2,8 @@
 
 Hypothesis builds policies from the catalog's fields (every supported operator, NULLs, values on and
 around the literals' boundaries, half-fen amounts, caps, budgets, exclusive groups, payments) and
-profiles with NULLs anywhere. DuckDB runs the compiled plan; `rules.reference` evaluates enterprise by
+profiles with NULLs anywhere, packed into one block of condition bits or many, a rule repeated within an
+item. DuckDB runs the compiled plan; `rules.reference` evaluates enterprise by
 enterprise; eligibility, near-misses, missing data, amounts and final candidates must agree fen for fen.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from unittest.mock import patch
 
 import duckdb
 import pytest
@@ -235,6 +237,8 @@ def policy_text(draw: st.DrawFn, pid: str, group: str | None) -> str:
     text += "items:\n"
     for n in range(draw(st.integers(1, 2))):
         conds = draw(st.lists(rule(), min_size=0 if shared else 1, max_size=2))
+        if shared and draw(st.booleans()):  # the same rule twice in one item: two conditions, two bits
+            conds.append(shared[0])
         text += f"  - id: i{n}\n    title: 事项{n}\n    amount: '{draw(st.sampled_from(AMOUNTS))}'\n"
         cap = draw(st.sampled_from([None, "5000.00", "100000.00"]))
         if cap:
@@ -308,7 +312,9 @@ def test_compiled_sql_equals_reference(con: duckdb.DuckDBPyConnection, data: st.
     )
     if paid:
         con.executemany("INSERT INTO paid_t VALUES (?, ?, ?, ?, 1)", paid)
-    match_profiles(con, policies, {2024: _load_profile(con, rows)}, payments="paid_t")
+    # Few bits per block split the items into many blocks; 62 keeps them in one.
+    with patch("matcher.plan.BITS", data.draw(st.sampled_from([5, 8, 62]))):
+        match_profiles(con, policies, {2024: _load_profile(con, rows)}, payments="paid_t")
 
     ref = evaluate(policies, rows)
     want_near = {(r.policy_id, r.item_id, r.uscc, r.failed[0]) for r in ref if r.status == "near_miss"}
