@@ -12,7 +12,7 @@ import duckdb
 
 from matcher.plan import (
     ALLOCATED,
-    COUNTS,
+    CONDITIONS,
     ITEMS,
     KEYS,
     MATCHES,
@@ -20,7 +20,7 @@ from matcher.plan import (
     blocks,
     candidates_query,
     candidates_view,
-    counts_view,
+    conditions_values,
     item_plans,
     items_values,
     keyed_name,
@@ -73,8 +73,8 @@ def match_profiles(
 ) -> dict[str, float]:
     """Run the plan over existing profile tables (one per assessment year).
 
-    Builds the verdict tables (`verdicts_<n>`), `matches` (stage 1) and `allocated` (stage 2), and the
-    views `statuses`, `item_counts`, and Contract 4's `results` and `candidates` over them.
+    Builds the items and their conditions, the verdict tables (`verdicts_<n>`), `matches` (stage 1) and
+    `allocated` (stage 2), and the views `statuses` and Contract 4's `results` and `candidates` over them.
     """
     t = time.perf_counter()
     step("匹配")
@@ -89,6 +89,7 @@ def match_profiles(
         if not numbered:
             con.execute(f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb')}")
     con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TABLE {CONDITIONS} AS {conditions_values(plans).sql('duckdb')}")
     for block in blocks(plans):
         select = block.select(keyed[block.year]).sql("duckdb", copy=False)
         con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
@@ -106,7 +107,6 @@ def match_profiles(
     t = time.perf_counter()
     views = {
         STATUS_ROWS: statuses_view(plans),
-        COUNTS: counts_view(plans),
         "results": results_view(plans, keyed),
         "candidates": candidates_view(),
     }

@@ -4,20 +4,21 @@ The plan is dialect-neutral: DuckDB runs it (matcher/duckdb_engine.py) and Spark
 (matcher/spark_engine.py). Stage 1 evaluates each distinct condition once per enterprise for a block of items
 (`Block.select`: two bit sets per enterprise, false and unknown), then keeps every item's eligible rows
 with their amounts (`matches_query`). Stage 2 (`candidates_query`) drops already-paid pairs, applies
-exclusive groups and budgets. Near-miss and missing-data rows are never stored: the views
-`statuses_view`, `results_view` (with the texts, Contract 4) and `counts_view` read them off the bits
-when the outputs are written.
+exclusive groups and budgets. Near-miss and missing-data rows are never stored: the views `statuses_view`
+and `results_view` (with the texts, Contract 4) read them off the bits, with the items' masks, when the
+outputs are written; they are the same few statements whatever the number of items.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
 from matcher.compile import amount_value, condition_sql, numeric_sql
+from rules.catalog import CATALOG
 from rules.errors import MatchError
 from rules.expressions import parse
 from rules.policy import Condition, Item, Policy
@@ -44,7 +45,7 @@ def _sum(terms: list[exp.Expression]) -> exp.Expression:
     return out
 
 
-def _when(cond: exp.Expression, then: exp.Expression, default: exp.Expression | None = None) -> exp.Case:
+def _when(cond: exp.Expr, then: exp.Expression, default: exp.Expression | None = None) -> exp.Case:
     return exp.Case(ifs=[exp.If(this=cond, true=then)], default=default)
 
 
@@ -56,18 +57,6 @@ def _concat(parts: Sequence[exp.Expression]) -> exp.Expression:
     for p in parts[1:]:
         out = exp.DPipe(this=out, expression=p, safe=True)
     return out
-
-
-def _null_fields(fields: list[str], table: str) -> exp.Expression:
-    """'a;b': the names of the given fields that are NULL in this row."""
-    flags = [
-        exp.Coalesce(
-            this=_when(exp.Is(this=_col(f, table), expression=exp.null()), exp.Literal.string(f";{f}")),
-            expressions=[exp.Literal.string("")],
-        )
-        for f in fields
-    ]
-    return exp.Substring(this=_concat(flags), start=exp.Literal.number(2))
 
 
 def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
@@ -82,33 +71,23 @@ def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
     return _concat(parts)
 
 
-def _int(value: exp.Expression) -> exp.Expression:
-    return exp.cast(value, "INT", copy=False)
-
-
-def _any(parts: list[exp.Expression]) -> exp.Expression:
-    if not parts:
-        return exp.false()
-    out = parts[0]
-    for p in parts[1:]:
-        out = exp.Or(this=out, expression=p)
-    return exp.Paren(this=out)
-
-
 # Status codes of a verdict row; the `results` view spells them out.
 ELIGIBLE, NEAR_MISS, MISSING_DATA = 0, 1, 2
-STATUS = {ELIGIBLE: "eligible", NEAR_MISS: "near_miss", MISSING_DATA: "missing_data"}
 
 # The tables and views an engine builds, in this order: enterprise numbers (`rid`) by USCC, the profiles
-# keyed by them (`keyed_<year>`), the items, the verdict bits of every block of items (`verdicts_<n>`),
-# the eligible rows with their amounts (`matches`, stage 1), stage 2 into `allocated`; then the views
-# `statuses` (every eligible, near-miss and missing-data row, narrow), `results` and `candidates`
-# (Contract 4, with the texts) and `item_counts`, read when the outputs are written.
+# keyed by them (`keyed_<year>`), the items and their conditions, the bits of every block of items
+# (`verdicts_<n>`), the eligible rows with their amounts (`matches`, stage 1), stage 2 into `allocated`;
+# then the views `statuses` (every eligible, near-miss and missing-data row, narrow), and Contract 4's
+# `results` and `candidates` with the texts, read when the outputs are written.
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
-STATUS_ROWS, COUNTS = "statuses", "item_counts"
+CONDITIONS, STATUS_ROWS = "match_conditions", "statuses"
 
 # Conditions per block: one bit each in a BIGINT, below the sign bit.
 BITS = 62
+
+# Fields as bits, for the absent amount fields (`a`) and the missing-data lists.
+FIELD_BIT = {name: n for n, name in enumerate(sorted(CATALOG))}
+assert len(FIELD_BIT) <= BITS
 
 _INT = exp.DataType.build("INT")
 _BIGINT = exp.DataType.build("BIGINT")
@@ -120,6 +99,10 @@ def keyed_name(profile: str) -> str:
 
 def _n(value: int) -> exp.Expression:
     return exp.Literal.number(value)
+
+
+def _field_mask(fields: Iterable[str]) -> int:
+    return sum(1 << FIELD_BIT[f] for f in set(fields))
 
 
 def _masked(bits: str, mask: int) -> exp.Expression:
@@ -156,10 +139,18 @@ class ItemPlan:
 
     @property
     def mask(self) -> int:
+        """The bits of its conditions in the block's `f` and `u`."""
         return sum(1 << b for b in self.bits)
 
-    def _amount_present(self) -> exp.Expression:
-        return exp.Not(this=_any([exp.Is(this=_col(f), expression=exp.null()) for f in self.amount_fields()]))
+    @property
+    def amount_mask(self) -> int:
+        """The bits of its amount's fields in the block's `a`."""
+        return _field_mask(self.amount_fields())
+
+    @property
+    def fields_mask(self) -> int:
+        """The bits of every field it reads, for the missing-data list."""
+        return _field_mask(self.fields())
 
     def _amount(self) -> exp.Expression:
         return exp.cast(amount_value(self.item), MONEY, copy=False)
@@ -169,7 +160,7 @@ class ItemPlan:
         return exp.cast(rank, RANK, copy=False)
 
     def eligible(self) -> exp.Select:
-        """Stage 1: the item's eligible rows (no condition false or unknown, the amount's fields present)
+        """Stage 1: the item's eligible rows (no condition false or unknown, no amount field absent)
         with the amount and the rank value: (item, rid, amount, rank_value)."""
         none = exp.EQ(
             this=exp.BitwiseAnd(
@@ -186,162 +177,13 @@ class ItemPlan:
                 exp.alias_(self._rank(), "rank_value", copy=False),
             ],
             from_=exp.From(this=exp.to_table(self.table)),
-            where=exp.Where(this=exp.and_(none, self._amount_present(), copy=False)),
-        )
-
-    def verdicts(self) -> exp.Select:
-        """Every row of the item that is eligible, a near-miss or missing data: (item, rid, code, cond,
-        amount, rank_value). A near-miss has exactly one condition false and none unknown; `cond` is the
-        number of that condition. Missing data: none false, but one unknown or an amount field absent."""
-        false, unknown = _masked("f", self.mask), _masked("u", self.mask)
-        zero = _n(0)
-        code = exp.Case(
-            ifs=[
-                exp.If(
-                    this=exp.and_(
-                        exp.EQ(this=false.copy(), expression=zero.copy()),
-                        exp.EQ(this=unknown.copy(), expression=zero.copy()),
-                        self._amount_present(),
-                        copy=False,
-                    ),
-                    true=_n(ELIGIBLE),
-                ),
-                exp.If(this=exp.EQ(this=false.copy(), expression=zero.copy()), true=_n(MISSING_DATA)),
-                exp.If(
-                    this=exp.and_(
-                        exp.EQ(this=unknown.copy(), expression=zero.copy()),
-                        # a single bit: x & (x - 1) = 0
-                        exp.EQ(
-                            this=exp.BitwiseAnd(
-                                this=false.copy(),
-                                expression=exp.Paren(this=exp.Sub(this=false.copy(), expression=_n(1))),
-                            ),
-                            expression=zero.copy(),
-                        ),
-                        copy=False,
-                    ),
-                    true=_n(NEAR_MISS),
-                ),
-            ]
-        )
-        cond = exp.Case(
-            this=false.copy(),
-            ifs=[exp.If(this=_n(1 << b), true=_n(n)) for n, b in enumerate(self.bits)],
-        )
-        coded = exp.Select(
-            expressions=[
-                _col("rid"),
-                *[_col(f) for f in sorted({*self.amount_fields(), *self.rank_fields()})],
-                exp.alias_(exp.cast(code, _INT, copy=False), "code", copy=False),
-                exp.alias_(exp.cast(cond, _INT, copy=False), "cond", copy=False),
-            ],
-            from_=exp.From(this=exp.to_table(self.table)),
-        )
-        is_eligible = exp.EQ(this=_col("code"), expression=_n(ELIGIBLE))
-        return exp.Select(
-            expressions=[
-                exp.alias_(exp.cast(_n(self.no), _INT, copy=False), "item", copy=False),
-                _col("rid"),
-                _col("code"),
-                _col("cond"),
-                exp.alias_(
-                    exp.cast(_when(is_eligible, self._amount()), MONEY, copy=False), "amount", copy=False
-                ),
-                exp.alias_(
-                    exp.cast(_when(is_eligible.copy(), self._rank()), RANK, copy=False),
-                    "rank_value",
+            where=exp.Where(
+                this=exp.and_(
+                    none,
+                    exp.EQ(this=_masked("a", self.amount_mask), expression=_n(0)),
                     copy=False,
-                ),
-            ],
-            from_=exp.From(this=exp.alias_(exp.Subquery(this=coded), "v", table=True, copy=False)),
-            where=exp.Where(this=exp.Not(this=exp.Is(this=_col("code"), expression=exp.null()))),
-        )
-
-    def counts(self) -> exp.Select:
-        """The item's eligible, near-miss and missing-data counts, from its verdict rows."""
-
-        def count(code: int, name: str) -> exp.Expr:
-            counted = exp.Filter(
-                this=exp.Count(this=exp.Star()),
-                expression=exp.Where(this=exp.EQ(this=_col("code"), expression=_n(code))),
-            )
-            return exp.alias_(counted, name, copy=False)
-
-        return exp.Select(
-            expressions=[
-                exp.alias_(exp.cast(_n(self.no), _INT, copy=False), "item", copy=False),
-                count(ELIGIBLE, "eligible"),
-                count(NEAR_MISS, "near_misses"),
-                count(MISSING_DATA, "missing_data"),
-            ],
-            from_=exp.From(this=exp.alias_(exp.Subquery(this=self.verdicts()), "r", table=True, copy=False)),
-        )
-
-    def texts(self, profile: str) -> exp.Select:
-        """This item's verdict rows in Contract 4's words: ids, USCC, status, the failing condition and
-        the values it read, the missing fields, the amount."""
-        conds = self.conditions
-        r, p = "r", "p"
-        status = exp.Case(
-            ifs=[
-                exp.If(this=exp.EQ(this=_col("code", r), expression=_n(code)), true=exp.Literal.string(name))
-                for code, name in STATUS.items()
-            ]
-        )
-        near = exp.EQ(this=_col("code", r), expression=_n(NEAR_MISS))
-
-        def by_condition(value: Callable[[Condition], exp.Expression]) -> exp.Expression:
-            if not conds:
-                return exp.null()
-            return _when(
-                near.copy(),
-                exp.Case(
-                    ifs=[
-                        exp.If(this=exp.EQ(this=_col("cond", r), expression=_n(n)), true=value(c))
-                        for n, c in enumerate(conds)
-                    ]
-                ),
-            )
-
-        group = self.policy.group_of(self.item)
-        columns = [
-            exp.alias_(_lit(self.policy.id), "policy_id", copy=False),
-            exp.alias_(_n(self.policy.version), "policy_version", copy=False),
-            exp.alias_(_lit(self.item.id), "item_id", copy=False),
-            exp.alias_(_lit(self.policy.period), "period", copy=False),
-            exp.alias_(exp.cast(_lit(group), TEXT, copy=False), "grp", copy=False),
-            _col("uscc", p),
-            exp.alias_(status, "status", copy=False),
-            exp.alias_(
-                exp.cast(by_condition(lambda c: exp.Literal.string(c.id)), TEXT, copy=False),
-                "condition_id",
-                copy=False,
-            ),
-            exp.alias_(
-                exp.cast(by_condition(lambda c: _value_text(parse(c.rule).fields, p)), TEXT, copy=False),
-                "value",
-                copy=False,
-            ),
-            exp.alias_(
-                _when(
-                    exp.EQ(this=_col("code", r), expression=_n(MISSING_DATA)),
-                    _null_fields(self.fields(), p),
-                ),
-                "fields",
-                copy=False,
-            ),
-            _col("amount", r),
-            _col("rank_value", r),
-        ]
-        return exp.Select(
-            expressions=columns,
-            from_=exp.From(this=exp.alias_(exp.Subquery(this=self.verdicts()), r, table=True, copy=False)),
-            joins=[
-                exp.Join(
-                    this=exp.alias_(exp.to_table(profile), p, table=True),
-                    on=exp.EQ(this=_col("rid", p), expression=_col("rid", r)),
                 )
-            ],
+            ),
         )
 
 
@@ -352,7 +194,8 @@ def verdicts_name(block: int) -> str:
 @dataclass(frozen=True)
 class Block:
     """Items of one assessment year whose distinct conditions fit in `BITS`: each condition is evaluated
-    once per enterprise for all of them, into two bit sets, `f` (false) and `u` (unknown)."""
+    once per enterprise for all of them, into two bit sets, `f` (false) and `u` (unknown); a third, `a`,
+    has the bit (`FIELD_BIT`) of every field an item's amount or rank reads that is NULL."""
 
     no: int
     year: int
@@ -364,7 +207,7 @@ class Block:
         return verdicts_name(self.no)
 
     def select(self, profile: str) -> exp.Select:
-        """(rid, the fields the items' amounts and ranks read, f, u) for every enterprise of the profile."""
+        """(rid, the fields the items' amounts and ranks read, f, u, a) for every enterprise of the profile."""
         carried = sorted({f for i in self.items for f in (*i.amount_fields(), *i.rank_fields())})
         inner = exp.Select(
             expressions=[
@@ -382,12 +225,22 @@ class Block:
             ]
             return exp.cast(_sum(terms), _BIGINT, copy=False)
 
+        absent_terms: list[exp.Expression] = [
+            exp.Mul(
+                this=exp.cast(exp.Is(this=_col(f), expression=exp.null()), _BIGINT, copy=False),
+                expression=_n(1 << FIELD_BIT[f]),
+            )
+            for f in carried
+        ]
+        absent = exp.cast(_sum(absent_terms), _BIGINT, copy=False)
+
         return exp.Select(
             expressions=[
                 _col("rid"),
                 *[_col(f) for f in carried],
                 exp.alias_(bits(lambda k: exp.Is(this=k, expression=exp.false())), "f", copy=False),
                 exp.alias_(bits(lambda k: exp.Is(this=k, expression=exp.null())), "u", copy=False),
+                exp.alias_(absent, "a", copy=False),
             ],
             from_=exp.From(this=exp.alias_(exp.Subquery(this=inner), "k", table=True, copy=False)),
         )
@@ -440,10 +293,10 @@ def blocks(plans: list[ItemPlan]) -> list[Block]:
     return out
 
 
-def _union(selects: list[exp.Select]) -> exp.Expression:
+def _union(selects: Sequence[exp.Expr]) -> exp.Expr:
     if not selects:
         raise ValueError("no items to match")
-    out: exp.Expression = selects[0]
+    out: exp.Expr = selects[0]
     for s in selects[1:]:
         out = exp.Union(this=out, expression=s, distinct=False)
     return out
@@ -464,28 +317,164 @@ def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
     )
 
 
-def matches_query(plans: list[ItemPlan]) -> exp.Expression:
+def matches_query(plans: list[ItemPlan]) -> exp.Expr:
     """Stage 1 over the verdict tables: every item's eligible rows, as one UNION ALL."""
     return _union([p.eligible() for p in plans])
 
 
-def statuses_view(plans: list[ItemPlan]) -> exp.Expression:
-    """Every item's eligible, near-miss and missing-data rows, narrow (item, rid, code, cond, amount, rank)."""
-    return _union([p.verdicts() for p in plans])
+# Every enterprise's eligible, near-miss and missing-data rows for the items of one block, read off its
+# bits: `fbits` and `ubits` are the item's false and unknown conditions, `abits` its absent amount fields.
+# Kept: none false (eligible, or missing data when one is unknown or absent), or exactly one false
+# (`fbits & (fbits - 1)` clears the lowest bit) and none unknown (a near-miss). Logic, not CASE: cheaper.
+_STATUSES = """
+SELECT item, rid, fbits,
+  CAST(fbits <> 0 AS INT) * {near} + CAST(fbits = 0 AND (ubits <> 0 OR abits <> 0) AS INT) * {missing} AS code
+FROM (
+  SELECT i.item, v.rid, v.f & i.mask AS fbits, v.u & i.mask AS ubits, v.a & i.amask AS abits
+  FROM {verdicts} AS v CROSS JOIN {items} AS i WHERE i.block = {block}
+) AS b
+WHERE fbits = 0 OR (ubits = 0 AND (fbits & (fbits - 1)) = 0)
+"""
 
 
-def counts_view(plans: list[ItemPlan]) -> exp.Expression:
-    """Per item: eligible, near-miss and missing-data counts."""
-    return _union([p.counts() for p in plans])
+def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
+    """Every item's eligible, near-miss and missing-data rows, narrow: (item, rid, fbits, code); for a
+    near-miss, `fbits` is the bit of its one false condition."""
+    return _union(
+        [
+            sqlglot.parse_one(
+                _STATUSES.format(
+                    eligible=ELIGIBLE,
+                    missing=MISSING_DATA,
+                    near=NEAR_MISS,
+                    verdicts=verdicts_name(block),
+                    items=ITEMS,
+                    block=block,
+                ),
+                read="duckdb",
+            )
+            for block in sorted({p.block for p in plans})
+        ]
+    )
 
 
-def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expression:
-    """The Contract 4 `results`: the verdict rows with their texts."""
-    return _union([p.texts(profile_for[p.policy.assessment_year]) for p in plans])
+def _shapes(plans: list[ItemPlan]) -> list[tuple[str, ...]]:
+    """The distinct lists of fields a condition reads: a near-miss shows their values."""
+    return sorted({parse(c.rule).fields for p in plans for c in p.conditions})
+
+
+def conditions_values(plans: list[ItemPlan]) -> exp.Select:
+    """A table of every condition of every item: (item, bit, condition_id, shape)."""
+    shape_no = {s: n for n, s in enumerate(_shapes(plans))}
+    rows = [
+        exp.Tuple(
+            expressions=[
+                _n(p.no),
+                _n(1 << b),
+                exp.Literal.string(c.id),
+                _n(shape_no[parse(c.rule).fields]),
+            ]
+        )
+        for p in plans
+        for b, c in zip(p.bits, p.conditions, strict=True)
+    ]
+    if not rows:  # no item has a condition: one row that matches no item
+        rows = [exp.Tuple(expressions=[_n(-1), _n(0), exp.Literal.string(""), _n(-1)])]
+    columns = ("item", "bit", "condition_id", "shape")
+    values = exp.Values(
+        expressions=rows,
+        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in columns]),
+    )
+    return exp.select(
+        exp.alias_(exp.cast(_col("item"), _INT, copy=False), "item"),
+        exp.alias_(exp.cast(_col("bit"), _BIGINT, copy=False), "bit"),
+        exp.alias_(exp.cast(_col("condition_id"), TEXT, copy=False), "condition_id"),
+        exp.alias_(exp.cast(_col("shape"), _INT, copy=False), "shape"),
+    ).from_(values)
+
+
+# The Contract 4 `results` of the items of one assessment year: the near-miss and missing-data rows of the
+# statuses with their ids, the USCC, the failing condition and the values it read, the missing fields; and
+# the eligible rows of `matches` with their amounts.
+_RESULTS = """
+SELECT s.item, s.rid, i.policy_id, i.policy_version, i.item_id, i.period, i.grp, p.uscc,
+  'near_miss' AS status, c.condition_id, :value AS value, NULL AS fields,
+  CAST(NULL AS DECIMAL(18, 2)) AS amount, CAST(NULL AS DECIMAL(38, 10)) AS rank_value
+FROM {statuses} AS s
+JOIN {items} AS i ON i.item = s.item
+JOIN {profile} AS p ON p.rid = s.rid
+JOIN {conditions} AS c ON c.item = s.item AND c.bit = s.fbits
+WHERE s.code = {near} AND i.year = {year}
+UNION ALL
+SELECT s.item, s.rid, i.policy_id, i.policy_version, i.item_id, i.period, i.grp, p.uscc,
+  'missing_data' AS status, NULL AS condition_id, NULL AS value, :fields AS fields,
+  CAST(NULL AS DECIMAL(18, 2)) AS amount, CAST(NULL AS DECIMAL(38, 10)) AS rank_value
+FROM {statuses} AS s
+JOIN {items} AS i ON i.item = s.item
+JOIN {profile} AS p ON p.rid = s.rid
+WHERE s.code = {missing} AND i.year = {year}
+UNION ALL
+SELECT m.item, m.rid, i.policy_id, i.policy_version, i.item_id, i.period, i.grp, p.uscc,
+  'eligible' AS status, NULL AS condition_id, NULL AS value, NULL AS fields, m.amount, m.rank_value
+FROM {matches} AS m
+JOIN {items} AS i ON i.item = m.item
+JOIN {profile} AS p ON p.rid = m.rid
+WHERE i.year = {year}
+"""
+
+
+def _missing_fields(fields: list[str], mask: exp.Expression, table: str) -> exp.Expression:
+    """'a;b': the names of the fields whose bit is in `mask` and that are NULL in this row (CONCAT_WS
+    skips the NULLs on both engines)."""
+    names = [
+        _when(
+            exp.and_(
+                exp.Is(this=_col(f, table), expression=exp.null()),
+                exp.NEQ(
+                    this=exp.Paren(this=exp.BitwiseAnd(this=mask.copy(), expression=_n(1 << FIELD_BIT[f]))),
+                    expression=_n(0),
+                ),
+                copy=False,
+            ),
+            exp.Literal.string(f),
+        )
+        for f in fields
+    ]
+    return exp.ConcatWs(expressions=[exp.Literal.string(";"), *names], safe=True, coalesce=True)
+
+
+def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr:
+    """The Contract 4 `results`: every verdict row with its texts."""
+    value = exp.Case(
+        this=_col("shape", "c"),
+        ifs=[exp.If(this=_n(n), true=_value_text(fields, "p")) for n, fields in enumerate(_shapes(plans))],
+    )
+    missing = _missing_fields(sorted({f for p in plans for f in p.fields()}), _col("fmask", "i"), "p")
+
+    def fill(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name in ("value", "fields"):
+            return (value if node.name == "value" else missing).copy()
+        return node
+
+    selects = []
+    for year in sorted({p.policy.assessment_year for p in plans}):
+        text = _RESULTS.format(
+            near=NEAR_MISS,
+            missing=MISSING_DATA,
+            statuses=STATUS_ROWS,
+            items=ITEMS,
+            profile=profile_for[year],
+            conditions=CONDITIONS,
+            matches=MATCHES,
+            year=year,
+        )
+        selects.append(sqlglot.parse_one(text, read="duckdb").transform(fill))
+    return _union(selects)
 
 
 def items_values(plans: list[ItemPlan]) -> exp.Select:
-    """A table of every item: its number, ids, version, period, exclusive group, and its policy's budget."""
+    """A table of every item: its number, ids, version, period, exclusive group, its policy's budget, its
+    block and year, and its bit masks (conditions, amount fields, all fields)."""
     policy_no = {pid: n for n, pid in enumerate(sorted({p.policy.id for p in plans}))}
     groups = sorted({g for p in plans if (g := p.policy.group_of(p.item)) is not None})
     group_no = {g: n for n, g in enumerate(groups)}
@@ -515,6 +504,11 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
                     copy=False,
                 ),
                 exp.Literal.string(p.policy.allocation),
+                _n(p.block),
+                _n(p.policy.assessment_year),
+                _n(p.mask),
+                _n(p.amount_mask),
+                _n(p.fields_mask),
             ]
         )
         for p in plans
@@ -530,6 +524,11 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
         "grp",
         "budget",
         "allocation",
+        "block",
+        "year",
+        "mask",
+        "amask",
+        "fmask",
     )
     values = exp.Values(
         expressions=rows,
@@ -537,8 +536,10 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
     )
     return exp.select(
         *[
-            exp.alias_(exp.cast(_col(c), "INT", copy=False), c)
-            if c in ("item", "pol", "policy_version")
+            exp.alias_(exp.cast(_col(c), _INT, copy=False), c)
+            if c in ("item", "pol", "policy_version", "block", "year")
+            else exp.alias_(exp.cast(_col(c), _BIGINT, copy=False), c)
+            if c in ("mask", "amask", "fmask")
             else _col(c)
             for c in columns
         ]
@@ -602,21 +603,27 @@ FROM :allocated AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.ri
 # Per item (every item, also one that kept no row): eligible, candidates, near-miss and missing-data
 # counts and the money.
 _SUMMARY = """
-WITH c AS (
+WITH r AS (
+  SELECT item,
+    COUNT(*) FILTER (WHERE code = 0) AS eligible,
+    COUNT(*) FILTER (WHERE code = 1) AS near_misses,
+    COUNT(*) FILTER (WHERE code = 2) AS missing_data
+  FROM :statuses GROUP BY item
+), c AS (
   SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
     SUM(amount_before_allocation) AS amount_before_allocation
   FROM :allocated GROUP BY item
 )
-SELECT i.policy_id, i.item_id, r.eligible, COALESCE(c.candidates, 0) AS candidates,
-  r.near_misses, r.missing_data,
+SELECT i.policy_id, i.item_id, COALESCE(r.eligible, 0) AS eligible, COALESCE(c.candidates, 0) AS candidates,
+  COALESCE(r.near_misses, 0) AS near_misses, COALESCE(r.missing_data, 0) AS missing_data,
   CAST(COALESCE(c.amount, 0) AS DECIMAL(18, 2)) AS amount,
   CAST(COALESCE(c.amount_before_allocation, 0) AS DECIMAL(18, 2)) AS amount_before_allocation
-FROM :items AS i JOIN :counts AS r ON r.item = i.item LEFT JOIN c ON c.item = i.item
+FROM :items AS i LEFT JOIN r ON r.item = i.item LEFT JOIN c ON c.item = i.item
 ORDER BY i.policy_id, i.item_id
 """
 
 _TABLES = {
-    "counts": COUNTS,
+    "statuses": STATUS_ROWS,
     "matches": MATCHES,
     "items": ITEMS,
     "keys": KEYS,

@@ -47,18 +47,22 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
 
 
 def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan."""
+    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan.
+
+    Enterprise numbers follow the USCC and item numbers (policy_id, item_id), so ordering the results by
+    (item, rid) is ordering them by (policy_id, item_id, uscc), on integers.
+    """
     _copy(con, "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc", out / "candidates.parquet")
     _copy(
         con,
         "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
-        "ORDER BY policy_id, item_id, uscc",
+        "ORDER BY item, rid",
         out / "near_misses.parquet",
     )
     _copy(
         con,
         "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
-        "WHERE status = 'missing_data' ORDER BY policy_id, item_id, uscc",
+        "WHERE status = 'missing_data' ORDER BY item, rid",
         out / "missing_data.parquet",
     )
     _copy(

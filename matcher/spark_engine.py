@@ -50,7 +50,7 @@ from matcher.codes import industry_leaf_codes, known_industry_codes, known_regio
 from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import (
     ALLOCATED,
-    COUNTS,
+    CONDITIONS,
     ITEMS,
     KEYS,
     MATCHES,
@@ -59,7 +59,7 @@ from matcher.plan import (
     blocks,
     candidates_query,
     candidates_view,
-    counts_view,
+    conditions_values,
     item_plans,
     items_values,
     keyed_name,
@@ -842,6 +842,7 @@ def match_profiles_spark(
         for year, profile in profiles.items():
             _materialise(spark, keyed[year], keyed_query(profile))
         _view(spark, ITEMS, items_values(plans))
+        _view(spark, CONDITIONS, conditions_values(plans))
         for block in blocks(plans):
             _materialise(spark, block.table, block.select(keyed[block.year]))
         _materialise(spark, MATCHES, matches_query(plans))
@@ -860,7 +861,6 @@ def match_profiles_spark(
         raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
     timings["allocate"] = time.perf_counter() - t
     _view(spark, STATUS_ROWS, statuses_view(plans))
-    _view(spark, COUNTS, counts_view(plans))
     _view(spark, "results", results_view(plans, keyed))
     _view(spark, "candidates", candidates_view())
     return timings
