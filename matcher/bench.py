@@ -80,7 +80,7 @@ class BenchResult:
     scan_s: float
     match_s: float
     allocate_s: float
-    write_s: float
+    write_s: float | None  # None: not written
     peak_rss_gib: float
     reference_per_pair_s: float
 
@@ -97,7 +97,9 @@ class BenchResult:
         return self.reference_extrapolated_s / (self.match_s + self.allocate_s)
 
     @property
-    def speedup_with_write(self) -> float:
+    def speedup_with_write(self) -> float | None:
+        if self.write_s is None:
+            return None
         return self.reference_extrapolated_s / (self.match_s + self.allocate_s + self.write_s)
 
 
@@ -113,6 +115,7 @@ def run_bench(
     seed: int = 0,
     memory_limit: str = "16GB",
     sample: int = 300,
+    write: bool = True,
     say: Callable[[str], None] = lambda _: None,
 ) -> BenchResult:
     snapshot = work / f"snapshot-{enterprises}-{seed}"
@@ -140,12 +143,14 @@ def run_bench(
     scan_s = time.perf_counter() - t
     say(f"匹配 {items} 个事项")
     timings = match_profiles(con, policies, {2024: profile})
-    say("写出结果（Contract 4）")
-    out = work / f"out-{enterprises}x{items}-{seed}"
-    out.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    write_outputs(con, out)
-    write_s = timings["views"] + time.perf_counter() - t
+    write_s = None
+    if write:
+        say("写出结果（Contract 4）")
+        out = work / f"out-{enterprises}x{items}-{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        write_outputs(con, out)
+        write_s = timings["views"] + time.perf_counter() - t
     say(f"参照实现（rule-engine 逐户）抽样 {sample} 户")
     rows_cur = con.execute(
         f"SELECT {catalog_columns()} FROM {profile} USING SAMPLE {sample} ROWS (reservoir, 42)"
