@@ -19,9 +19,9 @@ from sqlglot import exp
 
 from matcher.compile import amount_value, condition_sql, numeric_sql
 from rules.catalog import CATALOG
-from rules.errors import MatchError
 from rules.expressions import parse
 from rules.policy import Condition, Item, Policy
+from rules.validate import MAX_CONDITIONS
 
 TEXT = exp.DataType.build("VARCHAR")
 MONEY = exp.DataType.build("DECIMAL(18, 2)")
@@ -82,8 +82,8 @@ ELIGIBLE, NEAR_MISS, MISSING_DATA = 0, 1, 2
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
 CONDITIONS, STATUS_ROWS = "match_conditions", "statuses"
 
-# Conditions per block: one bit each in a BIGINT, below the sign bit.
-BITS = 62
+# Conditions per block: one bit each in a BIGINT, below the sign bit (the most an item may have).
+BITS = MAX_CONDITIONS
 
 # Fields as bits, for the absent amount fields (`a`) and the missing-data lists.
 FIELD_BIT = {name: n for n, name in enumerate(sorted(CATALOG))}
@@ -266,10 +266,6 @@ def item_plans(policies: list[Policy]) -> list[ItemPlan]:
             for c in [*policy.conditions, *item.conditions]:
                 keys.append((c.rule, seen.get(c.rule, 0)))
                 seen[c.rule] = seen.get(c.rule, 0) + 1
-            if len(keys) > BITS:
-                raise MatchError(
-                    f"政策 {policy.id} 事项 {item.id} 有 {len(keys)} 个条件，超过 {BITS} 个的上限"
-                )
             if not slots or len(slots.keys() | set(keys)) > BITS:
                 slots, block = {}, block + 1
             for k in keys:

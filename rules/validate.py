@@ -221,6 +221,10 @@ def _pydantic_problem(loc: _Located, e: Any) -> Problem:
     return loc.problem(path, f"`{key}`：{words}", hint)
 
 
+# Conditions per item, shared ones included: the matcher gives each one bit of a 64-bit integer.
+MAX_CONDITIONS = 62
+
+
 def _semantic_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
     """Checks across keys, on the raw document, so that they are listed even when the model refuses it."""
     out: list[Problem] = []
@@ -273,6 +277,15 @@ def _semantic_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
     duplicates(raw.get("items"), ("items",), "事项")
     shared = {x for _, x in ids(raw.get("conditions"))}
     for n, item in _items(raw):
+        count = sum(len(c) for c in (raw.get("conditions"), item.get("conditions")) if isinstance(c, list))
+        if count > MAX_CONDITIONS:
+            out.append(
+                loc.problem(
+                    ("items", n, "conditions"),
+                    f"事项共有 {count} 个条件（含共同条件），超过 {MAX_CONDITIONS} 个的上限",
+                    "合并同类条件（如用 in 列表），或把事项拆成几个",
+                )
+            )
         duplicates(item.get("conditions"), ("items", n, "conditions"), "条件")
         for m, x in ids(item.get("conditions")):
             if x in shared:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from api.commands import rules as rules_cmd
 from rules.errors import PolicyError, Problem, display_path
 from rules.ruleset import load_ruleset
-from rules.validate import load_policy, parse_policy_text
+from rules.validate import MAX_CONDITIONS, load_policy, parse_policy_text
 
 BROKEN = Path(__file__).parent / "broken"
 FILES = sorted(BROKEN.glob("*.yaml"))
@@ -252,3 +252,25 @@ def test_zhida_rules_validate_is_wired_into_the_main_command(
     result = CliRunner().invoke(app, ["rules", "validate", str(folder)])
     assert result.exit_code == 1
     assert "`budget`：不能为负数" in result.output
+
+
+def test_an_item_with_more_conditions_than_the_matcher_has_bits_is_refused() -> None:
+    shared = "".join(
+        f"  - id: c{n}\n    text: 条件{n}\n    rule: employees >= {n}\n" for n in range(MAX_CONDITIONS)
+    )
+    text = (
+        "id: many-2025\nversion: 1\ntitle: 条件很多的政策\ndepartment: 测试局\nsource: {document: 测试}\n"
+        'valid_from: 2025-01-01\nvalid_to: 2025-12-31\nassessment_year: 2024\nperiod: "2025"\n'
+        f"conditions:\n{shared}items:\n  - id: award\n    title: 奖励\n    amount: 1000\n"
+    )
+    assert parse_policy_text(text, "many.yaml").items[0].id == "award"  # 62 conditions: accepted
+    one_more = (
+        text + "    conditions:\n      - id: extra\n        text: 再多一个\n        rule: revenue > 0\n"
+    )
+    (problem,) = problems_of(lambda: parse_policy_text(one_more, "many.yaml"))
+    assert (
+        problem.message
+        == f"事项共有 {MAX_CONDITIONS + 1} 个条件（含共同条件），超过 {MAX_CONDITIONS} 个的上限"
+    )
+    assert problem.where == "many-2025/award" and problem.line == 3 * MAX_CONDITIONS + 15  # its `conditions:`
+    assert problem.hint is not None and "拆" in problem.hint
