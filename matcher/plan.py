@@ -441,11 +441,15 @@ def _missing_fields(fields: list[str], mask: exp.Expression, table: str) -> exp.
 
 def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr:
     """The Contract 4 `results`: every verdict row with its texts."""
-    value = exp.Case(
-        this=_col("shape", "c"),
-        ifs=[exp.If(this=_n(n), true=_value_text(fields, "p")) for n, fields in enumerate(_shapes(plans))],
-    )
-    missing = _missing_fields(sorted({f for p in plans for f in p.fields()}), _col("fmask", "i"), "p")
+    shapes = _shapes(plans)
+    value: exp.Expression = exp.null()
+    if shapes:  # items without conditions have no near-misses
+        value = exp.Case(
+            this=_col("shape", "c"),
+            ifs=[exp.If(this=_n(n), true=_value_text(fields, "p")) for n, fields in enumerate(shapes)],
+        )
+    used = sorted({f for p in plans for f in p.fields()})
+    missing = _missing_fields(used, _col("fmask", "i"), "p") if used else exp.null()
 
     def fill(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder) and node.name in ("value", "fields"):
@@ -576,18 +580,24 @@ WITH paid AS (
   FROM kept AS k JOIN totals AS t ON t.pol = k.pol JOIN :keys AS e ON e.rid = k.rid
   WHERE t.allocation = 'rank' AND t.total > t.budget
 )
-SELECT k.item, k.rid,
+SELECT item, rid,
   CASE
-    WHEN t.budget IS NULL OR t.allocation <> 'pro_rata' OR t.total <= t.budget THEN k.amount
-    ELSE CAST(CAST(
-      CAST(k.amount * 100 AS INT128) * CAST(t.budget * 100 AS INT128) // CAST(t.total * 100 AS INT128)
-      AS DECIMAL(38, 0)) * 0.01 AS DECIMAL(18, 2))
+    WHEN budget IS NULL OR allocation <> 'pro_rata' OR total <= budget THEN amount
+    -- share / total rounded down (towards minus infinity, as the reference): `//` truncates towards zero
+    -- on both engines, so subtract the floor remainder first; total > budget >= 0 here.
+    ELSE CAST(CAST((share - (share % total_fen + total_fen) % total_fen) // total_fen AS DECIMAL(38, 0))
+      * 0.01 AS DECIMAL(18, 2))
   END AS amount,
-  k.amount AS amount_before_allocation
-FROM kept AS k
-JOIN totals AS t ON t.pol = k.pol
-LEFT JOIN ranked AS r ON r.item = k.item AND r.rid = k.rid
-WHERE r.running IS NULL OR r.running <= t.budget
+  amount AS amount_before_allocation
+FROM (
+  SELECT k.item, k.rid, k.amount, t.budget, t.allocation, t.total,
+    CAST(k.amount * 100 AS INT128) * CAST(t.budget * 100 AS INT128) AS share,
+    CAST(t.total * 100 AS INT128) AS total_fen
+  FROM kept AS k
+  JOIN totals AS t ON t.pol = k.pol
+  LEFT JOIN ranked AS r ON r.item = k.item AND r.rid = k.rid
+  WHERE r.running IS NULL OR r.running <= t.budget
+) AS a
 """
 
 # The Contract 4 candidates: the allocated rows with their ids and USCC.

@@ -1013,7 +1013,7 @@ class SparkBenchResult:
     match_s: float
     allocate_s: float
     peak_rss_gib: float
-    results: int
+    eligible: int  # rows of `matches`: the eligible (item, enterprise) pairs
     candidates: int
 
     @property
@@ -1037,7 +1037,7 @@ class SparkBenchResult:
             "match_s": round(self.match_s, 3),
             "allocate_s": round(self.allocate_s, 3),
             "peak_rss_gib": round(self.peak_rss_gib, 3),
-            "results": self.results,
+            "eligible": self.eligible,
             "candidates": self.candidates,
             "pairs_per_core_second": round(self.pairs_per_core_second),
             "enterprises_per_core_second": round(self.enterprises_per_core_second),

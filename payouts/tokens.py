@@ -36,8 +36,11 @@ def reference(prefix: str) -> str:
 
 
 def link_token() -> str:
-    """A fresh SMS link token (URL-safe, 22 characters, 128 bits)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A fresh SMS link token (URL-safe, 22 characters, 128 bits), never starting with `-`: a token
+    pasted after `zhida offers confirm` would otherwise be read as an option."""
+    while (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
+        pass
+    return token
 
 
 def token_hash(token: str) -> str:

@@ -340,3 +340,25 @@ def test_compiled_sql_equals_reference(con: duckdb.DuckDBPyConnection, data: st.
         "SELECT policy_id, item_id, uscc, amount, amount_before_allocation FROM candidates"
     ).fetchall()
     assert {(p, i, u): (a, b) for p, i, u, a, b in cands} == want, context
+
+
+def test_pro_rata_rounds_a_negative_share_down_as_the_reference_does(con: duckdb.DuckDBPyConnection) -> None:
+    # An amount expression can go below zero (money fields cannot: the snapshot refuses them). The
+    # engines' integer division truncates towards zero; the reference floors. They must agree.
+    text = (
+        "id: p0\nversion: 1\ntitle: 测试政策\ndepartment: 测试局\nsource: {document: 测试}\n"
+        'valid_from: 2025-01-01\nvalid_to: 2025-12-31\nassessment_year: 2024\nperiod: "2025"\n'
+        "allocation: pro_rata\nbudget: 1000.00\nitems:\n"
+        "  - id: i0\n    title: 事项0\n    amount: 'revenue - 1000'\n"
+    )
+    policies = [parse_policy_text(text, "p0.yaml")]
+    base = dict.fromkeys((f.name for f in FIELDS), None)
+    revenues = ["999.99", "2000.00", "5000.00", "1000.01"]
+    rows = [base | {"uscc": f"U{n:04d}", "revenue": Decimal(r)} for n, r in enumerate(revenues)]
+    con.execute(
+        "CREATE OR REPLACE TABLE paid_t (uscc VARCHAR, policy_id VARCHAR, item_id VARCHAR, period VARCHAR)"
+    )
+    match_profiles(con, policies, {2024: _load_profile(con, rows)}, payments="paid_t")
+    want = {c.uscc: c.amount for c in allocate(policies, evaluate(policies, rows), [], {})}
+    got = dict(con.execute("SELECT uscc, amount FROM candidates").fetchall())
+    assert got == want and want["U0000"] == Decimal("-0.01")

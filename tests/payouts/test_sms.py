@@ -114,3 +114,10 @@ def test_the_outbox_gateway_echoes_every_message(tx, small_run, settings, t0) ->
         sms.send_notices(s, sms.OutboxGateway(echo=lines.append), t0, settings)
         assert {m.gateway for m in s.scalars(select(SmsMessage)).all()} == {"outbox"}
     assert len(lines) == 4 and all(settings.link_base in line for line in lines)
+
+
+def test_link_tokens_never_start_with_a_dash_so_the_cli_does_not_read_them_as_options() -> None:
+    # One token in 64 would (URL-safe base64); 5,000 draws would all but surely show one.
+    drawn = [tokens.link_token() for _ in range(5000)]
+    assert not [t for t in drawn if t.startswith("-")]
+    assert len(set(drawn)) == 5000 and {len(t) for t in drawn} == {22}
