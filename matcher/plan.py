@@ -71,8 +71,8 @@ def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
     return _concat(parts)
 
 
-# Status codes of a verdict row; the `results` view spells them out.
-ELIGIBLE, NEAR_MISS, MISSING_DATA = 0, 1, 2
+# Status codes of a verdict row (`statuses.code`; eligible is 0); the `results` view spells them out.
+NEAR_MISS, MISSING_DATA = 1, 2
 
 # The tables and views an engine builds, in this order: enterprise numbers (`rid`) by USCC, the profiles
 # keyed by them (`keyed_<year>`), the items and their conditions, the bits of every block of items
@@ -340,7 +340,6 @@ def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
         [
             sqlglot.parse_one(
                 _STATUSES.format(
-                    eligible=ELIGIBLE,
                     missing=MISSING_DATA,
                     near=NEAR_MISS,
                     verdicts=verdicts_name(block),

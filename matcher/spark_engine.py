@@ -806,14 +806,15 @@ def build_profile_spark(spark: SparkSession, assessment_year: int, as_of: dt.dat
 
 def _culprit(spark: SparkSession, plans: Sequence[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
     """The first item whose own conditions or amount fail on Spark (run only after the whole plan failed)."""
-    for block in blocks(list(plans)):
-        for plan in block.items:
-            one = blocks([ItemPlan(plan.policy, plan.item, plan.no, block.no, tuple(range(len(plan.bits))))])
-            try:
-                _materialise(spark, block.table, one[0].select(profiles[block.year]))
-                spark.sql(spark_sql(plan.eligible())).write.format("noop").mode("overwrite").save()
-            except PySparkException:
-                return plan
+    for plan in plans:
+        # The item alone in its block's table, its conditions on bits 0..n-1.
+        alone = ItemPlan(plan.policy, plan.item, plan.no, plan.block, tuple(range(len(plan.bits))))
+        (block,) = blocks([alone])
+        try:
+            _materialise(spark, block.table, block.select(profiles[block.year]))
+            spark.sql(spark_sql(alone.eligible())).write.format("noop").mode("overwrite").save()
+        except PySparkException:
+            return plan
     return None
 
 
