@@ -29,8 +29,6 @@ from rules.errors import MatchError
 from rules.policy import Policy
 from rules.ruleset import RuleSet, load_ruleset
 
-OUTPUTS = ("candidates", "near_misses", "missing_data", "payees", "contacts")
-
 
 @dataclass
 class RunResult:
@@ -46,38 +44,39 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
 
 
-def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan.
-
-    Enterprise numbers follow the USCC and item numbers (policy_id, item_id), so ordering the results by
-    (item, rid) is ordering them by (policy_id, item_id, uscc), on integers.
-    """
-    _copy(con, "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc", out / "candidates.parquet")
-    _copy(
-        con,
-        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
-        "ORDER BY item, rid",
-        out / "near_misses.parquet",
-    )
-    _copy(
-        con,
+# Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines.
+OUTPUT_QUERIES: dict[str, tuple[str, str]] = {
+    "candidates": ("SELECT * FROM candidates", "policy_id, item_id, uscc"),
+    "near_misses": (
+        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss'",
+        "policy_id, item_id, uscc",
+    ),
+    "missing_data": (
         "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
-        "WHERE status = 'missing_data' ORDER BY item, rid",
-        out / "missing_data.parquet",
-    )
-    _copy(
-        con,
+        "WHERE status = 'missing_data'",
+        "policy_id, item_id, uscc",
+    ),
+    "payees": (
         "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
         "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
-        "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc",
-        out / "payees.parquet",
-    )
-    _copy(
-        con,
+        "WHERE e.uscc IN (SELECT uscc FROM candidates)",
+        "e.uscc",
+    ),
+    "contacts": (
         "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
-        "WHERE e.uscc IN (SELECT k.uscc FROM statuses s JOIN match_keys k ON k.rid = s.rid) ORDER BY e.uscc",
-        out / "contacts.parquet",
-    )
+        "WHERE e.uscc IN (SELECT k.uscc FROM statuses s JOIN match_keys k ON k.rid = s.rid)",
+        "e.uscc",
+    ),
+}
+# DuckDB numbers enterprises in USCC order and items in (policy_id, item_id) order (`build_profile`,
+# `item_plans`): there the same order of the results is (item, rid), on integers.
+NUMBERED_ORDER = {"near_misses": "item, rid", "missing_data": "item, rid"}
+
+
+def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan."""
+    for name, (query, order) in OUTPUT_QUERIES.items():
+        _copy(con, f"{query} ORDER BY {NUMBERED_ORDER.get(name, order)}", out / f"{name}.parquet")
 
 
 def policy_manifest(p: Policy) -> dict[str, Any]:

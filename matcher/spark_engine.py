@@ -70,7 +70,7 @@ from matcher.plan import (
     summary_query,
 )
 from matcher.profile import profile_query, profile_table_name
-from matcher.run import manifest
+from matcher.run import OUTPUT_QUERIES, manifest
 from matcher.snapshot import (
     CERT_TYPES,
     CODE_COLUMNS,
@@ -96,30 +96,6 @@ BASE_CONF: dict[str, str] = {
 }
 # Settings a run needs whatever --conf says (ANSI off would turn overflows into silent NULLs).
 PINNED = (ANSI, "spark.sql.session.timeZone", "spark.sql.timestampType")
-
-OUTPUTS = ("candidates", "near_misses", "missing_data", "payees", "contacts")
-
-# Contract 4 outputs over the `results` and `candidates` tables: the queries of `matcher.run`, in its dialect.
-_OUTPUT_QUERIES = {
-    "candidates": "SELECT * FROM candidates ORDER BY policy_id, item_id, uscc",
-    "near_misses": (
-        "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss' "
-        "ORDER BY policy_id, item_id, uscc"
-    ),
-    "missing_data": (
-        "SELECT policy_id, item_id, uscc, string_split(fields, ';') AS fields FROM results "
-        "WHERE status = 'missing_data' ORDER BY policy_id, item_id, uscc"
-    ),
-    "payees": (
-        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
-        "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
-        "WHERE e.uscc IN (SELECT uscc FROM candidates) ORDER BY e.uscc"
-    ),
-    "contacts": (
-        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
-        "WHERE e.uscc IN (SELECT k.uscc FROM statuses s JOIN match_keys k ON k.rid = s.rid) ORDER BY e.uscc"
-    ),
-}
 
 # --- rendering ----------------------------------------------------------------------------------------------
 
@@ -885,7 +861,8 @@ def execute_spark(
 
 def output_query(name: str) -> str:
     """The Spark SQL of one Contract 4 output over the `results`, `candidates` and snapshot views."""
-    return spark_sql(_from_duckdb(_OUTPUT_QUERIES[name]))
+    query, order = OUTPUT_QUERIES[name]
+    return spark_sql(_from_duckdb(f"{query} ORDER BY {order}"))
 
 
 def item_summary_spark(spark: SparkSession) -> list[dict[str, Any]]:
@@ -952,14 +929,16 @@ def manifest_spark(
     written = manifest(
         "spark", snapshot_path, policies, ruleset, active, report, as_of, timings, item_summary_spark(spark)
     )
-    return written | {"spark": {"version": spark.version, "master": _master(spark)}}
+    return written | {"spark": _session(spark)}
 
 
-def _master(spark: SparkSession) -> str:
-    try:
-        return str(spark.conf.get("spark.master"))
-    except PySparkException:
-        return os.environ.get("SPARK_REMOTE", "")
+def _session(spark: SparkSession) -> dict[str, str]:
+    """The Spark version and master of a run, and for Spark Connect the server (without its token)."""
+    info = {"version": spark.version, "master": str(spark.conf.get("spark.master", ""))}
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote:
+        info["remote"] = remote.split(";")[0]
+    return info
 
 
 def run_match_spark(
@@ -989,7 +968,7 @@ def run_match_spark(
     step("写出结果")
     t = time.perf_counter()
     base = out.rstrip("/")
-    for name in OUTPUTS:
+    for name in OUTPUT_QUERIES:
         frame = spark.sql(output_query(name))
         frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
     timings["write"] = time.perf_counter() - t
