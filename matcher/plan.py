@@ -11,6 +11,7 @@ outputs are written; they are the same few statements whatever the number of ite
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,12 @@ from rules.validate import MAX_CONDITIONS
 TEXT = exp.DataType.build("VARCHAR")
 MONEY = exp.DataType.build("DECIMAL(18, 2)")
 RANK = exp.DataType.build("DECIMAL(38, 10)")
+
+
+@functools.cache
+def _template(text: str) -> exp.Expr:
+    """A SQL text parsed once; never modified (`transform` and `copy` give new trees)."""
+    return sqlglot.parse_one(text, read="duckdb")
 
 
 def _col(name: str, table: str | None = None) -> exp.Column:
@@ -338,16 +345,15 @@ def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
     near-miss, `fbits` is the bit of its one false condition."""
     return _union(
         [
-            sqlglot.parse_one(
+            _template(
                 _STATUSES.format(
                     missing=MISSING_DATA,
                     near=NEAR_MISS,
                     verdicts=verdicts_name(block),
                     items=ITEMS,
                     block=block,
-                ),
-                read="duckdb",
-            )
+                )
+            ).copy()
             for block in sorted({p.block for p in plans})
         ]
     )
@@ -467,7 +473,7 @@ def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr
             matches=MATCHES,
             year=year,
         )
-        selects.append(sqlglot.parse_one(text, read="duckdb").transform(fill))
+        selects.append(_template(text).transform(fill))
     return _union(selects)
 
 
@@ -568,35 +574,42 @@ WITH paid AS (
 ), budgets AS (
   SELECT pol, MAX(budget) AS budget, MAX(allocation) AS allocation FROM :items GROUP BY pol
 ), totals AS (
-  SELECT k.pol, SUM(k.amount) AS total, MAX(b.budget) AS budget, MAX(b.allocation) AS allocation
+  -- mode: how the policy's rows are paid; 'none' (as matched) unless over a pro_rata or rank budget
+  SELECT k.pol, SUM(k.amount) AS total, MAX(b.budget) AS budget,
+    CASE WHEN MAX(b.budget) IS NOT NULL AND SUM(k.amount) > MAX(b.budget) AND MAX(b.allocation) <> 'none'
+      THEN MAX(b.allocation) ELSE 'none' END AS mode
   FROM kept AS k JOIN budgets AS b ON b.pol = k.pol
   GROUP BY k.pol
-), ranked AS (
-  SELECT k.item, k.rid,
+)
+SELECT k.item, k.rid, k.amount, k.amount AS amount_before_allocation
+FROM kept AS k JOIN totals AS t ON t.pol = k.pol
+WHERE t.mode = 'none'
+UNION ALL
+-- amount * budget / total rounded down to the fen (towards minus infinity, as the reference), on integer
+-- fen: `//` truncates towards zero on both engines, so the floor remainder is subtracted first.
+SELECT item, rid,
+  CAST(CAST((share - (share % total_fen + total_fen) % total_fen) // total_fen AS DECIMAL(38, 0)) * 0.01
+    AS DECIMAL(18, 2)) AS amount,
+  amount AS amount_before_allocation
+FROM (
+  SELECT k.item, k.rid, k.amount,
+    CAST(k.amount * 100 AS INT128) * CAST(t.budget * 100 AS INT128) AS share,
+    CAST(t.total * 100 AS INT128) AS total_fen
+  FROM kept AS k JOIN totals AS t ON t.pol = k.pol
+  WHERE t.mode = 'pro_rata'
+) AS p
+UNION ALL
+-- rank: the rows whose running total, in rank order, stays within the budget
+SELECT item, rid, amount, amount AS amount_before_allocation
+FROM (
+  SELECT k.item, k.rid, k.amount, t.budget,
     SUM(k.amount) OVER (
       PARTITION BY k.pol ORDER BY k.rank_value DESC NULLS LAST, e.uscc, k.item
       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
   FROM kept AS k JOIN totals AS t ON t.pol = k.pol JOIN :keys AS e ON e.rid = k.rid
-  WHERE t.allocation = 'rank' AND t.total > t.budget
-)
-SELECT item, rid,
-  CASE
-    WHEN budget IS NULL OR allocation <> 'pro_rata' OR total <= budget THEN amount
-    -- share / total rounded down (towards minus infinity, as the reference): `//` truncates towards zero
-    -- on both engines, so subtract the floor remainder first; total > budget >= 0 here.
-    ELSE CAST(CAST((share - (share % total_fen + total_fen) % total_fen) // total_fen AS DECIMAL(38, 0))
-      * 0.01 AS DECIMAL(18, 2))
-  END AS amount,
-  amount AS amount_before_allocation
-FROM (
-  SELECT k.item, k.rid, k.amount, t.budget, t.allocation, t.total,
-    CAST(k.amount * 100 AS INT128) * CAST(t.budget * 100 AS INT128) AS share,
-    CAST(t.total * 100 AS INT128) AS total_fen
-  FROM kept AS k
-  JOIN totals AS t ON t.pol = k.pol
-  LEFT JOIN ranked AS r ON r.item = k.item AND r.rid = k.rid
-  WHERE r.running IS NULL OR r.running <= t.budget
-) AS a
+  WHERE t.mode = 'rank'
+) AS r
+WHERE running <= budget
 """
 
 # The Contract 4 candidates: the allocated rows with their ids and USCC.
@@ -645,7 +658,7 @@ def _filled(text: str, **tables: str) -> exp.Expression:
             return exp.to_table(names[node.name])
         return node
 
-    return sqlglot.parse_one(text, read="duckdb").transform(fill)
+    return _template(text).transform(fill)
 
 
 def candidates_query(payments: str = "payments") -> exp.Expression:
