@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: system lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 # Rebuilds the notebooks' demo data (var/notebooks/) if missing, runs every notebook, copies the README charts.
 figures: system $(STAMP)
