@@ -13,22 +13,32 @@ import duckdb
 from matcher.plan import (
     ALLOCATED,
     CONDITIONS,
+    ELIGIBLE,
     ITEMS,
     KEYS,
     MATCHES,
+    OPEN,
+    PAID,
+    PAYABLE,
     STATUS_ROWS,
+    SUMMARY,
     blocks,
     candidates_query,
     candidates_view,
     conditions_values,
+    eligible_view,
     item_plans,
     items_values,
     keyed_name,
     keyed_query,
     keys_query,
     matches_query,
+    open_query,
+    paid_query,
+    payable_view,
     results_view,
     statuses_view,
+    summary_query,
 )
 from matcher.profile import build_profile
 from rules.policy import Policy
@@ -73,8 +83,9 @@ def match_profiles(
 ) -> dict[str, float]:
     """Run the plan over existing profile tables (one per assessment year).
 
-    Builds the items and their conditions, the verdict tables (`verdicts_<n>`), `matches` (stage 1) and
-    `allocated` (stage 2), and the views `statuses` and Contract 4's `results` and `candidates` over them.
+    Builds the items and their conditions, the verdict tables (`verdicts_<n>`), `matches` (stage 1),
+    `allocated` (stage 2), the views over them (`matcher.plan`: Contract 4's `results` and `candidates`
+    among them) and the per-item counts and money (`match_summary`), which read every row once.
     """
     t = time.perf_counter()
     step("匹配")
@@ -93,7 +104,7 @@ def match_profiles(
     for block in blocks(plans):
         select = block.select(keyed[block.year]).sql("duckdb", copy=False)
         con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
-    # The eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
+    # The stored eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
         select = matches_query(plans[n : n + BATCH]).sql("duckdb", copy=False)
         con.execute(
@@ -102,10 +113,14 @@ def match_profiles(
     timings = {"match": time.perf_counter() - t}
     t = time.perf_counter()
     step("分配")
-    con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query(payments).sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TABLE {PAID} AS {paid_query(payments).sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query().sql('duckdb')}")
     timings["allocate"] = time.perf_counter() - t
     t = time.perf_counter()
     views = {
+        OPEN: open_query(plans),
+        ELIGIBLE: eligible_view(),
+        PAYABLE: payable_view(),
         STATUS_ROWS: statuses_view(plans),
         "results": results_view(plans, keyed),
         "candidates": candidates_view(),
@@ -113,6 +128,10 @@ def match_profiles(
     for name, tree in views.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
     timings["views"] = time.perf_counter() - t
+    t = time.perf_counter()
+    step("汇总")
+    con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query().sql('duckdb')}")
+    timings["summary"] = time.perf_counter() - t
     return timings
 
 

@@ -83,11 +83,14 @@ NEAR_MISS, MISSING_DATA = 1, 2
 
 # The tables and views an engine builds, in this order: enterprise numbers (`rid`) by USCC, the profiles
 # keyed by them (`keyed_<year>`), the items and their conditions, the bits of every block of items
-# (`verdicts_<n>`), the eligible rows with their amounts (`matches`, stage 1), stage 2 into `allocated`;
-# then the views `statuses` (every eligible, near-miss and missing-data row, narrow), and Contract 4's
-# `results` and `candidates` with the texts, read when the outputs are written.
+# (`verdicts_<n>`), the eligible rows of the items stage 2 needs (`matches`, stage 1), the already-paid
+# pairs (`match_paid`) and stage 2 into `allocated`. Views: `open_matches` (the other items' eligible
+# rows, read off the bits), `eligible` (both), `payable` (allocated and unpaid open rows), `statuses`
+# (every eligible, near-miss and missing-data row, narrow), and Contract 4's `results` and `candidates`
+# with the texts. The per-item counts and money (`match_summary`) are a table: they read every row once.
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
-CONDITIONS, STATUS_ROWS = "match_conditions", "statuses"
+CONDITIONS, STATUS_ROWS, PAID, SUMMARY = "match_conditions", "statuses", "match_paid", "match_summary"
+OPEN, ELIGIBLE, PAYABLE = "open_matches", "eligible", "payable"
 
 # Conditions per block: one bit each in a BIGINT, below the sign bit (the most an item may have).
 BITS = MAX_CONDITIONS
@@ -143,6 +146,13 @@ class ItemPlan:
 
     def fields(self) -> list[str]:
         return sorted({*(f for c in self.conditions for f in parse(c.rule).fields), *self.amount_fields()})
+
+    @property
+    def allocated(self) -> bool:
+        """Whether stage 2 needs its eligible rows stored: its policy has a budget (totals, pro rata, rank)
+        or it is in an exclusive group. The other items' rows only lose already-paid pairs: they are read
+        off the bits (`open_matches`) when they are counted or written, never stored."""
+        return self.policy.budget is not None or self.policy.group_of(self.item) is not None
 
     @property
     def mask(self) -> int:
@@ -321,8 +331,16 @@ def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
 
 
 def matches_query(plans: list[ItemPlan]) -> exp.Expr:
-    """Stage 1 over the verdict tables: every item's eligible rows, as one UNION ALL."""
-    return _union([p.eligible() for p in plans])
+    """Stage 1 over the verdict tables: the eligible rows of the plans' items that stage 2 needs
+    (`ItemPlan.allocated`), as one UNION ALL; no rows, same columns, if there are none."""
+    stored = [p.eligible() for p in plans if p.allocated]
+    return _union(stored) if stored else plans[0].eligible().where(exp.false())
+
+
+def open_query(plans: list[ItemPlan]) -> exp.Expr:
+    """The eligible rows of the items stage 2 does not need (no budget, no exclusive group): a view."""
+    rows = [p.eligible() for p in plans if not p.allocated]
+    return _union(rows) if rows else plans[0].eligible().where(exp.false())
 
 
 # Every enterprise's eligible, near-miss and missing-data rows for the items of one block, read off its
@@ -417,7 +435,7 @@ WHERE s.code = {missing} AND i.year = {year}
 UNION ALL
 SELECT m.item, m.rid, i.policy_id, i.policy_version, i.item_id, i.period, i.grp, p.uscc,
   'eligible' AS status, NULL AS condition_id, NULL AS value, NULL AS fields, m.amount, m.rank_value
-FROM {matches} AS m
+FROM {eligible} AS m
 JOIN {items} AS i ON i.item = m.item
 JOIN {profile} AS p ON p.rid = m.rid
 WHERE i.year = {year}
@@ -470,7 +488,7 @@ def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr
             items=ITEMS,
             profile=profile_for[year],
             conditions=CONDITIONS,
-            matches=MATCHES,
+            eligible=ELIGIBLE,
             year=year,
         )
         selects.append(_template(text).transform(fill))
@@ -554,16 +572,18 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
 # Stage 2, over the narrow stage-1 rows (`:matches`), the items (`:items`), the enterprise numbers (`:keys`)
 # and the payments already made (`:payments`, by USCC and ids). Item numbers follow (policy_id, item_id);
 # policies (`pol`) and exclusive groups (`grp_no`) are numbered too, so the joins and windows are on integers.
+_PAID = """
+SELECT DISTINCT i.item, k.rid
+FROM :payments AS p
+JOIN :items AS i ON i.policy_id = p.policy_id AND i.item_id = p.item_id AND i.period = p.period
+JOIN :keys AS k ON k.uscc = p.uscc
+"""
+
 _CANDIDATES = """
-WITH paid AS (
-  SELECT DISTINCT i.item, k.rid
-  FROM :payments AS p
-  JOIN :items AS i ON i.policy_id = p.policy_id AND i.item_id = p.item_id AND i.period = p.period
-  JOIN :keys AS k ON k.uscc = p.uscc
-), unpaid AS (
+WITH unpaid AS (
   SELECT r.item, r.rid, i.pol, i.grp_no, r.amount, r.rank_value
   FROM :matches AS r JOIN :items AS i ON i.item = r.item
-  WHERE NOT EXISTS (SELECT 1 FROM paid WHERE paid.item = r.item AND paid.rid = r.rid)
+  WHERE NOT EXISTS (SELECT 1 FROM :paid AS paid WHERE paid.item = r.item AND paid.rid = r.rid)
 ), kept AS (
   SELECT item, rid, pol, amount, rank_value FROM unpaid WHERE grp_no IS NULL
   UNION ALL
@@ -612,10 +632,19 @@ FROM (
 WHERE running <= budget
 """
 
-# The Contract 4 candidates: the allocated rows with their ids and USCC.
+# Every candidate: the allocated rows, and the open items' eligible rows not already paid.
+_PAYABLE = """
+SELECT item, rid, amount, amount_before_allocation FROM :allocated
+UNION ALL
+SELECT o.item, o.rid, o.amount, o.amount AS amount_before_allocation
+FROM :open AS o
+WHERE NOT EXISTS (SELECT 1 FROM :paid AS paid WHERE paid.item = o.item AND paid.rid = o.rid)
+"""
+
+# The Contract 4 candidates: the payable rows with their ids and USCC.
 _CANDIDATES_VIEW = """
 SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation
-FROM :allocated AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid = a.rid
+FROM :payable AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid = a.rid
 """
 
 # Per item (every item, also one that kept no row): eligible, candidates, near-miss and missing-data
@@ -630,7 +659,7 @@ WITH r AS (
 ), c AS (
   SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
     SUM(amount_before_allocation) AS amount_before_allocation
-  FROM :allocated GROUP BY item
+  FROM :payable GROUP BY item
 )
 SELECT i.policy_id, i.item_id, COALESCE(r.eligible, 0) AS eligible, COALESCE(c.candidates, 0) AS candidates,
   COALESCE(r.near_misses, 0) AS near_misses, COALESCE(r.missing_data, 0) AS missing_data,
@@ -647,6 +676,9 @@ _TABLES = {
     "keys": KEYS,
     "allocated": ALLOCATED,
     "payments": "payments",
+    "paid": PAID,
+    "open": OPEN,
+    "payable": PAYABLE,
 }
 
 
@@ -661,9 +693,24 @@ def _filled(text: str, **tables: str) -> exp.Expression:
     return _template(text).transform(fill)
 
 
-def candidates_query(payments: str = "payments") -> exp.Expression:
-    """Stage 2: candidates after already-paid pairs, exclusive groups and budgets (DESIGN.md, in that order)."""
-    return _filled(_CANDIDATES, payments=payments)
+def paid_query(payments: str = "payments") -> exp.Expression:
+    """The (item, rid) pairs already paid for the same item and period."""
+    return _filled(_PAID, payments=payments)
+
+
+def candidates_query() -> exp.Expression:
+    """Stage 2: the stored rows after already-paid pairs, exclusive groups and budgets (DESIGN.md, in that
+    order)."""
+    return _filled(_CANDIDATES)
+
+
+def eligible_view() -> exp.Expr:
+    """Every eligible row: stored and open."""
+    return _union([exp.select("*").from_(MATCHES), exp.select("*").from_(OPEN)])
+
+
+def payable_view() -> exp.Expression:
+    return _filled(_PAYABLE)
 
 
 def candidates_view() -> exp.Expression:

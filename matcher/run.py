@@ -23,7 +23,7 @@ import duckdb
 
 from matcher.duckdb_engine import connect, execute
 from matcher.overrides import OverrideSource, apply_overrides, load_overrides
-from matcher.plan import summary_query
+from matcher.plan import SUMMARY
 from matcher.snapshot import SnapshotReport, load_snapshot
 from rules.errors import MatchError
 from rules.policy import Policy
@@ -160,7 +160,7 @@ def run_match(
 
 def item_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Per item: eligible (after allocation), near-miss and missing-data counts and the money."""
-    rows = con.execute(summary_query().sql("duckdb")).fetchall()
+    rows = con.execute(f"SELECT * FROM {SUMMARY} ORDER BY policy_id, item_id").fetchall()
     keys = (
         "policy_id",
         "item_id",

@@ -232,6 +232,7 @@ def bench(
             ("构建画像", f"{s.profile_s:.2f} s"),
             ("匹配（每户每条件一次）", f"{s.match_s:.2f} s"),
             ("分配（已兑现/就高/预算）", f"{s.allocate_s:.2f} s"),
+            ("汇总（每事项计数与金额）", f"{s.summary_s:.2f} s"),
             ("峰值内存（驱动 + JVM RSS）", f"{s.peak_rss_gib:.2f} GiB"),
             ("每核每秒（企业×事项）", f"{s.pairs_per_core_second:,.0f}"),
             ("每核每秒（载入+画像，企业）", f"{s.enterprises_per_core_second:,.0f}"),
@@ -246,6 +247,7 @@ def bench(
             "profile_s": round(r.profile_s, 3),
             "match_s": round(r.match_s, 3),
             "allocate_s": round(r.allocate_s, 3),
+            "summary_s": round(r.summary_s, 3),
             "write_s": None if r.write_s is None else round(r.write_s, 3),
             "peak_rss_gib": round(r.peak_rss_gib, 3),
         }
@@ -255,12 +257,13 @@ def bench(
             ("原始扫描（所用列）", f"{r.scan_s:.3f} s"),
             ("匹配（每户每条件一次）", f"{r.match_s:.2f} s"),
             ("分配（已兑现/就高/预算）", f"{r.allocate_s:.2f} s"),
+            ("汇总（每事项计数与金额）", f"{r.summary_s:.2f} s"),
             ("写出结果（视图 + Contract 4 文件）", "未写出" if r.write_s is None else f"{r.write_s:.2f} s"),
             ("匹配 ÷ 原始扫描", f"{r.match_vs_scan:.1f}×"),
             ("峰值内存（RSS）", f"{r.peak_rss_gib:.2f} GiB"),
             ("rule-engine 逐户（每对）", f"{r.reference_per_pair_s * 1e6:.1f} µs"),
             ("rule-engine 外推总时长", f"{r.reference_extrapolated_s:,.0f} s"),
-            ("向量化加速比（匹配 + 分配）", f"{r.speedup:,.0f}×"),
+            ("向量化加速比（匹配 + 分配 + 汇总）", f"{r.speedup:,.0f}×"),
             (
                 "向量化加速比（连同写出）",
                 "—" if r.speedup_with_write is None else f"{r.speedup_with_write:,.0f}×",
@@ -277,6 +280,7 @@ def bench(
             ("profile_s", "画像"),
             ("match_s", "匹配"),
             ("allocate_s", "分配"),
+            ("summary_s", "汇总"),
         ):
             rows.append((f"Spark ÷ DuckDB（{label}）", f"{spark_f[stage] / max(duck_f[stage], 1e-9):.1f}×"))
         rows.append(

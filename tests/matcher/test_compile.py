@@ -79,7 +79,7 @@ def test_library_plan_renders_to_spark_sql_that_parses() -> None:
         matches_query(plans),
         statuses_view(plans),
         conditions_values(plans),
-        candidates_query("payments"),
+        candidates_query(),
         results_view(plans, profiles),
         candidates_view(),
         summary_query(),

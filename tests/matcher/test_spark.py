@@ -517,7 +517,7 @@ def test_constructs_that_differ_between_dialects_agree_on_spark_duckdb_and_refer
 
 
 def test_pro_rata_renders_exact_integers_on_spark() -> None:
-    sql = spark_sql(candidates_query("payments"))
+    sql = spark_sql(candidates_query())
     assert "INT128" not in sql and "DECIMAL(38, 0)" in sql and " DIV " in sql
 
 
