@@ -583,7 +583,8 @@ _CANDIDATES = """
 WITH unpaid AS (
   SELECT r.item, r.rid, i.pol, i.grp_no, r.amount, r.rank_value
   FROM :matches AS r JOIN :items AS i ON i.item = r.item
-  WHERE NOT EXISTS (SELECT 1 FROM :paid AS paid WHERE paid.item = r.item AND paid.rid = r.rid)
+  LEFT JOIN :paid AS paid ON paid.item = r.item AND paid.rid = r.rid
+  WHERE paid.rid IS NULL
 ), kept AS (
   SELECT item, rid, pol, amount, rank_value FROM unpaid WHERE grp_no IS NULL
   UNION ALL
@@ -632,13 +633,15 @@ FROM (
 WHERE running <= budget
 """
 
-# Every candidate: the allocated rows, and the open items' eligible rows not already paid.
+# Every candidate: the allocated rows, and the open items' eligible rows not already paid. The pairs
+# paid are distinct, so the LEFT JOIN keeps each row once; a NOT EXISTS would make DuckDB group every open
+# row by (item, rid) first (decorrelation), in memory.
 _PAYABLE = """
 SELECT item, rid, amount, amount_before_allocation FROM :allocated
 UNION ALL
 SELECT o.item, o.rid, o.amount, o.amount AS amount_before_allocation
-FROM :open AS o
-WHERE NOT EXISTS (SELECT 1 FROM :paid AS paid WHERE paid.item = o.item AND paid.rid = o.rid)
+FROM :open AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.rid
+WHERE paid.rid IS NULL
 """
 
 # The Contract 4 candidates: the payable rows with their ids and USCC.
