@@ -13,32 +13,23 @@ import duckdb
 from matcher.plan import (
     ALLOCATED,
     CONDITIONS,
-    ELIGIBLE,
     ITEMS,
     KEYS,
     MATCHES,
-    OPEN,
     PAID,
-    PAYABLE,
-    STATUS_ROWS,
     SUMMARY,
     blocks,
     candidates_query,
-    candidates_view,
     conditions_values,
-    eligible_view,
     item_plans,
     items_values,
     keyed_name,
     keyed_query,
     keys_query,
     matches_query,
-    open_query,
     paid_query,
-    payable_view,
-    results_view,
-    statuses_view,
     summary_query,
+    views,
 )
 from matcher.profile import build_profile
 from rules.policy import Policy
@@ -117,15 +108,7 @@ def match_profiles(
     con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query().sql('duckdb')}")
     timings["allocate"] = time.perf_counter() - t
     t = time.perf_counter()
-    views = {
-        OPEN: open_query(plans),
-        ELIGIBLE: eligible_view(),
-        PAYABLE: payable_view(),
-        STATUS_ROWS: statuses_view(plans),
-        "results": results_view(plans, keyed),
-        "candidates": candidates_view(),
-    }
-    for name, tree in views.items():
+    for name, tree in views(plans, keyed).items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
     timings["views"] = time.perf_counter() - t
     t = time.perf_counter()

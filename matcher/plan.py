@@ -330,17 +330,21 @@ def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
     )
 
 
+def _eligible_rows(plans: list[ItemPlan], chosen: list[ItemPlan]) -> exp.Expr:
+    """The eligible rows of the chosen items, as one UNION ALL; no rows, same columns, if none is chosen."""
+    rows = [p.eligible() for p in chosen]
+    return _union(rows) if rows else plans[0].eligible().where(exp.false())
+
+
 def matches_query(plans: list[ItemPlan]) -> exp.Expr:
     """Stage 1 over the verdict tables: the eligible rows of the plans' items that stage 2 needs
-    (`ItemPlan.allocated`), as one UNION ALL; no rows, same columns, if there are none."""
-    stored = [p.eligible() for p in plans if p.allocated]
-    return _union(stored) if stored else plans[0].eligible().where(exp.false())
+    (`ItemPlan.allocated`)."""
+    return _eligible_rows(plans, [p for p in plans if p.allocated])
 
 
 def open_query(plans: list[ItemPlan]) -> exp.Expr:
     """The eligible rows of the items stage 2 does not need (no budget, no exclusive group): a view."""
-    rows = [p.eligible() for p in plans if not p.allocated]
-    return _union(rows) if rows else plans[0].eligible().where(exp.false())
+    return _eligible_rows(plans, [p for p in plans if not p.allocated])
 
 
 # Every enterprise's eligible, near-miss and missing-data rows for the items of one block, read off its
@@ -714,6 +718,18 @@ def eligible_view() -> exp.Expr:
 
 def payable_view() -> exp.Expression:
     return _filled(_PAYABLE)
+
+
+def views(plans: list[ItemPlan], profile_for: dict[int, str]) -> dict[str, exp.Expr]:
+    """The views over the stage 1 and 2 tables, by name, in the order they must be created."""
+    return {
+        OPEN: open_query(plans),
+        ELIGIBLE: eligible_view(),
+        PAYABLE: payable_view(),
+        STATUS_ROWS: statuses_view(plans),
+        "results": results_view(plans, profile_for),
+        "candidates": candidates_view(),
+    }
 
 
 def candidates_view() -> exp.Expression:

@@ -51,32 +51,24 @@ from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import (
     ALLOCATED,
     CONDITIONS,
-    ELIGIBLE,
     ITEMS,
     KEYS,
     MATCHES,
-    OPEN,
     PAID,
     PAYABLE,
-    STATUS_ROWS,
     SUMMARY,
     ItemPlan,
     blocks,
     candidates_query,
-    candidates_view,
     conditions_values,
-    eligible_view,
     item_plans,
     items_values,
     keyed_name,
     keyed_query,
     matches_query,
-    open_query,
     paid_query,
-    payable_view,
-    results_view,
-    statuses_view,
     summary_query,
+    views,
 )
 from matcher.profile import profile_query, profile_table_name
 from matcher.run import OUTPUT_QUERIES, manifest
@@ -843,12 +835,8 @@ def match_profiles_spark(
     except PySparkException as e:
         raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
     timings["allocate"] = time.perf_counter() - t
-    _view(spark, OPEN, open_query(plans))
-    _view(spark, ELIGIBLE, eligible_view())
-    _view(spark, PAYABLE, payable_view())
-    _view(spark, STATUS_ROWS, statuses_view(plans))
-    _view(spark, "results", results_view(plans, keyed))
-    _view(spark, "candidates", candidates_view())
+    for name, tree in views(plans, keyed).items():
+        _view(spark, name, tree)
     t = time.perf_counter()
     step("汇总")
     try:  # the open items' amounts are first computed here
