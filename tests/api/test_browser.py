@@ -16,8 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
 
-from tests.api.browser import SHOTS, free_port, served
+from tests.api.browser import SHOTS, served
 from tests.api.conftest import PASSWORD, POLICIES, World, confirm_offer, copy_world
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ from playwright.sync_api import Browser, Page, expect
 from api.routes import batches as batch_routes
 from api.routes import notice as notice_routes
 from api.routes import now as real_now
-from tests.api.browser import SHOTS, free_port, served
+from tests.api.browser import SHOTS, served
 from tests.api.conftest import PASSWORD, World, confirm_offer, copy_world
+from tests.ports import free_port
 
 MISSING_PREMIUM = "91321302N37DJHMYJR"  # c-wenbao/refund: ui_premium_paid missing (人社)
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

@@ -13,8 +13,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from payouts.db import transaction
 from rules.ruleset import library_dir
-from tests.api.browser import SHOTS, free_port, served
+from tests.api.browser import SHOTS, served
 from tests.api.conftest import World, copy_world
+from tests.ports import free_port
 
 NOW = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)
 

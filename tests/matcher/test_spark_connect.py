@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,34 +20,22 @@ import pyarrow.dataset as ds
 import pytest
 
 from matcher.run import run_match
+from tests.matcher.conftest import require_java
+from tests.ports import free_port, listening
 
 CASE = Path(__file__).resolve().parent.parent / "conformance"
 AS_OF = dt.date(2025, 9, 30)
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Spark Connect server on a free local port, for this module; its address (`sc://...`)."""
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        if os.environ.get("CI"):
-            pytest.fail("Java 17 is required for the Spark tests (apt-get install openjdk-17-jre-headless)")
-        pytest.skip("no Java on this machine: the Spark tests need openjdk-17-jre-headless")
+    require_java()
     import pyspark
 
     home = Path(pyspark.__file__).parent
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("connect") / "server.log"
     env = {**os.environ, "SPARK_HOME": str(home)}
     env.pop("SPARK_REMOTE", None)
@@ -65,7 +51,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server = subprocess.Popen([*command, "spark-internal"], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while not _listening(port):
+        while not listening(port):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"Spark Connect server did not start:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
