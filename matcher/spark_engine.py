@@ -33,6 +33,7 @@ import json
 import os
 import re
 import resource
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ def spark_session(
                 f"Spark 设置 {key} 必须为 {BASE_CONF[key]}（匹配依赖它：溢出或错误的类型转换必须报错）"
             )
     remote = os.environ.get("SPARK_REMOTE")
+    if remote:
+        _check_remote(remote)
     builder = SparkSession.builder.appName(app_name)
     builder = builder.remote(remote) if remote else builder.master(master)
     if not remote and master.startswith("local") and "spark.sql.shuffle.partitions" not in settings:
@@ -207,6 +210,25 @@ def spark_session(
     for key in PINNED:  # an existing session (getOrCreate) gets them too
         spark.conf.set(key, BASE_CONF[key])
     return spark
+
+
+def _check_remote(remote: str, timeout_s: float = 10) -> None:
+    """Refuse a Spark Connect address that is malformed or where nothing answers: the client would
+    otherwise retry for minutes without a word."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    try:
+        channel = DefaultChannelBuilder(remote)
+    except PySparkException as e:
+        raise MatchError(f"SPARK_REMOTE 无效（{_error_text(e)}）；应写成 sc://主机:端口") from e
+    host, _, port = channel.endpoint.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise MatchError(
+            f"无法连接 SPARK_REMOTE 指定的 Spark Connect 服务 {channel.endpoint}（{e}）；"
+            "请确认服务已启动、主机和端口正确，或取消 SPARK_REMOTE 以使用 --spark-master"
+        ) from e
 
 
 def _error_text(e: PySparkException) -> str:

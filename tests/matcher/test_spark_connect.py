@@ -94,3 +94,24 @@ def test_a_match_through_spark_connect_equals_duckdb(remote: str, tmp_path: Path
     assert manifest["engine"] == "spark"
     assert manifest["spark"]["remote"] == remote
     assert manifest["counts"] == json.loads((duck / "manifest.json").read_text(encoding="utf-8"))["counts"]
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("sc://127.0.0.1:{port}", "无法连接 .* 127.0.0.1:{port}"),
+        ("http://127.0.0.1:{port}", "SPARK_REMOTE 无效.*应写成 sc://"),
+    ],
+)
+def test_a_bad_spark_remote_is_refused_at_once_with_its_address(
+    monkeypatch: pytest.MonkeyPatch, address: str, said: str
+) -> None:
+    from matcher.spark_engine import spark_session
+    from rules.errors import MatchError
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("SPARK_REMOTE", address.format(port=port))
+    started = time.monotonic()
+    with pytest.raises(MatchError, match=said.format(port=port)):
+        spark_session()
+    assert time.monotonic() - started < 30
