@@ -86,11 +86,12 @@ NEAR_MISS, MISSING_DATA = 1, 2
 # (`verdicts_<n>`), the eligible rows of the items stage 2 needs (`matches`, stage 1), the already-paid
 # pairs (`match_paid`) and stage 2 into `allocated`. Views: `open_matches` (the other items' eligible
 # rows, read off the bits), `eligible` (both), `payable` (allocated and unpaid open rows), `statuses`
-# (every eligible, near-miss and missing-data row, narrow), and Contract 4's `results` and `candidates`
-# with the texts. The per-item counts and money (`match_summary`) are a table: they read every row once.
+# (every eligible, near-miss and missing-data row, narrow), `status_counts` (their number per item, off the
+# distinct bit patterns), and Contract 4's `results` and `candidates` with the texts. The per-item counts
+# and money (`match_summary`) are a table: they read every payable row once.
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
 CONDITIONS, STATUS_ROWS, PAID, SUMMARY = "match_conditions", "statuses", "match_paid", "match_summary"
-OPEN, ELIGIBLE, PAYABLE = "open_matches", "eligible", "payable"
+OPEN, ELIGIBLE, PAYABLE, COUNTS = "open_matches", "eligible", "payable", "status_counts"
 
 # Conditions per block: one bit each in a BIGINT, below the sign bit (the most an item may have).
 BITS = MAX_CONDITIONS
@@ -381,6 +382,33 @@ def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
     )
 
 
+# The per-item counts of one block's statuses (as `_STATUSES` codes them), off its distinct bit patterns:
+# enterprises share few (f, u, a) patterns (about 15,000 per million), so the items are crossed with the
+# patterns and their counts instead of with every enterprise.
+_STATUS_COUNTS = """
+SELECT item,
+  SUM(n) FILTER (WHERE fbits = 0 AND ubits = 0 AND abits = 0) AS eligible,
+  SUM(n) FILTER (WHERE fbits <> 0 AND ubits = 0 AND (fbits & (fbits - 1)) = 0) AS near_misses,
+  SUM(n) FILTER (WHERE fbits = 0 AND (ubits <> 0 OR abits <> 0)) AS missing_data
+FROM (
+  SELECT i.item, v.n, v.f & i.mask AS fbits, v.u & i.mask AS ubits, v.a & i.amask AS abits
+  FROM (SELECT f, u, a, COUNT(*) AS n FROM {verdicts} GROUP BY f, u, a) AS v
+  CROSS JOIN {items} AS i WHERE i.block = {block}
+) AS b
+GROUP BY item
+"""
+
+
+def status_counts_view(plans: list[ItemPlan]) -> exp.Expr:
+    """Per item: its eligible (before paid pairs and allocation), near-miss and missing-data counts."""
+    return _union(
+        [
+            _template(_STATUS_COUNTS.format(verdicts=verdicts_name(block), items=ITEMS, block=block)).copy()
+            for block in sorted({p.block for p in plans})
+        ]
+    )
+
+
 def _shapes(plans: list[ItemPlan]) -> list[tuple[str, ...]]:
     """The distinct lists of fields a condition reads: a near-miss shows their values."""
     return sorted({parse(c.rule).fields for p in plans for c in p.conditions})
@@ -657,22 +685,17 @@ FROM :payable AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid 
 # Per item (every item, also one that kept no row): eligible, candidates, near-miss and missing-data
 # counts and the money.
 _SUMMARY = """
-WITH r AS (
-  SELECT item,
-    COUNT(*) FILTER (WHERE code = 0) AS eligible,
-    COUNT(*) FILTER (WHERE code = 1) AS near_misses,
-    COUNT(*) FILTER (WHERE code = 2) AS missing_data
-  FROM :statuses GROUP BY item
-), c AS (
+WITH c AS (
   SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
     SUM(amount_before_allocation) AS amount_before_allocation
   FROM :payable GROUP BY item
 )
-SELECT i.policy_id, i.item_id, COALESCE(r.eligible, 0) AS eligible, COALESCE(c.candidates, 0) AS candidates,
-  COALESCE(r.near_misses, 0) AS near_misses, COALESCE(r.missing_data, 0) AS missing_data,
+SELECT i.policy_id, i.item_id, CAST(COALESCE(r.eligible, 0) AS BIGINT) AS eligible,
+  COALESCE(c.candidates, 0) AS candidates, CAST(COALESCE(r.near_misses, 0) AS BIGINT) AS near_misses,
+  CAST(COALESCE(r.missing_data, 0) AS BIGINT) AS missing_data,
   CAST(COALESCE(c.amount, 0) AS DECIMAL(18, 2)) AS amount,
   CAST(COALESCE(c.amount_before_allocation, 0) AS DECIMAL(18, 2)) AS amount_before_allocation
-FROM :items AS i LEFT JOIN r ON r.item = i.item LEFT JOIN c ON c.item = i.item
+FROM :items AS i LEFT JOIN :counts AS r ON r.item = i.item LEFT JOIN c ON c.item = i.item
 ORDER BY i.policy_id, i.item_id
 """
 
@@ -686,6 +709,7 @@ _TABLES = {
     "paid": PAID,
     "open": OPEN,
     "payable": PAYABLE,
+    "counts": COUNTS,
 }
 
 
@@ -727,6 +751,7 @@ def views(plans: list[ItemPlan], profile_for: dict[int, str]) -> dict[str, exp.E
         ELIGIBLE: eligible_view(),
         PAYABLE: payable_view(),
         STATUS_ROWS: statuses_view(plans),
+        COUNTS: status_counts_view(plans),
         "results": results_view(plans, profile_for),
         "candidates": candidates_view(),
     }
