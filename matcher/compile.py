@@ -174,7 +174,8 @@ def _function(node: Any) -> exp.Expression:
     if len(values) == 1:
         return values[0]
     cls = exp.Least if name == "min" else exp.Greatest
-    return cls(this=values[0], expressions=values[1:])
+    # No operand is NULL inside the guard: the engines' own LEAST/GREATEST, without sqlglot's NULL CASE.
+    return cls(this=values[0], expressions=values[1:], ignore_nulls=True)
 
 
 def _symbol(node: Any) -> exp.Expression:
@@ -355,7 +356,7 @@ def amount_value(item: Item) -> exp.Expression:
         rounded = exp.cast(exp.Round(this=exp.cast(raw, WIDE), decimals=number(2)), MONEY, copy=False)
     if item.cap is not None:
         capped = exp.cast(number(item.cap), MONEY, copy=False)
-        rounded = exp.Least(this=rounded, expressions=[capped])  # the rounded value is never NULL here
+        rounded = exp.Least(this=rounded, expressions=[capped], ignore_nulls=True)  # never NULL here
     return rounded
 
 
