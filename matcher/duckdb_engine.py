@@ -18,6 +18,7 @@ from matcher.plan import (
     MATCHES,
     PAID,
     SUMMARY,
+    TOTALS,
     blocks,
     candidates_query,
     conditions_values,
@@ -29,6 +30,9 @@ from matcher.plan import (
     matches_query,
     paid_query,
     summary_query,
+    totals_query,
+    unpriced_error,
+    unpriced_query,
     views,
 )
 from matcher.profile import build_profile
@@ -76,7 +80,7 @@ def match_profiles(
 
     Builds the items and their conditions, the verdict tables (`verdicts_<n>`), `matches` (stage 1),
     `allocated` (stage 2), the views over them (`matcher.plan`: Contract 4's `results` and `candidates`
-    among them) and the per-item counts and money (`match_summary`), which read every row once.
+    among them) and the per-item counts and money (`match_summary`), off the blocks' bit patterns.
     """
     t = time.perf_counter()
     step("匹配")
@@ -113,7 +117,12 @@ def match_profiles(
     timings["views"] = time.perf_counter() - t
     t = time.perf_counter()
     step("汇总")
-    con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query().sql('duckdb')}")
+    for block in blocks(plans):
+        con.execute(f"CREATE OR REPLACE TABLE {block.patterns} AS {block.patterns_select().sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TABLE {TOTALS} AS {totals_query(plans).sql('duckdb', copy=False)}")
+    if unpriced := fetch_one(con, unpriced_query().sql("duckdb")):
+        raise unpriced_error(*unpriced)
+    con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query(plans).sql('duckdb', copy=False)}")
     timings["summary"] = time.perf_counter() - t
     return timings
 

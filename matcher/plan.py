@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from matcher.compile import amount_value, condition_sql, numeric_sql
 from rules.catalog import CATALOG
+from rules.errors import MatchError
 from rules.expressions import parse
 from rules.policy import Condition, Item, Policy
 from rules.validate import MAX_CONDITIONS
@@ -43,7 +44,7 @@ def _lit(value: str | None) -> exp.Expression:
     return exp.null() if value is None else exp.Literal.string(value)
 
 
-def _sum(terms: list[exp.Expression]) -> exp.Expression:
+def _sum(terms: Sequence[exp.Expression]) -> exp.Expression:
     if not terms:
         return exp.Literal.number(0)
     out = terms[0]
@@ -86,12 +87,12 @@ NEAR_MISS, MISSING_DATA = 1, 2
 # (`verdicts_<n>`), the eligible rows of the items stage 2 needs (`matches`, stage 1), the already-paid
 # pairs (`match_paid`) and stage 2 into `allocated`. Views: `open_matches` (the other items' eligible
 # rows, read off the bits), `eligible` (both), `payable` (allocated and unpaid open rows), `statuses`
-# (every eligible, near-miss and missing-data row, narrow), `status_counts` (their number per item, off the
-# distinct bit patterns), and Contract 4's `results` and `candidates` with the texts. The per-item counts
-# and money (`match_summary`) are a table: they read every payable row once.
+# (every eligible, near-miss and missing-data row, narrow), and Contract 4's `results` and `candidates`
+# with the texts. The per-item counts and money come off the distinct bit patterns of every block with
+# their enterprises and amounts (`patterns_<n>`), into the tables `item_totals` and `match_summary`.
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
 CONDITIONS, STATUS_ROWS, PAID, SUMMARY = "match_conditions", "statuses", "match_paid", "match_summary"
-OPEN, ELIGIBLE, PAYABLE, COUNTS = "open_matches", "eligible", "payable", "status_counts"
+OPEN, ELIGIBLE, PAYABLE, TOTALS = "open_matches", "eligible", "payable", "item_totals"
 
 # Conditions per block: one bit each in a BIGINT, below the sign bit (the most an item may have).
 BITS = MAX_CONDITIONS
@@ -174,6 +175,22 @@ class ItemPlan:
     def _amount(self) -> exp.Expression:
         return exp.cast(amount_value(self.item), MONEY, copy=False)
 
+    @property
+    def fixed(self) -> bool:
+        """An item stage 2 does not need whose amount reads no field: its total is its count times it."""
+        return not self.allocated and not self.amount_fields()
+
+    @property
+    def priced(self) -> bool:
+        """An item stage 2 does not need whose amount reads fields: its total comes off the patterns'
+        sums of its amount (`Block.patterns_select`)."""
+        return not self.allocated and bool(self.amount_fields())
+
+    @property
+    def amount_key(self) -> tuple[str, str]:
+        """What its amount depends on: items with the same key have the same amount on every row."""
+        return (self.item.amount, str(self.item.cap))
+
     def _rank(self) -> exp.Expression:
         rank = exp.null() if self.policy.rank_by is None else numeric_sql(self.policy.rank_by)
         return exp.cast(rank, RANK, copy=False)
@@ -203,6 +220,20 @@ def verdicts_name(block: int) -> str:
     return f"verdicts_{block}"
 
 
+def patterns_name(block: int) -> str:
+    return f"patterns_{block}"
+
+
+def amount_groups(plans: Iterable[ItemPlan]) -> list[ItemPlan]:
+    """The first `priced` item of each distinct amount (`amount_key`) among one block's plans: the block's
+    amount groups, numbered in this order."""
+    first: dict[tuple[str, str], ItemPlan] = {}
+    for p in plans:
+        if p.priced:
+            first.setdefault(p.amount_key, p)
+    return list(first.values())
+
+
 @dataclass(frozen=True)
 class Block:
     """Items of one assessment year whose distinct conditions fit in `BITS`: each condition is evaluated
@@ -218,6 +249,39 @@ class Block:
     @property
     def table(self) -> str:
         return verdicts_name(self.no)
+
+    @property
+    def patterns(self) -> str:
+        return patterns_name(self.no)
+
+    def patterns_select(self) -> exp.Select:
+        """Per distinct (f, n) of the block: its enterprises (`cnt`) and, per amount group (`amount_groups`),
+        the sum of that amount over them (`s<j>`) and the number of rows it was computed for (`c<j>`).
+
+        An item is eligible on a whole pattern or on none of it, and there none of its fields is NULL, so
+        its total is the sum of its group's `s<j>` over its eligible patterns. The amounts are computed on
+        every row, also rows no item is eligible on, so in TRY() and with TRY_CAST: a value that does not
+        fit is NULL there, and `c<j>` short of `cnt` on an eligible pattern tells it
+        (`item_totals.unpriced`, `unpriced_error`)."""
+        sums: list[exp.Expr] = []
+        for j, p in enumerate(amount_groups(self.items)):
+            amount = exp.Try(
+                this=p._amount().transform(
+                    lambda n: exp.TryCast(this=n.this, to=n.to) if isinstance(n, exp.Cast) else n
+                )
+            )
+            sums.append(exp.alias_(exp.Sum(this=amount), f"s{j}", copy=False))
+            sums.append(exp.alias_(exp.Count(this=amount.copy()), f"c{j}", copy=False))
+        return exp.Select(
+            expressions=[
+                _col("f"),
+                _col("n"),
+                exp.alias_(exp.Count(this=exp.Star()), "cnt", copy=False),
+                *sums,
+            ],
+            from_=exp.From(this=exp.to_table(self.table)),
+            group=exp.Group(expressions=[_col("f"), _col("n")]),
+        )
 
     def select(self, profile: str) -> exp.Select:
         """(rid, the fields the items' amounts and ranks read, f, n) for every enterprise of the profile."""
@@ -376,18 +440,17 @@ SELECT item,
   SUM(cnt) FILTER (WHERE fbits = 0 AND nbits <> 0) AS missing_data
 FROM (
   SELECT i.item, v.cnt, v.f & i.mask AS fbits, v.n & i.cmask AS ubits, v.n & i.fmask AS nbits
-  FROM (SELECT f, n, COUNT(*) AS cnt FROM {verdicts} GROUP BY f, n) AS v
-  CROSS JOIN {items} AS i WHERE i.block = {block}
+  FROM {patterns} AS v CROSS JOIN {items} AS i WHERE i.block = {block}
 ) AS b
 GROUP BY item
 """
 
 
-def status_counts_view(plans: list[ItemPlan]) -> exp.Expr:
+def status_counts(plans: list[ItemPlan]) -> exp.Expr:
     """Per item: its eligible (before paid pairs and allocation), near-miss and missing-data counts."""
     return _union(
         [
-            _template(_STATUS_COUNTS.format(verdicts=verdicts_name(block), items=ITEMS, block=block)).copy()
+            _template(_STATUS_COUNTS.format(patterns=patterns_name(block), items=ITEMS, block=block)).copy()
             for block in sorted({p.block for p in plans})
         ]
     )
@@ -513,9 +576,14 @@ def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr
 
 def items_values(plans: list[ItemPlan]) -> exp.Select:
     """A table of every item: its number, ids, version, period, exclusive group, its policy's budget, its
-    block and year, and its bit masks: its conditions in `f` (`mask`), the fields its conditions read
-    (`cmask`) and all the fields it reads (`fmask`) in `n`."""
+    amount if `fixed`, its amount group if `priced`, its block and year, and its bit masks: its conditions
+    in `f` (`mask`), the fields its conditions read (`cmask`) and all the fields it reads (`fmask`) in `n`."""
     policy_no = {pid: n for n, pid in enumerate(sorted({p.policy.id for p in plans}))}
+    amount_group: dict[int, int] = {}
+    for block in {p.block for p in plans}:
+        members = [p for p in plans if p.block == block]
+        index = {g.amount_key: j for j, g in enumerate(amount_groups(members))}
+        amount_group |= {p.no: index[p.amount_key] for p in members if p.priced}
     groups = sorted({g for p in plans if (g := p.policy.group_of(p.item)) is not None})
     group_no = {g: n for n, g in enumerate(groups)}
 
@@ -544,6 +612,8 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
                     copy=False,
                 ),
                 exp.Literal.string(p.policy.allocation),
+                p._amount() if p.fixed else exp.cast(exp.null(), MONEY, copy=False),
+                exp.cast(_n(amount_group[p.no]) if p.priced else exp.null(), _INT, copy=False),
                 _n(p.block),
                 _n(p.policy.assessment_year),
                 _n(p.mask),
@@ -564,6 +634,8 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
         "grp",
         "budget",
         "allocation",
+        "fixed_amount",
+        "amount_group",
         "block",
         "year",
         "mask",
@@ -577,7 +649,7 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
     return exp.select(
         *[
             exp.alias_(exp.cast(_col(c), _INT, copy=False), c)
-            if c in ("item", "pol", "policy_version", "block", "year")
+            if c in ("item", "pol", "policy_version", "amount_group", "block", "year")
             else exp.alias_(exp.cast(_col(c), _BIGINT, copy=False), c)
             if c in ("mask", "cmask", "fmask")
             else _col(c)
@@ -670,19 +742,136 @@ FROM :payable AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid 
 # Per item (every item, also one that kept no row): eligible, candidates, near-miss and missing-data
 # counts and the money.
 _SUMMARY = """
-WITH c AS (
-  SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
-    SUM(amount_before_allocation) AS amount_before_allocation
-  FROM :payable GROUP BY item
-)
 SELECT i.policy_id, i.item_id, CAST(COALESCE(r.eligible, 0) AS BIGINT) AS eligible,
-  COALESCE(c.candidates, 0) AS candidates, CAST(COALESCE(r.near_misses, 0) AS BIGINT) AS near_misses,
+  CAST(COALESCE(c.candidates, 0) AS BIGINT) AS candidates,
+  CAST(COALESCE(r.near_misses, 0) AS BIGINT) AS near_misses,
   CAST(COALESCE(r.missing_data, 0) AS BIGINT) AS missing_data,
   CAST(COALESCE(c.amount, 0) AS DECIMAL(18, 2)) AS amount,
   CAST(COALESCE(c.amount_before_allocation, 0) AS DECIMAL(18, 2)) AS amount_before_allocation
-FROM :items AS i LEFT JOIN :counts AS r ON r.item = i.item LEFT JOIN c ON c.item = i.item
+FROM :items AS i LEFT JOIN status_counts AS r ON r.item = i.item LEFT JOIN :totals AS c ON c.item = i.item
 ORDER BY i.policy_id, i.item_id
 """
+
+# Every item's candidates and money (and `unpriced`, its eligible rows whose amount did not fit), the sum
+# of these parts per item:
+_TOTALS = """
+SELECT item, SUM(candidates) AS candidates, SUM(amount) AS amount,
+  SUM(amount_before_allocation) AS amount_before_allocation, SUM(unpriced) AS unpriced
+FROM parts AS t
+GROUP BY item
+"""
+# the allocated rows of the items stage 2 needs;
+_ALLOCATED_TOTALS = """
+SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
+  SUM(amount_before_allocation) AS amount_before_allocation, 0 AS unpriced
+FROM :allocated GROUP BY item
+"""
+# the eligible count of a `fixed` item, times its amount;
+_FIXED_TOTALS = """
+SELECT r.item, CAST(r.eligible AS BIGINT) AS candidates, CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount,
+  CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount_before_allocation, 0 AS unpriced
+FROM status_counts AS r JOIN :items AS i ON i.item = r.item
+WHERE i.fixed_amount IS NOT NULL
+"""
+# the sums of a `priced` item's amount group over its eligible patterns of one block (`amounts`: the
+# block's patterns, one row per amount group `grp`, with its `s` and `c`);
+_PRICED_TOTALS = """
+SELECT i.item, SUM(p.cnt) AS candidates, SUM(p.s) AS amount, SUM(p.s) AS amount_before_allocation,
+  SUM(p.cnt - p.c) AS unpriced
+FROM amounts AS p JOIN {items} AS i ON i.amount_group = p.grp
+WHERE i.block = {block} AND (p.f & i.mask) = 0 AND (p.n & i.fmask) = 0
+GROUP BY i.item
+"""
+# less, for the open items of one block, their eligible rows already paid (few: the paid pairs joined to
+# their bits; `item_amount` is each item's amount, a CASE on the item).
+_PAID_TOTALS = """
+SELECT item, -COUNT(*) AS candidates, -SUM(amount) AS amount, -SUM(amount) AS amount_before_allocation,
+  0 AS unpriced
+FROM (
+  SELECT pd.item, item_amount AS amount
+  FROM {paid} AS pd JOIN {items} AS i ON i.item = pd.item JOIN {verdicts} AS v ON v.rid = pd.rid
+  WHERE (v.f & i.mask) = 0 AND (v.n & i.fmask) = 0 AND pd.item IN ({members})
+) AS x
+GROUP BY item
+"""
+
+
+def _subquery(tree: exp.Expr, name: str, by: exp.Expr) -> exp.Expr:
+    """`tree` (a template: copied) with the table `name` replaced by the subquery `by` (not copied)."""
+
+    def fill(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Table) and node.name == name:
+            return exp.alias_(exp.Subquery(this=by), node.alias or name, table=True, copy=False)
+        return node
+
+    return tree.copy().transform(fill, copy=False)
+
+
+def _priced_totals(block: Block) -> exp.Expr | None:
+    groups = amount_groups(block.items)
+    if not groups:
+        return None
+    amounts = _union(
+        [
+            exp.select(
+                "f",
+                "n",
+                "cnt",
+                exp.alias_(exp.cast(_n(j), _INT), "grp"),
+                exp.alias_(f"s{j}", "s"),
+                exp.alias_(f"c{j}", "c"),
+            ).from_(block.patterns)
+            for j in range(len(groups))
+        ]
+    )
+    return _subquery(_template(_PRICED_TOTALS.format(items=ITEMS, block=block.no)), "amounts", amounts)
+
+
+def _paid_totals(block: Block) -> exp.Expr | None:
+    opened = [p for p in block.items if not p.allocated]
+    if not opened:
+        return None
+    amount = exp.Case(this=_col("item", "pd"), ifs=[exp.If(this=_n(p.no), true=p._amount()) for p in opened])
+    text = _PAID_TOTALS.format(
+        paid=PAID, items=ITEMS, verdicts=block.table, members=", ".join(str(p.no) for p in opened)
+    )
+    return _template(text).transform(
+        lambda n: amount if isinstance(n, exp.Column) and n.name == "item_amount" else n
+    )
+
+
+def totals_query(plans: list[ItemPlan]) -> exp.Expr:
+    """Every item's candidates (after paid pairs and allocation), their amount before and after allocation,
+    and `unpriced`: over the block's `patterns_<n>`, which must exist."""
+    counts = status_counts(plans)
+    parts = [_filled(_ALLOCATED_TOTALS), _subquery(_filled(_FIXED_TOTALS), "status_counts", counts)]
+    for block in blocks(plans):
+        parts += [t for t in (_priced_totals(block), _paid_totals(block)) if t is not None]
+    return _subquery(_template(_TOTALS), "parts", _union(parts))
+
+
+def summary_query(plans: list[ItemPlan]) -> exp.Expr:
+    """Per item: eligible, candidates, near-miss and missing-data counts and the money (`item_totals`)."""
+    return _subquery(_filled(_SUMMARY), "status_counts", status_counts(plans))
+
+
+# The first item whose amount did not fit DECIMAL(18, 2) on an eligible row.
+_UNPRICED = """
+SELECT i.policy_id, i.item_id FROM :totals AS t JOIN :items AS i ON i.item = t.item
+WHERE t.unpriced > 0 ORDER BY i.policy_id, i.item_id LIMIT 1
+"""
+
+
+def unpriced_query() -> exp.Expression:
+    return _filled(_UNPRICED)
+
+
+def unpriced_error(policy_id: str, item_id: str) -> MatchError:
+    return MatchError(
+        f"政策 {policy_id} 事项 {item_id} 的金额在某些符合条件的企业上超出 DECIMAL(18,2)（整数部分最多 16 位）："
+        "请检查金额公式与画像中的数值"
+    )
+
 
 _TABLES = {
     "statuses": STATUS_ROWS,
@@ -694,7 +883,7 @@ _TABLES = {
     "paid": PAID,
     "open": OPEN,
     "payable": PAYABLE,
-    "counts": COUNTS,
+    "totals": TOTALS,
 }
 
 
@@ -736,7 +925,6 @@ def views(plans: list[ItemPlan], profile_for: dict[int, str]) -> dict[str, exp.E
         ELIGIBLE: eligible_view(),
         PAYABLE: payable_view(),
         STATUS_ROWS: statuses_view(plans),
-        COUNTS: status_counts_view(plans),
         "results": results_view(plans, profile_for),
         "candidates": candidates_view(),
     }
@@ -744,7 +932,3 @@ def views(plans: list[ItemPlan], profile_for: dict[int, str]) -> dict[str, exp.E
 
 def candidates_view() -> exp.Expression:
     return _filled(_CANDIDATES_VIEW)
-
-
-def summary_query() -> exp.Expression:
-    return _filled(_SUMMARY)

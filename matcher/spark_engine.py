@@ -58,6 +58,7 @@ from matcher.plan import (
     PAID,
     PAYABLE,
     SUMMARY,
+    TOTALS,
     ItemPlan,
     blocks,
     candidates_query,
@@ -69,6 +70,9 @@ from matcher.plan import (
     matches_query,
     paid_query,
     summary_query,
+    totals_query,
+    unpriced_error,
+    unpriced_query,
     views,
 )
 from matcher.profile import profile_query, profile_table_name
@@ -151,7 +155,12 @@ def for_spark(node: exp.Expr) -> exp.Expr:
 
     - Spark has no 128-bit integer: exact integer fen products are DECIMAL(38, 0) there.
     - A ratio field (DOUBLE) as text is spelled as DuckDB spells it (near-miss values read the same).
+    - Spark has no TRY(): its decimal products widen up to 38 digits, so only the TRY_CASTs inside can
+      fail, and they give NULL.
     """
+    if isinstance(node, exp.Try):
+        inner: exp.Expr = node.this
+        return inner
     if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
         return exp.DataType.build("DECIMAL(38, 0)")
     if (
@@ -861,10 +870,15 @@ def match_profiles_spark(
         _view(spark, name, tree)
     t = time.perf_counter()
     step("汇总")
-    try:  # the open items' amounts are first computed here
-        _materialise(spark, SUMMARY, summary_query())
+    try:
+        for block in blocks(plans):
+            _materialise(spark, block.patterns, block.patterns_select())
+        _materialise(spark, TOTALS, totals_query(plans))
+        _materialise(spark, SUMMARY, summary_query(plans))
     except PySparkException as e:
         raise _item_error(spark, plans, keyed, e) from e
+    if unpriced := spark.sql(spark_sql(unpriced_query())).collect():
+        raise unpriced_error(*unpriced[0])
     timings["summary"] = time.perf_counter() - t
     return timings
 

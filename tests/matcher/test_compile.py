@@ -20,6 +20,7 @@ from matcher.plan import (
     results_view,
     statuses_view,
     summary_query,
+    totals_query,
 )
 from matcher.profile import profile_query
 from rules.expressions import SUPPORTED
@@ -82,7 +83,9 @@ def test_library_plan_renders_to_spark_sql_that_parses() -> None:
         candidates_query(),
         results_view(plans, profiles),
         candidates_view(),
-        summary_query(),
+        summary_query(plans),
+        totals_query(plans),
+        *[b.patterns_select() for b in blocks(plans)],
     ]
     for tree in trees:
         spark = tree.sql("spark")

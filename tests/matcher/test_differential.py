@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from matcher.duckdb_engine import match_profiles
 from rules.catalog import FIELDS
+from rules.errors import MatchError
 from rules.expressions import parse
 from rules.reference import Payment, allocate, evaluate
 from rules.validate import parse_policy_text
@@ -343,6 +344,29 @@ def test_compiled_sql_equals_reference(con: duckdb.DuckDBPyConnection, data: st.
     ).fetchall()
     assert {(p, i, u): (a, b) for p, i, u, a, b in cands} == want, context
 
+    # The per-item counts and money that `zhida match` prints and the manifest keeps.
+    def count(key: tuple[str, str], status: str) -> int:
+        return sum(1 for r in ref if (r.policy_id, r.item_id) == key and r.status == status)
+
+    want_summary = {}
+    for policy in policies:
+        for item in policy.items:
+            key = (policy.id, item.id)
+            payable = [v for k, v in want.items() if k[:2] == key]
+            want_summary[key] = (
+                count(key, "eligible"),
+                len(payable),
+                count(key, "near_miss"),
+                count(key, "missing_data"),
+                sum((a for a, _ in payable), Decimal(0)),
+                sum((b for _, b in payable), Decimal(0)),
+            )
+    summary = con.execute(
+        "SELECT policy_id, item_id, eligible, candidates, near_misses, missing_data, amount,"
+        " amount_before_allocation FROM match_summary"
+    ).fetchall()
+    assert {(p, i): tuple(rest) for p, i, *rest in summary} == want_summary, context
+
 
 def test_pro_rata_rounds_a_negative_share_down_as_the_reference_does(con: duckdb.DuckDBPyConnection) -> None:
     # An amount expression can go below zero (money fields cannot: the snapshot refuses them). The
@@ -364,3 +388,42 @@ def test_pro_rata_rounds_a_negative_share_down_as_the_reference_does(con: duckdb
     want = {c.uscc: c.amount for c in allocate(policies, evaluate(policies, rows), [], {})}
     got = dict(con.execute("SELECT uscc, amount FROM candidates").fetchall())
     assert got == want and want["U0000"] == Decimal("-0.01")
+
+
+def _overflow_case(con: duckdb.DuckDBPyConnection, employees: int) -> None:
+    """Item `huge` pays revenue × 10^8: on a revenue of 10^9 that is 10^17 yuan, more than DECIMAL(18, 2)
+    holds; the enterprise with it has `employees` employees (eligible from 0)."""
+    text = (
+        "id: p-overflow\nversion: 1\ntitle: 测试政策\ndepartment: 测试局\nsource: {document: 测试}\n"
+        'valid_from: 2025-01-01\nvalid_to: 2025-12-31\nassessment_year: 2024\nperiod: "2025"\nitems:\n'
+        "  - id: fine\n    title: 事项0\n    amount: '1000'\n"
+        "    conditions: [{id: c0, text: 有职工, rule: employees >= 0}]\n"
+        "  - id: huge\n    title: 事项1\n    amount: 'revenue * 100000000'\n"
+        "    conditions: [{id: c1, text: 有职工, rule: employees >= 0}]\n"
+    )
+    base = dict.fromkeys((f.name for f in FIELDS), None)
+    rows = [
+        base | {"uscc": "U0000", "revenue": Decimal("1000000000.00"), "employees": employees},
+        base | {"uscc": "U0001", "revenue": Decimal("12.34"), "employees": 3},
+    ]
+    con.execute(
+        "CREATE OR REPLACE TABLE paid_t (uscc VARCHAR, policy_id VARCHAR, item_id VARCHAR, period VARCHAR)"
+    )
+    match_profiles(
+        con, [parse_policy_text(text, "p.yaml")], {2024: _load_profile(con, rows)}, payments="paid_t"
+    )
+
+
+def test_an_amount_too_big_for_an_eligible_enterprise_stops_the_run_naming_policy_and_item(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    with pytest.raises(MatchError, match="p-overflow 事项 huge"):
+        _overflow_case(con, employees=5)
+
+
+def test_an_amount_too_big_where_no_item_is_eligible_is_never_computed(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    _overflow_case(con, employees=-1)
+    summary = con.execute("SELECT item_id, candidates, amount FROM match_summary ORDER BY item_id").fetchall()
+    assert summary == [("fine", 1, Decimal("1000.00")), ("huge", 1, Decimal("1234000000.00"))]
