@@ -87,15 +87,19 @@ def match_profiles(
     plans = item_plans(policies)
     first = profiles[min(profiles)]
     numbered = "rid" in _columns(con, first)  # `build_profile` numbers the enterprises; other tables do not
-    source = f"SELECT uscc, rid FROM {first}" if numbered else keys_query(first).sql("duckdb")
+    source = f"SELECT uscc, rid FROM {first}" if numbered else keys_query(first).sql("duckdb", copy=False)
     con.execute(f"CREATE OR REPLACE TABLE {KEYS} AS {source}")
     keyed = {}
     for year, profile in profiles.items():
         keyed[year] = profile if numbered else keyed_name(profile)
         if not numbered:
-            con.execute(f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb')}")
-    con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb')}")
-    con.execute(f"CREATE OR REPLACE TABLE {CONDITIONS} AS {conditions_values(plans).sql('duckdb')}")
+            con.execute(
+                f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb', copy=False)}"
+            )
+    con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb', copy=False)}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {CONDITIONS} AS {conditions_values(plans).sql('duckdb', copy=False)}"
+    )
     for block in blocks(plans):
         select = block.select(keyed[block.year]).sql("duckdb", copy=False)
         con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
@@ -108,8 +112,8 @@ def match_profiles(
     timings = {"match": time.perf_counter() - t}
     t = time.perf_counter()
     step("分配")
-    con.execute(f"CREATE OR REPLACE TABLE {PAID} AS {paid_query(payments).sql('duckdb')}")
-    con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query().sql('duckdb')}")
+    con.execute(f"CREATE OR REPLACE TABLE {PAID} AS {paid_query(payments).sql('duckdb', copy=False)}")
+    con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query().sql('duckdb', copy=False)}")
     timings["allocate"] = time.perf_counter() - t
     t = time.perf_counter()
     for name, tree in views(plans, keyed).items():
@@ -118,9 +122,11 @@ def match_profiles(
     t = time.perf_counter()
     step("汇总")
     for block in blocks(plans):
-        con.execute(f"CREATE OR REPLACE TABLE {block.patterns} AS {block.patterns_select().sql('duckdb')}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {block.patterns} AS {block.patterns_select().sql('duckdb', copy=False)}"
+        )
     con.execute(f"CREATE OR REPLACE TABLE {TOTALS} AS {totals_query(plans).sql('duckdb', copy=False)}")
-    if unpriced := fetch_one(con, unpriced_query().sql("duckdb")):
+    if unpriced := fetch_one(con, unpriced_query().sql("duckdb", copy=False)):
         raise unpriced_error(*unpriced)
     con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query(plans).sql('duckdb', copy=False)}")
     timings["summary"] = time.perf_counter() - t
