@@ -587,33 +587,26 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
     groups = sorted({g for p in plans if (g := p.policy.group_of(p.item)) is not None})
     group_no = {g: n for n, g in enumerate(groups)}
 
-    def grp_no(p: ItemPlan) -> exp.Expression:
-        group = p.policy.group_of(p.item)
-        return exp.cast(
-            exp.null() if group is None else exp.Literal.number(group_no[group]), "INT", copy=False
-        )
+    def number_or_null(value: object) -> exp.Expression:
+        return exp.null() if value is None else exp.Literal.number(str(value))
 
+    # Plain literals in the rows, one CAST per column outside: rendering a CAST per value was most of the
+    # time it took to build this table in Python (0.2 s for 1,000 items).
     rows = [
         exp.Tuple(
             expressions=[
-                exp.Literal.number(p.no),
-                exp.Literal.number(policy_no[p.policy.id]),
-                grp_no(p),
+                _n(p.no),
+                _n(policy_no[p.policy.id]),
+                number_or_null(None if (g := p.policy.group_of(p.item)) is None else group_no[g]),
                 exp.Literal.string(p.policy.id),
-                exp.Literal.number(p.policy.version),
+                _n(p.policy.version),
                 exp.Literal.string(p.item.id),
                 exp.Literal.string(p.policy.period),
-                exp.cast(_lit(p.policy.group_of(p.item)), TEXT, copy=False),
-                exp.cast(
-                    exp.null()
-                    if p.policy.budget is None
-                    else exp.Literal.number(format(p.policy.budget, "f")),
-                    MONEY,
-                    copy=False,
-                ),
+                _lit(p.policy.group_of(p.item)),
+                number_or_null(None if p.policy.budget is None else format(p.policy.budget, "f")),
                 exp.Literal.string(p.policy.allocation),
-                p._amount() if p.fixed else exp.cast(exp.null(), MONEY, copy=False),
-                exp.cast(_n(amount_group[p.no]) if p.priced else exp.null(), _INT, copy=False),
+                p._amount() if p.fixed else exp.null(),
+                number_or_null(amount_group.get(p.no)),
                 _n(p.block),
                 _n(p.policy.assessment_year),
                 _n(p.mask),
@@ -623,39 +616,30 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
         )
         for p in plans
     ]
-    columns = (
-        "item",
-        "pol",
-        "grp_no",
-        "policy_id",
-        "policy_version",
-        "item_id",
-        "period",
-        "grp",
-        "budget",
-        "allocation",
-        "fixed_amount",
-        "amount_group",
-        "block",
-        "year",
-        "mask",
-        "cmask",
-        "fmask",
-    )
+    types = {
+        "item": _INT,
+        "pol": _INT,
+        "grp_no": _INT,
+        "policy_id": TEXT,
+        "policy_version": _INT,
+        "item_id": TEXT,
+        "period": TEXT,
+        "grp": TEXT,
+        "budget": MONEY,
+        "allocation": TEXT,
+        "fixed_amount": MONEY,
+        "amount_group": _INT,
+        "block": _INT,
+        "year": _INT,
+        "mask": _BIGINT,
+        "cmask": _BIGINT,
+        "fmask": _BIGINT,
+    }
     values = exp.Values(
         expressions=rows,
-        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in columns]),
+        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in types]),
     )
-    return exp.select(
-        *[
-            exp.alias_(exp.cast(_col(c), _INT, copy=False), c)
-            if c in ("item", "pol", "policy_version", "amount_group", "block", "year")
-            else exp.alias_(exp.cast(_col(c), _BIGINT, copy=False), c)
-            if c in ("mask", "cmask", "fmask")
-            else _col(c)
-            for c in columns
-        ]
-    ).from_(values)
+    return exp.select(*[exp.alias_(exp.cast(_col(c), t), c) for c, t in types.items()]).from_(values)
 
 
 # Stage 2, over the narrow stage-1 rows (`:matches`), the items (`:items`), the enterprise numbers (`:keys`)
