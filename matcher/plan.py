@@ -3,10 +3,10 @@
 The plan is dialect-neutral: DuckDB runs it (matcher/duckdb_engine.py) and Spark SQL runs the same trees
 (matcher/spark_engine.py). Stage 1 evaluates each distinct condition once per enterprise for a block of items
 (`Block.select`: per enterprise, the bits of the false conditions and of the NULL fields), then keeps every
-item's eligible rows with their amounts (`matches_query`). Stage 2 (`candidates_query`) drops already-paid pairs, applies
-exclusive groups and budgets. Near-miss and missing-data rows are never stored: the views `statuses_view`
-and `results_view` (with the texts, Contract 4) read them off the bits, with the items' masks, when the
-outputs are written; they are the same few statements whatever the number of items.
+item's eligible rows with their amounts (`matches_query`). Stage 2 (`candidates_query`) drops already-paid
+pairs, applies exclusive groups and budgets. Near-miss and missing-data rows are never stored: the views
+`statuses_view` and `results_view` (with the texts, Contract 4) read them off the bits, with the items'
+masks, when the outputs are written; they are the same few statements whatever the number of items.
 """
 
 from __future__ import annotations
@@ -430,9 +430,10 @@ def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
     )
 
 
-# The per-item counts of one block's statuses (as `_STATUSES` codes them), off its distinct bit patterns:
-# enterprises share few (f, n) patterns (about 15,000 per million), so the items are crossed with the
-# patterns and their counts instead of with every enterprise.
+# The per-item counts of one block's statuses (as `_STATUSES` codes them: the two must agree), off its
+# distinct bit patterns: enterprises share few (f, n) patterns (about 15,000 per million), so the items are
+# crossed with the patterns and their counts instead of with every enterprise. Filtering `_STATUSES` over
+# the patterns instead, to state the codes once, measured 0.07 s slower at 1M x 200.
 _STATUS_COUNTS = """
 SELECT item,
   SUM(cnt) FILTER (WHERE fbits = 0 AND nbits = 0) AS eligible,
@@ -752,7 +753,8 @@ FROM :allocated GROUP BY item
 """
 # the eligible count of a `fixed` item, times its amount;
 _FIXED_TOTALS = """
-SELECT r.item, CAST(r.eligible AS BIGINT) AS candidates, CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount,
+SELECT r.item, CAST(r.eligible AS BIGINT) AS candidates,
+  CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount,
   CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount_before_allocation, 0 AS unpriced
 FROM status_counts AS r JOIN :items AS i ON i.item = r.item
 WHERE i.fixed_amount IS NOT NULL
