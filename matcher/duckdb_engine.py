@@ -79,8 +79,9 @@ def match_profiles(
     """Run the plan over existing profile tables (one per assessment year).
 
     Builds the items and their conditions, the verdict tables (`verdicts_<n>`), `matches` (stage 1),
-    `allocated` (stage 2), the views over them (`matcher.plan`: Contract 4's `results` and `candidates`
-    among them) and the per-item counts and money (`match_summary`), off the blocks' bit patterns.
+    `allocated` (stage 2), the blocks' bit patterns (`patterns_<n>`) with the per-item counts and money
+    (`match_summary`), and the views over them all (`matcher.plan`: Contract 4's `results` and
+    `candidates` among them).
     """
     t = time.perf_counter()
     step("匹配")
@@ -116,10 +117,6 @@ def match_profiles(
     con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query().sql('duckdb', copy=False)}")
     timings["allocate"] = time.perf_counter() - t
     t = time.perf_counter()
-    for name, tree in views(plans, keyed).items():
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
-    timings["views"] = time.perf_counter() - t
-    t = time.perf_counter()
     step("汇总")
     for block in blocks(plans):
         con.execute(
@@ -130,6 +127,10 @@ def match_profiles(
         raise unpriced_error(*unpriced)
     con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query(plans).sql('duckdb', copy=False)}")
     timings["summary"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for name, tree in views(plans, keyed).items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
+    timings["views"] = time.perf_counter() - t
     return timings
 
 

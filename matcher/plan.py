@@ -396,38 +396,69 @@ def open_query(plans: list[ItemPlan]) -> exp.Expr:
 
 
 # Every enterprise's eligible, near-miss and missing-data rows for the items of one block, read off its
-# bits: `fbits` are the item's false conditions, `ubits` the NULL fields its conditions read (some
-# condition is unknown), `nbits` every NULL field it reads. Kept: none false (eligible, or missing data
-# when a field is NULL), or exactly one false (`fbits & (fbits - 1)` clears the lowest bit) and none
-# unknown (a near-miss). Logic, not CASE: cheaper.
+# bits. A row's status is a function of the enterprise's (f, n) pattern and the item, so it is worked out
+# once per pattern (`patterns_<n>`, a few thousand) and item, with the failing condition and the missing
+# fields, and joined to the enterprises on (f, n). `fbits` are the item's false conditions, `ubits` the
+# NULL fields its conditions read (some condition is unknown), `nbits` every NULL field it reads. Kept: none
+# false (eligible, or missing data when a field is NULL), or exactly one false (`fbits & (fbits - 1)`
+# clears the lowest bit) and none unknown (a near-miss). Logic, not CASE: cheaper.
 _STATUSES = """
-SELECT item, rid, fbits,
-  CAST(fbits <> 0 AS INT) * {near} + CAST(fbits = 0 AND nbits <> 0 AS INT) * {missing} AS code
-FROM (
-  SELECT i.item, v.rid, v.f & i.mask AS fbits, v.n & i.cmask AS ubits, v.n & i.fmask AS nbits
-  FROM {verdicts} AS v CROSS JOIN {items} AS i WHERE i.block = {block}
-) AS b
-WHERE fbits = 0 OR (ubits = 0 AND (fbits & (fbits - 1)) = 0)
+SELECT s.item, v.rid, s.code, s.condition_id, s.shape, s.fields
+FROM {verdicts} AS v JOIN (
+  SELECT b.item, b.f, b.n, c.condition_id, c.shape, :fields AS fields,
+    CAST(b.fbits <> 0 AS INT) * {near} + CAST(b.fbits = 0 AND b.nbits <> 0 AS INT) * {missing} AS code
+  FROM (
+    SELECT i.item, p.f, p.n, p.f & i.mask AS fbits, p.n & i.cmask AS ubits, p.n & i.fmask AS nbits
+    FROM {patterns} AS p CROSS JOIN {items} AS i WHERE i.block = {block}
+  ) AS b
+  LEFT JOIN {conditions} AS c ON c.item = b.item AND c.bit = b.fbits
+  WHERE b.fbits = 0 OR (b.ubits = 0 AND (b.fbits & (b.fbits - 1)) = 0)
+) AS s ON s.f = v.f AND s.n = v.n
 """
 
 
+def _put(tree: exp.Expr, name: str, value: exp.Expression) -> exp.Expr:
+    """A copy of `tree` with a copy of `value` in place of the placeholder `:name`."""
+    return tree.transform(lambda n: value.copy() if isinstance(n, exp.Placeholder) and n.name == name else n)
+
+
+def _missing_fields(fields: list[str]) -> exp.Expression:
+    """'a;b': the names of the fields whose bit is in `nbits` (CONCAT_WS skips the NULLs on both
+    engines)."""
+    names = [
+        _when(
+            exp.NEQ(
+                this=exp.Paren(
+                    this=exp.BitwiseAnd(this=_col("nbits", "b"), expression=_n(1 << FIELD_BIT[f]))
+                ),
+                expression=_n(0),
+            ),
+            exp.Literal.string(f),
+        )
+        for f in fields
+    ]
+    return exp.ConcatWs(expressions=[exp.Literal.string(";"), *names], safe=True, coalesce=True)
+
+
 def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
-    """Every item's eligible, near-miss and missing-data rows, narrow: (item, rid, fbits, code); for a
-    near-miss, `fbits` is the bit of its one false condition."""
-    return _union(
-        [
-            _template(
-                _STATUSES.format(
-                    missing=MISSING_DATA,
-                    near=NEAR_MISS,
-                    verdicts=verdicts_name(block),
-                    items=ITEMS,
-                    block=block,
-                )
-            ).copy()
-            for block in sorted({p.block for p in plans})
-        ]
-    )
+    """Every item's eligible, near-miss and missing-data rows, narrow: (item, rid, code, condition_id,
+    shape, fields); a near-miss has its one false condition and the shape of its value text
+    (`_shapes`), missing data its NULL fields ('a;b'). Reads the blocks' patterns (`Block.patterns`)."""
+    selects = []
+    for block in sorted({p.block for p in plans}):
+        fields = sorted({f for p in plans if p.block == block for f in p.fields()})
+        missing = _missing_fields(fields) if fields else exp.null()
+        text = _STATUSES.format(
+            missing=MISSING_DATA,
+            near=NEAR_MISS,
+            verdicts=verdicts_name(block),
+            patterns=patterns_name(block),
+            items=ITEMS,
+            conditions=CONDITIONS,
+            block=block,
+        )
+        selects.append(_put(_template(text), "fields", missing))
+    return _union(selects)
 
 
 # The per-item counts of one block's statuses (as `_STATUSES` codes them: the two must agree), off its
@@ -497,16 +528,15 @@ def conditions_values(plans: list[ItemPlan]) -> exp.Select:
 # the eligible rows of `matches` with their amounts.
 _RESULTS = """
 SELECT s.item, s.rid, i.policy_id, i.policy_version, i.item_id, i.period, i.grp, p.uscc,
-  'near_miss' AS status, c.condition_id, :value AS value, NULL AS fields,
+  'near_miss' AS status, s.condition_id, :value AS value, NULL AS fields,
   CAST(NULL AS DECIMAL(18, 2)) AS amount, CAST(NULL AS DECIMAL(38, 10)) AS rank_value
 FROM {statuses} AS s
 JOIN {items} AS i ON i.item = s.item
 JOIN {profile} AS p ON p.rid = s.rid
-JOIN {conditions} AS c ON c.item = s.item AND c.bit = s.fbits
 WHERE s.code = {near} AND i.year = {year}
 UNION ALL
 SELECT s.item, s.rid, i.policy_id, i.policy_version, i.item_id, i.period, i.grp, p.uscc,
-  'missing_data' AS status, NULL AS condition_id, NULL AS value, :fields AS fields,
+  'missing_data' AS status, NULL AS condition_id, NULL AS value, s.fields,
   CAST(NULL AS DECIMAL(18, 2)) AS amount, CAST(NULL AS DECIMAL(38, 10)) AS rank_value
 FROM {statuses} AS s
 JOIN {items} AS i ON i.item = s.item
@@ -522,43 +552,15 @@ WHERE i.year = {year}
 """
 
 
-def _missing_fields(fields: list[str], mask: exp.Expression, table: str) -> exp.Expression:
-    """'a;b': the names of the fields whose bit is in `mask` and that are NULL in this row (CONCAT_WS
-    skips the NULLs on both engines)."""
-    names = [
-        _when(
-            exp.and_(
-                exp.Is(this=_col(f, table), expression=exp.null()),
-                exp.NEQ(
-                    this=exp.Paren(this=exp.BitwiseAnd(this=mask.copy(), expression=_n(1 << FIELD_BIT[f]))),
-                    expression=_n(0),
-                ),
-                copy=False,
-            ),
-            exp.Literal.string(f),
-        )
-        for f in fields
-    ]
-    return exp.ConcatWs(expressions=[exp.Literal.string(";"), *names], safe=True, coalesce=True)
-
-
 def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr:
     """The Contract 4 `results`: every verdict row with its texts."""
     shapes = _shapes(plans)
     value: exp.Expression = exp.null()
     if shapes:  # items without conditions have no near-misses
         value = exp.Case(
-            this=_col("shape", "c"),
+            this=_col("shape", "s"),
             ifs=[exp.If(this=_n(n), true=_value_text(fields, "p")) for n, fields in enumerate(shapes)],
         )
-    used = sorted({f for p in plans for f in p.fields()})
-    missing = _missing_fields(used, _col("fmask", "i"), "p") if used else exp.null()
-
-    def fill(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder) and node.name in ("value", "fields"):
-            return (value if node.name == "value" else missing).copy()
-        return node
-
     selects = []
     for year in sorted({p.policy.assessment_year for p in plans}):
         text = _RESULTS.format(
@@ -567,11 +569,10 @@ def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr
             statuses=STATUS_ROWS,
             items=ITEMS,
             profile=profile_for[year],
-            conditions=CONDITIONS,
             eligible=ELIGIBLE,
             year=year,
         )
-        selects.append(_template(text).transform(fill))
+        selects.append(_put(_template(text), "value", value))
     return _union(selects)
 
 
@@ -718,9 +719,9 @@ FROM :open AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.r
 WHERE paid.rid IS NULL
 """
 
-# The Contract 4 candidates: the payable rows with their ids and USCC.
+# The Contract 4 candidates: the payable rows with their ids and USCC (and their numbers, to sort by).
 _CANDIDATES_VIEW = """
-SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation
+SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation, a.item, a.rid
 FROM :payable AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid = a.rid
 """
 

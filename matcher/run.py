@@ -46,7 +46,10 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
 
 # Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines.
 OUTPUT_QUERIES: dict[str, tuple[str, str]] = {
-    "candidates": ("SELECT * FROM candidates", "policy_id, item_id, uscc"),
+    "candidates": (
+        "SELECT policy_id, policy_version, item_id, uscc, amount, amount_before_allocation FROM candidates",
+        "policy_id, item_id, uscc",
+    ),
     "near_misses": (
         "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss'",
         "policy_id, item_id, uscc",
@@ -70,7 +73,7 @@ OUTPUT_QUERIES: dict[str, tuple[str, str]] = {
 }
 # DuckDB numbers enterprises in USCC order and items in (policy_id, item_id) order (`build_profile`,
 # `item_plans`): there the same order of the results is (item, rid), on integers.
-NUMBERED_ORDER = {"near_misses": "item, rid", "missing_data": "item, rid"}
+NUMBERED_ORDER = {name: "item, rid" for name in ("candidates", "near_misses", "missing_data")}
 
 
 def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:

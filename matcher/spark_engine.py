@@ -866,8 +866,6 @@ def match_profiles_spark(
     except PySparkException as e:
         raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
     timings["allocate"] = time.perf_counter() - t
-    for name, tree in views(plans, keyed).items():
-        _view(spark, name, tree)
     t = time.perf_counter()
     step("汇总")
     try:
@@ -880,6 +878,8 @@ def match_profiles_spark(
     if unpriced := spark.sql(spark_sql(unpriced_query())).collect():
         raise unpriced_error(*unpriced[0])
     timings["summary"] = time.perf_counter() - t
+    for name, tree in views(plans, keyed).items():  # after the patterns: the statuses read them
+        _view(spark, name, tree)
     return timings
 
 
