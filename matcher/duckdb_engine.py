@@ -19,6 +19,7 @@ from matcher.plan import (
     PAID,
     SUMMARY,
     TOTALS,
+    ItemPlan,
     blocks,
     candidates_query,
     conditions_values,
@@ -106,10 +107,18 @@ def match_profiles(
         con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
     # The stored eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
-        select = matches_query(plans[n : n + BATCH]).sql("duckdb", copy=False)
-        con.execute(
-            f"CREATE OR REPLACE TABLE {MATCHES} AS {select}" if n == 0 else f"INSERT INTO {MATCHES} {select}"
-        )
+        batch = plans[n : n + BATCH]
+        select = matches_query(batch).sql("duckdb", copy=False)
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {MATCHES} AS {select}"
+                if n == 0
+                else f"INSERT INTO {MATCHES} {select}"
+            )
+        except duckdb.Error as e:
+            if culprit := _unpriced_item(con, batch):
+                raise unpriced_error(culprit.policy.id, culprit.item.id) from e
+            raise
     timings = {"match": time.perf_counter() - t}
     t = time.perf_counter()
     step("分配")
@@ -132,6 +141,18 @@ def match_profiles(
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
     timings["views"] = time.perf_counter() - t
     return timings
+
+
+def _unpriced_item(con: duckdb.DuckDBPyConnection, plans: list[ItemPlan]) -> ItemPlan | None:
+    """The first stored item whose amount fails on its own eligible rows (run only after stage 1 failed:
+    an amount too big for DECIMAL(18,2) is an error there, not NULL)."""
+    for plan in plans:
+        if plan.allocated:
+            try:
+                fetch_one(con, f"SELECT max(amount) FROM ({plan.eligible().sql('duckdb')})")
+            except duckdb.Error:
+                return plan
+    return None
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

@@ -390,12 +390,13 @@ def test_pro_rata_rounds_a_negative_share_down_as_the_reference_does(con: duckdb
     assert got == want and want["U0000"] == Decimal("-0.01")
 
 
-def _overflow_case(con: duckdb.DuckDBPyConnection, employees: int) -> None:
+def _overflow_case(con: duckdb.DuckDBPyConnection, employees: int, budget: str = "") -> None:
     """Item `huge` pays revenue × 10^8: on a revenue of 10^9 that is 10^17 yuan, more than DECIMAL(18, 2)
-    holds; the enterprise with it has `employees` employees (eligible from 0)."""
+    holds; the enterprise with it has `employees` employees (eligible from 0). `budget`: the policy's
+    budget lines, if any (its items are then allocated in stage 2)."""
     text = (
         "id: p-overflow\nversion: 1\ntitle: 测试政策\ndepartment: 测试局\nsource: {document: 测试}\n"
-        'valid_from: 2025-01-01\nvalid_to: 2025-12-31\nassessment_year: 2024\nperiod: "2025"\nitems:\n'
+        f'valid_from: 2025-01-01\nvalid_to: 2025-12-31\nassessment_year: 2024\nperiod: "2025"\n{budget}items:\n'
         "  - id: fine\n    title: 事项0\n    amount: '1000'\n"
         "    conditions: [{id: c0, text: 有职工, rule: employees >= 0}]\n"
         "  - id: huge\n    title: 事项1\n    amount: 'revenue * 100000000'\n"
@@ -419,6 +420,13 @@ def test_an_amount_too_big_for_an_eligible_enterprise_stops_the_run_naming_polic
 ) -> None:
     with pytest.raises(MatchError, match="p-overflow 事项 huge"):
         _overflow_case(con, employees=5)
+
+
+def test_an_amount_too_big_for_a_budgeted_item_stops_the_run_naming_policy_and_item(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    with pytest.raises(MatchError, match="p-overflow 事项 huge"):
+        _overflow_case(con, employees=5, budget="budget: 1000000\nallocation: pro_rata\n")
 
 
 def test_an_amount_too_big_where_no_item_is_eligible_is_never_computed(
