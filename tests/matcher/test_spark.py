@@ -213,7 +213,9 @@ def demo_duck(demo: Path, library: list[Any]) -> Matched:
     report = load_snapshot(demo, con)
     execute(con, library, AS_OF)
     results = con.execute(f"SELECT {LIBRARY_COLUMNS} FROM results {ORDER}").fetchall()
-    candidates = con.execute(f"SELECT * FROM candidates {ORDER}").fetchall()
+    candidates = con.execute(
+        f"SELECT policy_id, policy_version, item_id, uscc, amount, amount_before_allocation FROM candidates {ORDER}"
+    ).fetchall()
     con.close()
     return Matched(report, results, candidates)
 
@@ -223,7 +225,12 @@ def demo_spark(spark: Any, demo: Path, library: list[Any]) -> Matched:
     report = load_snapshot_spark(spark, str(demo))
     execute_spark(spark, library, AS_OF)
     results = [tuple(r) for r in spark.sql(f"SELECT {LIBRARY_COLUMNS} FROM results {ORDER}").collect()]
-    candidates = [tuple(r) for r in spark.sql(f"SELECT * FROM candidates {ORDER}").collect()]
+    candidates = [
+        tuple(r)
+        for r in spark.sql(
+            f"SELECT policy_id, policy_version, item_id, uscc, amount, amount_before_allocation FROM candidates {ORDER}"
+        ).collect()
+    ]
     return Matched(report, results, candidates)
 
 
@@ -506,9 +513,14 @@ def test_constructs_that_differ_between_dialects_agree_on_spark_duckdb_and_refer
         for r in spark.sql(f"SELECT {columns} FROM results ORDER BY policy_id, item_id, uscc").collect()
     ]
     assert got == want
-    want_c = con.execute("SELECT * FROM candidates ORDER BY ALL").fetchall()
+    want_c = con.execute(
+        "SELECT policy_id, policy_version, item_id, uscc, amount, amount_before_allocation FROM candidates ORDER BY ALL"
+    ).fetchall()
     got_c = [
-        tuple(r) for r in spark.sql("SELECT * FROM candidates ORDER BY policy_id, item_id, uscc").collect()
+        tuple(r)
+        for r in spark.sql(
+            "SELECT policy_id, policy_version, item_id, uscc, amount, amount_before_allocation FROM candidates ORDER BY policy_id, item_id, uscc"
+        ).collect()
     ]
     assert got_c == want_c
     # Every case was decided for some enterprise, and the pro-rata products did pass 2^63 fen.
