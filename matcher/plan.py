@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from matcher.compile import amount_value, condition_sql, numeric_sql
+from matcher.compile import amount_value, bare_condition_sql, numeric_sql
 from rules.catalog import CATALOG
 from rules.errors import MatchError
 from rules.expressions import parse
@@ -239,7 +239,10 @@ class Block:
     """Items of one assessment year whose distinct conditions fit in `BITS`: each condition is evaluated
     once per enterprise for all of them, into a bit set `f` (the false ones); a second, `n`, has the bit
     (`FIELD_BIT`) of every field the items read that is NULL. A condition is unknown exactly when a field
-    it names is NULL (`condition_sql`), so an item's unknown conditions are `n & cmask`."""
+    it names is NULL (`condition_sql`), so an item's unknown conditions are `n & cmask`. The verdicts are
+    computed without the NULL guard (`bare_condition_sql`), so the bit of an unknown condition in `f` is
+    meaningless: eligibility needs no NULL field anyway, and the statuses read the patterns' `kf`, `f`
+    with those bits cleared."""
 
     no: int
     year: int
@@ -276,11 +279,29 @@ class Block:
             expressions=[
                 _col("f"),
                 _col("n"),
+                exp.alias_(self._known_false(), "kf", copy=False),
                 exp.alias_(exp.Count(this=exp.Star()), "cnt", copy=False),
                 *sums,
             ],
             from_=exp.From(this=exp.to_table(self.table)),
             group=exp.Group(expressions=[_col("f"), _col("n")]),
+        )
+
+    def _known_false(self) -> exp.Expression:
+        """`kf`: the bits of `f` whose condition reads no NULL field (`n`), the conditions known false."""
+        bits: dict[int, int] = {}  # field mask -> the bits of the conditions that read those fields
+        for b, rule in enumerate(self.rules):
+            if mask := _field_mask(parse(rule).fields):
+                bits[mask] = bits.get(mask, 0) | 1 << b
+        unknown = [
+            _when(exp.NEQ(this=_masked("n", mask), expression=_n(0)), _n(b), _n(0))
+            for mask, b in bits.items()
+        ]
+        if not unknown:
+            return _col("f")
+        return exp.BitwiseAnd(
+            this=_col("f"),
+            expression=exp.BitwiseNot(this=exp.Paren(this=exp.cast(_sum(unknown), _BIGINT, copy=False))),
         )
 
     def select(self, profile: str) -> exp.Select:
@@ -291,7 +312,7 @@ class Block:
             expressions=[
                 _col("rid"),
                 *[_col(f) for f in read],
-                *[exp.alias_(condition_sql(r), f"k{b}", copy=False) for b, r in enumerate(self.rules)],
+                *[exp.alias_(bare_condition_sql(r), f"k{b}", copy=False) for b, r in enumerate(self.rules)],
             ],
             from_=exp.From(this=exp.to_table(profile)),
         )
@@ -408,7 +429,7 @@ FROM {verdicts} AS v JOIN (
   SELECT b.item, b.f, b.n, c.condition_id, c.shape, :fields AS fields,
     CAST(b.fbits <> 0 AS INT) * {near} + CAST(b.fbits = 0 AND b.nbits <> 0 AS INT) * {missing} AS code
   FROM (
-    SELECT i.item, p.f, p.n, p.f & i.mask AS fbits, p.n & i.cmask AS ubits, p.n & i.fmask AS nbits
+    SELECT i.item, p.f, p.n, p.kf & i.mask AS fbits, p.n & i.cmask AS ubits, p.n & i.fmask AS nbits
     FROM {patterns} AS p CROSS JOIN {items} AS i WHERE i.block = {block}
   ) AS b
   LEFT JOIN {conditions} AS c ON c.item = b.item AND c.bit = b.fbits
@@ -471,7 +492,7 @@ SELECT item,
   SUM(cnt) FILTER (WHERE fbits <> 0 AND ubits = 0 AND (fbits & (fbits - 1)) = 0) AS near_misses,
   SUM(cnt) FILTER (WHERE fbits = 0 AND nbits <> 0) AS missing_data
 FROM (
-  SELECT i.item, v.cnt, v.f & i.mask AS fbits, v.n & i.cmask AS ubits, v.n & i.fmask AS nbits
+  SELECT i.item, v.cnt, v.kf & i.mask AS fbits, v.n & i.cmask AS ubits, v.n & i.fmask AS nbits
   FROM {patterns} AS v CROSS JOIN {items} AS i WHERE i.block = {block}
 ) AS b
 GROUP BY item
