@@ -9,27 +9,30 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+from sqlglot import exp
 
 from matcher.plan import (
     ALLOCATED,
-    CONDITIONS,
-    ITEMS,
     KEYS,
     MATCHES,
     PAID,
+    STATUS_COUNTS,
     SUMMARY,
     TOTALS,
     ItemPlan,
+    Rows,
     blocks,
     candidates_query,
-    conditions_values,
+    conditions_rows,
     item_plans,
-    items_values,
+    items_rows,
     keyed_name,
     keyed_query,
     keys_query,
     matches_query,
     paid_query,
+    status_counts_query,
     summary_query,
     totals_query,
     unpriced_error,
@@ -98,10 +101,8 @@ def match_profiles(
             con.execute(
                 f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb', copy=False)}"
             )
-    con.execute(f"CREATE OR REPLACE TABLE {ITEMS} AS {items_values(plans).sql('duckdb', copy=False)}")
-    con.execute(
-        f"CREATE OR REPLACE TABLE {CONDITIONS} AS {conditions_values(plans).sql('duckdb', copy=False)}"
-    )
+    load_rows(con, items_rows(plans))
+    load_rows(con, conditions_rows(plans))
     for block in blocks(plans):
         select = block.select(keyed[block.year]).sql("duckdb", copy=False)
         con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
@@ -131,16 +132,47 @@ def match_profiles(
         con.execute(
             f"CREATE OR REPLACE TABLE {block.patterns} AS {block.patterns_select().sql('duckdb', copy=False)}"
         )
+    con.execute(
+        f"CREATE OR REPLACE TABLE {STATUS_COUNTS} AS {status_counts_query(plans).sql('duckdb', copy=False)}"
+    )
     con.execute(f"CREATE OR REPLACE TABLE {TOTALS} AS {totals_query(plans).sql('duckdb', copy=False)}")
     if unpriced := fetch_one(con, unpriced_query().sql("duckdb", copy=False)):
         raise unpriced_error(*unpriced)
-    con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query(plans).sql('duckdb', copy=False)}")
+    con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query().sql('duckdb', copy=False)}")
     timings["summary"] = time.perf_counter() - t
     t = time.perf_counter()
     for name, tree in views(plans, keyed).items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
     timings["views"] = time.perf_counter() - t
     return timings
+
+
+def _arrow_type(t: exp.DataType) -> pa.DataType:
+    if t.this == exp.DataType.Type.DECIMAL:
+        precision, scale = (int(e.name) for e in t.expressions)
+        return pa.decimal128(precision, scale)
+    return _ARROW[t.this]
+
+
+_ARROW = {
+    exp.DataType.Type.INT: pa.int32(),
+    exp.DataType.Type.BIGINT: pa.int64(),
+    exp.DataType.Type.VARCHAR: pa.string(),
+}
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, table: Rows) -> None:
+    """Create (or replace) the plan's data table `table.name` from its rows, through Arrow."""
+    columns = list(zip(*table.rows, strict=True)) or [() for _ in table.types]
+    arrow = pa.table(
+        [pa.array(c, type=_arrow_type(t)) for c, t in zip(columns, table.types.values(), strict=True)],
+        names=list(table.types),
+    )
+    con.register("plan_rows", arrow)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table.name} AS SELECT * FROM plan_rows")
+    finally:
+        con.unregister("plan_rows")
 
 
 def _unpriced_item(con: duckdb.DuckDBPyConnection, plans: list[ItemPlan]) -> ItemPlan | None:

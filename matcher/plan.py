@@ -89,8 +89,10 @@ NEAR_MISS, MISSING_DATA = 1, 2
 # rows, read off the bits), `eligible` (both), `payable` (allocated and unpaid open rows), `statuses`
 # (every eligible, near-miss and missing-data row, narrow), and Contract 4's `results` and `candidates`
 # with the texts. The per-item counts and money come off the distinct bit patterns of every block with
-# their enterprises and amounts (`patterns_<n>`), into the tables `item_totals` and `match_summary`.
+# their enterprises and amounts (`patterns_<n>`), into the tables `status_counts`, `item_totals` and
+# `match_summary`.
 KEYS, ITEMS, MATCHES, ALLOCATED = "match_keys", "match_items", "matches", "allocated"
+STATUS_COUNTS = "status_counts"
 CONDITIONS, STATUS_ROWS, PAID, SUMMARY = "match_conditions", "statuses", "match_paid", "match_summary"
 OPEN, ELIGIBLE, PAYABLE, TOTALS = "open_matches", "eligible", "payable", "item_totals"
 
@@ -150,11 +152,16 @@ class ItemPlan:
         return sorted({*(f for c in self.conditions for f in parse(c.rule).fields), *self.amount_fields()})
 
     @property
+    def group(self) -> str | None:
+        """Its exclusive group, if any."""
+        return self.policy.group_of(self.item)
+
+    @property
     def allocated(self) -> bool:
         """Whether stage 2 needs its eligible rows stored: its policy has a budget (totals, pro rata, rank)
         or it is in an exclusive group. The other items' rows only lose already-paid pairs: they are read
         off the bits (`open_matches`) when they are counted or written, never stored."""
-        return self.policy.budget is not None or self.policy.group_of(self.item) is not None
+        return self.policy.budget is not None or self.group is not None
 
     @property
     def mask(self) -> int:
@@ -499,8 +506,9 @@ GROUP BY item
 """
 
 
-def status_counts(plans: list[ItemPlan]) -> exp.Expr:
-    """Per item: its eligible (before paid pairs and allocation), near-miss and missing-data counts."""
+def status_counts_query(plans: list[ItemPlan]) -> exp.Expr:
+    """Per item with any: its eligible (before paid pairs and allocation), near-miss and missing-data counts,
+    off the blocks' patterns: the table `status_counts`."""
     return _union(
         [
             _template(_STATUS_COUNTS.format(patterns=patterns_name(block), items=ITEMS, block=block)).copy()
@@ -514,34 +522,26 @@ def _shapes(plans: list[ItemPlan]) -> list[tuple[str, ...]]:
     return sorted({parse(c.rule).fields for p in plans for c in p.conditions})
 
 
-def conditions_values(plans: list[ItemPlan]) -> exp.Select:
-    """A table of every condition of every item: (item, bit, condition_id, shape)."""
+@dataclass(frozen=True)
+class Rows:
+    """A small table of the plan that is data, not a query (the items, their conditions): its name, its
+    columns' types and its rows, which each engine loads natively. As a VALUES list, DuckDB took 40 ms to
+    bind a few hundred rows."""
+
+    name: str
+    types: dict[str, exp.DataType]
+    rows: list[tuple[object, ...]]
+
+
+def conditions_rows(plans: list[ItemPlan]) -> Rows:
+    """Every condition of every item: (item, bit, condition_id, shape)."""
     shape_no = {s: n for n, s in enumerate(_shapes(plans))}
-    rows = [
-        exp.Tuple(
-            expressions=[
-                _n(p.no),
-                _n(1 << b),
-                exp.Literal.string(c.id),
-                _n(shape_no[parse(c.rule).fields]),
-            ]
-        )
+    rows: list[tuple[object, ...]] = [
+        (p.no, 1 << b, c.id, shape_no[parse(c.rule).fields])
         for p in plans
         for b, c in zip(p.bits, p.conditions, strict=True)
     ]
-    if not rows:  # no item has a condition: one row that matches no item
-        rows = [exp.Tuple(expressions=[_n(-1), _n(0), exp.Literal.string(""), _n(-1)])]
-    columns = ("item", "bit", "condition_id", "shape")
-    values = exp.Values(
-        expressions=rows,
-        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in columns]),
-    )
-    return exp.select(
-        exp.alias_(exp.cast(_col("item"), _INT, copy=False), "item"),
-        exp.alias_(exp.cast(_col("bit"), _BIGINT, copy=False), "bit"),
-        exp.alias_(exp.cast(_col("condition_id"), TEXT, copy=False), "condition_id"),
-        exp.alias_(exp.cast(_col("shape"), _INT, copy=False), "shape"),
-    ).from_(values)
+    return Rows(CONDITIONS, {"item": _INT, "bit": _BIGINT, "condition_id": TEXT, "shape": _INT}, rows)
 
 
 # The Contract 4 `results` of the items of one assessment year: the near-miss and missing-data rows of the
@@ -597,45 +597,36 @@ def results_view(plans: list[ItemPlan], profile_for: dict[int, str]) -> exp.Expr
     return _union(selects)
 
 
-def items_values(plans: list[ItemPlan]) -> exp.Select:
-    """A table of every item: its number, ids, version, period, exclusive group, its policy's budget, its
-    amount if `fixed`, its amount group if `priced`, its block and year, and its bit masks: its conditions
-    in `f` (`mask`), the fields its conditions read (`cmask`) and all the fields it reads (`fmask`) in `n`."""
+def items_rows(plans: list[ItemPlan]) -> Rows:
+    """Every item: its number, ids, version, period, exclusive group, its policy's budget, its amount group
+    if `priced`, its block and year, and its bit masks: its conditions in `f` (`mask`), the fields its
+    conditions read (`cmask`) and all the fields it reads (`fmask`) in `n`."""
     policy_no = {pid: n for n, pid in enumerate(sorted({p.policy.id for p in plans}))}
     amount_group: dict[int, int] = {}
     for block in {p.block for p in plans}:
         members = [p for p in plans if p.block == block]
         index = {g.amount_key: j for j, g in enumerate(amount_groups(members))}
         amount_group |= {p.no: index[p.amount_key] for p in members if p.priced}
-    groups = sorted({g for p in plans if (g := p.policy.group_of(p.item)) is not None})
+    groups = sorted({p.group for p in plans if p.group is not None})
     group_no = {g: n for n, g in enumerate(groups)}
-
-    def number_or_null(value: object) -> exp.Expression:
-        return exp.null() if value is None else exp.Literal.number(str(value))
-
-    # Plain literals in the rows, one CAST per column outside: rendering a CAST per value was most of the
-    # time it took to build this table in Python (0.2 s for 1,000 items).
-    rows = [
-        exp.Tuple(
-            expressions=[
-                _n(p.no),
-                _n(policy_no[p.policy.id]),
-                number_or_null(None if (g := p.policy.group_of(p.item)) is None else group_no[g]),
-                exp.Literal.string(p.policy.id),
-                _n(p.policy.version),
-                exp.Literal.string(p.item.id),
-                exp.Literal.string(p.policy.period),
-                _lit(p.policy.group_of(p.item)),
-                number_or_null(None if p.policy.budget is None else format(p.policy.budget, "f")),
-                exp.Literal.string(p.policy.allocation),
-                p._amount() if p.fixed else exp.null(),
-                number_or_null(amount_group.get(p.no)),
-                _n(p.block),
-                _n(p.policy.assessment_year),
-                _n(p.mask),
-                _n(p.conditions_mask),
-                _n(p.fields_mask),
-            ]
+    rows: list[tuple[object, ...]] = [
+        (
+            p.no,
+            policy_no[p.policy.id],
+            None if p.group is None else group_no[p.group],
+            p.policy.id,
+            p.policy.version,
+            p.item.id,
+            p.policy.period,
+            p.group,
+            p.policy.budget,
+            p.policy.allocation,
+            amount_group.get(p.no),
+            p.block,
+            p.policy.assessment_year,
+            p.mask,
+            p.conditions_mask,
+            p.fields_mask,
         )
         for p in plans
     ]
@@ -650,7 +641,6 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
         "grp": TEXT,
         "budget": MONEY,
         "allocation": TEXT,
-        "fixed_amount": MONEY,
         "amount_group": _INT,
         "block": _INT,
         "year": _INT,
@@ -658,11 +648,7 @@ def items_values(plans: list[ItemPlan]) -> exp.Select:
         "cmask": _BIGINT,
         "fmask": _BIGINT,
     }
-    values = exp.Values(
-        expressions=rows,
-        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier(c) for c in types]),
-    )
-    return exp.select(*[exp.alias_(exp.cast(_col(c), t), c) for c, t in types.items()]).from_(values)
+    return Rows(ITEMS, types, rows)
 
 
 # Stage 2, over the narrow stage-1 rows (`:matches`), the items (`:items`), the enterprise numbers (`:keys`)
@@ -755,7 +741,7 @@ SELECT i.policy_id, i.item_id, CAST(COALESCE(r.eligible, 0) AS BIGINT) AS eligib
   CAST(COALESCE(r.missing_data, 0) AS BIGINT) AS missing_data,
   CAST(COALESCE(c.amount, 0) AS DECIMAL(18, 2)) AS amount,
   CAST(COALESCE(c.amount_before_allocation, 0) AS DECIMAL(18, 2)) AS amount_before_allocation
-FROM :items AS i LEFT JOIN status_counts AS r ON r.item = i.item LEFT JOIN :totals AS c ON c.item = i.item
+FROM :items AS i LEFT JOIN :status_counts AS r ON r.item = i.item LEFT JOIN :totals AS c ON c.item = i.item
 ORDER BY i.policy_id, i.item_id
 """
 
@@ -773,13 +759,14 @@ SELECT item, COUNT(*) AS candidates, SUM(amount) AS amount,
   SUM(amount_before_allocation) AS amount_before_allocation, 0 AS unpriced
 FROM :allocated GROUP BY item
 """
-# the eligible count of a `fixed` item, times its amount;
+# the eligible count of a `fixed` item, times its amount (`item_amount`, a CASE on the item);
 _FIXED_TOTALS = """
-SELECT r.item, CAST(r.eligible AS BIGINT) AS candidates,
-  CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount,
-  CAST(r.eligible AS BIGINT) * i.fixed_amount AS amount_before_allocation, 0 AS unpriced
-FROM status_counts AS r JOIN :items AS i ON i.item = r.item
-WHERE i.fixed_amount IS NOT NULL
+SELECT item, candidates, candidates * amount AS amount, candidates * amount AS amount_before_allocation,
+  0 AS unpriced
+FROM (
+  SELECT r.item, CAST(r.eligible AS BIGINT) AS candidates, item_amount AS amount
+  FROM :status_counts AS r WHERE r.item IN ({members})
+) AS x
 """
 # the sums of a `priced` item's amount group over its eligible patterns of one block (`amounts`: the
 # block's patterns, one row per amount group `grp`, with its `s` and `c`);
@@ -835,32 +822,47 @@ def _priced_totals(block: Block) -> exp.Expr | None:
     return _subquery(_template(_PRICED_TOTALS.format(items=ITEMS, block=block.no)), "amounts", amounts)
 
 
+def _with_amounts(tree: exp.Expr, item: exp.Column, plans: list[ItemPlan]) -> exp.Expr:
+    """`tree` with the column `item_amount` replaced by the amount of each of the plans' items, a CASE on
+    the column `item`."""
+    amount = exp.Case(this=item, ifs=[exp.If(this=_n(p.no), true=p._amount()) for p in plans])
+    return tree.transform(lambda n: amount if isinstance(n, exp.Column) and n.name == "item_amount" else n)
+
+
+def _members(plans: list[ItemPlan]) -> str:
+    return ", ".join(str(p.no) for p in plans)
+
+
+def _fixed_totals(plans: list[ItemPlan]) -> exp.Expr | None:
+    fixed = [p for p in plans if p.fixed]
+    if not fixed:
+        return None
+    tree = _filled(_FIXED_TOTALS.replace("{members}", _members(fixed)))
+    return _with_amounts(tree, _col("item", "r"), fixed)
+
+
 def _paid_totals(block: Block) -> exp.Expr | None:
     opened = [p for p in block.items if not p.allocated]
     if not opened:
         return None
-    amount = exp.Case(this=_col("item", "pd"), ifs=[exp.If(this=_n(p.no), true=p._amount()) for p in opened])
-    text = _PAID_TOTALS.format(
-        paid=PAID, items=ITEMS, verdicts=block.table, members=", ".join(str(p.no) for p in opened)
-    )
-    return _template(text).transform(
-        lambda n: amount if isinstance(n, exp.Column) and n.name == "item_amount" else n
-    )
+    text = _PAID_TOTALS.format(paid=PAID, items=ITEMS, verdicts=block.table, members=_members(opened))
+    return _with_amounts(_template(text), _col("item", "pd"), opened)
 
 
 def totals_query(plans: list[ItemPlan]) -> exp.Expr:
     """Every item's candidates (after paid pairs and allocation), their amount before and after allocation,
-    and `unpriced`: over the block's `patterns_<n>`, which must exist."""
-    counts = status_counts(plans)
-    parts = [_filled(_ALLOCATED_TOTALS), _subquery(_filled(_FIXED_TOTALS), "status_counts", counts)]
+    and `unpriced`: over the blocks' `patterns_<n>` and `status_counts` (`status_counts_query`), which must
+    exist."""
+    parts = [t for t in (_filled(_ALLOCATED_TOTALS), _fixed_totals(plans)) if t is not None]
     for block in blocks(plans):
         parts += [t for t in (_priced_totals(block), _paid_totals(block)) if t is not None]
     return _subquery(_template(_TOTALS), "parts", _union(parts))
 
 
-def summary_query(plans: list[ItemPlan]) -> exp.Expr:
-    """Per item: eligible, candidates, near-miss and missing-data counts and the money (`item_totals`)."""
-    return _subquery(_filled(_SUMMARY), "status_counts", status_counts(plans))
+def summary_query() -> exp.Expr:
+    """Per item: eligible, candidates, near-miss and missing-data counts and the money, off the tables
+    `status_counts` and `item_totals`."""
+    return _filled(_SUMMARY)
 
 
 # The first item whose amount did not fit DECIMAL(18, 2) on an eligible row.
@@ -892,6 +894,7 @@ _TABLES = {
     "open": OPEN,
     "payable": PAYABLE,
     "totals": TOTALS,
+    "status_counts": STATUS_COUNTS,
 }
 
 

@@ -51,24 +51,25 @@ from matcher.codes import industry_leaf_codes, known_industry_codes, known_regio
 from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import (
     ALLOCATED,
-    CONDITIONS,
-    ITEMS,
     KEYS,
     MATCHES,
     PAID,
     PAYABLE,
+    STATUS_COUNTS,
     SUMMARY,
     TOTALS,
     ItemPlan,
+    Rows,
     blocks,
     candidates_query,
-    conditions_values,
+    conditions_rows,
     item_plans,
-    items_values,
+    items_rows,
     keyed_name,
     keyed_query,
     matches_query,
     paid_query,
+    status_counts_query,
     summary_query,
     totals_query,
     unpriced_error,
@@ -830,6 +831,12 @@ def _view(spark: SparkSession, name: str, tree: exp.Expr) -> None:
     spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
 
 
+def _load_rows(spark: SparkSession, table: Rows) -> None:
+    """The plan's data table `table.name` from its rows, as a temporary view."""
+    schema = ", ".join(f"{name} {t.sql('spark')}" for name, t in table.types.items())
+    spark.createDataFrame(table.rows, schema=schema).createOrReplaceTempView(table.name)
+
+
 def match_profiles_spark(
     spark: SparkSession,
     policies: list[Policy],
@@ -850,8 +857,8 @@ def match_profiles_spark(
         _materialise(spark, KEYS, exp.select(exp.column("uscc"), numbered).from_(first))
         for year, profile in profiles.items():
             _materialise(spark, keyed[year], keyed_query(profile))
-        _view(spark, ITEMS, items_values(plans))
-        _view(spark, CONDITIONS, conditions_values(plans))
+        _load_rows(spark, items_rows(plans))
+        _load_rows(spark, conditions_rows(plans))
         for block in blocks(plans):
             _materialise(spark, block.table, block.select(keyed[block.year]))
         _materialise(spark, MATCHES, matches_query(plans))
@@ -871,8 +878,9 @@ def match_profiles_spark(
     try:
         for block in blocks(plans):
             _materialise(spark, block.patterns, block.patterns_select())
+        _materialise(spark, STATUS_COUNTS, status_counts_query(plans))
         _materialise(spark, TOTALS, totals_query(plans))
-        _materialise(spark, SUMMARY, summary_query(plans))
+        _materialise(spark, SUMMARY, summary_query())
     except PySparkException as e:
         raise _item_error(spark, plans, keyed, e) from e
     if unpriced := spark.sql(spark_sql(unpriced_query())).collect():
