@@ -14,6 +14,7 @@ to the fen and capped as DECIMAL(18,2).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -341,6 +342,12 @@ def scale(node: Any) -> int | None:
     return None if None in parts else max(p for p in parts if p is not None)
 
 
+@functools.cache
+def _decimal(scale: int) -> exp.DataType:
+    """DECIMAL(18, scale), parsed once: copy it into a tree."""
+    return exp.DataType.build(f"DECIMAL(18, {scale})")
+
+
 def amount_value(item: Item) -> exp.Expression:
     """The item's amount for a row whose amount fields are all present: rounded half-up to the fen, then
     capped. Where the expression's scale is exact, the rounding runs on 64-bit decimals (DECIMAL(18, s));
@@ -352,8 +359,8 @@ def amount_value(item: Item) -> exp.Expression:
     if exact is not None and exact <= 2:
         rounded = exp.cast(raw, MONEY, copy=False)
     elif exact is not None and exact <= 16:
-        narrow = exp.DataType.build(f"DECIMAL(18, {exact})")
-        rounded = exp.cast(exp.Round(this=exp.cast(raw, narrow), decimals=number(2)), MONEY, copy=False)
+        narrow = exp.Cast(this=raw, to=_decimal(exact).copy())
+        rounded = exp.cast(exp.Round(this=narrow, decimals=number(2)), MONEY, copy=False)
     else:
         rounded = exp.cast(exp.Round(this=exp.cast(raw, WIDE), decimals=number(2)), MONEY, copy=False)
     if item.cap is not None:
