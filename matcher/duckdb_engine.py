@@ -82,8 +82,9 @@ def match_profiles(
 ) -> dict[str, float]:
     """Run the plan over existing profile tables (one per assessment year).
 
-    Builds the items and their conditions, the verdict tables (`verdicts_<n>`), `matches` (stage 1),
-    `allocated` (stage 2), the blocks' bit patterns (`patterns_<n>`) with the per-item counts and money
+    Builds the items and their conditions, per block the verdict table (`verdicts_<n>`), its bit patterns
+    (`patterns_<n>`) and the rows eligible for a budgeted or grouped item (`allocatable_<n>`), then
+    `matches` (stage 1) off those, `allocated` (stage 2), the per-item counts and money off the patterns
     (`match_summary`), and the views over them all (`matcher.plan`: Contract 4's `results` and
     `candidates` among them).
     """
@@ -104,8 +105,12 @@ def match_profiles(
     load_rows(con, items_rows(plans))
     load_rows(con, conditions_rows(plans))
     for block in blocks(plans):
-        select = block.select(keyed[block.year]).sql("duckdb", copy=False)
-        con.execute(f"CREATE OR REPLACE TABLE {block.table} AS {select}")
+        for table, tree in (
+            (block.table, block.select(keyed[block.year])),
+            (block.patterns, block.patterns_select()),
+            (block.allocatable, block.allocatable_select()),
+        ):
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {tree.sql('duckdb', copy=False)}")
     # The stored eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
         batch = plans[n : n + BATCH]
@@ -128,10 +133,6 @@ def match_profiles(
     timings["allocate"] = time.perf_counter() - t
     t = time.perf_counter()
     step("汇总")
-    for block in blocks(plans):
-        con.execute(
-            f"CREATE OR REPLACE TABLE {block.patterns} AS {block.patterns_select().sql('duckdb', copy=False)}"
-        )
     con.execute(
         f"CREATE OR REPLACE TABLE {STATUS_COUNTS} AS {status_counts_query(plans).sql('duckdb', copy=False)}"
     )

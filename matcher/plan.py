@@ -202,9 +202,10 @@ class ItemPlan:
         rank = exp.null() if self.policy.rank_by is None else numeric_sql(self.policy.rank_by)
         return exp.cast(rank, RANK, copy=False)
 
-    def eligible(self) -> exp.Select:
+    def eligible(self, source: str | None = None) -> exp.Select:
         """Stage 1: the item's eligible rows (no condition false, no field it reads NULL) with the amount
-        and the rank value: (item, rid, amount, rank_value)."""
+        and the rank value: (item, rid, amount, rank_value), off its verdict table or `source`, rows of
+        it (`Block.allocatable_select`)."""
         return exp.Select(
             expressions=[
                 exp.alias_(exp.cast(_n(self.no), _INT, copy=False), "item", copy=False),
@@ -212,7 +213,7 @@ class ItemPlan:
                 exp.alias_(self._amount(), "amount", copy=False),
                 exp.alias_(self._rank(), "rank_value", copy=False),
             ],
-            from_=exp.From(this=exp.to_table(self.table)),
+            from_=exp.From(this=exp.table_(source or self.table)),
             where=exp.Where(
                 this=exp.and_(
                     exp.EQ(this=_masked("f", self.mask), expression=_n(0)),
@@ -229,6 +230,10 @@ def verdicts_name(block: int) -> str:
 
 def patterns_name(block: int) -> str:
     return f"patterns_{block}"
+
+
+def allocatable_name(block: int) -> str:
+    return f"allocatable_{block}"
 
 
 def amount_groups(plans: Iterable[ItemPlan]) -> list[ItemPlan]:
@@ -264,6 +269,21 @@ class Block:
     def patterns(self) -> str:
         return patterns_name(self.no)
 
+    @property
+    def allocatable(self) -> str:
+        return allocatable_name(self.no)
+
+    def allocatable_select(self) -> exp.Expr:
+        """The verdict rows whose (f, n) pattern is eligible for one of the block's items stage 2 needs
+        (`ItemPlan.allocated`), off its patterns: stage 1 filters these per item instead of every
+        enterprise (at 1M x 200, 57 budgeted items had 37,622 eligible rows in all)."""
+        members = _members([p for p in self.items if p.allocated]) or "NULL"
+        return _template(
+            _ALLOCATABLE.format(
+                verdicts=self.table, patterns=self.patterns, items=ITEMS, block=self.no, members=members
+            )
+        ).copy()
+
     def patterns_select(self) -> exp.Select:
         """Per distinct (f, n) of the block: its enterprises (`cnt`) and, per amount group (`amount_groups`),
         the sum of that amount over them (`s<j>`) and the number of rows it was computed for (`c<j>`).
@@ -290,7 +310,7 @@ class Block:
                 exp.alias_(exp.Count(this=exp.Star()), "cnt", copy=False),
                 *sums,
             ],
-            from_=exp.From(this=exp.to_table(self.table)),
+            from_=exp.From(this=exp.table_(self.table)),
             group=exp.Group(expressions=[_col("f"), _col("n")]),
         )
 
@@ -406,21 +426,29 @@ def keyed_query(profile: str, keys: str = KEYS) -> exp.Select:
     )
 
 
-def _eligible_rows(plans: list[ItemPlan], chosen: list[ItemPlan]) -> exp.Expr:
-    """The eligible rows of the chosen items, as one UNION ALL; no rows, same columns, if none is chosen."""
-    rows = [p.eligible() for p in chosen]
+def _eligible_rows(plans: list[ItemPlan], rows: list[exp.Select]) -> exp.Expr:
+    """The eligible rows of some items, as one UNION ALL; no rows, same columns, if there are none."""
     return _union(rows) if rows else plans[0].eligible().where(exp.false())
 
 
+# The rows of a block's verdict table whose pattern is eligible for one of the items `members`.
+_ALLOCATABLE = """
+SELECT v.* FROM {verdicts} AS v JOIN (
+  SELECT DISTINCT p.f, p.n FROM {patterns} AS p JOIN {items} AS i ON i.block = {block}
+  WHERE i.item IN ({members}) AND (p.f & i.mask) = 0 AND (p.n & i.fmask) = 0
+) AS e ON e.f = v.f AND e.n = v.n
+"""
+
+
 def matches_query(plans: list[ItemPlan]) -> exp.Expr:
-    """Stage 1 over the verdict tables: the eligible rows of the plans' items that stage 2 needs
-    (`ItemPlan.allocated`)."""
-    return _eligible_rows(plans, [p for p in plans if p.allocated])
+    """Stage 1: the eligible rows of the plans' items that stage 2 needs (`ItemPlan.allocated`), off the
+    blocks' `allocatable_<n>` tables (`Block.allocatable_select`), which must exist."""
+    return _eligible_rows(plans, [p.eligible(allocatable_name(p.block)) for p in plans if p.allocated])
 
 
 def open_query(plans: list[ItemPlan]) -> exp.Expr:
     """The eligible rows of the items stage 2 does not need (no budget, no exclusive group): a view."""
-    return _eligible_rows(plans, [p for p in plans if not p.allocated])
+    return _eligible_rows(plans, [p.eligible() for p in plans if not p.allocated])
 
 
 # Every enterprise's eligible, near-miss and missing-data rows for the items of one block, read off its

@@ -861,6 +861,8 @@ def match_profiles_spark(
         _load_rows(spark, conditions_rows(plans))
         for block in blocks(plans):
             _materialise(spark, block.table, block.select(keyed[block.year]))
+            _materialise(spark, block.patterns, block.patterns_select())
+            _materialise(spark, block.allocatable, block.allocatable_select())
         _materialise(spark, MATCHES, matches_query(plans))
     except PySparkException as e:
         raise _item_error(spark, plans, keyed, e) from e
@@ -876,8 +878,6 @@ def match_profiles_spark(
     t = time.perf_counter()
     step("汇总")
     try:
-        for block in blocks(plans):
-            _materialise(spark, block.patterns, block.patterns_select())
         _materialise(spark, STATUS_COUNTS, status_counts_query(plans))
         _materialise(spark, TOTALS, totals_query(plans))
         _materialise(spark, SUMMARY, summary_query())

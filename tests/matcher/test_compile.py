@@ -84,6 +84,7 @@ def test_library_plan_renders_to_spark_sql_that_parses() -> None:
         summary_query(),
         totals_query(plans),
         *[b.patterns_select() for b in blocks(plans)],
+        *[b.allocatable_select() for b in blocks(plans)],
     ]
     for tree in trees:
         spark = tree.sql("spark")
