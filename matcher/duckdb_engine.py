@@ -79,8 +79,11 @@ def match_profiles(
     profiles: dict[int, str],
     payments: str = "payments",
     step: Callable[[str], None] = lambda _: None,
+    statements: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile tables (one per assessment year).
+    """Run the plan over existing profile tables (one per assessment year); return the seconds of each
+    stage (match, allocate, summary, views) and add those of each statement, by the table or view it
+    makes, to `statements` if given (what is left of a stage is Python: building and rendering trees).
 
     Builds the items and their conditions, per block the verdict table (`verdicts_<n>`), its bit patterns
     (`patterns_<n>`) and the rows eligible for a budgeted or grouped item (`allocatable_<n>`), then
@@ -88,39 +91,38 @@ def match_profiles(
     (`match_summary`), and the views over them all (`matcher.plan`: Contract 4's `results` and
     `candidates` among them).
     """
+    spent = statements if statements is not None else {}
+
+    def create(name: str, query: exp.Expr | str, kind: str = "TABLE", insert: bool = False) -> None:
+        sql = query if isinstance(query, str) else query.sql("duckdb", copy=False)
+        t0 = time.perf_counter()
+        con.execute(f"INSERT INTO {name} {sql}" if insert else f"CREATE OR REPLACE {kind} {name} AS {sql}")
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
     t = time.perf_counter()
     step("匹配")
     plans = item_plans(policies)
     first = profiles[min(profiles)]
     numbered = "rid" in _columns(con, first)  # `build_profile` numbers the enterprises; other tables do not
-    source = f"SELECT uscc, rid FROM {first}" if numbered else keys_query(first).sql("duckdb", copy=False)
-    con.execute(f"CREATE OR REPLACE TABLE {KEYS} AS {source}")
+    create(KEYS, f"SELECT uscc, rid FROM {first}" if numbered else keys_query(first))
     keyed = {}
     for year, profile in profiles.items():
         keyed[year] = profile if numbered else keyed_name(profile)
         if not numbered:
-            con.execute(
-                f"CREATE OR REPLACE TABLE {keyed[year]} AS {keyed_query(profile).sql('duckdb', copy=False)}"
-            )
-    load_rows(con, items_rows(plans))
-    load_rows(con, conditions_rows(plans))
+            create(keyed[year], keyed_query(profile))
+    for rows in (items_rows(plans), conditions_rows(plans)):
+        t0 = time.perf_counter()
+        load_rows(con, rows)
+        spent[rows.name] = time.perf_counter() - t0
     for block in blocks(plans):
-        for table, tree in (
-            (block.table, block.select(keyed[block.year])),
-            (block.patterns, block.patterns_select()),
-            (block.allocatable, block.allocatable_select()),
-        ):
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS {tree.sql('duckdb', copy=False)}")
+        create(block.table, block.select(keyed[block.year]))
+        create(block.patterns, block.patterns_select())
+        create(block.allocatable, block.allocatable_select())
     # The stored eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
     for n in range(0, len(plans), BATCH):
         batch = plans[n : n + BATCH]
-        select = matches_query(batch).sql("duckdb", copy=False)
         try:
-            con.execute(
-                f"CREATE OR REPLACE TABLE {MATCHES} AS {select}"
-                if n == 0
-                else f"INSERT INTO {MATCHES} {select}"
-            )
+            create(MATCHES, matches_query(batch), insert=n > 0)
         except duckdb.Error as e:
             if culprit := _unpriced_item(con, batch):
                 raise unpriced_error(culprit.policy.id, culprit.item.id) from e
@@ -128,22 +130,20 @@ def match_profiles(
     timings = {"match": time.perf_counter() - t}
     t = time.perf_counter()
     step("分配")
-    con.execute(f"CREATE OR REPLACE TABLE {PAID} AS {paid_query(payments).sql('duckdb', copy=False)}")
-    con.execute(f"CREATE OR REPLACE TABLE {ALLOCATED} AS {candidates_query().sql('duckdb', copy=False)}")
+    create(PAID, paid_query(payments))
+    create(ALLOCATED, candidates_query())
     timings["allocate"] = time.perf_counter() - t
     t = time.perf_counter()
     step("汇总")
-    con.execute(
-        f"CREATE OR REPLACE TABLE {STATUS_COUNTS} AS {status_counts_query(plans).sql('duckdb', copy=False)}"
-    )
-    con.execute(f"CREATE OR REPLACE TABLE {TOTALS} AS {totals_query(plans).sql('duckdb', copy=False)}")
+    create(STATUS_COUNTS, status_counts_query(plans))
+    create(TOTALS, totals_query(plans))
     if unpriced := fetch_one(con, unpriced_query().sql("duckdb", copy=False)):
         raise unpriced_error(*unpriced)
-    con.execute(f"CREATE OR REPLACE TABLE {SUMMARY} AS {summary_query().sql('duckdb', copy=False)}")
+    create(SUMMARY, summary_query())
     timings["summary"] = time.perf_counter() - t
     t = time.perf_counter()
     for name, tree in views(plans, keyed).items():
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {tree.sql('duckdb', copy=False)}")
+        create(name, tree, kind="VIEW")
     timings["views"] = time.perf_counter() - t
     return timings
 

@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from matcher.bench import run_bench
+from matcher.bench import BenchResult, run_bench
 from matcher.duckdb_engine import connect, fetch_one
 from matcher.explain import explain as explain_items
 from matcher.explain import format_value
@@ -200,6 +200,9 @@ def bench(
     spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master"),
     conf: list[str] = typer.Option([], "--conf", help="Spark 设置 key=value，可重复"),
     write: bool = typer.Option(True, "--write/--no-write", help="是否计时写出 Contract 4 文件（仅 DuckDB）"),
+    statements: int = typer.Option(
+        0, "--statements", help="另列用时最长的 N 条语句（按所建表或视图）及其余的 Python 用时（仅 DuckDB）"
+    ),
 ) -> None:
     """基准测试：原始扫描、匹配、二者之比、峰值内存，以及逐户 rule-engine 参照实现的外推和加速比。
 
@@ -292,3 +295,17 @@ def bench(
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+    if statements and engine == "duckdb":
+        console.print(_statements_table(r, statements))
+
+
+def _statements_table(r: BenchResult, top: int) -> Table:
+    """The `top` slowest statements of the match (by the table or view each made), then the rest: Python."""
+    table = Table(title="各语句用时（匹配、分配、汇总、视图）")
+    table.add_column("表或视图")
+    table.add_column("用时", justify="right")
+    for name, seconds in sorted(r.statements.items(), key=lambda kv: -kv[1])[:top]:
+        table.add_row(name, f"{seconds * 1000:.1f} ms")
+    table.add_row("其余语句", f"{sum(sorted(r.statements.values())[:-top] or [0.0]) * 1000:.1f} ms")
+    table.add_row("Python（构建与渲染语句树）", f"{r.python_s * 1000:.1f} ms")
+    return table

@@ -126,3 +126,21 @@ def test_bench_prints_the_stages_and_the_speedup_and_keeps_its_figures(tmp_path:
     assert {p.name for p in out.iterdir()} >= {"candidates.parquet", "near_misses.parquet"}
     ((counted,),) = duckdb.sql(f"SELECT count(*) FROM '{out / 'candidates.parquet'}'").fetchall()
     assert counted > 0
+
+
+def test_bench_statements_names_the_slowest_tables_and_leaves_the_rest_to_python(tmp_path: Path) -> None:
+    from matcher.bench import run_bench
+
+    r = run_bench(2000, 12, tmp_path, memory_limit="2GB", sample=20, write=False)
+    # Every table of the plan is timed once, by name, and the statements fit in their stages.
+    assert {"match_keys", "match_items", "verdicts_0", "patterns_0", "allocatable_0", "matches"} <= set(
+        r.statements
+    )
+    assert {"allocated", "match_summary", "candidates"} <= set(r.statements)
+    assert all(s >= 0 for s in r.statements.values())
+    assert 0 <= r.python_s < r.computed_s + r.views_s
+    args = ["bench", "--enterprises", "2000", "--policies", "12", "--work", str(tmp_path), "--no-write"]
+    result = CliRunner().invoke(app, [*args, "--statements", "3"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    listed = [name for name in r.statements if f"│ {name} " in result.output]
+    assert len(listed) == 3 and "其余语句" in result.output and "Python（构建与渲染语句树）" in result.output
