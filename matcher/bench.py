@@ -13,7 +13,7 @@ import re
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -84,8 +84,8 @@ class BenchResult:
     write_s: float | None  # None: not written
     peak_rss_gib: float
     reference_per_pair_s: float
-    views_s: float = 0.0
-    statements: dict[str, float] = field(default_factory=dict)  # seconds per table or view made
+    views_s: float
+    statements: dict[str, float]  # seconds per table or view made
 
     @property
     def python_s(self) -> float:

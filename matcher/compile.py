@@ -293,7 +293,7 @@ def condition_sql(rule: str) -> exp.Expression:
 def bare_condition_sql(rule: str) -> exp.Expression:
     """A condition without its NULL guard: TRUE or FALSE as `condition_sql` wherever no field it names is
     NULL, anything where one is. For a caller that knows which fields are NULL and masks those verdicts
-    (`Block.patterns_select`): plain AND/OR cost a third of the guarded form on DuckDB."""
+    (`Block.select`): plain AND/OR cost a third of the guarded form on DuckDB."""
     return exp.Paren(this=compile_node(parse(rule).root))
 
 

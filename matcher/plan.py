@@ -40,10 +40,6 @@ def _col(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table)
 
 
-def _lit(value: str | None) -> exp.Expression:
-    return exp.null() if value is None else exp.Literal.string(value)
-
-
 def _sum(terms: Sequence[exp.Expression]) -> exp.Expression:
     if not terms:
         return exp.Literal.number(0)

@@ -132,7 +132,7 @@ def test_bench_statements_names_the_slowest_tables_and_leaves_the_rest_to_python
     from matcher.bench import run_bench
 
     r = run_bench(2000, 12, tmp_path, memory_limit="2GB", sample=20, write=False)
-    # Every table of the plan is timed once, by name, and the statements fit in their stages.
+    # Every table of the plan is timed, by name, and the statements fit in their stages.
     assert {"match_keys", "match_items", "verdicts_0", "patterns_0", "allocatable_0", "matches"} <= set(
         r.statements
     )
