@@ -35,9 +35,16 @@ app.add_typer(supermarket_cmd.app, name="supermarket", help="政策超市：重�
 
 
 def main() -> None:
-    """Entry point that turns zhida errors into a message and a non-zero exit code."""
+    """Entry point that turns zhida errors, and a wrong command or option (which typer raises outside
+    standalone mode), into a message and a non-zero exit code (2 for usage), not a traceback; a command's
+    `typer.Exit(code)`, which typer returns outside standalone mode, becomes the process's exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+    except typer.TyperException as e:
+        err_console.print(f"[red]错误[/red] {e.format_message()}", markup=True, highlight=False)
+        sys.exit(e.exit_code)
     except ZhidaError as e:
         err_console.print(f"[red]错误[/red] {e}", markup=True, highlight=False)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -201,7 +201,10 @@ def bench(
     conf: list[str] = typer.Option([], "--conf", help="Spark 设置 key=value，可重复"),
     write: bool = typer.Option(True, "--write/--no-write", help="是否计时写出 Contract 4 文件（仅 DuckDB）"),
     statements: int = typer.Option(
-        0, "--statements", help="另列用时最长的 N 条语句（按所建表或视图）及其余的 Python 用时（仅 DuckDB）"
+        0,
+        "--statements",
+        min=0,
+        help="另列用时最长的 N 条语句（按所建表或视图）及其余的 Python 用时（仅 DuckDB）",
     ),
 ) -> None:
     """基准测试：原始扫描、匹配、二者之比、峰值内存，以及逐户 rule-engine 参照实现的外推和加速比。

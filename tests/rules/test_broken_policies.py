@@ -9,6 +9,7 @@ header says what is expected, exactly:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,3 +275,25 @@ def test_an_item_with_more_conditions_than_the_matcher_has_bits_is_refused() -> 
     )
     assert problem.where == "many-2025/award" and problem.line == 3 * MAX_CONDITIONS + 15  # its `conditions:`
     assert problem.hint is not None and "拆" in problem.hint
+
+
+def test_the_zhida_console_script_exits_non_zero_on_a_broken_policy_or_a_wrong_option(
+    policy_dir: Callable[[dict[str, str]], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.cli import main
+
+    bad = (BROKEN / "negative_budget.yaml").read_text(encoding="utf-8")
+    folder = policy_dir({"bad.yaml": bad})
+    monkeypatch.setattr(sys, "argv", ["zhida", "rules", "validate", str(folder)])
+    with pytest.raises(SystemExit) as exited:  # a CI step running `zhida rules validate` must fail
+        main()
+    assert exited.value.code == 1
+    assert "`budget`：不能为负数" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["zhida", "bench", "--statements", "-1"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--statements" in err and "Traceback" not in err
