@@ -77,7 +77,7 @@ from matcher.plan import (
     views,
 )
 from matcher.profile import profile_query, profile_table_name
-from matcher.run import OUTPUT_QUERIES, manifest
+from matcher.run import OUTPUT_QUERIES, manifest, ordered_query
 from matcher.snapshot import (
     CERT_TYPES,
     CODE_COLUMNS,
@@ -918,8 +918,7 @@ def execute_spark(
 
 def output_query(name: str) -> str:
     """The Spark SQL of one Contract 4 output over the `results`, `candidates` and snapshot views."""
-    query, order = OUTPUT_QUERIES[name]
-    return spark_sql(_from_duckdb(f"{query} ORDER BY {order}"))
+    return spark_sql(_from_duckdb(ordered_query(name)))
 
 
 def item_summary_spark(spark: SparkSession) -> list[dict[str, Any]]:
