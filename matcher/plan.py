@@ -750,9 +750,10 @@ FROM :open AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.r
 WHERE paid.rid IS NULL
 """
 
-# The Contract 4 candidates: the payable rows with their ids and USCC (and their numbers, to sort by).
+# The Contract 4 candidates: the payable rows with their ids and USCC (DuckDB writes them off `payable`
+# itself: `matcher.run.write_candidates`).
 _CANDIDATES_VIEW = """
-SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation, a.item, a.rid
+SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation
 FROM :payable AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid = a.rid
 """
 

@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from matcher.duckdb_engine import connect, execute
 from matcher.overrides import OverrideSource, apply_overrides, load_overrides
-from matcher.plan import SUMMARY
+from matcher.plan import ITEMS, KEYS, PAYABLE, SUMMARY, TOTALS
 from matcher.snapshot import SnapshotReport, load_snapshot
 from rules.errors import MatchError
 from rules.policy import Policy
@@ -76,23 +79,106 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         "e.uscc",
     ),
 }
-# DuckDB numbers enterprises in USCC order and items in (policy_id, item_id) order (`build_profile`,
-# `item_plans`): there the candidates' order is (item, rid), on integers.
-NUMBERED_ORDER = {"candidates": "item, rid"}
 
 
-def ordered_query(name: str, numbered: bool = False) -> str:
-    """An output's query with its ORDER BY, if it has one; `numbered`: on DuckDB's integer numbers."""
+def ordered_query(name: str) -> str:
+    """An output's query with its ORDER BY, if it has one."""
     query, order = OUTPUT_QUERIES[name]
-    if numbered:
-        order = NUMBERED_ORDER.get(name, order)
     return query if order is None else f"{query} ORDER BY {order}"
 
 
 def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan."""
     for name in OUTPUT_QUERIES:
-        _copy(con, ordered_query(name, numbered=True), out / f"{name}.parquet")
+        if name == "candidates":
+            write_candidates(con, out / f"{name}.parquet")
+        else:
+            _copy(con, ordered_query(name), out / f"{name}.parquet")
+
+
+CHUNK_ROWS = 50_000_000  # candidates sorted at a time (24 bytes each)
+BATCH_ROWS = 1 << 17  # at most this many candidates per Arrow batch, a Parquet row group each
+
+
+def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS) -> None:
+    """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
+    memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
+    USCC order, so only the narrow rows (item, rid, amounts) are sorted, in chunks of whole items of at
+    most `chunk_rows` rows (by the item's count in `item_totals`), and the ids and USCC are looked up by
+    position. At 10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB."""
+    usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
+    if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
+        raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
+    items = con.sql(
+        f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, COALESCE(t.candidates, 0) AS rows "
+        f"FROM {ITEMS} AS i LEFT JOIN {TOTALS} AS t ON t.item = i.item ORDER BY i.item"
+    ).to_arrow_table()
+    if items.column("item").to_pylist() != list(range(items.num_rows)):
+        raise MatchError("内部错误：事项编号不连续，无法写出 candidates.parquet")
+    version = items.column("policy_version").combine_chunks()
+    # The ids as dictionaries of their distinct values (the Parquet dictionary, written as it is) and each
+    # item's index into them.
+    texts = {}
+    for name in ("policy_id", "item_id"):
+        values = items.column(name).combine_chunks()
+        distinct = pc.unique(values)
+        texts[name] = (pc.index_in(values, value_set=distinct), distinct)
+    money = pa.decimal128(18, 2)
+    schema = pa.schema(
+        [
+            pa.field(name, t, nullable=False)
+            for name, t in [
+                ("policy_id", pa.dictionary(pa.int32(), pa.string())),
+                ("policy_version", pa.int32()),
+                ("item_id", pa.dictionary(pa.int32(), pa.string())),
+                ("uscc", pa.string()),
+                ("amount", money),
+                ("amount_before_allocation", money),
+            ]
+        ]
+    )
+    with pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        use_dictionary=["policy_id", "item_id"],
+        store_schema=False,
+        store_decimal_as_integer=True,
+    ) as writer:
+        for first, last in _chunks(items.column("rows").to_pylist(), chunk_rows):
+            rows = con.sql(
+                f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
+                f"WHERE item BETWEEN {first} AND {last} ORDER BY item, rid"
+            ).to_arrow_reader(BATCH_ROWS)
+            for batch in rows:
+                item = batch.column("item")
+                policy_id, item_id = (
+                    pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
+                    for index, distinct in texts.values()
+                )
+                columns = [
+                    policy_id,
+                    pc.take(version, item),
+                    item_id,
+                    pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
+                    batch.column("amount"),
+                    batch.column("amount_before_allocation"),
+                ]
+                writer.write_batch(pa.record_batch(columns, schema=schema))
+
+
+def _chunks(rows: list[int], limit: int) -> list[tuple[int, int]]:
+    """Ranges (first, last) of consecutive item numbers of at most `limit` rows (at least one item)."""
+    out: list[tuple[int, int]] = []
+    first, total = 0, 0
+    for item, n in enumerate(rows):
+        if item > first and total + n > limit:
+            out.append((first, item - 1))
+            first, total = item, 0
+        total += n
+    if rows:
+        out.append((first, len(rows) - 1))
+    return out
 
 
 def policy_manifest(p: Policy) -> dict[str, Any]:

@@ -116,3 +116,24 @@ def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) ->
     second = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert first["snapshot"]["fingerprint"] == second["snapshot"]["fingerprint"]
     assert first["rules"]["fingerprint"] == second["rules"]["fingerprint"]
+
+
+def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path: Path) -> None:
+    """The candidates are sorted a few items at a time (`write_candidates`): however small the chunks, the
+    file holds the same rows in (policy_id, item_id, uscc) order, and the same bytes on every run."""
+    import datetime as dt
+
+    from matcher.duckdb_engine import connect
+    from matcher.run import run_match, write_candidates
+
+    con = connect()
+    whole = run_match(
+        CASE / "snapshot", CASE / "policies", tmp_path / "run", dt.date(2025, 9, 30), con=con
+    ).out
+    rows = _rows(whole / "candidates.parquet", "*")
+    assert rows == sorted(rows, key=lambda r: (r[0], r[2], r[3]))
+    assert len({(r[0], r[2]) for r in rows}) > 5  # several items, so small chunks split them
+    for n in (1, 2):
+        write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50)
+    assert _rows(tmp_path / "chunked1.parquet", "*") == rows
+    assert (tmp_path / "chunked1.parquet").read_bytes() == (tmp_path / "chunked2.parquet").read_bytes()
