@@ -75,7 +75,7 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
     ),
     "contacts": (
         "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
-        "WHERE e.uscc IN (SELECT k.uscc FROM statuses s JOIN match_keys k ON k.rid = s.rid)",
+        "WHERE e.uscc IN (SELECT k.uscc FROM result_rids r JOIN match_keys k ON k.rid = r.rid)",
         "e.uscc",
     ),
 }
