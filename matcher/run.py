@@ -106,9 +106,9 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
     USCC order, so only the narrow rows (item, rid, amounts) are sorted, in chunks of whole items of at
     most `chunk_rows` rows (by the item's count in `item_totals`), and the ids and USCC are looked up by
     position. At 10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB."""
-    usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
     if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
         raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
+    usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
     items = con.sql(
         f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, COALESCE(t.candidates, 0) AS rows "
         f"FROM {ITEMS} AS i LEFT JOIN {TOTALS} AS t ON t.item = i.item ORDER BY i.item"
