@@ -69,8 +69,8 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
     ),
     "payees": (
         "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
-        "FROM enterprises e LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
-        "WHERE e.uscc IN (SELECT uscc FROM candidates)",
+        "FROM enterprises e JOIN match_keys k ON k.uscc = e.uscc LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
+        "WHERE k.rid IN (SELECT rid FROM payable)",
         "e.uscc",
     ),
     "contacts": (

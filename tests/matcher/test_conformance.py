@@ -104,6 +104,7 @@ def test_contacts_cover_every_enterprise_with_a_result(run: Path) -> None:
     assert set(contacts) == with_result
     assert contacts["91321302N37DJHMYJR"] == ("江苏测试企业00565有限公司", "13906789613")  # no candidate
     payees = {u for (u,) in _rows(run / "payees.parquet", "uscc")}
+    assert payees == {r["uscc"] for r in _expected("candidates")}  # a row for every enterprise with money
     assert "91321302N37DJHMYJR" not in payees and payees < set(contacts)
 
 
