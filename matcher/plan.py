@@ -451,23 +451,32 @@ def open_query(plans: list[ItemPlan]) -> exp.Expr:
 # Every enterprise's eligible, near-miss and missing-data rows for the items of one block, read off its
 # bits. A row's status is a function of the enterprise's (f, n) pattern and the item, so it is worked out
 # once per pattern (`patterns_<n>`, a few thousand) and item, with the failing condition and the missing
-# fields, and joined to the enterprises on (f, n). `fbits` are the item's false conditions, `ubits` the
-# NULL fields its conditions read (some condition is unknown), `nbits` every NULL field it reads. Kept: none
-# false (eligible, or missing data when a field is NULL), or exactly one false (`fbits & (fbits - 1)`
-# clears the lowest bit) and none unknown (a near-miss). Logic, not CASE: cheaper.
+# fields, and joined to the enterprises on (f, n). `_STATUS_PAIRS` are the (pattern, item) pairs with a row:
+# `fbits` are the item's false conditions, `ubits` the NULL fields its conditions read (some condition is
+# unknown), `nbits` every NULL field it reads. Kept: none false (eligible, or missing data when a field is
+# NULL), or exactly one false (`fbits & (fbits - 1)` clears the lowest bit) and none unknown (a near-miss).
+# Logic, not CASE: cheaper.
+_STATUS_PAIRS = """
+SELECT * FROM (
+  SELECT i.item, p.f, p.n, p.kf & i.mask AS fbits, p.n & i.cmask AS ubits, p.n & i.fmask AS nbits
+  FROM {patterns} AS p CROSS JOIN {items} AS i WHERE i.block = {block}
+) AS b
+WHERE b.fbits = 0 OR (b.ubits = 0 AND (b.fbits & (b.fbits - 1)) = 0)
+"""
+
 _STATUSES = """
 SELECT s.item, v.rid, s.code, s.condition_id, s.shape, s.fields
 FROM {verdicts} AS v JOIN (
   SELECT b.item, b.f, b.n, c.condition_id, c.shape, :fields AS fields,
     CAST(b.fbits <> 0 AS INT) * {near} + CAST(b.fbits = 0 AND b.nbits <> 0 AS INT) * {missing} AS code
-  FROM (
-    SELECT i.item, p.f, p.n, p.kf & i.mask AS fbits, p.n & i.cmask AS ubits, p.n & i.fmask AS nbits
-    FROM {patterns} AS p CROSS JOIN {items} AS i WHERE i.block = {block}
-  ) AS b
+  FROM ({pairs}) AS b
   LEFT JOIN {conditions} AS c ON c.item = b.item AND c.bit = b.fbits
-  WHERE b.fbits = 0 OR (b.ubits = 0 AND (b.fbits & (b.fbits - 1)) = 0)
 ) AS s ON s.f = v.f AND s.n = v.n
 """
+
+
+def _status_pairs(block: int) -> str:
+    return _STATUS_PAIRS.format(patterns=patterns_name(block), items=ITEMS, block=block)
 
 
 def _put(tree: exp.Expr, name: str, value: exp.Expression) -> exp.Expr:
@@ -505,38 +514,26 @@ def statuses_view(plans: list[ItemPlan]) -> exp.Expr:
             missing=MISSING_DATA,
             near=NEAR_MISS,
             verdicts=verdicts_name(block),
-            patterns=patterns_name(block),
-            items=ITEMS,
+            pairs=_status_pairs(block),
             conditions=CONDITIONS,
-            block=block,
         )
         selects.append(_put(_template(text), "fields", missing))
     return _union(selects)
 
 
-# The enterprises with any status row (`_STATUSES`: the same filter), off the patterns: the distinct (f, n)
-# with a row for some item of the block, then the verdict rows with one of them. Reading `statuses` for this
-# joined every row (at 10M x 1000, 4 billion) to find 10 million enterprises.
+# The enterprises with any status row, off the patterns: the distinct (f, n) of the block's status pairs,
+# then the verdict rows with one of them. Reading `statuses` for this joined every row (at 10M x 1000,
+# 4 billion) to find 10 million enterprises.
 _RESULT_RIDS = """
 SELECT v.rid
-FROM {verdicts} AS v JOIN (
-  SELECT DISTINCT f, n FROM (
-    SELECT p.f, p.n, p.kf & i.mask AS fbits, p.n & i.cmask AS ubits
-    FROM {patterns} AS p CROSS JOIN {items} AS i WHERE i.block = {block}
-  ) AS b
-  WHERE b.fbits = 0 OR (b.ubits = 0 AND (b.fbits & (b.fbits - 1)) = 0)
-) AS s ON s.f = v.f AND s.n = v.n
+FROM {verdicts} AS v JOIN (SELECT DISTINCT f, n FROM ({pairs}) AS b) AS s ON s.f = v.f AND s.n = v.n
 """
 
 
 def result_rids_view(plans: list[ItemPlan]) -> exp.Expr:
     """The numbers (`rid`) of the enterprises with a row in `statuses`, once per block."""
     selects = [
-        _template(
-            _RESULT_RIDS.format(
-                verdicts=verdicts_name(block), patterns=patterns_name(block), items=ITEMS, block=block
-            )
-        ).copy()
+        _template(_RESULT_RIDS.format(verdicts=verdicts_name(block), pairs=_status_pairs(block))).copy()
         for block in sorted({p.block for p in plans})
     ]
     return _union(selects)

@@ -47,7 +47,8 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
 
 
-# Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines.
+# Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines,
+# except that DuckDB writes the candidates in the same order with `write_candidates`.
 # The near-miss and missing-data rows are written as they are computed, in no order: Contract 4 compares
 # them as sets and only the candidates must be byte-identical, and sorting them is most of a run's cost and
 # memory (at 1M x 200, 43 M near-miss rows carried about 190 bytes of sort state each: 38 s and 10 GiB for
