@@ -82,6 +82,18 @@ def _money(value: Decimal | str | int | None) -> str:
     return "" if value is None else f"{Decimal(value):,.2f}"
 
 
+def _money_cn(value: Decimal | str | int | None) -> str:
+    """A total as a person reads it: 2.31亿元, 50万元, 3,000元 (amounts under 10,000 yuan as they are)."""
+    if value is None:
+        return ""
+    amount = Decimal(value)
+    for unit, scale in (("亿元", Decimal(10) ** 8), ("万元", Decimal(10) ** 4)):
+        if abs(amount) >= scale:
+            text = f"{(amount / scale).quantize(Decimal('0.01')):,}".rstrip("0").rstrip(".")
+            return text + unit
+    return f"{amount:,.2f}".removesuffix(".00") + "元"
+
+
 def _china_time(value: dt.datetime | str | None) -> str:
     if value is None or value == "":
         return ""
@@ -111,6 +123,7 @@ def _state(value: str | None) -> str:
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates", context_processors=[_context])
     templates.env.filters["money"] = _money
+    templates.env.filters["money_cn"] = _money_cn
     templates.env.filters["china_time"] = _china_time
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}

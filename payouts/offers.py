@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, update
@@ -22,10 +23,12 @@ from payouts import audit
 from payouts.audit import Event
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
+from payouts.selection import Preview, Selection, Tally, preview
 from payouts.users import require
 from rules.errors import StateError
 
 S = OfferState
+ZERO = Decimal("0.00")
 TRANSITIONS: dict[OfferState | None, frozenset[OfferState]] = {
     None: frozenset({S.DRAFTED, S.HELD}),  # created by import; held when there is no account
     S.DRAFTED: frozenset({S.RELEASED, S.HELD, S.DROPPED, S.CONFIRMED}),  # confirmed: `confirmation: none`
@@ -112,9 +115,9 @@ def move_where(
     reason: str | None = None,
     values: dict[str, Any] | None = None,
     subject: str | None = None,
-) -> list[str]:
+) -> Moved:
     """Move every offer in `source` that matches `where` to `to` in one UPDATE, with one bulk audit
-    event listing them (`subject` names the event, e.g. the run); returns their public ids.
+    event listing them (`subject` names the event, e.g. the run); returns their public ids and tally.
     """
     if to not in TRANSITIONS[source]:
         raise StateError(f"不能从“{label(source)}”变为“{label(to)}”")
@@ -124,18 +127,28 @@ def move_where(
     if to in _ARRIVAL:
         changes[_ARRIVAL[to]] = now
     session.flush()
-    ids = list(
-        session.scalars(
-            update(table)
-            .where(where, table.c.state == source.value)
-            .values(**changes)
-            .returning(table.c.public_id)
-        ).all()
-    )
+    rows = session.execute(
+        update(table)
+        .where(where, table.c.state == source.value)
+        .values(**changes)
+        .returning(table.c.public_id, table.c.amount)
+    ).all()
     session.expire_all()
+    ids = [r[0] for r in rows]
     event = Event(actor, action, "offers", subject or action, source.value, to.value, reason)
     audit.append_bulk(session, event, ids, now)
-    return ids
+    return Moved(ids, Tally.of([r[1] for r in rows]))
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The offers one `move_where` changed: their public ids and how many and how much."""
+
+    ids: list[str]
+    tally: Tally
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def get_offer(session: Session, public_id: str, *, lock: bool = False) -> Offer:
@@ -189,24 +202,84 @@ def _reason(reason: str) -> str:
     return reason
 
 
-def hold(session: Session, public_ids: Sequence[str], reason: str, by: str, now: dt.datetime) -> list[Offer]:
-    """Put offers on hold with a reason (初核 or staff); they wait until released again."""
-    require(session, by, "review")
-    reason = _reason(reason)
-    offers = lock_offers(session, public_ids)
-    events = [move(o, S.HELD, actor=by, action="hold", now=now, reason=reason) for o in offers]
-    audit.append(session, events, now)
-    return offers
+# The states a bulk action takes offers from when they are chosen by a filter rather than ticked
+# (ticked offers in any other state are refused by name).
+FILTER_SOURCES: dict[str, tuple[OfferState, ...]] = {
+    "release": (S.DRAFTED,),
+    "hold": (S.DRAFTED,),
+    "drop": (S.DRAFTED, S.HELD),
+    "notify": (S.RELEASED,),
+}
 
 
-def drop(session: Session, public_ids: Sequence[str], reason: str, by: str, now: dt.datetime) -> list[Offer]:
-    """Drop offers for good, with a reason (初核): the enterprise will not be contacted."""
+def acting(selection: Selection, action: str) -> ColumnElement[bool]:
+    """The offers `action` (release, hold, drop, notify) changes when `selection` is chosen.
+
+    Ticked offers are all acted on (or the action is refused); of a filter, those in the states the
+    action takes offers from; release leaves out offers without an account, notify takes only
+    released offers, ticked or not.
+    """
+    where = selection.condition()
+    c = Offer.__table__.c
+    if not selection.ticked or action == "notify":
+        where = and_(where, c.state.in_([s.value for s in FILTER_SOURCES[action]]))
+    if action == "release" and not selection.ticked:
+        where = and_(where, c.payee_id.in_(_payee_ids(Payee.account_no.is_not(None))))
+    return where
+
+
+def preview_action(session: Session, selection: Selection, action: str) -> Preview:
+    """What `action` would act on if `selection` were confirmed now: count, total and policies."""
+    return preview(session, acting(selection, action))
+
+
+def set_aside(
+    session: Session,
+    to: OfferState,
+    selection: Selection,
+    reason: str,
+    by: str,
+    now: dt.datetime,
+    *,
+    expected: Tally | None = None,
+) -> Moved:
+    """Hold (`to` held: they wait until released again) or drop (`to` dropped: the enterprise will not be
+    contacted) the chosen offers, with a reason (初核); refused when they are not `expected`.
+    """
     require(session, by, "review")
     reason = _reason(reason)
-    offers = lock_offers(session, public_ids)
-    events = [move(o, S.DROPPED, actor=by, action="drop", now=now, reason=reason) for o in offers]
-    audit.append(session, events, now)
-    return offers
+    action = "hold" if to is S.HELD else "drop"
+    if selection.offers is not None:
+        offers = lock_offers(session, selection.offers)
+        events = [move(o, to, actor=by, action=action, now=now, reason=reason) for o in offers]
+        audit.append(session, events, now)
+        done = Moved([o.public_id for o in offers], Tally.of([o.amount for o in offers]))
+    else:
+        done = Moved([], Tally(0, ZERO))
+        for source in FILTER_SOURCES[action]:
+            step = move_where(
+                session,
+                acting(selection, action),
+                source,
+                to,
+                actor=by,
+                action=action,
+                now=now,
+                reason=reason,
+            )
+            done = Moved(done.ids + step.ids, done.tally + step.tally)
+    done.tally.check(expected)
+    return done
+
+
+def hold(session: Session, public_ids: Sequence[str], reason: str, by: str, now: dt.datetime) -> list[str]:
+    """Put these offers on hold with a reason; returns their public ids."""
+    return set_aside(session, S.HELD, Selection(offers=tuple(public_ids)), reason, by, now).ids
+
+
+def drop(session: Session, public_ids: Sequence[str], reason: str, by: str, now: dt.datetime) -> list[str]:
+    """Drop these offers for good, with a reason; returns their public ids."""
+    return set_aside(session, S.DROPPED, Selection(offers=tuple(public_ids)), reason, by, now).ids
 
 
 @dataclass
@@ -216,6 +289,11 @@ class ReleaseResult:
     released: int = 0
     confirmed: int = 0
     held_no_phone: int = 0
+    tally: Tally = field(default_factory=lambda: Tally(0, ZERO))
+
+    def add(self, moved: Moved, kind: str) -> None:
+        setattr(self, kind, getattr(self, kind) + len(moved))
+        self.tally += moved.tally
 
 
 def _payee_ids(*conditions: ColumnElement[bool]) -> Any:
@@ -230,8 +308,11 @@ def release(
     run_id: str | None = None,
     policy_id: str | None = None,
     public_ids: Sequence[str] | None = None,
+    selection: Selection | None = None,
+    expected: Tally | None = None,
 ) -> ReleaseResult:
-    """Release reviewed offers (初核通过): the drafted ones matching the filters, or the named ones.
+    """Release reviewed offers (初核通过): the drafted ones matching the filters, or the named ones, or
+    the `selection` (refused, with nothing changed, when they are not the `expected` count and total).
 
     Named offers may also be held ones (the hold is lifted). Offers of policies with
     `confirmation: none` go straight to confirmed; the others go on to SMS, except those with no
@@ -240,6 +321,9 @@ def release(
     require(session, by, "review")
     table = Offer.__table__
     where: list[ColumnElement[bool]] = [table.c.payee_id.in_(_payee_ids(Payee.account_no.is_not(None)))]
+    if selection is not None:
+        where.append(acting(selection, "release"))
+        public_ids = selection.offers
     sources = [S.DRAFTED]
     if run_id is not None:
         run = session.scalar(select(MatchRun.id).where(MatchRun.run_id == run_id))
@@ -273,12 +357,12 @@ def release(
             values={"released_at": now, **next_round},
             **common,
         )
-        result.confirmed += len(done)
+        result.add(done, "confirmed")
         if source is S.DRAFTED:
             done = move_where(
                 session, and_(*where, ~direct, no_phone), source, S.HELD, reason=NO_PHONE, **common
             )
-            result.held_no_phone += len(done)
+            result.add(done, "held_no_phone")
         done = move_where(
             session,
             and_(*where, ~direct, ~no_phone),
@@ -287,7 +371,8 @@ def release(
             values={**next_round, "deadline": None},
             **common,
         )
-        result.released += len(done)
+        result.add(done, "released")
+    result.tally.check(expected)
     return result
 
 

@@ -28,6 +28,7 @@ from payouts.audit import Event
 from payouts.db import PayoutSettings
 from payouts.errors import SmsError
 from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
+from payouts.selection import Selection, Tally
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 SEGMENT = 67  # characters per segment of a concatenated Chinese (UCS-2) SMS
@@ -231,8 +232,11 @@ def send_notices(
     *,
     limit: int | None = None,
     actor: str = "system",
+    selection: Selection | None = None,
+    expected: Tally | None = None,
 ) -> SendResult:
-    """Send the notice SMS of every released offer; a sent offer becomes `notified` with a deadline.
+    """Send the notice SMS of every released offer (of `selection`, when given); a sent offer becomes
+    `notified` with a deadline. Nothing is sent when the offers are not the `expected` count and total.
 
     Offers another sender is working on are skipped (SKIP LOCKED on PostgreSQL), so two senders at
     once do not send twice. A refused message is kept as failed and retried by the next call.
@@ -247,9 +251,13 @@ def send_notices(
         .limit(limit)
         .with_for_update(skip_locked=True, of=Offer)
     )
+    if selection is not None:
+        query = query.where(offers.acting(selection, "notify"))
+    rows = session.execute(query).all()
+    Tally.of([offer.amount for offer, _ in rows]).check(expected)
     result = SendResult()
     events: list[Event] = []
-    for offer, payee in session.execute(query).all():
+    for offer, payee in rows:
         deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
         title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
         ok, error = _deliver(session, gateway, offer, payee, NOTICE, title, deadline, settings, now)

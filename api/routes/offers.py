@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -27,7 +27,9 @@ from api.deps import (
     SmsSender,
     StoreDep,
     department,
+    in_scope,
     may,
+    policy_department,
     scoped_offers,
     scoped_policy_ids,
 )
@@ -36,6 +38,7 @@ from payouts import audit, offers, sms
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion, StaffUser
 from payouts.payees import mask_account
+from payouts.selection import NothingChosen, OfferFilter, Preview, Selection, Tally
 
 router = APIRouter(prefix="/api", tags=["offers"])
 pages = APIRouter(prefix="/console", include_in_schema=False)
@@ -77,25 +80,85 @@ class OfferPage(BaseModel):
     offers: list[OfferOut]
 
 
-class ReviewAction(BaseModel):
+class OfferFilterIn(BaseModel):
+    """The filters of the review queue or the offer list."""
+
+    policy_id: str | None = Field(default=None, max_length=64)
+    run_id: str | None = Field(default=None, max_length=64)
+    state: Literal["drafted", "held"] | None = None
+    uscc: str | None = Field(default=None, max_length=18)
+    name: str | None = Field(default=None, max_length=100)
+
+
+class Choice(BaseModel):
+    """The offers a bulk action acts on: the ticked ones (`offers`), or every offer matching `filter`.
+
+    Exactly one of the two; a request naming neither is refused, never taken as "all offers".
+    """
+
+    offers: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=10_000)
+    filter: OfferFilterIn | None = None
+
+    def selection(self, user: StaffUser, *, review_queue: bool = True) -> Selection:
+        f = self.filter
+        states = ((f.state,) if f.state else tuple(REVIEW_STATES)) if f and review_queue else ()
+        return Selection(
+            offers=tuple(self.offers) if self.offers is not None else None,
+            filter=OfferFilter(f.policy_id, f.run_id, states, f.uscc, f.name) if f else None,
+            department=department(user),
+        )
+
+
+class Confirmed(Choice):
+    """A chosen set with the count and total its user saw in the preview: refused if they changed."""
+
+    expected_count: int = Field(ge=0)
+    expected_total: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
+
+    @property
+    def expected(self) -> Tally:
+        return Tally(self.expected_count, self.expected_total)
+
+
+class PreviewRequest(Choice):
+    """Which bulk action, on which offers."""
+
+    action: Literal["release", "hold", "drop", "notify"]
+
+
+class PolicyShareOut(BaseModel):
+    policy_id: str
+    title: str
+    direct: bool = Field(description="政策无需意愿确认：发布即直接确认，进入拨付")
+    count: int
+    total: Decimal
+
+
+class PreviewOut(BaseModel):
+    """What the action would act on now: send `count` and `total` back as expected_count/expected_total."""
+
+    count: int
+    total: Decimal
+    direct_count: int
+    direct_total: Decimal
+    policies: list[PolicyShareOut]
+
+
+class ReviewAction(Confirmed):
     """Offers to hold or drop, and why (required)."""
 
-    offers: list[Annotated[str, Field(max_length=32)]] = Field(min_length=1, max_length=10_000)
     reason: str = Field(min_length=1, max_length=500)
 
 
-class ReleaseRequest(BaseModel):
-    """Which drafted offers to release: of a run, of a policy, or these (held ones too)."""
-
-    run_id: str | None = Field(default=None, max_length=64)
-    policy_id: str | None = Field(default=None, max_length=64)
-    offers: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=10_000)
+class ReleaseRequest(Confirmed):
+    """Drafted offers to release (ticked ones may also be held ones)."""
 
 
 class Changed(BaseModel):
     """The offers an action changed."""
 
     changed: int
+    total: Decimal
     offers: list[str]
 
 
@@ -105,12 +168,11 @@ class ReleaseOut(BaseModel):
     released: int
     confirmed: int
     held_no_phone: int
+    total: Decimal
 
 
-class SmsSend(BaseModel):
-    """How many notices to send at most (default: all waiting)."""
-
-    limit: int | None = Field(default=None, ge=1, le=100_000)
+class SmsSend(Confirmed):
+    """Send the confirmation SMS of the released offers chosen."""
 
 
 class SmsOut(BaseModel):
@@ -209,27 +271,28 @@ def search(
     return _rows(session, where, limit, offset)
 
 
-def release_scoped(
-    session: Session, user: StaffUser, store: StoreDep, body: ReleaseRequest, at: dt.datetime
-) -> offers.ReleaseResult:
-    """Release as asked, never beyond the user's department: a scoped user releases policy by policy."""
-    if body.offers is not None:
-        ids = scoped_offers(session, user, body.offers)
-        return offers.release(
-            session, user.username, at, run_id=body.run_id, policy_id=body.policy_id, public_ids=ids
-        )
-    scope = scoped_policy_ids(session, store, user)
-    if scope is None:
-        return offers.release(session, user.username, at, run_id=body.run_id, policy_id=body.policy_id)
-    if body.policy_id is not None and body.policy_id not in scope:
-        raise NotFoundError(f"没有政策 {body.policy_id}")
-    total = offers.ReleaseResult()
-    for pid in sorted(scope if body.policy_id is None else {body.policy_id}):
-        r = offers.release(session, user.username, at, run_id=body.run_id, policy_id=pid)
-        total.released += r.released
-        total.confirmed += r.confirmed
-        total.held_no_phone += r.held_no_phone
-    return total
+def preview_out(p: Preview) -> PreviewOut:
+    return PreviewOut(
+        count=p.tally.count,
+        total=p.tally.total,
+        direct_count=p.direct.count,
+        direct_total=p.direct.total,
+        policies=[PolicyShareOut(**vars(share)) for share in p.policies],
+    )
+
+
+def checked_selection(
+    session: Session, user: StaffUser, choice: Choice, review_queue: bool = True
+) -> Selection:
+    """The user's selection; ticked offers or a filter's policy outside the user's department are
+    refused by name (they do not exist for the user)."""
+    selection = choice.selection(user, review_queue=review_queue)
+    if selection.offers is not None:
+        scoped_offers(session, user, selection.offers)
+    pid = choice.filter.policy_id if choice.filter else None
+    if pid and not in_scope(user, policy_department(session, pid)):
+        raise NotFoundError(f"没有政策 {pid}")
+    return selection
 
 
 def gateway(request: Request) -> sms.SmsGateway:
@@ -242,9 +305,19 @@ def gateway(request: Request) -> sms.SmsGateway:
     )
 
 
-def send_sms(request: Request, session: Session, user: StaffUser, limit: int | None) -> sms.SendResult:
+def send_sms(
+    request: Request, session: Session, user: StaffUser, selection: Selection, expected: Tally
+) -> sms.SendResult:
     settings = request.app.state.settings.payouts()
-    return sms.send_notices(session, gateway(request), now(), settings, limit=limit, actor=user.username)
+    return sms.send_notices(
+        session,
+        gateway(request),
+        now(),
+        settings,
+        actor=user.username,
+        selection=selection,
+        expected=expected,
+    )
 
 
 @router.get(
@@ -289,27 +362,45 @@ def offer_audit(offer: OfferDep, session: SessionDep) -> list[EventOut]:
     ]
 
 
-@router.post("/review/hold", response_model=Changed, summary="初核：暂缓（须写明原因）")
+@router.post(
+    "/review/preview",
+    response_model=PreviewOut,
+    summary="批量操作前预览：将处理的要约笔数、金额和政策（确认时原样带回笔数和金额）",
+)
+def review_preview(body: PreviewRequest, user: Reviewer, session: SessionDep) -> PreviewOut:
+    selection = checked_selection(session, user, body, review_queue=body.action != "notify")
+    return preview_out(offers.preview_action(session, selection, body.action))
+
+
+@router.post("/review/hold", response_model=Changed, summary="初核：暂缓所选要约（须写明原因）")
 def hold(body: ReviewAction, user: Reviewer, session: SessionDep) -> Changed:
-    done = offers.hold(session, scoped_offers(session, user, body.offers), body.reason, user.username, now())
-    return Changed(changed=len(done), offers=[o.public_id for o in done])
+    return set_aside(session, user, OfferState.HELD, body)
 
 
-@router.post("/review/drop", response_model=Changed, summary="初核：剔除（须写明原因）")
+@router.post("/review/drop", response_model=Changed, summary="初核：剔除所选要约（须写明原因）")
 def drop(body: ReviewAction, user: Reviewer, session: SessionDep) -> Changed:
-    done = offers.drop(session, scoped_offers(session, user, body.offers), body.reason, user.username, now())
-    return Changed(changed=len(done), offers=[o.public_id for o in done])
+    return set_aside(session, user, OfferState.DROPPED, body)
 
 
-@router.post("/review/release", response_model=ReleaseOut, summary="初核通过：发布要约")
-def release(body: ReleaseRequest, user: Reviewer, session: SessionDep, store: StoreDep) -> ReleaseOut:
-    r = release_scoped(session, user, store, body, now())
-    return ReleaseOut(released=r.released, confirmed=r.confirmed, held_no_phone=r.held_no_phone)
+def set_aside(session: Session, user: StaffUser, to: OfferState, body: ReviewAction) -> Changed:
+    selection = checked_selection(session, user, body)
+    done = offers.set_aside(session, to, selection, body.reason, user.username, now(), expected=body.expected)
+    return Changed(changed=len(done), total=done.tally.total, offers=done.ids)
 
 
-@router.post("/sms/send", response_model=SmsOut, summary="给已发布的要约发送确认短信")
+@router.post("/review/release", response_model=ReleaseOut, summary="初核通过：发布所选要约")
+def release(body: ReleaseRequest, user: Reviewer, session: SessionDep) -> ReleaseOut:
+    selection = checked_selection(session, user, body)
+    r = offers.release(session, user.username, now(), selection=selection, expected=body.expected)
+    return ReleaseOut(
+        released=r.released, confirmed=r.confirmed, held_no_phone=r.held_no_phone, total=r.tally.total
+    )
+
+
+@router.post("/sms/send", response_model=SmsOut, summary="给所选的已发布要约发送确认短信")
 def send(body: SmsSend, request: Request, user: SmsSender, session: SessionDep) -> SmsOut:
-    r = send_sms(request, session, user, body.limit)
+    selection = checked_selection(session, user, body, review_queue=False)
+    r = send_sms(request, session, user, selection, body.expected)
     return SmsOut(sent=r.sent, failed=r.failed, errors=r.errors[:100])
 
 
@@ -334,7 +425,9 @@ def review_page(
         session, user, states=states, policy_id=policy_id or None, run_id=run_id or None, offset=offset
     )
     filters = {"policy_id": policy_id or "", "run_id": run_id or "", "state": state or ""}
-    released = session.scalar(select(func.count()).where(Offer.state == OfferState.RELEASED.value)) or 0
+    released = offers.preview_action(
+        session, Selection(filter=OfferFilter(), department=department(user)), "notify"
+    )
     scope = scoped_policy_ids(session, store, user)
     policies = sorted(
         set(session.scalars(select(PolicyVersion.policy_id).distinct())) & scope
@@ -351,9 +444,67 @@ def review_page(
             "page": PAGE,
             "filters": filters,
             "query": urlencode({k: v for k, v in filters.items() if v}),
-            "released_waiting": released,
+            "released_waiting": released.tally.count,
             "policies": policies,
             "can_send": may(user, "sms_send"),
+        },
+    )
+
+
+ACTION_WORDS = {"release": "发布", "hold": "暂缓", "drop": "剔除", "notify": "发送确认短信"}
+
+
+def form_choice(scope: str, offer: list[str], policy_id: str, run_id: str, state: str) -> dict[str, Any]:
+    """The `Choice` fields of a console form: the ticked offers, or all matching the filter."""
+    if scope == "matching":
+        return {"filter": {"policy_id": policy_id or None, "run_id": run_id or None, "state": state or None}}
+    return {"offers": offer or None}
+
+
+ScopeForm = Annotated[str, Form(max_length=16)]
+OffersForm = Annotated[list[str], Form(max_length=10_000)]
+FilterForm = Annotated[str, Form(max_length=64)]
+
+
+@pages.post("/review/preview")
+def review_confirm_page(
+    request: Request,
+    user: Reviewer,
+    session: SessionDep,
+    action: Annotated[str, Form(max_length=16)],
+    scope: ScopeForm = "ticked",
+    offer: OffersForm = [],  # noqa: B006  (FastAPI copies defaults)
+    reason: Annotated[str, Form(max_length=500)] = "",
+    policy_id: FilterForm = "",
+    run_id: FilterForm = "",
+    state: FilterForm = "",
+    back: Annotated[str, Form(max_length=500)] = "/console/review",
+) -> Response:
+    """The second step of a bulk action: what it will act on (count, total, policies), to confirm."""
+    back = back if back.startswith("/console/") else "/console/review"
+    if action not in ACTION_WORDS:
+        return redirect(back, "未知操作", "error")
+    if action in ("hold", "drop") and not reason.strip():
+        return redirect(back, "暂缓或剔除须写明原因", "error")
+    try:
+        choice = Choice.model_validate(form_choice(scope, offer, policy_id, run_id, state))
+        selection = checked_selection(session, user, choice, review_queue=action != "notify")
+    except NothingChosen as e:
+        return redirect(back, str(e), "error")
+    p = offers.preview_action(session, selection, action)
+    return render(
+        request,
+        "review_confirm.html",
+        {
+            "action": action,
+            "word": ACTION_WORDS[action],
+            "preview": p,
+            "scope": scope,
+            "offers": offer,
+            "reason": reason,
+            "filters": {"policy_id": policy_id, "run_id": run_id, "state": state},
+            "back": back,
+            "target": "/console/sms/send" if action == "notify" else "/console/review/action",
         },
     )
 
@@ -362,40 +513,59 @@ def review_page(
 def review_action(
     user: Reviewer,
     session: SessionDep,
-    store: StoreDep,
     action: Annotated[str, Form(max_length=16)],
-    offer: Annotated[list[str], Form(max_length=10_000)] = [],  # noqa: B006  (FastAPI copies defaults)
+    expected_count: Annotated[int, Form(ge=0)],
+    expected_total: Annotated[Decimal, Form(ge=0, max_digits=18, decimal_places=2)],
+    scope: ScopeForm = "ticked",
+    offer: OffersForm = [],  # noqa: B006  (FastAPI copies defaults)
     reason: Annotated[str, Form(max_length=500)] = "",
-    policy_id: Annotated[str, Form(max_length=64)] = "",
-    run_id: Annotated[str, Form(max_length=64)] = "",
+    policy_id: FilterForm = "",
+    run_id: FilterForm = "",
+    state: FilterForm = "",
     back: Annotated[str, Form(max_length=500)] = "/console/review",
 ) -> Response:
-    ids = offer
     back = back if back.startswith("/console/") else "/console/review"
+    fields = {"expected_count": expected_count, "expected_total": expected_total}
+    choice = form_choice(scope, offer, policy_id, run_id, state)
+    # A refused action raises (the error page says why) so that its transaction rolls back whole.
     if action in ("hold", "drop"):
-        if not ids:
-            return redirect(back, "请先勾选要约", "error")
-        do = offers.hold if action == "hold" else offers.drop
-        done = do(session, scoped_offers(session, user, ids), reason, user.username, now())
-        return redirect(back, f"已{'暂缓' if action == 'hold' else '剔除'} {len(done)} 条")
+        if not reason.strip():
+            return redirect(back, "暂缓或剔除须写明原因", "error")
+        body = ReviewAction.model_validate({**choice, **fields, "reason": reason})
+        to = OfferState.HELD if action == "hold" else OfferState.DROPPED
+        done = set_aside(session, user, to, body)
+        return redirect(back, f"已{ACTION_WORDS[action]} {done.changed:,} 条，合计 {done.total:,.2f} 元")
     if action == "release":
-        body = (
-            ReleaseRequest(offers=ids)
-            if ids
-            else ReleaseRequest(policy_id=policy_id or None, run_id=run_id or None)
-        )
-        r = release_scoped(session, user, store, body, now())
+        r = release(ReleaseRequest.model_validate({**choice, **fields}), user, session)
         return redirect(
             back,
-            f"已发布 {r.released} 条，直接确认 {r.confirmed} 条（政策无需意愿确认），因无联系电话暂缓 {r.held_no_phone} 条",
+            f"已发布 {r.released:,} 条，直接确认 {r.confirmed:,} 条（政策无需意愿确认），"
+            f"因无联系电话暂缓 {r.held_no_phone:,} 条，合计 {r.total:,.2f} 元",
         )
-    return redirect(back, f"未知操作 {action}", "error")
+    return redirect(back, "未知操作", "error")
 
 
 @pages.post("/sms/send")
-def send_page(request: Request, user: SmsSender, session: SessionDep) -> Response:
-    r = send_sms(request, session, user, None)
-    text = f"确认短信：发送 {r.sent} 条，失败 {r.failed} 条"
+def send_page(
+    request: Request,
+    user: SmsSender,
+    session: SessionDep,
+    expected_count: Annotated[int, Form(ge=0)],
+    expected_total: Annotated[Decimal, Form(ge=0, max_digits=18, decimal_places=2)],
+    policy_id: FilterForm = "",
+    run_id: FilterForm = "",
+) -> Response:
+    body = SmsSend.model_validate(
+        {
+            "filter": {"policy_id": policy_id or None, "run_id": run_id or None},
+            "expected_count": expected_count,
+            "expected_total": expected_total,
+        }
+    )
+    r = send_sms(
+        request, session, user, checked_selection(session, user, body, review_queue=False), body.expected
+    )
+    text = f"确认短信：发送 {r.sent:,} 条，失败 {r.failed:,} 条"
     if request.app.state.phone is not None:
         text += "（演示：短信内容见“演示手机”页面）"
     return redirect("/console/review", text)

@@ -95,17 +95,34 @@ class World:
         assert r.status_code == 303, r.text
         return client
 
+    def bulk(self, path: str, action: str, chosen: dict[str, Any], user: str = "reviewer") -> Any:
+        """A bulk action as its user takes it: preview the chosen offers, then confirm that count and total."""
+        headers = self.auth(user)
+        seen = self.client.post("/api/review/preview", json={**chosen, "action": action}, headers=headers)
+        assert seen.status_code == 200, seen.text
+        expected = {"expected_count": seen.json()["count"], "expected_total": seen.json()["total"]}
+        return self.client.post(path, json={**chosen, **expected}, headers=headers)
+
     def notify(self, policy_id: str) -> list[str]:
         """Release a policy's drafted offers and send their SMS; the links' paths (/c/<token>)."""
         before = len(self.app.state.phone.sent)
-        r = self.client.post(
-            "/api/review/release", json={"policy_id": policy_id}, headers=self.auth("reviewer")
-        )
+        chosen = {"filter": {"policy_id": policy_id}}
+        r = self.bulk("/api/review/release", "release", chosen)
         assert r.status_code == 200, r.text
-        r = self.client.post("/api/sms/send", json={}, headers=self.auth("reviewer"))
+        r = self.bulk("/api/sms/send", "notify", chosen)
         assert r.status_code == 200, r.text
         base = self.app.state.settings.public_url
         return [m.params["link"].removeprefix(base) for m in self.app.state.phone.sent[before:]]
+
+
+def confirm_form(html: str) -> tuple[str, dict[str, list[str]]]:
+    """The action and hidden fields of a bulk action's confirmation page (the form of #confirm-action)."""
+    form = re.search(r'<form method="post" action="([^"]+)"[^>]*>(.*?)</form>', html.split("<main>")[1], re.S)
+    assert form and 'id="confirm-action"' in form.group(2), "no confirmation form on the page"
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2)):
+        fields.setdefault(name, []).append(value)
+    return form.group(1), fields
 
 
 def csrf_of(html: str) -> str:

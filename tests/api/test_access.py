@@ -28,6 +28,9 @@ REPORTS = ALL
 DATA_VERIFY = frozenset({"policy", "reviewer", "admin"})  # also who resolves objections
 YAML = b"id: x\n"
 
+# What a bulk action's user saw in its preview (the access checks come first, whatever the count).
+EXPECT = {"expected_count": 1, "expected_total": "0.00"}
+
 # method, path (with {offer}, {batch}, {job}), body (json dict, or "file"), roles allowed
 ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/me", None, ALL),
@@ -44,10 +47,21 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/offers", None, ALL),
     ("GET", "/api/offers/{offer}", None, ALL),
     ("GET", "/api/offers/{offer}/audit", None, ALL),
-    ("POST", "/api/review/hold", {"offers": ["{offer}"], "reason": "x"}, frozenset({"reviewer", "admin"})),
-    ("POST", "/api/review/drop", {"offers": ["{offer}"], "reason": "x"}, frozenset({"reviewer", "admin"})),
-    ("POST", "/api/review/release", {"offers": ["{offer}"]}, frozenset({"reviewer", "admin"})),
-    ("POST", "/api/sms/send", {}, frozenset({"reviewer", "admin"})),
+    ("POST", "/api/review/preview", {"filter": {}, "action": "release"}, frozenset({"reviewer", "admin"})),
+    (
+        "POST",
+        "/api/review/hold",
+        {"offers": ["{offer}"], "reason": "x", **EXPECT},
+        frozenset({"reviewer", "admin"}),
+    ),
+    (
+        "POST",
+        "/api/review/drop",
+        {"offers": ["{offer}"], "reason": "x", **EXPECT},
+        frozenset({"reviewer", "admin"}),
+    ),
+    ("POST", "/api/review/release", {"offers": ["{offer}"], **EXPECT}, frozenset({"reviewer", "admin"})),
+    ("POST", "/api/sms/send", {"filter": {}, **EXPECT}, frozenset({"reviewer", "admin"})),
     ("GET", "/api/batches", None, BATCH_READ),
     ("GET", "/api/batches/ready", None, BATCH_READ),
     ("POST", "/api/batches", {"policy_id": "c-gaoxin"}, frozenset({"finance_maker"})),
@@ -172,10 +186,17 @@ OTHER_DEPARTMENT = [
     ("policy_hr", "GET", "/api/policies/c-gaoxin/versions", None),
     ("policy_hr", "GET", "/api/policies/c-gaoxin/drafts/2/impact?snapshot=conformance", None),
     ("policy_hr", "POST", "/api/policies/c-gaoxin/drafts/2/publish", None),
-    ("reviewer_hr", "POST", "/api/review/hold", {"offers": ["{offer}"], "reason": "x"}),
-    ("reviewer_hr", "POST", "/api/review/drop", {"offers": ["{offer}"], "reason": "x"}),
-    ("reviewer_hr", "POST", "/api/review/release", {"offers": ["{offer}"]}),
-    ("reviewer_hr", "POST", "/api/review/release", {"policy_id": "c-gaoxin"}),
+    (
+        "reviewer_hr",
+        "POST",
+        "/api/review/preview",
+        {"filter": {"policy_id": "c-gaoxin"}, "action": "release"},
+    ),
+    ("reviewer_hr", "POST", "/api/review/preview", {"offers": ["{offer}"], "action": "drop"}),
+    ("reviewer_hr", "POST", "/api/review/hold", {"offers": ["{offer}"], "reason": "x", **EXPECT}),
+    ("reviewer_hr", "POST", "/api/review/drop", {"offers": ["{offer}"], "reason": "x", **EXPECT}),
+    ("reviewer_hr", "POST", "/api/review/release", {"offers": ["{offer}"], **EXPECT}),
+    ("reviewer_hr", "POST", "/api/review/release", {"filter": {"policy_id": "c-gaoxin"}, **EXPECT}),
     ("maker_hr", "GET", "/api/batches/{batch}", None),
     ("maker_hr", "GET", "/api/batches/{batch}/audit", None),
     ("maker_hr", "POST", "/api/batches", {"policy_id": "c-gaoxin"}),

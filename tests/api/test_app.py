@@ -60,7 +60,8 @@ def test_cookie_sessions_need_the_csrf_token_to_change_anything(shared: World) -
     browser = shared.browser("reviewer")
     page = browser.get("/console/review")
     offer = shared.offers("c-kexing", "drafted")[0]
-    body = {"offers": [offer], "reason": "x"}
+    amount = shared.client.get(f"/api/offers/{offer}", headers=shared.auth("reviewer")).json()["amount"]
+    body = {"offers": [offer], "reason": "x", "expected_count": 1, "expected_total": amount}
     assert browser.post("/api/review/hold", json=body).status_code == 403
     assert browser.post("/api/review/hold", json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
     assert (

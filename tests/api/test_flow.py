@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from tests.api.conftest import POLICIES, World, confirm_offer, confirmed_batch, csrf_of
+from tests.api.conftest import POLICIES, World, confirm_form, confirm_offer, confirmed_batch, csrf_of
 
 
 def test_run_summary_and_lists_match_the_run_folder(shared: World) -> None:
@@ -61,15 +61,12 @@ def test_hold_drop_and_release_need_a_reason_and_follow_the_state_machine(world:
     assert (
         w.client.post("/api/review/hold", json={"offers": [a], "reason": ""}, headers=rev).status_code == 422
     )
-    r = w.client.post("/api/review/hold", json={"offers": [a], "reason": "核实社保数据"}, headers=rev)
-    assert r.json() == {"changed": 1, "offers": [a]}
-    assert (
-        w.client.post("/api/review/drop", json={"offers": [b], "reason": "已注销"}, headers=rev).status_code
-        == 200
-    )
-    r = w.client.post("/api/review/release", json={"offers": [a, c]}, headers=rev)
+    r = w.bulk("/api/review/hold", "hold", {"offers": [a], "reason": "核实社保数据"})
+    assert r.json()["changed"] == 1 and r.json()["offers"] == [a]
+    assert w.bulk("/api/review/drop", "drop", {"offers": [b], "reason": "已注销"}).status_code == 200
+    r = w.bulk("/api/review/release", "release", {"offers": [a, c]})
     assert r.json()["released"] == 2
-    dropped_again = w.client.post("/api/review/release", json={"offers": [b]}, headers=rev)
+    dropped_again = w.bulk("/api/review/release", "release", {"offers": [b]})
     assert dropped_again.status_code == 409
     trail = w.client.get(f"/api/offers/{a}/audit", headers=w.auth("auditor")).json()
     assert [e["action"] for e in trail] == ["import", "hold", "release"]
@@ -195,17 +192,31 @@ def test_the_whole_walk_through_the_console(world: World) -> None:
     )
     assert "已完成" in run.text and "已生成待初核要约" in run.text
     queue = reviewer.get("/console/review?policy_id=c-yanfa")
-    released = reviewer.post(
-        "/console/review/action",
+    asked = reviewer.post(
+        "/console/review/preview",
         data={
             "csrf": csrf_of(queue.text),
             "action": "release",
+            "scope": "matching",
             "policy_id": "c-yanfa",
             "back": "/console/review",
         },
     )
+    assert "请确认：发布" in asked.text
+    url, fields = confirm_form(asked.text)
+    released = reviewer.post(url, data=fields)
     assert "已发布" in released.text
-    sent = reviewer.post("/console/sms/send", data={"csrf": csrf_of(released.text)})
+    asked = reviewer.post(
+        "/console/review/preview",
+        data={
+            "csrf": csrf_of(released.text),
+            "action": "notify",
+            "scope": "matching",
+            "policy_id": "c-yanfa",
+        },
+    )
+    url, fields = confirm_form(asked.text)
+    sent = reviewer.post(url, data=fields)
     assert "确认短信：发送" in sent.text
     phone = reviewer.get("/demo/phone").text
     link = re.findall(r'href="http://testserver(/c/[^"]+)"', phone)[0]

@@ -1,0 +1,175 @@
+"""Which offers a bulk action acts on, and the check that it acted on exactly the set its user saw.
+
+A bulk action (release, hold, drop, send the confirmation SMS) never acts on "everything" by default.
+Its user chooses either the offers they ticked, or every offer matching a filter they set, and sees a
+preview of what the action will do: how many offers, how much money, which policies. The request
+that carries the action out repeats that count and total (`Tally`); the action compares them with
+what it actually changed and, when they differ (somebody changed the set meanwhile), raises
+`SelectionChanged` so the whole transaction rolls back and nothing is changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, and_, exists, func, select, true
+from sqlmodel import Session
+
+from payouts.models import MatchRun, Offer, Payee, PolicyVersion
+from rules.errors import PayoutError, StateError
+
+CENT = Decimal("0.01")
+
+
+class NothingChosen(PayoutError):
+    """A bulk action named no offers: neither ticked ones nor "all matching this filter"."""
+
+
+class SelectionChanged(StateError):
+    """The offers an action would change are not the count and total its user confirmed."""
+
+
+@dataclass(frozen=True)
+class OfferFilter:
+    """The filters of an offer list; a bulk action may act on every offer matching them."""
+
+    policy_id: str | None = None
+    run_id: str | None = None
+    states: tuple[str, ...] = ()
+    uscc: str | None = None
+    name: str | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        c = Offer.__table__.c
+        where: list[ColumnElement[bool]] = []
+        if self.policy_id:
+            where.append(c.policy_id == self.policy_id)
+        if self.run_id:
+            run = select(MatchRun.id).where(MatchRun.run_id == self.run_id).scalar_subquery()
+            where.append(c.match_run_id == run)
+        if self.states:
+            where.append(c.state.in_(self.states))
+        if self.uscc:
+            where.append(c.uscc.startswith(self.uscc.upper(), autoescape=True))
+        if self.name:
+            named = select(Payee.id).where(Payee.name.contains(self.name, autoescape=True))
+            where.append(c.payee_id.in_(named))
+        return and_(true(), *where)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The offers a user chose: the ones they ticked, or all matching a filter (never both, never none).
+
+    `department` keeps the choice inside the user's department (None: the user sees all departments).
+    """
+
+    offers: tuple[str, ...] | None = None
+    filter: OfferFilter | None = None
+    department: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.offers is None) == (self.filter is None) or (self.offers is not None and not self.offers):
+            raise NothingChosen("没有选择要约：请勾选要约，或选择“全部符合筛选条件的要约”")
+
+    @property
+    def ticked(self) -> bool:
+        return self.offers is not None
+
+    def condition(self) -> ColumnElement[bool]:
+        """The offers chosen, as a condition on the offer table."""
+        c = Offer.__table__.c
+        if self.filter is not None:
+            chosen = self.filter.condition()
+        else:
+            chosen = c.public_id.in_(sorted(set(self.offers or ())))
+        if self.department is None:
+            return chosen
+        mine = exists().where(
+            PolicyVersion.policy_id == c.policy_id,
+            PolicyVersion.version == c.policy_version,
+            PolicyVersion.department == self.department,
+        )
+        return and_(chosen, mine)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many offers and how much money (yuan, fen-exact)."""
+
+    count: int
+    total: Decimal
+
+    @classmethod
+    def of(cls, amounts: list[Decimal]) -> Tally:
+        return cls(len(amounts), sum(amounts, Decimal("0")).quantize(CENT))
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.count + other.count, (self.total + other.total).quantize(CENT))
+
+    def check(self, expected: Tally | None) -> None:
+        """Refuse when this is not the count and total the user confirmed (no check without one)."""
+        if expected is None:
+            return
+        if self.count != expected.count or self.total != expected.total.quantize(CENT):
+            raise SelectionChanged(
+                f"所选要约已有变化：确认时为 {expected.count:,} 条、{expected.total:,.2f} 元，"
+                f"现为 {self.count:,} 条、{self.total:,.2f} 元。未做任何改动，请重新查看后再确认"
+            )
+
+
+@dataclass(frozen=True)
+class PolicyShare:
+    """One policy's part of a preview; `direct` when its offers need no confirmation by the enterprise."""
+
+    policy_id: str
+    title: str
+    direct: bool
+    count: int
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a bulk action will act on: the tally and its policies."""
+
+    tally: Tally
+    policies: list[PolicyShare]
+
+    @property
+    def direct(self) -> Tally:
+        """The part that goes straight to confirmed (policies with `confirmation: none`)."""
+        shares = [p for p in self.policies if p.direct]
+        return Tally(sum(p.count for p in shares), sum((p.total for p in shares), Decimal("0.00")))
+
+
+def preview(session: Session, where: ColumnElement[bool]) -> Preview:
+    """Count and total of the offers matching `where`, per policy (title from its latest version)."""
+    c = Offer.__table__.c
+    rows = session.execute(
+        select(
+            c.policy_id,
+            PolicyVersion.title,
+            PolicyVersion.confirmation,
+            func.count(),
+            func.coalesce(func.sum(c.amount), 0),
+        )
+        .join(
+            PolicyVersion,
+            and_(PolicyVersion.policy_id == c.policy_id, PolicyVersion.version == c.policy_version),
+        )
+        .where(where)
+        .group_by(c.policy_id, PolicyVersion.title, PolicyVersion.confirmation)
+        .order_by(c.policy_id)
+    ).all()
+    merged: dict[str, PolicyShare] = {}
+    for pid, title, confirmation, n, amount in rows:
+        total = Decimal(amount).quantize(CENT)
+        if pid in merged:  # offers of several versions of one policy
+            old = merged[pid]
+            n, total = old.count + n, old.total + total
+        merged[pid] = PolicyShare(pid, title, confirmation == "none", n, total)
+    shares = list(merged.values())
+    tally = Tally(sum(p.count for p in shares), sum((p.total for p in shares), Decimal("0.00")))
+    return Preview(tally, shares)
