@@ -35,6 +35,7 @@ from payouts import batches, notice
 from payouts.errors import BankFileError, NotFoundError
 from payouts.models import Batch, BatchLine, BatchState, Offer, StaffUser
 from payouts.payees import mask_account
+from payouts.selection import Tally
 from rules.errors import StateError
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -63,11 +64,14 @@ class Batchable(BaseModel):
 
 
 class BatchCreate(BaseModel):
-    """Assemble a batch of one policy (and period): all its confirmed offers, or these."""
+    """Assemble a batch of one policy (and period): all its confirmed offers, or these; refused, with
+    nothing assembled, unless it comes to the count and total the maker saw (`/api/batches/ready`)."""
 
     policy_id: str = Field(min_length=1, max_length=64)
     period: str | None = Field(default=None, max_length=32)
     offers: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=100_000)
+    expected_count: int = Field(ge=0)
+    expected_total: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
 
 
 class Reason(BaseModel):
@@ -211,7 +215,7 @@ def bank_dir(settings: SettingsDep) -> Path:
 def create(session: Session, user: StaffUser, body: BatchCreate, settings: SettingsDep) -> Batch:
     _check_policy(session, user, body.policy_id)
     ids = scoped_offers(session, user, body.offers) if body.offers is not None else None
-    return batches.create_batch(
+    batch = batches.create_batch(
         session,
         body.policy_id,
         user.username,
@@ -220,6 +224,8 @@ def create(session: Session, user: StaffUser, body: BatchCreate, settings: Setti
         period=body.period,
         settings=settings.payouts(),
     )
+    Tally(batch.line_count, batch.total).check(Tally(body.expected_count, body.expected_total))
+    return batch
 
 
 def read_return(file: UploadFile) -> bytes:
@@ -333,9 +339,17 @@ def create_page(
     session: SessionDep,
     settings: SettingsDep,
     policy_id: Annotated[str, Form(max_length=64)],
+    expected_count: Annotated[int, Form(ge=0)],
+    expected_total: Annotated[Decimal, Form(ge=0, max_digits=18, decimal_places=2)],
     period: Annotated[str | None, Form(max_length=32)] = None,
 ) -> Response:
-    b = create(session, user, BatchCreate(policy_id=policy_id, period=period or None), settings)
+    body = BatchCreate(
+        policy_id=policy_id,
+        period=period or None,
+        expected_count=expected_count,
+        expected_total=expected_total,
+    )
+    b = create(session, user, body, settings)
     return redirect(
         f"/console/batches/{b.reference}",
         f"已制单：批次 {b.reference}，{b.line_count} 笔，待另一位复核人员复核",

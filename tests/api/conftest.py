@@ -103,6 +103,13 @@ class World:
         expected = {"expected_count": seen.json()["count"], "expected_total": seen.json()["total"]}
         return self.client.post(path, json={**chosen, **expected}, headers=headers)
 
+    def make_batch(self, policy_id: str, maker: str = "maker") -> Any:
+        """Assemble a batch of a policy's ready offers with the count and total the maker saw."""
+        ready = self.client.get("/api/batches/ready", headers=self.auth(maker)).json()
+        row = next(r for r in ready if r["policy_id"] == policy_id)
+        body = {"policy_id": policy_id, "expected_count": row["offers"], "expected_total": row["amount"]}
+        return self.client.post("/api/batches", json=body, headers=self.auth(maker))
+
     def notify(self, policy_id: str) -> list[str]:
         """Release a policy's drafted offers and send their SMS; the links' paths (/c/<token>)."""
         before = len(self.app.state.phone.sent)
@@ -123,6 +130,19 @@ def confirm_form(html: str) -> tuple[str, dict[str, list[str]]]:
     for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2)):
         fields.setdefault(name, []).append(value)
     return form.group(1), fields
+
+
+def hidden_fields(html: str, action: str, marker: str) -> dict[str, list[str]]:
+    """The hidden fields of the form posting to `action` whose text contains `marker`."""
+    for body in re.findall(
+        rf'<form method="post" action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S
+    ):
+        if marker in body:
+            fields: dict[str, list[str]] = {}
+            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', body):
+                fields.setdefault(name, []).append(value)
+            return fields
+    raise AssertionError(f"no form to {action} with {marker}")
 
 
 def csrf_of(html: str) -> str:
@@ -205,7 +225,7 @@ def confirmed_batch(w: World, policy_id: str = "c-gaoxin", maker: str = "maker")
     """Notify a policy's offers, have the first enterprise confirm, and assemble a batch; its reference."""
     links = w.notify(policy_id)
     assert confirm_offer(TestClient(w.app), links[0]).status_code == 200
-    r = w.client.post("/api/batches", json={"policy_id": policy_id}, headers=w.auth(maker))
+    r = w.make_batch(policy_id, maker)
     assert r.status_code == 201, r.text
     return r.json()["reference"]
 

@@ -58,7 +58,7 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
     base = live.base  # type: ignore[attr-defined]
     for link in live.notify("c-gaoxin")[:2]:
         assert confirm_offer(TestClient(live.app), link).status_code == 200
-    r = live.client.post("/api/batches", json={"policy_id": "c-gaoxin"}, headers=live.auth("maker"))
+    r = live.make_batch("c-gaoxin")
     assert r.status_code == 201, r.text
     batch_url = f"{base}/console/batches/{r.json()['reference']}"
 

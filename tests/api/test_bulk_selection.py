@@ -10,8 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.api.conftest import World, confirm_form, csrf_of
+from tests.api.conftest import World, confirm_form, confirm_offer, csrf_of
 
 POLICIES = ("c-gaoxin", "c-kexing", "c-yanfa", "c-jiuye", "c-wenbao")
 
@@ -161,3 +162,19 @@ def test_confirmation_sms_goes_only_to_the_filtered_policy(world: World) -> None
     assert r.status_code == 200 and r.json()["sent"] > 0
     assert w.offers("c-kexing", "released") == []
     assert w.offers("c-gaoxin", "released") == released_gaoxin  # not sent: not chosen
+
+
+def test_a_batch_is_assembled_only_at_the_count_and_total_its_maker_saw(world: World) -> None:
+    w = world
+    for link in w.notify("c-gaoxin")[:2]:
+        assert confirm_offer(TestClient(w.app), link).status_code == 200
+    maker = w.auth("maker")
+    row = next(
+        r for r in w.client.get("/api/batches/ready", headers=maker).json() if r["policy_id"] == "c-gaoxin"
+    )
+    assert w.client.post("/api/batches", json={"policy_id": "c-gaoxin"}, headers=maker).status_code == 422
+    stale = {"policy_id": "c-gaoxin", "expected_count": row["offers"] - 1, "expected_total": row["amount"]}
+    r = w.client.post("/api/batches", json=stale, headers=maker)
+    assert r.status_code == 409 and "已有变化" in r.json()["detail"]
+    assert w.client.get("/api/batches", headers=maker).json() == []  # nothing assembled
+    assert w.make_batch("c-gaoxin").json()["line_count"] == row["offers"]

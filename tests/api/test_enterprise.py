@@ -486,7 +486,7 @@ def test_the_timeline_follows_an_offer_to_the_bank(world: World) -> None:
     assert "已通知" in page and "请打开短信中的链接确认领取" in page and "期限" in page
     path = sms.params["link"].removeprefix(world.app.state.settings.public_url)
     assert path in links and confirm_offer(TestClient(world.app), path).status_code == 200
-    r = world.client.post("/api/batches", json={"policy_id": "c-gaoxin"}, headers=world.auth("maker"))
+    r = world.make_batch("c-gaoxin")
     assert r.status_code == 201, r.text
     ref = r.json()["reference"]
     page = client.get(f"/e/offers/{offer}").text

@@ -12,7 +12,15 @@ import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from tests.api.conftest import POLICIES, World, confirm_form, confirm_offer, confirmed_batch, csrf_of
+from tests.api.conftest import (
+    POLICIES,
+    World,
+    confirm_form,
+    confirm_offer,
+    confirmed_batch,
+    csrf_of,
+    hidden_fields,
+)
 
 
 def test_run_summary_and_lists_match_the_run_folder(shared: World) -> None:
@@ -147,10 +155,7 @@ def test_a_rejected_batch_frees_its_offers_for_the_next_one(world: World) -> Non
     assert r.json()["state"] == "rejected"
     ready = w.client.get("/api/batches/ready", headers=w.auth("maker")).json()
     assert [x["policy_id"] for x in ready] == ["c-gaoxin"]
-    assert (
-        w.client.post("/api/batches", json={"policy_id": "c-gaoxin"}, headers=w.auth("maker2")).status_code
-        == 201
-    )
+    assert w.make_batch("c-gaoxin", "maker2").status_code == 201
 
 
 def test_console_maker_then_a_different_checker(world: World) -> None:
@@ -161,7 +166,7 @@ def test_console_maker_then_a_different_checker(world: World) -> None:
     page = maker.get("/console/batches")
     assert "制单" in page.text
     made = maker.post(
-        "/console/batches", data={"csrf": csrf_of(page.text), "policy_id": "c-gaoxin", "period": "2025"}
+        "/console/batches", data=hidden_fields(page.text, "/console/batches", 'value="c-gaoxin"')
     )
     assert "已制单" in made.text and "待另一位复核人员复核" in made.text
     assert 'id="approve"' not in made.text
@@ -226,7 +231,7 @@ def test_the_whole_walk_through_the_console(world: World) -> None:
     maker = w.browser("maker")
     page = maker.get("/console/batches")
     made = maker.post(
-        "/console/batches", data={"csrf": csrf_of(page.text), "policy_id": "c-yanfa", "period": "2025"}
+        "/console/batches", data=hidden_fields(page.text, "/console/batches", 'value="c-yanfa"')
     )
     ref = made.url.path.rsplit("/", 1)[-1]
     checker = w.browser("checker")

@@ -44,7 +44,7 @@ def batch_of_two(w: World) -> str:
     links = w.notify("c-gaoxin")
     for link in links[:2]:
         assert confirm_offer(TestClient(w.app), link).status_code == 200
-    r = w.client.post("/api/batches", json={"policy_id": "c-gaoxin"}, headers=w.auth("maker"))
+    r = w.make_batch("c-gaoxin")
     assert r.status_code == 201, r.text
     assert r.json()["line_count"] == 2
     return r.json()["reference"]
