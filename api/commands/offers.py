@@ -8,10 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import BY, now
+from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, confirmed_tally, now
 from payouts import confirm, funnel, offers, payees, runs
 from payouts.bench_import import bench
 from payouts.db import PayoutSettings, connect, transaction
+from payouts.models import OfferState
+from payouts.selection import OfferFilter, Selection
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)
@@ -40,40 +42,71 @@ def import_run(
     console.print(f"用时 {r.seconds['total']:.2f} 秒")
 
 
-@app.command("release", help="初核通过：发布待初核的要约（无需确认的政策直接确认）")
+def _chosen(offer: list[str] | None, run: str | None, policy: str | None, everything: bool) -> Selection:
+    """The offers a command was told to act on: these, or all matching --run/--policy (or --all)."""
+    if offer:
+        return Selection(offers=tuple(offer))
+    if run is None and policy is None and not everything:
+        console.print("[red]请用 --offer、--run 或 --policy 指明要约，或用 --all 表示全部待初核的要约[/red]")
+        raise typer.Exit(2)
+    states = (OfferState.DRAFTED.value, OfferState.HELD.value)
+    return Selection(filter=OfferFilter(policy_id=policy, run_id=run, states=states))
+
+
+@app.command("release", help="初核通过：发布所选要约（无需确认的政策直接确认）；先显示笔数和金额，确认后执行")
 def release(
-    run: str | None = typer.Option(None, "--run", help="只发布这个匹配批次"),
-    policy: str | None = typer.Option(None, "--policy", help="只发布这项政策"),
-    offer: list[str] | None = typer.Option(None, "--offer", help="只发布这些要约（可为暂缓的要约）"),
+    run: str | None = typer.Option(None, "--run", help="这个匹配批次的待初核要约"),
+    policy: str | None = typer.Option(None, "--policy", help="这项政策的待初核要约"),
+    offer: list[str] | None = typer.Option(None, "--offer", help="这些要约（可为暂缓的要约）"),
+    everything: bool = typer.Option(False, "--all", help="全部待初核的要约"),
+    expect_count: int | None = EXPECT_COUNT,
+    expect_total: str | None = EXPECT_TOTAL,
     by: str = BY,
 ) -> None:
+    selection = _chosen(offer, run, policy, everything)
     with transaction(connect()) as s:
-        r = offers.release(s, by, now(), run_id=run, policy_id=policy, public_ids=offer or None)
+        expected = confirmed_tally(
+            console, "发布", offers.preview_action(s, selection, "release"), expect_count, expect_total
+        )
+        r = offers.release(s, by, now(), selection=selection, expected=expected)
     console.print(
-        f"已发布 {r.released:,} 条，直接确认 {r.confirmed:,} 条，因无联系电话暂缓 {r.held_no_phone:,} 条"
+        f"已发布 {r.released:,} 条，直接确认 {r.confirmed:,} 条，因无联系电话暂缓 {r.held_no_phone:,} 条，"
+        f"合计 {r.tally.total:,.2f} 元"
     )
+
+
+def _set_aside(
+    to: OfferState, offer_ids: list[str], reason: str, count: int | None, total: str | None, by: str
+) -> None:
+    selection = Selection(offers=tuple(offer_ids))
+    word = "暂缓" if to is OfferState.HELD else "剔除"
+    with transaction(connect()) as s:
+        preview = offers.preview_action(s, selection, "hold" if to is OfferState.HELD else "drop")
+        expected = confirmed_tally(console, word, preview, count, total)
+        done = offers.set_aside(s, to, selection, reason, by, now(), expected=expected)
+    console.print(f"已{word} {len(done):,} 条，合计 {done.tally.total:,.2f} 元")
 
 
 @app.command("hold", help="暂缓要约（须写明原因）")
 def hold(
     offer_ids: list[str] = typer.Argument(..., help="要约编号"),
     reason: str = typer.Option(..., "--reason", help="原因"),
+    expect_count: int | None = EXPECT_COUNT,
+    expect_total: str | None = EXPECT_TOTAL,
     by: str = BY,
 ) -> None:
-    with transaction(connect()) as s:
-        done = offers.hold(s, offer_ids, reason, by, now())
-    console.print(f"已暂缓 {len(done)} 条")
+    _set_aside(OfferState.HELD, offer_ids, reason, expect_count, expect_total, by)
 
 
 @app.command("drop", help="剔除要约（须写明原因）")
 def drop(
     offer_ids: list[str] = typer.Argument(..., help="要约编号"),
     reason: str = typer.Option(..., "--reason", help="原因"),
+    expect_count: int | None = EXPECT_COUNT,
+    expect_total: str | None = EXPECT_TOTAL,
     by: str = BY,
 ) -> None:
-    with transaction(connect()) as s:
-        done = offers.drop(s, offer_ids, reason, by, now())
-    console.print(f"已剔除 {len(done)} 条")
+    _set_aside(OfferState.DROPPED, offer_ids, reason, expect_count, expect_total, by)
 
 
 @app.command("list", help="列出要约")

@@ -7,8 +7,10 @@ import datetime as dt
 import typer
 from rich.console import Console
 
-from payouts import sms
+from api.commands import EXPECT_COUNT, EXPECT_TOTAL, confirmed_tally
+from payouts import offers, sms
 from payouts.db import PayoutSettings, connect, transaction
+from payouts.selection import OfferFilter, Selection
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)
@@ -24,11 +26,25 @@ def _report(what: str, r: sms.SendResult) -> None:
         console.print(f"  [red]{e}[/red]")
 
 
-@app.command("send", help="给已发布的要约发送确认短信（写入发件箱并显示）")
-def send(limit: int | None = typer.Option(None, "--limit", help="最多发送条数")) -> None:
+@app.command("send", help="给所选的已发布要约发送确认短信（写入发件箱）；先显示笔数和金额，确认后发送")
+def send(
+    run: str | None = typer.Option(None, "--run", help="这个匹配批次的已发布要约"),
+    policy: str | None = typer.Option(None, "--policy", help="这项政策的已发布要约"),
+    everything: bool = typer.Option(False, "--all", help="全部已发布、待发短信的要约"),
+    expect_count: int | None = EXPECT_COUNT,
+    expect_total: str | None = EXPECT_TOTAL,
+) -> None:
+    if run is None and policy is None and not everything:
+        console.print("[red]请用 --run 或 --policy 指明要约，或用 --all 表示全部已发布的要约[/red]")
+        raise typer.Exit(2)
     settings = PayoutSettings.from_env()
+    selection = Selection(filter=OfferFilter(policy_id=policy, run_id=run))
     with transaction(connect(settings.database_url)) as s:
-        r = sms.send_notices(s, _gateway(), dt.datetime.now(dt.UTC), settings, limit=limit)
+        preview = offers.preview_action(s, selection, "notify")
+        expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
+        r = sms.send_notices(
+            s, _gateway(), dt.datetime.now(dt.UTC), settings, selection=selection, expected=expected
+        )
     _report("确认短信", r)
 
 

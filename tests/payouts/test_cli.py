@@ -47,13 +47,23 @@ def _bank_return(exported_csv: Path) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
+def confirmed(cli, app, *args: str, user: str | None = None):
+    """A bulk command as a script runs it: refused without a terminal until it repeats the count and
+    total the command showed."""
+    shown = cli(app, *args, user=user, ok=False)
+    assert shown.exit_code == 2, shown.output
+    expect = re.search(r"--expect-count (\d+) --expect-total ([\d.]+)", shown.output)
+    assert expect, shown.output
+    return cli(app, *args, "--expect-count", expect.group(1), "--expect-total", expect.group(2), user=user)
+
+
 def test_the_whole_flow_from_the_command_line(cli, small_run: Path, tmp_path: Path) -> None:
     assert "已导入匹配批次" in cli(offers_cmd.app, "import", str(small_run), user="rev").output
     assert (
         "已发布 4 条，直接确认 1 条，因无联系电话暂缓 1 条"
-        in cli(offers_cmd.app, "release", user="rev").output
+        in confirmed(cli, offers_cmd.app, "release", "--all", user="rev").output
     )
-    sent = cli(sms_cmd.app, "send").output
+    sent = confirmed(cli, sms_cmd.app, "send", "--all").output
     assert "确认短信：发送 4 条" in sent
     tokens = LINK.findall(sent)
     assert len(tokens) == 4
@@ -76,3 +86,25 @@ def test_the_whole_flow_from_the_command_line(cli, small_run: Path, tmp_path: Pa
     assert "审计日志完整" in cli(audit_cmd.app, "verify").output
     status = cli(offers_cmd.app, "status").output
     assert re.search(r"已到账\W+4\W+7,500\.50", status), status
+
+
+def test_bulk_commands_act_only_on_what_was_named_and_confirmed(cli, small_run: Path) -> None:
+    cli(offers_cmd.app, "import", str(small_run), user="rev")
+    nothing = cli(offers_cmd.app, "release", user="rev", ok=False)
+    assert nothing.exit_code == 2 and "--all" in nothing.output
+    assert cli(sms_cmd.app, "send", ok=False).exit_code == 2
+    shown = cli(offers_cmd.app, "release", "--all", user="rev", ok=False)
+    assert "将发布的要约" in shown.output and "合计" in shown.output and "没有终端可以确认" in shown.output
+    stale = cli(
+        offers_cmd.app,
+        "release",
+        "--all",
+        "--expect-count",
+        "1",
+        "--expect-total",
+        "1.00",
+        user="rev",
+        ok=False,
+    )
+    assert "已有变化" in str(stale.exception)
+    assert "已发布 4 条" in confirmed(cli, offers_cmd.app, "release", "--all", user="rev").output
