@@ -4,6 +4,8 @@ local port. Screenshots go to artifacts/screenshots/.
 - An enterprise opens its SMS link on a 360 px wide phone and confirms.
 - A policy user uploads a broken file, sees the error at its line, uploads a good one and publishes.
 - A maker assembles a batch and a different checker approves it.
+- A reviewer's bulk release: nothing ticked is refused; all matching the filter is confirmed after a
+  page that shows its count, total and policies.
 """
 
 from __future__ import annotations
@@ -132,6 +134,36 @@ def test_a_maker_assembles_and_a_different_checker_approves(live: World, browser
     expect(page.locator("#totals")).to_contain_text("sha256")
     page.screenshot(path=SHOTS / "batch-3-approved-exported.png", full_page=True)
     checker.close()
+
+
+@pytest.mark.parametrize("width", [1366, 360])
+def test_a_reviewer_releases_what_the_filter_matches_after_seeing_it(
+    live: World, browser: Browser, width: int
+) -> None:
+    base = live.base  # type: ignore[attr-defined]
+    pid = "c-yanfa" if width == 1366 else "c-jiuye"
+    drafted = live.offers(pid, "drafted")
+    others = {p: live.offers(p, "drafted") for p in ("c-gaoxin", "c-wenbao")}
+    context = browser.new_context(viewport={"width": width, "height": 900 if width > 400 else 740})
+    page = context.new_page()
+    sign_in(page, base, "reviewer")
+    page.goto(f"{base}/console/review?policy_id={pid}&state=drafted")
+    page.screenshot(path=SHOTS / f"review-1-queue-{width}px.png", full_page=True)
+    page.click("button[value=release]")  # nothing ticked
+    expect(page.locator(".flash")).to_contain_text("没有选择要约")
+    page.check("#scope-matching")
+    page.click("button[value=release]")
+    expect(page.locator("h1")).to_have_text("请确认：发布")
+    expect(page.locator("p.summary")).to_contain_text(f"{len(drafted):,}")
+    expect(page.locator("#preview tbody tr")).to_have_count(1)
+    page.screenshot(path=SHOTS / f"review-2-confirm-{width}px.png", full_page=True)
+    assert live.offers(pid, "drafted") == drafted  # the preview changed nothing
+    page.click("#confirm-action")
+    expect(page.locator(".flash")).to_contain_text(f"已发布 {len(drafted):,} 条")
+    page.screenshot(path=SHOTS / f"review-3-done-{width}px.png", full_page=True)
+    context.close()
+    assert live.offers(pid, "drafted") == []
+    assert {p: live.offers(p, "drafted") for p in others} == others
 
 
 def teardown_module() -> None:
