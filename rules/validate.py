@@ -356,9 +356,47 @@ def _yaml_problem(file: str, text: str, e: yaml.YAMLError) -> Problem:
     return Problem(file, line, _policy_id(text), f"YAML 格式错误{column}：{message}", hint)
 
 
+# A policy file is a few hundred YAML nodes; these bounds refuse a document built to exhaust the service.
+MAX_NODES = 50_000
+MAX_DEPTH = 50
+
+
+def _check_shape(text: str, file: str) -> None:
+    """Refuse anchors and aliases (a policy needs none, and nested aliases expand exponentially: a few
+    hundred bytes can take gigabytes) and documents too large or too deep, before anything is built.
+    Reads the parser's events only, so the cost is linear in the text."""
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise PolicyError(
+                [
+                    Problem(
+                        file,
+                        line,
+                        _policy_id(text),
+                        "不支持 YAML 锚点和别名（& 和 *）",
+                        "把被引用的内容直接写在这里，不要用 & 和 * 引用",
+                    )
+                ]
+            )
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            what = f"超过 {MAX_NODES:,} 个值" if nodes > MAX_NODES else f"嵌套超过 {MAX_DEPTH} 层"
+            raise PolicyError(
+                [Problem(file, line, _policy_id(text), f"文件过大：{what}", "一个文件只写一个政策")]
+            )
+
+
 def parse_policy_text(text: str, file: str) -> Policy:
     """Check the text of one policy file; return the policy or raise PolicyError with every problem."""
     try:
+        _check_shape(text, file)
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
         lines, repeated = _compose(text)
     except yaml.YAMLError as e:

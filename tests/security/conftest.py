@@ -1,0 +1,6 @@
+"""The security suite: each test reproduces one attack on the service or its data and shows it fails.
+
+It runs against the same real service as tests/api (its fixtures are shared from there).
+"""
+
+from tests.api.conftest import shared, template, world  # noqa: F401  (fixtures)
