@@ -23,6 +23,13 @@ from rules.errors import StateError
 CORRECTABLE = (OfferState.DRAFTED, OfferState.HELD, OfferState.PAYMENT_FAILED)
 
 
+def mask_phone(phone: str | None) -> str:
+    """A phone number as logs and terminals show it: 139****8988."""
+    if not phone:
+        return "（无）"
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+
+
 def mask_account(account_no: str | None) -> str:
     """An account number as shown to enterprises and in lists: first 4 and last 4 digits."""
     if not account_no:

@@ -28,6 +28,7 @@ from payouts.audit import Event
 from payouts.db import PayoutSettings
 from payouts.errors import SmsError
 from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
+from payouts.payees import mask_phone
 from payouts.selection import Selection, Tally
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -61,15 +62,27 @@ class SmsGateway(Protocol):
 
 @dataclass
 class OutboxGateway:
-    """The default gateway: the outbox table is the record, and each message is echoed to the console."""
+    """The default gateway: the outbox table is the record, and each message is echoed (masked) to the
+    console; `reveal_links` (development only) echoes working links."""
 
     echo: Callable[[str], None] | None = None
     name: str = "outbox"
+    reveal_links: bool = False
 
     def send(self, sms: OutgoingSms) -> str:
         if self.echo is not None:
-            self.echo(f"{sms.phone} {sms.text}")
+            self.echo(masked_line(sms, reveal_links=self.reveal_links))
         return "outbox"
+
+
+def masked_line(sms: OutgoingSms, *, reveal_links: bool = False) -> str:
+    """A message as logs and terminals show it: the phone masked (139****8988) and, unless
+    `reveal_links`, the link's token cut to its first four characters, so the line opens nothing."""
+    text, link = sms.text, sms.params.get("link")
+    if link and not reveal_links:
+        token = link.rsplit("/", 1)[-1]
+        text = text.replace(link, link[: len(link) - len(token)] + token[:4] + "…")
+    return f"{mask_phone(sms.phone)} {text}"
 
 
 @dataclass

@@ -367,7 +367,7 @@ def _check_shape(text: str, file: str) -> None:
     Reads the parser's events only, so the cost is linear in the text."""
     nodes = depth = 0
     for event in yaml.parse(text, Loader=_Loader):
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark else None
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise PolicyError(
                 [

@@ -16,8 +16,15 @@ app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)
 
 
-def _gateway() -> sms.SmsGateway:
-    return sms.OutboxGateway(echo=lambda line: console.print(f"  [dim]短信[/dim] {line}", soft_wrap=True))
+SHOW_LINKS = typer.Option(
+    False, "--show-links", help="开发用：显示完整的确认链接（默认只显示令牌前 4 位，电话号码总是打码）"
+)
+
+
+def _gateway(show_links: bool = False) -> sms.SmsGateway:
+    return sms.OutboxGateway(
+        echo=lambda line: console.print(f"  [dim]短信[/dim] {line}", soft_wrap=True), reveal_links=show_links
+    )
 
 
 def _report(what: str, r: sms.SendResult) -> None:
@@ -33,6 +40,7 @@ def send(
     everything: bool = typer.Option(False, "--all", help="全部已发布、待发短信的要约"),
     expect_count: int | None = EXPECT_COUNT,
     expect_total: str | None = EXPECT_TOTAL,
+    show_links: bool = SHOW_LINKS,
 ) -> None:
     if run is None and policy is None and not everything:
         console.print("[red]请用 --run 或 --policy 指明要约，或用 --all 表示全部已发布的要约[/red]")
@@ -43,16 +51,16 @@ def send(
         preview = offers.preview_action(s, selection, "notify")
         expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
         r = sms.send_notices(
-            s, _gateway(), dt.datetime.now(dt.UTC), settings, selection=selection, expected=expected
+            s, _gateway(show_links), dt.datetime.now(dt.UTC), settings, selection=selection, expected=expected
         )
     _report("确认短信", r)
 
 
 @app.command("remind", help="给即将到期未确认的企业发送提醒（每档只发一次）")
-def remind() -> None:
+def remind(show_links: bool = SHOW_LINKS) -> None:
     settings = PayoutSettings.from_env()
     with transaction(connect(settings.database_url)) as s:
-        r = sms.send_reminders(s, _gateway(), dt.datetime.now(dt.UTC), settings)
+        r = sms.send_reminders(s, _gateway(show_links), dt.datetime.now(dt.UTC), settings)
     _report("到期提醒", r)
 
 

@@ -301,7 +301,9 @@ def gateway(request: Request) -> sms.SmsGateway:
     return (
         phone
         if phone is not None
-        else sms.OutboxGateway(echo=lambda line: log.info("sms", extra={"fields": {"to": line[:11]}}))
+        else sms.OutboxGateway(
+            echo=lambda line: log.info("sms", extra={"fields": {"to": line.split(" ", 1)[0]}})
+        )
     )
 
 
