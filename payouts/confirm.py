@@ -94,7 +94,9 @@ def view(session: Session, token: str, now: dt.datetime) -> OfferView:
         account_masked=mask_account(payee.account_no),
         deadline=offer.deadline,
         conditions=conditions,
-        can_respond=offer.state == OfferState.NOTIFIED.value and now < message.expires_at,
+        can_respond=offer.state == OfferState.NOTIFIED.value
+        and now < message.expires_at
+        and message.round == offer.round,
     )
 
 
@@ -112,6 +114,8 @@ def _answer(
     message = _message(session, token)
     offer = session.scalar(select(Offer).where(Offer.id == message.offer_id).with_for_update())
     assert offer is not None
+    if message.round != offer.round:  # a link of an earlier round never answers a later one
+        raise LinkError("此链接已失效：该笔资金已重新通知，请以最新短信中的链接为准")
     earlier = session.scalar(
         select(Confirmation).where(Confirmation.offer_id == offer.id, Confirmation.round == offer.round)
     )
