@@ -925,6 +925,8 @@ def write_xlsx(report: MonthlyReport, path: Path) -> None:
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
+    from api.spreadsheet import xlsx_row
+
     sheets = {
         "核心指标": report.headline[["metric", "this_month", "previous_month", "change"]],
         "分部门政策到账": report.paid_by_policy,
@@ -952,7 +954,7 @@ def write_xlsx(report: MonthlyReport, path: Path) -> None:
         ws = wb.create_sheet(name)
         ws.append([COLUMN_LABELS.get(c, c) for c in df.columns])
         for row in df.itertuples(index=False):
-            ws.append([_cell(v) for v in row])
+            ws.append(xlsx_row(ws, [_cell(v) for v in row]))
         for n, column in enumerate(df.columns, start=1):
             letter = get_column_letter(n)
             ws.column_dimensions[letter].width = 14 if column not in ("title", "text", "department") else 36

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import duckdb
 from openpyxl import Workbook
 
+from api.spreadsheet import csv_row, xlsx_row
 from rules.errors import MatchError
 
 ListName = Literal["candidates", "near_misses", "missing_data"]
@@ -107,13 +108,13 @@ def csv_chunks(run_dir: Path, name: str, f: Filters) -> Iterator[bytes]:
     def chunks() -> Iterator[bytes]:
         try:
             buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
+            writer = csv.writer(buffer, lineterminator="\r\n")
             writer.writerow(headers(name))
             yield ("\ufeff" + buffer.getvalue()).encode()
             while rows := cursor.fetchmany(10_000):
                 buffer = io.StringIO()
-                writer = csv.writer(buffer, lineterminator="\n")
-                writer.writerows(rows)
+                writer = csv.writer(buffer, lineterminator="\r\n")
+                writer.writerows(csv_row(row) for row in rows)
                 yield buffer.getvalue().encode()
         finally:
             con.close()
@@ -135,7 +136,7 @@ def workbook(run_dir: Path, name: str, f: Filters) -> bytes:
         cursor = con.execute(sql, params)
         while rows := cursor.fetchmany(10_000):
             for row in rows:
-                sheet.append(list(row))
+                sheet.append(xlsx_row(sheet, row))
     finally:
         con.close()
     out = io.BytesIO()
@@ -149,7 +150,7 @@ def rows_workbook(title: str, header: list[str], rows: list[list[Any]]) -> bytes
     sheet = book.create_sheet(title)
     sheet.append(header)
     for row in rows:
-        sheet.append(row)
+        sheet.append(xlsx_row(sheet, row))
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -20,6 +20,7 @@ from api.deps import ReportReader, SessionDep, SettingsDep, StoreDep, scoped_pol
 from api.routes import now, render
 from api.runlists import rows_workbook
 from api.sla import CHINA, lights
+from api.spreadsheet import csv_row
 from payouts import funnel
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
@@ -237,9 +238,9 @@ def disclosure(
     if format == "xlsx":
         return Response(rows_workbook("公示名单", DISCLOSURE_HEADER, rows), media_type=XLSX, headers=headers)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(DISCLOSURE_HEADER)
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)
     return Response(
         ("\ufeff" + buffer.getvalue()).encode(), media_type="text/csv; charset=utf-8", headers=headers
     )
