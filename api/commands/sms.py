@@ -27,8 +27,8 @@ def _report(what: str, r: sms.SendResult) -> None:
 @app.command("send", help="给已发布的要约发送确认短信（写入发件箱并显示）")
 def send(limit: int | None = typer.Option(None, "--limit", help="最多发送条数")) -> None:
     settings = PayoutSettings.from_env()
-    with transaction(connect(settings.database_url)) as s:
-        r = sms.send_notices(s, _gateway(), dt.datetime.now(dt.UTC), settings, limit=limit)
+    engine = connect(settings.database_url)
+    r = sms.send_notices_in_chunks(engine, _gateway(), dt.datetime.now(dt.UTC), settings, limit=limit)
     _report("确认短信", r)
 
 
