@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Select, insert, literal, select, update
 from sqlmodel import Session
 
 from payouts.bulkload import insert_columns
@@ -170,10 +170,18 @@ def append_bulk(
         return 0
     if not listed and (event.action, event.entity) != ("import", "offers"):
         raise ValueError("only the creation of a run's offers may leave its members unlisted")
-    data = {**event.data, "count": len(members), "members": members_digest(members)}
-    if not listed:
-        data["members_of"] = "run"
-    ev = Event(
+    extra = {} if listed else {"members_of": "run"}
+    seq = append(session, [_bulk_event(event, len(members), members_digest(members), **extra)], at)
+    if listed:
+        insert_columns(
+            session, AuditMember.__table__, {"seq": [seq] * len(members), "entity_id": list(members)}
+        )
+    return seq
+
+
+def _bulk_event(event: Event, count: int, digest: str, **extra: Any) -> Event:
+    data = {**event.data, "count": count, "members": digest, **extra}
+    return Event(
         event.actor,
         event.action,
         event.entity,
@@ -183,11 +191,31 @@ def append_bulk(
         event.reason,
         data,
     )
-    seq = append(session, [ev], at)
-    if listed:
-        insert_columns(
-            session, AuditMember.__table__, {"seq": [seq] * len(members), "entity_id": list(members)}
-        )
+
+
+def append_bulk_query(
+    session: Session, event: Event, members: Select[tuple[str]], at: dt.datetime, *, chunk: int = 50_000
+) -> int:
+    """`append_bulk` for members given as a query of their ids (one column, no duplicates), for sets
+    too large to hold: the digest is computed while streaming them in order, and `audit_member` is
+    filled by INSERT ... SELECT. Returns the event's seq (0 if there are no members).
+    """
+    session.flush()
+    ids = members.subquery()
+    (column,) = ids.c
+    binary = column.collate("C") if session.connection().dialect.name == "postgresql" else column
+    digest, count = hashlib.sha256(), 0
+    ordered = select(column).order_by(binary).execution_options(yield_per=chunk)
+    for part in session.execute(ordered).scalars().partitions():
+        digest.update(("\n" if count else "").encode() + "\n".join(part).encode())
+        count += len(part)
+    if not count:
+        return 0
+    seq = append(session, [_bulk_event(event, count, digest.hexdigest())], at)
+    member = AuditMember.__table__
+    session.execute(
+        insert(member).from_select(["seq", "entity_id"], select(literal(seq, BigInteger), column))
+    )
     return seq
 
 

@@ -15,9 +15,10 @@ import csv
 import datetime as dt
 import io
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import BinaryIO
 
 from payouts.errors import BankFileError
 
@@ -52,6 +53,21 @@ class FileLine:
 
 
 @dataclass(frozen=True)
+class FileHeader:
+    """What a bank file says before its transfers: the batch, who pays, when, why, how many, how much."""
+
+    reference: str
+    created: dt.datetime
+    execution_date: dt.date
+    payer_name: str
+    payer_account: str
+    payer_bank: str
+    purpose: str
+    count: int
+    total: Decimal
+
+
+@dataclass(frozen=True)
 class BatchFile:
     """A batch as the bank sees it: who pays, when, why, and the transfers."""
 
@@ -68,6 +84,19 @@ class BatchFile:
     def total(self) -> Decimal:
         return sum((ln.amount for ln in self.lines), Decimal("0.00"))
 
+    def header(self) -> FileHeader:
+        return FileHeader(
+            self.reference,
+            self.created,
+            self.execution_date,
+            self.payer_name,
+            self.payer_account,
+            self.payer_bank,
+            self.purpose,
+            len(self.lines),
+            self.total,
+        )
+
 
 def _money(amount: Decimal) -> str:
     return f"{amount:.2f}"
@@ -75,44 +104,55 @@ def _money(amount: Decimal) -> str:
 
 def render_csv(batch: BatchFile) -> bytes:
     """The batch transfer CSV: a header row with the batch, count and total, then one row per transfer."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
+    out = io.BytesIO()
+    write_csv(batch.header(), batch.lines, out)
+    return out.getvalue()
+
+
+def write_csv(header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, chunk: int = 10_000) -> None:
+    """`render_csv`, written to `out` as the lines come (a chunk at a time), for batches of any size."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(
         [
             "批次号",
-            batch.reference,
+            header.reference,
             "总笔数",
-            len(batch.lines),
+            header.count,
             "总金额",
-            _money(batch.total),
+            _money(header.total),
             "币种",
             CURRENCY,
             "付款账号",
-            batch.payer_account,
+            header.payer_account,
             "付款户名",
-            batch.payer_name,
+            header.payer_name,
             "付款开户行",
-            batch.payer_bank,
+            header.payer_bank,
             "执行日期",
-            batch.execution_date.isoformat(),
+            header.execution_date.isoformat(),
         ]
     )
     w.writerow(CSV_COLUMNS)
-    for ln in batch.lines:
+    for n, ln in enumerate(lines, start=1):
         w.writerow(
             [
                 ln.line_no,
-                batch.payer_account,
-                batch.payer_name,
+                header.payer_account,
+                header.payer_name,
                 ln.account_no,
                 ln.account_name,
                 ln.bank_name,
                 _money(ln.amount),
-                batch.purpose,
+                header.purpose,
                 ln.reference,
             ]
         )
-    return out.getvalue().encode("utf-8")
+        if n % chunk == 0:
+            out.write(buf.getvalue().encode("utf-8"))
+            buf.seek(0)
+            buf.truncate()
+    out.write(buf.getvalue().encode("utf-8"))
 
 
 def _sub(parent: ET.Element, path: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -132,41 +172,88 @@ def _max(text: str, n: int) -> str:
 
 def render_pain001(batch: BatchFile) -> bytes:
     """The batch as an ISO 20022 customer credit transfer initiation, pain.001.001.09."""
+    out = io.BytesIO()
+    write_pain001(batch.header(), batch.lines, out)
+    return out.getvalue()
+
+
+_LAST_BEFORE_TRANSFERS = b"<ChrgBr>DEBT</ChrgBr>"
+
+
+def write_pain001(
+    header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, chunk: int = 10_000
+) -> None:
+    """`render_pain001`, written to `out` as the lines come, for batches of any size.
+
+    The document around the transfers is made by ElementTree (indented, as a whole document would
+    be); each transfer is written from a template with ElementTree's escaping, and a test checks that
+    the result equals the document ElementTree makes with every transfer in it.
+    """
     doc = ET.Element("Document", xmlns=PAIN001)
     root = _sub(doc, "CstmrCdtTrfInitn")
-    header = _sub(root, "GrpHdr")
-    _sub(header, "MsgId", batch.reference)
-    _sub(header, "CreDtTm", batch.created.astimezone(CHINA).replace(microsecond=0).isoformat())
-    _sub(header, "NbOfTxs", str(len(batch.lines)))
-    _sub(header, "CtrlSum", _money(batch.total))
-    _sub(header, "InitgPty/Nm", _max(batch.payer_name, 140))
+    group = _sub(root, "GrpHdr")
+    _sub(group, "MsgId", header.reference)
+    _sub(group, "CreDtTm", header.created.astimezone(CHINA).replace(microsecond=0).isoformat())
+    _sub(group, "NbOfTxs", str(header.count))
+    _sub(group, "CtrlSum", _money(header.total))
+    _sub(group, "InitgPty/Nm", _max(header.payer_name, 140))
     info = _sub(root, "PmtInf")
-    _sub(info, "PmtInfId", batch.reference)
+    _sub(info, "PmtInfId", header.reference)
     _sub(info, "PmtMtd", "TRF")
     _sub(info, "BtchBookg", "false")
-    _sub(info, "NbOfTxs", str(len(batch.lines)))
-    _sub(info, "CtrlSum", _money(batch.total))
+    _sub(info, "NbOfTxs", str(header.count))
+    _sub(info, "CtrlSum", _money(header.total))
     _sub(info, "PmtTpInf/CtgyPurp/Cd", "GOVT")
-    _sub(info, "ReqdExctnDt/Dt", batch.execution_date.isoformat())
-    _sub(info, "Dbtr/Nm", _max(batch.payer_name, 140))
+    _sub(info, "ReqdExctnDt/Dt", header.execution_date.isoformat())
+    _sub(info, "Dbtr/Nm", _max(header.payer_name, 140))
     debtor_account = _sub(info, "DbtrAcct")
-    _sub(debtor_account, "Id/Othr/Id", _max(batch.payer_account, 34))
+    _sub(debtor_account, "Id/Othr/Id", _max(header.payer_account, 34))
     _sub(debtor_account, "Ccy", CURRENCY)
-    _sub(info, "DbtrAgt/FinInstnId/Nm", _max(batch.payer_bank, 140))
+    _sub(info, "DbtrAgt/FinInstnId/Nm", _max(header.payer_bank, 140))
     _sub(info, "ChrgBr", "DEBT")
-    for ln in batch.lines:
-        tx = _sub(info, "CdtTrfTxInf")
-        payment_id = _sub(tx, "PmtId")
-        _sub(payment_id, "InstrId", str(ln.line_no))
-        _sub(payment_id, "EndToEndId", ln.reference)
-        _sub(tx, "Amt/InstdAmt", _money(ln.amount), Ccy=CURRENCY)
-        _sub(tx, "CdtrAgt/FinInstnId/Nm", _max(ln.bank_name, 140))
-        _sub(tx, "Cdtr/Nm", _max(ln.account_name, 140))
-        _sub(tx, "CdtrAcct/Id/Othr/Id", _max(ln.account_no, 34))
-        _sub(tx, "Purp/Cd", "GOVT")
-        _sub(tx, "RmtInf/Ustrd", _max(batch.purpose, 140))
     ET.indent(doc)
-    return ET.tostring(doc, encoding="UTF-8", xml_declaration=True) + b"\n"
+    whole = ET.tostring(doc, encoding="UTF-8", xml_declaration=True) + b"\n"
+    cut = whole.index(_LAST_BEFORE_TRANSFERS) + len(_LAST_BEFORE_TRANSFERS)
+    out.write(whole[:cut])
+    purpose = _text("Ustrd", _max(header.purpose, 140))
+    parts: list[str] = []
+    for n, ln in enumerate(lines, start=1):
+        parts.append(_transfer(ln, purpose))
+        if n % chunk == 0:
+            out.write("".join(parts).encode("utf-8"))
+            parts.clear()
+    out.write("".join(parts).encode("utf-8"))
+    out.write(whole[cut:])
+
+
+def _escape(text: str) -> str:
+    """Text content escaped as ElementTree escapes it."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _text(tag: str, text: str) -> str:
+    """A leaf element as ElementTree writes it (`<Tag />` when it has no text)."""
+    return f"<{tag}>{_escape(text)}</{tag}>" if text else f"<{tag} />"
+
+
+def _transfer(ln: FileLine, purpose: str) -> str:
+    """One CdtTrfTxInf element, indented as the third level of the document, with the newline before it."""
+    i = "\n" + " " * 8
+    return (
+        f"\n      <CdtTrfTxInf>{i}<PmtId>{i}  <InstrId>{ln.line_no}</InstrId>{i}  "
+        f"{_text('EndToEndId', ln.reference)}{i}</PmtId>{i}<Amt>{i}  "
+        f'<InstdAmt Ccy="{CURRENCY}">{_money(ln.amount)}</InstdAmt>{i}</Amt>{i}<CdtrAgt>{i}  '
+        f"<FinInstnId>{i}    {_text('Nm', _max(ln.bank_name, 140))}{i}  </FinInstnId>{i}</CdtrAgt>{i}"
+        f"<Cdtr>{i}  {_text('Nm', _max(ln.account_name, 140))}{i}</Cdtr>{i}<CdtrAcct>{i}  <Id>{i}    "
+        f"<Othr>{i}      {_text('Id', _max(ln.account_no, 34))}{i}    </Othr>{i}  </Id>{i}</CdtrAcct>{i}"
+        f"<Purp>{i}  <Cd>GOVT</Cd>{i}</Purp>{i}<RmtInf>{i}  {purpose}{i}</RmtInf>\n      </CdtTrfTxInf>"
+    )
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,38 @@
 Used for the large writes (a match run's payees and offers, and their audit events), where going
 through the ORM one object at a time would take minutes for a million offers. Columns come as Arrow
 arrays or Python lists; on SQLite the values go through the column types (`Money`, `UtcDateTime`).
+
+Also the two tools of set-based work on many rows: `among` (a list of values as one bound parameter,
+since drivers refuse more than 65,535 of them in a statement) and `scratch_table` (a temporary table
+of the transaction, to hold a set of rows that later statements join with).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
-from sqlalchemy import Table
+from sqlalchemy import Column as SqlColumn
+from sqlalchemy import (
+    ColumnElement,
+    MetaData,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.schema import CreateTable
 from sqlmodel import Session
 
 CHUNK = 50_000
@@ -66,3 +85,50 @@ def _copy(raw: Any, table: str, data: pa.Table) -> int:
             pacsv.write_csv(pa.Table.from_batches([batch]), buf, _CSV)
             copy.write(buf.getbuffer())
     return data.num_rows
+
+
+def among(session: Session, column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
+    """`column IN (values)` with the values as one bound parameter, however many there are.
+
+    An array on PostgreSQL (`= ANY(:values)`), a JSON array on SQLite (`IN (SELECT value FROM
+    json_each(:values))`): a plain `in_()` binds one parameter per value, and drivers refuse more
+    than 65,535 (SQLite 32,766) of them.
+    """
+    items = list(values)
+    if session.connection().dialect.name == "postgresql":
+        return column == any_(bindparam(None, items, type_=ARRAY(column.type)))
+    rows = select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(items))))
+    return column.in_(rows.scalar_subquery())
+
+
+_scratch = MetaData()
+
+
+def scratch_table(session: Session, name: str, *columns: SqlColumn[Any]) -> Table:
+    """An empty temporary table `name` for this transaction (dropped at commit on PostgreSQL, emptied
+    before each use on SQLite, where temporary tables live as long as the connection).
+
+    The same `name` must always come with the same columns.
+    """
+    table = _scratch.tables.get(name)
+    if table is None:
+        table = Table(name, _scratch, *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+    conn = session.connection()
+    conn.execute(CreateTable(table, if_not_exists=True))
+    conn.execute(delete(table))
+    return table
+
+
+def analyze(session: Session, table: Table) -> None:
+    """Give PostgreSQL's planner the statistics of a freshly filled (temporary) table."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+
+
+def lock_rows(session: Session, query: Select[Any], *, chunk: int = 50_000) -> int:
+    """Run `query` (a SELECT ... FOR UPDATE) for its locks only: the rows are streamed past and
+    forgotten, so memory stays bounded. Returns how many rows it locked."""
+    session.flush()
+    result = session.execute(query.execution_options(yield_per=chunk))
+    return sum(len(part) for part in result.partitions())

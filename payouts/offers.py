@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, update
 from sqlmodel import Session
 
 from payouts import audit
 from payouts.audit import Event
+from payouts.bulkload import among, lock_rows
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
 from payouts.selection import Preview, Selection, Tally, preview
@@ -119,13 +120,8 @@ def move_where(
     """Move every offer in `source` that matches `where` to `to` in one UPDATE, with one bulk audit
     event listing them (`subject` names the event, e.g. the run); returns their public ids and tally.
     """
-    if to not in TRANSITIONS[source]:
-        raise StateError(f"不能从“{label(source)}”变为“{label(to)}”")
     table = Offer.__table__
-    changes: dict[str, Any] = {"state": to.value, "updated_at": now, **(values or {})}
-    changes["hold_reason"] = reason if to is S.HELD else None
-    if to in _ARRIVAL:
-        changes[_ARRIVAL[to]] = now
+    changes = _changes(source, to, now, reason, values)
     session.flush()
     rows = session.execute(
         update(table)
@@ -151,6 +147,50 @@ class Moved:
         return len(self.ids)
 
 
+def _changes(
+    source: OfferState, to: OfferState, now: dt.datetime, reason: str | None, values: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The column values of offers moving from `source` to `to` (StateError if the move is not allowed)."""
+    if to not in TRANSITIONS[source]:
+        raise StateError(f"不能从“{label(source)}”变为“{label(to)}”")
+    changes: dict[str, Any] = {"state": to.value, "updated_at": now, **(values or {})}
+    changes["hold_reason"] = reason if to is S.HELD else None
+    if to in _ARRIVAL:
+        changes[_ARRIVAL[to]] = now
+    return changes
+
+
+def move_selected(
+    session: Session,
+    ids: Select[tuple[int]],
+    source: OfferState,
+    to: OfferState,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    now: dt.datetime,
+    reason: str | None = None,
+    **data: Any,
+) -> int:
+    """`move_where` for a set too large to hold: the offers whose ids `ids` selects, all locked (see
+    `lock_where`) and in `source`, move to `to` in one UPDATE, with one bulk audit event listing them
+    (written by INSERT ... SELECT); returns how many. Nothing per offer is loaded into memory.
+    """
+    table = Offer.__table__
+    changes = _changes(source, to, now, reason, None)
+    session.flush()
+    chosen = table.c.id.in_(ids)
+    moved = session.execute(update(table).where(chosen, table.c.state == source.value).values(**changes))
+    for obj in list(session.identity_map.values()):  # loaded offers are stale now; other objects are not
+        if isinstance(obj, Offer):
+            session.expire(obj)
+    event = Event(actor, action, "offers", subject, source.value, to.value, reason, data)
+    members = select(table.c.public_id).where(chosen, table.c.state == to.value)
+    audit.append_bulk_query(session, event, members, now)
+    return int(moved.rowcount)
+
+
 def get_offer(session: Session, public_id: str, *, lock: bool = False) -> Offer:
     """The offer with this public id (locked for update when `lock`)."""
     query = select(Offer).where(Offer.public_id == public_id)
@@ -165,13 +205,19 @@ def lock_offers(session: Session, public_ids: Iterable[str]) -> list[Offer]:
     wanted = sorted(set(public_ids))
     offers = list(
         session.scalars(
-            select(Offer).where(Offer.public_id.in_(wanted)).order_by(Offer.id).with_for_update()
+            select(Offer).where(among(session, Offer.public_id, wanted)).order_by(Offer.id).with_for_update()
         ).all()
     )
     missing = set(wanted) - {o.public_id for o in offers}
     if missing:
         raise NotFoundError(f"没有要约：{', '.join(sorted(missing))}")
     return offers
+
+
+def lock_where(session: Session, where: ColumnElement[bool], *, chunk: int = 50_000) -> int:
+    """Lock the offers matching `where` in id order (the order every writer locks in) without loading
+    them: their ids are streamed past and forgotten. Returns how many were locked."""
+    return lock_rows(session, select(Offer.id).where(where).order_by(Offer.id).with_for_update(), chunk=chunk)
 
 
 def list_offers(

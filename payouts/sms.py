@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, select, true, update
 from sqlmodel import Session
 
 from payouts import audit, offers, tokens
 from payouts.audit import Event
-from payouts.db import PayoutSettings
+from payouts.db import PayoutSettings, transaction
 from payouts.errors import SmsError
 from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
 from payouts.payees import mask_phone
@@ -35,6 +35,7 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 SEGMENT = 67  # characters per segment of a concatenated Chinese (UCS-2) SMS
 MAX_CHARS = 2 * SEGMENT
 NOTICE = "notice"
+SENDING = "sending"  # claimed by a chunked sender: handed to the gateway or about to be
 
 TEMPLATES = {
     NOTICE: "【{sign}】{name}：贵单位符合“{title}”，可获{amount}元，拨付至对公账户，请于{date}前确认：{link}",
@@ -181,8 +182,8 @@ def _titles(session: Session) -> dict[tuple[str, int, str], str]:
     return out
 
 
-def _deliver(
-    session: Session,
+def _prepare(
+    message: SmsMessage | None,
     gateway: SmsGateway,
     offer: Offer,
     payee: Payee,
@@ -191,15 +192,9 @@ def _deliver(
     deadline: dt.datetime,
     settings: PayoutSettings,
     now: dt.datetime,
-) -> tuple[bool, str | None]:
-    """Write (or reuse) the message row for this round and kind, make its token, and send it."""
-    message = session.scalar(
-        select(SmsMessage).where(
-            SmsMessage.offer_id == offer.id, SmsMessage.round == offer.round, SmsMessage.kind == kind
-        )
-    )
-    if message is not None and message.status == "sent":
-        return False, None
+) -> tuple[SmsMessage, OutgoingSms]:
+    """The message row of this round and kind (the given one, or a new one the caller adds) with a
+    fresh token, and the SMS to send; the row keeps only the token's hash."""
     token = tokens.link_token()
     link = settings.link_base + token
     text, params = render(
@@ -222,19 +217,66 @@ def _deliver(
             expires_at=deadline,
             status="queued",
         )
-        session.add(message)
     message.text = text.replace(token, token[:4] + "…")
     message.token_hash = tokens.token_hash(token)
     message.expires_at = deadline
-    message.attempts += 1
+    message.attempts = (message.attempts or 0) + 1
     message.gateway = gateway.name
+    message.error = None
+    return message, OutgoingSms(message.phone, kind, text, params)
+
+
+def _deliver(
+    session: Session,
+    gateway: SmsGateway,
+    offer: Offer,
+    payee: Payee,
+    kind: str,
+    title: str,
+    deadline: dt.datetime,
+    settings: PayoutSettings,
+    now: dt.datetime,
+) -> tuple[bool, str | None]:
+    """Write (or reuse) the message row for this round and kind, make its token, and send it."""
+    with session.no_autoflush:  # the rows of earlier messages are flushed once, with the audit events
+        message = session.scalar(
+            select(SmsMessage).where(
+                SmsMessage.offer_id == offer.id, SmsMessage.round == offer.round, SmsMessage.kind == kind
+            )
+        )
+    if message is not None and message.status in ("sent", SENDING):
+        return False, None
+    message, outgoing = _prepare(message, gateway, offer, payee, kind, title, deadline, settings, now)
+    session.add(message)
     try:
-        message.provider_ref = gateway.send(OutgoingSms(message.phone, kind, text, params))
+        message.provider_ref = gateway.send(outgoing)
     except SmsError as e:
         message.status, message.error, message.token_hash = "failed", str(e), None
         return False, f"{offer.public_id}: {e}"
-    message.status, message.sent_at, message.error = "sent", now, None
+    message.status, message.sent_at = "sent", now
     return True, None
+
+
+def _released(
+    limit: int | None, after: int = 0, where: ColumnElement[bool] | None = None
+) -> Select[tuple[Offer, Payee]]:
+    """Released offers (with an id above `after`, matching `where`), locked (skipping those another
+    sender holds), without a notice of their round that was sent or is being sent."""
+    busy = select(SmsMessage.id).where(
+        SmsMessage.offer_id == Offer.id,
+        SmsMessage.round == Offer.round,
+        SmsMessage.kind == NOTICE,
+        SmsMessage.status.in_(("sent", SENDING)),
+    )
+    return (
+        select(Offer, Payee)
+        .join(Payee, Payee.id == Offer.payee_id)
+        .where(Offer.state == OfferState.RELEASED.value, Offer.id > after, ~busy.exists())
+        .where(true() if where is None else where)
+        .order_by(Offer.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Offer)
+    )
 
 
 def send_notices(
@@ -253,17 +295,11 @@ def send_notices(
 
     Offers another sender is working on are skipped (SKIP LOCKED on PostgreSQL), so two senders at
     once do not send twice. A refused message is kept as failed and retried by the next call.
+    All in the caller's transaction: for many messages, `send_notices_in_chunks` commits as it goes.
     """
     settings = settings or PayoutSettings.from_env()
     titles = _titles(session)
-    query = (
-        select(Offer, Payee)
-        .join(Payee, Payee.id == Offer.payee_id)
-        .where(Offer.state == OfferState.RELEASED.value)
-        .order_by(Offer.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Offer)
-    )
+    query = _released(limit)
     if selection is not None:
         query = query.where(offers.acting(selection, "notify"))
     rows = session.execute(query).all()
@@ -293,6 +329,171 @@ def send_notices(
             result.errors.append(error)
     audit.append(session, events, now)
     return result
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A notice claimed for sending: its outbox row (committed, with the token's hash) and the SMS."""
+
+    message_id: int
+    offer_id: int
+    public_id: str
+    sms: OutgoingSms
+
+
+def send_notices_in_chunks(
+    engine: Engine,
+    gateway: SmsGateway,
+    now: dt.datetime,
+    settings: PayoutSettings | None = None,
+    *,
+    chunk: int = 1000,
+    limit: int | None = None,
+    actor: str = "system",
+    selection: Selection | None = None,
+    expected: Tally | None = None,
+) -> SendResult:
+    """`send_notices` for any number of offers, `chunk` at a time, each in its own transactions, so
+    that a crash never makes a message go out twice and the next call goes on where this one stopped:
+
+    1. claim (committed before anything is sent): the next released offers without a notice of their
+       round sent or being sent get their outbox row, status `sending`, with the hash of a fresh token;
+    2. send the chunk, with no transaction open;
+    3. settle (committed): the messages sent become `sent` and their offers `notified` (one bulk
+       audit event per chunk); refused ones `failed` (retried by the next call).
+
+    If sending stops on an exception, the messages already sent are settled and those not yet tried
+    are released (`failed`, to be retried) before the exception goes on. Only the message being
+    handed to the gateway at that moment, or a chunk whose process died, stays `sending`: whether it
+    went out is unknown, so no call sends it again (staff check it with the provider).
+    """
+    settings = settings or PayoutSettings.from_env()
+    where = offers.acting(selection, "notify") if selection is not None else None
+    if expected is not None:
+        # Chunks commit as they go, so the set is checked before anything is sent, and no more
+        # messages than confirmed go out even if more offers are released meanwhile.
+        with transaction(engine) as session:
+            Tally.of(
+                list(session.scalars(_released(None, where=where).with_only_columns(Offer.amount)))
+            ).check(expected)
+        limit = expected.count if limit is None else min(limit, expected.count)
+    result = SendResult()
+    after = 0  # offers are taken in id order, each once per call: a refused one waits for the next call
+    while limit is None or result.sent + result.failed < limit:
+        size = chunk if limit is None else min(chunk, limit - result.sent - result.failed)
+        with transaction(engine) as session:
+            claims = _claim_notices(session, gateway, now, settings, size, after, where)
+        if not claims:
+            break
+        after = claims[-1].offer_id
+        outcomes: dict[int, tuple[str, str]] = {}  # message id → (provider reference, error or "")
+        try:
+            for c in claims:
+                try:
+                    outcomes[c.message_id] = (gateway.send(c.sms), "")
+                except SmsError as e:
+                    outcomes[c.message_id] = ("", str(e))
+        finally:
+            with transaction(engine) as session:
+                _settle_notices(session, gateway, claims, outcomes, now, settings, actor, result)
+    return result
+
+
+def _claim_notices(
+    session: Session,
+    gateway: SmsGateway,
+    now: dt.datetime,
+    settings: PayoutSettings,
+    size: int,
+    after: int,
+    where: ColumnElement[bool] | None,
+) -> list[_Claim]:
+    rows = session.execute(_released(size, after, where)).all()
+    if not rows:
+        return []
+    titles = _titles(session)
+    with session.no_autoflush:
+        earlier = {
+            m.offer_id: m
+            for m in session.scalars(
+                select(SmsMessage).where(
+                    SmsMessage.offer_id.in_([o.id for o, _ in rows]), SmsMessage.kind == NOTICE
+                )
+            )
+        }
+    prepared = []
+    for offer, payee in rows:
+        message = earlier.get(offer.id)
+        deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
+        title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
+        message, outgoing = _prepare(
+            message if message is not None and message.round == offer.round else None,
+            gateway,
+            offer,
+            payee,
+            NOTICE,
+            title,
+            deadline,
+            settings,
+            now,
+        )
+        message.status = SENDING
+        session.add(message)
+        prepared.append((message, offer, outgoing))
+    session.flush()  # one flush for the chunk
+    return [_Claim(m.id, o.id, o.public_id, outgoing) for m, o, outgoing in prepared]
+
+
+def _settle_notices(
+    session: Session,
+    gateway: SmsGateway,
+    claims: list[_Claim],
+    outcomes: dict[int, tuple[str, str]],
+    now: dt.datetime,
+    settings: PayoutSettings,
+    actor: str,
+    result: SendResult,
+) -> None:
+    tried = claims[: len(outcomes)]  # outcomes are recorded in claim order
+    sent = [c for c in tried if not outcomes[c.message_id][1]]
+    refused = [c for c in tried if outcomes[c.message_id][1]]
+    untried = claims[
+        len(tried) + 1 :
+    ]  # claims[len(tried)], if any, was in the gateway's hands: left `sending`
+    changes: list[dict[str, Any]] = [
+        {"id": c.message_id, "status": "sent", "sent_at": now, "provider_ref": outcomes[c.message_id][0]}
+        for c in sent
+    ]
+    changes += [
+        {"id": c.message_id, "status": "failed", "error": outcomes[c.message_id][1], "token_hash": None}
+        for c in refused
+    ]
+    changes += [
+        {"id": c.message_id, "status": "failed", "error": "发送中断，未发出", "token_hash": None}
+        for c in untried
+    ]
+    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        by_keys.setdefault(tuple(sorted(change)), []).append(change)
+    for rows in by_keys.values():
+        session.execute(update(SmsMessage), rows)
+    if sent:
+        table = Offer.__table__
+        deadline = func.coalesce(table.c.deadline, now + dt.timedelta(days=settings.link_ttl_days))
+        offers.move_where(
+            session,
+            table.c.id.in_([c.offer_id for c in sent]),
+            OfferState.RELEASED,
+            OfferState.NOTIFIED,
+            actor=actor,
+            action="notify",
+            now=now,
+            values={"deadline": deadline},
+            subject=gateway.name,
+        )
+    result.sent += len(sent)
+    result.failed += len(refused)
+    result.errors += [f"{c.public_id}: {outcomes[c.message_id][1]}" for c in refused]
 
 
 def send_reminders(

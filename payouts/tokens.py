@@ -1,6 +1,7 @@
 """Random identifiers that leave the system, and the SMS link tokens.
 
-All come from `secrets`; none is sequential. Link tokens carry 128 bits and are stored only as their
+All come from `secrets` (batch line references, made by the database in INSERT ... SELECT, from its
+strong random source); none is sequential. Link tokens carry 128 bits and are stored only as their
 SHA-256 hash, so a copy of the database cannot be used to confirm anyone's offer.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+
+from sqlalchemy import ColumnElement, String, literal, literal_column
 
 TOKEN_BYTES = 16  # 128 bits
 ID_BYTES = 10  # 80 bits
@@ -33,6 +36,17 @@ def public_ids(n: int) -> list[str]:
 def reference(prefix: str) -> str:
     """A bank reference: `prefix` and 16 upper-case base32 characters (fits ISO 20022 Max35Text)."""
     return prefix + _b32(secrets.token_bytes(ID_BYTES))
+
+
+def reference_sql(dialect: str, prefix: str) -> ColumnElement[str]:
+    """A bank reference made by the database for each row of an INSERT ... SELECT: `prefix` and 20
+    upper-case hexadecimal characters (80 bits) from the database's strong random source
+    (PostgreSQL's gen_random_uuid, SQLite's randomblob)."""
+    if dialect == "postgresql":
+        random = "upper(substr(md5(gen_random_uuid()::text), 1, 20))"
+    else:
+        random = "hex(randomblob(10))"
+    return literal(prefix, String) + literal_column(random, String)
 
 
 def link_token() -> str:

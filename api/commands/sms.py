@@ -47,12 +47,18 @@ def send(
         raise typer.Exit(2)
     settings = PayoutSettings.from_env()
     selection = Selection(filter=OfferFilter(policy_id=policy, run_id=run))
-    with transaction(connect(settings.database_url)) as s:
+    engine = connect(settings.database_url)
+    with transaction(engine) as s:
         preview = offers.preview_action(s, selection, "notify")
-        expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
-        r = sms.send_notices(
-            s, _gateway(show_links), dt.datetime.now(dt.UTC), settings, selection=selection, expected=expected
-        )
+    expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
+    r = sms.send_notices_in_chunks(
+        engine,
+        _gateway(show_links),
+        dt.datetime.now(dt.UTC),
+        settings,
+        selection=selection,
+        expected=expected,
+    )
     _report("确认短信", r)
 
 

@@ -1,0 +1,157 @@
+"""Measure payout batches at scale: `python -m payouts.bench_batches STEP URL [ROWS]`.
+
+Steps, each meant to run in its own process so that its peak memory is its own
+(e.g. under `/usr/bin/time -v`):
+- `seed URL ROWS`: create the PostgreSQL database `URL` names (if absent), migrate it and import ROWS
+  offers of one policy that needs no confirmation, released straight to confirmed (set-based: the
+  bulk import and one UPDATE);
+- `create URL`, `approve URL`, `export URL OUT_DIR`: the batch steps on that policy.
+Each prints one JSON line: the step, the batch's lines, seconds and peak RSS (getrusage).
+
+`BENCH_BATCHES_MODULE` names the module to take `create_batch`, `approve` and `export` from
+(default `payouts.batches`), to measure another implementation with the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import make_url, select
+
+from payouts import offers, runs, users
+from payouts.db import make_engine, migrate, transaction
+from payouts.models import Batch
+
+POLICY = "bench-batch"
+T0 = dt.datetime(2025, 6, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def write_run(path: Path, rows: int) -> Path:
+    """A run folder: `rows` enterprises, one offer each of one policy with no budget and no confirmation."""
+    path.mkdir(parents=True, exist_ok=True)
+    codes = [f"91{n:015d}X" for n in range(rows)]
+    amounts = pa.array(
+        [Decimal(1000 + (i * 37) % 90000).scaleb(-2) for i in range(rows)], pa.decimal128(18, 2)
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "policy_id": [POLICY] * rows,
+                "policy_version": pa.array([1] * rows, pa.int32()),
+                "item_id": ["main"] * rows,
+                "uscc": codes,
+                "amount": amounts,
+                "amount_before_allocation": amounts,
+            }
+        ),
+        path / "candidates.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "uscc": codes,
+                "name": [f"基准企业{k}有限公司" for k in range(rows)],
+                "contact_phone": [f"139{k:08d}" for k in range(rows)],
+                "bank_name": ["中国银行某市分行"] * rows,
+                "account_no": [f"6013{k:015d}" for k in range(rows)],
+                "account_name": [f"基准企业{k}有限公司" for k in range(rows)],
+            }
+        ),
+        path / "payees.parquet",
+    )
+    policy = {
+        "id": POLICY,
+        "version": 1,
+        "title": "基准拨付政策",
+        "department": "基准部门",
+        "period": "2025",
+        "budget": None,
+        "allocation": "none",
+        "confirmation": "none",
+        "conditions": [],
+        "items": [{"id": "main", "title": "main", "conditions": []}],
+    }
+    manifest = {
+        "run_id": f"bench-batches-{rows}",
+        "as_of": "2025-06-01",
+        "snapshot": {"path": "synthetic", "fingerprint": "bench"},
+        "rules": {"path": "synthetic", "fingerprint": "bench"},
+        "policies": [policy],
+        "over_budget": [],
+        "counts": {"candidates": rows},
+        "totals": {},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def seed(url: str, rows: int) -> dict[str, Any]:
+    name = make_url(url).database
+    admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin_url.replace("+psycopg", ""), autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(url)
+    migrate(engine)
+    with transaction(engine) as s:
+        for user, role in (
+            ("bench-rev", "reviewer"),
+            ("bench-maker", "finance_maker"),
+            ("bench-checker", "finance_checker"),
+        ):
+            users.create_user(s, user, role, now=T0)
+    with tempfile.TemporaryDirectory() as tmp, transaction(engine) as s:
+        runs.import_run(s, write_run(Path(tmp) / "run", rows), "bench-rev", T0)
+        confirmed = offers.release(s, "bench-rev", T0).confirmed
+    engine.dispose()
+    return {"confirmed": confirmed}
+
+
+def _reference(s: Any) -> tuple[str, int]:
+    batch = s.scalar(select(Batch).where(Batch.policy_id == POLICY).order_by(Batch.id.desc()).limit(1))
+    return batch.reference, batch.line_count
+
+
+def main(args: list[str]) -> dict[str, Any]:
+    step, url = args[0], args[1]
+    impl = importlib.import_module(os.environ.get("BENCH_BATCHES_MODULE", "payouts.batches"))
+    t = time.perf_counter()
+    out: dict[str, Any] = {"step": step}
+    if step == "seed":
+        out |= seed(url, int(args[2]))
+    else:
+        engine = make_engine(url)
+        with transaction(engine) as s:
+            if step == "create":
+                batch = impl.create_batch(s, POLICY, "bench-maker", T0 + dt.timedelta(hours=1))
+                out["batch"], out["lines"] = batch.reference, batch.line_count
+            else:
+                out["batch"], out["lines"] = _reference(s)
+                if step == "approve":
+                    impl.approve(s, out["batch"], "bench-checker", T0 + dt.timedelta(hours=2))
+                elif step == "export":
+                    e = impl.export(s, out["batch"], "bench-maker", Path(args[2]), T0 + dt.timedelta(hours=3))
+                    out["csv_bytes"], out["xml_bytes"] = e.csv_path.stat().st_size, e.xml_path.stat().st_size
+                else:
+                    raise SystemExit(f"unknown step {step}")
+        engine.dispose()
+    out["seconds"] = round(time.perf_counter() - t, 2)
+    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json.dumps(main(sys.argv[1:]), ensure_ascii=False) + "\n")
