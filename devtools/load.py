@@ -126,9 +126,10 @@ async def run_level(
             k += n
             started = time.monotonic()
             try:
-                response = await c.get(path)
+                async with asyncio.timeout(timeout):  # the whole request, not each phase of it
+                    response = await c.get(path)
                 kind = str(response.status_code)
-            except httpx.TimeoutException:
+            except (TimeoutError, httpx.TimeoutException):
                 kind = "timeout"
             except httpx.HTTPError:
                 kind = "error"
