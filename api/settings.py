@@ -63,9 +63,9 @@ class Settings(BaseSettings):
     login_code_window_seconds: int = 900
     # Load (api/admission.py): requests served at once (also the database pool's size), how many more
     # may wait their turn and for how long; beyond that the answer is a quick 503 with Retry-After.
-    max_in_flight: int = Field(default=16, ge=1, le=256)
+    max_in_flight: int = Field(default=8, ge=1, le=256)
     max_queued: int = Field(default=1000, ge=0)
-    queue_wait_seconds: float = Field(default=8.0, gt=0)
+    queue_wait_seconds: float = Field(default=3.0, gt=0)
     shutdown_seconds: float = Field(default=5.0, gt=0)  # `serve`: SIGTERM lets requests finish this long
 
     @model_validator(mode="after")
