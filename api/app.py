@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.admission import Admission
 from api.auth import Tokens
 from api.deps import SESSION_COOKIE, CsrfRefused, EnterpriseUnauthenticated, Unauthenticated
 from api.enterprise_auth import ENTERPRISE_COOKIE, enterprise_setup
@@ -191,7 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.state.engine = connect(settings.database_url)
+    app.state.engine = connect(settings.database_url, connections=settings.max_in_flight)
     app.state.tokens = Tokens(settings.secret_key.get_secret_value(), settings.session_hours * 3600)
     app.state.store = PolicyStore(settings.data_dir / "policies")
     with transaction(app.state.engine) as s:  # the policy supermarket lists what was published before it
@@ -206,6 +207,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = make_templates()
     app.state.phone = MemoryGateway() if settings.demo_phone else None
     enterprise_setup(app, settings)
+    # Inside the request log: a request refused for load is logged, with the usual headers.
+    app.add_middleware(
+        Admission,
+        limit=settings.max_in_flight,
+        queue=settings.max_queued,
+        wait=settings.queue_wait_seconds,
+    )
 
     @app.middleware("http")
     async def request_context(request: Request, call_next: Any) -> Response:

@@ -1,6 +1,8 @@
 """The typed dependencies every route uses, and the one place where access is decided.
 
-- `SessionDep`: one database transaction per request, committed when the route returns.
+- `SessionDep`: one database transaction per request, committed when the route returns; read-only for
+  GET and HEAD (safe methods change nothing), so that on SQLite they never wait for the write lock,
+  except on the GET routes marked `@writes` (a sign-in callback, an audited download).
 - `CurrentUser`: the staff user of the bearer token or the session cookie; a state-changing request made
   with the cookie must carry the CSRF token (form field `csrf` or header `X-CSRF-Token`).
 - `Allow(action)`: the user, if their role may do `action` (table `ACCESS`); otherwise 403.
@@ -11,9 +13,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import and_, select
@@ -40,6 +42,9 @@ from payouts.users import PERMISSIONS, ROLE_LABELS
 
 SESSION_COOKIE = "zhida_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD"})
+_GET_WRITERS: set[Callable[..., Any]] = set()  # the GET routes whose transaction may write
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 ALL_STAFF = frozenset(Role)
 R = Role
 
@@ -88,8 +93,15 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def writes(endpoint: Endpoint) -> Endpoint:
+    """Mark a GET route that writes (under its `@router.get`): its transaction is not read-only."""
+    _GET_WRITERS.add(endpoint)
+    return endpoint
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    with transaction(request.app.state.engine) as session:
+    read_only = request.method in READ_METHODS and request.scope.get("endpoint") not in _GET_WRITERS
+    with transaction(request.app.state.engine, read_only=read_only) as session:
         yield session
 
 

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payouts.db import DEFAULT_URL, PayoutSettings
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     login_code_limit: int = 5  # codes sent per USCC per login_code_window_seconds
     login_code_ip_limit: int = 20  # codes asked for, and codes tried, per IP per window
     login_code_window_seconds: int = 900
+    # Load (api/admission.py): requests served at once (also the database pool's size), how many more
+    # may wait their turn and for how long; beyond that the answer is a quick 503 with Retry-After.
+    max_in_flight: int = Field(default=8, ge=1, le=256)
+    max_queued: int = Field(default=1000, ge=0)
+    queue_wait_seconds: float = Field(default=3.0, gt=0)
+    shutdown_seconds: float = Field(default=5.0, gt=0)  # `serve`: SIGTERM lets requests finish this long
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

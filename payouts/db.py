@@ -24,6 +24,7 @@ from rules.errors import PayoutError
 DEFAULT_URL = "sqlite:///var/zhida.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x7A68_6964_6100  # PostgreSQL advisory lock key: one migrating process at a time
+_SQLITE_READ_ONLY = "zhida_sqlite_read_only"  # execution option: this SQLite transaction only reads
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,24 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine for `url` (default: the settings'), with SQLite made safe for concurrent writers."""
+def make_engine(url: str | None = None, connections: int | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url` (default: the settings'), with SQLite made safe for concurrent writers.
+
+    `connections`: how many sessions may be open at once without waiting for a connection (the pool's
+    size; SQLAlchemy's 5, plus 10 overflow, when not given). A caller running N sessions in parallel
+    must ask for at least N: a session waiting for a connection held by one that waits for it is a
+    deadlock that only the pool's timeout ends.
+    """
     url = normalize_url(url or PayoutSettings.from_env().database_url)
     parsed = make_url(url)
+    in_memory = not parsed.database or parsed.database == ":memory:"
+    if connections is not None and not (parsed.get_backend_name() == "sqlite" and in_memory):
+        kwargs.setdefault("pool_size", connections)
+        kwargs.setdefault("max_overflow", 10)  # background work and the odd extra session
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(url, **kwargs)
-    if parsed.database and parsed.database != ":memory:":
+    if not in_memory:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
@@ -101,9 +112,16 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Take the write lock up front: a deferred transaction that reads, then writes, fails with
-        # SQLITE_BUSY when another writer got in between, instead of waiting its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that may write takes the write lock up front: a deferred one that reads, then
+        # writes, fails with SQLITE_BUSY when another writer got in between, instead of waiting its
+        # turn. A read-only one must not take it: in WAL mode it reads its snapshot beside the one
+        # writer, where BEGIN IMMEDIATE would queue every reader behind every other transaction.
+        read_only = bool(conn.get_execution_options().get(_SQLITE_READ_ONLY))
+        info = conn.connection.info
+        if info.get(_SQLITE_READ_ONLY) != read_only:  # writes fail in a read-only transaction
+            conn.exec_driver_sql(f"PRAGMA query_only = {int(read_only)}")
+            info[_SQLITE_READ_ONLY] = read_only
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -147,18 +165,26 @@ def new_revision(message: str) -> None:
 _engines: dict[str, Engine] = {}
 
 
-def connect(url: str | None = None) -> Engine:
-    """The process's engine for `url`, migrated to the latest schema on first use."""
+def connect(url: str | None = None, connections: int | None = None) -> Engine:
+    """The process's engine for `url`, migrated to the latest schema on first use (`connections`: see
+    `make_engine`; it counts on first use only)."""
     url = normalize_url(url or PayoutSettings.from_env().database_url)
     if url not in _engines:
-        engine = make_engine(url)
+        engine = make_engine(url, connections)
         migrate(engine)
         _engines[url] = engine
     return _engines[url]
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work is committed at the end of the block, or rolled back on an error."""
+def transaction(engine: Engine, read_only: bool = False) -> Iterator[Session]:
+    """A session whose work is committed at the end of the block, or rolled back on an error.
+
+    `read_only`: the block only reads. On SQLite it then runs beside the writer instead of queueing for
+    the write lock; on both backends a write in it fails (PostgreSQL: a READ ONLY transaction).
+    """
     with Session(engine, expire_on_commit=False) as session, session.begin():
+        if read_only:
+            option = "postgresql_readonly" if engine.dialect.name == "postgresql" else _SQLITE_READ_ONLY
+            session.connection(execution_options={option: True})
         yield session

@@ -8,9 +8,12 @@ that it can print a confirmation link that works; then it prints the console's a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import typer
 from fastapi import FastAPI
@@ -23,6 +26,7 @@ from payouts.db import transaction
 from rules.ruleset import library_dir
 
 console = Console(highlight=False)
+log = logging.getLogger("zhida.serve")
 
 DEMO_DIR = Path("var/demo")
 DEMO_AS_OF = "2025-09-30"
@@ -137,7 +141,15 @@ def serve(
         _demo_environment(host, port)
     settings = Settings()
     if reload:
-        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, reload=True, access_log=False)
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            reload=True,
+            access_log=False,
+            timeout_graceful_shutdown=settings.shutdown_seconds,
+        )
         return
     app = create_app(settings)
     link = prepare_demo(app) if demo else None
@@ -161,4 +173,51 @@ def serve(
             "演示流程：demo-policy 上传并发布 gaoxin-changsha 第 2 版 → demo-reviewer 数据比对、初核发布、发送短信 → "
             "在演示手机打开链接确认 → demo-maker 制单 → demo-checker 复核 → 导出银行文件 → 导入回单"
         )
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.shutdown_seconds,
+    )
+    StoppableServer(config, settings.shutdown_seconds + HARD_STOP_MARGIN).run()
+
+
+HARD_STOP_MARGIN = 3.0  # seconds past the graceful shutdown after which the process is ended anyway
+
+
+class StoppableServer:
+    """uvicorn's server, made to stop within `deadline` seconds of SIGTERM (or Ctrl-C) whatever it is doing.
+
+    uvicorn lets the requests in flight finish for `timeout_graceful_shutdown` seconds, then cancels
+    them; but a cancelled request still waits for its worker thread, and a thread (a match run, a query)
+    cannot be interrupted. Past the deadline the process exits at once: the database rolls back what
+    was not committed.
+    """
+
+    def __init__(self, config: Any, deadline: float) -> None:
+        import uvicorn
+
+        self.deadline = deadline
+        self.server = uvicorn.Server(config)
+        graceful = self.server.handle_exit
+
+        def handle_exit(sig: int, frame: Any) -> None:
+            graceful(sig, frame)
+            if not self._armed.is_set():
+                self._armed.set()
+                timer = threading.Timer(self.deadline, self._exit_now)
+                timer.daemon = True  # a graceful stop before the deadline ends the process as usual
+                timer.start()
+
+        self._armed = threading.Event()
+        self.server.handle_exit = handle_exit  # type: ignore[method-assign]
+
+    def _exit_now(self) -> None:
+        log.error("shutdown took longer than %.0f s: exiting now", self.deadline)
+        logging.shutdown()
+        os._exit(1)
+
+    def run(self) -> None:
+        self.server.run()

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.deps import CurrentEnterprise, EnterpriseOfferDep, SessionDep, SettingsDep, TokensDep
+from api.deps import CurrentEnterprise, EnterpriseOfferDep, SessionDep, SettingsDep, TokensDep, writes
 from api.enterprise_auth import ENTERPRISE_COOKIE, FLOW_COOKIE, valid_uscc
 from api.routes import BrowserNonce, now, redirect, render
 from api.routes.offers import gateway
@@ -198,6 +198,7 @@ def oidc_start(request: Request, settings: SettingsDep, tokens: TokensDep) -> Re
 
 
 @pages.get("/login/oidc/callback", name="oidc_callback")
+@writes  # records the sign-in
 def oidc_callback(
     request: Request, session: SessionDep, settings: SettingsDep, tokens: TokensDep
 ) -> Response:

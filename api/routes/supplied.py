@@ -26,6 +26,7 @@ from api.deps import (
     SettingsDep,
     SuppliedDep,
     TokensDep,
+    writes,
 )
 from api.enterprise_auth import ENTERPRISE_COOKIE
 from api.routes import now, redirect, render
@@ -159,6 +160,7 @@ def reject(body: Decision, row: SuppliedDep, user: DataVerifier, session: Sessio
         }
     },
 )
+@writes  # the download is audited
 def download_evidence(
     row: SuppliedDep, user: DataVerifier, session: SessionDep, settings: SettingsDep
 ) -> Response:
