@@ -456,89 +456,80 @@ def review_page(
 ACTION_WORDS = {"release": "发布", "hold": "暂缓", "drop": "剔除", "notify": "发送确认短信"}
 
 
-def form_choice(scope: str, offer: list[str], policy_id: str, run_id: str, state: str) -> dict[str, Any]:
-    """The `Choice` fields of a console form: the ticked offers, or all matching the filter."""
-    if scope == "matching":
-        return {"filter": {"policy_id": policy_id or None, "run_id": run_id or None, "state": state or None}}
-    return {"offers": offer or None}
+class BulkForm(BaseModel):
+    """A bulk action's console form: the action, the ticked offers or the filter, and where to go back."""
+
+    action: str = Field(max_length=16)
+    scope: Literal["ticked", "matching"] = "ticked"
+    offer: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=10_000)
+    reason: str = Field(default="", max_length=500)
+    policy_id: str = Field(default="", max_length=64)
+    run_id: str = Field(default="", max_length=64)
+    state: str = Field(default="", max_length=16)
+    back: str = Field(default="/console/review", max_length=500)
+
+    @property
+    def back_url(self) -> str:
+        return self.back if self.back.startswith("/console/") else "/console/review"
+
+    def choice(self) -> dict[str, Any]:
+        """The `Choice` fields: the ticked offers, or all matching the filter."""
+        if self.scope == "matching":
+            f = {"policy_id": self.policy_id, "run_id": self.run_id, "state": self.state}
+            return {"filter": {k: v or None for k, v in f.items()}}
+        return {"offers": self.offer or None}
 
 
-ScopeForm = Annotated[str, Form(max_length=16)]
-OffersForm = Annotated[list[str], Form(max_length=10_000)]
-FilterForm = Annotated[str, Form(max_length=64)]
+class ConfirmedBulkForm(BulkForm):
+    """The confirmation page's form: the same choice with the count and total it showed."""
+
+    expected_count: int = Field(ge=0)
+    expected_total: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
 
 
 @pages.post("/review/preview")
 def review_confirm_page(
-    request: Request,
-    user: Reviewer,
-    session: SessionDep,
-    action: Annotated[str, Form(max_length=16)],
-    scope: ScopeForm = "ticked",
-    offer: OffersForm = [],  # noqa: B006  (FastAPI copies defaults)
-    reason: Annotated[str, Form(max_length=500)] = "",
-    policy_id: FilterForm = "",
-    run_id: FilterForm = "",
-    state: FilterForm = "",
-    back: Annotated[str, Form(max_length=500)] = "/console/review",
+    request: Request, user: Reviewer, session: SessionDep, form: Annotated[BulkForm, Form()]
 ) -> Response:
     """The second step of a bulk action: what it will act on (count, total, policies), to confirm."""
-    back = back if back.startswith("/console/") else "/console/review"
-    if action not in ACTION_WORDS:
+    back = form.back_url
+    if form.action not in ACTION_WORDS:
         return redirect(back, "未知操作", "error")
-    if action in ("hold", "drop") and not reason.strip():
+    if form.action in ("hold", "drop") and not form.reason.strip():
         return redirect(back, "暂缓或剔除须写明原因", "error")
     try:
-        choice = Choice.model_validate(form_choice(scope, offer, policy_id, run_id, state))
-        selection = checked_selection(session, user, choice, review_queue=action != "notify")
+        choice = Choice.model_validate(form.choice())
+        selection = checked_selection(session, user, choice, review_queue=form.action != "notify")
     except NothingChosen as e:
         return redirect(back, str(e), "error")
-    p = offers.preview_action(session, selection, action)
     return render(
         request,
         "review_confirm.html",
         {
-            "action": action,
-            "word": ACTION_WORDS[action],
-            "preview": p,
-            "scope": scope,
-            "offers": offer,
-            "reason": reason,
-            "filters": {"policy_id": policy_id, "run_id": run_id, "state": state},
+            "form": form,
+            "word": ACTION_WORDS[form.action],
+            "preview": offers.preview_action(session, selection, form.action),
             "back": back,
-            "target": "/console/sms/send" if action == "notify" else "/console/review/action",
+            "target": "/console/sms/send" if form.action == "notify" else "/console/review/action",
         },
     )
 
 
 @pages.post("/review/action")
 def review_action(
-    user: Reviewer,
-    session: SessionDep,
-    action: Annotated[str, Form(max_length=16)],
-    expected_count: Annotated[int, Form(ge=0)],
-    expected_total: Annotated[Decimal, Form(ge=0, max_digits=18, decimal_places=2)],
-    scope: ScopeForm = "ticked",
-    offer: OffersForm = [],  # noqa: B006  (FastAPI copies defaults)
-    reason: Annotated[str, Form(max_length=500)] = "",
-    policy_id: FilterForm = "",
-    run_id: FilterForm = "",
-    state: FilterForm = "",
-    back: Annotated[str, Form(max_length=500)] = "/console/review",
+    user: Reviewer, session: SessionDep, form: Annotated[ConfirmedBulkForm, Form()]
 ) -> Response:
-    back = back if back.startswith("/console/") else "/console/review"
-    fields = {"expected_count": expected_count, "expected_total": expected_total}
-    choice = form_choice(scope, offer, policy_id, run_id, state)
+    back = form.back_url
+    fields = {**form.choice(), "expected_count": form.expected_count, "expected_total": form.expected_total}
     # A refused action raises (the error page says why) so that its transaction rolls back whole.
-    if action in ("hold", "drop"):
-        if not reason.strip():
+    if form.action in ("hold", "drop"):
+        if not form.reason.strip():
             return redirect(back, "暂缓或剔除须写明原因", "error")
-        body = ReviewAction.model_validate({**choice, **fields, "reason": reason})
-        to = OfferState.HELD if action == "hold" else OfferState.DROPPED
-        done = set_aside(session, user, to, body)
-        return redirect(back, f"已{ACTION_WORDS[action]} {done.changed:,} 条，合计 {done.total:,.2f} 元")
-    if action == "release":
-        r = release(ReleaseRequest.model_validate({**choice, **fields}), user, session)
+        to = OfferState.HELD if form.action == "hold" else OfferState.DROPPED
+        done = set_aside(session, user, to, ReviewAction.model_validate({**fields, "reason": form.reason}))
+        return redirect(back, f"已{ACTION_WORDS[form.action]} {done.changed:,} 条，合计 {done.total:,.2f} 元")
+    if form.action == "release":
+        r = release(ReleaseRequest.model_validate(fields), user, session)
         return redirect(
             back,
             f"已发布 {r.released:,} 条，直接确认 {r.confirmed:,} 条（政策无需意愿确认），"
@@ -549,24 +540,13 @@ def review_action(
 
 @pages.post("/sms/send")
 def send_page(
-    request: Request,
-    user: SmsSender,
-    session: SessionDep,
-    expected_count: Annotated[int, Form(ge=0)],
-    expected_total: Annotated[Decimal, Form(ge=0, max_digits=18, decimal_places=2)],
-    policy_id: FilterForm = "",
-    run_id: FilterForm = "",
+    request: Request, user: SmsSender, session: SessionDep, form: Annotated[ConfirmedBulkForm, Form()]
 ) -> Response:
     body = SmsSend.model_validate(
-        {
-            "filter": {"policy_id": policy_id or None, "run_id": run_id or None},
-            "expected_count": expected_count,
-            "expected_total": expected_total,
-        }
+        {**form.choice(), "expected_count": form.expected_count, "expected_total": form.expected_total}
     )
-    r = send_sms(
-        request, session, user, checked_selection(session, user, body, review_queue=False), body.expected
-    )
+    selection = checked_selection(session, user, body, review_queue=False)
+    r = send_sms(request, session, user, selection, body.expected)
     text = f"确认短信：发送 {r.sent:,} 条，失败 {r.failed:,} 条"
     if request.app.state.phone is not None:
         text += "（演示：短信内容见“演示手机”页面）"
