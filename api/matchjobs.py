@@ -140,14 +140,14 @@ class MatchJobs:
             job = replace(job, state="failed", error=str(e), finished_at=_now())
         except Exception as e:
             log.exception("match job %s failed", job_id)
-            self._save(
-                replace(job, state="failed", error=f"内部错误：{type(e).__name__}", finished_at=_now())
-            )
+            job = replace(job, state="failed", error=f"内部错误：{type(e).__name__}", finished_at=_now())
             raise
         finally:
+            # Saved before the job leaves the live set, so that no poll in between reads a running job
+            # that nobody runs (which it would report as interrupted).
+            self._save(job)
             with self._lock:
                 self._live.discard(job_id)
-        self._save(job)
         if standings is not None and job.imported is not None:
             with transaction(engine) as s:
                 run = s.scalars(select(MatchRun).where(MatchRun.run_id == job.run_id)).one()
