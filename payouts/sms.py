@@ -79,11 +79,14 @@ class OutboxGateway:
 def masked_line(sms: OutgoingSms, *, reveal_links: bool = False) -> str:
     """A message as logs and terminals show it: the phone masked (139****8988) and, unless
     `reveal_links`, the link's token cut to its first four characters, so the line opens nothing."""
-    text, link = sms.text, sms.params.get("link")
-    if link and not reveal_links:
-        token = link.rsplit("/", 1)[-1]
-        text = text.replace(link, link[: len(link) - len(token)] + token[:4] + "…")
+    link = sms.params.get("link")
+    text = cut_token(sms.text, link.rsplit("/", 1)[-1]) if link and not reveal_links else sms.text
     return f"{mask_phone(sms.phone)} {text}"
+
+
+def cut_token(text: str, token: str) -> str:
+    """`text` with the link token cut to its first four characters: it names the link, opens nothing."""
+    return text.replace(token, token[:4] + "…")
 
 
 @dataclass
@@ -217,7 +220,7 @@ def _prepare(
             expires_at=deadline,
             status="queued",
         )
-    message.text = text.replace(token, token[:4] + "…")
+    message.text = cut_token(text, token)
     message.token_hash = tokens.token_hash(token)
     message.expires_at = deadline
     message.attempts = (message.attempts or 0) + 1
