@@ -291,7 +291,7 @@ def test_the_zhida_console_script_exits_non_zero_on_a_broken_policy_or_a_wrong_o
         main()
     assert exited.value.code == 1
     assert "`budget`：不能为负数" in capsys.readouterr().out
-    monkeypatch.setattr(sys, "argv", ["zhida", "bench", "--statements", "-1"])
+    monkeypatch.setattr(sys, "argv", ["zhida", "bench", "match", "--statements", "-1"])
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == 2
