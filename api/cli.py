@@ -1,37 +1,82 @@
-"""The `zhida` command line: thin typer commands that call the core and render with rich."""
+"""The `zhida` command line: thin typer commands that call the core and render with rich.
+
+Each command's module (and what it imports: DuckDB, Spark, the payouts database) is loaded only when
+that command runs, so `zhida --help` and simple commands start at once; the table below names them.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from api.commands import audit, batch, generate, match, offers, profile, report, serve, sms, snapshot, users
-from api.commands import rules as rules_cmd
-from api.commands import supermarket as supermarket_cmd
 from rules.errors import ZhidaError
 
-app = typer.Typer(help="直达：免申即享惠企政策平台", no_args_is_help=True, add_completion=False)
+# name: (module in api.commands, attribute: a typer app (a group) or a function (one command), help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fields": ("rules", "fields", "列出字段目录（企业画像）"),
+    "rules": ("rules", "app", "政策规则：校验、查看"),
+    "snapshot": ("snapshot", "app", "登记数据快照：检查、生成、画像"),
+    "match": ("match", "match", "一次性对全部有效政策进行数据比对，写出候选名单、差一点名单和数据缺失名单"),
+    "explain": ("match", "explain", "逐条说明一户企业对每个兑现事项的每个条件：条款、读取的数据和结论"),
+    "simulate": ("match", "simulate", "影响测算：新版本比旧版本多覆盖、少覆盖多少企业和资金"),
+    "bench": ("bench", "app", "基准测试：匹配、全流程"),
+    "offers": ("offers", "app", "兑现要约：导入、初核、发布"),
+    "sms": ("sms", "app", "短信：发送、提醒"),
+    "batch": ("batch", "app", "拨付批次：组批、复核、导出、对账"),
+    "audit": ("audit", "app", "审计日志"),
+    "serve": ("serve", "serve", "启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/"),
+    "users": ("users", "app", "职员用户：新增、列表、设置密码"),
+    "report": ("report", "report", "月度报告：自包含 HTML 与 Excel 数据表"),
+    "supermarket": ("supermarket", "app", "政策超市：重建搜索索引、搜索、基准测试"),
+}
+
+
+class LazyCommands(TyperGroup):
+    """The top-level group: commands listed from `COMMANDS`, each imported when it is used."""
+
+    listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, help_text = COMMANDS[cmd_name]
+        if self.listing:  # `zhida --help` shows names and help: nothing to import for that
+            return click.Command(cmd_name, help=help_text)
+        target: Any = getattr(importlib.import_module(f"api.commands.{module}"), attribute)
+        if isinstance(target, typer.Typer):
+            group = typer.main.get_group(target)
+            group.name, group.help = cmd_name, help_text
+            return group
+        single = typer.Typer()
+        single.command(cmd_name, help=None if target.__doc__ else help_text)(target)
+        return typer.main.get_command(single)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
+
+app = typer.Typer(
+    cls=LazyCommands, help="直达：免申即享惠企政策平台", no_args_is_help=True, add_completion=False
+)
 err_console = Console(stderr=True)
 
-app.command("fields", help="列出字段目录（企业画像）")(rules_cmd.fields)
-app.add_typer(rules_cmd.app, name="rules", help="政策规则：校验、查看")
-app.add_typer(snapshot.app, name="snapshot", help="登记数据快照：检查、生成")
-snapshot.app.command("generate", help="生成合成快照")(generate.generate)
-app.command("match")(match.match)
-app.command("explain")(match.explain)
-app.command("simulate")(match.simulate)
-app.command("bench")(match.bench)
-snapshot.app.command("profile", help="构建企业画像并显示字段覆盖率")(profile.profile)
-app.add_typer(offers.app, name="offers", help="兑现要约：导入、初核、发布")
-app.add_typer(sms.app, name="sms", help="短信：发送、提醒")
-app.add_typer(batch.app, name="batch", help="拨付批次：组批、复核、导出、对账")
-app.add_typer(audit.app, name="audit", help="审计日志")
-app.command("serve")(serve.serve)
-app.add_typer(users.app, name="users", help="职员用户：新增、列表、设置密码")
-app.command("report", help="月度报告：自包含 HTML 与 Excel 数据表")(report.report)
-app.add_typer(supermarket_cmd.app, name="supermarket", help="政策超市：重建搜索索引、搜索、基准测试")
+
+@app.callback()
+def _top() -> None:
+    """直达：免申即享惠企政策平台"""
 
 
 def main() -> None:

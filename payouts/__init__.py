@@ -1,7 +1,3 @@
 """Payouts: offers from a match run, review, SMS links, one-click confirmation, maker-checker batches,
 bank files, reconciliation and the hash-chained audit log (DESIGN.md, "Offers, confirmations and payouts").
 """
-
-from payouts.demo import demo_flow
-
-__all__ = ["demo_flow"]

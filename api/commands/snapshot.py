@@ -34,3 +34,14 @@ def check(
     if json_out:
         json_out.write_text(report_json(report) + "\n", encoding="utf-8")
         console.print(f"\nJSON 报告：{json_out}", markup=False)
+
+
+def _more_commands() -> None:
+    """`generate` and `profile` live in modules of their own; they are `zhida snapshot` commands."""
+    from api.commands import generate, profile
+
+    app.command("generate", help="生成合成快照")(generate.generate)
+    app.command("profile", help="构建企业画像并显示字段覆盖率")(profile.profile)
+
+
+_more_commands()

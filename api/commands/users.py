@@ -25,6 +25,9 @@ BY = typer.Option("cli", "--by", envvar="ZHIDA_USER", help="操作人用户名�
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        console.print("[red]没有终端可以输入密码：请用 --password-stdin 从标准输入读取（一行）[/red]")
+        raise typer.Exit(2)
     return typer.prompt("密码", hide_input=True, confirmation_prompt="再输入一次")
 
 
