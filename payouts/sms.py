@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, select, true, update
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, true, update
 from sqlmodel import Session
 
 from payouts import audit, offers, tokens
@@ -185,6 +185,38 @@ def _titles(session: Session) -> dict[tuple[str, int, str], str]:
     return out
 
 
+def _compose(
+    gateway: SmsGateway,
+    offer: Offer,
+    payee: Payee,
+    kind: str,
+    title: str,
+    deadline: dt.datetime,
+    settings: PayoutSettings,
+) -> tuple[dict[str, Any], OutgoingSms]:
+    """A message with a fresh token: the outbox row's fields of this attempt (the text with the token
+    cut out, only the token's hash) and the SMS to send."""
+    token = tokens.link_token()
+    link = settings.link_base + token
+    text, params = render(
+        kind,
+        sign=settings.sms_sign,
+        name=payee.name,
+        title=title,
+        amount=offer.amount,
+        deadline=deadline,
+        link=link,
+    )
+    fields = {
+        "text": cut_token(text, token),
+        "token_hash": tokens.token_hash(token),
+        "expires_at": deadline,
+        "gateway": gateway.name,
+        "error": None,
+    }
+    return fields, OutgoingSms(payee.contact_phone or "", kind, text, params)
+
+
 def _prepare(
     message: SmsMessage | None,
     gateway: SmsGateway,
@@ -198,17 +230,7 @@ def _prepare(
 ) -> tuple[SmsMessage, OutgoingSms]:
     """The message row of this round and kind (the given one, or a new one the caller adds) with a
     fresh token, and the SMS to send; the row keeps only the token's hash."""
-    token = tokens.link_token()
-    link = settings.link_base + token
-    text, params = render(
-        kind,
-        sign=settings.sms_sign,
-        name=payee.name,
-        title=title,
-        amount=offer.amount,
-        deadline=deadline,
-        link=link,
-    )
+    fields, outgoing = _compose(gateway, offer, payee, kind, title, deadline, settings)
     if message is None:
         message = SmsMessage(
             offer_id=offer.id,
@@ -216,17 +238,14 @@ def _prepare(
             kind=kind,
             phone=payee.contact_phone or "",
             created_at=now,
-            text="",
-            expires_at=deadline,
             status="queued",
+            **fields,
         )
-    message.text = cut_token(text, token)
-    message.token_hash = tokens.token_hash(token)
-    message.expires_at = deadline
+    else:
+        for name, value in fields.items():
+            setattr(message, name, value)
     message.attempts = (message.attempts or 0) + 1
-    message.gateway = gateway.name
-    message.error = None
-    return message, OutgoingSms(message.phone, kind, text, params)
+    return message, outgoing
 
 
 def _deliver(
@@ -424,27 +443,49 @@ def _claim_notices(
                 )
             )
         }
-    prepared = []
+    claims: dict[int, OutgoingSms] = {}  # offer id → the SMS to send
+    fresh: list[dict[str, Any]] = []  # rows of messages new this round, inserted in one statement
     for offer, payee in rows:
-        message = earlier.get(offer.id)
         deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
         title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
-        message, outgoing = _prepare(
-            message if message is not None and message.round == offer.round else None,
-            gateway,
-            offer,
-            payee,
-            NOTICE,
-            title,
-            deadline,
-            settings,
-            now,
+        message = earlier.get(offer.id)
+        if message is not None and message.round == offer.round:  # a retry: the same row, a new token
+            message, outgoing = _prepare(
+                message, gateway, offer, payee, NOTICE, title, deadline, settings, now
+            )
+            message.status = SENDING
+            session.add(message)
+            claims[offer.id] = outgoing
+            continue
+        fields, outgoing = _compose(gateway, offer, payee, NOTICE, title, deadline, settings)
+        fresh.append(
+            {
+                "offer_id": offer.id,
+                "round": offer.round,
+                "kind": NOTICE,
+                "phone": outgoing.phone,
+                "created_at": now,
+                "status": SENDING,
+                "attempts": 1,
+                **fields,
+            }
         )
-        message.status = SENDING
-        session.add(message)
-        prepared.append((message, offer, outgoing))
-    session.flush()  # one flush for the chunk
-    return [_Claim(m.id, o.id, o.public_id, outgoing) for m, o, outgoing in prepared]
+        claims[offer.id] = outgoing
+    session.flush()  # the retried rows
+    table = SmsMessage.__table__
+    if fresh:
+        session.execute(insert(table), fresh)
+    round_of = {o.id: (o.round, o.public_id) for o, _ in rows}
+    ids = {
+        offer_id: message_id
+        for offer_id, message_round, message_id in session.execute(
+            select(table.c.offer_id, table.c.round, table.c.id).where(
+                table.c.offer_id.in_(list(claims)), table.c.kind == NOTICE
+            )
+        )
+        if round_of[offer_id][0] == message_round
+    }
+    return [_Claim(ids[oid], oid, round_of[oid][1], sms) for oid, sms in claims.items()]
 
 
 def _settle_notices(

@@ -12,7 +12,9 @@ from rich.table import Table
 from api.commands import match
 
 app = typer.Typer(no_args_is_help=True)
-app.command("match", help="基准测试：匹配（DuckDB 或 Spark）的用时、内存与 rule-engine 参照的加速比")(match.bench)
+app.command("match", help="基准测试：匹配（DuckDB 或 Spark）的用时、内存与 rule-engine 参照的加速比")(
+    match.bench
+)
 console = Console(highlight=False)
 
 
@@ -40,10 +42,15 @@ def flow(
             f"peak RSS {stage.peak_bytes / 2**20:,.0f} MiB{'' if stage.timed else ' (not timed)'}"
         )
         table.add_row(
-            STAGE_LABELS[stage.name], f"{stage.rows:,}", f"{stage.seconds:.1f}", f"{stage.peak_bytes / 2**20:,.0f}"
+            STAGE_LABELS[stage.name],
+            f"{stage.rows:,}",
+            f"{stage.seconds:.1f}",
+            f"{stage.peak_bytes / 2**20:,.0f}",
         )
 
-    stages = run_flow(enterprises, work, url or os.environ.get("ZHIDA_DATABASE_URL"), seed=seed, report=report)
+    stages = run_flow(
+        enterprises, work, url or os.environ.get("ZHIDA_DATABASE_URL"), seed=seed, report=report
+    )
     console.print(table)
     seconds, peak = totals(stages)
     console.print(f"total: {seconds:.1f} s, peak RSS: {peak / 2**30:.2f} GiB")

@@ -10,7 +10,16 @@ from typer.testing import CliRunner
 
 from api.cli import COMMANDS, app
 
-HEAVY = ("duckdb", "pyarrow", "pyspark", "rule_engine", "sqlalchemy", "alembic", "matcher.plan", "payouts.models")
+HEAVY = (
+    "duckdb",
+    "pyarrow",
+    "pyspark",
+    "rule_engine",
+    "sqlalchemy",
+    "alembic",
+    "matcher.plan",
+    "payouts.models",
+)
 
 
 def test_help_lists_every_command_without_loading_engines_or_the_database() -> None:

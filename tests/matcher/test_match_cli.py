@@ -139,7 +139,17 @@ def test_bench_statements_names_the_slowest_tables_and_leaves_the_rest_to_python
     assert {"allocated", "match_summary", "candidates"} <= set(r.statements)
     assert all(s >= 0 for s in r.statements.values())
     assert 0 <= r.python_s < r.computed_s + r.views_s
-    args = ["bench", "match", "--enterprises", "2000", "--policies", "12", "--work", str(tmp_path), "--no-write"]
+    args = [
+        "bench",
+        "match",
+        "--enterprises",
+        "2000",
+        "--policies",
+        "12",
+        "--work",
+        str(tmp_path),
+        "--no-write",
+    ]
     result = CliRunner().invoke(app, [*args, "--statements", "3"], terminal_width=200)
     assert result.exit_code == 0, result.output
     listed = [name for name in r.statements if f"│ {name} " in result.output]
