@@ -7,7 +7,20 @@ import sys
 import typer
 from rich.console import Console
 
-from api.commands import audit, batch, generate, match, offers, profile, report, serve, sms, snapshot, users
+from api.commands import (
+    audit,
+    batch,
+    db,
+    generate,
+    match,
+    offers,
+    profile,
+    report,
+    serve,
+    sms,
+    snapshot,
+    users,
+)
 from api.commands import rules as rules_cmd
 from api.commands import supermarket as supermarket_cmd
 from rules.errors import ZhidaError
@@ -27,7 +40,8 @@ snapshot.app.command("profile", help="构建企业画像并显示字段覆盖率
 app.add_typer(offers.app, name="offers", help="兑现要约：导入、初核、发布")
 app.add_typer(sms.app, name="sms", help="短信：发送、提醒")
 app.add_typer(batch.app, name="batch", help="拨付批次：组批、复核、导出、对账")
-app.add_typer(audit.app, name="audit", help="审计日志")
+app.add_typer(audit.app, name="audit", help="审计日志：校验、检查点、对象历史")
+app.add_typer(db.app, name="db", help="数据库：以所有者升级结构、为应用角色授权")
 app.command("serve")(serve.serve)
 app.add_typer(users.app, name="users", help="职员用户：新增、列表、设置密码")
 app.command("report", help="月度报告：自包含 HTML 与 Excel 数据表")(report.report)
