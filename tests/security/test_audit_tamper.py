@@ -25,22 +25,13 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from api.commands import audit as audit_cmd
+from api.commands import db as db_cmd
 from api.settings import Settings
 from payouts import audit, batches, checkpoints, confirm
 from payouts.db import grant_app_role, make_engine, migrate, transaction
 from payouts.models import AuditEvent
 from rules.errors import PayoutError
-from tests.payouts.conftest import (  # noqa: F401  (fixtures)
-    PG_ADMIN,
-    T0,
-    add_staff,
-    backend,
-    engine,
-    notified,
-    small_run,
-    t0,
-    tx,
-)
+from tests.payouts.conftest import PG_ADMIN, T0, add_staff
 
 KEY = "test-audit-key-" + "k" * 40
 NOW = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
@@ -169,14 +160,16 @@ def test_an_untampered_log_verifies_against_its_checkpoints(log, tmp_path: Path,
     assert "审计日志完整" in result.output and "对照 2 个签名检查点" in result.output
 
 
-def test_a_cut_tail_with_the_head_set_back_is_caught_by_the_checkpoint(log, tmp_path: Path, monkeypatch) -> None:
+def test_a_cut_tail_with_the_head_set_back_is_caught_by_the_checkpoint(
+    log, tmp_path: Path, monkeypatch
+) -> None:
     file = _checkpoint(log.app, tmp_path / "cp.json")
     _rewrite_as_owner(log.owner, _rows(log.owner)[:17], 18, None, audit.KEYED)
     assert _verify(log.app).ok  # the shorter chain holds: only the checkpoint can tell
     report = _verify(log.app, file)
-    assert any("日志末尾被截断" in p and "记录到第 20 条，库中最后一条是第 17 条" in p for p in report.problems), (
-        report.problems
-    )
+    assert any(
+        "日志末尾被截断" in p and "记录到第 20 条，库中最后一条是第 17 条" in p for p in report.problems
+    ), report.problems
     result = _cli_verify(log, file, monkeypatch)
     assert result.exit_code == 1
     assert "审计日志校验失败" in result.output and "第 20 条" in result.output
@@ -270,7 +263,9 @@ def test_approving_a_batch_writes_a_checkpoint_of_the_head(
         assert audit.verify(s, against=written).ok
 
 
-def test_a_checkpoint_is_written_at_most_once_a_day_besides_approvals(engine, tmp_path: Path, monkeypatch) -> None:
+def test_a_checkpoint_is_written_at_most_once_a_day_besides_approvals(
+    engine, tmp_path: Path, monkeypatch
+) -> None:
     folder = tmp_path / "daily"
     monkeypatch.setenv(checkpoints.DIR_ENV, str(folder))
     for i in range(3):
@@ -308,3 +303,29 @@ def test_production_refuses_a_missing_or_development_audit_key(monkeypatch) -> N
     monkeypatch.setenv("ZHIDA_ENV", "production")
     with pytest.raises(PayoutError, match="ZHIDA_AUDIT_KEY"):
         audit.chain_key()
+
+
+def test_the_checkpoint_command_signs_a_sound_head_and_refuses_a_broken_one(
+    log, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("ZHIDA_DATABASE_URL", _url(log.name, log.app_role))
+    runner = CliRunner()
+    out = tmp_path / "cp.json"
+    result = runner.invoke(audit_cmd.app, ["checkpoint", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cp = checkpoints.load(out)
+    assert cp.seq == 20 and cp.valid(KEY.encode())
+    rows = _rows(log.owner)
+    rows[4]["actor"] = "someone"
+    _rewrite_as_owner(log.owner, rows, 5, audit.legacy_hash, audit.LEGACY)
+    refused = runner.invoke(audit_cmd.app, ["checkpoint", "--out", str(tmp_path / "after.json")])
+    assert refused.exit_code == 1 and "不签发检查点" in refused.output
+    assert not (tmp_path / "after.json").exists()
+
+
+def test_db_grant_gives_the_service_role_its_rights_again(roles) -> None:
+    owner_url = roles.owner.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(db_cmd.app, ["grant", "--app-role", roles.app_role, "--url", owner_url])
+    assert result.exit_code == 0, (result.output, result.exception)
+    with pytest.raises(DBAPIError), roles.app.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event"))
