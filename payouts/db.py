@@ -225,6 +225,8 @@ def grant_app_role(target: str | Engine, role: str) -> None:
         with engine.begin() as conn:
             if conn.dialect.name != "postgresql":
                 raise PayoutError("数据库角色只适用于 PostgreSQL：SQLite 没有角色与权限")
+            # One process at a time, like a migration: concurrent GRANTs on a table fail.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             _grant(conn, role)
     finally:
         if not isinstance(target, Engine):
