@@ -28,7 +28,8 @@ from api.commands import audit as audit_cmd
 from api.commands import db as db_cmd
 from api.settings import Settings
 from payouts import audit, batches, checkpoints, confirm
-from payouts.db import grant_app_role, make_engine, migrate, transaction
+from payouts.db import _engines as db_engines
+from payouts.db import connect, grant_app_role, make_engine, migrate, normalize_url, transaction
 from payouts.models import AuditEvent
 from rules.errors import PayoutError
 from tests.payouts.conftest import PG_ADMIN, T0, add_staff
@@ -68,7 +69,9 @@ def roles() -> Iterator[SimpleNamespace]:
         as_app = make_engine(_url(name, app))
         as_admin = make_engine(_url(name, "postgres"))
         engines += [as_owner, as_app, as_admin]
-        yield SimpleNamespace(owner=as_owner, app=as_app, admin=as_admin, name=name, app_role=app)
+        yield SimpleNamespace(
+            owner=as_owner, app=as_app, admin=as_admin, name=name, app_role=app, owner_role=owner
+        )
     finally:
         for e in engines:
             e.dispose()
@@ -329,3 +332,23 @@ def test_db_grant_gives_the_service_role_its_rights_again(roles) -> None:
     assert result.exit_code == 0, (result.output, result.exception)
     with pytest.raises(DBAPIError), roles.app.begin() as conn:
         conn.execute(text("DELETE FROM audit_event"))
+
+
+def test_the_service_migrates_as_the_owner_and_runs_as_the_role_that_owns_nothing(roles, monkeypatch) -> None:
+    name = f"zhida_test_{secrets.token_hex(4)}"
+    admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}" OWNER "{roles.owner_role}"')
+    monkeypatch.setenv("ZHIDA_APP_ROLE", roles.app_role)
+    app_url = normalize_url(_url(name, roles.app_role))
+    try:
+        service = connect(app_url, migration_url=_url(name, roles.owner_role))
+        with transaction(service) as s:
+            audit.record(s, T0, "rev", "note", "user", "u1")
+        with pytest.raises(DBAPIError, match="must be owner"), service.begin() as conn:
+            conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        with transaction(service) as s:
+            assert audit.verify(s).ok
+    finally:
+        db_engines.pop(app_url).dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
