@@ -247,8 +247,10 @@ def take_checkpoint(session: Session, now: dt.datetime, key: bytes | None = None
 def _checkpoint_after_commit(session: OrmSession) -> None:
     head = session.info.pop(_HEAD, None)
     wanted = session.info.pop(_CHECKPOINT, False)
+    if head is None:
+        return  # nothing appended: the head is where the last checkpoint left it
     folder = checkpoints.directory()
-    if head is None or folder is None:
+    if folder is None:
         return
     now = dt.datetime.now(dt.UTC)
     today, name = now.date(), str(folder)
