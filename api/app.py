@@ -192,7 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.state.engine = connect(settings.database_url, connections=settings.max_in_flight)
+    app.state.engine = connect(
+        settings.database_url,
+        connections=settings.max_in_flight,
+        migration_url=settings.migration_database_url,
+    )
     app.state.tokens = Tokens(settings.secret_key.get_secret_value(), settings.session_hours * 3600)
     app.state.store = PolicyStore(settings.data_dir / "policies")
     with transaction(app.state.engine) as s:  # the policy supermarket lists what was published before it

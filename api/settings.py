@@ -1,8 +1,10 @@
 """The service's settings: one pydantic-settings class read from `ZHIDA_*` variables.
 
-Development works out of the box (an SQLite file under `var/`, a per-process secret key). Production
-(`ZHIDA_ENV=production`) refuses what is only safe on a developer's machine: the placeholder or a short
-secret key, SQLite, cookies without `Secure`, and the demo phone that shows SMS links in the browser.
+Development works out of the box (an SQLite file under `var/`, a per-process secret key, the public
+development audit key). Production (`ZHIDA_ENV=production`) refuses what is only safe on a developer's
+machine: the placeholder or a short secret key, a missing, short or development audit key, no
+directory for audit checkpoints, SQLite, cookies without `Secure`, and the demo phone that shows SMS
+links in the browser.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payouts import audit
 from payouts.db import DEFAULT_URL, PayoutSettings
 
 PLACEHOLDER_SECRET = "change-me"
@@ -29,6 +32,13 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     database_url: str = DEFAULT_URL
+    # The owner role's URL, for migrations only; the service itself connects as a role that owns
+    # nothing (`zhida db grant`). Unset: migrations run over database_url.
+    migration_database_url: str | None = None
+    # The audit chain's HMAC key (payouts/audit.py reads ZHIDA_AUDIT_KEY itself; checked here so that
+    # production refuses to start without one) and where signed checkpoints of its head are written.
+    audit_key: SecretStr | None = None
+    audit_checkpoint_dir: Path | None = None
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"  # where staff reach the console; SMS links too by default
     link_base: str | None = None  # the public confirm page; default: public_url + "/c/"
@@ -79,6 +89,11 @@ class Settings(BaseSettings):
         key = self.secret_key.get_secret_value()
         if key == PLACEHOLDER_SECRET or len(key) < MIN_SECRET_CHARS:
             problems.append(f"ZHIDA_SECRET_KEY 必须设置为至少 {MIN_SECRET_CHARS} 个字符的随机值")
+        audit_key_problem = audit.key_problem(self.audit_key.get_secret_value() if self.audit_key else None)
+        if audit_key_problem:
+            problems.append(audit_key_problem)
+        if self.audit_checkpoint_dir is None:
+            problems.append("生产环境须设置 ZHIDA_AUDIT_CHECKPOINT_DIR（审计日志签名检查点的库外目录）")
         if self.database_url.startswith("sqlite"):
             problems.append("生产环境不能使用 SQLite：请设置 ZHIDA_DATABASE_URL 为 PostgreSQL 地址")
         if not self.cookie_secure:
@@ -100,7 +115,10 @@ class Settings(BaseSettings):
     def payouts(self) -> PayoutSettings:
         """The payouts settings, with this service's database and confirm page."""
         return dataclasses.replace(
-            PayoutSettings.from_env(), database_url=self.database_url, link_base=self.confirm_link_base
+            PayoutSettings.from_env(),
+            database_url=self.database_url,
+            migration_database_url=self.migration_database_url,
+            link_base=self.confirm_link_base,
         )
 
     def default_as_of(self) -> dt.date:

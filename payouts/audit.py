@@ -1,32 +1,57 @@
-"""The audit log: every state change as an append-only, hash-chained event.
+"""The audit log: every state change as an append-only, keyed hash chain of events.
 
-Each event stores `prev_hash` and `hash = sha256(prev_hash + canonical JSON of the event)`, so
-changing, removing or reordering any stored event breaks the chain, and `verify` says where.
+Each event stores `prev_hash` and `hash = HMAC-SHA256(key, prev_hash + canonical JSON of the event)`
+under the audit key (`ZHIDA_AUDIT_KEY`, held by the application and the auditor, never by the
+database), so changing, removing or reordering any stored event breaks the chain, `verify` says where,
+and whoever owns the database cannot recompute the chain after a change: that needs the key. Events
+written before the chain was keyed (`chain` 1) carry `sha256(prev_hash + JSON)`; they may only come
+before the first keyed event (`chain` 2), whose HMAC covers the last of them.
 The same change to many things at once (a million offers imported or released) is one bulk event:
 its members are listed in `audit_member`, and the event holds their count and digest, so the list
 is covered by the chain as well.
 Appenders lock the single `audit_head` row (SELECT ... FOR UPDATE on PostgreSQL; SQLite serializes
 writers anyway), so concurrent transactions take turns and the chain never forks. The tables refuse
-UPDATE and DELETE by trigger (see the first migration). Publishing the head hash from time to time
-(`zhida audit verify` prints it) also makes cutting off the end of the log detectable.
+UPDATE and DELETE by trigger (see the first migration); the service connects as a role that owns
+nothing, so it cannot disable them (`payouts.db.grant_app_role`).
+
+Cutting off the end of the log (and setting `audit_head` back) leaves a shorter chain that holds, so
+the head is also written, signed, to files outside the database (`payouts.checkpoints`): when a batch
+is approved, once a day by the first transaction that records an event (when
+`ZHIDA_AUDIT_CHECKPOINT_DIR` is set), and by `zhida audit checkpoint`. `verify` checks the chain
+against them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, insert, literal, select, update
+from sqlalchemy import BigInteger, Select, event, insert, literal, select, update
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from payouts import checkpoints
 from payouts.bulkload import insert_columns
+from payouts.checkpoints import Checkpoint
 from payouts.models import AuditEvent, AuditHead, AuditMember, MatchRun, Offer
+from rules.errors import PayoutError
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+LEGACY, KEYED = 1, 2  # `chain` of an event: plain SHA-256 (before the key), HMAC-SHA256 under the key
+KEY_ENV = "ZHIDA_AUDIT_KEY"
+MIN_KEY_CHARS = 32
+# Development only: a fixed, public value, so that a developer's chain verifies across restarts.
+# Production refuses it (api/settings.py and `chain_key`): with it anyone can recompute the chain.
+DEVELOPMENT_KEY = "zhida-development-audit-key/public/never-use-in-production"
 COLUMNS = (
     "seq",
     "at",
@@ -40,7 +65,32 @@ COLUMNS = (
     "data",
     "prev_hash",
     "hash",
+    "chain",
 )
+
+
+def key_problem(value: str | None) -> str | None:
+    """What is wrong with `value` as a production audit key, in Chinese, or None if nothing is."""
+    if not value or value == DEVELOPMENT_KEY or len(value) < MIN_KEY_CHARS:
+        return (
+            f"{KEY_ENV} 必须设置为至少 {MIN_KEY_CHARS} 个字符的随机值（审计日志的密钥，"
+            "只由本服务和审计员保管，不得存入数据库），且不能是开发环境的默认值"
+        )
+    return None
+
+
+def chain_key(env: Mapping[str, str] | None = None) -> bytes:
+    """The audit key from `ZHIDA_AUDIT_KEY`; in development, when unset, the public development key.
+
+    In production (`ZHIDA_ENV=production`) a missing, short or development key is refused.
+    """
+    env = os.environ if env is None else env
+    value = env.get(KEY_ENV, "")
+    if env.get("ZHIDA_ENV") == "production":
+        problem = key_problem(value)
+        if problem:
+            raise PayoutError(problem)
+    return (value or DEVELOPMENT_KEY).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +149,8 @@ def timestamp(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_hash(prev_hash: str, row: Mapping[str, Any], at_text: str | None = None) -> str:
-    """The hash of one stored event, chained to the one before it."""
-    body = {
+def _body(row: Mapping[str, Any], at_text: str | None) -> dict[str, Any]:
+    return {
         "seq": row["seq"],
         "at": at_text or timestamp(row["at"]),
         "actor": row["actor"],
@@ -113,7 +162,28 @@ def event_hash(prev_hash: str, row: Mapping[str, Any], at_text: str | None = Non
         "reason": row["reason"],
         "data": row["data"],
     }
-    return hashlib.sha256((prev_hash + canonical(body)).encode()).hexdigest()
+
+
+def legacy_hash(prev_hash: str, row: Mapping[str, Any], at_text: str | None = None) -> str:
+    """The hash of an event written before the chain was keyed (`chain` 1): anyone can compute it."""
+    return hashlib.sha256((prev_hash + canonical(_body(row, at_text))).encode()).hexdigest()
+
+
+def hasher(key: bytes) -> Callable[[str, Mapping[str, Any], str | None], str]:
+    """The keyed hash of one event, chained to the one before it (`chain` 2): only the key makes it."""
+    base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def keyed(prev_hash: str, row: Mapping[str, Any], at_text: str | None = None) -> str:
+        mac = base.copy()
+        mac.update((prev_hash + canonical({**_body(row, at_text), "chain": KEYED})).encode())
+        return mac.hexdigest()
+
+    return keyed
+
+
+def event_hash(prev_hash: str, row: Mapping[str, Any], at_text: str | None = None, *, key: bytes) -> str:
+    """The keyed hash of one stored event under `key`."""
+    return hasher(key)(prev_hash, row, at_text)
 
 
 def append(session: Session, events: Sequence[Event], at: dt.datetime) -> int:
@@ -124,6 +194,7 @@ def append(session: Session, events: Sequence[Event], at: dt.datetime) -> int:
     """
     if not events:
         return 0
+    keyed = hasher(chain_key())
     session.flush()
     head = AuditHead.__table__
     seq, prev = session.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()).one()
@@ -143,13 +214,65 @@ def append(session: Session, events: Sequence[Event], at: dt.datetime) -> int:
             "reason": ev.reason,
             "data": canonical(dict(ev.data)),
             "prev_hash": prev,
+            "chain": KEYED,
         }
-        row["hash"] = prev = event_hash(prev, row, at_text)
+        row["hash"] = prev = keyed(prev, row, at_text)
         for c in COLUMNS:
             columns[c].append(row[c])
     insert_columns(session, AuditEvent.__table__, columns)
     session.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=prev))
+    session.info[_HEAD] = (seq, prev)
     return seq
+
+
+_HEAD = "zhida_audit_head"  # session.info: (seq, hash) of the last event this transaction appended
+_CHECKPOINT = "zhida_audit_checkpoint"  # session.info: this transaction leaves a checkpoint
+_daily: dict[str, dt.date] = {}  # checkpoint directory -> the last day this process saw one taken
+
+
+def checkpoint_on_commit(session: Session) -> None:
+    """Write the head this transaction leaves as a signed checkpoint once it commits (when
+    `ZHIDA_AUDIT_CHECKPOINT_DIR` is set); after, so that no checkpoint names an event rolled back."""
+    session.info[_CHECKPOINT] = True
+
+
+def take_checkpoint(session: Session, now: dt.datetime, key: bytes | None = None) -> Checkpoint:
+    """A signed checkpoint of the chain's head as this session sees it."""
+    head = AuditHead.__table__
+    seq, head_hash = session.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
+    return Checkpoint.signed(key or chain_key(), seq, head_hash, now)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _checkpoint_after_commit(session: OrmSession) -> None:
+    head = session.info.pop(_HEAD, None)
+    wanted = session.info.pop(_CHECKPOINT, False)
+    if head is None:
+        return  # nothing appended: the head is where the last checkpoint left it
+    folder = checkpoints.directory()
+    if folder is None:
+        return
+    now = dt.datetime.now(dt.UTC)
+    today, name = now.date(), str(folder)
+    if not wanted and (_daily.get(name) == today or checkpoints.taken_on(folder, today)):
+        _daily[name] = today
+        return
+    try:
+        path = checkpoints.write_into(folder, Checkpoint.signed(chain_key(), head[0], head[1], now))
+    except (OSError, PayoutError):
+        # The events are committed: say loudly that their checkpoint is missing, and try again with
+        # the next event (the day is not marked as done).
+        log.exception("audit checkpoint of event %s could not be written into %s", head[0], folder)
+        return
+    _daily[name] = today
+    log.info("audit checkpoint written: %s", path)
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_at_the_end(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:  # the whole transaction, committed (already handled) or rolled back
+        session.info.pop(_HEAD, None)
+        session.info.pop(_CHECKPOINT, None)
 
 
 def members_digest(entity_ids: Sequence[str]) -> str:
@@ -242,6 +365,8 @@ class Verification:
     events: int = 0
     head_seq: int = 0
     head_hash: str = GENESIS
+    legacy: int = 0  # events written before the chain was keyed (plain SHA-256)
+    checkpoints: int = 0  # signed checkpoints the chain was checked against
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -264,32 +389,98 @@ def _stored(session: Session, chunk: int) -> Iterator[dict[str, Any]]:
         last = rows[-1]["seq"]
 
 
-def verify(session: Session, chunk: int = 20_000, max_problems: int = 20) -> Verification:
-    """Recompute the whole chain from the first event and compare it with what is stored."""
+def _checkpoint_name(cp: Checkpoint) -> str:
+    return f"检查点 {cp.source or '（未命名）'}（{cp.at}，第 {cp.seq} 条）"
+
+
+def verify(
+    session: Session,
+    chunk: int = 20_000,
+    max_problems: int = 20,
+    *,
+    key: bytes | None = None,
+    against: Sequence[Checkpoint] = (),
+) -> Verification:
+    """Recompute the whole chain from the first event under the audit key and compare it with what is
+    stored, and with the signed checkpoints `against` (each one's event must still be there, with the
+    hash the checkpoint names: a cut tail, a rewritten or a re-linked chain all fail here).
+    """
+    key = key or chain_key()
+    keyed = hasher(key)
     report = Verification()
+    anchors: dict[int, list[Checkpoint]] = {}
+    for cp in against:
+        if cp.valid(key):
+            anchors.setdefault(cp.seq, []).append(cp)
+            report.checkpoints += 1
+        else:
+            report.problems.append(
+                f"{_checkpoint_name(cp)}的签名不符：检查点文件被改动，或 {KEY_ENV} 不是签名时的密钥"
+            )
     head = session.execute(select(AuditHead.__table__)).mappings().one()
     report.head_seq, report.head_hash = head["seq"], head["hash"]
     expected_seq, prev = 1, GENESIS
+    keyed_seen = keyed_wrong = 0
     for row in _stored(session, chunk):
         report.events += 1
         seq = row["seq"]
         if seq != expected_seq:
             report.problems.append(f"第 {expected_seq} 条之后缺少事件（下一条是第 {seq} 条）")
+            report.problems += _missing_anchors(anchors, expected_seq, seq)
         if row["prev_hash"] != prev:
             report.problems.append(f"第 {seq} 条的前一哈希与链不符：链已断开或事件被删除、改序")
-        if event_hash(row["prev_hash"], row) != row["hash"]:
-            report.problems.append(f"第 {seq} 条的内容与其哈希不符：事件被改动")
-        elif '"members":' in row["data"]:
+        if row["chain"] == KEYED:
+            keyed_seen += 1
+            expected = keyed(row["prev_hash"], row, None)
+        elif row["chain"] == LEGACY and not keyed_seen:
+            report.legacy += 1
+            expected = legacy_hash(row["prev_hash"], row)
+        else:
+            report.problems.append(
+                f"第 {seq} 条标为无密钥的旧式事件（chain={row['chain']}），却在带密钥的事件之后：链被改写"
+            )
+            expected = None
+        if expected is not None and expected != row["hash"]:
+            keyed_wrong += row["chain"] == KEYED
+            report.problems.append(f"第 {seq} 条的内容与其哈希不符：事件被改动，或其后的链被重新计算")
+        elif expected is not None and '"members":' in row["data"]:
             report.problems += _check_members(session, row)
+        for cp in anchors.pop(seq, ()):
+            if cp.hash != row["hash"]:
+                report.problems.append(
+                    f"第 {seq} 条的哈希与{_checkpoint_name(cp)}不符：该检查点之前的日志被改写或删改"
+                )
         if len(report.problems) >= max_problems:
             return report
         expected_seq, prev = seq + 1, row["hash"]
-    if (report.head_seq, report.head_hash) != (expected_seq - 1, prev):
+    last = expected_seq - 1
+    for seq in sorted(anchors):
+        if seq == 0:
+            continue  # a checkpoint of the empty chain
+        for cp in anchors[seq]:
+            report.problems.append(
+                f"日志末尾被截断：{_checkpoint_name(cp)}记录到第 {seq} 条，库中最后一条是第 {last} 条"
+            )
+    if (report.head_seq, report.head_hash) != (last, prev):
         report.problems.append(
             f"链头记录（第 {report.head_seq} 条 {report.head_hash[:12]}…）与最后一条事件"
-            f"（第 {expected_seq - 1} 条 {prev[:12]}…）不符"
+            f"（第 {last} 条 {prev[:12]}…）不符"
+        )
+    if keyed_seen and keyed_wrong == keyed_seen:
+        report.problems.append(
+            f"每一条带密钥的事件都与其哈希不符：若日志未被改写，则 {KEY_ENV} 不是写入日志时的密钥"
         )
     return report
+
+
+def _missing_anchors(anchors: dict[int, list[Checkpoint]], first: int, after: int) -> list[str]:
+    """Checkpoints whose event is in the gap first..after-1 (deleted)."""
+    gone = [seq for seq in anchors if first <= seq < after]
+    return [
+        f"{_checkpoint_name(cp)}记录的第 {seq} 条事件已被删除"
+        for seq in sorted(gone)
+        for cp in anchors.pop(seq)
+    ]
 
 
 def _members(session: Session, row: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:

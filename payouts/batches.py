@@ -313,6 +313,7 @@ def approve(session: Session, reference: str, by: str, now: dt.datetime) -> Batc
     notice.check_approvable(session, batch, now)  # the public notice (公示) ran its period, no open objection
     batch.state, batch.checker_id, batch.approved_at = BatchState.APPROVED.value, checker.id, now
     audit.append(session, [_event(batch, BatchState.ASSEMBLED.value, by, "approve")], now)
+    audit.checkpoint_on_commit(session)  # money is about to move: the log up to here leaves the database
     return batch
 
 

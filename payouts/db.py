@@ -2,6 +2,10 @@
 
 The embedded default is an SQLite file under `var/`; production sets `ZHIDA_DATABASE_URL` to a
 PostgreSQL URL. The schema is always made by alembic (`migrate`), never by `create_all`.
+
+On PostgreSQL the service connects as a role that owns nothing (`grant_app_role`): it cannot alter
+tables, disable the audit log's triggers, or update and delete its rows. The owner role migrates,
+through `ZHIDA_MIGRATION_DATABASE_URL`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
 from rules.errors import PayoutError
@@ -32,6 +36,8 @@ class PayoutSettings:
     """Everything payouts reads from the environment (`ZHIDA_` prefix), with working defaults."""
 
     database_url: str = DEFAULT_URL
+    migration_database_url: str | None = None  # the owner's URL; the service's role owns nothing
+    app_role: str | None = None  # the service's PostgreSQL role, granted its rights after each migration
     link_base: str = "https://zd.example.gov.cn/c/"  # the public confirm page; the token follows
     link_ttl_days: int = 30
     reminder_days: tuple[int, ...] = (3, 1)
@@ -60,6 +66,8 @@ class PayoutSettings:
             raise PayoutError(f"链接有效期 {ttl} 天，提醒应在到期前 1 至 {ttl - 1} 天：{reminders}")
         return cls(
             database_url=get("DATABASE_URL", d.database_url),
+            migration_database_url=get("MIGRATION_DATABASE_URL", "") or None,
+            app_role=get("APP_ROLE", "") or None,
             link_base=get("LINK_BASE", d.link_base),
             link_ttl_days=ttl,
             reminder_days=tuple(sorted(set(reminders), reverse=True)),
@@ -165,15 +173,106 @@ def new_revision(message: str) -> None:
 _engines: dict[str, Engine] = {}
 
 
-def connect(url: str | None = None, connections: int | None = None) -> Engine:
+def connect(
+    url: str | None = None, connections: int | None = None, migration_url: str | None = None
+) -> Engine:
     """The process's engine for `url`, migrated to the latest schema on first use (`connections`: see
-    `make_engine`; it counts on first use only)."""
-    url = normalize_url(url or PayoutSettings.from_env().database_url)
+    `make_engine`; it counts on first use only).
+
+    `migration_url` (default, when `url` is not given: `ZHIDA_MIGRATION_DATABASE_URL`) is the owner
+    role's URL: the migration runs over it, then grants the service's role (`ZHIDA_APP_ROLE`) its rights
+    on what the migration made. Without it, the migration runs over `url` (nothing to do at the latest
+    revision, so a role that owns nothing can start a service whose schema is up to date).
+    """
+    settings = PayoutSettings.from_env()
+    if url is None:
+        migration_url = migration_url or settings.migration_database_url
+    url = normalize_url(url or settings.database_url)
     if url not in _engines:
         engine = make_engine(url, connections)
-        migrate(engine)
+        if migration_url:
+            owner = make_engine(migration_url)
+            migrate(owner)
+            if settings.app_role:
+                grant_app_role(owner, settings.app_role)
+            owner.dispose()
+        else:
+            migrate(engine)
         _engines[url] = engine
     return _engines[url]
+
+
+# What the service's role may do to each table: everything a request does, and no more. The audit log
+# is appended to, never changed; its head only moves forward (a trigger, migration 0005).
+_APPEND_ONLY = ("audit_event", "audit_member")
+_REVOKED = {
+    **{table: "UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER" for table in _APPEND_ONLY},
+    "audit_head": "INSERT, DELETE, TRUNCATE, REFERENCES, TRIGGER",
+    "alembic_version": "INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",
+}
+
+
+def grant_app_role(target: str | Engine, role: str) -> None:
+    """Give the service's PostgreSQL role `role` the rights it needs on the schema, run as its owner.
+
+    The role must exist (CREATE ROLE ... LOGIN, by a superuser) and own nothing, and must not be a
+    superuser: then it can neither ALTER a table nor disable a trigger. It may read and write the
+    tables, append to the audit log, move its head forward, and nothing else. Run again after every
+    migration (`connect` does when `ZHIDA_APP_ROLE` is set).
+    """
+    engine = target if isinstance(target, Engine) else make_engine(target)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name != "postgresql":
+                raise PayoutError("数据库角色只适用于 PostgreSQL：SQLite 没有角色与权限")
+            # One process at a time, like a migration: concurrent GRANTs on a table fail.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            _grant(conn, role)
+    finally:
+        if not isinstance(target, Engine):
+            engine.dispose()
+
+
+def _grant(conn: Connection, role: str) -> None:
+    found = conn.execute(
+        text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = :r"), {"r": role}
+    ).first()
+    if found is None:
+        raise PayoutError(
+            f"数据库角色 {role} 不存在：请先由超级用户执行 CREATE ROLE {role} LOGIN PASSWORD '…'"
+        )
+    if found.rolsuper or found.rolbypassrls:
+        raise PayoutError(f"数据库角色 {role} 是超级用户（或可绕过行级安全）：应用角色不能有这些权限")
+    owned = (
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND pg_has_role(:r, c.relowner, 'USAGE') ORDER BY 1"
+            ),
+            {"r": role},
+        )
+        .scalars()
+        .all()
+    )
+    if owned:
+        raise PayoutError(
+            f"数据库角色 {role} 拥有（或通过角色成员关系拥有）表 {', '.join(owned[:5])}：应用角色不能是表的所有者，"
+            "请用另一个角色连接服务"
+        )
+    quoted = conn.dialect.identifier_preparer.quote(role)
+    schema = conn.dialect.identifier_preparer.quote(
+        conn.execute(text("SELECT current_schema()")).scalar_one()
+    )
+    statements = [
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {quoted}",
+        f"REVOKE CREATE ON SCHEMA {schema} FROM {quoted}",
+        f"GRANT USAGE ON SCHEMA {schema} TO {quoted}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {quoted}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {quoted}",
+        *(f"REVOKE {rights} ON {table} FROM {quoted}" for table, rights in _REVOKED.items()),
+    ]
+    for statement in statements:
+        conn.execute(text(statement))
 
 
 @contextmanager

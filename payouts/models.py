@@ -18,6 +18,7 @@ from sqlalchemy import (
     Date,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -420,6 +421,8 @@ class AuditEvent(SQLModel, table=True):
     data: str = Field(sa_type=Text)  # canonical JSON
     prev_hash: str = Field(sa_type=String(64))
     hash: str = Field(sa_type=String(64))
+    # 1: hash is plain SHA-256 (written before the chain was keyed); 2: HMAC-SHA256 under the audit key
+    chain: int = Field(default=2, sa_column=Column(SmallInteger, nullable=False, server_default="1"))
 
 
 class AuditMember(SQLModel, table=True):

@@ -127,6 +127,8 @@ def test_production_refuses_unsafe_settings() -> None:
     ok = Settings(
         env="production",
         secret_key="x" * 40,
+        audit_key="k" * 40,
+        audit_checkpoint_dir="/srv/zhida-checkpoints",
         database_url="postgresql://db/zhida",
         cookie_secure=True,
         public_url="https://zd.example.gov.cn",

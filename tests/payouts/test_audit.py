@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from payouts import audit, confirm
-from payouts.db import transaction
+from payouts.db import make_engine, migrate, transaction
 from payouts.models import AuditEvent, Offer
 
 
@@ -100,3 +100,56 @@ def test_concurrent_writers_never_fork_the_chain(engine, t0) -> None:
         report = audit.verify(s)
         assert report.ok, report.problems
         assert report.events == 6 + 8 * 15  # the six staff users, then the notes
+
+
+def test_events_written_before_the_chain_was_keyed_still_verify_under_the_first_keyed_event(
+    tmp_path, t0
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0004")  # the schema of before the key: plain SHA-256 hashes
+    prev = audit.GENESIS
+    with engine.begin() as conn:
+        for seq in (1, 2, 3):
+            row = {
+                "seq": seq,
+                "at": t0,
+                "actor": "rev",
+                "action": "note",
+                "entity": "user",
+                "entity_id": f"u{seq}",
+                "from_state": None,
+                "to_state": None,
+                "reason": None,
+                "data": "{}",
+                "prev_hash": prev,
+            }
+            row["hash"] = prev = audit.legacy_hash(prev, row)
+            conn.execute(text(f"INSERT INTO audit_event ({', '.join(row)}) VALUES (:{', :'.join(row)})"), row)
+        conn.execute(text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": prev})
+    migrate(engine)
+    with transaction(engine) as s:
+        audit.record(s, t0, "rev", "note", "user", "u4")
+        audit.record(s, t0, "rev", "note", "user", "u5")
+    with transaction(engine) as s:
+        report = audit.verify(s)
+        assert report.ok, report.problems
+        assert (report.events, report.legacy) == (5, 3)
+        assert s.scalars(select(AuditEvent.chain).order_by(AuditEvent.seq)).all() == [1, 1, 1, 2, 2]
+    # Changing an event of before the key and recomputing the plain hashes after it (which needs no
+    # key) is found at the first keyed event: its HMAC covers the last plain hash.
+    with engine.begin() as conn:
+        rows = [dict(r) for r in conn.execute(text("SELECT * FROM audit_event ORDER BY seq")).mappings()]
+    rows[1]["actor"] = "x"
+    for i in (1, 2):
+        rows[i]["prev_hash"] = rows[i - 1]["hash"]
+        rows[i]["hash"] = audit.legacy_hash(rows[i]["prev_hash"], {**rows[i], "at": t0})
+    for i in (1, 2):
+        tamper(
+            engine,
+            f"UPDATE audit_event SET actor = '{rows[i]['actor']}', prev_hash = '{rows[i]['prev_hash']}', hash = '{rows[i]['hash']}' WHERE seq = {i + 1}",
+        )
+    tamper(engine, f"UPDATE audit_event SET prev_hash = '{rows[2]['hash']}' WHERE seq = 4")
+    with transaction(engine) as s:
+        problems = audit.verify(s).problems
+    assert problems and all("第 4 条" in p for p in problems), problems
+    engine.dispose()
