@@ -376,10 +376,10 @@ def _check_in_batch(session: Session, offer_ids: Select[tuple[int]], reference: 
 
 
 def _file_header(session: Session, batch: Batch) -> bankfiles.FileHeader:
-    """The header of the batch's bank files: its count and exact total from its lines."""
+    """The header of the batch's bank files: its count and exact total from its paid lines."""
     count, total = session.execute(
         select(func.count(), func.coalesce(func.sum(BatchLine.amount), 0)).where(
-            BatchLine.batch_id == batch.id
+            BatchLine.batch_id == batch.id, BatchLine.status != LineStatus.WITHDRAWN.value
         )
     ).one()
     assert batch.approved_at is not None
@@ -397,11 +397,15 @@ def _file_header(session: Session, batch: Batch) -> bankfiles.FileHeader:
 
 
 def _file_lines(session: Session, batch: Batch, chunk: int = 20_000) -> Iterator[bankfiles.FileLine]:
-    """The batch's lines as the bank files see them, in line order, streamed (server-side cursor)."""
+    """The batch's lines as the bank files see them, in line order, streamed (server-side cursor).
+
+    A line withdrawn before approval (an objection upheld during the public notice) is not paid.
+    Lines that failed at the bank after an export stay, so that exporting again gives the same files.
+    """
     t = BatchLine.__table__
     query = (
         select(t.c.line_no, t.c.reference, t.c.account_name, t.c.account_no, t.c.bank_name, t.c.amount)
-        .where(t.c.batch_id == batch.id)
+        .where(t.c.batch_id == batch.id, t.c.status != LineStatus.WITHDRAWN.value)
         .order_by(t.c.line_no)
         .execution_options(yield_per=chunk)
     )

@@ -160,3 +160,26 @@ def test_a_withdrawn_batch_leaves_the_public_list(tx, batch) -> None:
         assert notice.running(s, batch.t + D) == []
         with pytest.raises(StateError, match="已撤回"):
             notice.file_objection(s, nid, 1, name="王五", contact="13900001111", text="x", now=batch.t + D)
+
+
+def test_a_line_withdrawn_by_an_upheld_objection_never_reaches_the_bank(tx, batch, tmp_path) -> None:
+    nid = _open(tx, batch.ref, batch.t)
+    with tx() as s:
+        oid = notice.file_objection(
+            s, nid, 2, name="李四", contact="li@example.com", text="重复享受", now=batch.t + D
+        ).public_id
+        notice.resolve(s, oid, True, "经核实已在他处享受", "rev", batch.t + 2 * D)
+        withdrawn = s.scalar(
+            select(BatchLine.reference)
+            .join(Batch)
+            .where(Batch.reference == batch.ref, BatchLine.line_no == 2)
+        )
+    with tx() as s:
+        batches.approve(s, batch.ref, "checker", batch.t + 8 * D)
+        files = batches.export(s, batch.ref, "maker", tmp_path / "bank", batch.t + 8 * D + H)
+        paid = batches.bank_file_of(s, batches.get_batch(s, batch.ref))
+    csv = files.csv_path.read_bytes().decode("utf-8-sig")
+    xml = files.xml_path.read_text(encoding="utf-8")
+    assert withdrawn not in csv and withdrawn not in xml
+    assert "<NbOfTxs>2</NbOfTxs>" in xml and "<CtrlSum>4000.00</CtrlSum>" in xml
+    assert [ln.line_no for ln in paid.lines] == [1, 3] and paid.total == Decimal("4000.00")
