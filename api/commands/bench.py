@@ -54,3 +54,43 @@ def flow(
     console.print(table)
     seconds, peak = totals(stages)
     console.print(f"total: {seconds:.1f} s, peak RSS: {peak / 2**30:.2f} GiB")
+
+
+@app.command("confirm", help="基准测试：并发意愿确认的速率，以及审计链（链头行）所占的代价")
+def confirm(
+    enterprises: int = typer.Option(
+        30_000, "--enterprises", "-n", min=100, help="合成企业户数（决定待确认要约数）"
+    ),
+    clients: str = typer.Option("1,4,8,16", "--clients", help="并发客户端数，逗号分隔"),
+    seconds: float = typer.Option(5.0, "--seconds", min=0.5, max=60, help="每档持续秒数"),
+    work: Path = typer.Option(Path("var/bench-confirm"), help="工作目录"),
+    url: str | None = typer.Option(
+        None, "--url", help="数据库地址，默认取 ZHIDA_DATABASE_URL（库名须以 zhida_bench 开头）"
+    ),
+) -> None:
+    from devtools.confirm_rate import Rate, run
+
+    levels = [int(x) for x in clients.split(",") if x]
+    table = Table(title="并发意愿确认")
+    for col in ("并发数", "审计链", "确认笔数", "秒", "每秒笔数"):
+        table.add_column(col, justify="right")
+    rates: dict[tuple[int, bool], float] = {}
+
+    def report(r: Rate) -> None:
+        rates[(r.clients, r.chain)] = r.per_second
+        console.print(f"{r.clients} clients, chain {'on' if r.chain else 'off'}: {r.per_second:,.0f}/s")
+        table.add_row(
+            str(r.clients),
+            "写入" if r.chain else "不写（对照）",
+            f"{r.confirmed:,}",
+            f"{r.seconds:.1f}",
+            f"{r.per_second:,.0f}",
+        )
+
+    run(enterprises, work, url or os.environ.get("ZHIDA_DATABASE_URL"), levels, seconds, report)
+    console.print(table)
+    for n in levels:
+        on, off = rates.get((n, True), 0.0), rates.get((n, False), 0.0)
+        console.print(
+            f"{n} clients: with the chain {on:,.0f}/s, without {off:,.0f}/s, ratio {on / off if off else 0:.2f}"
+        )
