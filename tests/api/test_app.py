@@ -27,7 +27,7 @@ def test_sign_in_gives_a_bearer_token_and_bad_passwords_are_refused_alike(shared
         "username": "auditor",
         "display_name": "auditor",
         "role": "auditor",
-        "role_label": "审计",
+        "role_label": "安全审计员",
         "department": None,
     }
     wrong = c.post("/api/session", json={"username": "auditor", "password": "nope-nope-nope"})
@@ -40,19 +40,23 @@ def test_sign_in_gives_a_bearer_token_and_bad_passwords_are_refused_alike(shared
 def test_sign_in_attempts_are_limited(template, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     w = copy_world(template, tmp_path / "w", login_limit=3)
     codes = [
-        w.client.post("/api/session", json={"username": "admin", "password": "guess-guess-guess"}).status_code
+        w.client.post(
+            "/api/session", json={"username": "sysadmin", "password": "guess-guess-guess"}
+        ).status_code
         for _ in range(4)
     ]
     assert codes == [401, 401, 401, 429]
     # Even the right password waits now.
-    assert w.client.post("/api/session", json={"username": "admin", "password": PASSWORD}).status_code == 429
+    assert (
+        w.client.post("/api/session", json={"username": "sysadmin", "password": PASSWORD}).status_code == 429
+    )
 
 
 def test_a_new_password_ends_the_old_sessions(world: World) -> None:
     headers = world.auth("auditor")
     assert world.client.get("/api/me", headers=headers).status_code == 200
     with transaction(world.app.state.engine) as s:
-        set_password(s, "auditor", "another-long-password", "admin", dt.datetime.now(dt.UTC))
+        set_password(s, "auditor", "another-long-password", "sysadmin", dt.datetime.now(dt.UTC))
     assert world.client.get("/api/me", headers=headers).status_code == 401
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from pathlib import Path
@@ -15,7 +16,8 @@ from api.commands import audit as audit_cmd
 from api.commands import batch as batch_cmd
 from api.commands import offers as offers_cmd
 from api.commands import sms as sms_cmd
-from payouts.db import PayoutSettings
+from payouts import stafftokens
+from payouts.db import PayoutSettings, transaction
 from payouts.errors import RoleError
 
 LINK = re.compile(re.escape(PayoutSettings().link_base) + r"([A-Za-z0-9_-]{22})")
@@ -26,10 +28,16 @@ def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch):
     """Invoke a `zhida` sub-command against the test database; fails the test on an unexpected error."""
     monkeypatch.setenv("ZHIDA_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.delenv("ZHIDA_LINK_BASE", raising=False)
+    monkeypatch.delenv(stafftokens.TOKEN_ENV, raising=False)
     runner = CliRunner()
+    tokens: dict[str, str] = {}
 
     def invoke(app, *args: str, user: str | None = None, ok: bool = True):
-        env = {"ZHIDA_USER": user} if user else {}
+        """`user` acts through a staff token of their own (as `zhida users token` issues)."""
+        if user and user not in tokens:
+            with transaction(engine) as s:
+                tokens[user] = stafftokens.issue(s, user, dt.datetime.now(dt.UTC))
+        env = {stafftokens.TOKEN_ENV: tokens[user]} if user else {}
         result = runner.invoke(app, list(args), env=env)
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
