@@ -184,7 +184,8 @@ def fix_account(
         view = next(v for v in payees.account_changes(s) if v.public_id == c.public_id)
     console.print(
         f"已提出账户变更 {view.public_id}：{view.name} {view.old_bank or ''} {view.old_account} → "
-        f"{view.new_bank} {view.new_account}，待另一位工作人员审核（zhida offers approve-account-change）"
+        f"{view.new_bank} {view.new_account}，待另一位工作人员审核（zhida offers approve-account-change）",
+        soft_wrap=True,
     )
 
 
