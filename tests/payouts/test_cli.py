@@ -71,7 +71,7 @@ def test_the_whole_flow_from_the_command_line(cli, small_run: Path, tmp_path: Pa
         "已发布 4 条，直接确认 1 条，因无联系电话暂缓 1 条"
         in confirmed(cli, offers_cmd.app, "release", "--all", user="rev").output
     )
-    sent = confirmed(cli, sms_cmd.app, "send", "--all", "--show-links").output
+    sent = confirmed(cli, sms_cmd.app, "send", "--all", "--show-links", user="rev").output
     assert "确认短信：发送 4 条" in sent
     tokens = LINK.findall(sent)
     assert len(tokens) == 4
@@ -121,7 +121,7 @@ def test_bulk_commands_act_only_on_what_was_named_and_confirmed(cli, small_run: 
 def test_sms_output_masks_phones_and_links_unless_asked(cli, small_run: Path) -> None:
     cli(offers_cmd.app, "import", str(small_run), user="rev")
     confirmed(cli, offers_cmd.app, "release", "--all", user="rev")
-    sent = confirmed(cli, sms_cmd.app, "send", "--all").output
+    sent = confirmed(cli, sms_cmd.app, "send", "--all", user="rev").output
     assert "确认短信：发送 4 条" in sent
     assert re.findall(r"1[3-9]\d\*{4}\d{4}", sent) and not re.findall(r"(?<!\d)1[3-9]\d{9}(?!\d)", sent)
     assert LINK.findall(sent) == []  # no working link: tokens are cut to four characters

@@ -127,3 +127,18 @@ def test_users_commands_need_a_system_administrators_token(cli_world: World) -> 
     assert own.exit_code != 0 and "不能更改自己" in str(own.exception)
     ok = CliRunner(env=admin).invoke(users_cmd.app, ["set-role", "maker", "finance_checker"])
     assert ok.exit_code == 0 and "资金拨付（复核）" in ok.output
+
+
+def test_only_the_first_system_administrator_is_created_without_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZHIDA_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    monkeypatch.delenv("ZHIDA_STAFF_TOKEN", raising=False)
+    runner = CliRunner()
+    add = ["add", "--password-stdin"]
+    refused = runner.invoke(users_cmd.app, [*add, "rev", "--role", "reviewer"], input="x" * 12 + "\n")
+    assert refused.exit_code != 0 and "未能确认操作人身份" in str(refused.exception)
+    first = runner.invoke(users_cmd.app, [*add, "root", "--role", "system_admin"], input="x" * 12 + "\n")
+    assert first.exit_code == 0 and "系统管理员" in first.output, first.output
+    second = runner.invoke(users_cmd.app, [*add, "root2", "--role", "system_admin"], input="x" * 12 + "\n")
+    assert second.exit_code != 0 and "未能确认操作人身份" in str(second.exception)
