@@ -64,6 +64,9 @@ ACCESS: dict[str, frozenset[Role]] = {
     "bank_files": PERMISSIONS["bank_files"],
     "audit_verify": PERMISSIONS["audit"],
     "report_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
+    # Who holds which role: the system administrator (who manages users), the security administrator (who
+    # reviews role assignments) and the auditor.
+    "users_read": PERMISSIONS["manage_users"] | PERMISSIONS["review_roles"] | PERMISSIONS["audit"],
     # Payee changes: proposed by one person, approved or rejected by another (payouts.payees).
     "account_change": PERMISSIONS["correct_account"],
     "account_change_read": PERMISSIONS["correct_account"]
@@ -216,6 +219,7 @@ Checker = Annotated[StaffUser, Depends(Allow("batch_check"))]
 BankFiles = Annotated[StaffUser, Depends(Allow("bank_files"))]
 Verifier = Annotated[StaffUser, Depends(Allow("audit_verify"))]
 ReportReader = Annotated[StaffUser, Depends(Allow("report_read"))]
+UsersReader = Annotated[StaffUser, Depends(Allow("users_read"))]
 AccountChanger = Annotated[StaffUser, Depends(Allow("account_change"))]
 AccountChangeReader = Annotated[StaffUser, Depends(Allow("account_change_read"))]
 AccountChangeDecider = Annotated[StaffUser, Depends(Allow("account_change_decide"))]

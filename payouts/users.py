@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from payouts import audit
 from payouts.errors import NotFoundError, RoleError
-from payouts.models import Role, StaffUser
+from payouts.models import AuditEvent, Role, StaffUser
 
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "import": frozenset({Role.POLICY, Role.REVIEWER}),
@@ -169,3 +169,23 @@ def has_system_admin(session: Session) -> bool:
     """Whether an active system administrator exists (until one does, the CLI may create the first)."""
     found = select(StaffUser.id).where(StaffUser.role == Role.SYSTEM_ADMIN.value, StaffUser.active.is_(True))
     return session.scalar(found.limit(1)) is not None
+
+
+USER_ACTIONS = ("create_user", "set_role", "set_department", "set_active", "set_password")
+
+
+def staff(session: Session) -> list[StaffUser]:
+    """Every staff user, by username (for the administrators' review of who holds which role)."""
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.username)).all())
+
+
+def user_changes(session: Session, limit: int = 100) -> list[AuditEvent]:
+    """The latest changes to users (created, role, department, disabled, password), newest first: what
+    the security administrator reviews and the auditor can check."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.entity == "user", AuditEvent.action.in_(USER_ACTIONS))
+        .order_by(AuditEvent.seq.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query).all())

@@ -90,6 +90,9 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("POST", "/api/notices", {"batch": "ZDNOSUCHBATCH", "days": 3}, frozenset({"finance_maker"})),
     ("GET", "/api/notices/{offer}", None, STAFF),
     ("POST", "/api/notices/objections/{offer}/resolve", {"upheld": False, "reason": "x"}, DATA_VERIFY),
+    # Who holds which role: the administrators and the auditor (三员), nobody who moves money.
+    ("GET", "/api/users", None, frozenset({"system_admin", "security_admin", "auditor"})),
+    ("GET", "/api/users/changes", None, frozenset({"system_admin", "security_admin", "auditor"})),
     # Payee account changes: proposed by a reviewer, decided by another reviewer or a finance checker.
     (
         "POST",

@@ -175,3 +175,19 @@ def test_existing_admins_become_system_administrators_without_money_rights(empty
             assert c.execute(text("SELECT count(*) FROM batch")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_the_console_shows_each_role_in_chinese_to_the_administrators(world: World) -> None:
+    with transaction(world.app.state.engine) as s:
+        users.set_role(s, "maker2", "finance_checker", by="sysadmin", now=NOW)
+    for admin in ("sysadmin", "secadmin"):
+        browser = world.browser(admin)
+        home = browser.get("/console")
+        assert (
+            home.status_code == 200 and "/console/users" in home.text and "/console/review" not in home.text
+        )
+        page = browser.get("/console/users").text
+        for label in ("系统管理员", "安全管理员", "安全审计员", "资金拨付（复核）", "初核"):
+            assert label in page, (admin, label)
+        assert "更改角色" in page and "资金拨付（制单）" in page  # maker2's change, for review
+    assert world.browser("maker").get("/console/users").status_code == 403
