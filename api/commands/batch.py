@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
 
 
-@app.command("create", help="制单：把一项政策已确认的要约组成拨付批次")
+@app.command("create", help="制单：把一项政策已确认的要约组成拨付批次", epilog=IDENTITY_HELP)
 def create(
     policy: str = typer.Option(..., "--policy", help="政策编号"),
     period: str | None = typer.Option(None, "--period", help="期间（政策只有一个期间时可省略）"),
@@ -34,7 +34,7 @@ def create(
         )
 
 
-@app.command("approve", help="复核通过（复核人不能是制单人）")
+@app.command("approve", help="复核通过（复核人不能是制单人）", epilog=IDENTITY_HELP)
 def approve(reference: str = typer.Argument(..., help="批次号"), claimed: str | None = BY) -> None:
     by = actor(claimed)
     with transaction(connect()) as s:
@@ -42,7 +42,7 @@ def approve(reference: str = typer.Argument(..., help="批次号"), claimed: str
     console.print(f"批次 {b.reference} 复核通过，可以导出银行文件")
 
 
-@app.command("reject", help="退回批次：要约回到已确认")
+@app.command("reject", help="退回批次：要约回到已确认", epilog=IDENTITY_HELP)
 def reject(
     reference: str = typer.Argument(..., help="批次号"),
     reason: str = typer.Option(..., "--reason"),
@@ -54,7 +54,7 @@ def reject(
     console.print(f"批次 {b.reference} 已退回")
 
 
-@app.command("export", help="导出银行文件：批量代发 CSV 和 ISO 20022 pain.001.001.09")
+@app.command("export", help="导出银行文件：批量代发 CSV 和 ISO 20022 pain.001.001.09", epilog=IDENTITY_HELP)
 def export(
     reference: str = typer.Argument(..., help="批次号"),
     out: Path = typer.Option(Path("var/bank"), "--out", help="输出目录"),
@@ -67,7 +67,7 @@ def export(
     console.print(f"{e.xml_path}  sha256 {e.xml_sha256}")
 
 
-@app.command("reconcile", help="导入银行回单，逐笔标记到账或失败")
+@app.command("reconcile", help="导入银行回单，逐笔标记到账或失败", epilog=IDENTITY_HELP)
 def reconcile(
     reference: str = typer.Argument(..., help="批次号"),
     return_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="银行回单 CSV"),

@@ -19,7 +19,7 @@ app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
 
 
-@app.command("import", help="导入一次匹配结果（候选名单）为待初核的兑现要约")
+@app.command("import", help="导入一次匹配结果（候选名单）为待初核的兑现要约", epilog=IDENTITY_HELP)
 def import_run(
     run_dir: Path = typer.Argument(
         ..., exists=True, file_okay=False, help="匹配结果目录（zhida match --out）"
@@ -54,7 +54,11 @@ def _chosen(offer: list[str] | None, run: str | None, policy: str | None, everyt
     return Selection(filter=OfferFilter(policy_id=policy, run_id=run, states=states))
 
 
-@app.command("release", help="初核通过：发布所选要约（无需确认的政策直接确认）；先显示笔数和金额，确认后执行")
+@app.command(
+    "release",
+    help="初核通过：发布所选要约（无需确认的政策直接确认）；先显示笔数和金额，确认后执行",
+    epilog=IDENTITY_HELP,
+)
 def release(
     run: str | None = typer.Option(None, "--run", help="这个匹配批次的待初核要约"),
     policy: str | None = typer.Option(None, "--policy", help="这项政策的待初核要约"),
@@ -89,7 +93,7 @@ def _set_aside(
     console.print(f"已{word} {len(done):,} 条，合计 {done.tally.total:,.2f} 元")
 
 
-@app.command("hold", help="暂缓要约（须写明原因）")
+@app.command("hold", help="暂缓要约（须写明原因）", epilog=IDENTITY_HELP)
 def hold(
     offer_ids: list[str] = typer.Argument(..., help="要约编号"),
     reason: str = typer.Option(..., "--reason", help="原因"),
@@ -101,7 +105,7 @@ def hold(
     _set_aside(OfferState.HELD, offer_ids, reason, expect_count, expect_total, by)
 
 
-@app.command("drop", help="剔除要约（须写明原因）")
+@app.command("drop", help="剔除要约（须写明原因）", epilog=IDENTITY_HELP)
 def drop(
     offer_ids: list[str] = typer.Argument(..., help="要约编号"),
     reason: str = typer.Option(..., "--reason", help="原因"),
@@ -158,6 +162,7 @@ def status(
 @app.command(
     "fix-account",
     help="提出更正企业的对公账户（户名须为企业登记名称）：待另一人审核通过后生效（approve-account-change）",
+    epilog=IDENTITY_HELP,
 )
 def fix_account(
     uscc: str = typer.Argument(..., help="统一社会信用代码"),
@@ -212,7 +217,11 @@ def account_changes(
     console.print(table)
 
 
-@app.command("approve-account-change", help="审核通过对公账户变更（审核人不能是申请人），通过后生效")
+@app.command(
+    "approve-account-change",
+    help="审核通过对公账户变更（审核人不能是申请人），通过后生效",
+    epilog=IDENTITY_HELP,
+)
 def approve_account_change(
     change_id: str = typer.Argument(..., help="变更申请编号"), claimed: str | None = BY
 ) -> None:
@@ -222,7 +231,7 @@ def approve_account_change(
         console.print(f"已生效：{p.name} {p.bank_name} {payees.mask_account(p.account_no)}")
 
 
-@app.command("reject-account-change", help="退回对公账户变更（须写明原因），账户不变")
+@app.command("reject-account-change", help="退回对公账户变更（须写明原因），账户不变", epilog=IDENTITY_HELP)
 def reject_account_change(
     change_id: str = typer.Argument(..., help="变更申请编号"),
     reason: str = typer.Option(..., "--reason", help="退回原因"),

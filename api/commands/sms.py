@@ -33,7 +33,11 @@ def _report(what: str, r: sms.SendResult) -> None:
         console.print(f"  [red]{e}[/red]")
 
 
-@app.command("send", help="给所选的已发布要约发送确认短信（写入发件箱）；先显示笔数和金额，确认后发送")
+@app.command(
+    "send",
+    help="给所选的已发布要约发送确认短信（写入发件箱）；先显示笔数和金额，确认后发送",
+    epilog=IDENTITY_HELP,
+)
 def send(
     run: str | None = typer.Option(None, "--run", help="这个匹配批次的已发布要约"),
     policy: str | None = typer.Option(None, "--policy", help="这项政策的已发布要约"),

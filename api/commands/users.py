@@ -24,7 +24,7 @@ from payouts.models import Role, StaffUser
 
 app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
-ROLES = "|".join(r.value for r in Role)
+ROLES = "、".join(f"{r.value}（{users.ROLE_LABELS[r]}）" for r in Role)
 
 
 def _password(from_stdin: bool) -> str:
@@ -36,6 +36,7 @@ def _password(from_stdin: bool) -> str:
 @app.command(
     "add",
     help=f"新增职员用户（系统管理员操作）：角色 {ROLES}。尚无系统管理员时，可不用令牌新增第一位系统管理员",
+    epilog=IDENTITY_HELP,
 )
 def add(
     username: str = typer.Argument(..., help="用户名"),
@@ -72,7 +73,9 @@ def _has_token() -> bool:
     return bool(os.environ.get(stafftokens.TOKEN_ENV))
 
 
-@app.command("password", help="设置新密码（本人，或系统管理员为他人；原有登录和令牌全部失效）")
+@app.command(
+    "password", help="设置新密码（本人，或系统管理员为他人；原有登录和令牌全部失效）", epilog=IDENTITY_HELP
+)
 def password(
     username: str = typer.Argument(..., help="用户名"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（一行）"),
@@ -135,7 +138,9 @@ def revoke_tokens() -> None:
     console.print(f"已撤销 {n} 个令牌")
 
 
-@app.command("set-role", help=f"更改用户角色（系统管理员操作，不能更改自己的）：{ROLES}")
+@app.command(
+    "set-role", help=f"更改用户角色（系统管理员操作，不能更改自己的）：{ROLES}", epilog=IDENTITY_HELP
+)
 def set_role(
     username: str = typer.Argument(..., help="用户名"),
     role: str = typer.Argument(..., help="新角色"),
@@ -148,7 +153,7 @@ def set_role(
     console.print(f"{username} 的角色已改为{label}")
 
 
-@app.command("set-department", help="更改用户部门（系统管理员操作；不填为全部部门）")
+@app.command("set-department", help="更改用户部门（系统管理员操作；不填为全部部门）", epilog=IDENTITY_HELP)
 def set_department(
     username: str = typer.Argument(..., help="用户名"),
     department: str | None = typer.Argument(None, help="部门"),
@@ -160,7 +165,7 @@ def set_department(
     console.print(f"{username} 的部门已改为{department or '全部'}")
 
 
-@app.command("disable", help="停用用户（系统管理员操作；停用后不能登录，令牌失效）")
+@app.command("disable", help="停用用户（系统管理员操作；停用后不能登录，令牌失效）", epilog=IDENTITY_HELP)
 def disable(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
     by = actor(claimed)
     with transaction(connect()) as s:
@@ -168,7 +173,7 @@ def disable(username: str = typer.Argument(..., help="用户名"), claimed: str 
     console.print(f"已停用 {username}")
 
 
-@app.command("enable", help="启用用户（系统管理员操作）")
+@app.command("enable", help="启用用户（系统管理员操作）", epilog=IDENTITY_HELP)
 def enable(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
     by = actor(claimed)
     with transaction(connect()) as s:
