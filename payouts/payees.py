@@ -156,6 +156,10 @@ def approve_account_change(session: Session, change_id: str, *, by: str, now: dt
     """
     change, decider = _pending(session, change_id, by)
     offers, current = _correctable(session, change.uscc)
+    if current.id != change.old_payee_id:  # what the approver was shown as "old" is no longer in effect
+        raise StateError(
+            f"企业 {change.uscc} 的账户在申请 {change_id} 提出后已变更：请退回此申请，按现行账户重新提出"
+        )
     _same_name(change.account_name, current)
     payee = Payee(
         uscc=change.uscc,

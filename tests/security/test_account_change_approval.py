@@ -93,6 +93,18 @@ def test_a_rejected_change_never_takes_effect(world: World) -> None:
     assert paid_to(world) == before
 
 
+def test_a_change_proposed_against_an_account_since_replaced_cannot_be_approved(world: World) -> None:
+    first = propose(world).json()["id"]
+    stale = propose(world, account_no="6222000099998888").json()["id"]
+    assert (
+        world.client.post(f"/api/account-changes/{first}/approve", headers=world.auth("checker")).status_code
+        == 200
+    )
+    r = world.client.post(f"/api/account-changes/{stale}/approve", headers=world.auth("checker"))
+    assert r.status_code == 409 and "已变更" in r.json()["detail"]
+    assert paid_to(world) == {NEW_ACCOUNT}
+
+
 def test_every_step_is_audited_with_masked_accounts(world: World) -> None:
     change = propose(world).json()["id"]
     world.client.post(f"/api/account-changes/{change}/approve", headers=world.auth("checker"))
