@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import Session
@@ -19,14 +20,16 @@ from api.deps import (
     AccountChangeReader,
     SessionDep,
     department,
+    may,
     scoped_offers,
 )
-from api.routes import now
+from api.routes import now, redirect, render
 from payouts import payees
 from payouts.errors import NotFoundError
 from payouts.models import Offer, PayeeChange, StaffUser
 
 router = APIRouter(prefix="/api/account-changes", tags=["account-changes"])
+pages = APIRouter(prefix="/console/account-changes", include_in_schema=False)
 
 
 class ChangeIn(BaseModel):
@@ -118,14 +121,13 @@ def listing(
     session: SessionDep,
     state: Annotated[str | None, Query(pattern="^(pending|approved|rejected)$")] = "pending",
 ) -> list[ChangeOut]:
-    mine = department(user)
-    rows = payees.account_changes(session, state=state)
-    if mine is not None:
-        rows = [v for v in rows if _visible(session, user, v.uscc)]
+    rows = [v for v in payees.account_changes(session, state=state) if _visible(session, user, v.uscc)]
     return [_view(session, v.public_id) for v in rows]
 
 
 def _visible(session: Session, user: StaffUser, uscc: str) -> bool:
+    if department(user) is None:
+        return True
     try:
         _in_scope(session, user, uscc)
     except NotFoundError:
@@ -143,3 +145,64 @@ def approve(change: ChangeDep, user: AccountChangeDecider, session: SessionDep) 
 def reject(body: Reason, change: ChangeDep, user: AccountChangeDecider, session: SessionDep) -> ChangeOut:
     payees.reject_account_change(session, change.public_id, by=user.username, reason=body.reason, now=now())
     return _view(session, change.public_id)
+
+
+# The console page: the reviewer proposes, another reviewer or a finance checker decides.
+
+
+@pages.get("")
+def changes_page(request: Request, user: AccountChangeReader, session: SessionDep) -> Response:
+    rows = [
+        v for v in payees.account_changes(session, state=None, limit=100) if _visible(session, user, v.uscc)
+    ]
+    return render(
+        request,
+        "account_changes.html",
+        {
+            "rows": rows,
+            "may_propose": may(user, "account_change"),
+            "may_decide": may(user, "account_change_decide"),
+            "me": request.state.user_record,
+        },
+    )
+
+
+@pages.post("")
+def propose_page(
+    user: AccountChanger,
+    session: SessionDep,
+    uscc: Annotated[str, Form(max_length=18)] = "",
+    bank_name: Annotated[str, Form(max_length=200)] = "",
+    account_no: Annotated[str, Form(max_length=64)] = "",
+    account_name: Annotated[str, Form(max_length=200)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    _in_scope(session, user, uscc)
+    change = payees.propose_account_change(
+        session,
+        uscc,
+        bank_name=bank_name,
+        account_no=account_no,
+        account_name=account_name,
+        by=user.username,
+        reason=reason,
+        now=now(),
+    )
+    return redirect("/console/account-changes", f"已提出账户变更 {change.public_id}，待另一位工作人员审核")
+
+
+@pages.post("/{public_id}/approve")
+def approve_page(change: ChangeDep, user: AccountChangeDecider, session: SessionDep) -> Response:
+    payees.approve_account_change(session, change.public_id, by=user.username, now=now())
+    return redirect("/console/account-changes", f"账户变更 {change.public_id} 已审核通过并生效")
+
+
+@pages.post("/{public_id}/reject")
+def reject_page(
+    change: ChangeDep,
+    user: AccountChangeDecider,
+    session: SessionDep,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    payees.reject_account_change(session, change.public_id, by=user.username, reason=reason, now=now())
+    return redirect("/console/account-changes", f"账户变更 {change.public_id} 已退回")

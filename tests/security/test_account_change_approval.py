@@ -18,7 +18,7 @@ from payouts.audit import verify
 from payouts.db import transaction
 from payouts.errors import RoleError
 from payouts.models import AuditEvent, Offer, Payee
-from tests.api.conftest import PASSWORD, World, copy_world
+from tests.api.conftest import PASSWORD, World, copy_world, csrf_of
 
 A = "913208038HQ7FMGPQ2"  # a c-gaoxin candidate whose offer is drafted
 NAME = "淮安测试企业00798有限公司"
@@ -152,3 +152,30 @@ def test_the_cli_proposes_and_another_user_approves(template, tmp_path: Path, mo
 @pytest.mark.parametrize("user", ["sysadmin", "auditor", "maker"])
 def test_only_a_reviewer_may_propose_a_change(world: World, user: str) -> None:
     assert propose(world, user).status_code == 403
+
+
+def test_the_console_offers_approval_only_to_someone_else(world: World) -> None:
+    reviewer = world.browser("reviewer")
+    page = reviewer.get("/console/account-changes").text
+    form = {
+        "csrf": csrf_of(page),
+        "uscc": A,
+        "bank_name": "测试银行某支行",
+        "account_no": NEW_ACCOUNT,
+        "account_name": NAME,
+        "reason": "企业来函",
+    }
+    r = reviewer.post("/console/account-changes", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    mine = reviewer.get("/console/account-changes").text
+    change = mine.split('data-change="')[1].split('"')[0]
+    assert "待他人审核" in mine and f"/{change}/approve" not in mine and NEW_ACCOUNT not in mine
+    own = reviewer.post(f"/console/account-changes/{change}/approve", data={"csrf": csrf_of(mine)})
+    assert own.status_code == 403
+    assert paid_to(world) != {NEW_ACCOUNT}
+    checker = world.browser("checker")
+    theirs = checker.get("/console/account-changes").text
+    assert f"/{change}/approve" in theirs and 'id="propose"' not in theirs
+    done = checker.post(f"/console/account-changes/{change}/approve", data={"csrf": csrf_of(theirs)})
+    assert done.status_code == 200 and "已审核通过并生效" in done.text
+    assert paid_to(world) == {NEW_ACCOUNT}
