@@ -37,24 +37,6 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER}),
 }
 
-# The permissions that move money or decide who is paid: no role that administers may hold any of them.
-MONEY_PERMISSIONS = frozenset(
-    {
-        "import",
-        "review",
-        "correct_account",
-        "approve_account_change",
-        "batch_make",
-        "batch_check",
-        "bank_files",
-        "data_verify",
-        "notice_open",
-        "objection_resolve",
-    }
-)
-ADMIN_PERMISSIONS = frozenset({"manage_users", "review_roles", "unlock_accounts", "security_settings"})
-AUDIT_PERMISSIONS = frozenset({"audit"})
-
 ROLE_LABELS = {
     Role.POLICY: "政策部门",
     Role.REVIEWER: "初核",
