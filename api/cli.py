@@ -29,7 +29,7 @@ app.add_typer(sms.app, name="sms", help="短信：发送、提醒")
 app.add_typer(batch.app, name="batch", help="拨付批次：组批、复核、导出、对账")
 app.add_typer(audit.app, name="audit", help="审计日志")
 app.command("serve")(serve.serve)
-app.add_typer(users.app, name="users", help="职员用户：新增、角色、部门、停用、密码；命令行职员令牌")
+app.add_typer(users.app, name="users", help="职员用户：新增、列表、设置密码")
 app.command("report", help="月度报告：自包含 HTML 与 Excel 数据表")(report.report)
 app.add_typer(supermarket_cmd.app, name="supermarket", help="政策超市：重建搜索索引、搜索、基准测试")
 
