@@ -11,9 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from payouts import stafftokens
-from payouts.db import connect, transaction
-from payouts.errors import RoleError
 from payouts.selection import Preview, Tally
 
 # Who does it, where the payouts part records an actor (offers, batches, accounts, users): the staff user
@@ -32,6 +29,10 @@ def now() -> dt.datetime:
 def actor(claimed: str | None = None) -> str:
     """The username of the staff token in ZHIDA_STAFF_TOKEN; refuses (RoleError, in Chinese, saying how
     to get a token) when there is none or it is invalid, and refuses any name claimed with `--by`."""
+    from payouts import stafftokens  # the database only when a command acts (help and rules stay light)
+    from payouts.db import connect, transaction
+    from payouts.errors import RoleError
+
     if claimed is not None:
         raise RoleError(
             f"不接受 --by {claimed}：操作人不能自行填写，只取自本人的职员令牌。{stafftokens.HOW_TO_GET_ONE}"

@@ -50,10 +50,10 @@ def add(
 ) -> None:
     if role == Role.POLICY.value and not department:
         raise RoleError("政策部门用户必须指定 --department：只能看到和修改本部门的政策")
+    password = _password(password_stdin)
     with transaction(connect()) as s:
         first = role == Role.SYSTEM_ADMIN.value and not users.has_system_admin(s)
     by = "bootstrap" if first and claimed is None and not _has_token() else actor(claimed)
-    password = _password(password_stdin)
     at = now()
     with transaction(connect()) as s:
         if by != "bootstrap":
