@@ -325,12 +325,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
-    from api.routes import notice, supplied
+    from api.routes import notice, payees, supplied, users
 
-    for module in (supplied, notice):
+    for module in (supplied, notice, users):
         app.include_router(module.router)
         app.include_router(module.pages)
     app.include_router(supplied.enterprise_pages)
+    app.include_router(payees.router)
+    app.include_router(payees.pages)
     app.include_router(notice.public)
     app.state.limits["objection"] = RateLimiter(settings.objection_ip_limit, settings.confirm_window_seconds)
     app.include_router(console.pages)

@@ -45,27 +45,37 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 _GET_WRITERS: set[Callable[..., Any]] = set()  # the GET routes whose transaction may write
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
-ALL_STAFF = frozenset(Role)
 R = Role
+# Everyone but the system and security administrators, who manage users and security, not payouts.
+ALL_STAFF = frozenset(Role) - {R.SYSTEM_ADMIN, R.SECURITY_ADMIN}
 
 # Who may do what. The payouts domain checks its own permissions again (payouts.users.PERMISSIONS).
 ACCESS: dict[str, frozenset[Role]] = {
-    "policy_read": frozenset({R.POLICY, R.REVIEWER, R.AUDITOR, R.ADMIN}),
+    "policy_read": frozenset({R.POLICY, R.REVIEWER, R.AUDITOR}),
     "policy_write": frozenset({R.POLICY}),
-    "run_read": frozenset({R.POLICY, R.REVIEWER, R.AUDITOR, R.ADMIN}),
-    "run_start": frozenset({R.REVIEWER, R.ADMIN}),
+    "run_read": frozenset({R.POLICY, R.REVIEWER, R.AUDITOR}),
+    "run_start": frozenset({R.REVIEWER}),
     "offer_read": ALL_STAFF,
     "review": PERMISSIONS["review"],
-    "sms_send": frozenset({R.REVIEWER, R.ADMIN}),
-    "batch_read": frozenset({R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+    "sms_send": frozenset({R.REVIEWER}),
+    "batch_read": frozenset({R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
     "batch_make": PERMISSIONS["batch_make"],
     "batch_check": PERMISSIONS["batch_check"],
     "bank_files": PERMISSIONS["bank_files"],
     "audit_verify": PERMISSIONS["audit"],
-    "report_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+    "report_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
+    # Who holds which role: the system administrator (who manages users), the security administrator (who
+    # reviews role assignments) and the auditor.
+    "users_read": PERMISSIONS["manage_users"] | PERMISSIONS["review_roles"] | PERMISSIONS["audit"],
+    # Payee changes: proposed by one person, approved or rejected by another (payouts.payees).
+    "account_change": PERMISSIONS["correct_account"],
+    "account_change_read": PERMISSIONS["correct_account"]
+    | PERMISSIONS["approve_account_change"]
+    | {R.AUDITOR},
+    "account_change_decide": PERMISSIONS["approve_account_change"],
     # Supplied data (verified by the department holding the field) and public notice (公示).
     "data_verify": PERMISSIONS["data_verify"],
-    "notice_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR, R.ADMIN}),
+    "notice_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
     "notice_open": PERMISSIONS["notice_open"],
     "objection_resolve": PERMISSIONS["objection_resolve"],
 }
@@ -209,6 +219,10 @@ Checker = Annotated[StaffUser, Depends(Allow("batch_check"))]
 BankFiles = Annotated[StaffUser, Depends(Allow("bank_files"))]
 Verifier = Annotated[StaffUser, Depends(Allow("audit_verify"))]
 ReportReader = Annotated[StaffUser, Depends(Allow("report_read"))]
+UsersReader = Annotated[StaffUser, Depends(Allow("users_read"))]
+AccountChanger = Annotated[StaffUser, Depends(Allow("account_change"))]
+AccountChangeReader = Annotated[StaffUser, Depends(Allow("account_change_read"))]
+AccountChangeDecider = Annotated[StaffUser, Depends(Allow("account_change_decide"))]
 
 
 def department(user: StaffUser) -> str | None:

@@ -82,14 +82,28 @@ class LineStatus(StrEnum):
 
 
 class Role(StrEnum):
-    """What a staff user may do; see `payouts.users.PERMISSIONS`."""
+    """What a staff user may do; see `payouts.users.PERMISSIONS`.
+
+    Administration is split three ways (三员分立): the system administrator manages users, the security
+    administrator reviews role assignments, unlocks accounts and keeps the security settings, and the
+    auditor (安全审计员) reads and verifies the audit log; none of them moves money.
+    """
 
     POLICY = "policy"
     REVIEWER = "reviewer"
     FINANCE_MAKER = "finance_maker"
     FINANCE_CHECKER = "finance_checker"
     AUDITOR = "auditor"
-    ADMIN = "admin"
+    SYSTEM_ADMIN = "system_admin"
+    SECURITY_ADMIN = "security_admin"
+
+
+class PayeeChangeState(StrEnum):
+    """A proposed payee account change: waiting for a second person, approved (in effect) or rejected."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 def _in(column: str, values: type[StrEnum]) -> str:
@@ -118,6 +132,21 @@ class StaffUser(SQLModel, table=True):
     password_hash: str | None = Field(default=None, sa_type=String(255))
     active: bool = Field(default=True)
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class StaffToken(SQLModel, table=True):
+    """A CLI identity token (`zhida users token`): only its SHA-256 is kept; it ends at `expires_at`, when
+    revoked, or when its user's password changes (`password_fp` no longer matches)."""
+
+    __tablename__ = "staff_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    password_fp: str = Field(sa_type=String(64))
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    expires_at: dt.datetime = Field(sa_type=UtcDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class MatchRun(SQLModel, table=True):
@@ -220,6 +249,31 @@ class Payee(SQLModel, table=True):
     supersedes_id: int | None = Field(default=None, sa_type=BigKey, foreign_key="payee.id")
     reason: str | None = Field(default=None, sa_type=Text)
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class PayeeChange(SQLModel, table=True):
+    """A proposed change of an enterprise's registered account: it takes effect only when a second
+    member of staff approves it (`payouts.payees.approve_account_change`); the proposer never can."""
+
+    __tablename__ = "payee_change"
+    __table_args__ = (CheckConstraint(_in("state", PayeeChangeState), name="state"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18), index=True)
+    old_payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")
+    bank_name: str = Field(sa_type=Text)
+    account_no: str = Field(sa_type=String(64))
+    account_name: str = Field(sa_type=Text)
+    contact_phone: str | None = Field(default=None, sa_type=String(32))
+    reason: str = Field(sa_type=Text)
+    state: str = Field(sa_type=String(16))
+    proposed_by: int = Field(foreign_key="staff_user.id")
+    proposed_at: dt.datetime = Field(sa_type=UtcDateTime)
+    decided_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    decided_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    decision_reason: str | None = Field(default=None, sa_type=Text)
+    new_payee_id: int | None = Field(default=None, sa_type=BigKey, foreign_key="payee.id")
 
 
 class Offer(SQLModel, table=True):

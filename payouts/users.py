@@ -13,21 +13,28 @@ from sqlmodel import Session
 
 from payouts import audit
 from payouts.errors import NotFoundError, RoleError
-from payouts.models import Role, StaffUser
+from payouts.models import AuditEvent, Role, StaffUser
 
 PERMISSIONS: dict[str, frozenset[Role]] = {
-    "import": frozenset({Role.POLICY, Role.REVIEWER, Role.ADMIN}),
-    "review": frozenset({Role.REVIEWER, Role.ADMIN}),
-    "correct_account": frozenset({Role.REVIEWER, Role.ADMIN}),
+    "import": frozenset({Role.POLICY, Role.REVIEWER}),
+    "review": frozenset({Role.REVIEWER}),
+    # A payee change is proposed by one reviewer and approved by another person (a reviewer or a
+    # finance checker), never the proposer (payouts.payees).
+    "correct_account": frozenset({Role.REVIEWER}),
+    "approve_account_change": frozenset({Role.REVIEWER, Role.FINANCE_CHECKER}),
     "batch_make": frozenset({Role.FINANCE_MAKER}),
     "batch_check": frozenset({Role.FINANCE_CHECKER}),
     "bank_files": frozenset({Role.FINANCE_MAKER, Role.FINANCE_CHECKER}),
-    "audit": frozenset({Role.AUDITOR, Role.ADMIN}),
-    "manage_users": frozenset({Role.ADMIN}),
+    # Separation of duties (三员分立): users, security, audit; none of the three moves money.
+    "audit": frozenset({Role.AUDITOR}),
+    "manage_users": frozenset({Role.SYSTEM_ADMIN}),
+    "review_roles": frozenset({Role.SECURITY_ADMIN}),
+    "unlock_accounts": frozenset({Role.SECURITY_ADMIN}),
+    "security_settings": frozenset({Role.SECURITY_ADMIN}),
     # Supplied data and public notice (payouts.supplied, payouts.notice).
-    "data_verify": frozenset({Role.POLICY, Role.REVIEWER, Role.ADMIN}),
-    "notice_open": frozenset({Role.FINANCE_MAKER, Role.ADMIN}),
-    "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER, Role.ADMIN}),
+    "data_verify": frozenset({Role.POLICY, Role.REVIEWER}),
+    "notice_open": frozenset({Role.FINANCE_MAKER}),
+    "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER}),
 }
 
 ROLE_LABELS = {
@@ -35,8 +42,9 @@ ROLE_LABELS = {
     Role.REVIEWER: "初核",
     Role.FINANCE_MAKER: "资金拨付（制单）",
     Role.FINANCE_CHECKER: "资金拨付（复核）",
-    Role.AUDITOR: "审计",
-    Role.ADMIN: "管理员",
+    Role.AUDITOR: "安全审计员",
+    Role.SYSTEM_ADMIN: "系统管理员",
+    Role.SECURITY_ADMIN: "安全管理员",
 }
 
 
@@ -87,3 +95,79 @@ def require(session: Session, username: str, permission: str) -> StaffUser:
         allowed = "、".join(ROLE_LABELS[r] for r in sorted(PERMISSIONS[permission]))
         raise RoleError(f"用户 {username}（{ROLE_LABELS[Role(user.role)]}）无权进行此操作，需要：{allowed}")
     return user
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise RoleError(f"未知角色 {value!r}，可选：{', '.join(r.value for r in Role)}") from None
+
+
+def _administered(session: Session, username: str, by: str, what: str) -> StaffUser:
+    """The user `username`, if `by` is a system administrator acting on someone else (nobody changes
+    their own role, department or status: a user cannot grant themselves anything)."""
+    require(session, by, "manage_users")
+    if username == by:
+        raise RoleError(f"不能{what}自己的账户：请由另一位系统管理员办理")
+    return get_user(session, username)
+
+
+def set_role(session: Session, username: str, role: str, *, by: str, now: dt.datetime) -> StaffUser:
+    """Give `username` another role (a system administrator's act, audited); never one's own."""
+    new = _role(role)
+    user = _administered(session, username, by, "更改")
+    if new is Role.POLICY and not user.department:
+        raise RoleError("政策部门用户必须有部门：请先设置部门")
+    old = user.role
+    user.role = new.value
+    audit.record(session, now, by, "set_role", "user", username, old, new.value)
+    return user
+
+
+def set_department(
+    session: Session, username: str, department: str | None, *, by: str, now: dt.datetime
+) -> StaffUser:
+    """Move `username` to another department (None: all departments; never for a policy user)."""
+    user = _administered(session, username, by, "更改")
+    if user.role == Role.POLICY.value and not department:
+        raise RoleError("政策部门用户必须有部门")
+    old = user.department
+    user.department = department or None
+    audit.record(session, now, by, "set_department", "user", username, old, user.department)
+    return user
+
+
+def set_active(session: Session, username: str, active: bool, *, by: str, now: dt.datetime) -> StaffUser:
+    """Disable or enable `username` (a disabled user can neither sign in nor use a CLI token)."""
+    user = _administered(session, username, by, "停用或启用")
+    old = "active" if user.active else "disabled"
+    user.active = active
+    audit.record(session, now, by, "set_active", "user", username, old, "active" if active else "disabled")
+    return user
+
+
+def has_system_admin(session: Session) -> bool:
+    """Whether an active system administrator exists (until one does, the CLI may create the first)."""
+    found = select(StaffUser.id).where(StaffUser.role == Role.SYSTEM_ADMIN.value, StaffUser.active.is_(True))
+    return session.scalar(found.limit(1)) is not None
+
+
+USER_ACTIONS = ("create_user", "set_role", "set_department", "set_active", "set_password")
+
+
+def staff(session: Session) -> list[StaffUser]:
+    """Every staff user, by username (for the administrators' review of who holds which role)."""
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.username)).all())
+
+
+def user_changes(session: Session, limit: int = 100) -> list[AuditEvent]:
+    """The latest changes to users (created, role, department, disabled, password), newest first: what
+    the security administrator reviews and the auditor can check."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.entity == "user", AuditEvent.action.in_(USER_ACTIONS))
+        .order_by(AuditEvent.seq.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query).all())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from decimal import Decimal, InvalidOperation
 
@@ -12,12 +13,32 @@ from rich.table import Table
 
 from payouts.selection import Preview, Tally
 
-# Who does it: required where the payouts part records an actor (offers, batches).
-BY = typer.Option(..., "--by", envvar="ZHIDA_USER", help="操作人用户名（或环境变量 ZHIDA_USER）")
+# Who does it, where the payouts part records an actor (offers, batches, accounts, users): the staff user
+# of the token in ZHIDA_STAFF_TOKEN (`zhida users token NAME`). A name typed as `--by` is refused: it is
+# kept, hidden, only so that an old script gets that message rather than "no such option".
+BY = typer.Option(None, "--by", hidden=True, help="不再使用：操作人取自职员令牌 ZHIDA_STAFF_TOKEN")
+IDENTITY_HELP = (
+    "操作人取自职员令牌：先运行 zhida users token 用户名（输入本人密码），再设置环境变量 ZHIDA_STAFF_TOKEN。"
+)
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def actor(claimed: str | None = None) -> str:
+    """The username of the staff token in ZHIDA_STAFF_TOKEN; refuses (RoleError, in Chinese, saying how
+    to get a token) when there is none or it is invalid, and refuses any name claimed with `--by`."""
+    from payouts import stafftokens  # the database only when a command acts (help and rules stay light)
+    from payouts.db import connect, transaction
+    from payouts.errors import RoleError
+
+    if claimed is not None:
+        raise RoleError(
+            f"不接受 --by {claimed}：操作人不能自行填写，只取自本人的职员令牌。{stafftokens.HOW_TO_GET_ONE}"
+        )
+    with transaction(connect()) as s:
+        return stafftokens.resolve(s, os.environ.get(stafftokens.TOKEN_ENV), now()).username
 
 
 EXPECT_COUNT = typer.Option(None, "--expect-count", help="预览显示的笔数（无终端确认时必填）")

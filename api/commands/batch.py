@@ -8,21 +8,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import BY, now
+from api.commands import BY, IDENTITY_HELP, actor, now
 from payouts import batches
 from payouts.db import connect, transaction
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
 
 
-@app.command("create", help="制单：把一项政策已确认的要约组成拨付批次")
+@app.command("create", help="制单：把一项政策已确认的要约组成拨付批次", epilog=IDENTITY_HELP)
 def create(
     policy: str = typer.Option(..., "--policy", help="政策编号"),
     period: str | None = typer.Option(None, "--period", help="期间（政策只有一个期间时可省略）"),
     offer: list[str] | None = typer.Option(None, "--offer", help="只组这些要约"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
         b = batches.create_batch(s, policy, by, now(), public_ids=offer or None, period=period)
         money = batches.budget(s, b.policy_id, b.period)
@@ -33,42 +34,46 @@ def create(
         )
 
 
-@app.command("approve", help="复核通过（复核人不能是制单人）")
-def approve(reference: str = typer.Argument(..., help="批次号"), by: str = BY) -> None:
+@app.command("approve", help="复核通过（复核人不能是制单人）", epilog=IDENTITY_HELP)
+def approve(reference: str = typer.Argument(..., help="批次号"), claimed: str | None = BY) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
         b = batches.approve(s, reference, by, now())
     console.print(f"批次 {b.reference} 复核通过，可以导出银行文件")
 
 
-@app.command("reject", help="退回批次：要约回到已确认")
+@app.command("reject", help="退回批次：要约回到已确认", epilog=IDENTITY_HELP)
 def reject(
     reference: str = typer.Argument(..., help="批次号"),
     reason: str = typer.Option(..., "--reason"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
         b = batches.reject(s, reference, by, reason, now())
     console.print(f"批次 {b.reference} 已退回")
 
 
-@app.command("export", help="导出银行文件：批量代发 CSV 和 ISO 20022 pain.001.001.09")
+@app.command("export", help="导出银行文件：批量代发 CSV 和 ISO 20022 pain.001.001.09", epilog=IDENTITY_HELP)
 def export(
     reference: str = typer.Argument(..., help="批次号"),
     out: Path = typer.Option(Path("var/bank"), "--out", help="输出目录"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
         e = batches.export(s, reference, by, out, now())
     console.print(f"{e.csv_path}  sha256 {e.csv_sha256}")
     console.print(f"{e.xml_path}  sha256 {e.xml_sha256}")
 
 
-@app.command("reconcile", help="导入银行回单，逐笔标记到账或失败")
+@app.command("reconcile", help="导入银行回单，逐笔标记到账或失败", epilog=IDENTITY_HELP)
 def reconcile(
     reference: str = typer.Argument(..., help="批次号"),
     return_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="银行回单 CSV"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
         r = batches.reconcile(s, reference, return_file.read_bytes(), by, now(), filename=return_file.name)
     console.print(

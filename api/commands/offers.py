@@ -8,24 +8,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, confirmed_tally, now
+from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, IDENTITY_HELP, actor, confirmed_tally, now
 from payouts import confirm, funnel, offers, payees, runs
 from payouts.bench_import import bench
 from payouts.db import PayoutSettings, connect, transaction
 from payouts.models import OfferState
 from payouts.selection import OfferFilter, Selection
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
 
 
-@app.command("import", help="导入一次匹配结果（候选名单）为待初核的兑现要约")
+@app.command("import", help="导入一次匹配结果（候选名单）为待初核的兑现要约", epilog=IDENTITY_HELP)
 def import_run(
     run_dir: Path = typer.Argument(
         ..., exists=True, file_okay=False, help="匹配结果目录（zhida match --out）"
     ),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
         r = runs.import_run(s, run_dir, by, now())
     table = Table(title=f"已导入匹配批次 {r.run_id}")
@@ -53,7 +54,11 @@ def _chosen(offer: list[str] | None, run: str | None, policy: str | None, everyt
     return Selection(filter=OfferFilter(policy_id=policy, run_id=run, states=states))
 
 
-@app.command("release", help="初核通过：发布所选要约（无需确认的政策直接确认）；先显示笔数和金额，确认后执行")
+@app.command(
+    "release",
+    help="初核通过：发布所选要约（无需确认的政策直接确认）；先显示笔数和金额，确认后执行",
+    epilog=IDENTITY_HELP,
+)
 def release(
     run: str | None = typer.Option(None, "--run", help="这个匹配批次的待初核要约"),
     policy: str | None = typer.Option(None, "--policy", help="这项政策的待初核要约"),
@@ -61,8 +66,9 @@ def release(
     everything: bool = typer.Option(False, "--all", help="全部待初核的要约"),
     expect_count: int | None = EXPECT_COUNT,
     expect_total: str | None = EXPECT_TOTAL,
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     selection = _chosen(offer, run, policy, everything)
     with transaction(connect()) as s:
         expected = confirmed_tally(
@@ -87,25 +93,27 @@ def _set_aside(
     console.print(f"已{word} {len(done):,} 条，合计 {done.tally.total:,.2f} 元")
 
 
-@app.command("hold", help="暂缓要约（须写明原因）")
+@app.command("hold", help="暂缓要约（须写明原因）", epilog=IDENTITY_HELP)
 def hold(
     offer_ids: list[str] = typer.Argument(..., help="要约编号"),
     reason: str = typer.Option(..., "--reason", help="原因"),
     expect_count: int | None = EXPECT_COUNT,
     expect_total: str | None = EXPECT_TOTAL,
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     _set_aside(OfferState.HELD, offer_ids, reason, expect_count, expect_total, by)
 
 
-@app.command("drop", help="剔除要约（须写明原因）")
+@app.command("drop", help="剔除要约（须写明原因）", epilog=IDENTITY_HELP)
 def drop(
     offer_ids: list[str] = typer.Argument(..., help="要约编号"),
     reason: str = typer.Option(..., "--reason", help="原因"),
     expect_count: int | None = EXPECT_COUNT,
     expect_total: str | None = EXPECT_TOTAL,
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     _set_aside(OfferState.DROPPED, offer_ids, reason, expect_count, expect_total, by)
 
 
@@ -151,7 +159,11 @@ def status(
         console.print(table)
 
 
-@app.command("fix-account", help="更正企业的对公账户（户名须为企业登记名称）")
+@app.command(
+    "fix-account",
+    help="提出更正企业的对公账户（户名须为企业登记名称）：待另一人审核通过后生效（approve-account-change）",
+    epilog=IDENTITY_HELP,
+)
 def fix_account(
     uscc: str = typer.Argument(..., help="统一社会信用代码"),
     bank: str = typer.Option(..., "--bank", help="开户行"),
@@ -159,10 +171,11 @@ def fix_account(
     account_name: str = typer.Option(..., "--account-name", help="户名"),
     reason: str = typer.Option(..., "--reason", help="更正依据"),
     phone: str | None = typer.Option(None, "--phone", help="联系电话（可选）"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     with transaction(connect()) as s:
-        p = payees.correct_account(
+        c = payees.propose_account_change(
             s,
             uscc,
             bank_name=bank,
@@ -173,7 +186,61 @@ def fix_account(
             reason=reason,
             now=now(),
         )
-        console.print(f"已更正：{p.name} {p.bank_name} {payees.mask_account(p.account_no)}")
+        view = next(v for v in payees.account_changes(s) if v.public_id == c.public_id)
+    console.print(
+        f"已提出账户变更 {view.public_id}：{view.name} {view.old_bank or ''} {view.old_account} → "
+        f"{view.new_bank} {view.new_account}，待另一位工作人员审核（zhida offers approve-account-change）",
+        soft_wrap=True,
+    )
+
+
+@app.command("account-changes", help="列出对公账户变更申请（默认待审核的），账号脱敏显示")
+def account_changes(
+    state: str | None = typer.Option("pending", "--state", help="pending、approved、rejected；空为全部"),
+) -> None:
+    with transaction(connect()) as s:
+        rows = payees.account_changes(s, state=state or None)
+    table = Table()
+    for col in ("申请", "企业", "原账户", "新账户", "原因", "状态", "申请人", "审核人"):
+        table.add_column(col)
+    for v in rows:
+        table.add_row(
+            v.public_id,
+            f"{v.name}（{v.uscc}）",
+            f"{v.old_bank or ''} {v.old_account}",
+            f"{v.new_bank} {v.new_account}",
+            v.reason,
+            v.state_label,
+            v.proposed_by,
+            v.decided_by or "",
+        )
+    console.print(table)
+
+
+@app.command(
+    "approve-account-change",
+    help="审核通过对公账户变更（审核人不能是申请人），通过后生效",
+    epilog=IDENTITY_HELP,
+)
+def approve_account_change(
+    change_id: str = typer.Argument(..., help="变更申请编号"), claimed: str | None = BY
+) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        p = payees.approve_account_change(s, change_id, by=by, now=now())
+        console.print(f"已生效：{p.name} {p.bank_name} {payees.mask_account(p.account_no)}")
+
+
+@app.command("reject-account-change", help="退回对公账户变更（须写明原因），账户不变", epilog=IDENTITY_HELP)
+def reject_account_change(
+    change_id: str = typer.Argument(..., help="变更申请编号"),
+    reason: str = typer.Option(..., "--reason", help="退回原因"),
+    claimed: str | None = BY,
+) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        payees.reject_account_change(s, change_id, by=by, reason=reason, now=now())
+    console.print(f"已退回账户变更 {change_id}")
 
 
 @app.command("confirm", help="模拟企业点击短信链接确认（测试用；企业实际在手机页面上确认）")

@@ -40,8 +40,9 @@ DEMO_USERS = (
     ("demo-reviewer", "reviewer", "初核演示员", None),
     ("demo-maker", "finance_maker", "制单演示员", None),
     ("demo-checker", "finance_checker", "复核演示员", None),
-    ("demo-auditor", "auditor", "审计演示员", None),
-    ("demo-admin", "admin", "管理员", None),
+    ("demo-auditor", "auditor", "安全审计演示员", None),
+    ("demo-sysadmin", "system_admin", "系统管理员演示员", None),
+    ("demo-secadmin", "security_admin", "安全管理员演示员", None),
 )
 
 

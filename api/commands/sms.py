@@ -7,12 +7,12 @@ import datetime as dt
 import typer
 from rich.console import Console
 
-from api.commands import EXPECT_COUNT, EXPECT_TOTAL, confirmed_tally
-from payouts import offers, sms
+from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, IDENTITY_HELP, actor, confirmed_tally
+from payouts import offers, sms, users
 from payouts.db import PayoutSettings, connect, transaction
 from payouts.selection import OfferFilter, Selection
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, epilog="send：" + IDENTITY_HELP)
 console = Console(highlight=False)
 
 
@@ -33,7 +33,11 @@ def _report(what: str, r: sms.SendResult) -> None:
         console.print(f"  [red]{e}[/red]")
 
 
-@app.command("send", help="给所选的已发布要约发送确认短信（写入发件箱）；先显示笔数和金额，确认后发送")
+@app.command(
+    "send",
+    help="给所选的已发布要约发送确认短信（写入发件箱）；先显示笔数和金额，确认后发送",
+    epilog=IDENTITY_HELP,
+)
 def send(
     run: str | None = typer.Option(None, "--run", help="这个匹配批次的已发布要约"),
     policy: str | None = typer.Option(None, "--policy", help="这项政策的已发布要约"),
@@ -41,14 +45,17 @@ def send(
     expect_count: int | None = EXPECT_COUNT,
     expect_total: str | None = EXPECT_TOTAL,
     show_links: bool = SHOW_LINKS,
+    claimed: str | None = BY,
 ) -> None:
     if run is None and policy is None and not everything:
         console.print("[red]请用 --run 或 --policy 指明要约，或用 --all 表示全部已发布的要约[/red]")
         raise typer.Exit(2)
+    by = actor(claimed)
     settings = PayoutSettings.from_env()
     selection = Selection(filter=OfferFilter(policy_id=policy, run_id=run))
     engine = connect(settings.database_url)
     with transaction(engine) as s:
+        users.require(s, by, "review")  # who may release offers sends their notices (the API's sms_send)
         preview = offers.preview_action(s, selection, "notify")
     expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
     r = sms.send_notices_in_chunks(
@@ -56,6 +63,7 @@ def send(
         _gateway(show_links),
         dt.datetime.now(dt.UTC),
         settings,
+        actor=by,
         selection=selection,
         expected=expected,
     )

@@ -1,8 +1,13 @@
-"""`zhida users`: add staff users (role, department, password), list them, set a new password."""
+"""`zhida users`: staff users (add, roles, departments, disable, passwords) and CLI identity tokens.
+
+Every command here that changes a user is a system administrator's (系统管理员), acting on someone else,
+and takes its actor from the staff token in ZHIDA_STAFF_TOKEN (`zhida users token NAME`), never from a
+typed name. The one exception is the very first system administrator of an empty installation.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import os
 import sys
 
 import typer
@@ -10,16 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from api.auth import set_password
-from payouts import users
+from api.auth import check_password, set_password
+from api.commands import BY, IDENTITY_HELP, actor, now
+from payouts import stafftokens, users
 from payouts.db import connect, transaction
 from payouts.errors import RoleError
 from payouts.models import Role, StaffUser
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
-
-BY = typer.Option("cli", "--by", envvar="ZHIDA_USER", help="操作人用户名（或环境变量 ZHIDA_USER）")
+ROLES = "、".join(f"{r.value}（{users.ROLE_LABELS[r]}）" for r in Role)
 
 
 def _password(from_stdin: bool) -> str:
@@ -31,7 +36,11 @@ def _password(from_stdin: bool) -> str:
     return typer.prompt("密码", hide_input=True, confirmation_prompt="再输入一次")
 
 
-@app.command("add", help="新增职员用户：角色 policy|reviewer|finance_maker|finance_checker|auditor|admin")
+@app.command(
+    "add",
+    help=f"新增职员用户（系统管理员操作）：角色 {ROLES}。尚无系统管理员时，可不用令牌新增第一位系统管理员",
+    epilog=IDENTITY_HELP,
+)
 def add(
     username: str = typer.Argument(..., help="用户名"),
     role: str = typer.Option(..., "--role", help="角色"),
@@ -40,31 +49,47 @@ def add(
     ),
     display_name: str | None = typer.Option(None, "--display-name", help="姓名"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（一行）"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
     if role == Role.POLICY.value and not department:
         raise RoleError("政策部门用户必须指定 --department：只能看到和修改本部门的政策")
     password = _password(password_stdin)
-    now = dt.datetime.now(dt.UTC)
     with transaction(connect()) as s:
+        first = role == Role.SYSTEM_ADMIN.value and not users.has_system_admin(s)
+    by = "bootstrap" if first and claimed is None and not _has_token() else actor(claimed)
+    at = now()
+    with transaction(connect()) as s:
+        if by != "bootstrap":
+            users.require(s, by, "manage_users")
+        elif users.has_system_admin(s):
+            raise RoleError("已有系统管理员：" + stafftokens.HOW_TO_GET_ONE)
         user = users.create_user(
-            s, username, role, display_name=display_name, department=department, by=by, now=now
+            s, username, role, display_name=display_name, department=department, by=by, now=at
         )
-        set_password(s, username, password, by, now)
+        set_password(s, username, password, by, at)
     console.print(
         f"已新增用户 {user.username}（{users.ROLE_LABELS[Role(user.role)]}，部门：{user.department or '全部'}）"
     )
 
 
-@app.command("password", help="为用户设置新密码（原有登录全部失效）")
+def _has_token() -> bool:
+    return bool(os.environ.get(stafftokens.TOKEN_ENV))
+
+
+@app.command(
+    "password", help="设置新密码（本人，或系统管理员为他人；原有登录和令牌全部失效）", epilog=IDENTITY_HELP
+)
 def password(
     username: str = typer.Argument(..., help="用户名"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（一行）"),
-    by: str = BY,
+    claimed: str | None = BY,
 ) -> None:
+    by = actor(claimed)
     secret = _password(password_stdin)
     with transaction(connect()) as s:
-        set_password(s, username, secret, by, dt.datetime.now(dt.UTC))
+        if by != username:
+            users.require(s, by, "manage_users")
+        set_password(s, username, secret, by, now())
     console.print(f"已为 {username} 设置新密码")
 
 
@@ -85,3 +110,75 @@ def list_users() -> None:
             "启用" if u.active else "停用",
         )
     console.print(table)
+
+
+@app.command(
+    "token",
+    help="取得命令行职员令牌：输入本人密码，得到令牌后设置环境变量 ZHIDA_STAFF_TOKEN（有效期内代表本人操作）",
+)
+def token(
+    username: str = typer.Argument(..., help="本人用户名"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（一行）"),
+    hours: int = typer.Option(stafftokens.TOKEN_HOURS, "--hours", help="有效小时数（1 至 24）"),
+) -> None:
+    secret = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("密码", hide_input=True)
+    with transaction(connect()) as s:
+        user = s.scalar(select(StaffUser).where(StaffUser.username == username))
+        if not check_password(user, secret):
+            raise RoleError("用户名或密码不正确（或用户已停用），未发放令牌")
+        issued = stafftokens.issue(s, username, now(), hours=hours)
+    console.print(f"export {stafftokens.TOKEN_ENV}={issued}", soft_wrap=True)
+    console.print(
+        f"[dim]令牌有效 {hours} 小时，只显示这一次；用完可运行 zhida users revoke-tokens 撤销[/dim]"
+    )
+
+
+@app.command("revoke-tokens", help="撤销本人全部命令行令牌")
+def revoke_tokens() -> None:
+    by = actor()
+    with transaction(connect()) as s:
+        n = stafftokens.revoke_all(s, by, now())
+    console.print(f"已撤销 {n} 个令牌")
+
+
+@app.command(
+    "set-role", help=f"更改用户角色（系统管理员操作，不能更改自己的）：{ROLES}", epilog=IDENTITY_HELP
+)
+def set_role(
+    username: str = typer.Argument(..., help="用户名"),
+    role: str = typer.Argument(..., help="新角色"),
+    claimed: str | None = BY,
+) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        user = users.set_role(s, username, role, by=by, now=now())
+        label = users.ROLE_LABELS[Role(user.role)]
+    console.print(f"{username} 的角色已改为{label}")
+
+
+@app.command("set-department", help="更改用户部门（系统管理员操作；不填为全部部门）", epilog=IDENTITY_HELP)
+def set_department(
+    username: str = typer.Argument(..., help="用户名"),
+    department: str | None = typer.Argument(None, help="部门"),
+    claimed: str | None = BY,
+) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        users.set_department(s, username, department, by=by, now=now())
+    console.print(f"{username} 的部门已改为{department or '全部'}")
+
+
+@app.command("disable", help="停用用户（系统管理员操作；停用后不能登录，令牌失效）", epilog=IDENTITY_HELP)
+def disable(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        users.set_active(s, username, False, by=by, now=now())
+    console.print(f"已停用 {username}")
+
+
+@app.command("enable", help="启用用户（系统管理员操作）", epilog=IDENTITY_HELP)
+def enable(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        users.set_active(s, username, True, by=by, now=now())
+    console.print(f"已启用 {username}")

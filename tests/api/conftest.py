@@ -37,7 +37,8 @@ SECRET = "test-secret-key-that-is-long-enough-0123456789"
 SCI = "市科学技术局"  # c-gaoxin, c-kexing, c-yanfa
 HR = "市人力资源和社会保障局"  # c-jiuye, c-wenbao
 STAFF = {
-    "admin": ("admin", None),
+    "sysadmin": ("system_admin", None),
+    "secadmin": ("security_admin", None),
     "reviewer": ("reviewer", None),
     "reviewer_hr": ("reviewer", HR),
     "policy_sci": ("policy", SCI),

@@ -18,14 +18,17 @@ ROLE_USER = {
     "finance_maker": "maker",
     "finance_checker": "checker",
     "auditor": "auditor",
-    "admin": "admin",
+    "system_admin": "sysadmin",
+    "security_admin": "secadmin",
 }
 ALL = frozenset(ROLE_USER)
-POLICY_READ = frozenset({"policy", "reviewer", "auditor", "admin"})
-BATCH_READ = frozenset({"finance_maker", "finance_checker", "auditor", "admin"})
+STAFF = ALL - {"system_admin", "security_admin"}  # the administrators see no offers, money or reports
+POLICY_READ = frozenset({"policy", "reviewer", "auditor"})
+BATCH_READ = frozenset({"finance_maker", "finance_checker", "auditor"})
 BANK = frozenset({"finance_maker", "finance_checker"})
-REPORTS = ALL
-DATA_VERIFY = frozenset({"policy", "reviewer", "admin"})  # also who resolves objections
+REPORTS = STAFF
+DATA_VERIFY = frozenset({"policy", "reviewer"})  # also who resolves objections
+ACCOUNT_DECIDE = frozenset({"reviewer", "finance_checker"})  # a second person, never the proposer
 YAML = b"id: x\n"
 
 # What a bulk action's user saw in its preview (the access checks come first, whatever the count).
@@ -41,27 +44,27 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("POST", "/api/policies/c-gaoxin/drafts/2/publish", None, frozenset({"policy"})),
     ("GET", "/api/snapshots", None, POLICY_READ),
     ("GET", "/api/runs", None, POLICY_READ),
-    ("POST", "/api/runs", {"snapshot": "conformance"}, frozenset({"reviewer", "admin"})),
+    ("POST", "/api/runs", {"snapshot": "conformance"}, frozenset({"reviewer"})),
     ("GET", "/api/runs/{job}", None, POLICY_READ),
     ("GET", "/api/runs/{job}/lists/candidates", None, POLICY_READ),
-    ("GET", "/api/offers", None, ALL),
-    ("GET", "/api/offers/{offer}", None, ALL),
-    ("GET", "/api/offers/{offer}/audit", None, ALL),
-    ("POST", "/api/review/preview", {"filter": {}, "action": "release"}, frozenset({"reviewer", "admin"})),
+    ("GET", "/api/offers", None, STAFF),
+    ("GET", "/api/offers/{offer}", None, STAFF),
+    ("GET", "/api/offers/{offer}/audit", None, STAFF),
+    ("POST", "/api/review/preview", {"filter": {}, "action": "release"}, frozenset({"reviewer"})),
     (
         "POST",
         "/api/review/hold",
         {"offers": ["{offer}"], "reason": "x", **EXPECT},
-        frozenset({"reviewer", "admin"}),
+        frozenset({"reviewer"}),
     ),
     (
         "POST",
         "/api/review/drop",
         {"offers": ["{offer}"], "reason": "x", **EXPECT},
-        frozenset({"reviewer", "admin"}),
+        frozenset({"reviewer"}),
     ),
-    ("POST", "/api/review/release", {"offers": ["{offer}"], **EXPECT}, frozenset({"reviewer", "admin"})),
-    ("POST", "/api/sms/send", {"filter": {}, **EXPECT}, frozenset({"reviewer", "admin"})),
+    ("POST", "/api/review/release", {"offers": ["{offer}"], **EXPECT}, frozenset({"reviewer"})),
+    ("POST", "/api/sms/send", {"filter": {}, **EXPECT}, frozenset({"reviewer"})),
     ("GET", "/api/batches", None, BATCH_READ),
     ("GET", "/api/batches/ready", None, BATCH_READ),
     ("POST", "/api/batches", {"policy_id": "c-gaoxin", **EXPECT}, frozenset({"finance_maker"})),
@@ -72,7 +75,7 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/batches/{batch}/files/csv", None, BANK),
     ("POST", "/api/batches/{batch}/return", "file", BANK),
     ("GET", "/api/batches/{batch}/audit", None, BATCH_READ),
-    ("GET", "/api/audit/verify", None, frozenset({"auditor", "admin"})),
+    ("GET", "/api/audit/verify", None, frozenset({"auditor"})),
     ("GET", "/api/reports/funnel", None, REPORTS),
     ("GET", "/api/reports/money", None, REPORTS),
     ("GET", "/api/reports/sla", None, REPORTS),
@@ -83,10 +86,23 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("POST", "/api/supplied/{offer}/verify", None, DATA_VERIFY),
     ("POST", "/api/supplied/{offer}/reject", {"reason": "x"}, DATA_VERIFY),
     ("GET", "/api/supplied/{offer}/evidence", None, DATA_VERIFY),
-    ("GET", "/api/notices", None, ALL),
-    ("POST", "/api/notices", {"batch": "ZDNOSUCHBATCH", "days": 3}, frozenset({"finance_maker", "admin"})),
-    ("GET", "/api/notices/{offer}", None, ALL),
+    ("GET", "/api/notices", None, STAFF),
+    ("POST", "/api/notices", {"batch": "ZDNOSUCHBATCH", "days": 3}, frozenset({"finance_maker"})),
+    ("GET", "/api/notices/{offer}", None, STAFF),
     ("POST", "/api/notices/objections/{offer}/resolve", {"upheld": False, "reason": "x"}, DATA_VERIFY),
+    # Who holds which role: the administrators and the auditor (三员), nobody who moves money.
+    ("GET", "/api/users", None, frozenset({"system_admin", "security_admin", "auditor"})),
+    ("GET", "/api/users/changes", None, frozenset({"system_admin", "security_admin", "auditor"})),
+    # Payee account changes: proposed by a reviewer, decided by another reviewer or a finance checker.
+    (
+        "POST",
+        "/api/account-changes",
+        {"uscc": "9" * 18, "bank_name": "x", "account_no": "1", "account_name": "x", "reason": "x"},
+        frozenset({"reviewer"}),
+    ),
+    ("GET", "/api/account-changes", None, ACCOUNT_DECIDE | {"auditor"}),
+    ("POST", "/api/account-changes/{offer}/approve", None, ACCOUNT_DECIDE),
+    ("POST", "/api/account-changes/{offer}/reject", {"reason": "x"}, ACCOUNT_DECIDE),
 ]
 
 

@@ -27,7 +27,7 @@ def test_sign_in_gives_a_bearer_token_and_bad_passwords_are_refused_alike(shared
         "username": "auditor",
         "display_name": "auditor",
         "role": "auditor",
-        "role_label": "审计",
+        "role_label": "安全审计员",
         "department": None,
     }
     wrong = c.post("/api/session", json={"username": "auditor", "password": "nope-nope-nope"})
@@ -40,19 +40,23 @@ def test_sign_in_gives_a_bearer_token_and_bad_passwords_are_refused_alike(shared
 def test_sign_in_attempts_are_limited(template, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     w = copy_world(template, tmp_path / "w", login_limit=3)
     codes = [
-        w.client.post("/api/session", json={"username": "admin", "password": "guess-guess-guess"}).status_code
+        w.client.post(
+            "/api/session", json={"username": "sysadmin", "password": "guess-guess-guess"}
+        ).status_code
         for _ in range(4)
     ]
     assert codes == [401, 401, 401, 429]
     # Even the right password waits now.
-    assert w.client.post("/api/session", json={"username": "admin", "password": PASSWORD}).status_code == 429
+    assert (
+        w.client.post("/api/session", json={"username": "sysadmin", "password": PASSWORD}).status_code == 429
+    )
 
 
 def test_a_new_password_ends_the_old_sessions(world: World) -> None:
     headers = world.auth("auditor")
     assert world.client.get("/api/me", headers=headers).status_code == 200
     with transaction(world.app.state.engine) as s:
-        set_password(s, "auditor", "another-long-password", "admin", dt.datetime.now(dt.UTC))
+        set_password(s, "auditor", "another-long-password", "sysadmin", dt.datetime.now(dt.UTC))
     assert world.client.get("/api/me", headers=headers).status_code == 401
 
 
@@ -155,7 +159,13 @@ def test_the_openapi_schema_documents_every_error_as_problem_json(shared: World)
 def test_users_add_creates_a_user_who_can_sign_in(template, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     w = copy_world(template, tmp_path / "w")
     monkeypatch.setenv("ZHIDA_DATABASE_URL", w.app.state.settings.database_url)
-    runner = CliRunner()
+    # The system administrator proves who they are once, with their password, and acts by the token.
+    issued = CliRunner().invoke(
+        users_cmd.app, ["token", "sysadmin", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert issued.exit_code == 0, issued.output
+    token_value = issued.output.split("ZHIDA_STAFF_TOKEN=")[1].split()[0]
+    runner = CliRunner(env={"ZHIDA_STAFF_TOKEN": token_value})
     r = runner.invoke(
         users_cmd.app,
         ["add", "zhang", "--role", "policy", "--department", "市科学技术局", "--password-stdin"],

@@ -29,10 +29,10 @@ from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
 
 from api.enterprise_auth import OidcProvider
-from payouts import payees
 from payouts.db import transaction
 from payouts.models import AuditEvent, LoginCode, MatchRun
 from tests.api.conftest import World, confirmed_batch, copy_world
+from tests.staff import fix_account
 
 A = "913208038HQ7FMGPQ2"
 B = "913208131AFBFAU45N"
@@ -114,7 +114,7 @@ def test_an_enterprise_without_a_candidate_signs_in_with_its_registered_phone(wo
 
 def test_a_phone_corrected_by_staff_wins_over_the_runs_registered_one(world: World) -> None:
     with transaction(world.app.state.engine) as s:
-        payees.correct_account(
+        fix_account(
             s,
             A,
             bank_name="测试银行",

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from payouts import bankfiles, batches, confirm, offers, payees, sms
+from payouts import bankfiles, batches, confirm, offers, sms
 from payouts.errors import RoleError
 from payouts.models import BatchLine, Offer, Payee, StaffUser
 from payouts.runs import import_run
 from rules.errors import BudgetError, StateError
+from tests.staff import fix_account
 
 H = dt.timedelta(hours=1)
 
@@ -139,7 +140,7 @@ def test_a_failed_payment_is_batched_again_only_after_the_account_is_corrected(
         failed = s.scalar(select(Offer).where(Offer.state == "payment_failed"))
         with pytest.raises(StateError, match="须先更正账户"):
             batches.create_batch(s, "wengang", "maker", t0 + 5 * H, public_ids=[failed.public_id])
-        payees.correct_account(
+        fix_account(
             s,
             failed.uscc,
             bank_name="中国建设银行某市分行",

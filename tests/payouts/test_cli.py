@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from pathlib import Path
@@ -15,7 +16,8 @@ from api.commands import audit as audit_cmd
 from api.commands import batch as batch_cmd
 from api.commands import offers as offers_cmd
 from api.commands import sms as sms_cmd
-from payouts.db import PayoutSettings
+from payouts import stafftokens
+from payouts.db import PayoutSettings, transaction
 from payouts.errors import RoleError
 
 LINK = re.compile(re.escape(PayoutSettings().link_base) + r"([A-Za-z0-9_-]{22})")
@@ -26,10 +28,16 @@ def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch):
     """Invoke a `zhida` sub-command against the test database; fails the test on an unexpected error."""
     monkeypatch.setenv("ZHIDA_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.delenv("ZHIDA_LINK_BASE", raising=False)
+    monkeypatch.delenv(stafftokens.TOKEN_ENV, raising=False)
     runner = CliRunner()
+    tokens: dict[str, str] = {}
 
     def invoke(app, *args: str, user: str | None = None, ok: bool = True):
-        env = {"ZHIDA_USER": user} if user else {}
+        """`user` acts through a staff token of their own (as `zhida users token` issues)."""
+        if user and user not in tokens:
+            with transaction(engine) as s:
+                tokens[user] = stafftokens.issue(s, user, dt.datetime.now(dt.UTC))
+        env = {stafftokens.TOKEN_ENV: tokens[user]} if user else {}
         result = runner.invoke(app, list(args), env=env)
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
@@ -63,7 +71,7 @@ def test_the_whole_flow_from_the_command_line(cli, small_run: Path, tmp_path: Pa
         "已发布 4 条，直接确认 1 条，因无联系电话暂缓 1 条"
         in confirmed(cli, offers_cmd.app, "release", "--all", user="rev").output
     )
-    sent = confirmed(cli, sms_cmd.app, "send", "--all", "--show-links").output
+    sent = confirmed(cli, sms_cmd.app, "send", "--all", "--show-links", user="rev").output
     assert "确认短信：发送 4 条" in sent
     tokens = LINK.findall(sent)
     assert len(tokens) == 4
@@ -113,7 +121,7 @@ def test_bulk_commands_act_only_on_what_was_named_and_confirmed(cli, small_run: 
 def test_sms_output_masks_phones_and_links_unless_asked(cli, small_run: Path) -> None:
     cli(offers_cmd.app, "import", str(small_run), user="rev")
     confirmed(cli, offers_cmd.app, "release", "--all", user="rev")
-    sent = confirmed(cli, sms_cmd.app, "send", "--all").output
+    sent = confirmed(cli, sms_cmd.app, "send", "--all", user="rev").output
     assert "确认短信：发送 4 条" in sent
     assert re.findall(r"1[3-9]\d\*{4}\d{4}", sent) and not re.findall(r"(?<!\d)1[3-9]\d{9}(?!\d)", sent)
     assert LINK.findall(sent) == []  # no working link: tokens are cut to four characters

@@ -7,10 +7,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from payouts import confirm, offers, payees, sms, tokens
+from payouts import confirm, offers, sms, tokens
 from payouts.errors import LinkError
 from payouts.models import Confirmation, Offer, Payee
 from rules.errors import StateError
+from tests.staff import fix_account
 
 LATER = dt.timedelta(hours=3)
 
@@ -62,7 +63,7 @@ def test_a_wrong_account_holds_the_offer_until_staff_correct_it_and_notify_again
         assert (o.state, o.hold_reason) == ("held", "企业反映对公账户有误")
         with pytest.raises(StateError, match="已反映账户有误"):
             confirm.confirm(s, notified.links[4], ip=None, user_agent=None, now=t0 + LATER)
-        payees.correct_account(
+        fix_account(
             s,
             o.uscc,
             bank_name="招商银行某支行",

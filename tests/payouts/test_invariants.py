@@ -22,11 +22,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, func, select
 
-from payouts import audit, bankfiles, batches, confirm, offers, payees, sms
+from payouts import audit, bankfiles, batches, confirm, offers, sms
 from payouts.db import PayoutSettings, transaction
 from payouts.models import AuditEvent, AuditMember, Batch, BatchLine, MatchRun, Offer, Payee
 from payouts.runs import import_run
 from rules.errors import ZhidaError
+from tests.staff import fix_account
 
 SETTINGS = PayoutSettings(link_base="https://zd.example.gov.cn/c/")
 BUDGETS = {"a": Decimal("2500.00"), "b": Decimal("1500.00")}
@@ -139,7 +140,7 @@ def test_random_operations_keep_the_invariants(backend: Engine, fresh, tmp_path:
             n = int(self.uscc[public_id][8:17])
 
             def fix(s) -> None:
-                payees.correct_account(
+                fix_account(
                     s,
                     self.uscc[public_id],
                     bank_name="更正银行",

@@ -11,6 +11,7 @@ from payouts.models import Offer
 from payouts.offers import drop, hold, release
 from payouts.runs import import_run
 from rules.errors import StateError
+from tests.staff import fix_account
 
 
 def _by_n(s) -> dict[tuple[str, int], Offer]:
@@ -60,7 +61,7 @@ def test_an_offer_without_account_is_released_only_after_staff_correct_it(tx, sm
         with pytest.raises(StateError, match="无对公账户"):
             release(s, "rev", t0, public_ids=[five.public_id])
         with pytest.raises(StateError, match="企业登记名称"):
-            payees.correct_account(
+            fix_account(
                 s,
                 five.uscc,
                 bank_name="某银行",
@@ -70,7 +71,7 @@ def test_an_offer_without_account_is_released_only_after_staff_correct_it(tx, sm
                 reason="企业来函",
                 now=t0,
             )
-        new = payees.correct_account(
+        new = fix_account(
             s,
             five.uscc,
             bank_name="中国农业银行某支行",
