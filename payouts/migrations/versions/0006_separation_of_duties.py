@@ -4,8 +4,8 @@ auditor keeps auditing), CLI identity tokens, and payee changes approved by a se
 Existing `admin` users become system administrators (系统管理员): they keep managing users and lose
 everything else the old role could do (review, account corrections, audit verification).
 
-Revision ID: 0005_separation_of_duties
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07 02:45:00
 """
 
@@ -23,8 +23,8 @@ NEW_ROLES = (
     "'security_admin')"
 )
 
-revision = "0005_separation_of_duties"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
