@@ -5,6 +5,8 @@ They extend the one hierarchy of `rules.errors` (ZhidaError → PayoutError).
 
 from __future__ import annotations
 
+import datetime as dt
+
 from rules.errors import PayoutError
 
 
@@ -34,3 +36,12 @@ class SmsError(PayoutError):
 
 class LoginError(PayoutError):
     """An enterprise cannot sign in: no registered contact phone, locked out, or a refused identity token."""
+
+
+class LoginThrottled(LoginError):
+    """Too many codes asked for, or wrong codes given, from one address or for one enterprise: it may try
+    again at `retry_at`."""
+
+    def __init__(self, message: str, retry_at: dt.datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
