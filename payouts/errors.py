@@ -30,6 +30,11 @@ class BankFileError(PayoutError):
     """A bank return file is refused: wrong batch, duplicate, unknown line, or amounts that differ."""
 
 
+class BankExportError(PayoutError):
+    """A batch's bank file cannot be written exactly: a name unsafe for the file or longer than its format
+    allows (the error names the line)."""
+
+
 class SmsError(PayoutError):
     """The SMS gateway refused or failed to send a message."""
 
