@@ -4,4 +4,4 @@ It runs against the same real service as tests/api (its fixtures are shared from
 """
 
 from tests.api.conftest import shared, template, world  # noqa: F401  (fixtures)
-from tests.payouts.conftest import backend, engine, t0, tx  # noqa: F401  (fixtures, on SQLite and PostgreSQL)
+from tests.payouts.conftest import backend, engine, small_run, t0, tx  # noqa: F401  (SQLite and PostgreSQL)
