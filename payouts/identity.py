@@ -14,7 +14,8 @@ identity; the provincial unified identity, OIDC, is an adapter in `api/enterpris
 - Codes sent are limited per address and enterprise (`CLIENT_CODES`) and per enterprise (`ENTERPRISE_CODES`),
   per hour and per day, counted in the database; a new code revokes only the earlier codes asked from the
   same address, so a stranger asking for codes cannot void the one the enterprise is typing.
-- When an address is blocked the enterprise is told by SMS (`ALERT_TEMPLATE`), at most once per `DAY`.
+- When an address is blocked the enterprise is told, at most once per `DAY`: by SMS (`ALERT_TEMPLATE`) and
+  by a notice on its home page for `NOTICE_PERIOD`.
 - The phone is the one the latest match run registered (see `payouts.enterprise.Standings.contact`);
   the enterprise cannot choose where the code goes.
 - Every code sent, sign-in, wrong code and lockout is an audit event on entity "enterprise".
@@ -42,6 +43,7 @@ CODE_TTL = dt.timedelta(minutes=5)
 MAX_FAILURES = 5  # wrong codes in a row from one address before it is blocked
 CLIENT_BLOCK = dt.timedelta(minutes=30)  # the first block of an address; it doubles within a day
 DAY = dt.timedelta(hours=24)
+NOTICE_PERIOD = dt.timedelta(days=7)  # the home page says codes were guessed, this long after the alert
 ENTERPRISE_CEILING = 100  # wrong codes from all addresses within a day before the enterprise locks
 LOCKOUT = dt.timedelta(minutes=30)  # the enterprise-wide lockout at the ceiling
 # Codes sent: (per hour, per day), per address and enterprise, and per enterprise.
@@ -321,26 +323,53 @@ def check_code(
 
 
 def alert_guessing(
-    session: Session, contact: Contact | None, gateway: SmsGateway, *, sign: str, now: dt.datetime
+    session: Session,
+    uscc: str,
+    contact: Contact | None,
+    gateway: SmsGateway,
+    *,
+    sign: str,
+    now: dt.datetime,
 ) -> bool:
-    """Tell the enterprise by SMS that its codes are being guessed, at most once per `DAY`; whether an SMS
-    went out. A gateway failure is recorded and does not undo the block that prompted it."""
-    if contact is None or not contact.phone:
-        return False
-    row = _login_row(session, contact.uscc)
+    """Tell the enterprise that its codes are being guessed, at most once per `DAY`: a notice on its home
+    page for `NOTICE_PERIOD` (`guessing_notice`) and an SMS to its registered phone; whether the SMS went
+    out. A gateway failure is recorded and does not undo the block that prompted it, nor the notice."""
+    row = _login_row(session, uscc)
     if row.alerted_at is not None and row.alerted_at > now - DAY:
         return False
-    text = ALERT_TEMPLATE.format(sign=sign, name=contact.name, time=f"{now.astimezone(CHINA):%m月%d日 %H:%M}")
-    try:
-        gateway.send(OutgoingSms(contact.phone, LOGIN_ALERT, text, {"sign": sign, "name": contact.name}))
-    except SmsError as e:
-        audit.record(session, now, "system", "login_alert_failed", "enterprise", contact.uscc, error=str(e))
-        return False
     row.alerted_at = now
+    if contact is None or not contact.phone:
+        audit.record(session, now, "system", "login_alert", "enterprise", uscc, channel="page")
+        return False
+    when = f"{now.astimezone(CHINA):%m月%d日 %H:%M}"
+    text = ALERT_TEMPLATE.format(sign=sign, name=contact.name, time=when)
+    try:
+        gateway.send(
+            OutgoingSms(contact.phone, LOGIN_ALERT, text, {"sign": sign, "name": contact.name, "time": when})
+        )
+    except SmsError as e:
+        audit.record(
+            session, now, "system", "login_alert_failed", "enterprise", uscc, channel="sms", error=str(e)
+        )
+        return False
     audit.record(
-        session, now, "system", "login_alert", "enterprise", contact.uscc, phone=mask_phone(contact.phone)
+        session,
+        now,
+        "system",
+        "login_alert",
+        "enterprise",
+        uscc,
+        channel="sms",
+        phone=mask_phone(contact.phone),
     )
     return True
+
+
+def guessing_notice(session: Session, uscc: str, now: dt.datetime) -> dt.datetime | None:
+    """When the enterprise was last told its codes were being guessed, if within `NOTICE_PERIOD`: its home
+    page says so."""
+    at = session.scalar(select(EnterpriseLogin.alerted_at).where(EnterpriseLogin.uscc == uscc))
+    return at if at is not None and at > now - NOTICE_PERIOD else None
 
 
 def logout(session: Session, uscc: str, now: dt.datetime, ip: str | None) -> None:

@@ -178,7 +178,7 @@ def verify_code(
         standings: enterprise.Standings = request.app.state.standings
         contact = standings.contact(session, who)
         identity.alert_guessing(
-            session, contact, gateway(request), sign=settings.payouts().sms_sign, now=now()
+            session, who, contact, gateway(request), sign=settings.payouts().sms_sign, now=now()
         )
     if attempt.locked_until is not None:
         status = 423 if attempt.enterprise_locked else 429
@@ -284,6 +284,7 @@ def my_policies(request: Request, me: CurrentEnterprise, session: SessionDep) ->
             "offers": mine,
             "titles": enterprise.policy_titles(session, mine),
             "ent_csrf": request.state.enterprise_csrf,
+            "guessed_at": identity.guessing_notice(session, me.uscc, now()),
         },
     )
 

@@ -93,3 +93,18 @@ def test_the_enterprise_is_told_once_when_its_codes_are_guessed(world: World) ->
     )
     with transaction(world.app.state.engine) as s:
         assert "login_alert" in s.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == A)).all()
+    # After signing in, its home page says so too.
+    owner = TestClient(world.app, client=OWNER)
+    _, code = ask_code(world, owner, A)
+    assert code and enter_code(owner, A, code).status_code == 303
+    home = owner.get("/e").text
+    assert 'id="guessing-notice"' in home and "有人多次输入贵单位的登录验证码有误" in home
+
+
+def test_an_enterprise_whose_codes_nobody_guessed_sees_no_notice(world: World) -> None:
+    owner = TestClient(world.app, client=OWNER)
+    _, code = ask_code(world, owner, A)
+    assert code and enter_code(owner, A, wrong(code)).status_code == 401  # one typo is not guessing
+    assert enter_code(owner, A, code).status_code == 303
+    assert 'id="guessing-notice"' not in owner.get("/e").text
+    assert not [m for m in world.app.state.phone.sent if m.kind == identity.LOGIN_ALERT]
