@@ -13,7 +13,8 @@ identity; the provincial unified identity, OIDC, is an adapter in `api/enterpris
   the counts are committed with the answer (a wrong code is an answer, not an exception).
 - Codes sent are limited per address and enterprise (`CLIENT_CODES`) and per enterprise (`ENTERPRISE_CODES`),
   per hour and per day, counted in the database; a new code revokes only the earlier codes asked from the
-  same address, so a stranger asking for codes cannot void the one the enterprise is typing.
+  same address, so a stranger asking for codes cannot void the one the enterprise is typing. A code given
+  is checked against one code only: the one its address asked for, else the enterprise's newest.
 - When an address is blocked the enterprise is told, at most once per `DAY`: by SMS (`ALERT_TEMPLATE`) and
   by a notice on its home page for `NOTICE_PERIOD`.
 - The phone is the one the latest match run registered (see `payouts.enterprise.Standings.contact`);
@@ -267,9 +268,11 @@ def check_code(
     ]
     if not live:
         return Attempt(False, "验证码已失效，请重新获取", MAX_FAILURES - mine.failures)
-    given = code.strip()
-    wanted = code_hash(secret, uscc, given)
-    right = next((c for c in live if hmac.compare_digest(c.code_hash, wanted)), None)
+    # One code per guess, whatever the number of live codes: the one this address asked for, else (an
+    # address that changed on the way, a phone moving from Wi-Fi to mobile data) the newest.
+    candidate = next((c for c in live if c.ip == client), live[0])
+    wanted = code_hash(secret, uscc, code.strip())
+    right = candidate if hmac.compare_digest(candidate.code_hash, wanted) else None
     if right is not None:
         right.used_at = now
         for other in live:  # a sign-in ends every other outstanding code of the enterprise

@@ -177,3 +177,24 @@ def test_standings_come_from_the_runs_files(tx, ex, small_run: Path, t0, tmp_pat
         assert gap.gaps[0].department == "人力资源和社会保障局"
         assert standings.contact(s, ex.uscc(2)) == Contact(ex.uscc(2), "示例企业2有限公司", "13800000002")
     assert len(list((tmp_path / "cache").glob("*.parquet"))) == 1
+
+
+def test_a_code_is_checked_against_its_own_addresss_code_else_the_newest(tx, ex, t0) -> None:  # type: ignore[no-untyped-def]
+    who = Contact(ex.uscc(5), "示例企业5有限公司", "13800000005")
+    phone = MemoryGateway()
+
+    def send(ip: str) -> str:
+        with tx() as s:
+            identity.send_code(s, who, phone, secret=SECRET, sign="惠企直达", now=t0, ip=ip)
+        return phone.sent[-1].params["code"]
+
+    def check(ip: str, code: str) -> bool:
+        with tx() as s:
+            return identity.check_code(s, who.uscc, code, secret=SECRET, now=t0, ip=ip).ok
+
+    theirs, mine = send("203.0.113.1"), send("198.51.100.1")
+    if theirs != mine:
+        # A guesser's address is checked against the code it asked for, never against every live code.
+        assert not check("203.0.113.1", mine)
+    # The owner's phone moved to another network: the newest code still signs it in.
+    assert check("198.51.100.99", mine)
