@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from api.app import HSTS
 from api.bodylimit import DEFAULT_BODY, ENVELOPE
 from api.routes.policies import MAX_UPLOAD
+from api.settings import Settings
 from payouts.supplied import MAX_EVIDENCE
 from tests.api.conftest import World, copy_world
 
@@ -150,6 +151,8 @@ def production(template: Any, tmp_path: Path) -> Iterator[World]:
         pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({e})")
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
+        # Whatever else production asks of the settings (where the service has such settings).
+        more = {"audit_key": secrets.token_urlsafe(32), "audit_checkpoint_dir": tmp_path / "checkpoints"}
         w = copy_world(
             template,
             tmp_path,
@@ -158,6 +161,7 @@ def production(template: Any, tmp_path: Path) -> Iterator[World]:
             cookie_secure=True,
             demo_phone=False,
             public_url="https://zd.example.gov.cn",
+            **{k: v for k, v in more.items() if k in Settings.model_fields},
         )
         yield w
         w.app.state.engine.dispose()
