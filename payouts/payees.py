@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from payouts import audit
 from payouts.audit import Event
+from payouts.bankfiles import name_problem
 from payouts.models import Offer, OfferState, Payee
 from payouts.offers import lock_offers
 from payouts.users import require
@@ -62,6 +63,9 @@ def correct_account(
         raise StateError("更正账户必须写明原因")
     if not (bank_name.strip() and account_no.strip() and account_name.strip()):
         raise StateError("开户行、账号、户名都必须填写")
+    for what, text in (("开户行名称", bank_name.strip()), ("户名", account_name.strip())):
+        if problem := name_problem(text):  # a bank file carries it exactly: it must be writable as it is
+            raise StateError(f"{what}{problem}，不能原样写入银行文件；请核对后重新填写")
     ids = session.scalars(
         select(Offer.public_id).where(Offer.uscc == uscc, Offer.state.in_([s.value for s in CORRECTABLE]))
     ).all()

