@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.admission import Admission
 from api.auth import Tokens
+from api.bodylimit import BodyLimit, BodyRule
 from api.deps import SESSION_COOKIE, CsrfRefused, EnterpriseUnauthenticated, Unauthenticated
 from api.enterprise_auth import ENTERPRISE_COOKIE, enterprise_setup
 from api.matchjobs import MatchJobs
@@ -39,6 +40,7 @@ from api.settings import Settings
 from payouts.db import connect, transaction
 from payouts.offers import label as state_label
 from payouts.sms import MemoryGateway
+from payouts.supplied import MAX_EVIDENCE
 from payouts.users import ROLE_LABELS
 from rules.errors import PolicyError, ZhidaError
 
@@ -48,6 +50,7 @@ log = logging.getLogger("zhida.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
+HSTS = "max-age=31536000; includeSubDomains"  # production only: browsers then refuse plain HTTP for a year
 PUBLIC_PAGES = ("/c/", "/gongshi")  # public HTML pages in the schema: their errors are pages too
 
 
@@ -219,6 +222,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wait=settings.queue_wait_seconds,
     )
 
+    # Outside admission (a refused body holds no place), inside the request log and its headers.
+    app.add_middleware(
+        BodyLimit,
+        rules=[
+            BodyRule("POST", r"/e/supplied", MAX_EVIDENCE, "证明材料"),
+            BodyRule("POST", r"/api/policies|/console/policies/upload", policies.MAX_UPLOAD, "政策文件"),
+            BodyRule("POST", r"/(api|console)/batches/[^/]+/return", batches.MAX_RETURN_FILE, "银行回单文件"),
+        ],
+    )
+
     @app.middleware("http")
     async def request_context(request: Request, call_next: Any) -> Response:
         given = request.headers.get("x-request-id", "")
@@ -251,6 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         elif not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
+        if settings.env == "production":
+            response.headers["Strict-Transport-Security"] = HSTS
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"  # confirm links carry their token in the path

@@ -205,5 +205,4 @@ def enterprise_setup(app: Any, settings: Settings) -> None:
     app.state.standings = Standings(settings.data_dir / "enterprise_cache")
     app.state.oidc = OidcProvider(settings) if settings.oidc_issuer else None
     window = settings.login_code_window_seconds
-    app.state.limits["code_uscc"] = RateLimiter(settings.login_code_limit, window)
     app.state.limits["code_ip"] = RateLimiter(settings.login_code_ip_limit, window)

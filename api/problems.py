@@ -12,7 +12,15 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from payouts.errors import BankFileError, LinkError, NotFoundError, RoleError, RunImportError, SmsError
+from payouts.errors import (
+    BankExportError,
+    BankFileError,
+    LinkError,
+    NotFoundError,
+    RoleError,
+    RunImportError,
+    SmsError,
+)
 from rules.errors import (
     BudgetError,
     MatchError,
@@ -59,6 +67,7 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (StateError, 409, "当前状态不允许此操作"),
     (RunImportError, 422, "匹配结果不能导入"),
     (BankFileError, 422, "银行回单被拒绝"),
+    (BankExportError, 422, "银行文件无法导出"),
     (SmsError, 502, "短信发送失败"),
     (SnapshotError, 422, "快照不可用"),
     (MatchError, 422, "匹配不能进行"),

@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     oidc_scope: str = "openid"
     sms_login: bool = True
     enterprise_session_hours: int = 2
-    login_code_limit: int = 5  # codes sent per USCC per login_code_window_seconds
     login_code_ip_limit: int = 20  # codes asked for, and codes tried, per IP per window
     login_code_window_seconds: int = 900
     # Load (api/admission.py): requests served at once (also the database pool's size), how many more

@@ -202,10 +202,12 @@ class TableReport:
     rejected: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     nulls: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what was read but looks wrong (NUL bytes)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
+            "warnings": self.warnings,
             "rows_read": self.rows_read,
             "rows_accepted": self.rows_accepted,
             "rows_rejected": self.rows_read - self.rows_accepted,
@@ -262,6 +264,8 @@ class SnapshotReport:
                 for ex in t.examples.get(rule, []):
                     value = "" if ex["column"] == "uscc" else f"  {ex['column']}={ex['value']}"
                     lines.append(f"    第 {ex['row']} 行  uscc={ex['uscc']}{value}")
+            for warning in t.warnings:
+                lines.append(f"  注意：{warning}")
             nulls = {c: n for c, n in t.nulls.items() if n}
             if nulls:
                 lines.append("  空值：" + "，".join(f"{c} {n:,}" for c, n in nulls.items()))
@@ -299,6 +303,7 @@ def load_snapshot(
             delivered = _stage(con, spec, readers[name])
             lookups = _code_lookups(con) if name == "enterprises" else []
             tables[name] = _settle(con, spec, readers[name].shown, delivered, day, lookups)
+            tables[name].warnings = readers[name].warnings
     finally:
         for table in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, ?)", [_TEMP]
@@ -348,6 +353,12 @@ def _source(directory: Path, spec: TableSpec) -> Path | None:
         return parquet
     if csv_file.exists():
         return csv_file
+    for suffix in EXCEL_SUFFIXES:  # said plainly, optional tables too: an Excel file is never read
+        if (directory / f"{spec.name}{suffix}").exists():
+            raise SnapshotError(
+                excel_message(spec.name, f"{spec.name}{suffix}"),
+                file=display_path(directory / f"{spec.name}{suffix}"),
+            )
     if spec.optional:
         return None
     raise SnapshotError(
@@ -356,15 +367,30 @@ def _source(directory: Path, spec: TableSpec) -> Path | None:
     )
 
 
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+_EXCEL_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")  # .xlsx (a zip), .xls (OLE2)
+NUL_EXAMPLES = 5
+
+
+def excel_message(table: str, file: str) -> str:
+    """What to say of a table delivered as an Excel workbook: it is not read, and how to save it."""
+    return (
+        f"{file} 是 Excel 工作簿，快照不读取 Excel 文件；请在 Excel 中“另存为”，文件类型选"
+        f"“CSV UTF-8（逗号分隔）(*.csv)”，保存为 {table}.csv（或导出为 {table}.parquet）后放入快照文件夹"
+    )
+
+
 @dataclass(frozen=True)
 class _Reader:
-    """How to read one table file: the FROM clause, its row-number expression and its column types."""
+    """How to read one table file: the FROM clause, its row-number expression and its column types,
+    and what looked wrong in it (`warnings`)."""
 
     path: Path
     shown: str
     relation: str
     row_number: str
     types: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _reader(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> _Reader:
@@ -378,7 +404,14 @@ def _reader(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> _Rea
             f"read_csv({_s(str(path))}, auto_detect = false, header = true, columns = {columns}, "
             "delim = ',', quote = '\"', escape = '\"', encoding = 'utf-8')"
         )
-        reader = _Reader(path, shown, relation, "row_number() OVER () + 1", dict.fromkeys(header, "VARCHAR"))
+        reader = _Reader(
+            path,
+            shown,
+            relation,
+            "row_number() OVER () + 1",
+            dict.fromkeys(header, "VARCHAR"),
+            _nul_warnings(path),
+        )
     else:
         relation = f"read_parquet({_s(str(path))}, file_row_number = true)"
         try:
@@ -399,7 +432,43 @@ def _reader(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> _Rea
     return reader
 
 
+def _nul_warnings(path: Path) -> list[str]:
+    """A warning naming the file and the first lines (as a text editor numbers them) that hold NUL bytes."""
+    found: list[int] = []
+    total = distinct = 0
+    line, last = 1, 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            if b"\x00" in chunk:
+                start = 0
+                while (at := chunk.find(b"\x00", start)) != -1:
+                    line += chunk.count(b"\n", start, at)
+                    total += 1
+                    if line != last:
+                        distinct, last = distinct + 1, line
+                        if len(found) < NUL_EXAMPLES:
+                            found.append(line)
+                    start = at + 1
+                line += chunk.count(b"\n", start)
+            else:
+                line += chunk.count(b"\n")
+    if not total:
+        return []
+    where = "、".join(str(n) for n in found) + (f"等 {distinct:,} " if distinct > len(found) else " ")
+    return [
+        f"{path.name} 第 {where}行含 NUL 字符（\\x00，共 {total:,} 处）：这些不可见字符会原样留在读入的文本中；"
+        "请检查导出程序，去掉后重新导出"
+    ]
+
+
 def _csv_header(path: Path, shown: str) -> list[str]:
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic.startswith(_EXCEL_MAGIC):
+        raise SnapshotError(
+            excel_message(path.stem, path.name) + "（该文件虽以 .csv 结尾，内容却是 Excel 工作簿）",
+            file=shown,
+        )
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             header = next(csv.reader(f), None)

@@ -714,7 +714,9 @@ def _raw_table(
     if spec.optional:
         return None, None
     raise SnapshotError(
-        f"缺少必需的表 {spec.name}（{spec.name}.parquet 或 {spec.name}.csv）", file=source.location
+        f"缺少必需的表 {spec.name}（{spec.name}.parquet 或 {spec.name}.csv；快照不读取 Excel 文件，"
+        f"{spec.name}.xlsx 须另存为 CSV UTF-8）",
+        file=source.location,
     )
 
 

@@ -7,6 +7,11 @@ of both files.
 The return file (回单) is a CSV with the header `批次号,业务参考号,收款账号,金额,状态,失败原因`;
 状态 is 成功 or 失败 (also accepted: paid/failed, S/F). `render_return` writes one, for the
 simulated bank of the demo and the tests.
+
+A bank file carries the payee's name exactly, so a name that a spreadsheet would run as a formula
+(starting with = + - @, tab or CR), that holds control or invisible formatting characters, or that is
+longer than pain.001 allows (`NAME_MAX`) cannot be written: `name_problem` says why, the import holds
+such offers (`payouts.runs`), and the writers refuse, naming the line, rather than change a name.
 """
 
 from __future__ import annotations
@@ -14,17 +19,34 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 
-from payouts.errors import BankFileError
+from payouts.errors import BankExportError, BankFileError
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 CURRENCY = "CNY"
+NAME_MAX = 140  # pain.001 Max140Text: names of payees, banks and the payer, and the purpose
+ACCOUNT_MAX = 34  # pain.001 Max34Text: account numbers
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Control characters (C0, DEL, C1) and invisible formatting ones (zero width, bidirectional overrides,
+# BOM): a name holding one is not what the bank's clerk or the enterprise would read.
+_CONTROL = (
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0xFEFF, 0xFEFF),
+)
+CONTROL_RE = re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in _CONTROL) + "]")
+# The same test as one RE2 pattern, for Arrow's vectorised regex over a whole import.
+UNSAFE_NAME_RE2 = "^[=+\\-@\\t\\r]|[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _CONTROL) + "]"
 CSV_COLUMNS = (
     "序号",
     "付款账号",
@@ -135,6 +157,7 @@ def write_csv(header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, c
     )
     w.writerow(CSV_COLUMNS)
     for n, ln in enumerate(lines, start=1):
+        _line_names(ln)
         w.writerow(
             [
                 ln.line_no,
@@ -166,8 +189,43 @@ def _sub(parent: ET.Element, path: str, text: str | None = None, **attrs: str) -
     return node
 
 
-def _max(text: str, n: int) -> str:
-    return text if len(text) <= n else text[:n]
+def name_problem(text: str | None, *, required: bool = True) -> str | None:
+    """Why a name cannot go into a bank file exactly as it is (in Chinese, for the hold reason or the
+    error), or None when it can; an empty name is a problem only when it is `required` (the payee's)."""
+    if text is None or not text.strip():
+        return "为空" if required else None
+    if text.startswith(FORMULA_START):
+        return f"以“{_shown(text[0])}”开头（表格软件会当作公式执行）"
+    if found := CONTROL_RE.search(text):
+        return f"含控制字符或不可见字符 U+{ord(found.group()):04X}（第 {found.start() + 1} 个字符）"
+    if len(text) > NAME_MAX:
+        return f"长 {len(text)} 个字符，超过银行文件（pain.001）的上限 {NAME_MAX} 个字符"
+    return None
+
+
+def _shown(char: str) -> str:
+    return {"\t": "制表符", "\r": "回车符"}.get(char, char)
+
+
+def _line_names(ln: FileLine) -> None:
+    """BankExportError naming the line when its payee or bank name cannot be written exactly."""
+    for what, text, required in (("收款户名", ln.account_name, True), ("收款开户行", ln.bank_name, False)):
+        if problem := name_problem(text, required=required):
+            raise BankExportError(
+                f"第 {ln.line_no} 行（业务参考号 {ln.reference}）的{what}{problem}，不能原样写入银行文件；"
+                "请核实更正该企业的账户后重新组批"
+            )
+    if len(ln.account_no) > ACCOUNT_MAX:
+        raise BankExportError(
+            f"第 {ln.line_no} 行（业务参考号 {ln.reference}）的收款账号超过 {ACCOUNT_MAX} 位，不能写入银行文件"
+        )
+
+
+def _max(text: str, n: int, what: str) -> str:
+    """`text` as it is, or BankExportError: a bank file never carries a silently shortened text."""
+    if len(text) > n:
+        raise BankExportError(f"{what}长 {len(text)} 个字符，超过银行文件（pain.001）的上限 {n} 个，不能截断")
+    return text
 
 
 def render_pain001(batch: BatchFile) -> bytes:
@@ -196,7 +254,7 @@ def write_pain001(
     _sub(group, "CreDtTm", header.created.astimezone(CHINA).replace(microsecond=0).isoformat())
     _sub(group, "NbOfTxs", str(header.count))
     _sub(group, "CtrlSum", _money(header.total))
-    _sub(group, "InitgPty/Nm", _max(header.payer_name, 140))
+    _sub(group, "InitgPty/Nm", _max(header.payer_name, NAME_MAX, "付款户名"))
     info = _sub(root, "PmtInf")
     _sub(info, "PmtInfId", header.reference)
     _sub(info, "PmtMtd", "TRF")
@@ -205,17 +263,17 @@ def write_pain001(
     _sub(info, "CtrlSum", _money(header.total))
     _sub(info, "PmtTpInf/CtgyPurp/Cd", "GOVT")
     _sub(info, "ReqdExctnDt/Dt", header.execution_date.isoformat())
-    _sub(info, "Dbtr/Nm", _max(header.payer_name, 140))
+    _sub(info, "Dbtr/Nm", _max(header.payer_name, NAME_MAX, "付款户名"))
     debtor_account = _sub(info, "DbtrAcct")
-    _sub(debtor_account, "Id/Othr/Id", _max(header.payer_account, 34))
+    _sub(debtor_account, "Id/Othr/Id", _max(header.payer_account, ACCOUNT_MAX, "付款账号"))
     _sub(debtor_account, "Ccy", CURRENCY)
-    _sub(info, "DbtrAgt/FinInstnId/Nm", _max(header.payer_bank, 140))
+    _sub(info, "DbtrAgt/FinInstnId/Nm", _max(header.payer_bank, NAME_MAX, "付款开户行"))
     _sub(info, "ChrgBr", "DEBT")
     ET.indent(doc)
     whole = ET.tostring(doc, encoding="UTF-8", xml_declaration=True) + b"\n"
     cut = whole.index(_LAST_BEFORE_TRANSFERS) + len(_LAST_BEFORE_TRANSFERS)
     out.write(whole[:cut])
-    purpose = _text("Ustrd", _max(header.purpose, 140))
+    purpose = _text("Ustrd", _max(header.purpose, NAME_MAX, "用途"))
     parts: list[str] = []
     for n, ln in enumerate(lines, start=1):
         parts.append(_transfer(ln, purpose))
@@ -244,14 +302,15 @@ def _text(tag: str, text: str) -> str:
 
 def _transfer(ln: FileLine, purpose: str) -> str:
     """One CdtTrfTxInf element, indented as the third level of the document, with the newline before it."""
+    _line_names(ln)
     i = "\n" + " " * 8
     return (
         f"\n      <CdtTrfTxInf>{i}<PmtId>{i}  <InstrId>{ln.line_no}</InstrId>{i}  "
         f"{_text('EndToEndId', ln.reference)}{i}</PmtId>{i}<Amt>{i}  "
         f'<InstdAmt Ccy="{CURRENCY}">{_money(ln.amount)}</InstdAmt>{i}</Amt>{i}<CdtrAgt>{i}  '
-        f"<FinInstnId>{i}    {_text('Nm', _max(ln.bank_name, 140))}{i}  </FinInstnId>{i}</CdtrAgt>{i}"
-        f"<Cdtr>{i}  {_text('Nm', _max(ln.account_name, 140))}{i}</Cdtr>{i}<CdtrAcct>{i}  <Id>{i}    "
-        f"<Othr>{i}      {_text('Id', _max(ln.account_no, 34))}{i}    </Othr>{i}  </Id>{i}</CdtrAcct>{i}"
+        f"<FinInstnId>{i}    {_text('Nm', ln.bank_name)}{i}  </FinInstnId>{i}</CdtrAgt>{i}"
+        f"<Cdtr>{i}  {_text('Nm', ln.account_name)}{i}</Cdtr>{i}<CdtrAcct>{i}  <Id>{i}    "
+        f"<Othr>{i}      {_text('Id', ln.account_no)}{i}    </Othr>{i}  </Id>{i}</CdtrAcct>{i}"
         f"<Purp>{i}  <Cd>GOVT</Cd>{i}</Purp>{i}<RmtInf>{i}  {purpose}{i}</RmtInf>\n      </CdtTrfTxInf>"
     )
 

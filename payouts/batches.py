@@ -455,9 +455,13 @@ class _Digesting:
 def _write_part(path: Path, write: Callable[[_Digesting], None]) -> tuple[Path, str]:
     """Write a file next to `path` (renamed into place by the caller); its temporary path and SHA-256."""
     part = path.with_name(f".{path.name}.part")
-    with part.open("wb") as f:
-        out = _Digesting(f)
-        write(out)
+    try:
+        with part.open("wb") as f:
+            out = _Digesting(f)
+            write(out)
+    except BaseException:
+        part.unlink(missing_ok=True)  # a refused file leaves nothing half-written behind
+        raise
     return part, out.sha256.hexdigest()
 
 

@@ -504,7 +504,8 @@ class AuditHead(SQLModel, table=True):
 
 
 class EnterpriseLogin(SQLModel, table=True):
-    """An enterprise's sign-in record: wrong one-time codes in a row, the lockout they caused, the last login.
+    """An enterprise's sign-in record: wrong one-time codes from every client in a day, the enterprise-wide
+    lockout they caused (far above what one client can reach, see `payouts.identity`), the last login.
 
     One row per enterprise, locked while a code is checked, so that parallel guesses count one by one.
     """
@@ -513,11 +514,29 @@ class EnterpriseLogin(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
     uscc: str = Field(sa_type=String(18), unique=True)
-    failures: int = 0  # wrong codes since the last success or lockout
+    failures: int = 0  # wrong codes from every client since `failures_since`
+    failures_since: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # the day's window
     locked_until: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    alerted_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # told its codes are guessed
     last_login_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
     last_login_via: str | None = Field(default=None, sa_type=String(16))  # "sms" | "oidc"
     logged_out_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # ends older sessions
+
+
+class LoginClient(SQLModel, table=True):
+    """One client address's wrong codes for one enterprise, and the block they earned: a stranger's
+    guesses block the stranger's address, not the enterprise."""
+
+    __tablename__ = "login_client"
+    __table_args__ = (UniqueConstraint("uscc", "client"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    uscc: str = Field(sa_type=String(18))
+    client: str = Field(sa_type=String(64))  # the client's address as the service sees it
+    failures: int = 0  # wrong codes in a row since the last block or success
+    last_failure_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    blocks: int = 0  # blocks within a day of each other: each one lasts twice the one before
+    blocked_until: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class LoginCode(SQLModel, table=True):

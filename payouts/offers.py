@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from payouts import audit
 from payouts.audit import Event
+from payouts.bankfiles import name_problem
 from payouts.bulkload import among, lock_rows
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
@@ -60,6 +61,7 @@ LABELS = {
 }
 
 NO_ACCOUNT = "无对公账户"
+UNSAFE_NAME = "户名不能原样写入银行文件"  # the start of the reason; `payouts.bankfiles.name_problem` says why
 NO_PHONE = "无联系电话"
 NO_CONFIRMATION = "政策无需意愿确认"
 
@@ -425,7 +427,13 @@ def release(
 def _check_releasable(session: Session, public_ids: Sequence[str]) -> None:
     rows = session.execute(
         select(
-            Offer.public_id, Offer.state, Payee.account_no, Payee.contact_phone, PolicyVersion.confirmation
+            Offer.public_id,
+            Offer.state,
+            Payee.account_no,
+            Payee.account_name,
+            Payee.bank_name,
+            Payee.contact_phone,
+            PolicyVersion.confirmation,
         )
         .join(Payee, Payee.id == Offer.payee_id)
         .join(
@@ -443,6 +451,17 @@ def _check_releasable(session: Session, public_ids: Sequence[str]) -> None:
         raise StateError(f"只有待初核或暂缓的要约可以发布：{', '.join(problems)}")
     if no_account := [r.public_id for r in rows if r.account_no is None]:
         raise StateError(f"{NO_ACCOUNT}，请先更正账户再发布：{', '.join(no_account)}")
+    unsafe = [
+        f"{r.public_id}（{what}{problem}）"
+        for r in rows
+        for what, problem in (
+            ("收款户名", name_problem(r.account_name)),
+            ("开户行名称", name_problem(r.bank_name, required=False)),
+        )
+        if problem
+    ]
+    if unsafe:
+        raise StateError(f"{UNSAFE_NAME}，请先核实更正再发布：{', '.join(unsafe)}")
     no_phone = [
         r.public_id
         for r in rows

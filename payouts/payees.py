@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from payouts import audit
 from payouts.audit import Event
+from payouts.bankfiles import name_problem
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import Offer, OfferState, Payee, PayeeChange, PayeeChangeState, StaffUser
 from payouts.offers import lock_offers
@@ -55,6 +56,9 @@ def _validate(bank_name: str, account_no: str, account_name: str, reason: str) -
         raise StateError("更正账户必须写明原因")
     if not (bank_name.strip() and account_no.strip() and account_name.strip()):
         raise StateError("开户行、账号、户名都必须填写")
+    for what, text in (("开户行名称", bank_name.strip()), ("户名", account_name.strip())):
+        if problem := name_problem(text):  # a bank file carries it exactly: it must be writable as it is
+            raise StateError(f"{what}{problem}，不能原样写入银行文件；请核对后重新填写")
 
 
 def _correctable(session: Session, uscc: str) -> tuple[list[Offer], Payee]:

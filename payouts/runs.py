@@ -27,12 +27,12 @@ import pyarrow.dataset as ds
 from sqlalchemy import select
 from sqlmodel import Session
 
-from payouts import audit, offers, tokens
+from payouts import audit, bankfiles, offers, tokens
 from payouts.audit import Event
 from payouts.bulkload import insert_columns
 from payouts.errors import RunImportError
 from payouts.models import CLOSED_STATES, MatchRun, Offer, OfferState, Payee, PolicyVersion
-from payouts.offers import NO_ACCOUNT
+from payouts.offers import NO_ACCOUNT, UNSAFE_NAME
 from payouts.users import require
 
 MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
@@ -241,6 +241,7 @@ def _payees(session: Session, run: RunFolder, run_row: MatchRun, now: dt.datetim
             "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
         },
     )
+    unsafe = _unsafe_names(table.filter(pc.is_valid(account)))
     rows = session.execute(
         select(Payee.uscc, Payee.id, Payee.account_no).where(Payee.match_run_id == run_row.id)
     ).all()
@@ -249,12 +250,41 @@ def _payees(session: Session, run: RunFolder, run_row: MatchRun, now: dt.datetim
             "uscc": pa.array([r[0] for r in rows], pa.string()),
             "payee_id": pa.array([r[1] for r in rows], pa.int64()),
             "has_account": pa.array([r[2] is not None for r in rows], pa.bool_()),
+            "unsafe_name": pa.array([unsafe.get(r[0]) for r in rows], pa.string()),
         }
     )
 
 
+def _unsafe_names(table: pa.Table) -> dict[str, str]:
+    """The hold reason of each enterprise whose account name or bank name cannot go into a bank file
+    exactly (`payouts.bankfiles.name_problem`); the names are tested in Arrow, the few found in Python."""
+    hits = []
+    for column in ("account_name", "bank_name"):
+        text = pc.fill_null(table[column], "")
+        hits.append(pc.match_substring_regex(text, bankfiles.UNSAFE_NAME_RE2))
+        hits.append(pc.greater(pc.utf8_length(text), bankfiles.NAME_MAX))
+        if column == "account_name":
+            hits.append(pc.equal(pc.utf8_trim_whitespace(text), ""))
+    suspect = hits[0]
+    for hit in hits[1:]:
+        suspect = pc.or_(suspect, hit)
+    reasons: dict[str, str] = {}
+    for row in table.filter(suspect).select(["uscc", "account_name", "bank_name"]).to_pylist():
+        for what, text, required in (
+            ("收款户名", row["account_name"], True),
+            ("开户行名称", row["bank_name"], False),
+        ):
+            if problem := bankfiles.name_problem(text, required=required):
+                reasons[row["uscc"]] = (
+                    f"{UNSAFE_NAME}：{what}{problem}；请核实后在数据源更正并重新匹配，或作废该要约"
+                )
+                break
+    return reasons
+
+
 def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = None) -> ImportResult:
-    """Import a match run folder as offers: drafted, then held at once where there is no account."""
+    """Import a match run folder as offers: drafted, then held at once where there is no account or the
+    account's names cannot go into a bank file exactly (never changed to fit)."""
     now = now or dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     user = require(session, by, "import")
@@ -324,7 +354,9 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
     result.seconds["offers"] = t3 - t2
     zero = Decimal("0.00")
     by_policy = c.group_by("policy_id").aggregate([("amount", "sum"), ("amount", "count")])
-    held = c.filter(pc.invert(has_account)).group_by("policy_id").aggregate([("amount", "count")])
+    unsafe_name = payees["unsafe_name"].take(at)
+    held_mask = pc.or_(pc.invert(has_account), pc.is_valid(unsafe_name))
+    held = c.filter(held_mask).group_by("policy_id").aggregate([("amount", "count")])
     held_by = dict(zip(held["policy_id"].to_pylist(), held["amount_count"].to_pylist(), strict=True))
     for pid, amount, count in zip(
         *(by_policy[k].to_pylist() for k in ("policy_id", "amount_sum", "amount_count")), strict=True
@@ -344,11 +376,30 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
         result.amount,
     )
     # One event for every offer created: its members are the offers of this run (their public ids and
-    # run never change), so no member rows are needed; then the offers without an account are held.
+    # run never change), so no member rows are needed; then the offers without an account, or whose
+    # names cannot go into a bank file exactly, are held with the reason.
     event = Event(
         by, "import", "offers", m["run_id"], None, OfferState.DRAFTED.value, None, {"run": m["run_id"]}
     )
     audit.append_bulk(session, event, ids.to_pylist(), now, listed=False)
+    by_reason: dict[str, list[int]] = {}
+    for payee_id_, reason in zip(
+        payees["payee_id"].to_pylist(), payees["unsafe_name"].to_pylist(), strict=True
+    ):
+        if reason is not None:
+            by_reason.setdefault(reason, []).append(payee_id_)
+    for reason, payee_ids in sorted(by_reason.items()):
+        offers.move_where(
+            session,
+            (Offer.__table__.c.match_run_id == run_row.id) & Offer.__table__.c.payee_id.in_(payee_ids),
+            OfferState.DRAFTED,
+            OfferState.HELD,
+            actor=by,
+            action="import",
+            now=now,
+            reason=reason,
+            subject=m["run_id"],
+        )
     offers.move_where(
         session,
         (Offer.__table__.c.match_run_id == run_row.id)

@@ -118,8 +118,15 @@ class TemplateGateway:
     name: str = "template"
 
     def send(self, sms: OutgoingSms) -> str:
-        # Its own template where the provider has one (e.g. "login_code"); reminders share one.
-        kind = sms.kind if sms.kind in self.template_codes else NOTICE if sms.kind == NOTICE else "reminder"
+        # Its own template where the provider has one (e.g. "login_code"); reminders share one. Any
+        # other kind (sign-in codes, sign-in alerts) without a template of its own is refused: sent
+        # through the reminder's template it would reach the enterprise as a wrong message.
+        if sms.kind in self.template_codes:
+            kind = sms.kind
+        elif sms.kind == NOTICE or sms.kind.startswith("reminder"):
+            kind = NOTICE if sms.kind == NOTICE else "reminder"
+        else:
+            raise SmsError(f"短信平台未配置“{sms.kind}”类短信的模板，无法发送")
         request = {
             "PhoneNumbers": sms.phone,
             "SignName": self.sign_name,

@@ -23,6 +23,7 @@ from rich.table import Table
 from api.auth import set_password
 from payouts import offers, runs, sms, users
 from payouts.db import transaction
+from payouts.payees import mask_phone
 from rules.ruleset import library_dir
 
 console = Console(highlight=False)
@@ -120,7 +121,7 @@ def demo_enterprise_login(app: FastAPI) -> str | None:
     base = app.state.settings.public_url
     return (
         f"企业登录（我的政策）：{base}/e/login ，统一社会信用代码 [bold]{who.uscc}[/bold]（{who.name}）；"
-        f"点“获取验证码”后，验证码在演示手机 {base}/demo/phone（发往 {who.phone}）"
+        f"点“获取验证码”后，验证码在演示手机 {base}/demo/phone（发往 {mask_phone(who.phone)}）"
     )
 
 

@@ -3,14 +3,16 @@ my policies (every item of the latest match run and where the enterprise stands)
 timeline. Server-rendered, mobile-first, no JavaScript.
 
 - Sign-in forms carry a CSRF token bound to a per-browser nonce cookie; signed-in forms (sign-out) one
-  bound to the enterprise session. Codes are rate-limited per USCC and per IP (`api/ratelimit.py`),
-  and `payouts.identity` locks an enterprise out after five wrong codes.
+  bound to the enterprise session. Codes asked and tried are rate-limited per IP in memory
+  (`api/ratelimit.py`); `payouts.identity` limits codes per address and per enterprise in the database,
+  blocks an address (not the enterprise) after five wrong codes, and the enterprise is told by SMS.
 - Every page reads only the signed-in enterprise's data: the offer page goes through
   `api.deps.load_enterprise_offer`, which answers 404 for any other enterprise's offer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -21,7 +23,7 @@ from api.enterprise_auth import ENTERPRISE_COOKIE, FLOW_COOKIE, valid_uscc
 from api.routes import BrowserNonce, now, redirect, render
 from api.routes.offers import gateway
 from payouts import enterprise, identity
-from payouts.errors import LoginError, SmsError
+from payouts.errors import LoginError, LoginThrottled, SmsError
 from payouts.timeline import timeline
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
@@ -114,9 +116,7 @@ def send_code(
         code = valid_uscc(uscc)
     except LoginError as e:
         return _login_page(request, tokens, settings, "ent_login.html", 422, error=str(e), uscc=uscc)
-    busy = _busy(
-        request, tokens, settings, [("code_ip", f"send|{_ip(request)}"), ("code_uscc", code)], uscc=code
-    )
+    busy = _busy(request, tokens, settings, [("code_ip", f"send|{_ip(request)}")], uscc=code)
     if busy is not None:
         return busy
     standings: enterprise.Standings = request.app.state.standings
@@ -130,9 +130,26 @@ def send_code(
             now=now(),
             ip=_ip(request),
         )
+    except LoginThrottled as e:
+        return _throttled(request, tokens, settings, "ent_login.html", str(e), e.retry_at, code)
     except (LoginError, SmsError) as e:
         return _login_page(request, tokens, settings, "ent_login.html", 422, error=str(e), uscc=code)
     return _login_page(request, tokens, settings, "ent_code.html", uscc=code, sent=sent)
+
+
+def _throttled(
+    request: Request,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    template: str,
+    message: str,
+    retry_at: dt.datetime,
+    uscc: str,
+    status: int = 429,
+) -> Response:
+    response = _login_page(request, tokens, settings, template, status, error=message, uscc=uscc)
+    response.headers["Retry-After"] = str(max(1, int((retry_at - now()).total_seconds()) + 1))
+    return response
 
 
 @pages.post("/login/verify")
@@ -157,10 +174,19 @@ def verify_code(
     attempt = identity.check_code(
         session, who, code, secret=settings.secret_key.get_secret_value().encode(), now=now(), ip=_ip(request)
     )
+    if attempt.guessed:
+        standings: enterprise.Standings = request.app.state.standings
+        contact = standings.contact(session, who)
+        identity.alert_guessing(
+            session, who, contact, gateway(request), sign=settings.payouts().sms_sign, now=now()
+        )
+    if attempt.locked_until is not None:
+        status = 423 if attempt.enterprise_locked else 429
+        return _throttled(
+            request, tokens, settings, "ent_login.html", attempt.message, attempt.locked_until, who, status
+        )
     if not attempt.ok:
-        status = 423 if attempt.locked_until else 401
-        template = "ent_login.html" if attempt.locked_until else "ent_code.html"
-        return _login_page(request, tokens, settings, template, status, error=attempt.message, uscc=who)
+        return _login_page(request, tokens, settings, "ent_code.html", 401, error=attempt.message, uscc=who)
     return _signed_in(request, settings, who, "sms")
 
 
@@ -258,6 +284,7 @@ def my_policies(request: Request, me: CurrentEnterprise, session: SessionDep) ->
             "offers": mine,
             "titles": enterprise.policy_titles(session, mine),
             "ent_csrf": request.state.enterprise_csrf,
+            "guessed_at": identity.guessing_notice(session, me.uscc, now()),
         },
     )
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from payouts import confirm, sms, tokens
-from payouts.errors import LinkError
+from payouts.errors import LinkError, SmsError
 from payouts.models import Offer, SmsMessage
 from payouts.offers import release
 from payouts.runs import import_run
@@ -121,3 +121,16 @@ def test_link_tokens_never_start_with_a_dash_so_the_cli_does_not_read_them_as_op
     drawn = [tokens.link_token() for _ in range(5000)]
     assert not [t for t in drawn if t.startswith("-")]
     assert len(set(drawn)) == 5000 and {len(t) for t in drawn} == {22}
+
+
+def test_the_template_gateway_refuses_a_kind_without_its_own_template() -> None:
+    sent: list[dict] = []
+    gateway = sms.TemplateGateway(
+        lambda r: sent.append(r) or {"Code": "OK"}, sign_name="惠企直达", template_codes={"reminder": "SMS_2"}
+    )
+    alert = sms.OutgoingSms("13800000001", "login_alert", "【惠企直达】……", {"sign": "惠企直达", "name": "x"})
+    with pytest.raises(SmsError, match="login_alert"):
+        gateway.send(alert)
+    assert sent == []  # never through the reminder's template
+    gateway.send(sms.OutgoingSms("13800000001", "reminder_1d", "……", {}))
+    assert sent[0]["TemplateCode"] == "SMS_2"
