@@ -9,6 +9,7 @@ from the payee data; tokens from the messages the enterprises' phones received.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 from api.app import JsonFormatter
 from api.commands import offers as offers_cmd
 from api.commands import sms as sms_cmd
-from payouts import sms
+from payouts import sms, stafftokens
 from payouts.db import transaction
 from payouts.demo import demo_flow
 from payouts.models import Payee
@@ -108,11 +109,13 @@ def test_zhida_sms_send_shows_no_phone_account_or_token(
 ) -> None:
     monkeypatch.setenv("ZHIDA_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.delenv("ZHIDA_LINK_BASE", raising=False)
+    monkeypatch.delenv(stafftokens.TOKEN_ENV, raising=False)
     runner = CliRunner()
+    with transaction(engine) as s:
+        env = {stafftokens.TOKEN_ENV: stafftokens.issue(s, "rev", dt.datetime.now(dt.UTC))}
 
     def confirmed(app: Any, *args: str) -> Any:
         """A bulk command as a script runs it: once to see the count and total, again to confirm them."""
-        env = {"ZHIDA_USER": "rev"}
         seen = runner.invoke(app, list(args), env=env)
         expect = re.search(r"--expect-count (\d+) --expect-total ([\d.]+)", seen.output)
         assert expect, seen.output
@@ -121,7 +124,7 @@ def test_zhida_sms_send_shows_no_phone_account_or_token(
         assert result.exit_code == 0, result.output
         return result
 
-    imported = runner.invoke(offers_cmd.app, ["import", str(small_run)], env={"ZHIDA_USER": "rev"})
+    imported = runner.invoke(offers_cmd.app, ["import", str(small_run)], env=env)
     assert imported.exit_code == 0, imported.output
     released = confirmed(offers_cmd.app, "release", "--all")
     sent = confirmed(sms_cmd.app, "send", "--all")
