@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, inspect, make_url, select, table, text
+from sqlalchemy import Connection, Engine, create_engine, func, inspect, make_url, select, table, text
 from sqlmodel import Session
 
 from payouts import audit, checkpoints
-from payouts.db import make_engine, normalize_url
+from payouts.db import make_engine, migrate, normalize_url
 from payouts.models import MatchRun
 from rules.errors import PayoutError
 
@@ -73,6 +73,13 @@ def _sha256(path: Path) -> str:
 def _libpq(url: str) -> str:
     """The URL as libpq (pg_dump, pg_restore) reads it."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _schema(conn: Connection) -> str | None:
+    """The migration the database is at (alembic's revision)."""
+    if "alembic_version" not in inspect(conn).get_table_names():
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 def _counts(conn: Connection) -> dict[str, int]:
@@ -132,7 +139,7 @@ def backup(url: str, data_dir: Path, out: Path, now: dt.datetime, key: bytes | N
     try:
         if engine.dialect.name == "postgresql":
             with _postgres_snapshot(engine) as (conn, snapshot):
-                report.tables = _counts(conn)
+                report.tables, schema = _counts(conn), _schema(conn)
                 cp = _checkpoint(conn, now, key)
                 dump = out / "database.dump"
                 done = subprocess.run(
@@ -149,15 +156,21 @@ def backup(url: str, data_dir: Path, out: Path, now: dt.datetime, key: bytes | N
             source = make_url(url).database or ""
             with sqlite3.connect(source) as src, sqlite3.connect(dump) as dst:
                 src.backup(dst)  # a consistent copy, taken while the service runs
-            copy = make_engine(f"sqlite:///{dump}")
+                dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            copy = create_engine(f"sqlite:///file:{dump}?mode=ro&uri=true")  # read without changing it
             with copy.connect() as conn:
-                report.tables = _counts(conn)
+                report.tables, schema = _counts(conn), _schema(conn)
                 cp = _checkpoint(conn, now, key)
                 runs = _run_files(conn, data_dir)
             copy.dispose()
         checkpoints.write(cp, out / "checkpoint.json")
         report.head_seq = cp.seq
-        database = {"kind": engine.dialect.name, "file": dump.name, "size": dump.stat().st_size}
+        database = {
+            "kind": engine.dialect.name,
+            "file": dump.name,
+            "size": dump.stat().st_size,
+            "schema": schema,
+        }
         database["sha256"] = _sha256(dump)
         if data_dir.is_dir():
             _copy_tree(data_dir, out, "files/data", "data", files)
@@ -245,8 +258,10 @@ def restore(
             engine.dispose()
             target = Path(make_url(url).database or "")
             target.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(dump) as src, sqlite3.connect(target) as dst:
+            with sqlite3.connect(f"file:{dump}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
                 src.backup(dst)
+        say("升级数据库结构（备份来自旧版本时）")
+        migrate(engine)
         say("恢复文件")
         _restore_files(folder, manifest["files"], data_dir, report)
         say("核对行数与审计链")
