@@ -41,7 +41,7 @@ BigKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class OfferState(StrEnum):
-    """Where an offer is in its life (DESIGN.md, "Offers, confirmations and payouts")."""
+    """Where an offer is in its life (docs/contracts.md#offer-states)."""
 
     DRAFTED = "drafted"
     RELEASED = "released"

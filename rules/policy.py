@@ -1,4 +1,4 @@
-"""The policy model: exactly the YAML of DESIGN.md Contract 1, as pydantic records.
+"""The policy model: exactly the YAML of Contract 1 (docs/contracts.md#contract-1-policy-files), as pydantic records.
 
 A policy is a set of shared conditions and one or more items (兑现事项), each with its own extra
 conditions, an amount expression and an optional cap. Unknown keys are errors.

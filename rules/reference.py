@@ -1,4 +1,4 @@
-"""The reference semantics: per-enterprise evaluation with rule-engine, exactly as DESIGN.md defines it.
+"""The reference semantics: per-enterprise evaluation with rule-engine, exactly as docs/contracts.md#semantics defines it.
 
 This is the oracle the vectorized matcher is tested against, so it is small and plain:
 - a condition that names a NULL field is unknown, whatever the rest of the expression says;

@@ -72,7 +72,7 @@ CONTRACT_TYPES: dict[str, dict[str, pa.DataType]] = {
         "amount": MONEY,
     },
 }
-"""Arrow types of each table as DESIGN.md Contract 2 types it (what a careful data office would export)."""
+"""Arrow types of each table as Contract 2 types it (docs/contracts.md#tables-and-types) (what a careful data office would export)."""
 
 
 def uscc(n: int, region: str = "320812") -> str:

@@ -1,4 +1,4 @@
-"""The enterprise profile: derived fields as DESIGN.md Contract 3 defines them, NULL where inputs are missing."""
+"""The enterprise profile: derived fields as Contract 3 defines them (docs/contracts.md#derived-fields), NULL where inputs are missing."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from rules.policy import Policy
 from rules.validate import parse_policy_text
 
-# The example of DESIGN.md Contract 1, as a policy department would write it.
+# The example of Contract 1 (docs/contracts.md), as a policy department would write it.
 WENGANG = """\
 id: wengang-2025                 # slug, unique
 version: 1

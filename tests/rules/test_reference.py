@@ -1,4 +1,4 @@
-"""The reference semantics of DESIGN.md Contract 1, checked against independent computations.
+"""The reference semantics of docs/contracts.md#semantics, checked against independent computations.
 
 Rounding is checked against integer arithmetic, NULL handling against a truth table written here in
 plain Python, and the allocation steps (paid pairs, exclusive groups, budgets) against the properties
