@@ -50,8 +50,8 @@ def step(title: str, *args: str) -> float:
 
 def payouts_flow() -> dict[str, float]:
     """Import the run, release, SMS, confirmations, a maker batch, a checker approval, bank and return files."""
+    from devtools.demo import demo_flow
     from payouts.db import connect, transaction
-    from payouts.demo import demo_flow
 
     console.print(Rule("[bold]9. 意愿确认与拨付到账（SQLite：var/demo/zhida.db）[/bold]"))
     database = VAR / "zhida.db"

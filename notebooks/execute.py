@@ -4,7 +4,7 @@
                                 [--html artifacts/notebooks] [--figures artifacts/notebooks/figures]
 
 The data: a synthetic snapshot (`zhida snapshot generate`), a match run over the policy library
-(`zhida match`), and a payouts database with about a month of history: `payouts.demo.demo_flow` carries the
+(`zhida match`), and a payouts database with about a month of history: `devtools.demo.demo_flow` carries the
 run from import to the first payments, then `add_reminder_month` sends the reminders before the links
 expire, lets some enterprises confirm late, expires the rest and pays a second round of batches, with
 checkers who are sometimes slow (SLA breaches to look at). Data already built under `--data` is reused.
@@ -70,7 +70,7 @@ def build_demo(data: Path, enterprises: int = 20_000, seed: int = 42) -> dict[st
         str(run),
     )
     engine = connect(env["ZHIDA_DATABASE_URL"])
-    from payouts.demo import demo_flow
+    from devtools.demo import demo_flow
 
     with transaction(engine) as s:
         demo_flow(s, run, data / "bank", confirm_share=0.7, fail_share=0.04, seed=seed, now=START)

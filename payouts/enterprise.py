@@ -10,7 +10,7 @@ Nothing is recomputed per page view. The first lookup of a run writes one cache 
 candidates, near misses, missing data and contacts, sorted by uscc in small row groups) under the cache
 folder (DuckDB sorts it); every later lookup bisects the row groups' uscc ranges and reads only the one
 or two groups (2,048 rows each) that can hold the enterprise, a few milliseconds whatever the size of
-the run (`payouts/bench_enterprise.py`). The cache file is named by the run id and
+the run (`devtools/bench_enterprise.py`). The cache file is named by the run id and
 written atomically, so parallel first lookups at worst both write it.
 """
 

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, IDENTITY_HELP, actor, confirmed_tally, now
+from devtools.bench_import import bench
 from payouts import confirm, funnel, offers, payees, runs
-from payouts.bench_import import bench
 from payouts.db import PayoutSettings, connect, transaction
 from payouts.models import OfferState
 from payouts.selection import OfferFilter, Selection

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from api.policystore import PolicyStore
 from api.settings import Settings
+from devtools.bench_search import bench as run_bench
 from payouts import supermarket
-from payouts.bench_search import bench as run_bench
 from payouts.db import connect, transaction
 from payouts.supermarket import Search
 

@@ -24,9 +24,9 @@ import matplotlib.pyplot as plt
 
 from api import reports
 from api.commands.report import report as report_command
+from devtools.demo import demo_flow
 from payouts import funnel as payouts_funnel
 from payouts.db import make_engine, migrate, transaction
-from payouts.demo import demo_flow
 from payouts.models import Confirmation, Offer
 
 UTC = dt.UTC

@@ -26,9 +26,9 @@ from typer.testing import CliRunner
 from api.app import JsonFormatter
 from api.commands import offers as offers_cmd
 from api.commands import sms as sms_cmd
+from devtools.demo import demo_flow
 from payouts import sms, stafftokens
 from payouts.db import transaction
-from payouts.demo import demo_flow
 from payouts.models import Payee
 from tests.api.conftest import World, confirm_offer, confirmed_batch, copy_world
 from tests.api.test_enterprise import A, ask_code, enter_code

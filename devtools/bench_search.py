@@ -1,4 +1,4 @@
-"""Measure the policy supermarket's search: `zhida supermarket bench` (or `python -m payouts.bench_search`).
+"""Measure the policy supermarket's search: `zhida supermarket bench` (or `python -m devtools.bench_search`).
 
 Makes N synthetic policies (variants of the bundled library: each one moved to a random prefecture, with
 that place's name in its title and department, a region condition, and a validity year between 2023 and

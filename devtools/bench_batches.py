@@ -1,4 +1,4 @@
-"""Measure payout batches at scale: `python -m payouts.bench_batches STEP URL [ROWS]`.
+"""Measure payout batches at scale: `python -m devtools.bench_batches STEP URL [ROWS]`.
 
 Steps, each meant to run in its own process so that its peak memory is its own
 (e.g. under `/usr/bin/time -v`):

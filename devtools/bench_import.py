@@ -1,4 +1,4 @@
-"""Measure the bulk import of a match run: `python -m payouts.bench_import [ROWS] [URL]`.
+"""Measure the bulk import of a match run: `python -m devtools.bench_import [ROWS] [URL]`.
 
 Writes a synthetic run folder (ROWS candidates over four policies, two items each, one enterprise in
 fifty without a registered account), then times `import_run` and the commit. Without URL it creates

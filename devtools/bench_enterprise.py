@@ -1,4 +1,4 @@
-"""Measure the enterprise pages' per-run cache: `python -m payouts.bench_enterprise [ENTERPRISES]`.
+"""Measure the enterprise pages' per-run cache: `python -m devtools.bench_enterprise [ENTERPRISES]`.
 
 Writes a synthetic run folder (three near misses and half a candidate per enterprise, over twenty
 policies, in random uscc order, as the matcher writes them), times building the cache once, then times
