@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from payouts import audit, demo_flow
+from devtools.demo import demo_flow
+from payouts import audit
 
 
 def test_demo_flow_pays_confirmed_offers_and_reports_the_funnel(
