@@ -14,7 +14,6 @@ import re
 import sys
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,10 @@ from payouts.offers import label as state_label
 from payouts.sms import MemoryGateway
 from payouts.supplied import MAX_EVIDENCE
 from payouts.users import ROLE_LABELS
+from rules import formats
 from rules.errors import PolicyError, ZhidaError
 
 HERE = Path(__file__).parent
-CHINA = dt.timezone(dt.timedelta(hours=8))
 log = logging.getLogger("zhida.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
@@ -82,32 +81,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.propagate = False
 
 
-def _money(value: Decimal | str | int | None) -> str:
-    return "" if value is None else f"{Decimal(value):,.2f}"
-
-
-def _money_cn(value: Decimal | str | int | None) -> str:
-    """A total as a person reads it: 2.31亿元, 50万元, 3,000元 (amounts under 10,000 yuan as they are)."""
-    if value is None:
-        return ""
-    amount = Decimal(value)
-    for unit, scale in (("亿元", Decimal(10) ** 8), ("万元", Decimal(10) ** 4)):
-        if abs(amount) >= scale:
-            text = f"{(amount / scale).quantize(Decimal('0.01')):,}".rstrip("0").rstrip(".")
-            return text + unit
-    return f"{amount:,.2f}".removesuffix(".00") + "元"
-
-
-def _china_time(value: dt.datetime | str | None) -> str:
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
-
-
 def _context(request: Request) -> dict[str, Any]:
     return {
         "me": getattr(request.state, "user_record", None),
@@ -126,9 +99,9 @@ def _state(value: str | None) -> str:
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates", context_processors=[_context])
-    templates.env.filters["money"] = _money
-    templates.env.filters["money_cn"] = _money_cn
-    templates.env.filters["china_time"] = _china_time
+    templates.env.filters["money"] = formats.money
+    templates.env.filters["money_cn"] = formats.money_cn
+    templates.env.filters["china_time"] = formats.staff_time
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
     return templates

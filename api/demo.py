@@ -26,6 +26,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from api.cli import app
+from rules.formats import CHINA
 
 VAR = Path("var/demo")
 SNAPSHOT = VAR / "snapshot"
@@ -139,7 +140,7 @@ def main() -> None:
             AS_OF,
         )
     timings |= payouts_flow()
-    month = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+    month = dt.datetime.now(CHINA).strftime("%Y-%m")
     timings["月度报告"] = step("10. 月度报告", "report", "--month", month, "--out", str(VAR / "reports"))
     console.print(Rule("[bold]用时[/bold]"))
     for k, v in timings.items():

@@ -27,8 +27,8 @@ from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 
 from payouts.errors import BankExportError, BankFileError
+from rules.formats import CHINA
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 CURRENCY = "CNY"
 NAME_MAX = 140  # pain.001 Max140Text: names of payees, banks and the payer, and the purpose

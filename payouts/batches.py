@@ -63,6 +63,7 @@ from payouts.models import (
 from payouts.sqltypes import FEN, Money
 from payouts.users import require
 from rules.errors import BudgetError, PayoutError, StateError
+from rules.formats import CHINA
 
 ZERO = Decimal("0.00")
 BATCHABLE = (OfferState.CONFIRMED.value, OfferState.PAYMENT_FAILED.value)
@@ -386,7 +387,7 @@ def _file_header(session: Session, batch: Batch) -> bankfiles.FileHeader:
     return bankfiles.FileHeader(
         reference=batch.reference,
         created=batch.approved_at,
-        execution_date=batch.approved_at.astimezone(bankfiles.CHINA).date(),
+        execution_date=batch.approved_at.astimezone(CHINA).date(),
         payer_name=batch.payer_name,
         payer_account=batch.payer_account,
         payer_bank=batch.payer_bank,

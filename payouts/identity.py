@@ -39,6 +39,7 @@ from payouts.enterprise import Contact
 from payouts.errors import LoginError, LoginThrottled, SmsError
 from payouts.models import EnterpriseLogin, LoginClient, LoginCode
 from payouts.sms import OutgoingSms, SmsGateway
+from rules.formats import CHINA
 
 CODE_TTL = dt.timedelta(minutes=5)
 MAX_FAILURES = 5  # wrong codes in a row from one address before it is blocked
@@ -58,7 +59,6 @@ ALERT_TEMPLATE = (
     "【{sign}】{name}：{time} 起，有人多次输入贵单位惠企直达登录验证码有误，相关来源已被暂停尝试，"
     "贵单位正常登录不受影响。如非本单位人员操作，请勿向任何人透露验证码；如有疑问，请联系政策主管部门。"
 )
-CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
 def mask_phone(phone: str) -> str:

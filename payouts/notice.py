@@ -40,15 +40,15 @@ from payouts.models import (
 )
 from payouts.users import require
 from rules.errors import PayoutError, StateError
+from rules.formats import public_time
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 OBJECTION_LABELS = {"open": "待处理", "upheld": "异议成立", "dismissed": "异议不成立"}
 _PHONE = re.compile(r"^1[3-9]\d{9}$|^0\d{2,3}-?\d{7,8}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 
 
 def _day(at: dt.datetime) -> str:
-    return at.astimezone(CHINA).strftime("%Y年%m月%d日 %H:%M")
+    return public_time(at)
 
 
 def notice_days(session: Session, policy_id: str, period: str) -> int | None:

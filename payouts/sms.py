@@ -30,8 +30,8 @@ from payouts.errors import SmsError
 from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
 from payouts.payees import mask_phone
 from payouts.selection import Selection, Tally
+from rules.formats import CHINA
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 SEGMENT = 67  # characters per segment of a concatenated Chinese (UCS-2) SMS
 MAX_CHARS = 2 * SEGMENT
 NOTICE = "notice"

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from payouts import audit, offers
 from payouts.models import Batch, BatchLine, LineStatus, Offer, OfferState, PolicyVersion
+from rules.formats import public_time
 
 S = OfferState
 
@@ -170,9 +171,7 @@ def timeline(session: Session, offer: Offer) -> Timeline:
 
 
 def _day(at: dt.datetime | None) -> str:
-    return (
-        "" if at is None else at.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y年%m月%d日 %H:%M")
-    )
+    return public_time(at)
 
 
 def _next(offer: Offer, lines: list[tuple[BatchLine, Batch]], t: Timeline) -> tuple[str, dt.datetime | None]:
