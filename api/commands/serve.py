@@ -150,6 +150,7 @@ def serve(
             port=port,
             reload=True,
             access_log=False,
+            proxy_headers=False,  # the app reads X-Forwarded-For itself, from ZHIDA_TRUSTED_PROXIES only
             timeout_graceful_shutdown=settings.shutdown_seconds,
         )
         return
@@ -181,6 +182,9 @@ def serve(
         port=port,
         access_log=False,
         log_level="warning",
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS): the app decides instead,
+        # from ZHIDA_TRUSTED_PROXIES (api/deps.py `client_address`).
+        proxy_headers=False,
         timeout_graceful_shutdown=settings.shutdown_seconds,
     )
     StoppableServer(config, settings.shutdown_seconds + HARD_STOP_MARGIN).run()

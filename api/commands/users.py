@@ -3,6 +3,10 @@
 Every command here that changes a user is a system administrator's (系统管理员), acting on someone else,
 and takes its actor from the staff token in ZHIDA_STAFF_TOKEN (`zhida users token NAME`), never from a
 typed name. The one exception is the very first system administrator of an empty installation.
+Unlocking an account locked by wrong passwords is a security administrator's (安全管理员).
+
+Passwords follow the staff password policy (`payouts/passwords.py`): at least 12 characters, not the
+user name, not only digits, not a common password.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def list_users() -> None:
     with transaction(connect()) as s:
         rows = list(s.scalars(select(StaffUser).order_by(StaffUser.username)).all())
     table = Table()
-    for col in ("用户名", "姓名", "角色", "部门", "可登录", "状态"):
+    for col in ("用户名", "姓名", "角色", "部门", "可登录", "状态", "锁定"):
         table.add_column(col)
     for u in rows:
         table.add_row(
@@ -108,6 +112,7 @@ def list_users() -> None:
             u.department or "全部",
             "是" if u.password_hash else "否（未设密码）",
             "启用" if u.active else "停用",
+            "已锁定" if u.locked_at else "",
         )
     console.print(table)
 
@@ -182,3 +187,11 @@ def enable(username: str = typer.Argument(..., help="用户名"), claimed: str |
     with transaction(connect()) as s:
         users.set_active(s, username, True, by=by, now=now())
     console.print(f"已启用 {username}")
+
+
+@app.command("unlock", help="解锁因密码错误次数过多而锁定的账户（安全管理员操作）", epilog=IDENTITY_HELP)
+def unlock(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        users.unlock(s, username, by, now())
+    console.print(f"已解锁用户 {username}")
