@@ -85,7 +85,7 @@ def start_session(session: Session, user: StaffUser, now: dt.datetime, ip: str |
     return token
 
 
-def sign_in(
+def authenticate(
     session: Session,
     username: str,
     verify: Callable[[StaffUser | None], bool],
@@ -93,9 +93,9 @@ def sign_in(
     policy: LockoutPolicy,
     ip: str | None = None,
 ) -> SignIn:
-    """Check a password (`verify`, always run, so that every answer costs the same) and open a session;
-    count a wrong password against the account and lock it at `policy.max_failures`. Every outcome is
-    audited; the caller commits a refusal as well as a success."""
+    """Check a password (`verify`, always run, so that every answer costs the same) against the lockout:
+    a locked account is refused, a wrong password counts against the account and locks it at
+    `policy.max_failures`. Refusals are audited; the caller commits a refusal as well as a success."""
     user = session.scalar(select(StaffUser).where(StaffUser.username == username).with_for_update())
     ok = verify(user)
     name = username[:64]
@@ -108,9 +108,24 @@ def sign_in(
             return SignIn(None, None, "locked")
         return SignIn(None, None, "wrong")
     user.failed_logins, user.failed_since = 0, None
-    token = start_session(session, user, now, ip)
-    audit.record(session, now, user.username, "sign_in", "user", user.username, ip=ip)
-    return SignIn(user, token)
+    return SignIn(user, None)
+
+
+def sign_in(
+    session: Session,
+    username: str,
+    verify: Callable[[StaffUser | None], bool],
+    now: dt.datetime,
+    policy: LockoutPolicy,
+    ip: str | None = None,
+) -> SignIn:
+    """`authenticate`, then open a session (audited as a sign-in)."""
+    checked = authenticate(session, username, verify, now, policy, ip)
+    if checked.user is None:
+        return checked
+    token = start_session(session, checked.user, now, ip)
+    audit.record(session, now, checked.user.username, "sign_in", "user", checked.user.username, ip=ip)
+    return SignIn(checked.user, token)
 
 
 def _count_failure(

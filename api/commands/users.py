@@ -11,6 +11,7 @@ user name, not only digits, not a common password.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 
@@ -127,11 +128,23 @@ def token(
     hours: int = typer.Option(stafftokens.TOKEN_HOURS, "--hours", help="有效小时数（1 至 24）"),
 ) -> None:
     secret = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("密码", hide_input=True)
+    from api.settings import Settings
+    from payouts import signin
+
+    settings = Settings()
+    policy = signin.LockoutPolicy(
+        settings.login_max_failures, dt.timedelta(minutes=settings.login_failure_window_minutes)
+    )
+    # The same lockout as the sign-in page: a wrong password counts (and is committed) before the refusal.
     with transaction(connect()) as s:
-        user = s.scalar(select(StaffUser).where(StaffUser.username == username))
-        if not check_password(user, secret):
-            raise RoleError("用户名或密码不正确（或用户已停用），未发放令牌")
-        issued = stafftokens.issue(s, username, now(), hours=hours)
+        checked = signin.authenticate(
+            s, username, lambda user: check_password(user, secret), now(), policy, "cli"
+        )
+        issued = stafftokens.issue(s, username, now(), hours=hours) if checked.user is not None else None
+    if checked.refused == "locked":
+        raise RoleError("账户已锁定（密码错误次数过多），请联系安全管理员解锁；未发放令牌")
+    if issued is None:
+        raise RoleError("用户名或密码不正确（或用户已停用），未发放令牌")
     console.print(f"export {stafftokens.TOKEN_ENV}={issued}", soft_wrap=True)
     console.print(
         f"[dim]令牌有效 {hours} 小时，只显示这一次；用完可运行 zhida users revoke-tokens 撤销[/dim]"

@@ -40,7 +40,8 @@ def test_a_session_lives_until_idle_old_or_ended(tx) -> None:  # type: ignore[no
 
 def test_lockout_is_kept_in_the_database_until_unlocked(tx) -> None:  # type: ignore[no-untyped-def]
     with tx() as s:
-        users.create_user(s, "sec", "admin", now=T0)
+        users.create_user(s, "sec", "security_admin", now=T0)
+        users.create_user(s, "sys", "system_admin", now=T0)
     for i in range(5):
         with tx() as s:
             result = signin.sign_in(
@@ -58,7 +59,7 @@ def test_lockout_is_kept_in_the_database_until_unlocked(tx) -> None:  # type: ig
     with tx() as s:
         ok = signin.sign_in(s, "rev", lambda u: True, T0 + dt.timedelta(hours=7), POLICY)
         assert ok.token is not None and ok.refused is None
-        users.disable(s, "rev", "sec", T0 + dt.timedelta(hours=7))
+        users.set_active(s, "rev", False, by="sys", now=T0 + dt.timedelta(hours=7))
     with tx() as s:
         assert signin.live_session(s, ok.token, T0 + dt.timedelta(hours=7), LIMITS) is None
         actions = list(
@@ -71,5 +72,5 @@ def test_lockout_is_kept_in_the_database_until_unlocked(tx) -> None:  # type: ig
         "sign_in_refused",
         "unlock",
         "sign_in",
-        "disable_user",
+        "set_active",
     ]

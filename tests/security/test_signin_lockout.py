@@ -31,6 +31,7 @@ from api.auth import set_password
 from api.commands import users as users_cmd
 from api.commands.serve import server_config
 from api.deps import SESSION_COOKIE
+from payouts import stafftokens
 from payouts.db import transaction
 from payouts.errors import RoleError
 from payouts.models import AuditEvent
@@ -88,9 +89,15 @@ def test_a_security_administrator_unlocks_and_every_step_is_audited(
         _try(w, "reviewer", WRONG, **{"X-Forwarded-For": "203.0.113.9"})
     monkeypatch.setenv("ZHIDA_DATABASE_URL", w.app.state.settings.database_url)
     runner = CliRunner()
-    refused = runner.invoke(users_cmd.app, ["unlock", "reviewer", "--by", "auditor"])
-    assert isinstance(refused.exception, RoleError)  # an auditor may not unlock
-    ok = runner.invoke(users_cmd.app, ["unlock", "reviewer", "--by", "admin"])
+    with transaction(w.app.state.engine) as s:
+        cli_tokens = {
+            name: stafftokens.issue(s, name, dt.datetime.now(dt.UTC)) for name in ("sysadmin", "secadmin")
+        }
+    monkeypatch.setenv(stafftokens.TOKEN_ENV, cli_tokens["sysadmin"])
+    refused = runner.invoke(users_cmd.app, ["unlock", "reviewer"])
+    assert isinstance(refused.exception, RoleError)  # managing users is not unlocking them (三员分立)
+    monkeypatch.setenv(stafftokens.TOKEN_ENV, cli_tokens["secadmin"])
+    ok = runner.invoke(users_cmd.app, ["unlock", "reviewer"])
     assert ok.exit_code == 0 and "已解锁" in ok.output
     token = w.client.post("/api/session", json={"username": "reviewer", "password": PASSWORD}).json()["token"]
     assert w.client.delete("/api/session", headers={"Authorization": f"Bearer {token}"}).status_code == 204
@@ -101,7 +108,7 @@ def test_a_security_administrator_unlocks_and_every_step_is_audited(
         ("sign_in_failed", "nobody", "anonymous"),  # an unknown name is recorded as given
         *[("sign_in_failed", "reviewer", "anonymous")] * 5,
         ("lock", "reviewer", "system"),
-        ("unlock", "reviewer", "admin"),
+        ("unlock", "reviewer", "secadmin"),
         ("sign_in", "reviewer", "reviewer"),
         ("sign_out", "reviewer", "reviewer"),
     ]
@@ -204,8 +211,24 @@ def test_users_add_refuses_a_common_password(
 ) -> None:
     w = copy_world(template, tmp_path / "w")
     monkeypatch.setenv("ZHIDA_DATABASE_URL", w.app.state.settings.database_url)
+    with transaction(w.app.state.engine) as s:
+        monkeypatch.setenv(stafftokens.TOKEN_ENV, stafftokens.issue(s, "sysadmin", dt.datetime.now(dt.UTC)))
     r = CliRunner().invoke(
         users_cmd.app, ["add", "zhao", "--role", "auditor", "--password-stdin"], input="iloveyou1234\n"
     )
     assert isinstance(r.exception, PasswordPolicyError) and "过于常见" in str(r.exception)
     assert _try(w, "zhao", "iloveyou1234") == 401  # no user was added
+
+
+def test_cli_tokens_obey_the_same_lockout(
+    template: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = copy_world(template, tmp_path / "w")
+    monkeypatch.setenv("ZHIDA_DATABASE_URL", w.app.state.settings.database_url)
+    runner = CliRunner()
+    for _ in range(5):
+        wrong = runner.invoke(users_cmd.app, ["token", "reviewer", "--password-stdin"], input=f"{WRONG}\n")
+        assert isinstance(wrong.exception, RoleError)
+    locked = runner.invoke(users_cmd.app, ["token", "reviewer", "--password-stdin"], input=f"{PASSWORD}\n")
+    assert isinstance(locked.exception, RoleError) and "锁定" in str(locked.exception)
+    assert _try(w, "reviewer", PASSWORD) == 423  # and the sign-in page agrees

@@ -120,7 +120,7 @@ def test_disabling_a_user_ends_their_sessions_at_once(world: World) -> None:
     token = _api_token(world, "reviewer")
     browser = world.browser("reviewer")
     with transaction(world.app.state.engine) as s:
-        users.disable(s, "reviewer", "admin", dt.datetime.now(dt.UTC))
+        users.set_active(s, "reviewer", False, by="sysadmin", now=dt.datetime.now(dt.UTC))
     assert _me(world, token) == 401
     assert browser.get("/console", follow_redirects=False).status_code == 303
     with transaction(world.app.state.engine) as s:
