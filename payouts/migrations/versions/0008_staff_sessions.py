@@ -1,8 +1,8 @@
 """Staff sessions kept on the server (sign-out ends them, idle and absolute limits), and each staff user's
 sign-in failures and lockout.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-07 02:40:00
 """
 
@@ -16,8 +16,8 @@ from payouts.sqltypes import UtcDateTime
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
 BIG_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
