@@ -28,7 +28,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.admission import Admission
 from api.auth import Tokens
 from api.bodylimit import BodyLimit, BodyRule
-from api.deps import SESSION_COOKIE, CsrfRefused, EnterpriseUnauthenticated, Unauthenticated
+from api.deps import (
+    SESSION_COOKIE,
+    CsrfRefused,
+    EnterpriseUnauthenticated,
+    Unauthenticated,
+    client_address,
+)
 from api.enterprise_auth import ENTERPRISE_COOKIE, enterprise_setup
 from api.matchjobs import MatchJobs
 from api.policystore import PolicyStore
@@ -38,6 +44,7 @@ from api.routes import supermarket
 from api.settings import Settings
 from payouts.db import connect, transaction
 from payouts.offers import label as state_label
+from payouts.signin import LockoutPolicy, SessionLimits
 from payouts.sms import MemoryGateway
 from payouts.supplied import MAX_EVIDENCE
 from payouts.users import ROLE_LABELS
@@ -127,7 +134,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 else ["401", "403", "404", "409", "422"]
             )
             if path in ("/api/session",) and "post" in operations and op is operations["post"]:
-                codes = ["401", "422", "429"]
+                codes = ["401", "422", "423", "429"]
             for code in codes:
                 responses.setdefault(code, {"description": "问题（RFC 9457）"})
             for code, response in responses.items():
@@ -173,7 +180,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connections=settings.max_in_flight,
         migration_url=settings.migration_database_url,
     )
-    app.state.tokens = Tokens(settings.secret_key.get_secret_value(), settings.session_hours * 3600)
+    app.state.tokens = Tokens(settings.secret_key.get_secret_value())
+    # Sessions and lockout read the time here (tests set it).
+    app.state.clock = lambda: dt.datetime.now(dt.UTC)
+    app.state.session_limits = SessionLimits(
+        idle=dt.timedelta(minutes=settings.session_idle_minutes),
+        absolute=dt.timedelta(hours=settings.session_max_hours),
+    )
+    app.state.lockout = LockoutPolicy(
+        settings.login_max_failures, dt.timedelta(minutes=settings.login_failure_window_minutes)
+    )
+    app.state.trusted_proxies = settings.proxy_networks()
     app.state.store = PolicyStore(settings.data_dir / "policies")
     with transaction(app.state.engine) as s:  # the policy supermarket lists what was published before it
         app.state.store.sync_index(s, dt.datetime.now(dt.UTC))
@@ -226,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 1),
                         "user": getattr(request.state, "user", None),
-                        "ip": request.client.host if request.client else None,
+                        "ip": client_address(request),
                     }
                 },
             )

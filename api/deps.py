@@ -3,8 +3,12 @@
 - `SessionDep`: one database transaction per request, committed when the route returns; read-only for
   GET and HEAD (safe methods change nothing), so that on SQLite they never wait for the write lock,
   except on the GET routes marked `@writes` (a sign-in callback, an audited download).
-- `CurrentUser`: the staff user of the bearer token or the session cookie; a state-changing request made
-  with the cookie must carry the CSRF token (form field `csrf` or header `X-CSRF-Token`).
+- `CurrentUser`: the staff user of a live server-side session (`payouts/signin.py`), presented as the
+  bearer token or the session cookie; a state-changing request made with the cookie must carry the CSRF
+  token (form field `csrf` or header `X-CSRF-Token`). The session's activity is recorded after the
+  response, in a short write of its own, at most once a minute, so that reads stay read-only.
+- `client_address`: the one answer to "who is the client", for rate limits, logs and the audit:
+  `X-Forwarded-For` is believed only from the proxies of `ZHIDA_TRUSTED_PROXIES`.
 - `Allow(action)`: the user, if their role may do `action` (table `ACCESS`); otherwise 403.
 - Object loaders (`OfferDep`, `BatchDep`, `JobDep`, `DraftDep`, `PublishedDep`) return 404 for anything
   that does not exist *or* lies outside the user's department, so no route can leak another
@@ -13,18 +17,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Path, Request
-from sqlalchemy import and_, select
+from fastapi import BackgroundTasks, Depends, Path, Request
+from sqlalchemy import Engine, and_, select
 from sqlmodel import Session
 
-from api.auth import Tokens, password_fingerprint
+from api.auth import Tokens
 from api.matchjobs import MatchJob, MatchJobs
 from api.policystore import PolicyStore, StoredPolicy
 from api.settings import Settings
+from payouts import signin
 from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import (
@@ -115,6 +122,38 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the peer itself, unless the peer is a trusted proxy; then the nearest address
+    in `X-Forwarded-For` (read from the right) that is not a trusted proxy. Anyone else's header is ignored,
+    so that nobody can pick the address their rate limits and audit events are counted under."""
+    peer = request.client.host if request.client else ""
+    trusted: tuple[Network, ...] = request.app.state.trusted_proxies
+    if not trusted or not _within(peer, trusted):
+        return peer or "-"
+    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # a hop that is no address: stop at the last one a trusted proxy vouched for
+        client = hop
+        if not _within(hop, trusted):
+            break
+    return client
+
+
 def get_tokens(request: Request) -> Tokens:
     return request.app.state.tokens
 
@@ -160,20 +199,28 @@ async def presented(request: Request, tokens: TokensDep) -> tuple[str | None, bo
     return token, by_cookie
 
 
+def _touch(engine: Engine, session_id: int, now: dt.datetime) -> None:
+    with transaction(engine) as s:
+        signin.touch(s, session_id, now)
+
+
 def current_user(
     request: Request,
     session: SessionDep,
     tokens: TokensDep,
     given: Annotated[tuple[str | None, bool], Depends(presented)],
+    background: BackgroundTasks,
 ) -> StaffUser:
     """The active staff user the request is authenticated as (sync: database work runs off the event loop)."""
     token, by_cookie = given
-    claim = tokens.read_session(token) if token else None
-    if claim is None:
+    state = request.app.state
+    now = state.clock()
+    live = signin.live_session(session, token, now, state.session_limits) if token else None
+    if live is None:
         raise Unauthenticated()
-    user = session.scalar(select(StaffUser).where(StaffUser.username == claim.username))
-    if user is None or not user.active or password_fingerprint(user) != claim.fingerprint:
-        raise Unauthenticated()
+    if live.touch_due:  # after the response: a GET's transaction is read-only, and most requests skip this
+        background.add_task(_touch, state.engine, live.id, now)
+    user = live.user
     request.state.user = user.username
     # Plain values: pages (and error pages, after a rollback has expired the row) show who is signed in.
     request.state.user_record = SignedIn(user.username, user.display_name, user.role, user.department)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from payouts import audit
 from payouts.db import DEFAULT_URL, PayoutSettings
@@ -45,8 +46,16 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var/web")  # policy store, match runs, bank files
     snapshots_root: Path = Path("var/snapshots")  # one sub-folder per registry snapshot
     as_of: dt.date | None = None  # default evaluation date of match runs and simulations (None: today)
-    session_hours: int = 8
+    # Staff sessions (payouts/signin.py): end after this long without a request, and this long after sign-in.
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_max_hours: int = Field(default=8, ge=1)
     cookie_secure: bool = False
+    # Staff lockout: this many wrong passwords within the window lock the account until it is unlocked.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_minutes: int = Field(default=15, ge=1)
+    # The reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated); from any
+    # other peer the header is ignored and the client is the peer itself (api/deps.py `client_address`).
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     # Public confirm page: at most `count` requests per `window` seconds per IP and per link.
     confirm_ip_limit: int = 60
     confirm_token_limit: int = 20
@@ -76,6 +85,25 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=1000, ge=0)
     queue_wait_seconds: float = Field(default=3.0, gt=0)
     shutdown_seconds: float = Field(default=5.0, gt=0)  # `serve`: SIGTERM lets requests finish this long
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"ZHIDA_TRUSTED_PROXIES 中的 {item!r} 不是 IP 地址或网段（例：10.0.0.5,10.1.0.0/16）"
+                    ) from None
+        return value
+
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The trusted proxies as networks (an address is a network of one)."""
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -132,6 +132,27 @@ class StaffUser(SQLModel, table=True):
     password_hash: str | None = Field(default=None, sa_type=String(255))
     active: bool = Field(default=True)
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    # Sign-in failures (payouts/signin.py): wrong passwords since `failed_since`, counted within a window;
+    # too many lock the account (`locked_at`) until a security administrator unlocks it.
+    failed_logins: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    failed_since: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    locked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class StaffSession(SQLModel, table=True):
+    """A staff sign-in, kept on the server: the token is random and stored only as its SHA-256, so a copy of
+    the database opens nothing; a session ends at sign-out, after idling or past its absolute limit."""
+
+    __tablename__ = "staff_session"
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    last_seen_at: dt.datetime = Field(sa_type=UtcDateTime)  # coarse: updated at most once a minute
+    ended_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    end_reason: str | None = Field(default=None, sa_type=String(32))  # sign_out, password, disabled, ...
+    ip: str | None = Field(default=None, sa_type=String(64))
 
 
 class StaffToken(SQLModel, table=True):

@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlmodel import Session
 
-from payouts import audit
+from payouts import audit, signin
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import AuditEvent, Role, StaffUser
 
@@ -143,7 +143,19 @@ def set_active(session: Session, username: str, active: bool, *, by: str, now: d
     user = _administered(session, username, by, "停用或启用")
     old = "active" if user.active else "disabled"
     user.active = active
-    audit.record(session, now, by, "set_active", "user", username, old, "active" if active else "disabled")
+    # A disabled user's sessions end at once (not only at their next request's check of `active`).
+    ended = 0 if active else signin.end_sessions(session, user, now, "disabled")
+    audit.record(
+        session,
+        now,
+        by,
+        "set_active",
+        "user",
+        username,
+        old,
+        "active" if active else "disabled",
+        sessions_ended=ended,
+    )
     return user
 
 
@@ -153,7 +165,7 @@ def has_system_admin(session: Session) -> bool:
     return session.scalar(found.limit(1)) is not None
 
 
-USER_ACTIONS = ("create_user", "set_role", "set_department", "set_active", "set_password")
+USER_ACTIONS = ("create_user", "set_role", "set_department", "set_active", "set_password", "unlock")
 
 
 def staff(session: Session) -> list[StaffUser]:
@@ -171,3 +183,17 @@ def user_changes(session: Session, limit: int = 100) -> list[AuditEvent]:
         .limit(limit)
     )
     return list(session.scalars(query).all())
+
+
+def unlock(session: Session, username: str, by: str, now: dt.datetime) -> StaffUser:
+    """Unlock an account locked by wrong passwords (a security administrator's act, audited)."""
+    require(session, by, "unlock_accounts")
+    user = get_user(session, username)
+    if user.locked_at is None:
+        raise RoleError(f"用户 {username} 未被锁定，无需解锁")
+    locked_at = user.locked_at
+    user.locked_at, user.failed_logins, user.failed_since = None, 0, None
+    audit.record(
+        session, now, by, "unlock", "user", username, "locked", "active", locked_at=locked_at.isoformat()
+    )
+    return user

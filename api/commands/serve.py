@@ -150,6 +150,7 @@ def serve(
             port=port,
             reload=True,
             access_log=False,
+            proxy_headers=False,  # the app reads X-Forwarded-For itself, from ZHIDA_TRUSTED_PROXIES only
             timeout_graceful_shutdown=settings.shutdown_seconds,
         )
         return
@@ -175,15 +176,25 @@ def serve(
             "演示流程：demo-policy 上传并发布 gaoxin-changsha 第 2 版 → demo-reviewer 数据比对、初核发布、发送短信 → "
             "在演示手机打开链接确认 → demo-maker 制单 → demo-checker 复核 → 导出银行文件 → 导入回单"
         )
-    config = uvicorn.Config(
+    config = server_config(app, host, port, settings.shutdown_seconds)
+    StoppableServer(config, settings.shutdown_seconds + HARD_STOP_MARGIN).run()
+
+
+def server_config(app: FastAPI, host: str, port: int, shutdown_seconds: float) -> Any:
+    """uvicorn's configuration for the service."""
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=settings.shutdown_seconds,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS): the app decides instead,
+        # from ZHIDA_TRUSTED_PROXIES (api/deps.py `client_address`).
+        proxy_headers=False,
+        timeout_graceful_shutdown=shutdown_seconds,
     )
-    StoppableServer(config, settings.shutdown_seconds + HARD_STOP_MARGIN).run()
 
 
 HARD_STOP_MARGIN = 3.0  # seconds past the graceful shutdown after which the process is ended anyway

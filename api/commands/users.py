@@ -3,10 +3,15 @@
 Every command here that changes a user is a system administrator's (系统管理员), acting on someone else,
 and takes its actor from the staff token in ZHIDA_STAFF_TOKEN (`zhida users token NAME`), never from a
 typed name. The one exception is the very first system administrator of an empty installation.
+Unlocking an account locked by wrong passwords is a security administrator's (安全管理员).
+
+Passwords follow the staff password policy (`payouts/passwords.py`): at least 12 characters, not the
+user name, not only digits, not a common password.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 
@@ -98,7 +103,7 @@ def list_users() -> None:
     with transaction(connect()) as s:
         rows = list(s.scalars(select(StaffUser).order_by(StaffUser.username)).all())
     table = Table()
-    for col in ("用户名", "姓名", "角色", "部门", "可登录", "状态"):
+    for col in ("用户名", "姓名", "角色", "部门", "可登录", "状态", "锁定"):
         table.add_column(col)
     for u in rows:
         table.add_row(
@@ -108,6 +113,7 @@ def list_users() -> None:
             u.department or "全部",
             "是" if u.password_hash else "否（未设密码）",
             "启用" if u.active else "停用",
+            "已锁定" if u.locked_at else "",
         )
     console.print(table)
 
@@ -122,11 +128,23 @@ def token(
     hours: int = typer.Option(stafftokens.TOKEN_HOURS, "--hours", help="有效小时数（1 至 24）"),
 ) -> None:
     secret = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("密码", hide_input=True)
+    from api.settings import Settings
+    from payouts import signin
+
+    settings = Settings()
+    policy = signin.LockoutPolicy(
+        settings.login_max_failures, dt.timedelta(minutes=settings.login_failure_window_minutes)
+    )
+    # The same lockout as the sign-in page: a wrong password counts (and is committed) before the refusal.
     with transaction(connect()) as s:
-        user = s.scalar(select(StaffUser).where(StaffUser.username == username))
-        if not check_password(user, secret):
-            raise RoleError("用户名或密码不正确（或用户已停用），未发放令牌")
-        issued = stafftokens.issue(s, username, now(), hours=hours)
+        checked = signin.authenticate(
+            s, username, lambda user: check_password(user, secret), now(), policy, "cli"
+        )
+        issued = stafftokens.issue(s, username, now(), hours=hours) if checked.user is not None else None
+    if checked.refused == "locked":
+        raise RoleError("账户已锁定（密码错误次数过多），请联系安全管理员解锁；未发放令牌")
+    if issued is None:
+        raise RoleError("用户名或密码不正确（或用户已停用），未发放令牌")
     console.print(f"export {stafftokens.TOKEN_ENV}={issued}", soft_wrap=True)
     console.print(
         f"[dim]令牌有效 {hours} 小时，只显示这一次；用完可运行 zhida users revoke-tokens 撤销[/dim]"
@@ -182,3 +200,11 @@ def enable(username: str = typer.Argument(..., help="用户名"), claimed: str |
     with transaction(connect()) as s:
         users.set_active(s, username, True, by=by, now=now())
     console.print(f"已启用 {username}")
+
+
+@app.command("unlock", help="解锁因密码错误次数过多而锁定的账户（安全管理员操作）", epilog=IDENTITY_HELP)
+def unlock(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        users.unlock(s, username, by, now())
+    console.print(f"已解锁用户 {username}")

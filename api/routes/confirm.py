@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import SessionDep, SettingsDep, TokensDep
+from api.deps import SessionDep, SettingsDep, TokensDep, client_address
 from api.routes import BrowserNonce, now, render
 from api.sla import CHINA
 from payouts import confirm
@@ -40,7 +40,7 @@ def neutral(request: Request) -> Response:
 def limited(request: Request, token: str) -> Response | None:
     """A 429 page when this IP or this link asked too often; None when the request may go on."""
     limits = request.app.state.limits
-    ip = request.client.host if request.client else "-"
+    ip = client_address(request)
     for name, key in (("ip", ip), ("token", token_hash(token))):
         if not limits[name].hit(key):
             response = render(request, "confirm_busy.html", {}, status_code=429)
@@ -99,7 +99,7 @@ def _receipt(request: Request, session: SessionDep, token: str, answer: confirm.
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
-    return (request.client.host if request.client else None), request.headers.get("user-agent")
+    return client_address(request), request.headers.get("user-agent")
 
 
 @router.get("/{token}", response_class=HTMLResponse, responses=RESPONSES, summary="确认页面（短信链接）")

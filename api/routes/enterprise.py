@@ -13,12 +13,21 @@ timeline. Server-rendered, mobile-first, no JavaScript.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.deps import CurrentEnterprise, EnterpriseOfferDep, SessionDep, SettingsDep, TokensDep, writes
+from api.deps import (
+    CurrentEnterprise,
+    EnterpriseOfferDep,
+    SessionDep,
+    SettingsDep,
+    TokensDep,
+    client_address,
+    writes,
+)
 from api.enterprise_auth import ENTERPRISE_COOKIE, FLOW_COOKIE, valid_uscc
 from api.routes import BrowserNonce, now, redirect, render
 from api.routes.offers import gateway
@@ -27,11 +36,15 @@ from payouts.errors import LoginError, LoginThrottled, SmsError
 from payouts.timeline import timeline
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
+log = logging.getLogger("zhida.enterprise")
+OIDC_FAILED = "统一身份认证登录未成功，请重新登录；如仍不成功，请稍后再试或使用短信验证码登录"
+OIDC_UNAVAILABLE = "统一身份认证暂不可用，请稍后再试或使用短信验证码登录"
+
 NONCE = BrowserNonce("zhida_e", "/e/", 3600)
 
 
 def _ip(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    return client_address(request)
 
 
 def _login_page(
@@ -209,7 +222,8 @@ def oidc_start(request: Request, settings: SettingsDep, tokens: TokensDep) -> Re
         # The redirect URI registered with the provider: from the settings, never from the request's Host.
         auth = provider.start(settings.public_url.rstrip("/") + "/e/login/oidc/callback")
     except LoginError as e:
-        return _login_page(request, tokens, settings, "ent_login.html", 502, error=str(e))
+        log.warning("oidc start failed", extra={"fields": {"detail": str(e)}})
+        return _login_page(request, tokens, settings, "ent_login.html", 502, error=OIDC_UNAVAILABLE)
     response = RedirectResponse(auth.url, status_code=303)
     response.set_cookie(
         FLOW_COOKIE,
@@ -239,7 +253,9 @@ def oidc_callback(
     try:
         uscc = provider.finish(params, flow)
     except LoginError as e:
-        response = _login_page(request, tokens, settings, "ent_login.html", 401, error=str(e))
+        # What went wrong (the provider's words, a token's flaw) is for the log, not for the page.
+        log.warning("oidc sign-in failed", extra={"fields": {"detail": str(e), "ip": _ip(request)}})
+        response = _login_page(request, tokens, settings, "ent_login.html", 401, error=OIDC_FAILED)
         response.delete_cookie(FLOW_COOKIE, path="/e/")
         return response
     identity.record_login(session, uscc, "oidc", now(), _ip(request))

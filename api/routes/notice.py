@@ -31,6 +31,7 @@ from api.deps import (
     SettingsDep,
     StoreDep,
     TokensDep,
+    client_address,
     in_scope,
     may,
     policy_department,
@@ -309,7 +310,7 @@ def public_objection(
     n = _public_notice(session, public_id)
     if n is None:
         return render(request, "notice_public_missing.html", {}, status_code=404)
-    ip = request.client.host if request.client else "-"
+    ip = client_address(request)
     limiter = request.app.state.limits["objection"]
     if not limiter.hit(ip):
         response = _notice_page(request, session, tokens, settings, n, 429, error="提交过于频繁，请稍后再试")

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.auth import set_password
 from api.settings import Settings
-from payouts import users
+from payouts import signin, users
 from payouts.db import transaction
 from payouts.models import Offer, StaffUser
 
@@ -62,6 +62,9 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
         "secret_key": SECRET,
         "demo_phone": True,
         "public_url": "http://testserver",
+        # The template's sessions are made once per test run: they must outlive a long run.
+        "session_idle_minutes": 24 * 60,
+        "session_max_hours": 72,
     }
     values.update(overrides)
     return Settings(**values)
@@ -92,7 +95,7 @@ class World:
     def browser(self, user: str) -> TestClient:
         """A client signed in to the console with the session cookie."""
         client = TestClient(self.app)
-        r = client.post("/login", data={"username": user, "password": PASSWORD}, follow_redirects=False)
+        r = login(client, user, PASSWORD)
         assert r.status_code == 303, r.text
         return client
 
@@ -146,6 +149,13 @@ def hidden_fields(html: str, action: str, marker: str) -> dict[str, list[str]]:
     raise AssertionError(f"no form to {action} with {marker}")
 
 
+def login(client: TestClient, username: str, password: str, next: str = "/console") -> Any:
+    """Sign in on the console's login form, as a browser does: open the page, post it with its CSRF token."""
+    page = client.get("/login")
+    data = {"username": username, "password": password, "next": next, "csrf": csrf_of(page.text)}
+    return client.post("/login", data=data, follow_redirects=False)
+
+
 def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found, "no CSRF field on the page"
@@ -164,7 +174,8 @@ def _build(root: Path) -> tuple[str, str, dict[str, str]]:
             set_password(s, name, PASSWORD, "system", now)
         app.state.store.seed(POLICIES, s, "system", now)
     with transaction(app.state.engine) as s:
-        tokens = {u.username: app.state.tokens.session(u) for u in s.scalars(select(StaffUser))}
+        started = dt.datetime.now(dt.UTC)  # the service's clock: sessions are judged by real time
+        tokens = {u.username: signin.start_session(s, u, started) for u in s.scalars(select(StaffUser)).all()}
     client = TestClient(app)
     r = client.post(
         "/api/runs",

@@ -8,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -15,7 +16,7 @@ from api.auth import set_password
 from api.commands import users as users_cmd
 from api.settings import Settings
 from payouts.db import transaction
-from tests.api.conftest import PASSWORD, World, copy_world, csrf_of
+from tests.api.conftest import PASSWORD, World, copy_world, csrf_of, login
 
 
 def test_sign_in_gives_a_bearer_token_and_bad_passwords_are_refused_alike(shared: World) -> None:
@@ -83,11 +84,7 @@ def test_cookie_sessions_need_the_csrf_token_to_change_anything(shared: World) -
 
 
 def test_login_page_only_redirects_within_the_site(shared: World) -> None:
-    r = shared.client.post(
-        "/login",
-        data={"username": "auditor", "password": PASSWORD, "next": "//evil.example/x"},
-        follow_redirects=False,
-    )
+    r = login(TestClient(shared.app), "auditor", PASSWORD, next="//evil.example/x")
     assert r.headers["location"] == "/console"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie

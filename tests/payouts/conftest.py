@@ -48,6 +48,7 @@ TABLES = (
     "payee",
     "policy_version",
     "match_run",
+    "staff_session",
     "staff_user",
     "audit_member",
     "audit_event",

@@ -136,9 +136,15 @@ def test_only_the_first_system_administrator_is_created_without_a_token(
     monkeypatch.delenv("ZHIDA_STAFF_TOKEN", raising=False)
     runner = CliRunner()
     add = ["add", "--password-stdin"]
-    refused = runner.invoke(users_cmd.app, [*add, "rev", "--role", "reviewer"], input="x" * 12 + "\n")
+    refused = runner.invoke(
+        users_cmd.app, [*add, "rev", "--role", "reviewer"], input="amber-lantern-harbour\n"
+    )
     assert refused.exit_code != 0 and "未能确认操作人身份" in str(refused.exception)
-    first = runner.invoke(users_cmd.app, [*add, "root", "--role", "system_admin"], input="x" * 12 + "\n")
+    first = runner.invoke(
+        users_cmd.app, [*add, "root", "--role", "system_admin"], input="amber-lantern-harbour\n"
+    )
     assert first.exit_code == 0 and "系统管理员" in first.output, first.output
-    second = runner.invoke(users_cmd.app, [*add, "root2", "--role", "system_admin"], input="x" * 12 + "\n")
+    second = runner.invoke(
+        users_cmd.app, [*add, "root2", "--role", "system_admin"], input="amber-lantern-harbour\n"
+    )
     assert second.exit_code != 0 and "未能确认操作人身份" in str(second.exception)
