@@ -46,8 +46,8 @@ from payouts.db import connect, transaction
 from payouts.offers import label as state_label
 from payouts.signin import LockoutPolicy, SessionLimits
 from payouts.sms import MemoryGateway
-from payouts.supplied import MAX_EVIDENCE
 from payouts.users import ROLE_LABELS
+from portal.supplied import MAX_EVIDENCE
 from rules import formats
 from rules.errors import PolicyError, ZhidaError
 

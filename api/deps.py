@@ -34,18 +34,10 @@ from api.settings import Settings
 from payouts import signin
 from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
-from payouts.models import (
-    Batch,
-    Objection,
-    Offer,
-    PolicyVersion,
-    PublicNotice,
-    Role,
-    StaffUser,
-    SuppliedValue,
-)
-from payouts.supplied import owns
+from payouts.models import Batch, Objection, Offer, PolicyVersion, PublicNotice, Role, StaffUser
 from payouts.users import PERMISSIONS, ROLE_LABELS
+from portal.models import SuppliedValue
+from portal.supplied import owns
 
 SESSION_COOKIE = "zhida_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -401,7 +393,7 @@ def current_enterprise(request: Request, session: SessionDep) -> SignedInEnterpr
     """The enterprise of the session cookie. Its forms carry `request.state.enterprise_csrf` (the CSRF token
     bound to the cookie), which a state-changing route checks: `tokens.csrf_ok(csrf, "enterprise", cookie)`."""
     from api.enterprise_auth import ENTERPRISE_COOKIE
-    from payouts.identity import session_alive
+    from portal.identity import session_alive
 
     token = request.cookies.get(ENTERPRISE_COOKIE)
     claim = request.app.state.enterprise_tokens.read_session(token)
@@ -428,7 +420,7 @@ def load_enterprise_offer(
 EnterpriseOfferDep = Annotated[Offer, Depends(load_enterprise_offer)]
 
 
-# --- Supplied data and public notice (payouts.supplied, payouts.notice) ---
+# --- Supplied data and public notice (portal.supplied, payouts.notice) ---
 
 DataVerifier = Annotated[StaffUser, Depends(Allow("data_verify"))]
 NoticeReader = Annotated[StaffUser, Depends(Allow("notice_read"))]

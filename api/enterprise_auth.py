@@ -8,7 +8,7 @@ and the enterprise's session cookie, separate from the staff session.
   against the provider's JWKS, issuer, audience, expiry, nonce). The USCC comes from a configurable claim.
 - `EnterpriseTokens` signs the enterprise session (salt distinct from the staff session's) and the
   short-lived record of an OIDC flow under way, both with the service's secret key.
-The built-in fallback, a one-time code by SMS, is `payouts.identity`.
+The built-in fallback, a one-time code by SMS, is `portal.identity`.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def enterprise_setup(app: Any, settings: Settings) -> None:
     """What the enterprise side keeps in the app's state: its session signer, the per-run cache of
     standings, the OIDC adapter (when configured) and the rate limits of sign-in codes."""
     from api.ratelimit import RateLimiter
-    from payouts.enterprise import Standings
+    from portal.standings import Standings
 
     app.state.enterprise_tokens = EnterpriseTokens(
         settings.secret_key.get_secret_value(), settings.enterprise_session_hours * 3600

@@ -4,7 +4,7 @@ An adapter until payouts has a table for them: each job is a folder `<root>/<job
 `status.json` (the status row), `policies/` (the published versions it ran, copied, so that the run can
 be repeated) and `run/` (Contract 4's outputs). When the match is done its candidates are imported as
 offers for review (`payouts.runs.import_run`), and the enterprise pages' cache of the run is built
-(`payouts.enterprise.Standings.view`), so that no enterprise's first page view waits for it. Job ids are
+(`portal.standings.Standings.view`), so that no enterprise's first page view waits for it. Job ids are
 random, never sequential.
 """
 
@@ -24,11 +24,12 @@ from sqlalchemy import Engine, select
 
 from api.policystore import PolicyStore
 from matcher.run import run_match
-from payouts import runs, supplied
+from payouts import runs
 from payouts.db import transaction
-from payouts.enterprise import Standings
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun
+from portal import supplied
+from portal.standings import Standings
 from rules.errors import MatchError, ZhidaError
 
 log = logging.getLogger("zhida.matchjobs")

@@ -21,8 +21,9 @@ from typing import Literal
 
 from sqlmodel import Session
 
-from payouts import audit, supermarket
+from payouts import audit
 from payouts.errors import NotFoundError, RoleError
+from portal import supermarket
 from rules.errors import PolicyError, Problem, StateError
 from rules.policy import Policy
 from rules.ruleset import RuleSet, load_ruleset

@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from payouts.enterprise import _build_cache, _RowGroups
+from portal.standings import _build_cache, _RowGroups
 
 
 def write_synthetic_run(path: Path, enterprises: int) -> Path:

@@ -27,10 +27,10 @@ import psycopg
 from sqlalchemy import Engine, func, select
 
 from matcher.codes import regions
-from payouts import supermarket
 from payouts.db import make_engine, migrate, transaction
-from payouts.models import PolicyToken
-from payouts.supermarket import Search
+from portal import supermarket
+from portal.models import PolicyToken
+from portal.supermarket import Search
 from rules.policy import Condition, Policy
 from rules.ruleset import library_dir, load_ruleset
 

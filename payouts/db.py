@@ -11,7 +11,6 @@ through `ZHIDA_MIGRATION_DATABASE_URL`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,22 +150,6 @@ def migrate(target: str | Engine | None = None, revision: str = "head") -> None:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
     if not isinstance(target, Engine):
-        engine.dispose()
-
-
-def new_revision(message: str) -> None:
-    """Write a migration for what changed in `payouts.models` (alembic autogenerate).
-
-    Compares the models with a scratch SQLite database at the latest revision; review the file it
-    writes under `payouts/migrations/versions/` before committing it.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/revision.db")
-        migrate(engine)
-        cfg = alembic_config()
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.revision(cfg, message=message, autogenerate=True)
         engine.dispose()
 
 

@@ -31,7 +31,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "review_roles": frozenset({Role.SECURITY_ADMIN}),
     "unlock_accounts": frozenset({Role.SECURITY_ADMIN}),
     "security_settings": frozenset({Role.SECURITY_ADMIN}),
-    # Supplied data and public notice (payouts.supplied, payouts.notice).
+    # Supplied data and public notice (portal.supplied, payouts.notice).
     "data_verify": frozenset({Role.POLICY, Role.REVIEWER}),
     "notice_open": frozenset({Role.FINANCE_MAKER}),
     "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER}),

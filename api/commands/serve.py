@@ -112,7 +112,7 @@ def prepare_demo(app: FastAPI) -> str | None:
 
 def demo_enterprise_login(app: FastAPI) -> str | None:
     """How to sign in as an enterprise that has an offer and a near miss (我的政策), for the demo."""
-    from payouts.enterprise import demo_enterprise
+    from portal.standings import demo_enterprise
 
     with transaction(app.state.engine) as s:
         who = demo_enterprise(s, app.state.standings)

@@ -11,9 +11,9 @@ from rich.table import Table
 from api.policystore import PolicyStore
 from api.settings import Settings
 from devtools.bench_search import bench as run_bench
-from payouts import supermarket
 from payouts.db import connect, transaction
-from payouts.supermarket import Search
+from portal import supermarket
+from portal.supermarket import Search
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)

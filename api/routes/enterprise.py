@@ -4,7 +4,7 @@ timeline. Server-rendered, mobile-first, no JavaScript.
 
 - Sign-in forms carry a CSRF token bound to a per-browser nonce cookie; signed-in forms (sign-out) one
   bound to the enterprise session. Codes asked and tried are rate-limited per IP in memory
-  (`api/ratelimit.py`); `payouts.identity` limits codes per address and per enterprise in the database,
+  (`api/ratelimit.py`); `portal.identity` limits codes per address and per enterprise in the database,
   blocks an address (not the enterprise) after five wrong codes, and the enterprise is told by SMS.
 - Every page reads only the signed-in enterprise's data: the offer page goes through
   `api.deps.load_enterprise_offer`, which answers 404 for any other enterprise's offer.
@@ -31,9 +31,10 @@ from api.deps import (
 from api.enterprise_auth import ENTERPRISE_COOKIE, FLOW_COOKIE, valid_uscc
 from api.routes import BrowserNonce, now, redirect, render
 from api.routes.offers import gateway
-from payouts import enterprise, identity
 from payouts.errors import LoginError, LoginThrottled, SmsError
 from payouts.timeline import timeline
+from portal import identity
+from portal import standings as portal_standings
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
 log = logging.getLogger("zhida.enterprise")
@@ -132,7 +133,7 @@ def send_code(
     busy = _busy(request, tokens, settings, [("code_ip", f"send|{_ip(request)}")], uscc=code)
     if busy is not None:
         return busy
-    standings: enterprise.Standings = request.app.state.standings
+    standings: portal_standings.Standings = request.app.state.standings
     try:
         sent = identity.send_code(
             session,
@@ -188,7 +189,7 @@ def verify_code(
         session, who, code, secret=settings.secret_key.get_secret_value().encode(), now=now(), ip=_ip(request)
     )
     if attempt.guessed:
-        standings: enterprise.Standings = request.app.state.standings
+        standings: portal_standings.Standings = request.app.state.standings
         contact = standings.contact(session, who)
         identity.alert_guessing(
             session, who, contact, gateway(request), sign=settings.payouts().sms_sign, now=now()
@@ -283,11 +284,11 @@ def logout(
 @pages.get("")
 def my_policies(request: Request, me: CurrentEnterprise, session: SessionDep) -> Response:
     """Every item of the latest match run and where this enterprise stands; its offers."""
-    standings: enterprise.Standings = request.app.state.standings
+    standings: portal_standings.Standings = request.app.state.standings
     view, items = standings.standings(session, me.uscc)
-    mine = enterprise.offers_of(session, me.uscc)
+    mine = portal_standings.offers_of(session, me.uscc)
     contact = standings.contact(session, me.uscc)
-    groups = {status: [s for s in items if s.status == status] for status in enterprise.STATUS_LABELS}
+    groups = {status: [s for s in items if s.status == status] for status in portal_standings.STATUS_LABELS}
     return render(
         request,
         "ent_home.html",
@@ -296,9 +297,9 @@ def my_policies(request: Request, me: CurrentEnterprise, session: SessionDep) ->
             "name": contact.name if contact else me.uscc,
             "run": view,
             "groups": groups,
-            "labels": enterprise.STATUS_LABELS,
+            "labels": portal_standings.STATUS_LABELS,
             "offers": mine,
-            "titles": enterprise.policy_titles(session, mine),
+            "titles": portal_standings.policy_titles(session, mine),
             "ent_csrf": request.state.enterprise_csrf,
             "guessed_at": identity.guessing_notice(session, me.uscc, now()),
         },

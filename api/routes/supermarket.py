@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from api.deps import SessionDep, SettingsDep, StoreDep
 from api.policystore import PolicyStore
 from api.routes import render
-from payouts import supermarket
 from payouts.errors import NotFoundError
-from payouts.supermarket import Search
+from portal import supermarket
+from portal.supermarket import Search
 from rules.policy import CATEGORIES, Condition
 
 router = APIRouter(prefix="/api/public/policies", tags=["政策超市（公开）"])

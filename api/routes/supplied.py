@@ -31,8 +31,8 @@ from api.deps import (
 from api.enterprise_auth import ENTERPRISE_COOKIE
 from api.routes import now, redirect, render
 from api.settings import Settings
-from payouts import supplied
-from payouts.models import SuppliedValue
+from portal import supplied
+from portal.models import SuppliedValue
 from rules.errors import PayoutError
 
 router = APIRouter(prefix="/api/supplied", tags=["supplied"])

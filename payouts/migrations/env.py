@@ -6,9 +6,10 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
-import payouts.models  # noqa: F401  (registers the tables on the metadata)
 from payouts.db import make_engine
 
+# The tables the models of payouts and portal register, for autogenerate (devtools.migrations imports
+# both); applying the hand-checked migrations needs none of them.
 target_metadata = SQLModel.metadata
 
 

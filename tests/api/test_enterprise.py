@@ -30,9 +30,10 @@ from sqlalchemy import select
 
 from api.enterprise_auth import OidcProvider
 from api.routes.enterprise import OIDC_FAILED
-from payouts import identity
 from payouts.db import transaction
-from payouts.models import AuditEvent, LoginCode, MatchRun
+from payouts.models import AuditEvent, MatchRun
+from portal import identity
+from portal.models import LoginCode
 from tests.api.conftest import World, confirmed_batch, copy_world
 from tests.staff import fix_account
 
@@ -571,7 +572,7 @@ def test_a_forged_or_foreign_session_cookie_is_refused(world: World) -> None:
 
 
 def test_the_demo_enterprise_has_an_offer_and_a_near_miss(shared: World) -> None:
-    from payouts.enterprise import MATCHED, NEAR_MISS, demo_enterprise
+    from portal.standings import MATCHED, NEAR_MISS, demo_enterprise
 
     standings = shared.app.state.standings
     with transaction(shared.app.state.engine) as s:

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from api.policystore import PolicyStore
-from payouts import supermarket
 from payouts.db import make_engine, migrate, transaction
-from payouts.models import PolicyListing
-from payouts.supermarket import Search
+from portal import supermarket
+from portal.models import PolicyListing
+from portal.supermarket import Search
 from rules.ruleset import library_dir, load_ruleset
 from tests.api.conftest import AS_OF, World, copy_world
 

@@ -24,7 +24,7 @@ from api.app import HSTS
 from api.bodylimit import DEFAULT_BODY, ENVELOPE
 from api.routes.policies import MAX_UPLOAD
 from api.settings import Settings
-from payouts.supplied import MAX_EVIDENCE
+from portal.supplied import MAX_EVIDENCE
 from tests.api.conftest import World, copy_world
 
 MB = 1 << 20

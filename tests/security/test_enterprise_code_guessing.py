@@ -10,9 +10,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from payouts import identity
 from payouts.db import transaction
 from payouts.models import AuditEvent
+from portal import identity
 from tests.api.conftest import World
 from tests.api.test_enterprise import A, ask_code, enter_code, wrong
 

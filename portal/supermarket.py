@@ -46,7 +46,7 @@ from sqlmodel import Session
 
 from matcher.codes import industry_list, regions
 from payouts.bulkload import insert_columns
-from payouts.models import PolicyListing, PolicyToken
+from portal.models import PolicyListing, PolicyToken
 from rules.catalog import CATALOG
 from rules.errors import ZhidaError
 from rules.expressions import parse

@@ -34,10 +34,12 @@ from sqlmodel import Session
 
 from matcher.codes import is_known_industry, is_known_region
 from matcher.snapshot import SPECS
-from payouts import audit, enterprise, tokens
+from payouts import audit, tokens
 from payouts.errors import NotFoundError
-from payouts.models import DataOverride, StaffUser, SuppliedState, SuppliedValue
+from payouts.models import StaffUser
 from payouts.users import require
+from portal import standings as portal_standings
+from portal.models import DataOverride, SuppliedState, SuppliedValue
 from rules.catalog import CATALOG, Field
 from rules.errors import PayoutError, StateError
 
@@ -204,16 +206,16 @@ class MissingLine:
     refusal: str | None  # why it cannot be supplied, when it cannot
 
 
-def missing_lines(session: Session, standings: enterprise.Standings, uscc: str) -> list[MissingLine]:
+def missing_lines(session: Session, standings: portal_standings.Standings, uscc: str) -> list[MissingLine]:
     """Every missing field of the enterprise in the latest imported run, with the fields to supply."""
     view, items = standings.standings(session, uscc)
-    run = enterprise.latest_run(session)
+    run = portal_standings.latest_run(session)
     if view is None or run is None:
         return []
     years = policy_years(json.loads(run.manifest))
     out = []
     for s in items:
-        if s.status != enterprise.MISSING:
+        if s.status != portal_standings.MISSING:
             continue
         for gap in s.gaps:
             try:
@@ -237,7 +239,12 @@ def missing_lines(session: Session, standings: enterprise.Standings, uscc: str) 
 
 
 def find_missing(
-    session: Session, standings: enterprise.Standings, uscc: str, policy_id: str, item_id: str, field: str
+    session: Session,
+    standings: portal_standings.Standings,
+    uscc: str,
+    policy_id: str,
+    item_id: str,
+    field: str,
 ) -> Missing:
     """The enterprise's missing line for (policy, item, field) in the latest run; NotFoundError if there is none."""
     for line in missing_lines(session, standings, uscc):

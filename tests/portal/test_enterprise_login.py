@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from payouts import identity, runs
-from payouts.enterprise import MATCHED, MISSING, NEAR_MISS, Contact, Standings
-from payouts.models import EnterpriseLogin, LoginClient, LoginCode
+from payouts import runs
 from payouts.sms import MemoryGateway
+from portal import identity
+from portal.models import EnterpriseLogin, LoginClient, LoginCode
+from portal.standings import MATCHED, MISSING, NEAR_MISS, Contact, Standings
 
 SECRET = b"test-secret"
 

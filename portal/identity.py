@@ -17,7 +17,7 @@ identity; the provincial unified identity, OIDC, is an adapter in `api/enterpris
   is checked against one code only: the one its address asked for, else the enterprise's newest.
 - When an address is blocked the enterprise is told, at most once per `DAY`: by SMS (`ALERT_TEMPLATE`) and
   by a notice on its home page for `NOTICE_PERIOD`.
-- The phone is the one the latest match run registered (see `payouts.enterprise.Standings.contact`);
+- The phone is the one the latest match run registered (see `portal.standings.Standings.contact`);
   the enterprise cannot choose where the code goes.
 - Every code sent, sign-in, wrong code and lockout is an audit event on entity "enterprise".
 """
@@ -35,10 +35,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from payouts import audit
-from payouts.enterprise import Contact
 from payouts.errors import LoginError, LoginThrottled, SmsError
-from payouts.models import EnterpriseLogin, LoginClient, LoginCode
 from payouts.sms import OutgoingSms, SmsGateway
+from portal.models import EnterpriseLogin, LoginClient, LoginCode
+from portal.standings import Contact
 from rules.formats import CHINA
 
 CODE_TTL = dt.timedelta(minutes=5)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from payouts import audit, supplied, users
+from payouts import audit, users
 from payouts.errors import NotFoundError
-from payouts.supplied import EvidenceError, Missing
+from portal import supplied
+from portal.supplied import EvidenceError, Missing
 from rules.errors import PayoutError, StateError
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

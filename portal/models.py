@@ -1,0 +1,185 @@
+"""The enterprise portal's tables: the policy supermarket's listings and search terms, enterprise
+sign-in (logins, per-address counters, one-time codes) and the data enterprises supply with evidence
+(and the overrides verified values become).
+
+Created by the migrations in `payouts/migrations/` like every table; the money flow never reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Date, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from payouts.models import BigKey, allowed
+from payouts.sqltypes import Money, UtcDateTime
+
+
+class PolicyListing(SQLModel, table=True):
+    """The latest published version of a policy as the public policy supermarket (政策超市) lists it.
+
+    Scope columns hold comma-wrapped code lists (",43,4301,") so that a filter is a LIKE on one row;
+    NULL means "not restricted". See `portal.supermarket`.
+    """
+
+    __tablename__ = "policy_listing"
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: str = Field(sa_type=String(64), unique=True)
+    version: int
+    title: str = Field(sa_type=Text)
+    department: str = Field(sa_type=Text)
+    category: str | None = Field(default=None, sa_type=String(16))
+    summary: str | None = Field(default=None, sa_type=Text)
+    valid_from: dt.date = Field(sa_type=Date)
+    valid_to: dt.date = Field(sa_type=Date)
+    max_amount: Decimal | None = Field(default=None, sa_type=Money)  # per enterprise; None: by formula
+    budget: Decimal | None = Field(default=None, sa_type=Money)
+    regions: str | None = Field(default=None, sa_type=Text)
+    regions_excluded: str | None = Field(default=None, sa_type=Text)
+    sections: str | None = Field(default=None, sa_type=String(64))
+    sizes: str | None = Field(default=None, sa_type=String(64))
+    published_at: dt.datetime = Field(sa_type=UtcDateTime)
+    indexed_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class PolicyToken(SQLModel, table=True):
+    """One search term of a listed policy and its weight there (a word in the title weighs most)."""
+
+    __tablename__ = "policy_token"
+    # Covering index: a search reads only this index, term by term.
+    __table_args__ = (Index("ix_policy_token_token", "token", "listing_id", "weight"),)
+
+    listing_id: int = Field(foreign_key="policy_listing.id", primary_key=True)
+    # Compared byte by byte on PostgreSQL: terms are looked up, never sorted for people.
+    token: str = Field(
+        sa_type=String(32).with_variant(String(32, collation="C"), "postgresql"), primary_key=True
+    )
+    weight: int
+
+
+class EnterpriseLogin(SQLModel, table=True):
+    """An enterprise's sign-in record: wrong one-time codes from every client in a day, the enterprise-wide
+    lockout they caused (far above what one client can reach, see `portal.identity`), the last login.
+
+    One row per enterprise, locked while a code is checked, so that parallel guesses count one by one.
+    """
+
+    __tablename__ = "enterprise_login"
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    uscc: str = Field(sa_type=String(18), unique=True)
+    failures: int = 0  # wrong codes from every client since `failures_since`
+    failures_since: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # the day's window
+    locked_until: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    alerted_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # told its codes are guessed
+    last_login_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_login_via: str | None = Field(default=None, sa_type=String(16))  # "sms" | "oidc"
+    logged_out_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # ends older sessions
+
+
+class LoginClient(SQLModel, table=True):
+    """One client address's wrong codes for one enterprise, and the block they earned: a stranger's
+    guesses block the stranger's address, not the enterprise."""
+
+    __tablename__ = "login_client"
+    __table_args__ = (UniqueConstraint("uscc", "client"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    uscc: str = Field(sa_type=String(18))
+    client: str = Field(sa_type=String(64))  # the client's address as the service sees it
+    failures: int = 0  # wrong codes in a row since the last block or success
+    last_failure_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    blocks: int = 0  # blocks within a day of each other: each one lasts twice the one before
+    blocked_until: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class LoginCode(SQLModel, table=True):
+    """A one-time sign-in code sent by SMS to the enterprise's registered contact phone.
+
+    Only an HMAC of the code is kept; a code is used at most once and dies at `expires_at`.
+    """
+
+    __tablename__ = "login_code"
+    __table_args__ = (Index("ix_login_code_uscc_created_at", "uscc", "created_at"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    uscc: str = Field(sa_type=String(18))
+    code_hash: str = Field(sa_type=String(64))
+    phone_masked: str = Field(sa_type=String(32))
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    expires_at: dt.datetime = Field(sa_type=UtcDateTime)
+    used_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # superseded or locked out
+    ip: str | None = Field(default=None, sa_type=String(64))
+
+
+class SuppliedState(StrEnum):
+    """Where a value an enterprise supplied for a missing field is: waiting, verified or rejected."""
+
+    SUBMITTED = "submitted"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class SuppliedValue(SQLModel, table=True):
+    """A missing profile field's value supplied by the enterprise with evidence, for its department to check.
+
+    The evidence file is stored outside the web root under a random name (`evidence_path`); its type is
+    what its bytes are (sniffed), never what the browser said.
+    """
+
+    __tablename__ = "supplied_value"
+    __table_args__ = (CheckConstraint(allowed("state", SuppliedState), name="state"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18), index=True)
+    run_id: str | None = Field(default=None, sa_type=String(64))  # the match run that found it missing
+    policy_id: str = Field(sa_type=String(64))
+    item_id: str = Field(sa_type=String(64))
+    field: str = Field(sa_type=String(64))  # the catalog field supplied (a stored one, never derived)
+    missing_field: str = Field(sa_type=String(64))  # the field the run named (may be a derived one)
+    snapshot_table: str = Field(sa_type=String(32))
+    snapshot_column: str = Field(sa_type=String(64))
+    year: int | None = None  # the row of a yearly table (the policy's assessment year)
+    value: str = Field(sa_type=Text)  # canonical text of the typed value
+    department: str = Field(sa_type=Text, index=True)  # the field's department, who verifies it
+    note: str | None = Field(default=None, sa_type=Text)
+    evidence_name: str = Field(sa_type=Text)  # the file name as uploaded, for display only
+    evidence_path: str = Field(sa_type=String(64))  # random name inside the evidence folder
+    evidence_type: str = Field(sa_type=String(64))  # sniffed MIME type
+    evidence_size: int
+    evidence_sha256: str = Field(sa_type=String(64))
+    state: str = Field(sa_type=String(16))
+    submitted_by: str = Field(sa_type=String(64))
+    submitted_at: dt.datetime = Field(sa_type=UtcDateTime)
+    decided_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    decided_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    reason: str | None = Field(default=None, sa_type=Text)
+
+
+class DataOverride(SQLModel, table=True):
+    """A verified value that the next match runs apply over the snapshot (never rewriting its files).
+
+    One active override per (enterprise, table, column, year): a newer one retires the older.
+    """
+
+    __tablename__ = "data_override"
+    __table_args__ = (Index("ix_data_override_key", "uscc", "snapshot_table", "snapshot_column"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    supplied_id: int = Field(sa_type=BigKey, foreign_key="supplied_value.id", unique=True)
+    uscc: str = Field(sa_type=String(18))
+    snapshot_table: str = Field(sa_type=String(32))
+    snapshot_column: str = Field(sa_type=String(64))
+    year: int | None = None
+    value: str = Field(sa_type=Text)
+    verified_by: int = Field(foreign_key="staff_user.id")
+    verified_at: dt.datetime = Field(sa_type=UtcDateTime)
+    active: bool = True
+    retired_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
