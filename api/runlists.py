@@ -16,7 +16,7 @@ from typing import Any, Literal
 import duckdb
 from openpyxl import Workbook
 
-from api.spreadsheet import csv_row, xlsx_row
+from reports.spreadsheet import csv_row, xlsx_row
 from rules.errors import MatchError
 
 ListName = Literal["candidates", "near_misses", "missing_data"]

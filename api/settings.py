@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from payouts import audit
 from payouts.db import DEFAULT_URL, PayoutSettings
+from reports.sla import Sla
 
 PLACEHOLDER_SECRET = "change-me"
 MIN_SECRET_CHARS = 32
@@ -61,7 +62,8 @@ class Settings(BaseSettings):
     confirm_token_limit: int = 20
     confirm_window_seconds: int = 600
     login_limit: int = 10  # failed or not, per IP and username, per confirm_window_seconds
-    # SLA lights, in working days (Monday to Friday): yellow from `limit - warn`, red past `limit`.
+    # The SLA (reports.sla), in working days by the official calendar: yellow from `limit - warn`, red past
+    # `limit`; payment runs from confirmation to money (制单 2 + 复核 1 + the bank the rest).
     sla_review_days: int = 2
     sla_payment_days: int = 5
     sla_warn_days: int = 1
@@ -146,6 +148,15 @@ class Settings(BaseSettings):
             database_url=self.database_url,
             migration_database_url=self.migration_database_url,
             link_base=self.confirm_link_base,
+        )
+
+    def sla(self) -> Sla:
+        """The one SLA, with this service's limits (the console's lights and `zhida report` use it)."""
+        return Sla(
+            review_days=self.sla_review_days,
+            payment_days=self.sla_payment_days,
+            warn_days=self.sla_warn_days,
+            confirm_warn_days=self.sla_confirm_warn_days,
         )
 
     def default_as_of(self) -> dt.date:

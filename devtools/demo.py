@@ -2,7 +2,8 @@
 
 Import → release → SMS (kept in memory and in the outbox table) → a share of enterprises confirm →
 one batch per policy (maker) → approval (checker) → bank files → a return file with a few failures →
-reconciliation. Returns the funnel with money and the time each step took.
+reconciliation. Returns what each step did and the time it took; the funnel is read afterwards
+(`reports.funnel`, the caller's: the money flow knows no reports).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from payouts import batches, confirm, funnel, offers, runs, sms, users
+from payouts import batches, confirm, offers, runs, sms, users
 from payouts.bankfiles import render_return
 from payouts.db import PayoutSettings
 from payouts.errors import NotFoundError
@@ -52,7 +53,7 @@ def demo_flow(
     now: dt.datetime | None = None,
     settings: PayoutSettings | None = None,
 ) -> dict[str, Any]:
-    """Run the flow on `run_dir`, writing the bank files to `out_dir`; returns funnel, batches and timings."""
+    """Run the flow on `run_dir`, writing the bank files to `out_dir`; returns batches and timings."""
     settings = settings or PayoutSettings.from_env()
     rng = random.Random(seed)
     start = now or dt.datetime.now(dt.UTC)
@@ -113,7 +114,6 @@ def demo_flow(
         "sms": {"sent": sent.sent, "failed": sent.failed},
         "answers": answered,
         "batches": made,
-        "funnel": funnel.funnel(session, run_id=imported.run_id),
         "timings": timings,
     }
 

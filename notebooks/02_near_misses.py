@@ -27,8 +27,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from api.reports import save_figure, short, use_cjk_font, yuan, zh
 from matcher import analysis
+from reports.charts import save_figure, short, use_cjk_font, yuan
+from reports.display import zh
 
 RUN = Path(os.environ.get("ZHIDA_RUN", "var/demo/run"))
 SNAPSHOT = Path(os.environ.get("ZHIDA_SNAPSHOT", "var/demo/snapshot"))

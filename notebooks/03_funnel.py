@@ -25,15 +25,19 @@ import os
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from api import reports
-from api.reports import save_figure, use_cjk_font, yuan, zh
 from payouts.db import connect, transaction
+from reports import funnel as funnels
+from reports import sla as reports_sla
+from reports import timeline as reports_timeline
+from reports.charts import save_figure, use_cjk_font, yuan
+from reports.display import zh
 
 DATABASE = os.environ.get("ZHIDA_DATABASE_URL", "sqlite:///var/demo/zhida.db")
 use_cjk_font()
 with transaction(connect(DATABASE)) as session:
-    timeline = reports.offer_timeline(session)
-    answers = reports.message_answers(session)
+    timeline = reports_timeline.offer_timeline(session)
+    answers = reports_timeline.message_answers(session)
+    funnel = funnels.table(funnels.stages(session))
 print(f"要约 {len(timeline):,} 条，来自 {timeline['run_id'].nunique()} 个匹配批次")
 
 # %% [markdown]
@@ -42,7 +46,6 @@ print(f"要约 {len(timeline):,} 条，来自 {timeline['run_id'].nunique()} 个
 # 无需意愿确认的政策（如稳岗返还“原渠道返还”）在初核发布时直接确认、不发短信，视同通过“短信已发”一步。
 
 # %%
-funnel = reports.funnel(timeline)
 display(zh(funnel, ["label", "offers", "share", "amount", "amount_share"]))
 
 # %%
@@ -71,8 +74,8 @@ plt.show()
 # 改革前的“七步、平均 77 个工作日”是对照。
 
 # %%
-paid = reports.days_to_cash(timeline)
-summary = reports.cash_summary(paid)
+paid = reports_sla.days_to_cash(timeline)
+summary = reports_sla.cash_summary(paid)
 print(
     f"到账 {summary['paid']:,} 笔：中位 {summary['median']:.0f} 个工作日，90% 在 {summary['p90']:.0f} 个工作日内，"
     f"{summary['target']} 个工作日内到账 {summary['on_target']:.1%}"
@@ -90,10 +93,10 @@ fig, ax = plt.subplots(figsize=(9, 3.8))
 wd = paid["working_days"]
 ax.hist(wd, bins=range(0, int(wd.max()) + 2), align="left", rwidth=0.85, color="#27ae60")
 ax.axvline(
-    reports.TARGET_WORKING_DAYS,
+    reports_sla.TARGET_WORKING_DAYS,
     color="#c0392b",
     linestyle="--",
-    label=f"目标 {reports.TARGET_WORKING_DAYS} 个工作日",
+    label=f"目标 {reports_sla.TARGET_WORKING_DAYS} 个工作日",
 )
 ax.set_yscale("log")
 ax.set_xlabel("导入至到账（工作日，含调休上班日）")
@@ -109,7 +112,7 @@ plt.show()
 # 按企业点击的是哪一条短信里的链接统计；“累计确认率”是收到首条通知的企业中，到这一条为止已确认的比例。
 
 # %%
-by_message = reports.confirmation_by_message(answers)
+by_message = reports_timeline.confirmation_by_message(answers)
 display(zh(by_message, ["label", "sent", "confirmed", "declined", "rate", "cumulative"]))
 
 # %%
@@ -126,16 +129,16 @@ plt.show()
 # %% [markdown]
 # ## 各环节时限
 #
-# 每个环节的时限（工作日）在 `api.reports.SLA_STAGES`；统计截至数据中最后一个时间点。
+# 每个环节的时限（工作日）在 `reports.sla.Sla`（按国务院办公厅节假日安排计工作日）；统计截至数据中最后一个时间点。
 # “超时完成”是办结了但超过时限，“超时未办”是至今仍在该环节且已超时。
 
 # %%
-outcomes = reports.sla_outcomes(timeline)
-sla = reports.sla_table(outcomes)
+outcomes = reports_sla.sla_outcomes(timeline)
+sla = reports_sla.sla_table(outcomes)
 display(zh(sla, ["label", "days", "on_time", "late", "open", "open_late", "breach_share", "light_label"]))
 display(
     zh(
-        reports.sla_table(outcomes, by_department=True).query("breaches > 0"),
+        reports_sla.sla_table(outcomes, by_department=True).query("breaches > 0"),
         ["label", "department", "on_time", "late", "open_late", "breach_share", "light_label"],
     )
 )

@@ -3,15 +3,15 @@
     python notebooks/execute.py [--data var/notebooks] [--enterprises 20000]
                                 [--html artifacts/notebooks] [--figures artifacts/notebooks/figures]
 
-The data: a synthetic snapshot (`zhida snapshot generate`), a match run over the policy library
-(`zhida match`), and a payouts database with about a month of history: `devtools.demo.demo_flow` carries the
+The data: a synthetic snapshot (`matcher.generate`), a match run over the policy library
+(`matcher.run.run_match`, what `zhida match` runs), and a payouts database with about a month of history: `devtools.demo.demo_flow` carries the
 run from import to the first payments, then `add_reminder_month` sends the reminders before the links
 expire, lets some enterprises confirm late, expires the rest and pays a second round of batches, with
 checkers who are sometimes slow (SLA breaches to look at). Data already built under `--data` is reused.
 
 Each notebook (`notebooks/NN_*.py`, jupytext percent format) runs in a fresh kernel from the repository
 root with ZHIDA_SNAPSHOT, ZHIDA_RUN, ZHIDA_DATABASE_URL and ZHIDA_FIGURES set; a cell that raises, or a
-chart with no data (`api.reports.save_figure` refuses it), fails the run. `make figures` runs this with
+chart with no data (`reports.charts.save_figure` refuses it), fails the run. `make figures` runs this with
 `--readme-figures notebooks/figures` to regenerate the PNGs the README shows.
 """
 
@@ -55,20 +55,11 @@ def build_demo(data: Path, enterprises: int = 20_000, seed: int = 42) -> dict[st
     if (data / "built").exists():
         return env
     data.mkdir(parents=True, exist_ok=True)
-    _zhida(
-        "snapshot", "generate", "--enterprises", str(enterprises), "--seed", str(seed), "--out", str(snapshot)
-    )
-    _zhida(
-        "match",
-        "--snapshot",
-        str(snapshot),
-        "--policies",
-        str(ROOT / "data" / "policies"),
-        "--as-of",
-        AS_OF.isoformat(),
-        "--out",
-        str(run),
-    )
+    from matcher.generate import generate_snapshot
+    from matcher.run import run_match
+
+    generate_snapshot(snapshot, enterprises, seed)
+    run_match(snapshot, ROOT / "data" / "policies", run, AS_OF)
     engine = connect(env["ZHIDA_DATABASE_URL"])
     from devtools.demo import demo_flow
 
@@ -77,16 +68,6 @@ def build_demo(data: Path, enterprises: int = 20_000, seed: int = 42) -> dict[st
     add_reminder_month(engine, data / "bank", seed)
     (data / "built").write_text(START.isoformat() + "\n", encoding="utf-8")
     return env
-
-
-def _zhida(*args: str) -> None:
-    from api.cli import app
-
-    try:
-        app(list(args), standalone_mode=False)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            raise
 
 
 def add_reminder_month(engine: object, bank: Path, seed: int) -> None:

@@ -10,10 +10,11 @@ from rich.table import Table
 
 from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, IDENTITY_HELP, actor, confirmed_tally, now
 from devtools.bench_import import bench
-from payouts import confirm, funnel, offers, payees, runs
+from payouts import confirm, offers, payees, runs
 from payouts.db import PayoutSettings, connect, transaction
 from payouts.models import OfferState
 from payouts.selection import OfferFilter, Selection
+from reports import funnel
 
 app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
@@ -142,14 +143,15 @@ def list_offers(
     console.print(table)
 
 
-@app.command("status", help="兑现漏斗：比对命中 → 已发布 → 已确认 → 已到账")
+@app.command("status", help="兑现漏斗：比对命中 → 初核发布 → 已发短信 → 已确认 → 已组批 → 已复核 → 已到账")
 def status(
     run: str | None = typer.Option(None, "--run"),
     policy: str | None = typer.Option(None, "--policy"),
 ) -> None:
     with transaction(connect()) as s:
-        stages = funnel.stages(s, run_id=run, policy_id=policy)
-        states = funnel.by_state(s, run_id=run, policy_id=policy)
+        scope = None if policy is None else {policy}
+        stages = funnel.stages(s, run_id=run, policy_ids=scope)
+        states = funnel.by_state(s, run_id=run, policy_ids=scope)
     for title, rows in (("兑现漏斗", stages), ("当前状态", states)):
         table = Table(title=title)
         for col in ("环节", "笔数", "金额（元）"):

@@ -19,9 +19,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.deps import SessionDep, SettingsDep, TokensDep, client_address
 from api.routes import BrowserNonce, now, render
-from api.sla import CHINA
 from payouts import confirm
 from payouts.errors import LinkError
+from payouts.sms import CHINA
 from payouts.tokens import token_hash
 from rules.errors import StateError
 

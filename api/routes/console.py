@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep, may, scoped_policy_ids
 from api.routes import now, render
 from api.routes.reports import funnel_of
-from api.sla import lights
+from reports.sla import lights
 
 pages = APIRouter(include_in_schema=False)
 
@@ -18,7 +18,7 @@ def dashboard(
     request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> Response:
     scope = scoped_policy_ids(session, store, user)
-    rows = lights(session, settings, now(), scope)
+    rows = lights(session, settings.sla(), now(), scope)
     stages = funnel_of(session, scope, None, None).stages if may(user, "report_read") else []
     return render(
         request,

@@ -19,11 +19,12 @@ from sqlmodel import Session
 from api.deps import ReportReader, SessionDep, SettingsDep, StoreDep, scoped_policy_ids
 from api.routes import now, render
 from api.runlists import rows_workbook
-from api.sla import CHINA, lights
-from api.spreadsheet import csv_row
-from payouts import funnel
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
+from reports import funnel
+from reports.calendar import CHINA
+from reports.sla import lights
+from reports.spreadsheet import csv_row
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 pages = APIRouter(prefix="/console/reports", include_in_schema=False)
@@ -93,28 +94,20 @@ def _check(scope: set[str] | None, policy_id: str | None) -> list[str | None]:
     return [None] if scope is None else sorted(scope)
 
 
-def _sum(stages: list[list[funnel.Stage]]) -> list[StageOut]:
-    merged: dict[str, StageOut] = {}
-    for group in stages:
-        for s in group:
-            old = merged.get(s.stage)
-            if old is None:
-                merged[s.stage] = StageOut(stage=s.stage, label=s.label, count=s.count, amount=s.amount)
-            else:
-                old.count += s.count
-                old.amount += s.amount
-    return list(merged.values())
-
-
 def funnel_of(
     session: Session, scope: set[str] | None, policy_id: str | None, run_id: str | None
 ) -> FunnelOut:
     if run_id is not None and session.scalar(select(MatchRun.id).where(MatchRun.run_id == run_id)) is None:
         raise NotFoundError(f"没有导入过匹配批次 {run_id}")
     pids = _check(scope, policy_id)
+    policy_ids = None if pids == [None] else {p for p in pids if p is not None}
+
+    def out(rows: list[funnel.Stage]) -> list[StageOut]:
+        return [StageOut(stage=s.stage, label=s.label, count=s.count, amount=s.amount) for s in rows]
+
     return FunnelOut(
-        stages=_sum([funnel.stages(session, run_id=run_id, policy_id=p) for p in pids]),
-        states=_sum([funnel.by_state(session, run_id=run_id, policy_id=p) for p in pids]),
+        stages=out(funnel.stages(session, run_id=run_id, policy_ids=policy_ids)),
+        states=out(funnel.by_state(session, run_id=run_id, policy_ids=policy_ids)),
     )
 
 
@@ -190,7 +183,11 @@ def disclosure_rows(session: Session, scope: set[str] | None, policy_id: str | N
     return out
 
 
-@router.get("/funnel", response_model=FunnelOut, summary="兑现漏斗：比对命中 → 已发布 → 已确认 → 已到账")
+@router.get(
+    "/funnel",
+    response_model=FunnelOut,
+    summary="兑现漏斗：比对命中 → 初核发布 → 已发短信 → 已确认 → 已组批 → 已复核 → 已到账",
+)
 def funnel_report(
     user: ReportReader,
     session: SessionDep,
@@ -208,7 +205,7 @@ def money(user: ReportReader, session: SessionDep, store: StoreDep) -> list[Poli
 
 @router.get("/sla", response_model=list[LightOut], summary="各环节时限红黄绿灯")
 def sla(user: ReportReader, session: SessionDep, store: StoreDep, settings: SettingsDep) -> list[LightOut]:
-    rows = lights(session, settings, now(), scoped_policy_ids(session, store, user))
+    rows = lights(session, settings.sla(), now(), scoped_policy_ids(session, store, user))
     return [LightOut(**{k: getattr(r, k) for k in LightOut.model_fields}) for r in rows]
 
 

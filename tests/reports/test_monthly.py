@@ -1,4 +1,4 @@
-"""The payouts-side reports (`api.reports`) and `zhida report`: funnel, working days, reminders, SLA."""
+"""The reports wing (`reports/`) and `zhida report`: working days, the funnel, reminders, SLA, charts, the monthly report."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from api import reports
 from api.commands.report import report as report_command
 from devtools.demo import demo_flow
-from payouts import funnel as payouts_funnel
 from payouts.db import make_engine, migrate, transaction
 from payouts.models import Confirmation, Offer
+from reports import calendar, charts, monthly, sla, timeline
+from reports import funnel as funnels
+from reports.errors import ReportError
 
 UTC = dt.UTC
 T0 = dt.datetime(2025, 10, 9, 1, 0, tzinfo=UTC)  # Thursday 09:00 in Beijing, after the National Day holiday
@@ -37,11 +38,11 @@ def at(days: float) -> pd.Timestamp:
     return pd.Timestamp(T0 + dt.timedelta(days=days))
 
 
-def timeline(*offers: dict[str, object]) -> pd.DataFrame:
+def hand_timeline(*offers: dict[str, object]) -> pd.DataFrame:
     """A hand-made offer timeline: every stage unset unless given."""
     rows = []
     for n, o in enumerate(offers):
-        row: dict[str, object] = {c: pd.NaT for c in reports.STAMPS}
+        row: dict[str, object] = {c: pd.NaT for c in timeline.STAMPS}
         row |= {
             "offer_id": n,
             "public_id": f"o{n}",
@@ -57,8 +58,8 @@ def timeline(*offers: dict[str, object]) -> pd.DataFrame:
             "imported_at": at(0),
         }
         rows.append(row | o)
-    df = pd.DataFrame(rows, columns=reports.TIMELINE_COLUMNS)
-    for c in reports.STAMPS:
+    df = pd.DataFrame(rows, columns=timeline.TIMELINE_COLUMNS)
+    for c in timeline.STAMPS:
         df[c] = pd.to_datetime(df[c], utc=True)
     return df
 
@@ -68,51 +69,29 @@ def timeline(*offers: dict[str, object]) -> pd.DataFrame:
 
 def test_working_days_count_adjusted_working_days_and_skip_holidays() -> None:
     # Saturday 11 October 2025 was worked (调休); Sunday 12 October was not.
-    assert reports.working_days(dt.date(2025, 10, 9), dt.date(2025, 10, 12)) == 2
+    assert calendar.working_days(dt.date(2025, 10, 9), dt.date(2025, 10, 12)) == 2
     # 1-8 October 2025 was the National Day holiday.
-    assert reports.working_days(dt.date(2025, 9, 30), dt.date(2025, 10, 9)) == 1
+    assert calendar.working_days(dt.date(2025, 9, 30), dt.date(2025, 10, 9)) == 1
     # Sunday 28 September 2025 was worked too.
-    assert reports.working_days(dt.date(2025, 9, 26), dt.date(2025, 9, 29)) == 2
-    assert reports.working_days(dt.date(2025, 10, 9), dt.date(2025, 10, 9)) == 0
+    assert calendar.working_days(dt.date(2025, 9, 26), dt.date(2025, 9, 29)) == 2
+    assert calendar.working_days(dt.date(2025, 10, 9), dt.date(2025, 10, 9)) == 0
 
 
 def test_years_the_calendar_does_not_cover_are_refused_with_the_fix() -> None:
-    with pytest.raises(reports.ReportError, match=r"没有这一年的节假日安排.*2099.*升级 chinese-calendar"):
-        reports.working_days(dt.date(2099, 1, 2), dt.date(2099, 1, 9))
+    with pytest.raises(ReportError, match=r"没有这一年的节假日安排.*2099.*升级 chinese-calendar"):
+        calendar.working_days(dt.date(2099, 1, 2), dt.date(2099, 1, 9))
 
 
 def test_days_to_cash_in_working_and_calendar_days() -> None:
-    paid = reports.days_to_cash(
-        timeline({"paid_at": at(3.1)}, {"paid_at": at(0.2)}, {"state": "confirmed", "paid_at": pd.NaT})
+    paid = sla.days_to_cash(
+        hand_timeline({"paid_at": at(3.1)}, {"paid_at": at(0.2)}, {"state": "confirmed", "paid_at": pd.NaT})
     )
     assert paid["working_days"].tolist() == [2, 0]
     assert paid["calendar_days"].tolist() == [3, 0]
-    assert reports.cash_summary(paid)["on_target"] == 1.0
+    assert sla.cash_summary(paid)["on_target"] == 1.0
 
 
 # --- funnel, reminders, SLA ----------------------------------------------------------------------------
-
-
-def test_funnel_counts_an_offer_at_every_stage_it_reached() -> None:
-    df = timeline(
-        {
-            "released_at": at(0.1),
-            "notified_at": at(0.2),
-            "confirmed_at": at(1),
-            "batched_at": at(2),
-            "approved_at": at(2.1),
-            "paid_at": at(3),
-            "amount": Decimal("10.50"),
-        },
-        {"released_at": at(0.1), "confirmed_at": at(0.1), "confirmation": "none", "state": "confirmed"},
-        {"released_at": at(0.1), "notified_at": at(0.2), "state": "notified"},
-        {"state": "held"},
-    )
-    f = reports.funnel(df).set_index("stage")
-    assert f["offers"].tolist() == [4, 3, 3, 2, 1, 1, 1]
-    assert f.loc["paid", "amount"] == Decimal("10.50")
-    assert f.loc["matched", "amount"] == Decimal("310.50")
-    assert reports.funnel(df, at=at(0.15))["offers"].tolist() == [4, 3, 1, 1, 0, 0, 0]
 
 
 def test_confirmation_rate_by_message_in_sending_order() -> None:
@@ -120,14 +99,14 @@ def test_confirmation_rate_by_message_in_sending_order() -> None:
         [("reminder_1d", 50, 10, 1), ("notice", 200, 120, 5), ("reminder_3d", 80, 30, 2)],
         columns=["kind", "sent", "confirmed", "declined"],
     )
-    got = reports.confirmation_by_message(answers)
+    got = timeline.confirmation_by_message(answers)
     assert got["label"].tolist() == ["首条通知", "到期前3天提醒", "到期前1天提醒"]
     assert got["rate"].tolist() == [0.6, 30 / 80, 0.2]
     assert got["cumulative"].tolist() == [0.6, 0.75, 0.8]
 
 
 def test_sla_counts_late_and_overdue_steps_and_lights_them() -> None:
-    df = timeline(
+    df = hand_timeline(
         # confirmed Friday 10 Oct, batched Monday 20 Oct: 6 working days against 3 → late
         {
             "released_at": at(0),
@@ -151,72 +130,50 @@ def test_sla_counts_late_and_overdue_steps_and_lights_them() -> None:
         # declined: left the step another way, not counted
         {"released_at": at(0), "notified_at": at(0), "state": "declined"},
     )
-    table = reports.sla_table(reports.sla_outcomes(df, at=at(15))).set_index("stage")
+    table = sla.sla_table(sla.sla_outcomes(df, at=at(15))).set_index("stage")
     batch = table.loc["batch"]
     assert (batch["on_time"], batch["late"], batch["open_late"]) == (1, 1, 1)
     assert batch["breach_share"] == pytest.approx(2 / 3) and batch["light"] == "red"
     assert table.loc["review", "light"] == "green" and table.loc["review", "breaches"] == 0
-    assert "declined" not in set(reports.sla_outcomes(df, at=at(15))["outcome"])
+    assert "declined" not in set(sla.sla_outcomes(df, at=at(15))["outcome"])
 
 
 # --- charts --------------------------------------------------------------------------------------------
 
 
 def test_a_chart_without_data_is_refused(tmp_path: Path) -> None:
-    reports.use_cjk_font()
+    charts.use_cjk_font()
     fig, ax = plt.subplots()
-    with pytest.raises(reports.ReportError, match="没有数据"):
-        reports.save_figure(fig, "empty", tmp_path)
+    with pytest.raises(ReportError, match="没有数据"):
+        charts.save_figure(fig, "empty", tmp_path)
     ax.bar(["甲", "乙"], [0, 0])
-    with pytest.raises(reports.ReportError, match="没有数据"):
-        reports.save_figure(fig, "zeros", tmp_path)
+    with pytest.raises(ReportError, match="没有数据"):
+        charts.save_figure(fig, "zeros", tmp_path)
     ax.bar(["丙"], [3])
-    assert reports.save_figure(fig, "ok", tmp_path).stat().st_size > 1000
+    assert charts.save_figure(fig, "ok", tmp_path).stat().st_size > 1000
     plt.close(fig)
 
 
 def test_chinese_labels_are_drawn_with_a_cjk_font(tmp_path: Path) -> None:
-    reports.use_cjk_font()
+    charts.use_cjk_font()
     from matplotlib import font_manager
 
-    assert "NotoSansCJK" in font_manager.findfont(reports.FONT)
+    assert "NotoSansCJK" in font_manager.findfont(charts.FONT)
     fig, ax = plt.subplots()
     ax.bar(["稳岗返还", "扩岗补助"], [1, 2])
     ax.set_title("各事项金额（万元）")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        reports.save_figure(fig, "chinese", tmp_path)
+        charts.save_figure(fig, "chinese", tmp_path)
     plt.close(fig)
 
 
 # --- on the demo database --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_engine(demo: dict[str, str]) -> Engine:
-    return make_engine(demo["ZHIDA_DATABASE_URL"])
-
-
-def test_timeline_funnel_agrees_with_the_payouts_funnel(demo_engine: Engine) -> None:
-    with transaction(demo_engine) as s:
-        ours = reports.funnel(reports.offer_timeline(s)).set_index("stage")
-        theirs = {st.stage: st for st in payouts_funnel.stages(s)}
-    for mine, name in (
-        ("matched", "matched"),
-        ("released", "offered"),
-        ("confirmed", "confirmed"),
-        ("paid", "paid"),
-    ):
-        assert (ours.loc[mine, "offers"], ours.loc[mine, "amount"]) == (
-            theirs[name].count,
-            theirs[name].amount,
-        )
-    assert ours["offers"].is_monotonic_decreasing
-
-
 def test_reminders_bring_confirmations_recorded_in_the_database(demo_engine: Engine) -> None:
     with transaction(demo_engine) as s:
-        by_message = reports.confirmation_by_message(reports.message_answers(s))
+        by_message = timeline.confirmation_by_message(timeline.message_answers(s))
         confirmed = s.scalar(
             select(func.count()).select_from(Confirmation).where(Confirmation.kind == "confirm")
         )
@@ -227,10 +184,10 @@ def test_reminders_bring_confirmations_recorded_in_the_database(demo_engine: Eng
 
 def test_first_payments_took_two_working_days_over_a_worked_saturday(demo_engine: Engine) -> None:
     with transaction(demo_engine) as s:
-        paid = reports.days_to_cash(reports.offer_timeline(s))
+        paid = sla.days_to_cash(timeline.offer_timeline(s))
     first = paid[paid["paid_at"] < pd.Timestamp("2025-10-31", tz=UTC)]
     assert set(first["working_days"]) == {2} and set(first["calendar_days"]) == {3}
-    assert paid["working_days"].max() > reports.TARGET_WORKING_DAYS  # those who confirmed after reminders
+    assert paid["working_days"].max() > sla.TARGET_WORKING_DAYS  # those who confirmed after reminders
 
 
 def test_report_command_writes_a_self_contained_page_and_its_tables(
@@ -257,12 +214,12 @@ def test_report_command_writes_a_self_contained_page_and_its_tables(
     assert page.count("data:image/png;base64,") == 3
     assert "<script" not in page and 'src="http' not in page and "<link" not in page
 
-    start, end = reports.month_bounds("2025-11")
+    start, end = monthly.month_bounds("2025-11")
     with transaction(demo_engine) as s:
         paid = s.scalars(select(Offer.amount).where(Offer.paid_at >= start, Offer.paid_at < end)).all()
         before = s.scalars(
             select(Offer.amount).where(
-                Offer.paid_at >= reports.month_bounds("2025-10")[0], Offer.paid_at < start
+                Offer.paid_at >= monthly.month_bounds("2025-10")[0], Offer.paid_at < start
             )
         ).all()
     book = load_workbook(tmp_path / "zhida-report-2025-11.xlsx")
@@ -278,7 +235,7 @@ def test_a_month_without_activity_gives_a_report_that_says_so(tmp_path: Path) ->
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     migrate(engine)
     with transaction(engine) as s:
-        written = reports.write_report(s, "2025-11", tmp_path / "out")
+        written = monthly.write_report(s, "2025-11", tmp_path / "out")
     engine.dispose()
     page = written.html.read_text(encoding="utf-8")
     assert "本月没有到账的资金" in page and "本月没有到账的要约" in page and "没有可用的匹配结果" in page
@@ -287,9 +244,9 @@ def test_a_month_without_activity_gives_a_report_that_says_so(tmp_path: Path) ->
 
 
 def test_a_month_must_be_written_yyyy_mm() -> None:
-    with pytest.raises(reports.ReportError, match="YYYY-MM"):
-        reports.month_bounds("2025-13")
-    assert reports.previous_month("2025-01") == "2024-12"
+    with pytest.raises(ReportError, match="YYYY-MM"):
+        monthly.month_bounds("2025-13")
+    assert monthly.previous_month("2025-01") == "2024-12"
 
 
 # --- the same answers on PostgreSQL ----------------------------------------------------------------------
@@ -327,15 +284,15 @@ def test_sqlite_and_postgresql_give_the_same_report_tables(
         with transaction(engine) as s:
             demo_flow(s, conformance_run, tmp_path / engine.dialect.name, seed=3, now=T0)
         with transaction(engine) as s:
-            tl = reports.offer_timeline(s)
+            tl = timeline.offer_timeline(s)
             results.append(
                 (
-                    reports.funnel(tl).to_dict("records"),
-                    reports.days_to_cash(tl)["working_days"].value_counts().to_dict(),
-                    reports.sla_table(reports.sla_outcomes(tl)).to_dict("records"),
-                    reports.message_answers(s).sort_values("kind").to_dict("records"),
+                    funnels.plain(funnels.stages(s)),
+                    sla.days_to_cash(tl)["working_days"].value_counts().to_dict(),
+                    sla.sla_table(sla.sla_outcomes(tl)).to_dict("records"),
+                    timeline.message_answers(s).sort_values("kind").to_dict("records"),
                 )
             )
     sqlite.dispose()
     assert results[0] == results[1]
-    assert results[0][0][-1]["offers"] > 0
+    assert results[0][0][-1]["count"] > 0

@@ -1,0 +1,102 @@
+"""The official working-day calendar: the State Council's holiday schedule with its adjusted working
+days (调休上班, e.g. Saturday 11 October 2025), from the `chinese-calendar` package.
+
+Every working-day count in zhida (the SLA lights on the console, the monthly report, the notebooks) goes
+through this module. A year the package has no schedule for is refused with the fix (`strict`, the
+default: reports must not guess); the console's live lights pass `strict=False` and count Monday to
+Friday for such a year, so an outdated package dims the lights' precision instead of breaking the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import chinese_calendar
+import pandas as pd
+
+from reports.errors import ReportError
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+def china_date(t: dt.datetime | pd.Timestamp) -> dt.date:
+    """The calendar day in China (UTC+8) of a point in time."""
+    return t.astimezone(CHINA).date()
+
+
+def china_days(stamps: pd.Series) -> pd.Series:
+    """The calendar days in China (UTC+8) of a column of UTC times, as midnight timestamps."""
+    return stamps.dt.tz_convert(CHINA).dt.tz_localize(None).dt.normalize()
+
+
+def is_working_day(day: dt.date, *, strict: bool = True) -> bool:
+    """Whether `day` is worked by the official schedule (holidays off, 调休 weekends worked).
+
+    A year `chinese-calendar` does not cover raises ReportError, or with `strict=False` falls back to
+    Monday to Friday.
+    """
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError as e:
+        if not strict:
+            return day.weekday() < 5
+        raise ReportError(
+            f"chinese-calendar {chinese_calendar.__version__} 没有这一年的节假日安排（{e}），"
+            "无法按工作日计算：请升级 chinese-calendar（pip install -U chinese-calendar）"
+        ) from e
+
+
+@dataclass(frozen=True)
+class WorkCalendar:
+    """Working days between dates by the official schedule (调休 included), for `first` to `last`."""
+
+    first: dt.date
+    last: dt.date
+    ordinal: pd.Series = field(repr=False)  # day → working days from `first` up to and including it
+
+    @classmethod
+    def covering(cls, first: dt.date, last: dt.date) -> WorkCalendar:
+        """A calendar for [first, last]; refuses years `chinese-calendar` has no schedule for."""
+        days = pd.date_range(first, last, freq="D")
+        flags = [is_working_day(d.date()) for d in days]
+        return cls(first, last, pd.Series(pd.Series(flags, dtype="int64").cumsum().to_numpy(), index=days))
+
+    def between(self, start: dt.date, end: dt.date) -> int:
+        """Working days after `start` up to and including `end` (0 when done the same day)."""
+        return int(self.ordinal[pd.Timestamp(end)] - self.ordinal[pd.Timestamp(start)])
+
+    def spans(self, start: pd.Series, end: pd.Series) -> pd.Series:
+        """`between` for columns of days (midnight timestamps, see `china_days`)."""
+        begin = self.ordinal.reindex(start.to_numpy()).to_numpy()
+        finish = self.ordinal.reindex(end.to_numpy()).to_numpy()
+        return pd.Series(finish - begin, index=start.index, dtype="int64")
+
+
+def working_days(start: dt.date, end: dt.date) -> int:
+    """Working days after `start` up to and including `end`, adjusted working days included."""
+    return WorkCalendar.covering(min(start, end), max(start, end)).between(start, end)
+
+
+def calendar_for(days: Iterable[pd.Series]) -> WorkCalendar | None:
+    """A calendar covering every day in the given columns (None when they are all empty)."""
+    known = [d.dropna() for d in days]
+    known = [d for d in known if len(d)]
+    if not known:
+        return None
+    return WorkCalendar.covering(min(d.min() for d in known).date(), max(d.max() for d in known).date())
+
+
+def working_days_before(now: dt.datetime, days: int, *, strict: bool = True) -> dt.datetime:
+    """The moment `days` working days before `now` (same clock time in China, official calendar).
+
+    Something started before it has been waiting more than `days` working days.
+    """
+    local = now.astimezone(CHINA)
+    left = max(days, 0)
+    while left:
+        local -= dt.timedelta(days=1)
+        if is_working_day(local.date(), strict=strict):
+            left -= 1
+    return local.astimezone(dt.UTC)

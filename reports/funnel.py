@@ -1,0 +1,145 @@
+"""The one funnel: how many offers, and how much money, reached each step from match to money.
+
+An offer counts at every stage it reached; a stage is reached when its time is set (and, with `at`, not
+after `at`): 比对命中 at the run's import, 初核发布 at release, 已发短信 at the first notice (an offer of a
+policy without 意愿确认 is confirmed at release and passes this stage without an SMS), 企业已确认 at
+confirmation, 已组批 and 已复核 when its first batch was made and approved, 已到账 when it was paid.
+Paid is counted by `paid_at`: it is set exactly when an offer becomes `paid`, a state it never leaves, so
+"paid now" and "paid by the end of a month" are the same rule. The console, `zhida offers status`, the
+demo and the monthly report all call `stages`.
+
+`by_state` is the other view: offers and money per current state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlmodel import Session
+
+from payouts.models import Batch, BatchLine, MatchRun, Offer, OfferState, PolicyVersion
+from payouts.offers import LABELS
+
+ZERO = Decimal("0.00")
+STAGES = (
+    ("matched", "比对命中"),
+    ("released", "初核发布"),
+    ("sms", "已发短信（含免确认）"),
+    ("confirmed", "企业已确认"),
+    ("batched", "已组批"),
+    ("approved", "已复核"),
+    ("paid", "已到账"),
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the funnel (or one current state): offers and their money."""
+
+    stage: str
+    label: str
+    count: int
+    amount: Decimal
+
+
+def _filters(run_id: str | None, policy_ids: set[str] | None) -> ColumnElement[bool]:
+    where: ColumnElement[bool] = true()
+    if run_id is not None:
+        where = where & (MatchRun.run_id == run_id)
+    if policy_ids is not None:
+        where = where & Offer.policy_id.in_(sorted(policy_ids))
+    return where
+
+
+def stages(
+    session: Session,
+    *,
+    run_id: str | None = None,
+    policy_ids: set[str] | None = None,
+    at: dt.datetime | None = None,
+) -> list[Stage]:
+    """Offers and money that reached each stage (by `at`, when given), in one query.
+
+    `policy_ids`: only these policies (None: all); `run_id`: only that match run's offers.
+    """
+    first_batch = (
+        select(
+            BatchLine.offer_id,
+            func.min(Batch.created_at).label("batched_at"),
+            func.min(Batch.approved_at).label("approved_at"),
+        )
+        .join(Batch, Batch.id == BatchLine.batch_id)
+        .group_by(BatchLine.offer_id)
+        .subquery()
+    )
+
+    def reached(column: Any) -> ColumnElement[bool]:
+        cond: ColumnElement[bool] = column.is_not(None)
+        return cond if at is None else cond & (column <= at)
+
+    condition = {
+        "matched": reached(MatchRun.imported_at),
+        "released": reached(Offer.released_at),
+        "sms": reached(Offer.notified_at)
+        | ((PolicyVersion.confirmation == "none") & reached(Offer.released_at)),
+        "confirmed": reached(Offer.confirmed_at),
+        "batched": reached(first_batch.c.batched_at),
+        "approved": reached(first_batch.c.approved_at),
+        "paid": reached(Offer.paid_at),
+    }
+    columns = []
+    for stage, _ in STAGES:
+        hit = condition[stage]
+        columns += [func.count().filter(hit), func.sum(Offer.amount).filter(hit)]
+    row = session.execute(
+        select(*columns)
+        .select_from(Offer)
+        .join(MatchRun, MatchRun.id == Offer.match_run_id)
+        .join(
+            PolicyVersion,
+            and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
+        )
+        .outerjoin(first_batch, first_batch.c.offer_id == Offer.id)
+        .where(_filters(run_id, policy_ids))
+    ).one()
+    return [
+        Stage(stage, label, int(row[2 * n]), (row[2 * n + 1] or ZERO).quantize(ZERO))
+        for n, (stage, label) in enumerate(STAGES)
+    ]
+
+
+def by_state(
+    session: Session, *, run_id: str | None = None, policy_ids: set[str] | None = None
+) -> list[Stage]:
+    """Offers and money per current state, in the order of the state machine."""
+    rows = session.execute(
+        select(Offer.state, func.count(), func.sum(Offer.amount))
+        .join(MatchRun, MatchRun.id == Offer.match_run_id)
+        .where(_filters(run_id, policy_ids))
+        .group_by(Offer.state)
+    ).all()
+    found = {s: (n, (a or ZERO).quantize(ZERO)) for s, n, a in rows}
+    return [Stage(s.value, LABELS[s], *found[s.value]) for s in OfferState if s.value in found]
+
+
+def plain(rows: list[Stage]) -> list[dict[str, Any]]:
+    """Stages as plain values (money as text), for JSON and the demo's printout."""
+    return [
+        {"stage": s.stage, "label": s.label, "count": s.count, "amount": format(s.amount, "f")} for s in rows
+    ]
+
+
+def table(rows: list[Stage]) -> pd.DataFrame:
+    """The funnel as a table for the report and the notebooks: offers, money, and their share of the matched."""
+    df = pd.DataFrame(
+        [(s.stage, s.label, s.count, s.amount) for s in rows], columns=["stage", "label", "offers", "amount"]
+    )
+    first_n, first_amount = (df["offers"].iloc[0], df["amount"].iloc[0]) if len(df) else (0, ZERO)
+    df["share"] = [n / first_n if first_n else None for n in df["offers"]]
+    df["amount_share"] = [a / first_amount if first_amount else None for a in df["amount"]]
+    return df

@@ -1,0 +1,71 @@
+"""The monthly report's workbook: its tables, one sheet each, with Chinese headers; every text a string cell
+(never a formula, `reports.spreadsheet`), money as exact numbers with two places.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from reports.calendar import CHINA
+from reports.display import COLUMN_LABELS
+
+if TYPE_CHECKING:
+    from reports.monthly import MonthlyReport
+
+
+def write_xlsx(report: MonthlyReport, path: Path) -> None:
+    """The report's tables, one sheet each, with Chinese headers; money as exact numbers with two places."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    from reports.spreadsheet import xlsx_row
+
+    sheets = {
+        "核心指标": report.headline[["metric", "this_month", "previous_month", "change"]],
+        "分部门政策到账": report.paid_by_policy,
+        "兑现漏斗": report.funnel[["label", "offers", "share", "amount", "amount_share"]],
+        "到账用时": report.cash_days[
+            [
+                "public_id",
+                "department",
+                "title",
+                "amount",
+                "imported_at",
+                "paid_at",
+                "working_days",
+                "calendar_days",
+            ]
+        ]
+        if not report.cash_days.empty
+        else pd.DataFrame(columns=["public_id"]),
+        "办理时限": report.sla.drop(columns=["light"], errors="ignore"),
+        "差一点符合": report.near_misses,
+    }
+    wb = Workbook()
+    wb.remove(wb.active)
+    for name, df in sheets.items():
+        ws = wb.create_sheet(name)
+        ws.append([COLUMN_LABELS.get(c, c) for c in df.columns])
+        for row in df.itertuples(index=False):
+            ws.append(xlsx_row(ws, [_cell(v) for v in row]))
+        for n, column in enumerate(df.columns, start=1):
+            letter = get_column_letter(n)
+            ws.column_dimensions[letter].width = 14 if column not in ("title", "text", "department") else 36
+            if len(df) and all(isinstance(v, Decimal) for v in df[column]):
+                for cell in ws[letter][1:]:
+                    cell.number_format = "#,##0.00"
+    wb.save(path)
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, pd.Timestamp):
+        return v.tz_convert(CHINA).tz_localize(None).to_pydatetime()
+    if isinstance(v, bool | int | float | str | Decimal) or v is None:
+        return None if isinstance(v, float) and pd.isna(v) else v
+    if pd.isna(v):
+        return None
+    return str(v)

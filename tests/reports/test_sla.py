@@ -1,0 +1,89 @@
+"""The one SLA (`reports.sla`): working days by the official calendar (holidays off, 调休 weekends
+worked), the same limits for the console's lights and the monthly report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from api.settings import Settings
+from reports import sla, timeline
+from reports.calendar import CHINA, working_days, working_days_before
+from reports.errors import ReportError
+
+
+def beijing(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=CHINA)
+
+
+def paid_offer(confirmed: dt.datetime, paid: dt.datetime) -> pd.DataFrame:
+    """One offer confirmed, batched, approved and paid the same day `paid` (a hand-made timeline)."""
+    row: dict[str, object] = {c: pd.NaT for c in timeline.STAMPS}
+    row |= {
+        "offer_id": 1,
+        "public_id": "o1",
+        "run_id": "r",
+        "policy_id": "p",
+        "item_id": "i",
+        "title": "某政策",
+        "department": "某局",
+        "confirmation": "required",
+        "uscc": "u1",
+        "amount": Decimal("100.00"),
+        "state": "paid",
+        "imported_at": confirmed,
+        "released_at": confirmed,
+        "notified_at": confirmed,
+        "confirmed_at": confirmed,
+        "batched_at": paid,
+        "approved_at": paid,
+        "paid_at": paid,
+    }
+    df = pd.DataFrame([row], columns=timeline.TIMELINE_COLUMNS)
+    for c in timeline.STAMPS:
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df
+
+
+def test_the_national_day_week_is_not_five_working_days() -> None:
+    # Confirmed Tuesday 30 September 2025, paid Thursday 9 October: 1-8 October was the holiday.
+    assert working_days(dt.date(2025, 9, 30), dt.date(2025, 10, 9)) == 1
+    outcomes = sla.sla_outcomes(paid_offer(beijing(2025, 9, 30, 10), beijing(2025, 10, 9, 15)))
+    batch = outcomes.set_index("stage").loc["batch"]
+    # Limit 2: Monday to Friday would count 7 days and call it late.
+    assert (batch["working_days"], batch["outcome"]) == (1, "on_time")
+
+
+def test_an_adjusted_working_saturday_counts() -> None:
+    # Confirmed Thursday 9 October 2025, batched Monday 13 October: 10, 11 (调休 Saturday), 13.
+    assert working_days(dt.date(2025, 10, 9), dt.date(2025, 10, 13)) == 3
+    outcomes = sla.sla_outcomes(paid_offer(beijing(2025, 10, 9, 10), beijing(2025, 10, 13, 15)))
+    batch = outcomes.set_index("stage").loc["batch"]
+    # Limit 2: Monday to Friday would count 2 days and call it on time.
+    assert (batch["working_days"], batch["outcome"]) == (3, "late")
+
+
+def test_the_console_lights_count_back_over_the_holiday_and_the_worked_sunday() -> None:
+    # 5 working days before Thursday 9 October 2025, 10:00: 30 Sep, 29 Sep, Sunday 28 Sep (调休), 26, 25.
+    before = working_days_before(beijing(2025, 10, 9, 10), 5)
+    assert before == beijing(2025, 9, 25, 10).astimezone(dt.UTC)
+
+
+def test_payment_steps_add_up_to_the_payment_limit_the_console_shows() -> None:
+    limits = Settings().sla()
+    assert limits == sla.DEFAULT
+    steps = {st.id: st.days for st in limits.stages}
+    assert steps["batch"] + steps["approve"] + steps["pay"] == limits.payment_days == 5
+    with pytest.raises(ReportError, match="ZHIDA_SLA_PAYMENT_DAYS"):
+        sla.Sla(payment_days=3)
+
+
+def test_a_year_without_a_schedule_is_refused_by_reports_and_weekdays_for_the_live_lights() -> None:
+    with pytest.raises(ReportError, match="升级 chinese-calendar"):
+        working_days_before(beijing(2099, 1, 9, 10), 2)
+    assert working_days_before(beijing(2099, 1, 9, 10), 2, strict=False) == beijing(
+        2099, 1, 7, 10
+    ).astimezone(dt.UTC)
