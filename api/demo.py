@@ -18,6 +18,7 @@ os.environ.setdefault("COLUMNS", "140")  # wide tables in logs and pipes, where 
 # The demo's own payouts database, which the report and the notebooks read by default.
 os.environ["ZHIDA_DATABASE_URL"] = "sqlite:///var/demo/zhida.db"
 
+from decimal import Decimal
 
 import duckdb
 from rich.console import Console
@@ -52,7 +53,6 @@ def payouts_flow() -> dict[str, float]:
     """Import the run, release, SMS, confirmations, a maker batch, a checker approval, bank and return files."""
     from devtools.demo import demo_flow
     from payouts.db import connect, transaction
-    from reports import funnel
 
     console.print(Rule("[bold]9. 意愿确认与拨付到账（SQLite：var/demo/zhida.db）[/bold]"))
     database = VAR / "zhida.db"
@@ -63,7 +63,6 @@ def payouts_flow() -> dict[str, float]:
     started = time.perf_counter()
     with transaction(connect()) as session:
         result = demo_flow(session, RUN, bank, confirm_share=0.8, fail_share=0.05, seed=0)
-        stages = funnel.stages(session, run_id=result["run_id"])
     elapsed = time.perf_counter() - started
     imported = result["imported"]
     console.print(
@@ -73,8 +72,8 @@ def payouts_flow() -> dict[str, float]:
     table = Table(title="兑现漏斗（数据比对 → 要约 → 确认 → 拨付）")
     for col in ("环节", "户数", "金额（元）"):
         table.add_column(col, justify="left" if col == "环节" else "right")
-    for stage in stages:
-        table.add_row(stage.label, f"{stage.count:,}", f"{stage.amount:,.2f}")
+    for stage in result["funnel"]["stages"]:
+        table.add_row(stage["label"], f"{stage['count']:,}", f"{Decimal(stage['amount']):,.2f}")
     console.print(table)
     for b in result["batches"]:
         console.print(

@@ -2,8 +2,7 @@
 
 Import → release → SMS (kept in memory and in the outbox table) → a share of enterprises confirm →
 one batch per policy (maker) → approval (checker) → bank files → a return file with a few failures →
-reconciliation. Returns what each step did and the time it took; the funnel is read afterwards
-(`reports.funnel`, the caller's: the money flow knows no reports).
+reconciliation. Returns the funnel with money and the time each step took.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from payouts.bankfiles import render_return
 from payouts.db import PayoutSettings
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState
+from reports import funnel
 
 DEMO_USERS = {
     "demo-reviewer": ("reviewer", "初核演示员"),
@@ -53,7 +53,7 @@ def demo_flow(
     now: dt.datetime | None = None,
     settings: PayoutSettings | None = None,
 ) -> dict[str, Any]:
-    """Run the flow on `run_dir`, writing the bank files to `out_dir`; returns batches and timings."""
+    """Run the flow on `run_dir`, writing the bank files to `out_dir`; returns funnel, batches and timings."""
     settings = settings or PayoutSettings.from_env()
     rng = random.Random(seed)
     start = now or dt.datetime.now(dt.UTC)
@@ -114,6 +114,10 @@ def demo_flow(
         "sms": {"sent": sent.sent, "failed": sent.failed},
         "answers": answered,
         "batches": made,
+        "funnel": {
+            "stages": funnel.plain(funnel.stages(session, run_id=imported.run_id)),
+            "states": funnel.plain(funnel.by_state(session, run_id=imported.run_id)),
+        },
         "timings": timings,
     }
 

@@ -17,7 +17,7 @@ def test_demo_flow_pays_confirmed_offers_and_reports_the_funnel(
     stages = {st["stage"]: st for st in report["funnel"]["stages"]}
     assert stages["matched"]["count"] == 7
     # #5 has no account and #6 no phone: held; the rest are offered, confirm, and are paid.
-    assert stages["offered"]["count"] == 5
+    assert stages["released"]["count"] == 5
     assert stages["paid"]["count"] == 5
     assert Decimal(stages["paid"]["amount"]) == Decimal("57500.50")
     assert {b["policy_id"] for b in report["batches"]} == {"wengang", "gaoxin"}
