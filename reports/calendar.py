@@ -17,8 +17,7 @@ import chinese_calendar
 import pandas as pd
 
 from reports.errors import ReportError
-
-CHINA = dt.timezone(dt.timedelta(hours=8))
+from rules.formats import CHINA
 
 
 def china_date(t: dt.datetime | pd.Timestamp) -> dt.date:

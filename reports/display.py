@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from rules.formats import money
+
 COLUMN_LABELS = {
     "policy_id": "政策",
     "item_id": "事项",
@@ -99,7 +101,7 @@ def zh(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
         if c in PERCENT_COLUMNS:
             out[c] = [_percent(v) for v in out[c]]
         elif len(out[c]) and all(isinstance(v, Decimal) for v in out[c]):
-            out[c] = [f"{v:,.2f}" for v in out[c]]
+            out[c] = [money(v) for v in out[c]]
     return out.rename(columns={c: COLUMN_LABELS.get(c, c) for c in out.columns})
 
 

@@ -20,7 +20,6 @@ from sqlmodel import Session
 from matcher.analysis import blockers, open_run
 from payouts.models import MatchRun
 from reports import funnel as funnels
-from reports.calendar import CHINA
 from reports.charts import draw_charts
 from reports.display import PERCENT_COLUMNS
 from reports.errors import ReportError
@@ -36,6 +35,7 @@ from reports.sla import (
 )
 from reports.timeline import offer_timeline
 from reports.xlsx import write_xlsx
+from rules.formats import CHINA, money
 
 ZERO = Decimal("0.00")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -181,7 +181,7 @@ def _fmt(value: Any, key: str = "") -> str:
     if key in ("confirm_rate", "on_target") or key in PERCENT_COLUMNS:
         return f"{float(value):.1%}"
     if isinstance(value, Decimal):
-        return f"{value:,.2f}"
+        return money(value)
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, int):

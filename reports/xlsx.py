@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from reports.calendar import CHINA
 from reports.display import COLUMN_LABELS
+from rules.formats import CHINA
 
 if TYPE_CHECKING:
     from reports.monthly import MonthlyReport

@@ -21,9 +21,9 @@ from api.deps import SessionDep, SettingsDep, TokensDep, client_address
 from api.routes import BrowserNonce, now, render
 from payouts import confirm
 from payouts.errors import LinkError
-from payouts.sms import CHINA
 from payouts.tokens import token_hash
 from rules.errors import StateError
+from rules.formats import CHINA
 
 router = APIRouter(prefix="/c", tags=["confirm"])
 NONCE = BrowserNonce("zhida_c", "/c/", 86400)

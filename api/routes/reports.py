@@ -22,9 +22,9 @@ from api.runlists import rows_workbook
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
 from reports import funnel
-from reports.calendar import CHINA
 from reports.sla import lights
 from reports.spreadsheet import csv_row
+from rules.formats import CHINA
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 pages = APIRouter(prefix="/console/reports", include_in_schema=False)

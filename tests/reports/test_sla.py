@@ -11,8 +11,9 @@ import pytest
 
 from api.settings import Settings
 from reports import sla, timeline
-from reports.calendar import CHINA, working_days, working_days_before
+from reports.calendar import working_days, working_days_before
 from reports.errors import ReportError
+from rules.formats import CHINA
 
 
 def beijing(*args: int) -> dt.datetime:
