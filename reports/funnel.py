@@ -22,8 +22,9 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlmodel import Session
 
-from payouts.models import Batch, BatchLine, MatchRun, Offer, OfferState, PolicyVersion
+from payouts.models import MatchRun, Offer, OfferState, PolicyVersion
 from payouts.offers import LABELS
+from reports.timeline import first_batches
 
 ZERO = Decimal("0.00")
 STAGES = (
@@ -67,16 +68,7 @@ def stages(
 
     `policy_ids`: only these policies (None: all); `run_id`: only that match run's offers.
     """
-    first_batch = (
-        select(
-            BatchLine.offer_id,
-            func.min(Batch.created_at).label("batched_at"),
-            func.min(Batch.approved_at).label("approved_at"),
-        )
-        .join(Batch, Batch.id == BatchLine.batch_id)
-        .group_by(BatchLine.offer_id)
-        .subquery()
-    )
+    first_batch = first_batches()
 
     def reached(column: Any) -> ColumnElement[bool]:
         cond: ColumnElement[bool] = column.is_not(None)

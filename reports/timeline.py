@@ -5,7 +5,7 @@ reached each stage) and `message_answers` (SMS sent per kind and the confirmatio
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import Subquery, and_, func, select
 from sqlmodel import Session
 
 from payouts.models import Batch, BatchLine, Confirmation, MatchRun, Offer, PolicyVersion, SmsMessage
@@ -33,12 +33,9 @@ TIMELINE_COLUMNS = [
 STAMPS = ["imported_at", "released_at", "notified_at", "confirmed_at", "batched_at", "approved_at", "paid_at"]
 
 
-def offer_timeline(session: Session, *, run_id: str | None = None) -> pd.DataFrame:
-    """One row per offer: its policy, department, amount (Decimal), state and when it reached each stage.
-
-    `batched_at` and `approved_at` are those of the first batch the offer was put in. Times are UTC.
-    """
-    first_batch = (
+def first_batches() -> Subquery:
+    """Per offer ever put in a batch: when its first batch was made (`batched_at`) and approved (`approved_at`)."""
+    return (
         select(
             BatchLine.offer_id,
             func.min(Batch.created_at).label("batched_at"),
@@ -48,6 +45,14 @@ def offer_timeline(session: Session, *, run_id: str | None = None) -> pd.DataFra
         .group_by(BatchLine.offer_id)
         .subquery()
     )
+
+
+def offer_timeline(session: Session, *, run_id: str | None = None) -> pd.DataFrame:
+    """One row per offer: its policy, department, amount (Decimal), state and when it reached each stage.
+
+    `batched_at` and `approved_at` are those of the first batch the offer was put in. Times are UTC.
+    """
+    first_batch = first_batches()
     query = (
         select(
             Offer.id,

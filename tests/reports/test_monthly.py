@@ -29,6 +29,7 @@ from payouts.models import Confirmation, Offer
 from reports import calendar, charts, monthly, sla, timeline
 from reports import funnel as funnels
 from reports.errors import ReportError
+from tests.reports.timelines import hand_timeline as made
 
 UTC = dt.UTC
 T0 = dt.datetime(2025, 10, 9, 1, 0, tzinfo=UTC)  # Thursday 09:00 in Beijing, after the National Day holiday
@@ -39,29 +40,8 @@ def at(days: float) -> pd.Timestamp:
 
 
 def hand_timeline(*offers: dict[str, object]) -> pd.DataFrame:
-    """A hand-made offer timeline: every stage unset unless given."""
-    rows = []
-    for n, o in enumerate(offers):
-        row: dict[str, object] = {c: pd.NaT for c in timeline.STAMPS}
-        row |= {
-            "offer_id": n,
-            "public_id": f"o{n}",
-            "run_id": "r",
-            "policy_id": "p",
-            "item_id": "i",
-            "title": "某政策",
-            "department": "某局",
-            "confirmation": "required",
-            "uscc": f"u{n}",
-            "amount": Decimal("100.00"),
-            "state": "paid",
-            "imported_at": at(0),
-        }
-        rows.append(row | o)
-    df = pd.DataFrame(rows, columns=timeline.TIMELINE_COLUMNS)
-    for c in timeline.STAMPS:
-        df[c] = pd.to_datetime(df[c], utc=True)
-    return df
+    """Offers imported at T0, every other stage unset unless given."""
+    return made(*({"imported_at": at(0)} | o for o in offers))
 
 
 # --- working days ------------------------------------------------------------------------------------

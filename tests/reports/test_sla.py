@@ -4,16 +4,16 @@ worked), the same limits for the console's lights and the monthly report."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pandas as pd
 import pytest
 
 from api.settings import Settings
-from reports import sla, timeline
+from reports import sla
 from reports.calendar import working_days, working_days_before
 from reports.errors import ReportError
 from rules.formats import CHINA
+from tests.reports.timelines import hand_timeline
 
 
 def beijing(*args: int) -> dt.datetime:
@@ -21,32 +21,9 @@ def beijing(*args: int) -> dt.datetime:
 
 
 def paid_offer(confirmed: dt.datetime, paid: dt.datetime) -> pd.DataFrame:
-    """One offer confirmed, batched, approved and paid the same day `paid` (a hand-made timeline)."""
-    row: dict[str, object] = {c: pd.NaT for c in timeline.STAMPS}
-    row |= {
-        "offer_id": 1,
-        "public_id": "o1",
-        "run_id": "r",
-        "policy_id": "p",
-        "item_id": "i",
-        "title": "某政策",
-        "department": "某局",
-        "confirmation": "required",
-        "uscc": "u1",
-        "amount": Decimal("100.00"),
-        "state": "paid",
-        "imported_at": confirmed,
-        "released_at": confirmed,
-        "notified_at": confirmed,
-        "confirmed_at": confirmed,
-        "batched_at": paid,
-        "approved_at": paid,
-        "paid_at": paid,
-    }
-    df = pd.DataFrame([row], columns=timeline.TIMELINE_COLUMNS)
-    for c in timeline.STAMPS:
-        df[c] = pd.to_datetime(df[c], utc=True)
-    return df
+    """One offer confirmed when imported, then batched, approved and paid the same day `paid`."""
+    stamps = dict.fromkeys(("imported_at", "released_at", "notified_at", "confirmed_at"), confirmed)
+    return hand_timeline(stamps | dict.fromkeys(("batched_at", "approved_at", "paid_at"), paid))
 
 
 def test_the_national_day_week_is_not_five_working_days() -> None:
