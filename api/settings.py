@@ -27,7 +27,29 @@ PLACEHOLDER_SECRET = "change-me"
 MIN_SECRET_CHARS = 32
 
 
-class Settings(BaseSettings):
+class SlaSettings(BaseSettings):
+    """The SLA's limits (`ZHIDA_SLA_*`), alone: `zhida report` reads them without the service's secrets."""
+
+    model_config = SettingsConfigDict(env_prefix="ZHIDA_", extra="ignore")
+
+    # The SLA (reports.sla), in working days by the official calendar: yellow from `limit - warn`, red past
+    # `limit`; payment runs from confirmation to money (制单 2 + 复核 1 + the bank the rest).
+    sla_review_days: int = 2
+    sla_payment_days: int = 5
+    sla_warn_days: int = 1
+    sla_confirm_warn_days: int = 3  # the confirm stage turns yellow this many days before the link expires
+
+    def sla(self) -> Sla:
+        """The one SLA with these limits (the console's lights and `zhida report` use it)."""
+        return Sla(
+            review_days=self.sla_review_days,
+            payment_days=self.sla_payment_days,
+            warn_days=self.sla_warn_days,
+            confirm_warn_days=self.sla_confirm_warn_days,
+        )
+
+
+class Settings(SlaSettings):
     """Everything `zhida serve` reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ZHIDA_", extra="ignore")
@@ -62,12 +84,6 @@ class Settings(BaseSettings):
     confirm_token_limit: int = 20
     confirm_window_seconds: int = 600
     login_limit: int = 10  # failed or not, per IP and username, per confirm_window_seconds
-    # The SLA (reports.sla), in working days by the official calendar: yellow from `limit - warn`, red past
-    # `limit`; payment runs from confirmation to money (制单 2 + 复核 1 + the bank the rest).
-    sla_review_days: int = 2
-    sla_payment_days: int = 5
-    sla_warn_days: int = 1
-    sla_confirm_warn_days: int = 3  # the confirm stage turns yellow this many days before the link expires
     demo_phone: bool = False  # show the SMS this process sent, with their links, at /demo/phone
     objection_ip_limit: int = 5  # objections (异议) filed per IP per confirm_window_seconds on /gongshi
     # Enterprise sign-in (法人登录): the provincial unified identity by OIDC when an issuer is set, and the
@@ -148,15 +164,6 @@ class Settings(BaseSettings):
             database_url=self.database_url,
             migration_database_url=self.migration_database_url,
             link_base=self.confirm_link_base,
-        )
-
-    def sla(self) -> Sla:
-        """The one SLA, with this service's limits (the console's lights and `zhida report` use it)."""
-        return Sla(
-            review_days=self.sla_review_days,
-            payment_days=self.sla_payment_days,
-            warn_days=self.sla_warn_days,
-            confirm_warn_days=self.sla_confirm_warn_days,
         )
 
     def default_as_of(self) -> dt.date:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from api.settings import Settings
+from api.settings import SlaSettings
 from payouts.db import connect, transaction
 from reports.monthly import write_report
 
@@ -27,6 +27,6 @@ def report(
 ) -> None:
     """写出月度报告：核心指标与上月比较、分部门分政策到账、兑现漏斗、到账工作日、各部门时限亮灯、主要卡点条件。"""
     with transaction(connect()) as s:
-        written = write_report(s, month, out, run, Settings().sla())
+        written = write_report(s, month, out, run, SlaSettings().sla())
     console.print(f"月度报告：{written.html}", markup=False)
     console.print(f"数据表：{written.xlsx}", markup=False)
