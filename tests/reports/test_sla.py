@@ -4,11 +4,13 @@ worked), the same limits for the console's lights and the monthly report."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from api.settings import Settings, SlaSettings
+from payouts import offers, runs
 from reports import sla
 from reports.calendar import working_days, working_days_before
 from reports.errors import ReportError
@@ -48,6 +50,30 @@ def test_the_console_lights_count_back_over_the_holiday_and_the_worked_sunday() 
     # 5 working days before Thursday 9 October 2025, 10:00: 30 Sep, 29 Sep, Sunday 28 Sep (调休), 26, 25.
     before = working_days_before(beijing(2025, 10, 9, 10), 5)
     assert before == beijing(2025, 9, 25, 10).astimezone(dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "light"),
+    [
+        # 1 working day after 30 September over the National Day week (Monday to Friday would say 7: red).
+        ((2025, 10, 9, 10), "green"),
+        # 4 working days: 9, 10, Saturday 11 (调休), 13 October: yellow from limit 5 - warn 1.
+        ((2025, 10, 14, 10), "yellow"),
+        # 5 working days have passed by Wednesday 15 October, 10:00.
+        ((2025, 10, 15, 10, 1), "red"),
+    ],
+)
+def test_the_console_payment_light_counts_by_the_official_calendar(
+    tx, small_run: Path, now: tuple[int, ...], light: str
+) -> None:
+    confirmed = beijing(2025, 9, 30, 10)  # `gaoxin` needs no 意愿确认: its offer is confirmed at release
+    with tx() as s:
+        runs.import_run(s, small_run, "rev", confirmed)
+        offers.release(s, "rev", confirmed)
+    with tx() as s:
+        rows = sla.lights(s, Settings().sla(), beijing(*now), {"gaoxin"})
+    payment = next(r for r in rows if r.stage == "payment" and r.policy_id is None)
+    assert {"green": payment.green, "yellow": payment.yellow, "red": payment.red}[light] == payment.total == 1
 
 
 def test_payment_steps_add_up_to_the_payment_limit_the_console_shows() -> None:
