@@ -3,9 +3,9 @@
 `zhida match --engine spark` calls `run_match_spark`. The profile (`matcher.profile.profile_query`), the
 verdict blocks and eligible rows (`matcher.plan.Block.select`, `matcher.plan.matches_query`) and the
 allocation (`matcher.plan.candidates_query`) are
-the very trees the DuckDB engine runs; `spark_sql` renders them with sqlglot's Spark dialect after one
-transform, `for_spark`, for the two places where Spark SQL would mean something else (no INT128 for exact
-integer fen products; DOUBLE to text spelled by Java's rules). One definition of every rule and derived
+the very trees the DuckDB engine runs; `spark_sql` renders them in `matcher.dialect.ZhidaSpark`, sqlglot's Spark
+dialect with the few renderings where Spark SQL would mean something else (no INT128 for exact integer
+fen products; DOUBLE to text spelled by Java's rules). One definition of every rule and derived
 field; the engines differ only in the dialect. No Python UDFs: the cluster runs plain Spark SQL.
 
 Nothing is collected to the driver but counts and totals: intermediate tables are checkpointed on the
@@ -48,6 +48,7 @@ from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
 from matcher.codes import industry_leaf_codes, known_industry_codes, known_region_codes, region_list
+from matcher.dialect import ZhidaSpark
 from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import (
     ALLOCATED,
@@ -88,7 +89,7 @@ from matcher.snapshot import (
     TableReport,
     TableSpec,
 )
-from rules.catalog import CATALOG, CREDIT_RATINGS, STATUSES
+from rules.catalog import CREDIT_RATINGS, STATUSES
 from rules.errors import MatchError, SnapshotError
 from rules.policy import Policy
 from rules.ruleset import RuleSet, load_ruleset
@@ -107,75 +108,9 @@ PINNED = (ANSI, "spark.sql.session.timeZone", "spark.sql.timestampType")
 # --- rendering ----------------------------------------------------------------------------------------------
 
 
-def _double_text(value: exp.Expression) -> exp.Expression:
-    """A DOUBLE as text the way DuckDB writes it: Java (Spark) switches to 5.0E-4 notation outside
-    [1e-3, 1e7), DuckDB only outside [1e-4, 1e16) and as 1e-05; the same digits, spelled DuckDB's way."""
-    magnitude = exp.Abs(this=value.copy())
-    java_plain = exp.and_(
-        exp.GTE(this=magnitude.copy(), expression=exp.Literal.number("0.001")),
-        exp.LT(this=magnitude.copy(), expression=exp.Literal.number("10000000")),
-    )
-    duckdb_plain = exp.and_(
-        exp.GTE(this=magnitude.copy(), expression=exp.Literal.number("0.0001")),
-        exp.LT(this=magnitude.copy(), expression=exp.Literal.number("10000000000000000")),
-    )
-    # The decimal takes Java's digits of the double (Spark converts through Double.toString).
-    digits = exp.func(
-        "REGEXP_REPLACE",
-        exp.cast(exp.cast(value.copy(), "DECIMAL(38, 20)"), "VARCHAR"),
-        exp.Literal.string("0+$"),
-        exp.Literal.string(""),
-    )
-    spelled = exp.func("REGEXP_REPLACE", digits, exp.Literal.string("\\.$"), exp.Literal.string(".0"))
-    # Elsewhere both use exponents: Java 1.0E-5 and 1.5E20, DuckDB 1e-05 and 1.5e+20.
-    scientific: exp.Expr = exp.cast(value.copy(), "VARCHAR")
-    for pattern, replacement in (
-        ("\\.0E", "E"),
-        ("E([0-9])", "E+$1"),
-        ("E([+-])([0-9])$", "E$10$2"),
-        ("E", "e"),
-    ):
-        scientific = exp.func(
-            "REGEXP_REPLACE", scientific, exp.Literal.string(pattern), exp.Literal.string(replacement)
-        )
-    return exp.Case(
-        ifs=[
-            exp.If(this=java_plain, true=exp.cast(value.copy(), "VARCHAR")),
-            exp.If(this=duckdb_plain, true=spelled),
-        ],
-        default=scientific,
-    )
-
-
-def _is_double_field(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Column) and node.name in CATALOG and CATALOG[node.name].type == "ratio"
-
-
-def for_spark(node: exp.Expr) -> exp.Expr:
-    """The Spark rendering of one node of a plan tree, where Spark SQL would mean something else.
-
-    - Spark has no 128-bit integer: exact integer fen products are DECIMAL(38, 0) there.
-    - A ratio field (DOUBLE) as text is spelled as DuckDB spells it (near-miss values read the same).
-    - Spark has no TRY(): its decimal products widen up to 38 digits, so only the TRY_CASTs inside can
-      fail, and they give NULL.
-    """
-    if isinstance(node, exp.Try):
-        inner: exp.Expr = node.this
-        return inner
-    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
-        return exp.DataType.build("DECIMAL(38, 0)")
-    if (
-        isinstance(node, exp.Cast)
-        and node.to.is_type(exp.DataType.Type.VARCHAR)
-        and _is_double_field(node.this)
-    ):
-        return _double_text(node.this)
-    return node
-
-
 def spark_sql(tree: exp.Expr) -> str:
-    """A plan tree as Spark SQL (the tree itself is not changed)."""
-    return tree.transform(for_spark).sql(dialect="spark")
+    """A plan tree as the Spark SQL the engine runs (`matcher.dialect.ZhidaSpark`)."""
+    return tree.sql(dialect=ZhidaSpark)
 
 
 def _from_duckdb(text: str) -> exp.Expr:
