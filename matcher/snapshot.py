@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -31,159 +30,26 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import yaml
+from sqlglot import exp
 from stdnum.cn import uscc as uscc_check
 
 from matcher.codes import is_known_industry, is_known_region
 from matcher.duckdb_engine import fetch_one
-from rules.catalog import CREDIT_RATINGS, STATUSES
+from matcher.snapshot_rules import (
+    RULES,
+    SPECS,
+    TABLE_NAMES,
+    TableSpec,
+    column_cast,
+    missing_columns,
+    missing_table,
+    row_checks,
+    two_files,
+)
 from rules.errors import SnapshotError, display_path
 
-TABLE_NAMES = (
-    "enterprises",
-    "annual_reports",
-    "tax",
-    "social_insurance",
-    "credit",
-    "certifications",
-    "bank_accounts",
-    "payments",
-)
-CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
-MONEY = "DECIMAL(18,2)"
-FIRST_YEAR = 1990
-"""Yearly rows before this year are `year_out_of_range` (as are years after the snapshot's own)."""
 EXAMPLES = 5
-# Codes: stored as integers they would lose leading zeros, so such a column makes its table unusable.
-CODE_COLUMNS = {
-    "uscc",
-    "region_code",
-    "industry_code",
-    "contact_phone",
-    "account_no",
-    "policy_id",
-    "item_id",
-    "period",
-}
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One snapshot table of Contract 2: its columns with their DuckDB types, its key, whether optional."""
-
-    name: str
-    columns: dict[str, str]  # column -> DuckDB type
-    key: tuple[str, ...]
-    optional: bool = False
-
-    @property
-    def money(self) -> list[str]:
-        return [c for c, t in self.columns.items() if t == MONEY]
-
-    @property
-    def counts(self) -> list[str]:
-        return [c for c, t in self.columns.items() if t == "BIGINT"]
-
-
-SPECS: dict[str, TableSpec] = {
-    s.name: s
-    for s in (
-        TableSpec(
-            "enterprises",
-            {
-                "uscc": "VARCHAR",
-                "name": "VARCHAR",
-                "reg_date": "DATE",
-                "region_code": "VARCHAR",
-                "industry_code": "VARCHAR",
-                "status": "VARCHAR",
-                "reg_capital": MONEY,
-                "contact_phone": "VARCHAR",
-            },
-            ("uscc",),
-        ),
-        TableSpec(
-            "annual_reports",
-            {
-                "uscc": "VARCHAR",
-                "year": "INTEGER",
-                "employees": "BIGINT",
-                "revenue": MONEY,
-                "total_assets": MONEY,
-            },
-            ("uscc", "year"),
-        ),
-        TableSpec(
-            "tax",
-            {
-                "uscc": "VARCHAR",
-                "year": "INTEGER",
-                "tax_paid": MONEY,
-                "rd_expense": MONEY,
-                "credit_rating": "VARCHAR",
-            },
-            ("uscc", "year"),
-        ),
-        TableSpec(
-            "social_insurance",
-            {
-                "uscc": "VARCHAR",
-                "year": "INTEGER",
-                "insured_start": "BIGINT",
-                "insured_end": "BIGINT",
-                "ui_premium_paid": MONEY,
-                "ui_arrears": "BOOLEAN",
-                "new_graduate_hires": "BIGINT",
-            },
-            ("uscc", "year"),
-        ),
-        TableSpec(
-            "credit",
-            {"uscc": "VARCHAR", "serious_dishonest": "BOOLEAN", "abnormal_operation": "BOOLEAN"},
-            ("uscc",),
-        ),
-        TableSpec(
-            "certifications",
-            {"uscc": "VARCHAR", "cert_type": "VARCHAR", "cert_date": "DATE", "expiry_date": "DATE"},
-            ("uscc", "cert_type", "cert_date"),
-        ),
-        TableSpec(
-            "bank_accounts",
-            {"uscc": "VARCHAR", "bank_name": "VARCHAR", "account_no": "VARCHAR", "account_name": "VARCHAR"},
-            ("uscc",),
-        ),
-        TableSpec(
-            "payments",
-            {
-                "uscc": "VARCHAR",
-                "policy_id": "VARCHAR",
-                "item_id": "VARCHAR",
-                "period": "VARCHAR",
-                "amount": MONEY,
-            },
-            ("uscc", "policy_id", "item_id", "period"),
-            optional=True,
-        ),
-    )
-}
-
-RULES = {
-    "bad_uscc": "统一社会信用代码校验位错误",
-    "missing_key": "主键为空",
-    "duplicate_key": "主键重复（该主键的所有行均拒绝）",
-    "bad_value": "值无法无损转换为规定类型",
-    "negative_money": "金额为负数",
-    "negative_count": "人数为负数",
-    "future_date": "日期晚于快照日期",
-    "unknown_status": "未知的登记状态",
-    "unknown_credit_rating": "未知的纳税信用等级",
-    "unknown_cert_type": "未知的资质类型",
-    "expiry_before_cert": "有效期截止早于发证日期",
-    "unknown_region": "未知的行政区划代码",
-    "unknown_industry": "未知的行业代码",
-    "year_out_of_range": "年度超出范围",
-    "orphan": "企业不在已接受的企业表中",
-}
-"""Rule id -> its name for the data office. The ids are stable: reports and other engines use them."""
+"""Rows shown per broken rule in the report."""
 
 
 @dataclass
@@ -340,20 +206,14 @@ def _taken_at(directory: Path) -> dt.date | None:
 def _source(directory: Path, spec: TableSpec) -> Path | None:
     parquet, csv_file = directory / f"{spec.name}.parquet", directory / f"{spec.name}.csv"
     if parquet.exists() and csv_file.exists():
-        raise SnapshotError(
-            f"同时存在 {parquet.name} 和 {csv_file.name}，无法确定用哪一个；请删除其中一个",
-            file=display_path(directory),
-        )
+        raise two_files(spec.name, display_path(directory))
     if parquet.exists():
         return parquet
     if csv_file.exists():
         return csv_file
     if spec.optional:
         return None
-    raise SnapshotError(
-        f"缺少必需的表 {spec.name}；请提供 {spec.name}.parquet 或 {spec.name}.csv（UTF-8，带表头）",
-        file=display_path(directory),
-    )
+    raise missing_table(spec.name, display_path(directory))
 
 
 @dataclass(frozen=True)
@@ -387,13 +247,7 @@ def _reader(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> _Rea
             raise SnapshotError(f"无法读取 Parquet 文件：{_first_lines(e)}；请重新导出", file=shown) from None
         types = {str(name): str(kind) for name, kind, *_ in described}
         reader = _Reader(path, shown, relation, "file_row_number + 1", types)
-    missing = [c for c in spec.columns if c not in reader.types]
-    if missing:
-        raise SnapshotError(
-            f"缺少必需的列 {', '.join(missing)}；表头应包含 {', '.join(spec.columns)}",
-            file=shown,
-            field=missing[0],
-        )
+    missing_columns(spec, reader.types, shown)
     for column, wanted in spec.columns.items():
         _cast(column, reader.types[column], wanted, shown)  # raises on a type that cannot be used
     return reader
@@ -419,12 +273,6 @@ def _csv_header(path: Path, shown: str) -> list[str]:
 
 # --- typing the columns ---------------------------------------------------------------------------------
 
-_INTEGER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)")
-_NUMBER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE")
-_TIMESTAMP = re.compile(r"TIMESTAMP(_S|_MS|_NS)?")
-_EXACT = "DECIMAL(38,10)"
-"""A type every accepted number fits without rounding: a cast that changes the value against it lost data."""
-
 
 @dataclass(frozen=True)
 class _Cast:
@@ -435,31 +283,17 @@ class _Cast:
 
 
 def _cast(column: str, source: str, wanted: str, shown: str) -> _Cast:
-    """The cast of a column delivered as `source` into `wanted`, or SnapshotError if none is safe.
-
-    Text is trimmed ('' is NULL) and cast with TRY_CAST; a number that would be rounded on the way
-    (1.5 employees, 1.005 yuan) is bad, like text that does not cast at all."""
-    raw, t = _q(column), _q("_t_" + column)
-    if source == wanted:
-        return _Cast(f"NULLIF(trim({raw}), '')" if wanted == "VARCHAR" else raw, None)
-    if source == "VARCHAR":  # CSV, or text in Parquet
-        text = f"NULLIF(trim({raw}), '')"
-        lossy = f" OR TRY_CAST({text} AS {_EXACT}) IS DISTINCT FROM {t}" if _NUMBER.fullmatch(wanted) else ""
-        return _Cast(f"TRY_CAST({text} AS {wanted})", f"{text} IS NOT NULL AND ({t} IS NULL{lossy})")
-    if _NUMBER.fullmatch(wanted) and _NUMBER.fullmatch(source):
-        lossy = f"{t} IS NULL OR TRY_CAST({raw} AS {_EXACT}) IS DISTINCT FROM {t}"
-        return _Cast(f"TRY_CAST({raw} AS {wanted})", f"{raw} IS NOT NULL AND ({lossy})")
-    if wanted == "DATE" and _TIMESTAMP.fullmatch(source):
-        return _Cast(f"CAST({raw} AS DATE)", None)
-    if wanted == "BOOLEAN" and _INTEGER.fullmatch(source):
-        return _Cast(f"TRY_CAST({raw} AS BOOLEAN)", f"{raw} NOT IN (0, 1)")
-    if wanted == "VARCHAR" and column in CODE_COLUMNS:
-        fix = "代码会丢失前导零；请以文本（string/VARCHAR）类型导出"
-    elif wanted == "VARCHAR":
-        fix = "应为文本；请以文本（string/VARCHAR）类型导出"
-    else:
-        fix = f"不能无损转换为 {wanted}；请以 {wanted} 或文本类型导出"
-    raise SnapshotError(f"列类型为 {source}，{fix}", file=shown, field=column)
+    """`matcher.snapshot_rules.column_cast` over the delivered column and `_t_<column>`, as DuckDB SQL;
+    SnapshotError if no cast is safe."""
+    cast = column_cast(
+        column,
+        source,
+        wanted,
+        shown,
+        raw=exp.column(column, quoted=True),
+        typed=exp.column("_t_" + column, quoted=True),
+    )
+    return _Cast(_sql(cast.typed), None if cast.bad is None else _sql(cast.bad))
 
 
 def _stage(con: duckdb.DuckDBPyConnection, spec: TableSpec, reader: _Reader) -> set[str]:
@@ -594,39 +428,16 @@ class _Rule:
 
 
 def _row_rules(spec: TableSpec, delivered: set[str], day: dt.date) -> list[_Rule]:
-    """The per-row rules of a table, in report order.
-
-    `delivered` are the columns with a `_raw_` column (values that did not cast without loss)."""
-
-    def empty(c: str) -> str:  # delivered empty, as opposed to delivered but not castable (bad_value)
-        return f"s.{_q(c)} IS NULL" + (f" AND s.{_q('_raw_' + c)} IS NULL" if c in delivered else "")
-
-    out = [_Rule("missing_key", c, empty(c)) for c in spec.key]
-    out += [_Rule("bad_value", c, f"s.{_q('_raw_' + c)} IS NOT NULL") for c in spec.columns if c in delivered]
-    out += [_Rule("negative_money", c, f"s.{_q(c)} < 0") for c in spec.money]
-    out += [_Rule("negative_count", c, f"s.{_q(c)} < 0") for c in spec.counts]
-    if "year" in spec.columns:
-        out.append(_Rule("year_out_of_range", "year", f"s.year < {FIRST_YEAR} OR s.year > {day.year}"))
-    if spec.name == "enterprises":
-        out += [
-            _Rule("future_date", "reg_date", f"s.reg_date > DATE '{day}'"),
-            _Rule("unknown_status", "status", f"s.status NOT IN ({_s_list(STATUSES)})"),
-        ]
-    if spec.name == "tax":
-        out.append(
-            _Rule(
-                "unknown_credit_rating",
-                "credit_rating",
-                f"s.credit_rating NOT IN ({_s_list(CREDIT_RATINGS)})",
-            )
-        )
-    if spec.name == "certifications":
-        out += [
-            _Rule("unknown_cert_type", "cert_type", f"s.cert_type NOT IN ({_s_list(CERT_TYPES)})"),
-            _Rule("future_date", "cert_date", f"s.cert_date > DATE '{day}'"),
-            _Rule("expiry_before_cert", "expiry_date", "s.expiry_date < s.cert_date"),
-        ]
-    return out
+    """The per-row rules of a table (`matcher.snapshot_rules.row_checks`) over the staged row `s`, in
+    report order. `delivered` are the columns with a `_raw_` column (values that did not cast without
+    loss)."""
+    checks = row_checks(
+        spec,
+        day,
+        lambda c: exp.column(c, table="s", quoted=True),
+        {c: exp.column("_raw_" + c, table="s", quoted=True).is_(exp.null()).not_() for c in delivered},
+    )
+    return [_Rule(check.rule, check.column, _sql(check.broken)) for check in checks]
 
 
 def _settle(
@@ -729,6 +540,10 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 
 # --- small SQL pieces -------------------------------------------------------------------------------------
+
+
+def _sql(tree: exp.Expr) -> str:
+    return tree.sql("duckdb")
 
 
 def _temp(name: str) -> str:

@@ -31,8 +31,6 @@ import functools
 import hashlib
 import json
 import os
-import re
-import resource
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,15 +45,12 @@ from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
-from matcher.codes import industry_leaf_codes, known_industry_codes, known_region_codes, region_list
 from matcher.dialect import ZhidaSpark
-from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
 from matcher.plan import (
     ALLOCATED,
     KEYS,
     MATCHES,
     PAID,
-    PAYABLE,
     STATUS_COUNTS,
     SUMMARY,
     TOTALS,
@@ -79,17 +74,20 @@ from matcher.plan import (
 )
 from matcher.profile import profile_query, profile_table_name
 from matcher.run import OUTPUT_QUERIES, manifest, ordered_query
-from matcher.snapshot import (
-    CERT_TYPES,
-    CODE_COLUMNS,
-    FIRST_YEAR,
+from matcher.snapshot import SnapshotReport, TableReport
+from matcher.snapshot_rules import (
     SPECS,
     TABLE_NAMES,
-    SnapshotReport,
-    TableReport,
+    ColumnCast,
     TableSpec,
+    code_checks,
+    column_type,
+    missing_columns,
+    missing_table,
+    two_files,
 )
-from rules.catalog import CREDIT_RATINGS, STATUSES
+from matcher.snapshot_rules import column_cast as rules_column_cast
+from matcher.snapshot_rules import row_checks as row_checks_of
 from rules.errors import MatchError, SnapshotError
 from rules.policy import Policy
 from rules.ruleset import RuleSet, load_ruleset
@@ -192,123 +190,17 @@ def _materialise(spark: SparkSession, name: str, tree: exp.Expr) -> None:
     frame.createOrReplaceTempView(name)
 
 
-# --- snapshot: the DuckDB loader's rules as trees ---------------------------------------------------------------
-
-_VARCHAR = "VARCHAR"
-
-
-def _type(duckdb_type: str) -> exp.DataType:
-    return exp.DataType.build(duckdb_type, dialect="duckdb")
-
-
-def _strings(values: Iterable[str]) -> list[exp.Expression]:
-    return [exp.Literal.string(v) for v in values]
-
-
-def _or(parts: Sequence[exp.Expression]) -> exp.Expression:
-    return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
-
-
-def _and(parts: Sequence[exp.Expression]) -> exp.Expression:
-    return functools.reduce(lambda a, b: exp.And(this=a, expression=b), parts)
-
-
-def _substr(code: exp.Expression, start: int, length: int) -> exp.Expression:
-    return exp.Substring(this=code.copy(), start=exp.Literal.number(start), length=exp.Literal.number(length))
-
-
-def _int(n: int) -> exp.Expression:
-    return exp.Literal.number(n)
-
-
-def uscc_valid(code: exp.Expression) -> exp.Expression:
-    """GB 32100 as the DuckDB loader checks it (python-stdnum on codes written in canonical form): 8 digits,
-    then 10 characters of the alphabet (upper case), the last the check character of the first 17
-    (weights 3^i mod 31)."""
-    alphabet = exp.Literal.string(USCC_ALPHABET)
-    terms: list[exp.Expression] = [
-        exp.Mul(
-            this=exp.Paren(
-                this=exp.Sub(
-                    this=exp.StrPosition(this=alphabet.copy(), substr=_substr(code, i + 1, 1)),
-                    expression=_int(1),
-                )
-            ),
-            expression=_int(int(w)),
-        )
-        for i, w in enumerate(USCC_WEIGHTS)
-    ]
-    total = functools.reduce(lambda a, b: exp.Add(this=a, expression=b), terms)
-    check = exp.Mod(
-        this=exp.Paren(
-            this=exp.Sub(this=_int(31), expression=exp.Mod(this=exp.Paren(this=total), expression=_int(31)))
-        ),
-        expression=_int(31),
-    )
-    expected = exp.Substring(
-        this=alphabet.copy(), start=exp.Add(this=check, expression=_int(1)), length=_int(1)
-    )
-    return _and(
-        [
-            exp.RegexpLike(
-                this=code.copy(), expression=exp.Literal.string(f"^[0-9]{{8}}[{USCC_ALPHABET}]{{10}}\\z")
-            ),
-            exp.EQ(this=_substr(code, 18, 1), expression=expected),
-        ]
-    )
-
-
-def region_known(code: exp.Expression) -> exp.Expression:
-    """`matcher.codes.RegionList.is_known` as SQL: listed, or a county under a listed prefecture of a province
-    of which the list ships no counties."""
-    listed: exp.Expression = code.copy().isin(*_strings(known_region_codes()))
-    regions = region_list()
-    fallback = sorted(
-        r.code
-        for r in regions.regions.values()
-        if r.level == "prefecture" and r.code[:2] not in regions.provinces_with_counties
-    )
-    if not fallback:
-        return listed
-    county = _and(
-        [
-            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[0-9]{6}\\z")),
-            exp.NEQ(this=_substr(code, 5, 2), expression=exp.Literal.string("00")),
-            exp.func("CONCAT", _substr(code, 1, 4), exp.Literal.string("00")).isin(*_strings(fallback)),
-        ]
-    )
-    return exp.Or(this=listed, expression=exp.Paren(this=county))
-
-
-def industry_known(code: exp.Expression) -> exp.Expression:
-    """`matcher.codes.IndustryList.is_known` as SQL: well formed, and listed or under a listed leaf."""
-    leaves = _strings(industry_leaf_codes())
-    return _and(
-        [
-            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[A-Z]([0-9]{2,4})?\\z")),
-            exp.Paren(
-                this=_or(
-                    [
-                        code.copy().isin(*_strings(known_industry_codes())),
-                        *(_substr(code, 1, n).isin(*[x.copy() for x in leaves]) for n in (1, 3, 4)),
-                    ]
-                )
-            ),
-        ]
-    )
+# --- snapshot: the rules of `matcher.snapshot_rules` over the raw tables -------------------------------------
 
 
 def _t(column: str) -> exp.Column:
     return exp.column(f"t_{column}")
 
 
-def _date(day: dt.date) -> exp.Expression:
-    return exp.cast(exp.Literal.string(day.isoformat()), "DATE")
+def _any(parts: Sequence[exp.Expr]) -> exp.Expr:
+    return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
 
 
-_EXACT = exp.DataType.build("DECIMAL(38, 10)")
-_NUMBER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE")
-_INTEGER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)")
 _DUCKDB_OF_SPARK = {
     "string": "VARCHAR",
     "tinyint": "TINYINT",
@@ -324,15 +216,6 @@ _DUCKDB_OF_SPARK = {
 }
 
 
-@dataclass(frozen=True)
-class ColumnCast:
-    """How one delivered column becomes its specified type (`matcher.snapshot._cast`): the typed value over
-    the raw column, and the condition (over the raw column and `t_<column>`) that its value is bad."""
-
-    typed: exp.Expression
-    bad: exp.Expression | None  # None: a value delivered in this type is never bad
-
-
 def duckdb_type_of(spark_type: str) -> str:
     """The DuckDB name of a Spark column type, as the DuckDB loader would see the same data."""
     if spark_type.startswith("decimal("):
@@ -340,115 +223,21 @@ def duckdb_type_of(spark_type: str) -> str:
     return _DUCKDB_OF_SPARK.get(spark_type, spark_type.upper())
 
 
-def _distinct(a: exp.Expression, b: exp.Expression) -> exp.Expression:
-    return exp.Not(this=exp.NullSafeEQ(this=a, expression=b))
-
-
 def column_cast(column: str, source: str, wanted: str, shown: str) -> ColumnCast:
-    """The cast of a column delivered as `source` (a DuckDB type name) into `wanted`, as the DuckDB loader
-    casts it; SnapshotError where it refuses the column. Text is trimmed ('' is NULL) and cast with
-    TRY_CAST; a number that would be rounded on the way is bad, like text that does not cast at all."""
-    raw, t, target = exp.column(column), _t(column), _type(wanted)
-    text = exp.Nullif(this=exp.Trim(this=raw.copy()), expression=exp.Literal.string(""))
-    if source == wanted:
-        return ColumnCast(text if wanted == _VARCHAR else raw, None)
-    if source == _VARCHAR:  # CSV, or text in Parquet
-        bad: exp.Expression = t.copy().is_(exp.null())
-        if _NUMBER.fullmatch(wanted):
-            bad = exp.Or(
-                this=bad, expression=_distinct(exp.TryCast(this=text.copy(), to=_EXACT, safe=True), t.copy())
-            )
-        return ColumnCast(
-            exp.TryCast(this=text, to=target, safe=True),
-            exp.And(this=text.copy().is_(exp.null()).not_(), expression=exp.Paren(this=bad)),
-        )
-    if _NUMBER.fullmatch(wanted) and _NUMBER.fullmatch(source):
-        lossy = exp.Or(
-            this=t.copy().is_(exp.null()),
-            expression=_distinct(exp.TryCast(this=raw.copy(), to=_EXACT, safe=True), t.copy()),
-        )
-        return ColumnCast(
-            exp.TryCast(this=raw, to=target, safe=True),
-            exp.And(this=raw.copy().is_(exp.null()).not_(), expression=exp.Paren(this=lossy)),
-        )
-    if wanted == "DATE" and source == "TIMESTAMP":
-        return ColumnCast(exp.cast(raw, "DATE"), None)
-    if wanted == "BOOLEAN" and _INTEGER.fullmatch(source):
-        return ColumnCast(
-            exp.TryCast(this=raw, to=target, safe=True), exp.Not(this=raw.copy().isin(_int(0), _int(1)))
-        )
-    if wanted == _VARCHAR and column in CODE_COLUMNS:
-        fix = "代码会丢失前导零；请以文本（string/VARCHAR）类型导出"
-    elif wanted == _VARCHAR:
-        fix = "应为文本；请以文本（string/VARCHAR）类型导出"
-    else:
-        fix = f"不能无损转换为 {wanted}；请以 {wanted} 或文本类型导出"
-    raise SnapshotError(f"列类型为 {source}，{fix}", file=shown, field=column)
-
-
-def _bad(casts: Mapping[str, ColumnCast], column: str) -> exp.Expression:
-    cast = casts[column]
-    return (
-        exp.false()
-        if cast.bad is None
-        else exp.Coalesce(this=exp.Paren(this=cast.bad.copy()), expressions=[exp.false()])
-    )
+    """`matcher.snapshot_rules.column_cast` over the raw column and `t_<column>`."""
+    return rules_column_cast(column, source, wanted, shown, raw=exp.column(column), typed=_t(column))
 
 
 def row_checks(
     spec: TableSpec, day: dt.date, casts: Mapping[str, ColumnCast]
-) -> list[tuple[str, str, exp.Expression]]:
-    """The per-row rules of `matcher.snapshot` (`_row_rules` and the code checks), in its report order, as
-    (rule, column, condition meaning rejected) over the typed columns `t_*` and the raw ones."""
-    out: list[tuple[str, str, exp.Expression]] = []
-    out += [
-        ("missing_key", c, exp.And(this=_t(c).is_(exp.null()), expression=exp.Not(this=_bad(casts, c))))
-        for c in spec.key
-    ]
-    out += [("bad_value", c, casts[c].bad.copy()) for c in spec.columns if casts[c].bad is not None]  # type: ignore[union-attr]
-    out += [("negative_money", c, exp.LT(this=_t(c), expression=_int(0))) for c in spec.money]
-    out += [("negative_count", c, exp.LT(this=_t(c), expression=_int(0))) for c in spec.counts]
-    if "year" in spec.columns:
-        out.append(
-            (
-                "year_out_of_range",
-                "year",
-                exp.Or(
-                    this=exp.LT(this=_t("year"), expression=_int(FIRST_YEAR)),
-                    expression=exp.GT(this=_t("year"), expression=_int(day.year)),
-                ),
-            )
-        )
+) -> list[tuple[str, str, exp.Expr]]:
+    """The rules of `matcher.snapshot_rules` (row rules, then the code rules of enterprises), in the DuckDB
+    loader's report order, as (rule, column, condition meaning rejected) over the typed columns `t_*`."""
+    bad = {c: cast.bad for c, cast in casts.items() if cast.bad is not None}
+    checks = row_checks_of(spec, day, _t, bad)
     if spec.name == "enterprises":
-        out += [
-            ("future_date", "reg_date", exp.GT(this=_t("reg_date"), expression=_date(day))),
-            ("unknown_status", "status", exp.Not(this=_t("status").isin(*_strings(STATUSES)))),
-        ]
-    if spec.name == "tax":
-        out.append(
-            (
-                "unknown_credit_rating",
-                "credit_rating",
-                exp.Not(this=_t("credit_rating").isin(*_strings(CREDIT_RATINGS))),
-            )
-        )
-    if spec.name == "certifications":
-        out += [
-            ("unknown_cert_type", "cert_type", exp.Not(this=_t("cert_type").isin(*_strings(CERT_TYPES)))),
-            ("future_date", "cert_date", exp.GT(this=_t("cert_date"), expression=_date(day))),
-            ("expiry_before_cert", "expiry_date", exp.LT(this=_t("expiry_date"), expression=_t("cert_date"))),
-        ]
-    if spec.name == "enterprises":  # the loader's code lookups come after its row rules
-        out += [
-            ("bad_uscc", "uscc", exp.Not(this=exp.Paren(this=uscc_valid(_t("uscc"))))),
-            ("unknown_region", "region_code", exp.Not(this=exp.Paren(this=region_known(_t("region_code"))))),
-            (
-                "unknown_industry",
-                "industry_code",
-                exp.Not(this=exp.Paren(this=industry_known(_t("industry_code")))),
-            ),
-        ]
-    return out
+        checks += code_checks(_t)
+    return [(check.rule, check.column, check.broken) for check in checks]
 
 
 def _flag(n: int) -> str:
@@ -464,7 +253,7 @@ def checked_query(
         *[exp.column(c) for c in spec.columns],
         *[exp.alias_(casts[c].typed.copy(), f"t_{c}") for c in spec.columns],
     ).from_(raw)
-    key_present = _and([_t(c).is_(exp.null()).not_() for c in spec.key])
+    key_present = exp.and_(*[_t(c).is_(exp.null()).not_() for c in spec.key])
     dup = exp.and_(
         key_present,
         exp.GT(
@@ -472,7 +261,7 @@ def checked_query(
                 this=exp.Count(this=exp.Star()),
                 partition_by=[_t(c) for c in spec.key],
             ),
-            expression=_int(1),
+            expression=exp.Literal.number(1),
         ),
     )
     if spec.name == "enterprises":
@@ -510,7 +299,7 @@ def checked_query(
 
 
 def _accepted(flags: Sequence[str]) -> exp.Expression:
-    return exp.Not(this=exp.Paren(this=_or([exp.column(f) for f in flags])))
+    return exp.Not(this=exp.Paren(this=_any([exp.column(f) for f in flags])))
 
 
 def accepted_query(spec: TableSpec, checked: str, flags: Sequence[str]) -> exp.Select:
@@ -520,7 +309,7 @@ def accepted_query(spec: TableSpec, checked: str, flags: Sequence[str]) -> exp.S
 def empty_query(spec: TableSpec) -> exp.Select:
     """An empty table with the spec's columns (an optional table that was not delivered)."""
     return exp.select(
-        *[exp.alias_(exp.cast(exp.null(), _type(t)), c) for c, t in spec.columns.items()]
+        *[exp.alias_(exp.cast(exp.null(), column_type(t)), c) for c, t in spec.columns.items()]
     ).where(exp.false())
 
 
@@ -639,30 +428,19 @@ def _raw_table(
     frames = {p: _read(spark, p, kind) for p, kind in ((parquet, "parquet"), (csv, "csv"))}
     found = {p: df for p, df in frames.items() if df is not None}
     if len(found) == 2:
-        raise SnapshotError(
-            f"同时存在 {spec.name}.parquet 和 {spec.name}.csv，无法确定用哪一个；请删除其中一个",
-            file=source.location,
-        )
+        raise two_files(spec.name, source.location)
     if found:
         ((path, df),) = found.items()
         return df, path
     if spec.optional:
         return None, None
-    raise SnapshotError(
-        f"缺少必需的表 {spec.name}（{spec.name}.parquet 或 {spec.name}.csv）", file=source.location
-    )
+    raise missing_table(spec.name, source.location)
 
 
 def column_casts(spec: TableSpec, df: DataFrame, where: str) -> dict[str, ColumnCast]:
     """The cast of every specified column of a delivered table; SnapshotError for a missing or unusable one."""
     types = {f.name: duckdb_type_of(f.dataType.simpleString()) for f in df.schema.fields}
-    missing = [c for c in spec.columns if c not in types]
-    if missing:
-        raise SnapshotError(
-            f"缺少必需的列 {', '.join(missing)}；表头应包含 {', '.join(spec.columns)}",
-            file=where,
-            field=missing[0],
-        )
+    missing_columns(spec, types, where)
     return {c: column_cast(c, types[c], wanted, where) for c, wanted in spec.columns.items()}
 
 
@@ -680,7 +458,7 @@ def _table_report(
         exp.alias_(exp.Count(this=exp.Star()), "rows_read"),
         exp.alias_(exp.func("COUNT_IF", ok.copy()), "rows_accepted"),
         *[
-            exp.alias_(exp.func("COUNT_IF", _or([exp.column(f) for f in fl])), f"r_{n}")
+            exp.alias_(exp.func("COUNT_IF", _any([exp.column(f) for f in fl])), f"r_{n}")
             for n, fl in enumerate(rules.values())
         ],
         *[
@@ -690,7 +468,7 @@ def _table_report(
         exp.alias_(
             exp.Coalesce(
                 this=exp.Sum(this=exp.If(this=ok.copy(), true=hashed, false=exp.null())),
-                expressions=[exp.cast(_int(0), "DECIMAL(38, 0)")],
+                expressions=[exp.cast(exp.Literal.number(0), "DECIMAL(38, 0)")],
             ),
             "content",
         ),
@@ -967,132 +745,3 @@ def run_match_spark(
     manifest = manifest_spark(spark, snapshot, policies, ruleset, active, report, as_of, timings)
     _write_text(spark, f"{base}/manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
     return SparkRunResult(out, manifest, report, timings)
-
-
-# --- benchmark ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SparkBenchResult:
-    """One Spark benchmark: stage times, peak memory of driver and JVM, and throughput per core."""
-
-    enterprises: int
-    items: int
-    cores: int
-    load_s: float
-    profile_s: float
-    match_s: float
-    allocate_s: float
-    summary_s: float
-    peak_rss_gib: float
-    stored: int  # rows of `matches`: the eligible pairs of the items stage 2 needs
-    candidates: int  # rows of `payable`
-
-    @property
-    def pairs_per_core_second(self) -> float:
-        """(enterprise, item) pairs evaluated and allocated per core-second."""
-        return (
-            self.enterprises * self.items / ((self.match_s + self.allocate_s + self.summary_s) * self.cores)
-        )
-
-    @property
-    def enterprises_per_core_second(self) -> float:
-        """Enterprises loaded, validated and profiled per core-second."""
-        return self.enterprises / ((self.load_s + self.profile_s) * self.cores)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "engine": "spark",
-            "enterprises": self.enterprises,
-            "items": self.items,
-            "cores": self.cores,
-            "load_s": round(self.load_s, 3),
-            "profile_s": round(self.profile_s, 3),
-            "match_s": round(self.match_s, 3),
-            "allocate_s": round(self.allocate_s, 3),
-            "summary_s": round(self.summary_s, 3),
-            "peak_rss_gib": round(self.peak_rss_gib, 3),
-            "stored": self.stored,
-            "candidates": self.candidates,
-            "pairs_per_core_second": round(self.pairs_per_core_second),
-            "enterprises_per_core_second": round(self.enterprises_per_core_second),
-        }
-
-
-def _descendants(pid: int) -> list[int]:
-    """Process ids below `pid` (the local-mode JVM is a child of the driver's launcher)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def peak_rss_gib() -> float:
-    """Peak resident memory of this process and its children still running (the local Spark JVM), in GiB."""
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for pid in _descendants(os.getpid()):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-        kib += int(found.group(1)) if found else 0
-    return kib / 1024 / 1024
-
-
-def _count(spark: SparkSession, table: str) -> int:
-    (row,) = spark.sql(spark_sql(exp.select(exp.Count(this=exp.Star())).from_(table))).collect()
-    return int(row[0])
-
-
-def run_spark_bench(
-    enterprises: int,
-    items: int,
-    work: Path,
-    *,
-    spark: SparkSession,
-    cores: int,
-    seed: int = 0,
-    say: Callable[[str], None] = lambda _: None,
-) -> SparkBenchResult:
-    """The DuckDB benchmark's snapshot and synthetic policies (matcher.bench), run on Spark."""
-    from matcher.bench import AS_OF, synthetic_policies
-    from matcher.generate import generate_snapshot
-
-    snapshot = work / f"snapshot-{enterprises}-{seed}"
-    if not (snapshot / "enterprises.parquet").exists():
-        say(f"生成 {enterprises:,} 户合成快照 → {snapshot}")
-        generate_snapshot(snapshot, enterprises, seed)
-    policies = synthetic_policies(items, seed)
-    say("载入并校验快照（Spark）")
-    t = time.perf_counter()
-    load_snapshot_spark(spark, str(snapshot))
-    load_s = time.perf_counter() - t
-    say("构建画像（Spark）")
-    t = time.perf_counter()
-    profile = build_profile_spark(spark, 2024, AS_OF)
-    profile_s = time.perf_counter() - t
-    say(f"匹配 {items} 个事项（Spark）")
-    timings = match_profiles_spark(spark, policies, {2024: profile})
-    return SparkBenchResult(
-        enterprises,
-        items,
-        cores,
-        load_s,
-        profile_s,
-        timings["match"],
-        timings["allocate"],
-        timings["summary"],
-        peak_rss_gib(),
-        _count(spark, MATCHES),
-        _count(spark, PAYABLE),
-    )
