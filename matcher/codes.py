@@ -279,12 +279,6 @@ USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 """GB 32100 weights 3^i mod 31 of the first 17 characters."""
 
 
-def uscc_check_character(body: str) -> str:
-    """The 18th character of a code whose first 17 (in the alphabet) are `body`."""
-    total = sum(USCC_ALPHABET.index(ch) * w for ch, w in zip(body, USCC_WEIGHTS, strict=True))
-    return USCC_ALPHABET[(31 - total % 31) % 31]
-
-
 # --- the checks as SQL (sqlglot trees, rendered by every engine) ------------------------------------------
 
 
@@ -306,7 +300,7 @@ def _any(parts: Sequence[exp.Expr]) -> exp.Expr:
 
 def uscc_valid(code: exp.Expr) -> exp.Expr:
     """GB 32100 as SQL, on codes written in canonical form: 8 digits, then 10 characters of the alphabet
-    (upper case), the last the check character of the first 17 (`uscc_check_character`)."""
+    (upper case), the last the check character of the first 17 (weights `USCC_WEIGHTS`, modulo 31)."""
     alphabet = exp.Literal.string(USCC_ALPHABET)
     terms: list[exp.Expr] = [
         exp.Mul(

@@ -34,7 +34,6 @@ from sqlglot import exp
 from stdnum.cn import uscc as uscc_check
 
 from matcher.codes import is_known_industry, is_known_region
-from matcher.duckdb_engine import fetch_one
 from matcher.snapshot_rules import (
     RULES,
     SPECS,
@@ -44,6 +43,7 @@ from matcher.snapshot_rules import (
     missing_columns,
     missing_table,
     row_checks,
+    taken_at_date,
     two_files,
 )
 from rules.errors import SnapshotError, display_path
@@ -188,19 +188,7 @@ def _taken_at(directory: Path) -> dt.date | None:
         data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise SnapshotError(f"不是有效的 UTF-8 YAML：{e}", file=shown) from None
-    value = data.get("taken_at") if isinstance(data, dict) else None
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise SnapshotError(
-            f"taken_at 应为日期 YYYY-MM-DD，收到 {value!r}", file=shown, field="taken_at"
-        ) from None
+    return taken_at_date(data.get("taken_at") if isinstance(data, dict) else None, shown)
 
 
 def _source(directory: Path, spec: TableSpec) -> Path | None:
@@ -483,7 +471,7 @@ def _settle(
     for n, r in enumerate(rules):
         flags_of.setdefault(r.rule, []).append(n)
     anyof = [" OR ".join(f"_f{n}" for n in ns) for ns in flags_of.values()]
-    counts = fetch_one(
+    counts = _one(
         con, "SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in anyof) + f" FROM {rejected}"
     )
     assert counts is not None
@@ -491,7 +479,7 @@ def _settle(
         if n:
             report.rejected[rule] = int(n)
             report.examples[rule] = _examples(con, [(f"_f{i}", rules[i]) for i in ns], delivered)
-    nulls = fetch_one(
+    nulls = _one(
         con, "SELECT " + ", ".join(f"count(*) - count({_q(c)})" for c in spec.columns) + f" FROM {spec.name}"
     )
     assert nulls is not None
@@ -531,15 +519,19 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     for name in TABLE_NAMES:
         spec = SPECS[name]
         columns = ", ".join(_q(c) for c in spec.columns)
-        row = fetch_one(
-            con, f"SELECT count(*), coalesce(sum(CAST(hash({columns}) AS HUGEINT)), 0) FROM {name}"
-        )
+        row = _one(con, f"SELECT count(*), coalesce(sum(CAST(hash({columns}) AS HUGEINT)), 0) FROM {name}")
         assert row is not None
         digest.update(f"{name}({_column_list(spec)}):{row[0]}:{row[1]};".encode())
     return "sha256:" + digest.hexdigest()
 
 
 # --- small SQL pieces -------------------------------------------------------------------------------------
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query."""
+    (row,) = con.execute(sql).fetchall()
+    return tuple(row)
 
 
 def _sql(tree: exp.Expr) -> str:
@@ -567,7 +559,7 @@ def _column_list(spec: TableSpec) -> str:
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = fetch_one(con, f"SELECT count(*) FROM {table}")
+    row = _one(con, f"SELECT count(*) FROM {table}")
     assert row is not None
     return int(row[0])
 

@@ -366,3 +366,19 @@ def missing_table(name: str, shown: str) -> SnapshotError:
     return SnapshotError(
         f"缺少必需的表 {name}；请提供 {name}.parquet 或 {name}.csv（UTF-8，带表头）", file=shown
     )
+
+
+def taken_at_date(value: object, shown: str) -> dt.date | None:
+    """snapshot.yaml's (or a mapping file's) `taken_at` as a date; SnapshotError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise SnapshotError(
+            f"taken_at 应为日期 YYYY-MM-DD，收到 {value!r}", file=shown, field="taken_at"
+        ) from None

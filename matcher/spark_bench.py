@@ -19,8 +19,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from sqlglot import exp
 
-from matcher.bench import AS_OF, synthetic_policies
-from matcher.generate import generate_snapshot
+from matcher.bench import AS_OF, synthetic_policies, synthetic_snapshot
 from matcher.plan import MATCHES, PAYABLE
 from matcher.spark_engine import build_profile_spark, load_snapshot_spark, match_profiles_spark, spark_sql
 
@@ -118,10 +117,7 @@ def run_spark_bench(
     say: Callable[[str], None] = lambda _: None,
 ) -> SparkBenchResult:
     """The DuckDB benchmark's snapshot and synthetic policies (matcher.bench), run on Spark."""
-    snapshot = work / f"snapshot-{enterprises}-{seed}"
-    if not (snapshot / "enterprises.parquet").exists():
-        say(f"生成 {enterprises:,} 户合成快照 → {snapshot}")
-        generate_snapshot(snapshot, enterprises, seed)
+    snapshot = synthetic_snapshot(work, enterprises, seed, say)
     policies = synthetic_policies(items, seed)
     say("载入并校验快照（Spark）")
     t = time.perf_counter()

@@ -1,24 +1,19 @@
-"""Running the match plan on Apache Spark: the DuckDB plan's sqlglot trees, rendered as Spark SQL.
+"""The Spark engine: `matcher.engine.Engine` on a Spark session, and the snapshot loader for Spark.
 
-`zhida match --engine spark` calls `run_match_spark`. The profile (`matcher.profile.profile_query`), the
-verdict blocks and eligible rows (`matcher.plan.Block.select`, `matcher.plan.matches_query`) and the
-allocation (`matcher.plan.candidates_query`) are
-the very trees the DuckDB engine runs; `spark_sql` renders them in `matcher.dialect.ZhidaSpark`, sqlglot's Spark
-dialect with the few renderings where Spark SQL would mean something else (no INT128 for exact integer
-fen products; DOUBLE to text spelled by Java's rules). One definition of every rule and derived
-field; the engines differ only in the dialect. No Python UDFs: the cluster runs plain Spark SQL.
+`zhida match --engine spark` calls `run_match_spark`, which is `matcher.run.run` with a `SparkEngine`: the
+same orchestration, the same plan trees (`matcher.plan`, `matcher.profile.profile_query`) as on DuckDB,
+rendered by `spark_sql` in `matcher.dialect.ZhidaSpark`. No Python UDFs: the cluster runs plain Spark SQL.
 
 Nothing is collected to the driver but counts and totals: intermediate tables are checkpointed on the
 executors (memory, spilling to disk), the outputs of Contract 4 are written by Spark as Parquet folders of
 part files under `--out` (`zhida offers import` reads single files and folders alike), and `manifest.json`
 is written by the driver from aggregated counts.
 
-Snapshot validation is the rule set of the DuckDB loader (`matcher.snapshot`: its table specs, casts,
-rule ids and code lists) expressed as sqlglot trees over the raw tables, so a snapshot is accepted row for
-row as `zhida snapshot check` accepts it. Spark reports counts per rule but no example rows (`zhida
-snapshot check` shows them). Its fingerprint is computed by Spark over the accepted rows with Spark's
-xxhash64 (prefix `spark-sha256:`): stable across Spark runs, but not the DuckDB fingerprint, whose row
-hash is DuckDB's own.
+Snapshot validation runs the rules of `matcher.snapshot_rules` (the DuckDB loader's: table specs, casts,
+rule ids, code checks) over the raw tables, so a snapshot is accepted row for row as `zhida snapshot
+check` accepts it. Spark reports counts per rule but no example rows (`zhida snapshot check` shows them).
+Its fingerprint is computed by Spark over the accepted rows with Spark's xxhash64 (prefix
+`spark-sha256:`): stable across Spark runs, but not the DuckDB fingerprint, whose row hash is DuckDB's own.
 
 ANSI mode is always on: an overflow or a bad cast in a rule stops the run with the policy and item named
 (`MatchError`), never a silent NULL.
@@ -29,13 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,35 +39,18 @@ from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
+from matcher import engine
 from matcher.dialect import ZhidaSpark
+from matcher.engine import OUTPUT_QUERIES, Engine, item_summary, ordered_query
 from matcher.plan import (
-    ALLOCATED,
     KEYS,
-    MATCHES,
-    PAID,
-    STATUS_COUNTS,
-    SUMMARY,
-    TOTALS,
     ItemPlan,
     Rows,
     blocks,
-    candidates_query,
-    conditions_rows,
-    item_plans,
-    items_rows,
     keyed_name,
     keyed_query,
-    matches_query,
-    paid_query,
-    status_counts_query,
-    summary_query,
-    totals_query,
-    unpriced_error,
-    unpriced_query,
-    views,
 )
-from matcher.profile import profile_query, profile_table_name
-from matcher.run import OUTPUT_QUERIES, manifest, ordered_query
+from matcher.run import RunResult, run
 from matcher.snapshot import SnapshotReport, TableReport
 from matcher.snapshot_rules import (
     SPECS,
@@ -84,13 +61,14 @@ from matcher.snapshot_rules import (
     column_type,
     missing_columns,
     missing_table,
+    taken_at_date,
     two_files,
 )
 from matcher.snapshot_rules import column_cast as rules_column_cast
 from matcher.snapshot_rules import row_checks as row_checks_of
 from rules.errors import MatchError, SnapshotError
 from rules.policy import Policy
-from rules.ruleset import RuleSet, load_ruleset
+from rules.ruleset import RuleSet
 
 ANSI = "spark.sql.ansi.enabled"
 BASE_CONF: dict[str, str] = {
@@ -337,21 +315,6 @@ def _local(location: str) -> Path:
     return Path(location)
 
 
-def _date_value(value: object, where: str) -> dt.date | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise SnapshotError(
-            f"taken_at 应为 YYYY-MM-DD，收到 {value!r}", file=where, field="taken_at"
-        ) from None
-
-
 def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
     """A snapshot given on the command line: a mapping file (`.yaml`: `tables:` table → catalog name, optional
     `taken_at`), or a folder/URI whose optional `snapshot.yaml` gives `taken_at`."""
@@ -366,7 +329,7 @@ def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
                 f"表映射文件中有未知的表 {', '.join(unknown)}；可用：{', '.join(SPECS)}", file=location
             )
         tables = {str(k): str(v) for k, v in data["tables"].items()}
-        return SnapshotSource(location, tables, _date_value(data.get("taken_at"), location))
+        return SnapshotSource(location, tables, taken_at_date(data.get("taken_at"), location))
     meta_path = location.rstrip("/") + "/snapshot.yaml"
     text = _read_text(spark, meta_path)
     if text is None:
@@ -376,7 +339,7 @@ def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
     except yaml.YAMLError as e:
         raise SnapshotError(f"snapshot.yaml 不是有效的 YAML：{e}", file=meta_path) from None
     return SnapshotSource(
-        location, taken_at=_date_value(meta.get("taken_at") if isinstance(meta, dict) else None, meta_path)
+        location, taken_at=taken_at_date(meta.get("taken_at") if isinstance(meta, dict) else None, meta_path)
     )
 
 
@@ -516,38 +479,91 @@ def load_snapshot_spark(
 # --- the match ----------------------------------------------------------------------------------------------
 
 
+class SparkEngine(Engine):
+    """The plan on a Spark session: every table checkpointed on the executors (`_materialise`); a failed
+    statement is retried item by item to name the policy and item at fault."""
+
+    name = "spark"
+
+    def __init__(self, spark: SparkSession) -> None:
+        super().__init__()
+        self.spark = spark
+
+    def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
+        t0 = time.perf_counter()
+        if view:
+            self.spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
+        else:
+            _materialise(self.spark, name, tree)
+        self.timed(name, t0)
+
+    def load_rows(self, table: Rows) -> None:
+        schema = ", ".join(f"{name} {t.sql(dialect=ZhidaSpark)}" for name, t in table.types.items())
+        self.spark.createDataFrame(table.rows, schema=schema).createOrReplaceTempView(table.name)
+
+    def fetch(self, tree: exp.Expr) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.spark.sql(spark_sql(tree)).collect()]
+
+    def load_snapshot(self, location: str) -> SnapshotReport:
+        return load_snapshot_spark(self.spark, location)
+
+    def write_outputs(self, out: str) -> None:
+        base = out.rstrip("/")
+        for name in OUTPUT_QUERIES:
+            frame = self.spark.sql(output_query(name))
+            frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
+
+    def write_text(self, location: str, text: str) -> None:
+        _write_text(self.spark, location, text)
+
+    def describe(self) -> dict[str, Any]:
+        return {"spark": _session(self.spark)}
+
+    def build_profile(self, assessment_year: int, as_of: dt.date) -> str:
+        try:
+            return super().build_profile(assessment_year, as_of)
+        except PySparkException as e:
+            raise MatchError(f"构建 {assessment_year} 年度画像时 Spark 出错：{_error_text(e)}") from e
+
+    def number(self, profiles: Mapping[int, str]) -> dict[int, str]:
+        # Any unique number serves as `rid` here (outputs are ordered by the texts): no global sort.
+        numbered = exp.alias_(exp.func("MONOTONICALLY_INCREASING_ID"), "rid")
+        self.create(KEYS, exp.select(exp.column("uscc"), numbered).from_(profiles[min(profiles)]))
+        keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
+        for year, profile in profiles.items():
+            self.create(keyed[year], keyed_query(profile))
+        return keyed
+
+    @contextmanager
+    def guard(self, stage: str, plans: list[ItemPlan], keyed: Mapping[int, str]) -> Iterator[None]:
+        try:
+            yield
+        except PySparkException as e:
+            if stage == "allocate":
+                raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
+            culprit = self._culprit(plans, keyed)
+            where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
+            raise MatchError(
+                f"{where} 在 Spark 上计算出错（溢出或类型转换错误不会变成空值）：{_error_text(e)}"
+            ) from e
+
+    def _culprit(self, plans: list[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
+        """The first item whose own conditions or amount fail (run only after the whole plan failed)."""
+        for plan in plans:
+            # The item alone in its block's table, its conditions on bits 0..n-1.
+            alone = ItemPlan(plan.policy, plan.item, plan.no, plan.block, tuple(range(len(plan.bits))))
+            (block,) = blocks([alone])
+            try:
+                _materialise(self.spark, block.table, block.select(profiles[block.year]))
+                self.spark.sql(spark_sql(alone.eligible())).write.format("noop").mode("overwrite").save()
+            except PySparkException:
+                return plan
+        return None
+
+
 def build_profile_spark(spark: SparkSession, assessment_year: int, as_of: dt.date) -> str:
     """Materialise the profile of one year (the `profile_query` tree) as a cached view; return its name."""
-    name = profile_table_name(assessment_year)
-    try:
-        _materialise(spark, name, profile_query(assessment_year, as_of))
-    except PySparkException as e:
-        raise MatchError(f"构建 {assessment_year} 年度画像时 Spark 出错：{_error_text(e)}") from e
-    return name
-
-
-def _culprit(spark: SparkSession, plans: Sequence[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
-    """The first item whose own conditions or amount fail on Spark (run only after the whole plan failed)."""
-    for plan in plans:
-        # The item alone in its block's table, its conditions on bits 0..n-1.
-        alone = ItemPlan(plan.policy, plan.item, plan.no, plan.block, tuple(range(len(plan.bits))))
-        (block,) = blocks([alone])
-        try:
-            _materialise(spark, block.table, block.select(profiles[block.year]))
-            spark.sql(spark_sql(alone.eligible())).write.format("noop").mode("overwrite").save()
-        except PySparkException:
-            return plan
-    return None
-
-
-def _view(spark: SparkSession, name: str, tree: exp.Expr) -> None:
-    spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
-
-
-def _load_rows(spark: SparkSession, table: Rows) -> None:
-    """The plan's data table `table.name` from its rows, as a temporary view."""
-    schema = ", ".join(f"{name} {t.sql('spark')}" for name, t in table.types.items())
-    spark.createDataFrame(table.rows, schema=schema).createOrReplaceTempView(table.name)
+    return SparkEngine(spark).build_profile(assessment_year, as_of)
 
 
 def match_profiles_spark(
@@ -557,60 +573,8 @@ def match_profiles_spark(
     payments: str = "payments",
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile views: the cached verdict blocks, `matches` and `allocated`, and
-    the views over them (as `matcher.duckdb_engine.match_profiles`)."""
-    plans = item_plans(policies)
-    t = time.perf_counter()
-    step("匹配")
-    keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
-    try:
-        # Any unique number serves as `rid` here (outputs are ordered by the texts): no global sort.
-        first = profiles[min(profiles)]
-        numbered = exp.alias_(exp.func("MONOTONICALLY_INCREASING_ID"), "rid")
-        _materialise(spark, KEYS, exp.select(exp.column("uscc"), numbered).from_(first))
-        for year, profile in profiles.items():
-            _materialise(spark, keyed[year], keyed_query(profile))
-        _load_rows(spark, items_rows(plans))
-        _load_rows(spark, conditions_rows(plans))
-        for block in blocks(plans):
-            _materialise(spark, block.table, block.select(keyed[block.year]))
-            _materialise(spark, block.patterns, block.patterns_select())
-            _materialise(spark, block.allocatable, block.allocatable_select())
-        _materialise(spark, MATCHES, matches_query(plans))
-    except PySparkException as e:
-        raise _item_error(spark, plans, keyed, e) from e
-    timings = {"match": time.perf_counter() - t}
-    t = time.perf_counter()
-    step("分配")
-    try:
-        _materialise(spark, PAID, paid_query(payments))
-        _materialise(spark, ALLOCATED, candidates_query())
-    except PySparkException as e:
-        raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
-    timings["allocate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    step("汇总")
-    try:
-        _materialise(spark, STATUS_COUNTS, status_counts_query(plans))
-        _materialise(spark, TOTALS, totals_query(plans))
-        _materialise(spark, SUMMARY, summary_query())
-    except PySparkException as e:
-        raise _item_error(spark, plans, keyed, e) from e
-    if unpriced := spark.sql(spark_sql(unpriced_query())).collect():
-        raise unpriced_error(*unpriced[0])
-    timings["summary"] = time.perf_counter() - t
-    for name, tree in views(plans, keyed).items():  # after the patterns: the statuses read them
-        _view(spark, name, tree)
-    return timings
-
-
-def _item_error(
-    spark: SparkSession, plans: Sequence[ItemPlan], keyed: Mapping[int, str], e: PySparkException
-) -> MatchError:
-    """A failed match, with the policy and item whose rows fail on their own."""
-    culprit = _culprit(spark, plans, keyed)
-    where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
-    return MatchError(f"{where} 在 Spark 上计算出错（溢出或类型转换错误不会变成空值）：{_error_text(e)}")
+    """`matcher.engine.match_profiles` on Spark, over existing profile views."""
+    return engine.match_profiles(SparkEngine(spark), policies, profiles, payments, step)
 
 
 def execute_spark(
@@ -619,14 +583,8 @@ def execute_spark(
     as_of: dt.date,
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Profiles of every assessment year, then the plan (`match_profiles_spark`); timings in seconds."""
-    t = time.perf_counter()
-    profiles = {}
-    for year in sorted({p.assessment_year for p in policies}):
-        step(f"画像 {year}")
-        profiles[year] = build_profile_spark(spark, year, as_of)
-    timings = {"profile": time.perf_counter() - t}
-    return timings | match_profiles_spark(spark, policies, profiles, step=step)
+    """`matcher.engine.execute` on Spark: profiles of every assessment year, then the plan."""
+    return engine.execute(SparkEngine(spark), policies, as_of, step)
 
 
 def output_query(name: str) -> str:
@@ -636,20 +594,7 @@ def output_query(name: str) -> str:
 
 def item_summary_spark(spark: SparkSession) -> list[dict[str, Any]]:
     """Per item: eligible, candidates, near-miss and missing-data counts and the money (one row per item)."""
-    rows = spark.sql(f"SELECT * FROM {SUMMARY} ORDER BY policy_id, item_id").collect()
-    return [
-        {
-            "policy_id": r["policy_id"],
-            "item_id": r["item_id"],
-            "eligible": int(r["eligible"]),
-            "candidates": int(r["candidates"]),
-            "near_misses": int(r["near_misses"]),
-            "missing_data": int(r["missing_data"]),
-            "amount": Decimal(r["amount"]).quantize(Decimal("0.01")),
-            "amount_before_allocation": Decimal(r["amount_before_allocation"]).quantize(Decimal("0.01")),
-        }
-        for r in rows
-    ]
+    return item_summary(SparkEngine(spark))
 
 
 def _write_text(spark: SparkSession, location: str, text: str) -> None:
@@ -673,32 +618,7 @@ def _write_text(spark: SparkSession, location: str, text: str) -> None:
         stream.close()
 
 
-@dataclass
-class SparkRunResult:
-    """What a Spark run did: where it wrote, the manifest, and the snapshot report."""
-
-    out: str
-    manifest: dict[str, Any]
-    snapshot: SnapshotReport
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def manifest_spark(
-    spark: SparkSession,
-    snapshot: str,
-    policies: Path,
-    ruleset: RuleSet,
-    active: list[Policy],
-    report: SnapshotReport,
-    as_of: dt.date,
-    timings: dict[str, float],
-) -> dict[str, Any]:
-    """manifest.json of a Spark run: the keys of the DuckDB run's (matcher.run), plus the Spark session."""
-    snapshot_path = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
-    written = manifest(
-        "spark", snapshot_path, policies, ruleset, active, report, as_of, timings, item_summary_spark(spark)
-    )
-    return written | {"spark": _session(spark)}
+SparkRunResult = RunResult[str]
 
 
 def _session(spark: SparkSession) -> dict[str, str]:
@@ -719,29 +639,11 @@ def run_match_spark(
     spark: SparkSession,
     ruleset: RuleSet | None = None,
     step: Callable[[str], None] = lambda _: None,
-) -> SparkRunResult:
-    """`zhida match --engine spark`: load and validate, profile, match, allocate, write Contract 4 under `out`."""
-    as_of = as_of or dt.date.today()
-    started = time.perf_counter()
-    ruleset = ruleset or load_ruleset(policies)
-    active = list(ruleset.active(as_of))
-    if not active:
-        raise MatchError(
-            f"{as_of} 没有处于有效期内的政策（{policies}），请检查 --as-of 或政策的 valid_from/valid_to"
-        )
-    step("载入快照")
-    t = time.perf_counter()
-    report = load_snapshot_spark(spark, snapshot)
-    timings = {"load": time.perf_counter() - t}
-    timings |= execute_spark(spark, active, as_of, step)
-    step("写出结果")
-    t = time.perf_counter()
-    base = out.rstrip("/")
-    for name in OUTPUT_QUERIES:
-        frame = spark.sql(output_query(name))
-        frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
-    timings["write"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - started
-    manifest = manifest_spark(spark, snapshot, policies, ruleset, active, report, as_of, timings)
-    _write_text(spark, f"{base}/manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    return SparkRunResult(out, manifest, report, timings)
+) -> RunResult[str]:
+    """`zhida match --engine spark` (`matcher.run.run` with a `SparkEngine`): load and validate, profile,
+    match, allocate, write Contract 4 under `out`."""
+    shown = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
+    written, report, timings = run(
+        SparkEngine(spark), snapshot, shown, policies, out, as_of, ruleset=ruleset, step=step
+    )
+    return RunResult(out, written, report, timings)
