@@ -5,11 +5,12 @@ examples, and the accepted rows become one typed table per name in `TABLE_NAMES`
 table that cannot be used at all (missing file or column, unreadable file, a Parquet type that loses
 information) raises `SnapshotError` naming the file, the column and the fix.
 
-The work is set-based: each file is read once into a typed staging table (values that do not cast
+The rules are those of `matcher.snapshot_rules`, rendered as DuckDB SQL (the Spark loader runs the same
+trees). The work is set-based: each file is read once into a typed staging table (values that do not cast
 without loss keep their text for the report); codes are checked once per distinct value (USCC check
-characters with python-stdnum, in worker processes when there are many; regions and industries with
-`matcher.codes`) and only the failing codes are kept for a semi-join; one query per table then flags
-every rule on every row and keeps the rejected rows, and the accepted table is all the others.
+characters, regions and industries: `matcher.codes`) and only the failing codes are kept for a
+semi-join; one query per table then flags every rule on every row and keeps the rejected rows, and the
+accepted table is all the others.
 """
 
 from __future__ import annotations
@@ -18,23 +19,17 @@ import csv
 import datetime as dt
 import hashlib
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import yaml
 from sqlglot import exp
-from stdnum.cn import uscc as uscc_check
 
-from matcher.codes import is_known_industry, is_known_region
 from matcher.snapshot_rules import (
+    CODE_CHECKS,
     RULES,
     SPECS,
     TABLE_NAMES,
@@ -314,90 +309,23 @@ def _stage(con: duckdb.DuckDBPyConnection, spec: TableSpec, reader: _Reader) -> 
 # --- codes checked once per distinct value --------------------------------------------------------------
 
 
-def _canonical_uscc(code: str) -> bool:
-    """Written as stored keys must be: ASCII letters and digits, upper case (stdnum would also accept
-    lower case and separators, which joins on the key would not)."""
-    return code.isascii() and code.isalnum() and code == code.upper()
-
-
-def _invalid_usccs(codes: list[str]) -> list[str]:
-    """The codes that are not valid USCCs in canonical form, by python-stdnum's check (length, format,
-    check character). Many codes are checked in worker processes, one per core."""
-    invalid = [c for c in codes if not _canonical_uscc(c)]
-    canonical = [c for c in codes if _canonical_uscc(c)]
-    if len(canonical) < _PARALLEL_MIN or _WORKERS < 2 or not sys.executable:
-        return invalid + [c for c in canonical if not uscc_check.is_valid(c)]
-    return invalid + _invalid_usccs_in_workers(canonical)
-
-
-_USCC_WORKER = """
-import sys
-from stdnum.cn.uscc import is_valid
-sys.stdout.write("\\n".join(c for c in sys.stdin.read().split("\\n") if c and not is_valid(c)))
-"""
-"""A worker: reads codes (one a line, ASCII) and writes back those stdnum does not find valid."""
-_WORKERS = max(1, os.cpu_count() or 1)
-_PARALLEL_MIN = 200_000
-"""From this many codes on, the check runs in worker processes: python-stdnum costs 10-25 µs a code
-(minutes for a province), a worker starts in a tenth of a second. Fresh interpreters rather than
-multiprocessing, which would re-import the caller's main module (or fork DuckDB's threads)."""
-
-
-def _invalid_usccs_in_workers(codes: list[str]) -> list[str]:
-    parts = [codes[i::_WORKERS] for i in range(_WORKERS)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _USCC_WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in parts
-    ]
-
-    def run(proc: subprocess.Popen[bytes], part: list[str]) -> tuple[bytes, bytes]:
-        return proc.communicate("\n".join(part).encode("ascii"))
-
-    with ThreadPoolExecutor(len(procs)) as threads:  # one feeding thread per worker, so they run at once
-        results = list(threads.map(run, procs, parts))
-    for proc, (_, err) in zip(procs, results, strict=True):
-        if proc.returncode != 0:
-            raise SnapshotError(
-                f"统一社会信用代码校验进程失败（退出码 {proc.returncode}）：{err.decode(errors='replace')}"
-            )
-    return [c for out, _ in results for c in out.decode("ascii").split("\n") if c]
-
-
-def _unknown(known: Callable[[str], bool]) -> Callable[[list[str]], list[str]]:
-    return lambda codes: [c for c in codes if not known(c)]
-
-
-_CODE_CHECKS: tuple[tuple[str, str, Callable[[list[str]], list[str]]], ...] = (
-    ("bad_uscc", "uscc", _invalid_usccs),
-    ("unknown_region", "region_code", _unknown(is_known_region)),
-    ("unknown_industry", "industry_code", _unknown(is_known_industry)),
-)
-_BATCH = 2_000_000
-
-
 def _code_lookups(con: duckdb.DuckDBPyConnection) -> list[_Rule]:
-    """For enterprises: per code rule, a temporary table of the distinct staged codes that fail it, and the
-    rule that looks rows up in it.
+    """For enterprises: per code rule (`matcher.snapshot_rules.CODE_CHECKS`, the checks Spark runs too), a
+    temporary table of the distinct staged codes that fail it, and the rule that looks rows up in it.
 
-    Each distinct code is checked once in Python, streamed in batches; only the failing ones (few) are
-    kept, so that the rule is a cheap semi-join."""
+    Each distinct code is checked once; only the failing ones (few) are kept, so that the rule is a cheap
+    semi-join."""
     out = []
-    for rule, column, failing_of in _CODE_CHECKS:
-        failing: list[str] = []
-        distinct = con.sql(
-            f"SELECT DISTINCT {_q(column)} FROM {_temp('stage')} WHERE {_q(column)} IS NOT NULL"
+    for rule, column, valid in CODE_CHECKS:
+        code = exp.column(column, quoted=True)
+        failing = (
+            exp.select(exp.alias_(code, "code"))
+            .distinct()
+            .from_(_temp("stage"))
+            .where(exp.and_(code.copy().is_(exp.null()).not_(), exp.Not(this=exp.Paren(this=valid(code)))))
         )
-        for batch in distinct.to_arrow_reader(_BATCH):
-            failing += failing_of(batch.column(0).to_pylist())
-        table, view = _temp(rule), f"{_TEMP}codes"
-        con.register(view, pa.table({"code": pa.array(failing, pa.string())}))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT code FROM {view}")
-        con.unregister(view)
+        table = _temp(rule)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_sql(failing)}")
         out.append(_Rule(rule, column, f"s.{_q(column)} IN (SELECT code FROM {table})"))
     return out
 
