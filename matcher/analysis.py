@@ -31,7 +31,8 @@ from matcher.compile import amount_sql
 from matcher.duckdb_engine import connect
 from matcher.profile import build_profile
 from matcher.simulate import simulate
-from matcher.snapshot import RULES, SnapshotReport, load_snapshot
+from matcher.snapshot import SnapshotReport, load_snapshot
+from matcher.snapshot_rules import RULES
 from rules.catalog import CATALOG, DEPARTMENTS
 from rules.errors import MatchError, display_path
 from rules.expressions import parse, walk

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from matcher.duckdb_engine import connect, match_profiles
+from matcher.duckdb_engine import connect, match_profiles, write_outputs
 from matcher.generate import generate_snapshot
 from matcher.profile import build_profile, catalog_columns
-from matcher.run import write_outputs
 from matcher.snapshot import load_snapshot
 from rules.expressions import ExpressionProblem, parse
 from rules.policy import Policy
@@ -121,6 +120,15 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
 
+def synthetic_snapshot(work: Path, enterprises: int, seed: int, say: Callable[[str], None]) -> Path:
+    """The benchmark's synthetic snapshot of `enterprises` under `work`, generated once per size and seed."""
+    snapshot = work / f"snapshot-{enterprises}-{seed}"
+    if not (snapshot / "enterprises.parquet").exists():
+        say(f"生成 {enterprises:,} 户合成快照 → {snapshot}")
+        generate_snapshot(snapshot, enterprises, seed)
+    return snapshot
+
+
 def run_bench(
     enterprises: int,
     items: int,
@@ -132,10 +140,7 @@ def run_bench(
     write: bool = True,
     say: Callable[[str], None] = lambda _: None,
 ) -> BenchResult:
-    snapshot = work / f"snapshot-{enterprises}-{seed}"
-    if not (snapshot / "enterprises.parquet").exists():
-        say(f"生成 {enterprises:,} 户合成快照 → {snapshot}")
-        generate_snapshot(snapshot, enterprises, seed)
+    snapshot = synthetic_snapshot(work, enterprises, seed, say)
     policies = synthetic_policies(items, seed)
     con = connect(memory_limit=memory_limit, temp_dir=work / "spill")
     say("载入并校验快照")

@@ -23,10 +23,14 @@ When a code counts as known:
 from __future__ import annotations
 
 import csv
+import functools
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
+
+from sqlglot import exp
 
 import rules
 from rules.errors import ZhidaError
@@ -265,3 +269,111 @@ def known_industry_codes() -> list[str]:
 def industry_leaf_codes() -> list[str]:
     """Listed industry codes with nothing below them in the list (the divisions, in the shipped list), sorted."""
     return sorted(industry_list().leaves)
+
+
+# --- unified social credit codes (GB 32100-2015) ---------------------------------------------------------
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+"""GB 32100-2015 characters: digits and capitals without I, O, S, V, Z; a character's value is its index."""
+USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
+"""GB 32100 weights 3^i mod 31 of the first 17 characters."""
+
+
+# --- the checks as SQL (sqlglot trees, rendered by every engine) ------------------------------------------
+
+
+def _strings(values: Iterable[str]) -> list[exp.Expr]:
+    return [exp.Literal.string(v) for v in values]
+
+
+def _substr(code: exp.Expr, start: int, length: int) -> exp.Expr:
+    return exp.Substring(this=code.copy(), start=exp.Literal.number(start), length=exp.Literal.number(length))
+
+
+def _all(parts: Sequence[exp.Expr]) -> exp.Expr:
+    return functools.reduce(lambda a, b: exp.And(this=a, expression=b), parts)
+
+
+def _any(parts: Sequence[exp.Expr]) -> exp.Expr:
+    return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
+
+
+def uscc_valid(code: exp.Expr) -> exp.Expr:
+    """GB 32100 as SQL, on codes written in canonical form: 8 digits, then 10 characters of the alphabet
+    (upper case), the last the check character of the first 17 (weights `USCC_WEIGHTS`, modulo 31)."""
+    alphabet = exp.Literal.string(USCC_ALPHABET)
+    terms: list[exp.Expr] = [
+        exp.Mul(
+            this=exp.Paren(
+                this=exp.Sub(
+                    this=exp.StrPosition(this=alphabet.copy(), substr=_substr(code, i + 1, 1)),
+                    expression=exp.Literal.number(1),
+                )
+            ),
+            expression=exp.Literal.number(w),
+        )
+        for i, w in enumerate(USCC_WEIGHTS)
+    ]
+    total = functools.reduce(lambda a, b: exp.Add(this=a, expression=b), terms)
+    thirty_one = exp.Literal.number(31)
+    check = exp.Mod(
+        this=exp.Paren(
+            this=exp.Sub(
+                this=thirty_one, expression=exp.Mod(this=exp.Paren(this=total), expression=thirty_one.copy())
+            )
+        ),
+        expression=thirty_one.copy(),
+    )
+    expected = exp.Substring(
+        this=alphabet.copy(),
+        start=exp.Add(this=check, expression=exp.Literal.number(1)),
+        length=exp.Literal.number(1),
+    )
+    return _all(
+        [
+            exp.RegexpLike(
+                this=code.copy(), expression=exp.Literal.string(f"^[0-9]{{8}}[{USCC_ALPHABET}]{{10}}\\z")
+            ),
+            exp.EQ(this=_substr(code, 18, 1), expression=expected),
+        ]
+    )
+
+
+def region_known(code: exp.Expr) -> exp.Expr:
+    """`RegionList.is_known` as SQL: listed, or a county under a listed prefecture of a province of which
+    the list ships no counties."""
+    listed: exp.Expr = code.copy().isin(*_strings(known_region_codes()))
+    shipped = region_list()
+    fallback = sorted(
+        r.code
+        for r in shipped.regions.values()
+        if r.level == "prefecture" and r.code[:2] not in shipped.provinces_with_counties
+    )
+    if not fallback:
+        return listed
+    county = _all(
+        [
+            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[0-9]{6}\\z")),
+            exp.NEQ(this=_substr(code, 5, 2), expression=exp.Literal.string("00")),
+            exp.func("CONCAT", _substr(code, 1, 4), exp.Literal.string("00")).isin(*_strings(fallback)),
+        ]
+    )
+    return exp.Or(this=listed, expression=exp.Paren(this=county))
+
+
+def industry_known(code: exp.Expr) -> exp.Expr:
+    """`IndustryList.is_known` as SQL: well formed, and listed or under a listed leaf."""
+    leaves = _strings(industry_leaf_codes())
+    return _all(
+        [
+            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[A-Z]([0-9]{2,4})?\\z")),
+            exp.Paren(
+                this=_any(
+                    [
+                        code.copy().isin(*_strings(known_industry_codes())),
+                        *(_substr(code, 1, n).isin(*[x.copy() for x in leaves]) for n in (1, 3, 4)),
+                    ]
+                )
+            ),
+        ]
+    )

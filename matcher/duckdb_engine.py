@@ -1,45 +1,40 @@
-"""Running the match plan on DuckDB, the embedded default engine."""
+"""The DuckDB engine, the embedded default: `matcher.engine.Engine` on a DuckDB connection, and the writers
+of the run folder's Parquet files (the candidates byte-identical run after run)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlglot import exp
 
+from matcher import engine
+from matcher.engine import OUTPUT_QUERIES, Engine, ordered_query
+from matcher.overrides import OverrideSource, apply_overrides, load_overrides
 from matcher.plan import (
-    ALLOCATED,
+    ITEMS,
     KEYS,
     MATCHES,
-    PAID,
-    STATUS_COUNTS,
-    SUMMARY,
+    PAYABLE,
     TOTALS,
     ItemPlan,
     Rows,
-    blocks,
-    candidates_query,
-    conditions_rows,
-    item_plans,
-    items_rows,
     keyed_name,
     keyed_query,
     keys_query,
     matches_query,
-    paid_query,
-    status_counts_query,
-    summary_query,
-    totals_query,
     unpriced_error,
-    unpriced_query,
-    views,
 )
 from matcher.profile import build_profile
+from matcher.snapshot import SnapshotReport, load_snapshot
+from rules.errors import MatchError
 from rules.policy import Policy
 
 BATCH = 50  # items per statement of stage 1
@@ -57,20 +52,78 @@ def connect(memory_limit: str | None = None, temp_dir: Path | None = None) -> du
     return con
 
 
+class DuckDBEngine(Engine):
+    """The plan on a DuckDB connection: tables created at once, the stored rows in batches of items."""
+
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        super().__init__()
+        self.con = con
+
+    def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
+        t0 = time.perf_counter()
+        kind = "VIEW" if view else "TABLE"
+        self.con.execute(f"CREATE OR REPLACE {kind} {name} AS {tree.sql('duckdb', copy=False)}")
+        self.timed(name, t0)
+
+    def load_rows(self, table: Rows) -> None:
+        load_rows(self.con, table)
+
+    def fetch(self, tree: exp.Expr) -> list[tuple[Any, ...]]:
+        return self.con.execute(tree.sql("duckdb", copy=False)).fetchall()
+
+    def load_snapshot(self, location: str) -> SnapshotReport:
+        return load_snapshot(Path(location), self.con)
+
+    def apply_overrides(self, source: OverrideSource) -> dict[str, Any] | None:
+        return apply_overrides(self.con, load_overrides(source))  # verified values, over the loaded tables
+
+    def write_outputs(self, out: str) -> None:
+        write_outputs(self.con, Path(out))
+
+    def write_text(self, location: str, text: str) -> None:
+        Path(location).write_text(text, encoding="utf-8")
+
+    def build_profile(self, assessment_year: int, as_of: dt.date) -> str:
+        return build_profile(self.con, assessment_year, as_of)  # numbered in USCC order, as `rid`
+
+    def number(self, profiles: Mapping[int, str]) -> dict[int, str]:
+        first = profiles[min(profiles)]
+        if "rid" in _columns(self.con, first):  # `build_profile` numbers the enterprises; other tables do not
+            self.create(KEYS, exp.select("uscc", "rid").from_(first))
+            return dict(profiles)
+        self.create(KEYS, keys_query(first))
+        keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
+        for year, profile in profiles.items():
+            self.create(keyed[year], keyed_query(profile))
+        return keyed
+
+    def create_matches(self, plans: list[ItemPlan]) -> None:
+        """In statements of `BATCH` items: the same trees, smaller statements to plan."""
+        for n in range(0, len(plans), BATCH):
+            batch = plans[n : n + BATCH]
+            sql = matches_query(batch).sql("duckdb", copy=False)
+            t0 = time.perf_counter()
+            try:
+                self.con.execute(
+                    f"INSERT INTO {MATCHES} {sql}" if n else f"CREATE OR REPLACE TABLE {MATCHES} AS {sql}"
+                )
+            except duckdb.Error as e:
+                if culprit := _unpriced_item(self.con, batch):
+                    raise unpriced_error(culprit.policy.id, culprit.item.id) from e
+                raise
+            self.timed(MATCHES, t0)
+
+
 def execute(
     con: duckdb.DuckDBPyConnection,
     policies: list[Policy],
     as_of: dt.date,
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Build the profiles, then run the plan (`match_profiles`) in `con`; return timings in seconds."""
-    t = time.perf_counter()
-    profiles = {}
-    for year in sorted({p.assessment_year for p in policies}):
-        step(f"画像 {year}")
-        profiles[year] = build_profile(con, year, as_of)
-    timings = {"profile": time.perf_counter() - t}
-    return timings | match_profiles(con, policies, profiles, step=step)
+    """`matcher.engine.execute` in `con`: the profiles, then the plan; timings in seconds."""
+    return engine.execute(DuckDBEngine(con), policies, as_of, step)
 
 
 def match_profiles(
@@ -81,70 +134,14 @@ def match_profiles(
     step: Callable[[str], None] = lambda _: None,
     statements: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile tables (one per assessment year); return the seconds of each
-    stage (match, allocate, summary, views) and add those of each statement, by the table or view it
-    makes, to `statements` if given (what is left of a stage is Python: building and rendering trees).
-
-    Builds the items and their conditions, per block the verdict table (`verdicts_<n>`), its bit patterns
-    (`patterns_<n>`) and the rows eligible for a budgeted or grouped item (`allocatable_<n>`), then
-    `matches` (stage 1) off those, `allocated` (stage 2), the per-item counts and money off the patterns
-    (`match_summary`), and the views over them all (`matcher.plan`: Contract 4's `results` and
-    `candidates` among them).
-    """
-    spent = statements if statements is not None else {}
-
-    def create(name: str, query: exp.Expr | str, kind: str = "TABLE", insert: bool = False) -> None:
-        sql = query if isinstance(query, str) else query.sql("duckdb", copy=False)
-        t0 = time.perf_counter()
-        con.execute(f"INSERT INTO {name} {sql}" if insert else f"CREATE OR REPLACE {kind} {name} AS {sql}")
-        spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
-
-    t = time.perf_counter()
-    step("匹配")
-    plans = item_plans(policies)
-    first = profiles[min(profiles)]
-    numbered = "rid" in _columns(con, first)  # `build_profile` numbers the enterprises; other tables do not
-    create(KEYS, f"SELECT uscc, rid FROM {first}" if numbered else keys_query(first))
-    keyed = {}
-    for year, profile in profiles.items():
-        keyed[year] = profile if numbered else keyed_name(profile)
-        if not numbered:
-            create(keyed[year], keyed_query(profile))
-    for rows in (items_rows(plans), conditions_rows(plans)):
-        t0 = time.perf_counter()
-        load_rows(con, rows)
-        spent[rows.name] = time.perf_counter() - t0
-    for block in blocks(plans):
-        create(block.table, block.select(keyed[block.year]))
-        create(block.patterns, block.patterns_select())
-        create(block.allocatable, block.allocatable_select())
-    # The stored eligible rows in statements of `BATCH` items: the same trees, smaller statements to plan.
-    for n in range(0, len(plans), BATCH):
-        batch = plans[n : n + BATCH]
-        try:
-            create(MATCHES, matches_query(batch), insert=n > 0)
-        except duckdb.Error as e:
-            if culprit := _unpriced_item(con, batch):
-                raise unpriced_error(culprit.policy.id, culprit.item.id) from e
-            raise
-    timings = {"match": time.perf_counter() - t}
-    t = time.perf_counter()
-    step("分配")
-    create(PAID, paid_query(payments))
-    create(ALLOCATED, candidates_query())
-    timings["allocate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    step("汇总")
-    create(STATUS_COUNTS, status_counts_query(plans))
-    create(TOTALS, totals_query(plans))
-    if unpriced := fetch_one(con, unpriced_query().sql("duckdb", copy=False)):
-        raise unpriced_error(*unpriced)
-    create(SUMMARY, summary_query())
-    timings["summary"] = time.perf_counter() - t
-    t = time.perf_counter()
-    for name, tree in views(plans, keyed).items():
-        create(name, tree, kind="VIEW")
-    timings["views"] = time.perf_counter() - t
+    """`matcher.engine.match_profiles` in `con`, over existing profile tables; adds the seconds of each
+    statement, by the table or view it makes, to `statements` if given (what is left of a stage is
+    Python: building and rendering trees)."""
+    driver = DuckDBEngine(con)
+    timings = engine.match_profiles(driver, policies, profiles, payments, step)
+    if statements is not None:
+        for name, seconds in driver.statements.items():
+            statements[name] = statements.get(name, 0.0) + seconds
     return timings
 
 
@@ -198,3 +195,101 @@ def fetch_one(
     """The first row of a query, with the result fully consumed (DuckDB keeps an unfinished one open)."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+
+
+def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan."""
+    for name in OUTPUT_QUERIES:
+        if name == "candidates":
+            write_candidates(con, out / f"{name}.parquet")
+        else:
+            _copy(con, ordered_query(name), out / f"{name}.parquet")
+
+
+CHUNK_ROWS = 50_000_000  # candidates sorted at a time (24 bytes each)
+BATCH_ROWS = 1 << 17  # at most this many candidates per Arrow batch, a Parquet row group each
+
+
+def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS) -> None:
+    """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
+    memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
+    USCC order, so only the narrow rows (item, rid, amounts) are sorted, in chunks of whole items of at
+    most `chunk_rows` rows (by the item's count in `item_totals`), and the ids and USCC are looked up by
+    position. At 10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB."""
+    if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
+        raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
+    usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
+    items = con.sql(
+        f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, COALESCE(t.candidates, 0) AS rows "
+        f"FROM {ITEMS} AS i LEFT JOIN {TOTALS} AS t ON t.item = i.item ORDER BY i.item"
+    ).to_arrow_table()
+    if items.column("item").to_pylist() != list(range(items.num_rows)):
+        raise MatchError("内部错误：事项编号不连续，无法写出 candidates.parquet")
+    version = items.column("policy_version").combine_chunks()
+    # The ids as dictionaries of their distinct values (the Parquet dictionary, written as it is) and each
+    # item's index into them.
+    texts = {}
+    for name in ("policy_id", "item_id"):
+        values = items.column(name).combine_chunks()
+        distinct = pc.unique(values)
+        texts[name] = (pc.index_in(values, value_set=distinct), distinct)
+    money = pa.decimal128(18, 2)
+    schema = pa.schema(
+        [
+            pa.field(name, t, nullable=False)
+            for name, t in [
+                ("policy_id", pa.dictionary(pa.int32(), pa.string())),
+                ("policy_version", pa.int32()),
+                ("item_id", pa.dictionary(pa.int32(), pa.string())),
+                ("uscc", pa.string()),
+                ("amount", money),
+                ("amount_before_allocation", money),
+            ]
+        ]
+    )
+    with pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        use_dictionary=["policy_id", "item_id"],
+        store_schema=False,
+        store_decimal_as_integer=True,
+    ) as writer:
+        for first, last in _chunks(items.column("rows").to_pylist(), chunk_rows):
+            rows = con.sql(
+                f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
+                f"WHERE item BETWEEN {first} AND {last} ORDER BY item, rid"
+            ).to_arrow_reader(BATCH_ROWS)
+            for batch in rows:
+                item = batch.column("item")
+                policy_id, item_id = (
+                    pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
+                    for index, distinct in texts.values()
+                )
+                columns = [
+                    policy_id,
+                    pc.take(version, item),
+                    item_id,
+                    pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
+                    batch.column("amount"),
+                    batch.column("amount_before_allocation"),
+                ]
+                writer.write_batch(pa.record_batch(columns, schema=schema))
+
+
+def _chunks(rows: list[int], limit: int) -> list[tuple[int, int]]:
+    """Ranges (first, last) of consecutive item numbers of at most `limit` rows (at least one item)."""
+    out: list[tuple[int, int]] = []
+    first, total = 0, 0
+    for item, n in enumerate(rows):
+        if item > first and total + n > limit:
+            out.append((first, item - 1))
+            first, total = item, 0
+        total += n
+    if rows:
+        out.append((first, len(rows) - 1))
+    return out

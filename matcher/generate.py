@@ -41,6 +41,8 @@ import yaml
 from faker.providers.company.zh_CN import Provider as CompanyProvider
 from faker.providers.person.zh_CN import Provider as PersonProvider
 
+from matcher import codes
+from matcher.codes import USCC_ALPHABET
 from rules.catalog import DEPARTMENTS, STATUSES
 from rules.errors import SnapshotError
 
@@ -59,10 +61,8 @@ PAYMENTS_TARGET = 350
 """About how many enterprises draw an earlier payout, whatever the snapshot size."""
 
 MONEY = pa.decimal128(18, 2)
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-"""GB 32100-2015 characters: digits and capitals without I, O, S, V, Z."""
-USCC_WEIGHTS = np.array([pow(3, i, 31) for i in range(17)], dtype=np.int64)
-"""GB 32100 weights 3^i mod 31 of the first 17 characters."""
+USCC_WEIGHTS = np.array(codes.USCC_WEIGHTS, dtype=np.int64)
+"""`matcher.codes.USCC_WEIGHTS` as an array, for the check characters of whole blocks at once."""
 ORG_CODE_WEIGHTS = np.array([3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 """GB 11714-1997 weights of the 8 body characters of an organisation code."""
 _ORG_BODY_SPACE = 31**8

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from matcher.snapshot import SPECS
+from matcher.snapshot_rules import SPECS
 from rules.errors import MatchError
 
 # The tables whose columns are profile fields an enterprise can supply (Contract 2 and 3).

@@ -5,11 +5,12 @@ examples, and the accepted rows become one typed table per name in `TABLE_NAMES`
 table that cannot be used at all (missing file or column, unreadable file, a Parquet type that loses
 information) raises `SnapshotError` naming the file, the column and the fix.
 
-The work is set-based: each file is read once into a typed staging table (values that do not cast
+The rules are those of `matcher.snapshot_rules`, rendered as DuckDB SQL (the Spark loader runs the same
+trees). The work is set-based: each file is read once into a typed staging table (values that do not cast
 without loss keep their text for the report); codes are checked once per distinct value (USCC check
-characters with python-stdnum, in worker processes when there are many; regions and industries with
-`matcher.codes`) and only the failing codes are kept for a semi-join; one query per table then flags
-every rule on every row and keeps the rejected rows, and the accepted table is all the others.
+characters, regions and industries: `matcher.codes`) and only the failing codes are kept for a
+semi-join; one query per table then flags every rule on every row and keeps the rejected rows, and the
+accepted table is all the others.
 """
 
 from __future__ import annotations
@@ -18,172 +19,32 @@ import csv
 import datetime as dt
 import hashlib
 import json
-import os
-import re
-import subprocess
-import sys
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import yaml
-from stdnum.cn import uscc as uscc_check
+from sqlglot import exp
 
-from matcher.codes import is_known_industry, is_known_region
-from matcher.duckdb_engine import fetch_one
-from rules.catalog import CREDIT_RATINGS, STATUSES
+from matcher.snapshot_rules import (
+    CODE_CHECKS,
+    RULES,
+    SPECS,
+    TABLE_NAMES,
+    TableSpec,
+    column_cast,
+    missing_columns,
+    missing_table,
+    row_checks,
+    taken_at_date,
+    two_files,
+)
 from rules.errors import SnapshotError, display_path
 
-TABLE_NAMES = (
-    "enterprises",
-    "annual_reports",
-    "tax",
-    "social_insurance",
-    "credit",
-    "certifications",
-    "bank_accounts",
-    "payments",
-)
-CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
-MONEY = "DECIMAL(18,2)"
-FIRST_YEAR = 1990
-"""Yearly rows before this year are `year_out_of_range` (as are years after the snapshot's own)."""
 EXAMPLES = 5
-# Codes: stored as integers they would lose leading zeros, so such a column makes its table unusable.
-CODE_COLUMNS = {
-    "uscc",
-    "region_code",
-    "industry_code",
-    "contact_phone",
-    "account_no",
-    "policy_id",
-    "item_id",
-    "period",
-}
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One snapshot table of Contract 2: its columns with their DuckDB types, its key, whether optional."""
-
-    name: str
-    columns: dict[str, str]  # column -> DuckDB type
-    key: tuple[str, ...]
-    optional: bool = False
-
-    @property
-    def money(self) -> list[str]:
-        return [c for c, t in self.columns.items() if t == MONEY]
-
-    @property
-    def counts(self) -> list[str]:
-        return [c for c, t in self.columns.items() if t == "BIGINT"]
-
-
-SPECS: dict[str, TableSpec] = {
-    s.name: s
-    for s in (
-        TableSpec(
-            "enterprises",
-            {
-                "uscc": "VARCHAR",
-                "name": "VARCHAR",
-                "reg_date": "DATE",
-                "region_code": "VARCHAR",
-                "industry_code": "VARCHAR",
-                "status": "VARCHAR",
-                "reg_capital": MONEY,
-                "contact_phone": "VARCHAR",
-            },
-            ("uscc",),
-        ),
-        TableSpec(
-            "annual_reports",
-            {
-                "uscc": "VARCHAR",
-                "year": "INTEGER",
-                "employees": "BIGINT",
-                "revenue": MONEY,
-                "total_assets": MONEY,
-            },
-            ("uscc", "year"),
-        ),
-        TableSpec(
-            "tax",
-            {
-                "uscc": "VARCHAR",
-                "year": "INTEGER",
-                "tax_paid": MONEY,
-                "rd_expense": MONEY,
-                "credit_rating": "VARCHAR",
-            },
-            ("uscc", "year"),
-        ),
-        TableSpec(
-            "social_insurance",
-            {
-                "uscc": "VARCHAR",
-                "year": "INTEGER",
-                "insured_start": "BIGINT",
-                "insured_end": "BIGINT",
-                "ui_premium_paid": MONEY,
-                "ui_arrears": "BOOLEAN",
-                "new_graduate_hires": "BIGINT",
-            },
-            ("uscc", "year"),
-        ),
-        TableSpec(
-            "credit",
-            {"uscc": "VARCHAR", "serious_dishonest": "BOOLEAN", "abnormal_operation": "BOOLEAN"},
-            ("uscc",),
-        ),
-        TableSpec(
-            "certifications",
-            {"uscc": "VARCHAR", "cert_type": "VARCHAR", "cert_date": "DATE", "expiry_date": "DATE"},
-            ("uscc", "cert_type", "cert_date"),
-        ),
-        TableSpec(
-            "bank_accounts",
-            {"uscc": "VARCHAR", "bank_name": "VARCHAR", "account_no": "VARCHAR", "account_name": "VARCHAR"},
-            ("uscc",),
-        ),
-        TableSpec(
-            "payments",
-            {
-                "uscc": "VARCHAR",
-                "policy_id": "VARCHAR",
-                "item_id": "VARCHAR",
-                "period": "VARCHAR",
-                "amount": MONEY,
-            },
-            ("uscc", "policy_id", "item_id", "period"),
-            optional=True,
-        ),
-    )
-}
-
-RULES = {
-    "bad_uscc": "统一社会信用代码校验位错误",
-    "missing_key": "主键为空",
-    "duplicate_key": "主键重复（该主键的所有行均拒绝）",
-    "bad_value": "值无法无损转换为规定类型",
-    "negative_money": "金额为负数",
-    "negative_count": "人数为负数",
-    "future_date": "日期晚于快照日期",
-    "unknown_status": "未知的登记状态",
-    "unknown_credit_rating": "未知的纳税信用等级",
-    "unknown_cert_type": "未知的资质类型",
-    "expiry_before_cert": "有效期截止早于发证日期",
-    "unknown_region": "未知的行政区划代码",
-    "unknown_industry": "未知的行业代码",
-    "year_out_of_range": "年度超出范围",
-    "orphan": "企业不在已接受的企业表中",
-}
-"""Rule id -> its name for the data office. The ids are stable: reports and other engines use them."""
+"""Rows shown per broken rule in the report."""
 
 
 @dataclass
@@ -327,28 +188,13 @@ def _taken_at(directory: Path) -> dt.date | None:
         data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise SnapshotError(f"不是有效的 UTF-8 YAML：{e}", file=shown) from None
-    value = data.get("taken_at") if isinstance(data, dict) else None
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise SnapshotError(
-            f"taken_at 应为日期 YYYY-MM-DD，收到 {value!r}", file=shown, field="taken_at"
-        ) from None
+    return taken_at_date(data.get("taken_at") if isinstance(data, dict) else None, shown)
 
 
 def _source(directory: Path, spec: TableSpec) -> Path | None:
     parquet, csv_file = directory / f"{spec.name}.parquet", directory / f"{spec.name}.csv"
     if parquet.exists() and csv_file.exists():
-        raise SnapshotError(
-            f"同时存在 {parquet.name} 和 {csv_file.name}，无法确定用哪一个；请删除其中一个",
-            file=display_path(directory),
-        )
+        raise two_files(spec.name, display_path(directory))
     if parquet.exists():
         return parquet
     if csv_file.exists():
@@ -361,10 +207,7 @@ def _source(directory: Path, spec: TableSpec) -> Path | None:
             )
     if spec.optional:
         return None
-    raise SnapshotError(
-        f"缺少必需的表 {spec.name}；请提供 {spec.name}.parquet 或 {spec.name}.csv（UTF-8，带表头）",
-        file=display_path(directory),
-    )
+    raise missing_table(spec.name, display_path(directory))
 
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -420,13 +263,7 @@ def _reader(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path) -> _Rea
             raise SnapshotError(f"无法读取 Parquet 文件：{_first_lines(e)}；请重新导出", file=shown) from None
         types = {str(name): str(kind) for name, kind, *_ in described}
         reader = _Reader(path, shown, relation, "file_row_number + 1", types)
-    missing = [c for c in spec.columns if c not in reader.types]
-    if missing:
-        raise SnapshotError(
-            f"缺少必需的列 {', '.join(missing)}；表头应包含 {', '.join(spec.columns)}",
-            file=shown,
-            field=missing[0],
-        )
+    missing_columns(spec, reader.types, shown)
     for column, wanted in spec.columns.items():
         _cast(column, reader.types[column], wanted, shown)  # raises on a type that cannot be used
     return reader
@@ -488,12 +325,6 @@ def _csv_header(path: Path, shown: str) -> list[str]:
 
 # --- typing the columns ---------------------------------------------------------------------------------
 
-_INTEGER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)")
-_NUMBER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE")
-_TIMESTAMP = re.compile(r"TIMESTAMP(_S|_MS|_NS)?")
-_EXACT = "DECIMAL(38,10)"
-"""A type every accepted number fits without rounding: a cast that changes the value against it lost data."""
-
 
 @dataclass(frozen=True)
 class _Cast:
@@ -504,31 +335,17 @@ class _Cast:
 
 
 def _cast(column: str, source: str, wanted: str, shown: str) -> _Cast:
-    """The cast of a column delivered as `source` into `wanted`, or SnapshotError if none is safe.
-
-    Text is trimmed ('' is NULL) and cast with TRY_CAST; a number that would be rounded on the way
-    (1.5 employees, 1.005 yuan) is bad, like text that does not cast at all."""
-    raw, t = _q(column), _q("_t_" + column)
-    if source == wanted:
-        return _Cast(f"NULLIF(trim({raw}), '')" if wanted == "VARCHAR" else raw, None)
-    if source == "VARCHAR":  # CSV, or text in Parquet
-        text = f"NULLIF(trim({raw}), '')"
-        lossy = f" OR TRY_CAST({text} AS {_EXACT}) IS DISTINCT FROM {t}" if _NUMBER.fullmatch(wanted) else ""
-        return _Cast(f"TRY_CAST({text} AS {wanted})", f"{text} IS NOT NULL AND ({t} IS NULL{lossy})")
-    if _NUMBER.fullmatch(wanted) and _NUMBER.fullmatch(source):
-        lossy = f"{t} IS NULL OR TRY_CAST({raw} AS {_EXACT}) IS DISTINCT FROM {t}"
-        return _Cast(f"TRY_CAST({raw} AS {wanted})", f"{raw} IS NOT NULL AND ({lossy})")
-    if wanted == "DATE" and _TIMESTAMP.fullmatch(source):
-        return _Cast(f"CAST({raw} AS DATE)", None)
-    if wanted == "BOOLEAN" and _INTEGER.fullmatch(source):
-        return _Cast(f"TRY_CAST({raw} AS BOOLEAN)", f"{raw} NOT IN (0, 1)")
-    if wanted == "VARCHAR" and column in CODE_COLUMNS:
-        fix = "代码会丢失前导零；请以文本（string/VARCHAR）类型导出"
-    elif wanted == "VARCHAR":
-        fix = "应为文本；请以文本（string/VARCHAR）类型导出"
-    else:
-        fix = f"不能无损转换为 {wanted}；请以 {wanted} 或文本类型导出"
-    raise SnapshotError(f"列类型为 {source}，{fix}", file=shown, field=column)
+    """`matcher.snapshot_rules.column_cast` over the delivered column and `_t_<column>`, as DuckDB SQL;
+    SnapshotError if no cast is safe."""
+    cast = column_cast(
+        column,
+        source,
+        wanted,
+        shown,
+        raw=exp.column(column, quoted=True),
+        typed=exp.column("_t_" + column, quoted=True),
+    )
+    return _Cast(_sql(cast.typed), None if cast.bad is None else _sql(cast.bad))
 
 
 def _stage(con: duckdb.DuckDBPyConnection, spec: TableSpec, reader: _Reader) -> set[str]:
@@ -561,90 +378,23 @@ def _stage(con: duckdb.DuckDBPyConnection, spec: TableSpec, reader: _Reader) -> 
 # --- codes checked once per distinct value --------------------------------------------------------------
 
 
-def _canonical_uscc(code: str) -> bool:
-    """Written as stored keys must be: ASCII letters and digits, upper case (stdnum would also accept
-    lower case and separators, which joins on the key would not)."""
-    return code.isascii() and code.isalnum() and code == code.upper()
-
-
-def _invalid_usccs(codes: list[str]) -> list[str]:
-    """The codes that are not valid USCCs in canonical form, by python-stdnum's check (length, format,
-    check character). Many codes are checked in worker processes, one per core."""
-    invalid = [c for c in codes if not _canonical_uscc(c)]
-    canonical = [c for c in codes if _canonical_uscc(c)]
-    if len(canonical) < _PARALLEL_MIN or _WORKERS < 2 or not sys.executable:
-        return invalid + [c for c in canonical if not uscc_check.is_valid(c)]
-    return invalid + _invalid_usccs_in_workers(canonical)
-
-
-_USCC_WORKER = """
-import sys
-from stdnum.cn.uscc import is_valid
-sys.stdout.write("\\n".join(c for c in sys.stdin.read().split("\\n") if c and not is_valid(c)))
-"""
-"""A worker: reads codes (one a line, ASCII) and writes back those stdnum does not find valid."""
-_WORKERS = max(1, os.cpu_count() or 1)
-_PARALLEL_MIN = 200_000
-"""From this many codes on, the check runs in worker processes: python-stdnum costs 10-25 µs a code
-(minutes for a province), a worker starts in a tenth of a second. Fresh interpreters rather than
-multiprocessing, which would re-import the caller's main module (or fork DuckDB's threads)."""
-
-
-def _invalid_usccs_in_workers(codes: list[str]) -> list[str]:
-    parts = [codes[i::_WORKERS] for i in range(_WORKERS)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _USCC_WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in parts
-    ]
-
-    def run(proc: subprocess.Popen[bytes], part: list[str]) -> tuple[bytes, bytes]:
-        return proc.communicate("\n".join(part).encode("ascii"))
-
-    with ThreadPoolExecutor(len(procs)) as threads:  # one feeding thread per worker, so they run at once
-        results = list(threads.map(run, procs, parts))
-    for proc, (_, err) in zip(procs, results, strict=True):
-        if proc.returncode != 0:
-            raise SnapshotError(
-                f"统一社会信用代码校验进程失败（退出码 {proc.returncode}）：{err.decode(errors='replace')}"
-            )
-    return [c for out, _ in results for c in out.decode("ascii").split("\n") if c]
-
-
-def _unknown(known: Callable[[str], bool]) -> Callable[[list[str]], list[str]]:
-    return lambda codes: [c for c in codes if not known(c)]
-
-
-_CODE_CHECKS: tuple[tuple[str, str, Callable[[list[str]], list[str]]], ...] = (
-    ("bad_uscc", "uscc", _invalid_usccs),
-    ("unknown_region", "region_code", _unknown(is_known_region)),
-    ("unknown_industry", "industry_code", _unknown(is_known_industry)),
-)
-_BATCH = 2_000_000
-
-
 def _code_lookups(con: duckdb.DuckDBPyConnection) -> list[_Rule]:
-    """For enterprises: per code rule, a temporary table of the distinct staged codes that fail it, and the
-    rule that looks rows up in it.
+    """For enterprises: per code rule (`matcher.snapshot_rules.CODE_CHECKS`, the checks Spark runs too), a
+    temporary table of the distinct staged codes that fail it, and the rule that looks rows up in it.
 
-    Each distinct code is checked once in Python, streamed in batches; only the failing ones (few) are
-    kept, so that the rule is a cheap semi-join."""
+    Each distinct code is checked once; only the failing ones (few) are kept, so that the rule is a cheap
+    semi-join."""
     out = []
-    for rule, column, failing_of in _CODE_CHECKS:
-        failing: list[str] = []
-        distinct = con.sql(
-            f"SELECT DISTINCT {_q(column)} FROM {_temp('stage')} WHERE {_q(column)} IS NOT NULL"
+    for rule, column, valid in CODE_CHECKS:
+        code = exp.column(column, quoted=True)
+        failing = (
+            exp.select(exp.alias_(code, "code"))
+            .distinct()
+            .from_(_temp("stage"))
+            .where(exp.and_(code.copy().is_(exp.null()).not_(), exp.Not(this=exp.Paren(this=valid(code)))))
         )
-        for batch in distinct.to_arrow_reader(_BATCH):
-            failing += failing_of(batch.column(0).to_pylist())
-        table, view = _temp(rule), f"{_TEMP}codes"
-        con.register(view, pa.table({"code": pa.array(failing, pa.string())}))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT code FROM {view}")
-        con.unregister(view)
+        table = _temp(rule)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_sql(failing)}")
         out.append(_Rule(rule, column, f"s.{_q(column)} IN (SELECT code FROM {table})"))
     return out
 
@@ -663,39 +413,16 @@ class _Rule:
 
 
 def _row_rules(spec: TableSpec, delivered: set[str], day: dt.date) -> list[_Rule]:
-    """The per-row rules of a table, in report order.
-
-    `delivered` are the columns with a `_raw_` column (values that did not cast without loss)."""
-
-    def empty(c: str) -> str:  # delivered empty, as opposed to delivered but not castable (bad_value)
-        return f"s.{_q(c)} IS NULL" + (f" AND s.{_q('_raw_' + c)} IS NULL" if c in delivered else "")
-
-    out = [_Rule("missing_key", c, empty(c)) for c in spec.key]
-    out += [_Rule("bad_value", c, f"s.{_q('_raw_' + c)} IS NOT NULL") for c in spec.columns if c in delivered]
-    out += [_Rule("negative_money", c, f"s.{_q(c)} < 0") for c in spec.money]
-    out += [_Rule("negative_count", c, f"s.{_q(c)} < 0") for c in spec.counts]
-    if "year" in spec.columns:
-        out.append(_Rule("year_out_of_range", "year", f"s.year < {FIRST_YEAR} OR s.year > {day.year}"))
-    if spec.name == "enterprises":
-        out += [
-            _Rule("future_date", "reg_date", f"s.reg_date > DATE '{day}'"),
-            _Rule("unknown_status", "status", f"s.status NOT IN ({_s_list(STATUSES)})"),
-        ]
-    if spec.name == "tax":
-        out.append(
-            _Rule(
-                "unknown_credit_rating",
-                "credit_rating",
-                f"s.credit_rating NOT IN ({_s_list(CREDIT_RATINGS)})",
-            )
-        )
-    if spec.name == "certifications":
-        out += [
-            _Rule("unknown_cert_type", "cert_type", f"s.cert_type NOT IN ({_s_list(CERT_TYPES)})"),
-            _Rule("future_date", "cert_date", f"s.cert_date > DATE '{day}'"),
-            _Rule("expiry_before_cert", "expiry_date", "s.expiry_date < s.cert_date"),
-        ]
-    return out
+    """The per-row rules of a table (`matcher.snapshot_rules.row_checks`) over the staged row `s`, in
+    report order. `delivered` are the columns with a `_raw_` column (values that did not cast without
+    loss)."""
+    checks = row_checks(
+        spec,
+        day,
+        lambda c: exp.column(c, table="s", quoted=True),
+        {c: exp.column("_raw_" + c, table="s", quoted=True).is_(exp.null()).not_() for c in delivered},
+    )
+    return [_Rule(check.rule, check.column, _sql(check.broken)) for check in checks]
 
 
 def _settle(
@@ -741,7 +468,7 @@ def _settle(
     for n, r in enumerate(rules):
         flags_of.setdefault(r.rule, []).append(n)
     anyof = [" OR ".join(f"_f{n}" for n in ns) for ns in flags_of.values()]
-    counts = fetch_one(
+    counts = _one(
         con, "SELECT " + ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in anyof) + f" FROM {rejected}"
     )
     assert counts is not None
@@ -749,7 +476,7 @@ def _settle(
         if n:
             report.rejected[rule] = int(n)
             report.examples[rule] = _examples(con, [(f"_f{i}", rules[i]) for i in ns], delivered)
-    nulls = fetch_one(
+    nulls = _one(
         con, "SELECT " + ", ".join(f"count(*) - count({_q(c)})" for c in spec.columns) + f" FROM {spec.name}"
     )
     assert nulls is not None
@@ -789,15 +516,23 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     for name in TABLE_NAMES:
         spec = SPECS[name]
         columns = ", ".join(_q(c) for c in spec.columns)
-        row = fetch_one(
-            con, f"SELECT count(*), coalesce(sum(CAST(hash({columns}) AS HUGEINT)), 0) FROM {name}"
-        )
+        row = _one(con, f"SELECT count(*), coalesce(sum(CAST(hash({columns}) AS HUGEINT)), 0) FROM {name}")
         assert row is not None
         digest.update(f"{name}({_column_list(spec)}):{row[0]}:{row[1]};".encode())
     return "sha256:" + digest.hexdigest()
 
 
 # --- small SQL pieces -------------------------------------------------------------------------------------
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query."""
+    (row,) = con.execute(sql).fetchall()
+    return tuple(row)
+
+
+def _sql(tree: exp.Expr) -> str:
+    return tree.sql("duckdb")
 
 
 def _temp(name: str) -> str:
@@ -821,7 +556,7 @@ def _column_list(spec: TableSpec) -> str:
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = fetch_one(con, f"SELECT count(*) FROM {table}")
+    row = _one(con, f"SELECT count(*) FROM {table}")
     assert row is not None
     return int(row[0])
 

@@ -1,24 +1,19 @@
-"""Running the match plan on Apache Spark: the DuckDB plan's sqlglot trees, rendered as Spark SQL.
+"""The Spark engine: `matcher.engine.Engine` on a Spark session, and the snapshot loader for Spark.
 
-`zhida match --engine spark` calls `run_match_spark`. The profile (`matcher.profile.profile_query`), the
-verdict blocks and eligible rows (`matcher.plan.Block.select`, `matcher.plan.matches_query`) and the
-allocation (`matcher.plan.candidates_query`) are
-the very trees the DuckDB engine runs; `spark_sql` renders them with sqlglot's Spark dialect after one
-transform, `for_spark`, for the two places where Spark SQL would mean something else (no INT128 for exact
-integer fen products; DOUBLE to text spelled by Java's rules). One definition of every rule and derived
-field; the engines differ only in the dialect. No Python UDFs: the cluster runs plain Spark SQL.
+`zhida match --engine spark` calls `run_match_spark`, which is `matcher.run.run` with a `SparkEngine`: the
+same orchestration, the same plan trees (`matcher.plan`, `matcher.profile.profile_query`) as on DuckDB,
+rendered by `spark_sql` in `matcher.dialect.ZhidaSpark`. No Python UDFs: the cluster runs plain Spark SQL.
 
 Nothing is collected to the driver but counts and totals: intermediate tables are checkpointed on the
 executors (memory, spilling to disk), the outputs of Contract 4 are written by Spark as Parquet folders of
 part files under `--out` (`zhida offers import` reads single files and folders alike), and `manifest.json`
 is written by the driver from aggregated counts.
 
-Snapshot validation is the rule set of the DuckDB loader (`matcher.snapshot`: its table specs, casts,
-rule ids and code lists) expressed as sqlglot trees over the raw tables, so a snapshot is accepted row for
-row as `zhida snapshot check` accepts it. Spark reports counts per rule but no example rows (`zhida
-snapshot check` shows them). Its fingerprint is computed by Spark over the accepted rows with Spark's
-xxhash64 (prefix `spark-sha256:`): stable across Spark runs, but not the DuckDB fingerprint, whose row
-hash is DuckDB's own.
+Snapshot validation runs the rules of `matcher.snapshot_rules` (the DuckDB loader's: table specs, casts,
+rule ids, code checks) over the raw tables, so a snapshot is accepted row for row as `zhida snapshot
+check` accepts it. Spark reports counts per rule but no example rows (`zhida snapshot check` shows them).
+Its fingerprint is computed by Spark over the accepted rows with Spark's xxhash64 (prefix
+`spark-sha256:`): stable across Spark runs, but not the DuckDB fingerprint, whose row hash is DuckDB's own.
 
 ANSI mode is always on: an overflow or a bad cast in a rule stops the run with the policy and item named
 (`MatchError`), never a silent NULL.
@@ -29,15 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import json
 import os
-import re
-import resource
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -47,51 +39,36 @@ from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
-from matcher.codes import industry_leaf_codes, known_industry_codes, known_region_codes, region_list
-from matcher.generate import USCC_ALPHABET, USCC_WEIGHTS
+from matcher import engine
+from matcher.dialect import ZhidaSpark
+from matcher.engine import OUTPUT_QUERIES, Engine, item_summary, ordered_query
 from matcher.plan import (
-    ALLOCATED,
     KEYS,
-    MATCHES,
-    PAID,
-    PAYABLE,
-    STATUS_COUNTS,
-    SUMMARY,
-    TOTALS,
     ItemPlan,
     Rows,
     blocks,
-    candidates_query,
-    conditions_rows,
-    item_plans,
-    items_rows,
     keyed_name,
     keyed_query,
-    matches_query,
-    paid_query,
-    status_counts_query,
-    summary_query,
-    totals_query,
-    unpriced_error,
-    unpriced_query,
-    views,
 )
-from matcher.profile import profile_query, profile_table_name
-from matcher.run import OUTPUT_QUERIES, manifest, ordered_query
-from matcher.snapshot import (
-    CERT_TYPES,
-    CODE_COLUMNS,
-    FIRST_YEAR,
+from matcher.run import RunResult, run
+from matcher.snapshot import SnapshotReport, TableReport
+from matcher.snapshot_rules import (
     SPECS,
     TABLE_NAMES,
-    SnapshotReport,
-    TableReport,
+    ColumnCast,
     TableSpec,
+    code_checks,
+    column_type,
+    missing_columns,
+    missing_table,
+    taken_at_date,
+    two_files,
 )
-from rules.catalog import CATALOG, CREDIT_RATINGS, STATUSES
+from matcher.snapshot_rules import column_cast as rules_column_cast
+from matcher.snapshot_rules import row_checks as row_checks_of
 from rules.errors import MatchError, SnapshotError
 from rules.policy import Policy
-from rules.ruleset import RuleSet, load_ruleset
+from rules.ruleset import RuleSet
 
 ANSI = "spark.sql.ansi.enabled"
 BASE_CONF: dict[str, str] = {
@@ -107,75 +84,9 @@ PINNED = (ANSI, "spark.sql.session.timeZone", "spark.sql.timestampType")
 # --- rendering ----------------------------------------------------------------------------------------------
 
 
-def _double_text(value: exp.Expression) -> exp.Expression:
-    """A DOUBLE as text the way DuckDB writes it: Java (Spark) switches to 5.0E-4 notation outside
-    [1e-3, 1e7), DuckDB only outside [1e-4, 1e16) and as 1e-05; the same digits, spelled DuckDB's way."""
-    magnitude = exp.Abs(this=value.copy())
-    java_plain = exp.and_(
-        exp.GTE(this=magnitude.copy(), expression=exp.Literal.number("0.001")),
-        exp.LT(this=magnitude.copy(), expression=exp.Literal.number("10000000")),
-    )
-    duckdb_plain = exp.and_(
-        exp.GTE(this=magnitude.copy(), expression=exp.Literal.number("0.0001")),
-        exp.LT(this=magnitude.copy(), expression=exp.Literal.number("10000000000000000")),
-    )
-    # The decimal takes Java's digits of the double (Spark converts through Double.toString).
-    digits = exp.func(
-        "REGEXP_REPLACE",
-        exp.cast(exp.cast(value.copy(), "DECIMAL(38, 20)"), "VARCHAR"),
-        exp.Literal.string("0+$"),
-        exp.Literal.string(""),
-    )
-    spelled = exp.func("REGEXP_REPLACE", digits, exp.Literal.string("\\.$"), exp.Literal.string(".0"))
-    # Elsewhere both use exponents: Java 1.0E-5 and 1.5E20, DuckDB 1e-05 and 1.5e+20.
-    scientific: exp.Expr = exp.cast(value.copy(), "VARCHAR")
-    for pattern, replacement in (
-        ("\\.0E", "E"),
-        ("E([0-9])", "E+$1"),
-        ("E([+-])([0-9])$", "E$10$2"),
-        ("E", "e"),
-    ):
-        scientific = exp.func(
-            "REGEXP_REPLACE", scientific, exp.Literal.string(pattern), exp.Literal.string(replacement)
-        )
-    return exp.Case(
-        ifs=[
-            exp.If(this=java_plain, true=exp.cast(value.copy(), "VARCHAR")),
-            exp.If(this=duckdb_plain, true=spelled),
-        ],
-        default=scientific,
-    )
-
-
-def _is_double_field(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Column) and node.name in CATALOG and CATALOG[node.name].type == "ratio"
-
-
-def for_spark(node: exp.Expr) -> exp.Expr:
-    """The Spark rendering of one node of a plan tree, where Spark SQL would mean something else.
-
-    - Spark has no 128-bit integer: exact integer fen products are DECIMAL(38, 0) there.
-    - A ratio field (DOUBLE) as text is spelled as DuckDB spells it (near-miss values read the same).
-    - Spark has no TRY(): its decimal products widen up to 38 digits, so only the TRY_CASTs inside can
-      fail, and they give NULL.
-    """
-    if isinstance(node, exp.Try):
-        inner: exp.Expr = node.this
-        return inner
-    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
-        return exp.DataType.build("DECIMAL(38, 0)")
-    if (
-        isinstance(node, exp.Cast)
-        and node.to.is_type(exp.DataType.Type.VARCHAR)
-        and _is_double_field(node.this)
-    ):
-        return _double_text(node.this)
-    return node
-
-
 def spark_sql(tree: exp.Expr) -> str:
-    """A plan tree as Spark SQL (the tree itself is not changed)."""
-    return tree.transform(for_spark).sql(dialect="spark")
+    """A plan tree as the Spark SQL the engine runs (`matcher.dialect.ZhidaSpark`)."""
+    return tree.sql(dialect=ZhidaSpark)
 
 
 def _from_duckdb(text: str) -> exp.Expr:
@@ -257,123 +168,17 @@ def _materialise(spark: SparkSession, name: str, tree: exp.Expr) -> None:
     frame.createOrReplaceTempView(name)
 
 
-# --- snapshot: the DuckDB loader's rules as trees ---------------------------------------------------------------
-
-_VARCHAR = "VARCHAR"
-
-
-def _type(duckdb_type: str) -> exp.DataType:
-    return exp.DataType.build(duckdb_type, dialect="duckdb")
-
-
-def _strings(values: Iterable[str]) -> list[exp.Expression]:
-    return [exp.Literal.string(v) for v in values]
-
-
-def _or(parts: Sequence[exp.Expression]) -> exp.Expression:
-    return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
-
-
-def _and(parts: Sequence[exp.Expression]) -> exp.Expression:
-    return functools.reduce(lambda a, b: exp.And(this=a, expression=b), parts)
-
-
-def _substr(code: exp.Expression, start: int, length: int) -> exp.Expression:
-    return exp.Substring(this=code.copy(), start=exp.Literal.number(start), length=exp.Literal.number(length))
-
-
-def _int(n: int) -> exp.Expression:
-    return exp.Literal.number(n)
-
-
-def uscc_valid(code: exp.Expression) -> exp.Expression:
-    """GB 32100 as the DuckDB loader checks it (python-stdnum on codes written in canonical form): 8 digits,
-    then 10 characters of the alphabet (upper case), the last the check character of the first 17
-    (weights 3^i mod 31)."""
-    alphabet = exp.Literal.string(USCC_ALPHABET)
-    terms: list[exp.Expression] = [
-        exp.Mul(
-            this=exp.Paren(
-                this=exp.Sub(
-                    this=exp.StrPosition(this=alphabet.copy(), substr=_substr(code, i + 1, 1)),
-                    expression=_int(1),
-                )
-            ),
-            expression=_int(int(w)),
-        )
-        for i, w in enumerate(USCC_WEIGHTS)
-    ]
-    total = functools.reduce(lambda a, b: exp.Add(this=a, expression=b), terms)
-    check = exp.Mod(
-        this=exp.Paren(
-            this=exp.Sub(this=_int(31), expression=exp.Mod(this=exp.Paren(this=total), expression=_int(31)))
-        ),
-        expression=_int(31),
-    )
-    expected = exp.Substring(
-        this=alphabet.copy(), start=exp.Add(this=check, expression=_int(1)), length=_int(1)
-    )
-    return _and(
-        [
-            exp.RegexpLike(
-                this=code.copy(), expression=exp.Literal.string(f"^[0-9]{{8}}[{USCC_ALPHABET}]{{10}}\\z")
-            ),
-            exp.EQ(this=_substr(code, 18, 1), expression=expected),
-        ]
-    )
-
-
-def region_known(code: exp.Expression) -> exp.Expression:
-    """`matcher.codes.RegionList.is_known` as SQL: listed, or a county under a listed prefecture of a province
-    of which the list ships no counties."""
-    listed: exp.Expression = code.copy().isin(*_strings(known_region_codes()))
-    regions = region_list()
-    fallback = sorted(
-        r.code
-        for r in regions.regions.values()
-        if r.level == "prefecture" and r.code[:2] not in regions.provinces_with_counties
-    )
-    if not fallback:
-        return listed
-    county = _and(
-        [
-            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[0-9]{6}\\z")),
-            exp.NEQ(this=_substr(code, 5, 2), expression=exp.Literal.string("00")),
-            exp.func("CONCAT", _substr(code, 1, 4), exp.Literal.string("00")).isin(*_strings(fallback)),
-        ]
-    )
-    return exp.Or(this=listed, expression=exp.Paren(this=county))
-
-
-def industry_known(code: exp.Expression) -> exp.Expression:
-    """`matcher.codes.IndustryList.is_known` as SQL: well formed, and listed or under a listed leaf."""
-    leaves = _strings(industry_leaf_codes())
-    return _and(
-        [
-            exp.RegexpLike(this=code.copy(), expression=exp.Literal.string("^[A-Z]([0-9]{2,4})?\\z")),
-            exp.Paren(
-                this=_or(
-                    [
-                        code.copy().isin(*_strings(known_industry_codes())),
-                        *(_substr(code, 1, n).isin(*[x.copy() for x in leaves]) for n in (1, 3, 4)),
-                    ]
-                )
-            ),
-        ]
-    )
+# --- snapshot: the rules of `matcher.snapshot_rules` over the raw tables -------------------------------------
 
 
 def _t(column: str) -> exp.Column:
     return exp.column(f"t_{column}")
 
 
-def _date(day: dt.date) -> exp.Expression:
-    return exp.cast(exp.Literal.string(day.isoformat()), "DATE")
+def _any(parts: Sequence[exp.Expr]) -> exp.Expr:
+    return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
 
 
-_EXACT = exp.DataType.build("DECIMAL(38, 10)")
-_NUMBER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|DECIMAL\(\d+,\d+\)|FLOAT|DOUBLE")
-_INTEGER = re.compile(r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)")
 _DUCKDB_OF_SPARK = {
     "string": "VARCHAR",
     "tinyint": "TINYINT",
@@ -389,15 +194,6 @@ _DUCKDB_OF_SPARK = {
 }
 
 
-@dataclass(frozen=True)
-class ColumnCast:
-    """How one delivered column becomes its specified type (`matcher.snapshot._cast`): the typed value over
-    the raw column, and the condition (over the raw column and `t_<column>`) that its value is bad."""
-
-    typed: exp.Expression
-    bad: exp.Expression | None  # None: a value delivered in this type is never bad
-
-
 def duckdb_type_of(spark_type: str) -> str:
     """The DuckDB name of a Spark column type, as the DuckDB loader would see the same data."""
     if spark_type.startswith("decimal("):
@@ -405,115 +201,21 @@ def duckdb_type_of(spark_type: str) -> str:
     return _DUCKDB_OF_SPARK.get(spark_type, spark_type.upper())
 
 
-def _distinct(a: exp.Expression, b: exp.Expression) -> exp.Expression:
-    return exp.Not(this=exp.NullSafeEQ(this=a, expression=b))
-
-
 def column_cast(column: str, source: str, wanted: str, shown: str) -> ColumnCast:
-    """The cast of a column delivered as `source` (a DuckDB type name) into `wanted`, as the DuckDB loader
-    casts it; SnapshotError where it refuses the column. Text is trimmed ('' is NULL) and cast with
-    TRY_CAST; a number that would be rounded on the way is bad, like text that does not cast at all."""
-    raw, t, target = exp.column(column), _t(column), _type(wanted)
-    text = exp.Nullif(this=exp.Trim(this=raw.copy()), expression=exp.Literal.string(""))
-    if source == wanted:
-        return ColumnCast(text if wanted == _VARCHAR else raw, None)
-    if source == _VARCHAR:  # CSV, or text in Parquet
-        bad: exp.Expression = t.copy().is_(exp.null())
-        if _NUMBER.fullmatch(wanted):
-            bad = exp.Or(
-                this=bad, expression=_distinct(exp.TryCast(this=text.copy(), to=_EXACT, safe=True), t.copy())
-            )
-        return ColumnCast(
-            exp.TryCast(this=text, to=target, safe=True),
-            exp.And(this=text.copy().is_(exp.null()).not_(), expression=exp.Paren(this=bad)),
-        )
-    if _NUMBER.fullmatch(wanted) and _NUMBER.fullmatch(source):
-        lossy = exp.Or(
-            this=t.copy().is_(exp.null()),
-            expression=_distinct(exp.TryCast(this=raw.copy(), to=_EXACT, safe=True), t.copy()),
-        )
-        return ColumnCast(
-            exp.TryCast(this=raw, to=target, safe=True),
-            exp.And(this=raw.copy().is_(exp.null()).not_(), expression=exp.Paren(this=lossy)),
-        )
-    if wanted == "DATE" and source == "TIMESTAMP":
-        return ColumnCast(exp.cast(raw, "DATE"), None)
-    if wanted == "BOOLEAN" and _INTEGER.fullmatch(source):
-        return ColumnCast(
-            exp.TryCast(this=raw, to=target, safe=True), exp.Not(this=raw.copy().isin(_int(0), _int(1)))
-        )
-    if wanted == _VARCHAR and column in CODE_COLUMNS:
-        fix = "代码会丢失前导零；请以文本（string/VARCHAR）类型导出"
-    elif wanted == _VARCHAR:
-        fix = "应为文本；请以文本（string/VARCHAR）类型导出"
-    else:
-        fix = f"不能无损转换为 {wanted}；请以 {wanted} 或文本类型导出"
-    raise SnapshotError(f"列类型为 {source}，{fix}", file=shown, field=column)
-
-
-def _bad(casts: Mapping[str, ColumnCast], column: str) -> exp.Expression:
-    cast = casts[column]
-    return (
-        exp.false()
-        if cast.bad is None
-        else exp.Coalesce(this=exp.Paren(this=cast.bad.copy()), expressions=[exp.false()])
-    )
+    """`matcher.snapshot_rules.column_cast` over the raw column and `t_<column>`."""
+    return rules_column_cast(column, source, wanted, shown, raw=exp.column(column), typed=_t(column))
 
 
 def row_checks(
     spec: TableSpec, day: dt.date, casts: Mapping[str, ColumnCast]
-) -> list[tuple[str, str, exp.Expression]]:
-    """The per-row rules of `matcher.snapshot` (`_row_rules` and the code checks), in its report order, as
-    (rule, column, condition meaning rejected) over the typed columns `t_*` and the raw ones."""
-    out: list[tuple[str, str, exp.Expression]] = []
-    out += [
-        ("missing_key", c, exp.And(this=_t(c).is_(exp.null()), expression=exp.Not(this=_bad(casts, c))))
-        for c in spec.key
-    ]
-    out += [("bad_value", c, casts[c].bad.copy()) for c in spec.columns if casts[c].bad is not None]  # type: ignore[union-attr]
-    out += [("negative_money", c, exp.LT(this=_t(c), expression=_int(0))) for c in spec.money]
-    out += [("negative_count", c, exp.LT(this=_t(c), expression=_int(0))) for c in spec.counts]
-    if "year" in spec.columns:
-        out.append(
-            (
-                "year_out_of_range",
-                "year",
-                exp.Or(
-                    this=exp.LT(this=_t("year"), expression=_int(FIRST_YEAR)),
-                    expression=exp.GT(this=_t("year"), expression=_int(day.year)),
-                ),
-            )
-        )
+) -> list[tuple[str, str, exp.Expr]]:
+    """The rules of `matcher.snapshot_rules` (row rules, then the code rules of enterprises), in the DuckDB
+    loader's report order, as (rule, column, condition meaning rejected) over the typed columns `t_*`."""
+    bad = {c: cast.bad for c, cast in casts.items() if cast.bad is not None}
+    checks = row_checks_of(spec, day, _t, bad)
     if spec.name == "enterprises":
-        out += [
-            ("future_date", "reg_date", exp.GT(this=_t("reg_date"), expression=_date(day))),
-            ("unknown_status", "status", exp.Not(this=_t("status").isin(*_strings(STATUSES)))),
-        ]
-    if spec.name == "tax":
-        out.append(
-            (
-                "unknown_credit_rating",
-                "credit_rating",
-                exp.Not(this=_t("credit_rating").isin(*_strings(CREDIT_RATINGS))),
-            )
-        )
-    if spec.name == "certifications":
-        out += [
-            ("unknown_cert_type", "cert_type", exp.Not(this=_t("cert_type").isin(*_strings(CERT_TYPES)))),
-            ("future_date", "cert_date", exp.GT(this=_t("cert_date"), expression=_date(day))),
-            ("expiry_before_cert", "expiry_date", exp.LT(this=_t("expiry_date"), expression=_t("cert_date"))),
-        ]
-    if spec.name == "enterprises":  # the loader's code lookups come after its row rules
-        out += [
-            ("bad_uscc", "uscc", exp.Not(this=exp.Paren(this=uscc_valid(_t("uscc"))))),
-            ("unknown_region", "region_code", exp.Not(this=exp.Paren(this=region_known(_t("region_code"))))),
-            (
-                "unknown_industry",
-                "industry_code",
-                exp.Not(this=exp.Paren(this=industry_known(_t("industry_code")))),
-            ),
-        ]
-    return out
+        checks += code_checks(_t)
+    return [(check.rule, check.column, check.broken) for check in checks]
 
 
 def _flag(n: int) -> str:
@@ -529,7 +231,7 @@ def checked_query(
         *[exp.column(c) for c in spec.columns],
         *[exp.alias_(casts[c].typed.copy(), f"t_{c}") for c in spec.columns],
     ).from_(raw)
-    key_present = _and([_t(c).is_(exp.null()).not_() for c in spec.key])
+    key_present = exp.and_(*[_t(c).is_(exp.null()).not_() for c in spec.key])
     dup = exp.and_(
         key_present,
         exp.GT(
@@ -537,7 +239,7 @@ def checked_query(
                 this=exp.Count(this=exp.Star()),
                 partition_by=[_t(c) for c in spec.key],
             ),
-            expression=_int(1),
+            expression=exp.Literal.number(1),
         ),
     )
     if spec.name == "enterprises":
@@ -575,7 +277,7 @@ def checked_query(
 
 
 def _accepted(flags: Sequence[str]) -> exp.Expression:
-    return exp.Not(this=exp.Paren(this=_or([exp.column(f) for f in flags])))
+    return exp.Not(this=exp.Paren(this=_any([exp.column(f) for f in flags])))
 
 
 def accepted_query(spec: TableSpec, checked: str, flags: Sequence[str]) -> exp.Select:
@@ -585,7 +287,7 @@ def accepted_query(spec: TableSpec, checked: str, flags: Sequence[str]) -> exp.S
 def empty_query(spec: TableSpec) -> exp.Select:
     """An empty table with the spec's columns (an optional table that was not delivered)."""
     return exp.select(
-        *[exp.alias_(exp.cast(exp.null(), _type(t)), c) for c, t in spec.columns.items()]
+        *[exp.alias_(exp.cast(exp.null(), column_type(t)), c) for c, t in spec.columns.items()]
     ).where(exp.false())
 
 
@@ -613,21 +315,6 @@ def _local(location: str) -> Path:
     return Path(location)
 
 
-def _date_value(value: object, where: str) -> dt.date | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise SnapshotError(
-            f"taken_at 应为 YYYY-MM-DD，收到 {value!r}", file=where, field="taken_at"
-        ) from None
-
-
 def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
     """A snapshot given on the command line: a mapping file (`.yaml`: `tables:` table → catalog name, optional
     `taken_at`), or a folder/URI whose optional `snapshot.yaml` gives `taken_at`."""
@@ -642,7 +329,7 @@ def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
                 f"表映射文件中有未知的表 {', '.join(unknown)}；可用：{', '.join(SPECS)}", file=location
             )
         tables = {str(k): str(v) for k, v in data["tables"].items()}
-        return SnapshotSource(location, tables, _date_value(data.get("taken_at"), location))
+        return SnapshotSource(location, tables, taken_at_date(data.get("taken_at"), location))
     meta_path = location.rstrip("/") + "/snapshot.yaml"
     text = _read_text(spark, meta_path)
     if text is None:
@@ -652,7 +339,7 @@ def snapshot_source(spark: SparkSession, location: str) -> SnapshotSource:
     except yaml.YAMLError as e:
         raise SnapshotError(f"snapshot.yaml 不是有效的 YAML：{e}", file=meta_path) from None
     return SnapshotSource(
-        location, taken_at=_date_value(meta.get("taken_at") if isinstance(meta, dict) else None, meta_path)
+        location, taken_at=taken_at_date(meta.get("taken_at") if isinstance(meta, dict) else None, meta_path)
     )
 
 
@@ -704,32 +391,19 @@ def _raw_table(
     frames = {p: _read(spark, p, kind) for p, kind in ((parquet, "parquet"), (csv, "csv"))}
     found = {p: df for p, df in frames.items() if df is not None}
     if len(found) == 2:
-        raise SnapshotError(
-            f"同时存在 {spec.name}.parquet 和 {spec.name}.csv，无法确定用哪一个；请删除其中一个",
-            file=source.location,
-        )
+        raise two_files(spec.name, source.location)
     if found:
         ((path, df),) = found.items()
         return df, path
     if spec.optional:
         return None, None
-    raise SnapshotError(
-        f"缺少必需的表 {spec.name}（{spec.name}.parquet 或 {spec.name}.csv；快照不读取 Excel 文件，"
-        f"{spec.name}.xlsx 须另存为 CSV UTF-8）",
-        file=source.location,
-    )
+    raise missing_table(spec.name, source.location)
 
 
 def column_casts(spec: TableSpec, df: DataFrame, where: str) -> dict[str, ColumnCast]:
     """The cast of every specified column of a delivered table; SnapshotError for a missing or unusable one."""
     types = {f.name: duckdb_type_of(f.dataType.simpleString()) for f in df.schema.fields}
-    missing = [c for c in spec.columns if c not in types]
-    if missing:
-        raise SnapshotError(
-            f"缺少必需的列 {', '.join(missing)}；表头应包含 {', '.join(spec.columns)}",
-            file=where,
-            field=missing[0],
-        )
+    missing_columns(spec, types, where)
     return {c: column_cast(c, types[c], wanted, where) for c, wanted in spec.columns.items()}
 
 
@@ -747,7 +421,7 @@ def _table_report(
         exp.alias_(exp.Count(this=exp.Star()), "rows_read"),
         exp.alias_(exp.func("COUNT_IF", ok.copy()), "rows_accepted"),
         *[
-            exp.alias_(exp.func("COUNT_IF", _or([exp.column(f) for f in fl])), f"r_{n}")
+            exp.alias_(exp.func("COUNT_IF", _any([exp.column(f) for f in fl])), f"r_{n}")
             for n, fl in enumerate(rules.values())
         ],
         *[
@@ -757,7 +431,7 @@ def _table_report(
         exp.alias_(
             exp.Coalesce(
                 this=exp.Sum(this=exp.If(this=ok.copy(), true=hashed, false=exp.null())),
-                expressions=[exp.cast(_int(0), "DECIMAL(38, 0)")],
+                expressions=[exp.cast(exp.Literal.number(0), "DECIMAL(38, 0)")],
             ),
             "content",
         ),
@@ -805,38 +479,91 @@ def load_snapshot_spark(
 # --- the match ----------------------------------------------------------------------------------------------
 
 
+class SparkEngine(Engine):
+    """The plan on a Spark session: every table checkpointed on the executors (`_materialise`); a failed
+    statement is retried item by item to name the policy and item at fault."""
+
+    name = "spark"
+
+    def __init__(self, spark: SparkSession) -> None:
+        super().__init__()
+        self.spark = spark
+
+    def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
+        t0 = time.perf_counter()
+        if view:
+            self.spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
+        else:
+            _materialise(self.spark, name, tree)
+        self.timed(name, t0)
+
+    def load_rows(self, table: Rows) -> None:
+        schema = ", ".join(f"{name} {t.sql(dialect=ZhidaSpark)}" for name, t in table.types.items())
+        self.spark.createDataFrame(table.rows, schema=schema).createOrReplaceTempView(table.name)
+
+    def fetch(self, tree: exp.Expr) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.spark.sql(spark_sql(tree)).collect()]
+
+    def load_snapshot(self, location: str) -> SnapshotReport:
+        return load_snapshot_spark(self.spark, location)
+
+    def write_outputs(self, out: str) -> None:
+        base = out.rstrip("/")
+        for name in OUTPUT_QUERIES:
+            frame = self.spark.sql(output_query(name))
+            frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
+
+    def write_text(self, location: str, text: str) -> None:
+        _write_text(self.spark, location, text)
+
+    def describe(self) -> dict[str, Any]:
+        return {"spark": _session(self.spark)}
+
+    def build_profile(self, assessment_year: int, as_of: dt.date) -> str:
+        try:
+            return super().build_profile(assessment_year, as_of)
+        except PySparkException as e:
+            raise MatchError(f"构建 {assessment_year} 年度画像时 Spark 出错：{_error_text(e)}") from e
+
+    def number(self, profiles: Mapping[int, str]) -> dict[int, str]:
+        # Any unique number serves as `rid` here (outputs are ordered by the texts): no global sort.
+        numbered = exp.alias_(exp.func("MONOTONICALLY_INCREASING_ID"), "rid")
+        self.create(KEYS, exp.select(exp.column("uscc"), numbered).from_(profiles[min(profiles)]))
+        keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
+        for year, profile in profiles.items():
+            self.create(keyed[year], keyed_query(profile))
+        return keyed
+
+    @contextmanager
+    def guard(self, stage: str, plans: list[ItemPlan], keyed: Mapping[int, str]) -> Iterator[None]:
+        try:
+            yield
+        except PySparkException as e:
+            if stage == "allocate":
+                raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
+            culprit = self._culprit(plans, keyed)
+            where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
+            raise MatchError(
+                f"{where} 在 Spark 上计算出错（溢出或类型转换错误不会变成空值）：{_error_text(e)}"
+            ) from e
+
+    def _culprit(self, plans: list[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
+        """The first item whose own conditions or amount fail (run only after the whole plan failed)."""
+        for plan in plans:
+            # The item alone in its block's table, its conditions on bits 0..n-1.
+            alone = ItemPlan(plan.policy, plan.item, plan.no, plan.block, tuple(range(len(plan.bits))))
+            (block,) = blocks([alone])
+            try:
+                _materialise(self.spark, block.table, block.select(profiles[block.year]))
+                self.spark.sql(spark_sql(alone.eligible())).write.format("noop").mode("overwrite").save()
+            except PySparkException:
+                return plan
+        return None
+
+
 def build_profile_spark(spark: SparkSession, assessment_year: int, as_of: dt.date) -> str:
     """Materialise the profile of one year (the `profile_query` tree) as a cached view; return its name."""
-    name = profile_table_name(assessment_year)
-    try:
-        _materialise(spark, name, profile_query(assessment_year, as_of))
-    except PySparkException as e:
-        raise MatchError(f"构建 {assessment_year} 年度画像时 Spark 出错：{_error_text(e)}") from e
-    return name
-
-
-def _culprit(spark: SparkSession, plans: Sequence[ItemPlan], profiles: Mapping[int, str]) -> ItemPlan | None:
-    """The first item whose own conditions or amount fail on Spark (run only after the whole plan failed)."""
-    for plan in plans:
-        # The item alone in its block's table, its conditions on bits 0..n-1.
-        alone = ItemPlan(plan.policy, plan.item, plan.no, plan.block, tuple(range(len(plan.bits))))
-        (block,) = blocks([alone])
-        try:
-            _materialise(spark, block.table, block.select(profiles[block.year]))
-            spark.sql(spark_sql(alone.eligible())).write.format("noop").mode("overwrite").save()
-        except PySparkException:
-            return plan
-    return None
-
-
-def _view(spark: SparkSession, name: str, tree: exp.Expr) -> None:
-    spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
-
-
-def _load_rows(spark: SparkSession, table: Rows) -> None:
-    """The plan's data table `table.name` from its rows, as a temporary view."""
-    schema = ", ".join(f"{name} {t.sql('spark')}" for name, t in table.types.items())
-    spark.createDataFrame(table.rows, schema=schema).createOrReplaceTempView(table.name)
+    return SparkEngine(spark).build_profile(assessment_year, as_of)
 
 
 def match_profiles_spark(
@@ -846,60 +573,8 @@ def match_profiles_spark(
     payments: str = "payments",
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Run the plan over existing profile views: the cached verdict blocks, `matches` and `allocated`, and
-    the views over them (as `matcher.duckdb_engine.match_profiles`)."""
-    plans = item_plans(policies)
-    t = time.perf_counter()
-    step("匹配")
-    keyed = {year: keyed_name(profile) for year, profile in profiles.items()}
-    try:
-        # Any unique number serves as `rid` here (outputs are ordered by the texts): no global sort.
-        first = profiles[min(profiles)]
-        numbered = exp.alias_(exp.func("MONOTONICALLY_INCREASING_ID"), "rid")
-        _materialise(spark, KEYS, exp.select(exp.column("uscc"), numbered).from_(first))
-        for year, profile in profiles.items():
-            _materialise(spark, keyed[year], keyed_query(profile))
-        _load_rows(spark, items_rows(plans))
-        _load_rows(spark, conditions_rows(plans))
-        for block in blocks(plans):
-            _materialise(spark, block.table, block.select(keyed[block.year]))
-            _materialise(spark, block.patterns, block.patterns_select())
-            _materialise(spark, block.allocatable, block.allocatable_select())
-        _materialise(spark, MATCHES, matches_query(plans))
-    except PySparkException as e:
-        raise _item_error(spark, plans, keyed, e) from e
-    timings = {"match": time.perf_counter() - t}
-    t = time.perf_counter()
-    step("分配")
-    try:
-        _materialise(spark, PAID, paid_query(payments))
-        _materialise(spark, ALLOCATED, candidates_query())
-    except PySparkException as e:
-        raise MatchError(f"已兑现、就高不重复和预算分配在 Spark 上出错：{_error_text(e)}") from e
-    timings["allocate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    step("汇总")
-    try:
-        _materialise(spark, STATUS_COUNTS, status_counts_query(plans))
-        _materialise(spark, TOTALS, totals_query(plans))
-        _materialise(spark, SUMMARY, summary_query())
-    except PySparkException as e:
-        raise _item_error(spark, plans, keyed, e) from e
-    if unpriced := spark.sql(spark_sql(unpriced_query())).collect():
-        raise unpriced_error(*unpriced[0])
-    timings["summary"] = time.perf_counter() - t
-    for name, tree in views(plans, keyed).items():  # after the patterns: the statuses read them
-        _view(spark, name, tree)
-    return timings
-
-
-def _item_error(
-    spark: SparkSession, plans: Sequence[ItemPlan], keyed: Mapping[int, str], e: PySparkException
-) -> MatchError:
-    """A failed match, with the policy and item whose rows fail on their own."""
-    culprit = _culprit(spark, plans, keyed)
-    where = f"政策 {culprit.policy.id} 事项 {culprit.item.id}" if culprit is not None else "匹配"
-    return MatchError(f"{where} 在 Spark 上计算出错（溢出或类型转换错误不会变成空值）：{_error_text(e)}")
+    """`matcher.engine.match_profiles` on Spark, over existing profile views."""
+    return engine.match_profiles(SparkEngine(spark), policies, profiles, payments, step)
 
 
 def execute_spark(
@@ -908,14 +583,8 @@ def execute_spark(
     as_of: dt.date,
     step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Profiles of every assessment year, then the plan (`match_profiles_spark`); timings in seconds."""
-    t = time.perf_counter()
-    profiles = {}
-    for year in sorted({p.assessment_year for p in policies}):
-        step(f"画像 {year}")
-        profiles[year] = build_profile_spark(spark, year, as_of)
-    timings = {"profile": time.perf_counter() - t}
-    return timings | match_profiles_spark(spark, policies, profiles, step=step)
+    """`matcher.engine.execute` on Spark: profiles of every assessment year, then the plan."""
+    return engine.execute(SparkEngine(spark), policies, as_of, step)
 
 
 def output_query(name: str) -> str:
@@ -925,20 +594,7 @@ def output_query(name: str) -> str:
 
 def item_summary_spark(spark: SparkSession) -> list[dict[str, Any]]:
     """Per item: eligible, candidates, near-miss and missing-data counts and the money (one row per item)."""
-    rows = spark.sql(f"SELECT * FROM {SUMMARY} ORDER BY policy_id, item_id").collect()
-    return [
-        {
-            "policy_id": r["policy_id"],
-            "item_id": r["item_id"],
-            "eligible": int(r["eligible"]),
-            "candidates": int(r["candidates"]),
-            "near_misses": int(r["near_misses"]),
-            "missing_data": int(r["missing_data"]),
-            "amount": Decimal(r["amount"]).quantize(Decimal("0.01")),
-            "amount_before_allocation": Decimal(r["amount_before_allocation"]).quantize(Decimal("0.01")),
-        }
-        for r in rows
-    ]
+    return item_summary(SparkEngine(spark))
 
 
 def _write_text(spark: SparkSession, location: str, text: str) -> None:
@@ -962,32 +618,7 @@ def _write_text(spark: SparkSession, location: str, text: str) -> None:
         stream.close()
 
 
-@dataclass
-class SparkRunResult:
-    """What a Spark run did: where it wrote, the manifest, and the snapshot report."""
-
-    out: str
-    manifest: dict[str, Any]
-    snapshot: SnapshotReport
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def manifest_spark(
-    spark: SparkSession,
-    snapshot: str,
-    policies: Path,
-    ruleset: RuleSet,
-    active: list[Policy],
-    report: SnapshotReport,
-    as_of: dt.date,
-    timings: dict[str, float],
-) -> dict[str, Any]:
-    """manifest.json of a Spark run: the keys of the DuckDB run's (matcher.run), plus the Spark session."""
-    snapshot_path = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
-    written = manifest(
-        "spark", snapshot_path, policies, ruleset, active, report, as_of, timings, item_summary_spark(spark)
-    )
-    return written | {"spark": _session(spark)}
+SparkRunResult = RunResult[str]
 
 
 def _session(spark: SparkSession) -> dict[str, str]:
@@ -1008,158 +639,11 @@ def run_match_spark(
     spark: SparkSession,
     ruleset: RuleSet | None = None,
     step: Callable[[str], None] = lambda _: None,
-) -> SparkRunResult:
-    """`zhida match --engine spark`: load and validate, profile, match, allocate, write Contract 4 under `out`."""
-    as_of = as_of or dt.date.today()
-    started = time.perf_counter()
-    ruleset = ruleset or load_ruleset(policies)
-    active = list(ruleset.active(as_of))
-    if not active:
-        raise MatchError(
-            f"{as_of} 没有处于有效期内的政策（{policies}），请检查 --as-of 或政策的 valid_from/valid_to"
-        )
-    step("载入快照")
-    t = time.perf_counter()
-    report = load_snapshot_spark(spark, snapshot)
-    timings = {"load": time.perf_counter() - t}
-    timings |= execute_spark(spark, active, as_of, step)
-    step("写出结果")
-    t = time.perf_counter()
-    base = out.rstrip("/")
-    for name in OUTPUT_QUERIES:
-        frame = spark.sql(output_query(name))
-        frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
-    timings["write"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - started
-    manifest = manifest_spark(spark, snapshot, policies, ruleset, active, report, as_of, timings)
-    _write_text(spark, f"{base}/manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    return SparkRunResult(out, manifest, report, timings)
-
-
-# --- benchmark ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SparkBenchResult:
-    """One Spark benchmark: stage times, peak memory of driver and JVM, and throughput per core."""
-
-    enterprises: int
-    items: int
-    cores: int
-    load_s: float
-    profile_s: float
-    match_s: float
-    allocate_s: float
-    summary_s: float
-    peak_rss_gib: float
-    stored: int  # rows of `matches`: the eligible pairs of the items stage 2 needs
-    candidates: int  # rows of `payable`
-
-    @property
-    def pairs_per_core_second(self) -> float:
-        """(enterprise, item) pairs evaluated and allocated per core-second."""
-        return (
-            self.enterprises * self.items / ((self.match_s + self.allocate_s + self.summary_s) * self.cores)
-        )
-
-    @property
-    def enterprises_per_core_second(self) -> float:
-        """Enterprises loaded, validated and profiled per core-second."""
-        return self.enterprises / ((self.load_s + self.profile_s) * self.cores)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "engine": "spark",
-            "enterprises": self.enterprises,
-            "items": self.items,
-            "cores": self.cores,
-            "load_s": round(self.load_s, 3),
-            "profile_s": round(self.profile_s, 3),
-            "match_s": round(self.match_s, 3),
-            "allocate_s": round(self.allocate_s, 3),
-            "summary_s": round(self.summary_s, 3),
-            "peak_rss_gib": round(self.peak_rss_gib, 3),
-            "stored": self.stored,
-            "candidates": self.candidates,
-            "pairs_per_core_second": round(self.pairs_per_core_second),
-            "enterprises_per_core_second": round(self.enterprises_per_core_second),
-        }
-
-
-def _descendants(pid: int) -> list[int]:
-    """Process ids below `pid` (the local-mode JVM is a child of the driver's launcher)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def peak_rss_gib() -> float:
-    """Peak resident memory of this process and its children still running (the local Spark JVM), in GiB."""
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for pid in _descendants(os.getpid()):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-        kib += int(found.group(1)) if found else 0
-    return kib / 1024 / 1024
-
-
-def _count(spark: SparkSession, table: str) -> int:
-    (row,) = spark.sql(spark_sql(exp.select(exp.Count(this=exp.Star())).from_(table))).collect()
-    return int(row[0])
-
-
-def run_spark_bench(
-    enterprises: int,
-    items: int,
-    work: Path,
-    *,
-    spark: SparkSession,
-    cores: int,
-    seed: int = 0,
-    say: Callable[[str], None] = lambda _: None,
-) -> SparkBenchResult:
-    """The DuckDB benchmark's snapshot and synthetic policies (matcher.bench), run on Spark."""
-    from matcher.bench import AS_OF, synthetic_policies
-    from matcher.generate import generate_snapshot
-
-    snapshot = work / f"snapshot-{enterprises}-{seed}"
-    if not (snapshot / "enterprises.parquet").exists():
-        say(f"生成 {enterprises:,} 户合成快照 → {snapshot}")
-        generate_snapshot(snapshot, enterprises, seed)
-    policies = synthetic_policies(items, seed)
-    say("载入并校验快照（Spark）")
-    t = time.perf_counter()
-    load_snapshot_spark(spark, str(snapshot))
-    load_s = time.perf_counter() - t
-    say("构建画像（Spark）")
-    t = time.perf_counter()
-    profile = build_profile_spark(spark, 2024, AS_OF)
-    profile_s = time.perf_counter() - t
-    say(f"匹配 {items} 个事项（Spark）")
-    timings = match_profiles_spark(spark, policies, {2024: profile})
-    return SparkBenchResult(
-        enterprises,
-        items,
-        cores,
-        load_s,
-        profile_s,
-        timings["match"],
-        timings["allocate"],
-        timings["summary"],
-        peak_rss_gib(),
-        _count(spark, MATCHES),
-        _count(spark, PAYABLE),
+) -> RunResult[str]:
+    """`zhida match --engine spark` (`matcher.run.run` with a `SparkEngine`): load and validate, profile,
+    match, allocate, write Contract 4 under `out`."""
+    shown = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
+    written, report, timings = run(
+        SparkEngine(spark), snapshot, shown, policies, out, as_of, ruleset=ruleset, step=step
     )
+    return RunResult(out, written, report, timings)

@@ -221,7 +221,8 @@ def bench(
     table.add_column("指标")
     table.add_column("数值", justify="right")
     if engine == "spark":
-        from matcher.spark_engine import parse_conf, run_spark_bench, spark_session
+        from matcher.spark_bench import run_spark_bench
+        from matcher.spark_engine import parse_conf, spark_session
 
         session = spark_session(spark_master, parse_conf(conf), app_name="zhida-bench")
         if os.environ.get("SPARK_REMOTE"):  # Spark Connect has no SparkContext to ask

@@ -1,14 +1,22 @@
-"""The compiler's per-construct meaning, and one plan rendering to both DuckDB and Spark SQL."""
+"""The compiler's per-construct meaning, and one plan rendering to both DuckDB and Spark SQL.
+
+Spark SQL is rendered in the engine's own dialect (`matcher.dialect.ZhidaSpark`) and run on the shared
+local Spark session (tests/matcher/conftest.py), so what is checked is what the Spark engine runs."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from typing import Any
 
 import duckdb
 import pytest
 import sqlglot
+from sqlglot import exp
+from sqlglot.errors import UnsupportedError
 
 from matcher.compile import COMPILERS, condition_sql
+from matcher.dialect import ZhidaSpark
 from matcher.plan import (
     blocks,
     candidates_query,
@@ -22,6 +30,7 @@ from matcher.plan import (
     totals_query,
 )
 from matcher.profile import profile_query
+from rules.catalog import CATALOG
 from rules.expressions import SUPPORTED
 from rules.ruleset import library_dir, load_ruleset
 
@@ -39,36 +48,38 @@ def _eval(rule: str, **row: object) -> bool | None:
     return result[0]
 
 
-@pytest.mark.parametrize(
-    ("rule", "row", "expected"),
-    [
-        ('industry_code =~ "C3"', {"industry_code": "C3911"}, True),  # =~ anchors at the start ...
-        ('industry_code =~ "39"', {"industry_code": "C3911"}, False),
-        ('industry_code =~ "C39$"', {"industry_code": "C3911"}, False),  # ... and $ still means the end
-        ('industry_code =~~ "39"', {"industry_code": "C3911"}, True),  # =~~ searches
-        ('industry_code !~ "C3"', {"industry_code": "C3911"}, False),
-        ('name[:2] == "淮安"', {"name": "淮安市机械厂"}, True),  # slicing counts characters, not bytes
-        ('name[2:4] == "市机"', {"name": "淮安市机械厂"}, True),
-        ('name[10:] == ""', {"name": "淮安"}, True),  # out of range gives empty text, as in Python
-        ("name.length == 6", {"name": "淮安市机械厂"}, True),
-        ('"机械" in name', {"name": "淮安市机械厂"}, True),
-        ('status < "在"', {"status": "存续"}, "存续" < "在"),  # code-point order, as in Python
-        ("credit_rating == null", {"credit_rating": "A"}, False),
-        ("credit_rating != null", {"credit_rating": "A"}, True),
-        ("revenue / 10000 >= 2000", {"revenue": 20000000}, True),
-        ("revenue / 10000 >= 2000", {"revenue": 19999999.99}, False),
-        ('size_class in ["small", "micro"]', {"size_class": "large"}, False),
-        ("layoff_rate <= 0.055", {"layoff_rate": 0.055}, True),
-        ("reg_date.year >= 2021", {"reg_date": dt.date(2021, 1, 1)}, True),
-        ('reg_date >= d"2021-01-01"', {"reg_date": dt.date(2020, 12, 31)}, False),
-        ("employees >= 10 or revenue > 0", {"employees": 20, "revenue": None}, None),  # NULL field: unknown
-    ],
-)
+CONSTRUCTS = [
+    ('industry_code =~ "C3"', {"industry_code": "C3911"}, True),  # =~ anchors at the start ...
+    ('industry_code =~ "39"', {"industry_code": "C3911"}, False),
+    ('industry_code =~ "C39$"', {"industry_code": "C3911"}, False),  # ... and $ still means the end
+    ('industry_code =~~ "39"', {"industry_code": "C3911"}, True),  # =~~ searches
+    ('industry_code !~ "C3"', {"industry_code": "C3911"}, False),
+    ('name[:2] == "淮安"', {"name": "淮安市机械厂"}, True),  # slicing counts characters, not bytes
+    ('name[2:4] == "市机"', {"name": "淮安市机械厂"}, True),
+    ('name[10:] == ""', {"name": "淮安"}, True),  # out of range gives empty text, as in Python
+    ("name.length == 6", {"name": "淮安市机械厂"}, True),
+    ('"机械" in name', {"name": "淮安市机械厂"}, True),
+    ('status < "在"', {"status": "存续"}, "存续" < "在"),  # code-point order, as in Python
+    ("credit_rating == null", {"credit_rating": "A"}, False),
+    ("credit_rating != null", {"credit_rating": "A"}, True),
+    ("revenue / 10000 >= 2000", {"revenue": 20000000}, True),
+    ("revenue / 10000 >= 2000", {"revenue": 19999999.99}, False),
+    ('size_class in ["small", "micro"]', {"size_class": "large"}, False),
+    ("layoff_rate <= 0.055", {"layoff_rate": 0.055}, True),
+    ("reg_date.year >= 2021", {"reg_date": dt.date(2021, 1, 1)}, True),
+    ('reg_date >= d"2021-01-01"', {"reg_date": dt.date(2020, 12, 31)}, False),
+    ("employees >= 10 or revenue > 0", {"employees": 20, "revenue": None}, None),  # NULL field: unknown
+]
+
+
+@pytest.mark.parametrize(("rule", "row", "expected"), CONSTRUCTS)
 def test_construct_means_what_rule_engine_means(rule: str, row: dict[str, object], expected: object) -> None:
     assert _eval(rule, **row) == expected
 
 
-def test_library_plan_renders_to_spark_sql_that_parses() -> None:
+def test_library_plan_renders_in_the_spark_engine_dialect() -> None:
+    """Every tree of the library's plan renders in ZhidaSpark (which raises on anything unsupported)
+    without a construct Spark lacks, and reads back as Spark SQL."""
     policies = list(load_ruleset(library_dir()))
     plans = item_plans(policies)
     profiles = {p.assessment_year: f"profile_{p.assessment_year}" for p in policies}
@@ -87,8 +98,78 @@ def test_library_plan_renders_to_spark_sql_that_parses() -> None:
         *[b.allocatable_select() for b in blocks(plans)],
     ]
     for tree in trees:
-        spark = tree.sql("spark")
-        assert sqlglot.parse_one(spark, read="spark") is not None
+        spark = tree.sql(dialect=ZhidaSpark)
+        assert "INT128" not in spark and "TRY(" not in spark
+        assert sqlglot.parse_one(spark, read=ZhidaSpark) is not None
+
+
+def test_the_spark_dialect_refuses_what_it_cannot_express_instead_of_dropping_it() -> None:
+    tree = sqlglot.parse_one("SELECT read_parquet('a.parquet', 'b.parquet')", read="duckdb")
+    assert tree.sql("spark").strip() == "SELECT"  # sqlglot's Spark only warns, and drops the call
+    with pytest.raises(UnsupportedError, match="READ_PARQUET"):
+        tree.sql(dialect=ZhidaSpark)
+
+
+def _spark_eval(spark: Any, rule: str, **row: object) -> object:
+    frame = spark.createDataFrame([tuple(row.values())], schema=_spark_schema(row))
+    frame.createOrReplaceTempView("t")
+    return spark.sql(f"SELECT {condition_sql(rule).sql(dialect=ZhidaSpark)} FROM t").collect()[0][0]
+
+
+def _spark_schema(row: dict[str, object]) -> str:
+    def kind(name: str, value: object) -> str:
+        if value is None:
+            return SPARK_TYPES[CATALOG[name].type]
+        if isinstance(value, bool):
+            return "BOOLEAN"
+        if isinstance(value, int):
+            return "BIGINT"
+        if isinstance(value, float):
+            return "DOUBLE"
+        if isinstance(value, dt.date):
+            return "DATE"
+        if isinstance(value, Decimal):
+            return "DECIMAL(18,2)"
+        return "STRING"
+
+    return ", ".join(f"{k} {kind(k, v)}" for k, v in row.items())
+
+
+SPARK_TYPES = {"string": "STRING", "integer": "BIGINT", "money": "DECIMAL(18,2)", "ratio": "DOUBLE"}
+
+
+@pytest.mark.parametrize(("rule", "row", "expected"), CONSTRUCTS)
+def test_construct_means_the_same_on_spark_in_the_engine_dialect(
+    spark: Any, rule: str, row: dict[str, object], expected: object
+) -> None:
+    assert _spark_eval(spark, rule, **row) == expected
+
+
+RATIOS = [0.055, 0.0005, 0.00001, 12345678.5, 1.5e20, -0.25, 0.0]
+
+
+def test_a_ratio_as_text_reads_the_same_on_spark_and_duckdb(spark: Any) -> None:
+    """Near-miss values: a DOUBLE field cast to text is spelled as DuckDB spells it, not as Java does."""
+    tree = exp.select(exp.cast(exp.column("layoff_rate"), "VARCHAR")).from_("t")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (layoff_rate DOUBLE)")
+    con.executemany("INSERT INTO t VALUES (?)", [[r] for r in RATIOS])
+    spark.createDataFrame([(r,) for r in RATIOS], schema="layoff_rate DOUBLE").createOrReplaceTempView("t")
+    on_spark = [r[0] for r in spark.sql(tree.sql(dialect=ZhidaSpark)).collect()]
+    on_duckdb = [r[0] for r in con.execute(tree.sql("duckdb")).fetchall()]
+    assert on_spark == on_duckdb
+
+
+def test_exact_integer_products_beyond_64_bits_agree_on_spark_and_duckdb(spark: Any) -> None:
+    """INT128 (the pro-rata fen products) is DECIMAL(38, 0) on Spark, with the same exact value."""
+    product = exp.Mul(
+        this=exp.cast(exp.Literal.number(99999999999999), "INT128"),
+        expression=exp.cast(exp.Literal.number(9999999999), "INT128"),
+    )
+    tree = exp.select(exp.cast(product, "VARCHAR"))
+    (on_duckdb,) = duckdb.connect().execute(tree.sql("duckdb")).fetchall()[0]
+    (on_spark,) = spark.sql(tree.sql(dialect=ZhidaSpark)).collect()[0]
+    assert on_spark == on_duckdb == str(99999999999999 * 9999999999)
 
 
 def test_regexes_render_per_dialect_and_plain_prefixes_as_substrings() -> None:

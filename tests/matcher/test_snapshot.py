@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
+from sqlglot import exp
+from stdnum.cn import uscc as stdnum_uscc
 from typer.testing import CliRunner
 
 import matcher.snapshot as snapshot
 from api.cli import app, main
+from matcher.codes import uscc_valid
 from matcher.snapshot import SnapshotReport, load_snapshot
 from rules.errors import SnapshotError
 from tests.matcher.snapshots import (
@@ -315,20 +319,26 @@ def test_dates_are_checked_against_taken_at_then_the_today_argument(tmp_path: Pa
     assert report.tables["enterprises"].rejected == {"future_date": 1}
 
 
-def test_many_uscc_are_checked_in_worker_processes_with_the_same_verdicts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tables = default_tables(6)
-    tables["enterprises"][1]["uscc"] = bad_check(uscc(1))
-    tables["enterprises"][4]["uscc"] = uscc(4)[:8] + "-" + uscc(4)[8:]  # stdnum would strip the "-"
-    directory = write_snapshot(tmp_path, tables)
-    inline = load(directory)[1]
-    monkeypatch.setattr(snapshot, "_PARALLEL_MIN", 0)
-    monkeypatch.setattr(snapshot, "_WORKERS", 2)
-    parallel = load(directory)[1]
-    assert parallel.tables["enterprises"].rejected == {"bad_uscc": 2}
-    assert parallel.tables["enterprises"].examples == inline.tables["enterprises"].examples
-    assert parallel.fingerprint == inline.fingerprint
+def test_uscc_check_agrees_with_stdnum_on_codes_written_as_keys(tmp_path: Path) -> None:
+    """The one USCC check (`matcher.codes.uscc_valid`, SQL on both engines) against python-stdnum, on
+    codes as stored keys are written (ASCII, upper case, no separators): stdnum would accept lower case
+    and a "-", which joins on the key would not, so those are rejected."""
+    rng = random.Random(7)
+    good = [uscc(n, region) for n in range(40) for region in ("320812", "110105")]
+    mangled = [bad_check(c) for c in good[:20]]
+    mangled += [c[:8] + rng.choice("IOSVZ") + c[9:] for c in good[20:30]]  # outside the alphabet
+    mangled += [c[:17] for c in good[30:35]] + [c + "0" for c in good[35:40]]  # wrong length
+    mangled += ["A" + c[1:] for c in good[40:45]]  # a letter among the first 8
+    not_keys = [good[45].lower(), good[46][:8] + "-" + good[46][8:], " " + good[47]]
+    codes = good + mangled + not_keys
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (code VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[c] for c in codes])
+    check = uscc_valid(exp.column("code")).sql("duckdb")
+    verdicts = dict(con.execute(f"SELECT code, {check} FROM t").fetchall())
+    canonical = {c: c.isascii() and c.isalnum() and c == c.upper() for c in codes}
+    assert verdicts == {c: canonical[c] and stdnum_uscc.is_valid(c) for c in codes}
+    assert sum(verdicts.values()) == len(good)  # every code but the good ones is refused
 
 
 # --- the fingerprint ------------------------------------------------------------------------------------
