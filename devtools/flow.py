@@ -211,7 +211,7 @@ _RUNNERS: dict[str, Callable[[Path, int, int, str], int]] = {
 
 def prepare(work: Path, enterprises: int, seed: int, url: str) -> None:
     """Not timed: the snapshot (once per size and seed), a fresh database, the three staff users."""
-    from matcher.generate import generate_snapshot
+    from devtools.generate import generate_snapshot
     from payouts import users
     from payouts.db import migrate, transaction
 

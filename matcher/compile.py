@@ -4,7 +4,7 @@ One small function per rule-engine node type, found in a dispatch table keyed by
 name (the table's keys are exactly `rules.expressions.SUPPORTED`). The trees render to DuckDB and to
 Spark SQL; no SQL text is concatenated.
 
-Semantics (DESIGN.md): a condition that names a NULL field is unknown (SQL NULL), whatever the rest of
+Semantics (docs/contracts.md#three-valued-verdicts): a condition that names a NULL field is unknown (SQL NULL), whatever the rest of
 the expression says; inside, every field is non-NULL, so each node maps to plain SQL with the meaning
 rule-engine gives it. Numbers are exact decimals (literals are decimal literals, division only by a
 constant with a finite decimal reciprocal, compiled as a multiplication); amounts are rounded half-up

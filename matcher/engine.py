@@ -57,9 +57,8 @@ Step = Callable[[str], None]
 # except that DuckDB writes the candidates in the same order with `write_candidates`.
 # The near-miss and missing-data rows are written as they are computed, in no order: Contract 4 compares
 # them as sets and only the candidates must be byte-identical, and sorting them is most of a run's cost and
-# memory (at 1M x 200, 43 M near-miss rows carried about 190 bytes of sort state each: 38 s and 10 GiB for
-# the five files sorted, 19 s and 4 GiB without; at 10M x 1000, about 2 billion rows, the sort would spill
-# some 400 GB). Their content is the same on every run; read them with an ORDER BY.
+# memory (docs/performance.md#writing-the-run-folder). Their content is the same on every run; read them
+# with an ORDER BY.
 OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
     "candidates": (
         "SELECT policy_id, policy_version, item_id, uscc, amount, amount_before_allocation FROM candidates",

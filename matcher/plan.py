@@ -541,8 +541,8 @@ def result_rids_view(plans: list[ItemPlan]) -> exp.Expr:
 
 # The per-item counts of one block's statuses (as `_STATUSES` codes them: the two must agree), off its
 # distinct bit patterns: enterprises share few (f, n) patterns (about 15,000 per million), so the items are
-# crossed with the patterns and their counts instead of with every enterprise. Filtering `_STATUSES` over
-# the patterns instead, to state the codes once, measured 0.07 s slower at 1M x 200.
+# crossed with the patterns and their counts instead of with every enterprise (filtering `_STATUSES` over
+# the patterns, to state the codes once, is slower).
 _STATUS_COUNTS = """
 SELECT item,
   SUM(cnt) FILTER (WHERE fbits = 0 AND nbits = 0) AS eligible,
@@ -966,7 +966,7 @@ def paid_query(payments: str = "payments") -> exp.Expression:
 
 
 def candidates_query() -> exp.Expression:
-    """Stage 2: the stored rows after already-paid pairs, exclusive groups and budgets (DESIGN.md, in that
+    """Stage 2: the stored rows after already-paid pairs, exclusive groups and budgets (docs/contracts.md#allocation, in that
     order)."""
     return _filled(_CANDIDATES)
 

@@ -1,4 +1,4 @@
-"""Registry snapshots (DESIGN.md Contract 2): load a folder of Parquet/CSV tables into DuckDB, validate, report.
+"""Registry snapshots (Contract 2, docs/contracts.md#contract-2-registry-snapshots): load a folder of Parquet/CSV tables into DuckDB, validate, report.
 
 Nothing is dropped silently: every rejected row is counted under each rule it broke, with the first
 examples, and the accepted rows become one typed table per name in `TABLE_NAMES`, ordered by key. A

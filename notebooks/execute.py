@@ -3,7 +3,7 @@
     python notebooks/execute.py [--data var/notebooks] [--enterprises 20000]
                                 [--html artifacts/notebooks] [--figures artifacts/notebooks/figures]
 
-The data: a synthetic snapshot (`matcher.generate`), a match run over the policy library
+The data: a synthetic snapshot (`devtools.generate`), a match run over the policy library
 (`matcher.run.run_match`, what `zhida match` runs), and a payouts database with about a month of history: `devtools.demo.demo_flow` carries the
 run from import to the first payments, then `add_reminder_month` sends the reminders before the links
 expire, lets some enterprises confirm late, expires the rest and pays a second round of batches, with
@@ -55,7 +55,7 @@ def build_demo(data: Path, enterprises: int = 20_000, seed: int = 42) -> dict[st
     if (data / "built").exists():
         return env
     data.mkdir(parents=True, exist_ok=True)
-    from matcher.generate import generate_snapshot
+    from devtools.generate import generate_snapshot
     from matcher.run import run_match
 
     generate_snapshot(snapshot, enterprises, seed)

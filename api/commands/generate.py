@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from matcher.generate import DEFAULT_TAKEN_AT, TABLES, generate_snapshot
+from devtools.generate import DEFAULT_TAKEN_AT, TABLES, generate_snapshot
 
 console = Console(highlight=False)
 

@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from matcher.bench import BenchResult, run_bench
+from devtools.bench_match import BenchResult, run_bench
 from matcher.duckdb_engine import connect, fetch_one
 from matcher.explain import explain as explain_items
 from matcher.explain import format_value
@@ -221,7 +221,7 @@ def bench(
     table.add_column("指标")
     table.add_column("数值", justify="right")
     if engine == "spark":
-        from matcher.spark_bench import run_spark_bench
+        from devtools.bench_spark import run_spark_bench
         from matcher.spark_engine import parse_conf, spark_session
 
         session = spark_session(spark_master, parse_conf(conf), app_name="zhida-bench")

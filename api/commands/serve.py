@@ -70,7 +70,7 @@ def _demo_environment(host: str, port: int) -> None:
 def _ensure_snapshot() -> Path:
     snapshot = DEMO_DIR / "snapshot"
     if not (snapshot / "enterprises.parquet").exists():
-        from matcher.generate import generate_snapshot
+        from devtools.generate import generate_snapshot
 
         console.print("生成演示快照（100,000 户，随机种子 42）……")
         generate_snapshot(snapshot, 100_000, 42)

@@ -129,7 +129,7 @@ def test_bench_prints_the_stages_and_the_speedup_and_keeps_its_figures(tmp_path:
 
 
 def test_bench_statements_names_the_slowest_tables_and_leaves_the_rest_to_python(tmp_path: Path) -> None:
-    from matcher.bench import run_bench
+    from devtools.bench_match import run_bench
 
     r = run_bench(2000, 12, tmp_path, memory_limit="2GB", sample=20, write=False)
     # Every table of the plan is timed, by name, and the statements fit in their stages.

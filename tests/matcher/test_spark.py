@@ -30,8 +30,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.generate import generate_snapshot
 from matcher.duckdb_engine import connect, execute, match_profiles
-from matcher.generate import generate_snapshot
 from matcher.plan import candidates_query
 from matcher.run import run_match
 from matcher.snapshot import load_snapshot

@@ -22,7 +22,7 @@ from stdnum.exceptions import InvalidChecksum
 from typer.testing import CliRunner
 
 from api.commands import generate as generate_command
-from matcher.generate import (
+from devtools.generate import (
     COUNTIES,
     INDUSTRIES,
     SCHEMAS,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from devtools.generate import generate_snapshot
 from matcher.duckdb_engine import connect, match_profiles, write_outputs
-from matcher.generate import generate_snapshot
 from matcher.profile import build_profile, catalog_columns
 from matcher.snapshot import load_snapshot
 from rules.expressions import ExpressionProblem, parse

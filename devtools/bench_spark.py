@@ -1,4 +1,4 @@
-"""The Spark benchmark: the DuckDB benchmark's snapshot and synthetic policies (`matcher.bench`), run on
+"""The Spark benchmark: the DuckDB benchmark's snapshot and synthetic policies (`devtools.bench_match`), run on
 Spark by `matcher.spark_engine`, with stage times, peak memory of driver and JVM, and throughput per core.
 
 `zhida bench match --engine spark` calls `run_spark_bench`. The benchmark imports the engine, never the
@@ -19,7 +19,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from sqlglot import exp
 
-from matcher.bench import AS_OF, synthetic_policies, synthetic_snapshot
+from devtools.bench_match import AS_OF, synthetic_policies, synthetic_snapshot
 from matcher.plan import MATCHES, PAYABLE
 from matcher.spark_engine import build_profile_spark, load_snapshot_spark, match_profiles_spark, spark_sql
 
@@ -116,7 +116,7 @@ def run_spark_bench(
     seed: int = 0,
     say: Callable[[str], None] = lambda _: None,
 ) -> SparkBenchResult:
-    """The DuckDB benchmark's snapshot and synthetic policies (matcher.bench), run on Spark."""
+    """The DuckDB benchmark's snapshot and synthetic policies (devtools.bench_match), run on Spark."""
     snapshot = synthetic_snapshot(work, enterprises, seed, say)
     policies = synthetic_policies(items, seed)
     say("载入并校验快照（Spark）")
