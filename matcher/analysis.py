@@ -36,6 +36,7 @@ from matcher.snapshot_rules import RULES
 from rules.catalog import CATALOG, DEPARTMENTS
 from rules.errors import MatchError, display_path
 from rules.expressions import parse, walk
+from rules.formats import SIZE_LABELS
 from rules.policy import Policy
 from rules.ruleset import load_ruleset
 
@@ -74,7 +75,6 @@ RAW_COLUMN_LABELS = {
     "amount": "金额",
 }
 """Labels of snapshot columns that are not catalog fields (the catalog labels the rest)."""
-SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}
 DIMENSIONS = {"region": "地区（地级）", "industry_section": "行业门类", "size_class": "企业规模"}
 UNKNOWN = "（未知）"
 

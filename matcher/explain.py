@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
 
 import duckdb
 
@@ -42,15 +41,3 @@ def explain(
             result = evaluate_item(policy, item, row)
             out.append(ItemExplanation(policy, item, verdicts(policy, item, row), result))
     return out
-
-
-def format_value(value: object) -> str:
-    if value is None:
-        return "空"
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, float):
-        return f"{value:.4%}" if 0 <= value <= 1 else f"{value:.6g}"
-    if isinstance(value, Decimal):
-        return f"{value:,}"
-    return str(value)

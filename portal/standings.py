@@ -24,7 +24,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,11 @@ from sqlmodel import Session
 from payouts import offers as offer_states
 from payouts.models import CLOSED_STATES, MatchRun, Offer, Payee, PolicyVersion
 from rules.catalog import CATALOG
+from rules.formats import field_value
 
 MATCHED, NEAR_MISS, MISSING, INELIGIBLE = "matched", "near_miss", "missing", "ineligible"
 STATUS_LABELS = {MATCHED: "已匹配", NEAR_MISS: "差一点", MISSING: "数据缺失", INELIGIBLE: "不符合"}
 ROW_GROUP = 2048  # rows per parquet row group of the cache: one lookup reads one or two groups
-SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}
 _COMPARISON = re.compile(
     r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?|d\"\d{4}-\d{2}-\d{2}\")\s*$"
 )
@@ -370,29 +370,6 @@ def _gap(name: str) -> FieldGap:
     return FieldGap(name, f.label, f.department)
 
 
-def format_value(name: str, raw: str | None) -> str:
-    """A profile value as an enterprise reads it: percentages, yuan, 是/否, Chinese size classes."""
-    if raw is None or raw == "NULL":
-        return "（空）"
-    f = CATALOG.get(name)
-    if f is None:
-        return raw
-    try:
-        if f.type == "ratio":
-            return f"{(Decimal(raw) * 100).quantize(Decimal('0.1')).normalize():f}%"
-        if f.type == "money":
-            return f"{Decimal(raw):,.2f} 元"
-        if f.type == "integer":
-            return f"{Decimal(raw).normalize():f}{f.unit if f.unit in ('人', '年') else ''}"
-    except InvalidOperation:
-        return raw
-    if f.type == "boolean":
-        return {"true": "是", "false": "否"}.get(raw.lower(), raw)
-    if name == "size_class":
-        return SIZE_LABELS.get(raw, raw)
-    return raw
-
-
 def _values(text: str | None) -> dict[str, str]:
     """'field=value; field=value' as the matcher writes it → {field: value}."""
     out = {}
@@ -419,30 +396,30 @@ def _near_miss(item: Item, condition_id: str, value: str | None) -> Standing:
         f = CATALOG.get(name)
         standing.field_label = f.label if f else name
         standing.value_text = "；".join(
-            f"{CATALOG[n].label if n in CATALOG else n} {format_value(n, v)}" for n, v in values.items()
+            f"{CATALOG[n].label if n in CATALOG else n} {field_value(n, v)}" for n, v in values.items()
         )
         if len(values) == 1:
-            standing.value_text = format_value(name, values[name])
+            standing.value_text = field_value(name, values[name])
     rule = cond.get("rule") or ""
     if (m := _COMPARISON.match(rule)) and m.group(1) in values:
         name, op, literal = m.groups()
         literal = literal.removeprefix('d"').removesuffix('"')
-        shown = format_value(name, literal)
+        shown = field_value(name, literal)
         standing.required_text = f"{_SHOWN[op]} {shown}"
         standing.comparison = (
-            f"{standing.field_label} {format_value(name, values[name])} {_NEGATED[op]} {shown}"
+            f"{standing.field_label} {field_value(name, values[name])} {_NEGATED[op]} {shown}"
         )
     elif (m := _EQUALS.match(rule)) and m.group(1) in values:
         name, wanted = m.groups()
-        standing.required_text = format_value(name, wanted)
+        standing.required_text = field_value(name, wanted)
         standing.comparison = (
-            f"{standing.field_label} {format_value(name, values[name])} ≠ {format_value(name, wanted)}"
+            f"{standing.field_label} {field_value(name, values[name])} ≠ {field_value(name, wanted)}"
         )
     elif (m := _FLAG.match(rule)) and m.group(2) in values:
         name = m.group(2)
         wanted = "否" if m.group(1) else "是"
         standing.required_text = f"应为“{wanted}”"
-        standing.comparison = f"{standing.field_label}：{format_value(name, values[name])}（要求：{wanted}）"
+        standing.comparison = f"{standing.field_label}：{field_value(name, values[name])}（要求：{wanted}）"
     return standing
 
 

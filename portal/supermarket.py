@@ -47,6 +47,7 @@ from sqlmodel import Session
 from matcher.codes import industry_list, regions
 from payouts.bulkload import insert_columns
 from portal.models import PolicyListing, PolicyToken
+from rules import formats
 from rules.catalog import CATALOG
 from rules.errors import ZhidaError
 from rules.expressions import parse
@@ -56,7 +57,7 @@ from rules.scope import Scope, policy_scope
 jieba.setLogLevel(logging.WARNING)
 
 SORTS = {"relevance": "相关度", "amount": "金额"}
-SIZE_LABELS = {"large": "大型企业", "medium": "中型企业", "small": "小型企业", "micro": "微型企业"}
+SIZE_LABELS = {code: f"{label}企业" for code, label in formats.SIZE_LABELS.items()}  # 大型企业 …
 FIELD_WEIGHTS = {
     "title": 10,
     "tags": 6,

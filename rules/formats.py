@@ -7,9 +7,10 @@ reads the same on every page and in every file.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
+SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}  # GB size classes
 
 
 def money(value: Decimal | str | int | None) -> str:
@@ -50,3 +51,32 @@ def public_time(at: dt.datetime | str | None) -> str:
     """A moment as the public and enterprises read it: 2025年09月30日 14:05, China time."""
     local = china(at)
     return "" if local is None else local.strftime("%Y年%m月%d日 %H:%M")
+
+
+def field_value(name: str, value: object) -> str:
+    """A profile field's value as people read it, by the catalog field's type: 12.3%, 1,234.00 元, 35人,
+    是/否, 中型; （空） for no value. `value` is typed (a match's row) or text (a run folder's)."""
+    from rules.catalog import CATALOG  # the catalog loads the expression engine: only when needed
+
+    if value is None or value == "NULL":
+        return "（空）"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    text = str(value)
+    field = CATALOG.get(name)
+    if field is None:
+        return text
+    try:
+        if field.type == "ratio":
+            return f"{(Decimal(text) * 100).quantize(Decimal('0.1')).normalize():f}%"
+        if field.type == "money":
+            return f"{Decimal(text):,.2f} 元"
+        if field.type == "integer":
+            return f"{Decimal(text).normalize():f}{field.unit if field.unit in ('人', '年') else ''}"
+    except InvalidOperation:
+        return text
+    if field.type == "boolean":
+        return {"true": "是", "false": "否"}.get(text.lower(), text)
+    if name == "size_class":
+        return SIZE_LABELS.get(text, text)
+    return text

@@ -14,11 +14,11 @@ from rich.text import Text
 from devtools.bench_match import BenchResult, run_bench
 from matcher.duckdb_engine import connect, fetch_one
 from matcher.explain import explain as explain_items
-from matcher.explain import format_value
 from matcher.run import run_match
 from matcher.simulate import simulate as run_simulation
 from matcher.snapshot import load_snapshot
 from rules.catalog import CATALOG
+from rules.formats import field_value
 from rules.ruleset import load_ruleset
 from rules.validate import load_policy
 
@@ -146,7 +146,7 @@ def explain(
         for col in ("条件", "条款", "读取的数据", "结论"):
             table.add_column(col)
         for v in ex.verdicts:
-            values = "；".join(f"{CATALOG[f].label} {format_value(x)}" for f, x in v.read.items())
+            values = "；".join(f"{CATALOG[f].label} {field_value(f, x)}" for f, x in v.read.items())
             table.add_row(Text(v.condition.text), v.condition.clause or "—", Text(values), marks[v.value])
         console.print(table)
         if ex.result.status == "eligible":
