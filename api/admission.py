@@ -48,7 +48,7 @@ class Admission:
         if scope["type"] == "lifespan":
             # The event loop's thread pool: every request in flight must be able to get a thread.
             anyio.to_thread.current_default_thread_limiter().total_tokens = thread_tokens(self.limit)
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] == "/healthz":  # liveness answers even when saturated
             await self.app(scope, receive, send)
             return
         if not await self._enter():

@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console,
         demo,
         enterprise,
+        health,
         offers,
         policies,
         reports,
@@ -341,6 +342,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notice.public)
     app.state.limits["objection"] = RateLimiter(settings.objection_ip_limit, settings.confirm_window_seconds)
     app.include_router(console.pages)
+    app.include_router(health.pages)
     if settings.demo_phone:
         app.include_router(demo.pages)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -140,6 +140,15 @@ def alembic_config() -> Config:
     return cfg
 
 
+def schema_state(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's migration revision and the latest one the code has (equal when up to date)."""
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as conn:
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+    return current, ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def migrate(target: str | Engine | None = None, revision: str = "head") -> None:
     """Bring the schema of `target` (a URL or an engine; default: the settings') to `revision`."""
     engine = target if isinstance(target, Engine) else make_engine(target)
