@@ -37,6 +37,8 @@ from api.deps import (
 )
 from api.enterprise_auth import ENTERPRISE_COOKIE, enterprise_setup
 from api.matchjobs import MatchJobs
+from api.metrics import Metrics
+from api.metrics import pages as metrics_pages
 from api.policystore import PolicyStore
 from api.problems import Problem, ProblemItem, problem_response, request_id, status_of, wants_html
 from api.ratelimit import RateLimiter
@@ -203,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "login": RateLimiter(settings.login_limit, window),
     }
     app.state.templates = make_templates()
+    app.state.metrics = Metrics(app.state.engine)
     app.state.phone = MemoryGateway() if settings.demo_phone else None
     enterprise_setup(app, settings)
     # Inside the request log: a request refused for load is logged, with the usual headers.
@@ -234,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response = await call_next(request)
             status = response.status_code
         finally:
+            app.state.metrics.observe(request, status, time.perf_counter() - started)
             path = _TOKEN_PATH.sub("/c/<token>", request.url.path)
             log.info(
                 "request",
@@ -343,6 +347,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits["objection"] = RateLimiter(settings.objection_ip_limit, settings.confirm_window_seconds)
     app.include_router(console.pages)
     app.include_router(health.pages)
+    app.include_router(metrics_pages)
     if settings.demo_phone:
         app.include_router(demo.pages)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

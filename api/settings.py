@@ -91,6 +91,7 @@ class Settings(SlaSettings):
     oidc_issuer: str | None = None  # e.g. https://id.example.gov.cn/oidc (discovery: /.well-known/...)
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
+    metrics_token: SecretStr | None = None  # production: /metrics answers only this Bearer token
     oidc_uscc_claim: str = "uscc"  # the ID token claim that carries the enterprise's USCC
     oidc_scope: str = "openid"
     sms_login: bool = True
