@@ -16,16 +16,28 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Select,
+    and_,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlmodel import Session
 
-from payouts import audit
+from payouts import audit, bulkload
 from payouts.audit import Event
 from payouts.bankfiles import name_problem
 from payouts.bulkload import among, lock_rows
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
-from payouts.selection import Preview, Selection, Tally, preview
+from payouts.selection import CENT, Preview, Selection, Tally, preview
 from payouts.users import require
 from rules.errors import StateError
 
@@ -173,6 +185,7 @@ def move_selected(
     subject: str,
     now: dt.datetime,
     reason: str | None = None,
+    values: dict[str, Any] | None = None,
     **data: Any,
 ) -> int:
     """`move_where` for a set too large to hold: the offers whose ids `ids` selects, all locked (see
@@ -180,7 +193,7 @@ def move_selected(
     (written by INSERT ... SELECT); returns how many. Nothing per offer is loaded into memory.
     """
     table = Offer.__table__
-    changes = _changes(source, to, now, reason, None)
+    changes = _changes(source, to, now, reason, values)
     session.flush()
     chosen = table.c.id.in_(ids)
     moved = session.execute(update(table).where(chosen, table.c.state == source.value).values(**changes))
@@ -191,6 +204,49 @@ def move_selected(
     members = select(table.c.public_id).where(chosen, table.c.state == to.value)
     audit.append_bulk_query(session, event, members, now)
     return int(moved.rowcount)
+
+
+def move_all(
+    session: Session,
+    where: ColumnElement[bool],
+    source: OfferState,
+    to: OfferState,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+    subject: str | None = None,
+) -> Tally:
+    """`move_where` in bounded memory, for moves of any size that need no ids back: the offers in
+    `source` matching `where` are locked and noted in a scratch table, then moved by `move_selected`;
+    returns how many and how much (summed by the database)."""
+    table = Offer.__table__
+    chosen = and_(where, table.c.state == source.value)
+    lock_where(session, chosen)
+    pick = bulkload.scratch_table(session, "move_pick", Column("offer_id", BigInteger, primary_key=True))
+    session.execute(insert(pick).from_select(["offer_id"], select(table.c.id).where(chosen)))
+    bulkload.analyze(session, pick)
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(table.c.amount), 0)).select_from(
+            pick.join(table, table.c.id == pick.c.offer_id)
+        )
+    ).one()
+    if count:
+        move_selected(
+            session,
+            select(pick.c.offer_id),
+            source,
+            to,
+            actor=actor,
+            action=action,
+            subject=subject or action,
+            now=now,
+            reason=reason,
+            values=values,
+        )
+    return Tally(int(count), Decimal(total).quantize(CENT))
 
 
 def get_offer(session: Session, public_id: str, *, lock: bool = False) -> Offer:
@@ -339,9 +395,9 @@ class ReleaseResult:
     held_no_phone: int = 0
     tally: Tally = field(default_factory=lambda: Tally(0, ZERO))
 
-    def add(self, moved: Moved, kind: str) -> None:
-        setattr(self, kind, getattr(self, kind) + len(moved))
-        self.tally += moved.tally
+    def add(self, moved: Tally, kind: str) -> None:
+        setattr(self, kind, getattr(self, kind) + moved.count)
+        self.tally += moved
 
 
 def _payee_ids(*conditions: ColumnElement[bool]) -> Any:
@@ -396,7 +452,7 @@ def release(
     common: dict[str, Any] = {"actor": by, "now": now, "action": "release", "subject": run_id or policy_id}
     result = ReleaseResult()
     for source in sources:
-        done = move_where(
+        done = move_all(
             session,
             and_(*where, direct),
             source,
@@ -407,11 +463,11 @@ def release(
         )
         result.add(done, "confirmed")
         if source is S.DRAFTED:
-            done = move_where(
+            done = move_all(
                 session, and_(*where, ~direct, no_phone), source, S.HELD, reason=NO_PHONE, **common
             )
             result.add(done, "held_no_phone")
-        done = move_where(
+        done = move_all(
             session,
             and_(*where, ~direct, ~no_phone),
             source,
