@@ -111,6 +111,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["money"] = formats.money
     templates.env.filters["money_cn"] = formats.money_cn
     templates.env.filters["china_time"] = formats.staff_time
+    templates.env.filters["period"] = formats.period
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
     return templates

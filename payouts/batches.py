@@ -62,6 +62,7 @@ from payouts.models import (
 )
 from payouts.sqltypes import FEN, Money
 from payouts.users import require
+from rules import formats
 from rules.errors import BudgetError, PayoutError, StateError
 from rules.formats import CHINA
 
@@ -236,7 +237,7 @@ def create_batch(
         payer_name=settings.payer_name,
         payer_account=settings.payer_account,
         payer_bank=settings.payer_bank,
-        purpose=f"{title}（{period}）",
+        purpose=f"{title}（{formats.period(period)}）",
         created_at=now,
     )
     session.add(batch)

@@ -30,6 +30,17 @@ def money_cn(value: Decimal | str | int | None) -> str:
     return f"{amount:,.2f}".removesuffix(".00") + "元"
 
 
+def period(value: str | None) -> str:
+    """A policy's period as people read it (it reaches the enterprise's bank statement): 一次性, 2025年度."""
+    if value is None:
+        return ""
+    if value == "once":
+        return "一次性"
+    if len(value) == 4 and value.isdigit():
+        return f"{value}年度"
+    return value
+
+
 def china(at: dt.datetime | str | None) -> dt.datetime | None:
     """The moment in China time (a naive value or text is taken as UTC, as the database stores it)."""
     if at is None or at == "":

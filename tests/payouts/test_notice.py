@@ -183,3 +183,13 @@ def test_a_line_withdrawn_by_an_upheld_objection_never_reaches_the_bank(tx, batc
     assert withdrawn not in csv and withdrawn not in xml
     assert "<NbOfTxs>2</NbOfTxs>" in xml and "<CtrlSum>4000.00</CtrlSum>" in xml
     assert [ln.line_no for ln in paid.lines] == [1, 3] and paid.total == Decimal("4000.00")
+
+
+def test_the_bank_files_purpose_names_the_period_as_people_read_it(tx, batch, tmp_path) -> None:
+    # The purpose reaches the enterprise's bank statement: 2025年度, never the policy file's "2025" or "once".
+    _open(tx, batch.ref, batch.t)
+    with tx() as s:
+        batches.approve(s, batch.ref, "checker", batch.t + 8 * D)
+        files = batches.export(s, batch.ref, "maker", tmp_path / "bank", batch.t + 8 * D + H)
+    assert "（2025年度）" in files.csv_path.read_bytes().decode("utf-8-sig")
+    assert "（2025年度）</Ustrd>" in files.xml_path.read_text(encoding="utf-8")

@@ -1,0 +1,33 @@
+"""How values read in Chinese: one formatter for pages, SMS, reports and bank files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from rules import formats
+
+
+def test_periods_read_as_years_or_once() -> None:
+    assert formats.period("once") == "一次性"
+    assert formats.period("2025") == "2025年度"
+    assert formats.period("2025H1") == "2025H1"
+
+
+def test_totals_read_in_wan_and_yi() -> None:
+    assert formats.money_cn(Decimal("231000000")) == "2.31亿元"
+    assert formats.money_cn(Decimal("500000")) == "50万元"
+    assert formats.money_cn(Decimal("3000")) == "3,000元"
+    assert formats.money(Decimal("1234567.8")) == "1,234,567.80"
+
+
+def test_moments_are_shown_in_china_time() -> None:
+    at = dt.datetime(2025, 9, 30, 6, 5, tzinfo=dt.UTC)
+    assert formats.staff_time(at) == "2025-09-30 14:05"
+    assert formats.public_time(at) == "2025年09月30日 14:05"
+    assert formats.public_time("2025-09-30T06:05:00") == "2025年09月30日 14:05"  # stored naive = UTC
+
+
+def test_profile_values_read_by_their_field_type() -> None:
+    assert formats.field_value("size_class", "medium") == "中型"
+    assert formats.field_value("size_class", None) == "（空）"
