@@ -115,6 +115,5 @@ class Admission:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """503 with Retry-After: a page in the browser, problem+json on the API."""
         retry = max(1, math.ceil(self.wait / 2))
-        response = problem_response(Request(scope, receive), 503, BUSY_TITLE, BUSY_DETAIL)
-        response.headers["Retry-After"] = str(retry)
+        response = problem_response(Request(scope, receive), 503, BUSY_TITLE, BUSY_DETAIL, retry_after=retry)
         await response(scope, receive, send)

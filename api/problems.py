@@ -97,15 +97,28 @@ def _error_template(request: Request) -> str:
     return "error_public.html" if path == "/e" or path.startswith(PUBLIC_PAGES) else "error.html"
 
 
-def problem_response(request: Request, status: int, title: str, detail: str | None, **extra: Any) -> Response:
-    """The error as problem+json on the API, and as a page everywhere else."""
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None,
+    *,
+    retry_after: int | None = None,
+    **extra: Any,
+) -> Response:
+    """The error as problem+json on the API, and as a page everywhere else; with `retry_after`, a
+    `Retry-After` header, and a page that tries again by itself after that many seconds (GET only)."""
     if wants_html(request):
-        return request.app.state.templates.TemplateResponse(
+        again = retry_after if request.method == "GET" else None
+        response: Response = request.app.state.templates.TemplateResponse(
             request,
             _error_template(request),
-            {"title": title, "detail": detail, "status": status},
+            {"title": title, "detail": detail, "status": status, "retry_after": again},
             status_code=status,
         )
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     body = Problem(
         title=title,
         status=status,
@@ -114,6 +127,9 @@ def problem_response(request: Request, status: int, title: str, detail: str | No
         request_id=request_id.get(),
         **extra,
     )
-    return JSONResponse(
+    response = JSONResponse(
         body.model_dump(exclude_none=True), status_code=status, media_type="application/problem+json"
     )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response

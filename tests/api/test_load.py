@@ -118,6 +118,10 @@ def test_a_busy_page_is_a_page_in_chinese(world: World) -> None:
     assert response.status_code == 503
     assert "text/html" in response.headers["content-type"]
     assert BUSY_TITLE in response.text
+    # The page tries again by itself when the server said it could: a person need not keep reloading.
+    wait = response.headers["Retry-After"]
+    assert f'<meta http-equiv="refresh" content="{wait}">' in response.text
+    assert f"本页将在 {wait} 秒后自动重试" in response.text
 
 
 def _serve(root: Path, port: int) -> subprocess.Popen[bytes]:
