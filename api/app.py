@@ -41,7 +41,7 @@ from api.metrics import Metrics
 from api.metrics import pages as metrics_pages
 from api.policystore import PolicyStore
 from api.problems import Problem, ProblemItem, problem_response, request_id, status_of, wants_html
-from api.ratelimit import RateLimiter
+from api.ratelimit import limiter
 from api.routes import supermarket
 from api.settings import Settings
 from payouts.db import connect, transaction
@@ -201,9 +201,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = MatchJobs(settings.data_dir / "runs")
     window = settings.confirm_window_seconds
     app.state.limits = {
-        "ip": RateLimiter(settings.confirm_ip_limit, window),
-        "token": RateLimiter(settings.confirm_token_limit, window),
-        "login": RateLimiter(settings.login_limit, window),
+        "ip": limiter(settings.redis_url, "ip", settings.confirm_ip_limit, window),
+        "token": limiter(settings.redis_url, "token", settings.confirm_token_limit, window),
+        "login": limiter(settings.redis_url, "login", settings.login_limit, window),
     }
     app.state.templates = make_templates()
     app.state.metrics = Metrics(app.state.engine)
@@ -345,7 +345,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payees.router)
     app.include_router(payees.pages)
     app.include_router(notice.public)
-    app.state.limits["objection"] = RateLimiter(settings.objection_ip_limit, settings.confirm_window_seconds)
+    app.state.limits["objection"] = limiter(
+        settings.redis_url, "objection", settings.objection_ip_limit, settings.confirm_window_seconds
+    )
     app.include_router(console.pages)
     app.include_router(health.pages)
     app.include_router(metrics_pages)

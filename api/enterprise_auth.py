@@ -196,7 +196,7 @@ class OidcProvider:
 def enterprise_setup(app: Any, settings: Settings) -> None:
     """What the enterprise side keeps in the app's state: its session signer, the per-run cache of
     standings, the OIDC adapter (when configured) and the rate limits of sign-in codes."""
-    from api.ratelimit import RateLimiter
+    from api.ratelimit import limiter
     from portal.standings import Standings
 
     app.state.enterprise_tokens = EnterpriseTokens(
@@ -205,4 +205,4 @@ def enterprise_setup(app: Any, settings: Settings) -> None:
     app.state.standings = Standings(settings.data_dir / "enterprise_cache")
     app.state.oidc = OidcProvider(settings) if settings.oidc_issuer else None
     window = settings.login_code_window_seconds
-    app.state.limits["code_ip"] = RateLimiter(settings.login_code_ip_limit, window)
+    app.state.limits["code_ip"] = limiter(settings.redis_url, "code_ip", settings.login_code_ip_limit, window)

@@ -91,6 +91,8 @@ class Settings(SlaSettings):
     oidc_issuer: str | None = None  # e.g. https://id.example.gov.cn/oidc (discovery: /.well-known/...)
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
+    # Rate limits shared by every worker (redis://host:6379/0); unset: each process keeps its own.
+    redis_url: str | None = None
     metrics_token: SecretStr | None = None  # production: /metrics answers only this Bearer token
     oidc_uscc_claim: str = "uscc"  # the ID token claim that carries the enterprise's USCC
     oidc_scope: str = "openid"
