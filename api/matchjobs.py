@@ -3,7 +3,7 @@
 An adapter until payouts has a table for them: each job is a folder `<root>/<job id>/` holding
 `status.json` (the status row), `policies/` (the published versions it ran, copied, so that the run can
 be repeated) and `run/` (Contract 4's outputs). When the match is done its candidates are imported as
-offers for review (`payouts.runs.import_run`), and the enterprise pages' cache of the run is built
+offers for review (`payouts.imports.import_run`), and the enterprise pages' cache of the run is built
 (`portal.standings.Standings.view`), so that no enterprise's first page view waits for it. Job ids are
 random, never sequential.
 """
@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 
 from api.policystore import PolicyStore
 from matcher.run import run_match
-from payouts import runs
+from payouts import imports
 from payouts.db import transaction
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun
@@ -124,7 +124,7 @@ class MatchJobs:
             job = replace(job, run_id=result.manifest["run_id"])
             try:
                 with transaction(engine) as s:
-                    imported = runs.import_run(s, folder / "run", job.started_by)
+                    imported = imports.import_run(s, folder / "run", job.started_by)
                 job = replace(
                     job,
                     imported={

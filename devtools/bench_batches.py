@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import make_url, select
 
-from payouts import offers, runs, users
+from payouts import imports, offers, users
 from payouts.db import make_engine, migrate, transaction
 from payouts.models import Batch
 
@@ -114,7 +114,7 @@ def seed(url: str, rows: int) -> dict[str, Any]:
         ):
             users.create_user(s, user, role, now=T0)
     with tempfile.TemporaryDirectory() as tmp, transaction(engine) as s:
-        runs.import_run(s, write_run(Path(tmp) / "run", rows), "bench-rev", T0)
+        imports.import_run(s, write_run(Path(tmp) / "run", rows), "bench-rev", T0)
         confirmed = offers.release(s, "bench-rev", T0).confirmed
     engine.dispose()
     return {"confirmed": confirmed}

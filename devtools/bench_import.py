@@ -21,7 +21,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from payouts import runs, users
+from payouts import imports, users
 from payouts.db import make_engine, migrate, transaction
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -113,7 +113,7 @@ def bench(rows: int = 1_000_000, url: str | None = None) -> dict[str, Any]:
                 users.create_user(s, name, "reviewer", now=now)
             t = time.perf_counter()
             with transaction(engine) as s:
-                result = runs.import_run(s, run, name, now)
+                result = imports.import_run(s, run, name, now)
                 t_commit = time.perf_counter()
             committed = time.perf_counter() - t_commit
             total = time.perf_counter() - t

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import duckdb
 
+from matcher import runfolder
 from matcher.duckdb_engine import DuckDBEngine, connect
 from matcher.duckdb_engine import write_candidates as write_candidates
 from matcher.engine import Engine, execute, item_summary
@@ -139,9 +140,9 @@ def run(
     items = item_summary(engine)
     written = manifest(engine.name, shown, policies, ruleset, active, report, as_of, timings, items, applied)
     written |= engine.describe()
-    text = json.dumps(written, ensure_ascii=False, indent=2) + "\n"
-    engine.write_text(f"{out.rstrip('/')}/manifest.json", text)
-    return written, report, timings
+    text = runfolder.manifest_text(written)
+    engine.write_text(f"{out.rstrip('/')}/{runfolder.MANIFEST}", text)
+    return json.loads(text), report, timings
 
 
 def manifest(

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from payouts import audit
 from payouts.errors import RunImportError
+from payouts.imports import import_run
 from payouts.models import Offer, Payee
 from payouts.offers import drop
-from payouts.runs import import_run
 
 
 def test_import_creates_one_drafted_offer_per_candidate_and_holds_those_without_account(
