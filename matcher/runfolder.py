@@ -1,8 +1,8 @@
 """The run folder (docs/contracts.md, Contract 4): its file names and its manifest, written and read here.
 
 A match run writes `candidates.parquet`, `near_misses.parquet`, `missing_data.parquet`,
-`payees.parquet` (single files or folders of part files, as Spark writes them) and `manifest.json`
-into one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
+`payees.parquet`, `contacts.parquet` (single files or folders of part files, as Spark writes them) and
+`manifest.json` into one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
 reads it back and refuses a missing or malformed one with every problem named (file and key).
 
 The manifest carries a `format` version (`FORMAT`). Manifests written before the field existed have
@@ -30,7 +30,8 @@ MANIFEST = "manifest.json"
 CANDIDATES = "candidates.parquet"
 NEAR_MISSES = "near_misses.parquet"
 MISSING_DATA = "missing_data.parquet"
-PAYEES = "payees.parquet"
+PAYEES = "payees.parquet"  # contact and account of every candidate (the payouts import)
+CONTACTS = "contacts.parquet"  # name and phone of every enterprise with a result (the sign-in)
 
 MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
 POLICY_KEYS = (
