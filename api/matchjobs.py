@@ -23,7 +23,9 @@ from typing import Any, Literal
 from sqlalchemy import Engine, select
 
 from api.policystore import PolicyStore
+from matcher import runfolder
 from matcher.run import run_match
+from matcher.runfolder import Manifest
 from payouts import imports
 from payouts.db import transaction
 from payouts.errors import NotFoundError
@@ -171,10 +173,13 @@ class MatchJobs:
     def run_dir(self, job: MatchJob) -> Path:
         return self.root / job.id / "run"
 
-    def manifest(self, job: MatchJob) -> dict[str, Any] | None:
-        path = self.run_dir(job) / "manifest.json"
+    def manifest(self, job: MatchJob) -> Manifest | None:
+        """The manifest of a finished job's run folder; None while it runs, failed, or has none."""
+        folder = self.run_dir(job)
         return (
-            json.loads(path.read_text(encoding="utf-8")) if job.state == "done" and path.is_file() else None
+            runfolder.read_manifest(folder)
+            if job.state == "done" and runfolder.has_manifest(folder)
+            else None
         )
 
 
