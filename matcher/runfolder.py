@@ -137,7 +137,8 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as JSON data, exactly as read or written."""
-        return json.loads(json.dumps(self.raw))
+        copy: dict[str, Any] = json.loads(json.dumps(self.raw))
+        return copy
 
     @classmethod
     def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:
