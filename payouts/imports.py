@@ -184,7 +184,7 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
                 problems.append(
                     f"政策 {p.id} 第 {p.version} 版已发布，不能改动：{', '.join(changed)} 与已导入的不同"
                 )
-        periods[(p.id, p.version)] = fields["period"]
+        periods[p.key] = p.period
     if problems:
         raise RunImportError("\n".join(problems))
     return periods

@@ -174,7 +174,7 @@ def test_a_spark_run_folder_is_importable_as_offers(runs: tuple[Path, Path]) -> 
 
     run = read_run(runs[1])
     assert run.candidates.num_rows == 599
-    assert run.manifest["engine"] == "spark"
+    assert run.manifest.engine == "spark"
 
 
 # --- the demo snapshot and every library policy ---------------------------------------------------------------
