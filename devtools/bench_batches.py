@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import make_url, select
 
+from matcher import runfolder
 from payouts import imports, offers, users
 from payouts.db import make_engine, migrate, transaction
 from payouts.models import Batch
@@ -94,7 +95,7 @@ def write_run(path: Path, rows: int) -> Path:
         "counts": {"candidates": rows},
         "totals": {},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    runfolder.write_manifest(path, manifest)
     return path
 
 

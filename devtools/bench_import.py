@@ -21,6 +21,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from matcher import runfolder
 from payouts import imports, users
 from payouts.db import make_engine, migrate, transaction
 
@@ -88,7 +89,7 @@ def write_synthetic_run(path: Path, rows: int) -> Path:
         "counts": {"candidates": rows},
         "totals": {},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    runfolder.write_manifest(path, manifest)
     return path
 
 
