@@ -123,7 +123,7 @@ class MatchJobs:
                 dt.date.fromisoformat(job.as_of),
                 overrides=overrides,
             )
-            job = replace(job, run_id=result.manifest["run_id"])
+            job = replace(job, run_id=result.manifest.run_id)
             try:
                 with transaction(engine) as s:
                     imported = imports.import_run(s, folder / "run", job.started_by)

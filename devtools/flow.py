@@ -87,7 +87,7 @@ def _stage_match(work: Path, enterprises: int, seed: int, url: str) -> int:
     snapshot, run, _ = _paths(work, enterprises, seed)
     shutil.rmtree(run, ignore_errors=True)
     result = run_match(snapshot, POLICIES, run, AS_OF)
-    return int(sum(row["candidates"] for row in result.manifest["items"]))
+    return int(sum(row["candidates"] for row in result.manifest.items))
 
 
 def _stage_import(work: Path, enterprises: int, seed: int, url: str) -> int:

@@ -11,7 +11,6 @@ same snapshot and rules give byte-identical candidates and the same fingerprints
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -41,7 +40,7 @@ class RunResult(Generic[Out]):
     report."""
 
     out: Out
-    manifest: dict[str, Any]
+    manifest: runfolder.Manifest
     snapshot: SnapshotReport
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -114,7 +113,7 @@ def run(
     ruleset: RuleSet | None = None,
     step: Callable[[str], None] = lambda _: None,
     overrides: OverrideSource = None,
-) -> tuple[dict[str, Any], SnapshotReport, dict[str, float]]:
+) -> tuple[runfolder.Manifest, SnapshotReport, dict[str, float]]:
     """A match run on any engine: load and validate the snapshot, apply overrides, build the profiles, run
     the plan, write the outputs and manifest.json (naming the snapshot as `shown`) under `out`; returns the
     manifest, the snapshot report and the timings."""
@@ -142,7 +141,7 @@ def run(
     written |= engine.describe()
     text = runfolder.manifest_text(written)
     engine.write_text(f"{out.rstrip('/')}/{runfolder.MANIFEST}", text)
-    return json.loads(text), report, timings
+    return runfolder.parse_manifest(text), report, timings
 
 
 def manifest(

@@ -125,6 +125,9 @@ class Manifest:
     created_at: str | None = None
     items: tuple[dict[str, Any], ...] = ()  # the per-item summary rows (candidates, near misses, …)
     counts: dict[str, int] = field(default_factory=dict)
+    inactive_policies: tuple[str, ...] = ()  # id@version of the directory's policies not active on as_of
+    totals: dict[str, str] = field(default_factory=dict)  # policy → money of its candidates (text)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     overrides: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -191,6 +194,9 @@ class Manifest:
             created_at=data.get("created_at"),
             items=tuple(data.get("items") or ()),
             counts=dict(data.get("counts") or {}),
+            inactive_policies=tuple(data.get("inactive_policies") or ()),
+            totals=dict(data.get("totals") or {}),
+            timings=dict(data.get("timings") or {}),
             overrides=dict(data.get("overrides") or {}),
             raw=data,
         )
