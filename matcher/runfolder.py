@@ -111,8 +111,9 @@ class Source:
 
 @dataclass(frozen=True)
 class Manifest:
-    """manifest.json of a run folder. Keys written by every engine since version 1 are fields; the rest
-    (counts, totals, timings, overrides, engine details) are read from `to_dict()`."""
+    """manifest.json of a run folder, checked and typed. Only the keys in `MANIFEST_KEYS` are required
+    (hand-written and older folders may lack the others, which then take their defaults); keys without
+    a field (the engine's own details, e.g. `spark`) are kept in `to_dict()`."""
 
     run_id: str
     as_of: dt.date
