@@ -26,6 +26,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from api.cli import app
+from matcher import runfolder
 from rules.formats import CHINA
 
 VAR = Path("var/demo")
@@ -123,7 +124,7 @@ def main() -> None:
         str(RUN),
     )
     first = duckdb.sql(
-        f"SELECT uscc FROM read_parquet('{RUN / 'candidates.parquet'}') ORDER BY amount DESC, uscc LIMIT 1"
+        f"SELECT uscc FROM read_parquet('{RUN / runfolder.CANDIDATES}') ORDER BY amount DESC, uscc LIMIT 1"
     ).fetchall()
     first = first[0] if first else None
     if first:

@@ -3,7 +3,7 @@
 An adapter until payouts has a table for them: each job is a folder `<root>/<job id>/` holding
 `status.json` (the status row), `policies/` (the published versions it ran, copied, so that the run can
 be repeated) and `run/` (Contract 4's outputs). When the match is done its candidates are imported as
-offers for review (`payouts.runs.import_run`), and the enterprise pages' cache of the run is built
+offers for review (`payouts.imports.import_run`), and the enterprise pages' cache of the run is built
 (`portal.standings.Standings.view`), so that no enterprise's first page view waits for it. Job ids are
 random, never sequential.
 """
@@ -23,8 +23,10 @@ from typing import Any, Literal
 from sqlalchemy import Engine, select
 
 from api.policystore import PolicyStore
+from matcher import runfolder
 from matcher.run import run_match
-from payouts import runs
+from matcher.runfolder import Manifest
+from payouts import imports
 from payouts.db import transaction
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun
@@ -121,10 +123,10 @@ class MatchJobs:
                 dt.date.fromisoformat(job.as_of),
                 overrides=overrides,
             )
-            job = replace(job, run_id=result.manifest["run_id"])
+            job = replace(job, run_id=result.manifest.run_id)
             try:
                 with transaction(engine) as s:
-                    imported = runs.import_run(s, folder / "run", job.started_by)
+                    imported = imports.import_run(s, folder / "run", job.started_by)
                 job = replace(
                     job,
                     imported={
@@ -171,10 +173,13 @@ class MatchJobs:
     def run_dir(self, job: MatchJob) -> Path:
         return self.root / job.id / "run"
 
-    def manifest(self, job: MatchJob) -> dict[str, Any] | None:
-        path = self.run_dir(job) / "manifest.json"
+    def manifest(self, job: MatchJob) -> Manifest | None:
+        """The manifest of a finished job's run folder; None while it runs, failed, or has none."""
+        folder = self.run_dir(job)
         return (
-            json.loads(path.read_text(encoding="utf-8")) if job.state == "done" and path.is_file() else None
+            runfolder.read_manifest(folder)
+            if job.state == "done" and runfolder.has_manifest(folder)
+            else None
         )
 
 

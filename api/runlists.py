@@ -16,12 +16,18 @@ from typing import Any, Literal
 import duckdb
 from openpyxl import Workbook
 
+from matcher import runfolder
 from reports.spreadsheet import csv_row, xlsx_row
 from rules.errors import MatchError
 
 ListName = Literal["candidates", "near_misses", "missing_data"]
 EXCEL_MAX_ROWS = 1_048_575  # one sheet, less the header
 LIST_LABELS = {"candidates": "候选名单", "near_misses": "差一点名单", "missing_data": "数据缺失名单"}
+FILES = {
+    "candidates": runfolder.CANDIDATES,
+    "near_misses": runfolder.NEAR_MISSES,
+    "missing_data": runfolder.MISSING_DATA,
+}
 _QUERIES: dict[str, tuple[str, list[str]]] = {
     "candidates": (
         "SELECT c.policy_id, c.policy_version, c.item_id, c.uscc, p.name, c.amount, c.amount_before_allocation "
@@ -53,9 +59,9 @@ class Filters:
 
 def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
     sql, _ = _QUERIES[name]
-    params: dict[str, Any] = {"file": str(run_dir / f"{name}.parquet")}
+    params: dict[str, Any] = {"file": str(run_dir / FILES[name])}
     if name == "candidates":
-        params["payees"] = str(run_dir / "payees.parquet")
+        params["payees"] = str(run_dir / runfolder.PAYEES)
     where = []
     if f.policy_ids is not None:
         where.append("list_contains($scope, c.policy_id)")
@@ -78,7 +84,7 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
 
 
 def _connect(run_dir: Path, name: str) -> duckdb.DuckDBPyConnection:
-    if not (run_dir / f"{name}.parquet").exists():
+    if not (run_dir / FILES[name]).exists():
         raise MatchError(f"匹配结果中没有 {LIST_LABELS[name]}")
     return duckdb.connect()
 

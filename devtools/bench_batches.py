@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import make_url, select
 
-from payouts import offers, runs, users
+from matcher import runfolder
+from payouts import imports, offers, users
 from payouts.db import make_engine, migrate, transaction
 from payouts.models import Batch
 
@@ -94,7 +95,7 @@ def write_run(path: Path, rows: int) -> Path:
         "counts": {"candidates": rows},
         "totals": {},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    runfolder.write_manifest(path, manifest)
     return path
 
 
@@ -114,7 +115,7 @@ def seed(url: str, rows: int) -> dict[str, Any]:
         ):
             users.create_user(s, user, role, now=T0)
     with tempfile.TemporaryDirectory() as tmp, transaction(engine) as s:
-        runs.import_run(s, write_run(Path(tmp) / "run", rows), "bench-rev", T0)
+        imports.import_run(s, write_run(Path(tmp) / "run", rows), "bench-rev", T0)
         confirmed = offers.release(s, "bench-rev", T0).confirmed
     engine.dispose()
     return {"confirmed": confirmed}

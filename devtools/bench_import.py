@@ -21,7 +21,8 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from payouts import runs, users
+from matcher import runfolder
+from payouts import imports, users
 from payouts.db import make_engine, migrate, transaction
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -88,7 +89,7 @@ def write_synthetic_run(path: Path, rows: int) -> Path:
         "counts": {"candidates": rows},
         "totals": {},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    runfolder.write_manifest(path, manifest)
     return path
 
 
@@ -113,7 +114,7 @@ def bench(rows: int = 1_000_000, url: str | None = None) -> dict[str, Any]:
                 users.create_user(s, name, "reviewer", now=now)
             t = time.perf_counter()
             with transaction(engine) as s:
-                result = runs.import_run(s, run, name, now)
+                result = imports.import_run(s, run, name, now)
                 t_commit = time.perf_counter()
             committed = time.perf_counter() - t_commit
             total = time.perf_counter() - t

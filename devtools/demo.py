@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from payouts import batches, confirm, offers, runs, sms, users
+from payouts import batches, confirm, imports, offers, sms, users
 from payouts.bankfiles import render_return
 from payouts.db import PayoutSettings
 from payouts.errors import NotFoundError
@@ -70,7 +70,7 @@ def demo_flow(
 
     ensure_demo_users(session, start)
     with step("import"):
-        imported = runs.import_run(session, run_dir, "demo-reviewer", at(0))
+        imported = imports.import_run(session, run_dir, "demo-reviewer", at(0))
     with step("release"):
         offers.release(session, "demo-reviewer", at(1), run_id=imported.run_id)
     phone = sms.MemoryGateway()

@@ -87,16 +87,16 @@ def _stage_match(work: Path, enterprises: int, seed: int, url: str) -> int:
     snapshot, run, _ = _paths(work, enterprises, seed)
     shutil.rmtree(run, ignore_errors=True)
     result = run_match(snapshot, POLICIES, run, AS_OF)
-    return int(sum(row["candidates"] for row in result.manifest["items"]))
+    return int(sum(row["candidates"] for row in result.manifest.items))
 
 
 def _stage_import(work: Path, enterprises: int, seed: int, url: str) -> int:
-    from payouts import runs
+    from payouts import imports
     from payouts.db import transaction
 
     _, run, _ = _paths(work, enterprises, seed)
     with transaction(_engine(url)) as s:
-        return runs.import_run(s, run, REVIEWER, T0).offers
+        return imports.import_run(s, run, REVIEWER, T0).offers
 
 
 def _stage_release(work: Path, enterprises: int, seed: int, url: str) -> int:
@@ -299,7 +299,7 @@ def totals(stages: list[Stage]) -> tuple[float, int]:
 
 def _child(argv: list[str]) -> None:
     name, work, enterprises, seed, url = argv
-    for module in ("matcher.run", "payouts.batches", "payouts.runs", "payouts.sms"):
+    for module in ("matcher.run", "payouts.batches", "payouts.imports", "payouts.sms"):
         importlib.import_module(module)  # before the clock starts: the stage is timed, not Python's imports
 
     started = time.perf_counter()

@@ -14,7 +14,6 @@ They are loaded only by the questions that need them (the near-miss blockers nee
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,10 +25,12 @@ import duckdb
 import pandas as pd
 from rule_engine import ast
 
+from matcher import runfolder
 from matcher.codes import industry_name, region_name
 from matcher.compile import amount_sql
 from matcher.duckdb_engine import connect
 from matcher.profile import build_profile
+from matcher.runfolder import Manifest
 from matcher.simulate import simulate
 from matcher.snapshot import SnapshotReport, load_snapshot
 from matcher.snapshot_rules import RULES
@@ -88,7 +89,7 @@ class RunData:
     """
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     con: duckdb.DuckDBPyConnection
     snapshot_dir: Path
     policies_dir: Path
@@ -98,19 +99,19 @@ class RunData:
 
     @property
     def as_of(self) -> dt.date:
-        return dt.date.fromisoformat(self.manifest["as_of"])
+        return self.manifest.as_of
 
     @property
     def enterprises(self) -> int:
         """Enterprises the snapshot accepted: everyone the run looked at."""
-        return int(self.manifest["counts"]["enterprises"])
+        return self.manifest.enterprises
 
     @property
     def snapshot(self) -> SnapshotReport:
         """The snapshot's data-quality report (loads the snapshot into the connection on first use)."""
         if self._report is None:
             report = load_snapshot(self.snapshot_dir, self.con)
-            expected = self.manifest["snapshot"]["fingerprint"]
+            expected = self.manifest.snapshot.fingerprint
             if report.fingerprint != expected:
                 raise MatchError(
                     f"快照 {display_path(self.snapshot_dir)} 的指纹 {report.fingerprint} 与匹配结果记录的 "
@@ -124,13 +125,13 @@ class RunData:
         """The policies the run matched, by id (loaded and fingerprint-checked on first use)."""
         if self._policies is None:
             ruleset = load_ruleset(self.policies_dir)
-            expected = self.manifest["rules"]["fingerprint"]
+            expected = self.manifest.rules.fingerprint
             if ruleset.fingerprint != expected:
                 raise MatchError(
                     f"政策目录 {display_path(self.policies_dir)} 的指纹与匹配结果记录的 {expected} 不符"
                     "（政策已修改？）：请用 policies= 指定这次匹配所用的政策目录"
                 )
-            wanted = {(p["id"], p["version"]) for p in self.manifest["policies"]}
+            wanted = {p.key for p in self.manifest.policies}
             self._policies = {p.id: p for p in ruleset if (p.id, p.version) in wanted}
         return self._policies
 
@@ -150,23 +151,29 @@ class RunData:
 
 def open_run(run: Path, *, snapshot: Path | None = None, policies: Path | None = None) -> RunData:
     """Open a run folder; `snapshot` and `policies` default to the paths its manifest names."""
-    manifest_path = run / "manifest.json"
-    if not manifest_path.is_file():
-        raise MatchError(f"{display_path(run)} 不是匹配结果目录（缺少 manifest.json），请先运行 zhida match")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    con = connect()
-    for name in ("candidates", "near_misses", "missing_data"):
-        path = run / f"{name}.parquet"
+    if not runfolder.has_manifest(run):
+        raise MatchError(
+            f"{display_path(run)} 不是匹配结果目录（缺少 {runfolder.MANIFEST}），请先运行 zhida match"
+        )
+    outputs = {
+        "candidates": run / runfolder.CANDIDATES,
+        "near_misses": run / runfolder.NEAR_MISSES,
+        "missing_data": run / runfolder.MISSING_DATA,
+    }
+    for path in outputs.values():
         if not path.is_file():
-            raise MatchError(f"匹配结果目录 {display_path(run)} 缺少 {name}.parquet")
+            raise MatchError(f"匹配结果目录 {display_path(run)} 缺少 {path.name}")
+    manifest = runfolder.read_manifest(run)
+    con = connect()
+    for name, path in outputs.items():
         con.execute(f"CREATE VIEW run_{name} AS SELECT * FROM read_parquet('{_sql_text(str(path))}')")
     _policy_table(con, manifest)
     return RunData(
         run,
         manifest,
         con,
-        snapshot or Path(manifest["snapshot"]["path"]),
-        policies or Path(manifest["rules"]["path"]),
+        snapshot or Path(manifest.snapshot.path),
+        policies or Path(manifest.rules.path),
     )
 
 
@@ -174,15 +181,15 @@ def _sql_text(text: str) -> str:
     return text.replace("'", "''")
 
 
-def _policy_table(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> None:
+def _policy_table(con: duckdb.DuckDBPyConnection, manifest: Manifest) -> None:
     """`run_items` and `run_conditions`: titles, departments and condition texts from the manifest."""
     items, conditions = [], []
-    for p in manifest["policies"]:
-        for i in p["items"]:
-            title = p["title"] if len(p["items"]) == 1 else f"{p['title']}·{i['title']}"
-            items.append((p["id"], i["id"], p["title"], i["title"], title, p["department"]))
-            for c in [*p["conditions"], *i["conditions"]]:
-                conditions.append((p["id"], i["id"], c["id"], c["text"], c.get("clause")))
+    for p in manifest.policies:
+        for i in p.items:
+            title = p.title if len(p.items) == 1 else f"{p.title}·{i.title}"
+            items.append((p.id, i.id, p.title, i.title, title, p.department))
+            for c in [*p.conditions, *i.conditions]:
+                conditions.append((p.id, i.id, c.id, c.text, c.clause))
     con.execute(
         "CREATE TABLE run_items (policy_id VARCHAR, item_id VARCHAR, policy_title VARCHAR, "
         "item_title VARCHAR, title VARCHAR, department VARCHAR)"
@@ -319,7 +326,7 @@ def top_share(amounts: Iterable[Decimal], share: float = TOP_SHARE) -> Decimal:
 def concentration(run: RunData) -> pd.DataFrame:
     """Per policy and over all: recipients, money, and the share of money to the top 10% of recipients."""
     rows = []
-    titles = {p["id"]: p["title"] for p in run.manifest["policies"]}
+    titles = {p.id: p.title for p in run.manifest.policies}
     for pid in [None, *sorted(titles)]:
         money = money_by_recipient(run, pid)["amount"].tolist()
         rows.append(

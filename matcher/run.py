@@ -11,7 +11,6 @@ same snapshot and rules give byte-identical candidates and the same fingerprints
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import duckdb
 
+from matcher import runfolder
 from matcher.duckdb_engine import DuckDBEngine, connect
 from matcher.duckdb_engine import write_candidates as write_candidates
 from matcher.engine import Engine, execute, item_summary
@@ -40,7 +40,7 @@ class RunResult(Generic[Out]):
     report."""
 
     out: Out
-    manifest: dict[str, Any]
+    manifest: runfolder.Manifest
     snapshot: SnapshotReport
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -113,7 +113,7 @@ def run(
     ruleset: RuleSet | None = None,
     step: Callable[[str], None] = lambda _: None,
     overrides: OverrideSource = None,
-) -> tuple[dict[str, Any], SnapshotReport, dict[str, float]]:
+) -> tuple[runfolder.Manifest, SnapshotReport, dict[str, float]]:
     """A match run on any engine: load and validate the snapshot, apply overrides, build the profiles, run
     the plan, write the outputs and manifest.json (naming the snapshot as `shown`) under `out`; returns the
     manifest, the snapshot report and the timings."""
@@ -139,9 +139,9 @@ def run(
     items = item_summary(engine)
     written = manifest(engine.name, shown, policies, ruleset, active, report, as_of, timings, items, applied)
     written |= engine.describe()
-    text = json.dumps(written, ensure_ascii=False, indent=2) + "\n"
-    engine.write_text(f"{out.rstrip('/')}/manifest.json", text)
-    return written, report, timings
+    text = runfolder.manifest_text(written)
+    engine.write_text(f"{out.rstrip('/')}/{runfolder.MANIFEST}", text)
+    return runfolder.parse_manifest(text), report, timings
 
 
 def manifest(

@@ -35,7 +35,7 @@ RUN = Path(os.environ.get("ZHIDA_RUN", "var/demo/run"))
 SNAPSHOT = Path(os.environ.get("ZHIDA_SNAPSHOT", "var/demo/snapshot"))
 use_cjk_font()
 run = analysis.open_run(RUN, snapshot=SNAPSHOT)
-print(f"匹配批次 {run.manifest['run_id']}，评估日 {run.as_of}，参与比对企业 {run.enterprises:,} 户")
+print(f"匹配批次 {run.manifest.run_id}，评估日 {run.as_of}，参与比对企业 {run.enterprises:,} 户")
 
 # %% [markdown]
 # ## 各事项的候选企业与金额

@@ -11,7 +11,7 @@ simulated bank of the demo and the tests.
 A bank file carries the payee's name exactly, so a name that a spreadsheet would run as a formula
 (starting with = + - @, tab or CR), that holds control or invisible formatting characters, or that is
 longer than pain.001 allows (`NAME_MAX`) cannot be written: `name_problem` says why, the import holds
-such offers (`payouts.runs`), and the writers refuse, naming the line, rather than change a name.
+such offers (`payouts.imports`), and the writers refuse, naming the line, rather than change a name.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ import yaml
 from sqlalchemy import and_, select
 from sqlmodel import Session
 
+from matcher import runfolder
+from matcher.runfolder import Manifest
 from payouts import offers as offer_states
 from payouts.models import CLOSED_STATES, MatchRun, Offer, Payee, PolicyVersion
 from rules.catalog import CATALOG
@@ -167,13 +169,13 @@ def _parquet(path: Path) -> str:
     return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
 
 
-def _rules(manifest: dict[str, Any]) -> dict[tuple[str, int, str | None, str], str]:
+def _rules(manifest: Manifest) -> dict[tuple[str, int, str | None, str], str]:
     """(policy, version, item or None, condition) → rule, from the policy files the run was made from.
 
     The run's manifest names their folder; where it is gone, pages show the condition's own text as
     the requirement instead of a comparison.
     """
-    named = manifest.get("rules", {}).get("path")
+    named = manifest.rules.path
     found: dict[tuple[str, int, str | None, str], str] = {}
     if not named or not Path(named).is_dir():
         return found
@@ -191,28 +193,25 @@ def _rules(manifest: dict[str, Any]) -> dict[tuple[str, int, str | None, str], s
     return found
 
 
-def _items(manifest: dict[str, Any]) -> list[Item]:
+def _items(manifest: Manifest) -> list[Item]:
     rules = _rules(manifest)
     out = []
-    for p in manifest["policies"]:
-        version = int(p["version"])
-        for it in p["items"]:
+    for p in manifest.policies:
+        version = p.version
+        for it in p.items:
             conditions: dict[str, dict[str, Any]] = {}
-            for c, scope in [
-                *((c, None) for c in p.get("conditions", [])),
-                *((c, it["id"]) for c in it.get("conditions", [])),
-            ]:
-                rule = c.get("rule") or rules.get((p["id"], version, scope, c["id"]))  # the manifest's first
-                conditions[c["id"]] = {"text": c["text"], "clause": c.get("clause"), "rule": rule}
+            for c, scope in [*((c, None) for c in p.conditions), *((c, it.id) for c in it.conditions)]:
+                rule = c.rule or rules.get((p.id, version, scope, c.id))  # the manifest's first
+                conditions[c.id] = {"text": c.text, "clause": c.clause, "rule": rule}
             out.append(
                 Item(
-                    policy_id=p["id"],
+                    policy_id=p.id,
                     version=version,
-                    item_id=it["id"],
-                    policy_title=p["title"],
-                    item_title=it["title"],
-                    department=p["department"],
-                    period=str(p["period"]),
+                    item_id=it.id,
+                    policy_title=p.title,
+                    item_title=it.title,
+                    department=p.department,
+                    period=p.period,
                     conditions=conditions,
                 )
             )
@@ -226,22 +225,22 @@ def _build_cache(run_path: Path, target: Path) -> None:
     parts = [
         f"""SELECT uscc, 'candidate' AS kind, policy_id, item_id, NULL AS condition_id, NULL AS value,
                    NULL AS fields, CAST(amount AS VARCHAR) AS amount, NULL AS name, NULL AS phone
-            FROM read_parquet('{_parquet(run_path / "candidates.parquet")}')""",
+            FROM read_parquet('{_parquet(run_path / runfolder.CANDIDATES)}')""",
     ]
-    if (run_path / "near_misses.parquet").exists():
+    if (run_path / runfolder.NEAR_MISSES).exists():
         parts.append(
             f"""SELECT uscc, 'near_miss', policy_id, item_id, condition_id, value, NULL, NULL, NULL, NULL
-                FROM read_parquet('{_parquet(run_path / "near_misses.parquet")}')"""
+                FROM read_parquet('{_parquet(run_path / runfolder.NEAR_MISSES)}')"""
         )
-    if (run_path / "missing_data.parquet").exists():
+    if (run_path / runfolder.MISSING_DATA).exists():
         parts.append(
             f"""SELECT uscc, 'missing', policy_id, item_id, NULL, NULL, array_to_string(fields, ';'),
                        NULL, NULL, NULL
-                FROM read_parquet('{_parquet(run_path / "missing_data.parquet")}')"""
+                FROM read_parquet('{_parquet(run_path / runfolder.MISSING_DATA)}')"""
         )
     # Contacts: every enterprise with a result (runs before contacts.parquet: candidates' payees only).
     contacts = next(
-        (run_path / f for f in ("contacts.parquet", "payees.parquet") if (run_path / f).exists()), None
+        (run_path / f for f in (runfolder.CONTACTS, runfolder.PAYEES) if (run_path / f).exists()), None
     )
     if contacts is not None:
         parts.append(
@@ -278,7 +277,13 @@ class Standings:
             cache = self.cache_root / f"{run.run_id}.parquet"
             if not cache.exists():
                 _build_cache(Path(run.path), cache)
-            view = RunView(run.run_id, run.as_of, _items(json.loads(run.manifest)), cache, _RowGroups(cache))
+            view = RunView(
+                run.run_id,
+                run.as_of,
+                _items(runfolder.parse_manifest(run.manifest, f"匹配批次 {run.run_id} 的清单")),
+                cache,
+                _RowGroups(cache),
+            )
             with self._lock:
                 self._views[run.run_id] = view
             return view

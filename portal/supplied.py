@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -32,7 +31,9 @@ import yaml
 from sqlalchemy import select
 from sqlmodel import Session
 
+from matcher import runfolder
 from matcher.codes import is_known_industry, is_known_region
+from matcher.runfolder import Manifest
 from matcher.snapshot import SPECS
 from payouts import audit, tokens
 from payouts.errors import NotFoundError
@@ -176,15 +177,15 @@ class Missing:
     run_id: str | None = None
 
 
-def policy_years(manifest: dict[str, Any]) -> dict[tuple[str, int], int]:
+def policy_years(manifest: Manifest) -> dict[tuple[str, int], int]:
     """(policy, version) → assessment year of a run's policies: from the manifest where it says so, else
     from the policy files the run was made from (the folder its manifest names)."""
     years = {
-        (str(p["id"]), int(p["version"])): int(p["assessment_year"])
-        for p in manifest.get("policies", [])
-        if p.get("assessment_year") is not None
+        p.key: int(p.raw["assessment_year"])
+        for p in manifest.policies
+        if p.raw.get("assessment_year") is not None
     }
-    folder = Path(manifest.get("rules", {}).get("path") or "")
+    folder = Path(manifest.rules.path)
     if str(folder) and folder.is_dir():
         for path in sorted(folder.glob("*.yaml")):
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -212,7 +213,7 @@ def missing_lines(session: Session, standings: portal_standings.Standings, uscc:
     run = portal_standings.latest_run(session)
     if view is None or run is None:
         return []
-    years = policy_years(json.loads(run.manifest))
+    years = policy_years(runfolder.parse_manifest(run.manifest, f"匹配批次 {run.run_id} 的清单"))
     out = []
     for s in items:
         if s.status != portal_standings.MISSING:

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
+from matcher import runfolder
 from matcher.analysis import blockers, open_run
 from payouts.models import MatchRun
 from reports import funnel as funnels
@@ -155,11 +156,11 @@ def monthly_report(
             run_id, run_dir = latest[0], Path(latest[1])
     near = pd.DataFrame()
     if run_dir is not None:
-        if not (run_dir / "manifest.json").is_file():
+        if not runfolder.has_manifest(run_dir):
             raise ReportError(f"找不到匹配结果目录 {run_dir}（差一点符合的统计需要它）：请用 --run 指定")
         run = open_run(run_dir)
         near = blockers(run).head(10)
-        run_id = run_id or run.manifest["run_id"]
+        run_id = run_id or run.manifest.run_id
     return MonthlyReport(
         month=month,
         generated_at=dt.datetime.now(CHINA),

@@ -84,10 +84,10 @@ def match(
                 overrides=overrides,
             )
     m = result.manifest
-    table = Table(title=f"匹配结果（评估日 {m['as_of']}，{m['counts']['enterprises']:,} 户企业）")
+    table = Table(title=f"匹配结果（评估日 {m.as_of}，{m.enterprises:,} 户企业）")
     for col in ("政策", "事项", "符合", "候选", "差一点", "数据缺失", "金额（元）"):
         table.add_column(col, justify="right" if col not in ("政策", "事项") else "left")
-    for row in m["items"]:
+    for row in m.items:
         table.add_row(
             row["policy_id"],
             row["item_id"],
@@ -98,18 +98,18 @@ def match(
             f"{float(row['amount']):,.2f}",
         )
     console.print(table)
-    if m["over_budget"]:
-        console.print(f"[red]超出预算（allocation: none），不能发布：{', '.join(m['over_budget'])}[/red]")
-    if m["inactive_policies"]:
-        console.print(f"未在有效期内、未参与匹配：{', '.join(m['inactive_policies'])}")
-    t = m["timings"]
+    if m.over_budget:
+        console.print(f"[red]超出预算（allocation: none），不能发布：{', '.join(m.over_budget)}[/red]")
+    if m.inactive_policies:
+        console.print(f"未在有效期内、未参与匹配：{', '.join(m.inactive_policies)}")
+    t = m.timings
     console.print(
         f"用时 {t['total']:.2f} 秒（载入 {t['load']:.2f}，画像 {t['profile']:.2f}，匹配 {t['match']:.2f}，"
         f"分配 {t['allocate']:.2f}，写出 {t['write']:.2f}）；结果在 {out}"
     )
-    console.print(f"快照指纹 {m['snapshot']['fingerprint']}\n规则指纹 {m['rules']['fingerprint']}")
-    if m.get("overrides", {}).get("count") or m.get("overrides", {}).get("skipped"):
-        o = m["overrides"]
+    console.print(f"快照指纹 {m.snapshot.fingerprint}\n规则指纹 {m.rules.fingerprint}")
+    if m.overrides.get("count") or m.overrides.get("skipped"):
+        o = m.overrides
         console.print(
             f"采用已核实的补充数据 {o['count']} 项，跳过 {len(o['skipped'])} 项（见 manifest.json 的 overrides）"
         )

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, IDENTITY_HELP, actor, confirmed_tally, now
 from devtools.bench_import import bench
-from payouts import confirm, offers, payees, runs
+from payouts import confirm, imports, offers, payees
 from payouts.db import PayoutSettings, connect, transaction
 from payouts.models import OfferState
 from payouts.selection import OfferFilter, Selection
@@ -29,7 +29,7 @@ def import_run(
 ) -> None:
     by = actor(claimed)
     with transaction(connect()) as s:
-        r = runs.import_run(s, run_dir, by, now())
+        r = imports.import_run(s, run_dir, by, now())
     table = Table(title=f"已导入匹配批次 {r.run_id}")
     for col in ("政策", "要约", "暂缓（无对公账户）", "金额（元）"):
         table.add_column(col, justify="left" if col == "政策" else "right")

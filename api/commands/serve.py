@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.auth import set_password
-from payouts import offers, runs, sms, users
+from payouts import imports, offers, sms, users
 from payouts.db import transaction
 from payouts.payees import mask_phone
 from rules.ruleset import library_dir
@@ -103,7 +103,7 @@ def prepare_demo(app: FastAPI) -> str | None:
             )
     run_match(snapshot, work / "policies", work / "run", settings.default_as_of())
     with transaction(state.engine) as s:
-        runs.import_run(s, work / "run", "demo-reviewer", now)
+        imports.import_run(s, work / "run", "demo-reviewer", now)
         offers.release(s, "demo-reviewer", now, policy_id=SAMPLE_POLICY)
         sms.send_notices(s, state.phone, now, settings.payouts(), limit=None, actor="system")
     sent = state.phone.sent

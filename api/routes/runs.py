@@ -28,6 +28,7 @@ from api.deps import (
 from api.matchjobs import MatchJob, snapshot_dirs
 from api.routes import redirect, render
 from api.runlists import Filters, ListName
+from matcher.runfolder import Manifest
 from payouts.errors import NotFoundError
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -83,17 +84,17 @@ class RunOut(BaseModel):
     items: list[ItemSummary] = []
 
 
-def run_out(job: MatchJob, manifest: dict[str, Any] | None, scope: set[str] | None) -> RunOut:
+def run_out(job: MatchJob, manifest: Manifest | None, scope: set[str] | None) -> RunOut:
     out = RunOut(
         **{k: getattr(job, k) for k in RunOut.model_fields if hasattr(job, k) and k != "state_label"},
         state_label=job.state_label,
     )
     if manifest is not None:
-        out.snapshot_fingerprint = manifest["snapshot"]["fingerprint"]
-        out.rules_fingerprint = manifest["rules"]["fingerprint"]
-        out.over_budget = manifest.get("over_budget", [])
+        out.snapshot_fingerprint = manifest.snapshot.fingerprint
+        out.rules_fingerprint = manifest.rules.fingerprint
+        out.over_budget = list(manifest.over_budget)
         out.items = [
-            ItemSummary(**row) for row in manifest["items"] if scope is None or row["policy_id"] in scope
+            ItemSummary(**row) for row in manifest.items if scope is None or row["policy_id"] in scope
         ]
     return out
 

@@ -147,7 +147,7 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
         time.sleep(0.2)
     job = live.app.state.jobs.get(job_id)
     assert job.state == "done" and job.imported, job
-    assert live.app.state.jobs.manifest(job)["overrides"]["count"] == 1
+    assert live.app.state.jobs.manifest(job).overrides["count"] == 1
 
     ent.goto(f"{base}/e")
     expect(ent.locator("#matched")).to_contain_text("小微企业稳岗补贴")

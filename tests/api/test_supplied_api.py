@@ -216,7 +216,8 @@ def test_a_new_run_applies_the_verified_value_and_the_pair_becomes_an_offer(w: W
     job = w.client.get(f"/api/runs/{r.json()['id']}", headers=w.auth("reviewer")).json()
     assert job["state"] == "done", job
     manifest = w.app.state.jobs.manifest(w.app.state.jobs.get(job["id"]))
-    (applied,) = manifest["overrides"]["applied"]
+    assert manifest is not None
+    (applied,) = manifest.overrides["applied"]
     assert (applied["uscc"], applied["column"], applied["old"], applied["new"]) == (
         A,
         "ui_premium_paid",

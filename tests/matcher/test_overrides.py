@@ -125,8 +125,8 @@ def test_a_bad_override_is_refused_by_name(tmp_path: Path) -> None:
 def test_an_unknown_enterprise_is_skipped_with_the_reason(tmp_path: Path) -> None:
     ghost = [dict(OVERRIDES[1], uscc="91320000000000000X", id="ov-ghost")]
     result = run_match(CASE / "snapshot", CASE / "policies", tmp_path / "g", AS_OF, overrides=ghost)
-    assert result.manifest["overrides"]["count"] == 0
-    assert result.manifest["overrides"]["skipped"][0]["id"] == "ov-ghost"
+    assert result.manifest.overrides["count"] == 0
+    assert result.manifest.overrides["skipped"][0]["id"] == "ov-ghost"
 
 
 def test_a_value_the_registry_now_delivers_wins_over_an_old_override(tmp_path: Path) -> None:
@@ -134,6 +134,6 @@ def test_a_value_the_registry_now_delivers_wins_over_an_old_override(tmp_path: P
         dict(OVERRIDES[0], uscc="9132080382J9AR2NCK", id="ov-stale")
     ]  # premium 88,123.21 in the snapshot
     result = run_match(CASE / "snapshot", CASE / "policies", tmp_path / "s", AS_OF, overrides=stale)
-    (skipped,) = result.manifest["overrides"]["skipped"]
+    (skipped,) = result.manifest.overrides["skipped"]
     assert skipped["id"] == "ov-stale" and "88123.21" in skipped["reason"]
-    assert result.manifest["overrides"]["count"] == 0
+    assert result.manifest.overrides["count"] == 0

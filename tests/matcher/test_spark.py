@@ -170,11 +170,11 @@ def test_spark_manifest_has_the_duckdb_keys_counts_and_totals(runs: tuple[Path, 
 
 
 def test_a_spark_run_folder_is_importable_as_offers(runs: tuple[Path, Path]) -> None:
-    from payouts.runs import read_run
+    from payouts.imports import read_run
 
     run = read_run(runs[1])
     assert run.candidates.num_rows == 599
-    assert run.manifest["engine"] == "spark"
+    assert run.manifest.engine == "spark"
 
 
 # --- the demo snapshot and every library policy ---------------------------------------------------------------

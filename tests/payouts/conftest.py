@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 
-from payouts import offers, runs, sms, users
+from payouts import imports, offers, sms, users
 from payouts.db import PayoutSettings, make_engine, migrate, transaction
 from payouts.models import Offer
 
@@ -306,7 +306,7 @@ def notified(tx, small_run: Path, t0: dt.datetime) -> SimpleNamespace:
     """`small_run` imported, released and notified; `links[n]` is the token enterprise n received."""
     phone = sms.MemoryGateway()
     with tx() as s:
-        runs.import_run(s, small_run, "rev", t0)
+        imports.import_run(s, small_run, "rev", t0)
         offers.release(s, "rev", t0)
         sms.send_notices(s, phone, t0, SETTINGS)
     links = {}

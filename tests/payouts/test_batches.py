@@ -11,8 +11,8 @@ from sqlalchemy import select, text
 
 from payouts import bankfiles, batches, confirm, offers, sms
 from payouts.errors import RoleError
+from payouts.imports import import_run
 from payouts.models import BatchLine, Offer, Payee, StaffUser
-from payouts.runs import import_run
 from rules.errors import BudgetError, StateError
 from tests.staff import fix_account
 

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, func, select
 
 from payouts import audit, bankfiles, batches, offers
 from payouts.db import transaction
+from payouts.imports import import_run
 from payouts.models import AuditEvent, BatchLine, Offer
-from payouts.runs import import_run
 
 H = dt.timedelta(hours=1)
 N = 70_000  # more offers than PostgreSQL takes bind parameters in one statement

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,9 +11,9 @@ from sqlalchemy import select
 
 from payouts import audit
 from payouts.errors import RunImportError
+from payouts.imports import import_run
 from payouts.models import Offer, Payee
 from payouts.offers import drop
-from payouts.runs import import_run
 
 
 def test_import_creates_one_drafted_offer_per_candidate_and_holds_those_without_account(
@@ -90,6 +91,37 @@ def test_a_bad_run_is_refused_with_every_problem_listed(tx, ex, tmp_path: Path, 
     message = str(e.value)
     assert "wengang/other 不在 manifest.json 中" in message
     assert "1 家候选企业不在 payees 中" in message
+    with tx() as s:
+        assert s.scalar(select(Offer.id)) is None
+
+
+def test_a_manifest_missing_keys_is_refused_naming_them_with_the_other_problems(
+    tx, ex, tmp_path: Path, t0
+) -> None:
+    run = ex.write_run(
+        tmp_path / "r", [ex.policy("wengang")], [("wengang", "main", 1, "100.00")], [ex.payee(1)]
+    )
+    (run / "payees.parquet").unlink()
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["as_of"]
+    del manifest["policies"][0]["confirmation"]
+    (run / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(RunImportError) as e, tx() as s:
+        import_run(s, run, "rev", t0)
+    message = str(e.value)
+    assert "manifest.json 缺少 as_of" in message
+    assert "manifest.json 政策 wengang 缺少 confirmation" in message
+    assert "缺少 payees.parquet" in message
+
+
+def test_a_run_folder_of_a_later_format_is_refused(tx, ex, tmp_path: Path, t0) -> None:
+    run = ex.write_run(
+        tmp_path / "r", [ex.policy("wengang")], [("wengang", "main", 1, "100.00")], [ex.payee(1)]
+    )
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    (run / "manifest.json").write_text(json.dumps(manifest | {"format": 99}), encoding="utf-8")
+    with pytest.raises(RunImportError, match="格式版本为 99"), tx() as s:
+        import_run(s, run, "rev", t0)
     with tx() as s:
         assert s.scalar(select(Offer.id)) is None
 

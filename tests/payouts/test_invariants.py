@@ -24,8 +24,8 @@ from sqlalchemy import Engine, func, select
 
 from payouts import audit, bankfiles, batches, confirm, offers, sms
 from payouts.db import PayoutSettings, transaction
+from payouts.imports import import_run
 from payouts.models import AuditEvent, AuditMember, Batch, BatchLine, MatchRun, Offer, Payee
-from payouts.runs import import_run
 from rules.errors import ZhidaError
 from tests.staff import fix_account
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from payouts import audit, batches, confirm, notice, offers, runs, sms
+from payouts import audit, batches, confirm, imports, notice, offers, sms
 from payouts.models import Batch, BatchLine, Offer
 from rules.errors import PayoutError, PolicyError, StateError
 from rules.validate import parse_policy_text
@@ -39,7 +39,7 @@ def batch(tx, tmp_path, t0, ex) -> SimpleNamespace:
     )
     phone = sms.MemoryGateway()
     with tx() as s:
-        runs.import_run(s, run, "rev", t0)
+        imports.import_run(s, run, "rev", t0)
         offers.release(s, "rev", t0)
         sms.send_notices(s, phone, t0, SETTINGS)
     with tx() as s:

@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from payouts import payees
 from payouts.errors import RoleError
+from payouts.imports import import_run
 from payouts.models import Offer
 from payouts.offers import drop, hold, release
-from payouts.runs import import_run
 from rules.errors import StateError
 from tests.staff import fix_account
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from payouts import confirm, sms, tokens
 from payouts.errors import LinkError, SmsError
+from payouts.imports import import_run
 from payouts.models import Offer, SmsMessage
 from payouts.offers import release
-from payouts.runs import import_run
 
 DAY = dt.timedelta(days=1)
 

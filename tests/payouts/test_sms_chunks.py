@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select
 
 from payouts import audit, confirm, offers, sms
 from payouts.db import transaction
+from payouts.imports import import_run
 from payouts.models import AuditEvent, Offer, SmsMessage
-from payouts.runs import import_run
 
 N = 11
 

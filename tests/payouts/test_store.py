@@ -17,8 +17,8 @@ from sqlmodel import SQLModel
 import portal.models  # noqa: F401  (the portal's tables are the schema's too)
 from payouts import audit
 from payouts.db import PayoutSettings, normalize_url
+from payouts.imports import import_run
 from payouts.models import Offer
-from payouts.runs import import_run
 
 
 def test_migrations_create_exactly_the_tables_of_the_models(engine: Engine) -> None:

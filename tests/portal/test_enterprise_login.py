@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from payouts import runs
+from payouts import imports
 from payouts.sms import MemoryGateway
 from portal import identity
 from portal.models import EnterpriseLogin, LoginClient, LoginCode
@@ -165,7 +165,7 @@ def test_standings_come_from_the_runs_files(tx, ex, small_run: Path, t0, tmp_pat
         small_run / "missing_data.parquet",
     )
     with tx() as s:
-        runs.import_run(s, small_run, "rev", t0)
+        imports.import_run(s, small_run, "rev", t0)
     standings = Standings(tmp_path / "cache")
     with tx() as s:
         view, items = standings.standings(s, ex.uscc(2))

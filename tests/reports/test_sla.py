@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from api.settings import Settings, SlaSettings
-from payouts import offers, runs
+from payouts import imports, offers
 from reports import sla
 from reports.calendar import working_days, working_days_before
 from reports.errors import ReportError
@@ -68,7 +68,7 @@ def test_the_console_payment_light_counts_by_the_official_calendar(
 ) -> None:
     confirmed = beijing(2025, 9, 30, 10)  # `gaoxin` needs no 意愿确认: its offer is confirmed at release
     with tx() as s:
-        runs.import_run(s, small_run, "rev", confirmed)
+        imports.import_run(s, small_run, "rev", confirmed)
         offers.release(s, "rev", confirmed)
     with tx() as s:
         rows = sla.lights(s, Settings().sla(), beijing(*now), {"gaoxin"})

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from payouts import bankfiles, offers, payees, runs
+from payouts import bankfiles, imports, offers, payees
 from payouts.errors import BankExportError
 from payouts.models import Offer, OfferState, Payee
 from rules.errors import StateError
@@ -54,7 +54,7 @@ def test_offers_whose_names_cannot_go_into_a_bank_file_are_held_at_import_with_t
     tx, t0, tmp_path: Path
 ) -> None:
     with tx() as s:
-        result = runs.import_run(s, _run(tmp_path / "run"), "rev", t0)
+        result = imports.import_run(s, _run(tmp_path / "run"), "rev", t0)
     assert result.offers == 9 and result.held == 8
     with tx() as s:
         rows = s.execute(
@@ -76,7 +76,7 @@ def test_offers_whose_names_cannot_go_into_a_bank_file_are_held_at_import_with_t
 
 def test_a_held_offer_with_an_unsafe_name_cannot_be_released(tx, t0, tmp_path: Path) -> None:
     with tx() as s:
-        runs.import_run(s, _run(tmp_path / "run"), "rev", t0)
+        imports.import_run(s, _run(tmp_path / "run"), "rev", t0)
     with tx() as s:
         held = s.scalars(select(Offer.public_id).where(Offer.state == OfferState.HELD.value)).all()
     with tx() as s, pytest.raises(StateError, match=offers.UNSAFE_NAME):
@@ -125,7 +125,7 @@ def test_a_bank_file_keeps_a_name_of_exactly_the_limit() -> None:
 
 def test_a_staff_correction_cannot_bring_an_unsafe_name_into_a_bank_file(tx, t0, tmp_path: Path) -> None:
     with tx() as s:
-        runs.import_run(s, _run(tmp_path / "run"), "rev", t0)
+        imports.import_run(s, _run(tmp_path / "run"), "rev", t0)
     for bank in ("=cmd|' /C calc'!A0", "中国建设银行\t某市分行", "长" * 141):
         with tx() as s, pytest.raises(StateError, match="不能原样写入银行文件"):
             payees.propose_account_change(

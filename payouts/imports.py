@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +26,8 @@ import pyarrow.dataset as ds
 from sqlalchemy import select
 from sqlmodel import Session
 
+from matcher import runfolder
+from matcher.runfolder import Manifest, ManifestError, read_manifest
 from payouts import audit, bankfiles, offers, tokens
 from payouts.audit import Event
 from payouts.bulkload import insert_columns
@@ -35,18 +36,6 @@ from payouts.models import CLOSED_STATES, MatchRun, Offer, OfferState, Payee, Po
 from payouts.offers import NO_ACCOUNT, UNSAFE_NAME
 from payouts.users import require
 
-MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
-POLICY_KEYS = (
-    "id",
-    "version",
-    "title",
-    "department",
-    "period",
-    "budget",
-    "allocation",
-    "confirmation",
-    "items",
-)
 CANDIDATE_COLUMNS = ("policy_id", "policy_version", "item_id", "uscc", "amount", "amount_before_allocation")
 PAYEE_COLUMNS = ("uscc", "name", "contact_phone", "bank_name", "account_no", "account_name")
 MONEY = pa.decimal128(18, 2)
@@ -71,7 +60,7 @@ class RunFolder:
     """A match run folder read into memory and checked."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     candidates: pa.Table
     payees: pa.Table
 
@@ -103,23 +92,20 @@ def _money(table: pa.Table, column: str, problems: list[str]) -> pa.Table:
 def read_run(path: Path) -> RunFolder:
     """Read and check a run folder; raises RunImportError listing every problem found."""
     problems: list[str] = []
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise RunImportError(f"{path} 不是匹配结果目录：缺少 manifest.json")
+    manifest: Manifest | None = None
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunImportError(f"{manifest_path}: 不是有效的 JSON：{e}") from e
-    problems += [f"manifest.json 缺少 {k}" for k in MANIFEST_KEYS if k not in manifest]
-    for p in manifest.get("policies", []):
-        problems += [f"manifest.json 政策 {p.get('id', '?')} 缺少 {k}" for k in POLICY_KEYS if k not in p]
-    if manifest.get("over_budget"):
-        problems.append(f"超出预算的政策不能发放：{', '.join(manifest['over_budget'])}")
-    candidates = _read(path / "candidates.parquet", CANDIDATE_COLUMNS, problems)
-    payees = _read(path / "payees.parquet", PAYEE_COLUMNS, problems)
+        manifest = read_manifest(path)
+    except ManifestError as e:
+        if not e.problems:  # no manifest, not JSON, or a format this code cannot read
+            raise RunImportError(str(e)) from e
+        problems += e.problems  # missing keys: listed with the folder's other problems
+    if manifest is not None and manifest.over_budget:
+        problems.append(f"超出预算的政策不能发放：{', '.join(manifest.over_budget)}")
+    candidates = _read(path / runfolder.CANDIDATES, CANDIDATE_COLUMNS, problems)
+    payees = _read(path / runfolder.PAYEES, PAYEE_COLUMNS, problems)
     if candidates is not None:
         candidates = _money(_money(candidates, "amount", problems), "amount_before_allocation", problems)
-    if problems or candidates is None or payees is None:
+    if problems or manifest is None or candidates is None or payees is None:
         raise RunImportError(f"{path} 不能导入：\n" + "\n".join(f"- {p}" for p in problems))
     run = RunFolder(path, manifest, candidates, payees)
     _check(run)
@@ -130,7 +116,7 @@ def _check(run: RunFolder) -> None:
     """Consistency of candidates with the manifest and the payees; every problem at once."""
     problems: list[str] = []
     c = run.candidates
-    known = {(p["id"], int(p["version"])): {i["id"] for i in p["items"]} for p in run.manifest["policies"]}
+    known = {p.key: {i.id for i in p.items} for p in run.manifest.policies}
     pairs = c.group_by(["policy_id", "policy_version", "item_id"]).aggregate([]).to_pylist()
     for row in pairs:
         key = (row["policy_id"], row["policy_version"])
@@ -166,31 +152,29 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
     """Record the run's policy versions (immutable once seen); returns (id, version) → period."""
     periods: dict[tuple[str, int], str] = {}
     problems = []
-    for p in run.manifest["policies"]:
-        budget = None if p["budget"] is None else Decimal(str(p["budget"])).quantize(Decimal("0.01"))
+    for p in run.manifest.policies:
+        budget = None if p.budget is None else Decimal(p.budget).quantize(Decimal("0.01"))
         fields = {
-            "title": p["title"],
-            "department": p["department"],
-            "period": str(p["period"]),
+            "title": p.title,
+            "department": p.department,
+            "period": p.period,
             "budget": budget,
-            "allocation": p["allocation"],
-            "confirmation": p["confirmation"],
-            "notice_days": p.get("notice_days"),  # absent in runs made before public notices existed
+            "allocation": p.allocation,
+            "confirmation": p.confirmation,
+            "notice_days": p.notice_days,  # absent in runs made before public notices existed
         }
         if fields["confirmation"] not in ("required", "none"):
-            problems.append(f"政策 {p['id']} 的 confirmation 应为 required 或 none")
+            problems.append(f"政策 {p.id} 的 confirmation 应为 required 或 none")
         existing = session.scalar(
-            select(PolicyVersion).where(
-                PolicyVersion.policy_id == p["id"], PolicyVersion.version == p["version"]
-            )
+            select(PolicyVersion).where(PolicyVersion.policy_id == p.id, PolicyVersion.version == p.version)
         )
         if existing is None:
             session.add(
                 PolicyVersion(
-                    policy_id=p["id"],
-                    version=int(p["version"]),
-                    items=audit.canonical(p["items"]),
-                    conditions=audit.canonical(p.get("conditions", [])),
+                    policy_id=p.id,
+                    version=p.version,
+                    items=audit.canonical(p.raw["items"]),
+                    conditions=audit.canonical(p.raw.get("conditions", [])),
                     **fields,
                 )
             )
@@ -198,9 +182,9 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             changed = [k for k, v in fields.items() if getattr(existing, k) != v]
             if changed:
                 problems.append(
-                    f"政策 {p['id']} 第 {p['version']} 版已发布，不能改动：{', '.join(changed)} 与已导入的不同"
+                    f"政策 {p.id} 第 {p.version} 版已发布，不能改动：{', '.join(changed)} 与已导入的不同"
                 )
-        periods[(p["id"], int(p["version"]))] = fields["period"]
+        periods[p.key] = p.period
     if problems:
         raise RunImportError("\n".join(problems))
     return periods
@@ -290,18 +274,18 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
     user = require(session, by, "import")
     run = read_run(path)
     m = run.manifest
-    if session.scalar(select(MatchRun.id).where(MatchRun.run_id == m["run_id"])) is not None:
-        raise RunImportError(f"匹配批次 {m['run_id']} 已经导入过，不能重复导入")
-    result = ImportResult(run_id=m["run_id"])
+    if session.scalar(select(MatchRun.id).where(MatchRun.run_id == m.run_id)) is not None:
+        raise RunImportError(f"匹配批次 {m.run_id} 已经导入过，不能重复导入")
+    result = ImportResult(run_id=m.run_id)
     t1 = time.perf_counter()
     result.seconds["read"] = t1 - t0
     run_row = MatchRun(
-        run_id=m["run_id"],
-        as_of=dt.date.fromisoformat(m["as_of"]),
-        snapshot_fingerprint=m["snapshot"]["fingerprint"],
-        rules_fingerprint=m["rules"]["fingerprint"],
+        run_id=m.run_id,
+        as_of=m.as_of,
+        snapshot_fingerprint=m.snapshot.fingerprint,
+        rules_fingerprint=m.rules.fingerprint,
         path=str(path.resolve()),
-        manifest=audit.canonical(m),
+        manifest=audit.canonical(m.to_dict()),
         imported_at=now,
         imported_by=user.id,
     )
@@ -378,9 +362,7 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
     # One event for every offer created: its members are the offers of this run (their public ids and
     # run never change), so no member rows are needed; then the offers without an account, or whose
     # names cannot go into a bank file exactly, are held with the reason.
-    event = Event(
-        by, "import", "offers", m["run_id"], None, OfferState.DRAFTED.value, None, {"run": m["run_id"]}
-    )
+    event = Event(by, "import", "offers", m.run_id, None, OfferState.DRAFTED.value, None, {"run": m.run_id})
     audit.append_bulk(session, event, ids.to_pylist(), now, listed=False)
     by_reason: dict[str, list[int]] = {}
     for payee_id_, reason in zip(
@@ -398,7 +380,7 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
             action="import",
             now=now,
             reason=reason,
-            subject=m["run_id"],
+            subject=m.run_id,
         )
     offers.move_where(
         session,
@@ -412,7 +394,7 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
         action="import",
         now=now,
         reason=NO_ACCOUNT,
-        subject=m["run_id"],
+        subject=m.run_id,
     )
     audit.record(
         session,
@@ -420,7 +402,7 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
         by,
         "import",
         "run",
-        m["run_id"],
+        m.run_id,
         None,
         "imported",
         offers=result.offers,
@@ -428,8 +410,8 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
         skipped=result.skipped,
         zero=result.zero,
         amount=str(result.amount),
-        snapshot=m["snapshot"]["fingerprint"],
-        rules=m["rules"]["fingerprint"],
+        snapshot=m.snapshot.fingerprint,
+        rules=m.rules.fingerprint,
         candidates=_digest(path / "candidates.parquet"),
     )
     result.seconds["audit"] = time.perf_counter() - t3

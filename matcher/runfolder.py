@@ -1,0 +1,271 @@
+"""The run folder (docs/contracts.md, Contract 4): its file names and its manifest, written and read here.
+
+A match run writes `candidates.parquet`, `near_misses.parquet`, `missing_data.parquet`,
+`payees.parquet`, `contacts.parquet` (single files or folders of part files, as Spark writes them) and
+`manifest.json` into one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
+reads it back and refuses a missing or malformed one with every problem named (file and key).
+
+The manifest carries a `format` version (`FORMAT`). Manifests written before the field existed have
+none and are read as version 1: their keys are the same, so they are accepted as they are. A manifest
+of a later format than this code knows is refused: the code that wrote it is newer than the reader.
+
+The JSON on disk is kept exactly as written (`Manifest.to_dict`), so a run folder imported into the
+payouts database stores the same text it was made with; the typed fields are a checked view of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rules.errors import MatchError
+
+FORMAT = 2  # version 1: the manifests written before the format field existed (same keys)
+
+MANIFEST = "manifest.json"
+CANDIDATES = "candidates.parquet"
+NEAR_MISSES = "near_misses.parquet"
+MISSING_DATA = "missing_data.parquet"
+PAYEES = "payees.parquet"  # contact and account of every candidate (the payouts import)
+CONTACTS = "contacts.parquet"  # name and phone of every enterprise with a result (the sign-in)
+
+MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
+POLICY_KEYS = (
+    "id",
+    "version",
+    "title",
+    "department",
+    "period",
+    "budget",
+    "allocation",
+    "confirmation",
+    "items",
+)
+
+
+class ManifestError(MatchError):
+    """A run folder's manifest is missing, not JSON, of an unknown format or lacks keys; for keys missing
+    or malformed, `problems` lists each (naming manifest.json and the key), else it is empty."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition of a policy or an item as the run evaluated it: its text, clause and rule."""
+
+    id: str
+    text: str = ""
+    clause: str | None = None
+    rule: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Condition:
+        return cls(str(d["id"]), str(d.get("text") or ""), d.get("clause"), d.get("rule"))
+
+
+@dataclass(frozen=True)
+class PolicyItem:
+    """An item of a policy (what is paid for), with its own conditions."""
+
+    id: str
+    title: str = ""
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """A policy version as the run matched it (the payouts import records it as published)."""
+
+    id: str
+    version: int
+    title: str
+    department: str
+    period: str
+    budget: str | None  # decimal text, e.g. "100000.00"; None: no budget
+    allocation: str
+    confirmation: str
+    items: tuple[PolicyItem, ...]
+    notice_days: int | None = None  # absent in runs made before public notices existed
+    conditions: tuple[Condition, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the entry as in the JSON
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.id, self.version)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input of the run was read (snapshot or rules folder) and its fingerprint."""
+
+    path: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json of a run folder, checked and typed. Only the keys in `MANIFEST_KEYS` are required
+    (hand-written and older folders may lack the others, which then take their defaults); keys without
+    a field (the engine's own details, e.g. `spark`) are kept in `to_dict()`."""
+
+    run_id: str
+    as_of: dt.date
+    snapshot: Source
+    rules: Source
+    policies: tuple[PolicyEntry, ...]
+    over_budget: tuple[str, ...]
+    format: int = FORMAT
+    engine: str | None = None
+    created_at: str | None = None
+    items: tuple[dict[str, Any], ...] = ()  # the per-item summary rows (candidates, near misses, …)
+    counts: dict[str, int] = field(default_factory=dict)
+    inactive_policies: tuple[str, ...] = ()  # id@version of the directory's policies not active on as_of
+    totals: dict[str, str] = field(default_factory=dict)  # policy → money of its candidates (text)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    overrides: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def enterprises(self) -> int:
+        return int(self.counts.get("enterprises", 0))
+
+    def policy(self, policy_id: str, version: int) -> PolicyEntry | None:
+        return next((p for p in self.policies if p.key == (policy_id, version)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON data, exactly as read or written."""
+        copy: dict[str, Any] = json.loads(json.dumps(self.raw))
+        return copy
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:
+        """Check and type the manifest's JSON data; raises ManifestError naming every problem."""
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: 应为 JSON 对象")
+        version = data.get("format", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            problem = f"{MANIFEST} 的 format 应为正整数，实为 {version!r}"
+            raise ManifestError(f"{where}: {problem}")
+        if version > FORMAT:
+            problem = f"{MANIFEST} 的格式版本为 {version}，本程序只能读取 {FORMAT} 及以前的版本：请升级 zhida 后再读取"
+            raise ManifestError(f"{where}: {problem}")
+        problems = [f"{MANIFEST} 缺少 {k}" for k in MANIFEST_KEYS if k not in data]
+        policies = data.get("policies", [])
+        if not isinstance(policies, list):
+            problems.append(f"{MANIFEST} 的 policies 应为列表")
+            policies = []
+        for p in policies:
+            if not isinstance(p, dict):
+                problems.append(f"{MANIFEST} 的 policies 中有非对象的条目")
+                continue
+            problems += [f"{MANIFEST} 政策 {p.get('id', '?')} 缺少 {k}" for k in POLICY_KEYS if k not in p]
+            for i in p.get("items") or []:
+                if not isinstance(i, dict) or "id" not in i:
+                    problems.append(f"{MANIFEST} 政策 {p.get('id', '?')} 的 items 中有缺少 id 的事项")
+        for k in ("snapshot", "rules"):
+            if k in data and not (isinstance(data[k], dict) and "fingerprint" in data[k]):
+                problems.append(f"{MANIFEST} 的 {k} 缺少 fingerprint")
+        as_of = None
+        if "as_of" in data:
+            try:
+                as_of = dt.date.fromisoformat(str(data["as_of"]))
+            except ValueError:
+                problems.append(f"{MANIFEST} 的 as_of 应为日期（YYYY-MM-DD），实为 {data['as_of']!r}")
+        if problems:
+            raise ManifestError(
+                f"{where} 不是有效的匹配结果清单：\n" + "\n".join(f"- {p}" for p in problems), problems
+            )
+        assert as_of is not None
+        return cls(
+            run_id=str(data["run_id"]),
+            as_of=as_of,
+            snapshot=_source(data["snapshot"]),
+            rules=_source(data["rules"]),
+            policies=tuple(_policy(p) for p in policies),
+            over_budget=tuple(str(x) for x in data["over_budget"] or ()),
+            format=version,
+            engine=data.get("engine"),
+            created_at=data.get("created_at"),
+            items=tuple(data.get("items") or ()),
+            counts=dict(data.get("counts") or {}),
+            inactive_policies=tuple(data.get("inactive_policies") or ()),
+            totals=dict(data.get("totals") or {}),
+            timings=dict(data.get("timings") or {}),
+            overrides=dict(data.get("overrides") or {}),
+            raw=data,
+        )
+
+
+def _source(d: Mapping[str, Any]) -> Source:
+    return Source(str(d.get("path") or ""), str(d["fingerprint"]))
+
+
+def _conditions(rows: Any) -> tuple[Condition, ...]:
+    return tuple(Condition.from_dict(c) for c in rows or ())
+
+
+def _policy(p: Mapping[str, Any]) -> PolicyEntry:
+    return PolicyEntry(
+        id=str(p["id"]),
+        version=int(p["version"]),
+        title=str(p["title"]),
+        department=str(p["department"]),
+        period=str(p["period"]),
+        budget=None if p["budget"] is None else str(p["budget"]),
+        allocation=str(p["allocation"]),
+        confirmation=str(p["confirmation"]),
+        items=tuple(
+            PolicyItem(str(i["id"]), str(i.get("title") or ""), _conditions(i.get("conditions")))
+            for i in p["items"]
+        ),
+        notice_days=None if p.get("notice_days") is None else int(p["notice_days"]),
+        conditions=_conditions(p.get("conditions")),
+        raw=dict(p),
+    )
+
+
+def manifest_text(data: Mapping[str, Any]) -> str:
+    """manifest.json's text for the manifest data, with the current format version first; checked."""
+    full = {"format": FORMAT, **{k: v for k, v in data.items() if k != "format"}}
+    Manifest.from_dict(full)
+    return json.dumps(full, ensure_ascii=False, indent=2) + "\n"
+
+
+def write_manifest(folder: Path, manifest: Manifest | Mapping[str, Any]) -> Manifest:
+    """Write manifest.json into the run folder (the current format); returns it as read back."""
+    data = manifest.to_dict() if isinstance(manifest, Manifest) else dict(manifest)
+    text = manifest_text(data)
+    (folder / MANIFEST).write_text(text, encoding="utf-8")
+    return Manifest.from_dict(json.loads(text), str(folder / MANIFEST))
+
+
+def parse_manifest(text: str, where: str = MANIFEST) -> Manifest:
+    """A manifest from its JSON text (e.g. as stored with an imported run)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{where}: 不是有效的 JSON：{e}") from e
+    return Manifest.from_dict(data, where)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The run folder's manifest; a folder without one, or with a bad one, is refused by name."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{folder} 不是匹配结果目录：缺少 {MANIFEST}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: 不是有效的 JSON：{e}") from e
+    return parse_manifest(text, str(path))
+
+
+def has_manifest(folder: Path) -> bool:
+    return (folder / MANIFEST).is_file()
