@@ -26,10 +26,9 @@ from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc.errors import JoseError
-from stdnum.cn import uscc as uscc_code
-from stdnum.exceptions import ValidationError
 
 from api.settings import Settings
+from matcher.codes import is_uscc
 from payouts.errors import LoginError
 
 ENTERPRISE_COOKIE = "zhida_ent"
@@ -39,11 +38,10 @@ FLOW_SECONDS = 600  # the browser has ten minutes at the provider
 
 def valid_uscc(text: str) -> str:
     """The USCC, upper-case and checked (GB 32100-2015 check character); LoginError when it is not one."""
-    code = text.strip().upper()
-    try:
-        return str(uscc_code.validate(code))
-    except ValidationError as e:
-        raise LoginError("统一社会信用代码有误，请核对（18位，含校验码）") from e
+    code = "".join(text.split()).replace("-", "").upper()
+    if not is_uscc(code):
+        raise LoginError("统一社会信用代码有误，请核对（18位，含校验码）")
+    return code
 
 
 @dataclass(frozen=True)

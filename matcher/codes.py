@@ -298,6 +298,18 @@ def _any(parts: Sequence[exp.Expr]) -> exp.Expr:
     return functools.reduce(lambda a, b: exp.Or(this=a, expression=b), parts)
 
 
+_USCC_FORM = re.compile(f"[0-9]{{8}}[{USCC_ALPHABET}]{{10}}")
+
+
+def is_uscc(code: str) -> bool:
+    """GB 32100 in Python, the same definition `uscc_valid` renders as SQL (canonical form: 8 digits,
+    then 10 characters of the alphabet, the last the check character of the first 17)."""
+    if not _USCC_FORM.fullmatch(code):
+        return False
+    total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(code[:17], USCC_WEIGHTS, strict=True))
+    return USCC_ALPHABET[(31 - total % 31) % 31] == code[17]
+
+
 def uscc_valid(code: exp.Expr) -> exp.Expr:
     """GB 32100 as SQL, on codes written in canonical form: 8 digits, then 10 characters of the alphabet
     (upper case), the last the check character of the first 17 (weights `USCC_WEIGHTS`, modulo 31)."""

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stdnum.cn import uscc
 
 from matcher.codes import (
+    USCC_ALPHABET,
     Industry,
     IndustryList,
     Region,
@@ -24,6 +27,7 @@ from matcher.codes import (
     industry_section,
     is_known_industry,
     is_known_region,
+    is_uscc,
     known_industry_codes,
     known_region_codes,
     read_industries,
@@ -311,3 +315,21 @@ def test_a_broken_industry_file_is_refused_with_its_line(tmp_path: Path) -> None
     path.write_text("code,name,level,section\nC,制造业,section,C\nC3,错,division,C\n", encoding="utf-8")
     with pytest.raises(ZhidaError, match=r"industries.csv:3: .*'C3'"):
         read_industries(path)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    body=st.text(alphabet="0123456789", min_size=8, max_size=8),
+    rest=st.text(alphabet=USCC_ALPHABET, min_size=9, max_size=9),
+    check=st.sampled_from(USCC_ALPHABET + "IOSVZ"),
+)
+def test_the_python_uscc_check_is_gb32100_as_stdnum_reads_it(body: str, rest: str, check: str) -> None:
+    code = body + rest + check
+    assert is_uscc(code) == uscc.is_valid(code)
+
+
+def test_the_python_uscc_check_refuses_what_is_not_in_canonical_form() -> None:
+    assert is_uscc("91110000600037341L")  # stdnum's documented example
+    assert not is_uscc("91110000600037341l")  # lower case: the sign-in upper-cases before asking
+    assert not is_uscc("9111000060003734")  # too short
+    assert not is_uscc("91110000600037341I")  # I is not in the alphabet
