@@ -87,7 +87,7 @@ def _copy(raw: Any, table: str, data: pa.Table) -> int:
     return data.num_rows
 
 
-def among(session: Session, column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
+def among(session: Session, column: ColumnElement[Any], values: Iterable[str | int]) -> ColumnElement[bool]:
     """`column IN (values)` with the values as one bound parameter, however many there are.
 
     An array on PostgreSQL (`= ANY(:values)`), a JSON array on SQLite (`IN (SELECT value FROM

@@ -30,7 +30,7 @@ from matcher import runfolder
 from matcher.runfolder import Manifest, ManifestError, read_manifest
 from payouts import audit, bankfiles, offers, tokens
 from payouts.audit import Event
-from payouts.bulkload import insert_columns
+from payouts.bulkload import among, insert_columns
 from payouts.errors import RunImportError
 from payouts.models import CLOSED_STATES, MatchRun, Offer, OfferState, Payee, PolicyVersion
 from payouts.offers import NO_ACCOUNT, UNSAFE_NAME
@@ -370,10 +370,13 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
     ):
         if reason is not None:
             by_reason.setdefault(reason, []).append(payee_id_)
-    for reason, payee_ids in sorted(by_reason.items()):
+    o = Offer.__table__
+    no_account = select(Payee.id).where(Payee.match_run_id == run_row.id, Payee.account_no.is_(None))
+    holds = [(among(session, o.c.payee_id, ids_), reason) for reason, ids_ in sorted(by_reason.items())]
+    for payees_held, reason in [*holds, (o.c.payee_id.in_(no_account), NO_ACCOUNT)]:
         offers.move_where(
             session,
-            (Offer.__table__.c.match_run_id == run_row.id) & Offer.__table__.c.payee_id.in_(payee_ids),
+            (o.c.match_run_id == run_row.id) & payees_held,
             OfferState.DRAFTED,
             OfferState.HELD,
             actor=by,
@@ -382,20 +385,6 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
             reason=reason,
             subject=m.run_id,
         )
-    offers.move_where(
-        session,
-        (Offer.__table__.c.match_run_id == run_row.id)
-        & Offer.__table__.c.payee_id.in_(
-            select(Payee.id).where(Payee.match_run_id == run_row.id, Payee.account_no.is_(None))
-        ),
-        OfferState.DRAFTED,
-        OfferState.HELD,
-        actor=by,
-        action="import",
-        now=now,
-        reason=NO_ACCOUNT,
-        subject=m.run_id,
-    )
     audit.record(
         session,
         now,
