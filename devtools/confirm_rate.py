@@ -19,7 +19,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,18 +91,13 @@ def measure(url: str, tokens: list[str], clients: int, seconds: float, *, chain:
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     started = time.monotonic()
-    with _nothing() if chain else _without_chain():
+    with nullcontext() if chain else _without_chain():
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     engine.dispose()
     return Rate(clients, chain, done[0], time.monotonic() - started)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def run(

@@ -15,6 +15,7 @@ seed and kept in the work folder (not timed).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib
 import json
 import resource
@@ -75,7 +76,9 @@ def _paths(work: Path, enterprises: int, seed: int) -> tuple[Path, Path, Path]:
     return work / f"snapshot-{enterprises}-{seed}", work / "run", work / "bank"
 
 
+@functools.cache
 def _engine(url: str) -> Any:
+    """The stage's engine: one per process (each stage runs in its own)."""
     from payouts.db import make_engine
 
     return make_engine(url)
@@ -243,6 +246,7 @@ def _check_url(url: str) -> None:
 
 def _recreate(url: str, work: Path) -> None:
     """Drop and create the benchmark's database (PostgreSQL: only one named zhida_bench…)."""
+    _engine(url).dispose()  # no pooled connection outlives the database it was opened on
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
