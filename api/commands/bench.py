@@ -94,3 +94,23 @@ def confirm(
         console.print(
             f"{n} clients: with the chain {on:,.0f}/s, without {off:,.0f}/s, ratio {on / off if off else 0:.2f}"
         )
+
+
+@app.command("wave", help="负载测试：短信批量发出后的高峰，多个工作进程上的打开与一键确认（仅本机回环）")
+def wave(
+    url: str = typer.Option(
+        ..., "--url", help="PostgreSQL 数据库地址（库名须以 zhida_bench 开头，将被重建）"
+    ),
+    enterprises: int = typer.Option(
+        60_000, "--enterprises", "-n", min=100, help="合成企业户数（须有足够的待确认要约）"
+    ),
+    links: int = typer.Option(10_000, "--links", min=1, help="各打开并确认一次的链接数"),
+    doubles: int = typer.Option(500, "--doubles", min=0, help="另有多少条链接被同时点击两次"),
+    clients: int = typer.Option(200, "--clients", min=1, max=2000, help="并发浏览器数"),
+    workers: int = typer.Option(2, "--workers", min=1, max=16, help="服务的工作进程数"),
+    timeout: float = typer.Option(30.0, "--timeout", min=1, max=120, help="每个请求的时限（秒）"),
+    work: Path = typer.Option(Path("var/bench-wave"), help="工作目录"),
+) -> None:
+    from devtools.smswave import run
+
+    raise typer.Exit(run(url, enterprises, links, doubles, clients, workers, timeout, work))
