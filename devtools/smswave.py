@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import re
-import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -33,7 +29,7 @@ from typing import Any
 import httpx
 
 from devtools import confirm_rate, flow
-from devtools.load import free_port, source_address, stop
+from devtools.load import free_port, source_address, start_service, stop
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 CONFIRMED = "已确认"  # the receipt's headline word; the neutral page never says it
@@ -125,35 +121,6 @@ async def run_wave(base: str, links: list[str], doubles: set[str], clients: int,
         wave.seconds = time.monotonic() - started
         await asyncio.gather(*(c.aclose() for c in browsers))
     return wave
-
-
-def start_service(url: str, workers: int, port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`zhida serve --workers N` on `url`, with the confirmation page's rate limits out of the way."""
-    env = {
-        **os.environ,
-        "ZHIDA_DATABASE_URL": url,
-        "ZHIDA_DATA_DIR": str(data),
-        "ZHIDA_CONFIRM_IP_LIMIT": "1000000",
-        "ZHIDA_CONFIRM_TOKEN_LIMIT": "1000000",
-        # One secret for every worker: a form signed by one is accepted by the other.
-        "ZHIDA_SECRET_KEY": secrets.token_urlsafe(32),
-    }
-    zhida = Path(sys.executable).with_name("zhida")
-    out = log.open("wb")
-    command = [str(zhida), "serve", "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(command, env=env, stdout=out, stderr=out)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server stopped at start; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    server.kill()
-    raise SystemExit(f"the server did not start in 2 minutes; see {log}")
 
 
 def tally(url: str) -> dict[str, int]:

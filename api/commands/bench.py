@@ -114,3 +114,28 @@ def wave(
     from devtools.smswave import run
 
     raise typer.Exit(run(url, enterprises, links, doubles, clients, workers, timeout, work))
+
+
+@app.command("console", help="基准测试：大数据量下工作台各列表的首字节时间（在 bench flow 的数据库上）")
+def console_lists(
+    url: str = typer.Option(..., "--url", help="bench flow 用过的数据库地址（库名以 zhida_bench 开头）"),
+    clients: int = typer.Option(1, "--clients", min=1, max=100, help="同时打开列表的职员数"),
+    repeats: int = typer.Option(20, "--repeats", min=1, max=1000, help="每个列表计时的请求数"),
+    workers: int = typer.Option(1, "--workers", min=1, max=16, help="服务的工作进程数"),
+    work: Path = typer.Option(Path("var/bench-console"), help="工作目录（服务日志）"),
+) -> None:
+    import datetime as dt
+    import secrets
+
+    from api.auth import set_password
+    from devtools import bench_console, flow
+    from payouts.db import make_engine, transaction
+
+    flow._check_url(url)
+    password = "Bench-" + secrets.token_urlsafe(12)
+    engine = make_engine(url)
+    with transaction(engine) as s:  # the flow's staff users get a password for this run
+        for name in (flow.REVIEWER, flow.MAKER):
+            set_password(s, name, password, "system", dt.datetime.now(dt.UTC))
+    engine.dispose()
+    bench_console.run(url, password, clients, repeats, workers, work)
