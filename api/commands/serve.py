@@ -97,10 +97,7 @@ def prepare_demo(app: FastAPI) -> str | None:
     (work / "policies").mkdir(parents=True, exist_ok=True)
     for record in (sample, state.store.latest_published(NEAR_MISS_POLICY)):
         if record is not None:
-            shutil.copyfile(
-                state.store.root / "published" / f"{record.key}.yaml",
-                work / "policies" / f"{record.key}.yaml",
-            )
+            (work / "policies" / f"{record.key}.yaml").write_text(state.store.text(record), encoding="utf-8")
     run_match(snapshot, work / "policies", work / "run", settings.default_as_of())
     with transaction(state.engine) as s:
         imports.import_run(s, work / "run", "demo-reviewer", now)
