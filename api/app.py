@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -72,6 +73,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "request_id": request_id.get(),
+            "pid": os.getpid(),  # which worker process of `zhida serve --workers N`
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
