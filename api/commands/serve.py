@@ -137,7 +137,6 @@ def serve(
     """启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/。"""
     import uvicorn
 
-    from api.app import create_app
     from api.settings import Settings
 
     if demo and reload:
@@ -167,6 +166,8 @@ def serve(
             timeout_graceful_shutdown=settings.shutdown_seconds,
         )
         return
+    from api.app import create_app  # not before: the workers' supervisor need not load the app
+
     app = create_app(settings)
     link = prepare_demo(app) if demo else None
     console.print(
