@@ -3,6 +3,8 @@
 `zhida serve --demo` starts a fresh demo on its own database under `var/demo/web*`: the bundled policy
 library published, demo users with a known password, and one policy's offers already sent by SMS, so
 that it can print a confirmation link that works; then it prints the console's address and the users.
+
+`zhida serve --workers N` runs N worker processes on one socket (docs/operations.md#several-workers).
 """
 
 from __future__ import annotations
@@ -294,8 +296,9 @@ class StoppableServer:
 
 class StoppableWorkers:
     """uvicorn's supervisor of several worker processes (what `uvicorn.run(..., workers=N)` runs), made to
-    end them all within `deadline` seconds of SIGTERM or Ctrl-C: each worker stops gracefully as
-    `StoppableServer` does, and a worker still running at the deadline is killed (SIGKILL)."""
+    end them all within `deadline` seconds of SIGTERM or Ctrl-C: each worker is sent SIGTERM and lets its
+    requests finish for `timeout_graceful_shutdown` seconds; a worker still running at the deadline (a
+    thread that cannot be interrupted) is killed, and the database rolls back what it had not committed."""
 
     def __init__(self, config: Any, deadline: float) -> None:
         from uvicorn.supervisors.multiprocess import Multiprocess
