@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -72,6 +73,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "request_id": request_id.get(),
+            "pid": os.getpid(),  # which worker process of `zhida serve --workers N`
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -195,8 +197,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.login_max_failures, dt.timedelta(minutes=settings.login_failure_window_minutes)
     )
     app.state.trusted_proxies = settings.proxy_networks()
-    app.state.store = PolicyStore(settings.data_dir / "policies")
-    with transaction(app.state.engine) as s:  # the policy supermarket lists what was published before it
+    app.state.store = PolicyStore(app.state.engine)
+    with transaction(app.state.engine) as s:
+        # A store kept as files by an earlier release is copied into the database once; the policy
+        # supermarket lists what was published before this start.
+        app.state.store.import_files(s, settings.data_dir / "policies")
         app.state.store.sync_index(s, dt.datetime.now(dt.UTC))
     app.state.jobs = MatchJobs(settings.data_dir / "runs")
     window = settings.confirm_window_seconds

@@ -66,7 +66,7 @@ class Settings(SlaSettings):
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"  # where staff reach the console; SMS links too by default
     link_base: str | None = None  # the public confirm page; default: public_url + "/c/"
-    data_dir: Path = Path("var/web")  # policy store, match runs, bank files
+    data_dir: Path = Path("var/web")  # match runs, bank files, evidence (the policy store is in the database)
     snapshots_root: Path = Path("var/snapshots")  # one sub-folder per registry snapshot
     as_of: dt.date | None = None  # default evaluation date of match runs and simulations (None: today)
     # Staff sessions (payouts/signin.py): end after this long without a request, and this long after sign-in.

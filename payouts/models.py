@@ -210,6 +210,36 @@ class PolicyVersion(SQLModel, table=True):
     notice_days: int | None = None  # public notice (公示) before a batch may be approved; None: no notice
 
 
+class PolicyText(SQLModel, table=True):
+    """An uploaded policy file (a draft) or a published version, with its YAML text: the policy store.
+
+    One row per (policy, version): a draft becomes published in place, and a published row is never
+    changed again. Match runs copy the latest published texts into their own folder.
+    """
+
+    __tablename__ = "policy_text"
+    __table_args__ = (
+        UniqueConstraint("policy_id", "version"),
+        CheckConstraint("status IN ('draft', 'published')", name="status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: str = Field(sa_type=String(64))
+    version: int
+    status: str = Field(sa_type=String(16))
+    text: str = Field(sa_type=Text)  # the file as uploaded (UTF-8)
+    sha256: str = Field(sa_type=String(64))  # of the uploaded bytes
+    title: str = Field(sa_type=Text)
+    department: str = Field(sa_type=Text)
+    valid_from: dt.date = Field(sa_type=Date)
+    valid_to: dt.date = Field(sa_type=Date)
+    file_name: str = Field(sa_type=String(255))
+    uploaded_by: str = Field(sa_type=String(64))
+    uploaded_at: dt.datetime = Field(sa_type=UtcDateTime)
+    published_by: str | None = Field(default=None, sa_type=String(64))
+    published_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
 class Payee(SQLModel, table=True):
     """The registered corporate account (对公账户) an offer pays to: from a snapshot, or corrected by staff."""
 
