@@ -9,7 +9,7 @@ page (GET), then confirm (POST with the page's CSRF token). For `--doubles` of t
 sends the confirmation twice at once, as a double click does.
 
 It prints the latency of each kind of request (p50, p95, p99), the confirmations per second, the
-answers by status, and what the database holds afterwards: confirmations, offers confirmed, and
+answers by status, and what the database holds afterwards: confirmations and
 offers confirmed more than once (must be 0). Every loop is bounded in count and time; the server is
 stopped (SIGTERM) at the end.
 """
