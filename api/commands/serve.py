@@ -130,6 +130,9 @@ def serve(
     port: int = typer.Option(8000, "--port", help="端口"),
     demo: bool = typer.Option(False, "--demo", help="演示：全新的演示数据库、演示用户和一条可用的确认链接"),
     reload: bool = typer.Option(False, "--reload", help="开发：代码改动后自动重启（不能与 --demo 同用）"),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="生产：本进程不执行后台任务，由单独运行的 zhida worker 执行"
+    ),
 ) -> None:
     """启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/。"""
     import uvicorn
@@ -141,6 +144,8 @@ def serve(
         raise typer.BadParameter("--demo 与 --reload 不能同用")
     if demo:
         _demo_environment(host, port)
+    if no_worker:
+        os.environ["ZHIDA_WORKER"] = "false"
     settings = Settings()
     if reload:
         uvicorn.run(
