@@ -110,8 +110,13 @@ def schedule(session: Session, kind: str, period: str, params: dict[str, Any], n
         "created_at": now,
     }
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Job).values(**values).on_conflict_do_nothing(index_elements=["period_key"])
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    statement = (
+        dialect.insert(Job)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["period_key"])
+        .returning(Job.id)
+    )
+    return session.execute(statement).first() is not None
 
 
 def claim(
