@@ -34,7 +34,7 @@ from matcher.runfolder import Manifest
 from payouts import imports, jobs
 from payouts.db import transaction
 from payouts.errors import NotFoundError
-from payouts.models import Job, MatchRun
+from payouts.models import Job, JobState, MatchRun
 from portal import supplied
 from portal.standings import Standings
 from rules.errors import MatchError, ZhidaError
@@ -65,7 +65,7 @@ class MatchJob:
 
     @property
     def state_label(self) -> str:
-        return jobs.STATE_LABELS[jobs.JobState(self.state)]
+        return jobs.STATE_LABELS[JobState(self.state)]
 
 
 def _iso(at: dt.datetime | None) -> str | None:

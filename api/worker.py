@@ -25,13 +25,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, func, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from api.matchjobs import MatchJobs
 from api.settings import Settings
 from payouts import jobs, sms
 from payouts.db import transaction
-from payouts.models import Offer, SmsMessage
+from payouts.models import Job, Offer, SmsMessage
 from payouts.selection import OfferFilter, Selection, Tally
 from portal.standings import Standings
 from rules.errors import ZhidaError
@@ -88,8 +88,8 @@ def send_notices(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
 
     The first attempt checks the set against the confirmed tally before anything is sent. A later
     attempt (its worker died mid-way) cannot: the offers already notified have left the set. It sends at
-    most the confirmed count less the notices that went out for the set since the job began; the outbox
-    never sends again a message it claimed (payouts.sms.send_notices_in_chunks).
+    most the confirmed count less the notices that went out (or may have) for the set since the job
+    began; the outbox never sends again a message it claimed (payouts.sms.send_notices_in_chunks).
     """
     p = claim.params
     selection = selection_from(p["selection"])
@@ -104,6 +104,7 @@ def send_notices(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
                 .select_from(SmsMessage)
                 .where(
                     SmsMessage.kind == "notice",
+                    SmsMessage.status != "failed",  # sent, or maybe sent (never sent again); failed: retried
                     col(SmsMessage.created_at) >= began,
                     col(SmsMessage.offer_id).in_(select(Offer.id).where(selection.condition())),
                 )
@@ -149,6 +150,18 @@ SCHEDULE: dict[str, Callable[[dt.datetime], str]] = {
     "reminders": lambda at: at.strftime("%Y-%m-%d"),  # daily: each reminder tier is sent once anyway
     "expire": lambda at: at.strftime("%Y-%m-%dT%H"),  # hourly
 }
+
+
+def enqueue_notices(
+    session: Session, selection: Selection, expected: Tally, by: str, now: dt.datetime
+) -> Job:
+    """Queue the notices of the chosen released offers, whose count and total `by` confirmed."""
+    params = {
+        "selection": selection_json(selection),
+        "expected_count": expected.count,
+        "expected_total": format(expected.total, "f"),
+    }
+    return jobs.enqueue(session, "send_notices", params, by, now)
 
 
 def selection_json(selection: Selection) -> dict[str, Any]:

@@ -5,16 +5,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from api.cli import app as cli
-from api.worker import Worker
+from api.worker import Worker, enqueue_notices
 from payouts import jobs
 from payouts.db import transaction
-from payouts.models import Job, MatchRun, Offer
+from payouts.models import Job, MatchRun, Offer, SmsMessage
+from payouts.selection import OfferFilter, Selection, Tally
+from payouts.sms import MemoryGateway, OutgoingSms
 from tests.api.conftest import SECRET, World
 
 
@@ -130,3 +134,54 @@ def test_the_jobs_page_shows_jobs_to_the_roles_that_may_see_them(world: World) -
         assert 'href="/console/jobs"' not in world.browser(user).get("/console").text
     with transaction(world.app.state.engine, read_only=True) as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 3  # the template's run, this one, the sweep
+
+
+class DiesMidWave(MemoryGateway):
+    """The enterprise's phone, behind a gateway whose process is killed after `alive` messages."""
+
+    def __init__(self, alive: int) -> None:
+        super().__init__()
+        self.alive = alive
+
+    def send(self, sms: OutgoingSms) -> str:
+        if len(self.sent) == self.alive:
+            raise KeyboardInterrupt  # the worker's process ends here
+        return super().send(sms)
+
+
+def test_an_sms_job_retried_after_its_worker_died_sends_each_notice_once(world: World) -> None:
+    chosen = {"filter": {"policy_id": "c-gaoxin"}}
+    assert world.bulk("/api/review/release", "release", chosen).status_code == 200
+    seen = world.client.post(
+        "/api/review/preview", json={**chosen, "action": "notify"}, headers=world.auth("reviewer")
+    ).json()
+    assert seen["count"] >= 3
+    engine = world.app.state.engine
+    now = dt.datetime.now(dt.UTC)
+    with transaction(engine) as s:
+        selection = Selection(filter=OfferFilter(policy_id="c-gaoxin"))
+        job = enqueue_notices(s, selection, Tally(seen["count"], Decimal(seen["total"])), "reviewer", now)
+    ctx = world.app.state.worker.ctx
+    dying = Worker(replace(ctx, gateway=DiesMidWave(alive=2)), schedule={})
+    with pytest.raises(KeyboardInterrupt):
+        dying.run_once()
+    assert len(dying.ctx.gateway.sent) == 2
+    assert world.run_jobs() == 0  # still held under the dead worker's lease
+
+    phone = MemoryGateway()
+    later = Worker(replace(ctx, gateway=phone), clock=lambda: now + dt.timedelta(seconds=61), schedule={})
+    assert later.drain() == 1
+    with transaction(engine, read_only=True) as s:
+        row = jobs.get(s, job.public_id)
+        notices = s.execute(
+            select(SmsMessage.offer_id, SmsMessage.status).where(SmsMessage.kind == "notice")
+        ).all()
+    assert row.state == "done" and row.attempts == 2 and row.error is None
+    sent_to = [m.phone for m in dying.ctx.gateway.sent + phone.sent]
+    assert len(sent_to) == len(set(sent_to))  # nobody twice
+    # Everyone once, but the message in the gateway's hands when the process died: whether it went out
+    # is unknown, so it is not sent again (staff check it with the provider).
+    assert len(sent_to) == seen["count"] - 1
+    assert len({o for o, _ in notices}) == len(notices) == seen["count"]
+    assert sorted(status for _, status in notices).count("sending") == 1
+    assert len(world.offers("c-gaoxin", "released")) == 1
