@@ -35,6 +35,7 @@ from payouts.models import Job, Offer, SmsMessage
 from payouts.selection import OfferFilter, Selection, Tally
 from portal.standings import Standings
 from rules.errors import ZhidaError
+from rules.formats import CHINA
 
 log = logging.getLogger("zhida.worker")
 
@@ -145,10 +146,11 @@ HANDLERS: dict[str, Handler] = {
     "reminders": reminders,
     "expire": expire,
 }
-# Periodic jobs: kind → the period key of a moment (one job per kind and period, whatever the workers).
+# Periodic jobs: kind → the period key of a moment, in China time (one job per kind and period, whatever
+# the number of workers).
 SCHEDULE: dict[str, Callable[[dt.datetime], str]] = {
-    "reminders": lambda at: at.strftime("%Y-%m-%d"),  # daily: each reminder tier is sent once anyway
-    "expire": lambda at: at.strftime("%Y-%m-%dT%H"),  # hourly
+    "reminders": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%d"),  # daily: each tier goes once anyway
+    "expire": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H"),  # hourly
 }
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from api.cli import app as cli
-from api.worker import Worker, enqueue_notices
+from api.worker import SCHEDULE, Worker, enqueue_notices
 from payouts import jobs
 from payouts.db import transaction
 from payouts.models import Job, MatchRun, Offer, SmsMessage
@@ -185,3 +185,21 @@ def test_an_sms_job_retried_after_its_worker_died_sends_each_notice_once(world: 
     assert len({o for o, _ in notices}) == len(notices) == seen["count"]
     assert sorted(status for _, status in notices).count("sending") == 1
     assert len(world.offers("c-gaoxin", "released")) == 1
+
+
+def test_three_workers_queue_the_reminders_and_the_sweep_once_per_period(world: World) -> None:
+    ctx = world.app.state.worker.ctx
+    morning = dt.datetime(2025, 9, 30, 6, 5, tzinfo=dt.UTC)
+    workers = [Worker(ctx, name=f"w{i}", schedule=SCHEDULE, clock=lambda: morning) for i in range(3)]
+    assert sum(w.drain() for w in workers) == 2  # one reminders job, one sweep, whichever worker ran them
+    an_hour_later = [
+        Worker(ctx, schedule=SCHEDULE, clock=lambda: morning + dt.timedelta(hours=1)) for _ in range(3)
+    ]
+    assert sum(w.drain() for w in an_hour_later) == 1  # the next hour's sweep; the day's reminders ran
+    with transaction(world.app.state.engine, read_only=True) as s:
+        rows = s.scalars(select(Job).where(Job.period_key.is_not(None)).order_by(Job.period_key)).all()
+    assert [(r.period_key, r.state, r.started_by) for r in rows] == [
+        ("expire:2025-09-30T14", "done", "system"),  # China time
+        ("expire:2025-09-30T15", "done", "system"),
+        ("reminders:2025-09-30", "done", "system"),
+    ]
