@@ -5,8 +5,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +24,7 @@ from payouts.db import transaction
 from payouts.models import Job, MatchRun, Offer, SmsMessage
 from payouts.selection import OfferFilter, Selection, Tally
 from payouts.sms import MemoryGateway, OutgoingSms
-from tests.api.conftest import SECRET, World
+from tests.api.conftest import ROOT, SECRET, World
 
 
 def _start(w: World) -> str:
@@ -203,3 +208,33 @@ def test_three_workers_queue_the_reminders_and_the_sweep_once_per_period(world: 
         ("expire:2025-09-30T15", "done", "system"),
         ("reminders:2025-09-30", "done", "system"),
     ]
+
+
+def test_zhida_worker_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ZHIDA_DATABASE_URL": f"sqlite:///{tmp_path / 'zhida.db'}",
+        "ZHIDA_DATA_DIR": str(tmp_path / "web"),
+        "ZHIDA_SCHEDULE": "false",
+    }
+    log = (tmp_path / "worker.log").open("w")  # its JSON log and warnings, apart from what users read
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "api", "worker", "--poll", "0.2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        assert "已启动" in worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+    assert worker.returncode == 0, out
+    assert "完成当前任务后退出" in out and "任务进程已停止" in out
