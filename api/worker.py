@@ -282,14 +282,10 @@ class Worker:
             log.info("job failed", extra={"fields": {**fields, "error": str(e)}})
         except Exception as e:
             log.exception("job error", extra={"fields": fields})
+            last = claim.attempt >= claim.job.max_attempts
+            then = f"已尝试 {claim.attempt} 次，请查看服务日志后重新发起" if last else "将自动重试"
             with transaction(self.ctx.engine) as s:
-                jobs.fail(
-                    s,
-                    claim,
-                    f"内部错误（{type(e).__name__}），将自动重试；多次失败请查看服务日志",
-                    self.clock(),
-                    retry=True,
-                )
+                jobs.fail(s, claim, f"内部错误（{type(e).__name__}），{then}", self.clock(), retry=True)
         finally:
             beating.set()
             beat.join()
