@@ -554,3 +554,47 @@ class Objection(SQLModel, table=True):
     resolved_by: int | None = Field(default=None, foreign_key="staff_user.id")
     resolved_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
     resolution: str | None = Field(default=None, sa_type=Text)
+
+
+class JobState(StrEnum):
+    """Where a durable job is (payouts/jobs.py): waiting, held by a worker under a lease, or ended."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(SQLModel, table=True):
+    """One durable job (a match run, an SMS wave, the reminders, the expiry sweep), run by `zhida worker`.
+
+    A worker holds a running job under a lease it renews by heartbeat; a job whose lease ran out (its
+    worker died) is queued again, up to `max_attempts`, then failed with an error users can read.
+    `period_key` is set on scheduled jobs only: one job per kind and period, whatever the workers.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(allowed("state", JobState), name="state"),
+        Index("ix_job_state_run_after", "state", "run_after"),
+        Index("ix_job_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)  # random: in the console's and API's URLs
+    kind: str = Field(sa_type=String(32))
+    params: str = Field(sa_type=Text)  # JSON: what the handler of `kind` needs
+    state: str = Field(sa_type=String(16))
+    attempts: int = 0
+    max_attempts: int = 3
+    run_after: dt.datetime = Field(sa_type=UtcDateTime)
+    lease_until: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    heartbeat_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    worker: str | None = Field(default=None, sa_type=String(128))
+    period_key: str | None = Field(default=None, sa_type=String(64), unique=True)
+    result: str | None = Field(default=None, sa_type=Text)  # JSON
+    error: str | None = Field(default=None, sa_type=Text)  # Chinese, for users
+    started_by: str = Field(sa_type=String(64))  # a staff username, or "system" for scheduled jobs
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    started_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    finished_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)

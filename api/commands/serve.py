@@ -135,6 +135,9 @@ def serve(
     workers: int = typer.Option(
         1, "--workers", min=1, max=64, help="工作进程数：多个进程共用数据库（及 ZHIDA_REDIS_URL 的限流计数）"
     ),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="生产：本进程不执行后台任务，由单独运行的 zhida worker 执行"
+    ),
 ) -> None:
     """启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/。"""
     import uvicorn
@@ -152,6 +155,8 @@ def serve(
         _demo_environment(host, port)
     if workers > 1:
         share_secret_key(os.environ)
+    if no_worker:
+        os.environ["ZHIDA_WORKER"] = "false"
     settings = Settings()
     if workers > 1:
         serve_workers(settings, host, port, workers)

@@ -114,6 +114,7 @@ def test_the_next_match_run_uses_the_newly_published_version(world: World) -> No
         "/api/runs", json={"snapshot": "conformance", "as_of": "2025-09-30"}, headers=world.auth("reviewer")
     )
     assert "c-gaoxin@2" in r.json()["policies"] and "c-gaoxin@1" not in r.json()["policies"]
+    assert world.run_jobs() == 1
     run = world.client.get(f"/api/runs/{r.json()['id']}", headers=world.auth("reviewer")).json()
     assert run["state"] == "done", run
     young = [i for i in run["items"] if (i["policy_id"], i["item_id"]) == ("c-gaoxin", "young")]
