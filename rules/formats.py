@@ -6,7 +6,10 @@ reads the same on every page and in every file.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
@@ -62,6 +65,44 @@ def public_time(at: dt.datetime | str | None) -> str:
     """A moment as the public and enterprises read it: 2025年09月30日 14:05, China time."""
     local = china(at)
     return "" if local is None else local.strftime("%Y年%m月%d日 %H:%M")
+
+
+def day(value: dt.date | dt.datetime | str | None) -> str:
+    """A day as Chinese readers write it: 2025年9月30日 (a moment is taken in China time first)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value[:10]) if len(value) <= 10 else dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        value = china(value) or value
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+class ExcelText(str):
+    """A cell `excel_text` made: a text formula that `excel_csv` writes as it is."""
+
+
+def excel_text(value: str | None) -> str:
+    """A code or account number for a CSV cell that Excel keeps as text (never 9.11E+17, no lost zeros)."""
+    if not value:
+        return ""
+    return ExcelText('="' + value.replace('"', '""') + '"')
+
+
+def excel_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """A CSV file that Chinese Excel opens as it is: UTF-8 with a byte-order mark, CRLF line ends.
+    Pass codes and account numbers through `excel_text`; any other cell starting with = + - @ is
+    prefixed with ' so that no cell runs as a formula."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([cell if isinstance(cell, ExcelText) else _inert(str(cell)) for cell in row])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _inert(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
 
 
 def field_value(name: str, value: object) -> str:
