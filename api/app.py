@@ -49,8 +49,8 @@ from payouts.offers import label as state_label
 from payouts.signin import LockoutPolicy, SessionLimits
 from payouts.sms import MemoryGateway
 from payouts.users import ROLE_LABELS
-from portal.supplied import MAX_EVIDENCE
 from portal.supermarket import region_name
+from portal.supplied import MAX_EVIDENCE
 from rules import formats
 from rules.errors import PolicyError, ZhidaError
 
