@@ -117,10 +117,15 @@ class Selection:
             chosen = c.public_id.in_(sorted(set(self.offers or ())))
         if self.department is None:
             return chosen
-        mine = exists().where(
-            PolicyVersion.policy_id == c.policy_id,
-            PolicyVersion.version == c.policy_version,
-            PolicyVersion.department == self.department,
+        # Correlated to the offer only: a list that joins the policy version itself may use this too.
+        mine = (
+            exists()
+            .where(
+                PolicyVersion.policy_id == c.policy_id,
+                PolicyVersion.version == c.policy_version,
+                PolicyVersion.department == self.department,
+            )
+            .correlate_except(PolicyVersion)
         )
         return and_(chosen, mine)
 
