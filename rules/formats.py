@@ -34,14 +34,28 @@ def money_cn(value: Decimal | str | int | None) -> str:
 
 
 def period(value: str | None) -> str:
-    """A policy's period as people read it (it reaches the enterprise's bank statement): 一次性, 2025年度."""
+    """A policy's period as people read it (it reaches the enterprise's bank statement): 一次性, 2025年度,
+    2025年下半年 (2025H2), 2025年第三季度 (2025Q3); other forms as they are."""
     if value is None:
         return ""
     if value == "once":
         return "一次性"
     if len(value) == 4 and value.isdigit():
         return f"{value}年度"
+    year, part = value[:4], value[4:]
+    if year.isdigit() and part in _PARTS:
+        return f"{year}年{_PARTS[part]}"
     return value
+
+
+_PARTS = {
+    "H1": "上半年",
+    "H2": "下半年",
+    "Q1": "第一季度",
+    "Q2": "第二季度",
+    "Q3": "第三季度",
+    "Q4": "第四季度",
+}
 
 
 def china(at: dt.datetime | str | None) -> dt.datetime | None:

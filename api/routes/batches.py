@@ -421,6 +421,15 @@ def batch_page(
     status = status if status in LINE_LABELS else ""
     size = size if size in LINE_PAGE_SIZES else LINE_PAGE
     head = batch_out(session, batch)
+    names = dict(
+        session.execute(
+            select(StaffUser.id, StaffUser.display_name).where(
+                StaffUser.id.in_([batch.maker_id, batch.checker_id or batch.maker_id])
+            )
+        )
+        .tuples()
+        .all()
+    )
     pending = PENDING_LABELS.get(batch.state, LINE_LABELS["pending"])
     totals = line_totals(session, batch, pending)
     shown = next((t.count for t in totals if t.status == status), 0) if status else batch.line_count
@@ -430,6 +439,8 @@ def batch_page(
         "batch.html",
         {
             "batch": head,
+            "maker_name": names.get(batch.maker_id) or head.maker,
+            "checker_name": names.get(batch.checker_id or 0) or head.checker,
             "totals": totals,
             "lines": line_page(session, batch, status or None, size, offset),
             "status": status,

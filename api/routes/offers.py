@@ -660,6 +660,44 @@ def review_export(
     )
 
 
+def filter_words(session: Session, query: QueueQuery, *, notify: bool = False) -> str:
+    """The filter a bulk action on "all matching" uses, in words: 政策：…；地区：…；金额：…"""
+    f = query.filter_in()
+    words = []
+    if f.policy_id:
+        title = session.scalar(
+            select(PolicyVersion.title)
+            .where(PolicyVersion.policy_id == f.policy_id)
+            .order_by(PolicyVersion.version.desc())
+            .limit(1)
+        )
+        words.append(f"政策：{title or f.policy_id}")
+    if f.item_id:
+        items = session.scalar(
+            select(PolicyVersion.items)
+            .where(PolicyVersion.policy_id == f.policy_id)
+            .order_by(PolicyVersion.version.desc())
+            .limit(1)
+        )
+        titles = {i["id"]: i.get("title") or i["id"] for i in json.loads(items or "[]")}
+        words.append(f"事项：{titles.get(f.item_id, f.item_id)}")
+    if f.run_id:
+        run = session.scalar(select(MatchRun).where(MatchRun.run_id == f.run_id))
+        words.append(f"匹配批次：{formats.staff_time(run.imported_at)} 导入" if run else "匹配批次：（无）")
+    if f.region:
+        words.append(f"地区：{region_name(f.region)}")
+    if f.state and not notify:  # the SMS goes to released offers whatever the queue's state filter
+        words.append(f"状态：{offers.label(f.state)}")
+    if f.amount_min is not None or f.amount_max is not None:
+        low = formats.money(f.amount_min) if f.amount_min is not None else "不限"
+        high = formats.money(f.amount_max) if f.amount_max is not None else "不限"
+        words.append(f"金额：{low} 至 {high} 元")
+    if f.enterprise:
+        words.append(f"企业：{f.enterprise}")
+    everything = "全部已发布、待发送确认短信的要约" if notify else "全部待初核和暂缓的要约"
+    return "；".join(words) or f"不限（{everything}）"
+
+
 ACTION_WORDS = {"release": "发布", "hold": "暂缓", "drop": "剔除", "notify": "发送确认短信"}
 
 
@@ -712,6 +750,9 @@ def review_confirm_page(
             "form": form,
             "word": ACTION_WORDS[form.action],
             "preview": offers.preview_action(session, selection, form.action),
+            "scope_words": filter_words(session, form, notify=form.action == "notify")
+            if form.scope == "matching"
+            else None,
             "back": back,
             "target": "/console/sms/send" if form.action == "notify" else "/console/review/action",
         },

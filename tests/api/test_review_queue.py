@@ -70,6 +70,9 @@ def test_filters_narrow_the_queue_and_all_matching_holds_exactly_that_set(world:
     )
     assert f"将暂缓 <strong>{len(wanted):,}</strong> 条要约" in asked.text
     assert f"{total:,.2f} 元" in asked.text
+    scope = asked.text.split('id="scope-words">')[1].split("</p>")[0]
+    assert f"事项：{first['item_title']}" in scope and "金额：" in scope and "地区：" in scope
+    assert region not in scope  # the region's name, not its code
     url, fields = confirm_form(asked.text)
     assert fields["expected_count"] == [str(len(wanted))] and Decimal(fields["expected_total"][0]) == total
     done = reviewer.post(url, data=fields)
