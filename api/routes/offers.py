@@ -840,12 +840,21 @@ def offers_page(
 @pages.get("/offers/{public_id}")
 def offer_page(request: Request, offer: OfferDep, user: CurrentUser, session: SessionDep) -> Response:
     _, rows = _rows(session, [Offer.id == offer.id], 1, 0)
+    events = audit.history(session, "offer", offer.public_id)
+    staff = {e.actor for e in events}
+    names = dict(
+        session.execute(
+            select(StaffUser.username, StaffUser.display_name).where(StaffUser.username.in_(staff))
+        )
+        .tuples()
+        .all()
+    )
     return render(
         request,
         "offer.html",
         {
             "offer": rows[0],
-            "events": audit.history(session, "offer", offer.public_id),
+            "events": [(e, audit.actor_label(e.actor, names), audit.action_label(e.action)) for e in events],
             "can_review": may(user, "review"),
         },
     )

@@ -147,3 +147,17 @@ def test_the_export_is_the_filtered_list_for_chinese_excel(shared: World) -> Non
         assert row[10] == f'="{o["account_masked"]}"' and "****" in row[10]  # masked, as text
         assert row[3] == o["policy_title"] and Decimal(row[6]) == Decimal(o["amount"])
     assert not any("****" not in row[10] and row[10] for row in body)
+
+
+def test_an_offers_trail_reads_in_chinese_with_titles_and_region(world: World) -> None:
+    w = world
+    offer = next(o for o in every_offer(w) if o["state"] == "drafted")
+    assert (
+        w.bulk("/api/review/hold", "hold", {"offers": [offer["public_id"]], "reason": "核实"}).status_code
+        == 200
+    )
+    page = w.browser("reviewer").get(f"/console/offers/{offer['public_id']}").text
+    trail = page.split('id="trail"')[1].split("</table>")[0]
+    assert "<td>导入比对结果</td>" in trail and "<td>暂缓</td>" in trail
+    assert ">hold<" not in trail and ">import<" not in trail
+    assert offer["item_title"] in page and f"· {offer['item_id']} ·" not in page
