@@ -35,7 +35,7 @@ from api.deps import (
 from api.routes import now, redirect, render
 from payouts import batches, notice
 from payouts.errors import BankFileError, NotFoundError
-from payouts.models import Batch, BatchLine, BatchState, Offer, StaffUser
+from payouts.models import Batch, BatchLine, BatchState, Offer, PolicyVersion, StaffUser
 from payouts.payees import mask_account
 from payouts.selection import Tally
 from rules.errors import StateError
@@ -324,10 +324,16 @@ def upload_return(
 def batches_page(request: Request, user: BatchReader, session: SessionDep, store: StoreDep) -> Response:
     scope = scoped_policy_ids(session, store, user)
     rows = [b for b in batches.batches(session) if scope is None or b.policy_id in scope]
+    titles = dict(
+        session.execute(select(PolicyVersion.policy_id, PolicyVersion.title).order_by(PolicyVersion.version))
+        .tuples()
+        .all()
+    )  # the latest version's title wins
     return render(
         request,
         "batches.html",
         {
+            "titles": titles,
             "ready": batchable(session, scope),
             "batches": [batch_out(session, b) for b in rows],
             "can_make": may(user, "batch_make"),
