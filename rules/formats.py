@@ -6,10 +6,7 @@ reads the same on every page and in every file.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
@@ -90,33 +87,6 @@ def day(value: dt.date | dt.datetime | str | None) -> str:
     if isinstance(value, dt.datetime):
         value = china(value) or value
     return f"{value.year}年{value.month}月{value.day}日"
-
-
-class ExcelText(str):
-    """A cell `excel_text` made: a text formula that `excel_csv` writes as it is."""
-
-
-def excel_text(value: str | None) -> str:
-    """A code or account number for a CSV cell that Excel keeps as text (never 9.11E+17, no lost zeros)."""
-    if not value:
-        return ""
-    return ExcelText('="' + value.replace('"', '""') + '"')
-
-
-def excel_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """A CSV file that Chinese Excel opens as it is: UTF-8 with a byte-order mark, CRLF line ends.
-    Pass codes and account numbers through `excel_text`; any other cell starting with = + - @ is
-    prefixed with ' so that no cell runs as a formula."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([cell if isinstance(cell, ExcelText) else _inert(str(cell)) for cell in row])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
-
-
-def _inert(cell: str) -> str:
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
 
 
 def field_value(name: str, value: object) -> str:

@@ -6,7 +6,9 @@ Every offer id in a path or a body is checked against the user's department.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import logging
 from decimal import Decimal
@@ -49,6 +51,7 @@ from payouts.selection import (
     Tally,
 )
 from portal.supermarket import region_name
+from reports.spreadsheet import csv_row, text_cell
 from rules import formats
 
 router = APIRouter(prefix="/api", tags=["offers"])
@@ -637,7 +640,7 @@ def review_export(
         )
     lines = [
         [
-            formats.excel_text(o.uscc),
+            text_cell(o.uscc),
             o.name,
             region_name(o.uscc[2:8]),
             o.policy_title,
@@ -647,14 +650,18 @@ def review_export(
             o.state_label,
             o.hold_reason or "",
             o.bank_name or "",
-            formats.excel_text(o.account_masked),
+            text_cell(o.account_masked),
             o.public_id,
         ]
         for o in rows
     ]
     stamp = now().astimezone(formats.CHINA).strftime("%Y%m%d-%H%M")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    writer.writerows(csv_row(line) for line in lines)
     return Response(
-        formats.excel_csv(EXPORT_HEADER, lines),
+        ("\ufeff" + buffer.getvalue()).encode(),  # the BOM: Excel reads UTF-8, not the ANSI code page
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="review-{stamp}.csv"'},
     )

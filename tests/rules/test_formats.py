@@ -21,18 +21,6 @@ def test_days_read_without_leading_zeros() -> None:
     assert formats.day(dt.datetime(2025, 9, 30, 17, 0, tzinfo=dt.UTC)) == "2025年10月1日"  # China time
 
 
-def test_a_csv_for_excel_has_a_bom_text_codes_and_no_formulas() -> None:
-    data = formats.excel_csv(
-        ["统一社会信用代码", "企业名称", "账号"],
-        [[formats.excel_text("911100001234567890"), "=HYPERLINK(1)", formats.excel_text("6222 **** 1234")]],
-    )
-    assert data.startswith(b"\xef\xbb\xbf")
-    assert (
-        data.decode("utf-8-sig").splitlines()[1]
-        == '"=""911100001234567890""",\'=HYPERLINK(1),"=""6222 **** 1234"""'
-    )
-
-
 def test_totals_read_in_wan_and_yi() -> None:
     assert formats.money_cn(Decimal("231000000")) == "2.31亿元"
     assert formats.money_cn(Decimal("500000")) == "50万元"
