@@ -512,18 +512,24 @@ class QueueQuery(BaseModel):
         )
 
 
-def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, Any]:
-    """What the review queue's lists offer: policies and items by title, match runs by date, and the
-    regions (GB/T 2260 names) of the enterprises waiting for review."""
+def latest_policies(session: Session, store: Any, user: StaffUser) -> dict[str, PolicyVersion]:
+    """The latest imported version of each policy the user may see, by policy id, in title order."""
     scope = scoped_policy_ids(session, store, user)
     latest: dict[str, PolicyVersion] = {}
     for pv in session.scalars(select(PolicyVersion).order_by(PolicyVersion.policy_id, PolicyVersion.version)):
         if scope is None or pv.policy_id in scope:
             latest[pv.policy_id] = pv
-    policies = [(pid, pv.title) for pid, pv in sorted(latest.items(), key=lambda kv: kv[1].title)]
+    return dict(sorted(latest.items(), key=lambda kv: kv[1].title))
+
+
+def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, Any]:
+    """What the review queue's lists offer: policies and items by title, match runs by date, and the
+    regions (GB/T 2260 names) of the enterprises waiting for review."""
+    latest = latest_policies(session, store, user)
+    policies = [(pid, pv.title) for pid, pv in latest.items()]
     items = [
         (pv.title, [(f"{pid}/{i['id']}", i.get("title") or i["id"]) for i in json.loads(pv.items)])
-        for pid, pv in sorted(latest.items(), key=lambda kv: kv[1].title)
+        for pid, pv in latest.items()
     ]
     runs = [
         (
@@ -817,6 +823,7 @@ def offers_page(
     request: Request,
     user: OfferReader,
     session: SessionDep,
+    store: StoreDep,
     uscc: Annotated[str | None, Query(max_length=18)] = None,
     name: Annotated[str | None, Query(max_length=100)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
@@ -840,6 +847,7 @@ def offers_page(
             "filters": filters,
             "query": urlencode({k: v for k, v in filters.items() if v}),
             "states": [(s.value, offers.label(s.value)) for s in OfferState],
+            "policies": [(pid, pv.title) for pid, pv in latest_policies(session, store, user).items()],
         },
     )
 
