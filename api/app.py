@@ -53,6 +53,7 @@ from payouts.offers import label as state_label
 from payouts.signin import LockoutPolicy, SessionLimits
 from payouts.sms import MemoryGateway
 from payouts.users import ROLE_LABELS
+from portal.supermarket import region_name
 from portal.supplied import MAX_EVIDENCE
 from rules import formats
 from rules.errors import PolicyError, ZhidaError
@@ -117,6 +118,8 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["money_cn"] = formats.money_cn
     templates.env.filters["china_time"] = formats.staff_time
     templates.env.filters["period"] = formats.period
+    templates.env.filters["day"] = formats.day
+    templates.env.filters["region"] = region_name  # GB/T 2260 names of a code or prefix
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
     return templates
