@@ -88,9 +88,11 @@ class OfferOut(BaseModel):
 
 
 class OfferPage(BaseModel):
-    """One page of a search: how many match in all, and these."""
+    """One page of a search: how many match in all (`more`: more than `total`, which is then the
+    count's cap), and these."""
 
     total: int
+    more: bool = False
     offset: int
     offers: list[OfferOut]
 
@@ -245,9 +247,30 @@ SORTS: dict[str, tuple[str, list[Any]]] = {
 PAGE_SIZES = (20, 50, 100, 200, 500)
 
 
+# Lists count their offers exactly up to this many (the export's limit too); beyond it they say "more
+# than", so that a list of a million offers does not count them all for every page. A bulk action on
+# every offer matching a filter shows its exact count and total before it acts (`preview_action`).
+COUNT_CAP = 200_000
+
+
+def count_upto(session: Session, where: list[Any]) -> int:
+    """How many offers match `where`, counted up to `COUNT_CAP` + 1 (more than the cap: there are more)."""
+    cap = COUNT_CAP
+    some = select(Offer.id).where(*where).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(some)) or 0
+
+
 def _rows(
     session: Session, where: list[Any], limit: int, offset: int, sort: str = "created"
 ) -> tuple[int, list[OfferOut]]:
+    """The count (see `count_upto`) and one page of the offers matching `where` (conditions on the offer
+    alone). The page's ids are found on the offer table first and only they are joined to their payee
+    and policy version: a deep page skips index entries, not joined rows."""
+    order = SORTS.get(sort, SORTS["created"])[1]
+    ids = select(Offer.id).where(*where)
+    if sort == "name":
+        ids = ids.join(Payee, Payee.id == Offer.payee_id)
+    page = ids.order_by(*order).limit(limit).offset(offset).subquery()
     joined = (
         select(Offer, Payee, PolicyVersion.title, PolicyVersion.department, PolicyVersion.items)
         .join(Payee, Payee.id == Offer.payee_id)
@@ -255,18 +278,17 @@ def _rows(
             PolicyVersion,
             and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
         )
-        .where(*where)
+        .where(Offer.id.in_(select(page.c.id)))
+        .order_by(*order)
     )
-    total = session.scalar(select(func.count()).select_from(joined.subquery())) or 0
-    order = SORTS.get(sort, SORTS["created"])[1]
-    rows = session.execute(joined.order_by(*order).limit(limit).offset(offset)).all()
+    rows = session.execute(joined).all()
     titles: dict[str, dict[str, str]] = {}  # a policy version's items JSON → item id → title
     out = []
     for o, p, title, dept, items in rows:
         if items not in titles:
             titles[items] = {i["id"]: i.get("title") or i["id"] for i in json.loads(items)}
         out.append(offer_out(o, p, title, dept, titles[items].get(o.item_id, o.item_id)))
-    return total, out
+    return count_upto(session, where), out
 
 
 def offer_out(o: Offer, p: Payee, title: str, dept: str, item_title: str) -> OfferOut:
@@ -397,7 +419,7 @@ def list_offers(
         enterprise=enterprise,
     )
     total, rows = search(session, user, wanted, sort=sort, limit=limit, offset=offset)
-    return OfferPage(total=total, offset=offset, offers=rows)
+    return OfferPage(total=min(total, COUNT_CAP), more=total > COUNT_CAP, offset=offset, offers=rows)
 
 
 @router.get("/offers/{public_id}", response_model=OfferOut, summary="一条要约")
@@ -585,7 +607,8 @@ def review_page(
         "review.html",
         {
             "offers": rows,
-            "total": total,
+            "total": min(total, COUNT_CAP),
+            "more": total > COUNT_CAP,
             "offset": offset,
             "page": size,
             "filters": filters,
@@ -607,7 +630,7 @@ def _review_states(f: OfferFilterIn) -> tuple[str, ...]:
     return (f.state,) if f.state else tuple(REVIEW_STATES)
 
 
-EXPORT_LIMIT = 200_000
+EXPORT_LIMIT = COUNT_CAP
 EXPORT_HEADER = [
     "统一社会信用代码",
     "企业名称",
@@ -841,7 +864,8 @@ def offers_page(
         "offers.html",
         {
             "offers": rows,
-            "total": total,
+            "total": min(total, COUNT_CAP),
+            "more": total > COUNT_CAP,
             "offset": offset,
             "page": PAGE,
             "filters": filters,

@@ -9,6 +9,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import World, confirm_form, csrf_of
 
 REVIEW = {"drafted", "held"}
@@ -161,3 +163,30 @@ def test_an_offers_trail_reads_in_chinese_with_titles_and_region(world: World) -
     assert "<td>导入比对结果</td>" in trail and "<td>暂缓</td>" in trail
     assert ">hold<" not in trail and ">import<" not in trail
     assert offer["item_title"] in page and f"· {offer['item_id']} ·" not in page
+
+
+def test_a_list_longer_than_the_count_cap_says_more_and_still_pages_on(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `COUNT_CAP` offers a list says "N 条以上" (it does not count a million offers for every page),
+    keeps its next-page link, and a bulk action on all matching still shows the exact count first."""
+    from api.routes import offers as offer_routes
+
+    w = world
+    waiting = [o for o in every_offer(w) if o["state"] in REVIEW]
+    assert len(waiting) > 4
+    monkeypatch.setattr(offer_routes, "COUNT_CAP", 3)
+    reviewer = w.browser("reviewer")
+    queue = reviewer.get("/console/review", params={"size": "20"})
+    assert "要约 3 条以上" in queue.text and "全部符合筛选条件的 3 条以上要约" in queue.text
+    assert len(listed(queue.text)) == min(20, len(waiting))
+    page = w.client.get("/api/offers", params={"limit": 2}, headers=w.auth("reviewer")).json()
+    assert (page["total"], page["more"], len(page["offers"])) == (3, True, 2)
+    second = w.client.get("/api/offers", params={"limit": 2, "offset": 2}, headers=w.auth("reviewer")).json()
+    assert not {o["public_id"] for o in second["offers"]} & {o["public_id"] for o in page["offers"]}
+    asked = reviewer.post(
+        "/console/review/preview",
+        data={"csrf": csrf_of(queue.text), "action": "hold", "scope": "matching", "reason": "核实"},
+    )
+    drafted = [o for o in waiting if o["state"] == "drafted"]  # what a hold acts on
+    assert f"将暂缓 <strong>{len(drafted):,}</strong> 条要约" in asked.text
