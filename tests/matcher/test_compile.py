@@ -65,9 +65,69 @@ CONSTRUCTS = [
     ("revenue / 10000 >= 2000", {"revenue": 20000000}, True),
     ("revenue / 10000 >= 2000", {"revenue": 19999999.99}, False),
     ('size_class in ["small", "micro"]', {"size_class": "large"}, False),
-    ("layoff_rate <= 0.055", {"layoff_rate": 0.055}, True),
+    # ratios compare as exact fractions, read from their numerator and denominator fields
+    ("layoff_rate <= 0.055", {"layoff_rate": 1, "insured_start": 1000, "insured_end": 945}, True),
+    ("layoff_rate > 0.055", {"layoff_rate": 1, "insured_start": 1000, "insured_end": 945}, False),
+    ("layoff_rate == 0", {"layoff_rate": 1, "insured_start": 0, "insured_end": 3}, True),
+    ("layoff_rate < 0.3334", {"layoff_rate": 1, "insured_start": 3, "insured_end": 2}, True),
+    *[
+        (
+            f"rd_ratio {op} 0.05",
+            {"rd_ratio": 1, "rd_expense": Decimal(rd), "revenue": Decimal("743150.80")},
+            verdict,
+        )
+        for op, rd, verdict in (
+            (">=", "37157.54", True),  # exactly 5.00%: 0.049999999999999996 as a DOUBLE quotient
+            ("==", "37157.54", True),
+            ("<=", "37157.54", True),
+            (">=", "37157.53", False),
+            (">", "37157.55", True),
+        )
+    ],
+    (
+        "rd_ratio * 20 == 1",
+        {"rd_ratio": 1, "rd_expense": Decimal("37157.54"), "revenue": Decimal("743150.80")},
+        True,
+    ),
+    (
+        "rd_ratio in [0.1, 0.05]",
+        {"rd_ratio": 1, "rd_expense": Decimal("37157.54"), "revenue": Decimal("743150.80")},
+        True,
+    ),
+    (
+        "$max([rd_ratio, layoff_rate]) - 0.01 >= 0.04",
+        {
+            "rd_ratio": 1,
+            "rd_expense": Decimal("1.00"),
+            "revenue": Decimal("20.00"),
+            "layoff_rate": 1,
+            "insured_start": 3,
+            "insured_end": 3,
+        },
+        True,
+    ),
+    (
+        "(employees > 5 ? rd_ratio : layoff_rate) + layoff_rate < 1 / 3 + 0.0001",
+        {
+            "employees": 1,
+            "rd_ratio": 1,
+            "rd_expense": Decimal("1.00"),
+            "revenue": Decimal("3.00"),
+            "layoff_rate": 1,
+            "insured_start": 3,
+            "insured_end": 2,
+        },
+        False,
+    ),
     ("reg_date.year >= 2021", {"reg_date": dt.date(2021, 1, 1)}, True),
     ('reg_date >= d"2021-01-01"', {"reg_date": dt.date(2020, 12, 31)}, False),
+    # a date moved by a duration, both ways, on the boundary day (2024 is a leap year)
+    ('reg_date + t"P365D" <= d"2025-06-30"', {"reg_date": dt.date(2024, 6, 30)}, True),
+    ('reg_date + t"P365D" <= d"2025-06-30"', {"reg_date": dt.date(2024, 7, 1)}, False),
+    ('t"P1D" + reg_date == d"2024-03-01"', {"reg_date": dt.date(2024, 2, 29)}, True),
+    ('reg_date + (t"P1D" + t"PT12H") < d"2024-03-02"', {"reg_date": dt.date(2024, 2, 29)}, True),
+    ('(reg_date + t"P1D").month == 3', {"reg_date": dt.date(2024, 2, 29)}, True),
+    ('reg_date - t"P366D" == d"2023-02-28"', {"reg_date": dt.date(2024, 2, 29)}, True),
     ("employees >= 10 or revenue > 0", {"employees": 20, "revenue": None}, None),  # NULL field: unknown
 ]
 
