@@ -64,7 +64,7 @@ def _concat(parts: Sequence[exp.Expression]) -> exp.Expression:
     return out
 
 
-def _field_text(field: str, table: str) -> exp.Expression:
+def field_text(field: str, table: str) -> exp.Expression:
     """A field's value as text; a ratio (DECIMAL(38, 12), `matcher.ratios`) without its trailing zeros,
     so 5% reads 0.05 on both engines."""
     text: exp.Expr = exp.cast(_col(field, table), TEXT, copy=False)
@@ -80,7 +80,7 @@ def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
     parts: list[exp.Expression] = []
     for n, f in enumerate(fields):
         label = f"{'; ' if n else ''}{f}="
-        value = exp.Coalesce(this=_field_text(f, table), expressions=[exp.Literal.string("NULL")])
+        value = exp.Coalesce(this=field_text(f, table), expressions=[exp.Literal.string("NULL")])
         parts += [exp.Literal.string(label), value]
     return _concat(parts)
 

@@ -21,6 +21,7 @@ from matcher.plan import (
     blocks,
     candidates_query,
     candidates_view,
+    field_text,
     item_plans,
     matches_query,
     results_view,
@@ -30,6 +31,7 @@ from matcher.plan import (
     totals_query,
 )
 from matcher.profile import profile_query
+from matcher.ratios import RATIOS, value_sql
 from rules.catalog import CATALOG
 from rules.expressions import SUPPORTED
 from rules.ruleset import library_dir, load_ruleset
@@ -205,19 +207,35 @@ def test_construct_means_the_same_on_spark_in_the_engine_dialect(
     assert _spark_eval(spark, rule, **row) == expected
 
 
-RATIOS = [0.055, 0.0005, 0.00001, 12345678.5, 1.5e20, -0.25, 0.0]
+RATIO_INPUTS = [  # rd_expense, revenue: the ratio as a near miss shows it
+    ("37157.54", "743150.80", "0.05"),
+    ("1.00", "3.00", "0.333333333333"),
+    ("9999999999999999.99", "0.01", "999999999999999999"),
+    ("0.01", "9999999999999999.99", "0"),
+    ("3.33", "123456789.01", "0.000000026973"),
+    ("5.00", "0.00", None),
+]
 
 
-def test_a_ratio_as_text_reads_the_same_on_spark_and_duckdb(spark: Any) -> None:
-    """Near-miss values: a DOUBLE field cast to text is spelled as DuckDB spells it, not as Java does."""
-    tree = exp.select(exp.cast(exp.column("layoff_rate"), "VARCHAR")).from_("t")
+def test_a_ratio_reads_the_same_exact_figure_on_spark_and_duckdb(spark: Any) -> None:
+    """The profile's ratio column (integer arithmetic to 12 places) and its near-miss text, at the
+    extremes of DECIMAL(18, 2) inputs, on both engines."""
+    col: Any = exp.column
+    value = value_sql(RATIOS["rd_ratio"], col)
+    inner = exp.select(exp.alias_(value, "rd_ratio")).from_("t")
+    tree = exp.select(field_text("rd_ratio", "v")).from_(
+        exp.alias_(exp.Subquery(this=inner), "v", table=True)
+    )
+    rows = [(Decimal(a), Decimal(b)) for a, b, _ in RATIO_INPUTS]
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (layoff_rate DOUBLE)")
-    con.executemany("INSERT INTO t VALUES (?)", [[r] for r in RATIOS])
-    spark.createDataFrame([(r,) for r in RATIOS], schema="layoff_rate DOUBLE").createOrReplaceTempView("t")
+    con.execute("CREATE TABLE t (rd_expense DECIMAL(18, 2), revenue DECIMAL(18, 2))")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [list(r) for r in rows])
+    spark.createDataFrame(
+        rows, schema="rd_expense DECIMAL(18,2), revenue DECIMAL(18,2)"
+    ).createOrReplaceTempView("t")
     on_spark = [r[0] for r in spark.sql(tree.sql(dialect=ZhidaSpark)).collect()]
     on_duckdb = [r[0] for r in con.execute(tree.sql("duckdb")).fetchall()]
-    assert on_spark == on_duckdb
+    assert on_spark == on_duckdb == [shown for _, _, shown in RATIO_INPUTS]
 
 
 def test_exact_integer_products_beyond_64_bits_agree_on_spark_and_duckdb(spark: Any) -> None:
