@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +25,9 @@ import rule_engine
 import rule_engine.ast as ast
 from sqlglot import exp
 
+from matcher.ratios import RATIOS
 from rules.catalog import CATALOG
-from rules.expressions import SUPPORTED, Expression, parse
+from rules.expressions import SUPPORTED, Expression, parse, walk
 from rules.policy import Item
 
 DT = rule_engine.DataType
@@ -74,6 +76,8 @@ def _equality(node: Any) -> exp.Expression:
     if left.result_type != right.result_type:
         return exp.Boolean(this=not equal)  # rule-engine: values of different types are never equal
     cls = exp.EQ if equal else exp.NEQ
+    if _reads_ratio(left) or _reads_ratio(right):
+        return _compare(cls, quotient(left), quotient(right))
     return cls(this=compile_node(left), expression=compile_node(right))
 
 
@@ -81,7 +85,138 @@ _ORDER: dict[str, type[exp.Expression]] = {"lt": exp.LT, "le": exp.LTE, "gt": ex
 
 
 def _ordering(node: Any) -> exp.Expression:
+    if _reads_ratio(node.left) or _reads_ratio(node.right):
+        return _compare(_ORDER[node.type], quotient(node.left), quotient(node.right))
     return _ORDER[node.type](this=compile_node(node.left), expression=compile_node(node.right))
+
+
+# --- ratios: exact fractions, compared cross-multiplied ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """An exact decimal: its SQL, its places and at most how many digits it has (38: not known closer)."""
+
+    sql: exp.Expression
+    places: int
+    digits: int = 38
+
+
+@dataclass(frozen=True)
+class Quotient:
+    """A number as `num / den`, `den` > 0 (None: 1). A ratio field is one (`matcher.ratios`), arithmetic on
+    quotients stays one, so a comparison that reads a ratio compares `num × den'` with `num' × den`: it
+    never divides, and decimal products are exact."""
+
+    num: Term
+    den: Term | None = None
+
+
+def _reads_ratio(node: Any) -> bool:
+    return any(isinstance(n, ast.SymbolExpression) and n.name in RATIOS for n in walk(node))
+
+
+def _times(a: Term, b: Term) -> Term:
+    """An exact product on both engines. DuckDB keeps the product of two decimals of at most 18 digits in
+    18 digits (and fails when it does not fit), so the left one is widened to 19 digits; Spark drops
+    places beyond 6 from a product wider than 38 digits, so neither is widened further than it needs."""
+    left = exp.cast(exp.Paren(this=a.sql), f"DECIMAL({max(a.digits, 19)}, {a.places})", copy=False)
+    right = exp.cast(exp.Paren(this=b.sql), f"DECIMAL({b.digits}, {b.places})", copy=False)
+    return Term(exp.Mul(this=left, expression=right), a.places + b.places, min(38, a.digits + b.digits + 1))
+
+
+def _cross(a: Quotient, b: Quotient) -> tuple[Term, Term]:
+    """`a.num × b.den` and `b.num × a.den`: a op b exactly when these are (both denominators > 0)."""
+    left = a.num if b.den is None else _times(a.num, b.den)
+    right = b.num if a.den is None else _times(b.num, a.den)
+    return left, right
+
+
+def _compare(cls: type[exp.Expression], a: Quotient, b: Quotient) -> exp.Expression:
+    left, right = _cross(a, b)
+    return cls(this=left.sql, expression=right.sql)
+
+
+def _den_product(a: Quotient, b: Quotient) -> Term | None:
+    if a.den is None or b.den is None:
+        return a.den or b.den
+    return _times(a.den, b.den)
+
+
+def _pick(condition: exp.Expression, a: Quotient, b: Quotient) -> Quotient:
+    """a where the condition holds, else b."""
+
+    def case(x: Term, y: Term) -> Term:
+        sql = exp.Case(ifs=[exp.If(this=condition.copy(), true=x.sql)], default=y.sql)
+        return Term(sql, max(x.places, y.places), max(x.digits, y.digits))
+
+    one = Term(number(1), 0, 1)
+    den = None if a.den is None and b.den is None else case(a.den or one, b.den or one)
+    return Quotient(case(a.num, b.num), den)
+
+
+_DIGITS = {"money": 18, "integer": 19}
+
+
+def _term(node: Any) -> Term:
+    """A numeric expression that reads no ratio, as an exact decimal term."""
+    places = scale(node)
+    assert places is not None, "an expression without a ratio has an exact scale"
+    kind = type(node).__name__
+    digits = 38
+    if kind == "SymbolExpression":
+        digits = _DIGITS[CATALOG[node.name].type]
+    elif kind == "FloatExpression":
+        digits = max(len(format(abs(Decimal(node.value)), "f").replace(".", "").lstrip("0")), places + 1)
+    return Term(compile_node(node), places, digits)
+
+
+def quotient(node: Any) -> Quotient:
+    """A numeric expression as an exact fraction; only a ratio field brings a denominator."""
+    kind = type(node).__name__
+    if not _reads_ratio(node):
+        return Quotient(_term(node))
+    if kind == "SymbolExpression":
+        r = RATIOS[node.name]
+        digits = _DIGITS["money" if r.scale else "integer"]
+        return Quotient(
+            Term(r.numerator(exp.column), r.scale, digits), Term(r.denominator(exp.column), r.scale, digits)
+        )
+    if kind == "UnaryExpression":  # uminus
+        q = quotient(node.right)
+        return Quotient(Term(exp.Neg(this=exp.Paren(this=q.num.sql)), q.num.places, q.num.digits), q.den)
+    if kind in ("AddExpression", "SubtractExpression"):
+        a, b = quotient(node.left), quotient(node.right)
+        left, right = _cross(a, b)
+        op = exp.Add if kind == "AddExpression" else exp.Sub
+        total = Term(
+            op(this=left.sql, expression=right.sql),
+            max(left.places, right.places),
+            min(38, max(left.digits, right.digits) + 1),
+        )
+        return Quotient(total, _den_product(a, b))
+    if kind == "ArithmeticExpression":
+        a = quotient(node.left)
+        if node.type == "tdiv":  # by a constant whose reciprocal is a finite decimal: a product
+            c = 1 / Decimal(node.right.value)
+            places = _literal_scale(Decimal(format(c, "f")))
+            return Quotient(_times(a.num, Term(number(c), places, places + 19)), a.den)
+        b = quotient(node.right)
+        return Quotient(_times(a.num, b.num), _den_product(a, b))
+    if kind == "TernaryExpression":
+        return _pick(compile_node(node.condition), quotient(node.case_true), quotient(node.case_false))
+    if kind == "FunctionCallExpression":
+        (arg,) = node.arguments
+        if node.function.name == "abs":
+            q = quotient(arg)
+            return Quotient(Term(exp.Abs(this=q.num.sql), q.num.places, q.num.digits), q.den)
+        values = [quotient(v) for v in arg.value]
+        out = values[0]
+        keep = exp.LTE if node.function.name == "min" else exp.GTE
+        for q in values[1:]:  # the smaller (larger), ties to the first, as LEAST (GREATEST) does
+            out = _pick(_compare(keep, out, q), out, q)
+        return out
+    raise AssertionError(f"{kind} cannot read a ratio; validation must refuse it")
 
 
 _PREFIX = re.compile(r"\^?([0-9A-Za-z]+)")
@@ -132,6 +267,10 @@ def _contains(node: Any) -> exp.Expression:
         same = [e for e in container.value if e.result_type == member.result_type]
         if not same:
             return exp.false()
+        if _reads_ratio(member) or any(_reads_ratio(e) for e in same):
+            m = quotient(member)
+            equal = [exp.Paren(this=_compare(exp.EQ, m, quotient(e))) for e in same]
+            return exp.Paren(this=exp.or_(*equal, copy=False))
         return exp.In(this=compile_node(member), expressions=[compile_node(e) for e in same])
     # substring test on text
     return exp.GT(
@@ -321,6 +460,8 @@ def scale(node: Any) -> int | None:
         return _FIELD_SCALE.get(CATALOG[node.name].type)
     if kind == "FloatExpression":
         return _literal_scale(Decimal(format(Decimal(node.value), "f")))
+    if kind == "GetAttributeExpression":  # .length, .year, .month, .day: integers
+        return 0
     if kind == "ArithmeticExpression":
         left = scale(node.left)
         if node.type == "tdiv":

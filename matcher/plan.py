@@ -19,6 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from matcher.compile import amount_value, bare_condition_sql, numeric_sql
+from matcher.ratios import RATIOS
 from rules.catalog import CATALOG
 from rules.errors import MatchError
 from rules.expressions import parse
@@ -63,14 +64,23 @@ def _concat(parts: Sequence[exp.Expression]) -> exp.Expression:
     return out
 
 
+def field_text(field: str, table: str) -> exp.Expression:
+    """A field's value as text; a ratio (DECIMAL(38, 12), `matcher.ratios`) without its trailing zeros,
+    so 5% reads 0.05 on both engines."""
+    text: exp.Expr = exp.cast(_col(field, table), TEXT, copy=False)
+    if field in RATIOS:
+        for pattern in ("0+$", "\\.$"):
+            text = exp.func("REGEXP_REPLACE", text, exp.Literal.string(pattern), exp.Literal.string(""))
+    assert isinstance(text, exp.Expression)
+    return text
+
+
 def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
     """'field=value; ...' for the fields a condition read."""
     parts: list[exp.Expression] = []
     for n, f in enumerate(fields):
         label = f"{'; ' if n else ''}{f}="
-        value = exp.Coalesce(
-            this=exp.cast(_col(f, table), TEXT, copy=False), expressions=[exp.Literal.string("NULL")]
-        )
+        value = exp.Coalesce(this=field_text(f, table), expressions=[exp.Literal.string("NULL")])
         parts += [exp.Literal.string(label), value]
     return _concat(parts)
 

@@ -9,13 +9,15 @@ of every derived field. A field whose inputs are missing is NULL, never 0 or Fal
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import duckdb
 import sqlglot
 from sqlglot import exp
 
+from matcher.ratios import RATIOS, exact, value_sql
 from matcher.sizeclass import above_scale_expr, size_class_expr
-from rules.catalog import FIELDS
+from rules.catalog import CATALOG, FIELDS
 
 CERT_FLAGS = {
     "is_high_tech": "high_tech",
@@ -24,7 +26,8 @@ CERT_FLAGS = {
     "is_tech_sme": "tech_sme",
 }
 
-# The derived fields whose definitions are plain SQL; size_class and above_scale come from matcher.sizeclass.
+# The derived fields whose definitions are plain SQL; size_class and above_scale come from matcher.sizeclass,
+# the ratios from matcher.ratios.
 _TEMPLATE = """
 SELECT
   e.uscc, e.name, e.region_code, e.industry_code,
@@ -39,14 +42,10 @@ SELECT
   e.reg_capital,
   a.employees, a.revenue, a.total_assets,
   t.tax_paid, t.rd_expense,
-  CASE WHEN a.revenue = 0 THEN NULL
-       ELSE CAST(t.rd_expense AS DOUBLE) / CAST(a.revenue AS DOUBLE) END AS rd_ratio,
+  :rd_ratio AS rd_ratio,
   t.credit_rating,
   s.insured_start, s.insured_end,
-  CASE WHEN s.insured_start IS NULL OR s.insured_end IS NULL THEN NULL
-       WHEN s.insured_start = 0 THEN CAST(0 AS DOUBLE)
-       ELSE CAST(GREATEST(s.insured_start - s.insured_end, 0) AS DOUBLE) / CAST(s.insured_start AS DOUBLE)
-  END AS layoff_rate,
+  :layoff_rate AS layoff_rate,
   s.ui_premium_paid, s.ui_arrears, s.new_graduate_hires,
   c.serious_dishonest, c.abnormal_operation,
   COALESCE(cert.is_high_tech, FALSE) AS is_high_tech,
@@ -75,6 +74,15 @@ LEFT JOIN bank_accounts AS b ON b.uscc = e.uscc
 """
 
 
+# The alias of each registry table in the profile query.
+_ALIASES = {"enterprises": "e", "annual_reports": "a", "tax": "t", "social_insurance": "s", "credit": "c"}
+
+
+def _stored(name: str) -> exp.Expression:
+    """A stored field as the profile query reads it, from its registry table."""
+    return exp.column(name, _ALIASES[CATALOG[name].table])
+
+
 def profile_query(assessment_year: int, as_of: dt.date) -> exp.Select:
     """The profile as a dialect-neutral sqlglot tree over the accepted snapshot tables."""
     tree = sqlglot.parse_one(_TEMPLATE, read="duckdb")
@@ -90,6 +98,7 @@ def profile_query(assessment_year: int, as_of: dt.date) -> exp.Select:
         "year": exp.Literal.number(assessment_year),
         "size_class": size,
         "above_scale": above,
+        **{name: value_sql(ratio, _stored) for name, ratio in RATIOS.items()},
     }
 
     def fill(node: exp.Expression) -> exp.Expression:
@@ -125,20 +134,37 @@ def catalog_columns() -> str:
     return ", ".join(f.name for f in FIELDS)
 
 
+def _python_rows(
+    con: duckdb.DuckDBPyConnection, table: str, where: str = "", params: Sequence[object] = ()
+) -> list[dict[str, object]]:
+    """Profile rows as Python values, each ratio divided exactly (`matcher.ratios.exact`) from its
+    numerator and denominator rather than read from its truncated column."""
+    parts = ", ".join(
+        f"{r.numerator(exp.column).sql('duckdb')}, {r.denominator(exp.column).sql('duckdb')}"
+        for r in RATIOS.values()
+    )
+    cur = con.execute(f"SELECT {catalog_columns()}, {parts} FROM {table} {where} ORDER BY uscc", list(params))
+    names = [f.name for f in FIELDS]
+    out = []
+    for values in cur.fetchall():
+        row = dict(zip(names, values[: len(names)], strict=True))
+        fractions = values[len(names) :]
+        for n, name in enumerate(RATIOS):
+            if row[name] is not None:
+                row[name] = exact(fractions[2 * n], fractions[2 * n + 1])
+        out.append(row)
+    return out
+
+
 def profile_row(con: duckdb.DuckDBPyConnection, table: str, uscc: str) -> dict[str, object] | None:
-    """One enterprise's profile as Python values (Decimal, int, float, date, bool, str or None)."""
-    cur = con.execute(f"SELECT {catalog_columns()} FROM {table} WHERE uscc = ?", [uscc])
-    names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
-    row = rows[0] if rows else None
-    return None if row is None else dict(zip(names, row, strict=True))
+    """One enterprise's profile as Python values (Decimal, int, date, bool, str or None)."""
+    rows = _python_rows(con, table, "WHERE uscc = ?", (uscc,))
+    return rows[0] if rows else None
 
 
 def profile_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
     """Every profile row as Python values, in uscc order (for the reference evaluation in tests)."""
-    cur = con.execute(f"SELECT {catalog_columns()} FROM {table} ORDER BY uscc")
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return _python_rows(con, table)
 
 
 def coverage(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, dict[str, int]]:

@@ -9,6 +9,7 @@ refused here, by name, before a policy can be loaded. Each node type has its own
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import re
 from collections.abc import Callable, Iterator
@@ -23,11 +24,17 @@ import rule_engine.errors as re_errors
 
 from rules.catalog import CATALOG, RULE_ENGINE_TYPES
 
+# Significant digits of the numbers rule-engine computes with (Python's default is 28). The engines'
+# decimals are exact, and so is every ratio there (matcher/ratios.py); the reference divides ratios and
+# multiplies them at 80 digits, enough to order them as exactly (docs/matching.md#ratios).
+PRECISION = 80
+
 CONTEXT = rule_engine.Context(
     type_resolver=rule_engine.type_resolver_from_dict(
         {name: RULE_ENGINE_TYPES[f.type] for name, f in CATALOG.items()}
     ),
     default_timezone="utc",
+    decimal_context=decimal.Context(prec=PRECISION),
 )
 
 # Without field types: used only to locate the cause of a type error that rule-engine reports without one.
@@ -191,7 +198,7 @@ def _kind(node: Any) -> str:
         return "FLOAT" if node.name in SUPPORTED[name] else "UNDEFINED"
     if name == "AddExpression":
         sides = {_kind(node.left), _kind(node.right)}
-        return next((k for k in ("STRING", "FLOAT") if k in sides), "UNDEFINED")
+        return next((k for k in ("STRING", "FLOAT", "DATETIME") if k in sides), "UNDEFINED")
     if name == "TernaryExpression":
         return _kind(node.case_true)
     return "UNDEFINED"
@@ -238,6 +245,9 @@ def _null_problem() -> ExpressionProblem:
     )
 
 
+_DATE_ARITHMETIC = {("DATETIME", "TIMEDELTA"), ("TIMEDELTA", "TIMEDELTA")}
+
+
 def _type_problem(node: Any) -> ExpressionProblem | None:
     """The type error at this node, if any: both sides of a comparison or an operation must agree."""
     name = type(node).__name__
@@ -256,10 +266,11 @@ def _type_problem(node: Any) -> ExpressionProblem | None:
         if "NULL" in (lk, rk):
             return _null_problem()
         allowed = {("FLOAT", "FLOAT")}
+        # Dates move by durations both ways (rule-engine's datetime ± timedelta, the engines' intervals).
         if name == "AddExpression":
-            allowed.add(("STRING", "STRING"))
+            allowed |= {("STRING", "STRING"), *_DATE_ARITHMETIC, ("TIMEDELTA", "DATETIME")}
         if name == "SubtractExpression":
-            allowed |= {("DATETIME", "TIMEDELTA"), ("DATETIME", "DATETIME"), ("TIMEDELTA", "TIMEDELTA")}
+            allowed |= {*_DATE_ARITHMETIC, ("DATETIME", "DATETIME")}
         if _known(lk, rk) and (lk, rk) not in allowed:
             return _mismatch(node.left, node.right, "做算术运算")
     if (

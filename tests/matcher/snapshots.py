@@ -168,7 +168,7 @@ def write_snapshot(
     directory.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
         with (directory / f"{name}.csv").open("w", encoding="utf-8", newline="") as f:
-            fields = list(rows[0]) if rows else ["uscc"]
+            fields = list(rows[0]) if rows else list(CONTRACT_TYPES.get(name, {"uscc": None}))
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)

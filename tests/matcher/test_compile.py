@@ -21,6 +21,7 @@ from matcher.plan import (
     blocks,
     candidates_query,
     candidates_view,
+    field_text,
     item_plans,
     matches_query,
     results_view,
@@ -30,6 +31,7 @@ from matcher.plan import (
     totals_query,
 )
 from matcher.profile import profile_query
+from matcher.ratios import RATIOS, value_sql
 from rules.catalog import CATALOG
 from rules.expressions import SUPPORTED
 from rules.ruleset import library_dir, load_ruleset
@@ -65,9 +67,69 @@ CONSTRUCTS = [
     ("revenue / 10000 >= 2000", {"revenue": 20000000}, True),
     ("revenue / 10000 >= 2000", {"revenue": 19999999.99}, False),
     ('size_class in ["small", "micro"]', {"size_class": "large"}, False),
-    ("layoff_rate <= 0.055", {"layoff_rate": 0.055}, True),
+    # ratios compare as exact fractions, read from their numerator and denominator fields
+    ("layoff_rate <= 0.055", {"layoff_rate": 1, "insured_start": 1000, "insured_end": 945}, True),
+    ("layoff_rate > 0.055", {"layoff_rate": 1, "insured_start": 1000, "insured_end": 945}, False),
+    ("layoff_rate == 0", {"layoff_rate": 1, "insured_start": 0, "insured_end": 3}, True),
+    ("layoff_rate < 0.3334", {"layoff_rate": 1, "insured_start": 3, "insured_end": 2}, True),
+    *[
+        (
+            f"rd_ratio {op} 0.05",
+            {"rd_ratio": 1, "rd_expense": Decimal(rd), "revenue": Decimal("743150.80")},
+            verdict,
+        )
+        for op, rd, verdict in (
+            (">=", "37157.54", True),  # exactly 5.00%: 0.049999999999999996 as a DOUBLE quotient
+            ("==", "37157.54", True),
+            ("<=", "37157.54", True),
+            (">=", "37157.53", False),
+            (">", "37157.55", True),
+        )
+    ],
+    (
+        "rd_ratio * 20 == 1",
+        {"rd_ratio": 1, "rd_expense": Decimal("37157.54"), "revenue": Decimal("743150.80")},
+        True,
+    ),
+    (
+        "rd_ratio in [0.1, 0.05]",
+        {"rd_ratio": 1, "rd_expense": Decimal("37157.54"), "revenue": Decimal("743150.80")},
+        True,
+    ),
+    (
+        "$max([rd_ratio, layoff_rate]) - 0.01 >= 0.04",
+        {
+            "rd_ratio": 1,
+            "rd_expense": Decimal("1.00"),
+            "revenue": Decimal("20.00"),
+            "layoff_rate": 1,
+            "insured_start": 3,
+            "insured_end": 3,
+        },
+        True,
+    ),
+    (
+        "(employees > 5 ? rd_ratio : layoff_rate) + layoff_rate < 1 / 3 + 0.0001",
+        {
+            "employees": 1,
+            "rd_ratio": 1,
+            "rd_expense": Decimal("1.00"),
+            "revenue": Decimal("3.00"),
+            "layoff_rate": 1,
+            "insured_start": 3,
+            "insured_end": 2,
+        },
+        False,
+    ),
     ("reg_date.year >= 2021", {"reg_date": dt.date(2021, 1, 1)}, True),
     ('reg_date >= d"2021-01-01"', {"reg_date": dt.date(2020, 12, 31)}, False),
+    # a date moved by a duration, both ways, on the boundary day (2024 is a leap year)
+    ('reg_date + t"P365D" <= d"2025-06-30"', {"reg_date": dt.date(2024, 6, 30)}, True),
+    ('reg_date + t"P365D" <= d"2025-06-30"', {"reg_date": dt.date(2024, 7, 1)}, False),
+    ('t"P1D" + reg_date == d"2024-03-01"', {"reg_date": dt.date(2024, 2, 29)}, True),
+    ('reg_date + (t"P1D" + t"PT12H") < d"2024-03-02"', {"reg_date": dt.date(2024, 2, 29)}, True),
+    ('(reg_date + t"P1D").month == 3', {"reg_date": dt.date(2024, 2, 29)}, True),
+    ('reg_date - t"P366D" == d"2023-02-28"', {"reg_date": dt.date(2024, 2, 29)}, True),
     ("employees >= 10 or revenue > 0", {"employees": 20, "revenue": None}, None),  # NULL field: unknown
 ]
 
@@ -145,19 +207,35 @@ def test_construct_means_the_same_on_spark_in_the_engine_dialect(
     assert _spark_eval(spark, rule, **row) == expected
 
 
-RATIOS = [0.055, 0.0005, 0.00001, 12345678.5, 1.5e20, -0.25, 0.0]
+RATIO_INPUTS = [  # rd_expense, revenue: the ratio as a near miss shows it
+    ("37157.54", "743150.80", "0.05"),
+    ("1.00", "3.00", "0.333333333333"),
+    ("9999999999999999.99", "0.01", "999999999999999999"),
+    ("0.01", "9999999999999999.99", "0"),
+    ("3.33", "123456789.01", "0.000000026973"),
+    ("5.00", "0.00", None),
+]
 
 
-def test_a_ratio_as_text_reads_the_same_on_spark_and_duckdb(spark: Any) -> None:
-    """Near-miss values: a DOUBLE field cast to text is spelled as DuckDB spells it, not as Java does."""
-    tree = exp.select(exp.cast(exp.column("layoff_rate"), "VARCHAR")).from_("t")
+def test_a_ratio_reads_the_same_exact_figure_on_spark_and_duckdb(spark: Any) -> None:
+    """The profile's ratio column (integer arithmetic to 12 places) and its near-miss text, at the
+    extremes of DECIMAL(18, 2) inputs, on both engines."""
+    col: Any = exp.column
+    value = value_sql(RATIOS["rd_ratio"], col)
+    inner = exp.select(exp.alias_(value, "rd_ratio")).from_("t")
+    tree = exp.select(field_text("rd_ratio", "v")).from_(
+        exp.alias_(exp.Subquery(this=inner), "v", table=True)
+    )
+    rows = [(Decimal(a), Decimal(b)) for a, b, _ in RATIO_INPUTS]
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (layoff_rate DOUBLE)")
-    con.executemany("INSERT INTO t VALUES (?)", [[r] for r in RATIOS])
-    spark.createDataFrame([(r,) for r in RATIOS], schema="layoff_rate DOUBLE").createOrReplaceTempView("t")
+    con.execute("CREATE TABLE t (rd_expense DECIMAL(18, 2), revenue DECIMAL(18, 2))")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [list(r) for r in rows])
+    spark.createDataFrame(
+        rows, schema="rd_expense DECIMAL(18,2), revenue DECIMAL(18,2)"
+    ).createOrReplaceTempView("t")
     on_spark = [r[0] for r in spark.sql(tree.sql(dialect=ZhidaSpark)).collect()]
     on_duckdb = [r[0] for r in con.execute(tree.sql("duckdb")).fetchall()]
-    assert on_spark == on_duckdb
+    assert on_spark == on_duckdb == [shown for _, _, shown in RATIO_INPUTS]
 
 
 def test_exact_integer_products_beyond_64_bits_agree_on_spark_and_duckdb(spark: Any) -> None:

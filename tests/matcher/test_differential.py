@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 from unittest.mock import patch
 
 import duckdb
@@ -25,19 +26,19 @@ from rules.errors import MatchError
 from rules.expressions import parse
 from rules.reference import Payment, allocate, evaluate
 from rules.validate import parse_policy_text
+from tests.matcher.ratio_cases import PLANT, RATIO_BOUNDS, planted_counts, planted_money, stored, with_ratios
 
 ARROW_TYPES = {
     "string": pa.string(),
     "integer": pa.int64(),
     "money": pa.decimal128(18, 2),
-    "ratio": pa.float64(),
+    "ratio": pa.decimal128(38, 12),
     "date": pa.date32(),
     "boolean": pa.bool_(),
 }
 
 INT_BOUNDS = [0, 1, 2, 10, 20, 30, 300, 1000]
 MONEY_BOUNDS = [Decimal(x) for x in ("0", "0.01", "0.5", "1000", "2000000", "20000000", "12345.67")]
-RATIO_BOUNDS = [0.0, 0.02, 0.025, 0.05, 0.055, 0.2, 1.0]
 NAMES = ["淮安科技有限公司", "淮安市机械厂", "江苏测试企业", "科技", "", "淮"]
 REGIONS = ["320803", "320804", "320812", "320830", "330100"]
 INDUSTRIES = ["C3911", "C1311", "I6513", "F5211", "M7320", "J6620"]
@@ -79,8 +80,6 @@ def field_values(name: str, type_: str) -> st.SearchStrategy[object]:
         return st.builds(lambda v, d: max(v + d, 0), st.sampled_from(INT_BOUNDS), st.integers(-1, 1))
     if type_ == "money":
         return st.one_of(near(MONEY_BOUNDS), st.decimals("0", "30000000", places=2))
-    if type_ == "ratio":
-        return st.one_of(st.sampled_from(RATIO_BOUNDS), st.floats(0, 1.5, allow_nan=False))
     if type_ == "date":
         return st.sampled_from(DATES)
     if type_ == "boolean":
@@ -88,8 +87,31 @@ def field_values(name: str, type_: str) -> st.SearchStrategy[object]:
     return st.sampled_from(POOLS[name])
 
 
+def _planted(drawn: tuple[dict[str, object], Any, Any]) -> dict[str, object]:
+    """A row whose ratios follow from their inputs (`ratio_cases.with_ratios`), the inputs planted on or
+    one fen (person) around a threshold when a plant is drawn."""
+    row, rd, layoff = drawn
+    if rd is not None:
+        bound, m, offset, on_numerator = rd
+        row["rd_expense"], row["revenue"] = planted_money(bound, m, offset, on_numerator)
+    if layoff is not None:
+        bound, m, offset, _ = layoff
+        row["insured_start"], row["insured_end"] = planted_counts(bound, m, offset)
+    return with_ratios(row)
+
+
 # Built once: a strategy made anew for every row costs more to validate than the match costs to run.
-ROW = st.fixed_dictionaries({f.name: maybe(field_values(f.name, f.type)) for f in FIELDS if f.name != "uscc"})
+ROW = st.tuples(
+    st.fixed_dictionaries(
+        {
+            f.name: maybe(field_values(f.name, f.type))
+            for f in FIELDS
+            if f.name != "uscc" and f.type != "ratio"
+        }
+    ),
+    st.one_of(st.none(), PLANT),
+    st.one_of(st.none(), PLANT),
+).map(_planted)
 
 
 def profile_row(n: int) -> st.SearchStrategy[dict[str, object]]:
@@ -111,7 +133,27 @@ def atom(draw: st.DrawFn) -> str:
     if kind == "money":
         return f"{draw(st.sampled_from(MONEYS))} {op} {draw(st.sampled_from(MONEY_BOUNDS))}"
     if kind == "ratio":
-        return f"{draw(st.sampled_from(RATIOS))} {op} {draw(st.sampled_from(RATIO_BOUNDS))}"
+        if draw(st.booleans()):
+            return f"{draw(st.sampled_from(RATIOS))} {op} {draw(st.sampled_from(RATIO_BOUNDS))}"
+        # arithmetic on ratios: exact fractions all the way (matcher.compile.quotient)
+        return draw(
+            st.sampled_from(
+                [
+                    f"rd_ratio * 100 {op} 5",
+                    f"rd_ratio / 2 {op} 0.025",
+                    f"rd_ratio + layoff_rate {op} 0.075",
+                    f"rd_ratio - layoff_rate {op} 0",
+                    f"$max([rd_ratio, layoff_rate]) {op} 0.055",
+                    f"$min([rd_ratio, 0.05, layoff_rate]) {op} 0.02",
+                    f"$abs(rd_ratio - 0.05) {op} 0.005",
+                    f"-layoff_rate {op} -0.055",
+                    f"(employees >= 10 ? rd_ratio : layoff_rate) {op} 0.05",
+                    f"rd_ratio {op} layoff_rate",
+                    f"rd_ratio * revenue {op} 1000",
+                    "rd_ratio in [0.05, 0.025]",
+                ]
+            )
+        )
     if kind == "bool":
         return draw(st.sampled_from(["", "not "])) + draw(st.sampled_from(BOOLS))
     if kind == "in":
@@ -153,6 +195,12 @@ def atom(draw: st.DrawFn) -> str:
                     'reg_date < d"2021-06-15"',
                     "reg_date.year >= 2021",
                     'reg_date == d"2024-02-29"',
+                    # date ± duration, each planted on one of DATES' boundary days
+                    'reg_date + t"P365D" <= d"2020-12-31"',
+                    'reg_date - t"P1D" == d"2019-12-31"',
+                    't"P1D" + reg_date > d"2024-03-01"',
+                    'reg_date + t"P366D" >= d"2025-03-01"',
+                    'reg_date + (t"P1D" + t"PT12H") < d"2021-06-16"',
                 ]
             )
         )
@@ -256,7 +304,12 @@ def policy_text(draw: st.DrawFn, pid: str, group: str | None) -> str:
 
 
 def _load_profile(con: duckdb.DuckDBPyConnection, rows: list[dict[str, object]]) -> str:
-    columns = {f.name: pa.array([r[f.name] for r in rows], ARROW_TYPES[f.type]) for f in FIELDS}
+    columns = {
+        f.name: pa.array(
+            [stored(r[f.name]) if f.type == "ratio" else r[f.name] for r in rows], ARROW_TYPES[f.type]
+        )  # type: ignore[arg-type]
+        for f in FIELDS
+    }
     con.register("profile_rows", pa.table(columns))
     con.execute("CREATE OR REPLACE TABLE profile_t AS SELECT * FROM profile_rows")
     con.unregister("profile_rows")

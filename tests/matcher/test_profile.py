@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ def test_profile_has_every_catalog_field_in_order(tmp_path: Path) -> None:
 
 def test_layoff_rate_and_rd_ratio(tmp_path: Path) -> None:
     row = profile_of(tmp_path, default_tables())
-    assert row["layoff_rate"] == pytest.approx(2 / 50)
-    assert row["rd_ratio"] == pytest.approx(0.05)
+    assert row["layoff_rate"] == Decimal("0.04")  # 2 of 50, exactly
+    assert row["rd_ratio"] == Decimal("0.05")
     assert row["industry_section"] == "C"
 
 

@@ -49,6 +49,7 @@ from rules.expressions import ExpressionProblem, parse
 from rules.reference import Payment, allocate, evaluate
 from rules.ruleset import library_dir, load_ruleset
 from rules.validate import parse_policy_text
+from tests.matcher.ratio_cases import stored, with_ratios
 
 CASE = Path(__file__).resolve().parent.parent / "conformance"
 AS_OF = dt.date(2025, 9, 30)
@@ -56,7 +57,7 @@ SPARK_TYPES = {
     "string": "STRING",
     "integer": "BIGINT",
     "money": "DECIMAL(18,2)",
-    "ratio": "DOUBLE",
+    "ratio": "DECIMAL(38,12)",
     "date": "DATE",
     "boolean": "BOOLEAN",
 }
@@ -275,7 +276,8 @@ def test_every_library_policy_gives_the_same_candidates_on_both_engines(
 
 def _profile_view(spark: Any, rows: list[dict[str, object]], name: str) -> str:
     spark.createDataFrame(
-        [tuple(r[f.name] for f in FIELDS) for r in rows], PROFILE_SCHEMA
+        [tuple(stored(r[f.name]) if f.type == "ratio" else r[f.name] for f in FIELDS) for r in rows],  # type: ignore[arg-type]
+        PROFILE_SCHEMA,
     ).createOrReplaceTempView(name)
     return name
 
@@ -372,9 +374,9 @@ DIALECT_RULES = {
     "max_of_integer_and_literal": "$max([employees, 10]) >= 20",
     "abs_of_decimal": "$abs(revenue - 1000) <= 500",
     "division_by_power_of_ten": "revenue / 10000 >= 2000",
-    "double_against_decimal_literal": "layoff_rate <= 0.055",
-    "tiny_double_as_text": "layoff_rate >= 0.001",  # near-miss values: 0.0005, not 5.0E-4
-    "large_double_as_text": "rd_ratio > 0.001 and rd_ratio < 1",  # 12345678.9, not 1.23456789E7; 1e-05 and 2e+16 as DuckDB spells them
+    "ratio_against_decimal_literal": "layoff_rate <= 0.055",  # cross-multiplied on both
+    "ratio_as_text": "layoff_rate >= 0.001",  # near-miss values: 0.0005, 0.333333333333, 0
+    "ratio_of_money_as_text": "rd_ratio > 0.001 and rd_ratio < 1",  # 20000.00002, 0.000000026973
     "ternary": "(employees >= 10 ? revenue : 0) >= 1000",
     "negative_numbers": "-employees >= -20",
     "null_comparison": "size_class == null",
@@ -467,11 +469,11 @@ def _dialect_rows() -> list[dict[str, object]]:
                 Decimal(x) if x else None
                 for x in ("0.01", "0.03", "12345.67", None, "0.05", "1.11", "99999.99", "0.00")
             ][n],
-            "layoff_rate": [0.0, 0.055, 0.0550000001, 0.0005, None, 1.0, 0.2, 0.00012345678901234][n],
-            "rd_ratio": [12345678.9, 1e7, 0.5, 1e-5, 2e16, None, 1.5e20, 0.25][n],
+            "insured_start": [0, 1000, 1000, 2000, None, 5, 10, 3][n],
+            "insured_end": [0, 945, 944, 1999, None, 0, 8, 2][n],
             "size_class": ["small", None, "micro", "large", "medium", None, "small", "micro"][n],
         }
-        rows.append(row)
+        rows.append(with_ratios(row))
     return rows
 
 
