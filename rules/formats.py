@@ -7,7 +7,7 @@ reads the same on every page and in every file.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
 SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}  # GB size classes
@@ -104,7 +104,8 @@ def field_value(name: str, value: object) -> str:
         return text
     try:
         if field.type == "ratio":
-            return f"{(Decimal(text) * 100).quantize(Decimal('0.1')).normalize():f}%"
+            # Truncated, never rounded: a ratio a hair below a 5% bound must not read "5.0%".
+            return f"{(Decimal(text) * 100).quantize(Decimal('0.1'), ROUND_DOWN).normalize():f}%"
         if field.type == "money":
             return f"{Decimal(text):,.2f} 元"
         if field.type == "integer":

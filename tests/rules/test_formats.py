@@ -38,3 +38,9 @@ def test_moments_are_shown_in_china_time() -> None:
 def test_profile_values_read_by_their_field_type() -> None:
     assert formats.field_value("size_class", "medium") == "中型"
     assert formats.field_value("size_class", None) == "（空）"
+
+
+def test_a_ratio_a_hair_below_its_bound_never_reads_as_the_bound() -> None:
+    assert formats.field_value("rd_ratio", "0.05") == "5%"
+    assert formats.field_value("rd_ratio", "0.049999986543") == "4.9%"
+    assert formats.field_value("rd_ratio", Decimal("0.638")) == "63.8%"
