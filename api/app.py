@@ -66,6 +66,7 @@ def database_unavailable(error: DBAPIError) -> bool:
     serialization failure): worth trying again, unlike a wrong statement or a broken constraint."""
     return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
 
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages

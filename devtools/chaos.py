@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, make_url, select
+from sqlalchemy import Engine, event, func, make_url, select
 
 STEPS = ("import", "release", "sms", "confirm", "batch", "approve", "export", "reconcile", "override")
 STEP_LABELS = {
@@ -750,3 +750,209 @@ def chaos(
             more = f"（另有 {len(problems) - 5} 条同一检查点的违例）" if len(problems) > 5 else ""
             echo(f"     replay: {replay_command(world, number)}  (its last point: {point}){more}")
     return violations
+
+
+# The database restarted under a burst of confirmations.
+
+RESTART = "pg_ctlcluster --skip-systemctl-redirect {version} main restart"
+
+
+def restart_during_confirmations(
+    url: str,
+    work: Path,
+    *,
+    enterprises: int = 2_000,
+    clients: int = 16,
+    echo: Callable[[str], None] = print,
+    restart: Callable[[], None] | None = None,
+) -> list[str]:
+    """Restart the local PostgreSQL cluster while `clients` enterprises confirm their offers on a
+    running `zhida serve`; returns what went wrong (nothing, when every answer during the restart was
+    a 503 with Retry-After and a Chinese message, and every confirmation the clients were told of is
+    in the database, and every offer ends confirmed after the clients' retries).
+
+    Not for CI: it restarts the machine's PostgreSQL, under every other user of it.
+    """
+    import queue
+    import re
+    import subprocess
+    import threading
+
+    import httpx
+
+    from devtools.load import free_port, source_address
+    from payouts.models import Offer
+
+    check_url(url)
+    os.environ.setdefault("ZHIDA_DATABASE_URL", url)
+    _warm()
+    world = World(url, work.resolve(), enterprises, 0)
+    make_world(world)
+    for step in ("import", "release", "sms"):
+        while (argv := task(world, step)) is not None:
+            done = settle(world, step, argv)
+            if done.code != 0:
+                raise SystemExit(f"{step} failed: {done.output}")
+            if step == "import":
+                world.imported = True
+                break
+    links = _confirmable_all(world)
+    echo(f"{len(links):,} offers notified; starting zhida serve")
+    port = free_port()
+    log = world.work / "serve.log"
+    env = {
+        **os.environ,
+        "ZHIDA_DATABASE_URL": url,
+        "ZHIDA_DATA_DIR": str(world.work / "web"),
+        "ZHIDA_CONFIRM_IP_LIMIT": "1000000",
+        "ZHIDA_CONFIRM_TOKEN_LIMIT": "1000000",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    problems: list[str] = []
+    answers: Counter[str] = Counter()
+    told: set[str] = set()  # tokens whose client was told "confirmed"
+    lock = threading.Lock()
+    todo: queue.Queue[str] = queue.Queue()
+    for token in links:
+        todo.put(token)
+    restarted = threading.Event()
+
+    def note(kind: str, problem: str | None = None) -> None:
+        with lock:
+            answers[kind] += 1
+            if problem and len(problems) < 50:
+                problems.append(problem)
+
+    def one(client: httpx.Client, token: str) -> bool:
+        """One enterprise's click; True when it is done (confirmed), False to try again."""
+        try:
+            page = client.get(f"/c/{token}")
+            if page.status_code == 200:
+                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+                if csrf is None:
+                    note(
+                        "page without form",
+                        f"the confirm page of a notified offer has no form: {page.text[:200]}",
+                    )
+                    return True
+                answer = client.post(f"/c/{token}/confirm", data={"csrf": csrf.group(1)})
+            else:
+                answer = page
+        except httpx.HTTPError as e:
+            note("connection error", f"the server did not answer: {e!r}")
+            time.sleep(0.5)
+            return False
+        if answer.status_code == 200:
+            note("200")
+            with lock:
+                told.add(token)
+            return True
+        if answer.status_code == 503:
+            retry = answer.headers.get("Retry-After")
+            if retry is None or "请稍候" not in answer.text:
+                note("503 unclear", f"a 503 without Retry-After or a Chinese message: {answer.text[:200]}")
+            else:
+                note("503")
+            time.sleep(min(float(retry or 1), 1.0))  # a patient client; the header says 5 s
+            return False
+        note(str(answer.status_code), f"answer {answer.status_code}: {answer.text[:300]}")
+        return answer.status_code < 500
+
+    def client_loop(i: int) -> None:
+        transport = httpx.HTTPTransport(local_address=source_address(i))
+        with httpx.Client(base_url=base, transport=transport, timeout=30) as client:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                try:
+                    token = todo.get_nowait()
+                except queue.Empty:
+                    return
+                if not one(client, token):
+                    todo.put(token)
+
+    try:
+        _wait_ready(base, server, log)
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        version = " ".join(os.listdir("/etc/postgresql"))
+        echo(f"restarting PostgreSQL {version} during the burst")
+        took = time.monotonic()
+        if restart is None:
+            subprocess.run(RESTART.format(version=version).split(), check=True)
+        else:
+            restart()
+        echo(f"restart took {time.monotonic() - took:.1f} s")
+        restarted.set()
+        for t in threads:
+            t.join()
+        echo(f"burst over in {time.monotonic() - started:.1f} s: answers {dict(answers)}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    if answers["503"] == 0:
+        problems.append("no client saw the restart (no 503): the burst ended before it, nothing was tested")
+    from payouts.db import transaction
+
+    states = {}
+    with transaction(_engine(url), read_only=True) as s:
+        for public_id, round_, attempts, state in s.execute(_link_rows()).all():
+            states[_link(public_id, round_, attempts)] = state
+        confirmed = s.scalar(select(func.count()).select_from(Offer).where(Offer.state == "confirmed"))
+    lost = [t for t in told if states.get(t) != "confirmed"]
+    left = [t for t in links if states.get(t) != "confirmed"]
+    problems += [f"a confirmation the client was told of is lost: {t[:4]}…" for t in lost[:20]]
+    if left:
+        problems.append(f"{len(left)} offers not confirmed after the clients' retries")
+    echo(f"{len(links):,} links, {len(told):,} told confirmed, {confirmed:,} confirmed in the database")
+    return problems
+
+
+def _link_rows() -> Any:
+    from payouts.models import Offer, SmsMessage
+
+    return (
+        select(Offer.public_id, Offer.round, SmsMessage.attempts, Offer.state)
+        .join(SmsMessage, (SmsMessage.offer_id == Offer.id) & (SmsMessage.round == Offer.round))
+        .where(SmsMessage.kind == "notice", SmsMessage.status == "sent")
+    )
+
+
+def _link(public_id: str, round_: int, attempts: int) -> str:
+    from payouts import tokens
+    from payouts.db import PayoutSettings
+
+    return tokens.derived_link_token(
+        PayoutSettings.from_env().link_key, f"{public_id}|{round_}|notice|{attempts}"
+    )
+
+
+def _confirmable_all(world: World) -> list[str]:
+    from payouts.db import transaction
+
+    with transaction(_engine(world.url), read_only=True) as s:
+        return [_link(p, r, a) for p, r, a, state in s.execute(_link_rows()).all() if state == "notified"]
+
+
+def _wait_ready(base: str, server: Any, log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"zhida serve stopped at start; see {log}")
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"zhida serve did not start in 2 minutes; see {log}")
