@@ -13,7 +13,9 @@ by the next call with the same key, and a provider that already took it drops th
 enterprise then holds the first copy's link, so the copy must carry the same token. Deriving it
 needs no secret in the database (a database reader alone cannot build a link, as with random
 tokens); storing the token encrypted would need the same application-held key plus a column to
-wipe. A new attempt (after a refusal) gets a new token and a new key. Changing the link key leaves
+wipe. A new attempt (after a refusal) gets a new token and a new key. `send_notices`, which hands
+messages over inside the caller's transaction, gains the same: if its process dies, the rows roll
+back, and the next call composes attempt 1 again, with the same token and key. Changing the link key leaves
 the links already sent working (only hashes are stored), but a notice cut short before the change
 cannot be sent again as it was: it stays `sending`, reported, for staff to check with the provider. Every link of an offer expires at the offer's deadline
 (`link_ttl_days` after the first notice). Reminders go out `reminder_days` before the deadline, each
