@@ -4,23 +4,24 @@ Messages go through an `SmsGateway`. The default (`OutboxGateway`) keeps them in
 table (the outbox) and echoes them to the console; `TemplateGateway` is the shape of a real
 provider's template API (sign name, template code, parameters), with the HTTP call injected.
 
-Each message carries its own link token (128 bits); only its SHA-256 is stored, and the stored
-text has the token cut out. The token is derived (HMAC, `tokens.derived_link_token`) from the link
-key `ZHIDA_LINK_KEY` and the outbox row's attempt (offer public id, round, kind, attempt number),
-and so is the provider-side idempotency key every message carries (`OutgoingSms.key`). Why derived
-and not drawn at random and stored: a notice whose hand-over was cut short by a crash is sent again
-by the next call with the same key, and a provider that already took it drops the copy; the
-enterprise then holds the first copy's link, so the copy must carry the same token. Deriving it
-needs no secret in the database (a database reader alone cannot build a link, as with random
-tokens); storing the token encrypted would need the same application-held key plus a column to
-wipe. A new attempt (after a refusal) gets a new token and a new key. `send_notices`, which hands
-messages over inside the caller's transaction, gains the same: if its process dies, the rows roll
-back, and the next call composes attempt 1 again, with the same token and key. Changing the link key leaves
-the links already sent working (only hashes are stored), but a notice cut short before the change
-cannot be sent again as it was: it stays `sending`, reported, for staff to check with the provider. Every link of an offer expires at the offer's deadline
-(`link_ttl_days` after the first notice). Reminders go out `reminder_days` before the deadline, each
-at most once per round (a unique key on offer, round and kind). `expire_overdue` moves offers whose
-deadline has passed to `expired`.
+Each message carries its own link token (128 bits); only its SHA-256 is stored, and the stored text
+has the token cut out. The token is derived (HMAC, `tokens.derived_link_token`) from the link key
+`ZHIDA_LINK_KEY` and the outbox row's attempt (offer public id, round, kind, attempt number), and so
+is the provider-side idempotency key every message carries (`OutgoingSms.key`). Why derived and not
+drawn at random and stored: a notice whose hand-over was cut short by a crash is sent again by the
+next call with the same key, and a provider that already took it drops the copy; the enterprise then
+holds the first copy's link, so the copy must carry the same token. Deriving it needs no secret in
+the database (a database reader alone cannot build a link, as with random tokens); storing the token
+encrypted would need the same application-held key plus a column to wipe. A new attempt (after a
+refusal) gets a new token and a new key. `send_notices`, which hands messages over inside the
+caller's transaction, gains the same: if its process dies, the rows roll back, and the next call
+composes attempt 1 again, with the same token and key. Changing the link key leaves the links
+already sent working (only hashes are stored), but a notice cut short before the change cannot be
+sent again as it was: it stays `sending`, reported, for staff to check with the provider.
+
+Every link of an offer expires at the offer's deadline (`link_ttl_days` after the first notice).
+Reminders go out `reminder_days` before the deadline, each at most once per round (a unique key on
+offer, round and kind). `expire_overdue` moves offers whose deadline has passed to `expired`.
 """
 
 from __future__ import annotations
