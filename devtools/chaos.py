@@ -401,7 +401,7 @@ def task(world: World, step: str) -> list[str] | None:
     raise ValueError(step)
 
 
-def ready(world: World, step: str, rng: random.Random) -> list[str]:
+def ready(world: World, step: str) -> list[str]:
     """The task of `step`, first running the steps before it (whole) until there is one; the world
     is made again when even an import has nothing left to do."""
     for _ in range(6):
@@ -417,7 +417,7 @@ def ready(world: World, step: str, rng: random.Random) -> list[str]:
         before = STEPS[STEPS.index(step) - 1]
         if step == "confirm" and task(world, "sms") is None and task(world, "release") is None:
             before = "import"
-        prior = ready(world, before, rng)
+        prior = ready(world, before)
         settle(world, before, prior)
     raise RuntimeError(f"no work for {step} after making the world again")
 
@@ -714,7 +714,7 @@ def chaos(
         following = (STEPS.index(step) + 1) % len(STEPS)
         at = "commit" if rng.random() < 0.3 else "sql"
         draw = rng.random()
-        argv = ready(world, step, rng)
+        argv = ready(world, step)
         # Until a whole run of the step was seen, a guess of how many statements and commits it makes.
         most = (world.commits[step] or 3) if at == "commit" else (world.statements[step] or 60)
         point = Point(step, at, 1 + int(draw * most))
@@ -821,7 +821,6 @@ def restart_during_confirmations(
     todo: queue.Queue[str] = queue.Queue()
     for token in links:
         todo.put(token)
-    restarted = threading.Event()
 
     def note(kind: str, problem: str | None = None) -> None:
         with lock:
@@ -891,7 +890,6 @@ def restart_during_confirmations(
         else:
             restart()
         echo(f"restart took {time.monotonic() - took:.1f} s")
-        restarted.set()
         for t in threads:
             t.join()
         echo(f"burst over in {time.monotonic() - started:.1f} s: answers {dict(answers)}")
