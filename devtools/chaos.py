@@ -698,11 +698,22 @@ def chaos(
 ) -> list[Violation]:
     """Run `crashes` crash points; returns the violations (each also echoed with how to replay it)."""
     check_url(url)
-    os.environ.setdefault("ZHIDA_DATABASE_URL", url)
-    # A killed client is the fault here, not a lost server: commits need not wait for the disk.
-    os.environ["PGOPTIONS"] = (os.environ.get("PGOPTIONS", "") + " -c synchronous_commit=off").strip()
-    _warm()
     world = world or World(url, (work or Path("var/chaos")).resolve(), enterprises, seed)
+    saved = os.environ.get("PGOPTIONS")
+    # A killed client is the fault here, not a lost server: commits need not wait for the disk.
+    os.environ["PGOPTIONS"] = f"{saved or ''} -c synchronous_commit=off".strip()
+    try:
+        return _crash_points(world, crashes, echo)
+    finally:
+        if saved is None:
+            os.environ.pop("PGOPTIONS", None)
+        else:
+            os.environ["PGOPTIONS"] = saved
+
+
+def _crash_points(world: World, crashes: int, echo: Callable[[str], None]) -> list[Violation]:
+    _warm()
+    seed = world.seed
     rng = random.Random(seed)
     make_world(world)
     violations: list[Violation] = []
@@ -784,7 +795,6 @@ def restart_during_confirmations(
     from payouts.models import Offer
 
     check_url(url)
-    os.environ.setdefault("ZHIDA_DATABASE_URL", url)
     _warm()
     world = World(url, work.resolve(), enterprises, 0)
     make_world(world)
