@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +48,13 @@ from api.problems import Problem, ProblemItem, problem_response, request_id, sta
 from api.ratelimit import limiter
 from api.routes import supermarket
 from api.settings import Settings
+from api.worker import Worker, context
 from payouts.db import connect, transaction
 from payouts.offers import label as state_label
 from payouts.signin import LockoutPolicy, SessionLimits
 from payouts.sms import MemoryGateway
 from payouts.users import ROLE_LABELS
+from portal.supermarket import region_name
 from portal.supplied import MAX_EVIDENCE
 from rules import formats
 from rules.errors import PolicyError, ZhidaError
@@ -84,6 +89,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             "request_id": request_id.get(),
+            "pid": os.getpid(),  # which worker process of `zhida serve --workers N`
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
@@ -124,6 +130,8 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["money_cn"] = formats.money_cn
     templates.env.filters["china_time"] = formats.staff_time
     templates.env.filters["period"] = formats.period
+    templates.env.filters["day"] = formats.day
+    templates.env.filters["region"] = region_name  # GB/T 2260 names of a code or prefix
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
     return templates
@@ -162,6 +170,20 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While the service runs, so does its own worker (unless `ZHIDA_WORKER=false`): it stops after the
+    job in hand; a job still running at exit is taken up again by a worker once its lease runs out."""
+    worker: Worker | None = app.state.worker
+    thread = worker.start_thread() if worker is not None else None
+    try:
+        yield
+    finally:
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join(timeout=app.state.settings.shutdown_seconds)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (default: from the environment)."""
     from api.routes import (
@@ -189,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = connect(
@@ -207,10 +230,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.login_max_failures, dt.timedelta(minutes=settings.login_failure_window_minutes)
     )
     app.state.trusted_proxies = settings.proxy_networks()
-    app.state.store = PolicyStore(settings.data_dir / "policies")
-    with transaction(app.state.engine) as s:  # the policy supermarket lists what was published before it
+    app.state.store = PolicyStore(app.state.engine)
+    with transaction(app.state.engine) as s:
+        # A store kept as files by an earlier release is copied into the database once; the policy
+        # supermarket lists what was published before this start.
+        app.state.store.import_files(s, settings.data_dir / "policies")
         app.state.store.sync_index(s, dt.datetime.now(dt.UTC))
-    app.state.jobs = MatchJobs(settings.data_dir / "runs")
+    app.state.jobs = MatchJobs(settings.data_dir / "runs", app.state.engine)
     window = settings.confirm_window_seconds
     app.state.limits = {
         "ip": limiter(settings.redis_url, "ip", settings.confirm_ip_limit, window),
@@ -221,6 +247,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state.engine)
     app.state.phone = MemoryGateway() if settings.demo_phone else None
     enterprise_setup(app, settings)
+    app.state.worker = (
+        Worker(
+            context(app.state.engine, settings, app.state.phone, app.state.standings),
+            lease=dt.timedelta(seconds=settings.worker_lease_seconds),
+        )
+        if settings.worker
+        else None
+    )
     # Inside the request log: a request refused for load is logged, with the usual headers.
     app.add_middleware(
         Admission,
@@ -361,9 +395,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
-    from api.routes import notice, payees, supplied, users
+    from api.routes import jobs, notice, payees, supplied, users
 
-    for module in (supplied, notice, users):
+    for module in (supplied, notice, users, jobs):
         app.include_router(module.router)
         app.include_router(module.pages)
     app.include_router(supplied.enterprise_pages)

@@ -9,6 +9,7 @@ nonce), so they need no server-side storage.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 
@@ -21,8 +22,13 @@ from payouts.models import StaffUser
 from payouts.users import get_user
 
 _hasher = PasswordHasher()
-# Verified when the user is unknown or has no password, so that the answer takes as long either way.
-_DUMMY_HASH = _hasher.hash("zhida-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the user is unknown or has no password, so that the answer takes as long either
+    way; made at first use, not at import (every CLI command that imports this module would pay it)."""
+    return _hasher.hash("zhida-no-such-user")
 
 
 def hash_password(username: str, password: str) -> str:
@@ -35,7 +41,7 @@ def check_password(user: StaffUser | None, password: str) -> bool:
     """Whether `password` is the active user's; unknown users cost the same time as known ones."""
     stored = user.password_hash if user is not None and user.password_hash else None
     try:
-        ok = _hasher.verify(stored or _DUMMY_HASH, password)
+        ok = _hasher.verify(stored or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return False
     return ok and stored is not None and user is not None and user.active

@@ -77,6 +77,9 @@ ACCESS: dict[str, frozenset[Role]] = {
     "notice_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
     "notice_open": PERMISSIONS["notice_open"],
     "objection_resolve": PERMISSIONS["objection_resolve"],
+    # Background jobs (任务): who starts them (the reviewer), who audits, and the system administrator, who
+    # keeps the service running.
+    "jobs_read": frozenset({R.REVIEWER, R.AUDITOR, R.SYSTEM_ADMIN}),
 }
 
 
@@ -259,6 +262,7 @@ BankFiles = Annotated[StaffUser, Depends(Allow("bank_files"))]
 Verifier = Annotated[StaffUser, Depends(Allow("audit_verify"))]
 ReportReader = Annotated[StaffUser, Depends(Allow("report_read"))]
 UsersReader = Annotated[StaffUser, Depends(Allow("users_read"))]
+JobsReader = Annotated[StaffUser, Depends(Allow("jobs_read"))]
 AccountChanger = Annotated[StaffUser, Depends(Allow("account_change"))]
 AccountChangeReader = Annotated[StaffUser, Depends(Allow("account_change_read"))]
 AccountChangeDecider = Annotated[StaffUser, Depends(Allow("account_change_decide"))]

@@ -1,11 +1,15 @@
-"""Match runs started from the console or the API, carried out in the background, with a status record.
+"""Match runs started from the console or the API: durable jobs of kind "match" (payouts/jobs.py),
+carried out by a worker (`zhida worker`, or the one `zhida serve` runs in its process).
 
-An adapter until payouts has a table for them: each job is a folder `<root>/<job id>/` holding
-`status.json` (the status row), `policies/` (the published versions it ran, copied, so that the run can
-be repeated) and `run/` (Contract 4's outputs). When the match is done its candidates are imported as
-offers for review (`payouts.imports.import_run`), and the enterprise pages' cache of the run is built
-(`portal.standings.Standings.view`), so that no enterprise's first page view waits for it. Job ids are
-random, never sequential.
+The job row holds the status; the files stay files, referenced from it by the job's id: the folder
+`<root>/<job id>/` holds `policies/` (the published versions it runs, copied when the job is started, so
+that the run can be repeated) and `run/` (Contract 4's outputs). When the match is done its candidates
+are imported as offers for review (`payouts.imports.import_run`), and the enterprise pages' cache of the
+run is built (`portal.standings.Standings.view`), so that no enterprise's first page view waits for it.
+
+A match job may run again after its worker died (the lease ran out): a run folder with a manifest is
+not matched again, and a run already imported (its run id has a `match_run` row) is not imported again,
+so a retried job imports its offers once. Job ids are random, never sequential.
 """
 
 from __future__ import annotations
@@ -15,37 +19,37 @@ import json
 import logging
 import re
 import secrets
-import threading
-from dataclasses import asdict, dataclass, field, replace
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
 from api.policystore import PolicyStore
 from matcher import runfolder
 from matcher.run import run_match
 from matcher.runfolder import Manifest
-from payouts import imports
+from payouts import imports, jobs
 from payouts.db import transaction
 from payouts.errors import NotFoundError
-from payouts.models import MatchRun
+from payouts.models import Job, JobState, MatchRun
 from portal import supplied
 from portal.standings import Standings
 from rules.errors import MatchError, ZhidaError
 
 log = logging.getLogger("zhida.matchjobs")
-State = Literal["running", "done", "failed"]
+KIND = "match"
 _ID = re.compile(r"^[0-9a-f]{16}$")
-STATE_LABELS = {"running": "运行中", "done": "已完成", "failed": "失败"}
 
 
 @dataclass(frozen=True)
 class MatchJob:
-    """The status row of one match run."""
+    """The status of one match run, as its job row holds it."""
 
     id: str
-    state: State
+    state: str  # queued, running, done, failed (payouts.models.JobState)
     snapshot: str
     snapshot_path: str
     as_of: str
@@ -57,124 +61,135 @@ class MatchJob:
     run_id: str | None = None
     imported: dict[str, Any] | None = None
     import_error: str | None = None
+    attempts: int = 0
 
     @property
     def state_label(self) -> str:
-        return STATE_LABELS[self.state]
+        return jobs.STATE_LABELS[JobState(self.state)]
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def _iso(at: dt.datetime | None) -> str | None:
+    return None if at is None else at.isoformat(timespec="seconds")
+
+
+def match_job(row: Job) -> MatchJob:
+    """A match job's status from its job row."""
+    params = json.loads(row.params)
+    result = json.loads(row.result) if row.result else {}
+    return MatchJob(
+        id=row.public_id,
+        state=row.state,
+        snapshot=params["snapshot"],
+        snapshot_path=params["snapshot_path"],
+        as_of=params["as_of"],
+        started_by=row.started_by,
+        started_at=_iso(row.created_at) or "",
+        policies=list(params.get("policies", [])),
+        finished_at=_iso(row.finished_at),
+        error=row.error if row.state == "failed" else None,
+        run_id=result.get("run_id"),
+        imported=result.get("imported"),
+        import_error=result.get("import_error"),
+        attempts=row.attempts,
+    )
 
 
 class MatchJobs:
-    """The match runs under one folder, and the threads carrying them out in this process."""
+    """The match jobs: their rows in the database, their folders under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, engine: Engine) -> None:
         self.root = root
-        self._live: set[str] = set()
-        self._lock = threading.Lock()
-
-    def _save(self, job: MatchJob) -> MatchJob:
-        folder = self.root / job.id
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "status.json.tmp"
-        tmp.write_text(json.dumps(asdict(job), ensure_ascii=False, indent=2), encoding="utf-8")
-        tmp.replace(folder / "status.json")
-        return job
+        self.engine = engine
 
     def start(
-        self, snapshot: str, snapshot_path: Path, as_of: dt.date, by: str, store: PolicyStore
+        self,
+        session: Session,
+        snapshot: str,
+        snapshot_path: Path,
+        as_of: dt.date,
+        by: str,
+        store: PolicyStore,
     ) -> MatchJob:
-        """Record a new job with the latest published policies active on `as_of`; `execute` runs it."""
+        """Queue a new job (in `session`: it runs once that commits) with the latest published policies
+        active on `as_of`, copied into its folder."""
         job_id = secrets.token_hex(8)
         ruleset = store.copy_latest(self.root / job_id / "policies", as_of)
         if not len(ruleset):
-            (self.root / job_id / "policies").rmdir()
-            (self.root / job_id).rmdir()
+            shutil.rmtree(self.root / job_id, ignore_errors=True)
             raise MatchError(f"{as_of} 没有处于有效期内的已发布政策，请先发布政策或调整评估日期")
-        job = MatchJob(
-            id=job_id,
-            state="running",
-            snapshot=snapshot,
-            snapshot_path=str(snapshot_path),
-            as_of=as_of.isoformat(),
-            started_by=by,
-            started_at=_now(),
-            policies=[p.key for p in ruleset],
-        )
-        with self._lock:
-            self._live.add(job_id)
-        return self._save(job)
+        params = {
+            "snapshot": snapshot,
+            "snapshot_path": str(snapshot_path),
+            "as_of": as_of.isoformat(),
+            "policies": [p.key for p in ruleset],
+        }
+        return match_job(jobs.enqueue(session, KIND, params, by, dt.datetime.now(dt.UTC), public_id=job_id))
 
-    def execute(self, job_id: str, engine: Engine, standings: Standings | None = None) -> None:
-        """Match, then import the candidates as offers; the status row says how it ended. Once it is
-        saved as done, build the enterprise pages' cache of an imported run (`standings`): pages asking
-        for it meanwhile wait for the same build."""
-        job = self.get(job_id)
+    def execute(self, claim: jobs.Claim) -> dict[str, Any]:
+        """Match (unless a previous attempt finished the run folder), then import the candidates as offers
+        (unless that run is imported already); the job's result. A ZhidaError from the match fails the job;
+        one from the import leaves the run standing (its lists can be read) with the import's error."""
+        job = match_job(claim.job)
         folder = self.root / job.id
-        try:
-            with transaction(engine) as s:  # values enterprises supplied and their departments verified
+        run = folder / "run"
+        if not runfolder.has_manifest(run):
+            shutil.rmtree(run, ignore_errors=True)  # what an interrupted attempt left half-written
+            with transaction(self.engine, read_only=True) as s:  # values enterprises supplied, verified
                 overrides = supplied.override_records(s)
-            result = run_match(
+            run_match(
                 Path(job.snapshot_path),
                 folder / "policies",
-                folder / "run",
+                run,
                 dt.date.fromisoformat(job.as_of),
                 overrides=overrides,
             )
-            job = replace(job, run_id=result.manifest.run_id)
-            try:
-                with transaction(engine) as s:
-                    imported = imports.import_run(s, folder / "run", job.started_by)
-                job = replace(
-                    job,
-                    imported={
-                        "offers": imported.offers,
-                        "held": imported.held,
-                        "skipped": imported.skipped,
-                        "amount": format(imported.amount, "f"),
-                    },
-                )
-            except ZhidaError as e:  # the run stands (its lists can be read); its offers could not be made
-                job = replace(job, import_error=str(e))
-            job = replace(job, state="done", finished_at=_now())
+        run_id = runfolder.read_manifest(run).run_id
+        result: dict[str, Any] = {"run_id": run_id}
+        try:
+            with transaction(self.engine) as s:
+                done = s.scalars(select(MatchRun).where(MatchRun.run_id == run_id)).one_or_none()
+                if done is None:
+                    imported = imports.import_run(s, run, job.started_by)
+                    counts = (imported.offers, imported.held, imported.skipped, imported.amount)
+                else:  # an earlier attempt imported it before its worker died
+                    counts = (done.offers, done.held, done.skipped, done.amount)
+            result["imported"] = {
+                "offers": counts[0],
+                "held": counts[1],
+                "skipped": counts[2],
+                "amount": format(counts[3], "f"),
+            }
         except ZhidaError as e:
-            job = replace(job, state="failed", error=str(e), finished_at=_now())
-        except Exception as e:
-            log.exception("match job %s failed", job_id)
-            job = replace(job, state="failed", error=f"内部错误：{type(e).__name__}", finished_at=_now())
-            raise
-        finally:
-            # Saved before the job leaves the live set, so that no poll in between reads a running job
-            # that nobody runs (which it would report as interrupted).
-            self._save(job)
-            with self._lock:
-                self._live.discard(job_id)
-        if standings is not None and job.imported is not None:
-            with transaction(engine) as s:
-                run = s.scalars(select(MatchRun).where(MatchRun.run_id == job.run_id)).one()
-            standings.view(run)
+            result["import_error"] = str(e)
+        return result
+
+    def warm(self, result: dict[str, Any], standings: Standings) -> None:
+        """Build the enterprise pages' cache of an imported run (after its job is saved as done)."""
+        if result.get("imported") is None:
+            return
+        with transaction(self.engine, read_only=True) as s:
+            run = s.scalars(select(MatchRun).where(MatchRun.run_id == result["run_id"])).one()
+        standings.view(run)
 
     def get(self, job_id: str) -> MatchJob:
-        path = self.root / job_id / "status.json"
-        if not _ID.match(job_id) or not path.is_file():
+        if not _ID.match(job_id):
             raise NotFoundError(f"没有匹配运行 {job_id}")
-        job = MatchJob(**json.loads(path.read_text(encoding="utf-8")))
-        if job.state == "running" and job_id not in self._live:
-            return replace(job, state="failed", error="运行被中断（服务已重启），请重新运行")
-        return job
+        with transaction(self.engine, read_only=True) as s:
+            try:
+                return match_job(jobs.get(s, job_id, KIND))
+            except NotFoundError:
+                raise NotFoundError(f"没有匹配运行 {job_id}") from None
 
     def list(self) -> list[MatchJob]:
-        """Every job, newest first."""
-        ids = [p.parent.name for p in self.root.glob("*/status.json")] if self.root.is_dir() else []
-        return sorted((self.get(i) for i in ids if _ID.match(i)), key=lambda j: j.started_at, reverse=True)
+        """The latest jobs, newest first."""
+        with transaction(self.engine, read_only=True) as s:
+            return [match_job(r) for r in jobs.recent(s, kind=KIND)]
 
     def run_dir(self, job: MatchJob) -> Path:
         return self.root / job.id / "run"
 
     def manifest(self, job: MatchJob) -> Manifest | None:
-        """The manifest of a finished job's run folder; None while it runs, failed, or has none."""
+        """The manifest of a finished job's run folder; None while it waits or runs, failed, or has none."""
         folder = self.run_dir(job)
         return (
             runfolder.read_manifest(folder)

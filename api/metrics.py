@@ -1,5 +1,6 @@
 """Prometheus metrics (`GET /metrics`): requests and their latency by route, and, read at each scrape,
-offers by state and SMS by kind and status. Each app has its own registry (tests make many apps).
+offers by state, SMS by kind and status, and durable jobs by kind and state (the queue's depth, its
+failures). Each app has its own registry (tests make many apps).
 
 Not public in production: there the endpoint answers only a `Bearer` equal to `ZHIDA_METRICS_TOKEN`,
 and does not exist without one.
@@ -18,13 +19,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from payouts.db import transaction
-from payouts.models import Offer, SmsMessage
+from payouts.models import Job, Offer, SmsMessage
 
 pages = APIRouter(include_in_schema=False)
 
 
 class _Business(Collector):
-    """Offers by state and SMS by kind and status, counted when Prometheus scrapes."""
+    """Offers by state, SMS by kind and status and jobs by kind and state, counted when Prometheus scrapes."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -34,7 +35,12 @@ class _Business(Collector):
         sms = GaugeMetricFamily(
             "zhida_sms_messages", "SMS messages by kind and status", labels=["kind", "status"]
         )
+        jobs = GaugeMetricFamily("zhida_jobs", "Durable jobs by kind and state", labels=["kind", "state"])
         with transaction(self.engine, read_only=True) as s:
+            for kind, state, n in s.execute(
+                select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
+            ):
+                jobs.add_metric([kind, state], n)
             for state, n in s.execute(select(Offer.state, func.count()).group_by(Offer.state)):
                 offers.add_metric([state], n)
             for kind, status, n in s.execute(
@@ -45,6 +51,7 @@ class _Business(Collector):
                 sms.add_metric([kind, status], n)
         yield offers
         yield sms
+        yield jobs
 
 
 class Metrics:

@@ -1,35 +1,40 @@
-"""Where uploaded (draft) and published policy versions are kept: YAML files with a small JSON record each.
+"""Where uploaded (draft) and published policy versions are kept: the `policy_text` table
+(`payouts.policytexts`), shared by every worker of the service.
 
-An adapter until payouts has a table for policy texts (see the report of issue 6): the interface is
-`PolicyStore`, the files are `<root>/drafts/<id>@<version>.yaml` and `<root>/published/<id>@<version>.yaml`,
-each beside `<same name>.json` (who, when, digest, title, department, validity). A published version is
-immutable; a new version must be higher than the latest published one. Publishing is an audit event.
-A match run uses the latest published version of every policy, copied into the run's own folder.
+`PolicyStore` checks an uploaded file as the CLI does, keeps it as a draft, and publishes it: the version
+becomes immutable, a new version must be higher than the latest published one, publishing is an audit
+event and lists the policy in the policy supermarket. A match run uses the latest published version of
+every policy, written into the run's own folder (`copy_latest`). A store kept as files by earlier
+releases (`<data dir>/policies/{drafts,published}/<id>@<version>.yaml` + `.json`) is imported once at
+start (`import_files`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
+import logging
 import re
-import shutil
-import threading
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
-from payouts import audit
+from payouts import policytexts
+from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
+from payouts.models import PolicyText
 from portal import supermarket
-from rules.errors import PolicyError, Problem, StateError
+from rules.errors import PolicyError, Problem
 from rules.policy import Policy
 from rules.ruleset import RuleSet, load_ruleset
 from rules.validate import parse_policy_text
 
 Status = Literal["draft", "published"]
+log = logging.getLogger("zhida.policies")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}@[1-9][0-9]{0,8}$")
 
 
@@ -68,62 +73,55 @@ def _decode(data: bytes, file_name: str) -> str:
 
 
 class PolicyStore:
-    """Draft and published policy versions under one folder."""
+    """Draft and published policy versions, kept in the database (`payouts.policytexts`), and what
+    publishing does beyond the table: the audit event and the policy supermarket's index."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._lock = threading.Lock()
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    def _dir(self, status: Status) -> Path:
-        path = self.root / ("drafts" if status == "draft" else "published")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _read(self, status: Status) -> list[StoredPolicy]:
-        records = []
-        for meta in sorted(self._dir(status).glob("*.json")):
-            records.append(StoredPolicy(**json.loads(meta.read_text(encoding="utf-8"))))
-        return records
-
-    def _write(self, record: StoredPolicy, text: str) -> None:
-        folder = self._dir(record.status)
-        (folder / f"{record.key}.yaml").write_text(text, encoding="utf-8")
-        (folder / f"{record.key}.json").write_text(
-            json.dumps(asdict(record), ensure_ascii=False, indent=2), encoding="utf-8"
-        )
+    def _read(self) -> AbstractContextManager[Session]:
+        return transaction(self.engine, read_only=True)
 
     def list(self, status: Status, department: str | None = None) -> list[StoredPolicy]:
         """Versions in `status`, newest version first within each policy; only `department`'s if given."""
-        rows = [r for r in self._read(status) if department is None or r.department == department]
-        return sorted(rows, key=lambda r: (r.id, -r.version))
+        with self._read() as s:
+            return [_stored(r) for r in policytexts.listed(s, status, department)]
 
     def get(self, policy_id: str, version: int, status: Status) -> StoredPolicy:
-        key = f"{policy_id}@{version}"
-        meta = self._dir(status) / f"{key}.json"
-        if not _KEY.match(key) or not meta.is_file():
+        row = None
+        if _KEY.match(f"{policy_id}@{version}"):
+            with self._read() as s:
+                row = policytexts.find(s, policy_id, version, status)
+        if row is None:
             raise NotFoundError(
                 f"没有{'草稿' if status == 'draft' else '已发布的'}政策 {policy_id} 第 {version} 版"
             )
-        return StoredPolicy(**json.loads(meta.read_text(encoding="utf-8")))
+        return _stored(row)
 
     def text(self, record: StoredPolicy) -> str:
-        return (self._dir(record.status) / f"{record.key}.yaml").read_text(encoding="utf-8")
+        with self._read() as s:
+            row = policytexts.find(s, record.id, record.version, "published") or policytexts.find(
+                s, record.id, record.version, "draft"
+            )
+        if row is None:
+            raise NotFoundError(f"没有政策 {record.id} 第 {record.version} 版")
+        return row.text
 
     def parsed(self, record: StoredPolicy) -> Policy:
         return parse_policy_text(self.text(record), record.file_name)
 
     def latest_published(self, policy_id: str) -> StoredPolicy | None:
-        versions = [r for r in self._read("published") if r.id == policy_id]
-        return max(versions, key=lambda r: r.version) if versions else None
+        with self._read() as s:
+            row = policytexts.latest_published(s, policy_id)
+        return _stored(row) if row is not None else None
 
     def departments(self) -> dict[str, str]:
         """Policy id → department, from every stored version (published ones win)."""
-        out = {r.id: r.department for r in self._read("draft")}
-        out.update({r.id: r.department for r in self._read("published")})
-        return out
+        with self._read() as s:
+            return policytexts.departments(s)
 
     def upload(
-        self, data: bytes, file_name: str, by: str, department: str | None, now: dt.datetime
+        self, session: Session, data: bytes, file_name: str, by: str, department: str | None, now: dt.datetime
     ) -> tuple[StoredPolicy, Policy]:
         """Check an uploaded file as the CLI does and keep it as a draft of its (id, version).
 
@@ -135,98 +133,72 @@ class PolicyStore:
         policy = parse_policy_text(text, file_name)
         if department is not None and policy.department != department:
             raise RoleError(f"只能上传本部门（{department}）的政策，此文件属于“{policy.department}”")
-        latest = self.latest_published(policy.id)
-        if latest is not None and policy.version <= latest.version:
+        latest = policytexts.latest_published(session, policy.id)
+        row = PolicyText(
+            policy_id=policy.id,
+            version=policy.version,
+            status="draft",
+            text=text,
+            sha256=hashlib.sha256(data).hexdigest(),
+            title=policy.title,
+            department=policy.department,
+            valid_from=policy.valid_from,
+            valid_to=policy.valid_to,
+            file_name=file_name,
+            uploaded_by=by,
+            uploaded_at=now,
+        )
+        if (latest is not None and policy.version <= latest.version) or not policytexts.save_draft(
+            session, row
+        ):
+            newest = latest.version if latest is not None else policy.version
             raise PolicyError(
                 [
                     Problem(
                         file_name,
                         _line_of(data, "version"),
                         policy.id,
-                        f"第 {policy.version} 版不能上传：已发布到第 {latest.version} 版，已发布的版本不可更改",
-                        f"请把 version 改为 {latest.version + 1}",
+                        f"第 {policy.version} 版不能上传：已发布到第 {newest} 版，已发布的版本不可更改",
+                        f"请把 version 改为 {newest + 1}",
                     )
                 ]
             )
-        record = StoredPolicy(
-            id=policy.id,
-            version=policy.version,
-            status="draft",
-            title=policy.title,
-            department=policy.department,
-            valid_from=policy.valid_from.isoformat(),
-            valid_to=policy.valid_to.isoformat(),
-            file_name=file_name,
-            sha256=hashlib.sha256(data).hexdigest(),
-            uploaded_by=by,
-            uploaded_at=now.isoformat(timespec="seconds"),
-        )
-        with self._lock:
-            self._write(record, text)
-        return record, policy
+        return _stored(row), policy
 
     def publish(self, session: Session, record: StoredPolicy, by: str, now: dt.datetime) -> StoredPolicy:
-        """Publish a draft: it becomes immutable, and match runs use it from now on."""
-        with self._lock:
-            latest = self.latest_published(record.id)
-            if latest is not None and latest.version >= record.version:
-                raise StateError(
-                    f"政策 {record.id} 已发布到第 {latest.version} 版，不能再发布第 {record.version} 版"
-                )
-            draft = self._dir("draft") / f"{record.key}.yaml"
-            text = draft.read_text(encoding="utf-8")
-            published = StoredPolicy(
-                **{
-                    **asdict(record),
-                    "status": "published",
-                    "published_by": by,
-                    "published_at": now.isoformat(timespec="seconds"),
-                }
-            )
-            self._write(published, text)
-            draft.unlink()
-            draft.with_suffix(".json").unlink()
-        audit.record(
-            session, now, by, "publish", "policy", record.key, "draft", "published", sha256=record.sha256
-        )
+        """Publish a draft: it becomes immutable, and match runs use it from now on. Of two workers
+        publishing at once, one wins; the other gets a StateError (payouts.policytexts.publish)."""
+        row = policytexts.publish(session, record.id, record.version, by, now)
         # The public policy supermarket lists the latest published version from now on.
-        supermarket.index_policy(session, parse_policy_text(text, record.file_name), now, now)
-        return published
-
-    def _latest(self) -> dict[str, StoredPolicy]:
-        latest: dict[str, StoredPolicy] = {}
-        for r in self._read("published"):
-            if r.id not in latest or r.version > latest[r.id].version:
-                latest[r.id] = r
-        return latest
+        supermarket.index_policy(session, parse_policy_text(row.text, row.file_name), now, now)
+        return _stored(row)
 
     def sync_index(self, session: Session, now: dt.datetime) -> tuple[int, int]:
         """List in the policy supermarket what is published but not listed (or listed in an older version),
         and take off what is no longer published; (listed, removed)."""
-        latest = self._latest()
+        latest = {r.policy_id: r for r in policytexts.latest_of_all(session)}
         stale, gone = supermarket.sync_plan(
             {pid: r.version for pid, r in latest.items()}, supermarket.listed_versions(session)
         )
         for pid in stale:
             r = latest[pid]
-            supermarket.index_policy(session, self.parsed(r), _published_at(r, now), now)
+            supermarket.index_policy(session, _parse(r), r.published_at or now, now)
         return len(stale), supermarket.remove(session, gone)
 
     def rebuild_index(self, session: Session, now: dt.datetime) -> int:
         """Make the policy supermarket's index again from the latest published version of every policy."""
-        latest = sorted(self._latest().values(), key=lambda r: r.id)
-        return supermarket.rebuild(session, [(self.parsed(r), _published_at(r, now)) for r in latest], now)
+        latest = policytexts.latest_of_all(session)
+        return supermarket.rebuild(session, [(_parse(r), r.published_at or now) for r in latest], now)
 
     def copy_latest(self, dest: Path, as_of: dt.date) -> RuleSet:
-        """Copy the latest published version of every policy active on `as_of` into `dest`; the rule set."""
+        """Write the latest published version of every policy active on `as_of` into `dest` (the run's
+        own copy, `<id>@<version>.yaml`); the rule set."""
         dest.mkdir(parents=True, exist_ok=True)
-        latest: dict[str, StoredPolicy] = {}
-        for r in self._read("published"):
-            if r.id not in latest or r.version > latest[r.id].version:
-                latest[r.id] = r
-        for r in latest.values():
-            if r.valid_from <= as_of.isoformat() <= r.valid_to:
-                shutil.copyfile(self._dir("published") / f"{r.key}.yaml", dest / f"{r.key}.yaml")
+        with self._read() as s:
+            latest = policytexts.latest_of_all(s)
+        for r in latest:
+            if r.valid_from <= as_of <= r.valid_to:
+                (dest / f"{r.policy_id}@{r.version}.yaml").write_text(r.text, encoding="utf-8")
         return load_ruleset(dest)
 
     def seed(self, directory: Path, session: Session, by: str, now: dt.datetime) -> int:
@@ -234,13 +206,45 @@ class PolicyStore:
         done = 0
         for path in sorted(directory.glob("*.yaml")):
             policy = parse_policy_text(path.read_text(encoding="utf-8"), path.name)
-            latest = self.latest_published(policy.id)
+            latest = policytexts.latest_published(session, policy.id)
             if latest is not None and latest.version >= policy.version:
                 continue
-            record, _ = self.upload(path.read_bytes(), path.name, by, None, now)
+            record, _ = self.upload(session, path.read_bytes(), path.name, by, None, now)
             self.publish(session, record, by, now)
             done += 1
         return done
+
+    def import_files(self, session: Session, root: Path) -> int:
+        """Once, at start: copy a policy store kept as files under `root` (before the table existed) into
+        the table when the table is empty; the number of versions copied."""
+        done = policytexts.import_folder(session, root)
+        if done:
+            log.warning(
+                "policy store: %d versions imported from %s (the folder is no longer read)", done, root
+            )
+        return done
+
+
+def _stored(row: PolicyText) -> StoredPolicy:
+    return StoredPolicy(
+        id=row.policy_id,
+        version=row.version,
+        status="published" if row.status == "published" else "draft",
+        title=row.title,
+        department=row.department,
+        valid_from=row.valid_from.isoformat(),
+        valid_to=row.valid_to.isoformat(),
+        file_name=row.file_name,
+        sha256=row.sha256,
+        uploaded_by=row.uploaded_by,
+        uploaded_at=row.uploaded_at.isoformat(timespec="seconds"),
+        published_by=row.published_by,
+        published_at=row.published_at.isoformat(timespec="seconds") if row.published_at else None,
+    )
+
+
+def _parse(row: PolicyText) -> Policy:
+    return parse_policy_text(row.text, row.file_name)
 
 
 def _line_of(data: bytes, key: str) -> int | None:
@@ -249,7 +253,3 @@ def _line_of(data: bytes, key: str) -> int | None:
         if line.startswith(f"{key}:"):
             return n
     return None
-
-
-def _published_at(record: StoredPolicy, default: dt.datetime) -> dt.datetime:
-    return dt.datetime.fromisoformat(record.published_at) if record.published_at else default

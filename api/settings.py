@@ -68,7 +68,7 @@ class Settings(SlaSettings):
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"  # where staff reach the console; SMS links too by default
     link_base: str | None = None  # the public confirm page; default: public_url + "/c/"
-    data_dir: Path = Path("var/web")  # policy store, match runs, bank files
+    data_dir: Path = Path("var/web")  # match runs, bank files, evidence (the policy store is in the database)
     snapshots_root: Path = Path("var/snapshots")  # one sub-folder per registry snapshot
     as_of: dt.date | None = None  # default evaluation date of match runs and simulations (None: today)
     # Staff sessions (payouts/signin.py): end after this long without a request, and this long after sign-in.
@@ -86,6 +86,14 @@ class Settings(SlaSettings):
     confirm_token_limit: int = 20
     confirm_window_seconds: int = 600
     login_limit: int = 10  # failed or not, per IP and username, per confirm_window_seconds
+    # Run durable jobs (match runs, SMS waves, reminders, the expiry sweep) in a thread of the web process
+    # (api/worker.py). Production turns it off (`zhida serve --no-worker`) and runs `zhida worker` instead.
+    worker: bool = True
+    # Every worker queues the periodic jobs (reminders daily, the expiry sweep hourly), once per period.
+    schedule: bool = True
+    worker_lease_seconds: int = Field(
+        default=60, ge=5
+    )  # a job whose worker stops beating is retried after this
     demo_phone: bool = False  # show the SMS this process sent, with their links, at /demo/phone
     objection_ip_limit: int = 5  # objections (异议) filed per IP per confirm_window_seconds on /gongshi
     # Enterprise sign-in (法人登录): the provincial unified identity by OIDC when an issuer is set, and the

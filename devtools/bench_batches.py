@@ -5,7 +5,10 @@ Steps, each meant to run in its own process so that its peak memory is its own
 - `seed URL ROWS`: create the PostgreSQL database `URL` names (if absent), migrate it and import ROWS
   offers of one policy that needs no confirmation, released straight to confirmed (set-based: the
   bulk import and one UPDATE);
-- `create URL`, `approve URL`, `export URL OUT_DIR`: the batch steps on that policy.
+- `create URL`, `approve URL`, `export URL OUT_DIR`: the batch steps on that policy;
+- `page URL [QUERY]`: the console's batch page (`/console/batches/REF?QUERY`) as a checker opens it,
+  through the whole service in process (FastAPI's TestClient, no network): after one warm-up, the median
+  of five requests' time to the first byte and to the last, and the bytes of HTML.
 Each prints one JSON line: the step, the batch's lines, seconds and peak RSS (getrusage).
 
 `BENCH_BATCHES_MODULE` names the module to take `create_batch`, `approve` and `export` from
@@ -126,6 +129,47 @@ def _reference(s: Any) -> tuple[str, int]:
     return batch.reference, batch.line_count
 
 
+def page(engine: Any, url: str, reference: str, query: str) -> dict[str, Any]:
+    """Time the batch page (see the module docstring)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from payouts import signin
+    from payouts.models import StaffUser
+
+    with transaction(engine) as s:
+        checker = s.scalar(select(StaffUser).where(StaffUser.username == "bench-checker"))
+        token = signin.start_session(s, checker, dt.datetime.now(dt.UTC))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            database_url=url,
+            data_dir=Path(tmp) / "web",
+            snapshots_root=Path(tmp),
+            secret_key="bench-batches-secret-key-long-enough-0123456789",
+        )
+        client = TestClient(create_app(settings))
+        headers = {"Authorization": f"Bearer {token}"}
+        path = f"/console/batches/{reference}" + (f"?{query}" if query else "")
+        timings = []
+        for _ in range(6):
+            t = time.perf_counter()
+            with client.stream("GET", path, headers=headers) as r:
+                chunks = r.iter_raw()
+                first = next(chunks)
+                at_first = time.perf_counter() - t
+                size = len(first) + sum(len(c) for c in chunks)
+            assert r.status_code == 200, r.status_code
+            timings.append((at_first, time.perf_counter() - t, size))
+        runs = sorted(timings[1:])
+        first_byte, last_byte, size = runs[len(runs) // 2]
+    return {
+        "first_byte_ms": round(first_byte * 1000),
+        "last_byte_ms": round(last_byte * 1000),
+        "html_bytes": size,
+    }
+
+
 def main(args: list[str]) -> dict[str, Any]:
     step, url = args[0], args[1]
     impl = importlib.import_module(os.environ.get("BENCH_BATCHES_MODULE", "payouts.batches"))
@@ -143,6 +187,8 @@ def main(args: list[str]) -> dict[str, Any]:
                 out["batch"], out["lines"] = _reference(s)
                 if step == "approve":
                     impl.approve(s, out["batch"], "bench-checker", T0 + dt.timedelta(hours=2))
+                elif step == "page":
+                    out |= page(engine, url, out["batch"], args[2] if len(args) > 2 else "")
                 elif step == "export":
                     e = impl.export(s, out["batch"], "bench-maker", Path(args[2]), T0 + dt.timedelta(hours=3))
                     out["csv_bytes"], out["xml_bytes"] = e.csv_path.stat().st_size, e.xml_path.stat().st_size

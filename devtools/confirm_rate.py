@@ -39,8 +39,11 @@ class Rate:
         return self.confirmed / self.seconds if self.seconds else 0.0
 
 
-def notified_links(enterprises: int, work: Path, url: str) -> list[str]:
-    """A fresh database with every confirmation-needing offer notified; their link tokens."""
+def notified_links(
+    enterprises: int, work: Path, url: str, *, at: dt.datetime | None = None, limit: int | None = None
+) -> list[str]:
+    """A fresh database with the confirmation-needing offers notified (`limit` of them, else all) at
+    `at` (default: the flow's clock); their link tokens."""
     from payouts import sms
     from payouts.db import PayoutSettings
 
@@ -50,7 +53,8 @@ def notified_links(enterprises: int, work: Path, url: str) -> list[str]:
         flow._RUNNERS[stage](work, enterprises, 0, url)
     phone = sms.MemoryGateway()
     settings = PayoutSettings(database_url=url)
-    sms.send_notices_in_chunks(flow._engine(url), phone, flow.T0 + dt.timedelta(hours=2), settings)
+    when = at or flow.T0 + dt.timedelta(hours=2)
+    sms.send_notices_in_chunks(flow._engine(url), phone, when, settings, limit=limit)
     return [m.params["link"].removeprefix(settings.link_base) for m in phone.sent]
 
 

@@ -22,6 +22,7 @@ import asyncio
 import ipaddress
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -205,6 +206,38 @@ def start_demo(port: int, log: Path) -> subprocess.Popen[bytes]:
         time.sleep(1)
     server.kill()
     raise SystemExit(f"the server did not start in 10 minutes; see {log}")
+
+
+def start_service(url: str, workers: int, port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`zhida serve --workers N` on the database at `url` (the benchmarks' own, with its data folder
+    `data`), with the confirmation page's rate limits out of the way."""
+    env = {
+        **os.environ,
+        "ZHIDA_DATABASE_URL": url,
+        "ZHIDA_DATA_DIR": str(data),
+        "ZHIDA_CONFIRM_IP_LIMIT": "1000000",
+        "ZHIDA_CONFIRM_TOKEN_LIMIT": "1000000",
+        # One secret for every worker: a form signed by one is accepted by the other.
+        "ZHIDA_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    zhida = Path(sys.executable).with_name("zhida")
+    out = log.open("wb")
+    command = [str(zhida), "serve", "--port", str(port)] + (
+        ["--workers", str(workers)] if workers > 1 else []
+    )
+    server = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server stopped at start; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit(f"the server did not start in 2 minutes; see {log}")
 
 
 def stop(server: subprocess.Popen[bytes], grace: float = 30) -> float | None:

@@ -500,6 +500,60 @@ def _check_members(session: Session, row: Mapping[str, Any]) -> list[str]:
     return []
 
 
+# What staff read for an audit action (the log keeps the English word; pages and exports show these).
+ACTION_LABELS = {
+    "import": "导入比对结果",
+    "release": "初核通过发布",
+    "hold": "暂缓",
+    "drop": "剔除",
+    "notify": "发送确认短信",
+    "confirm": "企业确认领取",
+    "decline": "企业放弃",
+    "account_wrong": "企业反映账户有误",
+    "expire": "确认逾期",
+    "batch": "纳入拨付批次",
+    "unbatch": "移出拨付批次",
+    "assemble": "制单",
+    "approve": "复核通过",
+    "reject": "退回",
+    "export": "导出银行文件",
+    "reconcile": "导入银行回单",
+    "remove_line": "异议成立，移出批次",
+    "resolve": "处理异议",
+    "correct_account": "更正对公账户",
+    "verify": "核实补充数据",
+    "retire": "停用数据更正",
+    "view_evidence": "查看证明材料",
+    "create_user": "新增用户",
+    "set_role": "更改角色",
+    "set_department": "更改部门",
+    "set_active": "停用或启用",
+    "set_password": "设置密码",
+    "unlock": "解除锁定",
+    "issue_cli_token": "签发命令行令牌",
+    "revoke_cli_tokens": "吊销命令行令牌",
+    "sign_in": "登录",
+    "sign_in_failed": "登录失败",
+    "sign_in_refused": "登录被拒绝",
+    "sign_out": "退出登录",
+}
+
+
+def action_label(action: str) -> str:
+    """An audit action as staff read it: 暂缓, 复核通过 (an unknown action as it is)."""
+    return ACTION_LABELS.get(action, action)
+
+
+def actor_label(actor: str, names: Mapping[str, str] | None = None) -> str:
+    """Who acted, as staff read it: a member of staff by name (`names`: username → display name),
+    系统 for the system's own jobs, 企业（USCC） for an enterprise."""
+    if actor == "system":
+        return "系统"
+    if actor.startswith("enterprise:"):
+        return f"企业（{actor.removeprefix('enterprise:')}）"
+    return (names or {}).get(actor, actor)
+
+
 def history(session: Session, entity: str, entity_id: str) -> list[AuditEvent]:
     """Every event of one thing, oldest first: its own events and the bulk events it is a member of."""
     bulk = select(AuditMember.seq).where(AuditMember.entity_id == entity_id)

@@ -2,7 +2,7 @@
 
 A backup is a folder:
 - `database.dump` (PostgreSQL, `pg_dump` custom format) or `database.sqlite` (SQLite's online backup);
-- `files/`: the service's data folder (published policies, match runs, evidence, bank files; caches
+- `files/`: the service's data folder (match runs, evidence, bank files; caches
   left out) and every imported run folder kept elsewhere, each under the path it is restored to;
 - `checkpoint.json`: a signed checkpoint of the audit chain's head, taken in the same snapshot as the
   dump (so the copy holds exactly the events up to it);

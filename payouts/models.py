@@ -210,6 +210,36 @@ class PolicyVersion(SQLModel, table=True):
     notice_days: int | None = None  # public notice (公示) before a batch may be approved; None: no notice
 
 
+class PolicyText(SQLModel, table=True):
+    """An uploaded policy file (a draft) or a published version, with its YAML text: the policy store.
+
+    One row per (policy, version): a draft becomes published in place, and a published row is never
+    changed again. Match runs copy the latest published texts into their own folder.
+    """
+
+    __tablename__ = "policy_text"
+    __table_args__ = (
+        UniqueConstraint("policy_id", "version"),
+        CheckConstraint("status IN ('draft', 'published')", name="status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: str = Field(sa_type=String(64))
+    version: int
+    status: str = Field(sa_type=String(16))
+    text: str = Field(sa_type=Text)  # the file as uploaded (UTF-8)
+    sha256: str = Field(sa_type=String(64))  # of the uploaded bytes
+    title: str = Field(sa_type=Text)
+    department: str = Field(sa_type=Text)
+    valid_from: dt.date = Field(sa_type=Date)
+    valid_to: dt.date = Field(sa_type=Date)
+    file_name: str = Field(sa_type=String(255))
+    uploaded_by: str = Field(sa_type=String(64))
+    uploaded_at: dt.datetime = Field(sa_type=UtcDateTime)
+    published_by: str | None = Field(default=None, sa_type=String(64))
+    published_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
 class Payee(SQLModel, table=True):
     """The registered corporate account (对公账户) an offer pays to: from a snapshot, or corrected by staff."""
 
@@ -524,3 +554,47 @@ class Objection(SQLModel, table=True):
     resolved_by: int | None = Field(default=None, foreign_key="staff_user.id")
     resolved_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
     resolution: str | None = Field(default=None, sa_type=Text)
+
+
+class JobState(StrEnum):
+    """Where a durable job is (payouts/jobs.py): waiting, held by a worker under a lease, or ended."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(SQLModel, table=True):
+    """One durable job (a match run, an SMS wave, the reminders, the expiry sweep), run by `zhida worker`.
+
+    A worker holds a running job under a lease it renews by heartbeat; a job whose lease ran out (its
+    worker died) is queued again, up to `max_attempts`, then failed with an error users can read.
+    `period_key` is set on scheduled jobs only: one job per kind and period, whatever the workers.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(allowed("state", JobState), name="state"),
+        Index("ix_job_state_run_after", "state", "run_after"),
+        Index("ix_job_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)  # random: in the console's and API's URLs
+    kind: str = Field(sa_type=String(32))
+    params: str = Field(sa_type=Text)  # JSON: what the handler of `kind` needs
+    state: str = Field(sa_type=String(16))
+    attempts: int = 0
+    max_attempts: int = 3
+    run_after: dt.datetime = Field(sa_type=UtcDateTime)
+    lease_until: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    heartbeat_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    worker: str | None = Field(default=None, sa_type=String(128))
+    period_key: str | None = Field(default=None, sa_type=String(64), unique=True)
+    result: str | None = Field(default=None, sa_type=Text)  # JSON
+    error: str | None = Field(default=None, sa_type=Text)  # Chinese, for users
+    started_by: str = Field(sa_type=String(64))  # a staff username, or "system" for scheduled jobs
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    started_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    finished_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)

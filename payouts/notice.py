@@ -18,8 +18,9 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
 from payouts import audit, offers, tokens
@@ -131,8 +132,37 @@ class NoticeLine:
     amount: Decimal
 
 
-def lines(session: Session, notice: PublicNotice) -> list[NoticeLine]:
-    """The batch's live lines, as published: enterprise name, item title and amount."""
+def _lines_where(notice: PublicNotice, search: str | None, line_no: int | None) -> list[Any]:
+    where: list[Any] = [BatchLine.batch_id == notice.batch_id, BatchLine.live]
+    if line_no is not None:
+        where.append(BatchLine.line_no == line_no)
+    text = (search or "").strip()
+    if text:
+        named = select(Payee.id).where(Payee.name.contains(text, autoescape=True))
+        by_name = BatchLine.payee_id.in_(named)
+        where.append(
+            or_(by_name, BatchLine.line_no == int(text)) if text.isdigit() and len(text) <= 9 else by_name
+        )
+    return where
+
+
+def count_lines(session: Session, notice: PublicNotice, search: str | None = None) -> int:
+    """How many published lines match `search` (a part of the enterprise's name, or a line number)."""
+    where = _lines_where(notice, search, None)
+    return session.scalar(select(func.count()).select_from(BatchLine).where(*where)) or 0
+
+
+def lines(
+    session: Session,
+    notice: PublicNotice,
+    *,
+    search: str | None = None,
+    line_no: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[NoticeLine]:
+    """The batch's live lines, as published: enterprise name, item title and amount; those matching
+    `search` (a part of the name, or a line number) or the one `line_no`, a page of `limit` from `offset`."""
     rows = session.execute(
         select(
             BatchLine.line_no,
@@ -144,12 +174,14 @@ def lines(session: Session, notice: PublicNotice) -> list[NoticeLine]:
         )
         .join(Payee, Payee.id == BatchLine.payee_id)
         .join(Offer, Offer.id == BatchLine.offer_id)
-        .where(BatchLine.batch_id == notice.batch_id, BatchLine.live)
+        .where(*_lines_where(notice, search, line_no))
         .order_by(BatchLine.line_no)
+        .limit(limit)
+        .offset(offset)
     ).all()
     titles: dict[tuple[str, int], dict[str, str]] = {}
     out = []
-    for line_no, name, item_id, pid, version, amount in rows:
+    for no, name, item_id, pid, version, amount in rows:
         if (pid, version) not in titles:
             items = session.scalar(
                 select(PolicyVersion.items).where(
@@ -157,7 +189,7 @@ def lines(session: Session, notice: PublicNotice) -> list[NoticeLine]:
                 )
             )
             titles[(pid, version)] = {i["id"]: i["title"] for i in json.loads(items or "[]")}
-        out.append(NoticeLine(line_no, name, titles[(pid, version)].get(item_id, item_id), amount))
+        out.append(NoticeLine(no, name, titles[(pid, version)].get(item_id, item_id), amount))
     return out
 
 

@@ -10,10 +10,11 @@ what it actually changed and, when they differ (somebody changed the set meanwhi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, true
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true
 from sqlmodel import Session
 
 from payouts.models import MatchRun, Offer, Payee, PolicyVersion
@@ -30,21 +31,51 @@ class SelectionChanged(StateError):
     """The offers an action would change are not the count and total its user confirmed."""
 
 
+REGION_PREFIX = re.compile(r"\d{2}(?:\d{2}(?:\d{2})?)?")
+
+
 @dataclass(frozen=True)
 class OfferFilter:
-    """The filters of an offer list; a bulk action may act on every offer matching them."""
+    """The filters of an offer list; a bulk action may act on every offer matching them.
+
+    `region` is a GB/T 2260 prefix (43 a province, 4301 a prefecture, 430102 a county) matched against the
+    registration authority's division code, characters 3–8 of the USCC (GB 32100-2015). `enterprise`
+    matches a USCC prefix or a part of the enterprise's name. Amounts are yuan, both bounds included.
+    """
 
     policy_id: str | None = None
     run_id: str | None = None
     states: tuple[str, ...] = ()
     uscc: str | None = None
     name: str | None = None
+    item_id: str | None = None
+    region: str | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    enterprise: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.region and not REGION_PREFIX.fullmatch(self.region):
+            raise ValueError(f"地区代码应为2、4或6位数字：{self.region}")
 
     def condition(self) -> ColumnElement[bool]:
         c = Offer.__table__.c
         where: list[ColumnElement[bool]] = []
         if self.policy_id:
             where.append(c.policy_id == self.policy_id)
+        if self.item_id:
+            where.append(c.item_id == self.item_id)
+        if self.region:
+            where.append(func.substr(c.uscc, 3, len(self.region)) == self.region)
+        if self.amount_min is not None:
+            where.append(c.amount >= self.amount_min)
+        if self.amount_max is not None:
+            where.append(c.amount <= self.amount_max)
+        if self.enterprise:
+            named = select(Payee.id).where(Payee.name.contains(self.enterprise, autoescape=True))
+            where.append(
+                or_(c.uscc.startswith(self.enterprise.upper(), autoescape=True), c.payee_id.in_(named))
+            )
         if self.run_id:
             run = select(MatchRun.id).where(MatchRun.run_id == self.run_id).scalar_subquery()
             where.append(c.match_run_id == run)
@@ -86,10 +117,15 @@ class Selection:
             chosen = c.public_id.in_(sorted(set(self.offers or ())))
         if self.department is None:
             return chosen
-        mine = exists().where(
-            PolicyVersion.policy_id == c.policy_id,
-            PolicyVersion.version == c.policy_version,
-            PolicyVersion.department == self.department,
+        # Correlated to the offer only: a list that joins the policy version itself may use this too.
+        mine = (
+            exists()
+            .where(
+                PolicyVersion.policy_id == c.policy_id,
+                PolicyVersion.version == c.policy_version,
+                PolicyVersion.department == self.department,
+            )
+            .correlate_except(PolicyVersion)
         )
         return and_(chosen, mine)
 

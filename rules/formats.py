@@ -31,14 +31,28 @@ def money_cn(value: Decimal | str | int | None) -> str:
 
 
 def period(value: str | None) -> str:
-    """A policy's period as people read it (it reaches the enterprise's bank statement): 一次性, 2025年度."""
+    """A policy's period as people read it (it reaches the enterprise's bank statement): 一次性, 2025年度,
+    2025年下半年 (2025H2), 2025年第三季度 (2025Q3); other forms as they are."""
     if value is None:
         return ""
     if value == "once":
         return "一次性"
     if len(value) == 4 and value.isdigit():
         return f"{value}年度"
+    year, part = value[:4], value[4:]
+    if year.isdigit() and part in _PARTS:
+        return f"{year}年{_PARTS[part]}"
     return value
+
+
+_PARTS = {
+    "H1": "上半年",
+    "H2": "下半年",
+    "Q1": "第一季度",
+    "Q2": "第二季度",
+    "Q3": "第三季度",
+    "Q4": "第四季度",
+}
 
 
 def china(at: dt.datetime | str | None) -> dt.datetime | None:
@@ -62,6 +76,17 @@ def public_time(at: dt.datetime | str | None) -> str:
     """A moment as the public and enterprises read it: 2025年09月30日 14:05, China time."""
     local = china(at)
     return "" if local is None else local.strftime("%Y年%m月%d日 %H:%M")
+
+
+def day(value: dt.date | dt.datetime | str | None) -> str:
+    """A day as Chinese readers write it: 2025年9月30日 (a moment is taken in China time first)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value[:10]) if len(value) <= 10 else dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        value = china(value) or value
+    return f"{value.year}年{value.month}月{value.day}日"
 
 
 def field_value(name: str, value: object) -> str:

@@ -94,3 +94,48 @@ def confirm(
         console.print(
             f"{n} clients: with the chain {on:,.0f}/s, without {off:,.0f}/s, ratio {on / off if off else 0:.2f}"
         )
+
+
+@app.command("wave", help="负载测试：短信批量发出后的高峰，多个工作进程上的打开与一键确认（仅本机回环）")
+def wave(
+    url: str = typer.Option(
+        ..., "--url", help="PostgreSQL 数据库地址（库名须以 zhida_bench 开头，将被重建）"
+    ),
+    enterprises: int = typer.Option(
+        60_000, "--enterprises", "-n", min=100, help="合成企业户数（须有足够的待确认要约）"
+    ),
+    links: int = typer.Option(10_000, "--links", min=1, help="各打开并确认一次的链接数"),
+    doubles: int = typer.Option(500, "--doubles", min=0, help="另有多少条链接被同时点击两次"),
+    clients: int = typer.Option(200, "--clients", min=1, max=2000, help="并发浏览器数"),
+    workers: int = typer.Option(2, "--workers", min=1, max=16, help="服务的工作进程数"),
+    timeout: float = typer.Option(30.0, "--timeout", min=1, max=120, help="每个请求的时限（秒）"),
+    work: Path = typer.Option(Path("var/bench-wave"), help="工作目录"),
+) -> None:
+    from devtools.smswave import run
+
+    raise typer.Exit(run(url, enterprises, links, doubles, clients, workers, timeout, work))
+
+
+@app.command("console", help="基准测试：大数据量下工作台各列表的首字节时间（在 bench flow 的数据库上）")
+def console_lists(
+    url: str = typer.Option(..., "--url", help="bench flow 用过的数据库地址（库名以 zhida_bench 开头）"),
+    clients: int = typer.Option(1, "--clients", min=1, max=100, help="同时打开列表的职员数"),
+    repeats: int = typer.Option(20, "--repeats", min=1, max=1000, help="每个列表计时的请求数"),
+    workers: int = typer.Option(1, "--workers", min=1, max=16, help="服务的工作进程数"),
+    work: Path = typer.Option(Path("var/bench-console"), help="工作目录（服务日志）"),
+) -> None:
+    import datetime as dt
+    import secrets
+
+    from api.auth import set_password
+    from devtools import bench_console, flow
+    from payouts.db import make_engine, transaction
+
+    flow._check_url(url)
+    password = "Bench-" + secrets.token_urlsafe(12)
+    engine = make_engine(url)
+    with transaction(engine) as s:  # the flow's staff users get a password for this run
+        for name in (flow.REVIEWER, flow.MAKER):
+            set_password(s, name, password, "system", dt.datetime.now(dt.UTC))
+    engine.dispose()
+    bench_console.run(url, password, clients, repeats, workers, work)

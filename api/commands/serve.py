@@ -3,6 +3,8 @@
 `zhida serve --demo` starts a fresh demo on its own database under `var/demo/web*`: the bundled policy
 library published, demo users with a known password, and one policy's offers already sent by SMS, so
 that it can print a confirmation link that works; then it prints the console's address and the users.
+
+`zhida serve --workers N` runs N worker processes on one socket (docs/operations.md#several-workers).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import secrets
 import shutil
 import threading
+import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +102,7 @@ def prepare_demo(app: FastAPI) -> str | None:
     (work / "policies").mkdir(parents=True, exist_ok=True)
     for record in (sample, state.store.latest_published(NEAR_MISS_POLICY)):
         if record is not None:
-            shutil.copyfile(
-                state.store.root / "published" / f"{record.key}.yaml",
-                work / "policies" / f"{record.key}.yaml",
-            )
+            (work / "policies" / f"{record.key}.yaml").write_text(state.store.text(record), encoding="utf-8")
     run_match(snapshot, work / "policies", work / "run", settings.default_as_of())
     with transaction(state.engine) as s:
         imports.import_run(s, work / "run", "demo-reviewer", now)
@@ -130,18 +132,35 @@ def serve(
     port: int = typer.Option(8000, "--port", help="端口"),
     demo: bool = typer.Option(False, "--demo", help="演示：全新的演示数据库、演示用户和一条可用的确认链接"),
     reload: bool = typer.Option(False, "--reload", help="开发：代码改动后自动重启（不能与 --demo 同用）"),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="工作进程数：多个进程共用数据库（及 ZHIDA_REDIS_URL 的限流计数）"
+    ),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="生产：本进程不执行后台任务，由单独运行的 zhida worker 执行"
+    ),
 ) -> None:
     """启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/。"""
     import uvicorn
 
-    from api.app import create_app
     from api.settings import Settings
 
     if demo and reload:
         raise typer.BadParameter("--demo 与 --reload 不能同用")
+    if workers > 1 and (demo or reload):
+        raise typer.BadParameter(
+            "--workers 大于 1 时不能同用 --demo 或 --reload：演示手机把发出的短信保存在进程内存中，"
+            "别的工作进程看不到；开发时的自动重启只管一个进程。请去掉 --workers"
+        )
     if demo:
         _demo_environment(host, port)
+    if workers > 1:
+        share_secret_key(os.environ)
+    if no_worker:
+        os.environ["ZHIDA_WORKER"] = "false"
     settings = Settings()
+    if workers > 1:
+        serve_workers(settings, host, port, workers)
+        return
     if reload:
         uvicorn.run(
             "api.app:create_app",
@@ -154,6 +173,8 @@ def serve(
             timeout_graceful_shutdown=settings.shutdown_seconds,
         )
         return
+    from api.app import create_app  # not before: the workers' supervisor need not load the app
+
     app = create_app(settings)
     link = prepare_demo(app) if demo else None
     console.print(
@@ -180,12 +201,54 @@ def serve(
     StoppableServer(config, settings.shutdown_seconds + HARD_STOP_MARGIN).run()
 
 
-def server_config(app: FastAPI, host: str, port: int, shutdown_seconds: float) -> Any:
-    """uvicorn's configuration for the service."""
+def share_secret_key(environ: MutableMapping[str, str]) -> None:
+    """Give every worker the same secret key: without `ZHIDA_SECRET_KEY` a development service makes one
+    per process, and a worker would refuse the CSRF tokens, enterprise sessions and sign-in codes of
+    another. Production refuses to start without one anyway (api/settings.py)."""
+    from api.settings import PLACEHOLDER_SECRET
+
+    if environ.get("ZHIDA_SECRET_KEY", PLACEHOLDER_SECRET) == PLACEHOLDER_SECRET:
+        environ["ZHIDA_SECRET_KEY"] = secrets.token_urlsafe(32)
+
+
+def serve_workers(settings: Any, host: str, port: int, workers: int) -> None:
+    """Run `workers` processes of the service on one socket, each building the app from the environment.
+
+    Everything that must hold across them is in the database (sessions, lockouts, sign-in codes, link
+    tokens, the policy store) or in Redis (rate limits, `ZHIDA_REDIS_URL`); without Redis each process
+    counts its own limits, which production refuses and development is warned about.
+    """
+    if settings.demo_phone:
+        raise typer.BadParameter(
+            "ZHIDA_DEMO_PHONE 开启时只能以单个工作进程运行：演示手机把短信保存在进程内存中。请去掉 --workers"
+        )
+    if not settings.redis_url:
+        if settings.env == "production":
+            raise typer.BadParameter(
+                f"生产环境以 {workers} 个工作进程运行时须设置 ZHIDA_REDIS_URL（如 redis://127.0.0.1:6379/0）："
+                f"否则每个进程各自计数，确认页、登录与验证码的频率限制放宽为 {workers} 倍"
+            )
+        console.print(
+            f"[bold red]注意：未设置 ZHIDA_REDIS_URL，{workers} 个工作进程各自计数频率限制，"
+            f"实际上限是设定值的 {workers} 倍；生产环境须设置 ZHIDA_REDIS_URL[/bold red]"
+        )
+        log.warning("no ZHIDA_REDIS_URL: each of the %d workers counts its own rate limits", workers)
+    console.print(
+        f"工作台：[bold]{settings.public_url}/console[/bold]（{workers} 个工作进程）    "
+        f"接口文档：{settings.public_url}/api/docs"
+    )
+    config = server_config("api.app:create_app", host, port, settings.shutdown_seconds, workers=workers)
+    StoppableWorkers(config, settings.shutdown_seconds + HARD_STOP_MARGIN).run()
+
+
+def server_config(app: FastAPI | str, host: str, port: int, shutdown_seconds: float, workers: int = 1) -> Any:
+    """uvicorn's configuration for the service (`app`: the app, or the factory's import string)."""
     import uvicorn
 
     return uvicorn.Config(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=host,
         port=port,
         access_log=False,
@@ -234,3 +297,34 @@ class StoppableServer:
 
     def run(self) -> None:
         self.server.run()
+
+
+class StoppableWorkers:
+    """uvicorn's supervisor of several worker processes (what `uvicorn.run(..., workers=N)` runs), made to
+    end them all within `deadline` seconds of SIGTERM or Ctrl-C: each worker is sent SIGTERM and lets its
+    requests finish for `timeout_graceful_shutdown` seconds; a worker still running at the deadline (a
+    thread that cannot be interrupted) is killed, and the database rolls back what it had not committed."""
+
+    def __init__(self, config: Any, deadline: float) -> None:
+        from uvicorn.supervisors.multiprocess import Multiprocess
+
+        outer = self
+
+        class _Supervisor(Multiprocess):
+            def join_all(self) -> None:
+                outer._join_all(self.processes)
+
+        self.deadline = deadline
+        self.supervisor = _Supervisor(config, sockets=[config.bind_socket()])
+
+    def _join_all(self, processes: list[Any]) -> None:
+        end = time.monotonic() + self.deadline
+        for worker in processes:
+            worker.process.join(max(0.0, end - time.monotonic()))
+            if worker.process.exitcode is None:
+                log.error("worker %s still running %.0f s after shutdown: killed", worker.pid, self.deadline)
+                worker.kill()
+                worker.process.join()
+
+    def run(self) -> None:
+        self.supervisor.run()

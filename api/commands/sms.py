@@ -45,6 +45,9 @@ def send(
     expect_count: int | None = EXPECT_COUNT,
     expect_total: str | None = EXPECT_TOTAL,
     show_links: bool = SHOW_LINKS,
+    queue: bool = typer.Option(
+        False, "--queue", help="交给后台任务进程（zhida worker）发送：本命令只排队，进程中断后自动接续"
+    ),
     claimed: str | None = BY,
 ) -> None:
     if run is None and policy is None and not everything:
@@ -58,6 +61,13 @@ def send(
         users.require(s, by, "review")  # who may release offers sends their notices (the API's sms_send)
         preview = offers.preview_action(s, selection, "notify")
     expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
+    if queue:
+        from api.worker import enqueue_notices
+
+        with transaction(engine) as s:
+            enqueue_notices(s, selection, expected, by, dt.datetime.now(dt.UTC))
+        console.print(f"已排队：{expected.count:,} 条确认短信由后台任务进程发送，进度见工作台“任务”页")
+        return
     r = sms.send_notices_in_chunks(
         engine,
         _gateway(show_links),

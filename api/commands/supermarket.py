@@ -20,7 +20,7 @@ console = Console(highlight=False)
 
 
 def _store(settings: Settings) -> PolicyStore:
-    return PolicyStore(settings.data_dir / "policies")
+    return PolicyStore(connect(settings.database_url))
 
 
 @app.command(

@@ -5,9 +5,11 @@ checker, who sees the totals and every line first), export the bank files, uploa
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
@@ -33,7 +35,7 @@ from api.deps import (
 from api.routes import now, redirect, render
 from payouts import batches, notice
 from payouts.errors import BankFileError, NotFoundError
-from payouts.models import Batch, BatchLine, BatchState, Offer, StaffUser
+from payouts.models import Batch, BatchLine, BatchState, Offer, PolicyVersion, StaffUser
 from payouts.payees import mask_account
 from payouts.selection import Tally
 from rules.errors import StateError
@@ -158,22 +160,23 @@ def batch_detail(session: Session, b: Batch) -> BatchDetail:
         .where(BatchLine.batch_id == b.id)
         .order_by(BatchLine.line_no)
     ).all()
-    lines = [
-        LineOut(
-            line_no=ln.line_no,
-            reference=ln.reference,
-            offer=pid,
-            uscc=uscc,
-            account_name=ln.account_name,
-            account_masked=mask_account(ln.account_no),
-            bank_name=ln.bank_name,
-            amount=ln.amount,
-            status=ln.status,
-            bank_reason=ln.bank_reason,
-        )
-        for ln, pid, uscc in rows
-    ]
+    lines = [_line_out(ln, pid, uscc) for ln, pid, uscc in rows]
     return BatchDetail(**batch_out(session, b).model_dump(), lines=lines)
+
+
+def _line_out(ln: BatchLine, offer: str, uscc: str) -> LineOut:
+    return LineOut(
+        line_no=ln.line_no,
+        reference=ln.reference,
+        offer=offer,
+        uscc=uscc,
+        account_name=ln.account_name,
+        account_masked=mask_account(ln.account_no),
+        bank_name=ln.bank_name,
+        amount=ln.amount,
+        status=ln.status,
+        bank_reason=ln.bank_reason,
+    )
 
 
 def batchable(session: Session, scope: set[str] | None) -> list[Batchable]:
@@ -321,10 +324,16 @@ def upload_return(
 def batches_page(request: Request, user: BatchReader, session: SessionDep, store: StoreDep) -> Response:
     scope = scoped_policy_ids(session, store, user)
     rows = [b for b in batches.batches(session) if scope is None or b.policy_id in scope]
+    titles = dict(
+        session.execute(select(PolicyVersion.policy_id, PolicyVersion.title).order_by(PolicyVersion.version))
+        .tuples()
+        .all()
+    )  # the latest version's title wins
     return render(
         request,
         "batches.html",
         {
+            "titles": titles,
             "ready": batchable(session, scope),
             "batches": [batch_out(session, b) for b in rows],
             "can_make": may(user, "batch_make"),
@@ -356,17 +365,99 @@ def create_page(
     )
 
 
+LINE_PAGE_SIZES = (20, 50, 100, 200, 500)
+LINE_PAGE = 100
+# Before the bank has the file a pending line waits for the checker or the export, not for a receipt.
+PENDING_LABELS = {"assembled": "待复核", "approved": "待导出", "rejected": "已退回"}
+
+
+@dataclass(frozen=True)
+class StatusTotal:
+    """The lines of a batch in one status: how many and how much."""
+
+    status: str
+    label: str
+    count: int
+    amount: Decimal
+
+
+def line_totals(session: Session, batch: Batch, pending: str) -> list[StatusTotal]:
+    """Count and amount of a batch's lines per status (one aggregate query, whatever the batch's size)."""
+    rows = session.execute(
+        select(BatchLine.status, func.count(), func.coalesce(func.sum(BatchLine.amount), 0))
+        .where(BatchLine.batch_id == batch.id)
+        .group_by(BatchLine.status)
+    ).all()
+    found = {status: (n, Decimal(amount)) for status, n, amount in rows}
+    return [
+        StatusTotal(status, pending if status == "pending" else label, *found[status])
+        for status, label in LINE_LABELS.items()
+        if status in found
+    ]
+
+
+def line_page(session: Session, batch: Batch, status: str | None, limit: int, offset: int) -> list[LineOut]:
+    """One page of a batch's lines in line order, of one status or all: the page's lines are found
+    first (the (batch_id, line_no) index), then joined to their offers, so that a planner without fresh
+    statistics after a big batch cannot join all 50,000 lines before it sorts."""
+    chosen = select(BatchLine.id).where(BatchLine.batch_id == batch.id)
+    if status:
+        chosen = chosen.where(BatchLine.status == status)
+    ids = chosen.order_by(BatchLine.line_no).limit(limit).offset(offset).subquery()
+    rows = session.execute(
+        select(BatchLine, Offer.public_id, Offer.uscc)
+        .join(ids, ids.c.id == BatchLine.id)
+        .join(Offer, Offer.id == BatchLine.offer_id)
+        .order_by(BatchLine.line_no)
+    ).all()
+    return [_line_out(ln, pid, uscc) for ln, pid, uscc in rows]
+
+
 @pages.get("/{reference}")
-def batch_page(request: Request, batch: BatchDep, user: BatchReader, session: SessionDep) -> Response:
-    detail = batch_detail(session, batch)
+def batch_page(
+    request: Request,
+    batch: BatchDep,
+    user: BatchReader,
+    session: SessionDep,
+    status: Annotated[str, Query(max_length=16)] = "",
+    size: Annotated[int, Query(ge=1, le=500)] = LINE_PAGE,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+) -> Response:
+    """The batch with its totals on top and one page of its lines (a batch may have 50,000)."""
+    status = status if status in LINE_LABELS else ""
+    size = size if size in LINE_PAGE_SIZES else LINE_PAGE
+    head = batch_out(session, batch)
+    names = dict(
+        session.execute(
+            select(StaffUser.id, StaffUser.display_name).where(
+                StaffUser.id.in_([batch.maker_id, batch.checker_id or batch.maker_id])
+            )
+        )
+        .tuples()
+        .all()
+    )
+    pending = PENDING_LABELS.get(batch.state, LINE_LABELS["pending"])
+    totals = line_totals(session, batch, pending)
+    shown = next((t.count for t in totals if t.status == status), 0) if status else batch.line_count
+    view = {**({"status": status} if status else {}), **({"size": size} if size != LINE_PAGE else {})}
     return render(
         request,
         "batch.html",
         {
-            "batch": detail,
-            "line_labels": LINE_LABELS,
-            "can_check": may(user, "batch_check") and detail.maker != user.username,
-            "is_maker": detail.maker == user.username,
+            "batch": head,
+            "maker_name": names.get(batch.maker_id) or head.maker,
+            "checker_name": names.get(batch.checker_id or 0) or head.checker,
+            "totals": totals,
+            "lines": line_page(session, batch, status or None, size, offset),
+            "status": status,
+            "shown": shown,
+            "offset": offset,
+            "page": size,
+            "sizes": LINE_PAGE_SIZES,
+            "query": urlencode(view),
+            "line_labels": {**LINE_LABELS, "pending": pending},
+            "can_check": may(user, "batch_check") and head.maker != user.username,
+            "is_maker": head.maker == user.username,
             "can_files": may(user, "bank_files"),
             "demo_bank": request.app.state.phone is not None,
             "notice": notice.of_batch(session, batch.id),

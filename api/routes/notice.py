@@ -13,8 +13,9 @@ import datetime as dt
 import re
 from decimal import Decimal
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -251,6 +252,9 @@ def _public_notice(session: Session, public_id: str) -> PublicNotice | None:
     return n if n is not None and n.starts_at <= now() else None
 
 
+PUBLIC_PAGE = 50
+
+
 def _notice_page(
     request: Request,
     session: Session,
@@ -258,15 +262,28 @@ def _notice_page(
     settings: SettingsDep,
     n: PublicNotice,
     status_code: int = 200,
+    *,
+    q: str = "",
+    offset: int = 0,
+    line: int | None = None,
     **context: object,
 ) -> Response:
+    """One page of the published lines (searchable by name or line number) and the objection form for
+    the line the reader chose from them (`line`): never one list of every line to pick from."""
     nonce = NONCE.current(request)
+    chosen = notice.lines(session, n, line_no=line) if line else []
     response = render(
         request,
         "notice_public.html",
         {
             "n": notice_out(session, n),
-            "lines": notice.lines(session, n),
+            "lines": notice.lines(session, n, search=q, limit=PUBLIC_PAGE, offset=offset),
+            "total": notice.count_lines(session, n, q),
+            "q": q,
+            "offset": offset,
+            "page": PUBLIC_PAGE,
+            "query": urlencode({"q": q} if q else {}),
+            "chosen": chosen[0] if chosen else None,
             "form_csrf": tokens.csrf("objection", n.public_id, nonce),
             **context,
         },
@@ -284,12 +301,19 @@ def public_list(request: Request, session: SessionDep) -> Response:
 
 @public.get("/{public_id}", response_class=HTMLResponse, responses=PUBLIC_RESPONSES, summary="一次公示的名单")
 def public_notice(
-    request: Request, public_id: str, session: SessionDep, tokens: TokensDep, settings: SettingsDep
+    request: Request,
+    public_id: str,
+    session: SessionDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    q: Annotated[str, Query(max_length=100)] = "",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    line: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
     n = _public_notice(session, public_id)
     if n is None:
         return render(request, "notice_public_missing.html", {}, status_code=404)
-    return _notice_page(request, session, tokens, settings, n)
+    return _notice_page(request, session, tokens, settings, n, q=q.strip(), offset=offset, line=line)
 
 
 @public.post(
@@ -313,16 +337,22 @@ def public_objection(
     ip = client_address(request)
     limiter = request.app.state.limits["objection"]
     if not limiter.hit(ip):
-        response = _notice_page(request, session, tokens, settings, n, 429, error="提交过于频繁，请稍后再试")
+        response = _notice_page(
+            request, session, tokens, settings, n, 429, line=line_no, error="提交过于频繁，请稍后再试"
+        )
         response.headers["Retry-After"] = str(limiter.retry_after(ip))
         return response
     if not tokens.csrf_ok(csrf, "objection", n.public_id, NONCE.given(request)):
-        return _notice_page(request, session, tokens, settings, n, 403, error="页面已过期，请重新填写后提交")
+        return _notice_page(
+            request, session, tokens, settings, n, 403, line=line_no, error="页面已过期，请重新填写后提交"
+        )
     typed = {"line_no": line_no, "name": name, "contact": contact, "text": text}
     try:
         o = notice.file_objection(
             session, n.public_id, line_no, name=name, contact=contact, text=text, now=now(), ip=ip
         )
     except PayoutError as e:  # raised before anything is written; shown on the form to correct
-        return _notice_page(request, session, tokens, settings, n, 422, error=str(e), typed=typed)
+        return _notice_page(
+            request, session, tokens, settings, n, 422, line=line_no, error=str(e), typed=typed
+        )
     return _notice_page(request, session, tokens, settings, n, received=o.public_id[:8].upper())

@@ -6,7 +6,10 @@ Every offer id in a path or a body is checked against the user's department.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
 import logging
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -38,7 +41,18 @@ from payouts import audit, offers, sms
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion, StaffUser
 from payouts.payees import mask_account
-from payouts.selection import NothingChosen, OfferFilter, Preview, Selection, Tally
+from payouts.selection import (
+    CENT,
+    REGION_PREFIX,
+    NothingChosen,
+    OfferFilter,
+    Preview,
+    Selection,
+    Tally,
+)
+from portal.supermarket import region_name
+from reports.spreadsheet import csv_row, text_cell
+from rules import formats
 
 router = APIRouter(prefix="/api", tags=["offers"])
 pages = APIRouter(prefix="/console", include_in_schema=False)
@@ -55,6 +69,7 @@ class OfferOut(BaseModel):
     policy_title: str
     department: str
     item_id: str
+    item_title: str
     period: str
     uscc: str
     name: str
@@ -73,9 +88,11 @@ class OfferOut(BaseModel):
 
 
 class OfferPage(BaseModel):
-    """One page of a search: how many match in all, and these."""
+    """One page of a search: how many match in all (`more`: more than `total`, which is then the
+    count's cap), and these."""
 
     total: int
+    more: bool = False
     offset: int
     offers: list[OfferOut]
 
@@ -84,10 +101,33 @@ class OfferFilterIn(BaseModel):
     """The filters of the review queue or the offer list."""
 
     policy_id: str | None = Field(default=None, max_length=64)
+    item_id: str | None = Field(default=None, max_length=64)
     run_id: str | None = Field(default=None, max_length=64)
     state: Literal["drafted", "held"] | None = None
     uscc: str | None = Field(default=None, max_length=18)
     name: str | None = Field(default=None, max_length=100)
+    enterprise: str | None = Field(
+        default=None, max_length=100, description="统一社会信用代码开头或企业名称的一部分"
+    )
+    region: str | None = Field(
+        default=None, pattern=r"^\d{2}(\d{2}(\d{2})?)?$", description="行政区划代码前缀（2、4或6位）"
+    )
+    amount_min: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
+    amount_max: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
+
+    def offer_filter(self, states: tuple[str, ...]) -> OfferFilter:
+        return OfferFilter(
+            policy_id=self.policy_id,
+            run_id=self.run_id,
+            states=states,
+            uscc=self.uscc,
+            name=self.name,
+            item_id=self.item_id,
+            region=self.region,
+            amount_min=self.amount_min,
+            amount_max=self.amount_max,
+            enterprise=self.enterprise,
+        )
 
 
 class Choice(BaseModel):
@@ -104,7 +144,7 @@ class Choice(BaseModel):
         states = ((f.state,) if f.state else tuple(REVIEW_STATES)) if f and review_queue else ()
         return Selection(
             offers=tuple(self.offers) if self.offers is not None else None,
-            filter=OfferFilter(f.policy_id, f.run_id, states, f.uscc, f.name) if f else None,
+            filter=f.offer_filter(states) if f else None,
             department=department(user),
         )
 
@@ -198,22 +238,60 @@ class EventOut(BaseModel):
     hash: str
 
 
-def _rows(session: Session, where: list[Any], limit: int, offset: int) -> tuple[int, list[OfferOut]]:
+SORTS: dict[str, tuple[str, list[Any]]] = {
+    "created": ("导入顺序", [Offer.id]),
+    "amount_desc": ("金额从高到低", [Offer.amount.desc(), Offer.id]),
+    "amount_asc": ("金额从低到高", [Offer.amount, Offer.id]),
+    "name": ("企业名称", [Payee.name, Offer.id]),
+}
+PAGE_SIZES = (20, 50, 100, 200, 500)
+
+
+# Lists count their offers exactly up to this many (the export's limit too); beyond it they say "more
+# than", so that a list of a million offers does not count them all for every page. A bulk action on
+# every offer matching a filter shows its exact count and total before it acts (`preview_action`).
+COUNT_CAP = 200_000
+
+
+def count_upto(session: Session, where: list[Any]) -> int:
+    """How many offers match `where`, counted up to `COUNT_CAP` + 1 (more than the cap: there are more)."""
+    cap = COUNT_CAP
+    some = select(Offer.id).where(*where).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(some)) or 0
+
+
+def _rows(
+    session: Session, where: list[Any], limit: int, offset: int, sort: str = "created"
+) -> tuple[int, list[OfferOut]]:
+    """The count (see `count_upto`) and one page of the offers matching `where` (conditions on the offer
+    alone). The page's ids are found on the offer table first and only they are joined to their payee
+    and policy version: a deep page skips index entries, not joined rows."""
+    order = SORTS.get(sort, SORTS["created"])[1]
+    ids = select(Offer.id).where(*where)
+    if sort == "name":
+        ids = ids.join(Payee, Payee.id == Offer.payee_id)
+    page = ids.order_by(*order).limit(limit).offset(offset).subquery()
     joined = (
-        select(Offer, Payee, PolicyVersion.title, PolicyVersion.department)
+        select(Offer, Payee, PolicyVersion.title, PolicyVersion.department, PolicyVersion.items)
         .join(Payee, Payee.id == Offer.payee_id)
         .join(
             PolicyVersion,
             and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
         )
-        .where(*where)
+        .where(Offer.id.in_(select(page.c.id)))
+        .order_by(*order)
     )
-    total = session.scalar(select(func.count()).select_from(joined.subquery())) or 0
-    rows = session.execute(joined.order_by(Offer.id).limit(limit).offset(offset)).all()
-    return total, [offer_out(o, p, title, dept) for o, p, title, dept in rows]
+    rows = session.execute(joined).all()
+    titles: dict[str, dict[str, str]] = {}  # a policy version's items JSON → item id → title
+    out = []
+    for o, p, title, dept, items in rows:
+        if items not in titles:
+            titles[items] = {i["id"]: i.get("title") or i["id"] for i in json.loads(items)}
+        out.append(offer_out(o, p, title, dept, titles[items].get(o.item_id, o.item_id)))
+    return count_upto(session, where), out
 
 
-def offer_out(o: Offer, p: Payee, title: str, dept: str) -> OfferOut:
+def offer_out(o: Offer, p: Payee, title: str, dept: str, item_title: str) -> OfferOut:
     return OfferOut(
         public_id=o.public_id,
         policy_id=o.policy_id,
@@ -221,6 +299,7 @@ def offer_out(o: Offer, p: Payee, title: str, dept: str) -> OfferOut:
         policy_title=title,
         department=dept,
         item_id=o.item_id,
+        item_title=item_title,
         period=o.period,
         uscc=o.uscc,
         name=p.name,
@@ -242,33 +321,16 @@ def offer_out(o: Offer, p: Payee, title: str, dept: str) -> OfferOut:
 def search(
     session: Session,
     user: StaffUser,
+    f: OfferFilter,
     *,
-    uscc: str | None = None,
-    name: str | None = None,
-    states: list[str] | None = None,
-    policy_id: str | None = None,
-    run_id: str | None = None,
+    sort: str = "created",
     limit: int = PAGE,
     offset: int = 0,
 ) -> tuple[int, list[OfferOut]]:
-    """Offers of the user's department matching every given filter, in creation order."""
-    where: list[Any] = []
-    mine = department(user)
-    if mine is not None:
-        where.append(PolicyVersion.department == mine)
-    if uscc:
-        where.append(Offer.uscc.startswith(uscc.upper(), autoescape=True))
-    if name:
-        where.append(Payee.name.contains(name, autoescape=True))
-    if states:
-        where.append(Offer.state.in_(states))
-    if policy_id:
-        where.append(Offer.policy_id == policy_id)
-    if run_id:
-        where.append(
-            Offer.match_run_id == select(MatchRun.id).where(MatchRun.run_id == run_id).scalar_subquery()
-        )
-    return _rows(session, where, limit, offset)
+    """Offers of the user's department matching `f`: the very condition a bulk action on "all matching"
+    acts on (`Selection.condition`), so the list and the action never disagree."""
+    where = Selection(filter=f, department=department(user)).condition()
+    return _rows(session, [where], limit, offset, sort)
 
 
 def preview_out(p: Preview) -> PreviewOut:
@@ -323,31 +385,41 @@ def send_sms(
 
 
 @router.get(
-    "/offers", response_model=OfferPage, summary="查询要约：统一社会信用代码、企业名称、状态、政策、匹配运行"
+    "/offers",
+    response_model=OfferPage,
+    summary="查询要约：统一社会信用代码、企业名称、状态、政策、事项、匹配运行、地区、金额范围",
 )
 def list_offers(
     user: OfferReader,
     session: SessionDep,
     uscc: Annotated[str | None, Query(max_length=18)] = None,
     name: Annotated[str | None, Query(max_length=100)] = None,
+    enterprise: Annotated[str | None, Query(max_length=100)] = None,
     state: OfferState | None = None,
     policy_id: Annotated[str | None, Query(max_length=64)] = None,
+    item_id: Annotated[str | None, Query(max_length=64)] = None,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
+    region: Annotated[str | None, Query(pattern=r"^\d{2}(\d{2}(\d{2})?)?$")] = None,
+    amount_min: Annotated[Decimal | None, Query(ge=0, max_digits=18, decimal_places=2)] = None,
+    amount_max: Annotated[Decimal | None, Query(ge=0, max_digits=18, decimal_places=2)] = None,
+    sort: Literal["created", "amount_desc", "amount_asc", "name"] = "created",
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> OfferPage:
-    total, rows = search(
-        session,
-        user,
-        uscc=uscc,
-        name=name,
-        states=[state.value] if state else None,
+    wanted = OfferFilter(
         policy_id=policy_id,
         run_id=run_id,
-        limit=limit,
-        offset=offset,
+        states=(state.value,) if state else (),
+        uscc=uscc,
+        name=name,
+        item_id=item_id,
+        region=region,
+        amount_min=amount_min,
+        amount_max=amount_max,
+        enterprise=enterprise,
     )
-    return OfferPage(total=total, offset=offset, offers=rows)
+    total, rows = search(session, user, wanted, sort=sort, limit=limit, offset=offset)
+    return OfferPage(total=min(total, COUNT_CAP), more=total > COUNT_CAP, offset=offset, offers=rows)
 
 
 @router.get("/offers/{public_id}", response_model=OfferOut, summary="一条要约")
@@ -411,61 +483,267 @@ def send(body: SmsSend, request: Request, user: SmsSender, session: SessionDep) 
 REVIEW_STATES = [OfferState.DRAFTED.value, OfferState.HELD.value]
 
 
+class QueueQuery(BaseModel):
+    """The review queue's filters as the console's forms send them; a blank field filters nothing.
+
+    `item` is `policy_id/item_id` (an item chosen from the list); `q` is a USCC prefix or part of a name.
+    """
+
+    policy_id: str = Field(default="", max_length=64)
+    item: str = Field(default="", max_length=130)
+    run_id: str = Field(default="", max_length=64)
+    state: str = Field(default="", max_length=16)
+    region: str = Field(default="", max_length=6)
+    amount_min: str = Field(default="", max_length=24)
+    amount_max: str = Field(default="", max_length=24)
+    q: str = Field(default="", max_length=100)
+
+    def values(self) -> dict[str, str]:
+        return {k: v.strip() for k, v in self.model_dump(include=set(QueueQuery.model_fields)).items()}
+
+    def filter_in(self) -> OfferFilterIn:
+        """The filter these fields name; a malformed amount or region is refused (ValueError, in Chinese)."""
+        v = self.values()
+        policy_id, item_id = v["policy_id"], ""
+        if "/" in v["item"]:
+            item_policy, item_id = v["item"].split("/", 1)
+            if policy_id and item_policy != policy_id:  # an item of another policy than the one chosen
+                item_id = ""
+            else:
+                policy_id = item_policy
+        if v["region"] and not REGION_PREFIX.fullmatch(v["region"]):
+            raise ValueError("地区代码应为2、4或6位数字")
+        amounts: dict[str, Decimal | None] = {}
+        for key, word in (("amount_min", "最低金额"), ("amount_max", "最高金额")):
+            text = v[key].replace(",", "")
+            try:
+                amounts[key] = Decimal(text) if text else None
+            except ArithmeticError:
+                raise ValueError(f"{word}应为数字（元），例如 50000") from None
+            value = amounts[key]
+            if value is not None and (not value.is_finite() or value < 0 or value != value.quantize(CENT)):
+                raise ValueError(f"{word}应为不小于0的金额，至多两位小数")
+        return OfferFilterIn(
+            policy_id=policy_id or None,
+            item_id=item_id or None,
+            run_id=v["run_id"] or None,
+            state=v["state"] if v["state"] in REVIEW_STATES else None,  # type: ignore[arg-type]
+            region=v["region"] or None,
+            enterprise=v["q"] or None,
+            **amounts,
+        )
+
+
+def latest_policies(session: Session, store: Any, user: StaffUser) -> dict[str, PolicyVersion]:
+    """The latest imported version of each policy the user may see, by policy id, in title order."""
+    scope = scoped_policy_ids(session, store, user)
+    latest: dict[str, PolicyVersion] = {}
+    for pv in session.scalars(select(PolicyVersion).order_by(PolicyVersion.policy_id, PolicyVersion.version)):
+        if scope is None or pv.policy_id in scope:
+            latest[pv.policy_id] = pv
+    return dict(sorted(latest.items(), key=lambda kv: kv[1].title))
+
+
+def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, Any]:
+    """What the review queue's lists offer: policies and items by title, match runs by date, and the
+    regions (GB/T 2260 names) of the enterprises waiting for review."""
+    latest = latest_policies(session, store, user)
+    policies = [(pid, pv.title) for pid, pv in latest.items()]
+    items = [
+        (pv.title, [(f"{pid}/{i['id']}", i.get("title") or i["id"]) for i in json.loads(pv.items)])
+        for pid, pv in latest.items()
+    ]
+    runs = [
+        (
+            r.run_id,
+            f"{formats.staff_time(r.imported_at)} 导入 · 数据日 {formats.day(r.as_of)} · {r.offers:,} 条",
+        )
+        for r in session.scalars(select(MatchRun).order_by(MatchRun.imported_at.desc()).limit(200))
+    ]
+    prefixes = session.scalars(
+        select(func.substr(Offer.uscc, 3, 4)).where(Offer.state.in_(REVIEW_STATES)).distinct()
+    )
+    codes = sorted({c for c in prefixes if c and c.isdigit()})
+    regions: list[tuple[str, str]] = []
+    for province in sorted({c[:2] for c in codes}):
+        regions.append((province, region_name(province)))
+        regions += [(c, "　" + region_name(c)) for c in codes if c[:2] == province and c[2:] != "00"]
+    return {"policies": policies, "items": items, "runs": runs, "regions": regions}
+
+
 @pages.get("/review")
 def review_page(
     request: Request,
     user: Reviewer,
     session: SessionDep,
     store: StoreDep,
-    policy_id: Annotated[str | None, Query(max_length=64)] = None,
-    run_id: Annotated[str | None, Query(max_length=64)] = None,
-    state: Annotated[str | None, Query(max_length=16)] = None,
+    query: Annotated[QueueQuery, Query()],
+    sort: Annotated[str, Query(max_length=16)] = "created",
+    size: Annotated[int, Query(ge=1, le=500)] = PAGE,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> Response:
-    states = [state] if state in REVIEW_STATES else REVIEW_STATES
-    total, rows = search(
-        session, user, states=states, policy_id=policy_id or None, run_id=run_id or None, offset=offset
-    )
-    filters = {"policy_id": policy_id or "", "run_id": run_id or "", "state": state or ""}
+    sort = sort if sort in SORTS else "created"
+    size = size if size in PAGE_SIZES else PAGE
+    error = None
+    try:
+        f = query.filter_in()
+        total, rows = search(
+            session, user, f.offer_filter(_review_states(f)), sort=sort, limit=size, offset=offset
+        )
+    except ValueError as e:
+        error, total, rows = str(e), 0, []
+    filters = query.values()
     released = offers.preview_action(
         session, Selection(filter=OfferFilter(), department=department(user)), "notify"
     )
-    scope = scoped_policy_ids(session, store, user)
-    policies = sorted(
-        set(session.scalars(select(PolicyVersion.policy_id).distinct())) & scope
-        if scope is not None
-        else set(session.scalars(select(PolicyVersion.policy_id).distinct()))
-    )
+    kept = {k: v for k, v in filters.items() if v}
+    view = {
+        **kept,
+        **({"sort": sort} if sort != "created" else {}),
+        **({"size": size} if size != PAGE else {}),
+    }
     return render(
         request,
         "review.html",
         {
             "offers": rows,
-            "total": total,
+            "total": min(total, COUNT_CAP),
+            "more": total > COUNT_CAP,
             "offset": offset,
-            "page": PAGE,
+            "page": size,
             "filters": filters,
-            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "filtered": bool(kept),
+            "filter_error": error,
+            "sort": sort,
+            "sorts": [(k, label) for k, (label, _) in SORTS.items()],
+            "sizes": PAGE_SIZES,
+            "query": urlencode(view),
+            "filter_query": urlencode(kept),
             "released_waiting": released.tally.count,
-            "policies": policies,
             "can_send": may(user, "sms_send"),
+            **queue_choices(session, store, user),
         },
     )
+
+
+def _review_states(f: OfferFilterIn) -> tuple[str, ...]:
+    return (f.state,) if f.state else tuple(REVIEW_STATES)
+
+
+EXPORT_LIMIT = COUNT_CAP
+EXPORT_HEADER = [
+    "统一社会信用代码",
+    "企业名称",
+    "地区",
+    "政策",
+    "事项",
+    "期间",
+    "金额（元）",
+    "状态",
+    "暂缓原因",
+    "开户银行",
+    "账号（脱敏）",
+    "要约编号",
+]
+
+
+@pages.get("/review/export.csv")
+def review_export(
+    user: Reviewer,
+    session: SessionDep,
+    query: Annotated[QueueQuery, Query()],
+    sort: Annotated[str, Query(max_length=16)] = "created",
+) -> Response:
+    """The filtered review queue as a CSV that opens in Chinese Excel as it is: UTF-8 with a BOM, codes
+    and accounts as text (never 9.1E+17), accounts masked."""
+    try:
+        f = query.filter_in()
+    except ValueError as e:
+        return redirect("/console/review", str(e), "error")
+    total, rows = search(
+        session, user, f.offer_filter(_review_states(f)), sort=sort, limit=EXPORT_LIMIT, offset=0
+    )
+    if total > EXPORT_LIMIT:
+        return redirect(
+            "/console/review", f"导出至多 {EXPORT_LIMIT:,} 条，当前 {total:,} 条：请缩小筛选范围", "error"
+        )
+    lines = [
+        [
+            text_cell(o.uscc),
+            o.name,
+            region_name(o.uscc[2:8]),
+            o.policy_title,
+            o.item_title,
+            formats.period(o.period),
+            f"{o.amount:.2f}",
+            o.state_label,
+            o.hold_reason or "",
+            o.bank_name or "",
+            text_cell(o.account_masked),
+            o.public_id,
+        ]
+        for o in rows
+    ]
+    stamp = now().astimezone(formats.CHINA).strftime("%Y%m%d-%H%M")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    writer.writerows(csv_row(line) for line in lines)
+    return Response(
+        ("\ufeff" + buffer.getvalue()).encode(),  # the BOM: Excel reads UTF-8, not the ANSI code page
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="review-{stamp}.csv"'},
+    )
+
+
+def filter_words(session: Session, query: QueueQuery, *, notify: bool = False) -> str:
+    """The filter a bulk action on "all matching" uses, in words: 政策：…；地区：…；金额：…"""
+    f = query.filter_in()
+    words = []
+    if f.policy_id:
+        title = session.scalar(
+            select(PolicyVersion.title)
+            .where(PolicyVersion.policy_id == f.policy_id)
+            .order_by(PolicyVersion.version.desc())
+            .limit(1)
+        )
+        words.append(f"政策：{title or f.policy_id}")
+    if f.item_id:
+        items = session.scalar(
+            select(PolicyVersion.items)
+            .where(PolicyVersion.policy_id == f.policy_id)
+            .order_by(PolicyVersion.version.desc())
+            .limit(1)
+        )
+        titles = {i["id"]: i.get("title") or i["id"] for i in json.loads(items or "[]")}
+        words.append(f"事项：{titles.get(f.item_id, f.item_id)}")
+    if f.run_id:
+        run = session.scalar(select(MatchRun).where(MatchRun.run_id == f.run_id))
+        words.append(f"匹配批次：{formats.staff_time(run.imported_at)} 导入" if run else "匹配批次：（无）")
+    if f.region:
+        words.append(f"地区：{region_name(f.region)}")
+    if f.state and not notify:  # the SMS goes to released offers whatever the queue's state filter
+        words.append(f"状态：{offers.label(f.state)}")
+    if f.amount_min is not None or f.amount_max is not None:
+        low = formats.money(f.amount_min) if f.amount_min is not None else "不限"
+        high = formats.money(f.amount_max) if f.amount_max is not None else "不限"
+        words.append(f"金额：{low} 至 {high} 元")
+    if f.enterprise:
+        words.append(f"企业：{f.enterprise}")
+    everything = "全部已发布、待发送确认短信的要约" if notify else "全部待初核和暂缓的要约"
+    return "；".join(words) or f"不限（{everything}）"
 
 
 ACTION_WORDS = {"release": "发布", "hold": "暂缓", "drop": "剔除", "notify": "发送确认短信"}
 
 
-class BulkForm(BaseModel):
+class BulkForm(QueueQuery):
     """A bulk action's console form: the action, the ticked offers or the filter, and where to go back."""
 
     action: str = Field(max_length=16)
     scope: Literal["ticked", "matching"] = "ticked"
     offer: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=10_000)
     reason: str = Field(default="", max_length=500)
-    policy_id: str = Field(default="", max_length=64)
-    run_id: str = Field(default="", max_length=64)
-    state: str = Field(default="", max_length=16)
     back: str = Field(default="/console/review", max_length=500)
 
     @property
@@ -473,10 +751,9 @@ class BulkForm(BaseModel):
         return self.back if self.back.startswith("/console/") else "/console/review"
 
     def choice(self) -> dict[str, Any]:
-        """The `Choice` fields: the ticked offers, or all matching the filter."""
+        """The `Choice` fields: the ticked offers, or all matching the filter (ValueError if malformed)."""
         if self.scope == "matching":
-            f = {"policy_id": self.policy_id, "run_id": self.run_id, "state": self.state}
-            return {"filter": {k: v or None for k, v in f.items()}}
+            return {"filter": self.filter_in().model_dump(exclude_none=True)}
         return {"offers": self.offer or None}
 
 
@@ -500,7 +777,7 @@ def review_confirm_page(
     try:
         choice = Choice.model_validate(form.choice())
         selection = checked_selection(session, user, choice, review_queue=form.action != "notify")
-    except NothingChosen as e:
+    except (NothingChosen, ValueError) as e:
         return redirect(back, str(e), "error")
     return render(
         request,
@@ -509,6 +786,9 @@ def review_confirm_page(
             "form": form,
             "word": ACTION_WORDS[form.action],
             "preview": offers.preview_action(session, selection, form.action),
+            "scope_words": filter_words(session, form, notify=form.action == "notify")
+            if form.scope == "matching"
+            else None,
             "back": back,
             "target": "/console/sms/send" if form.action == "notify" else "/console/review/action",
         },
@@ -520,7 +800,11 @@ def review_action(
     user: Reviewer, session: SessionDep, form: Annotated[ConfirmedBulkForm, Form()]
 ) -> Response:
     back = form.back_url
-    fields = {**form.choice(), "expected_count": form.expected_count, "expected_total": form.expected_total}
+    try:
+        chosen = form.choice()
+    except ValueError as e:
+        return redirect(back, str(e), "error")
+    fields = {**chosen, "expected_count": form.expected_count, "expected_total": form.expected_total}
     # A refused action raises (the error page says why) so that its transaction rolls back whole.
     if form.action in ("hold", "drop"):
         if not form.reason.strip():
@@ -542,8 +826,12 @@ def review_action(
 def send_page(
     request: Request, user: SmsSender, session: SessionDep, form: Annotated[ConfirmedBulkForm, Form()]
 ) -> Response:
+    try:
+        chosen = form.choice()
+    except ValueError as e:
+        return redirect(form.back_url, str(e), "error")
     body = SmsSend.model_validate(
-        {**form.choice(), "expected_count": form.expected_count, "expected_total": form.expected_total}
+        {**chosen, "expected_count": form.expected_count, "expected_total": form.expected_total}
     )
     selection = checked_selection(session, user, body, review_queue=False)
     r = send_sms(request, session, user, selection, body.expected)
@@ -558,6 +846,7 @@ def offers_page(
     request: Request,
     user: OfferReader,
     session: SessionDep,
+    store: StoreDep,
     uscc: Annotated[str | None, Query(max_length=18)] = None,
     name: Annotated[str | None, Query(max_length=100)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
@@ -565,27 +854,24 @@ def offers_page(
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> Response:
     valid = state if state in {s.value for s in OfferState} else None
-    total, rows = search(
-        session,
-        user,
-        uscc=uscc,
-        name=name,
-        states=[valid] if valid else None,
-        policy_id=policy_id or None,
-        offset=offset,
+    wanted = OfferFilter(
+        policy_id=policy_id or None, states=(valid,) if valid else (), uscc=uscc or None, name=name or None
     )
+    total, rows = search(session, user, wanted, offset=offset)
     filters = {"uscc": uscc or "", "name": name or "", "state": valid or "", "policy_id": policy_id or ""}
     return render(
         request,
         "offers.html",
         {
             "offers": rows,
-            "total": total,
+            "total": min(total, COUNT_CAP),
+            "more": total > COUNT_CAP,
             "offset": offset,
             "page": PAGE,
             "filters": filters,
             "query": urlencode({k: v for k, v in filters.items() if v}),
             "states": [(s.value, offers.label(s.value)) for s in OfferState],
+            "policies": [(pid, pv.title) for pid, pv in latest_policies(session, store, user).items()],
         },
     )
 
@@ -593,12 +879,21 @@ def offers_page(
 @pages.get("/offers/{public_id}")
 def offer_page(request: Request, offer: OfferDep, user: CurrentUser, session: SessionDep) -> Response:
     _, rows = _rows(session, [Offer.id == offer.id], 1, 0)
+    events = audit.history(session, "offer", offer.public_id)
+    staff = {e.actor for e in events}
+    names = dict(
+        session.execute(
+            select(StaffUser.username, StaffUser.display_name).where(StaffUser.username.in_(staff))
+        )
+        .tuples()
+        .all()
+    )
     return render(
         request,
         "offer.html",
         {
             "offer": rows[0],
-            "events": audit.history(session, "offer", offer.public_id),
+            "events": [(e, audit.actor_label(e.actor, names), audit.action_label(e.action)) for e in events],
             "can_review": may(user, "review"),
         },
     )

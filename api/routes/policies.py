@@ -159,11 +159,15 @@ def list_policies(user: PolicyReader, store: StoreDep) -> PolicyList:
 
 
 @router.post("", response_model=PolicyOut, status_code=201, summary="上传政策文件（校验规则与命令行相同）")
-def upload(user: PolicyWriter, store: StoreDep, file: Annotated[UploadFile, File()]) -> PolicyOut:
+def upload(
+    user: PolicyWriter, store: StoreDep, session: SessionDep, file: Annotated[UploadFile, File()]
+) -> PolicyOut:
     data = file.file.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
         raise _too_big(file.filename or "policy.yaml")
-    record, _ = store.upload(data, file.filename or "policy.yaml", user.username, department(user), now())
+    record, _ = store.upload(
+        session, data, file.filename or "policy.yaml", user.username, department(user), now()
+    )
     return policy_out(record)
 
 
@@ -216,14 +220,18 @@ def policies_page(request: Request, user: PolicyReader, store: StoreDep) -> Resp
 
 @pages.post("/upload")
 def upload_page(
-    request: Request, user: PolicyWriter, store: StoreDep, file: Annotated[UploadFile, File()]
+    request: Request,
+    user: PolicyWriter,
+    store: StoreDep,
+    session: SessionDep,
+    file: Annotated[UploadFile, File()],
 ) -> Response:
     name = file.filename or "policy.yaml"
     data = file.file.read(MAX_UPLOAD + 1)
     try:
         if len(data) > MAX_UPLOAD:
             raise _too_big(name)
-        record, _ = store.upload(data, name, user.username, department(user), now())
+        record, _ = store.upload(session, data, name, user.username, department(user), now())
     except PolicyError as e:  # shown beside the lines they are about, not a dead end
         lines = data[:MAX_UPLOAD].decode("utf-8-sig", errors="replace").splitlines()
         by_line: dict[int, list[object]] = {}

@@ -1,4 +1,4 @@
-"""Match runs: start one on a snapshot (in the background), its status and summary per item, and its
+"""Match runs: start one on a snapshot (a durable job that a worker runs), its status and summary per item, and its
 candidate, near-miss and missing-data lists (filtered; CSV or Excel). Users of one department see the
 rows of their department's policies only.
 """
@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from api import runlists
 from api.deps import (
@@ -66,7 +67,7 @@ class RunOut(BaseModel):
     """A match run: its status row and, once done, the summary per item the user may see."""
 
     id: str
-    state: Literal["running", "done", "failed"]
+    state: Literal["queued", "running", "done", "failed"]
     state_label: str
     snapshot: str
     as_of: str
@@ -78,6 +79,7 @@ class RunOut(BaseModel):
     run_id: str | None
     imported: dict[str, Any] | None
     import_error: str | None
+    attempts: int = 0
     snapshot_fingerprint: str | None = None
     rules_fingerprint: str | None = None
     over_budget: list[str] = []
@@ -109,26 +111,36 @@ def list_runs(user: RunReader, jobs: JobsDep) -> list[RunOut]:
     return [run_out(j, None, None) for j in jobs.list()]
 
 
-def start_job(request: Request, background: BackgroundTasks, body: RunStart, username: str) -> MatchJob:
+def start_job(
+    request: Request, session: Session, background: BackgroundTasks, body: RunStart, username: str
+) -> MatchJob:
+    """Queue a match job (committed with the request); the service's own worker, if it runs one, is
+    woken once the response is out (the job is committed by then)."""
     settings = request.app.state.settings
     found = snapshot_dirs(settings.snapshots_root)
     if body.snapshot not in found:
         raise NotFoundError(f"没有快照 {body.snapshot}")
     jobs = request.app.state.jobs
     job = jobs.start(
+        session,
         body.snapshot,
         found[body.snapshot],
         body.as_of or settings.default_as_of(),
         username,
         request.app.state.store,
     )
-    background.add_task(jobs.execute, job.id, request.app.state.engine, request.app.state.standings)
+    if request.app.state.worker is not None:
+        background.add_task(request.app.state.worker.wake)
     return job
 
 
-@router.post("/runs", response_model=RunOut, status_code=202, summary="开始一次匹配运行（后台进行）")
-def start_run(body: RunStart, request: Request, background: BackgroundTasks, user: RunStarter) -> RunOut:
-    return run_out(start_job(request, background, body, user.username), None, None)
+@router.post(
+    "/runs", response_model=RunOut, status_code=202, summary="开始一次匹配运行（排队，由后台任务进程执行）"
+)
+def start_run(
+    body: RunStart, request: Request, background: BackgroundTasks, user: RunStarter, session: SessionDep
+) -> RunOut:
+    return run_out(start_job(request, session, background, body, user.username), None, None)
 
 
 @router.get("/runs/{job_id}", response_model=RunOut, summary="匹配运行的状态和按事项汇总")
@@ -209,10 +221,11 @@ def start_page(
     request: Request,
     background: BackgroundTasks,
     user: RunStarter,
+    session: SessionDep,
     snapshot: Annotated[str, Form(max_length=200)],
     as_of: Annotated[dt.date | None, Form()] = None,
 ) -> Response:
-    job = start_job(request, background, RunStart(snapshot=snapshot, as_of=as_of), user.username)
+    job = start_job(request, session, background, RunStart(snapshot=snapshot, as_of=as_of), user.username)
     return redirect(f"/console/runs/{job.id}", "匹配已开始，完成后本页显示结果（可刷新）")
 
 

@@ -13,18 +13,11 @@ from pydantic import BaseModel
 
 from api.deps import SessionDep, UsersReader
 from api.routes import render
-from payouts import users
+from payouts import audit, users
 from payouts.models import Role
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 pages = APIRouter(prefix="/console/users", include_in_schema=False)
-ACTION_LABELS = {
-    "create_user": "新增用户",
-    "set_role": "更改角色",
-    "set_department": "更改部门",
-    "set_active": "停用或启用",
-    "set_password": "设置密码",
-}
 
 
 class UserOut(BaseModel):
@@ -79,7 +72,7 @@ def changes(user: UsersReader, session: SessionDep) -> list[UserChangeOut]:
             at=e.at,
             actor=e.actor,
             action=e.action,
-            action_label=ACTION_LABELS.get(e.action, e.action),
+            action_label=audit.action_label(e.action),
             username=e.entity_id,
             from_state=_labelled(e.from_state),
             to_state=_labelled(e.to_state),

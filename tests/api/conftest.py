@@ -65,6 +65,8 @@ def settings_for(root: Path, **overrides: Any) -> Settings:
         # The template's sessions are made once per test run: they must outlive a long run.
         "session_idle_minutes": 24 * 60,
         "session_max_hours": 72,
+        # The examples' offers are dated 2025: a daily sweep at today's date would expire them all.
+        "schedule": False,
     }
     values.update(overrides)
     return Settings(**values)
@@ -84,6 +86,10 @@ class World:
     def auth(self, user: str) -> dict[str, str]:
         """The headers of `user`'s API session."""
         return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def run_jobs(self) -> int:
+        """Run the queued jobs (a match run, an SMS wave) as the service's worker would; how many ran."""
+        return int(self.app.state.worker.drain())
 
     def offers(self, policy_id: str, state: str | None = None) -> list[str]:
         with transaction(self.app.state.engine) as s:
@@ -183,6 +189,7 @@ def _build(root: Path) -> tuple[str, str, dict[str, str]]:
         headers={"Authorization": f"Bearer {tokens['reviewer']}"},
     )
     assert r.status_code == 202, r.text
+    assert app.state.worker.drain() == 1
     job = client.get(
         f"/api/runs/{r.json()['id']}", headers={"Authorization": f"Bearer {tokens['reviewer']}"}
     ).json()

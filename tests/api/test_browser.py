@@ -114,7 +114,7 @@ def test_a_maker_assembles_and_a_different_checker_approves(live: World, browser
     page = maker.new_page()
     sign_in(page, base, "maker")
     page.goto(f"{base}/console/batches")
-    row = page.locator("#ready tr", has_text="c-kexing")
+    row = page.locator("#ready tr", has_text="科技型中小企业奖励（示例）")  # titles, not ids
     row.locator("text=制单").click()
     expect(page.locator(".flash")).to_contain_text("待另一位复核人员复核")
     expect(page.locator("#approve")).to_have_count(0)  # the maker cannot approve their own batch

@@ -3,9 +3,11 @@ needs a password says how to give it when there is no terminal."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from api.cli import COMMANDS, app
@@ -46,3 +48,39 @@ def test_adding_a_user_without_a_terminal_says_to_use_password_stdin() -> None:
     result = CliRunner().invoke(app, ["users", "add", "zhao", "--role", "reviewer"])
     assert result.exit_code == 2
     assert "--password-stdin" in result.output
+
+
+def test_workers_of_a_development_service_share_one_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without ZHIDA_SECRET_KEY each process would make its own, and one worker would refuse the CSRF
+    # tokens, enterprise sessions and sign-in codes another worker issued.
+    from api.commands.serve import share_secret_key
+    from api.settings import Settings
+
+    monkeypatch.delenv("ZHIDA_SECRET_KEY", raising=False)
+    share_secret_key(os.environ)
+    first, second = Settings(), Settings()  # as two worker processes read the environment
+    assert first.secret_key.get_secret_value() == second.secret_key.get_secret_value()
+    given = os.environ["ZHIDA_SECRET_KEY"]
+    share_secret_key(os.environ)
+    assert os.environ["ZHIDA_SECRET_KEY"] == given  # a key that is set is kept
+
+
+def test_several_workers_refuse_the_demo_and_production_without_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--workers", "2", "--demo"])
+    assert result.exit_code == 2 and "演示手机" in result.output
+    for key, value in {
+        "ZHIDA_ENV": "production",
+        "ZHIDA_SECRET_KEY": "k" * 40,
+        "ZHIDA_AUDIT_KEY": "a" * 64,
+        "ZHIDA_AUDIT_CHECKPOINT_DIR": "/tmp",
+        "ZHIDA_DATABASE_URL": "postgresql://zhida@127.0.0.1/zhida",
+        "ZHIDA_COOKIE_SECURE": "true",
+        "ZHIDA_PUBLIC_URL": "https://zd.example.gov.cn",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ZHIDA_REDIS_URL", raising=False)
+    result = runner.invoke(app, ["serve", "--workers", "2"])
+    assert result.exit_code == 2 and "ZHIDA_REDIS_URL" in result.output

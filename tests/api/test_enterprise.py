@@ -447,6 +447,7 @@ def test_the_cache_of_a_run_is_built_when_the_run_is_imported(world: World) -> N
     assert (cache / f"{world.run_id}.parquet").is_file()  # the template's run: no page was viewed yet
     r = world.client.post("/api/runs", json={"snapshot": "conformance"}, headers=world.auth("reviewer"))
     assert r.status_code == 202, r.text
+    assert world.run_jobs() == 1
     job = world.client.get(f"/api/runs/{r.json()['id']}", headers=world.auth("reviewer")).json()
     assert job["state"] == "done" and job["imported"] and job["run_id"] != world.run_id, job
     built = cache / f"{job['run_id']}.parquet"

@@ -195,6 +195,9 @@ def test_the_whole_walk_through_the_console(world: World) -> None:
     run = reviewer.post(
         "/console/runs", data={"csrf": csrf_of(page.text), "snapshot": "conformance", "as_of": "2025-09-30"}
     )
+    assert "排队中" in run.text  # a worker runs it (the service's own one, under `zhida serve`)
+    assert w.run_jobs() == 1
+    run = reviewer.get(run.url.path)
     assert "已完成" in run.text and "已生成待初核要约" in run.text
     queue = reviewer.get("/console/review?policy_id=c-yanfa")
     asked = reviewer.post(

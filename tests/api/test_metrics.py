@@ -26,6 +26,7 @@ def test_requests_are_counted_by_route_template_and_offers_by_state(world: World
     assert by_state
     for state, n in by_state.items():
         assert f'zhida_offers{{state="{state}"}} {float(n)}' in text
+    assert 'zhida_jobs{kind="match",state="done"} 1.0' in text  # the template's match run
 
 
 def test_in_production_only_the_metrics_token_reads_them(world: World) -> None:

@@ -57,7 +57,7 @@ def open_notice(w: World, ref: str, days: int = 3) -> dict:
 
 
 def object_to(client: TestClient, notice_id: str, line_no: int = 1, contact: str = "13900001111") -> object:
-    page = client.get(f"/gongshi/{notice_id}")
+    page = client.get(f"/gongshi/{notice_id}", params={"line": line_no})  # the line picked from the list
     assert page.status_code == 200, page.text
     return client.post(
         f"/gongshi/{notice_id}/objection",

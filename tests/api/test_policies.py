@@ -5,9 +5,11 @@ impact simulation, publishing, and immutability of published versions.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from matcher.duckdb_engine import connect
 from matcher.simulate import simulate
@@ -112,6 +114,7 @@ def test_the_next_match_run_uses_the_newly_published_version(world: World) -> No
         "/api/runs", json={"snapshot": "conformance", "as_of": "2025-09-30"}, headers=world.auth("reviewer")
     )
     assert "c-gaoxin@2" in r.json()["policies"] and "c-gaoxin@1" not in r.json()["policies"]
+    assert world.run_jobs() == 1
     run = world.client.get(f"/api/runs/{r.json()['id']}", headers=world.auth("reviewer")).json()
     assert run["state"] == "done", run
     young = [i for i in run["items"] if (i["policy_id"], i["item_id"]) == ("c-gaoxin", "young")]
@@ -145,3 +148,46 @@ def test_a_run_with_no_policy_in_force_is_refused(shared: World) -> None:
     assert r.status_code == 422
     assert "没有处于有效期内的已发布政策" in r.json()["detail"]
     assert dt.date(2019, 1, 1).isoformat() in r.json()["detail"]
+
+
+def test_a_policy_store_kept_as_files_by_an_earlier_release_is_taken_over_at_start(tmp_path: Path) -> None:
+    # What an earlier release kept under <data dir>/policies: the published version 1 and a draft of 2.
+    from api.app import create_app
+    from tests.api.conftest import settings_for
+
+    folder = tmp_path / "web" / "policies"
+    for sub, data, status in (("published", GAOXIN, "published"), ("drafts", GAOXIN_V2, "draft")):
+        policy = parse_policy_text(data.decode(), "c-gaoxin.yaml")
+        (folder / sub).mkdir(parents=True)
+        key = f"{policy.id}@{policy.version}"
+        (folder / sub / f"{key}.yaml").write_bytes(data)
+        record = {
+            "id": policy.id,
+            "version": policy.version,
+            "status": status,
+            "title": policy.title,
+            "department": policy.department,
+            "valid_from": policy.valid_from.isoformat(),
+            "valid_to": policy.valid_to.isoformat(),
+            "file_name": "c-gaoxin.yaml",
+            "sha256": "b" * 64,
+            "uploaded_by": "policy_sci",
+            "uploaded_at": "2025-09-01T08:00:00+00:00",
+            "published_by": "policy_sci" if status == "published" else None,
+            "published_at": "2025-09-02T08:00:00+00:00" if status == "published" else None,
+        }
+        (folder / sub / f"{key}.json").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    app = create_app(settings_for(tmp_path))
+    try:
+        store = app.state.store
+        latest = store.latest_published("c-gaoxin")
+        assert latest is not None and latest.version == 1 and latest.published_by == "policy_sci"
+        assert store.text(latest).encode() == GAOXIN
+        assert [r.version for r in store.list("draft")] == [2]
+        # The public policy supermarket lists it, and a match run gets its text.
+        assert TestClient(app).get("/api/public/policies/c-gaoxin").status_code == 200
+        ruleset = store.copy_latest(tmp_path / "run" / "policies", AS_OF)
+        assert [p.id for p in ruleset.policies] == ["c-gaoxin"]
+        assert (tmp_path / "run" / "policies" / "c-gaoxin@1.yaml").read_bytes() == GAOXIN
+    finally:
+        app.state.engine.dispose()

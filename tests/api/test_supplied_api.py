@@ -213,6 +213,7 @@ def test_a_new_run_applies_the_verified_value_and_the_pair_becomes_an_offer(w: W
         assert s.scalar(select(Offer.id).where(Offer.uscc == A, Offer.policy_id == "c-wenbao")) is None
     r = w.client.post("/api/runs", json={"snapshot": "conformance"}, headers=w.auth("reviewer"))
     assert r.status_code == 202, r.text
+    assert w.run_jobs() == 1
     job = w.client.get(f"/api/runs/{r.json()['id']}", headers=w.auth("reviewer")).json()
     assert job["state"] == "done", job
     manifest = w.app.state.jobs.manifest(w.app.state.jobs.get(job["id"]))

@@ -125,3 +125,23 @@ def test_sms_output_masks_phones_and_links_unless_asked(cli, small_run: Path) ->
     assert "确认短信：发送 4 条" in sent
     assert re.findall(r"1[3-9]\d\*{4}\d{4}", sent) and not re.findall(r"(?<!\d)1[3-9]\d{9}(?!\d)", sent)
     assert LINK.findall(sent) == []  # no working link: tokens are cut to four characters
+
+
+def test_a_queued_sms_wave_is_sent_by_a_worker_once(
+    cli, engine: Engine, small_run: Path, tmp_path: Path
+) -> None:
+    from api.settings import Settings
+    from api.worker import Worker, context
+    from payouts.sms import MemoryGateway
+
+    cli(offers_cmd.app, "import", str(small_run), user="rev")
+    confirmed(cli, offers_cmd.app, "release", "--all", user="rev")
+    queued = confirmed(cli, sms_cmd.app, "send", "--all", "--queue", user="rev").output
+    assert "已排队：4 条确认短信由后台任务进程发送" in queued
+    phone = MemoryGateway()
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "web"
+    )
+    worker = Worker(context(engine, settings, phone), schedule={})
+    assert worker.drain() == 1 and worker.drain() == 0
+    assert len(phone.sent) == len({m.phone for m in phone.sent}) == 4

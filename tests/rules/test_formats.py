@@ -11,7 +11,14 @@ from rules import formats
 def test_periods_read_as_years_or_once() -> None:
     assert formats.period("once") == "一次性"
     assert formats.period("2025") == "2025年度"
-    assert formats.period("2025H1") == "2025H1"
+    assert formats.period("2025H1") == "2025年上半年"
+    assert formats.period("2025Q3") == "2025年第三季度"
+    assert formats.period("2025-spring") == "2025-spring"
+
+
+def test_days_read_without_leading_zeros() -> None:
+    assert formats.day(dt.date(2025, 9, 3)) == "2025年9月3日"
+    assert formats.day(dt.datetime(2025, 9, 30, 17, 0, tzinfo=dt.UTC)) == "2025年10月1日"  # China time
 
 
 def test_totals_read_in_wan_and_yi() -> None:

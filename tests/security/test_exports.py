@@ -66,3 +66,16 @@ def test_run_list_and_report_workbooks_hold_text_not_formulas(run_dir: Path) -> 
         cells = [c for row in rows for c in row]
         assert not [c.value for c in cells if c.data_type == "f"]  # not one formula
         assert {c.value for c in cells} >= set(HOSTILE[:5])  # the texts as they were (\r is kept as \n)
+
+
+@pytest.mark.parametrize("code", ["911100001234567890", '1"&HYPERLINK("http://x.example")&"'])
+def test_a_code_kept_as_text_shows_exactly_its_text_and_runs_nothing(code: str) -> None:
+    from reports.spreadsheet import csv_row, text_cell
+
+    out = io.StringIO()
+    csv.writer(out).writerow(csv_row([text_cell(code), HOSTILE[0]]))
+    cell, name = next(csv.reader(io.StringIO(out.getvalue())))
+    # ="…" with every quote doubled: one string literal, which Excel shows as the code itself.
+    assert cell == '="' + code.replace('"', '""') + '"'
+    assert cell[2:-1].replace('""', "").count('"') == 0
+    assert name == "'" + HOSTILE[0]

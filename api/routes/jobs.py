@@ -1,0 +1,76 @@
+"""Durable jobs as staff see them (任务): what ran or waits, its state, who started it, when, how many
+attempts, and the error if it failed. Nothing here changes anything: jobs are started where their work
+is (a match run on 数据比对, SMS on 初核) and run by a worker (`zhida worker`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from api.deps import JobsReader, SessionDep
+from api.routes import render
+from payouts import jobs
+from payouts.models import Job, JobState
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+pages = APIRouter(prefix="/console/jobs", include_in_schema=False)
+
+
+class JobOut(BaseModel):
+    """One job: kind and state (with their Chinese labels), who started it, times, attempts, error."""
+
+    id: str
+    kind: str
+    kind_label: str
+    state: str
+    state_label: str
+    started_by: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    attempts: int
+    max_attempts: int
+    error: str | None
+    result: dict[str, Any] | None
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.public_id,
+        kind=job.kind,
+        kind_label=jobs.KIND_LABELS.get(job.kind, job.kind),
+        state=job.state,
+        state_label=jobs.STATE_LABELS[JobState(job.state)],
+        started_by=job.started_by,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        error=job.error,
+        result=json.loads(job.result) if job.result else None,
+    )
+
+
+@router.get("", response_model=list[JobOut], summary="后台任务（新的在前，最近 200 个）")
+def listing(user: JobsReader, session: SessionDep) -> list[JobOut]:
+    return [job_out(j) for j in jobs.recent(session)]
+
+
+@pages.get("")
+def jobs_page(request: Request, user: JobsReader, session: SessionDep) -> Response:
+    depth = jobs.depth(session)
+    return render(
+        request,
+        "jobs.html",
+        {
+            "jobs": listing(user, session),
+            "depth": [(jobs.STATE_LABELS[JobState(s)], n) for s, n in depth.items()],
+        },
+    )

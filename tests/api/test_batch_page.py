@@ -1,0 +1,74 @@
+"""The batch page for a batch of 50,000 lines: totals per status on top, one page of lines at a time, and
+the failed lines alone on request."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from tests.api.conftest import World
+
+
+def lines_on(html: str) -> list[int]:
+    """The line numbers a batch page lists."""
+    table = html.split('id="lines"')[1].split("</table>")[0]
+    return [
+        int(n) for n in re.findall(r'<td class="n"><a href="/console/offers/[^"]+"[^>]*>(\d+)</a>', table)
+    ]
+
+
+def paid_batch_with_failures(w: World, failures: int) -> tuple[str, int]:
+    """A reconciled batch of c-wenbao (no confirmation needed) whose first `failures` lines failed."""
+    assert w.bulk("/api/review/release", "release", {"filter": {"policy_id": "c-wenbao"}}).status_code == 200
+    made = w.make_batch("c-wenbao")
+    assert made.status_code == 201, made.text
+    ref, count = made.json()["reference"], made.json()["line_count"]
+    assert w.client.post(f"/api/batches/{ref}/approve", headers=w.auth("checker")).status_code == 200
+    assert w.client.post(f"/api/batches/{ref}/export", headers=w.auth("checker")).status_code == 200
+    back = w.client.get(f"/demo/bank/{ref}/return.csv", params={"fail": failures}, headers=w.auth("checker"))
+    r = w.client.post(
+        f"/api/batches/{ref}/return",
+        files={"file": ("r.csv", back.content, "text/csv")},
+        headers=w.auth("checker"),
+    )
+    assert r.status_code == 200, r.text
+    return ref, count
+
+
+def test_the_batch_page_shows_one_page_of_lines_and_every_line_once_across_pages(world: World) -> None:
+    ref, count = paid_batch_with_failures(world, 2)
+    assert count > 20
+    checker = world.browser("checker")
+    first = checker.get(f"/console/batches/{ref}", params={"size": 20}).text
+    assert lines_on(first) == list(range(1, 21))
+    assert f"共 {count:,} 笔" in first and "下一页" in first
+    seen: list[int] = []
+    for offset in range(0, count, 20):
+        seen += lines_on(checker.get(f"/console/batches/{ref}", params={"size": 20, "offset": offset}).text)
+    assert seen == list(range(1, count + 1))
+
+
+def test_the_totals_are_on_top_and_the_failed_lines_can_be_shown_alone(world: World) -> None:
+    ref, count = paid_batch_with_failures(world, 3)
+    detail = world.client.get(f"/api/batches/{ref}", headers=world.auth("checker")).json()
+    failed = [ln for ln in detail["lines"] if ln["status"] == "failed"]
+    paid = [ln for ln in detail["lines"] if ln["status"] == "paid"]
+    assert len(failed) == 3 and len(paid) == count - 3
+    checker = world.browser("checker")
+    page = checker.get(f"/console/batches/{ref}").text
+    totals = page.split('id="line-totals"')[1].split("</table>")[0]
+    failed_total = sum((Decimal(ln["amount"]) for ln in failed), Decimal("0"))
+    assert re.search(rf">失败</a></td><td class=\"n\">3</td><td class=\"n\">{failed_total:,.2f}</td>", totals)
+    assert f'<td class="n">{count - 3:,}</td>' in totals
+    only = checker.get(f"/console/batches/{ref}", params={"status": "failed"}).text
+    assert lines_on(only) == [ln["line_no"] for ln in failed]
+    assert "账户已销户" in only and "共 3 笔" in only
+
+
+def test_a_pending_line_reads_as_waiting_for_the_checker_before_approval(world: World) -> None:
+    assert (
+        world.bulk("/api/review/release", "release", {"filter": {"policy_id": "c-wenbao"}}).status_code == 200
+    )
+    ref = world.make_batch("c-wenbao").json()["reference"]
+    page = world.browser("checker").get(f"/console/batches/{ref}").text
+    assert "待复核" in page.split('id="lines"')[1] and "待回单" not in page
