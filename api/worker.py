@@ -106,7 +106,7 @@ def send_notices(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
                 .select_from(SmsMessage)
                 .where(
                     SmsMessage.kind == "notice",
-                    SmsMessage.status == "sent",  # `sending` ones go again (same key), failed ones are retried
+                    SmsMessage.status == "sent",  # `sending` ones go again (same key), failed are retried
                     col(SmsMessage.created_at) >= began,
                     col(SmsMessage.offer_id).in_(select(Offer.id).where(selection.condition())),
                 )
