@@ -26,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.admission import Admission
@@ -60,6 +61,17 @@ from rules.errors import PolicyError, ZhidaError
 
 HERE = Path(__file__).parent
 log = logging.getLogger("zhida.api")
+DATABASE_DOWN_TITLE = "系统暂时不可用"
+DATABASE_DOWN_DETAIL = "数据库正在恢复，本次操作没有完成，请稍候几秒再试。"
+DATABASE_RETRY_SECONDS = 5
+
+
+def database_unavailable(error: DBAPIError) -> bool:
+    """The database cannot be reached now (restart, failover, a connection cut, a deadlock or
+    serialization failure): worth trying again, unlike a wrong statement or a broken constraint."""
+    return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
@@ -358,8 +370,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers[k] = v
         return response
 
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, error: DBAPIError) -> Response:
+        # The database restarting, failing over or out of connections: nothing of the request was
+        # committed, so the client is told to try again (a confirmation is idempotent).
+        if not database_unavailable(error):
+            return await internal_error(request, error)
+        log.warning("database unavailable: %s", str(error.orig or error).splitlines()[0])
+        return problem_response(
+            request, 503, DATABASE_DOWN_TITLE, DATABASE_DOWN_DETAIL, retry_after=DATABASE_RETRY_SECONDS
+        )
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> Response:
+        if isinstance(error, DBAPIError) and database_unavailable(error):
+            return await database_error(request, error)  # raised outside the routes (middleware)
         log.exception("unhandled error")
         return problem_response(request, 500, "内部错误", f"请求编号 {request_id.get()}，请联系管理员")
 

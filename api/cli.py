@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("match", "explain", "逐条说明一户企业对每个兑现事项的每个条件：条款、读取的数据和结论"),
     "simulate": ("match", "simulate", "影响测算：新版本比旧版本多覆盖、少覆盖多少企业和资金"),
     "bench": ("bench", "app", "基准测试：匹配、全流程"),
+    "chaos": ("chaos", "chaos", "故障注入：随机杀死各步骤的进程，重跑后检查资金与审计不变量"),
     "offers": ("offers", "app", "兑现要约：导入、初核、发布"),
     "sms": ("sms", "app", "短信：发送、提醒"),
     "batch": ("batch", "app", "拨付批次：组批、复核、导出、对账"),

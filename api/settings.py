@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from payouts import audit
+from payouts import audit, tokens
 from payouts.db import DEFAULT_URL, PayoutSettings
 from reports.sla import Sla
 
@@ -63,6 +63,8 @@ class Settings(SlaSettings):
     # production refuses to start without one) and where signed checkpoints of its head are written.
     audit_key: SecretStr | None = None
     audit_checkpoint_dir: Path | None = None
+    # Derives the SMS link tokens (payouts/tokens.py); never in the database. Development: a public key.
+    link_key: SecretStr | None = None
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     public_url: str = "http://127.0.0.1:8000"  # where staff reach the console; SMS links too by default
     link_base: str | None = None  # the public confirm page; default: public_url + "/c/"
@@ -148,6 +150,11 @@ class Settings(SlaSettings):
         audit_key_problem = audit.key_problem(self.audit_key.get_secret_value() if self.audit_key else None)
         if audit_key_problem:
             problems.append(audit_key_problem)
+        link_key_problem = tokens.link_key_problem(
+            self.link_key.get_secret_value() if self.link_key else None
+        )
+        if link_key_problem:
+            problems.append(link_key_problem)
         if self.audit_checkpoint_dir is None:
             problems.append("生产环境须设置 ZHIDA_AUDIT_CHECKPOINT_DIR（审计日志签名检查点的库外目录）")
         if self.database_url.startswith("sqlite"):
@@ -170,8 +177,10 @@ class Settings(SlaSettings):
 
     def payouts(self) -> PayoutSettings:
         """The payouts settings, with this service's database and confirm page."""
+        payouts = PayoutSettings.from_env()
         return dataclasses.replace(
-            PayoutSettings.from_env(),
+            payouts,
+            link_key=self.link_key.get_secret_value() if self.link_key else payouts.link_key,
             database_url=self.database_url,
             migration_database_url=self.migration_database_url,
             link_base=self.confirm_link_base,

@@ -90,7 +90,8 @@ def send_notices(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
     The first attempt checks the set against the confirmed tally before anything is sent. A later
     attempt (its worker died mid-way) cannot: the offers already notified have left the set. It sends at
     most the confirmed count less the notices that went out (or may have) for the set since the job
-    began; the outbox never sends again a message it claimed (payouts.sms.send_notices_in_chunks).
+    began; a message left `sending` by the dead worker is handed over again with its idempotency key
+    (payouts.sms.send_notices_in_chunks) and counts in this attempt.
     """
     p = claim.params
     selection = selection_from(p["selection"])
@@ -105,7 +106,7 @@ def send_notices(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
                 .select_from(SmsMessage)
                 .where(
                     SmsMessage.kind == "notice",
-                    SmsMessage.status != "failed",  # sent, or maybe sent (never sent again); failed: retried
+                    SmsMessage.status == "sent",  # `sending` ones go again (same key), failed are retried
                     col(SmsMessage.created_at) >= began,
                     col(SmsMessage.offer_id).in_(select(Offer.id).where(selection.condition())),
                 )

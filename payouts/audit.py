@@ -574,3 +574,33 @@ def history(session: Session, entity: str, entity_id: str) -> list[AuditEvent]:
         listed = listed | imported
     query = select(AuditEvent).where(mine | listed)
     return list(session.scalars(query.order_by(AuditEvent.seq)).all())
+
+
+def offer_histories(session: Session) -> dict[str, list[AuditEvent]]:
+    """Every offer's audit events, oldest first (`history` of all offers at once): its own, the bulk
+    ones listing it, its run's import."""
+    out: dict[str, list[AuditEvent]] = {}
+    for e in session.scalars(select(AuditEvent).where(AuditEvent.entity == "offer")):
+        out.setdefault(e.entity_id, []).append(e)
+    for member, e in session.execute(
+        select(AuditMember.entity_id, AuditEvent).join(AuditEvent, AuditEvent.seq == AuditMember.seq)
+    ):
+        out.setdefault(member, []).append(e)
+    runs = dict(session.execute(select(MatchRun.run_id, MatchRun.id)).all())
+    imports = select(AuditEvent).where(AuditEvent.data.contains('"members_of":"run"', autoescape=True))
+    for e in session.scalars(imports):
+        for public_id in session.scalars(
+            select(Offer.public_id).where(Offer.match_run_id == runs[e.entity_id])
+        ):
+            out.setdefault(public_id, []).append(e)
+    return {k: sorted(v, key=lambda e: e.seq) for k, v in out.items()}
+
+
+def replay_problem(events: Sequence[AuditEvent], state: str) -> str | None:
+    """Why replaying `events`, change by change, does not end in `state` (None when it does)."""
+    now: str | None = None
+    for e in events:
+        if e.from_state != now:
+            return f"event {e.seq} ({e.action}) starts from {e.from_state}, the log had {now}"
+        now = e.to_state
+    return None if now == state else f"the log ends in {now}, the state is {state}"

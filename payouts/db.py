@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlmodel import Session
 
+from payouts.tokens import DEVELOPMENT_LINK_KEY, LINK_KEY_ENV, link_key_problem
 from rules.errors import PayoutError
 
 DEFAULT_URL = "sqlite:///var/zhida.db"
@@ -39,6 +40,7 @@ class PayoutSettings:
     app_role: str | None = None  # the service's PostgreSQL role, granted its rights after each migration
     link_base: str = "https://zd.example.gov.cn/c/"  # the public confirm page; the token follows
     link_ttl_days: int = 30
+    link_key: str = field(default=DEVELOPMENT_LINK_KEY, repr=False)  # derives the SMS link tokens (tokens.py)
     reminder_days: tuple[int, ...] = (3, 1)
     sms_sign: str = "惠企直达"
     payer_name: str = "某市财政局"
@@ -61,6 +63,9 @@ class PayoutSettings:
             )
         except ValueError as e:
             raise PayoutError(f"ZHIDA_LINK_TTL_DAYS / ZHIDA_SMS_REMINDER_DAYS 应为整数：{e}") from e
+        link_key = env.get(LINK_KEY_ENV) or DEVELOPMENT_LINK_KEY
+        if env.get("ZHIDA_ENV") == "production" and (problem := link_key_problem(link_key)):
+            raise PayoutError(problem)
         if ttl < 1 or any(r < 1 or r >= ttl for r in reminders):
             raise PayoutError(f"链接有效期 {ttl} 天，提醒应在到期前 1 至 {ttl - 1} 天：{reminders}")
         return cls(
@@ -69,6 +74,7 @@ class PayoutSettings:
             app_role=get("APP_ROLE", "") or None,
             link_base=get("LINK_BASE", d.link_base),
             link_ttl_days=ttl,
+            link_key=link_key,
             reminder_days=tuple(sorted(set(reminders), reverse=True)),
             sms_sign=get("SMS_SIGN", d.sms_sign),
             payer_name=get("PAYER_NAME", d.payer_name),

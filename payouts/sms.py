@@ -4,23 +4,38 @@ Messages go through an `SmsGateway`. The default (`OutboxGateway`) keeps them in
 table (the outbox) and echoes them to the console; `TemplateGateway` is the shape of a real
 provider's template API (sign name, template code, parameters), with the HTTP call injected.
 
-Each message carries a fresh link token (128 bits, `secrets`); only its SHA-256 is stored, and the
-stored text has the token cut out. Every link of an offer expires at the offer's deadline
-(`link_ttl_days` after the first notice). Reminders go out `reminder_days` before the deadline, each
-at most once per round (a unique key on offer, round and kind). `expire_overdue` moves offers whose
-deadline has passed to `expired`.
+Each message carries its own link token (128 bits); only its SHA-256 is stored, and the stored text
+has the token cut out. The token is derived (HMAC, `tokens.derived_link_token`) from the link key
+`ZHIDA_LINK_KEY` and the outbox row's attempt (offer public id, round, kind, attempt number), and so
+is the provider-side idempotency key every message carries (`OutgoingSms.key`). Why derived and not
+drawn at random and stored: a notice whose hand-over was cut short by a crash is sent again by the
+next call with the same key, and a provider that already took it drops the copy; the enterprise then
+holds the first copy's link, so the copy must carry the same token. Deriving it needs no secret in
+the database (a database reader alone cannot build a link, as with random tokens); storing the token
+encrypted would need the same application-held key plus a column to wipe. A new attempt (after a
+refusal) gets a new token and a new key. `send_notices`, which hands messages over inside the
+caller's transaction, gains the same: if its process dies, the rows roll back, and the next call
+composes attempt 1 again, with the same token and key. Changing the link key leaves the links
+already sent working (only hashes are stored), but a notice cut short before the change cannot be
+sent again as it was: it stays `sending`, reported, for staff to check with the provider.
+
+Every link of an offer expires at the offer's deadline (`link_ttl_days` after the first notice).
+Reminders go out `reminder_days` before the deadline, each at most once per round (a unique key on
+offer, round and kind). `expire_overdue` moves offers whose deadline has passed to `expired`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, true, update
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, text, true, update
 from sqlmodel import Session
 
 from payouts import audit, offers, tokens
@@ -36,6 +51,8 @@ SEGMENT = 67  # characters per segment of a concatenated Chinese (UCS-2) SMS
 MAX_CHARS = 2 * SEGMENT
 NOTICE = "notice"
 SENDING = "sending"  # claimed by a chunked sender: handed to the gateway or about to be
+KEY_CHANGED = "链接密钥已更换，这条发送中断的短信无法按原样重发：请与短信平台核对是否已送达"
+_SENDER_LOCK = 0x7A68_6964_6101  # PostgreSQL advisory lock key: one chunked sender at a time
 
 TEMPLATES = {
     NOTICE: "【{sign}】{name}：贵单位符合“{title}”，可获{amount}元，拨付至对公账户，请于{date}前确认：{link}",
@@ -45,12 +62,15 @@ TEMPLATES = {
 
 @dataclass(frozen=True)
 class OutgoingSms:
-    """One message as a gateway gets it: the full text and the template parameters."""
+    """One message as a gateway gets it: the full text, the template parameters, and the provider-side
+    idempotency key (the same for every hand-over of one outbox attempt; random for a message that
+    is never handed over twice, such as a sign-in code)."""
 
     phone: str
     kind: str
     text: str
     params: dict[str, str]
+    key: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 class SmsGateway(Protocol):
@@ -91,17 +111,27 @@ def cut_token(text: str, token: str) -> str:
 
 @dataclass
 class MemoryGateway:
-    """Keeps every message sent, with its link, in memory: the enterprise's phone in tests and demos."""
+    """Keeps every message sent, with its link, in memory: the enterprise's phone in tests and demos.
+
+    Like a provider, it takes a message once per idempotency key: a copy handed over again with the
+    key of one it took is recorded in `duplicates`, not sent, and answered with the first one's
+    reference."""
 
     sent: list[OutgoingSms] = field(default_factory=list)
     fail_phones: set[str] = field(default_factory=set)
     name: str = "memory"
+    duplicates: list[OutgoingSms] = field(default_factory=list)
+    refs: dict[str, str] = field(default_factory=dict)  # idempotency key → the provider's reference
 
     def send(self, sms: OutgoingSms) -> str:
         if sms.phone in self.fail_phones:
             raise SmsError(f"号码 {sms.phone} 无法送达")
+        if sms.key in self.refs:
+            self.duplicates.append(sms)
+            return self.refs[sms.key]
         self.sent.append(sms)
-        return f"mem-{len(self.sent)}"
+        self.refs[sms.key] = f"mem-{len(self.sent)}"
+        return self.refs[sms.key]
 
 
 @dataclass
@@ -109,13 +139,16 @@ class TemplateGateway:
     """Adapter shape for a provider's template SMS API (e.g. SendSms with SignName/TemplateCode).
 
     `transport` performs the HTTP call with the request dict and returns the provider's response;
-    a response whose `Code` is not `OK` raises SmsError with the provider's message.
+    a response whose `Code` is not `OK` raises SmsError with the provider's message. The message's
+    idempotency key goes in the request's `key_field` (the provider's out-id), by which the provider
+    drops a copy of a message it already took.
     """
 
     transport: Callable[[dict[str, Any]], dict[str, Any]]
     sign_name: str
     template_codes: dict[str, str]
     name: str = "template"
+    key_field: str = "OutId"
 
     def send(self, sms: OutgoingSms) -> str:
         # Its own template where the provider has one (e.g. "login_code"); reminders share one. Any
@@ -132,6 +165,7 @@ class TemplateGateway:
             "SignName": self.sign_name,
             "TemplateCode": self.template_codes[kind],
             "TemplateParam": json.dumps(sms.params, ensure_ascii=False, sort_keys=True),
+            self.key_field: sms.key,
         }
         response = self.transport(request)
         if response.get("Code") != "OK":
@@ -200,10 +234,13 @@ def _compose(
     title: str,
     deadline: dt.datetime,
     settings: PayoutSettings,
+    attempt: int,
 ) -> tuple[dict[str, Any], OutgoingSms]:
-    """A message with a fresh token: the outbox row's fields of this attempt (the text with the token
-    cut out, only the token's hash) and the SMS to send."""
-    token = tokens.link_token()
+    """Attempt `attempt` of the message of this offer's round and kind: the outbox row's fields (the
+    text with the token cut out, only the token's hash) and the SMS to send, with its token and
+    idempotency key derived from the attempt (the same every time it is composed)."""
+    attempt_id = f"{offer.public_id}|{offer.round}|{kind}|{attempt}"
+    token = tokens.derived_link_token(settings.link_key, attempt_id)
     link = settings.link_base + token
     text, params = render(
         kind,
@@ -221,7 +258,8 @@ def _compose(
         "gateway": gateway.name,
         "error": None,
     }
-    return fields, OutgoingSms(payee.contact_phone or "", kind, text, params)
+    key = tokens.sms_key(settings.link_key, attempt_id)
+    return fields, OutgoingSms(payee.contact_phone or "", kind, text, params, key)
 
 
 def _prepare(
@@ -235,9 +273,10 @@ def _prepare(
     settings: PayoutSettings,
     now: dt.datetime,
 ) -> tuple[SmsMessage, OutgoingSms]:
-    """The message row of this round and kind (the given one, or a new one the caller adds) with a
-    fresh token, and the SMS to send; the row keeps only the token's hash."""
-    fields, outgoing = _compose(gateway, offer, payee, kind, title, deadline, settings)
+    """The message row of this round and kind (the given one, or a new one the caller adds) with the
+    token of its next attempt, and the SMS to send; the row keeps only the token's hash."""
+    attempt = (message.attempts or 0) + 1 if message is not None else 1
+    fields, outgoing = _compose(gateway, offer, payee, kind, title, deadline, settings, attempt)
     if message is None:
         message = SmsMessage(
             offer_id=offer.id,
@@ -251,7 +290,7 @@ def _prepare(
     else:
         for name, value in fields.items():
             setattr(message, name, value)
-    message.attempts = (message.attempts or 0) + 1
+    message.attempts = attempt
     return message, outgoing
 
 
@@ -287,15 +326,16 @@ def _deliver(
 
 
 def _released(
-    limit: int | None, after: int = 0, where: ColumnElement[bool] | None = None
+    limit: int | None, after: int = 0, where: ColumnElement[bool] | None = None, *, stuck: bool = False
 ) -> Select[tuple[Offer, Payee]]:
     """Released offers (with an id above `after`, matching `where`), locked (skipping those another
-    sender holds), without a notice of their round that was sent or is being sent."""
+    sender holds), without a notice of their round that was sent or is being sent (`stuck`: or with
+    one left `sending` by a sender that stopped)."""
     busy = select(SmsMessage.id).where(
         SmsMessage.offer_id == Offer.id,
         SmsMessage.round == Offer.round,
         SmsMessage.kind == NOTICE,
-        SmsMessage.status.in_(("sent", SENDING)),
+        SmsMessage.status.in_(("sent",) if stuck else ("sent", SENDING)),
     )
     return (
         select(Offer, Payee)
@@ -368,6 +408,7 @@ class _Claim:
     offer_id: int
     public_id: str
     sms: OutgoingSms
+    deadline: dt.datetime  # the offer's deadline if it has none yet, as the message states it
 
 
 def send_notices_in_chunks(
@@ -383,27 +424,64 @@ def send_notices_in_chunks(
     expected: Tally | None = None,
 ) -> SendResult:
     """`send_notices` for any number of offers, `chunk` at a time, each in its own transactions, so
-    that a crash never makes a message go out twice and the next call goes on where this one stopped:
+    that the next call goes on where this one stopped, and a crash never makes a message reach the
+    enterprise twice:
 
     1. claim (committed before anything is sent): the next released offers without a notice of their
-       round sent or being sent get their outbox row, status `sending`, with the hash of a fresh token;
-    2. send the chunk, with no transaction open;
+       round sent get their outbox row, status `sending`, with the hash of the attempt's token;
+    2. send the chunk, with no transaction open, each message with its idempotency key;
     3. settle (committed): the messages sent become `sent` and their offers `notified` (one bulk
-       audit event per chunk); refused ones `failed` (retried by the next call).
+       audit event per chunk); refused ones `failed` (retried by the next call, a new attempt).
 
     If sending stops on an exception, the messages already sent are settled and those not yet tried
-    are released (`failed`, to be retried) before the exception goes on. Only the message being
-    handed to the gateway at that moment, or a chunk whose process died, stays `sending`: whether it
-    went out is unknown, so no call sends it again (staff check it with the provider).
+    are released (`failed`, to be retried) before the exception goes on. The message being handed to
+    the gateway at that moment, or a chunk whose process died, stays `sending`: whether it went out is
+    unknown, so the next call hands it over again as it was, with the same token and key, and the
+    provider drops the copy if it took the first. One chunked sender runs at a time (a PostgreSQL
+    advisory lock, which a dead process's connection lets go), so a `sending` row found by a sender
+    is never one another sender is handing over.
     """
     settings = settings or PayoutSettings.from_env()
     where = offers.acting(selection, "notify") if selection is not None else None
+    with _one_sender(engine):
+        return _send_in_chunks(engine, gateway, now, settings, chunk, limit, actor, where, expected)
+
+
+@contextmanager
+def _one_sender(engine: Engine) -> Iterator[None]:
+    """Hold the chunked senders' lock (PostgreSQL; SQLite runs one process)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SENDER_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SENDER_LOCK})
+            conn.commit()
+
+
+def _send_in_chunks(
+    engine: Engine,
+    gateway: SmsGateway,
+    now: dt.datetime,
+    settings: PayoutSettings,
+    chunk: int,
+    limit: int | None,
+    actor: str,
+    where: ColumnElement[bool] | None,
+    expected: Tally | None,
+) -> SendResult:
     if expected is not None:
         # Chunks commit as they go, so the set is checked before anything is sent, and no more
         # messages than confirmed go out even if more offers are released meanwhile.
         with transaction(engine) as session:
             Tally.of(
-                list(session.scalars(_released(None, where=where).with_only_columns(Offer.amount)))
+                list(
+                    session.scalars(_released(None, where=where, stuck=True).with_only_columns(Offer.amount))
+                )
             ).check(expected)
         limit = expected.count if limit is None else min(limit, expected.count)
     result = SendResult()
@@ -411,10 +489,10 @@ def send_notices_in_chunks(
     while limit is None or result.sent + result.failed < limit:
         size = chunk if limit is None else min(chunk, limit - result.sent - result.failed)
         with transaction(engine) as session:
-            claims = _claim_notices(session, gateway, now, settings, size, after, where)
-        if not claims:
+            claims, last = _claim_notices(session, gateway, now, settings, size, after, where, result)
+        if last is None:
             break
-        after = claims[-1].offer_id
+        after = last
         outcomes: dict[int, tuple[str, str]] = {}  # message id → (provider reference, error or "")
         try:
             for c in claims:
@@ -436,35 +514,51 @@ def _claim_notices(
     size: int,
     after: int,
     where: ColumnElement[bool] | None,
-) -> list[_Claim]:
-    rows = session.execute(_released(size, after, where)).all()
+    result: SendResult,
+) -> tuple[list[_Claim], int | None]:
+    """The claims of the next `size` offers after `after`, and the last offer's id (None: no more)."""
+    rows = session.execute(_released(size, after, where, stuck=True)).all()
     if not rows:
-        return []
+        return [], None
     titles = _titles(session)
+    round_of = {o.id: (o.round, o.public_id) for o, _ in rows}
     with session.no_autoflush:
-        earlier = {
+        earlier = {  # the notice of the offer's round, if one was tried
             m.offer_id: m
             for m in session.scalars(
                 select(SmsMessage).where(
                     SmsMessage.offer_id.in_([o.id for o, _ in rows]), SmsMessage.kind == NOTICE
                 )
             )
+            if m.round == round_of[m.offer_id][0]
         }
-    claims: dict[int, OutgoingSms] = {}  # offer id → the SMS to send
+    claims: dict[int, tuple[OutgoingSms, dt.datetime]] = {}  # offer id → the SMS to send, its deadline
     fresh: list[dict[str, Any]] = []  # rows of messages new this round, inserted in one statement
     for offer, payee in rows:
         deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
         title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
         message = earlier.get(offer.id)
-        if message is not None and message.round == offer.round:  # a retry: the same row, a new token
+        if message is not None and message.status == SENDING:
+            # Cut short: the same attempt again, as it was (its deadline, token and key).
+            deadline = offer.deadline or message.expires_at
+            fields, outgoing = _compose(
+                gateway, offer, payee, NOTICE, title, deadline, settings, message.attempts
+            )
+            if fields["token_hash"] != message.token_hash:
+                result.failed += 1
+                result.errors.append(f"{offer.public_id}: {KEY_CHANGED}")
+                continue
+            claims[offer.id] = outgoing, message.expires_at
+            continue
+        if message is not None:  # a retry: the same row, a new token
             message, outgoing = _prepare(
                 message, gateway, offer, payee, NOTICE, title, deadline, settings, now
             )
             message.status = SENDING
             session.add(message)
-            claims[offer.id] = outgoing
+            claims[offer.id] = outgoing, deadline
             continue
-        fields, outgoing = _compose(gateway, offer, payee, NOTICE, title, deadline, settings)
+        fields, outgoing = _compose(gateway, offer, payee, NOTICE, title, deadline, settings, 1)
         fresh.append(
             {
                 "offer_id": offer.id,
@@ -477,12 +571,13 @@ def _claim_notices(
                 **fields,
             }
         )
-        claims[offer.id] = outgoing
+        claims[offer.id] = outgoing, deadline
     session.flush()  # the retried rows
     table = SmsMessage.__table__
     if fresh:
         session.execute(insert(table), fresh)
-    round_of = {o.id: (o.round, o.public_id) for o, _ in rows}
+    if not claims:
+        return [], rows[-1][0].id
     ids = {
         offer_id: message_id
         for offer_id, message_round, message_id in session.execute(
@@ -492,7 +587,8 @@ def _claim_notices(
         )
         if round_of[offer_id][0] == message_round
     }
-    return [_Claim(ids[oid], oid, round_of[oid][1], sms) for oid, sms in claims.items()]
+    last = rows[-1][0].id
+    return [_Claim(ids[oid], oid, round_of[oid][1], sms, d) for oid, (sms, d) in claims.items()], last
 
 
 def _settle_notices(
@@ -528,18 +624,20 @@ def _settle_notices(
         by_keys.setdefault(tuple(sorted(change)), []).append(change)
     for rows in by_keys.values():
         session.execute(update(SmsMessage), rows)
-    if sent:
-        table = Offer.__table__
-        deadline = func.coalesce(table.c.deadline, now + dt.timedelta(days=settings.link_ttl_days))
+    by_deadline: dict[dt.datetime, list[int]] = {}  # one deadline in a chunk but for notices sent again
+    for c in sent:
+        by_deadline.setdefault(c.deadline, []).append(c.offer_id)
+    table = Offer.__table__
+    for deadline, ids in by_deadline.items():
         offers.move_where(
             session,
-            table.c.id.in_([c.offer_id for c in sent]),
+            table.c.id.in_(ids),
             OfferState.RELEASED,
             OfferState.NOTIFIED,
             actor=actor,
             action="notify",
             now=now,
-            values={"deadline": deadline},
+            values={"deadline": func.coalesce(table.c.deadline, deadline)},
             subject=gateway.name,
         )
     result.sent += len(sent)

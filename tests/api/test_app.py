@@ -116,6 +116,7 @@ def test_production_refuses_unsafe_settings() -> None:
         Settings(env="production")
     message = str(e.value)
     assert "ZHIDA_SECRET_KEY" in message and "SQLite" in message and "ZHIDA_COOKIE_SECURE" in message
+    assert "ZHIDA_LINK_KEY" in message
     with pytest.raises(ValidationError, match="ZHIDA_DEMO_PHONE"):
         Settings(
             env="production",
@@ -129,6 +130,7 @@ def test_production_refuses_unsafe_settings() -> None:
         env="production",
         secret_key="x" * 40,
         audit_key="k" * 40,
+        link_key="l" * 40,
         audit_checkpoint_dir="/srv/zhida-checkpoints",
         database_url="postgresql://db/zhida",
         cookie_secure=True,

@@ -75,6 +75,7 @@ def test_several_workers_refuse_the_demo_and_production_without_redis(
         "ZHIDA_ENV": "production",
         "ZHIDA_SECRET_KEY": "k" * 40,
         "ZHIDA_AUDIT_KEY": "a" * 64,
+        "ZHIDA_LINK_KEY": "l" * 40,
         "ZHIDA_AUDIT_CHECKPOINT_DIR": "/tmp",
         "ZHIDA_DATABASE_URL": "postgresql://zhida@127.0.0.1/zhida",
         "ZHIDA_COOKIE_SECURE": "true",

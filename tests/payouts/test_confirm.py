@@ -90,4 +90,6 @@ def test_a_wrong_account_holds_the_offer_until_staff_correct_it_and_notify_again
 
 def test_an_unknown_link_is_refused(tx, notified, t0) -> None:
     with pytest.raises(LinkError, match="链接无效"), tx() as s:
-        confirm.confirm(s, tokens.link_token(), ip=None, user_agent=None, now=t0)
+        confirm.confirm(
+            s, tokens.derived_link_token("another key", "o|1|notice|1"), ip=None, user_agent=None, now=t0
+        )

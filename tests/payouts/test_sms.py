@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from payouts import confirm, sms, tokens
-from payouts.errors import LinkError, SmsError
+from payouts.db import PayoutSettings
+from payouts.errors import LinkError, PayoutError, SmsError
 from payouts.imports import import_run
 from payouts.models import Offer, SmsMessage
 from payouts.offers import release
@@ -118,7 +119,7 @@ def test_the_outbox_gateway_echoes_every_message(tx, small_run, settings, t0) ->
 
 def test_link_tokens_never_start_with_a_dash_so_the_cli_does_not_read_them_as_options() -> None:
     # One token in 64 would (URL-safe base64); 5,000 draws would all but surely show one.
-    drawn = [tokens.link_token() for _ in range(5000)]
+    drawn = [tokens.derived_link_token(tokens.DEVELOPMENT_LINK_KEY, f"o{k}|1|notice|1") for k in range(5000)]
     assert not [t for t in drawn if t.startswith("-")]
     assert len(set(drawn)) == 5000 and {len(t) for t in drawn} == {22}
 
@@ -134,3 +135,16 @@ def test_the_template_gateway_refuses_a_kind_without_its_own_template() -> None:
     assert sent == []  # never through the reminder's template
     gateway.send(sms.OutgoingSms("13800000001", "reminder_1d", "……", {}))
     assert sent[0]["TemplateCode"] == "SMS_2"
+
+
+def test_production_refuses_the_public_development_link_key() -> None:
+    # With the development key, anyone holding the database could build every open link.
+    for env in ({"ZHIDA_ENV": "production"}, {"ZHIDA_ENV": "production", "ZHIDA_LINK_KEY": "short"}):
+        with pytest.raises(PayoutError, match="ZHIDA_LINK_KEY"):
+            PayoutSettings.from_env(env)
+    key = "k" * 40
+    assert PayoutSettings.from_env({"ZHIDA_ENV": "production", "ZHIDA_LINK_KEY": key}).link_key == key
+    attempt = "0f3c9a1b2d4e5f607182|1|notice|1"
+    assert tokens.derived_link_token(key, attempt) != tokens.derived_link_token(
+        tokens.DEVELOPMENT_LINK_KEY, attempt
+    )

@@ -295,6 +295,7 @@ def test_production_refuses_a_missing_or_development_audit_key(monkeypatch) -> N
         "cookie_secure": True,
         "public_url": "https://zd.example.gov.cn",
         "audit_checkpoint_dir": "/srv/zhida-checkpoints",
+        "link_key": "l" * 40,
     }
     for key in (None, "short", audit.DEVELOPMENT_KEY):
         with pytest.raises(ValidationError, match="ZHIDA_AUDIT_KEY"):

@@ -152,7 +152,11 @@ def production(template: Any, tmp_path: Path) -> Iterator[World]:
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
         # Whatever else production asks of the settings (where the service has such settings).
-        more = {"audit_key": secrets.token_urlsafe(32), "audit_checkpoint_dir": tmp_path / "checkpoints"}
+        more = {
+            "audit_key": secrets.token_urlsafe(32),
+            "link_key": secrets.token_urlsafe(32),
+            "audit_checkpoint_dir": tmp_path / "checkpoints",
+        }
         w = copy_world(
             template,
             tmp_path,
