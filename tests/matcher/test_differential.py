@@ -10,6 +10,7 @@ enterprise; eligibility, near-misses, missing data, amounts and final candidates
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 from typing import Any
 from unittest.mock import patch
@@ -335,10 +336,12 @@ def con() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
-# 1,000 examples here without exclusive groups and 1,000 with them (test_differential_groups.py): two
-# files, so that the suite's workers run the halves side by side.
+# 600 examples here without exclusive groups and 600 with them (test_differential_groups.py): two files,
+# so that the suite's workers run the halves side by side (about 4 minutes each on this machine;
+# tests/matcher/test_ratios.py adds cases drawn from registry tables). A longer run:
+# ZHIDA_DIFFERENTIAL_EXAMPLES=5000 pytest tests/matcher/test_differential*.py
 EXAMPLES = settings(
-    max_examples=1000,
+    max_examples=int(os.environ.get("ZHIDA_DIFFERENTIAL_EXAMPLES", "600")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
