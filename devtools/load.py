@@ -182,62 +182,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_demo(port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`zhida serve --demo` on `port`, with the confirmation page's rate limits out of the way."""
-    env = {
-        **os.environ,
-        "ZHIDA_CONFIRM_IP_LIMIT": "1000000",
-        "ZHIDA_CONFIRM_TOKEN_LIMIT": "1000000",
-    }
+def _start(
+    args: list[str], env: dict[str, str], probe: str, minutes: int, log: Path
+) -> subprocess.Popen[bytes]:
+    """`zhida ARGS` with the confirmation page's rate limits out of the way, once `probe` answers 200."""
+    env = {**os.environ, "ZHIDA_CONFIRM_IP_LIMIT": "1000000", "ZHIDA_CONFIRM_TOKEN_LIMIT": "1000000", **env}
     zhida = Path(sys.executable).with_name("zhida")
     out = log.open("wb")
-    server = subprocess.Popen(
-        [str(zhida), "serve", "--demo", "--port", str(port)], env=env, stdout=out, stderr=out
-    )
-    deadline = time.monotonic() + 600  # a first demo generates its snapshot
+    server = subprocess.Popen([str(zhida), *args], env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + minutes * 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server stopped at start; see {log}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/demo/phone", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    server.kill()
-    raise SystemExit(f"the server did not start in 10 minutes; see {log}")
-
-
-def start_service(url: str, workers: int, port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`zhida serve --workers N` on the database at `url` (the benchmarks' own, with its data folder
-    `data`), with the confirmation page's rate limits out of the way."""
-    env = {
-        **os.environ,
-        "ZHIDA_DATABASE_URL": url,
-        "ZHIDA_DATA_DIR": str(data),
-        "ZHIDA_CONFIRM_IP_LIMIT": "1000000",
-        "ZHIDA_CONFIRM_TOKEN_LIMIT": "1000000",
-        # One secret for every worker: a form signed by one is accepted by the other.
-        "ZHIDA_SECRET_KEY": secrets.token_urlsafe(32),
-    }
-    zhida = Path(sys.executable).with_name("zhida")
-    out = log.open("wb")
-    command = [str(zhida), "serve", "--port", str(port)] + (
-        ["--workers", str(workers)] if workers > 1 else []
-    )
-    server = subprocess.Popen(command, env=env, stdout=out, stderr=out)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server stopped at start; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+            if httpx.get(probe, timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
     server.kill()
-    raise SystemExit(f"the server did not start in 2 minutes; see {log}")
+    raise SystemExit(f"the server did not start in {minutes} minutes; see {log}")
+
+
+def start_demo(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`zhida serve --demo` on `port` (a first demo generates its snapshot: up to 10 minutes)."""
+    args = ["serve", "--demo", "--port", str(port)]
+    return _start(args, {}, f"http://127.0.0.1:{port}/demo/phone", 10, log)
+
+
+def start_service(url: str, workers: int, port: int, data: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`zhida serve --workers N` on the database at `url` (the benchmarks' own, with its data folder
+    `data`)."""
+    env = {
+        "ZHIDA_DATABASE_URL": url,
+        "ZHIDA_DATA_DIR": str(data),
+        # One secret for every worker: a form signed by one is accepted by the other.
+        "ZHIDA_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    args = ["serve", "--port", str(port)] + (["--workers", str(workers)] if workers > 1 else [])
+    return _start(args, env, f"http://127.0.0.1:{port}/healthz", 2, log)
 
 
 def stop(server: subprocess.Popen[bytes], grace: float = 30) -> float | None:
