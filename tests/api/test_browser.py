@@ -16,28 +16,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.api.browser import SHOTS, served
-from tests.api.conftest import PASSWORD, POLICIES, World, confirm_offer, copy_world
-from tests.ports import free_port
+from tests.api.browser import SHOTS, live_world, sign_in
+from tests.api.conftest import POLICIES, World, confirm_offer
 
 
 @pytest.fixture(scope="module")
 def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
     """A world served by uvicorn on a local port (links in SMS point at it)."""
-    port = free_port()
-    w = copy_world(template, tmp_path_factory.mktemp("live"), public_url=f"http://127.0.0.1:{port}")
-    with served(w, port):
+    with live_world(template, tmp_path_factory.mktemp("live")) as w:
         yield w
-
-
-def sign_in(page: Page, base: str, user: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("header .who")).to_contain_text(user)
 
 
 def test_an_enterprise_confirms_on_a_360px_phone(live: World, browser: Browser) -> None:

@@ -14,29 +14,16 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.api.browser import SHOTS, served
-from tests.api.conftest import PASSWORD, World, copy_world
-from tests.ports import free_port
+from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.conftest import World
 
 WIDTHS = {"1366": {"width": 1366, "height": 768}, "360": {"width": 360, "height": 740}}
 
 
 @pytest.fixture(scope="module")
 def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    w = copy_world(template, tmp_path_factory.mktemp("live-console"), public_url=f"http://127.0.0.1:{port}")
-    with served(w, port):
+    with live_world(template, tmp_path_factory.mktemp("live-console")) as w:
         yield w
-
-
-def sign_in(browser: Browser, base: str, user: str, width: str) -> Page:
-    page = browser.new_context(viewport=WIDTHS[width]).new_page()
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("header .who")).to_contain_text(user)
-    return page
 
 
 def fits(page: Page) -> bool:
@@ -46,7 +33,7 @@ def fits(page: Page) -> bool:
 
 def test_the_reviewer_filters_ticks_and_confirms_all_matching(live: World, browser: Browser) -> None:
     base = live.base  # type: ignore[attr-defined]
-    page = sign_in(browser, base, "reviewer", "1366")
+    page = signed_in(browser, base, "reviewer", 1366, 768)
     page.goto(f"{base}/console/review")
     page.select_option("select[name=policy_id]", label="科技型中小企业奖励（示例）")
     page.select_option("select[name=state]", "drafted")
@@ -67,7 +54,7 @@ def test_the_reviewer_filters_ticks_and_confirms_all_matching(live: World, brows
     page.click("#confirm-action")
     expect(page.locator(".flash")).to_contain_text(f"已发布 {total:,} 条")
 
-    small = sign_in(browser, base, "reviewer", "360")
+    small = signed_in(browser, base, "reviewer", 360, 740)
     small.goto(f"{base}/console/review?size=20")
     assert fits(small)
     small.screenshot(path=SHOTS / "console-review-360.png", full_page=True)
@@ -85,7 +72,7 @@ def test_the_batch_page_and_the_public_notice_of_a_large_batch(live: World, brow
     assert r.status_code == 201, r.text
     notice = r.json()
     for width in WIDTHS:
-        page = sign_in(browser, base, "checker", width)
+        page = signed_in(browser, base, "checker", **WIDTHS[width])
         page.goto(f"{base}/console/batches/{ref}?size=20")
         expect(page.locator("#line-totals")).to_contain_text("待复核")
         expect(page.locator("#lines tbody tr")).to_have_count(min(20, made.json()["line_count"]))

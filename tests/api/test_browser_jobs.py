@@ -8,36 +8,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.api.browser import SHOTS, served
-from tests.api.conftest import PASSWORD, World, copy_world
-from tests.ports import free_port
+from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.conftest import World
 
 
 @pytest.fixture(scope="module")
 def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    w = copy_world(template, tmp_path_factory.mktemp("live-jobs"), public_url=f"http://127.0.0.1:{port}")
-    with served(w, port):
+    with live_world(template, tmp_path_factory.mktemp("live-jobs")) as w:
         yield w
-
-
-def sign_in(browser: Browser, base: str, user: str, width: int) -> Page:
-    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("header .who")).to_contain_text(user)
-    return page
 
 
 def test_a_match_run_is_run_by_the_services_worker_and_shown_on_the_jobs_page(
     live: World, browser: Browser
 ) -> None:
     base = live.base  # type: ignore[attr-defined]
-    reviewer = sign_in(browser, base, "reviewer", 1366)
+    reviewer = signed_in(browser, base, "reviewer", 1366)
     reviewer.goto(f"{base}/console/runs")
     reviewer.click("text=开始匹配")
     # The page refreshes itself until the service's worker thread has run the job.
@@ -50,7 +37,7 @@ def test_a_match_run_is_run_by_the_services_worker_and_shown_on_the_jobs_page(
     expect(reviewer.locator("#depth")).to_contain_text("已完成")
     reviewer.screenshot(path=SHOTS / "jobs-1366px.png", full_page=True)
 
-    small = sign_in(browser, base, "auditor", 360)
+    small = signed_in(browser, base, "auditor", 360)
     small.goto(f"{base}/console/jobs")
     expect(small.locator("#jobs tbody tr").first).to_contain_text("已完成")
     assert small.evaluate("document.documentElement.scrollWidth") <= 360  # the table scrolls in its card

@@ -20,9 +20,8 @@ from playwright.sync_api import Browser, Page, expect
 from api.routes import batches as batch_routes
 from api.routes import notice as notice_routes
 from api.routes import now as real_now
-from tests.api.browser import SHOTS, served
-from tests.api.conftest import PASSWORD, World, confirm_offer, copy_world
-from tests.ports import free_port
+from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.conftest import World, confirm_offer
 
 MISSING_PREMIUM = "91321302N37DJHMYJR"  # c-wenbao/refund: ui_premium_paid missing (人社)
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -30,20 +29,8 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 @pytest.fixture(scope="module")
 def live(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    w = copy_world(template, tmp_path_factory.mktemp("live-notice"), public_url=f"http://127.0.0.1:{port}")
-    with served(w, port):
+    with live_world(template, tmp_path_factory.mktemp("live-notice")) as w:
         yield w
-
-
-def sign_in(browser: Browser, base: str, user: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("header .who")).to_contain_text(user)
-    return page
 
 
 def phone(browser: Browser) -> Page:
@@ -62,7 +49,7 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
     assert r.status_code == 201, r.text
     batch_url = f"{base}/console/batches/{r.json()['reference']}"
 
-    maker = sign_in(browser, base, "maker")
+    maker = signed_in(browser, base, "maker")
     maker.goto(batch_url)
     maker.fill("input[name=days]", "2")
     maker.click("#open-notice")
@@ -83,14 +70,14 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
 
     for module in (batch_routes, notice_routes):  # the notice period has run out
         monkeypatch.setattr(module, "now", lambda: real_now() + dt.timedelta(days=3))
-    checker = sign_in(browser, base, "checker")
+    checker = signed_in(browser, base, "checker")
     checker.goto(batch_url)
     expect(checker.locator("#notice-status")).to_contain_text("公示与异议")
     checker.click("#approve")
     expect(checker.locator("body")).to_contain_text("1 条异议尚未处理")
     checker.screenshot(path=SHOTS / "notice-2-approval-refused.png", full_page=True)
 
-    staff = sign_in(browser, base, "policy_sci")
+    staff = signed_in(browser, base, "policy_sci")
     staff.goto(f"{base}/console/notices")
     staff.click("#notices tbody a")
     staff.fill(".objection input[name=reason]", "经核实该企业已停止经营")
@@ -129,7 +116,7 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     expect(ent.locator("#supplied-state")).to_have_text("待核实")
     ent.screenshot(path=SHOTS / "supplied-1-submitted-360px.png", full_page=True)
 
-    staff = sign_in(browser, base, "reviewer_hr")
+    staff = signed_in(browser, base, "reviewer_hr")
     staff.goto(f"{base}/console/supplied")
     staff.click("#supplied tbody a")
     expect(staff.locator("#evidence")).to_contain_text("缴费证明.pdf")
@@ -137,7 +124,7 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     expect(staff.locator(".flash")).to_contain_text("下一次数据比对将采用该值")
     staff.screenshot(path=SHOTS / "supplied-2-verified.png", full_page=True)
 
-    reviewer = sign_in(browser, base, "reviewer")
+    reviewer = signed_in(browser, base, "reviewer")
     reviewer.goto(f"{base}/console/runs")
     reviewer.click("text=开始匹配")
     job_id = reviewer.url.rsplit("/", 1)[1]
