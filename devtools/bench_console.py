@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy import select
 
 from devtools import flow
-from devtools.load import free_port, start_service, stop
+from devtools.load import free_port, ms, start_service, stop
 
 
 @dataclass
@@ -35,14 +35,10 @@ class Page:
     codes: dict[int, int] = field(default_factory=dict)
 
     def row(self) -> str:
-        def p(values: list[float], q: float) -> str:
-            values = sorted(values)
-            return f"{values[min(len(values) - 1, int(q * len(values)))] * 1000:.0f}" if values else "-"
-
         codes = ", ".join(f"{c}: {n}" for c, n in sorted(self.codes.items()))
         return (
-            f"| {self.name} | `{self.path}` | {p(self.first_byte, 0.5)} | {p(self.first_byte, 0.95)} "
-            f"| {p(self.first_byte, 1.0)} | {p(self.last_byte, 0.95)} | {self.size / 1024:,.0f} | {codes} |"
+            f"| {self.name} | `{self.path}` | {ms(self.first_byte, 0.5)} | {ms(self.first_byte, 0.95)} "
+            f"| {ms(self.first_byte, 1.0)} | {ms(self.last_byte, 0.95)} | {self.size / 1024:,.0f} | {codes} |"
         )
 
 

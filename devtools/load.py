@@ -40,6 +40,15 @@ MAX_REQUESTS = 50_000  # per endpoint and level, whatever the time
 LINK = re.compile(r"/c/[A-Za-z0-9_-]{16,64}")
 
 
+def ms(seconds: list[float], q: float, none: str = "-") -> str:
+    """The `q` quantile of `seconds` (nearest rank from below; 1.0 is the largest) in whole
+    milliseconds, or `none` when there are none: the benchmarks' one way to read latencies."""
+    if not seconds:
+        return none
+    ordered = sorted(seconds)
+    return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000:.0f}"
+
+
 @dataclass
 class Level:
     """What the clients of one run got."""
@@ -55,8 +64,7 @@ class Level:
         return sum(n for k, n in self.codes.items() if k in kinds or (k[:1] in kinds))
 
     def row(self) -> str:
-        lat = sorted(self.latencies)
-        p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0.0)
+        lat = self.latencies
         ok = self.count("2", "3")
         other5xx = sum(n for k, n in self.codes.items() if k.startswith("5") and k != "503")
         cells = [
@@ -65,8 +73,8 @@ class Level:
             len(lat),
             ok,
             f"{ok / self.seconds:.0f}" if self.seconds else "-",
-            f"{p(0.5):.0f}",
-            f"{p(0.99):.0f}",
+            ms(lat, 0.5, none="0"),
+            ms(lat, 0.99, none="0"),
             self.codes.get("timeout", 0),
             self.codes.get("503", 0),
             other5xx,

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from devtools import confirm_rate, flow
-from devtools.load import free_port, source_address, start_service, stop
+from devtools.load import free_port, ms, source_address, start_service, stop
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 BUSY_TRIES = 5
@@ -63,14 +63,9 @@ class Wave:
             "|---|---:|---:|---:|---:|---:|---|---:|",
         ]
         for kind, lat in self.latencies.items():
-            lat = sorted(lat)
-
-            def p(q: float, lat: list[float] = lat) -> str:
-                return f"{lat[min(len(lat) - 1, int(q * len(lat)))] * 1000:.0f}"
-
             answers = ", ".join(f"{k}: {n}" for k, n in sorted(self.codes[kind].items()))
             out.append(
-                f"| {kind} | {len(lat)} | {p(0.5)} | {p(0.95)} | {p(0.99)} | {p(1.0)} | {answers} "
+                f"| {kind} | {len(lat)} | {ms(lat, 0.5)} | {ms(lat, 0.95)} | {ms(lat, 0.99)} | {ms(lat, 1.0)} | {answers} "
                 f"| {self.busy.get(kind, 0)} |"
             )
         return out
