@@ -1,7 +1,8 @@
 """What the latest match run says about one enterprise (我的政策), and where to reach it.
 
 For every item of the latest imported match run, one standing:
-- 已匹配 (`matched`): its offer and the offer's state (or, without an offer, why: budget used up);
+- 已匹配 (`matched`): its offer and the offer's state (or, without an offer, why: budget used up, or an
+  item that pays nothing, such as a tax relief taken when declaring);
 - 差一点 (`near_miss`): the one condition it failed, its value and what the condition requires;
 - 数据缺失 (`missing`): the fields that were empty and the department that holds each;
 - 不符合 (`ineligible`): none of the above.
@@ -224,7 +225,8 @@ def _build_cache(run_path: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
     parts = [
         f"""SELECT uscc, 'candidate' AS kind, policy_id, item_id, NULL AS condition_id, NULL AS value,
-                   NULL AS fields, CAST(amount AS VARCHAR) AS amount, NULL AS name, NULL AS phone
+                   CAST(amount_before_allocation AS VARCHAR) AS fields, CAST(amount AS VARCHAR) AS amount,
+                   NULL AS name, NULL AS phone
             FROM read_parquet('{_parquet(run_path / runfolder.CANDIDATES)}')""",
     ]
     if (run_path / runfolder.NEAR_MISSES).exists():
@@ -324,7 +326,8 @@ class Standings:
             return None, []
         view = self.view(run)
         rows = self._rows(view, uscc)
-        candidates = {(r[1], r[2]): r[6] for r in rows if r[0] == "candidate"}
+        # A candidate's `fields` column holds its amount before allocation (see _build_cache).
+        candidates = {(r[1], r[2]): (r[6], r[5]) for r in rows if r[0] == "candidate"}
         misses = {(r[1], r[2]): (r[3], r[4]) for r in rows if r[0] == "near_miss"}
         gaps = {(r[1], r[2]): (r[5] or "").split(";") for r in rows if r[0] == "missing"}
         mine = offers_of(session, uscc)
@@ -335,8 +338,14 @@ class Standings:
             if offer is not None:
                 out.append(Standing(item, MATCHED, offer=_ref(offer)))
             elif key in candidates:
-                amount = Decimal(candidates[key] or "0")
-                note = "符合条件，但本期预算已分配完毕" if amount == 0 else "符合条件，待初核后发放"
+                amount, before = candidates[key]
+                if Decimal(amount or "0") > 0:
+                    note = "符合条件，待初核后发放"
+                elif before is not None and Decimal(before) == 0:
+                    # A relief or a loan: the policy's item pays nothing (amount 0), e.g. a tax cut taken when declaring.
+                    note = "符合条件，按规定直接享受，不涉及资金拨付"
+                else:
+                    note = "符合条件，但本期预算已分配完毕"
                 out.append(Standing(item, MATCHED, note=note))
             elif key in misses:
                 out.append(_near_miss(item, *misses[key]))
