@@ -43,9 +43,15 @@ def market(template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World
 
 
 def ids(client: TestClient, **params: Any) -> list[str]:
-    r = client.get("/api/public/policies", params=params)
-    assert r.status_code == 200, r.text
-    return [h["policy_id"] for h in r.json()["hits"]]
+    """Every hit, page after page (the library holds more policies than one page shows)."""
+    found: list[str] = []
+    page, pages = 1, 1
+    while page <= pages:
+        r = client.get("/api/public/policies", params={**params, "page": page})
+        assert r.status_code == 200, r.text
+        found += [h["policy_id"] for h in r.json()["hits"]]
+        page, pages = page + 1, r.json()["pages"]
+    return found
 
 
 def test_a_two_character_word_finds_the_policy_that_contains_it(market: World) -> None:
