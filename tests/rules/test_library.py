@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rules.expressions import parse
-from rules.policy import Policy
+from rules.policy import CATEGORIES, Policy
 from rules.reference import evaluate_item
 from rules.ruleset import library_dir, load_ruleset, policy_files
 from rules.validate import load_policy
@@ -27,6 +27,16 @@ THEMES = {
     "研发费用补助": ("yanfa-shandong-2025", "rd_expense"),
     "专精特新小巨人奖励": ("xiaojuren-fujian", "is_little_giant"),
     "科技型中小企业": ("yanfa-henan-2018", "is_tech_sme"),
+    "省级稳岗返还实施细则（山东）": ("wengang-shandong-2025", "ui_premium_paid"),
+    "省级稳岗返还实施细则（甘肃）": ("wengang-gansu-2025", "ui_premium_paid"),
+    "省级稳岗返还实施细则（山西）": ("wengang-shanxi-2025", "ui_premium_paid"),
+    "省级一次性扩岗补助（山东）": ("kuogang-shandong-2025", "new_graduate_hires"),
+    "省级专精特新认定奖励（陕西）": ("zhuanjingtexin-shaanxi", "is_srdi"),
+    "小巨人配套奖励（福州）": ("xiaojuren-fuzhou", "is_little_giant"),
+    "科技型中小企业研发费用加计扣除": ("jiajikouchu-kxzx-2022", "is_tech_sme"),
+    "残保金减免": ("canbaojin-2025", "employees"),
+    "要素保障（水电气欠费不停供）": ("yaosu-guangyuan-2023", "size_class"),
+    "金融支持（稳岗扩岗专项贷款）": ("wengang-daikuan-2025", "layoff_rate"),
 }
 
 
@@ -56,10 +66,20 @@ def test_library_file_validates_and_is_traceable(path: Path) -> None:
 
 def test_library_covers_the_required_themes() -> None:
     library = _library()
-    assert len(library) >= 8
+    assert len(library) >= 30
     for theme, (policy_id, field) in THEMES.items():
         assert policy_id in library, theme
         assert field in _fields_read(library[policy_id]), theme
+    assert {p.category for p in library.values()} == set(CATEGORIES)
+
+
+def test_library_reaches_at_least_six_provinces_besides_the_national_rules() -> None:
+    provinces = set()
+    for policy in _library().values():
+        for condition in [*policy.conditions, *(c for i in policy.items for c in i.conditions)]:
+            if condition.rule.startswith('region_code =~ "^'):
+                provinces.add(condition.rule.split('"^')[1][:2])
+    assert len(provinces) >= 6, provinces
 
 
 def test_demo_date_has_enough_active_policies_and_the_contract_features() -> None:
