@@ -65,7 +65,7 @@ def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
     expect(page.locator(".hits")).not_to_contain_text("小微企业稳岗补贴")  # small and micro only
     fits_the_phone(page)
 
-    page.click("text=2025年失业保险稳岗返还")
+    page.click('text="2025年失业保险稳岗返还"')  # exactly: the provinces' own rounds have longer titles
     expect(page.locator("#title")).to_have_text("2025年失业保险稳岗返还")
     expect(page.locator("#payment")).to_contain_text("免申即享：无需申请")
     expect(page.locator("#conditions")).to_contain_text("参保企业足额缴纳失业保险费12个月以上")
@@ -80,3 +80,25 @@ def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
     page.click("text=返回政策超市")
     expect(page.locator("#q")).to_have_value("")
     phone.close()
+
+
+@pytest.mark.parametrize("width", [360, 1366])
+def test_a_relief_says_it_pays_nothing_on_the_list_and_on_its_page(
+    market: World, browser: Browser, width: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(market.base + "/policies?q=残疾人就业保障金")  # type: ignore[attr-defined]
+    hit = page.locator(".hit", has_text="小微企业免征残疾人就业保障金")
+    expect(hit.locator(".money")).to_have_text("直接享受，不涉及资金拨付")
+    page.screenshot(path=SHOTS / f"market-3-relief-list-{width}px.png", full_page=True)
+    hit.locator("h2 a").click()
+    expect(page.locator("#facts")).to_contain_text("符合条件即按规定直接享受，不涉及资金拨付")
+    expect(page.locator("#item-exempt")).to_contain_text("按规定直接享受，不涉及资金拨付")
+    expect(page.locator("#conditions")).to_contain_text("（条款：二）")
+    expect(page.locator("#payment")).to_contain_text("不涉及资金拨付")
+    expect(page.locator("#payment")).not_to_contain_text("对公账户")
+    if width == 360:
+        fits_the_phone(page)
+    page.screenshot(path=SHOTS / f"market-4-relief-policy-{width}px.png", full_page=True)
+    context.close()
