@@ -338,15 +338,7 @@ class Standings:
             if offer is not None:
                 out.append(Standing(item, MATCHED, offer=_ref(offer)))
             elif key in candidates:
-                amount, before = candidates[key]
-                if Decimal(amount or "0") > 0:
-                    note = "符合条件，待初核后发放"
-                elif before is not None and Decimal(before) == 0:
-                    # A relief or a loan: the policy's item pays nothing (amount 0), e.g. a tax cut taken when declaring.
-                    note = "符合条件，按规定直接享受，不涉及资金拨付"
-                else:
-                    note = "符合条件，但本期预算已分配完毕"
-                out.append(Standing(item, MATCHED, note=note))
+                out.append(Standing(item, MATCHED, note=candidate_note(*candidates[key])))
             elif key in misses:
                 out.append(_near_miss(item, *misses[key]))
             elif key in gaps:
@@ -392,6 +384,17 @@ def _values(text: str | None) -> dict[str, str]:
         if sep:
             out[name] = value
     return out
+
+
+def candidate_note(amount: str | None, before: str | None) -> str:
+    """What a candidate without an offer is told, from its amount after and before allocation (decimal text;
+    `before` is None in caches written before it was kept)."""
+    if Decimal(amount or "0") > 0:
+        return "符合条件，待初核后发放"
+    if before is not None and Decimal(before) == 0:
+        # The item pays nothing (amount 0 in the policy): a relief, a deferral or a loan.
+        return "符合条件，按规定直接享受，不涉及资金拨付"
+    return "符合条件，但本期预算已分配完毕"
 
 
 def _near_miss(item: Item, condition_id: str, value: str | None) -> Standing:
