@@ -85,12 +85,21 @@ def _engine(url: str) -> Any:
 
 
 def _stage_match(work: Path, enterprises: int, seed: int, url: str) -> int:
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from matcher import runfolder
     from matcher.run import run_match
 
     snapshot, run, _ = _paths(work, enterprises, seed)
     shutil.rmtree(run, ignore_errors=True)
-    result = run_match(snapshot, POLICIES, run, AS_OF)
-    return int(sum(row["candidates"] for row in result.manifest.items))
+    run_match(snapshot, POLICIES, run, AS_OF)
+    # The candidates the import turns into offers: those with an amount to pay (reliefs and loans pay 0).
+    amounts = pq.read_table(run / runfolder.CANDIDATES, columns=["amount"])["amount"]
+    return int(pc.sum(pc.greater(amounts, pa.scalar(Decimal(0), amounts.type))).as_py() or 0)
 
 
 def _stage_import(work: Path, enterprises: int, seed: int, url: str) -> int:

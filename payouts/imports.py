@@ -49,7 +49,7 @@ class ImportResult:
     offers: int = 0
     held: int = 0
     skipped: int = 0  # already offered (live) in an earlier run
-    zero: int = 0  # allocated 0.00 by the budget: nothing to offer
+    zero: int = 0  # 0.00 (cut to nothing by the budget, or an item that pays nothing): nothing to offer
     amount: Decimal = Decimal("0.00")
     by_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
