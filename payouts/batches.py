@@ -636,15 +636,14 @@ def reconcile(
             **common,
         )
     settled = {"bank_return_id": record_id, "settled_at": now}
-    in_file = t.c.reference.in_(select(r.c.reference).where(r.c.paid))
-    session.execute(
-        update(t).where(t.c.batch_id == batch_id, in_file).values(status=LineStatus.PAID.value, **settled)
-    )
-    reason_of = select(r.c.reason).where(r.c.reference == t.c.reference).scalar_subquery()
+    # UPDATE … FROM the returned lines (a join: the scratch table has no index, and a subquery per line
+    # would scan it once per line).
+    returned = and_(t.c.batch_id == batch_id, t.c.reference == r.c.reference)
+    session.execute(update(t).where(returned, r.c.paid).values(status=LineStatus.PAID.value, **settled))
     session.execute(
         update(t)
-        .where(t.c.batch_id == batch_id, t.c.reference.in_(select(r.c.reference).where(~r.c.paid)))
-        .values(status=LineStatus.FAILED.value, live=False, bank_reason=reason_of, **settled)
+        .where(returned, ~r.c.paid)
+        .values(status=LineStatus.FAILED.value, live=False, bank_reason=r.c.reason, **settled)
     )
     for paid, n, amount in session.execute(
         select(r.c.paid, func.count(), func.coalesce(func.sum(r.c.amount), 0)).group_by(r.c.paid)
