@@ -198,6 +198,17 @@ def test_readme_shows_the_mapping_of_a_market_regulation_export_that_the_tests_i
     assert "zhida snapshot import --mapping" in readme
 
 
+def test_the_mapping_in_the_contract_is_a_valid_mapping(tmp_path: Path) -> None:
+    contracts = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = contracts[contracts.index("### The mapping file") :]
+    example = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert example is not None
+    (tmp_path / "mapping.yaml").write_text(example.group(1), encoding="utf-8")
+    (source,) = load_mapping(tmp_path / "mapping.yaml").sources
+    assert (source.table, source.header_rows, source.encoding) == ("enterprises", (2, 3), "gbk")
+    assert [f.example for f in source.date_formats] == ["2025/9/30", "2025年9月30日"]
+
+
 # --- problems, each at its place ------------------------------------------------------------------------------
 
 
