@@ -17,6 +17,7 @@ import zipfile
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import iterparse
@@ -175,7 +176,19 @@ def _open_workbook(path: Path, shown: str, source: Source) -> Export:
     sheet = book[name]
     merged = _merged_ranges(path, sheet._worksheet_path)  # read-only sheets do not parse merged cells
     sheet.reset_dimensions()  # some exporters write a wrong <dimension>; read what is there
-    numbered = ((n, list(cells)) for n, cells in enumerate(sheet.iter_rows(values_only=True), start=1))
+    values = sheet.iter_rows(values_only=True)
+    formulas_book = None
+    if _has_formulas(path, sheet._worksheet_path):
+        # A formula saved without its result (a workbook written by a program, never opened in Excel)
+        # reads as empty: read the formulas alongside to tell such a cell from an empty one.
+        formulas_book = load_workbook(path, read_only=True, data_only=False)
+        formulas = formulas_book[name]
+        formulas.reset_dimensions()
+        values = (
+            tuple(Uncomputed(str(f)) if v is None and _is_formula(f) else v for v, f in zip_longest(vs, fs))
+            for vs, fs in zip_longest(values, formulas.iter_rows(values_only=True), fillvalue=())
+        )
+    numbered = ((n, list(cells)) for n, cells in enumerate(values, start=1))
     header_rows: list[list[Cell]] = []
     for number, cells in numbered:
         if number >= source.header_rows[0]:
@@ -189,8 +202,35 @@ def _open_workbook(path: Path, shown: str, source: Source) -> Export:
             yield from _data_rows(numbered, source)
         finally:
             book.close()
+            if formulas_book is not None:
+                formulas_book.close()
 
     return Export(shown, name, headers, rows())
+
+
+@dataclass(frozen=True)
+class Uncomputed:
+    """A formula cell saved without its result: not an empty cell, and not a value."""
+
+    formula: str
+
+
+def _is_formula(value: Cell) -> bool:
+    return isinstance(value, str) and value.startswith("=")
+
+
+_FORMULA = re.compile(rb"<(?:\w+:)?f[ >/]")
+
+
+def _has_formulas(path: Path, sheet_path: str) -> bool:
+    """Whether a worksheet's XML holds any formula element (a quick scan of its bytes)."""
+    with zipfile.ZipFile(path) as archive, archive.open(posixpath.normpath(sheet_path).lstrip("/")) as xml:
+        tail = b""
+        while chunk := xml.read(1 << 20):
+            if _FORMULA.search(tail + chunk):
+                return True
+            tail = chunk[-8:]
+    return False
 
 
 def _merged_ranges(path: Path, sheet_path: str) -> list[tuple[int, int, int, int]]:

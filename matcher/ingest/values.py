@@ -12,11 +12,15 @@ import difflib
 import re
 from decimal import Decimal, InvalidOperation
 
-from matcher.ingest.exports import Cell
+from matcher.ingest.exports import Cell, Uncomputed
 from matcher.ingest.mapping import UNITS, Column, DateFormat
 from matcher.snapshot_rules import CODE_COLUMNS, MONEY
 
 FEN = Decimal("0.01")
+EXCEL_ERRORS = frozenset(
+    {"#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!", "#SPILL!", "#CALC!"}
+)
+"""What Excel shows in a cell whose formula failed: never a value."""
 _NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
 _SAFE_NUMERIC_CODES = {
     "region_code": re.compile(r"[1-9]\d{5}"),  # GB/T 2260 codes have six digits and never start with 0
@@ -44,10 +48,17 @@ def convert(
     value: Cell, kind: str, column: Column, formats: tuple[DateFormat, ...], nulls: frozenset[str]
 ) -> str | None:
     """The snapshot text of `value` for a field of DuckDB type `kind` (None: empty)."""
+    if isinstance(value, Uncomputed):
+        raise BadValue(
+            f"公式单元格 {value.formula} 没有保存计算结果",
+            "请在 Excel 中打开该文件、保存一次（或把公式复制为数值）后重新导入",
+        )
     if isinstance(value, str):
         value = value.strip()
         if not value or value in nulls:
             return None
+        if value in EXCEL_ERRORS:
+            raise BadValue(f"单元格为 Excel 错误值 {value}", "请更正该单元格的公式或数据后重新导出")
     if value is None:
         return None
     if column.codes is not None:

@@ -318,6 +318,30 @@ def test_a_code_stored_as_an_excel_number_is_refused(tmp_path: Path) -> None:
     assert "文本格式" in (uscc.hint or "")
 
 
+def test_a_formula_without_its_result_and_an_excel_error_value_are_refused_not_read_as_empty(
+    tmp_path: Path,
+) -> None:
+    files = write_exports(tmp_path / "exports")
+    rows = samr_rows()
+    rows[0][8] = "=200+300"  # written by a program: the formula is saved, its result is not
+    rows[1][6] = "#N/A"
+    samr_workbook(tmp_path / "exports" / SAMR, rows)
+    (tmp_path / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+    with pytest.raises(IngestError) as caught:
+        import_snapshot(load_mapping(tmp_path / "mapping.yaml"), files, tmp_path / "snapshot")
+    formula, error = caught.value.problems
+    assert (formula.row, formula.column, formula.field) == (4, "I", "reg_capital")
+    assert "=200+300" in formula.message and "没有保存计算结果" in formula.message
+    assert (error.row, error.column, error.field) == (5, "G", "industry_code")
+    assert "Excel 错误值 #N/A" in error.message
+
+
+def test_an_empty_output_folder_is_filled(tmp_path: Path) -> None:
+    (tmp_path / "snapshot").mkdir()
+    out = run_import(tmp_path)
+    assert (out / "snapshot.yaml").exists() and (out / "enterprises.csv").exists()
+
+
 def test_errors_are_all_counted_the_first_ones_listed_and_nothing_is_written(tmp_path: Path) -> None:
     rows = [exports.tax_rows()[0]] + [[n, E1, "某公司", 2024, "未填", "不详", "A级"] for n in range(1, 201)]
     with pytest.raises(IngestError) as caught:
