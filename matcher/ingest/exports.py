@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import iterparse
 
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter, range_boundaries
@@ -174,11 +173,11 @@ def _open_workbook(path: Path, shown: str, source: Source) -> Export:
             ]
         )
     sheet = book[name]
-    merged = _merged_ranges(path, sheet._worksheet_path)  # read-only sheets do not parse merged cells
+    merged, has_formulas = _scan_sheet(path, sheet._worksheet_path)
     sheet.reset_dimensions()  # some exporters write a wrong <dimension>; read what is there
     values = sheet.iter_rows(values_only=True)
     formulas_book = None
-    if _has_formulas(path, sheet._worksheet_path):
+    if has_formulas:
         # A formula saved without its result (a workbook written by a program, never opened in Excel)
         # reads as empty: read the formulas alongside to tell such a cell from an empty one.
         formulas_book = load_workbook(path, read_only=True, data_only=False)
@@ -220,32 +219,27 @@ def _is_formula(value: Cell) -> bool:
 
 
 _FORMULA = re.compile(rb"<(?:\w+:)?f[ >/]")
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*?ref="([A-Z]+[0-9]+:[A-Z]+[0-9]+)"')
 
 
-def _has_formulas(path: Path, sheet_path: str) -> bool:
-    """Whether a worksheet's XML holds any formula element (a quick scan of its bytes)."""
+def _scan_sheet(path: Path, sheet_path: str) -> tuple[list[tuple[int, int, int, int]], bool]:
+    """A worksheet's merged ranges as (min_col, min_row, max_col, max_row), and whether it holds any
+    formula: a scan of its XML bytes (a read-only sheet parses neither, and an XML parse of a large sheet
+    would cost as much as reading it)."""
+    merged: list[tuple[int, int, int, int]] = []
+    formulas = False
+    tail = b""
     with zipfile.ZipFile(path) as archive, archive.open(posixpath.normpath(sheet_path).lstrip("/")) as xml:
-        tail = b""
         while chunk := xml.read(1 << 20):
-            if _FORMULA.search(tail + chunk):
-                return True
-            tail = chunk[-8:]
-    return False
-
-
-def _merged_ranges(path: Path, sheet_path: str) -> list[tuple[int, int, int, int]]:
-    """The merged ranges of one worksheet as (min_col, min_row, max_col, max_row), read from its XML."""
-    out = []
-    with zipfile.ZipFile(path) as archive, archive.open(posixpath.normpath(sheet_path).lstrip("/")) as xml:
-        for _, element in iterparse(xml):
-            if element.tag.endswith("}mergeCell"):
-                ref = element.get("ref")
-                if ref:
-                    bounds = range_boundaries(ref)
-                    if None not in bounds:
-                        out.append(tuple(int(b) for b in bounds if b is not None))
-            element.clear()
-    return out  # type: ignore[return-value]
+            data = tail + chunk
+            formulas = formulas or _FORMULA.search(data) is not None
+            cut = data.rfind(b"<")  # an element cut by the chunk's end is searched with the next chunk
+            for found in _MERGE.finditer(data, 0, cut if cut > 0 else len(data)):
+                min_col, min_row, max_col, max_row = range_boundaries(found.group(1).decode())
+                assert min_col and min_row and max_col and max_row
+                merged.append((min_col, min_row, max_col, max_row))
+            tail = data[cut:] if cut > 0 else b""
+    return merged, formulas
 
 
 # --- CSV ------------------------------------------------------------------------------------------------
