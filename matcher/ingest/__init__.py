@@ -247,6 +247,16 @@ def _rows(
     stray: set[int] = set()
     width = len(export.headers)
     for number, cells in export.rows:
+        if export.ragged and len(cells) < width:
+            # Excel writes every separator; a short CSV line is usually a line broken inside a value.
+            problems.add(
+                export.problem(
+                    f"该行只有 {len(cells)} 列，表头有 {width} 列",
+                    "检查该行及上一行：值中含换行或逗号时须用双引号括起；请修正后重新导出",
+                    row=number,
+                )
+            )
+            continue
         out: list[str | None] = []
         bad = False
         for f, position in zip(spec.columns, positions, strict=True):
@@ -270,7 +280,7 @@ def _rows(
                     )
                 )
         for n in range(len(cells)):
-            if (n >= width or not export.headers[n]) and n not in stray and cells[n] not in (None, ""):
+            if (n >= width or not export.headers[n]) and n not in stray and not _blank(cells[n]):
                 stray.add(n)
                 problems.add(
                     export.problem(
@@ -282,6 +292,10 @@ def _rows(
                 )
         if not bad:
             yield number, out
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _snapshot_yaml(

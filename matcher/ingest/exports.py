@@ -42,12 +42,14 @@ def column_letter(index: int) -> str:
 @dataclass
 class Export:
     """One opened export: its name and sheet as shown in messages, its headers (one per column, '' where
-    a column has none), and its data rows as (Excel row number, cells)."""
+    a column has none), and its data rows as (Excel row number, cells); `ragged`: a CSV, whose rows
+    must be as long as its header."""
 
     file: str
     sheet: str | None
     headers: list[str]
     rows: Iterator[tuple[int, list[Cell]]]
+    ragged: bool = False  # whether a row shorter than the header is wrong (CSV) or normal (Excel)
 
     def problem(self, message: str, hint: str | None = None, **where: Any) -> SourceProblem:
         return SourceProblem(self.file, message, hint=hint, sheet=self.sheet, **where)
@@ -331,7 +333,7 @@ def _open_csv(path: Path, shown: str, source: Source) -> Export:
         except csv.Error as e:
             raise IngestError([SourceProblem(shown, f"CSV 无法解析：{e}", hint="检查引号是否成对")]) from None
 
-    return Export(shown, None, headers, rows())
+    return Export(shown, None, headers, rows(), ragged=True)
 
 
 _SPACES = re.compile(r"\s+")

@@ -286,6 +286,14 @@ def test_an_unrecognised_date_lists_the_accepted_ways_of_writing_it(tmp_path: Pa
     assert str(problem).startswith(f"exports/{SAMR} 工作表「登记信息」第 5 行 D 列「成立日期」 → reg_date：")
 
 
+def test_a_csv_line_broken_inside_a_value_is_reported_not_read_as_two_rows(tmp_path: Path) -> None:
+    name = exports.NAMES[E2].encode("gbk")
+    broken = name[:8] + b"\r\n" + name[8:]  # 淮安云帆 | 软件科技有限公司, unquoted
+    problems = problems_of(tmp_path, **{TAX: csv_bytes(exports.tax_rows(), "gbk").replace(name, broken)})
+    assert [(p.row, p.column) for p in problems] == [(3, None), (4, None)]
+    assert "该行只有 3 列，表头有 7 列" in problems[0].message and "双引号" in (problems[0].hint or "")
+
+
 def test_money_below_a_fen_after_conversion_is_refused(tmp_path: Path) -> None:
     rows = exports.tax_rows()
     rows[2][5] = "37.1575431"  # 371575.431 元
