@@ -27,6 +27,8 @@ _SAFE_NUMERIC_CODES = {
     "contact_phone": re.compile(r"1\d{10}"),  # a mobile number; a landline would lose its leading 0
 }
 """Code columns an Excel number cell may hold without loss, and the numbers that are safe."""
+PERSONAL = frozenset({"contact_phone", "account_no"})
+"""Fields whose values messages never quote (personal data: terminals and logs keep them)."""
 
 
 class BadValue(Exception):
@@ -93,14 +95,15 @@ def _text(value: Cell, field: str) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if field == "uscc" or not float(value).is_integer():
             raise BadValue(
-                f"单元格为数值格式 {shown(value)}，应为文本",
+                "单元格为数值格式" + ("" if field in PERSONAL else f" {shown(value)}") + "，应为文本",
                 "统一社会信用代码等代码须以文本格式导出；请将该列设为文本格式后重新导出",
             )
         digits = str(int(value))
         safe = _SAFE_NUMERIC_CODES.get(field)
         if field in CODE_COLUMNS and (safe is None or not safe.fullmatch(digits)):
+            quoted = "" if field in PERSONAL else f" {digits}"
             raise BadValue(
-                f"单元格为数值格式 {digits}，代码的前导零可能已丢失",
+                f"单元格为数值格式{quoted}，代码的前导零可能已丢失",
                 "请将该列设为文本格式后重新导出",
             )
         return digits

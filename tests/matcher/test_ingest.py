@@ -323,6 +323,7 @@ def test_a_code_stored_as_an_excel_number_is_refused(tmp_path: Path) -> None:
     uscc, phone = caught.value.problems
     assert (uscc.row, uscc.column, uscc.field) == (4, "B", "uscc") and "数值格式" in uscc.message
     assert (phone.row, phone.column, phone.field) == (6, "J", "contact_phone") and "前导零" in phone.message
+    assert "51783456789" not in str(phone)  # a phone number is personal data: never quoted
     assert "文本格式" in (uscc.hint or "")
 
 
