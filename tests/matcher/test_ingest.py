@@ -445,6 +445,23 @@ def test_rows_the_snapshot_check_rejects_are_shown_at_their_place_in_the_export(
     )
 
 
+def test_several_exports_feed_one_table_and_a_rejected_row_is_found_in_its_own_file(tmp_path: Path) -> None:
+    earlier = [[n, code, "某公司", 2023, "1", "2", "A级"] for n, code in enumerate((E1, E2, E3), start=1)]
+    later = exports.tax_rows()
+    later[2][3] = 1980  # E2's row in the second file: a year before 1990
+    files = write_exports(tmp_path / "exports", **{TAX: csv_bytes(later, "gbk")})
+    (tmp_path / "exports" / "纳税信息_2023.csv").write_bytes(csv_bytes([later[0], *earlier], "gbk"))
+    files.append(tmp_path / "exports" / "纳税信息_2023.csv")
+    (tmp_path / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+    args = ["snapshot", "import", "--mapping", str(tmp_path / "mapping.yaml"), *map(str, files)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "snapshot")])
+    assert result.exit_code == 0, result.output
+    assert f"{TAX} 第 3 行 D 列「所属年度」 → year：年度超出范围，值为“1980”" in result.output
+    meta = yaml.safe_load((tmp_path / "snapshot" / "snapshot.yaml").read_text(encoding="utf-8"))
+    assert meta["sources"]["tax"]["rows"] == 6
+    assert [f["file"] for f in meta["sources"]["tax"]["from"]] == ["纳税信息_2023.csv", TAX]
+
+
 @pytest.mark.parametrize(
     ("example", "text", "day"),
     [
