@@ -27,6 +27,7 @@ from api.deps import (
     OfferReader,
     Reviewer,
     SessionDep,
+    SettingsDep,
     SmsSender,
     StoreDep,
     department,
@@ -51,6 +52,8 @@ from payouts.selection import (
     Tally,
 )
 from portal.supermarket import region_name
+from reports.errors import ReportError
+from reports.sla import light_condition
 from reports.spreadsheet import csv_row, text_cell
 from rules import formats
 
@@ -326,11 +329,13 @@ def search(
     sort: str = "created",
     limit: int = PAGE,
     offset: int = 0,
+    also: Any = None,
 ) -> tuple[int, list[OfferOut]]:
     """Offers of the user's department matching `f`: the very condition a bulk action on "all matching"
-    acts on (`Selection.condition`), so the list and the action never disagree."""
+    acts on (`Selection.condition`), so the list and the action never disagree. `also`: one more
+    condition on the offer table (the offers an SLA light counts)."""
     where = Selection(filter=f, department=department(user)).condition()
-    return _rows(session, [where], limit, offset, sort)
+    return _rows(session, [where] if also is None else [where, also], limit, offset, sort)
 
 
 def preview_out(p: Preview) -> PreviewOut:
@@ -847,18 +852,30 @@ def offers_page(
     user: OfferReader,
     session: SessionDep,
     store: StoreDep,
+    settings: SettingsDep,
     uscc: Annotated[str | None, Query(max_length=18)] = None,
     name: Annotated[str | None, Query(max_length=100)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     policy_id: Annotated[str | None, Query(max_length=64)] = None,
+    sla: Annotated[str | None, Query(max_length=16)] = None,
+    light: Annotated[str | None, Query(max_length=8)] = None,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> Response:
     valid = state if state in {s.value for s in OfferState} else None
     wanted = OfferFilter(
         policy_id=policy_id or None, states=(valid,) if valid else (), uscc=uscc or None, name=name or None
     )
-    total, rows = search(session, user, wanted, offset=offset)
+    counted, lit = None, None
+    if sla and light in LIGHT_WORDS:
+        try:
+            stage, counted = light_condition(settings.sla(), now(), sla, light)
+            lit = f"{stage}环节{LIGHT_WORDS[light]}"
+        except ReportError:
+            counted = None
+    total, rows = search(session, user, wanted, offset=offset, also=counted)
     filters = {"uscc": uscc or "", "name": name or "", "state": valid or "", "policy_id": policy_id or ""}
+    if lit:
+        filters |= {"sla": sla or "", "light": light or ""}
     return render(
         request,
         "offers.html",
@@ -872,8 +889,13 @@ def offers_page(
             "query": urlencode({k: v for k, v in filters.items() if v}),
             "states": [(s.value, offers.label(s.value)) for s in OfferState],
             "policies": [(pid, pv.title) for pid, pv in latest_policies(session, store, user).items()],
+            "light": lit,
+            "unlit": urlencode({k: v for k, v in filters.items() if v and k not in ("sla", "light")}),
         },
     )
+
+
+LIGHT_WORDS = {"green": "绿灯", "yellow": "黄灯", "red": "红灯"}
 
 
 @pages.get("/offers/{public_id}")
