@@ -51,7 +51,7 @@ from payouts.selection import (
     Selection,
     Tally,
 )
-from portal.supermarket import region_name
+from portal.supermarket import region_name, section_names
 from reports.errors import ReportError
 from reports.sla import light_condition
 from reports.spreadsheet import csv_row, text_cell
@@ -76,6 +76,8 @@ class OfferOut(BaseModel):
     period: str
     uscc: str
     name: str
+    industry_section: str | None = None
+    size_class: str | None = None
     amount: Decimal
     amount_before_allocation: Decimal
     state: str
@@ -117,6 +119,10 @@ class OfferFilterIn(BaseModel):
     )
     amount_min: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     amount_max: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
+    industry: str | None = Field(default=None, pattern=r"^[A-Z]$", description="行业门类（GB/T 4754 字母）")
+    size_class: Literal["large", "medium", "small", "micro"] | None = Field(
+        default=None, description="企业规模：large 大型、medium 中型、small 小型、micro 微型"
+    )
 
     def offer_filter(self, states: tuple[str, ...]) -> OfferFilter:
         return OfferFilter(
@@ -130,6 +136,8 @@ class OfferFilterIn(BaseModel):
             amount_min=self.amount_min,
             amount_max=self.amount_max,
             enterprise=self.enterprise,
+            industry=self.industry,
+            size_class=self.size_class,
         )
 
 
@@ -306,6 +314,8 @@ def offer_out(o: Offer, p: Payee, title: str, dept: str, item_title: str) -> Off
         period=o.period,
         uscc=o.uscc,
         name=p.name,
+        industry_section=o.industry_section,
+        size_class=o.size_class,
         amount=o.amount,
         amount_before_allocation=o.amount_before_allocation,
         state=o.state,
@@ -502,6 +512,8 @@ class QueueQuery(BaseModel):
     amount_min: str = Field(default="", max_length=24)
     amount_max: str = Field(default="", max_length=24)
     q: str = Field(default="", max_length=100)
+    industry: str = Field(default="", max_length=1)
+    size_class: str = Field(default="", max_length=8)
 
     def values(self) -> dict[str, str]:
         return {k: v.strip() for k, v in self.model_dump(include=set(QueueQuery.model_fields)).items()}
@@ -518,6 +530,10 @@ class QueueQuery(BaseModel):
                 policy_id = item_policy
         if v["region"] and not REGION_PREFIX.fullmatch(v["region"]):
             raise ValueError("地区代码应为2、4或6位数字")
+        if v["industry"] and v["industry"] not in section_names():
+            raise ValueError("行业门类应从列表中选择")
+        if v["size_class"] and v["size_class"] not in formats.SIZE_LABELS:
+            raise ValueError("企业规模应从列表中选择：大型、中型、小型或微型")
         amounts: dict[str, Decimal | None] = {}
         for key, word in (("amount_min", "最低金额"), ("amount_max", "最高金额")):
             text = v[key].replace(",", "")
@@ -535,8 +551,14 @@ class QueueQuery(BaseModel):
             state=v["state"] if v["state"] in REVIEW_STATES else None,  # type: ignore[arg-type]
             region=v["region"] or None,
             enterprise=v["q"] or None,
+            industry=v["industry"] or None,
+            size_class=v["size_class"] or None,  # type: ignore[arg-type]
             **amounts,
         )
+
+
+# The queue's filter fields, in the order its forms carry them from step to step.
+FILTER_KEYS = tuple(QueueQuery.model_fields)
 
 
 def latest_policies(session: Session, store: Any, user: StaffUser) -> dict[str, PolicyVersion]:
@@ -573,7 +595,18 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
     for province in sorted({c[:2] for c in codes}):
         regions.append((province, region_name(province)))
         regions += [(c, "　" + region_name(c)) for c in codes if c[:2] == province and c[2:] != "00"]
-    return {"policies": policies, "items": items, "runs": runs, "regions": regions}
+    industries = [(code, f"{code} {name}") for code, name in sorted(section_names().items())]
+    sizes = list(formats.SIZE_LABELS.items())
+    return {
+        "policies": policies,
+        "items": items,
+        "runs": runs,
+        "regions": regions,
+        "industries": industries,
+        "size_classes": sizes,
+        "industry_names": section_names(),
+        "size_names": formats.SIZE_LABELS,
+    }
 
 
 @pages.get("/review")
@@ -626,6 +659,7 @@ def review_page(
             "filter_query": urlencode(kept),
             "released_waiting": released.tally.count,
             "can_send": may(user, "sms_send"),
+            "filter_keys": FILTER_KEYS,
             **queue_choices(session, store, user),
         },
     )
@@ -640,6 +674,8 @@ EXPORT_HEADER = [
     "统一社会信用代码",
     "企业名称",
     "地区",
+    "行业",
+    "规模",
     "政策",
     "事项",
     "期间",
@@ -677,6 +713,8 @@ def review_export(
             text_cell(o.uscc),
             o.name,
             region_name(o.uscc[2:8]),
+            section_names().get(o.industry_section or "", ""),
+            formats.SIZE_LABELS.get(o.size_class or "", ""),
             o.policy_title,
             o.item_title,
             formats.period(o.period),
@@ -733,6 +771,10 @@ def filter_words(session: Session, query: QueueQuery, *, notify: bool = False) -
         low = formats.money(f.amount_min) if f.amount_min is not None else "不限"
         high = formats.money(f.amount_max) if f.amount_max is not None else "不限"
         words.append(f"金额：{low} 至 {high} 元")
+    if f.industry:
+        words.append(f"行业：{section_names().get(f.industry, f.industry)}")
+    if f.size_class:
+        words.append(f"规模：{formats.SIZE_LABELS[f.size_class]}企业")
     if f.enterprise:
         words.append(f"企业：{f.enterprise}")
     everything = "全部已发布、待发送确认短信的要约" if notify else "全部待初核和暂缓的要约"
@@ -796,6 +838,7 @@ def review_confirm_page(
             else None,
             "back": back,
             "target": "/console/sms/send" if form.action == "notify" else "/console/review/action",
+            "filter_keys": FILTER_KEYS,
         },
     )
 
