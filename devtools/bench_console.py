@@ -62,6 +62,9 @@ def pages(url: str) -> list[tuple[str, str, str]]:
         ("offers, by name", "/console/offers?name=%E7%A7%91%E6%8A%80", flow.REVIEWER),
         ("offers, deep page", f"/console/offers?offset={total // 2}", flow.REVIEWER),
         ("review queue", "/console/review", flow.REVIEWER),
+        ("review queue, one industry", "/console/review?industry=C", flow.REVIEWER),
+        ("review queue, one size class", "/console/review?size_class=medium", flow.REVIEWER),
+        ("review queue, rare industry and size", "/console/review?industry=M&size_class=large", flow.REVIEWER),
         ("batches", "/console/batches", flow.MAKER),
     ]
     if batch:

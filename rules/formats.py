@@ -7,6 +7,7 @@ reads the same on every page and in every file.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
@@ -117,3 +118,12 @@ def field_value(name: str, value: object) -> str:
     if name == "size_class":
         return SIZE_LABELS.get(text, text)
     return text
+
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def plain(text: str | None) -> str:
+    """A message as staff read it on a page: a name or snippet the CLI marks with backticks (`budget`) in
+    Chinese quotation marks instead (“budget”)."""
+    return "" if text is None else _CODE.sub(r"“\1”", text)

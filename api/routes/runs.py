@@ -29,6 +29,7 @@ from api.deps import (
 )
 from api.matchjobs import MatchJob, snapshot_dirs
 from api.routes import redirect, render
+from api.routes.jobs import staff_names
 from api.runlists import Filters, ListName
 from matcher.runfolder import Manifest
 from payouts.errors import NotFoundError
@@ -205,12 +206,16 @@ def download_list(
 
 
 @pages.get("")
-def runs_page(request: Request, user: RunReader, jobs: JobsDep, settings: SettingsDep) -> Response:
+def runs_page(
+    request: Request, user: RunReader, jobs: JobsDep, settings: SettingsDep, session: SessionDep
+) -> Response:
+    listed = jobs.list()
     return render(
         request,
         "runs.html",
         {
-            "jobs": jobs.list(),
+            "jobs": listed,
+            "names": staff_names(session, {j.started_by for j in listed}),
             "snapshots": list(snapshot_dirs(settings.snapshots_root)),
             "as_of": settings.default_as_of(),
             "can_start": may(user, "run_start"),
@@ -276,6 +281,7 @@ def run_page(
             "chosen_item": f"{narrow['policy_id']}/{narrow['item_id']}" if narrow["item_id"] else "",
             "query": query,
             "words": words,
+            "started_by": staff_names(session, {job.started_by}).get(job.started_by, job.started_by),
         },
     )
 

@@ -45,3 +45,11 @@ def test_a_ratio_a_hair_below_its_bound_never_reads_as_the_bound() -> None:
     assert formats.field_value("rd_ratio", "0.05") == "5%"
     assert formats.field_value("rd_ratio", "0.049999986543") == "4.9%"
     assert formats.field_value("rd_ratio", Decimal("0.638")) == "63.8%"
+
+
+def test_a_message_for_staff_quotes_names_in_chinese_not_backticks() -> None:
+    assert (
+        formats.plain("不认识的键 `budgte`（你是想写 `budget` 吗？）")
+        == "不认识的键 “budgte”（你是想写 “budget” 吗？）"
+    )
+    assert formats.plain(None) == "" and formats.plain("金额 1,000 元") == "金额 1,000 元"
