@@ -1,7 +1,8 @@
 """The whole payout flow at scale, stage by stage: `zhida bench flow --enterprises N`.
 
 Match → import → release → SMS (to the outbox) → simulated confirmations (not timed) → one batch per
-policy (maker) → approvals (checker) → exports (bank files), on a synthetic snapshot of N enterprises
+policy (maker) → approvals (checker) → exports (bank files) → the bank's return files (simulated, one
+line in 200 failed; not timed) → reconciliation, on a synthetic snapshot of N enterprises
 and the bundled policy library (`data/policies`). Each stage runs in a process of its own, so that its
 peak memory (getrusage) is its own; it prints the rows it handled, its seconds and its peak RSS, and
 last `total: N s, peak RSS: M GiB` over the timed stages.
@@ -36,8 +37,8 @@ REVIEWER, MAKER, CHECKER = "bench-reviewer", "bench-maker", "bench-checker"
 AUDITOR = "bench-auditor"  # reads the audit log (bench console)
 POLICIES = Path("data/policies")
 BENCH_PREFIX = "zhida_bench"
-TIMED = ("match", "import", "release", "sms", "batch", "approve", "export")
-STAGES = (*TIMED[:4], "confirm", *TIMED[4:])
+TIMED = ("match", "import", "release", "sms", "batch", "approve", "export", "reconcile")
+STAGES = (*TIMED[:4], "confirm", *TIMED[4:7], "bank", TIMED[7])
 STAGE_LABELS = {
     "match": "数据比对",
     "import": "导入要约",
@@ -47,6 +48,8 @@ STAGE_LABELS = {
     "batch": "组批（每项政策一批）",
     "approve": "复核",
     "export": "导出银行文件",
+    "bank": "模拟银行回单（不计时）",
+    "reconcile": "导入回单对账",
 }
 
 
@@ -201,6 +204,36 @@ def _stage_export(work: Path, enterprises: int, seed: int, url: str) -> int:
     return lines
 
 
+def _stage_bank(work: Path, enterprises: int, seed: int, url: str) -> int:
+    """Not timed: the bank's return file of each exported batch, streamed; one line in 200 failed."""
+    from payouts import bankfiles, batches
+    from payouts.db import transaction
+
+    _, _, bank = _paths(work, enterprises, seed)
+    lines = 0
+    for reference in _references(url):
+        with transaction(_engine(url)) as s, (bank / f"{reference}.return.csv").open("wb") as out:
+            batch = batches.get_batch(s, reference)
+            failed = lambda ln: "账户已销户" if ln.line_no % 200 == 0 else None  # noqa: E731
+            bankfiles.write_return(reference, batches.file_lines(s, batch), failed, out)
+            lines += batch.line_count
+    return lines
+
+
+def _stage_reconcile(work: Path, enterprises: int, seed: int, url: str) -> int:
+    from payouts import batches
+    from payouts.db import transaction
+
+    _, _, bank = _paths(work, enterprises, seed)
+    lines = 0
+    for reference in _references(url):
+        path = bank / f"{reference}.return.csv"
+        with transaction(_engine(url)) as s, path.open("rb") as data:
+            r = batches.reconcile(s, reference, data, MAKER, T0 + dt.timedelta(days=4), filename=path.name)
+            lines += r.paid + r.failed
+    return lines
+
+
 _RUNNERS: dict[str, Callable[[Path, int, int, str], int]] = {
     "match": _stage_match,
     "import": _stage_import,
@@ -210,6 +243,8 @@ _RUNNERS: dict[str, Callable[[Path, int, int, str], int]] = {
     "batch": _stage_batch,
     "approve": _stage_approve,
     "export": _stage_export,
+    "bank": _stage_bank,
+    "reconcile": _stage_reconcile,
 }
 
 

@@ -2,6 +2,7 @@
 
     python -m devtools.load --serve                 # start `zhida serve --demo`, measure, stop it
     python -m devtools.load --base http://127.0.0.1:8000 --clients 1,5,20
+    python -m devtools.load --url postgresql://postgres@127.0.0.1:5432/zhida_bench_load --workers 2
 
 For each endpoint and each number of clients, that many clients send requests one after another (each on
 its own keep-alive connection, from its own loopback address 127.0.x.y, so that per-IP rate limits do
@@ -11,7 +12,10 @@ page, the confirmation page (links from the demo phone) and the console's offer 
 
 With `--serve` the server is the demo (`zhida serve --demo` on a free port) with the confirmation page's
 rate limits raised, so that the page, not the limiter, is measured; at the end it is sent SIGTERM and
-the time it took to stop is printed. Traffic never leaves 127.0.0.0/8, every loop is bounded in time
+the time it took to stop is printed. With `--url` (a PostgreSQL database named zhida_bench…, dropped
+and created again) a synthetic snapshot of `--enterprises` is matched, imported, released and its
+notices sent (links kept), the library published and the reviewer given a password; then `zhida serve
+--workers N` starts on it and is measured and stopped the same way. Traffic never leaves 127.0.0.0/8, every loop is bounded in time
 and count, and the script stops by itself.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -27,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,12 +167,16 @@ async def run_level(
     return level
 
 
-def targets(base: str, user: str, password: str) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """The endpoints to load: paths (taken in turn) and headers."""
+def targets(
+    base: str, user: str, password: str, links: list[str] | None = None
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The endpoints to load: paths (taken in turn) and headers; confirmation links from the demo phone
+    unless given."""
     with httpx.Client(base_url=base, timeout=30) as c:
         hits = c.get(SEARCH).raise_for_status().json()["hits"]
         policy = hits[0]["url"] if hits else "/policies"
-        links = sorted(set(LINK.findall(c.get("/demo/phone").text)))
+        if links is None:
+            links = sorted(set(LINK.findall(c.get("/demo/phone").text)))
         signed = c.post("/api/session", json={"username": user, "password": password})
         token = signed.json()["token"] if signed.status_code == 200 else None
     found: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -244,8 +254,28 @@ def stop(server: subprocess.Popen[bytes], grace: float = 30) -> float | None:
         return None
 
 
-async def measure(args: argparse.Namespace, base: str) -> None:
-    found = targets(base, args.user, args.password)
+def prepare_database(url: str, enterprises: int, links: int, work: Path) -> tuple[list[str], str, str]:
+    """Not timed: a fresh benchmark database with `links` notices sent, the library published and the
+    flow's reviewer given a password; the confirmation paths, the user and the password."""
+    from api.auth import set_password
+    from api.policystore import PolicyStore
+    from devtools import confirm_rate, flow
+    from payouts.db import transaction
+    from rules.ruleset import library_dir
+
+    now = dt.datetime.now(dt.UTC)  # live links and policies, as on the day of a wave
+    tokens = confirm_rate.notified_links(enterprises, work, url, at=now, limit=links)
+    password = "Bench-" + secrets.token_urlsafe(12)
+    engine = flow._engine(url)
+    with transaction(engine) as s:
+        PolicyStore(engine).seed(library_dir(), s, "system", now)
+        set_password(s, flow.REVIEWER, password, "system", now)
+    engine.dispose()
+    return [f"/c/{t}" for t in tokens], flow.REVIEWER, password
+
+
+async def measure(args: argparse.Namespace, base: str, links: list[str] | None = None) -> None:
+    found = targets(base, args.user, args.password, links)
     wanted = [e for e in found if not args.endpoints or e in args.endpoints]
     print(HEADER, flush=True)
     for endpoint in wanted:
@@ -260,6 +290,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", help="a running server, e.g. http://127.0.0.1:8000 (loopback only)")
     parser.add_argument("--serve", action="store_true", help="start `zhida serve --demo` for the run")
+    parser.add_argument("--url", help="a PostgreSQL database zhida_bench… to fill and serve (dropped first)")
+    parser.add_argument("--workers", type=int, default=2, help="with --url: `zhida serve --workers N`")
+    parser.add_argument("--enterprises", type=int, default=100_000, help="with --url: snapshot size")
+    parser.add_argument("--links", type=int, default=5_000, help="with --url: notices sent (confirm links)")
     parser.add_argument("--clients", default="1,5,20,50,100,500", help="numbers of clients, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long each run sends requests")
     parser.add_argument("--timeout", type=float, default=10.0, help="each request's time limit")
@@ -274,16 +308,30 @@ def main(argv: list[str] | None = None) -> None:
     args.clients = [int(x) for x in args.clients.split(",") if x]
     if not 0 < args.seconds <= 60 or not 0 < args.timeout <= 60 or max(args.clients) > 2000:
         parser.error("at most 60 s per run, 60 s per request and 2000 clients")
-    if args.serve == bool(args.base):
-        parser.error("give either --base or --serve")
+    if sum(map(bool, (args.base, args.serve, args.url))) != 1:
+        parser.error("give one of --base, --serve and --url")
     if args.base:
         asyncio.run(measure(args, loopback(args.base)))
         return
     args.log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    server = start_demo(port, args.log)
+    links = None
+    with tempfile.TemporaryDirectory() as data:
+        if args.url:
+            links, args.user, args.password = prepare_database(
+                args.url, args.enterprises, args.links, args.log.parent / "load-work"
+            )
+            server = start_service(args.url, args.workers, port, Path(data), args.log)
+        else:
+            server = start_demo(port, args.log)
+        _measure_and_stop(args, server, f"http://127.0.0.1:{port}", links)
+
+
+def _measure_and_stop(
+    args: argparse.Namespace, server: subprocess.Popen[bytes], base: str, links: list[str] | None
+) -> None:
     try:
-        asyncio.run(measure(args, f"http://127.0.0.1:{port}"))
+        asyncio.run(measure(args, base, links))
     finally:
         took = stop(server)
         print(

@@ -12,8 +12,8 @@ randomness here; the creation time is the batch's approval time). Totals and cou
 of both files.
 
 The return file (回单) is a CSV with the header `批次号,业务参考号,收款账号,金额,状态,失败原因`;
-状态 is 成功 or 失败 (also accepted: paid/failed, S/F). `render_return` writes one, for the
-simulated bank of the demo and the tests.
+状态 is 成功 or 失败 (also accepted: paid/failed, S/F). `write_return` (streamed) and
+`render_return` write one, for the simulated bank of the demo and the tests.
 
 A bank file carries the payee's name exactly, so a name that a spreadsheet would run as a formula
 (starting with = + - @, tab or CR), that holds control or invisible formatting characters, or that is
@@ -23,13 +23,16 @@ such offers (`payouts.imports`), and the writers refuse, naming the line, rather
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
+import hashlib
 import io
+import itertools
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 
@@ -375,60 +378,147 @@ class ReturnFile:
     lines: list[ReturnLine]
 
 
-def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):
+RETURN_CHUNK = 20_000  # lines of a return file held at once
+PROBLEMS_SHOWN = 50  # problems of a malformed return file listed; the rest are counted
+_READ = 1 << 20
+
+
+def return_digest(source: BinaryIO) -> tuple[str, str]:
+    """One streamed pass over a return file: its SHA-256 and its encoding (UTF-8, else GB18030).
+    Leaves the stream at its start."""
+    digest = hashlib.sha256()
+    utf8 = codecs.getincrementaldecoder("utf-8-sig")()
+    encoding = "utf-8-sig"
+    source.seek(0)
+    while block := source.read(_READ):
+        digest.update(block)
+        if encoding == "utf-8-sig":
+            try:
+                utf8.decode(block)
+            except UnicodeDecodeError:
+                encoding = "gb18030"
+    if encoding == "utf-8-sig":
         try:
-            return data.decode(encoding)
+            utf8.decode(b"", final=True)
         except UnicodeDecodeError:
-            continue
-    raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）")
+            encoding = "gb18030"
+    source.seek(0)
+    return digest.hexdigest(), encoding
+
+
+@dataclass
+class ReturnProblems:
+    """What is wrong with a return file being read: the first `PROBLEMS_SHOWN` listed, all counted."""
+
+    shown: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, problem: str) -> None:
+        self.count += 1
+        if len(self.shown) < PROBLEMS_SHOWN:
+            self.shown.append(problem)
+
+    def text(self) -> str:
+        more = self.count - len(self.shown)
+        return "\n".join([f"- {p}" for p in self.shown] + ([f"- 另有 {more} 处问题未列出"] if more else []))
+
+
+def _text_lines(source: BinaryIO, encoding: str) -> Iterator[str]:
+    """The lines of a binary stream, decoded as they are read (the stream is not closed)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    rest = ""
+    while block := source.read(_READ):
+        *whole, rest = (rest + decoder.decode(block)).split("\n")
+        for line in whole:
+            yield line + "\n"
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def read_return(
+    source: BinaryIO, encoding: str, problems: ReturnProblems
+) -> tuple[str, Iterator[list[ReturnLine]]]:
+    """Read a bank return file in chunks of `RETURN_CHUNK` lines: its batch reference and the chunks.
+
+    The header is checked at once; every other problem (an amount, a status, a missing reason, a line of
+    another batch) is added to `problems` as the lines are read, so that the caller refuses the file once
+    it has read it all. Memory is bounded by the chunk, whatever the file's size.
+    """
+    reader = csv.reader(_text_lines(source, encoding))
+    header = next((r for r in reader if any(c.strip() for c in r)), None)
+    if header is None or tuple(c.strip() for c in header[: len(RETURN_COLUMNS)]) != RETURN_COLUMNS:
+        raise BankFileError(f"回单表头应为：{','.join(RETURN_COLUMNS)}")
+    first = next((r for r in reader if any(c.strip() for c in r)), None)
+    if first is None:
+        raise BankFileError("回单没有明细")
+    batch_reference = first[0].strip()
+
+    def chunks() -> Iterator[list[ReturnLine]]:
+        chunk: list[ReturnLine] = []
+        others: set[str] = set()
+        rows = itertools.chain([first], reader)
+        for raw in rows:
+            if not any(cell.strip() for cell in raw):
+                continue
+            n = reader.line_num
+            cells = [c.strip() for c in raw] + [""] * len(RETURN_COLUMNS)
+            batch_ref, reference, account, amount_text, status, reason = cells[: len(RETURN_COLUMNS)]
+            account = plain_account(account)
+            if batch_ref != batch_reference and batch_ref not in others:
+                others.add(batch_ref)
+                problems.add(f"回单包含多个批次：{batch_reference}、{batch_ref}")
+            try:
+                amount = Decimal(amount_text)
+                if amount != amount.quantize(Decimal("0.01")) or amount <= 0:
+                    raise InvalidOperation
+            except InvalidOperation:
+                problems.add(f"第 {n} 行：金额 {amount_text!r} 无效")
+                continue
+            paid = PAID_WORDS.get(status.lower())
+            if paid is None:
+                problems.add(f"第 {n} 行：状态 {status!r} 应为 成功 或 失败")
+                continue
+            if not paid and not reason:
+                problems.add(f"第 {n} 行：失败的明细必须有失败原因")
+            chunk.append(ReturnLine(n, reference, account, amount.quantize(Decimal("0.01")), paid, reason))
+            if len(chunk) >= RETURN_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    return batch_reference, chunks()
 
 
 def parse_return(data: bytes) -> ReturnFile:
-    """Read a bank return file; refuses a malformed one with every problem listed."""
-    rows = list(csv.reader(io.StringIO(_decode(data))))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows or tuple(c.strip() for c in rows[0][: len(RETURN_COLUMNS)]) != RETURN_COLUMNS:
-        raise BankFileError(f"回单表头应为：{','.join(RETURN_COLUMNS)}")
-    if len(rows) == 1:
-        raise BankFileError("回单没有明细")
-    problems, lines, batches = [], [], set()
-    for n, raw in enumerate(rows[1:], start=2):
-        cells = [c.strip() for c in raw] + [""] * len(RETURN_COLUMNS)
-        batch_ref, reference, account, amount_text, status, reason = cells[: len(RETURN_COLUMNS)]
-        account = plain_account(account)
-        batches.add(batch_ref)
-        try:
-            amount = Decimal(amount_text)
-            if amount != amount.quantize(Decimal("0.01")) or amount <= 0:
-                raise InvalidOperation
-        except InvalidOperation:
-            problems.append(f"第 {n} 行：金额 {amount_text!r} 无效")
-            continue
-        paid = PAID_WORDS.get(status.lower())
-        if paid is None:
-            problems.append(f"第 {n} 行：状态 {status!r} 应为 成功 或 失败")
-            continue
-        if not paid and not reason:
-            problems.append(f"第 {n} 行：失败的明细必须有失败原因")
-        lines.append(ReturnLine(n, reference, account, amount.quantize(Decimal("0.01")), paid, reason))
-    if len(batches) > 1:
-        problems.append(f"回单包含多个批次：{', '.join(sorted(batches))}")
-    if problems:
-        raise BankFileError("回单格式错误：\n" + "\n".join(f"- {p}" for p in problems))
-    return ReturnFile(batches.pop(), lines)
+    """A whole (small) return file read at once; refuses a malformed one with its problems listed."""
+    source = io.BytesIO(data)
+    _, encoding = return_digest(source)
+    problems = ReturnProblems()
+    try:
+        reference, chunks = read_return(source, encoding, problems)
+        lines = [x for chunk in chunks for x in chunk]
+    except UnicodeDecodeError:
+        raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）") from None
+    if problems.count:
+        raise BankFileError("回单格式错误：\n" + problems.text())
+    return ReturnFile(reference, lines)
 
 
-def render_return(batch: BatchFile, failures: dict[str, str]) -> bytes:
-    """A return file as the bank would send it: every line paid, except `failures` (reference → reason)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
+def write_return(
+    reference: str, lines: Iterable[FileLine], failed: Callable[[FileLine], str | None], out: BinaryIO
+) -> None:
+    """A return file as the bank would send it, streamed: every line paid, except those for which
+    `failed` gives a reason."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    w = csv.writer(text, lineterminator="\r\n")
     w.writerow(RETURN_COLUMNS)
-    for ln in batch.lines:
-        reason = failures.get(ln.reference)
+    for ln in lines:
+        reason = failed(ln)
         w.writerow(
             [
-                batch.reference,
+                reference,
                 ln.reference,
                 ln.account_no,
                 _money(ln.amount),
@@ -436,4 +526,12 @@ def render_return(batch: BatchFile, failures: dict[str, str]) -> bytes:
                 reason or "",
             ]
         )
-    return out.getvalue().encode("utf-8")
+    text.flush()
+    text.detach()
+
+
+def render_return(batch: BatchFile, failures: dict[str, str]) -> bytes:
+    """A return file as the bank would send it: every line paid, except `failures` (reference → reason)."""
+    out = io.BytesIO()
+    write_return(batch.reference, batch.lines, lambda ln: failures.get(ln.reference), out)
+    return out.getvalue()

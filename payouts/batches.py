@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -398,7 +399,7 @@ def _file_header(session: Session, batch: Batch) -> bankfiles.FileHeader:
     )
 
 
-def _file_lines(session: Session, batch: Batch, chunk: int = 20_000) -> Iterator[bankfiles.FileLine]:
+def file_lines(session: Session, batch: Batch, chunk: int = 20_000) -> Iterator[bankfiles.FileLine]:
     """The batch's lines as the bank files see them, in line order, streamed (server-side cursor).
 
     A line withdrawn before approval (an objection upheld during the public notice) is not paid.
@@ -429,7 +430,7 @@ def bank_file_of(session: Session, batch: Batch) -> bankfiles.BatchFile:
         payer_account=h.payer_account,
         payer_bank=h.payer_bank,
         purpose=h.purpose,
-        lines=list(_file_lines(session, batch)),
+        lines=list(file_lines(session, batch)),
     )
 
 
@@ -495,11 +496,11 @@ def export(
     try:
         csv_part, csv_sha256 = _write_part(
             csv_path,
-            lambda out: bankfiles.write_csv(header, _file_lines(session, batch), out, encoding=encoding),
+            lambda out: bankfiles.write_csv(header, file_lines(session, batch), out, encoding=encoding),
         )
         parts.append(csv_part)
         xml_part, xml_sha256 = _write_part(
-            xml_path, lambda out: bankfiles.write_pain001(header, _file_lines(session, batch), out)
+            xml_path, lambda out: bankfiles.write_pain001(header, file_lines(session, batch), out)
         )
         parts.append(xml_part)
         digests = csv_sha256, xml_sha256
@@ -546,23 +547,36 @@ def _returned_table(session: Session) -> Table:
 
 
 def reconcile(
-    session: Session, reference: str, data: bytes, by: str, now: dt.datetime, *, filename: str = "回单.csv"
+    session: Session,
+    reference: str,
+    data: bytes | BinaryIO,
+    by: str,
+    now: dt.datetime,
+    *,
+    filename: str = "回单.csv",
 ) -> Reconciliation:
     """Apply the bank's return file to an exported batch: each line paid, or failed with the bank's reason.
 
     The whole file is checked before anything is applied; a file for another batch, a file already
     imported, an unknown or already settled line, or a different amount or account is refused.
-    The file's lines are loaded into a temporary table and checked and applied in SQL: one UPDATE
-    for the paid offers, one per failure reason, each one audit event.
+    The file (bytes, or a binary stream such as an open file) is read twice, streamed: once for its
+    digest and encoding, once in chunks into a temporary table, where it is checked and applied in
+    SQL: one UPDATE for the paid offers, one per failure reason, each one audit event. Memory stays
+    bounded whatever the file's size.
     """
     user = require(session, by, "bank_files")
     batch = get_batch(session, reference, lock=True)
-    parsed = bankfiles.parse_return(data)
-    if parsed.batch_reference != batch.reference:
-        raise BankFileError(f"回单属于批次 {parsed.batch_reference}，不是批次 {batch.reference}")
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    digest, encoding = bankfiles.return_digest(source)
+    problems = bankfiles.ReturnProblems()
+    try:
+        returned_batch, chunks = bankfiles.read_return(source, encoding, problems)
+    except UnicodeDecodeError:
+        raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）") from None
+    if returned_batch != batch.reference:
+        raise BankFileError(f"回单属于批次 {returned_batch}，不是批次 {batch.reference}")
     if batch.state != BatchState.EXPORTED.value:
         raise StateError(f"批次 {reference} 处于 {batch.state}，只有已导出的批次可以对账")
-    digest = hashlib.sha256(data).hexdigest()
     if session.scalar(select(BankReturn.id).where(BankReturn.file_sha256 == digest)) is not None:
         raise BankFileError("这份回单已经导入过（重复文件）")
     batch_id = batch.id
@@ -571,20 +585,28 @@ def reconcile(
         session, select(t.c.id).where(t.c.batch_id == batch_id).order_by(t.c.id).with_for_update()
     )
     r = _returned_table(session)
-    bulkload.insert_columns(
-        session,
-        r,
-        {
-            "row_no": [x.row for x in parsed.lines],
-            "reference": [x.reference for x in parsed.lines],
-            "account_no": [x.account_no for x in parsed.lines],
-            "amount": [x.amount for x in parsed.lines],
-            "paid": [x.paid for x in parsed.lines],
-            "reason": [x.reason for x in parsed.lines],
-        },
-    )
+    lines = 0
+    try:
+        for chunk in chunks:
+            lines += len(chunk)
+            bulkload.insert_columns(
+                session,
+                r,
+                {
+                    "row_no": [x.row for x in chunk],
+                    "reference": [x.reference for x in chunk],
+                    "account_no": [x.account_no for x in chunk],
+                    "amount": [x.amount for x in chunk],
+                    "paid": [x.paid for x in chunk],
+                    "reason": [x.reason for x in chunk],
+                },
+            )
+    except UnicodeDecodeError:
+        raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）") from None
+    if problems.count:
+        raise BankFileError("回单格式错误：\n" + problems.text())
     bulkload.analyze(session, r)
-    _check_return(session, parsed, r, batch_id)
+    _check_return(session, r, batch_id)
     matched = r.join(t, and_(t.c.reference == r.c.reference, t.c.batch_id == batch_id))
     _check_in_batch(session, select(t.c.offer_id).select_from(matched), reference)
     record = BankReturn(
@@ -593,7 +615,7 @@ def reconcile(
         filename=filename,
         imported_at=now,
         imported_by=user.id,
-        lines=len(parsed.lines),
+        lines=lines,
         paid=0,
         failed=0,
         paid_amount=ZERO,
@@ -626,15 +648,14 @@ def reconcile(
             **common,
         )
     settled = {"bank_return_id": record_id, "settled_at": now}
-    in_file = t.c.reference.in_(select(r.c.reference).where(r.c.paid))
-    session.execute(
-        update(t).where(t.c.batch_id == batch_id, in_file).values(status=LineStatus.PAID.value, **settled)
-    )
-    reason_of = select(r.c.reason).where(r.c.reference == t.c.reference).scalar_subquery()
+    # UPDATE … FROM the returned lines (a join: the scratch table has no index, and a subquery per line
+    # would scan it once per line).
+    returned = and_(t.c.batch_id == batch_id, t.c.reference == r.c.reference)
+    session.execute(update(t).where(returned, r.c.paid).values(status=LineStatus.PAID.value, **settled))
     session.execute(
         update(t)
-        .where(t.c.batch_id == batch_id, t.c.reference.in_(select(r.c.reference).where(~r.c.paid)))
-        .values(status=LineStatus.FAILED.value, live=False, bank_reason=reason_of, **settled)
+        .where(returned, ~r.c.paid)
+        .values(status=LineStatus.FAILED.value, live=False, bank_reason=r.c.reason, **settled)
     )
     for paid, n, amount in session.execute(
         select(r.c.paid, func.count(), func.coalesce(func.sum(r.c.amount), 0)).group_by(r.c.paid)
@@ -677,14 +698,19 @@ def reconcile(
     return result
 
 
-def _check_return(session: Session, parsed: bankfiles.ReturnFile, r: Table, batch_id: int) -> None:
-    """BankFileError listing every line of the return file that does not fit a pending line of the batch."""
-    problems: dict[int, list[str]] = {}
-    seen: set[str] = set()
-    for x in parsed.lines:
-        if x.reference in seen:
-            problems.setdefault(x.row, []).append(f"第 {x.row} 行：明细 {x.reference} 在回单中重复")
-        seen.add(x.reference)
+def _check_return(session: Session, r: Table, batch_id: int) -> None:
+    """BankFileError listing every line of the return file that does not fit a pending line of the batch
+    (the first `bankfiles.PROBLEMS_SHOWN`, the others counted)."""
+    problems = bankfiles.ReturnProblems()
+    first = select(r.c.reference, func.min(r.c.row_no).label("row_no")).group_by(r.c.reference).subquery()
+    repeated = (
+        select(r.c.row_no, r.c.reference)
+        .select_from(r.join(first, first.c.reference == r.c.reference))
+        .where(r.c.row_no != first.c.row_no)
+        .order_by(r.c.row_no)
+    )
+    for row, ref in session.execute(repeated):
+        problems.add(f"第 {row} 行：明细 {ref} 在回单中重复")
     t = BatchLine.__table__
     rows = session.execute(
         select(
@@ -709,19 +735,17 @@ def _check_return(session: Session, parsed: bankfiles.ReturnFile, r: Table, batc
         .order_by(r.c.row_no)
     )
     for row, ref, amount, account_no, line_id, status, line_amount, line_account_no in rows:
-        found = problems.setdefault(row, [])
         if line_id is None:
-            found.append(f"第 {row} 行：明细 {ref} 不属于本批次")
+            problems.add(f"第 {row} 行：明细 {ref} 不属于本批次")
             continue
         if status != LineStatus.PENDING.value:
-            found.append(f"第 {row} 行：明细 {ref} 已对账（{status}），重复回单")
+            problems.add(f"第 {row} 行：明细 {ref} 已对账（{status}），重复回单")
         if amount != line_amount:
-            found.append(f"第 {row} 行：金额 {amount} 与批次明细 {line_amount} 不符")
+            problems.add(f"第 {row} 行：金额 {amount} 与批次明细 {line_amount} 不符")
         if account_no != line_account_no:
-            found.append(f"第 {row} 行：收款账号与批次明细不符")
-    if any(problems.values()):
-        listed = [p for row in sorted(problems) for p in problems[row]]
-        raise BankFileError("回单被拒绝：\n" + "\n".join(f"- {p}" for p in listed))
+            problems.add(f"第 {row} 行：收款账号与批次明细不符")
+    if problems.count:
+        raise BankFileError("回单被拒绝：\n" + problems.text())
 
 
 def batches(session: Session, *, policy_id: str | None = None, state: str | None = None) -> list[Batch]:

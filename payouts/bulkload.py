@@ -15,10 +15,8 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 from sqlalchemy import Column as SqlColumn
 from sqlalchemy import (
@@ -37,14 +35,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.schema import CreateTable
 from sqlmodel import Session
 
-CHUNK = 50_000
-_CSV = pacsv.WriteOptions(include_header=False, batch_size=CHUNK)
+if TYPE_CHECKING:  # pyarrow is loaded by the functions that use it: a command's start stays quick
+    import pyarrow as pa
 
-Column = Sequence[Any] | pa.Array | pa.ChunkedArray
+    Column = Sequence[Any] | pa.Array | pa.ChunkedArray
+
+CHUNK = 50_000
 
 
 def insert_columns(session: Session, table: Table, columns: Mapping[str, Column]) -> int:
     """Insert the rows whose values are given column by column (all of one length) into `table`."""
+    import pyarrow as pa
+
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         data = pa.table({name: _arrow(values) for name, values in columns.items()})
@@ -67,6 +69,8 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
 
 
 def _arrow(values: Column) -> pa.Array | pa.ChunkedArray:
+    import pyarrow as pa
+
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
     array = pa.array(values)
@@ -76,13 +80,17 @@ def _arrow(values: Column) -> pa.Array | pa.ChunkedArray:
 
 
 def _copy(raw: Any, table: str, data: pa.Table) -> int:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    options = pacsv.WriteOptions(include_header=False, batch_size=CHUNK)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, data.column_names))
     )
     with raw.cursor() as cur, cur.copy(statement) as copy:
         for batch in data.to_batches(CHUNK):
             buf = io.BytesIO()
-            pacsv.write_csv(pa.Table.from_batches([batch]), buf, _CSV)
+            pacsv.write_csv(pa.Table.from_batches([batch]), buf, options)
             copy.write(buf.getbuffer())
     return data.num_rows
 

@@ -74,8 +74,8 @@ def reconcile(
     claimed: str | None = BY,
 ) -> None:
     by = actor(claimed)
-    with transaction(connect()) as s:
-        r = batches.reconcile(s, reference, return_file.read_bytes(), by, now(), filename=return_file.name)
+    with transaction(connect()) as s, return_file.open("rb") as data:
+        r = batches.reconcile(s, reference, data, by, now(), filename=return_file.name)
     console.print(
         f"批次 {r.batch}：到账 {r.paid:,} 笔 {r.paid_amount:,.2f} 元，失败 {r.failed:,} 笔 {r.failed_amount:,.2f} 元，"
         f"待回单 {r.pending:,} 笔"

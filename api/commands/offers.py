@@ -9,12 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from api.commands import BY, EXPECT_COUNT, EXPECT_TOTAL, IDENTITY_HELP, actor, confirmed_tally, now
-from devtools.bench_import import bench
-from payouts import confirm, imports, offers, payees
+from payouts import confirm, offers, payees
 from payouts.db import PayoutSettings, connect, transaction
 from payouts.models import OfferState
 from payouts.selection import OfferFilter, Selection
-from reports import funnel
 
 app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
@@ -27,6 +25,8 @@ def import_run(
     ),
     claimed: str | None = BY,
 ) -> None:
+    from payouts import imports  # pyarrow: loaded for an import, not at every start
+
     by = actor(claimed)
     with transaction(connect()) as s:
         r = imports.import_run(s, run_dir, by, now())
@@ -186,6 +186,8 @@ def status(
     run: str | None = typer.Option(None, "--run"),
     policy: str | None = typer.Option(None, "--policy"),
 ) -> None:
+    from reports import funnel  # pandas: loaded when the funnel is asked for, not at every start
+
     with transaction(connect()) as s:
         scope = None if policy is None else {policy}
         stages = funnel.stages(s, run_id=run, policy_ids=scope)
@@ -296,5 +298,7 @@ def bench_import(
     rows: int = typer.Option(1_000_000, "--rows"),
     url: str | None = typer.Option(None, "--url", help="数据库（默认 ZHIDA_DATABASE_URL）"),
 ) -> None:
+    from devtools.bench_import import bench
+
     report = bench(rows, url)
     console.print(report)

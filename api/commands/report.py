@@ -7,10 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from api.settings import SlaSettings
-from payouts.db import connect, transaction
-from reports.monthly import write_report
-
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -26,6 +22,11 @@ def report(
     ),
 ) -> None:
     """写出月度报告：核心指标与上月比较、分部门分政策到账、兑现漏斗、到账工作日、各部门时限亮灯、主要卡点条件。"""
+    # Loaded here, not at start: pandas and the rule engine would make `zhida report --help` take seconds.
+    from api.settings import SlaSettings
+    from payouts.db import connect, transaction
+    from reports.monthly import write_report
+
     with transaction(connect()) as s:
         written = write_report(s, month, out, run, SlaSettings().sla())
     console.print(f"月度报告：{written.html}", markup=False)

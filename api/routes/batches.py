@@ -5,10 +5,11 @@ checker, who sees the totals and every line first), export the bank files, uploa
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -231,12 +232,15 @@ def create(session: Session, user: StaffUser, body: BatchCreate, settings: Setti
     return batch
 
 
-def read_return(file: UploadFile) -> bytes:
-    """The uploaded return file (routes are sync: the database work must not block the event loop)."""
-    data = file.file.read(MAX_RETURN_FILE + 1)
-    if len(data) > MAX_RETURN_FILE:
-        raise BankFileError("回单文件过大（超过 50 MiB）")
-    return data
+def read_return(file: UploadFile) -> BinaryIO:
+    """The uploaded return file, as the spooled stream it already is (reconcile reads it streamed; routes
+    are sync: the database work must not block the event loop). Larger files go through the command
+    line (`zhida batch reconcile`), which has no size limit."""
+    size = file.file.seek(0, io.SEEK_END)
+    if size > MAX_RETURN_FILE:
+        raise BankFileError("回单文件过大（超过 50 MiB），请交系统管理员在服务器上导入")
+    file.file.seek(0)
+    return file.file
 
 
 @router.get("", response_model=list[BatchOut], summary="拨付批次（新的在前）")

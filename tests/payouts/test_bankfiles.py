@@ -220,3 +220,39 @@ def test_a_return_file_saved_from_excel_with_accounts_as_text_reconciles(tx, app
     with tx() as s:
         done = batches.reconcile(s, approved, out.getvalue().encode("gb18030"), "maker", t0 + 5 * H)
     assert (done.paid, done.failed, done.paid_amount) == (4, 0, Decimal("7500.50"))
+
+
+def test_a_return_file_is_read_streamed_in_chunks_from_an_open_file(
+    tx, approved, tmp_path, t0, monkeypatch
+) -> None:
+    """The command line hands reconcile the open file: lines are read a chunk at a time (here one
+    line per chunk), and the result is the same as from bytes."""
+    monkeypatch.setattr(bankfiles, "RETURN_CHUNK", 1)
+    content = _exported(tx, approved, tmp_path, t0)
+    fail = content.lines[2]
+    path = tmp_path / "回单.csv"
+    with path.open("wb") as out:
+        bankfiles.write_return(approved, content.lines, lambda ln: "户名不符" if ln is fail else None, out)
+    with tx() as s, path.open("rb") as data:
+        r = batches.reconcile(s, approved, data, "checker", t0 + 30 * H, filename=path.name)
+        assert (r.paid, r.failed, r.pending) == (3, 1, 0)
+        assert [reason for _, reason in r.failures] == ["户名不符"]
+
+
+def test_a_line_repeated_in_a_later_chunk_is_refused(tx, approved, tmp_path, t0, monkeypatch) -> None:
+    monkeypatch.setattr(bankfiles, "RETURN_CHUNK", 2)
+    content = _exported(tx, approved, tmp_path, t0)
+    twice = bankfiles.BatchFile(**{**content.__dict__, "lines": [*content.lines, content.lines[0]]})
+    with pytest.raises(BankFileError, match="第 6 行：明细 .* 在回单中重复"), tx() as s:
+        batches.reconcile(s, approved, bankfiles.render_return(twice, {}), "maker", t0 + 30 * H)
+    with tx() as s:
+        assert batches.get_batch(s, approved).state == "exported"  # nothing was applied
+
+
+def test_a_return_file_with_thousands_of_bad_lines_lists_fifty_and_counts_the_rest() -> None:
+    rows = "".join(f"ZD1,ZL{n},1,0.001,成功,\r\n" for n in range(3_000))
+    with pytest.raises(BankFileError) as e:
+        bankfiles.parse_return(("批次号,业务参考号,收款账号,金额,状态,失败原因\r\n" + rows).encode())
+    message = str(e.value)
+    assert message.count("金额 '0.001' 无效") == bankfiles.PROBLEMS_SHOWN
+    assert f"另有 {3_000 - bankfiles.PROBLEMS_SHOWN} 处问题未列出" in message
