@@ -33,6 +33,7 @@ from api.routes.jobs import staff_names
 from api.runlists import Filters, ListName
 from matcher.runfolder import Manifest
 from payouts.errors import NotFoundError
+from rules import formats
 from rules.catalog import CATALOG
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -335,9 +336,21 @@ class RunWords:
         values[2 if name == "candidates" else 1] = self.items.get((pid, iid), iid)
         if name == "near_misses":
             values[3] = self.conditions.get((pid, values[3]), values[3])
+            values[4] = read_values(values[4])
         if name == "missing_data" and values[3]:
             values[3] = "、".join(label(f) for f in str(values[3]).split("、"))
         return tuple(values)
+
+
+def read_values(text: str | None) -> str | None:
+    """A near miss's `field=value; …` as staff read it: 高新技术企业 否；裁员率 6.2%."""
+    if not text:
+        return text
+    shown = []
+    for part in str(text).split("; "):
+        field, sep, value = part.partition("=")
+        shown.append(f"{label(field)} {formats.field_value(field, value)}" if sep else part)
+    return "；".join(shown)
 
 
 def label(field: str) -> str:

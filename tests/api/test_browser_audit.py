@@ -83,3 +83,19 @@ def test_a_light_on_the_front_page_opens_the_offers_it_counts(live: World, brows
     green.click()
     expect(page.locator("#light-filter")).to_contain_text("绿灯")
     expect(page.locator("section h2").last).to_contain_text(f"{count:,} 条")
+
+
+def test_a_runs_near_misses_are_narrowed_by_item_and_condition_from_lists(
+    live: World, browser: Browser
+) -> None:
+    base = live.base  # type: ignore[attr-defined]
+    page = signed_in(browser, base, "reviewer", 1366, 768)
+    page.goto(f"{base}/console/runs/{live.job_id}?name=near_misses")
+    condition = page.locator("select[name=condition_id] option").nth(1)
+    text = condition.inner_text()
+    page.select_option("select[name=condition_id]", label=text)
+    page.click("form.inline button[type=submit]")
+    cells = page.locator("#list tbody tr td:nth-child(4)").all_inner_texts()
+    assert cells and set(cells) == {text}  # the condition's text, never its id
+    assert fits(page)
+    page.screenshot(path=SHOTS / "console-run-1366.png", full_page=True)

@@ -30,6 +30,7 @@ def test_items_and_conditions_are_chosen_from_lists_in_chinese_and_narrow_the_li
     assert rows
     pairs = {(r[0], r[1], r[3]) for r in rows}
     assert not any(re.fullmatch(r"[a-z0-9_-]+", cell) for p in pairs for cell in p)
+    assert not any(re.search(r"[a-z]_[a-z]|=", r[4]) for r in rows)  # 高新技术企业 否, not is_high_tech=false
     # Narrowed to one item and one of its failed conditions: only those rows.
     item_title, condition_text = rows[0][1], rows[0][3]
     item = next(v for v, t in items if t == item_title)
