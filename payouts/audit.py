@@ -598,13 +598,18 @@ def action_label(action: str) -> str:
     return ACTION_LABELS.get(action, action)
 
 
-def actor_label(actor: str, names: Mapping[str, str] | None = None) -> str:
+def actor_label(
+    actor: str, names: Mapping[str, str] | None = None, enterprises: Mapping[str, str] | None = None
+) -> str:
     """Who acted, as staff read it: a member of staff by name (`names`: username → display name),
-    系统 for the system's own jobs, 企业（USCC） for an enterprise."""
+    系统 for the system's own jobs, an enterprise by its name (`enterprises`: USCC → name), else
+    企业（USCC）."""
     if actor == "system":
         return "系统"
     if actor.startswith("enterprise:"):
-        return f"企业（{actor.removeprefix('enterprise:')}）"
+        uscc = actor.removeprefix("enterprise:")
+        name = (enterprises or {}).get(uscc)
+        return f"{name}（企业）" if name else f"企业（{uscc}）"
     return (names or {}).get(actor, actor)
 
 

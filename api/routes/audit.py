@@ -25,7 +25,7 @@ from api.routes import now, render
 from api.routes.batches import STATE_LABELS as BATCH_STATES
 from api.routes.offers import EventOut
 from payouts import audit, offers
-from payouts.models import AuditEvent, OfferState, StaffUser
+from payouts.models import AuditEvent, OfferState, Payee, StaffUser
 from reports.spreadsheet import csv_row, text_cell
 from rules import formats
 
@@ -160,12 +160,14 @@ def event_rows(session: Session, events: Sequence[AuditEvent]) -> list[EventRow]
             select(StaffUser.username, StaffUser.display_name).where(StaffUser.username.in_(staff))
         ).all()
     )
+    usccs = {e.actor.removeprefix("enterprise:") for e in events if e.actor.startswith("enterprise:")}
+    enterprises = dict(session.execute(select(Payee.uscc, Payee.name).where(Payee.uscc.in_(usccs))).all())
     links = {"offer": "/console/offers/", "batch": "/console/batches/"}
     return [
         EventRow(
             seq=e.seq,
             at=formats.staff_time(e.at),
-            actor=audit.actor_label(e.actor, names),
+            actor=audit.actor_label(e.actor, names, enterprises),
             action=audit.action_label(e.action),
             entity=audit.entity_label(e.entity),
             entity_id=e.entity_id,

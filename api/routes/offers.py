@@ -958,7 +958,14 @@ def offer_page(request: Request, offer: OfferDep, user: CurrentUser, session: Se
         "offer.html",
         {
             "offer": rows[0],
-            "events": [(e, audit.actor_label(e.actor, names), audit.action_label(e.action)) for e in events],
+            "events": [
+                (
+                    e,
+                    audit.actor_label(e.actor, names, {offer.uscc: rows[0].name}),
+                    audit.action_label(e.action),
+                )
+                for e in events
+            ],
             "can_review": may(user, "review"),
         },
     )

@@ -129,3 +129,22 @@ def test_only_auditors_see_the_audit_page_and_its_export(world: World) -> None:
     reviewer = world.browser("reviewer")
     assert reviewer.get("/console/audit").status_code == 403
     assert reviewer.get("/console/audit/export.csv").status_code == 403
+
+
+def test_an_enterprises_own_answer_is_shown_under_its_name(world: World) -> None:
+    from fastapi.testclient import TestClient
+
+    from payouts.models import Payee
+    from tests.api.conftest import confirm_offer
+
+    links = world.notify("c-gaoxin")
+    phone = TestClient(world.app)
+    assert confirm_offer(phone, links[0]).status_code in (200, 303)
+    auditor = world.browser("auditor")
+    page = auditor.get("/console/audit", params={"action": "confirm"}).text
+    rows = event_rows(page)
+    assert len(rows) == 1 and "企业确认领取" in rows[0]
+    with transaction(world.app.state.engine) as s:
+        names = set(s.scalars(select(Payee.name)).all())
+    assert any(f"{name}（企业）" in rows[0] for name in names)
+    assert "enterprise:" not in page
