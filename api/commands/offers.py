@@ -51,6 +51,7 @@ def import_run(
 def backfill_profile() -> None:
     from sqlalchemy import select
 
+    from payouts import imports  # pyarrow and the matcher: loaded for this repair only
     from payouts.models import MatchRun, Offer
     from rules.errors import MatchError
 
