@@ -131,6 +131,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["china_time"] = formats.staff_time
     templates.env.filters["period"] = formats.period
     templates.env.filters["day"] = formats.day
+    templates.env.filters["plain"] = formats.plain  # messages without the CLI's backticks
     templates.env.filters["region"] = region_name  # GB/T 2260 names of a code or prefix
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}

@@ -34,6 +34,7 @@ from sqlalchemy import func, make_url, select
 AS_OF = dt.date(2025, 9, 30)
 T0 = dt.datetime(2025, 10, 8, 1, 0, tzinfo=dt.UTC)
 REVIEWER, MAKER, CHECKER = "bench-reviewer", "bench-maker", "bench-checker"
+AUDITOR = "bench-auditor"  # reads the audit log (bench console)
 POLICIES = Path("data/policies")
 BENCH_PREFIX = "zhida_bench"
 TIMED = ("match", "import", "release", "sms", "batch", "approve", "export", "reconcile")
@@ -272,7 +273,12 @@ def prepare(work: Path, enterprises: int, seed: int, url: str) -> None:
     engine = _engine(url)
     migrate(engine)
     with transaction(engine) as s:
-        for name, role in ((REVIEWER, "reviewer"), (MAKER, "finance_maker"), (CHECKER, "finance_checker")):
+        for name, role in (
+            (REVIEWER, "reviewer"),
+            (MAKER, "finance_maker"),
+            (CHECKER, "finance_checker"),
+            (AUDITOR, "auditor"),
+        ):
             users.create_user(s, name, role, now=T0)
     engine.dispose()
 

@@ -468,8 +468,18 @@ def _write_part(path: Path, write: Callable[[_Digesting], None]) -> tuple[Path, 
     return part, out.sha256.hexdigest()
 
 
-def export(session: Session, reference: str, by: str, out_dir: Path, now: dt.datetime) -> Export:
+def export(
+    session: Session,
+    reference: str,
+    by: str,
+    out_dir: Path,
+    now: dt.datetime,
+    *,
+    encoding: str | None = None,
+) -> Export:
     """Write the batch's CSV (批量代发) and pain.001.001.09 files; repeating it gives the same bytes.
+
+    The CSV is in `encoding` (default: the deployment's `ZHIDA_BANK_CSV_ENCODING`, UTF-8 with a BOM).
 
     The lines are streamed from the database into the files, so memory stays bounded whatever the
     batch size; the files appear under their names only once both are complete and checked.
@@ -479,12 +489,14 @@ def export(session: Session, reference: str, by: str, out_dir: Path, now: dt.dat
     if batch.state not in (BatchState.APPROVED.value, BatchState.EXPORTED.value, BatchState.RECONCILED.value):
         raise StateError(f"批次 {reference} 处于 {batch.state}，复核通过后才能导出银行文件")
     header = _file_header(session, batch)
+    encoding = encoding or PayoutSettings.from_env().bank_csv_encoding
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, xml_path = out_dir / f"{reference}.csv", out_dir / f"{reference}.xml"
     parts: list[Path] = []
     try:
         csv_part, csv_sha256 = _write_part(
-            csv_path, lambda out: bankfiles.write_csv(header, file_lines(session, batch), out)
+            csv_path,
+            lambda out: bankfiles.write_csv(header, file_lines(session, batch), out, encoding=encoding),
         )
         parts.append(csv_part)
         xml_part, xml_sha256 = _write_part(

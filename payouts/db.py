@@ -46,6 +46,9 @@ class PayoutSettings:
     payer_name: str = "某市财政局"
     payer_account: str = "110060149018800012345"
     payer_bank: str = "中国工商银行某市分行营业部"
+    # The batch CSV's encoding (payouts.bankfiles.ENCODINGS): UTF-8 with a BOM, or GB18030 where the
+    # payer's bank asks for it. One deployment pays from one account, so it is a deployment setting.
+    bank_csv_encoding: str = "utf-8-sig"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PayoutSettings:
@@ -80,7 +83,19 @@ class PayoutSettings:
             payer_name=get("PAYER_NAME", d.payer_name),
             payer_account=get("PAYER_ACCOUNT", d.payer_account),
             payer_bank=get("PAYER_BANK", d.payer_bank),
+            bank_csv_encoding=_bank_csv_encoding(get("BANK_CSV_ENCODING", d.bank_csv_encoding)),
         )
+
+
+def _bank_csv_encoding(value: str) -> str:
+    """`ZHIDA_BANK_CSV_ENCODING` as the CSV writer names it; refused, with what it may be, if unknown."""
+    named = {"utf-8-sig": "utf-8-sig", "utf-8": "utf-8-sig", "utf8": "utf-8-sig", "gb18030": "gb18030"}
+    encoding = named.get(value.strip().lower())
+    if encoding is None:
+        raise PayoutError(
+            f"ZHIDA_BANK_CSV_ENCODING 的值 {value!r} 无效：应为 utf-8（带 BOM，默认）或 gb18030（开户银行要求时）"
+        )
+    return encoding
 
 
 def normalize_url(url: str) -> str:

@@ -7,6 +7,7 @@ reads the same on every page and in every file.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
@@ -67,15 +68,15 @@ def china(at: dt.datetime | str | None) -> dt.datetime | None:
 
 
 def staff_time(at: dt.datetime | str | None) -> str:
-    """A moment on staff pages: 2025-09-30 14:05, China time."""
+    """A moment on staff pages and in their exports: 2025年9月30日 14:05, China time (the day as `day`
+    writes it)."""
     local = china(at)
-    return "" if local is None else local.strftime("%Y-%m-%d %H:%M")
+    return "" if local is None else f"{day(local)} {local:%H:%M}"
 
 
 def public_time(at: dt.datetime | str | None) -> str:
-    """A moment as the public and enterprises read it: 2025年09月30日 14:05, China time."""
-    local = china(at)
-    return "" if local is None else local.strftime("%Y年%m月%d日 %H:%M")
+    """A moment as the public and enterprises read it: the same as staff read it, 2025年9月30日 14:05."""
+    return staff_time(at)
 
 
 def day(value: dt.date | dt.datetime | str | None) -> str:
@@ -117,3 +118,12 @@ def field_value(name: str, value: object) -> str:
     if name == "size_class":
         return SIZE_LABELS.get(text, text)
     return text
+
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def plain(text: str | None) -> str:
+    """A message as staff read it on a page: a name or snippet the CLI marks with backticks (`budget`) in
+    Chinese quotation marks instead (“budget”)."""
+    return "" if text is None else _CODE.sub(r"“\1”", text)
