@@ -1,5 +1,10 @@
 """What the browser tests share: Debian's chromium driven by Playwright (the `browser` fixture in
 conftest.py) against the service on a local port. Screenshots go to artifacts/screenshots/.
+
+Every page a browser test looks at goes through `look`: axe-core (the npm package in package.json,
+installed by `make system` into node_modules/) checks it for accessibility problems, and the test fails
+on any serious or critical one (contrast below 4.5:1, an input without a label, no `lang`, ...); then the
+screenshot is saved.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from typing import Any
 
 import uvicorn
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.api.conftest import PASSWORD, ROOT, World, copy_world
 from tests.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = ("serious", "critical")  # axe-core impacts that fail a test
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -76,3 +84,66 @@ def signed_in(browser: Browser, base: str, user: str, width: int = 1280, height:
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     sign_in(page, base, user)
     return page
+
+
+def _axe_source() -> str:
+    if not AXE.exists():
+        raise RuntimeError(f"{AXE} is missing: run `make system` (or `npm ci`) to install axe-core")
+    return AXE.read_text(encoding="utf-8")
+
+
+def _axe_page(page: Page) -> Page:
+    """A page where axe can run on what `page` shows: `page` itself, or, when its context has JavaScript
+    off (axe needs timers), a JavaScript-enabled copy of its HTML served at the same address, so that its
+    style sheets load as they did."""
+    try:
+        page.evaluate("1")
+        if page.evaluate("typeof setTimeout") == "function" and not _scripts_off(page):
+            return page
+    except PlaywrightError:
+        pass
+    html, url = page.content(), page.url
+    viewport = page.viewport_size or {"width": 1280, "height": 900}
+    browser = page.context.browser
+    assert browser is not None
+    copy = browser.new_context(viewport=viewport).new_page()
+    copy.route(
+        url, lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
+    )
+    copy.goto(url)
+    return copy
+
+
+def _scripts_off(page: Page) -> bool:
+    # With JavaScript off, evaluate still runs (in Playwright's world) but timers never fire.
+    return not page.evaluate(
+        "() => new Promise(r => { setTimeout(() => r(true), 0); setTimeout(() => r(false), 500) })"
+    )
+
+
+def accessibility_problems(page: Page) -> list[str]:
+    """The serious and critical axe-core violations on the page as it stands, one line each."""
+    target = _axe_page(page)
+    try:
+        target.evaluate(_axe_source())
+        violations = target.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+                 .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                             nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}))"""
+        )
+    finally:
+        if target is not page:
+            target.context.close()
+    return [
+        f"{v['id']} ({v['impact']}, {v['help']}): " + " | ".join(v["nodes"][:5])
+        for v in violations
+        if v["impact"] in BLOCKING
+    ]
+
+
+def look(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Check the page for serious or critical accessibility problems, then save its screenshot as
+    artifacts/screenshots/`name`.png."""
+    problems = accessibility_problems(page)
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=full_page)
+    assert not problems, f"{page.url}:\n" + "\n".join(problems)

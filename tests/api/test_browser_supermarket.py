@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from payouts.db import transaction
 from rules.ruleset import library_dir
-from tests.api.browser import SHOTS, served
+from tests.api.browser import look, served
 from tests.api.conftest import World, copy_world
 from tests.ports import free_port
 
@@ -56,7 +56,7 @@ def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
     expect(page.locator(".hits")).to_contain_text("2025年失业保险稳岗返还")
     expect(page.locator(".hits")).not_to_contain_text("高新技术企业")
     fits_the_phone(page)
-    page.screenshot(path=SHOTS / "market-1-search-360px.png", full_page=True)
+    look(page, "market-1-search-360px")
 
     page.click("summary:has-text('筛选与排序')")  # <details>: opens without script
     page.select_option("select[name=size]", "large")
@@ -76,7 +76,7 @@ def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
         "href", "https://jlsi.jl.gov.cn/lys/zcfgjjd/sybx/202506/t20250604_9247043.html"
     )
     fits_the_phone(page)
-    page.screenshot(path=SHOTS / "market-2-policy-360px.png", full_page=True)
+    look(page, "market-2-policy-360px")
     page.click("text=返回政策超市")
     expect(page.locator("#q")).to_have_value("")
     phone.close()
