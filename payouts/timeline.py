@@ -118,7 +118,7 @@ def timeline(session: Session, offer: Offer) -> Timeline:
         item_title=item["title"],
         department=policy.department,
         state=offer.state,
-        state_label=offers.label(offer.state),
+        state_label=offers.public_label(offer.state),
         amount=offer.amount,
         amount_before_allocation=offer.amount_before_allocation,
         deadline=offer.deadline,

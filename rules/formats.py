@@ -73,9 +73,9 @@ def staff_time(at: dt.datetime | str | None) -> str:
 
 
 def public_time(at: dt.datetime | str | None) -> str:
-    """A moment as the public and enterprises read it: 2025年09月30日 14:05, China time."""
+    """A moment as the public and enterprises read it: 2025年9月30日 14:05, China time."""
     local = china(at)
-    return "" if local is None else local.strftime("%Y年%m月%d日 %H:%M")
+    return "" if local is None else f"{day(local)} {local:%H:%M}"
 
 
 def day(value: dt.date | dt.datetime | str | None) -> str:
