@@ -47,7 +47,7 @@ def test_an_enterprise_signs_in_by_sms_code_and_sees_its_near_miss(live: World, 
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     look(page, "enterprise-2-my-policies-360px")
     page.locator("#matched a", has_text="查看进度").first.click()
-    expect(page.locator("#state")).to_have_text("待初核")
+    expect(page.locator("#state")).to_have_text("审核中")
     expect(page.locator('#steps li[data-step="matched"]')).to_have_class(re.compile("step-done"))
     look(page, "enterprise-3-timeline-360px")
     page.click("text=退出")

@@ -107,7 +107,7 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     expect(ent).to_have_url(f"{base}/e")
     ent.goto(f"{base}/e/supplied")
     line = ent.locator('.ent-item[data-field="ui_premium_paid"]')
-    expect(line).to_contain_text("人力资源和社会保障局")
+    expect(ent.locator("form.supply-form", has=line)).to_contain_text("人力资源和社会保障局")
     evidence = tmp_path / "缴费证明.pdf"
     evidence.write_bytes(PDF)
     line.locator("input[name=value]").fill("12345.67")
