@@ -146,3 +146,20 @@ def look(page: Page, name: str, *, full_page: bool = True) -> None:
     problems = accessibility_problems(page)
     page.screenshot(path=SHOTS / f"{name}.png", full_page=full_page)
     assert not problems, f"{page.url}:\n" + "\n".join(problems)
+
+
+def too_small_to_tap(page: Page) -> list[str]:
+    """Visible buttons, inputs and selects less than 44 px tall or with text under 16 px (a phone's finger
+    and an older eye; iOS zooms into smaller inputs). Checkboxes and radios count by their label."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, input, select, textarea, a.button')]
+             .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
+             .map(e => {
+               const tick = e.type === 'checkbox' || e.type === 'radio';
+               const box = (tick && e.closest('label') ? e.closest('label') : e).getBoundingClientRect();
+               const size = parseFloat(getComputedStyle(e).fontSize);
+               return {what: e.outerHTML.slice(0, 80), height: box.height, size: tick ? 16 : size};
+             })
+             .filter(c => c.height < 43.5 || c.size < 16)
+             .map(c => `${c.what}: ${Math.round(c.height)} px tall, ${c.size} px text`)"""
+    )

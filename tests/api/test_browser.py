@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
-from tests.api.browser import SHOTS, live_world, look, sign_in
+from tests.api.browser import SHOTS, live_world, look, sign_in, too_small_to_tap
 from tests.api.conftest import POLICIES, World, confirm_offer
 
 
@@ -47,6 +47,8 @@ def test_an_enterprise_confirms_on_a_360px_phone(live: World, browser: Browser) 
     expect(button).to_have_text("确认领取")
     box = button.bounding_box()
     assert box is not None and box["width"] >= 300 and box["height"] >= 48  # one large button
+    assert box["y"] + box["height"] <= 740  # above the fold: no scrolling to confirm
+    assert too_small_to_tap(page) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing wider than the phone
     look(page, "confirm-1-offer-360px")
     button.click()
@@ -56,6 +58,9 @@ def test_an_enterprise_confirms_on_a_360px_phone(live: World, browser: Browser) 
     look(page, "confirm-2-receipt-360px")
     page.goto(live.base + links[0])  # type: ignore[attr-defined]
     expect(page.locator("h1")).to_have_text("链接无效或已失效")
+    expect(page.locator("#service a[href^='tel:']")).to_have_text("12345")  # whom to call, and a way on
+    expect(page.locator("#sign-in")).to_have_attribute("href", "/e/login")
+    look(page, "confirm-3-used-link-360px")
     phone.close()
 
 

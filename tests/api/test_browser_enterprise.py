@@ -9,7 +9,7 @@ import re
 
 from playwright.sync_api import Browser, expect
 
-from tests.api.browser import look
+from tests.api.browser import look, too_small_to_tap
 from tests.api.conftest import World
 from tests.api.test_browser import live  # noqa: F401  (fixture)
 
@@ -45,6 +45,7 @@ def test_an_enterprise_signs_in_by_sms_code_and_sees_its_near_miss(live: World, 
     expect(near).to_contain_text("裁员率不高于5%")
     expect(near.locator(".ent-compare")).to_have_text("裁员率为63.8%，本事项要求裁员率不高于5%。")
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert too_small_to_tap(page) == []
     look(page, "enterprise-2-my-policies-360px")
     page.locator("#matched a", has_text="查看进度").first.click()
     expect(page.locator("#state")).to_have_text("审核中")

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from api.routes import batches as batch_routes
 from api.routes import notice as notice_routes
 from api.routes import now as real_now
-from tests.api.browser import live_world, look, signed_in
+from tests.api.browser import live_world, look, signed_in, too_small_to_tap
 from tests.api.conftest import World, confirm_offer
 
 MISSING_PREMIUM = "91321302N37DJHMYJR"  # c-wenbao/refund: ui_premium_paid missing (人社)
@@ -106,6 +106,8 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     ent.click("#verify")
     expect(ent).to_have_url(f"{base}/e")
     ent.goto(f"{base}/e/supplied")
+    assert too_small_to_tap(ent) == [] and ent.evaluate("document.documentElement.scrollWidth") <= 360
+    look(ent, "supplied-0-asked-360px")
     line = ent.locator('.ent-item[data-field="ui_premium_paid"]')
     expect(ent.locator("form.supply-form", has=line)).to_contain_text("人力资源和社会保障局")
     evidence = tmp_path / "缴费证明.pdf"

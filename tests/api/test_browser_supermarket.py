@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from payouts.db import transaction
 from rules.ruleset import library_dir
-from tests.api.browser import look, served
+from tests.api.browser import look, served, too_small_to_tap
 from tests.api.conftest import World, copy_world
 from tests.ports import free_port
 
@@ -80,3 +80,32 @@ def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
     page.click("text=返回政策超市")
     expect(page.locator("#q")).to_have_value("")
     phone.close()
+
+
+@pytest.mark.parametrize("width", [360, 1366])
+def test_the_filter_panel_lays_out_its_controls_and_its_checkbox_on_a_phone_and_a_desktop(
+    market: World, browser: Browser, width: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 740 if width == 360 else 768})
+    page = context.new_page()
+    page.goto(market.base + "/policies")  # type: ignore[attr-defined]
+    page.click("summary:has-text('筛选与排序')")
+    toggle = page.locator("label.toggle")
+    box = toggle.bounding_box()
+    # The receipt's 64 px round tick once styled this label too: a green disc with the text squeezed in.
+    assert box is not None and box["width"] > 200 and 44 <= box["height"] < 64
+    assert toggle.evaluate("e => getComputedStyle(e).backgroundColor") == "rgba(0, 0, 0, 0)"
+    assert too_small_to_tap(page) == []
+    selects = [page.locator(f"select[name={n}]").bounding_box() for n in ("category", "department", "size")]
+    assert all(b is not None and b["height"] >= 44 for b in selects)
+    if width == 1366:  # three columns side by side on a wide screen
+        assert selects[0]["y"] == selects[1]["y"]  # type: ignore[index]
+    else:
+        fits_the_phone(page)
+    page.check("input[name=open]")
+    page.select_option("select[name=size]", "large")
+    look(page, f"market-3-filters-{width}px")
+    page.click("button:has-text('应用筛选')")
+    expect(page.locator(".hits")).to_contain_text("2025年失业保险稳岗返还")
+    expect(page.locator("input[name=open]")).to_be_checked()
+    context.close()
