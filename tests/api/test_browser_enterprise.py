@@ -47,6 +47,9 @@ def test_an_enterprise_signs_in_by_sms_code_and_sees_its_near_miss(live: World, 
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert too_small_to_tap(page) == []
     look(page, "enterprise-2-my-policies-360px")
+    page.set_viewport_size({"width": 1366, "height": 768})  # the same page on a desktop: one readable column
+    look(page, "enterprise-2-my-policies-1366px")
+    page.set_viewport_size({"width": 360, "height": 740})
     page.locator("#matched a", has_text="查看进度").first.click()
     expect(page.locator("#state")).to_have_text("审核中")
     expect(page.locator('#steps li[data-step="matched"]')).to_have_class(re.compile("step-done"))

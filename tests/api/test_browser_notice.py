@@ -60,7 +60,10 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
     public.click(".notice a")
     expect(public.locator("#notice-lines tbody tr")).to_have_count(2)
     assert public.evaluate("document.documentElement.scrollWidth") <= 360
+    assert too_small_to_tap(public) == []
+    look(public, "notice-0-list-360px")
     public.click("#notice-lines tbody tr:first-child a")  # the line chosen from the list, then the form
+    assert too_small_to_tap(public) == []
     public.fill("input[name=name]", "张三")
     public.fill("input[name=contact]", "13900001111")
     public.fill("textarea[name=text]", "该企业已停止经营")
@@ -108,6 +111,9 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     ent.goto(f"{base}/e/supplied")
     assert too_small_to_tap(ent) == [] and ent.evaluate("document.documentElement.scrollWidth") <= 360
     look(ent, "supplied-0-asked-360px")
+    ent.set_viewport_size({"width": 1366, "height": 768})
+    look(ent, "supplied-0-asked-1366px")
+    ent.set_viewport_size({"width": 360, "height": 740})
     line = ent.locator('.ent-item[data-field="ui_premium_paid"]')
     expect(ent.locator("form.supply-form", has=line)).to_contain_text("人力资源和社会保障局")
     evidence = tmp_path / "缴费证明.pdf"

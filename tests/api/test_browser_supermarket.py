@@ -71,7 +71,7 @@ def test_a_visitor_finds_a_policy_by_a_two_character_word_and_opens_it(
     expect(page.locator("#conditions")).to_contain_text("参保企业足额缴纳失业保险费12个月以上")
     expect(page.locator("#conditions")).to_contain_text("（条款：一）")
     expect(page.locator("#item-sme")).to_contain_text("上年度实缴失业保险费 × 0.6")
-    expect(page.locator("#facts")).to_contain_text("2025-01-01 至 2025-12-31")
+    expect(page.locator("#facts")).to_contain_text("2025年1月1日 至 2025年12月31日")
     expect(page.locator("#source a")).to_have_attribute(
         "href", "https://jlsi.jl.gov.cn/lys/zcfgjjd/sybx/202506/t20250604_9247043.html"
     )
