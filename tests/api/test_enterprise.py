@@ -420,6 +420,24 @@ def test_my_policies_show_each_item_where_the_enterprise_stands(world: World) ->
     assert 'id="missing"' in html and "暂无" in _section(html, "missing")
 
 
+def test_another_regions_policy_is_not_listed_even_as_ineligible(world: World) -> None:
+    # c-xinban is for 清江浦区 and 淮阴区: A in 320803 sees it (a near miss); an enterprise in 宿迁 (321302)
+    # does not see it at all, not even under 不符合. The scope reader takes "^32080[34]" as "may apply
+    # anywhere" (rules/scope.py errs that way), so the run's rule is written as the list it means.
+    with transaction(world.app.state.engine) as s:
+        run = s.scalars(select(MatchRun).where(MatchRun.run_id == world.run_id)).one()
+        manifest = json.loads(run.manifest)
+        xinban = next(p for p in manifest["policies"] if p["id"] == "c-xinban")
+        district = next(c for c in xinban["conditions"] if c["id"] == "district")
+        assert district["rule"] == 'region_code =~ "^32080[34]"'
+        district["rule"] = 'region_code =~ "^(320803|320804)"'
+        run.manifest = json.dumps(manifest, ensure_ascii=False)
+    assert "新办企业开办补贴（示例）" in _section(sign_in(world, A).get("/e").text, "near_miss")
+    html = sign_in(world, "91321302N37DJHMYJR").get("/e").text
+    assert "新办企业开办补贴（示例）" not in html
+    assert "吸纳高校毕业生就业补贴（示例）" in html  # a policy for everywhere still is
+
+
 def test_the_comparison_comes_from_the_run_itself_when_its_policy_folder_is_gone(world: World) -> None:
     # The manifest carries each condition's rule; the policy folder it names is only a fallback.
     with transaction(world.app.state.engine) as s:

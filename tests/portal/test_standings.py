@@ -1,9 +1,8 @@
-"""What the enterprise reads about a near miss, and which policies concern it at all."""
+"""What the enterprise reads about a near miss."""
 
 from __future__ import annotations
 
 from portal import standings
-from rules.scope import ANYWHERE
 
 
 def _item(rule: str, text: str = "条件") -> standings.Item:
@@ -29,13 +28,3 @@ def test_a_near_miss_reads_as_a_sentence_from_the_condition_and_the_value_read()
         _item("revenue > tax_paid * 10", "营业收入高于纳税额十倍"), "c", "revenue=5; tax_paid=1"
     )
     assert odd.sentence is not None and odd.sentence.endswith("本事项要求：营业收入高于纳税额十倍")
-
-
-def test_an_item_knows_the_regions_its_conditions_allow() -> None:
-    fujian = standings.Item(
-        "xiaojuren-fujian", 1, "award", "福建省奖励", "奖励", "福建省工业和信息化厅", "once",
-        {"fujian": {"text": "福建省内企业", "clause": None, "rule": 'region_code =~ "^35"'}},
-        scope=standings.Scope(regions=frozenset({"35"})),
-    )  # fmt: skip
-    assert not fujian.scope.admits_region("430102") and fujian.scope.admits_region("350100")
-    assert ANYWHERE.admits_region("430102")
