@@ -31,6 +31,7 @@ def test_an_enterprise_signs_in_by_sms_code_and_sees_its_near_miss(live: World, 
     page.fill("#uscc", A)
     page.click("#send")
     expect(page.locator("#sent")).to_contain_text("139****5777")
+    assert too_small_to_tap(page) == []
     look(page, "enterprise-1-code-sent-360px")
     inbox = phone.new_page()
     inbox.goto(f"{base}/demo/phone")
@@ -53,6 +54,8 @@ def test_an_enterprise_signs_in_by_sms_code_and_sees_its_near_miss(live: World, 
     page.locator("#matched a", has_text="查看进度").first.click()
     expect(page.locator("#state")).to_have_text("审核中")
     expect(page.locator('#steps li[data-step="matched"]')).to_have_class(re.compile("step-done"))
+    assert too_small_to_tap(page) == []
+    expect(page.locator("#service a[href^='tel:']")).to_have_text("12345")
     look(page, "enterprise-3-timeline-360px")
     page.click("text=退出")
     expect(page.locator("h1")).to_have_text("企业登录")
