@@ -86,7 +86,7 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         "e.uscc",
     ),
     "contacts": (
-        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
+        "SELECT e.uscc, e.name, e.contact_phone, e.region_code FROM enterprises e "
         "WHERE e.uscc IN (SELECT k.uscc FROM result_rids r JOIN match_keys k ON k.rid = r.rid)",
         "e.uscc",
     ),

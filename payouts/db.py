@@ -43,6 +43,8 @@ class PayoutSettings:
     link_key: str = field(default=DEVELOPMENT_LINK_KEY, repr=False)  # derives the SMS link tokens (tokens.py)
     reminder_days: tuple[int, ...] = (3, 1)
     sms_sign: str = "惠企直达"
+    # The service phone SMS and pages give where a policy names none: 12345, the government service hotline.
+    service_phone: str = "12345"
     payer_name: str = "某市财政局"
     payer_account: str = "110060149018800012345"
     payer_bank: str = "中国工商银行某市分行营业部"
@@ -80,6 +82,7 @@ class PayoutSettings:
             link_key=link_key,
             reminder_days=tuple(sorted(set(reminders), reverse=True)),
             sms_sign=get("SMS_SIGN", d.sms_sign),
+            service_phone=get("SERVICE_PHONE", d.service_phone),
             payer_name=get("PAYER_NAME", d.payer_name),
             payer_account=get("PAYER_ACCOUNT", d.payer_account),
             payer_bank=get("PAYER_BANK", d.payer_bank),

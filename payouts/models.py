@@ -208,6 +208,7 @@ class PolicyVersion(SQLModel, table=True):
     items: str = Field(sa_type=Text)  # JSON: [{"id", "title", "conditions"}]
     conditions: str = Field(sa_type=Text)  # JSON: the shared conditions with their clauses
     notice_days: int | None = None  # public notice (公示) before a batch may be approved; None: no notice
+    service_phone: str | None = Field(default=None, sa_type=String(32))  # 咨询电话; None: the deployment's
 
 
 class PolicyText(SQLModel, table=True):

@@ -31,6 +31,17 @@ def money_cn(value: Decimal | str | int | None) -> str:
     return f"{amount:,.2f}".removesuffix(".00") + "元"
 
 
+def money_exact_cn(value: Decimal | str | int) -> str:
+    """An amount a person must be able to trust to the fen (an SMS): 50万元 where that is exact, else
+    12,345.67元 (never 1.23万元 for 12,345.67)."""
+    amount = Decimal(value)
+    short = money_cn(amount)
+    for unit, scale in (("亿元", Decimal(10) ** 8), ("万元", Decimal(10) ** 4)):
+        if short.endswith(unit) and Decimal(short.removesuffix(unit).replace(",", "")) * scale == amount:
+            return short
+    return f"{amount:,.2f}元"
+
+
 def period(value: str | None) -> str:
     """A policy's period as people read it (it reaches the enterprise's bank statement): 一次性, 2025年度,
     2025年下半年 (2025H2), 2025年第三季度 (2025Q3); other forms as they are."""

@@ -175,7 +175,7 @@ def test_the_detail_page_tells_conditions_clauses_amounts_validity_source_and_pa
         if condition.clause:
             assert f"（条款：{condition.clause}）" in text
     assert "每户 200,000.00 元" in text
-    assert "2025-01-01 至 2025-12-31" in text
+    assert "2025年1月1日 至 2025年12月31日" in text
     assert "长沙市科学技术局" in text
     assert policy.source.document in text
     assert "免申即享：无需申请" in text and "短信确认链接" in text
