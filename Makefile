@@ -3,9 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages: CJK font for charts, Chromium for browser tests, Java 17 for Spark, PostgreSQL, npm (for
-# axe-core, the accessibility rules the browser tests inject: package.json).
-DEBS := fonts-noto-cjk chromium chromium-driver openjdk-17-jre-headless postgresql python3-venv npm
+# Debian packages: CJK font for charts, Chromium for browser tests, Java 17 for Spark, PostgreSQL, and npm
+# (for axe-core, the accessibility rules the browser tests inject: package.json) unless the machine has an
+# npm already: a Node.js from elsewhere brings its own and conflicts with Debian's.
+DEBS := fonts-noto-cjk chromium chromium-driver openjdk-17-jre-headless postgresql python3-venv \
+	$(if $(shell command -v npm),,npm)
 AXE := node_modules/axe-core/axe.min.js
 
 .PHONY: demo test lint typecheck system figures clean

@@ -26,11 +26,6 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 BLOCKING = ("serious", "critical")  # axe-core impacts that fail a test
-# Console pages whose templates are being reworked elsewhere: (path prefix, axe rule) found there are
-# written to artifacts/accessibility-pending.txt instead of failing the test. Remove an entry once fixed.
-PENDING = {
-    ("/console/policies", "label"),  # the policy file input has no label
-}
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -125,19 +120,11 @@ def accessibility_problems(page: Page) -> list[str]:
         )
     finally:
         target.context.close()
-    path = "/" + page.url.split("/", 3)[-1]
-    problems, pending = [], []
-    for v in violations:
-        if v["impact"] not in BLOCKING:
-            continue
-        line = f"{v['id']} ({v['impact']}, {v['help']}): " + " | ".join(v["nodes"][:5])
-        known = any(path.startswith(prefix) and v["id"] == rule for prefix, rule in PENDING)
-        (pending if known else problems).append(line)
-    if pending:
-        SHOTS.parent.mkdir(parents=True, exist_ok=True)
-        with (SHOTS.parent / "accessibility-pending.txt").open("a", encoding="utf-8") as out:
-            out.writelines(f"{path}: {line}\n" for line in pending)
-    return problems
+    return [
+        f"{v['id']} ({v['impact']}, {v['help']}): " + " | ".join(v["nodes"][:5])
+        for v in violations
+        if v["impact"] in BLOCKING
+    ]
 
 
 def look(page: Page, name: str, *, full_page: bool = True) -> None:
