@@ -202,6 +202,10 @@ def atom(draw: st.DrawFn) -> str:
                     't"P1D" + reg_date > d"2024-03-01"',
                     'reg_date + t"P366D" >= d"2025-03-01"',
                     'reg_date + (t"P1D" + t"PT12H") < d"2021-06-16"',
+                    # first recognition and the current certificate, as the library's policies ask
+                    "high_tech_first_date.year == 2024",
+                    'srdi_little_giant_cert_date >= d"2021-06-15" and srdi_little_giant_first_date < d"2020-01-01"',
+                    "tech_sme_cert_date > tech_sme_first_date",
                 ]
             )
         )
