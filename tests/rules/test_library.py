@@ -22,10 +22,10 @@ DEMO_AS_OF = dt.date(2025, 9, 30)
 THEMES = {
     "失业保险稳岗返还": ("wengang-2025", "ui_premium_paid"),
     "一次性扩岗补助": ("kuogang-2025", "new_graduate_hires"),
-    "高新技术企业认定奖励": ("gaoxin-changsha", "is_high_tech"),
-    "首次升规奖励": ("shenggui-heilongjiang", "above_scale"),
+    "高新技术企业认定奖励": ("gaoxin-changsha", "high_tech_first_date"),
+    "首次升规奖励": ("shenggui-heilongjiang", "listed_above_scale_prev"),
     "研发费用补助": ("yanfa-shandong-2025", "rd_expense"),
-    "专精特新小巨人奖励": ("xiaojuren-fujian", "is_little_giant"),
+    "专精特新小巨人奖励": ("xiaojuren-fujian", "srdi_little_giant_first_date"),
     "科技型中小企业": ("yanfa-henan-2018", "is_tech_sme"),
 }
 
