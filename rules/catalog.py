@@ -62,7 +62,8 @@ def _f(name: str, type_: FieldType, label: str, table: str, unit: str = "", **kw
     return Field(name, type_, label, table, unit, **kw)  # type: ignore[arg-type]
 
 
-SIZE_CLASSES = ("large", "medium", "small", "micro")
+SIZE_CLASSES = ("large", "medium", "small", "micro", "not_applicable")
+"""not_applicable: no size standard classifies the enterprise (a central bank or a regulator)."""
 CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
 CERT_LABELS = {
     "high_tech": "高新技术企业",
@@ -229,7 +230,10 @@ FIELDS: tuple[Field, ...] = (
         "string",
         "企业规模",
         "annual_reports",
-        definition="统计上大中小微型企业划分办法(2017)，按行业的从业人员、营业收入、资产总额划分",
+        definition=(
+            "统计上大中小微型企业划分办法(2017)，按行业的从业人员、营业收入、资产总额划分；"
+            "中央银行和金融监管服务不适用划型（not_applicable）"
+        ),
         derived=True,
         inputs=("employees", "revenue", "total_assets"),
         values=SIZE_CLASSES,

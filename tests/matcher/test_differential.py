@@ -45,7 +45,7 @@ REGIONS = ["320803", "320804", "320812", "320830", "330100"]
 INDUSTRIES = ["C3911", "C1311", "I6513", "F5211", "M7320", "J6620"]
 STATUSES = ["存续", "在业", "吊销", "注销"]
 RATINGS = ["A", "B", "M", "C", "D"]
-SIZES = ["large", "medium", "small", "micro"]
+SIZES = ["large", "medium", "small", "micro", "not_applicable"]
 DATES = [dt.date(2019, 12, 31), dt.date(2020, 1, 1), dt.date(2021, 6, 15), dt.date(2024, 2, 29)]
 
 INTS = [f.name for f in FIELDS if f.type == "integer"]
