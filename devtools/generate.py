@@ -701,7 +701,9 @@ class _Sizes:
     rd_expense: tuple[Ints, Ints]
 
 
-def _sizes(pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Floats) -> _Sizes:
+def _sizes(
+    pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Floats, library: Bools
+) -> _Sizes:
     """Lognormal sizes by industry profile, older firms somewhat bigger, revenue and assets following
     headcount; the first year is a step back along a growth path. A few firms are dormant (nobody, no
     revenue) and a few are anchor firms of a thousand staff or more."""
@@ -717,7 +719,9 @@ def _sizes(pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Fl
     employees1 = np.rint(employees2 / np.exp(rng.normal(0.02, 0.12, n))).astype(np.int64)
     per_head = pv["revenue_per_head"] * np.where(anchor, 2.0, 1.0)
     revenue2 = employees2 * _lognormal(rng, per_head, pv["revenue_sigma"], n)
-    revenue1 = revenue2 / np.exp(rng.normal(0.04, 0.2, n))
+    # Firms in the library's other cities grow faster, so that some cross the 规上 bound into the
+    # statistics list (新纳入规上) for the demo's award there.
+    revenue1 = revenue2 / np.exp(rng.normal(np.where(library, 0.3, 0.04), np.where(library, 0.3, 0.2), n))
     assets_ratio = _lognormal(rng, pv["assets_ratio"], pv["assets_sigma"], n)
     assets2 = (revenue2 + 20_000 * employees2 + 50_000) * assets_ratio
     assets1 = assets2 / np.exp(rng.normal(0.03, 0.1, n))
@@ -860,7 +864,7 @@ def _enterprises(pools: _Pools, rng: np.random.Generator, index: Ints, bad: Ints
     # Young firms dominate; the oldest registrations go back to the early 1990s.
     age_days = np.minimum(rng.exponential(8 * 365.25, n) + 20, 34 * 365.25).astype(np.int64)
     reg_date = pools.taken_at - age_days
-    sizes = _sizes(pools, rng, profile, age_days / 365.25)
+    sizes = _sizes(pools, rng, profile, age_days / 365.25, pools.county_library[county])
     insurance = _insurance(pools, rng, reg_date, sizes.employees, tech)
     name = _names(pools, rng, county, industry, sizes.employees[1])
 
