@@ -12,6 +12,8 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
 SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}  # GB size classes
+SIZE_NOT_APPLICABLE = "不适用划型"
+"""How a size_class of not_applicable (a central bank, a regulator) reads; not a class to search by."""
 
 
 def money(value: Decimal | str | int | None) -> str:
@@ -126,8 +128,13 @@ def field_value(name: str, value: object) -> str:
         return text
     if field.type == "boolean":
         return {"true": "是", "false": "否"}.get(text.lower(), text)
+    if field.type == "date":
+        try:
+            return day(value if isinstance(value, dt.date) else text)
+        except ValueError:
+            return text
     if name == "size_class":
-        return SIZE_LABELS.get(text, text)
+        return SIZE_LABELS.get(text, SIZE_NOT_APPLICABLE if text == "not_applicable" else text)
     return text
 
 

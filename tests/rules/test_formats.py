@@ -39,6 +39,9 @@ def test_moments_are_shown_in_china_time() -> None:
 def test_profile_values_read_by_their_field_type() -> None:
     assert formats.field_value("size_class", "medium") == "中型"
     assert formats.field_value("size_class", None) == "（空）"
+    assert formats.field_value("size_class", "not_applicable") == "不适用划型"
+    assert formats.field_value("high_tech_first_date", "2024-12-06") == "2024年12月6日"
+    assert formats.field_value("reg_date", dt.date(2020, 2, 29)) == "2020年2月29日"
 
 
 def test_a_ratio_a_hair_below_its_bound_never_reads_as_the_bound() -> None:

@@ -22,10 +22,10 @@ DEMO_AS_OF = dt.date(2025, 9, 30)
 THEMES = {
     "失业保险稳岗返还": ("wengang-2025", "ui_premium_paid"),
     "一次性扩岗补助": ("kuogang-2025", "new_graduate_hires"),
-    "高新技术企业认定奖励": ("gaoxin-changsha", "is_high_tech"),
-    "首次升规奖励": ("shenggui-heilongjiang", "above_scale"),
+    "高新技术企业认定奖励": ("gaoxin-changsha", "high_tech_first_date"),
+    "首次升规奖励": ("shenggui-heilongjiang", "listed_above_scale_prev"),
     "研发费用补助": ("yanfa-shandong-2025", "rd_expense"),
-    "专精特新小巨人奖励": ("xiaojuren-fujian", "is_little_giant"),
+    "专精特新小巨人奖励": ("xiaojuren-fujian", "srdi_little_giant_first_date"),
     "科技型中小企业": ("yanfa-henan-2018", "is_tech_sme"),
     "省级稳岗返还实施细则（山东）": ("wengang-shandong-2025", "ui_premium_paid"),
     "省级稳岗返还实施细则（甘肃）": ("wengang-gansu-2025", "ui_premium_paid"),
@@ -247,3 +247,60 @@ def test_the_job_retention_loan_needs_a_layoff_rate_below_the_target() -> None:
     assert evaluate_item(policy, policy.item("loan"), firm).failed == (
         "stable",
     )  # "低于": 5.5% is not below 5.5%
+
+
+def test_changsha_pays_first_recognition_in_2024_not_an_old_certificate() -> None:
+    """Recognised in 2018 and re-recognised in 2024: 10万 for re-recognition, never the 20万 first award."""
+    policy = _library()["gaoxin-changsha"]
+    first, renewed = policy.item("first"), policy.item("renewed")
+    new = _profile(
+        region_code="430102",
+        is_high_tech=True,
+        high_tech_first_date=dt.date(2024, 12, 6),
+        high_tech_cert_date=dt.date(2024, 12, 6),
+    )
+    assert (evaluate_item(policy, first, new).status, evaluate_item(policy, first, new).amount) == (
+        "eligible",
+        Decimal("200000.00"),
+    )
+    assert evaluate_item(policy, renewed, new).status == "near_miss"
+    again = {**new, "high_tech_first_date": dt.date(2018, 11, 30)}
+    assert evaluate_item(policy, first, again).status == "near_miss"
+    assert evaluate_item(policy, renewed, again).amount == Decimal("100000.00")
+    old = {**again, "high_tech_cert_date": dt.date(2021, 12, 15)}
+    assert (
+        evaluate_item(policy, first, old).status == evaluate_item(policy, renewed, old).status == "near_miss"
+    )
+
+
+def test_heilongjiang_pays_firms_newly_on_the_statistics_list() -> None:
+    policy = _library()["shenggui-heilongjiang"]
+    firm = _profile(
+        region_code="230102",
+        industry_section="C",
+        serious_dishonest=False,
+        abnormal_operation=False,
+        listed_above_scale=True,
+        listed_above_scale_prev=False,
+    )
+    assert evaluate_item(policy, policy.item("award"), firm).status == "eligible"
+    long_listed = {**firm, "listed_above_scale_prev": True}
+    assert evaluate_item(policy, policy.item("award"), long_listed).failed == ("newly_listed",)
+    unknown = {**firm, "listed_above_scale_prev": None}
+    assert evaluate_item(policy, policy.item("award"), unknown).status == "missing_data"
+
+
+def test_shandong_pays_big_firms_ten_percent_of_their_rd_increase() -> None:
+    policy = _library()["yanfa-shandong-2025"]
+    firm = _profile(
+        region_code="370102",
+        revenue=Decimal("300000000.00"),
+        rd_expense=Decimal("12000000.00"),
+        rd_expense_prev=Decimal("10000000.01"),
+    )
+    result = evaluate_item(policy, policy.item("increase"), firm)
+    # 10% of 1,999,999.99 is 199,999.999: 200,000.00 to the fen
+    assert (result.status, result.amount) == ("eligible", Decimal("200000.00"))
+    assert evaluate_item(policy, policy.item("increase"), {**firm, "rd_expense_prev": None}).status == (
+        "missing_data"
+    )
