@@ -90,6 +90,10 @@ class FileHeader:
     purpose: str
     count: int
     total: Decimal
+    # What the treasury voucher also carries (payouts.vouchers), from the batch's payer and funding.
+    adm_div_code: str | None = None
+    fund_source: str | None = None
+    budget_no: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,12 @@ def _line_names(ln: FileLine) -> None:
         raise BankExportError(
             f"第 {ln.line_no} 行（业务参考号 {ln.reference}）的收款账号超过 {ACCOUNT_MAX} 位，不能写入银行文件"
         )
+
+
+def check_line(ln: FileLine) -> None:
+    """BankExportError naming the line when a name or account of it cannot be written exactly into any
+    payment file (the bank's or the treasury's)."""
+    _line_names(ln)
 
 
 def _max(text: str, n: int, what: str) -> str:

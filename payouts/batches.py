@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from payouts import audit, bankfiles, bulkload, finance, notice, offers, tokens
+from payouts import audit, bankfiles, bulkload, finance, notice, offers, tokens, vouchers
 from payouts.audit import Event
 from payouts.db import PayoutSettings
 from payouts.errors import BankFileError, NotFoundError, RoleError
@@ -59,6 +59,7 @@ from payouts.models import (
     Batch,
     BatchLine,
     BatchState,
+    FileFormat,
     LineStatus,
     Offer,
     OfferState,
@@ -569,6 +570,9 @@ def _file_header(session: Session, batch: Batch) -> bankfiles.FileHeader:
         purpose=batch.purpose,
         count=int(count),
         total=Decimal(total).quantize(FEN),
+        adm_div_code=batch.adm_div_code,
+        fund_source=batch.fund_source,
+        budget_no=batch.budget_no,
     )
 
 
@@ -609,12 +613,15 @@ def bank_file_of(session: Session, batch: Batch) -> bankfiles.BatchFile:
 
 @dataclass(frozen=True)
 class Export:
-    """The two bank files of a batch, their paths and SHA-256 digests."""
+    """The files of a batch written by one export, their paths and SHA-256 digests: the bank's CSV and
+    pain.001 together, or the treasury's vouchers."""
 
-    csv_path: Path
-    xml_path: Path
-    csv_sha256: str
-    xml_sha256: str
+    csv_path: Path | None
+    xml_path: Path | None
+    csv_sha256: str | None
+    xml_sha256: str | None
+    voucher_path: Path | None = None
+    voucher_sha256: str | None = None
 
 
 class _Digesting:
@@ -641,18 +648,51 @@ def _write_part(path: Path, write: Callable[[_Digesting], None]) -> tuple[Path, 
     return part, out.sha256.hexdigest()
 
 
-def export(session: Session, reference: str, by: str, out_dir: Path, now: dt.datetime) -> Export:
-    """Write the batch's CSV (批量代发) and pain.001.001.09 files; repeating it gives the same bytes.
+FORMATS = tuple(f.value for f in FileFormat)
+
+
+def export(
+    session: Session,
+    reference: str,
+    by: str,
+    out_dir: Path,
+    now: dt.datetime,
+    *,
+    file_format: str | None = None,
+) -> Export:
+    """Write the batch's payment files in `file_format` (default: the one its payer account asks for):
+    the CSV (批量代发) and pain.001.001.09 files together for `bank_csv` or `pain001`, the treasury's
+    vouchers (国库集中支付电子凭证) for `treasury`. Repeating it gives the same bytes.
 
     The lines are streamed from the database into the files, so memory stays bounded whatever the
-    batch size; the files appear under their names only once both are complete and checked.
+    batch size; the files appear under their names only once all are complete and checked.
     """
     require(session, by, "bank_files")
+    file_format = file_format or None
+    if file_format is not None and file_format not in FORMATS:
+        choices = "、".join(f"{f.value}（{label}）" for f, label in finance.FORMAT_LABELS.items())
+        raise PayoutError(f"未知的文件格式 {file_format!r}，可选：{choices}")
     batch = get_batch(session, reference, lock=True)
     if batch.state not in (BatchState.APPROVED.value, BatchState.EXPORTED.value, BatchState.RECONCILED.value):
         raise StateError(f"批次 {reference} 处于 {batch.state}，复核通过后才能导出银行文件")
+    file_format = file_format or batch.file_format
     header = _file_header(session, batch)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if file_format == FileFormat.TREASURY.value:
+        result = _export_vouchers(session, batch, header, out_dir)
+        digests = {"voucher": result.voucher_sha256}
+    else:
+        result = _export_bank(session, batch, header, out_dir)
+        digests = {"csv": result.csv_sha256, "xml": result.xml_sha256}
+    if batch.state == BatchState.APPROVED.value:
+        batch.state, batch.exported_at = BatchState.EXPORTED.value, now
+        event = _event(batch, BatchState.APPROVED.value, by, "export", format=file_format, **digests)
+        audit.append(session, [event], now)
+    return result
+
+
+def _export_bank(session: Session, batch: Batch, header: bankfiles.FileHeader, out_dir: Path) -> Export:
+    reference = batch.reference
     csv_path, xml_path = out_dir / f"{reference}.csv", out_dir / f"{reference}.xml"
     parts: list[Path] = []
     try:
@@ -672,12 +712,24 @@ def export(session: Session, reference: str, by: str, out_dir: Path, now: dt.dat
     finally:
         for part in parts:
             part.unlink(missing_ok=True)
-    if batch.state == BatchState.APPROVED.value:
-        batch.state, batch.exported_at = BatchState.EXPORTED.value, now
-        batch.csv_sha256, batch.xml_sha256 = digests
-        event = _event(batch, BatchState.APPROVED.value, by, "export", csv=digests[0], xml=digests[1])
-        audit.append(session, [event], now)
+    batch.csv_sha256, batch.xml_sha256 = digests
     return Export(csv_path, xml_path, *digests)
+
+
+def _export_vouchers(session: Session, batch: Batch, header: bankfiles.FileHeader, out_dir: Path) -> Export:
+    reference = batch.reference
+    path = out_dir / f"{reference}.voucher.xml"
+    part, sha256 = _write_part(
+        path, lambda out: vouchers.write_vouchers(header, file_lines(session, batch), out)
+    )
+    try:
+        if batch.voucher_sha256 is not None and batch.voucher_sha256 != sha256:
+            raise PayoutError(f"批次 {reference} 的内容与首次导出时不同：数据被改动，请核查")
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)
+    batch.voucher_sha256 = sha256
+    return Export(None, None, None, None, path, sha256)
 
 
 @dataclass
@@ -716,7 +768,7 @@ def reconcile(
     *,
     filename: str = "回单.csv",
 ) -> Reconciliation:
-    """Apply the bank's return file to an exported batch: each line paid, or failed with the bank's reason.
+    """Apply the bank's return file (CSV) or the treasury's answer (XML, payouts.vouchers) to an exported batch: each line paid, or failed with the bank's reason.
 
     The whole file is checked before anything is applied; a file for another batch, a file already
     imported, an unknown or already settled line, or a different amount or account is refused.
@@ -731,7 +783,10 @@ def reconcile(
     digest, encoding = bankfiles.return_digest(source)
     problems = bankfiles.ReturnProblems()
     try:
-        returned_batch, chunks = bankfiles.read_return(source, encoding, problems)
+        if vouchers.is_treasury_return(source):
+            returned_batch, chunks = vouchers.read_return(source, problems)
+        else:
+            returned_batch, chunks = bankfiles.read_return(source, encoding, problems)
     except UnicodeDecodeError:
         raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）") from None
     if returned_batch != batch.reference:
