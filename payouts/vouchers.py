@@ -226,7 +226,9 @@ def read_return(source: BinaryIO, problems: ReturnProblems) -> tuple[str, Iterat
                 if amount != amount.quantize(Decimal("0.01")) or amount <= 0:
                     raise InvalidOperation
             except InvalidOperation:
-                problems.add(f"第 {rows.get('PayAmt', row)} 行：金额（PayAmt）{amount_text!r} 无效，应为元，两位小数")
+                problems.add(
+                    f"第 {rows.get('PayAmt', row)} 行：金额（PayAmt）{amount_text!r} 无效，应为元，两位小数"
+                )
                 continue
             paid = bankfiles.PAID_WORDS.get(v.get("PayResult", "").lower())
             if paid is None:

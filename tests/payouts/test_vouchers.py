@@ -35,7 +35,9 @@ def _exported(tx, notified, tmp_path: Path, t0):
         return city.reference, district.reference, exported
 
 
-def test_treasury_vouchers_validate_against_the_schema_and_total_the_batch(tx, notified, tmp_path, t0) -> None:
+def test_treasury_vouchers_validate_against_the_schema_and_total_the_batch(
+    tx, notified, tmp_path, t0
+) -> None:
     _, district, exported = _exported(tx, notified, tmp_path, t0)
     assert exported.csv_path is None and exported.voucher_path is not None  # the payer asks for vouchers
     data = exported.voucher_path.read_bytes()
@@ -57,7 +59,7 @@ def test_treasury_vouchers_validate_against_the_schema_and_total_the_batch(tx, n
     assert first.findtext("PayeeAcctName").startswith("示例企业")
 
 
-def test_the_cli_writes_the_vouchers_of_any_batch_with_format_treasury(tx, notified, tmp_path, t0) -> None:
+def test_export_writes_the_format_asked_for_else_the_payers(tx, notified, tmp_path, t0) -> None:
     city, _, _ = _exported(tx, notified, tmp_path, t0)
     with tx() as s:  # the city's payer takes CSV; a treasury voucher has no division code to carry
         with pytest.raises(BankExportError, match="行政区划代码"):
@@ -69,7 +71,7 @@ def test_the_cli_writes_the_vouchers_of_any_batch_with_format_treasury(tx, notif
 
 
 def test_the_treasurys_answer_is_reconciled_like_the_banks(tx, notified, tmp_path, t0) -> None:
-    _, district, exported = _exported(tx, notified, tmp_path, t0)
+    _, district, _ = _exported(tx, notified, tmp_path, t0)
     with tx() as s:
         batch = batches.get_batch(s, district)
         content = batches.bank_file_of(s, batch)
@@ -121,7 +123,9 @@ def _header(**changes) -> bankfiles.FileHeader:
 
 
 def test_a_name_outside_gbk_is_refused_naming_the_line_not_changed() -> None:
-    line = bankfiles.FileLine(3, "ZL0003", "𠀾记餐饮有限公司", "4300150000000000003", "中国建设银行", Decimal("1.00"))
+    line = bankfiles.FileLine(
+        3, "ZL0003", "𠀾记餐饮有限公司", "4300150000000000003", "中国建设银行", Decimal("1.00")
+    )
     with pytest.raises(BankExportError, match="第 3 行（业务参考号 ZL0003）含 GBK 无法表示的字符“𠀾”"):
         vouchers.write_vouchers(_header(), [line], io.BytesIO())
 
