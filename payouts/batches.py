@@ -843,13 +843,14 @@ def reconcile(
     result = Reconciliation(reference)
     common: dict[str, Any] = {"actor": by, "action": "reconcile", "subject": reference, "now": now}
     # An offer is paid when every live part of it is: a cost-shared offer waits for the other payers.
+    other = t.alias("other_line")
     other_open = (
-        select(BatchLine.id)
+        select(other.c.id)
         .where(
-            BatchLine.offer_id == t.c.offer_id,
-            BatchLine.batch_id != batch_id,
-            BatchLine.live,
-            BatchLine.status != LineStatus.PAID.value,
+            other.c.offer_id == t.c.offer_id,
+            other.c.batch_id != batch_id,
+            other.c.live,
+            other.c.status != LineStatus.PAID.value,
         )
         .exists()
     )

@@ -245,6 +245,7 @@ def test_an_offer_is_paid_when_every_payer_has_paid_and_a_failed_part_is_batched
         for b in (city, district):
             batches.approve(s, b.reference, "checker", t0 + 3 * H)
             batches.export(s, b.reference, "maker", tmp_path / b.reference, t0 + 3 * H)
+        batches.create_batches(s, "gaoxin", "maker", t0 + 3 * H)  # another policy's batch, still pending
         _settle(s, city, {}, "maker", t0 + 4 * H)
         # The city paid its half; the district's half is still on its way.
         assert {o.state for o in s.scalars(select(Offer).where(Offer.policy_id == "wengang"))} >= {"in_batch"}
