@@ -768,7 +768,7 @@ def reconcile(
     *,
     filename: str = "回单.csv",
 ) -> Reconciliation:
-    """Apply the bank's return file (CSV) or the treasury's answer (XML, payouts.vouchers) to an exported batch: each line paid, or failed with the bank's reason.
+    """Apply the bank's return file (CSV, or pain.002) or the treasury's answer (payouts.vouchers) to an exported batch: each line paid, or failed with the bank's reason.
 
     The whole file is checked before anything is applied; a file for another batch, a file already
     imported, an unknown or already settled line, or a different amount or account is refused.
@@ -783,8 +783,11 @@ def reconcile(
     digest, encoding = bankfiles.return_digest(source)
     problems = bankfiles.ReturnProblems()
     try:
-        if vouchers.is_treasury_return(source):
+        kind = bankfiles.return_kind(source)
+        if kind == "treasury":
             returned_batch, chunks = vouchers.read_return(source, problems)
+        elif kind == "pain002":
+            returned_batch, chunks = bankfiles.read_pain002(source, problems)
         else:
             returned_batch, chunks = bankfiles.read_return(source, encoding, problems)
     except UnicodeDecodeError:

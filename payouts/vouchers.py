@@ -175,15 +175,6 @@ def render_return(batch: bankfiles.BatchFile, failures: dict[str, str]) -> bytes
     return out.getvalue()
 
 
-def is_treasury_return(source: BinaryIO) -> bool:
-    """Whether a return file is the treasury's XML answer (rather than a bank's CSV); leaves the stream
-    at its start."""
-    source.seek(0)
-    head = source.read(512)
-    source.seek(0)
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
-
-
 def read_return(source: BinaryIO, problems: ReturnProblems) -> tuple[str, Iterator[list[ReturnLine]]]:
     """Read the treasury's answer in chunks of `bankfiles.RETURN_CHUNK` vouchers, streamed and checked
     against its schema as it is parsed: the batch reference and the chunks, as `bankfiles.read_return`

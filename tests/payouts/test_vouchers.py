@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.resources
 import io
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -160,3 +161,19 @@ def test_the_finance_split_is_what_the_vouchers_carry(tx, notified, tmp_path, t0
             )
             assert Decimal(body.findtext("PayAmt")) == finance.split(offer_amount, [2, 1])[1]
             assert by_reference[body.findtext("VoucherNo")] == Decimal(body.findtext("PayAmt"))
+
+
+def test_the_banks_pain002_status_report_is_reconciled_like_its_csv(tx, notified, tmp_path, t0) -> None:
+    city, _, _ = _exported(tx, notified, tmp_path, t0)
+    with tx() as s:
+        batches.export(s, city, "maker", tmp_path / "c", t0 + 5 * H)
+        content = batches.bank_file_of(s, batches.get_batch(s, city))
+    report = bankfiles.render_pain002(content, {content.lines[2].reference: "账户已销户"}).decode()
+    pending = report.replace("<TxSts>ACSC</TxSts>", "<TxSts>ACSP</TxSts>", 1)
+    with pytest.raises(BankFileError, match=r"交易状态（TxSts）'ACSP' 不是终态") as e, tx() as s:
+        batches.reconcile(s, city, pending.encode(), "maker", t0 + 6 * H)
+    assert re.search(r"第 \d+ 行", str(e.value))
+    with tx() as s:
+        result = batches.reconcile(s, city, io.BytesIO(report.encode()), "maker", t0 + 6 * H)
+        assert (result.paid, result.failed, result.failures[0][1]) == (3, 1, "账户已销户")
+        assert batches.get_batch(s, city).state == "reconciled"
