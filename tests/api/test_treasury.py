@@ -110,6 +110,42 @@ def test_the_console_offers_the_payers_format_and_reconciles_the_treasurys_answe
     assert r.json()["paid"] == both[1]["line_count"] - 1
 
 
+def test_the_finance_checker_keeps_payer_accounts_through_the_api_with_history(world: World) -> None:
+    body = {
+        "name": "长沙市财政局",
+        "account_no": "430001000000000001",
+        "bank_name": "国家金库长沙市中心支库",
+        "file_format": "treasury",
+    }
+    refused = world.client.put("/api/finance/payers/city", json=body, headers=world.auth("checker"))
+    assert refused.status_code == 422 and "行政区划代码" in refused.json()["detail"]
+    for reviewer_or_maker in ("reviewer", "maker", "policy_sci"):
+        r = world.client.put("/api/finance/payers/city", json=body, headers=world.auth(reviewer_or_maker))
+        assert r.status_code == 403
+    for division in ("430100", "430102"):
+        r = world.client.put(
+            "/api/finance/payers/city", json={**body, "adm_div_code": division}, headers=world.auth("checker")
+        )
+        assert r.status_code == 200, r.text
+    history = world.client.get("/api/finance/payers/city", headers=world.auth("auditor")).json()
+    assert [(h["version"], h["adm_div_code"], h["set_by"]) for h in history] == [
+        (2, "430102", "checker"),
+        (1, "430100", "checker"),
+    ]
+    part = {
+        "payer_code": "city",
+        "share": 1,
+        "fund_source": "市级财政专项资金",
+        "budget_no": "长财预〔2025〕101号",
+    }
+    r = world.client.put(
+        "/api/finance/policies/c-wenbao", json={"parts": [part]}, headers=world.auth("checker")
+    )
+    assert r.status_code == 200, r.text
+    listed = world.client.get("/api/finance/policies/c-wenbao", headers=world.auth("maker")).json()
+    assert listed[0]["budget_no"] == "长财预〔2025〕101号"
+
+
 def test_a_reviewer_cannot_touch_the_finance_configuration(world: World) -> None:
     import pytest
 
