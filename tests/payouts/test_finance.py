@@ -294,3 +294,29 @@ def test_one_payers_batch_is_rejected_with_its_group_but_not_once_another_is_app
         batches.approve(s, city.reference, "checker", t0 + 5 * H)
         with pytest.raises(StateError, match="已复核，不能单独退回"):
             batches.reject(s, district.reference, "checker", "名单需复核", t0 + 5 * H)
+
+
+def test_an_upheld_objection_withdraws_every_payers_part_of_the_offer(tx, notified, t0) -> None:
+    from payouts import notice
+    from payouts.models import Batch
+
+    _confirm_all(tx, notified, t0)
+    with tx() as s:
+        _shared(s, t0, "wengang")
+        city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
+        nid = notice.open_notice(s, district.reference, "maker", t0 + 3 * H, days=7).public_id
+        oid = notice.file_objection(
+            s, nid, 2, name="李四", contact="li@example.com", text="重复享受", now=t0 + 4 * H
+        ).public_id
+        notice.resolve(s, oid, True, "经核实已在他处享受", "rev", t0 + 5 * H)
+        line = s.scalar(select(BatchLine).where(BatchLine.batch_id == district.id, BatchLine.line_no == 2))
+        parts = s.scalars(select(BatchLine).where(BatchLine.offer_id == line.offer_id)).all()
+        assert [(p.live, p.status) for p in parts] == [(False, "withdrawn")] * 2
+        assert s.get(Offer, line.offer_id).state == "held"
+        for b in (city, district):
+            b = s.scalar(select(Batch).where(Batch.id == b.id))
+            live = s.scalar(
+                select(func.sum(BatchLine.amount)).where(BatchLine.batch_id == b.id, BatchLine.live)
+            )
+            assert (b.line_count, b.total) == (3, live)
+        assert audit.verify(s).ok
