@@ -414,6 +414,10 @@ def create_batches(
             data |= {"payer": payer.code, "share": payer.share_text, "budget_no": payer.budget_no}
         audit.append(session, [_event(batch, None, by, "assemble", **data)], now)
         made.append(batch)
+    if not made:
+        raise StateError(
+            f"政策 {policy_id}（{period}）所选要约的各方款项均已在途或已到账，没有需要组批的部分"
+        )
     group = made[0].reference if len(made) > 1 else None
     for source_state in (OfferState.CONFIRMED, OfferState.PAYMENT_FAILED):
         offers.move_selected(

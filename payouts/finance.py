@@ -68,9 +68,12 @@ def split(amount: Decimal, shares: Sequence[int]) -> list[Decimal]:
     return [Decimal(x) * FEN for x in base]
 
 
-def _latest(session: Session, model: type[PayerAccount] | type[PolicyFunding], key: str, value: str) -> int:
-    column = model.code if model is PayerAccount else model.policy_id  # type: ignore[union-attr]
-    return int(session.scalar(select(func.coalesce(func.max(model.version), 0)).where(column == value)) or 0)
+def _latest_funding(session: Session, policy_id: str) -> int:
+    """The newest version of the policy's funding (0: none yet)."""
+    found = select(func.coalesce(func.max(PolicyFunding.version), 0)).where(
+        PolicyFunding.policy_id == policy_id
+    )
+    return int(session.scalar(found) or 0)
 
 
 def payer_account(session: Session, code: str) -> PayerAccount:
@@ -204,7 +207,7 @@ class Part:
 
 def funding(session: Session, policy_id: str) -> list[PolicyFunding]:
     """The policy's funding in force (its newest version), in the order given; empty: the default payer."""
-    version = _latest(session, PolicyFunding, "policy_id", policy_id)
+    version = _latest_funding(session, policy_id)
     query = (
         select(PolicyFunding)
         .where(PolicyFunding.policy_id == policy_id, PolicyFunding.version == version)
@@ -259,7 +262,7 @@ def set_funding(
             problems.append(f"{where}：付款账户已停用")
     if problems:
         raise FinanceConfigError(f"政策 {policy_id} 的资金来源不能保存：" + "；".join(problems))
-    version = _latest(session, PolicyFunding, "policy_id", policy_id) + 1
+    version = _latest_funding(session, policy_id) + 1
     rows = [
         PolicyFunding(
             policy_id=policy_id,
