@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from payouts import batches, confirm, imports, offers, sms, users
-from payouts.bankfiles import render_return
+from payouts.bankfiles import write_return
 from payouts.db import PayoutSettings
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState
@@ -93,15 +93,18 @@ def demo_flow(
     with step("reconcile"):
         for b in made:
             batch = batches.get_batch(session, b["reference"])
-            content = batches.bank_file_of(session, batch)
-            failures = {
-                ln.reference: rng.choice(BANK_FAILURES) for ln in content.lines if rng.random() < fail_share
-            }
             returned = out_dir / f"{b['reference']}.return.csv"
-            returned.write_bytes(render_return(content, failures))
-            result = batches.reconcile(
-                session, b["reference"], returned.read_bytes(), "demo-maker", at(74), filename=returned.name
-            )
+            with returned.open("wb") as out:  # the simulated bank answers, streamed
+                write_return(
+                    batch.reference,
+                    batches.file_lines(session, batch),
+                    lambda _: rng.choice(BANK_FAILURES) if rng.random() < fail_share else None,
+                    out,
+                )
+            with returned.open("rb") as data:
+                result = batches.reconcile(
+                    session, b["reference"], data, "demo-maker", at(74), filename=returned.name
+                )
             b.update(paid=result.paid, failed=result.failed, paid_amount=str(result.paid_amount))
     return {
         "run_id": imported.run_id,

@@ -181,12 +181,18 @@ COUNTIES = (
     County("320830", "盱眙县", "盱眙县", "盱眙", 0.10),
     County("320831", "金湖县", "金湖县", "金湖", 0.09),
     # A small tail registered in the other cities whose policies the bundled library carries, so that
-    # every library policy has enterprises to reach in the demo (about 6% of all enterprises).
+    # every library policy has enterprises to reach in the demo (about 12% of all enterprises).
     County("430102", "长沙市芙蓉区", "长沙市", "长沙芙蓉", 0.015),
     County("230102", "哈尔滨市道里区", "哈尔滨市", "哈尔滨道里", 0.012),
     County("370102", "济南市历下区", "济南市", "济南历下", 0.012),
     County("350102", "福州市鼓楼区", "福州市", "福州鼓楼", 0.012),
     County("410102", "郑州市中原区", "郑州市", "郑州中原", 0.012),
+    County("140105", "太原市小店区", "太原市", "太原小店", 0.012),
+    County("620102", "兰州市城关区", "兰州市", "兰州城关", 0.012),
+    County("220402", "辽源市龙山区", "辽源市", "辽源龙山", 0.012),
+    County("640104", "银川市兴庆区", "银川市", "银川兴庆", 0.012),
+    County("440307", "深圳市龙岗区", "深圳市", "深圳龙岗", 0.012),
+    County("610102", "西安市新城区", "西安市", "西安新城", 0.012),
 )
 UNKNOWN_REGION = "329999"
 UNKNOWN_INDUSTRY = "C9999"

@@ -581,7 +581,12 @@ def scope_words(scope: Scope) -> tuple[str, str, str]:
 
 
 def payment_words(policy: Policy) -> str:
-    """How the money reaches the enterprise (免申即享)."""
+    """How the money reaches the enterprise (免申即享), or, for a policy that pays nothing, how it is enjoyed."""
+    if max_amount(policy) == 0:
+        return (
+            "不涉及资金拨付：本政策为减免、缓缴、融资或要素保障等支持。有关部门通过数据比对确定符合条件的企业"
+            "并告知；企业按政策规定在申报纳税、缴费时直接享受，或向有关单位（银行、供水供电供气企业等）办理。"
+        )
     if policy.confirmation == "none":
         return (
             "免申即享：无需申请，也无需确认。有关部门通过数据比对确定符合条件的企业，"

@@ -190,3 +190,13 @@ def test_finance_staff_set_who_pays_and_the_treasury_vouchers_total_the_batch(
     cli(batch_cmd.app, "export", references[1], "--format", "treasury", "--out", str(out), user="maker")
     root = etree.parse(str(out / f"{references[1]}.voucher.xml")).getroot()
     assert sum(Decimal(x) for x in root.xpath("//Voucher/PayAmt/text()")) == Decimal("3750.25")
+
+
+def test_backfill_profile_names_a_run_whose_snapshot_is_gone_and_leaves_its_offers(
+    cli, small_run: Path
+) -> None:
+    cli(offers_cmd.app, "import", str(small_run), user="rev")  # a run folder without industry and size
+    out = cli(offers_cmd.app, "backfill-profile").output
+    assert re.search(r"匹配批次 \w+：未补充。匹配结果目录 .*缺少", out.replace("\n", ""))
+    again = cli(offers_cmd.app, "backfill-profile").output
+    assert "未补充" in again  # still nothing to fill them from: named again, nothing changed

@@ -30,9 +30,10 @@ def test_totals_read_in_wan_and_yi() -> None:
 
 def test_moments_are_shown_in_china_time() -> None:
     at = dt.datetime(2025, 9, 30, 6, 5, tzinfo=dt.UTC)
-    assert formats.staff_time(at) == "2025-09-30 14:05"
-    assert formats.public_time(at) == "2025年09月30日 14:05"
-    assert formats.public_time("2025-09-30T06:05:00") == "2025年09月30日 14:05"  # stored naive = UTC
+    assert formats.staff_time(at) == "2025年9月30日 14:05"
+    assert formats.public_time(at) == "2025年9月30日 14:05"
+    assert formats.public_time("2025-09-30T06:05:00") == "2025年9月30日 14:05"  # stored naive = UTC
+    assert formats.staff_time(dt.datetime(2025, 9, 30, 17, 5, tzinfo=dt.UTC)) == "2025年10月1日 01:05"
 
 
 def test_profile_values_read_by_their_field_type() -> None:
@@ -44,3 +45,11 @@ def test_a_ratio_a_hair_below_its_bound_never_reads_as_the_bound() -> None:
     assert formats.field_value("rd_ratio", "0.05") == "5%"
     assert formats.field_value("rd_ratio", "0.049999986543") == "4.9%"
     assert formats.field_value("rd_ratio", Decimal("0.638")) == "63.8%"
+
+
+def test_a_message_for_staff_quotes_names_in_chinese_not_backticks() -> None:
+    assert (
+        formats.plain("不认识的键 `budgte`（你是想写 `budget` 吗？）")
+        == "不认识的键 “budgte”（你是想写 “budget” 吗？）"
+    )
+    assert formats.plain(None) == "" and formats.plain("金额 1,000 元") == "金额 1,000 元"

@@ -2,7 +2,7 @@
 payer (code, file format, fund source, budget index, share, group), and an offer's lines per payer.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-07 09:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from payouts.sqltypes import UtcDateTime
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
