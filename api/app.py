@@ -402,6 +402,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import finance, jobs, notice, payees, supplied, users
 
     app.include_router(finance.router)
+    app.include_router(finance.pages)
 
     for module in (supplied, notice, users, jobs):
         app.include_router(module.router)

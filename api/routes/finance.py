@@ -6,14 +6,17 @@ version with an audit event; nothing is ever overwritten.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
-from api.deps import FinanceKeeper, FinanceReader, SessionDep
-from api.routes import now
+from api.deps import FinanceKeeper, FinanceReader, SessionDep, may
+from api.routes import now, redirect, render
 from payouts import finance
-from payouts.models import FileFormat, PayerAccount, PolicyFunding
+from payouts.models import FileFormat, PayerAccount, PolicyFunding, PolicyVersion
 
 router = APIRouter(prefix="/api/finance", tags=["finance"])
 
@@ -116,3 +119,108 @@ def set_funding(policy_id: str, body: FundingIn, user: FinanceKeeper, session: S
     parts = [finance.Part(p.payer_code, p.share, p.fund_source, p.budget_no) for p in body.parts]
     rows = finance.set_funding(session, policy_id, parts, by=user.username, now=now(), reason=body.reason)
     return [_part(r) for r in rows]
+
+
+# Console: the finance bureau's page (资金配置): payer accounts, who pays each policy, and the forms to
+# change them (the finance checker's).
+
+pages = APIRouter(prefix="/console/finance", include_in_schema=False)
+PART_ROWS = 3  # payers a policy's form offers (province, city, district); the API takes more
+
+
+@pages.get("")
+def finance_page(request: Request, user: FinanceReader, session: SessionDep) -> Response:
+    titles = dict(
+        session.execute(
+            select(PolicyVersion.policy_id, func.max(PolicyVersion.title)).group_by(PolicyVersion.policy_id)
+        )
+        .tuples()
+        .all()
+    )
+    funded = {pid: finance.funding(session, pid) for pid in sorted(titles)}
+    accounts = [_payer(a) for a in finance.payer_accounts(session)]
+    return render(
+        request,
+        "finance.html",
+        {
+            "accounts": accounts,
+            "names": {a.code: a.name for a in accounts},
+            "policies": [(pid, titles[pid], parts) for pid, parts in funded.items()],
+            "formats": finance.FORMAT_LABELS,
+            "can_edit": may(user, "finance_config"),
+            "rows": range(1, PART_ROWS + 1),
+        },
+    )
+
+
+@pages.post("/payers")
+def payer_form(
+    user: FinanceKeeper,
+    session: SessionDep,
+    code: Annotated[str, Form(max_length=32)],
+    name: Annotated[str, Form(max_length=140)],
+    account_no: Annotated[str, Form(max_length=34)],
+    bank_name: Annotated[str, Form(max_length=140)],
+    file_format: Annotated[FileFormat, Form()],
+    adm_div_code: Annotated[str, Form(max_length=12)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    disable: Annotated[bool, Form()] = False,
+) -> Response:
+    row = finance.set_payer_account(
+        session,
+        code.strip(),
+        name=name.strip(),
+        account_no=account_no.strip(),
+        bank_name=bank_name.strip(),
+        file_format=file_format.value,
+        adm_div_code=adm_div_code.strip() or None,
+        active=not disable,
+        by=user.username,
+        now=now(),
+        reason=reason.strip() or None,
+    )
+    return redirect("/console/finance", f"付款账户 {row.name} 已保存（第 {row.version} 版）")
+
+
+Text32 = Annotated[str, Form(max_length=32)]
+Text140 = Annotated[str, Form(max_length=140)]
+Text64 = Annotated[str, Form(max_length=64)]
+
+
+@pages.post("/policies")
+def funding_form(
+    user: FinanceKeeper,
+    session: SessionDep,
+    policy_id: Text64,
+    payer_1: Text32 = "",
+    share_1: Text32 = "",
+    fund_source_1: Text140 = "",
+    budget_no_1: Text64 = "",
+    payer_2: Text32 = "",
+    share_2: Text32 = "",
+    fund_source_2: Text140 = "",
+    budget_no_2: Text64 = "",
+    payer_3: Text32 = "",
+    share_3: Text32 = "",
+    fund_source_3: Text140 = "",
+    budget_no_3: Text64 = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    rows_given = (
+        (payer_1, share_1, fund_source_1, budget_no_1),
+        (payer_2, share_2, fund_source_2, budget_no_2),
+        (payer_3, share_3, fund_source_3, budget_no_3),
+    )
+    parts = []
+    for n, (code, share, source, budget_no) in enumerate(rows_given, start=1):
+        if not code.strip():
+            continue
+        if not share.strip().isdigit():
+            raise finance.FinanceConfigError(
+                f"第 {n} 个付款方的分担份数应为正整数，如 1（市、区 1:1 各填 1）"
+            )
+        parts.append(finance.Part(code.strip(), int(share), source.strip(), budget_no.strip()))
+    saved = finance.set_funding(
+        session, policy_id.strip(), parts, by=user.username, now=now(), reason=reason.strip() or None
+    )
+    return redirect("/console/finance", f"政策 {policy_id} 的资金来源已保存（第 {saved[0].version} 版）")

@@ -182,3 +182,59 @@ def test_the_batch_page_of_a_treasury_payer_at_360_and_1366_px(template, browser
                     path=str(SHOTS / f"batch-treasury-exported-{width}.png")
                 )
             page.context.close()
+
+
+def test_the_finance_page_lets_the_checker_set_accounts_and_funding_and_others_only_read(
+    world: World,
+) -> None:
+    checker = world.browser("checker")
+    page = checker.get("/console/finance").text
+    assert "保存付款账户" in page and "默认付款账户" in page
+    account = {
+        "code": "furong",
+        "name": "长沙市芙蓉区财政局",
+        "account_no": "430102000000000002",
+        "bank_name": "国家金库长沙市芙蓉区支库",
+        "file_format": "treasury",
+        "adm_div_code": "430102",
+    }
+    r = checker.post(
+        "/console/finance/payers", data={**account, "csrf": csrf_of(page)}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+    page = checker.get("/console/finance").text
+    funding = {
+        "policy_id": "c-wenbao",
+        "payer_1": "furong",
+        "share_1": "1",
+        "fund_source_1": "区级财政配套资金",
+        "budget_no_1": "芙财预〔2025〕7号",
+    }
+    r = checker.post(
+        "/console/finance/policies", data={**funding, "csrf": csrf_of(page)}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+    shown = checker.get("/console/finance").text
+    assert "芙财预〔2025〕7号" in shown.split('id="funding"')[1] and "1/1" in shown
+    for who in ("auditor", "maker"):
+        other = world.browser(who)
+        seen = other.get("/console/finance").text
+        assert "芙财预〔2025〕7号" in seen and "保存付款账户" not in seen
+        refused = other.post(
+            "/console/finance/payers", data={**account, "csrf": csrf_of(seen)}, follow_redirects=False
+        )
+        assert refused.status_code == 403
+    assert world.browser("reviewer").get("/console/finance").status_code == 403
+
+
+def test_the_finance_page_at_360_and_1366_px(template, browser, tmp_path: Path) -> None:
+    with live_world(template, tmp_path / "live") as w:
+        share_cost(w, "c-wenbao")
+        for width in (360, 1366):
+            page = signed_in(browser, w.base, "checker", width=width)  # type: ignore[attr-defined]
+            page.goto(f"{w.base}/console/finance")  # type: ignore[attr-defined]
+            page.click("#funding-form summary")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            page.screenshot(path=str(SHOTS / f"finance-{width}.png"), full_page=True)
+            assert overflow <= 0, f"{width} px: the page is {overflow} px wider than the window"
+            page.context.close()
