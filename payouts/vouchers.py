@@ -181,12 +181,20 @@ def read_return(source: BinaryIO, problems: ReturnProblems) -> tuple[str, Iterat
     gives them. A problem of a field (an amount, a result, a missing reason, another batch) is added to
     `problems` naming the line of the file; a file that breaks the schema is refused at once."""
     parser = etree.iterparse(
-        source, events=("end",), tag="ReturnVoucher", schema=schema(RETURN_XSD), huge_tree=True
+        source,
+        events=("end",),
+        tag=("VoucherCount", "ReturnVoucher"),
+        schema=schema(RETURN_XSD),
+        huge_tree=True,
     )
+    declared: list[int] = []  # the answer's VoucherCount, which must equal the vouchers in it
 
     def vouchers() -> Iterator[tuple[dict[str, int], dict[str, str]]]:
         try:
             for _, element in parser:
+                if element.tag == "VoucherCount":
+                    declared.append(int((element.text or "0").strip() or 0))
+                    continue
                 values = {child.tag: (child.text or "").strip() for child in element}
                 rows = {child.tag: child.sourceline or 0 for child in element}
                 yield {**rows, "": element.sourceline or 0}, values
@@ -205,7 +213,9 @@ def read_return(source: BinaryIO, problems: ReturnProblems) -> tuple[str, Iterat
     def chunks() -> Iterator[list[ReturnLine]]:
         chunk: list[ReturnLine] = []
         others: set[str] = set()
+        count = 0
         for rows, v in itertools.chain([first], stream):
+            count += 1
             row = rows[""]
             batch_ref = v.get("AgentBusinessNo", "")
             if batch_ref != batch_reference and batch_ref not in others:
@@ -243,6 +253,10 @@ def read_return(source: BinaryIO, problems: ReturnProblems) -> tuple[str, Iterat
             if len(chunk) >= bankfiles.RETURN_CHUNK:
                 yield chunk
                 chunk = []
+        if declared and declared[0] != count:
+            problems.add(
+                f"国库回单声明 {declared[0]} 张凭证（VoucherCount），实有 {count} 张：回单不完整或有多余凭证"
+            )
         if chunk:
             yield chunk
 

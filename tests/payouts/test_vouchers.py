@@ -102,6 +102,9 @@ def test_a_treasury_answer_with_bad_fields_is_refused_naming_each_line(tx, notif
         batches.reconcile(s, district, answer.encode("gbk"), "maker", t0 + 6 * H)
     assert "第 9 行：支付结果（PayResult）'处理中' 应为 成功 或 失败" in str(e.value)
     assert "金额（PayAmt）'12.345' 无效" in str(e.value)
+    short = vouchers.render_return(content, {}).decode("gbk").replace("<VoucherCount>4<", "<VoucherCount>5<")
+    with pytest.raises(BankFileError, match=r"声明 5 张凭证（VoucherCount），实有 4 张"), tx() as s:
+        batches.reconcile(s, district, short.encode("gbk"), "maker", t0 + 6 * H)
     broken = answer.replace("<VoucherNo>", "<Voucher>", 1)
     with pytest.raises(BankFileError, match="不符合回单格式"), tx() as s:
         batches.reconcile(s, district, broken.encode("gbk"), "maker", t0 + 6 * H)
