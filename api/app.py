@@ -399,7 +399,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
-    from api.routes import jobs, notice, payees, supplied, users
+    from api.routes import finance, jobs, notice, payees, supplied, users
+
+    app.include_router(finance.router)
+    app.include_router(finance.pages)
 
     for module in (supplied, notice, users, jobs):
         app.include_router(module.router)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "offers": ("offers", "app", "兑现要约：导入、初核、发布"),
     "sms": ("sms", "app", "短信：发送、提醒"),
     "batch": ("batch", "app", "拨付批次：组批、复核、导出、对账"),
+    "finance": ("finance", "app", "资金配置（财政部门）：付款账户、政策资金来源与分担比例"),
     "audit": ("audit", "app", "审计日志：校验、检查点、对象历史"),
     "backup": ("backup", "backup", "备份数据库、文件与签名检查点"),
     "restore": ("backup", "restore", "把备份恢复到空数据库并核对"),

@@ -80,6 +80,10 @@ ACCESS: dict[str, frozenset[Role]] = {
     # Background jobs (任务): who starts them (the reviewer), who audits, and the system administrator, who
     # keeps the service running.
     "jobs_read": frozenset({R.REVIEWER, R.AUDITOR, R.SYSTEM_ADMIN}),
+    # The finance structure (payouts.finance): read by finance staff and the auditor, kept by the finance
+    # checker; never the policy's author.
+    "finance_read": frozenset({R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
+    "finance_config": PERMISSIONS["finance_config"],
 }
 
 
@@ -266,6 +270,8 @@ JobsReader = Annotated[StaffUser, Depends(Allow("jobs_read"))]
 AccountChanger = Annotated[StaffUser, Depends(Allow("account_change"))]
 AccountChangeReader = Annotated[StaffUser, Depends(Allow("account_change_read"))]
 AccountChangeDecider = Annotated[StaffUser, Depends(Allow("account_change_decide"))]
+FinanceReader = Annotated[StaffUser, Depends(Allow("finance_read"))]
+FinanceKeeper = Annotated[StaffUser, Depends(Allow("finance_config"))]
 
 
 def department(user: StaffUser) -> str | None:

@@ -5,7 +5,11 @@ Steps, each meant to run in its own process so that its peak memory is its own
 - `seed URL ROWS`: create the PostgreSQL database `URL` names (if absent), migrate it and import ROWS
   offers of one policy that needs no confirmation, released straight to confirmed (set-based: the
   bulk import and one UPDATE);
-- `create URL`, `approve URL`, `export URL OUT_DIR`: the batch steps on that policy;
+- `share URL`: make the policy's cost shared 1:1 between a city account (bank CSV) and a district
+  account (treasury vouchers), as the finance checker would (payouts.finance);
+- `create URL`, `approve URL`, `export URL OUT_DIR`: the batch steps on that policy (create makes one
+  batch per payer; approve and export act on the newest batch, the district's when the cost is shared,
+  exported in its payer's format);
 - `page URL [QUERY]`: the console's batch page (`/console/batches/REF?QUERY`) as a checker opens it,
   through the whole service in process (FastAPI's TestClient, no network): after one warm-up, the median
   of five requests' time to the first byte and to the last, and the bytes of HTML.
@@ -124,6 +128,29 @@ def seed(url: str, rows: int) -> dict[str, Any]:
     return {"confirmed": confirmed}
 
 
+def share(s: Any) -> None:
+    """The policy's cost shared 1:1 by a city (bank CSV) and a district (treasury vouchers)."""
+    from payouts import finance
+
+    for code, name, fmt, division in (
+        ("city", "某市财政局", "bank_csv", None),
+        ("district", "某区财政局", "treasury", "430102"),
+    ):
+        finance.set_payer_account(
+            s,
+            code,
+            name=name,
+            account_no=f"4301{len(code):014d}",
+            bank_name="国家金库某市中心支库",
+            file_format=fmt,
+            adm_div_code=division,
+            by="bench-checker",
+            now=T0,
+        )
+    parts = [finance.Part(c, 1, "基准资金", "基准预算指标1号") for c in ("city", "district")]
+    finance.set_funding(s, POLICY, parts, by="bench-checker", now=T0)
+
+
 def _reference(s: Any) -> tuple[str, int]:
     batch = s.scalar(select(Batch).where(Batch.policy_id == POLICY).order_by(Batch.id.desc()).limit(1))
     return batch.reference, batch.line_count
@@ -181,8 +208,11 @@ def main(args: list[str]) -> dict[str, Any]:
         engine = make_engine(url)
         with transaction(engine) as s:
             if step == "create":
-                batch = impl.create_batch(s, POLICY, "bench-maker", T0 + dt.timedelta(hours=1))
-                out["batch"], out["lines"] = batch.reference, batch.line_count
+                made = impl.create_batches(s, POLICY, "bench-maker", T0 + dt.timedelta(hours=1))
+                out["batch"], out["lines"] = made[-1].reference, sum(b.line_count for b in made)
+                out["batches"] = len(made)
+            elif step == "share":
+                share(s)
             else:
                 out["batch"], out["lines"] = _reference(s)
                 if step == "approve":
@@ -191,7 +221,9 @@ def main(args: list[str]) -> dict[str, Any]:
                     out |= page(engine, url, out["batch"], args[2] if len(args) > 2 else "")
                 elif step == "export":
                     e = impl.export(s, out["batch"], "bench-maker", Path(args[2]), T0 + dt.timedelta(hours=3))
-                    out["csv_bytes"], out["xml_bytes"] = e.csv_path.stat().st_size, e.xml_path.stat().st_size
+                    for name, path in (("csv", e.csv_path), ("xml", e.xml_path), ("voucher", e.voucher_path)):
+                        if path is not None:
+                            out[f"{name}_bytes"] = path.stat().st_size
                 else:
                     raise SystemExit(f"unknown step {step}")
         engine.dispose()

@@ -1,4 +1,5 @@
-"""Bank files: the batch transfer CSV (批量代发), ISO 20022 pain.001.001.09, and the bank's return file.
+"""Bank files: the batch transfer CSV (批量代发), ISO 20022 pain.001.001.09, and the bank's return file
+(the CSV, or the ISO 20022 payment status report pain.002.001.10 that answers a pain.001).
 
 The CSV is opened by finance staff in Chinese Excel (or WPS) before it is uploaded, so it must read right
 there as it is: UTF-8 with a byte-order mark by default (without one, Excel reads the ANSI code page,
@@ -99,6 +100,10 @@ class FileHeader:
     purpose: str
     count: int
     total: Decimal
+    # What the treasury voucher also carries (payouts.vouchers), from the batch's payer and funding.
+    adm_div_code: str | None = None
+    fund_source: str | None = None
+    budget_no: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,12 @@ def _line_names(ln: FileLine) -> None:
         raise BankExportError(
             f"第 {ln.line_no} 行（业务参考号 {ln.reference}）的收款账号超过 {ACCOUNT_MAX} 位，不能写入银行文件"
         )
+
+
+def check_line(ln: FileLine) -> None:
+    """BankExportError naming the line when a name or account of it cannot be written exactly into any
+    payment file (the bank's or the treasury's)."""
+    _line_names(ln)
 
 
 def _max(text: str, n: int, what: str) -> str:
@@ -528,6 +539,150 @@ def write_return(
         )
     text.flush()
     text.detach()
+
+
+PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
+PAID_STATUS = {
+    "ACSC": True,
+    "ACCC": True,
+    "RJCT": False,
+}  # settled at the debtor's or creditor's bank, or rejected
+
+
+_FIRST_ELEMENT = re.compile(rb"<([A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)")
+
+
+def return_kind(source: BinaryIO) -> str:
+    """What a return file is, from its first element: `pain002` (ISO 20022 payment status report, the
+    bank's answer to a pain.001), `treasury` (the treasury's answer to vouchers, payouts.vouchers) or
+    `csv` (the bank's CSV). Leaves the stream at its start."""
+    source.seek(0)
+    head = source.read(4096)
+    source.seek(0)
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return "csv"
+    first = _FIRST_ELEMENT.search(head)  # declarations (<?…?>) and comments (<!…>) do not match
+    return "pain002" if first is not None and first.group(2) == b"Document" else "treasury"
+
+
+def read_pain002(source: BinaryIO, problems: ReturnProblems) -> tuple[str, Iterator[list[ReturnLine]]]:
+    """Read a pain.002.001.10 payment status report streamed, as `read_return` reads the CSV: the
+    batch reference (OrgnlMsgId) and chunks of lines, one per TxInfAndSts (OrgnlEndToEndId is the line's
+    reference; TxSts ACSC or ACCC is paid, RJCT failed with StsRsnInf/AddtlInf as the reason; the
+    original amount and creditor account must be given). Problems name the line of the file."""
+    from lxml import etree
+
+    ns = {"p": PAIN002}
+    parser = etree.iterparse(
+        source, events=("end",), tag=(f"{{{PAIN002}}}OrgnlMsgId", f"{{{PAIN002}}}TxInfAndSts")
+    )
+
+    def items() -> Iterator[tuple[str, int, dict[str, str]]]:
+        try:
+            for _, element in parser:
+                name = etree.QName(element).localname
+                if name == "OrgnlMsgId":
+                    yield name, element.sourceline or 0, {"": (element.text or "").strip()}
+                    continue
+                found = {
+                    key: " ".join(x.strip() for x in element.xpath(path, namespaces=ns))
+                    for key, path in (
+                        ("reference", "p:OrgnlEndToEndId/text()"),
+                        ("status", "p:TxSts/text()"),
+                        ("reason", "p:StsRsnInf/p:AddtlInf/text()"),
+                        ("amount", "p:OrgnlTxRef/p:Amt/p:InstdAmt/text()"),
+                        ("account", "p:OrgnlTxRef/p:CdtrAcct/p:Id/p:Othr/p:Id/text()"),
+                    )
+                }
+                yield name, element.sourceline or 0, found
+                element.clear(keep_tail=True)
+                while element.getprevious() is not None:
+                    del element.getparent()[0]
+        except etree.XMLSyntaxError as e:
+            raise BankFileError(f"银行回单（pain.002）不是有效的 XML（第 {e.lineno} 行）：{e.msg}") from None
+
+    stream = items()
+    first = next(stream, None)
+    if first is None or first[0] != "OrgnlMsgId" or not first[2][""]:
+        raise BankFileError("银行回单（pain.002）缺少原报文标识 OrgnlGrpInfAndSts/OrgnlMsgId（批次号）")
+    batch_reference = first[2][""]
+
+    def chunks() -> Iterator[list[ReturnLine]]:
+        chunk: list[ReturnLine] = []
+        for name, row, v in stream:
+            if name != "TxInfAndSts":
+                problems.add(f"第 {row} 行：一份回单只能答复一个批次（又见 OrgnlMsgId）")
+                continue
+            try:
+                amount = Decimal(v["amount"])
+                if amount != amount.quantize(Decimal("0.01")) or amount <= 0:
+                    raise InvalidOperation
+            except InvalidOperation:
+                problems.add(f"第 {row} 行：原金额（OrgnlTxRef/Amt/InstdAmt）{v['amount']!r} 无效")
+                continue
+            paid = PAID_STATUS.get(v["status"])
+            if paid is None:
+                problems.add(
+                    f"第 {row} 行：交易状态（TxSts）{v['status']!r} 不是终态，应为 ACSC、ACCC 或 RJCT"
+                )
+                continue
+            if not paid and not v["reason"]:
+                problems.add(f"第 {row} 行：被拒绝的交易必须有原因（StsRsnInf/AddtlInf）")
+            chunk.append(
+                ReturnLine(
+                    row, v["reference"], v["account"], amount.quantize(Decimal("0.01")), paid, v["reason"]
+                )
+            )
+            if len(chunk) >= RETURN_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    return batch_reference, chunks()
+
+
+def write_pain002(
+    reference: str, lines: Iterable[FileLine], failed: Callable[[FileLine], str | None], out: BinaryIO
+) -> None:
+    """A pain.002.001.10 status report as the simulated bank sends it: every transfer settled (ACSC),
+    except those for which `failed` gives a reason (RJCT)."""
+    out.write(
+        (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Document xmlns="{PAIN002}">\n  <CstmrPmtStsRpt>\n'
+            f"    <GrpHdr>\n      <MsgId>{_escape(reference)}-STS</MsgId>\n"
+            "      <CreDtTm>2025-01-01T00:00:00+08:00</CreDtTm>\n    </GrpHdr>\n"
+            f"    <OrgnlGrpInfAndSts>\n      <OrgnlMsgId>{_escape(reference)}</OrgnlMsgId>\n"
+            "      <OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId>\n    </OrgnlGrpInfAndSts>\n"
+            f"    <OrgnlPmtInfAndSts>\n      <OrgnlPmtInfId>{_escape(reference)}</OrgnlPmtInfId>"
+        ).encode()
+    )
+    for ln in lines:
+        reason = failed(ln)
+        why = (
+            f"\n        <StsRsnInf>\n          {_text('AddtlInf', reason)}\n        </StsRsnInf>"
+            if reason
+            else ""
+        )
+        out.write(
+            (
+                f"\n      <TxInfAndSts>\n        <OrgnlInstrId>{ln.line_no}</OrgnlInstrId>\n"
+                f"        {_text('OrgnlEndToEndId', ln.reference)}\n"
+                f"        <TxSts>{'RJCT' if reason else 'ACSC'}</TxSts>{why}\n        <OrgnlTxRef>\n"
+                f'          <Amt>\n            <InstdAmt Ccy="{CURRENCY}">{_money(ln.amount)}</InstdAmt>\n          </Amt>\n'
+                f"          <CdtrAcct>\n            <Id>\n              <Othr>\n                {_text('Id', ln.account_no)}\n"
+                "              </Othr>\n            </Id>\n          </CdtrAcct>\n        </OrgnlTxRef>\n"
+                "      </TxInfAndSts>"
+            ).encode()
+        )
+    out.write(b"\n    </OrgnlPmtInfAndSts>\n  </CstmrPmtStsRpt>\n</Document>\n")
+
+
+def render_pain002(batch: BatchFile, failures: dict[str, str]) -> bytes:
+    """A pain.002 status report for a batch: every transfer settled, except `failures` (reference → reason)."""
+    out = io.BytesIO()
+    write_pain002(batch.reference, batch.lines, lambda ln: failures.get(ln.reference), out)
+    return out.getvalue()
 
 
 def render_return(batch: BatchFile, failures: dict[str, str]) -> bytes:

@@ -32,21 +32,25 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Join,
+    Numeric,
     Select,
     String,
     Table,
     Text,
     and_,
+    case,
+    cast,
     func,
     insert,
     literal,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlmodel import Session
 
-from payouts import audit, bankfiles, bulkload, notice, offers, tokens
+from payouts import audit, bankfiles, bulkload, finance, notice, offers, tokens, vouchers
 from payouts.audit import Event
 from payouts.db import PayoutSettings
 from payouts.errors import BankFileError, NotFoundError, RoleError
@@ -55,6 +59,7 @@ from payouts.models import (
     Batch,
     BatchLine,
     BatchState,
+    FileFormat,
     LineStatus,
     Offer,
     OfferState,
@@ -159,6 +164,90 @@ def _pick_table(session: Session) -> Table:
     )
 
 
+def _payer_table(session: Session) -> Table:
+    """The payers of a batch being assembled, in the funding's order, with their shares."""
+    return bulkload.scratch_table(
+        session,
+        "batch_payer",
+        Column("ord", Integer, primary_key=True),
+        Column("code", String(32), nullable=False),
+        Column("share", BigInteger, nullable=False),
+    )
+
+
+def _part_table(session: Session) -> Table:
+    """Each picked offer's part for each payer, in fen: the split less what the payer has live already."""
+    return bulkload.scratch_table(
+        session,
+        "batch_part",
+        Column("offer_id", BigInteger, primary_key=True),
+        Column("ord", Integer, primary_key=True),
+        Column("fen", BigInteger, nullable=False),
+    )
+
+
+def _fen(session: Session, amount: ColumnElement[Any]) -> ColumnElement[int]:
+    """A `Money` column as an integer count of fen (SQLite keeps fen already)."""
+    if session.connection().dialect.name == "sqlite":
+        return type_coerce(amount, BigInteger)
+    return cast(amount * 100, BigInteger)
+
+
+def _money_of_fen(session: Session, fen: ColumnElement[Any]) -> ColumnElement[Any]:
+    """An integer count of fen as the stored form of a `Money` column."""
+    if session.connection().dialect.name == "sqlite":
+        return fen
+    return cast(fen, Numeric(18, 2)) / 100
+
+
+def _split_parts(session: Session, pick: Table, payers: Table, total_shares: int) -> Table:
+    """Split every picked offer between the payers, fen-exact, by largest remainder (the rule of
+    `finance.split`, in SQL): floor(fen × share ÷ total) each, and the fen left over one each to the
+    largest remainders, ties to the payer listed first. Less what each payer already has live for the
+    offer (a part in flight or paid), so a failed part is batched again alone."""
+    o, t = Offer.__table__, BatchLine.__table__
+    fen = _fen(session, o.c.amount)
+    raw = (
+        select(
+            pick.c.offer_id,
+            payers.c.ord,
+            payers.c.code,
+            fen.label("fen"),
+            ((fen * payers.c.share) // total_shares).label("base"),
+            ((fen * payers.c.share) % total_shares).label("rem"),
+        )
+        .select_from(pick.join(o, o.c.id == pick.c.offer_id).join(payers, literal(True)))
+        .subquery()
+    )
+    rank = func.row_number().over(partition_by=raw.c.offer_id, order_by=(raw.c.rem.desc(), raw.c.ord))
+    left = raw.c.fen - func.sum(raw.c.base).over(partition_by=raw.c.offer_id)
+    split = select(
+        raw.c.offer_id,
+        raw.c.ord,
+        raw.c.code,
+        (raw.c.base + case((rank <= left, 1), else_=0)).label("part"),
+    ).subquery()
+    live = (
+        select(t.c.offer_id, t.c.payer_code, func.sum(_fen(session, t.c.amount)).label("fen"))
+        .where(t.c.live, t.c.offer_id.in_(select(pick.c.offer_id)))
+        .group_by(t.c.offer_id, t.c.payer_code)
+        .subquery()
+    )
+    parts = _part_table(session)
+    session.execute(
+        insert(parts).from_select(
+            ["offer_id", "ord", "fen"],
+            select(split.c.offer_id, split.c.ord, split.c.part - func.coalesce(live.c.fen, 0)).select_from(
+                split.outerjoin(
+                    live, and_(live.c.offer_id == split.c.offer_id, live.c.payer_code == split.c.code)
+                )
+            ),
+        )
+    )
+    bulkload.analyze(session, parts)
+    return parts
+
+
 def create_batch(
     session: Session,
     policy_id: str,
@@ -169,19 +258,39 @@ def create_batch(
     period: str | None = None,
     settings: PayoutSettings | None = None,
 ) -> Batch:
-    """Assemble a batch (maker): the named offers, or every batchable offer of the policy and period.
+    """`create_batches`, for callers that make one batch: the first of the batches made (the only one
+    unless the finance bureau shares the policy's cost between payers)."""
+    return create_batches(
+        session, policy_id, by, now, public_ids=public_ids, period=period, settings=settings
+    )[0]
+
+
+def create_batches(
+    session: Session,
+    policy_id: str,
+    by: str,
+    now: dt.datetime,
+    *,
+    public_ids: list[str] | None = None,
+    period: str | None = None,
+    settings: PayoutSettings | None = None,
+) -> list[Batch]:
+    """Assemble batches (maker): the named offers, or every batchable offer of the policy and period,
+    one batch per payer of the policy (`payouts.finance.payers`), each line split between the payers.
 
     Named offers must all be confirmed (or failed with a corrected account) and of this policy and
     period. Without names, offers other makers are assembling right now are skipped. Refuses with
-    BudgetError if the batch would take the policy past its budget.
+    BudgetError if the batches would take the policy past its budget.
 
     Set-based whatever the size: the chosen offers are locked into a temporary table
-    (INSERT ... SELECT ... FOR UPDATE), checked and summed in SQL, the lines are made by
-    INSERT ... SELECT and the offers moved by one UPDATE per former state, each one audit event.
+    (INSERT ... SELECT ... FOR UPDATE), split between the payers and summed in SQL, the lines are made
+    by one INSERT ... SELECT per payer and the offers moved by one UPDATE per former state, each one
+    audit event.
     """
     maker = require(session, by, "batch_make")
     settings = settings or PayoutSettings.from_env()
     period = _period(session, policy_id, period)
+    who = finance.payers(session, policy_id, settings)
     o, p = Offer.__table__, Payee.__table__
     pick = _pick_table(session)
     columns = select(o.c.id, o.c.public_id, o.c.state).order_by(o.c.id)
@@ -201,9 +310,7 @@ def create_batch(
     picked = pick.join(o, o.c.id == pick.c.offer_id)
     if public_ids is not None:
         _check_named(session, pick, picked, wanted, policy_id, period)
-    count, total = session.execute(
-        select(func.count(), func.coalesce(func.sum(o.c.amount), 0)).select_from(picked)
-    ).one()
+    count = session.scalar(select(func.count()).select_from(picked))
     if not count:
         raise StateError(f"政策 {policy_id}（{period}）没有可以组批的已确认要约")
     no_account = session.scalars(
@@ -214,7 +321,32 @@ def create_batch(
     ).all()
     if no_account:
         raise StateError(f"无对公账户，不能组批：{', '.join(no_account)}")
-    total = Decimal(total).quantize(FEN)
+    payer_rows = _payer_table(session)
+    session.execute(
+        insert(payer_rows), [{"ord": n, "code": x.code, "share": x.share} for n, x in enumerate(who)]
+    )
+    parts = _split_parts(session, pick, payer_rows, who[0].shares)
+    negative = session.scalars(
+        select(pick.c.public_id)
+        .select_from(parts.join(pick, pick.c.offer_id == parts.c.offer_id))
+        .where(parts.c.fen < 0)
+        .distinct()
+        .order_by(pick.c.public_id)
+    ).all()
+    if negative:
+        raise StateError(
+            "这些要约已有部分款项到账或在途，而该政策的分担比例此后被改动，不能按新比例补拨："
+            f"{', '.join(negative)}；请财政部门核对资金来源"
+        )
+    sums = {
+        int(ord_): (int(n), int(fen))
+        for ord_, n, fen in session.execute(
+            select(parts.c.ord, func.count(), func.sum(parts.c.fen))
+            .where(parts.c.fen > 0)
+            .group_by(parts.c.ord)
+        )
+    }
+    total = sum((Decimal(fen) * FEN for _, fen in sums.values()), ZERO)
     money = budget(session, policy_id, period, lock=True)
     if money.remaining is not None and total > money.remaining:
         raise BudgetError(
@@ -227,55 +359,83 @@ def create_batch(
         .order_by(PolicyVersion.version.desc())
         .limit(1)
     )
-    batch = Batch(
-        reference=tokens.reference("ZD"),
-        policy_id=policy_id,
-        period=period,
-        state=BatchState.ASSEMBLED.value,
-        maker_id=maker.id,
-        line_count=count,
-        total=total,
-        payer_name=settings.payer_name,
-        payer_account=settings.payer_account,
-        payer_bank=settings.payer_bank,
-        purpose=f"{title}（{formats.period(period)}）",
-        created_at=now,
-    )
-    session.add(batch)
-    session.flush()
-    reference = batch.reference
-    lines = {
-        "batch_id": literal(batch.id),
-        "line_no": func.row_number().over(order_by=o.c.id),
-        "reference": tokens.reference_sql(session.connection().dialect.name, "ZL"),
-        "offer_id": o.c.id,
-        "payee_id": p.c.id,
-        "amount": o.c.amount,
-        "account_name": func.coalesce(p.c.account_name, p.c.name),
-        "account_no": p.c.account_no,
-        "bank_name": func.coalesce(p.c.bank_name, ""),
-        "status": literal(LineStatus.PENDING.value),
-        "live": literal(True),
-    }
-    session.execute(
-        insert(BatchLine.__table__).from_select(
-            list(lines), select(*lines.values()).select_from(picked.join(p, p.c.id == o.c.payee_id))
+    made: list[Batch] = []
+    for n, payer in enumerate(who):
+        if n not in sums:
+            continue
+        lines_count, fen_total = sums[n]
+        batch = Batch(
+            reference=tokens.reference("ZD"),
+            policy_id=policy_id,
+            period=period,
+            state=BatchState.ASSEMBLED.value,
+            maker_id=maker.id,
+            line_count=lines_count,
+            total=Decimal(fen_total) * FEN,
+            payer_name=payer.name,
+            payer_account=payer.account_no,
+            payer_bank=payer.bank_name,
+            payer_code=payer.code,
+            file_format=payer.file_format,
+            adm_div_code=payer.adm_div_code,
+            fund_source=payer.fund_source,
+            budget_no=payer.budget_no,
+            share=payer.share_text if len(who) > 1 else None,
+            group_ref=made[0].reference if made else None,
+            purpose=f"{title}（{formats.period(period)}）",
+            created_at=now,
         )
-    )
-    audit.append(session, [_event(batch, None, by, "assemble", lines=count, total=str(total))], now)
-    for source in (OfferState.CONFIRMED, OfferState.PAYMENT_FAILED):
+        session.add(batch)
+        session.flush()
+        if len(who) > 1 and not made:
+            batch.group_ref = batch.reference
+        lines = {
+            "batch_id": literal(batch.id),
+            "line_no": func.row_number().over(order_by=o.c.id),
+            "reference": tokens.reference_sql(session.connection().dialect.name, "ZL"),
+            "offer_id": o.c.id,
+            "payee_id": p.c.id,
+            "payer_code": literal(payer.code),
+            "amount": _money_of_fen(session, parts.c.fen),
+            "account_name": func.coalesce(p.c.account_name, p.c.name),
+            "account_no": p.c.account_no,
+            "bank_name": func.coalesce(p.c.bank_name, ""),
+            "status": literal(LineStatus.PENDING.value),
+            "live": literal(True),
+        }
+        source = (
+            select(*lines.values())
+            .select_from(parts.join(o, o.c.id == parts.c.offer_id).join(p, p.c.id == o.c.payee_id))
+            .where(parts.c.ord == n, parts.c.fen > 0)
+        )
+        session.execute(insert(BatchLine.__table__).from_select(list(lines), source))
+        data: dict[str, Any] = {"lines": lines_count, "total": str(batch.total)}
+        if payer.code:
+            data |= {"payer": payer.code, "share": payer.share_text, "budget_no": payer.budget_no}
+        audit.append(session, [_event(batch, None, by, "assemble", **data)], now)
+        made.append(batch)
+    if not made:
+        raise StateError(
+            f"政策 {policy_id}（{period}）所选要约的各方款项均已在途或已到账，没有需要组批的部分"
+        )
+    group = made[0].reference if len(made) > 1 else None
+    for source_state in (OfferState.CONFIRMED, OfferState.PAYMENT_FAILED):
         offers.move_selected(
             session,
-            select(pick.c.offer_id).where(pick.c.state == source.value),
-            source,
+            select(pick.c.offer_id).where(
+                pick.c.state == source_state.value,
+                pick.c.offer_id.in_(select(parts.c.offer_id).where(parts.c.fen > 0)),
+            ),
+            source_state,
             OfferState.IN_BATCH,
             actor=by,
             action="batch",
-            subject=reference,
+            subject=made[0].reference,
             now=now,
-            batch=reference,
+            batch=made[0].reference,
+            **({"group": group, "batches": [b.reference for b in made]} if group else {}),
         )
-    return batch
+    return made
 
 
 def _check_named(
@@ -320,10 +480,20 @@ def approve(session: Session, reference: str, by: str, now: dt.datetime) -> Batc
     return batch
 
 
+def group(session: Session, batch: Batch) -> list[Batch]:
+    """The batches made together with `batch` for a cost-shared policy (one per payer), itself included,
+    in the order they were made; just `batch` when the policy has one payer."""
+    if batch.group_ref is None:
+        return [batch]
+    return list(session.scalars(select(Batch).where(Batch.group_ref == batch.group_ref).order_by(Batch.id)))
+
+
 def reject(session: Session, reference: str, by: str, reason: str, now: dt.datetime) -> Batch:
     """Reject an assembled batch (checker) or withdraw it (its maker); its offers go back to confirmed.
 
-    One UPDATE for the offers of its live lines (one audit event listing them), one for its lines.
+    The batches made with it for the other payers of a cost-shared policy go back with it (an offer is
+    batched again whole), so none of them may have been approved yet.
+    One UPDATE for the offers of their live lines (one audit event listing them), one for their lines.
     """
     user = require(session, by, "bank_files")
     batch = get_batch(session, reference, lock=True)
@@ -333,8 +503,13 @@ def reject(session: Session, reference: str, by: str, reason: str, now: dt.datet
         raise RoleError("只有复核人员或本批次的制单人可以退回批次")
     if not reason.strip():
         raise StateError("退回批次必须写明原因")
-    batch_id = batch.id
-    in_batch = select(BatchLine.offer_id).where(BatchLine.batch_id == batch_id, BatchLine.live)
+    together = [b for b in group(session, batch) if b.state != BatchState.REJECTED.value]
+    if moved_on := [b.reference for b in together if b.state != BatchState.ASSEMBLED.value]:
+        raise StateError(
+            f"批次 {reference} 与批次 {', '.join(moved_on)} 按比例分担同一批要约，后者已复核，不能单独退回"
+        )
+    ids = [b.id for b in together]
+    in_batch = select(BatchLine.offer_id).where(BatchLine.batch_id.in_(ids), BatchLine.live).distinct()
     _check_in_batch(session, in_batch, reference)
     offers.move_selected(
         session,
@@ -350,13 +525,16 @@ def reject(session: Session, reference: str, by: str, reason: str, now: dt.datet
     )
     session.execute(
         update(BatchLine.__table__)
-        .where(BatchLine.batch_id == batch_id)
+        .where(BatchLine.batch_id.in_(ids))
         .values(status=LineStatus.WITHDRAWN.value, live=False)
     )
-    batch.state, batch.rejected_at, batch.reason = BatchState.REJECTED.value, now, reason
-    if user.role == "finance_checker":
-        batch.checker_id = user.id if user.id != batch.maker_id else None
-    audit.append(session, [_event(batch, BatchState.ASSEMBLED.value, by, "reject", reason)], now)
+    events = []
+    for b in together:
+        b.state, b.rejected_at, b.reason = BatchState.REJECTED.value, now, reason
+        if user.role == "finance_checker":
+            b.checker_id = user.id if user.id != b.maker_id else None
+        events.append(_event(b, BatchState.ASSEMBLED.value, by, "reject", reason))
+    audit.append(session, events, now)
     return batch
 
 
@@ -396,6 +574,9 @@ def _file_header(session: Session, batch: Batch) -> bankfiles.FileHeader:
         purpose=batch.purpose,
         count=int(count),
         total=Decimal(total).quantize(FEN),
+        adm_div_code=batch.adm_div_code,
+        fund_source=batch.fund_source,
+        budget_no=batch.budget_no,
     )
 
 
@@ -436,12 +617,15 @@ def bank_file_of(session: Session, batch: Batch) -> bankfiles.BatchFile:
 
 @dataclass(frozen=True)
 class Export:
-    """The two bank files of a batch, their paths and SHA-256 digests."""
+    """The files of a batch written by one export, their paths and SHA-256 digests: the bank's CSV and
+    pain.001 together, or the treasury's vouchers."""
 
-    csv_path: Path
-    xml_path: Path
-    csv_sha256: str
-    xml_sha256: str
+    csv_path: Path | None
+    xml_path: Path | None
+    csv_sha256: str | None
+    xml_sha256: str | None
+    voucher_path: Path | None = None
+    voucher_sha256: str | None = None
 
 
 class _Digesting:
@@ -468,6 +652,9 @@ def _write_part(path: Path, write: Callable[[_Digesting], None]) -> tuple[Path, 
     return part, out.sha256.hexdigest()
 
 
+FORMATS = tuple(f.value for f in FileFormat)
+
+
 def export(
     session: Session,
     reference: str,
@@ -475,22 +662,47 @@ def export(
     out_dir: Path,
     now: dt.datetime,
     *,
+    file_format: str | None = None,
     encoding: str | None = None,
 ) -> Export:
-    """Write the batch's CSV (批量代发) and pain.001.001.09 files; repeating it gives the same bytes.
+    """Write the batch's payment files in `file_format` (default: the one its payer account asks for):
+    the CSV (批量代发) and pain.001.001.09 files together for `bank_csv` or `pain001`, the treasury's
+    vouchers (国库集中支付电子凭证) for `treasury`. Repeating it gives the same bytes.
 
     The CSV is in `encoding` (default: the deployment's `ZHIDA_BANK_CSV_ENCODING`, UTF-8 with a BOM).
 
     The lines are streamed from the database into the files, so memory stays bounded whatever the
-    batch size; the files appear under their names only once both are complete and checked.
+    batch size; the files appear under their names only once all are complete and checked.
     """
     require(session, by, "bank_files")
+    file_format = file_format or None
+    if file_format is not None and file_format not in FORMATS:
+        choices = "、".join(f"{f.value}（{label}）" for f, label in finance.FORMAT_LABELS.items())
+        raise PayoutError(f"未知的文件格式 {file_format!r}，可选：{choices}")
     batch = get_batch(session, reference, lock=True)
     if batch.state not in (BatchState.APPROVED.value, BatchState.EXPORTED.value, BatchState.RECONCILED.value):
         raise StateError(f"批次 {reference} 处于 {batch.state}，复核通过后才能导出银行文件")
+    file_format = file_format or batch.file_format
     header = _file_header(session, batch)
     encoding = encoding or PayoutSettings.from_env().bank_csv_encoding
     out_dir.mkdir(parents=True, exist_ok=True)
+    if file_format == FileFormat.TREASURY.value:
+        result = _export_vouchers(session, batch, header, out_dir)
+        digests = {"voucher": result.voucher_sha256}
+    else:
+        result = _export_bank(session, batch, header, out_dir, encoding)
+        digests = {"csv": result.csv_sha256, "xml": result.xml_sha256}
+    if batch.state == BatchState.APPROVED.value:
+        batch.state, batch.exported_at = BatchState.EXPORTED.value, now
+        event = _event(batch, BatchState.APPROVED.value, by, "export", format=file_format, **digests)
+        audit.append(session, [event], now)
+    return result
+
+
+def _export_bank(
+    session: Session, batch: Batch, header: bankfiles.FileHeader, out_dir: Path, encoding: str
+) -> Export:
+    reference = batch.reference
     csv_path, xml_path = out_dir / f"{reference}.csv", out_dir / f"{reference}.xml"
     parts: list[Path] = []
     try:
@@ -511,12 +723,24 @@ def export(
     finally:
         for part in parts:
             part.unlink(missing_ok=True)
-    if batch.state == BatchState.APPROVED.value:
-        batch.state, batch.exported_at = BatchState.EXPORTED.value, now
-        batch.csv_sha256, batch.xml_sha256 = digests
-        event = _event(batch, BatchState.APPROVED.value, by, "export", csv=digests[0], xml=digests[1])
-        audit.append(session, [event], now)
+    batch.csv_sha256, batch.xml_sha256 = digests
     return Export(csv_path, xml_path, *digests)
+
+
+def _export_vouchers(session: Session, batch: Batch, header: bankfiles.FileHeader, out_dir: Path) -> Export:
+    reference = batch.reference
+    path = out_dir / f"{reference}.voucher.xml"
+    part, sha256 = _write_part(
+        path, lambda out: vouchers.write_vouchers(header, file_lines(session, batch), out)
+    )
+    try:
+        if batch.voucher_sha256 is not None and batch.voucher_sha256 != sha256:
+            raise PayoutError(f"批次 {reference} 的内容与首次导出时不同：数据被改动，请核查")
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)
+    batch.voucher_sha256 = sha256
+    return Export(None, None, None, None, path, sha256)
 
 
 @dataclass
@@ -555,7 +779,7 @@ def reconcile(
     *,
     filename: str = "回单.csv",
 ) -> Reconciliation:
-    """Apply the bank's return file to an exported batch: each line paid, or failed with the bank's reason.
+    """Apply the bank's return file (CSV, or pain.002) or the treasury's answer (payouts.vouchers) to an exported batch: each line paid, or failed with the bank's reason.
 
     The whole file is checked before anything is applied; a file for another batch, a file already
     imported, an unknown or already settled line, or a different amount or account is refused.
@@ -570,7 +794,13 @@ def reconcile(
     digest, encoding = bankfiles.return_digest(source)
     problems = bankfiles.ReturnProblems()
     try:
-        returned_batch, chunks = bankfiles.read_return(source, encoding, problems)
+        kind = bankfiles.return_kind(source)
+        if kind == "treasury":
+            returned_batch, chunks = vouchers.read_return(source, problems)
+        elif kind == "pain002":
+            returned_batch, chunks = bankfiles.read_pain002(source, problems)
+        else:
+            returned_batch, chunks = bankfiles.read_return(source, encoding, problems)
     except UnicodeDecodeError:
         raise BankFileError("回单编码无法识别（应为 UTF-8 或 GB18030）") from None
     if returned_batch != batch.reference:
@@ -608,7 +838,7 @@ def reconcile(
     bulkload.analyze(session, r)
     _check_return(session, r, batch_id)
     matched = r.join(t, and_(t.c.reference == r.c.reference, t.c.batch_id == batch_id))
-    _check_in_batch(session, select(t.c.offer_id).select_from(matched), reference)
+    _check_settleable(session, select(t.c.offer_id).select_from(matched), batch_id, reference)
     record = BankReturn(
         batch_id=batch_id,
         file_sha256=digest,
@@ -626,9 +856,21 @@ def reconcile(
     record_id = record.id
     result = Reconciliation(reference)
     common: dict[str, Any] = {"actor": by, "action": "reconcile", "subject": reference, "now": now}
+    # An offer is paid when every live part of it is: a cost-shared offer waits for the other payers.
+    other = t.alias("other_line")
+    other_open = (
+        select(other.c.id)
+        .where(
+            other.c.offer_id == t.c.offer_id,
+            other.c.batch_id != batch_id,
+            other.c.live,
+            other.c.status != LineStatus.PAID.value,
+        )
+        .exists()
+    )
     offers.move_selected(
         session,
-        select(t.c.offer_id).select_from(matched).where(r.c.paid),
+        select(t.c.offer_id).select_from(matched).where(r.c.paid, ~other_open),
         OfferState.IN_BATCH,
         OfferState.PAID,
         batch=reference,
@@ -696,6 +938,37 @@ def reconcile(
         )
         audit.append(session, [event], now)
     return result
+
+
+def _check_settleable(session: Session, offer_ids: Select[tuple[int]], batch_id: int, reference: str) -> None:
+    """Lock the offers of these lines of batch `reference`; StateError unless each is in it (拨付中), or
+    failed already by another payer's part of it (cost sharing): checked before anything changes."""
+    locked = offers.lock_where(session, Offer.id.in_(offer_ids))
+    ids = offer_ids.subquery()
+    failed_elsewhere = (
+        select(BatchLine.id)
+        .where(
+            BatchLine.offer_id == Offer.id,
+            BatchLine.batch_id != batch_id,
+            BatchLine.status == LineStatus.FAILED.value,
+        )
+        .exists()
+    )
+    lines = session.scalar(select(func.count()).select_from(ids)) or 0
+    settleable = (
+        session.scalar(
+            select(func.count()).where(
+                Offer.id.in_(select(ids.c[0])),
+                or_(
+                    Offer.state == OfferState.IN_BATCH.value,
+                    and_(Offer.state == OfferState.PAYMENT_FAILED.value, failed_elsewhere),
+                ),
+            )
+        )
+        or 0
+    )
+    if not locked == lines == settleable:
+        raise StateError(f"批次 {reference} 有 {lines - settleable} 条明细的要约不在“拨付中”，请核查")
 
 
 def _check_return(session: Session, r: Table, batch_id: int) -> None:

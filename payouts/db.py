@@ -48,8 +48,12 @@ class PayoutSettings:
     payer_name: str = "某市财政局"
     payer_account: str = "110060149018800012345"
     payer_bank: str = "中国工商银行某市分行营业部"
+    # The default payer's file format and administrative division, for policies whose funding the finance
+    # bureau has not set (payouts.finance); bank_csv, pain001 or treasury.
+    payer_format: str = "bank_csv"
+    payer_adm_div_code: str | None = None
     # The batch CSV's encoding (payouts.bankfiles.ENCODINGS): UTF-8 with a BOM, or GB18030 where the
-    # payer's bank asks for it. One deployment pays from one account, so it is a deployment setting.
+    # banks ask for it; one setting for every payer account's CSV.
     bank_csv_encoding: str = "utf-8-sig"
 
     @classmethod
@@ -71,6 +75,9 @@ class PayoutSettings:
         link_key = env.get(LINK_KEY_ENV) or DEVELOPMENT_LINK_KEY
         if env.get("ZHIDA_ENV") == "production" and (problem := link_key_problem(link_key)):
             raise PayoutError(problem)
+        payer_format = get("PAYER_FORMAT", d.payer_format)
+        if payer_format not in ("bank_csv", "pain001", "treasury"):
+            raise PayoutError(f"ZHIDA_PAYER_FORMAT 应为 bank_csv、pain001 或 treasury：{payer_format}")
         if ttl < 1 or any(r < 1 or r >= ttl for r in reminders):
             raise PayoutError(f"链接有效期 {ttl} 天，提醒应在到期前 1 至 {ttl - 1} 天：{reminders}")
         return cls(
@@ -86,6 +93,8 @@ class PayoutSettings:
             payer_name=get("PAYER_NAME", d.payer_name),
             payer_account=get("PAYER_ACCOUNT", d.payer_account),
             payer_bank=get("PAYER_BANK", d.payer_bank),
+            payer_format=payer_format,
+            payer_adm_div_code=get("PAYER_ADM_DIV_CODE", "") or None,
             bank_csv_encoding=_bank_csv_encoding(get("BANK_CSV_ENCODING", d.bank_csv_encoding)),
         )
 

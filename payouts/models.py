@@ -418,6 +418,19 @@ class Batch(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_type=Text)
     csv_sha256: str | None = Field(default=None, sa_type=String(64))
     xml_sha256: str | None = Field(default=None, sa_type=String(64))
+    # Who pays (payouts.finance): the payer account's code ("" for the settings' default payer), the file
+    # format it asks for, the fund source and budget index it draws on, and its share of each offer. Batches
+    # made together for a cost-shared policy (one per payer) carry the reference of the first as `group_ref`.
+    payer_code: str = Field(default="", sa_type=String(32), sa_column_kwargs={"server_default": ""})
+    file_format: str = Field(
+        default="bank_csv", sa_type=String(16), sa_column_kwargs={"server_default": "bank_csv"}
+    )
+    adm_div_code: str | None = Field(default=None, sa_type=String(12))
+    fund_source: str | None = Field(default=None, sa_type=Text)
+    budget_no: str | None = Field(default=None, sa_type=String(64))
+    share: str | None = Field(default=None, sa_type=String(32))  # "1/2": this payer's part of each offer
+    group_ref: str | None = Field(default=None, sa_type=String(35), index=True)
+    voucher_sha256: str | None = Field(default=None, sa_type=String(64))
 
 
 class BatchLine(SQLModel, table=True):
@@ -427,10 +440,11 @@ class BatchLine(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("batch_id", "line_no"),
         CheckConstraint(allowed("status", LineStatus), name="status"),
-        # An offer is in at most one live batch (and a paid line stays live for ever).
+        # An offer has at most one live line per payer (and a paid line stays live for ever).
         Index(
-            "uq_batch_line_live_offer",
+            "uq_batch_line_live_offer_payer",
             "offer_id",
+            "payer_code",
             unique=True,
             sqlite_where=text("live"),
             postgresql_where=text("live"),
@@ -443,6 +457,7 @@ class BatchLine(SQLModel, table=True):
     reference: str = Field(sa_type=String(35), unique=True)
     offer_id: int = Field(sa_type=BigKey, foreign_key="offer.id", index=True)
     payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")
+    payer_code: str = Field(default="", sa_type=String(32), sa_column_kwargs={"server_default": ""})
     amount: Decimal = Field(sa_type=Money)
     account_name: str = Field(sa_type=Text)
     account_no: str = Field(sa_type=String(64))
@@ -452,6 +467,60 @@ class BatchLine(SQLModel, table=True):
     bank_reason: str | None = Field(default=None, sa_type=Text)
     bank_return_id: int | None = Field(default=None, foreign_key="bank_return.id")
     settled_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class FileFormat(StrEnum):
+    """The file a payer account's bank or treasury takes (payouts.bankfiles, payouts.vouchers)."""
+
+    BANK_CSV = "bank_csv"  # 批量代发 CSV
+    PAIN001 = "pain001"  # ISO 20022 pain.001.001.09
+    TREASURY = "treasury"  # 国库集中支付电子凭证
+
+
+class PayerAccount(SQLModel, table=True):
+    """One version of a payer account (付款账户) the finance bureau keeps: every change adds a version,
+    so the history is the table itself; the newest version of a code is in force."""
+
+    __tablename__ = "payer_account"
+    __table_args__ = (
+        UniqueConstraint("code", "version"),
+        CheckConstraint(allowed("file_format", FileFormat), name="file_format"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_type=String(32))
+    version: int
+    name: str = Field(sa_type=Text)  # 户名
+    account_no: str = Field(sa_type=String(64))
+    bank_name: str = Field(sa_type=Text)
+    file_format: str = Field(sa_type=String(16))
+    adm_div_code: str | None = Field(default=None, sa_type=String(12))  # 行政区划代码 (treasury voucher)
+    active: bool = True
+    set_by: str = Field(sa_type=String(64))
+    set_at: dt.datetime = Field(sa_type=UtcDateTime)
+    reason: str | None = Field(default=None, sa_type=Text)
+
+
+class PolicyFunding(SQLModel, table=True):
+    """One payer's part in one version of a policy's funding (资金来源): which account pays, from which
+    fund and budget index, and its share; the rows of a policy's newest version are in force."""
+
+    __tablename__ = "policy_funding"
+    __table_args__ = (
+        UniqueConstraint("policy_id", "version", "payer_code"),
+        CheckConstraint("share > 0", name="share_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: str = Field(sa_type=String(64), index=True)
+    version: int
+    payer_code: str = Field(sa_type=String(32))
+    share: int
+    fund_source: str = Field(sa_type=Text)  # 资金来源, e.g. 市级财政专项资金
+    budget_no: str = Field(sa_type=String(64))  # 预算指标文号
+    set_by: str = Field(sa_type=String(64))
+    set_at: dt.datetime = Field(sa_type=UtcDateTime)
+    reason: str | None = Field(default=None, sa_type=Text)
 
 
 class BankReturn(SQLModel, table=True):

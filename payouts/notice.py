@@ -335,12 +335,40 @@ def _remove_line(
     (offer,) = offers.lock_offers(
         session, [session.scalar(select(Offer.public_id).where(Offer.id == line.offer_id)) or ""]
     )
-    line.status, line.live = LineStatus.WITHDRAWN.value, False
+    # A cost-shared offer leaves every payer's batch (payouts.finance): its other parts go with it.
+    others = list(
+        session.scalars(
+            select(BatchLine).where(
+                BatchLine.offer_id == line.offer_id,
+                BatchLine.live,
+                BatchLine.id != line.id,
+                BatchLine.status == LineStatus.PENDING.value,
+            )
+        ).all()
+    )
+    holding = {}
+    for other in others:
+        b = session.scalar(select(Batch).where(Batch.id == other.batch_id).with_for_update())
+        assert b is not None
+        if b.state != BatchState.ASSEMBLED.value:
+            raise StateError(f"该要约的另一部分在批次 {b.reference} 中，该批次已复核，不能再移出：请先核查")
+        holding[other.id] = b
     events = [
         offers.move(offer, OfferState.CONFIRMED, actor=by, action="unbatch", now=now, reason=reason),
         offers.move(offer, OfferState.HELD, actor=by, action="hold", now=now, reason=reason),
     ]
-    session.flush()
+    for removed, b in [(line, batch), *((x, holding[x.id]) for x in others)]:
+        removed.status, removed.live = LineStatus.WITHDRAWN.value, False
+        session.flush()
+        events += _shrink(session, b, removed, offer.public_id, reason, by, now)
+    return events
+
+
+def _shrink(
+    session: Session, batch: Batch, line: BatchLine, offer: str, reason: str, by: str, now: dt.datetime
+) -> list[Event]:
+    """The batch's count and total after `line` left it (rejected when it is left empty)."""
+    events = []
     live = session.execute(
         select(func.count(), func.coalesce(func.sum(BatchLine.amount), 0)).where(
             BatchLine.batch_id == batch.id, BatchLine.live
@@ -349,7 +377,7 @@ def _remove_line(
     batch.line_count, batch.total = int(live[0]), Decimal(live[1]).quantize(Decimal("0.01"))
     data = {
         "line": line.line_no,
-        "offer": offer.public_id,
+        "offer": offer,
         "lines": batch.line_count,
         "total": str(batch.total),
     }

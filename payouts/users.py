@@ -25,6 +25,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "batch_make": frozenset({Role.FINANCE_MAKER}),
     "batch_check": frozenset({Role.FINANCE_CHECKER}),
     "bank_files": frozenset({Role.FINANCE_MAKER, Role.FINANCE_CHECKER}),
+    # The finance structure (payouts.finance): payer accounts and who pays each policy. The finance
+    # bureau's checker keeps it; a policy's author or reviewer never chooses the account that pays.
+    "finance_config": frozenset({Role.FINANCE_CHECKER}),
     # Separation of duties (三员分立): users, security, audit; none of the three moves money.
     "audit": frozenset({Role.AUDITOR}),
     "manage_users": frozenset({Role.SYSTEM_ADMIN}),

@@ -25,9 +25,11 @@ def create(
 ) -> None:
     by = actor(claimed)
     with transaction(connect()) as s:
-        b = batches.create_batch(s, policy, by, now(), public_ids=offer or None, period=period)
-        money = batches.budget(s, b.policy_id, b.period)
-    console.print(f"批次 {b.reference}：{b.line_count:,} 笔，{b.total:,.2f} 元，待复核")
+        made = batches.create_batches(s, policy, by, now(), public_ids=offer or None, period=period)
+        money = batches.budget(s, made[0].policy_id, made[0].period)
+    for b in made:
+        payer = f"，付款方 {b.payer_name}" + (f"（分担 {b.share}）" if b.share else "")
+        console.print(f"批次 {b.reference}：{b.line_count:,} 笔，{b.total:,.2f} 元{payer}，待复核")
     if money.remaining is not None:
         console.print(
             f"政策预算 {money.budget:,.2f} 元，已占用 {money.committed:,.2f} 元，剩余 {money.remaining:,.2f} 元"
@@ -54,23 +56,39 @@ def reject(
     console.print(f"批次 {b.reference} 已退回")
 
 
-@app.command("export", help="导出银行文件：批量代发 CSV 和 ISO 20022 pain.001.001.09", epilog=IDENTITY_HELP)
+@app.command(
+    "export",
+    help="导出拨付文件：批量代发 CSV 和 ISO 20022 pain.001.001.09，或国库集中支付电子凭证",
+    epilog=IDENTITY_HELP,
+)
 def export(
     reference: str = typer.Argument(..., help="批次号"),
     out: Path = typer.Option(Path("var/bank"), "--out", help="输出目录"),
+    file_format: str | None = typer.Option(
+        None,
+        "--format",
+        help="bank_csv 或 pain001（批量代发 CSV 和 pain.001）、treasury（国库集中支付电子凭证）；默认按付款账户的格式",
+    ),
     claimed: str | None = BY,
 ) -> None:
     by = actor(claimed)
     with transaction(connect()) as s:
-        e = batches.export(s, reference, by, out, now())
-    console.print(f"{e.csv_path}  sha256 {e.csv_sha256}")
-    console.print(f"{e.xml_path}  sha256 {e.xml_sha256}")
+        e = batches.export(s, reference, by, out, now(), file_format=file_format)
+    for path, digest in (
+        (e.csv_path, e.csv_sha256),
+        (e.xml_path, e.xml_sha256),
+        (e.voucher_path, e.voucher_sha256),
+    ):
+        if path is not None:
+            console.print(f"{path}  sha256 {digest}")
 
 
 @app.command("reconcile", help="导入银行回单，逐笔标记到账或失败", epilog=IDENTITY_HELP)
 def reconcile(
     reference: str = typer.Argument(..., help="批次号"),
-    return_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="银行回单 CSV"),
+    return_file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="银行回单 CSV，或国库支付回单 XML"
+    ),
     claimed: str | None = BY,
 ) -> None:
     by = actor(claimed)
@@ -92,8 +110,10 @@ def list_batches(
     with transaction(connect()) as s:
         rows = batches.batches(s, policy_id=policy, state=state)
     table = Table()
-    for col in ("批次号", "政策", "期间", "状态", "笔数", "金额（元）"):
+    for col in ("批次号", "政策", "期间", "付款方", "状态", "笔数", "金额（元）"):
         table.add_column(col, justify="right" if col in ("笔数", "金额（元）") else "left")
     for b in rows:
-        table.add_row(b.reference, b.policy_id, b.period, b.state, f"{b.line_count:,}", f"{b.total:,.2f}")
+        table.add_row(
+            b.reference, b.policy_id, b.period, b.payer_name, b.state, f"{b.line_count:,}", f"{b.total:,.2f}"
+        )
     console.print(table)

@@ -34,9 +34,9 @@ from api.deps import (
     scoped_policy_ids,
 )
 from api.routes import now, redirect, render
-from payouts import batches, notice
+from payouts import batches, finance, notice
 from payouts.errors import BankFileError, NotFoundError
-from payouts.models import Batch, BatchLine, BatchState, Offer, PolicyVersion, StaffUser
+from payouts.models import Batch, BatchLine, BatchState, FileFormat, Offer, PolicyVersion, StaffUser
 from payouts.payees import mask_account
 from payouts.selection import Tally
 from rules.errors import StateError
@@ -104,6 +104,14 @@ class BatchOut(BaseModel):
     reason: str | None
     csv_sha256: str | None
     xml_sha256: str | None
+    voucher_sha256: str | None
+    payer_name: str
+    file_format: str  # bank_csv, pain001 or treasury: what the payer account asks for
+    file_format_label: str
+    fund_source: str | None
+    budget_no: str | None
+    share: str | None  # "1/2": this payer's part of each line when the policy's cost is shared
+    group_ref: str | None
 
 
 class LineOut(BaseModel):
@@ -149,6 +157,7 @@ def batch_out(session: Session, b: Batch) -> BatchOut:
     return BatchOut(
         **{k: getattr(b, k) for k in BatchOut.model_fields if hasattr(b, k)},
         state_label=STATE_LABELS.get(b.state, b.state),
+        file_format_label=finance.FORMAT_LABELS.get(FileFormat(b.file_format), b.file_format),
         maker=_username(session, b.maker_id) or "",
         checker=_username(session, b.checker_id),
     )
@@ -216,10 +225,12 @@ def bank_dir(settings: SettingsDep) -> Path:
     return settings.data_dir / "bank"
 
 
-def create(session: Session, user: StaffUser, body: BatchCreate, settings: SettingsDep) -> Batch:
+def create(session: Session, user: StaffUser, body: BatchCreate, settings: SettingsDep) -> list[Batch]:
+    """The batches made (one per payer of the policy), after the maker's count and total are checked
+    against what they hold: the offers batched, and the money of every payer's part."""
     _check_policy(session, user, body.policy_id)
     ids = scoped_offers(session, user, body.offers) if body.offers is not None else None
-    batch = batches.create_batch(
+    made = batches.create_batches(
         session,
         body.policy_id,
         user.username,
@@ -228,8 +239,14 @@ def create(session: Session, user: StaffUser, body: BatchCreate, settings: Setti
         period=body.period,
         settings=settings.payouts(),
     )
-    Tally(batch.line_count, batch.total).check(Tally(body.expected_count, body.expected_total))
-    return batch
+    offers_batched = session.scalar(
+        select(func.count(func.distinct(BatchLine.offer_id))).where(
+            BatchLine.batch_id.in_([b.id for b in made])
+        )
+    )
+    total = sum((b.total for b in made), Decimal("0.00"))
+    Tally(int(offers_batched or 0), total).check(Tally(body.expected_count, body.expected_total))
+    return made
 
 
 def read_return(file: UploadFile) -> BinaryIO:
@@ -263,7 +280,7 @@ def ready(user: BatchReader, session: SessionDep, store: StoreDep) -> list[Batch
 
 @router.post("", response_model=BatchDetail, status_code=201, summary="制单：组成拨付批次")
 def create_batch(body: BatchCreate, user: Maker, session: SessionDep, settings: SettingsDep) -> BatchDetail:
-    return batch_detail(session, create(session, user, body, settings))
+    return batch_detail(session, create(session, user, body, settings)[0])  # the first payer's; see group_ref
 
 
 @router.get("/{reference}", response_model=BatchDetail, summary="一个批次：合计和每一笔")
@@ -281,9 +298,24 @@ def reject(body: Reason, batch: BatchDep, user: BankFiles, session: SessionDep) 
     return batch_out(session, batches.reject(session, batch.reference, user.username, body.reason, now()))
 
 
-@router.post("/{reference}/export", response_model=BatchOut, summary="导出银行文件（CSV 和 pain.001）")
-def export(batch: BatchDep, user: BankFiles, session: SessionDep, settings: SettingsDep) -> BatchOut:
-    batches.export(session, batch.reference, user.username, bank_dir(settings), now())
+FormatName = Literal["bank_csv", "pain001", "treasury"]
+
+
+@router.post(
+    "/{reference}/export",
+    response_model=BatchOut,
+    summary="导出拨付文件：银行文件（CSV 和 pain.001）或国库集中支付电子凭证；默认按付款账户的格式",
+)
+def export(
+    batch: BatchDep,
+    user: BankFiles,
+    session: SessionDep,
+    settings: SettingsDep,
+    file_format: Annotated[FormatName | None, Query(alias="format")] = None,
+) -> BatchOut:
+    batches.export(
+        session, batch.reference, user.username, bank_dir(settings), now(), file_format=file_format
+    )
     return batch_out(session, batch)
 
 
@@ -301,8 +333,13 @@ def export(batch: BatchDep, user: BankFiles, session: SessionDep, settings: Sett
     },
 )
 def bank_file(
-    kind: Literal["csv", "xml"], batch: BatchDep, user: BankFiles, settings: SettingsDep
+    kind: Literal["csv", "xml", "voucher"], batch: BatchDep, user: BankFiles, settings: SettingsDep
 ) -> Response:
+    if kind == "voucher":
+        path = bank_dir(settings) / f"{batch.reference}.voucher.xml"
+        if batch.voucher_sha256 is None or not path.is_file():
+            raise StateError(f"批次 {batch.reference} 尚未导出国库支付凭证")
+        return FileResponse(path, media_type="application/xml", filename=path.name)
     path = bank_dir(settings) / f"{batch.reference}.{kind}"
     if batch.csv_sha256 is None or not path.is_file():
         raise StateError(f"批次 {batch.reference} 尚未导出银行文件")
@@ -362,11 +399,11 @@ def create_page(
         expected_count=expected_count,
         expected_total=expected_total,
     )
-    b = create(session, user, body, settings)
-    return redirect(
-        f"/console/batches/{b.reference}",
-        f"已制单：批次 {b.reference}，{b.line_count} 笔，待另一位复核人员复核",
+    made = create(session, user, body, settings)
+    listed = "；".join(
+        f"批次 {b.reference}（{b.payer_name}），{b.line_count} 笔，{b.total:,.2f} 元" for b in made
     )
+    return redirect(f"/console/batches/{made[0].reference}", f"已制单：{listed}，待另一位复核人员复核")
 
 
 LINE_PAGE_SIZES = (20, 50, 100, 200, 500)
@@ -467,6 +504,8 @@ def batch_page(
             "notice": notice.of_batch(session, batch.id),
             "notice_days": notice.notice_days(session, batch.policy_id, batch.period),
             "can_notice": may(user, "notice_open"),
+            "group": [b for b in batches.group(session, batch) if b.id != batch.id],
+            "formats": finance.FORMAT_LABELS,
         },
     )
 
@@ -486,9 +525,18 @@ def reject_page(
 
 
 @pages.post("/{reference}/export")
-def export_page(batch: BatchDep, user: BankFiles, session: SessionDep, settings: SettingsDep) -> Response:
-    batches.export(session, batch.reference, user.username, bank_dir(settings), now())
-    return redirect(f"/console/batches/{batch.reference}", "已导出银行文件（CSV 和 pain.001 XML）")
+def export_page(
+    batch: BatchDep,
+    user: BankFiles,
+    session: SessionDep,
+    settings: SettingsDep,
+    file_format: Annotated[FormatName | None, Form(alias="format")] = None,
+) -> Response:
+    done = batches.export(
+        session, batch.reference, user.username, bank_dir(settings), now(), file_format=file_format
+    )
+    what = "国库集中支付电子凭证" if done.voucher_path else "银行文件（CSV 和 pain.001 XML）"
+    return redirect(f"/console/batches/{batch.reference}", f"已导出{what}")
 
 
 @pages.post("/{reference}/return")

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from api.deps import BankFiles, BatchDep, SessionDep
 from api.routes import render
-from payouts import batches
+from payouts import batches, vouchers
 from payouts.bankfiles import render_return
 from payouts.models import BatchState
 from rules.errors import StateError
@@ -42,4 +42,23 @@ def bank_return(
         render_return(content, failures),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{batch.reference}.return.csv"'},
+    )
+
+
+@pages.get("/bank/{reference}/return.xml")
+def treasury_return(
+    batch: BatchDep,
+    user: BankFiles,
+    session: SessionDep,
+    fail: Annotated[int, Query(ge=0, le=1000)] = 0,
+) -> Response:
+    """The treasury's answer to a batch exported as vouchers: every voucher paid, except the first `fail`."""
+    if batch.state != BatchState.EXPORTED.value or batch.voucher_sha256 is None:
+        raise StateError(f"批次 {batch.reference} 尚未导出国库支付凭证，国库无法回单")
+    content = batches.bank_file_of(session, batch)
+    failures = {ln.reference: "收款账户状态异常" for ln in content.lines[:fail]}
+    return Response(
+        vouchers.render_return(content, failures),
+        media_type="application/xml; charset=GBK",
+        headers={"Content-Disposition": f'attachment; filename="{batch.reference}.return.xml"'},
     )

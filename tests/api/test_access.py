@@ -31,6 +31,9 @@ DATA_VERIFY = frozenset({"policy", "reviewer"})  # also who resolves objections
 ACCOUNT_DECIDE = frozenset({"reviewer", "finance_checker"})  # a second person, never the proposer
 YAML = b"id: x\n"
 
+PAYER = {"name": "某市财政局", "account_no": "1", "bank_name": "国库", "file_format": "bank_csv"}
+PART = {"payer_code": "city", "share": 1, "fund_source": "市级资金", "budget_no": "1号"}
+
 # What a bulk action's user saw in its preview (the access checks come first, whatever the count).
 EXPECT = {"expected_count": 1, "expected_total": "0.00"}
 
@@ -102,6 +105,12 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
         frozenset({"reviewer"}),
     ),
     ("GET", "/api/account-changes", None, ACCOUNT_DECIDE | {"auditor"}),
+    # The finance structure: read by finance staff and the auditor, kept by the finance checker alone.
+    ("GET", "/api/finance/payers", None, BATCH_READ),
+    ("GET", "/api/finance/payers/city", None, BATCH_READ),
+    ("PUT", "/api/finance/payers/city", PAYER, frozenset({"finance_checker"})),
+    ("GET", "/api/finance/policies/c-gaoxin", None, BATCH_READ),
+    ("PUT", "/api/finance/policies/c-gaoxin", {"parts": [PART]}, frozenset({"finance_checker"})),
     ("POST", "/api/account-changes/{offer}/approve", None, ACCOUNT_DECIDE),
     ("POST", "/api/account-changes/{offer}/reject", {"reason": "x"}, ACCOUNT_DECIDE),
 ]
@@ -131,7 +140,10 @@ def call(w: World, method: str, path: str, body: Any, user: str | None, fx: Simp
         return w.client.request(method, path, files={"file": ("x.yaml", YAML)}, headers=headers)
     if isinstance(body, dict):
         body = {
-            k: [x.format(offer=fx.offer) for x in v] if isinstance(v, list) else v for k, v in body.items()
+            k: [x.format(offer=fx.offer) if isinstance(x, str) else x for x in v]
+            if isinstance(v, list)
+            else v
+            for k, v in body.items()
         }
     return w.client.request(method, path, json=body, headers=headers)
 
@@ -155,6 +167,7 @@ def test_the_table_lists_every_api_endpoint(fx: SimpleNamespace) -> None:
             .replace("/drafts/2/", "/drafts/{version}/")
             .replace("/lists/candidates", "/lists/{name}")
             .replace("/files/csv", "/files/{kind}")
+            .replace("/payers/city", "/payers/{code}")
         )
         listed.add((method, template))
     assert routes == listed

@@ -31,6 +31,8 @@ from payouts.models import Offer
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "policy_funding",
+    "payer_account",
     "policy_text",
     "job",
     "payee_change",

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,50 @@ def test_a_queued_sms_wave_is_sent_by_a_worker_once(
     worker = Worker(context(engine, settings, phone), schedule={})
     assert worker.drain() == 1 and worker.drain() == 0
     assert len(phone.sent) == len({m.phone for m in phone.sent}) == 4
+
+
+def test_finance_staff_set_who_pays_and_the_treasury_vouchers_total_the_batch(
+    cli, small_run: Path, tmp_path: Path
+) -> None:
+    from lxml import etree
+
+    from api.commands import finance as finance_cmd
+
+    cli(offers_cmd.app, "import", str(small_run), user="rev")
+    confirmed(cli, offers_cmd.app, "release", "--all", user="rev")
+    sent = confirmed(cli, sms_cmd.app, "send", "--all", "--show-links", user="rev").output
+    for token in LINK.findall(sent):
+        cli(offers_cmd.app, "confirm", token)
+    district = ("furong", "--name", "长沙市芙蓉区财政局", "--account", "430102000000000002")
+    district += ("--bank", "国家金库长沙市芙蓉区支库", "--format", "treasury", "--adm-div", "430102")
+    refused = cli(finance_cmd.app, "payer", *district, user="rev", ok=False)
+    assert isinstance(refused.exception, RoleError)
+    assert "已保存（第 1 版）" in cli(finance_cmd.app, "payer", *district, user="checker").output
+    city = ("city", "--name", "长沙市财政局", "--account", "430001000000000001")
+    cli(
+        finance_cmd.app,
+        "payer",
+        *city,
+        "--bank",
+        "国家金库长沙市中心支库",
+        "--format",
+        "bank_csv",
+        user="checker",
+    )
+    parts = ("--part", "city:1:市级财政专项资金:长财预〔2025〕101号")
+    parts += ("--part", "furong:1:区级财政配套资金:芙财预〔2025〕7号")
+    cli(finance_cmd.app, "funding", "wengang", *parts, user="checker")
+    assert "区级财政配套资金" in cli(finance_cmd.app, "show", "wengang").output
+
+    made = cli(batch_cmd.app, "create", "--policy", "wengang", user="maker").output
+    references = re.findall(r"批次 (ZD[A-Z2-7]{16})：4 笔，3,750\.25 元", made)
+    assert len(references) == 2, made
+    for reference in references:
+        cli(batch_cmd.app, "approve", reference, user="checker")
+    out = tmp_path / "treasury"
+    cli(batch_cmd.app, "export", references[1], "--format", "treasury", "--out", str(out), user="maker")
+    root = etree.parse(str(out / f"{references[1]}.voucher.xml")).getroot()
+    assert sum(Decimal(x) for x in root.xpath("//Voucher/PayAmt/text()")) == Decimal("3750.25")
 
 
 def test_backfill_profile_names_a_run_whose_snapshot_is_gone_and_leaves_its_offers(
