@@ -89,6 +89,12 @@ class Policy(_Strict):
     audience: Text | None = None
     # Public notice (公示): days a payout batch's recipients stay on public notice before it can be approved.
     notice_days: Annotated[int, Field(ge=0, le=365)] | None = None
+    # Supervision: the policy's own committed time limits (its guide's 承诺时限) in working days, for 初核
+    # and from confirmation to money (at least 4: 组批 2 and 复核 1 leave the bank a day); None: the SLA's.
+    review_days: Annotated[int, Field(ge=1, le=60)] | None = None
+    payment_days: Annotated[int, Field(ge=4, le=120)] | None = None
+    # Outreach: its near-miss and missing-data enterprises are told by SMS what is missing (capped).
+    outreach: bool = False
 
     @field_validator("period", mode="before")
     @classmethod

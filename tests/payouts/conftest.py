@@ -31,6 +31,7 @@ from payouts.models import Offer
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = (
+    "sms_optout",
     "policy_text",
     "job",
     "payee_change",
