@@ -353,7 +353,10 @@ class SmsMessage(SQLModel, table=True):
     escalations) or to an enterprise that nearly qualifies (outreach), sent once per `dedupe_key`."""
 
     __tablename__ = "sms_message"
-    __table_args__ = (UniqueConstraint("offer_id", "round", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("offer_id", "round", "kind"),
+        Index("ix_sms_message_kind_uscc", "kind", "uscc"),
+    )
 
     id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
     offer_id: int | None = Field(default=None, sa_type=BigKey, foreign_key="offer.id")
@@ -368,6 +371,8 @@ class SmsMessage(SQLModel, table=True):
         default=None, sa_type=String(160), unique=True
     )  # messages without an offer
     staff_user_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    uscc: str | None = Field(default=None, sa_type=String(18))  # outreach: the enterprise told
+    policy_id: str | None = Field(default=None, sa_type=String(64))  # outreach: about which policy
     text: str = Field(sa_type=Text)  # as sent, with the token cut out of the link
     token_hash: str | None = Field(default=None, sa_type=String(64), unique=True)
     expires_at: dt.datetime = Field(sa_type=UtcDateTime)

@@ -149,6 +149,8 @@ def send_once(
     mail: MailGateway | None = None,
     subject: str | None = None,
     staff_user_id: int | None = None,
+    uscc: str | None = None,
+    policy_id: str | None = None,
 ) -> Sent:
     """Send one message unless the message with `dedupe_key` went out already; the outbox row is written
     in the caller's transaction, with its outcome. An SMS to an opted-out number is recorded, not sent."""
@@ -165,6 +167,8 @@ def send_once(
             subject=subject,
             dedupe_key=dedupe_key,
             staff_user_id=staff_user_id,
+            uscc=uscc,
+            policy_id=policy_id,
             text=text,
             expires_at=now,
             status="queued",

@@ -218,6 +218,8 @@ def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | 
     A policy that commits to its own limits (`Sla.policies`) is judged by them.
     """
 
+    sla = sla if sla.policies else sla.with_policies(session)
+
     def before(days: int) -> dt.datetime:
         return working_days_before(now, days, strict=False)
 

@@ -39,6 +39,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("subject", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("dedupe_key", sa.String(length=160), nullable=True))
         batch_op.add_column(sa.Column("staff_user_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("uscc", sa.String(length=18), nullable=True))
+        batch_op.add_column(sa.Column("policy_id", sa.String(length=64), nullable=True))
+        batch_op.create_index("ix_sms_message_kind_uscc", ["kind", "uscc"], unique=False)
         batch_op.create_unique_constraint(batch_op.f("uq_sms_message_dedupe_key"), ["dedupe_key"])
         batch_op.create_foreign_key(
             batch_op.f("fk_sms_message_staff_user_id_staff_user"), "staff_user", ["staff_user_id"], ["id"]
@@ -59,6 +62,9 @@ def downgrade() -> None:
     with op.batch_alter_table("sms_message", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_sms_message_staff_user_id_staff_user"), type_="foreignkey")
         batch_op.drop_constraint(batch_op.f("uq_sms_message_dedupe_key"), type_="unique")
+        batch_op.drop_index("ix_sms_message_kind_uscc")
+        batch_op.drop_column("policy_id")
+        batch_op.drop_column("uscc")
         batch_op.drop_column("staff_user_id")
         batch_op.drop_column("dedupe_key")
         batch_op.drop_column("subject")
