@@ -76,7 +76,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
 HSTS = "max-age=31536000; includeSubDomains"  # production only: browsers then refuse plain HTTP for a year
-PUBLIC_PAGES = ("/c/", "/gongshi")  # public HTML pages in the schema: their errors are pages too
+PUBLIC_PAGES = ("/c/", "/gongshi", "/liangshai")  # public HTML pages in the schema: their errors are pages too
 
 
 class JsonFormatter(logging.Formatter):
@@ -395,7 +395,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
-    from api.routes import jobs, notice, payees, supplied, users
+    from api.routes import disclosure, jobs, notice, payees, supplied, users
 
     for module in (supplied, notice, users, jobs):
         app.include_router(module.router)
@@ -404,6 +404,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payees.router)
     app.include_router(payees.pages)
     app.include_router(notice.public)
+    app.include_router(disclosure.public)
     app.state.limits["objection"] = limiter(
         settings.redis_url, "objection", settings.objection_ip_limit, settings.confirm_window_seconds
     )
