@@ -119,3 +119,25 @@ def test_overdue_work_goes_to_the_head_with_a_supervision_list_once_a_day(tx, sm
     with tx() as s:
         assert supervision.escalate(s, phone, mail, beijing(2025, 10, 13, 15), DEFAULT).sent == 0
         assert supervision.escalate(s, phone, mail, beijing(2025, 10, 14, 9), DEFAULT).sent == 2
+
+
+def test_a_staff_contact_is_checked_and_a_head_needs_a_department(tx) -> None:
+    t0 = beijing(2025, 10, 9, 10)
+    import pytest
+
+    from payouts import users
+    from payouts.errors import RoleError
+
+    with tx() as s:
+        users.create_user(s, "admin", "system_admin", now=t0)
+        users.create_user(s, "dept_rev", "reviewer", department=DEPT, now=t0)
+    with tx() as s, pytest.raises(RoleError, match="11 位手机号码"):
+        users.set_contact(s, "dept_rev", phone="12345", email=None, head=False, by="admin", now=t0)
+    with tx() as s, pytest.raises(RoleError, match=r"没有部门.*set-department"):
+        users.set_contact(s, "maker", phone=None, email=None, head=True, by="admin", now=t0)
+    with tx() as s:
+        user = users.set_contact(
+            s, "dept_rev", phone="13900001111", email="rev@gxj.example.gov.cn", head=True, by="admin", now=t0
+        )
+        assert (user.phone, user.head) == ("13900001111", True)
+        assert [u.username for u in supervision.heads(s, DEPT)] == ["dept_rev"]
