@@ -57,8 +57,8 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
         "allocation": p.allocation,
         "confirmation": p.confirmation,
         "notice_days": p.notice_days,
-        "review_days": p.review_days,
-        "payment_days": p.payment_days,
+        "review_days": p.review_limit_days,
+        "payment_days": p.payment_limit_days,
         "outreach": p.outreach,
         "conditions": conds,
         "items": [

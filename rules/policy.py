@@ -91,8 +91,8 @@ class Policy(_Strict):
     notice_days: Annotated[int, Field(ge=0, le=365)] | None = None
     # Supervision: the policy's own committed time limits (its guide's 承诺时限) in working days, for 初核
     # and from confirmation to money (at least 4: 组批 2 and 复核 1 leave the bank a day); None: the SLA's.
-    review_days: Annotated[int, Field(ge=1, le=60)] | None = None
-    payment_days: Annotated[int, Field(ge=4, le=120)] | None = None
+    review_limit_days: Annotated[int, Field(ge=1, le=60)] | None = None
+    payment_limit_days: Annotated[int, Field(ge=4, le=120)] | None = None
     # Outreach: its near-miss and missing-data enterprises are told by SMS what is missing (capped).
     outreach: bool = False
 

@@ -131,3 +131,20 @@ def test_a_policy_with_its_own_time_limit_is_judged_by_it(tx, small_run: Path) -
     assert set(batch["outcome"]) == {"open_late"} and set(batch["days"]) == {2}  # batch keeps its 2
     pay = sla.Sla(policies={"gaoxin": {"payment_days": 10}}).for_policy("gaoxin")
     assert pay.bank_days == 7
+
+
+def test_a_policys_own_limit_travels_from_its_run_to_the_lights(tx, tmp_path: Path) -> None:
+    from tests.payouts.conftest import payee, policy, write_run
+
+    # `payment_limit_days: 10` in the YAML is `payment_days` in the run's manifest (matcher.run).
+    gaoxin = policy("gaoxin", budget=None, confirmation="none") | {"payment_days": 10}
+    run = write_run(tmp_path / "run", [gaoxin], [("gaoxin", "main", 1, "100.00")], [payee(1)])
+    confirmed = beijing(2025, 9, 30, 10)
+    with tx() as s:
+        imports.import_run(s, run, "rev", confirmed)
+        offers.release(s, "rev", confirmed)
+    with tx() as s:
+        assert sla.DEFAULT.with_policies(s).for_policy("gaoxin").payment_days == 10
+        rows = sla.lights(s, Settings().sla(), beijing(2025, 10, 15, 10, 1), {"gaoxin"})
+    payment = next(r for r in rows if r.stage == "payment" and r.policy_id == "gaoxin")
+    assert (payment.green, payment.red, payment.limit) == (1, 0, "10 个工作日")
