@@ -145,3 +145,16 @@ def test_a_queued_sms_wave_is_sent_by_a_worker_once(
     worker = Worker(context(engine, settings, phone), schedule={})
     assert worker.drain() == 1 and worker.drain() == 0
     assert len(phone.sent) == len({m.phone for m in phone.sent}) == 4
+
+
+def test_a_td_reply_is_registered_and_other_replies_are_refused(cli, engine: Engine) -> None:
+    from sqlalchemy import select
+
+    from payouts.models import SmsOptOut
+
+    assert "已登记退订" in cli(sms_cmd.app, "opt-out", "13800000001").output
+    assert "此前已退订" in cli(sms_cmd.app, "opt-out", "13800000001", "--reply", "退订").output
+    refused = cli(sms_cmd.app, "opt-out", "13800000002", "--reply", "好的", ok=False)
+    assert refused.exit_code != 0 and "不是退订指令" in refused.output
+    with transaction(engine) as s:
+        assert list(s.scalars(select(SmsOptOut.phone))) == ["13800000001"]
