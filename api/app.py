@@ -76,7 +76,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
 HSTS = "max-age=31536000; includeSubDomains"  # production only: browsers then refuse plain HTTP for a year
-PUBLIC_PAGES = ("/c/", "/gongshi", "/liangshai")  # public HTML pages in the schema: their errors are pages too
+# Public HTML pages in the schema: their errors are pages too.
+PUBLIC_PAGES = ("/c/", "/gongshi", "/liangshai")
 
 
 class JsonFormatter(logging.Formatter):
