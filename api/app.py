@@ -77,7 +77,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOKEN_PATH = re.compile(r"^/c/[^/]+")
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
 HSTS = "max-age=31536000; includeSubDomains"  # production only: browsers then refuse plain HTTP for a year
-PUBLIC_PAGES = ("/c/", "/gongshi")  # public HTML pages in the schema: their errors are pages too
+# Public HTML pages in the schema: their errors are pages too.
+PUBLIC_PAGES = ("/c/", "/gongshi", "/liangshai")
 
 
 class JsonFormatter(logging.Formatter):
@@ -399,7 +400,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
-    from api.routes import finance, jobs, notice, payees, supplied, users
+    from api.routes import disclosure, finance, jobs, notice, payees, supplied, users
 
     app.include_router(finance.router)
     app.include_router(finance.pages)
@@ -411,6 +412,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payees.router)
     app.include_router(payees.pages)
     app.include_router(notice.public)
+    app.include_router(disclosure.public)
     app.state.limits["objection"] = limiter(
         settings.redis_url, "objection", settings.objection_ip_limit, settings.confirm_window_seconds
     )

@@ -14,7 +14,7 @@ import datetime as dt
 import ipaddress
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,6 +22,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from payouts import audit, tokens
 from payouts.db import DEFAULT_URL, PayoutSettings
 from reports.sla import Sla
+
+if TYPE_CHECKING:
+    from portal.outreach import OutreachSettings
 
 PLACEHOLDER_SECRET = "change-me"
 MIN_SECRET_CHARS = 32
@@ -91,6 +94,8 @@ class Settings(SlaSettings):
     worker: bool = True
     # Every worker queues the periodic jobs (reminders daily, the expiry sweep hourly), once per period.
     schedule: bool = True
+    # Outreach (portal/outreach.py): SMS per enterprise per calendar month, at most.
+    outreach_per_month: int = Field(default=2, ge=0, le=10)
     worker_lease_seconds: int = Field(
         default=60, ge=5
     )  # a job whose worker stops beating is retried after this
@@ -187,6 +192,16 @@ class Settings(SlaSettings):
             migration_database_url=self.migration_database_url,
             link_base=self.confirm_link_base,
             service_phone=self.service_phone,
+        )
+
+    def outreach(self) -> OutreachSettings:
+        """The outreach limits, with the enterprise supply page of this service and the SMS sign."""
+        from portal.outreach import OutreachSettings
+
+        return OutreachSettings(
+            per_month=self.outreach_per_month,
+            link=self.public_url.rstrip("/") + "/e/supplied",
+            sign=self.payouts().sms_sign,
         )
 
     def default_as_of(self) -> dt.date:

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,7 @@ from sqlmodel import Session, col
 
 from api.matchjobs import MatchJobs
 from api.settings import Settings
-from payouts import jobs, sms
+from payouts import jobs, outbox, sms
 from payouts.db import transaction
 from payouts.models import Job, Offer, SmsMessage
 from payouts.selection import OfferFilter, Selection, Tally
@@ -50,12 +50,20 @@ class Context:
     gateway: sms.SmsGateway
     matchjobs: MatchJobs
     standings: Standings
+    mail: outbox.MailGateway = field(default_factory=lambda: outbox_mail())
 
 
 def outbox_gateway() -> sms.SmsGateway:
     """The outbox, logging each message by its masked number (as the API does without the demo phone)."""
     return sms.OutboxGateway(
         echo=lambda line: log.info("sms", extra={"fields": {"to": line.split(" ", 1)[0]}})
+    )
+
+
+def outbox_mail() -> outbox.MailGateway:
+    """E-mail kept in the outbox and logged by its masked address (a relay is configured per site)."""
+    return outbox.OutboxMail(
+        echo=lambda line: log.info("mail", extra={"fields": {"to": line.split(" ", 1)[0]}})
     )
 
 
@@ -134,6 +142,47 @@ def reminders(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
     return _sms_result(r)
 
 
+def sla_reminders(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
+    """Staff reminded a working day and an hour before their deadlines (each message once)."""
+    from reports import supervision
+
+    with transaction(ctx.engine) as s:
+        r = supervision.remind(
+            s,
+            ctx.gateway,
+            ctx.mail,
+            dt.datetime.now(dt.UTC),
+            ctx.settings.sla(),
+            sign=ctx.settings.payouts().sms_sign,
+        )
+    return r.plain()
+
+
+def escalate(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
+    """Overdue work sent to each department's head as a 督办 list (once per department and day)."""
+    from reports import supervision
+
+    with transaction(ctx.engine) as s:
+        r = supervision.escalate(
+            s,
+            ctx.gateway,
+            ctx.mail,
+            dt.datetime.now(dt.UTC),
+            ctx.settings.sla(),
+            sign=ctx.settings.payouts().sms_sign,
+        )
+    return r.plain()
+
+
+def outreach(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
+    """Near-miss and missing-data enterprises of `outreach: true` policies told what is missing (capped)."""
+    from portal import outreach as reach
+
+    with transaction(ctx.engine) as s:
+        r = reach.send(s, ctx.gateway, dt.datetime.now(dt.UTC), ctx.settings.outreach())
+    return r.plain()
+
+
 def expire(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
     """The expiry sweep: offers past their confirmation deadline become expired."""
     with transaction(ctx.engine) as s:
@@ -146,12 +195,19 @@ HANDLERS: dict[str, Handler] = {
     "send_notices": send_notices,
     "reminders": reminders,
     "expire": expire,
+    "sla_reminders": sla_reminders,
+    "escalate": escalate,
+    "outreach": outreach,
 }
 # Periodic jobs: kind → the period key of a moment, in China time (one job per kind and period, whatever
 # the number of workers).
 SCHEDULE: dict[str, Callable[[dt.datetime], str]] = {
     "reminders": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%d"),  # daily: each tier goes once anyway
     "expire": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H"),  # hourly
+    # Every ten minutes, so the hour-before reminder goes out within ten minutes of its moment.
+    "sla_reminders": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H:") + f"{at.minute // 10}0",
+    "escalate": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H"),  # hourly; each head once a day
+    "outreach": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%d"),  # daily
 }
 
 

@@ -58,6 +58,9 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
         "confirmation": p.confirmation,
         "notice_days": p.notice_days,
         "service_phone": p.service_phone,
+        "review_days": p.review_limit_days,
+        "payment_days": p.payment_limit_days,
+        "outreach": p.outreach,
         "conditions": conds,
         "items": [
             {

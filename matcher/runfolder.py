@@ -94,6 +94,9 @@ class PolicyEntry:
     items: tuple[PolicyItem, ...]
     notice_days: int | None = None  # absent in runs made before public notices existed
     service_phone: str | None = None  # the policy's 咨询电话; absent in older runs
+    review_days: int | None = None  # the policy's own time limits (absent in older runs)
+    payment_days: int | None = None
+    outreach: bool = False
     conditions: tuple[Condition, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the entry as in the JSON
 
@@ -228,6 +231,9 @@ def _policy(p: Mapping[str, Any]) -> PolicyEntry:
         ),
         notice_days=None if p.get("notice_days") is None else int(p["notice_days"]),
         service_phone=None if p.get("service_phone") is None else str(p["service_phone"]),
+        review_days=None if p.get("review_days") is None else int(p["review_days"]),
+        payment_days=None if p.get("payment_days") is None else int(p["payment_days"]),
+        outreach=bool(p.get("outreach", False)),
         conditions=_conditions(p.get("conditions")),
         raw=dict(p),
     )

@@ -186,6 +186,9 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             "confirmation": p.confirmation,
             "notice_days": p.notice_days,  # absent in runs made before public notices existed
             "service_phone": p.service_phone,  # absent in runs made before policies named one
+            "review_days": p.review_days,
+            "payment_days": p.payment_days,
+            "outreach": p.outreach,
         }
         if fields["confirmation"] not in ("required", "none"):
             problems.append(f"政策 {p.id} 的 confirmation 应为 required 或 none")

@@ -42,6 +42,9 @@ KIND_LABELS = {
     "send_notices": "发送确认短信",
     "reminders": "到期提醒短信",
     "expire": "过期清理",
+    "sla_reminders": "办理时限提醒",
+    "escalate": "超时督办",
+    "outreach": "差一点符合企业告知",
 }
 STATE_LABELS = {
     JobState.QUEUED: "排队中",

@@ -134,6 +134,10 @@ class StaffUser(SQLModel, table=True):
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
     # Sign-in failures (payouts/signin.py): wrong passwords since `failed_since`, counted within a window;
     # too many lock the account (`locked_at`) until a security administrator unlocks it.
+    # Where the SLA's reminders reach the user, and whether the user heads the department (escalations).
+    phone: str | None = Field(default=None, sa_type=String(32))
+    email: str | None = Field(default=None, sa_type=String(255))
+    head: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     failed_logins: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     failed_since: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
     locked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -209,6 +213,9 @@ class PolicyVersion(SQLModel, table=True):
     conditions: str = Field(sa_type=Text)  # JSON: the shared conditions with their clauses
     notice_days: int | None = None  # public notice (公示) before a batch may be approved; None: no notice
     service_phone: str | None = Field(default=None, sa_type=String(32))  # 咨询电话; None: the deployment's
+    review_days: int | None = None  # the policy's own committed 初核 limit (working days); None: the SLA's
+    payment_days: int | None = None  # its own limit from confirmation to money; None: the SLA's
+    outreach: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})  # tell near-misses
 
 
 class PolicyText(SQLModel, table=True):
@@ -346,16 +353,31 @@ class Offer(SQLModel, table=True):
 
 
 class SmsMessage(SQLModel, table=True):
-    """One SMS to an enterprise (the outbox). The link token is kept only as its SHA-256 hash."""
+    """One message in the outbox: an SMS to an enterprise about its offer (the link token kept only as
+    its SHA-256 hash), or, without an offer, an SMS or e-mail (`channel`) to staff (SLA reminders,
+    escalations) or to an enterprise that nearly qualifies (outreach), sent once per `dedupe_key`."""
 
     __tablename__ = "sms_message"
-    __table_args__ = (UniqueConstraint("offer_id", "round", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("offer_id", "round", "kind"),
+        Index("ix_sms_message_kind_uscc", "kind", "uscc"),
+    )
 
     id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
-    offer_id: int = Field(sa_type=BigKey, foreign_key="offer.id")
+    offer_id: int | None = Field(default=None, sa_type=BigKey, foreign_key="offer.id")
     round: int
-    kind: str = Field(sa_type=String(16))  # "notice" | "reminder_<n>d"
-    phone: str = Field(sa_type=String(32))
+    kind: str = Field(
+        sa_type=String(16)
+    )  # "notice" | "reminder_<n>d" | "sla_1d" | "sla_1h" | "escalation" | "outreach"
+    phone: str = Field(sa_type=String(255))  # the e-mail address for channel "email"
+    channel: str = Field(default="sms", sa_type=String(8), sa_column_kwargs={"server_default": "sms"})
+    subject: str | None = Field(default=None, sa_type=Text)  # e-mail only
+    dedupe_key: str | None = Field(
+        default=None, sa_type=String(160), unique=True
+    )  # messages without an offer
+    staff_user_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    uscc: str | None = Field(default=None, sa_type=String(18))  # outreach: the enterprise told
+    policy_id: str | None = Field(default=None, sa_type=String(64))  # outreach: about which policy
     text: str = Field(sa_type=Text)  # as sent, with the token cut out of the link
     token_hash: str | None = Field(default=None, sa_type=String(64), unique=True)
     expires_at: dt.datetime = Field(sa_type=UtcDateTime)
@@ -366,6 +388,17 @@ class SmsMessage(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=Text)
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
     sent_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class SmsOptOut(SQLModel, table=True):
+    """A phone number that answered 回复TD退订: every SMS sender skips it (`payouts.sms.opted_out`)."""
+
+    __tablename__ = "sms_optout"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(sa_type=String(32), unique=True)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    source: str = Field(sa_type=String(32))  # "reply" (the gateway's upstream message) | "staff"
 
 
 class Confirmation(SQLModel, table=True):

@@ -42,7 +42,7 @@ from payouts import audit, offers, tokens
 from payouts.audit import Event
 from payouts.db import PayoutSettings, transaction
 from payouts.errors import SmsError
-from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
+from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage, SmsOptOut
 from payouts.payees import mask_phone
 from payouts.selection import Selection, Tally
 from rules.formats import CHINA, money_exact_cn
@@ -354,6 +354,12 @@ def _deliver(
     return True, None
 
 
+def reachable() -> ColumnElement[bool]:
+    """The payee's phone is not on the opt-out list (回复TD退订): no SMS goes to a number that opted out;
+    its offers wait, released, for staff to reach the enterprise another way."""
+    return ~select(SmsOptOut.id).where(SmsOptOut.phone == Payee.contact_phone).exists()
+
+
 def _released(
     limit: int | None, after: int = 0, where: ColumnElement[bool] | None = None, *, stuck: bool = False
 ) -> Select[tuple[Offer, Payee]]:
@@ -369,7 +375,7 @@ def _released(
     return (
         select(Offer, Payee)
         .join(Payee, Payee.id == Offer.payee_id)
-        .where(Offer.state == OfferState.RELEASED.value, Offer.id > after, ~busy.exists())
+        .where(Offer.state == OfferState.RELEASED.value, Offer.id > after, ~busy.exists(), reachable())
         .where(true() if where is None else where)
         .order_by(Offer.id)
         .limit(limit)
@@ -691,6 +697,7 @@ def send_reminders(
                 Offer.state == OfferState.NOTIFIED.value,
                 Offer.deadline > now,
                 Offer.deadline <= horizon,
+                reachable(),
             )
         )
         .order_by(Offer.id)

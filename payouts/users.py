@@ -7,6 +7,7 @@ authentication (and password hashing, for which `password_hash` is kept) comes w
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -138,6 +139,34 @@ def set_department(
     old = user.department
     user.department = department or None
     audit.record(session, now, by, "set_department", "user", username, old, user.department)
+    return user
+
+
+_PHONE = re.compile(r"1[3-9][0-9]{9}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}")
+
+
+def set_contact(
+    session: Session,
+    username: str,
+    *,
+    phone: str | None,
+    email: str | None,
+    head: bool,
+    by: str,
+    now: dt.datetime,
+) -> StaffUser:
+    """Where the SLA's reminders reach `username` (mobile, e-mail; empty: none) and whether the user heads
+    the department (overdue work is escalated to its heads, `reports.supervision`)."""
+    user = _administered(session, username, by, "更改")
+    if phone and not _PHONE.fullmatch(phone):
+        raise RoleError(f"手机号 {phone!r} 不正确：应为 11 位手机号码，如 13900001111")
+    if email and not _EMAIL.fullmatch(email):
+        raise RoleError(f"邮箱 {email!r} 不正确：应形如 name@example.gov.cn")
+    if head and not user.department:
+        raise RoleError(f"{username} 没有部门，不能设为部门负责人：请先用 set-department 设定部门")
+    user.phone, user.email, user.head = phone or None, email or None, head
+    audit.record(session, now, by, "set_contact", "user", username, None, "head" if head else "staff")
     return user
 
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 
 import chinese_calendar
 import pandas as pd
+from sqlalchemy import Date, String
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from reports.errors import ReportError
 from rules.formats import CHINA
@@ -28,6 +32,52 @@ def china_date(t: dt.datetime | pd.Timestamp) -> dt.date:
 def china_days(stamps: pd.Series) -> pd.Series:
     """The calendar days in China (UTC+8) of a column of UTC times, as midnight timestamps."""
     return stamps.dt.tz_convert(CHINA).dt.tz_localize(None).dt.normalize()
+
+
+class china_day(FunctionElement[dt.date]):
+    """SQL: the calendar day in China (UTC+8) of a UTC time column, so reports group by day in the
+    database (PostgreSQL `timestamptz AT TIME ZONE`, SQLite `date(…, '+8 hours')` on its UTC text)."""
+
+    type = Date()
+    inherit_cache = True
+    name = "china_day"
+
+
+@compiles(china_day, "postgresql")
+def _china_day_pg(element: china_day, compiler: SQLCompiler, **kw: object) -> str:
+    return f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'Asia/Shanghai' AS DATE)"
+
+
+@compiles(china_day, "sqlite")
+def _china_day_sqlite(element: china_day, compiler: SQLCompiler, **kw: object) -> str:
+    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
+
+
+class china_month(FunctionElement[str]):
+    """SQL: the month in China (UTC+8) of a UTC time column, as text `YYYY-MM`."""
+
+    type = String()
+    inherit_cache = True
+    name = "china_month"
+
+
+@compiles(china_month, "postgresql")
+def _china_month_pg(element: china_month, compiler: SQLCompiler, **kw: object) -> str:
+    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM')"
+
+
+@compiles(china_month, "sqlite")
+def _china_month_sqlite(element: china_month, compiler: SQLCompiler, **kw: object) -> str:
+    return f"strftime('%Y-%m', {compiler.process(element.clauses, **kw)}, '+8 hours')"
+
+
+def as_day(value: object) -> dt.date | None:
+    """A `china_day` result as a date (SQLite hands back text)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
 
 
 def is_working_day(day: dt.date, *, strict: bool = True) -> bool:
@@ -96,6 +146,18 @@ def working_days_before(now: dt.datetime, days: int, *, strict: bool = True) -> 
     left = max(days, 0)
     while left:
         local -= dt.timedelta(days=1)
+        if is_working_day(local.date(), strict=strict):
+            left -= 1
+    return local.astimezone(dt.UTC)
+
+
+def working_days_after(start: dt.datetime, days: int, *, strict: bool = True) -> dt.datetime:
+    """The moment `days` working days after `start` (same clock time in China, official calendar): the
+    deadline of a step started at `start` with a limit of `days` working days."""
+    local = start.astimezone(CHINA)
+    left = max(days, 0)
+    while left:
+        local += dt.timedelta(days=1)
         if is_working_day(local.date(), strict=strict):
             left -= 1
     return local.astimezone(dt.UTC)

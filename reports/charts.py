@@ -123,7 +123,14 @@ def draw_charts(report: MonthlyReport) -> dict[str, str]:
     if not report.cash_days.empty:
         fig, ax = plt.subplots(figsize=(7, 3))
         wd = report.cash_days["working_days"]
-        ax.hist(wd, bins=range(0, int(wd.max()) + 2), color="#27ae60", align="left", rwidth=0.85)
+        ax.hist(
+            wd,
+            bins=range(0, int(wd.max()) + 2),
+            weights=report.cash_days["offers"],
+            color="#27ae60",
+            align="left",
+            rwidth=0.85,
+        )
         ax.axvline(
             TARGET_WORKING_DAYS, color="#c0392b", linestyle="--", label=f"目标 {TARGET_WORKING_DAYS} 个工作日"
         )

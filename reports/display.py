@@ -80,6 +80,18 @@ COLUMN_LABELS = {
     "this_month": "本月",
     "previous_month": "上月",
     "change": "变化",
+    "working_days": "工作日",
+    "calendar_days": "自然日",
+    "rank": "名次",
+    "steps": "计时事项",
+    "red": "红灯环节",
+    "amber": "黄灯环节",
+    "green": "绿灯环节",
+    "eligible": "应享企业（户）",
+    "reached": "已告知企业（户）",
+    "paid": "已到账企业（户）",
+    "paid_amount": "到账金额（元）",
+    "median_days": "比对至到账中位工作日",
 }
 PERCENT_COLUMNS = {
     "share",

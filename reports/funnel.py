@@ -19,10 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, and_, case, func, select, true
 from sqlmodel import Session
 
-from payouts.models import MatchRun, Offer, OfferState, PolicyVersion
+from payouts.models import MatchRun, Offer, OfferState, PolicyVersion, SmsMessage
 from payouts.offers import LABELS
 from reports.timeline import first_batches
 
@@ -135,3 +135,91 @@ def table(rows: list[Stage]) -> pd.DataFrame:
     df["share"] = [n / first_n if first_n else None for n in df["offers"]]
     df["amount_share"] = [a / first_amount if first_amount else None for a in df["amount"]]
     return df
+
+
+OUTREACH_STAGES = (
+    ("told", "已告知（差一点、数据缺失）"),
+    ("supplied", "企业补充材料"),
+    ("verified", "部门核实通过"),
+    ("matched", "比对命中"),
+    ("paid", "已到账"),
+)
+
+
+def outreach(session: Session, *, policy_ids: set[str] | None = None) -> list[Stage]:
+    """What outreach brought (`portal.outreach`): enterprise × policy pairs told by SMS, and of them those
+    that then supplied data for the policy, had it verified, were matched (an offer from a run imported
+    after the first message) and were paid. `amount` is the money of the offers matched or paid."""
+    from portal.models import SuppliedValue  # the funnel reads what enterprises supplied
+
+    told = (
+        select(
+            SmsMessage.uscc.label("uscc"),
+            SmsMessage.policy_id.label("policy_id"),
+            func.min(SmsMessage.sent_at).label("first"),
+        )
+        .where(SmsMessage.kind == "outreach", SmsMessage.status == "sent")
+        .group_by(SmsMessage.uscc, SmsMessage.policy_id)
+    )
+    if policy_ids is not None:
+        told = told.where(SmsMessage.policy_id.in_(sorted(policy_ids)))
+    t = told.subquery()
+
+    def supplied(*states: str) -> Any:
+        q = select(SuppliedValue.id).where(
+            SuppliedValue.uscc == t.c.uscc,
+            SuppliedValue.policy_id == t.c.policy_id,
+            SuppliedValue.submitted_at >= t.c.first,
+        )
+        return case((q.where(SuppliedValue.state.in_(states)).exists() if states else q.exists(), 1), else_=0)
+
+    def offers(*where: Any) -> tuple[Any, Any]:
+        base = (
+            select(Offer.amount)
+            .join(MatchRun, MatchRun.id == Offer.match_run_id)
+            .where(
+                Offer.uscc == t.c.uscc, Offer.policy_id == t.c.policy_id, MatchRun.imported_at >= t.c.first
+            )
+            .where(*where)
+        )
+        count = base.with_only_columns(func.count(Offer.id)).scalar_subquery()
+        total = base.with_only_columns(func.sum(Offer.amount)).scalar_subquery()
+        return count, total
+
+    matched_n, matched_amount = offers(Offer.state != OfferState.DROPPED.value)
+    paid_n, paid_amount = offers(Offer.paid_at.is_not(None))
+    per_pair = (
+        select(
+            supplied().label("s"),
+            supplied("verified").label("v"),
+            matched_n.label("mn"),
+            matched_amount.label("ma"),
+            paid_n.label("pn"),
+            paid_amount.label("pa"),
+        )
+        .select_from(t)
+        .subquery()
+    )
+    p = per_pair.c
+    row = session.execute(
+        select(
+            func.count(),
+            func.count().filter(p.s == 1),
+            func.count().filter(p.v == 1),
+            func.count().filter(p.mn > 0),
+            func.count().filter(p.pn > 0),
+            func.sum(p.ma),
+            func.sum(p.pa),
+        ).select_from(per_pair)
+    ).one()
+    counts = dict(zip(("told", "supplied", "verified", "matched", "paid"), row[:5], strict=True))
+    amounts = {"matched": row[5], "paid": row[6]}
+    return [
+        Stage(stage, label, int(counts[stage] or 0), _money(amounts.get(stage)))
+        for stage, label in OUTREACH_STAGES
+    ]
+
+
+def _money(value: Any) -> Decimal:
+    """A sum of money from SQL (None when nothing was summed) as yuan to the fen."""
+    return ZERO if value is None else Decimal(value).quantize(ZERO)

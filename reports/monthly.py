@@ -14,13 +14,15 @@ from typing import Any
 
 import jinja2
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlmodel import Session
 
 from matcher import runfolder
 from matcher.analysis import blockers, open_run
-from payouts.models import MatchRun
+from payouts.models import MatchRun, Offer, PolicyVersion
+from reports import disclosure
 from reports import funnel as funnels
+from reports.calendar import WorkCalendar, as_day, china_day
 from reports.charts import draw_charts
 from reports.display import PERCENT_COLUMNS
 from reports.errors import ReportError
@@ -30,11 +32,10 @@ from reports.sla import (
     Sla,
     SlaStage,
     cash_summary,
-    days_to_cash,
-    sla_outcomes,
+    ranking,
     sla_table,
+    step_outcomes,
 )
-from reports.timeline import offer_timeline
 from reports.xlsx import write_xlsx
 from rules.formats import CHINA, money
 
@@ -72,26 +73,92 @@ class MonthlyReport:
     stages: tuple[SlaStage, ...]
     near_misses: pd.DataFrame
     run_id: str | None
+    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)  # 月讲评: departments by time and lights
+    disclosure: pd.DataFrame = field(default_factory=pd.DataFrame)  # 晾晒: the public figures per policy
     charts: dict[str, str] = field(default_factory=dict)
 
 
-def _in(series: pd.Series, start: dt.datetime, end: dt.datetime) -> pd.Series:
-    return series.notna() & (series >= pd.Timestamp(start)) & (series < pd.Timestamp(end))
+def _offers(before: dt.datetime) -> Select[Any]:
+    """Offers of the runs imported before `before`, with their policy version (the report's population)."""
+    return (
+        select()
+        .select_from(Offer)
+        .join(MatchRun, MatchRun.id == Offer.match_run_id)
+        .join(
+            PolicyVersion,
+            and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
+        )
+        .where(MatchRun.imported_at < before)
+    )
 
 
-def _month_figures(timeline: pd.DataFrame, month: str) -> dict[str, Any]:
-    """The headline figures of one month."""
+def _between(column: Any, start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
+    return and_(column.is_not(None), column >= start, column < end)
+
+
+def _cash_days(session: Session, start: dt.datetime, end: dt.datetime, before: dt.datetime) -> pd.DataFrame:
+    """Offers paid in [start, end) by department, policy and the working and calendar days from their
+    run's import to the payment: `offers` and `amount` per row, counted in the database."""
+    imported, paid = china_day(MatchRun.imported_at), china_day(Offer.paid_at)
+    keys = (PolicyVersion.department, Offer.policy_id, PolicyVersion.title, imported, paid)
+    rows = session.execute(
+        _offers(before)
+        .add_columns(*keys, func.count(), func.sum(Offer.amount))
+        .where(_between(Offer.paid_at, start, end))
+        .group_by(*keys)
+    ).all()
+    if not rows:
+        return pd.DataFrame(columns=CASH_COLUMNS)
+    days = [as_day(d) for r in rows for d in (r[3], r[4])]
+    cal = WorkCalendar.covering(min(days), max(days))  # type: ignore[type-var]
+    df = pd.DataFrame(
+        [
+            (
+                d,
+                p,
+                t,
+                cal.between(as_day(a), as_day(b)),  # type: ignore[arg-type]
+                (as_day(b) - as_day(a)).days,  # type: ignore[operator]
+                int(n),
+                Decimal(amount).quantize(ZERO),
+            )
+            for d, p, t, a, b, n, amount in rows
+        ],
+        columns=CASH_COLUMNS,
+    )
+    df = df.groupby(CASH_COLUMNS[:5], as_index=False).agg(
+        offers=("offers", "sum"), amount=("amount", lambda x: sum(x, ZERO))
+    )
+    df["on_target"] = df["working_days"] <= TARGET_WORKING_DAYS
+    return df.sort_values(["working_days", "department", "policy_id"], ignore_index=True)
+
+
+CASH_COLUMNS = ["department", "policy_id", "title", "working_days", "calendar_days", "offers", "amount"]
+
+
+def _month_figures(session: Session, month: str, before: dt.datetime) -> dict[str, Any]:
+    """The headline figures of one month (offers of runs imported before `before`)."""
     start, end = month_bounds(month)
-    paid = timeline[_in(timeline["paid_at"], start, end)]
-    cash = cash_summary(days_to_cash(paid)) if not paid.empty else cash_summary(paid)
-    notified = timeline[_in(timeline["notified_at"], start, end)]
-    confirmed_of_notified = notified["confirmed_at"].notna().mean() if len(notified) else None
+    paid_amount, paid_offers, paid_enterprises = session.execute(
+        _offers(before)
+        .add_columns(func.sum(Offer.amount), func.count(), func.count(func.distinct(Offer.uscc)))
+        .where(_between(Offer.paid_at, start, end))
+    ).one()
+    confirmed = session.scalar(
+        _offers(before).add_columns(func.count()).where(_between(Offer.confirmed_at, start, end))
+    )
+    notified, answered = session.execute(
+        _offers(before)
+        .add_columns(func.count(), func.count(Offer.confirmed_at))
+        .where(_between(Offer.notified_at, start, end))
+    ).one()
+    cash = cash_summary(_cash_days(session, start, end, before))
     return {
-        "paid_amount": sum(paid["amount"], ZERO),
-        "paid_offers": len(paid),
-        "paid_enterprises": paid["uscc"].nunique(),
-        "confirmed": int(_in(timeline["confirmed_at"], start, end).sum()),
-        "confirm_rate": confirmed_of_notified,
+        "paid_amount": (paid_amount or ZERO).quantize(ZERO),
+        "paid_offers": int(paid_offers),
+        "paid_enterprises": int(paid_enterprises),
+        "confirmed": int(confirmed or 0),
+        "confirm_rate": answered / notified if notified else None,
         "median_days": cash["median"],
         "on_target": cash["on_target"],
     }
@@ -108,8 +175,9 @@ HEADLINE = (
 )
 
 
-def _headline(timeline: pd.DataFrame, month: str) -> pd.DataFrame:
-    this, prev = _month_figures(timeline, month), _month_figures(timeline, previous_month(month))
+def _headline(session: Session, month: str, before: dt.datetime) -> pd.DataFrame:
+    this = _month_figures(session, month, before)
+    prev = _month_figures(session, previous_month(month), before)
     rows = []
     for key, label in HEADLINE:
         a, b = this[key], prev[key]
@@ -118,32 +186,63 @@ def _headline(timeline: pd.DataFrame, month: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _paid_by_policy(timeline: pd.DataFrame, month: str) -> pd.DataFrame:
+def _paid_by_policy(session: Session, month: str, before: dt.datetime) -> pd.DataFrame:
     start, end = month_bounds(month)
-    paid = timeline[_in(timeline["paid_at"], start, end)]
-    if paid.empty:
-        return pd.DataFrame(columns=["department", "policy_id", "title", "offers", "enterprises", "amount"])
-    g = paid.groupby(["department", "policy_id", "title"], as_index=False).agg(
-        offers=("offer_id", "size"),
-        enterprises=("uscc", "nunique"),
-        amount=("amount", lambda s: sum(s, ZERO)),
+    keys = (PolicyVersion.department, Offer.policy_id, PolicyVersion.title)
+    rows = session.execute(
+        _offers(before)
+        .add_columns(*keys, func.count(), func.count(func.distinct(Offer.uscc)), func.sum(Offer.amount))
+        .where(_between(Offer.paid_at, start, end))
+        .group_by(*keys)
+    ).all()
+    columns = ["department", "policy_id", "title", "offers", "enterprises", "amount"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    g = pd.DataFrame(
+        [(d, p, t, int(n), int(e), Decimal(a).quantize(ZERO)) for d, p, t, n, e, a in rows], columns=columns
     )
+    # A policy whose versions differ in title or department is one row per (department, policy, title),
+    # as before; sorted by money, largest first.
     return g.sort_values(["amount", "policy_id"], ascending=[False, True], ignore_index=True)
 
 
+def judged_at(month: str, now: dt.datetime | None = None) -> dt.datetime:
+    """The moment a month's open work is judged at: its last instant, or `now` (default: the clock) if
+    earlier, so the running month's report does not call work late that still has days left."""
+    end = month_bounds(month)[1] - dt.timedelta(microseconds=1)
+    return min(end, now or dt.datetime.now(dt.UTC))
+
+
+def month_lights(
+    session: Session, month: str, sla: Sla = DEFAULT, now: dt.datetime | None = None
+) -> pd.DataFrame:
+    """The month's SLA table per department: steps finished in the month, and those still open when it is
+    judged (`judged_at`), each against its policy's limits."""
+    start, end = month_bounds(month)
+    limits = sla.with_policies(session)
+    outcomes = step_outcomes(session, at=judged_at(month, now), since=start, imported_before=end, sla=limits)
+    return sla_table(outcomes, by_department=True)
+
+
 def monthly_report(
-    session: Session, month: str, run_dir: Path | None = None, sla: Sla = DEFAULT
+    session: Session,
+    month: str,
+    run_dir: Path | None = None,
+    sla: Sla = DEFAULT,
+    now: dt.datetime | None = None,
 ) -> MonthlyReport:
     """The monthly report's tables: headline against the previous month, money paid per department and
     policy, the funnel at month end, working days to cash, SLA lights per department, and the conditions
     that block most near-misses in the latest run imported by month end (or `run_dir`).
+
+    Every figure is counted in the database (memory does not grow with the offers). Open work is judged
+    at the earlier of the month's end and `now` (default: the clock), so a report of the current month
+    does not call work late that still has days left.
     """
     start, end = month_bounds(month)
-    timeline = offer_timeline(session)
-    timeline = timeline[timeline["imported_at"] < pd.Timestamp(end)].reset_index(drop=True)
-    cut = end - dt.timedelta(microseconds=1)
-    paid = days_to_cash(timeline[_in(timeline["paid_at"], start, end)])
-    lights = sla_table(sla_outcomes(timeline, at=cut, since=start, sla=sla), by_department=True)
+    cut = judged_at(month, now)
+    paid = _cash_days(session, start, end, end)
+    lights = month_lights(session, month, sla, now)
     run_id = None
     if run_dir is None:
         latest = session.execute(
@@ -164,8 +263,8 @@ def monthly_report(
     return MonthlyReport(
         month=month,
         generated_at=dt.datetime.now(CHINA),
-        headline=_headline(timeline, month),
-        paid_by_policy=_paid_by_policy(timeline, month),
+        headline=_headline(session, month, end),
+        paid_by_policy=_paid_by_policy(session, month, end),
         funnel=funnels.table(funnels.stages(session, at=cut)),
         cash=cash_summary(paid),
         cash_days=paid,
@@ -173,6 +272,8 @@ def monthly_report(
         stages=sla.stages,
         near_misses=near,
         run_id=run_id,
+        ranking=ranking(lights),
+        disclosure=disclosure.table(disclosure.figures(session, at=cut)),
     )
 
 
@@ -232,6 +333,11 @@ def render_html(report: MonthlyReport) -> str:
         {k: ("" if v is None or (isinstance(v, float) and pd.isna(v)) else _fmt(v, k)) for k, v in n.items()}
         for n in report.near_misses.to_dict("records")
     ]
+    ranking_rows = [{k: _fmt(v, k) for k, v in k_.items()} for k_ in report.ranking.to_dict("records")]
+    disclosure_rows = [
+        {k: disclosure.rate_text(v) if k == "rate" else _fmt(v, k) for k, v in d.items()}
+        for d in report.disclosure.to_dict("records")
+    ]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -244,6 +350,8 @@ def render_html(report: MonthlyReport) -> str:
         stages=report.stages,
         sla_rows=sla_rows,
         near=near,
+        ranking=ranking_rows,
+        disclosure=disclosure_rows,
         charts=report.charts,
     )
 

@@ -22,18 +22,26 @@ the link's deadline, the report against `confirm_days` working days from the not
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, not_, null, or_, select, true
 from sqlmodel import Session
 
-from payouts.models import Offer, OfferState
-from reports.calendar import calendar_for, china_date, china_days, working_days_before
+from payouts.models import MatchRun, Offer, OfferState, PolicyVersion
+from reports.calendar import (
+    WorkCalendar,
+    as_day,
+    calendar_for,
+    china_date,
+    china_day,
+    china_days,
+    working_days_before,
+)
 from reports.errors import ReportError
-from reports.timeline import STAMPS
+from reports.timeline import STAMPS, first_batches
 
 S = OfferState
 
@@ -67,6 +75,8 @@ class Sla:
     approve_days: int = 1
     warn_days: int = 1  # a live light turns yellow this many working days before the limit
     confirm_warn_days: int = 3  # the confirm light turns yellow this many days before the link expires
+    # A policy's own committed limits (its guide's 承诺时限), policy id → {"review_days": n, "payment_days": n}.
+    policies: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.bank_days < 1:
@@ -74,6 +84,31 @@ class Sla:
                 f"拨付时限 {self.payment_days} 个工作日不够分给制单 {self.batch_days} 天、复核 {self.approve_days} 天"
                 "和银行到账（至少 1 天）：请调大 ZHIDA_SLA_PAYMENT_DAYS"
             )
+
+    def for_policy(self, policy_id: str | None) -> Sla:
+        """The limits that hold for one policy: its own where it commits to them, else these."""
+        own = self.policies.get(policy_id or "")
+        if not own:
+            return self
+        limits = replace(self, policies={}, **own)
+        # A longer payment limit gives the bank the extra days; the office steps keep theirs.
+        return limits
+
+    def with_policies(self, session: Session) -> Sla:
+        """These limits with every published policy's own (the latest version of each that sets any)."""
+        rows = session.execute(
+            select(PolicyVersion.policy_id, PolicyVersion.review_days, PolicyVersion.payment_days).order_by(
+                PolicyVersion.policy_id, PolicyVersion.version
+            )
+        ).all()
+        own: dict[str, dict[str, int]] = {}
+        for policy_id, review, payment in rows:  # the latest version wins
+            limits = {k: v for k, v in (("review_days", review), ("payment_days", payment)) if v is not None}
+            if limits:
+                own[policy_id] = limits
+            else:
+                own.pop(policy_id, None)
+        return replace(self, policies=own)
 
     @property
     def bank_days(self) -> int:
@@ -113,7 +148,7 @@ LIGHTS = ((0.05, "green", "绿灯"), (0.2, "amber", "黄灯"), (1.0, "red", "红
 """Breach share up to 5% is green, up to 20% amber, above that red."""
 TARGET_WORKING_DAYS = 10
 """Target from a run's import to the money in the account, in working days (the old process took 77)."""
-OUTCOME_COLUMNS = ["stage", "label", "days", "department", "amount", "working_days", "outcome"]
+OUTCOME_COLUMNS = ["stage", "label", "days", "department", "policy_id", "offers", "working_days", "outcome"]
 
 
 # --- the console's live lights ---------------------------------------------------------------------------
@@ -164,7 +199,7 @@ class LightStage:
 
     id: str
     label: str
-    limit: str
+    limit: str | None  # the `Sla` attribute holding its limit in working days; None: the link's deadline
     states: tuple[OfferState, ...]
     red: ColumnElement[bool]
     yellow: ColumnElement[bool]
@@ -195,14 +230,33 @@ class LightStage:
 STAMP_OF = {"review": (Offer.created_at,), "confirm": (Offer.deadline,), "payment": (Offer.confirmed_at,)}
 
 
-def light_stages(sla: Sla, now: dt.datetime) -> list[LightStage]:
+def _older(column: Any, sla: Sla, key: str, before: Any, warn: int = 0) -> ColumnElement[bool]:
+    """`column` is more than a policy's `key` limit (less `warn`) working days ago: each policy by its own."""
+    own: dict[int, list[str]] = {}
+    for policy_id in sorted(sla.policies):
+        days = getattr(sla.for_policy(policy_id), key)
+        if days != getattr(sla, key):
+            own.setdefault(days, []).append(policy_id)
+    special = [p for ids in own.values() for p in ids]
+    condition: ColumnElement[bool] = and_(
+        Offer.policy_id.not_in(special) if special else true(),
+        column < before(getattr(sla, key) - warn),
+    )
+    for days, ids in own.items():
+        condition = or_(condition, and_(Offer.policy_id.in_(ids), column < before(days - warn)))
+    return condition
+
+
+def light_stages(session: Session, sla: Sla, now: dt.datetime) -> list[LightStage]:
     """The stages of the live lights at `now`, in order (the one definition `lights` counts and the
     console's links to the offers of a light list).
 
     初核 (review): drafted or held offers since they were created; 意愿确认 (confirm): notified offers
     against their link's deadline; 拨付到账 (payment): confirmed, in a batch or failed, since confirmation.
     Yellow starts `warn_days` working days before the limit (`confirm_warn_days` days before the deadline).
+    A policy that commits to its own limits (`Sla.policies`) is judged by them.
     """
+    sla = sla if sla.policies else sla.with_policies(session)
 
     def before(days: int) -> dt.datetime:
         return working_days_before(now, days, strict=False)
@@ -212,15 +266,15 @@ def light_stages(sla: Sla, now: dt.datetime) -> list[LightStage]:
         LightStage(
             "review",
             "初核",
-            f"{sla.review_days} 个工作日",
+            "review_days",
             (S.DRAFTED, S.HELD),
-            Offer.created_at < before(sla.review_days),
-            Offer.created_at < before(sla.review_days - sla.warn_days),
+            _older(Offer.created_at, sla, "review_days", before),
+            _older(Offer.created_at, sla, "review_days", before, sla.warn_days),
         ),
         LightStage(
             "confirm",
             "意愿确认",
-            "链接有效期内",
+            None,
             (S.NOTIFIED,),
             Offer.deadline <= now,
             Offer.deadline <= confirm_yellow,
@@ -228,18 +282,20 @@ def light_stages(sla: Sla, now: dt.datetime) -> list[LightStage]:
         LightStage(
             "payment",
             "拨付到账",
-            f"{sla.payment_days} 个工作日",
+            "payment_days",
             (S.CONFIRMED, S.IN_BATCH, S.PAYMENT_FAILED),
-            Offer.confirmed_at < before(sla.payment_days),
-            Offer.confirmed_at < before(sla.payment_days - sla.warn_days),
+            _older(Offer.confirmed_at, sla, "payment_days", before),
+            _older(Offer.confirmed_at, sla, "payment_days", before, sla.warn_days),
         ),
     ]
 
 
-def light_condition(sla: Sla, now: dt.datetime, stage: str, colour: str) -> tuple[str, ColumnElement[bool]]:
+def light_condition(
+    session: Session, sla: Sla, now: dt.datetime, stage: str, colour: str
+) -> tuple[str, ColumnElement[bool]]:
     """The offers one light counts (its stage's label and the condition on the offer table); ReportError
     naming the stages and colours for an unknown one."""
-    for st in light_stages(sla, now):
+    for st in light_stages(session, sla, now):
         if st.id == stage:
             return st.label, st.colour(colour)
     raise ReportError(f"环节应为 review、confirm 或 payment：{stage}")
@@ -247,13 +303,18 @@ def light_condition(sla: Sla, now: dt.datetime, stage: str, colour: str) -> tupl
 
 def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | None = None) -> list[Light]:
     """Offers waiting now, per stage (`light_stages`): the total over the policies first, then one row per
-    policy."""
+    policy, each policy judged by its own limits."""
+    sla = sla if sla.policies else sla.with_policies(session)
+
+    def limit(key: str | None, policy_id: str | None) -> str:
+        return "链接有效期内" if key is None else f"{getattr(sla.for_policy(policy_id), key)} 个工作日"
+
     out = []
-    for st in light_stages(sla, now):
+    for st in light_stages(session, sla, now):
         counts = _count(session, st.states, st.red, st.yellow, policy_ids)
         g, y, r = (sum(v[i] for v in counts.values()) for i in range(3))
-        out.append(Light(st.id, st.label, st.limit, None, g, y, r))
-        out += [Light(st.id, st.label, st.limit, pid, *counts[pid]) for pid in sorted(counts)]
+        out.append(Light(st.id, st.label, limit(st.limit, None), None, g, y, r))
+        out += [Light(st.id, st.label, limit(st.limit, pid), pid, *counts[pid]) for pid in sorted(counts)]
     return out
 
 
@@ -302,25 +363,132 @@ def sla_outcomes(
         finished = done[keep]
         finish = local[st.end][keep].where(finished, at_day)
         taken = cal.spans(local[st.start][keep], finish)
-        late = taken > st.days
-        outcome = late.map({True: "late", False: "on_time"}).where(
-            finished, late.map({True: "open_late", False: "open"})
-        )
         parts.append(
-            pd.DataFrame(
-                {
-                    "stage": st.id,
-                    "label": st.label,
-                    "days": st.days,
-                    "department": rows["department"].to_numpy(),
-                    "amount": rows["amount"].to_numpy(),
-                    "working_days": taken.to_numpy(),
-                    "outcome": outcome.to_numpy(),
-                }
+            _judged(
+                st,
+                sla,
+                pd.DataFrame(
+                    {
+                        "department": rows["department"].to_numpy(),
+                        "policy_id": rows["policy_id"].to_numpy(),
+                        "offers": 1,
+                        "working_days": taken.to_numpy(),
+                        "finished": finished.to_numpy(),
+                    }
+                ),
             )
         )
     if not parts:
         return pd.DataFrame(columns=OUTCOME_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _judged(st: SlaStage, sla: Sla, steps: pd.DataFrame) -> pd.DataFrame:
+    """Steps of one stage (department, policy, offers, working days, finished?) with their outcome, each
+    against its policy's limit."""
+    days = {p: _stage_days(sla.for_policy(p), st.id) for p in steps["policy_id"].unique()}
+    limit = steps["policy_id"].map(days).astype("int64")
+    late = steps["working_days"] > limit
+    finished = steps["finished"].astype(bool)
+    outcome = late.map({True: "late", False: "on_time"}).where(
+        finished, late.map({True: "open_late", False: "open"})
+    )
+    return pd.DataFrame(
+        {
+            "stage": st.id,
+            "label": st.label,
+            "days": limit.to_numpy(),
+            "department": steps["department"].to_numpy(),
+            "policy_id": steps["policy_id"].to_numpy(),
+            "offers": steps["offers"].to_numpy(),
+            "working_days": steps["working_days"].to_numpy(),
+            "outcome": outcome.to_numpy(),
+        }
+    )
+
+
+def _stage_days(sla: Sla, stage: str) -> int:
+    return next(st.days for st in sla.stages if st.id == stage)
+
+
+def step_outcomes(
+    session: Session,
+    at: dt.datetime,
+    since: dt.datetime | None = None,
+    imported_before: dt.datetime | None = None,
+    sla: Sla = DEFAULT,
+) -> pd.DataFrame:
+    """`sla_outcomes` counted in the database: the same outcomes, one row per department, policy, stage,
+    working days and outcome with the number of `offers`, so memory does not grow with the offers.
+
+    Offers of runs imported from `imported_before` on are left out (the month's report).
+    """
+    first_batch = first_batches()
+    stamp = {
+        "imported_at": MatchRun.imported_at,
+        "released_at": Offer.released_at,
+        "notified_at": Offer.notified_at,
+        "confirmed_at": Offer.confirmed_at,
+        "batched_at": first_batch.c.batched_at,
+        "approved_at": first_batch.c.approved_at,
+        "paid_at": Offer.paid_at,
+    }
+    groups = []
+    for st in sla.stages:
+        start, end = stamp[st.start], stamp[st.end]
+        entered: ColumnElement[bool] = and_(start.is_not(None), start <= at)
+        if st.id == "notify":
+            entered = and_(entered, PolicyVersion.confirmation != "none")
+        finished = and_(end.is_not(None), end <= at)
+        waiting: ColumnElement[bool] = Offer.state.in_([w.value for w in st.waiting])
+        if st.id == "approve":
+            waiting = and_(waiting, stamp["approved_at"].is_(None))
+        if st.id == "pay":
+            waiting = and_(waiting, stamp["approved_at"].is_not(None))
+        still = and_(~finished, or_(and_(end.is_not(None), end > at), and_(end.is_(None), waiting)))
+        done = finished if since is None else and_(finished, end >= since)
+        ended = case((done, china_day(end)), else_=null())
+        query = (
+            select(
+                PolicyVersion.department,
+                Offer.policy_id,
+                china_day(start),
+                ended,
+                func.count(),
+            )
+            .select_from(Offer)
+            .join(MatchRun, MatchRun.id == Offer.match_run_id)
+            .join(
+                PolicyVersion,
+                and_(
+                    PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version
+                ),
+            )
+            .outerjoin(first_batch, first_batch.c.offer_id == Offer.id)
+            .where(entered, or_(done, still))
+            .where(MatchRun.imported_at < imported_before if imported_before is not None else true())
+            .group_by(PolicyVersion.department, Offer.policy_id, china_day(start), ended)
+        )
+        rows = [(d, p, as_day(a), as_day(b), n) for d, p, a, b, n in session.execute(query)]
+        if rows:
+            groups.append((st, rows))
+    if not groups:
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
+    at_day = china_date(at)
+    days = [day for _, rows in groups for r in rows for day in r[2:4] if day is not None]
+    cal = WorkCalendar.covering(min([*days, at_day]), max([*days, at_day]))
+    parts = []
+    for st, rows in groups:
+        steps = pd.DataFrame(
+            {
+                "department": [r[0] for r in rows],
+                "policy_id": [r[1] for r in rows],
+                "offers": [int(r[4]) for r in rows],
+                "working_days": [cal.between(r[2], r[3] or at_day) for r in rows],
+                "finished": [r[3] is not None for r in rows],
+            }
+        )
+        parts.append(_judged(st, sla, steps))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -341,14 +509,18 @@ def sla_table(outcomes: pd.DataFrame, by_department: bool = False) -> pd.DataFra
                 "light_label",
             ]
         )
-    counts = outcomes.pivot_table(
-        index=keys, columns="outcome", values="amount", aggfunc="size", fill_value=0
-    )
+    keys = ["stage", "label", *(["department"] if by_department else [])]
+    counts = outcomes.pivot_table(index=keys, columns="outcome", values="offers", aggfunc="sum", fill_value=0)
     for c in ("on_time", "late", "open", "open_late"):
         if c not in counts.columns:
             counts[c] = 0
-    df = counts[["on_time", "late", "open", "open_late"]].reset_index()
+    counts = counts[["on_time", "late", "open", "open_late"]].astype("int64")
+    # Policies with their own limits make a range ("2–5") where one department runs several.
+    counts.insert(0, "days", outcomes.groupby(keys)["days"].agg(_days_text).reindex(counts.index))
+    df = counts.reset_index()
     df.columns.name = None
+    keys = ["stage", "label", "days", *(["department"] if by_department else [])]
+    df = df[[*keys, "on_time", "late", "open", "open_late"]]
     order = {st.id: n for n, st in enumerate(DEFAULT.stages)}
     df = df.sort_values(
         by=["stage", *keys[3:]], key=lambda s: s.map(order) if s.name == "stage" else s, ignore_index=True
@@ -360,6 +532,44 @@ def sla_table(outcomes: pd.DataFrame, by_department: bool = False) -> pd.DataFra
     df["light"] = [x[0] for x in shades]
     df["light_label"] = [x[1] for x in shades]
     return df
+
+
+RANKING_COLUMNS = [
+    "rank",
+    "department",
+    "steps",
+    "breaches",
+    "breach_share",
+    "red",
+    "amber",
+    "green",
+    "light_label",
+]
+
+
+def ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """月讲评: departments ranked on their time limits, from a `sla_table(…, by_department=True)`: fewest
+    red stages first, then fewest amber, then the smaller share of steps over their limit."""
+    if table.empty:
+        return pd.DataFrame(columns=RANKING_COLUMNS)
+    g = table.groupby("department").agg(
+        steps=("on_time", "size"),  # placeholder, replaced below
+        breaches=("breaches", "sum"),
+        red=("light", lambda s: int((s == "red").sum())),
+        amber=("light", lambda s: int((s == "amber").sum())),
+        green=("light", lambda s: int((s == "green").sum())),
+    )
+    g["steps"] = table.groupby("department")[["on_time", "late", "open", "open_late"]].sum().sum(axis=1)
+    g["breach_share"] = g["breaches"] / g["steps"].where(g["steps"] > 0, 1)
+    g["light_label"] = [_light(x)[1] for x in g["breach_share"]]
+    g = g.reset_index().sort_values(["red", "amber", "breach_share", "department"], ignore_index=True)
+    g.insert(0, "rank", range(1, len(g) + 1))
+    return g[RANKING_COLUMNS]
+
+
+def _days_text(days: pd.Series) -> int | str:
+    low, high = int(days.min()), int(days.max())
+    return low if low == high else f"{low}–{high}"
 
 
 def _light(share: float) -> tuple[str, str]:
@@ -381,14 +591,38 @@ def days_to_cash(timeline: pd.DataFrame) -> pd.DataFrame:
 
 
 def cash_summary(paid: pd.DataFrame) -> dict[str, Any]:
-    """Median and 90th percentile of working days to cash, and the share within the target."""
+    """Median and 90th percentile of working days to cash, and the share within the target.
+
+    `paid` has one row per offer, or (with an `offers` column) per number of working days and the
+    offers that took them (`reports.monthly` counts them in the database); the figures are the same.
+    """
     if paid.empty:
         return {"paid": 0, "median": None, "p90": None, "on_target": None, "target": TARGET_WORKING_DAYS}
-    wd = paid["working_days"]
+    weights = paid["offers"] if "offers" in paid.columns else pd.Series(1, index=paid.index)
+    dist = (
+        pd.DataFrame({"wd": paid["working_days"].astype("int64"), "n": weights.astype("int64")})
+        .groupby("wd")["n"]
+        .sum()
+        .sort_index()
+    )
+    n = int(dist.sum())
+    ends = dist.cumsum().to_numpy()  # the last position (exclusive) of each value in the sorted list
+    values = dist.index.to_numpy()
+
+    def nth(k: int) -> int:
+        return int(values[int((ends > k).argmax())])
+
+    def quantile(q: float) -> float:  # pandas' linear interpolation, on the counted values
+        h = (n - 1) * q
+        lo = int(h)
+        a = nth(lo)
+        b = nth(min(lo + 1, n - 1))
+        return float(a + (h - lo) * (b - a))
+
     return {
-        "paid": len(paid),
-        "median": float(wd.median()),
-        "p90": float(wd.quantile(0.9)),
-        "on_target": float(paid["on_target"].mean()),
+        "paid": n,
+        "median": quantile(0.5),
+        "p90": quantile(0.9),
+        "on_target": float(dist[dist.index <= TARGET_WORKING_DAYS].sum() / n),
         "target": TARGET_WORKING_DAYS,
     }

@@ -97,7 +97,7 @@ def message_answers(session: Session) -> pd.DataFrame:
     rows = session.execute(
         select(SmsMessage.kind, func.count(SmsMessage.id), confirmed, declined)
         .outerjoin(Confirmation, Confirmation.sms_message_id == SmsMessage.id)
-        .where(SmsMessage.status == "sent")
+        .where(SmsMessage.status == "sent", SmsMessage.offer_id.is_not(None))  # the offers' SMS only
         .group_by(SmsMessage.kind)
     ).all()
     return pd.DataFrame.from_records(rows, columns=["kind", "sent", "confirmed", "declined"])

@@ -29,20 +29,11 @@ def write_xlsx(report: MonthlyReport, path: Path) -> None:
         "分部门政策到账": report.paid_by_policy,
         "兑现漏斗": report.funnel[["label", "offers", "share", "amount", "amount_share"]],
         "到账用时": report.cash_days[
-            [
-                "public_id",
-                "department",
-                "title",
-                "amount",
-                "imported_at",
-                "paid_at",
-                "working_days",
-                "calendar_days",
-            ]
-        ]
-        if not report.cash_days.empty
-        else pd.DataFrame(columns=["public_id"]),
+            ["department", "title", "working_days", "calendar_days", "offers", "amount"]
+        ],
         "办理时限": report.sla.drop(columns=["light"], errors="ignore"),
+        "月讲评": report.ranking,
+        "资金去向晾晒": report.disclosure.drop(columns=["county_code", "county"], errors="ignore"),
         "差一点符合": report.near_misses,
     }
     wb = Workbook()

@@ -93,6 +93,12 @@ class Policy(_Strict):
     # an enterprise can check the message by calling a number it can look up; unset: the deployment's
     # (ZHIDA_SERVICE_PHONE).
     service_phone: Annotated[str, Field(pattern=r"^[0-9][0-9-]{3,19}$")] | None = None
+    # Supervision: the policy's own committed time limits (its guide's 承诺时限) in working days, for 初核
+    # and from confirmation to money (at least 4: 组批 2 and 复核 1 leave the bank a day); None: the SLA's.
+    review_limit_days: Annotated[int, Field(ge=1, le=60)] | None = None
+    payment_limit_days: Annotated[int, Field(ge=4, le=120)] | None = None
+    # Outreach: its near-miss and missing-data enterprises are told by SMS what is missing (capped).
+    outreach: bool = False
 
     @field_validator("period", mode="before")
     @classmethod

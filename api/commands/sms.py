@@ -93,3 +93,17 @@ def expire() -> None:
     with transaction(connect()) as s:
         n = sms.expire_overdue(s, dt.datetime.now(dt.UTC))
     console.print(f"已过期 {n:,} 条")
+
+
+@app.command("opt-out", help="登记退订短信的号码（企业回复TD退订）：此后不再向该号码发送任何短信")
+def opt_out(
+    phone: str = typer.Argument(..., help="手机号"),
+    reply: str = typer.Option("TD", "--reply", help="企业回复的内容（TD、退订等）"),
+) -> None:
+    from payouts import outbox
+
+    if not outbox.is_stop_reply(reply):
+        raise typer.BadParameter(f"回复“{reply}”不是退订指令（TD、T、N、退订）", param_hint="--reply")
+    with transaction(connect()) as s:
+        added = outbox.opt_out(s, phone, dt.datetime.now(dt.UTC), "reply")
+    console.print("已登记退订" if added else "该号码此前已退订")

@@ -186,6 +186,24 @@ def set_department(
     console.print(f"{username} 的部门已改为{department or '全部'}")
 
 
+@app.command(
+    "set-contact",
+    help="设定用户接收办理时限提醒的手机和邮箱，以及是否为部门负责人（接收超时督办，系统管理员操作）",
+    epilog=IDENTITY_HELP,
+)
+def set_contact(
+    username: str = typer.Argument(..., help="用户名"),
+    phone: str | None = typer.Option(None, "--phone", help="手机号（不填为不发短信）"),
+    email: str | None = typer.Option(None, "--email", help="邮箱（不填为不发邮件）"),
+    head: bool = typer.Option(False, "--head/--not-head", help="是否为部门负责人"),
+    claimed: str | None = BY,
+) -> None:
+    by = actor(claimed)
+    with transaction(connect()) as s:
+        users.set_contact(s, username, phone=phone, email=email, head=head, by=by, now=now())
+    console.print(f"{username} 的提醒方式已更新" + ("（部门负责人）" if head else ""))
+
+
 @app.command("disable", help="停用用户（系统管理员操作；停用后不能登录，令牌失效）", epilog=IDENTITY_HELP)
 def disable(username: str = typer.Argument(..., help="用户名"), claimed: str | None = BY) -> None:
     by = actor(claimed)

@@ -911,7 +911,7 @@ def offers_page(
     counted, lit = None, None
     if sla and light in LIGHT_WORDS:
         try:
-            stage, counted = light_condition(settings.sla(), now(), sla, light)
+            stage, counted = light_condition(session, settings.sla(), now(), sla, light)
             lit = f"{stage}环节{LIGHT_WORDS[light]}"
         except ReportError:
             counted = None

@@ -5,6 +5,7 @@ payments made, as CSV or Excel. Users of one department get their department's p
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from decimal import Decimal
@@ -209,6 +210,35 @@ def money(user: ReportReader, session: SessionDep, store: StoreDep) -> list[Poli
 def sla(user: ReportReader, session: SessionDep, store: StoreDep, settings: SettingsDep) -> list[LightOut]:
     rows = lights(session, settings.sla(), now(), scoped_policy_ids(session, store, user))
     return [LightOut(**{k: getattr(r, k) for k in LightOut.model_fields}) for r in rows]
+
+
+class OverdueOut(BaseModel):
+    """One line of the 督办 list: overdue work, who answers for it, since when, what was done."""
+
+    department: str
+    policy_id: str
+    title: str
+    step: str
+    offers: int
+    amount: Decimal
+    overdue_since: dt.datetime
+    responsible: list[str]
+    done: list[str]
+
+
+@router.get("/supervision", response_model=list[OverdueOut], summary="督办清单：超过办理时限的事项")
+def supervision_list(
+    user: ReportReader, session: SessionDep, store: StoreDep, settings: SettingsDep
+) -> list[OverdueOut]:
+    from reports import supervision
+
+    scope = scoped_policy_ids(session, store, user)
+    rows = supervision.supervision_list(session, settings.sla(), now())
+    return [
+        OverdueOut(**{**r.__dict__, "responsible": list(r.responsible), "done": list(r.done)})
+        for r in rows
+        if scope is None or r.policy_id in scope
+    ]
 
 
 @router.get(

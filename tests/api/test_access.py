@@ -82,6 +82,7 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/reports/funnel", None, REPORTS),
     ("GET", "/api/reports/money", None, REPORTS),
     ("GET", "/api/reports/sla", None, REPORTS),
+    ("GET", "/api/reports/supervision", None, REPORTS),
     ("GET", "/api/reports/disclosure", None, REPORTS),
     # Supplied data: the department that holds the field; public notice (公示) and objections.
     ("GET", "/api/supplied", None, DATA_VERIFY),

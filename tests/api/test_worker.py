@@ -195,17 +195,25 @@ def test_three_workers_queue_the_reminders_and_the_sweep_once_per_period(world: 
     ctx = world.app.state.worker.ctx
     morning = dt.datetime(2025, 9, 30, 6, 5, tzinfo=dt.UTC)
     workers = [Worker(ctx, name=f"w{i}", schedule=SCHEDULE, clock=lambda: morning) for i in range(3)]
-    assert sum(w.drain() for w in workers) == 2  # one reminders job, one sweep, whichever worker ran them
+    # One of each periodic job, whichever worker ran them: the enterprises' reminders, the sweep, the
+    # staff's SLA reminders, the escalation and the outreach.
+    assert sum(w.drain() for w in workers) == 5
     an_hour_later = [
         Worker(ctx, schedule=SCHEDULE, clock=lambda: morning + dt.timedelta(hours=1)) for _ in range(3)
     ]
-    assert sum(w.drain() for w in an_hour_later) == 1  # the next hour's sweep; the day's reminders ran
+    # The next hour's sweep, SLA reminders (every ten minutes) and escalation; the day's others ran.
+    assert sum(w.drain() for w in an_hour_later) == 3
     with transaction(world.app.state.engine, read_only=True) as s:
         rows = s.scalars(select(Job).where(Job.period_key.is_not(None)).order_by(Job.period_key)).all()
     assert [(r.period_key, r.state, r.started_by) for r in rows] == [
-        ("expire:2025-09-30T14", "done", "system"),  # China time
+        ("escalate:2025-09-30T14", "done", "system"),  # China time
+        ("escalate:2025-09-30T15", "done", "system"),
+        ("expire:2025-09-30T14", "done", "system"),
         ("expire:2025-09-30T15", "done", "system"),
+        ("outreach:2025-09-30", "done", "system"),
         ("reminders:2025-09-30", "done", "system"),
+        ("sla_reminders:2025-09-30T14:00", "done", "system"),
+        ("sla_reminders:2025-09-30T15:00", "done", "system"),
     ]
 
 

@@ -33,6 +33,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = (
     "policy_funding",
     "payer_account",
+    "sms_optout",
     "policy_text",
     "job",
     "payee_change",

@@ -243,7 +243,7 @@ def test_a_line_repeated_in_a_later_chunk_is_refused(tx, approved, tmp_path, t0,
     monkeypatch.setattr(bankfiles, "RETURN_CHUNK", 2)
     content = _exported(tx, approved, tmp_path, t0)
     twice = bankfiles.BatchFile(**{**content.__dict__, "lines": [*content.lines, content.lines[0]]})
-    with pytest.raises(BankFileError, match="第 6 行：明细 .* 在回单中重复"), tx() as s:
+    with pytest.raises(BankFileError, match=r"第 6 行：明细 .* 在回单中重复"), tx() as s:
         batches.reconcile(s, approved, bankfiles.render_return(twice, {}), "maker", t0 + 30 * H)
     with tx() as s:
         assert batches.get_batch(s, approved).state == "exported"  # nothing was applied

@@ -200,3 +200,16 @@ def test_backfill_profile_names_a_run_whose_snapshot_is_gone_and_leaves_its_offe
     assert re.search(r"匹配批次 \w+：未补充。匹配结果目录 .*缺少", out.replace("\n", ""))
     again = cli(offers_cmd.app, "backfill-profile").output
     assert "未补充" in again  # still nothing to fill them from: named again, nothing changed
+
+
+def test_a_td_reply_is_registered_and_other_replies_are_refused(cli, engine: Engine) -> None:
+    from sqlalchemy import select
+
+    from payouts.models import SmsOptOut
+
+    assert "已登记退订" in cli(sms_cmd.app, "opt-out", "13800000001").output
+    assert "此前已退订" in cli(sms_cmd.app, "opt-out", "13800000001", "--reply", "退订").output
+    refused = cli(sms_cmd.app, "opt-out", "13800000002", "--reply", "好的", ok=False)
+    assert refused.exit_code != 0 and "不是退订指令" in refused.output
+    with transaction(engine) as s:
+        assert list(s.scalars(select(SmsOptOut.phone))) == ["13800000001"]

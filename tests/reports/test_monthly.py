@@ -203,12 +203,81 @@ def test_report_command_writes_a_self_contained_page_and_its_tables(
             )
         ).all()
     book = load_workbook(tmp_path / "zhida-report-2025-11.xlsx")
-    assert book.sheetnames == ["核心指标", "分部门政策到账", "兑现漏斗", "到账用时", "办理时限", "差一点符合"]
+    assert book.sheetnames == [
+        "核心指标",
+        "分部门政策到账",
+        "兑现漏斗",
+        "到账用时",
+        "办理时限",
+        "月讲评",
+        "资金去向晾晒",
+        "差一点符合",
+    ]
     headline = {row[0]: row[1:] for row in book["核心指标"].iter_rows(min_row=2, values_only=True)}
     assert Decimal(str(headline["到账金额（元）"][0])) == sum(paid, Decimal(0)) > 0
     assert Decimal(str(headline["到账金额（元）"][1])) == sum(before, Decimal(0)) > 0
     by_policy = book["分部门政策到账"].iter_rows(min_row=2, values_only=True)
     assert sum(Decimal(str(r[-1])) for r in by_policy) == sum(paid)
+
+
+def _per_offer_figures(tl: pd.DataFrame, month: str) -> dict[str, object]:
+    """The monthly report's figures as it computed them before counting in the database: from one
+    pandas row per offer (`offer_timeline`), kept here as the oracle of the SQL rewrite."""
+    start, end = monthly.month_bounds(month)
+    tl = tl[tl["imported_at"] < pd.Timestamp(end)].reset_index(drop=True)
+
+    def within(series: pd.Series, a: dt.datetime, b: dt.datetime) -> pd.Series:
+        return series.notna() & (series >= pd.Timestamp(a)) & (series < pd.Timestamp(b))
+
+    def figures(m: str) -> dict[str, object]:
+        a, b = monthly.month_bounds(m)
+        paid = tl[within(tl["paid_at"], a, b)]
+        cash = sla.cash_summary(sla.days_to_cash(paid))
+        notified = tl[within(tl["notified_at"], a, b)]
+        return {
+            "paid_amount": sum(paid["amount"], Decimal("0.00")),
+            "paid_offers": len(paid),
+            "paid_enterprises": paid["uscc"].nunique(),
+            "confirmed": int(within(tl["confirmed_at"], a, b).sum()),
+            "confirm_rate": notified["confirmed_at"].notna().mean() if len(notified) else None,
+            "median_days": cash["median"],
+            "on_target": cash["on_target"],
+        }
+
+    paid = tl[within(tl["paid_at"], start, end)]
+    by_policy = paid.groupby(["department", "policy_id", "title"], as_index=False).agg(
+        offers=("offer_id", "size"), enterprises=("uscc", "nunique"), amount=("amount", lambda s: sum(s))
+    )
+    cut = end - dt.timedelta(microseconds=1)
+    return {
+        "this": figures(month),
+        "previous": figures(monthly.previous_month(month)),
+        "by_policy": sorted(map(tuple, by_policy.itertuples(index=False))),
+        "cash": sla.cash_summary(sla.days_to_cash(paid)),
+        "sla": sla.sla_table(sla.sla_outcomes(tl, at=cut, since=start), by_department=True).to_dict(
+            "records"
+        ),
+    }
+
+
+@pytest.mark.parametrize("month", ["2025-10", "2025-11"])
+def test_the_monthly_figures_counted_in_the_database_are_those_of_the_per_offer_rows(
+    demo_engine: Engine, month: str
+) -> None:
+    with transaction(demo_engine) as s:
+        expected = _per_offer_figures(timeline.offer_timeline(s), month)
+        report = monthly.monthly_report(s, month)
+    headline = report.headline.set_index("key")
+    for key, value in expected["this"].items():
+        got = headline.loc[key, "this_month"]
+        assert got == pytest.approx(value) if isinstance(value, float) else got == value, key
+        prev = headline.loc[key, "previous_month"]
+        want = expected["previous"][key]
+        assert prev == pytest.approx(want) if isinstance(want, float) else prev == want, key
+    assert sorted(map(tuple, report.paid_by_policy.itertuples(index=False))) == expected["by_policy"]
+    assert report.cash == expected["cash"]
+    assert report.sla.to_dict("records") == expected["sla"]
+    assert expected["this"]["paid_offers"] > 0 and expected["sla"]
 
 
 def test_a_month_without_activity_gives_a_report_that_says_so(tmp_path: Path) -> None:

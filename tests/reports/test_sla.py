@@ -11,7 +11,7 @@ import pytest
 
 from api.settings import Settings, SlaSettings
 from payouts import imports, offers
-from reports import sla
+from reports import monthly, sla
 from reports.calendar import working_days, working_days_before
 from reports.errors import ReportError
 from rules.formats import CHINA
@@ -91,3 +91,60 @@ def test_a_year_without_a_schedule_is_refused_by_reports_and_weekdays_for_the_li
     assert working_days_before(beijing(2099, 1, 9, 10), 2, strict=False) == beijing(
         2099, 1, 7, 10
     ).astimezone(dt.UTC)
+
+
+def test_the_report_of_the_running_month_judges_open_work_now_not_at_month_end(tx, small_run: Path) -> None:
+    # Confirmed at release on Thursday 4 December 2025 (`gaoxin` needs no 意愿确认), not yet in a batch.
+    confirmed = beijing(2025, 12, 4, 10)
+    with tx() as s:
+        imports.import_run(s, small_run, "rev", confirmed)
+        offers.release(s, "rev", confirmed)
+    with tx() as s:
+        today = monthly.month_lights(s, "2025-12", now=beijing(2025, 12, 5, 10))
+        later = monthly.month_lights(s, "2025-12", now=beijing(2026, 1, 9, 10))
+    batch = today.set_index("stage").loc["batch"]
+    # Minutes or a day after import, nothing is late; judged at 31 December the same work is overdue.
+    assert (batch["open"], batch["open_late"], batch["light"]) == (batch["open"], 0, "green")
+    assert batch["open"] > 0
+    assert later.set_index("stage").loc["batch", "open_late"] == batch["open"]
+
+
+def test_a_policy_with_its_own_time_limit_is_judged_by_it(tx, small_run: Path) -> None:
+    confirmed = beijing(2025, 9, 30, 10)
+    with tx() as s:
+        imports.import_run(s, small_run, "rev", confirmed)
+        offers.release(s, "rev", confirmed)
+    now = beijing(2025, 10, 15, 10, 1)  # 5 working days after 30 September: red by the SLA's 5
+    with tx() as s:
+        default = sla.lights(s, sla.DEFAULT, now, {"gaoxin"})
+        own = sla.Sla(policies={"gaoxin": {"payment_days": 10}})
+        longer = sla.lights(s, own, now, {"gaoxin"})
+        outcomes = sla.step_outcomes(s, at=now, sla=own)
+
+    def payment(rows: list[sla.Light]) -> sla.Light:
+        return next(r for r in rows if r.stage == "payment" and r.policy_id == "gaoxin")
+
+    assert payment(default).red == payment(default).total > 0
+    assert payment(longer).red == 0 and payment(longer).green == payment(longer).total
+    assert payment(longer).limit == "10 个工作日"
+    batch = outcomes[(outcomes.stage == "batch") & (outcomes.policy_id == "gaoxin")]
+    assert set(batch["outcome"]) == {"open_late"} and set(batch["days"]) == {2}  # batch keeps its 2
+    pay = sla.Sla(policies={"gaoxin": {"payment_days": 10}}).for_policy("gaoxin")
+    assert pay.bank_days == 7
+
+
+def test_a_policys_own_limit_travels_from_its_run_to_the_lights(tx, tmp_path: Path) -> None:
+    from tests.payouts.conftest import payee, policy, write_run
+
+    # `payment_limit_days: 10` in the YAML is `payment_days` in the run's manifest (matcher.run).
+    gaoxin = policy("gaoxin", budget=None, confirmation="none") | {"payment_days": 10}
+    run = write_run(tmp_path / "run", [gaoxin], [("gaoxin", "main", 1, "100.00")], [payee(1)])
+    confirmed = beijing(2025, 9, 30, 10)
+    with tx() as s:
+        imports.import_run(s, run, "rev", confirmed)
+        offers.release(s, "rev", confirmed)
+    with tx() as s:
+        assert sla.DEFAULT.with_policies(s).for_policy("gaoxin").payment_days == 10
+        rows = sla.lights(s, Settings().sla(), beijing(2025, 10, 15, 10, 1), {"gaoxin"})
+    payment = next(r for r in rows if r.stage == "payment" and r.policy_id == "gaoxin")
+    assert (payment.green, payment.red, payment.limit) == (1, 0, "10 个工作日")

@@ -1,0 +1,199 @@
+"""The outbox for messages that are not an offer's notice: SMS and e-mail to staff (the SLA's reminders
+and escalations, `reports.supervision`) and SMS to enterprises that nearly qualify (`portal.outreach`),
+kept in the same `sms_message` table as the offers' SMS, with the opt-out list every SMS sender honours.
+
+Each message has an idempotency key (`dedupe_key`, unique): `send_once` writes the row and hands the
+message over only if no row with that key exists, so a job that runs again (after a crash, or on
+another worker) never sends a message twice; a message the gateway refused is tried again, as the
+same row, by the next call. The key also goes to the provider (`OutgoingSms.key`), so a hand-over cut
+short is dropped by a provider that already took it.
+
+E-mail goes through a `MailGateway` (the shape of an SMTP relay or a government mail API); the
+default keeps the outbox row as the record and logs the masked address, `MemoryMail` keeps messages
+for tests and the demo.
+
+Opt-out (回复TD退订): a number on the `sms_optout` list gets no SMS from zhida — neither outreach nor the
+notices and reminders about its offers (`payouts.sms` checks `opted_out` before sending).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from payouts.errors import SmsError
+from payouts.models import SmsMessage, SmsOptOut
+from payouts.sms import OutgoingSms, SmsGateway
+
+OPT_OUT_HINT = "回复TD退订"
+OPTED_OUT = "该号码已退订短信（回复TD退订），未发送"
+STOP_WORDS = frozenset({"TD", "T", "退订", "N"})
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One e-mail as a mail gateway gets it, with its idempotency key."""
+
+    to: str
+    subject: str
+    text: str
+    key: str
+
+
+class MailGateway(Protocol):
+    """Sends one e-mail; returns the relay's reference or raises SmsError."""
+
+    name: str
+
+    def send(self, mail: OutgoingMail) -> str: ...
+
+
+def mask_email(address: str) -> str:
+    """An e-mail address as logs show it: zh***@example.gov.cn."""
+    local, _, domain = address.partition("@")
+    return f"{local[:2]}***@{domain}" if domain else "***"
+
+
+@dataclass
+class OutboxMail:
+    """The default mail gateway: the outbox row is the record; each message is logged, masked."""
+
+    echo: Callable[[str], None] | None = None
+    name: str = "outbox"
+
+    def send(self, mail: OutgoingMail) -> str:
+        if self.echo is not None:
+            self.echo(f"{mask_email(mail.to)} {mail.subject}")
+        return "outbox"
+
+
+@dataclass
+class MemoryMail:
+    """Keeps every e-mail in memory (tests, the demo); like a relay, takes each key once."""
+
+    sent: list[OutgoingMail] = field(default_factory=list)
+    fail_to: set[str] = field(default_factory=set)
+    name: str = "memory"
+
+    def send(self, mail: OutgoingMail) -> str:
+        if mail.to in self.fail_to:
+            raise SmsError(f"邮箱 {mask_email(mail.to)} 无法送达")
+        if any(m.key == mail.key for m in self.sent):
+            return "dup"
+        self.sent.append(mail)
+        return f"mail-{len(self.sent)}"
+
+
+def _key(dedupe_key: str) -> str:
+    """The provider-side idempotency key of an outbox key (hashed: the outbox key names staff and work)."""
+    return hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
+
+
+# --- opt-out ------------------------------------------------------------------------------------------
+
+
+def opted_out(session: Session, phones: Iterable[str]) -> set[str]:
+    """The numbers among `phones` that opted out of SMS."""
+    wanted = sorted({p for p in phones if p})
+    found: set[str] = set()
+    for i in range(0, len(wanted), 5000):  # bounded parameter lists
+        found |= set(
+            session.scalars(select(SmsOptOut.phone).where(SmsOptOut.phone.in_(wanted[i : i + 5000])))
+        )
+    return found
+
+
+def opt_out(session: Session, phone: str, now: dt.datetime, source: str = "reply") -> bool:
+    """Put `phone` on the opt-out list (True if it was not on it yet)."""
+    if session.scalar(select(SmsOptOut.id).where(SmsOptOut.phone == phone)) is not None:
+        return False
+    session.add(SmsOptOut(phone=phone, created_at=now, source=source))
+    session.flush()
+    return True
+
+
+def is_stop_reply(text: str) -> bool:
+    """Whether an enterprise's reply to an SMS asks to stop (TD, 退订, …), as providers pass replies on."""
+    return text.strip().upper() in STOP_WORDS
+
+
+# --- sending once ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """What `send_once` did with one message."""
+
+    sent: bool = False  # handed over now
+    skipped: str | None = None  # why not: already sent, opted out
+    error: str | None = None  # the gateway refused (kept for the next call)
+
+
+def send_once(
+    session: Session,
+    *,
+    dedupe_key: str,
+    kind: str,
+    channel: str,
+    to: str,
+    text: str,
+    now: dt.datetime,
+    sms: SmsGateway | None = None,
+    mail: MailGateway | None = None,
+    subject: str | None = None,
+    staff_user_id: int | None = None,
+    uscc: str | None = None,
+    policy_id: str | None = None,
+) -> Sent:
+    """Send one message unless the message with `dedupe_key` went out already; the outbox row is written
+    in the caller's transaction, with its outcome. An SMS to an opted-out number is recorded, not sent."""
+    row = session.scalar(select(SmsMessage).where(SmsMessage.dedupe_key == dedupe_key))
+    if row is not None and row.status == "sent":
+        return Sent(skipped="sent")
+    if row is None:
+        row = SmsMessage(
+            offer_id=None,
+            round=0,
+            kind=kind,
+            phone=to,
+            channel=channel,
+            subject=subject,
+            dedupe_key=dedupe_key,
+            staff_user_id=staff_user_id,
+            uscc=uscc,
+            policy_id=policy_id,
+            text=text,
+            expires_at=now,
+            status="queued",
+            created_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # another worker wrote it first: theirs
+            return Sent(skipped="sent")
+    row.attempts = (row.attempts or 0) + 1
+    if channel == "sms" and opted_out(session, [to]):
+        row.status, row.error = "skipped", OPTED_OUT
+        return Sent(skipped="opted_out")
+    try:
+        if channel == "sms":
+            assert sms is not None
+            row.gateway = sms.name
+            row.provider_ref = sms.send(OutgoingSms(to, kind, text, {"text": text}, _key(dedupe_key)))
+        else:
+            assert mail is not None
+            row.gateway = mail.name
+            row.provider_ref = mail.send(OutgoingMail(to, subject or "", text, _key(dedupe_key)))
+    except SmsError as e:
+        row.status, row.error = "failed", str(e)
+        return Sent(error=str(e))
+    row.status, row.sent_at, row.error = "sent", now, None
+    return Sent(sent=True)
