@@ -52,7 +52,12 @@ def disclosure_list(request: Request, session: SessionDep) -> Response:
     return render(request, "disclosure_list.html", {"rows": rows, "as_of": d.as_of})
 
 
-@public.get("/open-data.csv", summary="开放数据（CSV）：各政策、区县、月份的兑现情况")
+@public.get(
+    "/open-data.csv",
+    summary="开放数据（CSV）：各政策、区县、月份的兑现情况",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 def open_data_csv(
     session: SessionDep, policy: Annotated[str | None, Query(max_length=64)] = None
 ) -> Response:

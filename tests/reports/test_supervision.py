@@ -69,7 +69,7 @@ def test_staff_are_reminded_a_working_day_and_an_hour_before_each_once(tx, small
     assert [m.phone for m in phone.sent] == ["13900000001"] and [m.to for m in mail.sent] == [
         "maker@czj.example.gov.cn"
     ]
-    assert "组批" in phone.sent[0].text and "2025-10-11 10:00" in phone.sent[0].text
+    assert "组批" in phone.sent[0].text and "2025年10月11日 10:00" in phone.sent[0].text
     assert "剩一个工作日" in phone.sent[0].text
     assert remind(2025, 10, 10, 16).sent == 0  # sent once
     hour = remind(2025, 10, 11, 9, 15)  # an hour before
@@ -113,7 +113,7 @@ def test_overdue_work_goes_to_the_head_with_a_supervision_list_once_a_day(tx, sm
     assert pushed.sent == 2
     letter = mail.sent[-1]
     assert letter.to == "head@gxj.example.gov.cn" and "督办" in letter.subject
-    for part in ("gaoxin 惠企补贴·组批", "自 2025-10-11 10:00 起超时", "责任人", "已办"):
+    for part in ("gaoxin 惠企补贴·组批", "自 2025年10月11日 10:00 起超时", "责任人", "已办"):
         assert part in letter.text
     assert "办理超时" in phone.sent[-1].text and phone.sent[-1].phone == "13900000009"
     with tx() as s:
