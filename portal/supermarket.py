@@ -175,6 +175,8 @@ def query_terms(text: str) -> QueryTerms:
 
 def fixed_amount(item: Item) -> Decimal | None:
     """The item's amount when it is a constant (`amount: 200000`), in yuan; None for a formula."""
+    if item.amount is None:  # set by the reviewing department, within the cap
+        return None
     root = parse(item.amount).root
     if type(root).__name__ != "FloatExpression":
         return None
@@ -190,7 +192,7 @@ def item_bound(item: Item) -> Decimal | None:
 def max_amount(policy: Policy) -> Decimal | None:
     """The most one item of the policy pays one enterprise; None when an item is an uncapped formula."""
     bounds = [item_bound(item) for item in policy.items]
-    if any(b is None for b in bounds):
+    if not bounds or any(b is None for b in bounds):  # 权益 and 资质 pay nothing
         return None
     return max(b for b in bounds if b is not None)
 
@@ -608,7 +610,7 @@ def describe(policy: Policy, today: dt.date) -> PolicySheet:
         ItemSheet(
             item,
             fixed_amount(item),
-            amount_words(item.amount),
+            amount_words(item.amount) if item.amount is not None else "由审核部门核定",
             item.cap,
         )
         for item in policy.items
