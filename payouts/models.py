@@ -319,7 +319,9 @@ class Offer(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
     public_id: str = Field(sa_type=String(32), unique=True)
-    match_run_id: int = Field(foreign_key="match_run.id", index=True)
+    match_run_id: int | None = Field(
+        default=None, foreign_key="match_run.id", index=True
+    )  # None: from an application
     policy_id: str = Field(sa_type=String(64))
     policy_version: int
     item_id: str = Field(sa_type=String(64))

@@ -35,6 +35,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "data_verify": frozenset({Role.POLICY, Role.REVIEWER}),
     "notice_open": frozenset({Role.FINANCE_MAKER}),
     "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER}),
+    # Applications (快申快享, portal.applications): the reviewing departments' staff.
+    "application_review": frozenset({Role.POLICY, Role.REVIEWER}),
 }
 
 ROLE_LABELS = {

@@ -1,0 +1,164 @@
+"""Applications (快申快享): an enterprise's application for an apply item with its materials, the
+returns for correction (补正) that stop the clock, the departments' opinions in joint review (会签); and
+offers that come from an accepted application instead of a match run (`offer.match_run_id` may be NULL).
+
+Revision ID: 0016
+Revises: 0011
+Create Date: 2026-12-07 08:53:42
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from payouts.sqltypes import Money, UtcDateTime
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
+BIG_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+revision = "0016"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "application",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("public_id", sa.String(length=32), nullable=False),
+        sa.Column("uscc", sa.String(length=18), nullable=False),
+        sa.Column("policy_id", sa.String(length=64), nullable=False),
+        sa.Column("policy_version", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.String(length=64), nullable=False),
+        sa.Column("period", sa.String(length=32), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("lead_department", sa.Text(), nullable=False),
+        sa.Column("reviewers", sa.Text(), nullable=False),
+        sa.Column("time_limit_days", sa.Integer(), nullable=False),
+        sa.Column("prefilled", sa.Text(), nullable=False),
+        sa.Column("supplied", sa.Text(), nullable=False),
+        sa.Column("answers", sa.Text(), nullable=False),
+        sa.Column("requested_amount", Money(), nullable=True),
+        sa.Column("amount", Money(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("opened_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+        sa.Column("submitted_at", UtcDateTime(), nullable=True),
+        sa.Column("decided_at", UtcDateTime(), nullable=True),
+        sa.Column("decided_by", sa.String(length=64), nullable=True),
+        sa.Column("offer_id", BIG_KEY, nullable=True),
+        sa.CheckConstraint(
+            "state IN ('draft', 'submitted', 'returned', 'accepted', 'rejected')",
+            name=op.f("ck_application_state"),
+        ),
+        sa.ForeignKeyConstraint(["offer_id"], ["offer.id"], name=op.f("fk_application_offer_id_offer")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_application")),
+        sa.UniqueConstraint("public_id", name=op.f("uq_application_public_id")),
+    )
+    with op.batch_alter_table("application", schema=None) as batch_op:
+        batch_op.create_index("ix_application_lead_state", ["lead_department", "state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_application_uscc"), ["uscc"], unique=False)
+        batch_op.create_index(
+            "uq_application_live_key",
+            ["uscc", "policy_id", "item_id", "period"],
+            unique=True,
+            sqlite_where=sa.text("state <> 'rejected'"),
+            postgresql_where=sa.text("state <> 'rejected'"),
+        )
+
+    op.create_table(
+        "application_material",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("public_id", sa.String(length=32), nullable=False),
+        sa.Column("application_id", BIG_KEY, nullable=False),
+        sa.Column("material_id", sa.String(length=64), nullable=False),
+        sa.Column("file_name", sa.Text(), nullable=False),
+        sa.Column("stored_path", sa.String(length=64), nullable=False),
+        sa.Column("media_type", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("uploaded_by", sa.String(length=64), nullable=False),
+        sa.Column("uploaded_at", UtcDateTime(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["application_id"],
+            ["application.id"],
+            name=op.f("fk_application_material_application_id_application"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_application_material")),
+        sa.UniqueConstraint("public_id", name=op.f("uq_application_material_public_id")),
+    )
+    with op.batch_alter_table("application_material", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_application_material_application_id"), ["application_id"], unique=False
+        )
+
+    op.create_table(
+        "application_opinion",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("application_id", BIG_KEY, nullable=False),
+        sa.Column("department", sa.Text(), nullable=False),
+        sa.Column("agree", sa.Boolean(), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("given_by", sa.String(length=64), nullable=False),
+        sa.Column("given_at", UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["application_id"],
+            ["application.id"],
+            name=op.f("fk_application_opinion_application_id_application"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_application_opinion")),
+        sa.UniqueConstraint(
+            "application_id", "department", name=op.f("uq_application_opinion_application_id_department")
+        ),
+    )
+    op.create_table(
+        "application_return",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("application_id", BIG_KEY, nullable=False),
+        sa.Column("corrections", sa.Text(), nullable=False),
+        sa.Column("returned_by", sa.String(length=64), nullable=False),
+        sa.Column("returned_at", UtcDateTime(), nullable=False),
+        sa.Column("resumed_at", UtcDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["application_id"],
+            ["application.id"],
+            name=op.f("fk_application_return_application_id_application"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_application_return")),
+    )
+    with op.batch_alter_table("application_return", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_application_return_application_id"), ["application_id"], unique=False
+        )
+
+    with op.batch_alter_table("offer", schema=None) as batch_op:
+        batch_op.alter_column("match_run_id", existing_type=sa.INTEGER(), nullable=True)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("offer", schema=None) as batch_op:
+        batch_op.alter_column("match_run_id", existing_type=sa.INTEGER(), nullable=False)
+
+    with op.batch_alter_table("application_return", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_application_return_application_id"))
+
+    op.drop_table("application_return")
+    op.drop_table("application_opinion")
+    with op.batch_alter_table("application_material", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_application_material_application_id"))
+
+    op.drop_table("application_material")
+    with op.batch_alter_table("application", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_application_live_key",
+            sqlite_where=sa.text("state <> 'rejected'"),
+            postgresql_where=sa.text("state <> 'rejected'"),
+        )
+        batch_op.drop_index(batch_op.f("ix_application_uscc"))
+        batch_op.drop_index("ix_application_lead_state")
+
+    op.drop_table("application")
