@@ -131,6 +131,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["china_time"] = formats.staff_time
     templates.env.filters["period"] = formats.period
     templates.env.filters["day"] = formats.day
+    templates.env.filters["field_value"] = lambda value, name: formats.field_value(name, value)
     templates.env.filters["region"] = region_name  # GB/T 2260 names of a code or prefix
     templates.env.globals["state_label"] = _state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
@@ -187,6 +188,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (default: from the environment)."""
     from api.routes import (
+        applications,
         audit,
         batches,
         confirm,
@@ -395,6 +397,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
+    app.include_router(applications.pages)
     from api.routes import jobs, notice, payees, supplied, users
 
     for module in (supplied, notice, users, jobs):

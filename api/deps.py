@@ -36,7 +36,7 @@ from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import Batch, Objection, Offer, PolicyVersion, PublicNotice, Role, StaffUser
 from payouts.users import PERMISSIONS, ROLE_LABELS
-from portal.models import SuppliedValue
+from portal.models import Application, SuppliedValue
 from portal.supplied import owns
 
 SESSION_COOKIE = "zhida_session"
@@ -473,6 +473,16 @@ def load_objection(
     return row
 
 
+def load_enterprise_application(
+    public_id: Annotated[str, Path(max_length=32)], enterprise: CurrentEnterprise, session: SessionDep
+) -> Application:
+    """The signed-in enterprise's own application (快申快享); 404, the same as for none, for anyone else's."""
+    from portal.applications import of_enterprise
+
+    return of_enterprise(session, enterprise.uscc, public_id)
+
+
+EnterpriseApplicationDep = Annotated[Application, Depends(load_enterprise_application)]
 SuppliedDep = Annotated[SuppliedValue, Depends(load_supplied)]
 EnterpriseSuppliedDep = Annotated[SuppliedValue, Depends(load_enterprise_supplied)]
 NoticeDep = Annotated[PublicNotice, Depends(load_notice)]

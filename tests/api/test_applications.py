@@ -1,0 +1,152 @@
+"""Applications (快申快享) through the service: the enterprise opens one from the policy page with the data
+filled in, fills in the rest, submits; nobody else sees it; accepted, it is batched like any offer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.enterprise_auth import ENTERPRISE_COOKIE
+from payouts import users
+from payouts.db import transaction
+from payouts.models import Offer
+from portal import applications as apps
+from tests.api.conftest import World, csrf_of
+
+A = "913208038HQ7FMGPQ2"  # has a registered account and a phone in the conformance world
+B = "9132080382J9AR2NCK"
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+POLICY = """\
+id: ks-chuangxin
+version: 1
+title: 科技创新券补助
+department: 市科学技术局
+source: {document: 测试用例，非真实文件}
+valid_from: 2025-01-01
+valid_to: 2030-12-31
+assessment_year: 2024
+period: "2026"
+budget: 500000.00
+kind: 奖补
+guide:
+  phone: "0731-88888888"
+  department_address: 市政务服务中心二楼科技窗口
+  time_limit_days: 20
+  flow: [网上申请, 部门审核, 资金拨付]
+reviewers: [市科学技术局, 市财政局]
+conditions:
+  - {id: honest, text: 未被列入严重失信主体名单, rule: not serious_dishonest}
+items:
+  - id: voucher
+    title: 创新券补助
+    mode: apply
+    amount: rd_expense * 10
+    cap: 200000.00
+    application:
+      fields: [rd_expense]
+      questions:
+        - {id: projects, text: 在研项目数, type: integer}
+        - {id: area, text: 所属技术领域, type: choice, choices: [电子信息, 生物医药]}
+      materials:
+        - {id: contract, name: 技术服务合同}
+"""
+
+
+def publish(w: World) -> None:
+    now = dt.datetime.now(dt.UTC)
+    store = w.app.state.store
+    with transaction(w.app.state.engine) as s:
+        record, _ = store.upload(s, POLICY.encode(), "ks-chuangxin.yaml", "policy_sci", None, now)
+        store.publish(s, record, "policy_sci", now)
+        users.create_user(s, "finance_dept", "reviewer", department="市财政局", now=now)
+
+
+def enterprise(w: World, uscc: str) -> TestClient:
+    client = TestClient(w.app)
+    client.cookies.set(ENTERPRISE_COOKIE, w.app.state.enterprise_tokens.session(uscc, "sms"))
+    return client
+
+
+def open_application(client: TestClient) -> str:
+    start = client.get("/e/apply/ks-chuangxin/voucher")
+    assert start.status_code == 200, start.text
+    assert "20 个工作日" in start.text and "市政务服务中心二楼科技窗口" in start.text
+    opened = client.post(
+        "/e/apply/ks-chuangxin/voucher", data={"csrf": csrf_of(start.text)}, follow_redirects=False
+    )
+    assert opened.status_code == 303, opened.text
+    return opened.headers["location"].rsplit("/", 1)[1]
+
+
+def test_the_policy_page_offers_to_apply_and_the_form_shows_what_the_data_knows(world: World) -> None:
+    publish(world)
+    page = world.client.get("/policies/ks-chuangxin")
+    assert 'href="/e/apply/ks-chuangxin/voucher"' in page.text
+    client = enterprise(world, A)
+    pid = open_application(client)
+    form = client.get(f"/e/applications/{pid}").text
+    rd = re.search(r'data-field="rd_expense">(.*?)</div>', form, re.S)
+    assert rd, form
+    assert "不需再填" in rd.group(1) and "来源：税务局，2025年9月30日" in rd.group(1)
+    assert 'name="f_rd_expense"' not in form  # a known value is not typed again
+
+
+def test_an_enterprise_never_sees_another_enterprises_application_or_material(world: World) -> None:
+    publish(world)
+    mine = enterprise(world, A)
+    pid = open_application(mine)
+    page = mine.get(f"/e/applications/{pid}")
+    up = mine.post(
+        f"/e/applications/{pid}/materials",
+        data={"csrf": csrf_of(page.text), "material_id": "contract"},
+        files={"file": ("合同.pdf", PDF, "application/pdf")},
+        follow_redirects=False,
+    )
+    assert up.status_code == 303
+    material = re.search(rf"/e/applications/{pid}/materials/(\w+)", mine.get(f"/e/applications/{pid}").text)
+    assert material
+    assert mine.get(f"/e/applications/{pid}/materials/{material.group(1)}").content == PDF
+    other = enterprise(world, B)
+    assert other.get(f"/e/applications/{pid}").status_code == 404
+    assert other.get(f"/e/applications/{pid}/materials/{material.group(1)}").status_code == 404
+    token = csrf_of(other.get("/e/applications").text)  # its own valid token, for someone else's application
+    assert other.post(f"/e/applications/{pid}", data={"csrf": token, "a_projects": "9"}).status_code == 404
+    assert other.get("/e/applications/nonexistent").status_code == 404
+
+
+def test_submit_refused_with_everything_missing_then_accepted_and_batched(world: World) -> None:
+    publish(world)
+    client = enterprise(world, A)
+    pid = open_application(client)
+    page = client.get(f"/e/applications/{pid}")
+    refused = client.post(f"/e/applications/{pid}", data={"csrf": csrf_of(page.text), "do": "submit"})
+    assert refused.status_code == 422
+    assert "请回答：在研项目数；请回答：所属技术领域；请上传：技术服务合同" in refused.text
+    client.post(
+        f"/e/applications/{pid}/materials",
+        data={"csrf": csrf_of(page.text), "material_id": "contract"},
+        files={"file": ("合同.pdf", PDF, "application/pdf")},
+    )
+    done = client.post(
+        f"/e/applications/{pid}",
+        data={"csrf": csrf_of(page.text), "a_projects": "3", "a_area": "电子信息", "do": "submit"},
+    )
+    assert done.status_code == 200 and "申请已提交" in done.text
+    assert "承诺时限 20 个工作日，已用 0 个工作日" in done.text
+    policy = world.app.state.store.parsed(world.app.state.store.latest_published("ks-chuangxin"))
+    now = dt.datetime.now(dt.UTC)
+    with transaction(world.app.state.engine) as s:
+        apps.give_opinion(s, pid, agree=True, note=None, by="finance_dept", now=now)
+        offer = apps.accept(s, policy, pid, amount=None, by="policy_sci", now=now)
+        assert offer.amount == Decimal("126282.60")  # 12,628.26 × 10, under the cap
+    accepted = client.get(f"/e/applications/{pid}")
+    assert "审核通过" in accepted.text and "126,282.60" in accepted.text
+    batch = world.make_batch("ks-chuangxin")
+    assert batch.status_code in (200, 201), batch.text
+    with transaction(world.app.state.engine) as s:
+        assert s.scalar(select(Offer.state).where(Offer.policy_id == "ks-chuangxin")) == "in_batch"
