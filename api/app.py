@@ -398,6 +398,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
     app.include_router(applications.pages)
+    app.include_router(applications.console)
     from api.routes import jobs, notice, payees, supplied, users
 
     for module in (supplied, notice, users, jobs):

@@ -77,6 +77,8 @@ ACCESS: dict[str, frozenset[Role]] = {
     "notice_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
     "notice_open": PERMISSIONS["notice_open"],
     "objection_resolve": PERMISSIONS["objection_resolve"],
+    # Applications (快申快享): the reviewing departments (portal.applications).
+    "application_review": PERMISSIONS["application_review"],
     # Background jobs (任务): who starts them (the reviewer), who audits, and the system administrator, who
     # keeps the service running.
     "jobs_read": frozenset({R.REVIEWER, R.AUDITOR, R.SYSTEM_ADMIN}),
@@ -483,6 +485,19 @@ def load_enterprise_application(
 
 
 EnterpriseApplicationDep = Annotated[Application, Depends(load_enterprise_application)]
+ApplicationReviewer = Annotated[StaffUser, Depends(Allow("application_review"))]
+
+
+def load_application(
+    public_id: Annotated[str, Path(max_length=32)], user: ApplicationReviewer, session: SessionDep
+) -> Application:
+    """An application the user's department reviews; 404 for every other (and for no department)."""
+    from portal.applications import for_department
+
+    return for_department(session, user.username, public_id)
+
+
+ApplicationDep = Annotated[Application, Depends(load_application)]
 SuppliedDep = Annotated[SuppliedValue, Depends(load_supplied)]
 EnterpriseSuppliedDep = Annotated[SuppliedValue, Depends(load_enterprise_supplied)]
 NoticeDep = Annotated[PublicNotice, Depends(load_notice)]

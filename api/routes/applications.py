@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -20,13 +21,23 @@ from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from sqlmodel import Session
 
-from api.deps import CurrentEnterprise, EnterpriseApplicationDep, SessionDep, SettingsDep, TokensDep
+from api.deps import (
+    ApplicationDep,
+    ApplicationReviewer,
+    CurrentEnterprise,
+    EnterpriseApplicationDep,
+    SessionDep,
+    SettingsDep,
+    TokensDep,
+    writes,
+)
 from api.enterprise_auth import ENTERPRISE_COOKIE
 from api.policystore import PolicyStore
 from api.routes import now, redirect, render
 from api.routes.supplied import evidence_dir, read_evidence
 from api.settings import Settings
 from matcher.runfolder import parse_manifest
+from payouts import audit
 from payouts.errors import NotFoundError
 from payouts.models import Offer
 from portal import applications as apps
@@ -334,3 +345,185 @@ def application_material(
     """One of the enterprise's own uploads, as an attachment with its sniffed type."""
     path, media, name = apps.material_file(session, app, material, evidence_dir(settings))
     return FileResponse(path, media_type=media, filename=name)
+
+
+# --- The reviewing departments' console (/console/applications) ---------------------------------------------
+
+console = APIRouter(prefix="/console/applications", include_in_schema=False)
+QUEUES = {
+    "submitted": ("待审核", (apps.S.SUBMITTED,)),
+    "returned": ("补正中", (apps.S.RETURNED,)),
+    "decided": ("已办结", (apps.S.ACCEPTED, apps.S.REJECTED)),
+}
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    app: Application
+    title: str
+    clock: Clock | None
+    waiting: list[str]
+
+
+@console.get("")
+def queue_page(
+    request: Request, user: ApplicationReviewer, session: SessionDep, state: str = "submitted"
+) -> Response:
+    """The department's applications with the committed time limit and its light, oldest first."""
+    label, states = QUEUES.get(state, QUEUES["submitted"])
+    at = now()
+    rows = []
+    for a in apps.queue(session, user.username, states):
+        try:
+            p = policy_of(request, a.policy_id, a.policy_version)
+            title = (
+                p.title if p.item(a.item_id).title in p.title else f"{p.title} · {p.item(a.item_id).title}"
+            )
+        except ZhidaError:
+            title = f"{a.policy_id} / {a.item_id}"
+        rows.append(QueueRow(a, title, clock(session, a, at), apps.waiting_opinions(session, a)))
+    lights = {c: sum(1 for r in rows if r.clock and r.clock.light == c) for c in ("red", "yellow", "green")}
+    return render(
+        request,
+        "apply_queue.html",
+        {
+            "rows": rows,
+            "state": state if state in QUEUES else "submitted",
+            "queues": {k: v[0] for k, v in QUEUES.items()},
+            "label": label,
+            "lights": lights,
+            "department": user.department,
+            "labels": apps.STATE_LABELS,
+        },
+    )
+
+
+@console.get("/{public_id}")
+def review_page(
+    request: Request, app: ApplicationDep, user: ApplicationReviewer, session: SessionDep, status: int = 200
+) -> Response:
+    policy = policy_of(request, app.policy_id, app.policy_version)
+    item = policy.item(app.item_id)
+    return render(
+        request,
+        "apply_review.html",
+        {
+            "app": app,
+            "policy": policy,
+            "item": item,
+            "rows": _rows(policy, item, app),
+            "answers": apps.answers(app),
+            "uploads": {m.material_id: m for m in apps.materials(session, app)},
+            "corrections": [(r, json.loads(r.corrections)) for r in apps.returns(session, app)],
+            "opinions": apps.opinions(session, app),
+            "waiting": apps.waiting_opinions(session, app),
+            "clock": clock(session, app, now()),
+            "lead": user.department == app.lead_department,
+            "reviewers": apps.reviewers(app),
+            "department": user.department,
+            "app_state_label": apps.STATE_LABELS[app.state],
+            "offer": session.get(Offer, app.offer_id) if app.offer_id else None,
+            "lacking": apps.lacking(session, policy, app) if app.state == "submitted" else [],
+        },
+        status_code=status,
+    )
+
+
+def _back(app: Application, message: str, kind: str = "ok") -> Response:
+    return redirect(f"/console/applications/{app.public_id}", message, kind)
+
+
+@console.post("/{public_id}/opinion")
+def opinion_action(
+    app: ApplicationDep,
+    user: ApplicationReviewer,
+    session: SessionDep,
+    agree: Annotated[str, Form(max_length=8)] = "",
+    note: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    try:
+        apps.give_opinion(
+            session, app.public_id, agree=agree == "yes", note=note, by=user.username, now=now()
+        )
+    except PayoutError as e:
+        return _back(app, str(e), "error")
+    return _back(app, "会签意见已记录")
+
+
+@console.post("/{public_id}/return")
+def return_action(
+    app: ApplicationDep,
+    user: ApplicationReviewer,
+    session: SessionDep,
+    corrections: Annotated[str, Form(max_length=5000)] = "",
+) -> Response:
+    """Return for correction: one line per thing to correct, all at once."""
+    try:
+        apps.return_for_correction(
+            session, app.public_id, corrections.splitlines(), by=user.username, now=now()
+        )
+    except PayoutError as e:
+        return _back(app, str(e), "error")
+    return _back(app, "已退回补正，计时暂停；企业可看到需补正的全部内容")
+
+
+@console.post("/{public_id}/reject")
+def reject_action(
+    app: ApplicationDep,
+    user: ApplicationReviewer,
+    session: SessionDep,
+    reason: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    try:
+        apps.reject(session, app.public_id, reason, by=user.username, now=now())
+    except PayoutError as e:
+        return _back(app, str(e), "error")
+    return _back(app, "已作出不予通过的决定，企业可看到理由")
+
+
+@console.post("/{public_id}/accept")
+def accept_action(
+    request: Request,
+    app: ApplicationDep,
+    user: ApplicationReviewer,
+    session: SessionDep,
+    amount: Annotated[str, Form(max_length=24)] = "",
+) -> Response:
+    """Accept: the offer is made, confirmed, and waits for the next batch of the policy."""
+    policy = policy_of(request, app.policy_id, app.policy_version)
+    try:
+        value = Decimal(amount.replace(",", "").strip()) if amount.strip() else None
+    except InvalidOperation:
+        return _back(app, f"核定金额应为数字（元）：{amount}", "error")
+    try:
+        offer = apps.accept(session, policy, app.public_id, amount=value, by=user.username, now=now())
+    except PayoutError as e:
+        return _back(app, str(e), "error")
+    return _back(app, f"审核通过，核定金额 {offer.amount:,.2f} 元，待财政部门组批拨付")
+
+
+@console.get("/{public_id}/materials/{material}")
+@writes  # the download is audited
+def review_material(
+    app: ApplicationDep,
+    user: ApplicationReviewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    material: Annotated[str, Path(max_length=32)],
+) -> Response:
+    path, media, name = apps.material_file(session, app, material, evidence_dir(settings))
+    audit.record(
+        session,
+        now(),
+        user.username,
+        "apply_view_material",
+        "application",
+        app.public_id,
+        None,
+        None,
+        None,
+        material=material,
+    )
+    response = FileResponse(path, media_type=media, filename=name, content_disposition_type="attachment")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

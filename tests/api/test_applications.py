@@ -10,12 +10,14 @@ from decimal import Decimal
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.auth import set_password
 from api.enterprise_auth import ENTERPRISE_COOKIE
 from payouts import users
+from payouts.audit import history
 from payouts.db import transaction
 from payouts.models import Offer
 from portal import applications as apps
-from tests.api.conftest import World, csrf_of
+from tests.api.conftest import PASSWORD, World, csrf_of
 
 A = "913208038HQ7FMGPQ2"  # has a registered account and a phone in the conformance world
 B = "9132080382J9AR2NCK"
@@ -64,6 +66,7 @@ def publish(w: World) -> None:
         record, _ = store.upload(s, POLICY.encode(), "ks-chuangxin.yaml", "policy_sci", None, now)
         store.publish(s, record, "policy_sci", now)
         users.create_user(s, "finance_dept", "reviewer", department="市财政局", now=now)
+        set_password(s, "finance_dept", PASSWORD, "system", now)
 
 
 def enterprise(w: World, uscc: str) -> TestClient:
@@ -150,3 +153,75 @@ def test_submit_refused_with_everything_missing_then_accepted_and_batched(world:
     assert batch.status_code in (200, 201), batch.text
     with transaction(world.app.state.engine) as s:
         assert s.scalar(select(Offer.state).where(Offer.policy_id == "ks-chuangxin")) == "in_batch"
+
+
+def submitted(w: World) -> tuple[TestClient, str]:
+    """Enterprise A's application, answered, with its material, submitted."""
+    client = enterprise(w, A)
+    pid = open_application(client)
+    token = csrf_of(client.get(f"/e/applications/{pid}").text)
+    client.post(
+        f"/e/applications/{pid}/materials",
+        data={"csrf": token, "material_id": "contract"},
+        files={"file": ("合同.pdf", PDF, "application/pdf")},
+    )
+    done = client.post(
+        f"/e/applications/{pid}",
+        data={"csrf": token, "a_projects": "3", "a_area": "电子信息", "do": "submit"},
+    )
+    assert "申请已提交" in done.text
+    return client, pid
+
+
+def test_departments_review_jointly_return_for_correction_and_the_lead_accepts(world: World) -> None:
+    publish(world)
+    client, pid = submitted(world)
+    lead, co = world.browser("policy_sci"), world.browser("finance_dept")
+    queue = lead.get("/console/applications").text
+    assert pid in queue and 'data-light="green"' in queue and "0/20" in queue and "待市财政局" in queue
+    assert pid not in world.browser("policy_hr").get("/console/applications").text
+    assert world.browser("policy_hr").get(f"/console/applications/{pid}").status_code == 404
+    page = lead.get(f"/console/applications/{pid}")
+    assert "来源" in page.text and "税务局，2025年9月30日" in page.text
+    material = re.search(rf"/console/applications/{pid}/materials/(\w+)", page.text)
+    assert material and lead.get(material.group(0)).content == PDF
+    # Returned for correction with everything at once; the enterprise sees the list and the clock stops.
+    r = lead.post(
+        f"/console/applications/{pid}/return",
+        data={"csrf": csrf_of(page.text), "corrections": "合同缺少盖章页\n在研项目数与附件不符"},
+    )
+    assert "已退回补正" in r.text
+    mine = client.get(f"/e/applications/{pid}").text
+    assert "合同缺少盖章页" in mine and "在研项目数与附件不符" in mine and "补正中，计时暂停" in mine
+    token = csrf_of(mine)
+    client.post(
+        f"/e/applications/{pid}",
+        data={"csrf": token, "a_projects": "2", "a_area": "电子信息", "do": "submit"},
+    )
+    # The lead cannot decide before the co-reviewer's opinion.
+    page = lead.get(f"/console/applications/{pid}")
+    refused = lead.post(
+        f"/console/applications/{pid}/accept", data={"csrf": csrf_of(page.text), "amount": ""}
+    )
+    assert "会签部门尚未提出意见：市财政局" in refused.text
+    co_page = co.get(f"/console/applications/{pid}")
+    assert 'id="accept"' not in co_page.text  # only the lead decides
+    co.post(
+        f"/console/applications/{pid}/opinion",
+        data={"csrf": csrf_of(co_page.text), "agree": "yes", "note": "资金来源已落实"},
+    )
+    accepted = lead.post(
+        f"/console/applications/{pid}/accept", data={"csrf": csrf_of(page.text), "amount": "100,000.00"}
+    )
+    assert "审核通过，核定金额 100,000.00 元" in accepted.text
+    assert "审核通过" in client.get(f"/e/applications/{pid}").text
+    with transaction(world.app.state.engine) as s:
+        actions = [e.action for e in history(s, "application", pid)]
+    assert actions[-6:] == [
+        "apply_view_material",
+        "apply_return",
+        "apply_save",
+        "apply_submit",
+        "apply_opinion",
+        "apply_accept",
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from playwright.sync_api import Browser, expect
 
 from api.enterprise_auth import ENTERPRISE_COOKIE
-from tests.api.browser import SHOTS
+from tests.api.browser import SHOTS, signed_in
 from tests.api.conftest import World
 from tests.api.test_applications import PDF, A, publish
 from tests.api.test_browser import live  # noqa: F401  (fixture)
@@ -66,3 +66,15 @@ def test_an_enterprise_applies_with_prefilled_data_and_submits_on_a_360px_phone(
     page.goto(f"{base}/e/applications")
     expect(page.locator('#applications [data-state="submitted"]')).to_contain_text("科技创新券补助")
     phone.close()
+    # The lead department's queue and review page on a desktop.
+    desk = signed_in(browser, base, "policy_sci", width=1366, height=900)
+    desk.goto(f"{base}/console/applications")
+    row = desk.locator('#applications tr[data-state="submitted"]')
+    expect(row).to_have_attribute("data-light", "green")
+    expect(row).to_contain_text("待市财政局")
+    desk.screenshot(path=SHOTS / "apply-4-queue-1366px.png", full_page=True)
+    row.locator("a").click()
+    expect(desk.locator('#data tr[data-field="rd_expense"]')).to_contain_text("税务局，2025年9月30日")
+    expect(desk.locator("#decide")).to_be_visible()
+    desk.screenshot(path=SHOTS / "apply-5-review-1366px.png", full_page=True)
+    desk.context.close()
