@@ -583,7 +583,22 @@ def scope_words(scope: Scope) -> tuple[str, str, str]:
 
 
 def payment_words(policy: Policy) -> str:
-    """How the money reaches the enterprise (免申即享)."""
+    """How the policy is delivered: 免申即享, 快申快享, or for 权益 and 资质 the department's own procedure."""
+    days = f"{policy.guide.time_limit_days} 个工作日" if policy.guide else "承诺时限内"
+    if not policy.gives_money:
+        return (
+            f"{policy.kind}类事项，不发放资金：请按下方申兑指南向{policy.department}办理，办理时限 {days}。"
+        )
+    if all(i.mode == "apply" for i in policy.items):
+        return (
+            "快申快享：在线申请，政府部门已掌握的数据自动填入，无需再填；补全其余信息、上传材料后提交，"
+            f"由有关部门在 {days}内审核办结（补正期间不计），审核通过后资金直接拨付到企业登记的对公账户。"
+        )
+    if any(i.mode == "apply" for i in policy.items):
+        return (
+            "部分事项免申即享（数据比对确定符合条件的企业，短信确认后拨付），"
+            f"标注“申请”的事项快申快享：在线申请，由有关部门在 {days}内审核办结。"
+        )
     if policy.confirmation == "none":
         return (
             "免申即享：无需申请，也无需确认。有关部门通过数据比对确定符合条件的企业，"

@@ -149,6 +149,9 @@ def test_submit_refused_with_everything_missing_then_accepted_and_batched(world:
         assert offer.amount == Decimal("126282.60")  # 12,628.26 × 10, under the cap
     accepted = client.get(f"/e/applications/{pid}")
     assert "审核通过" in accepted.text and "126,282.60" in accepted.text
+    offer_page = client.get(re.search(r'href="(/e/offers/\w+)" id="offer-link"', accepted.text).group(1))
+    assert "申请审核通过，资金已核定" in offer_page.text and "申请即视为确认" in offer_page.text
+    assert "等待财政部门制单拨付" in offer_page.text
     batch = world.make_batch("ks-chuangxin")
     assert batch.status_code in (200, 201), batch.text
     with transaction(world.app.state.engine) as s:
@@ -225,3 +228,43 @@ def test_departments_review_jointly_return_for_correction_and_the_lead_accepts(w
         "apply_opinion",
         "apply_accept",
     ]
+
+
+QUALIFICATION = """\
+id: ks-test-zizhi
+version: 1
+title: 科技型中小企业评价入库
+department: 市科学技术局
+source: {document: 测试用例，非真实文件}
+valid_from: 2025-01-01
+valid_to: 2030-12-31
+assessment_year: 2024
+period: "2026"
+kind: 资质
+summary: 符合条件的科技型中小企业自主评价、入库登记
+guide:
+  phone: "0731-88888888"
+  department_address: 市政务服务中心二楼科技窗口
+  time_limit_days: 10
+  flow: [网上填报, 部门审核, 公示入库]
+"""
+
+
+def test_a_qualification_is_listed_with_its_guide_and_never_matched(world: World) -> None:
+    now = dt.datetime.now(dt.UTC)
+    store = world.app.state.store
+    with transaction(world.app.state.engine) as s:
+        record, policy = store.upload(
+            s, QUALIFICATION.encode(), "ks-test-zizhi.yaml", "policy_sci", None, now
+        )
+        store.publish(s, record, "policy_sci", now)
+    assert policy.matchable() is None
+    listed = world.client.get("/policies", params={"q": "科技型中小企业评价"})
+    assert "ks-test-zizhi" in listed.text
+    page = world.client.get("/policies/ks-test-zizhi").text
+    assert (
+        "资质类事项，不发放资金" in page
+        and "10 个工作日" in page
+        and "网上填报 → 部门审核 → 公示入库" in page
+    )
+    assert "单户金额" not in page and "/e/apply/" not in page
