@@ -198,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
         offers,
         policies,
+        ratings,
         reports,
         runs,
         session,
@@ -399,6 +400,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(enterprise.pages)
     app.include_router(applications.pages)
     app.include_router(applications.console)
+    app.include_router(ratings.pages)
+    app.include_router(ratings.console)
     from api.routes import jobs, notice, payees, supplied, users
 
     for module in (supplied, notice, users, jobs):

@@ -297,3 +297,31 @@ class ApplicationOpinion(SQLModel, table=True):
     note: str | None = Field(default=None, sa_type=Text)
     given_by: str = Field(sa_type=String(64))
     given_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class Rating(SQLModel, table=True):
+    """An enterprise's rating of an item once it has ended (好差评): of an offer paid (either mode) or of an
+    application not accepted. A poor rating (2 or less) must be answered by the department within 5
+    working days; the answer is shown to the enterprise."""
+
+    __tablename__ = "rating"
+    __table_args__ = (
+        UniqueConstraint("uscc", "subject", "subject_id"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+        CheckConstraint("subject IN ('offer', 'application')", name="subject"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18))
+    subject: str = Field(sa_type=String(16))
+    subject_id: str = Field(sa_type=String(32))  # the offer's or application's public id
+    policy_id: str = Field(sa_type=String(64))
+    item_id: str = Field(sa_type=String(64))
+    department: str = Field(sa_type=Text, index=True)  # whose service is rated, who answers
+    score: int
+    comment: str | None = Field(default=None, sa_type=Text)
+    rated_at: dt.datetime = Field(sa_type=UtcDateTime)
+    answer: str | None = Field(default=None, sa_type=Text)
+    answered_by: str | None = Field(default=None, sa_type=String(64))
+    answered_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)

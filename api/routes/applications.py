@@ -41,6 +41,7 @@ from payouts import audit
 from payouts.errors import NotFoundError
 from payouts.models import Offer
 from portal import applications as apps
+from portal import ratings
 from portal import standings as portal_standings
 from portal.models import Application
 from reports.calendar import china_date, working_day_after, working_days_running
@@ -189,6 +190,8 @@ def _page(
             "editable": app.state in apps.EDITABLE,
             "offer": session.get(Offer, app.offer_id) if app.offer_id else None,
             "max_mb": 10,
+            "rating": ratings.of_subject(session, me.uscc, "application", app.public_id),
+            "score_labels": ratings.SCORES,
             **context,
         },
         status_code=status,

@@ -33,7 +33,7 @@ from api.routes import BrowserNonce, now, redirect, render
 from api.routes.offers import gateway
 from payouts.errors import LoginError, LoginThrottled, SmsError
 from payouts.timeline import timeline
-from portal import identity
+from portal import identity, ratings
 from portal import standings as portal_standings
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
@@ -314,5 +314,11 @@ def offer_page(
     return render(
         request,
         "ent_offer.html",
-        {"ent": me, "t": timeline(session, offer), "ent_csrf": request.state.enterprise_csrf},
+        {
+            "ent": me,
+            "t": timeline(session, offer),
+            "ent_csrf": request.state.enterprise_csrf,
+            "rating": ratings.of_subject(session, me.uscc, "offer", offer.public_id),
+            "score_labels": ratings.SCORES,
+        },
     )

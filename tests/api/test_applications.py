@@ -268,3 +268,52 @@ def test_a_qualification_is_listed_with_its_guide_and_never_matched(world: World
         and "网上填报 → 部门审核 → 公示入库" in page
     )
     assert "单户金额" not in page and "/e/apply/" not in page
+
+
+def test_a_poor_rating_of_a_rejected_application_is_answered_and_the_answer_shown(world: World) -> None:
+    publish(world)
+    client, pid = submitted(world)
+    lead = world.browser("policy_sci")
+    page = lead.get(f"/console/applications/{pid}")
+    lead.post(
+        f"/console/applications/{pid}/reject", data={"csrf": csrf_of(page.text), "reason": "合同非本年度签订"}
+    )
+    mine = client.get(f"/e/applications/{pid}").text
+    assert "未通过。理由：合同非本年度签订" in mine and 'id="rate"' in mine
+    refused = client.post(
+        "/e/ratings",
+        data={
+            "csrf": csrf_of(mine),
+            "subject": "application",
+            "subject_id": pid,
+            "score": "1",
+            "comment": "",
+        },
+    )
+    assert "请写明不满意的原因" in refused.text
+    client.post(
+        "/e/ratings",
+        data={
+            "csrf": csrf_of(mine),
+            "subject": "application",
+            "subject_id": pid,
+            "score": "1",
+            "comment": "理由未提前告知",
+        },
+    )
+    other = enterprise(world, B)
+    token = csrf_of(other.get("/e/applications").text)
+    stolen = other.post(
+        "/e/ratings", data={"csrf": token, "subject": "application", "subject_id": pid, "score": "5"}
+    )
+    assert stolen.status_code == 404
+    listed = lead.get("/console/ratings").text
+    assert "理由未提前告知" in listed and "待答复" in listed and "最迟" in listed
+    assert "理由未提前告知" not in world.browser("policy_hr").get("/console/ratings").text
+    rating_id = re.search(r"/console/ratings/(\w+)/answer", listed).group(1)
+    lead.post(
+        f"/console/ratings/{rating_id}/answer",
+        data={"csrf": csrf_of(listed), "text": "已改进：申报通知列明合同年度要求"},
+    )
+    shown = client.get(f"/e/applications/{pid}").text
+    assert "非常不满意" in shown and "市科学技术局答复：已改进：申报通知列明合同年度要求" in shown

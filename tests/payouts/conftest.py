@@ -41,6 +41,7 @@ TABLES = (
     "public_notice",
     "data_override",
     "supplied_value",
+    "rating",
     "application_opinion",
     "application_return",
     "application_material",

@@ -1,6 +1,7 @@
 """Applications (快申快享): an enterprise's application for an apply item with its materials, the
 returns for correction (补正) that stop the clock, the departments' opinions in joint review (会签); and
-offers that come from an accepted application instead of a match run (`offer.match_run_id` may be NULL).
+offers that come from an accepted application instead of a match run (`offer.match_run_id` may be NULL);
+and enterprises' ratings of ended items (好差评, `rating`).
 
 Revision ID: 0016
 Revises: 0011
@@ -135,11 +136,39 @@ def upgrade() -> None:
             batch_op.f("ix_application_return_application_id"), ["application_id"], unique=False
         )
 
+    op.create_table(
+        "rating",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("public_id", sa.String(length=32), nullable=False),
+        sa.Column("uscc", sa.String(length=18), nullable=False),
+        sa.Column("subject", sa.String(length=16), nullable=False),
+        sa.Column("subject_id", sa.String(length=32), nullable=False),
+        sa.Column("policy_id", sa.String(length=64), nullable=False),
+        sa.Column("item_id", sa.String(length=64), nullable=False),
+        sa.Column("department", sa.Text(), nullable=False),
+        sa.Column("score", sa.Integer(), nullable=False),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("rated_at", UtcDateTime(), nullable=False),
+        sa.Column("answer", sa.Text(), nullable=True),
+        sa.Column("answered_by", sa.String(length=64), nullable=True),
+        sa.Column("answered_at", UtcDateTime(), nullable=True),
+        sa.CheckConstraint("score BETWEEN 1 AND 5", name=op.f("ck_rating_score")),
+        sa.CheckConstraint("subject IN ('offer', 'application')", name=op.f("ck_rating_subject")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rating")),
+        sa.UniqueConstraint("public_id", name=op.f("uq_rating_public_id")),
+        sa.UniqueConstraint("uscc", "subject", "subject_id", name=op.f("uq_rating_uscc_subject_subject_id")),
+    )
+    with op.batch_alter_table("rating", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_rating_department"), ["department"], unique=False)
+
     with op.batch_alter_table("offer", schema=None) as batch_op:
         batch_op.alter_column("match_run_id", existing_type=sa.INTEGER(), nullable=True)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rating", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rating_department"))
+    op.drop_table("rating")
     with op.batch_alter_table("offer", schema=None) as batch_op:
         batch_op.alter_column("match_run_id", existing_type=sa.INTEGER(), nullable=False)
 
