@@ -65,6 +65,28 @@ def policy_of(request: Request, policy_id: str, version: int | None = None) -> P
     return store.parsed(record)
 
 
+_PARSED: dict[tuple[str, int, str], Policy] = {}  # published versions never change: parse each once
+
+
+def open_for_applying(request: Request, today: dt.date) -> list[tuple[Policy, Item]]:
+    """The apply items (快申快享) of the latest published version of every policy open on `today`."""
+    store: PolicyStore = request.app.state.store
+    seen: set[str] = set()
+    out = []
+    for record in store.list("published"):
+        if record.id in seen:
+            continue
+        seen.add(record.id)
+        if not record.valid_from <= today.isoformat() <= record.valid_to:
+            continue
+        key = (record.id, record.version, record.sha256)
+        if key not in _PARSED:
+            _PARSED[key] = store.parsed(record)
+        policy = _PARSED[key]
+        out += [(policy, i) for i in policy.items if i.mode == "apply" and policy.guide is not None]
+    return out
+
+
 def apply_item(policy: Policy, item_id: str) -> Item:
     item = next((i for i in policy.items if i.id == item_id and i.mode == "apply"), None)
     if item is None:

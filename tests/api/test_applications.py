@@ -91,6 +91,8 @@ def test_the_policy_page_offers_to_apply_and_the_form_shows_what_the_data_knows(
     page = world.client.get("/policies/ks-chuangxin")
     assert 'href="/e/apply/ks-chuangxin/voucher"' in page.text
     client = enterprise(world, A)
+    home = client.get("/e").text
+    assert 'href="/e/apply/ks-chuangxin/voucher"' in home.split('id="applyable"')[1]
     pid = open_application(client)
     form = client.get(f"/e/applications/{pid}").text
     rd = re.search(r'data-field="rd_expense">(.*?)</div>', form, re.S)
