@@ -188,6 +188,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (default: from the environment)."""
     from api.routes import (
+        agency,
         applications,
         audit,
         batches,
@@ -401,6 +402,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(applications.pages)
     app.include_router(applications.console)
     app.include_router(ratings.pages)
+    app.include_router(agency.console)
     app.include_router(ratings.console)
     from api.routes import jobs, notice, payees, supplied, users
 

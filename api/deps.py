@@ -79,6 +79,7 @@ ACCESS: dict[str, frozenset[Role]] = {
     "objection_resolve": PERMISSIONS["objection_resolve"],
     # Applications (快申快享): the reviewing departments (portal.applications).
     "application_review": PERMISSIONS["application_review"],
+    "act_for": PERMISSIONS["act_for"],
     # Background jobs (任务): who starts them (the reviewer), who audits, and the system administrator, who
     # keeps the service running.
     "jobs_read": frozenset({R.REVIEWER, R.AUDITOR, R.SYSTEM_ADMIN}),

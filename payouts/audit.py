@@ -551,6 +551,9 @@ def actor_label(actor: str, names: Mapping[str, str] | None = None) -> str:
         return "系统"
     if actor.startswith("enterprise:"):
         return f"企业（{actor.removeprefix('enterprise:')}）"
+    if actor.startswith("agent:"):  # 帮办代办 acting for an enterprise (portal.agency)
+        name = actor.removeprefix("agent:")
+        return f"帮办代办（{(names or {}).get(name, name)}）"
     return (names or {}).get(actor, actor)
 
 

@@ -96,6 +96,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     SYSTEM_ADMIN = "system_admin"
     SECURITY_ADMIN = "security_admin"
+    # 帮办代办: acts for an enterprise (applies, uploads, submits) on an uploaded 委托书 (portal.agency).
+    AGENT = "agent"
 
 
 class PayeeChangeState(StrEnum):

@@ -206,6 +206,11 @@ def _get(session: Session, public_id: str, *, lock: bool = False) -> Application
     return app
 
 
+def get(session: Session, public_id: str) -> Application:
+    """An application by its public id, for a caller that authorizes it itself (帮办代办: `portal.agency`)."""
+    return _get(session, public_id)
+
+
 def of_enterprise(session: Session, uscc: str, public_id: str, *, lock: bool = False) -> Application:
     """The enterprise's own application; another's is not found, exactly as a nonexistent one."""
     app = _get(session, public_id, lock=lock)

@@ -325,3 +325,22 @@ class Rating(SQLModel, table=True):
     answer: str | None = Field(default=None, sa_type=Text)
     answered_by: str | None = Field(default=None, sa_type=String(64))
     answered_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Mandate(SQLModel, table=True):
+    """A written authorisation (委托书) by which an enterprise lets a 帮办代办 staff member act for it;
+    the file is stored like other uploads, and every act under it names the agent in the audit log."""
+
+    __tablename__ = "mandate"
+    __table_args__ = (Index("ix_mandate_agent_uscc", "agent", "uscc"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18), index=True)
+    agent: str = Field(sa_type=String(64))  # the staff member's username
+    file_name: str = Field(sa_type=Text)
+    stored_path: str = Field(sa_type=String(64))
+    media_type: str = Field(sa_type=String(64))
+    sha256: str = Field(sa_type=String(64))
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import FileResponse, Response
@@ -40,8 +41,8 @@ from matcher.runfolder import parse_manifest
 from payouts import audit
 from payouts.errors import NotFoundError
 from payouts.models import Offer
+from portal import agency, ratings
 from portal import applications as apps
-from portal import ratings
 from portal import standings as portal_standings
 from portal.models import Application
 from reports.calendar import china_date, working_day_after, working_days_running
@@ -182,6 +183,11 @@ def _rows(
     return out
 
 
+def app_acted_by(session: Session, app: Application, agent: str) -> bool:
+    """Whether this agent acted on the application (opened, saved, uploaded or submitted it)."""
+    return any(e.actor == agency.actor(agent) for e in audit.history(session, "application", app.public_id))
+
+
 def _page(
     request: Request,
     session: SessionDep,
@@ -199,7 +205,7 @@ def _page(
         "apply_form.html",
         {
             "ent": me,
-            "ent_csrf": request.state.enterprise_csrf,
+            "ent_csrf": getattr(request.state, "enterprise_csrf", ""),
             "app": app,
             "policy": policy,
             "item": item,
@@ -212,12 +218,72 @@ def _page(
             "editable": app.state in apps.EDITABLE,
             "offer": session.get(Offer, app.offer_id) if app.offer_id else None,
             "max_mb": 10,
-            "rating": ratings.of_subject(session, me.uscc, "application", app.public_id),
+            "form_base": f"/e/applications/{app.public_id}",
+            "agents": [
+                m for m in agency.for_enterprise(session, app.uscc) if app_acted_by(session, app, m.agent)
+            ],
+            "rating": ratings.of_subject(session, app.uscc, "application", app.public_id),
             "score_labels": ratings.SCORES,
             **context,
         },
         status_code=status,
     )
+
+
+def save_or_submit(
+    request: Request,
+    session: Session,
+    app: Application,
+    form: Any,
+    actor: str,
+    again: Callable[..., Response],
+) -> Response:
+    """Save the typed answers and fields; with `do=submit`, submit as well (refused with all that lacks,
+    shown on the form again by `again`). Shared by the enterprise and 帮办代办."""
+    policy = policy_of(request, app.policy_id, app.policy_version)
+    # Only the keys the item asks are read; each value is bounded before the domain checks its type.
+    answers = {
+        k[2:]: str(v)[:600] for k, v in form.multi_items() if k.startswith("a_") and isinstance(v, str)
+    }
+    fields = {k[2:]: str(v)[:300] for k, v in form.multi_items() if k.startswith("f_") and isinstance(v, str)}
+    here = str(request.url.path)
+    try:
+        apps.save(session, policy, app, given_answers=answers, given_fields=fields, actor=actor, now=now())
+        if form.get("do") == "submit":
+            apps.submit(session, policy, app, actor=actor, now=now())
+            return redirect(here, "申请已提交，请留意审核进度")
+    except PayoutError as e:
+        return again(error=str(e), typed_answers=answers, typed_fields=fields)
+    return redirect(here, "草稿已保存")
+
+
+def upload_material(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    app: Application,
+    file: UploadFile,
+    material_id: str,
+    actor: str,
+    again: Callable[..., Response],
+) -> Response:
+    """Upload one material of the list (a PDF or an image, at most 10 MB); it replaces an earlier one."""
+    policy = policy_of(request, app.policy_id, app.policy_version)
+    try:
+        apps.upload(
+            session,
+            policy,
+            app,
+            material_id,
+            read_evidence(file),
+            file.filename or "",
+            evidence_dir(settings),
+            actor=actor,
+            now=now(),
+        )
+    except PayoutError as e:
+        return again(error=str(e))
+    return redirect(str(request.url.path).removesuffix("/materials") + "#materials", "材料已上传")
 
 
 @pages.get("/apply/{policy_id}/{item_id}")
@@ -310,21 +376,14 @@ async def application_save(
     form = await request.form()
     if not _csrf_ok(request, tokens, str(form.get("csrf", ""))[:100]):
         return _expired(request)
-    policy = policy_of(request, app.policy_id, app.policy_version)
-    # Only the keys the item asks are read; each value is bounded before the domain checks its type.
-    answers = {
-        k[2:]: str(v)[:600] for k, v in form.multi_items() if k.startswith("a_") and isinstance(v, str)
-    }
-    fields = {k[2:]: str(v)[:300] for k, v in form.multi_items() if k.startswith("f_") and isinstance(v, str)}
-    actor = f"enterprise:{me.uscc}"
-    try:
-        apps.save(session, policy, app, given_answers=answers, given_fields=fields, actor=actor, now=now())
-        if form.get("do") == "submit":
-            apps.submit(session, policy, app, actor=actor, now=now())
-            return redirect(f"/e/applications/{app.public_id}", "申请已提交，请留意审核进度")
-    except PayoutError as e:
-        return _page(request, session, me, app, 422, error=str(e), typed_answers=answers, typed_fields=fields)
-    return redirect(f"/e/applications/{app.public_id}", "草稿已保存")
+    return save_or_submit(
+        request,
+        session,
+        app,
+        form,
+        f"enterprise:{me.uscc}",
+        lambda **c: _page(request, session, me, app, 422, **c),
+    )
 
 
 @pages.post("/applications/{public_id}/materials")
@@ -342,22 +401,16 @@ def application_upload(
     """Upload one material of the list (a PDF or an image, at most 10 MB); it replaces an earlier one."""
     if not _csrf_ok(request, tokens, csrf):
         return _expired(request)
-    policy = policy_of(request, app.policy_id, app.policy_version)
-    try:
-        apps.upload(
-            session,
-            policy,
-            app,
-            material_id,
-            read_evidence(file),
-            file.filename or "",
-            evidence_dir(settings),
-            actor=f"enterprise:{me.uscc}",
-            now=now(),
-        )
-    except PayoutError as e:
-        return _page(request, session, me, app, 422, error=str(e))
-    return redirect(f"/e/applications/{app.public_id}#materials", "材料已上传")
+    return upload_material(
+        request,
+        session,
+        settings,
+        app,
+        file,
+        material_id,
+        f"enterprise:{me.uscc}",
+        lambda **c: _page(request, session, me, app, 422, **c),
+    )
 
 
 @pages.get("/applications/{public_id}/materials/{material}")

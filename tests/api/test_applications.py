@@ -319,3 +319,54 @@ def test_a_poor_rating_of_a_rejected_application_is_answered_and_the_answer_show
     )
     shown = client.get(f"/e/applications/{pid}").text
     assert "非常不满意" in shown and "市科学技术局答复：已改进：申报通知列明合同年度要求" in shown
+
+
+def test_an_agent_applies_for_an_enterprise_on_its_mandate_and_the_enterprise_sees_it(world: World) -> None:
+    publish(world)
+    now = dt.datetime.now(dt.UTC)
+    with transaction(world.app.state.engine) as s:
+        users.create_user(s, "agent1", "agent", now=now)
+        set_password(s, "agent1", PASSWORD, "system", now)
+    agent = world.browser("agent1")
+    page = agent.get("/console/agency")
+    assert page.status_code == 200 and "登记委托书" in page.text
+    token = csrf_of(page.text)
+    # Without a mandate for B, nothing of B's can be opened.
+    assert (
+        agent.post(f"/console/agency/{B}/apply/ks-chuangxin/voucher", data={"csrf": token}).status_code == 404
+    )
+    bad = agent.post(
+        "/console/agency/mandates",
+        data={"csrf": token, "uscc": B},
+        files={"file": ("委托书.txt", b"hello", "text/plain")},
+    )
+    assert "只能是 PDF 或图片" in bad.text
+    agent.post(
+        "/console/agency/mandates",
+        data={"csrf": token, "uscc": B},
+        files={"file": ("委托书.pdf", PDF, "application/pdf")},
+    )
+    opened = agent.post(
+        f"/console/agency/{B}/apply/ks-chuangxin/voucher", data={"csrf": token}, follow_redirects=False
+    )
+    assert opened.status_code == 303
+    url = opened.headers["location"]
+    pid = url.rsplit("/", 1)[1]
+    form = agent.get(url)
+    assert "不需再填" in form.text
+    agent.post(
+        f"{url}/materials",
+        data={"csrf": token, "material_id": "contract"},
+        files={"file": ("合同.pdf", PDF, "application/pdf")},
+    )
+    done = agent.post(url, data={"csrf": token, "a_projects": "1", "a_area": "生物医药", "do": "submit"})
+    assert "申请已提交" in done.text
+    # The enterprise sees who acted for it, and the audit names the agent.
+    seen = enterprise(world, B).get(f"/e/applications/{pid}").text
+    assert "由帮办代办工作人员 agent1（委托书 委托书.pdf" in seen and "审核中" in seen
+    with transaction(world.app.state.engine) as s:
+        actors = {e.actor for e in history(s, "application", pid)}
+    assert actors == {"agent:agent1"}
+    # Another enterprise's application stays out of the agent's reach.
+    mine = open_application(enterprise(world, A))
+    assert agent.get(f"/console/agency/applications/{mine}").status_code == 404

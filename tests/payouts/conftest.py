@@ -42,6 +42,7 @@ TABLES = (
     "data_override",
     "supplied_value",
     "rating",
+    "mandate",
     "application_opinion",
     "application_return",
     "application_material",

@@ -1,7 +1,8 @@
 """Applications (快申快享): an enterprise's application for an apply item with its materials, the
 returns for correction (补正) that stop the clock, the departments' opinions in joint review (会签); and
 offers that come from an accepted application instead of a match run (`offer.match_run_id` may be NULL);
-and enterprises' ratings of ended items (好差评, `rating`).
+enterprises' ratings of ended items (好差评, `rating`); and the 帮办代办 role (`agent`) with the
+authorisations (委托书, `mandate`) it acts on.
 
 Revision ID: 0016
 Revises: 0011
@@ -24,7 +25,59 @@ branch_labels = None
 depends_on = None
 
 
+OLD_ROLES = (
+    "role IN ('policy', 'reviewer', 'finance_maker', 'finance_checker', 'auditor', 'system_admin', "
+    "'security_admin')"
+)
+NEW_ROLES = (
+    "role IN ('policy', 'reviewer', 'finance_maker', 'finance_checker', 'auditor', 'system_admin', "
+    "'security_admin', 'agent')"
+)
+
+
+def _role_check(old: str, new: str) -> None:
+    """Swap the staff_user role check (the new role 帮办代办 `agent`), as revision 0006 does: on SQLite the
+    table's definition is edited in place (rebuilding staff_user would break the foreign keys that
+    reference it) and the schema version bumped; the stored rows stay valid under both checks."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        op.drop_constraint(op.f("ck_staff_user_role"), "staff_user", type_="check")
+        op.create_check_constraint(op.f("ck_staff_user_role"), "staff_user", new)
+        return
+    version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
+    bind.exec_driver_sql("PRAGMA writable_schema = ON")
+    changed = bind.execute(
+        sa.text(
+            "UPDATE sqlite_master SET sql = replace(sql, :old, :new) WHERE type = 'table' AND name = 'staff_user'"
+        ),
+        {"old": old, "new": new},
+    ).rowcount
+    bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+    bind.exec_driver_sql("PRAGMA writable_schema = OFF")
+    if changed != 1:
+        raise RuntimeError("staff_user: the role check was not found as expected; migrate by hand")
+
+
 def upgrade() -> None:
+    _role_check(OLD_ROLES, NEW_ROLES)
+    op.create_table(
+        "mandate",
+        sa.Column("id", BIG_KEY, nullable=False),
+        sa.Column("public_id", sa.String(length=32), nullable=False),
+        sa.Column("uscc", sa.String(length=18), nullable=False),
+        sa.Column("agent", sa.String(length=64), nullable=False),
+        sa.Column("file_name", sa.Text(), nullable=False),
+        sa.Column("stored_path", sa.String(length=64), nullable=False),
+        sa.Column("media_type", sa.String(length=64), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("revoked_at", UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mandate")),
+        sa.UniqueConstraint("public_id", name=op.f("uq_mandate_public_id")),
+    )
+    with op.batch_alter_table("mandate", schema=None) as batch_op:
+        batch_op.create_index("ix_mandate_agent_uscc", ["agent", "uscc"], unique=False)
+        batch_op.create_index(batch_op.f("ix_mandate_uscc"), ["uscc"], unique=False)
     op.create_table(
         "application",
         sa.Column("id", BIG_KEY, nullable=False),
@@ -166,6 +219,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("mandate", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mandate_uscc"))
+        batch_op.drop_index("ix_mandate_agent_uscc")
+    op.drop_table("mandate")
+    agents = (
+        op.get_bind().exec_driver_sql("SELECT count(*) FROM staff_user WHERE role = 'agent'").scalar_one()
+    )
+    if agents:
+        raise RuntimeError(f"{agents} staff users have the role agent (帮办代办): change their role first")
+    _role_check(NEW_ROLES, OLD_ROLES)
     with op.batch_alter_table("rating", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_rating_department"))
     op.drop_table("rating")
