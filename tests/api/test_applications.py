@@ -60,8 +60,11 @@ items:
 
 
 def publish(w: World) -> None:
+    """Publish ks-chuangxin and add the co-reviewing department's staff (once per world)."""
     now = dt.datetime.now(dt.UTC)
     store = w.app.state.store
+    if store.latest_published("ks-chuangxin") is not None:
+        return
     with transaction(w.app.state.engine) as s:
         record, _ = store.upload(s, POLICY.encode(), "ks-chuangxin.yaml", "policy_sci", None, now)
         store.publish(s, record, "policy_sci", now)

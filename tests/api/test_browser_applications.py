@@ -3,12 +3,17 @@ policy page to a submitted application. Screenshots go to artifacts/screenshots/
 
 from __future__ import annotations
 
+import datetime as dt
+
 from playwright.sync_api import Browser, expect
 
+from api.auth import set_password
 from api.enterprise_auth import ENTERPRISE_COOKIE
+from payouts import users
+from payouts.db import transaction
 from tests.api.browser import SHOTS, signed_in
-from tests.api.conftest import World
-from tests.api.test_applications import PDF, A, publish
+from tests.api.conftest import PASSWORD, World
+from tests.api.test_applications import PDF, A, B, publish
 from tests.api.test_browser import live  # noqa: F401  (fixture)
 
 
@@ -77,4 +82,27 @@ def test_an_enterprise_applies_with_prefilled_data_and_submits_on_a_360px_phone(
     expect(desk.locator('#data tr[data-field="rd_expense"]')).to_contain_text("税务局，2025年9月30日")
     expect(desk.locator("#decide")).to_be_visible()
     desk.screenshot(path=SHOTS / "apply-5-review-1366px.png", full_page=True)
+    desk.context.close()
+
+
+def test_an_agent_applies_for_an_enterprise_on_the_console(live: World, browser: Browser, tmp_path) -> None:  # noqa: F811
+    base = live.base  # type: ignore[attr-defined]
+    publish(live)
+    now = dt.datetime.now(dt.UTC)
+    with transaction(live.app.state.engine) as s:
+        users.create_user(s, "agent1", "agent", now=now)
+        set_password(s, "agent1", PASSWORD, "system", now)
+    desk = signed_in(browser, base, "agent1", width=1366, height=900)
+    desk.goto(f"{base}/console/agency")
+    mandate = tmp_path / "委托书.pdf"
+    mandate.write_bytes(PDF)
+    desk.fill('input[name="uscc"]', B)
+    desk.set_input_files('#register input[type="file"]', str(mandate))
+    desk.click("#register-mandate")
+    expect(desk.locator(f'.mandate[data-uscc="{B}"]')).to_contain_text("委托书.pdf")
+    desk.screenshot(path=SHOTS / "apply-6-agency-1366px.png", full_page=True)
+    desk.locator(f'.mandate[data-uscc="{B}"] button', has_text="代为申请").first.click()
+    expect(desk.locator('[data-field="rd_expense"] .prefilled')).to_have_text("不需再填")
+    assert desk.evaluate("document.documentElement.scrollWidth") <= 1366
+    desk.screenshot(path=SHOTS / "apply-7-agent-form-1366px.png", full_page=True)
     desk.context.close()
