@@ -51,6 +51,7 @@ from api.settings import Settings
 from api.worker import Worker, context
 from payouts.db import connect, transaction
 from payouts.offers import label as state_label
+from payouts.offers import public_label as public_state
 from payouts.signin import LockoutPolicy, SessionLimits
 from payouts.sms import MemoryGateway
 from payouts.users import ROLE_LABELS
@@ -129,11 +130,14 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["money"] = formats.money
     templates.env.filters["money_cn"] = formats.money_cn
     templates.env.filters["china_time"] = formats.staff_time
+    templates.env.filters["when"] = formats.public_time  # enterprise and public pages: 2025年9月30日 14:05
     templates.env.filters["period"] = formats.period
     templates.env.filters["day"] = formats.day
+    templates.env.filters["plain"] = formats.plain  # messages without the CLI's backticks
     templates.env.filters["field_value"] = lambda value, name: formats.field_value(name, value)
     templates.env.filters["region"] = region_name  # GB/T 2260 names of a code or prefix
     templates.env.globals["state_label"] = _state
+    templates.env.globals["public_state"] = public_state  # the enterprise's words for a state
     templates.env.globals["role_labels"] = {r.value: label for r, label in ROLE_LABELS.items()}
     return templates
 

@@ -107,6 +107,8 @@ class Settings(SlaSettings):
     oidc_uscc_claim: str = "uscc"  # the ID token claim that carries the enterprise's USCC
     oidc_scope: str = "openid"
     sms_login: bool = True
+    # The service phone (咨询电话) the SMS and the enterprise's pages give where a policy names none.
+    service_phone: str = Field(default="12345", pattern=r"^[0-9][0-9-]{3,19}$")
     enterprise_session_hours: int = 2
     login_code_ip_limit: int = 20  # codes asked for, and codes tried, per IP per window
     login_code_window_seconds: int = 900
@@ -184,6 +186,7 @@ class Settings(SlaSettings):
             database_url=self.database_url,
             migration_database_url=self.migration_database_url,
             link_base=self.confirm_link_base,
+            service_phone=self.service_phone,
         )
 
     def default_as_of(self) -> dt.date:

@@ -56,16 +56,27 @@ def pages(url: str) -> list[tuple[str, str, str]]:
     with transaction(flow._engine(url)) as s:
         batch = s.scalars(select(Batch.reference).order_by(Batch.id.desc()).limit(1)).first()
         total = s.scalar(select(Offer.id).order_by(Offer.id.desc()).limit(1)) or 0
+        paid = s.scalars(select(Offer.uscc).where(Offer.state == "in_batch").limit(1)).first()
     found = [
         ("offers", "/console/offers", flow.REVIEWER),
         ("offers, one state", "/console/offers?state=notified", flow.REVIEWER),
         ("offers, by name", "/console/offers?name=%E7%A7%91%E6%8A%80", flow.REVIEWER),
         ("offers, deep page", f"/console/offers?offset={total // 2}", flow.REVIEWER),
         ("review queue", "/console/review", flow.REVIEWER),
+        ("review queue, one industry", "/console/review?industry=C", flow.REVIEWER),
+        ("review queue, one size class", "/console/review?size_class=medium", flow.REVIEWER),
+        (
+            "review queue, rare industry and size",
+            "/console/review?industry=M&size_class=large",
+            flow.REVIEWER,
+        ),
         ("batches", "/console/batches", flow.MAKER),
     ]
     if batch:
         found.append(("one batch", f"/console/batches/{batch}", flow.MAKER))
+    found.append(("audit log, one action", "/console/audit?action=release", flow.AUDITOR))
+    if paid:
+        found.append(("audit log, one enterprise", f"/console/audit?enterprise={paid}", flow.AUDITOR))
     return found
 
 
@@ -105,7 +116,7 @@ def run(url: str, password: str, clients: int, repeats: int, workers: int, work:
         server = start_service(url, workers, port, Path(data), work / "server.log")
         try:
             tokens = {}
-            for name in (flow.REVIEWER, flow.MAKER):
+            for name in (flow.REVIEWER, flow.MAKER, flow.AUDITOR):
                 signed = httpx.post(
                     f"{base}/api/session", json={"username": name, "password": password}, timeout=60
                 )

@@ -34,6 +34,7 @@ from sqlalchemy import func, make_url, select
 AS_OF = dt.date(2025, 9, 30)
 T0 = dt.datetime(2025, 10, 8, 1, 0, tzinfo=dt.UTC)
 REVIEWER, MAKER, CHECKER = "bench-reviewer", "bench-maker", "bench-checker"
+AUDITOR = "bench-auditor"  # reads the audit log (bench console)
 POLICIES = Path("data/policies")
 BENCH_PREFIX = "zhida_bench"
 TIMED = ("match", "import", "release", "sms", "batch", "approve", "export", "reconcile")
@@ -88,12 +89,21 @@ def _engine(url: str) -> Any:
 
 
 def _stage_match(work: Path, enterprises: int, seed: int, url: str) -> int:
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from matcher import runfolder
     from matcher.run import run_match
 
     snapshot, run, _ = _paths(work, enterprises, seed)
     shutil.rmtree(run, ignore_errors=True)
-    result = run_match(snapshot, POLICIES, run, AS_OF)
-    return int(sum(row["candidates"] for row in result.manifest.items))
+    run_match(snapshot, POLICIES, run, AS_OF)
+    # The candidates the import turns into offers: those with an amount to pay (reliefs and loans pay 0).
+    amounts = pq.read_table(run / runfolder.CANDIDATES, columns=["amount"])["amount"]
+    return int(pc.sum(pc.greater(amounts, pa.scalar(Decimal(0), amounts.type))).as_py() or 0)
 
 
 def _stage_import(work: Path, enterprises: int, seed: int, url: str) -> int:
@@ -263,7 +273,12 @@ def prepare(work: Path, enterprises: int, seed: int, url: str) -> None:
     engine = _engine(url)
     migrate(engine)
     with transaction(engine) as s:
-        for name, role in ((REVIEWER, "reviewer"), (MAKER, "finance_maker"), (CHECKER, "finance_checker")):
+        for name, role in (
+            (REVIEWER, "reviewer"),
+            (MAKER, "finance_maker"),
+            (CHECKER, "finance_checker"),
+            (AUDITOR, "auditor"),
+        ):
             users.create_user(s, name, role, now=T0)
     engine.dispose()
 

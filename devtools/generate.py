@@ -43,7 +43,8 @@ from faker.providers.person.zh_CN import Provider as PersonProvider
 
 from matcher import codes
 from matcher.codes import USCC_ALPHABET
-from rules.catalog import DEPARTMENTS, STATUSES
+from matcher.sizeclass import YUAN_PER_WAN, scale_bound_for
+from rules.catalog import CERT_TYPES, DEPARTMENTS, STATUSES
 from rules.errors import SnapshotError
 
 Ints = npt.NDArray[np.int64]
@@ -123,6 +124,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("expiry_date", pa.date32()),
         ]
     ),
+    "stats_listing": pa.schema([("uscc", pa.string()), ("year", pa.int32()), ("above_scale", pa.bool_())]),
     "bank_accounts": pa.schema(
         [
             ("uscc", pa.string()),
@@ -163,13 +165,16 @@ _DICTIONARY_COLUMNS = [
 
 @dataclass(frozen=True)
 class County:
-    """A county-level unit: code, name, the prefix local firms use in names, bank branch, weight."""
+    """A county-level unit: code, name, the prefix local firms use in names, bank branch, weight, and the
+    city and province it lies in (short names), which firm names start with too."""
 
     code: str
     name: str
     name_prefix: str
     branch: str
     weight: float
+    city: str = "淮安"
+    province: str = "江苏"
 
 
 COUNTIES = (
@@ -181,12 +186,19 @@ COUNTIES = (
     County("320830", "盱眙县", "盱眙县", "盱眙", 0.10),
     County("320831", "金湖县", "金湖县", "金湖", 0.09),
     # A small tail registered in the other cities whose policies the bundled library carries, so that
-    # every library policy has enterprises to reach in the demo (about 6% of all enterprises).
-    County("430102", "长沙市芙蓉区", "长沙市", "长沙芙蓉", 0.015),
-    County("230102", "哈尔滨市道里区", "哈尔滨市", "哈尔滨道里", 0.012),
-    County("370102", "济南市历下区", "济南市", "济南历下", 0.012),
-    County("350102", "福州市鼓楼区", "福州市", "福州鼓楼", 0.012),
-    County("410102", "郑州市中原区", "郑州市", "郑州中原", 0.012),
+    # every library policy has enterprises to reach in the demo (about 12% of all enterprises).
+    County("430102", "长沙市芙蓉区", "长沙市芙蓉区", "长沙芙蓉", 0.015, "长沙", "湖南"),
+    County("430702", "常德市武陵区", "常德市武陵区", "常德武陵", 0.012, "常德", "湖南"),
+    County("230102", "哈尔滨市道里区", "哈尔滨市道里区", "哈尔滨道里", 0.012, "哈尔滨", "黑龙江"),
+    County("370102", "济南市历下区", "济南市历下区", "济南历下", 0.012, "济南", "山东"),
+    County("350102", "福州市鼓楼区", "福州市鼓楼区", "福州鼓楼", 0.012, "福州", "福建"),
+    County("410102", "郑州市中原区", "郑州市中原区", "郑州中原", 0.012, "郑州", "河南"),
+    County("140105", "太原市小店区", "太原市小店区", "太原小店", 0.012, "太原", "山西"),
+    County("620102", "兰州市城关区", "兰州市城关区", "兰州城关", 0.012, "兰州", "甘肃"),
+    County("220402", "辽源市龙山区", "辽源市龙山区", "辽源龙山", 0.012, "辽源", "吉林"),
+    County("640104", "银川市兴庆区", "银川市兴庆区", "银川兴庆", 0.012, "银川", "宁夏"),
+    County("440307", "深圳市龙岗区", "深圳市龙岗区", "深圳龙岗", 0.012, "深圳", "广东"),
+    County("610102", "西安市新城区", "西安市新城区", "西安新城", 0.012, "西安", "陕西"),
 )
 UNKNOWN_REGION = "329999"
 UNKNOWN_INDUSTRY = "C9999"
@@ -315,7 +327,6 @@ RATINGS = ("A", "B", "M", "C", "D")
 RATING_WEIGHTS_ESTABLISHED = (0.28, 0.52, 0.10, 0.06, 0.04)
 RATING_WEIGHTS_NEW = (0.0, 0.15, 0.80, 0.03, 0.02)
 """Firms younger than two years are mostly rated M (新设立企业)."""
-CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
 
 
 @dataclass(frozen=True)
@@ -389,11 +400,13 @@ class _Pools:
     year_ends: tuple[int, int]  # days of 31 December of each year
     org_multiplier: int
     org_offset: int
+    county_library: Bools  # per county: in one of the library's other cities, not Huai'an
     county_p: Floats
     county_digits: npt.NDArray[np.uint8]  # (counties, 6) ASCII
     region_codes: pa.Array  # counties then UNKNOWN_REGION
     industry_p: Floats
     industry_codes: pa.Array  # classes then UNKNOWN_INDUSTRY
+    scale_bound: Ints  # per class: the 规上/限上 revenue bound in fen, or -1 where revenue does not set it
     industry_profile: Ints  # profile index per class
     stem_start: Ints
     stem_count: Ints
@@ -439,6 +452,11 @@ def _trade_names() -> list[str]:
     return list(dict.fromkeys(prefixes + combos))
 
 
+def _scale_bound_fen(industry_code: str) -> int:
+    bound = scale_bound_for(industry_code)
+    return -1 if bound is None else bound.revenue * YUAN_PER_WAN * 100
+
+
 def _build_pools(seed: int, enterprises: int, taken_at: dt.date) -> _Pools:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     org_multiplier = int(rng.integers(1, _ORG_BODY_SPACE))
@@ -454,7 +472,7 @@ def _build_pools(seed: int, enterprises: int, taken_at: dt.date) -> _Pools:
     for c in INDUSTRIES:
         stem_start.append(len(stems))
         stems.extend(c.stems)
-    prefix_options = [("淮安", "淮安市", "江苏", c.name_prefix) for c in COUNTIES]
+    prefix_options = [(c.city, f"{c.city}市", c.province, c.name_prefix) for c in COUNTIES]
     bank_names = [
         name for b in BANKS for c in COUNTIES for name in (f"{b.branch_prefix}{c.branch}支行", b.main_office)
     ]
@@ -466,10 +484,12 @@ def _build_pools(seed: int, enterprises: int, taken_at: dt.date) -> _Pools:
         org_multiplier=org_multiplier,
         org_offset=int(rng.integers(0, _ORG_BODY_SPACE)),
         county_p=county_p / county_p.sum(),
+        county_library=np.array([c.city != "淮安" for c in COUNTIES]),
         county_digits=np.array([list(c.code.encode()) for c in COUNTIES], dtype=np.uint8),
         region_codes=pa.array([c.code for c in COUNTIES] + [UNKNOWN_REGION]),
         industry_p=industry_p / industry_p.sum(),
         industry_codes=pa.array([c.code for c in INDUSTRIES] + [UNKNOWN_INDUSTRY]),
+        scale_bound=np.array([_scale_bound_fen(c.code) for c in INDUSTRIES] + [-1], dtype=np.int64),
         industry_profile=np.array([profile_names.index(c.profile) for c in INDUSTRIES], dtype=np.int64),
         stem_start=np.array(stem_start, dtype=np.int64),
         stem_count=np.array([len(c.stems) for c in INDUSTRIES], dtype=np.int64),
@@ -662,9 +682,10 @@ def _generate_block(pools: _Pools, seed: int, block: int, n: int) -> dict[str, p
     u = rng.random(n)
     bad = np.where(u < 6 * BAD_SHARE, (u / BAD_SHARE).astype(np.int64), -1)
     enterprises, b = _enterprises(pools, rng, index, bad)
-    return {
+    annual = _annual_reports(pools, rng, b)
+    tables = {
         "enterprises": enterprises,
-        "annual_reports": _annual_reports(pools, rng, b),
+        "annual_reports": annual,
         "tax": _tax(pools, rng, b),
         "social_insurance": _social_insurance(pools, rng, b),
         "credit": _credit(rng, b),
@@ -672,6 +693,9 @@ def _generate_block(pools: _Pools, seed: int, block: int, n: int) -> dict[str, p
         "bank_accounts": _bank_accounts(pools, rng, b),
         "payments": _payments(pools, rng, b),
     }
+    # Drawn last and without randomness of its own, so the other tables are what they were before it.
+    tables["stats_listing"] = _stats_listing(pools, b, annual)
+    return {table: tables[table] for table in TABLES}
 
 
 @dataclass(frozen=True)
@@ -684,7 +708,9 @@ class _Sizes:
     rd_expense: tuple[Ints, Ints]
 
 
-def _sizes(pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Floats) -> _Sizes:
+def _sizes(
+    pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Floats, library: Bools
+) -> _Sizes:
     """Lognormal sizes by industry profile, older firms somewhat bigger, revenue and assets following
     headcount; the first year is a step back along a growth path. A few firms are dormant (nobody, no
     revenue) and a few are anchor firms of a thousand staff or more."""
@@ -700,7 +726,9 @@ def _sizes(pools: _Pools, rng: np.random.Generator, profile: Ints, age_years: Fl
     employees1 = np.rint(employees2 / np.exp(rng.normal(0.02, 0.12, n))).astype(np.int64)
     per_head = pv["revenue_per_head"] * np.where(anchor, 2.0, 1.0)
     revenue2 = employees2 * _lognormal(rng, per_head, pv["revenue_sigma"], n)
-    revenue1 = revenue2 / np.exp(rng.normal(0.04, 0.2, n))
+    # Firms in the library's other cities grow faster, so that some cross the 规上 bound into the
+    # statistics list (新纳入规上) for the demo's award there.
+    revenue1 = revenue2 / np.exp(rng.normal(np.where(library, 0.3, 0.04), np.where(library, 0.3, 0.2), n))
     assets_ratio = _lognormal(rng, pv["assets_ratio"], pv["assets_sigma"], n)
     assets2 = (revenue2 + 20_000 * employees2 + 50_000) * assets_ratio
     assets1 = assets2 / np.exp(rng.normal(0.03, 0.1, n))
@@ -773,7 +801,8 @@ def _insurance(
 def _names(
     pools: _Pools, rng: np.random.Generator, county: Ints, industry: Ints, employees: Ints
 ) -> pa.Array:
-    """淮安/淮安市/江苏/county prefix + trade name + industry stem + legal form (large firms more often 股份)."""
+    """City/city市/province/county prefix of the firm's own county (淮安, 淮安市, 江苏, 淮安市淮安区; 济南, ...)
+    + trade name + industry stem + legal form (large firms more often 股份)."""
     n = county.size
     prefix = county * 4 + _pick(rng, np.array([0.38, 0.12, 0.12, 0.38]), n)
     trade = rng.integers(0, len(pools.trade_names), n)
@@ -822,6 +851,7 @@ class _Block:
     reg_date: Ints
     sizes: _Sizes
     insurance: _Insurance
+    industry: Ints  # position in INDUSTRIES
     bad: Ints  # -1 or the kind of deliberate fault
     linked: Bools  # rows of other tables exist (false for the duplicated registrations)
 
@@ -841,7 +871,7 @@ def _enterprises(pools: _Pools, rng: np.random.Generator, index: Ints, bad: Ints
     # Young firms dominate; the oldest registrations go back to the early 1990s.
     age_days = np.minimum(rng.exponential(8 * 365.25, n) + 20, 34 * 365.25).astype(np.int64)
     reg_date = pools.taken_at - age_days
-    sizes = _sizes(pools, rng, profile, age_days / 365.25)
+    sizes = _sizes(pools, rng, profile, age_days / 365.25, pools.county_library[county])
     insurance = _insurance(pools, rng, reg_date, sizes.employees, tech)
     name = _names(pools, rng, county, industry, sizes.employees[1])
 
@@ -873,6 +903,7 @@ def _enterprises(pools: _Pools, rng: np.random.Generator, index: Ints, bad: Ints
         reg_date=reg_date,
         sizes=sizes,
         insurance=insurance,
+        industry=industry,
         bad=bad,
         linked=~duplicate,
     )
@@ -1021,18 +1052,26 @@ def _certifications(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Ta
         end_valid.append(rng.random(holders.size) >= no_expiry_share)
         return expiry
 
-    p_high_tech = np.where(b.tech & (employees >= 10), 0.10, np.where(b.tech & (employees >= 3), 0.02, 0.001))
+    # Firms in the library's other cities hold certificates more often, so that the demo's awards for
+    # first and new recognition there (长沙, 福建) have enterprises to reach.
+    boost = np.where(pools.county_library[b.county], 4.0, 1.0)
+    p_high_tech = boost * np.where(
+        b.tech & (employees >= 10), 0.10, np.where(b.tech & (employees >= 3), 0.02, 0.001)
+    )
     high_tech = np.flatnonzero(alive & (revenue > 0) & (rng.random(n) < p_high_tech))
     expiry = add(high_tech, 0, taken - rng.integers(10, 6 * 365, high_tech.size), 3)
     renewed_cert = expiry + rng.integers(1, 90, high_tech.size)
     renewed = (expiry < taken) & (renewed_cert <= taken) & (rng.random(high_tech.size) < 0.5)
     add(high_tech[renewed], 0, renewed_cert[renewed], 3)
 
-    srdi = np.flatnonzero(alive & (manufacturing | software) & (employees >= 10) & (rng.random(n) < 0.05))
+    srdi = np.flatnonzero(
+        alive & (manufacturing | software) & (employees >= 10) & (rng.random(n) < 0.05 * boost)
+    )
     srdi_cert = taken - rng.integers(10, 5 * 365, srdi.size)
     add(srdi, 1, srdi_cert, 3, no_expiry_share=0.15)
     giant_cert = srdi_cert + rng.integers(180, 900, srdi.size)
-    giant = (employees[srdi] >= 50) & (giant_cert <= taken) & (rng.random(srdi.size) < 0.15)
+    p_giant = np.where(pools.county_library[b.county[srdi]], 0.6, 0.15)
+    giant = (employees[srdi] >= 50) & (giant_cert <= taken) & (rng.random(srdi.size) < p_giant)
     add(srdi[giant], 2, giant_cert[giant], 3)
 
     small_enough = (employees <= 500) & (revenue <= 2e8 * 100) & (assets <= 2e8 * 100)
@@ -1049,6 +1088,25 @@ def _certifications(pools: _Pools, rng: np.random.Generator, b: _Block) -> pa.Ta
             _date(np.concatenate(end)[order], np.concatenate(end_valid)[order]),
         ],
         schema=SCHEMAS["certifications"],
+    )
+
+
+def _stats_listing(pools: _Pools, b: _Block, annual: pa.Table) -> pa.Table:
+    """统计局 规上/限上 名录: per annual report with a revenue, firms of an industry whose bound is set by
+    revenue, listed (above_scale true) when the revenue reaches the bound, false below it. A firm whose
+    revenue crosses the bound from the first year to the second is newly listed (新纳入规上)."""
+    position = pc.index_in(annual["uscc"], value_set=b.uscc).to_numpy(zero_copy_only=False)
+    revenue = annual["revenue"]
+    has_revenue = pc.is_valid(revenue).to_numpy(zero_copy_only=False)
+    bound = pools.scale_bound[b.industry[position]]
+    rows = has_revenue & (bound >= 0)
+    # Exact: every revenue here is whole fen far below 2^53.
+    yuan = pc.cast(revenue, pa.float64()).to_numpy(zero_copy_only=False)
+    fen = np.rint(np.nan_to_num(yuan) * 100).astype(np.int64)
+    mask = pa.array(rows)
+    return pa.Table.from_arrays(
+        [annual["uscc"].filter(mask), annual["year"].filter(mask), pa.array(fen[rows] >= bound[rows])],
+        schema=SCHEMAS["stats_listing"],
     )
 
 

@@ -58,6 +58,7 @@ TABLE_LABELS = {
     "social_insurance": "社会保险",
     "credit": "信用",
     "certifications": "资质认定",
+    "stats_listing": "规上统计名录",
     "bank_accounts": "对公账户",
     "payments": "已拨付记录",
 }

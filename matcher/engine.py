@@ -53,6 +53,10 @@ from rules.policy import Policy
 Step = Callable[[str], None]
 
 
+# Each enterprise's industry section and size class, from the profile of the run's latest assessment year:
+# the payees carry them so that the review queue can filter offers by them (`execute` makes this view).
+PAYEE_KEYS = "payee_keys"
+
 # Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines,
 # except that DuckDB writes the candidates in the same order with `write_candidates`.
 # The near-miss and missing-data rows are written as they are computed, in no order: Contract 4 compares
@@ -74,13 +78,15 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         None,
     ),
     "payees": (
-        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name "
+        "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name, "
+        "pk.industry_section, pk.size_class "
         "FROM enterprises e JOIN match_keys k ON k.uscc = e.uscc LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
+        f"LEFT JOIN {PAYEE_KEYS} pk ON pk.uscc = e.uscc "
         "WHERE k.rid IN (SELECT rid FROM payable)",
         "e.uscc",
     ),
     "contacts": (
-        "SELECT e.uscc, e.name, e.contact_phone FROM enterprises e "
+        "SELECT e.uscc, e.name, e.contact_phone, e.region_code FROM enterprises e "
         "WHERE e.uscc IN (SELECT k.uscc FROM result_rids r JOIN match_keys k ON k.rid = r.rid)",
         "e.uscc",
     ),
@@ -170,7 +176,10 @@ def execute(
         step(f"画像 {year}")
         profiles[year] = engine.build_profile(year, as_of)
     timings = {"profile": time.perf_counter() - t}
-    return timings | match_profiles(engine, policies, profiles, step=step)
+    timings |= match_profiles(engine, policies, profiles, step=step)
+    latest = profiles[max(profiles)]
+    engine.create(PAYEE_KEYS, exp.select("uscc", "industry_section", "size_class").from_(latest), view=True)
+    return timings
 
 
 def match_profiles(

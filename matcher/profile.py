@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from matcher.ratios import RATIOS, exact, value_sql
 from matcher.sizeclass import above_scale_expr, size_class_expr
-from rules.catalog import CATALOG, FIELDS
+from rules.catalog import CATALOG, CERT_LABELS, FIELDS
 
 CERT_FLAGS = {
     "is_high_tech": "high_tech",
@@ -26,9 +26,28 @@ CERT_FLAGS = {
     "is_tech_sme": "tech_sme",
 }
 
+_VALID = "(expiry_date IS NULL OR expiry_date >= CAST(:as_of AS DATE))"
+"""A certificate (with cert_date <= as_of, as the certificate subquery keeps) is valid on as_of."""
+
+
+def _certificate_columns() -> str:
+    """Per enterprise, from its certificates issued by as_of: per type, whether one is valid on as_of,
+    the earliest cert_date (first recognition) and the latest cert_date of those valid on as_of."""
+    out = [
+        f"MAX(CASE WHEN cert_type = '{cert}' AND {_VALID} THEN 1 ELSE 0 END) = 1 AS {flag}"
+        for flag, cert in CERT_FLAGS.items()
+    ]
+    for cert in CERT_LABELS:
+        out.append(f"MIN(CASE WHEN cert_type = '{cert}' THEN cert_date END) AS {cert}_first_date")
+        out.append(f"MAX(CASE WHEN cert_type = '{cert}' AND {_VALID} THEN cert_date END) AS {cert}_cert_date")
+    return ",\n    ".join(out)
+
+
+_CERT_DATES = ",\n  ".join(f"cert.{c}_first_date, cert.{c}_cert_date" for c in CERT_LABELS)
+
 # The derived fields whose definitions are plain SQL; size_class and above_scale come from matcher.sizeclass,
 # the ratios from matcher.ratios.
-_TEMPLATE = """
+_TEMPLATE = f"""
 SELECT
   e.uscc, e.name, e.region_code, e.industry_code,
   SUBSTRING(e.industry_code, 1, 1) AS industry_section,
@@ -42,6 +61,8 @@ SELECT
   e.reg_capital,
   a.employees, a.revenue, a.total_assets,
   t.tax_paid, t.rd_expense,
+  ap.employees AS employees_prev, ap.revenue AS revenue_prev,
+  tp.tax_paid AS tax_paid_prev, tp.rd_expense AS rd_expense_prev,
   :rd_ratio AS rd_ratio,
   t.credit_rating,
   s.insured_start, s.insured_end,
@@ -52,6 +73,9 @@ SELECT
   COALESCE(cert.is_srdi, FALSE) AS is_srdi,
   COALESCE(cert.is_little_giant, FALSE) AS is_little_giant,
   COALESCE(cert.is_tech_sme, FALSE) AS is_tech_sme,
+  {_CERT_DATES},
+  l.above_scale AS listed_above_scale,
+  lp.above_scale AS listed_above_scale_prev,
   :size_class AS size_class,
   :above_scale AS above_scale,
   b.uscc IS NOT NULL AS has_bank_account
@@ -59,15 +83,16 @@ FROM enterprises AS e
 LEFT JOIN annual_reports AS a ON a.uscc = e.uscc AND a.year = :year
 LEFT JOIN tax AS t ON t.uscc = e.uscc AND t.year = :year
 LEFT JOIN social_insurance AS s ON s.uscc = e.uscc AND s.year = :year
+LEFT JOIN annual_reports AS ap ON ap.uscc = e.uscc AND ap.year = :year - 1
+LEFT JOIN tax AS tp ON tp.uscc = e.uscc AND tp.year = :year - 1
+LEFT JOIN stats_listing AS l ON l.uscc = e.uscc AND l.year = :year
+LEFT JOIN stats_listing AS lp ON lp.uscc = e.uscc AND lp.year = :year - 1
 LEFT JOIN credit AS c ON c.uscc = e.uscc
 LEFT JOIN (
   SELECT uscc,
-    MAX(CASE WHEN cert_type = 'high_tech' THEN 1 ELSE 0 END) = 1 AS is_high_tech,
-    MAX(CASE WHEN cert_type = 'srdi' THEN 1 ELSE 0 END) = 1 AS is_srdi,
-    MAX(CASE WHEN cert_type = 'srdi_little_giant' THEN 1 ELSE 0 END) = 1 AS is_little_giant,
-    MAX(CASE WHEN cert_type = 'tech_sme' THEN 1 ELSE 0 END) = 1 AS is_tech_sme
+    {_certificate_columns()}
   FROM certifications
-  WHERE cert_date <= CAST(:as_of AS DATE) AND (expiry_date IS NULL OR expiry_date >= CAST(:as_of AS DATE))
+  WHERE cert_date <= CAST(:as_of AS DATE)
   GROUP BY uscc
 ) AS cert ON cert.uscc = e.uscc
 LEFT JOIN bank_accounts AS b ON b.uscc = e.uscc

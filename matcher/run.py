@@ -57,6 +57,7 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
         "allocation": p.allocation,
         "confirmation": p.confirmation,
         "notice_days": p.notice_days,
+        "service_phone": p.service_phone,
         "conditions": conds,
         "items": [
             {

@@ -93,6 +93,7 @@ class PolicyEntry:
     confirmation: str
     items: tuple[PolicyItem, ...]
     notice_days: int | None = None  # absent in runs made before public notices existed
+    service_phone: str | None = None  # the policy's 咨询电话; absent in older runs
     conditions: tuple[Condition, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the entry as in the JSON
 
@@ -226,6 +227,7 @@ def _policy(p: Mapping[str, Any]) -> PolicyEntry:
             for i in p["items"]
         ),
         notice_days=None if p.get("notice_days") is None else int(p["notice_days"]),
+        service_phone=None if p.get("service_phone") is None else str(p["service_phone"]),
         conditions=_conditions(p.get("conditions")),
         raw=dict(p),
     )

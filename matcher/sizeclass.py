@@ -19,9 +19,15 @@ NULL, the field is NULL. Indicators a row does not use are not read.
 
 Industries are matched by GB/T 4754-2017 code prefix (`C3911` starts with `C`), so a code that is too
 coarse to decide (`G59` could be 装卸搬运 or 仓储; `K70` any of five rows) matches no row and gives NULL.
-Outside the size table, hence NULL: 金融业 (J, which has its own 2015 standard), 教育 (P), 卫生 (Q84),
-铁路运输业 (G53), 房地产租赁经营 (K704, the 2017 name of 自有房地产经营活动, which the document's note
-excludes from 其他未列明行业), 公共管理 (S), 国际组织 (T).
+Outside the size table, hence NULL: 教育 (P), 卫生 (Q84), 铁路运输业 (G53), 房地产租赁经营 (K704, the
+2017 name of 自有房地产经营活动, which the document's note excludes from 其他未列明行业), 公共管理 (S),
+国际组织 (T).
+
+金融业 (J) has its own standard, 金融业企业划型标准规定 (银发〔2015〕309号), by 资产总额 per kind of
+financial enterprise; it is not applied here yet (NULL; see docs/matching.md#size-class).
+Central banking and the regulators (中央银行服务 J661, 银行监管服务 J665, 证券期货监管服务 J675, 保险监管
+服务 J685) are not enterprises the document classifies: their size class is `not_applicable`, a value,
+so no enterprise is asked for figures that cannot decide it.
 """
 
 from __future__ import annotations
@@ -34,11 +40,12 @@ from typing import Literal
 
 from sqlglot import exp
 
-SizeClass = Literal["large", "medium", "small", "micro"]
+SizeClass = Literal["large", "medium", "small", "micro", "not_applicable"]
 Indicator = Literal["X", "Y", "Z"]
 
 # Yuan per 万元, the document's unit of money.
 YUAN_PER_WAN = 10_000
+NOT_APPLICABLE: SizeClass = "not_applicable"
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,9 @@ SIZE_TABLE: tuple[SizeRow, ...] = (
     SizeRow("其他未列明行业", ("K703", "K709", "M", "N", "O", "Q85", "R"), x=_B(300, 100, 10)),
 )
 
+# Public bodies in section J that no size standard classifies.
+NOT_APPLICABLE_CODES = ("J661", "J665", "J675", "J685")
+
 # 规模以上/限额以上 by revenue (domain README; NBS statistical system as stated by local bureaus 2021-2024).
 # 建筑业 (E) and 房地产开发经营 (K701) are set by qualification, A, J and the rest not by revenue: NULL.
 ABOVE_SCALE: tuple[ScaleBound, ...] = (
@@ -174,6 +184,11 @@ def size_row_for(industry_code: str | None) -> SizeRow | None:
     return next((row for row in SIZE_TABLE if _covers(row.codes, industry_code)), None)
 
 
+def not_applicable(industry_code: str | None) -> bool:
+    """Whether no size standard classifies the industry (a central bank, a regulator)."""
+    return industry_code is not None and _covers(NOT_APPLICABLE_CODES, industry_code)
+
+
 def scale_bound_for(industry_code: str | None) -> ScaleBound | None:
     """The above-scale revenue bound of an industry code, or None where revenue does not set it."""
     if industry_code is None:
@@ -188,6 +203,8 @@ def size_class_py(
     total_assets: Decimal | None,
 ) -> SizeClass | None:
     """The size class of one enterprise (revenue and total_assets in yuan), or None when it is unknown."""
+    if not_applicable(industry_code):
+        return NOT_APPLICABLE
     row = size_row_for(industry_code)
     if row is None:
         return None
@@ -256,13 +273,15 @@ def size_class_expr(
     revenue: exp.Expression,
     total_assets: exp.Expression,
 ) -> exp.Expression:
-    """The size class as a SQL CASE tree: 'large', 'medium', 'small', 'micro' or NULL.
+    """The size class as a SQL CASE tree: 'large', 'medium', 'small', 'micro', 'not_applicable' or NULL.
 
     `revenue` and `total_assets` are yuan (DECIMAL(18,2)), `employees` persons. Renders to DuckDB and
     Spark SQL alike.
     """
     inputs: Mapping[Indicator, exp.Expression] = {"X": employees, "Y": revenue, "Z": total_assets}
-    case = exp.case()
+    case = exp.case().when(
+        _industry_in(industry_code, NOT_APPLICABLE_CODES), exp.Literal.string(NOT_APPLICABLE)
+    )
     for row in SIZE_TABLE:
         case = case.when(_industry_in(industry_code, row.codes), _row_class(row, inputs))
     return case.else_(exp.null())

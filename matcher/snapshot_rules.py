@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from matcher.codes import industry_known, region_known, uscc_valid
-from rules.catalog import CREDIT_RATINGS, STATUSES
+from rules.catalog import CERT_TYPES, CREDIT_RATINGS, STATUSES
 from rules.errors import SnapshotError
 
 TABLE_NAMES = (
@@ -27,10 +27,10 @@ TABLE_NAMES = (
     "social_insurance",
     "credit",
     "certifications",
+    "stats_listing",
     "bank_accounts",
     "payments",
 )
-CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
 MONEY = "DECIMAL(18,2)"
 FIRST_YEAR = 1990
 """Yearly rows before this year are `year_out_of_range` (as are years after the snapshot's own)."""
@@ -126,6 +126,13 @@ SPECS: dict[str, TableSpec] = {
             "certifications",
             {"uscc": "VARCHAR", "cert_type": "VARCHAR", "cert_date": "DATE", "expiry_date": "DATE"},
             ("uscc", "cert_type", "cert_date"),
+        ),
+        # The statistics bureau's list of above-scale enterprises (规模以上/限额以上 名录), one row per year.
+        TableSpec(
+            "stats_listing",
+            {"uscc": "VARCHAR", "year": "INTEGER", "above_scale": "BOOLEAN"},
+            ("uscc", "year"),
+            optional=True,
         ),
         TableSpec(
             "bank_accounts",

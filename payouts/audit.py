@@ -33,14 +33,29 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, event, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    cast,
+    event,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from payouts import checkpoints
 from payouts.bulkload import insert_columns
 from payouts.checkpoints import Checkpoint
-from payouts.models import AuditEvent, AuditHead, AuditMember, MatchRun, Offer
+from payouts.models import AuditEvent, AuditHead, AuditMember, MatchRun, Offer, Payee, PayeeChange, StaffUser
 from rules.errors import PayoutError
 
 log = logging.getLogger(__name__)
@@ -536,7 +551,46 @@ ACTION_LABELS = {
     "sign_in_failed": "登录失败",
     "sign_in_refused": "登录被拒绝",
     "sign_out": "退出登录",
+    "lock": "锁定账户",
+    "publish": "发布政策",
+    "create": "新建",
+    "supply": "企业补充数据",
+    "object": "提出异议",
+    "open": "开始公示",
+    "propose_account_change": "提出账户变更",
+    "approve_account_change": "批准账户变更",
+    "reject_account_change": "驳回账户变更",
+    "login": "企业登录",
+    "login_code": "发送企业登录验证码",
+    "login_failed": "企业登录失败",
+    "login_locked": "企业登录锁定",
+    "login_blocked": "企业登录被阻止",
+    "login_alert": "企业登录提醒",
+    "login_alert_failed": "企业登录提醒发送失败",
+    "logout": "企业退出登录",
 }
+
+# What staff read for the thing an event is about.
+ENTITY_LABELS = {
+    "offer": "要约",
+    "offers": "要约（批量）",
+    "batch": "拨付批次",
+    "run": "比对结果",
+    "payee": "对公账户",
+    "payee_change": "账户变更申请",
+    "user": "用户",
+    "enterprise": "企业",
+    "notice": "公示",
+    "objection": "异议",
+    "supplied": "补充数据",
+    "override": "数据更正",
+    "policy": "政策",
+}
+
+
+def entity_label(entity: str) -> str:
+    """What an event is about, as staff read it: 要约, 拨付批次 (an unknown kind as it is)."""
+    return ENTITY_LABELS.get(entity, entity)
 
 
 def action_label(action: str) -> str:
@@ -544,39 +598,133 @@ def action_label(action: str) -> str:
     return ACTION_LABELS.get(action, action)
 
 
-def actor_label(actor: str, names: Mapping[str, str] | None = None) -> str:
+def actor_label(
+    actor: str, names: Mapping[str, str] | None = None, enterprises: Mapping[str, str] | None = None
+) -> str:
     """Who acted, as staff read it: a member of staff by name (`names`: username → display name),
-    系统 for the system's own jobs, 企业（USCC） for an enterprise."""
+    系统 for the system's own jobs, an enterprise by its name (`enterprises`: USCC → name), else
+    企业（USCC）."""
     if actor == "system":
         return "系统"
     if actor.startswith("enterprise:"):
-        return f"企业（{actor.removeprefix('enterprise:')}）"
+        uscc = actor.removeprefix("enterprise:")
+        name = (enterprises or {}).get(uscc)
+        return f"{name}（企业）" if name else f"企业（{uscc}）"
     if actor.startswith("agent:"):  # 帮办代办 acting for an enterprise (portal.agency)
-        name = actor.removeprefix("agent:")
-        return f"帮办代办（{(names or {}).get(name, name)}）"
+        agent = actor.removeprefix("agent:")
+        return f"帮办代办（{(names or {}).get(agent, agent)}）"
     return (names or {}).get(actor, actor)
 
 
 def history(session: Session, entity: str, entity_id: str) -> list[AuditEvent]:
     """Every event of one thing, oldest first: its own events and the bulk events it is a member of."""
-    bulk = select(AuditMember.seq).where(AuditMember.entity_id == entity_id)
-    mine = (AuditEvent.entity == entity) & (AuditEvent.entity_id == entity_id)
+    query = select(AuditEvent).where(about(entity, entity_id))
+    return list(session.scalars(query.order_by(AuditEvent.seq)).all())
+
+
+def about(entity: str, entity_id: str | Select[tuple[str]]) -> ColumnElement[bool]:
+    """The events of one thing (or of the things whose ids `entity_id` selects): their own, the bulk
+    events listing them, and, for offers, the import of their run."""
+    ids = entity_id if isinstance(entity_id, Select) else None
+
+    def one_of(column: Any) -> ColumnElement[bool]:
+        return column.in_(ids) if ids is not None else column == entity_id
+
+    bulk = select(AuditMember.seq).where(one_of(AuditMember.entity_id))
+    mine = (AuditEvent.entity == entity) & one_of(AuditEvent.entity_id)
     listed = (AuditEvent.entity == entity + "s") & AuditEvent.seq.in_(bulk)
     if entity == "offer":
-        run = (
+        runs = (
             select(MatchRun.run_id)
             .join(Offer, Offer.match_run_id == MatchRun.id)
-            .where(Offer.public_id == entity_id)
-            .scalar_subquery()
+            .where(one_of(Offer.public_id))
         )
         imported = (
             (AuditEvent.entity == "offers")
-            & (AuditEvent.entity_id == run)
+            & AuditEvent.entity_id.in_(runs)
             & AuditEvent.data.contains('"members_of":"run"', autoescape=True)
         )
         listed = listed | imported
-    query = select(AuditEvent).where(mine | listed)
-    return list(session.scalars(query.order_by(AuditEvent.seq)).all())
+    return mine | listed
+
+
+@dataclass(frozen=True)
+class EventSearch:
+    """What an auditor looks for in the log; every field that is set must hold.
+
+    `actors`: the stored actor values (a username, `system`, `enterprise:USCC`); `enterprise`: a USCC
+    (its offers' events, its sign-ins, its account's changes, and what it did itself); `offer`: an offer's
+    public id (`history`); `since`/`until`: a half-open range [since, until) of moments.
+    """
+
+    actors: tuple[str, ...] | None = None
+    action: str | None = None
+    enterprise: str | None = None
+    offer: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        e = AuditEvent.__table__.c
+        where: list[ColumnElement[bool]] = []
+        if self.actors is not None:
+            where.append(e.actor.in_(self.actors))
+        if self.action:
+            where.append(e.action == self.action)
+        if self.offer:
+            where.append(about("offer", self.offer))
+        if self.enterprise:
+            uscc = self.enterprise
+            offers = select(Offer.public_id).where(Offer.uscc == uscc)
+            payees = select(cast(Payee.id, String)).where(Payee.uscc == uscc)
+            changes = select(PayeeChange.public_id).where(PayeeChange.uscc == uscc)
+            where.append(
+                or_(
+                    e.actor == f"enterprise:{uscc}",
+                    and_(e.entity == "enterprise", e.entity_id == uscc),
+                    and_(e.entity == "payee", e.entity_id.in_(payees)),
+                    and_(e.entity == "payee_change", e.entity_id.in_(changes)),
+                    about("offer", offers),
+                )
+            )
+        if self.since is not None:
+            where.append(e.at >= self.since)
+        if self.until is not None:
+            where.append(e.at < self.until)
+        return and_(true(), *where)
+
+
+def search(
+    session: Session, wanted: EventSearch, *, limit: int, offset: int = 0, cap: int = 100_000
+) -> tuple[int, list[AuditEvent]]:
+    """The events matching `wanted`, newest first: how many (counted up to `cap` + 1: more than `cap`
+    means more), and `limit` of them from `offset`."""
+    where = wanted.condition()
+    some = select(AuditEvent.seq).where(where).limit(cap + 1).subquery()
+    count = session.scalar(select(func.count()).select_from(some)) or 0
+    page = select(AuditEvent).where(where).order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)
+    return count, list(session.scalars(page).all())
+
+
+def actors_named(session: Session, text: str) -> tuple[str, ...]:
+    """The stored actor values a person may mean by `text`: 系统 (the system's jobs), a USCC (that
+    enterprise), or staff whose username or display name holds it."""
+    text = text.strip()
+    found: set[str] = {text}
+    if text in ("系统", "system"):
+        found.add("system")
+    if len(text) == 18 and text.isalnum():
+        found.add(f"enterprise:{text.upper()}")
+    if text.startswith("企业"):
+        found.add(f"enterprise:{text.removeprefix('企业').strip('（）() ').upper()}")
+    staff = select(StaffUser.username).where(
+        or_(
+            StaffUser.username.contains(text, autoescape=True),
+            StaffUser.display_name.contains(text, autoescape=True),
+        )
+    )
+    found.update(session.scalars(staff).all())
+    return tuple(sorted(found))
 
 
 def offer_histories(session: Session) -> dict[str, list[AuditEvent]]:

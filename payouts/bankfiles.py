@@ -1,5 +1,12 @@
 """Bank files: the batch transfer CSV (批量代发), ISO 20022 pain.001.001.09, and the bank's return file.
 
+The CSV is opened by finance staff in Chinese Excel (or WPS) before it is uploaded, so it must read right
+there as it is: UTF-8 with a byte-order mark by default (without one, Excel reads the ANSI code page,
+GBK, and every Chinese name is garbled), or GB18030 without a mark for a bank whose upload wants it
+(`ZHIDA_BANK_CSV_ENCODING`, a deployment setting: one payer, one bank). Account numbers are written
+after a tab (`account_text`), so that Excel keeps them as text instead of 1.03669E+18 with the last
+digits lost; see docs/operations.md#bank-files for why a tab and not `="…"`.
+
 Pure functions over plain records: the same batch always renders to the same bytes (no clock, no
 randomness here; the creation time is the batch's approval time). Totals and counts are in the header
 of both files.
@@ -61,6 +68,8 @@ CSV_COLUMNS = (
     "用途",
     "业务参考号",
 )
+ENCODINGS = ("utf-8-sig", "gb18030")  # the CSV's: UTF-8 with a BOM (default), or GB18030 for a bank that asks
+BOM = "\ufeff"
 RETURN_COLUMNS = ("批次号", "业务参考号", "收款账号", "金额", "状态", "失败原因")
 PAID_WORDS = {"成功": True, "paid": True, "s": True, "失败": False, "failed": False, "f": False}
 
@@ -127,16 +136,47 @@ def _money(amount: Decimal) -> str:
     return f"{amount:.2f}"
 
 
-def render_csv(batch: BatchFile) -> bytes:
+def account_text(account_no: str) -> str:
+    """An account number as the CSV writes it: after a tab, so that Excel shows it as text, every digit
+    kept. A bank's upload trims the blanks around a field as it trims the padding of any field, so the
+    number it reads is the same; `="…"` would reach it as an equals sign and quotes."""
+    return "\t" + account_no if account_no else ""
+
+
+def plain_account(cell: str) -> str:
+    """An account number read back from a CSV cell: without the tab `account_text` adds, or the blanks and
+    the `="…"` form a spreadsheet may have left in a return file."""
+    text = cell.strip()
+    if text.startswith('="') and text.endswith('"'):
+        text = text[2:-1].replace('""', '"').strip()
+    return text
+
+
+def render_csv(batch: BatchFile, encoding: str = ENCODINGS[0]) -> bytes:
     """The batch transfer CSV: a header row with the batch, count and total, then one row per transfer."""
     out = io.BytesIO()
-    write_csv(batch.header(), batch.lines, out)
+    write_csv(batch.header(), batch.lines, out, encoding=encoding)
     return out.getvalue()
 
 
-def write_csv(header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, chunk: int = 10_000) -> None:
-    """`render_csv`, written to `out` as the lines come (a chunk at a time), for batches of any size."""
+def write_csv(
+    header: FileHeader,
+    lines: Iterable[FileLine],
+    out: BinaryIO,
+    *,
+    chunk: int = 10_000,
+    encoding: str = ENCODINGS[0],
+) -> None:
+    """`render_csv`, written to `out` as the lines come (a chunk at a time), for batches of any size.
+
+    `encoding` is one of `ENCODINGS`: UTF-8 after a byte-order mark (written once, at the start), or
+    GB18030 (no mark: Excel reads it as the Chinese code page it is)."""
+    if encoding not in ENCODINGS:
+        raise BankExportError(f"银行文件编码 {encoding} 不受支持，应为 {' 或 '.join(ENCODINGS)}")
+    codec = "utf-8" if encoding == "utf-8-sig" else encoding
     buf = io.StringIO()
+    if encoding == "utf-8-sig":
+        buf.write(BOM)
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(
         [
@@ -149,7 +189,7 @@ def write_csv(header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, c
             "币种",
             CURRENCY,
             "付款账号",
-            header.payer_account,
+            account_text(header.payer_account),
             "付款户名",
             header.payer_name,
             "付款开户行",
@@ -164,9 +204,9 @@ def write_csv(header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, c
         w.writerow(
             [
                 ln.line_no,
-                header.payer_account,
+                account_text(header.payer_account),
                 header.payer_name,
-                ln.account_no,
+                account_text(ln.account_no),
                 ln.account_name,
                 ln.bank_name,
                 _money(ln.amount),
@@ -175,10 +215,10 @@ def write_csv(header: FileHeader, lines: Iterable[FileLine], out: BinaryIO, *, c
             ]
         )
         if n % chunk == 0:
-            out.write(buf.getvalue().encode("utf-8"))
+            out.write(buf.getvalue().encode(codec))
             buf.seek(0)
             buf.truncate()
-    out.write(buf.getvalue().encode("utf-8"))
+    out.write(buf.getvalue().encode(codec))
 
 
 def _sub(parent: ET.Element, path: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -424,6 +464,7 @@ def read_return(
             n = reader.line_num
             cells = [c.strip() for c in raw] + [""] * len(RETURN_COLUMNS)
             batch_ref, reference, account, amount_text, status, reason = cells[: len(RETURN_COLUMNS)]
+            account = plain_account(account)
             if batch_ref != batch_reference and batch_ref not in others:
                 others.add(batch_ref)
                 problems.add(f"回单包含多个批次：{batch_reference}、{batch_ref}")

@@ -468,8 +468,18 @@ def _write_part(path: Path, write: Callable[[_Digesting], None]) -> tuple[Path, 
     return part, out.sha256.hexdigest()
 
 
-def export(session: Session, reference: str, by: str, out_dir: Path, now: dt.datetime) -> Export:
+def export(
+    session: Session,
+    reference: str,
+    by: str,
+    out_dir: Path,
+    now: dt.datetime,
+    *,
+    encoding: str | None = None,
+) -> Export:
     """Write the batch's CSV (批量代发) and pain.001.001.09 files; repeating it gives the same bytes.
+
+    The CSV is in `encoding` (default: the deployment's `ZHIDA_BANK_CSV_ENCODING`, UTF-8 with a BOM).
 
     The lines are streamed from the database into the files, so memory stays bounded whatever the
     batch size; the files appear under their names only once both are complete and checked.
@@ -479,12 +489,14 @@ def export(session: Session, reference: str, by: str, out_dir: Path, now: dt.dat
     if batch.state not in (BatchState.APPROVED.value, BatchState.EXPORTED.value, BatchState.RECONCILED.value):
         raise StateError(f"批次 {reference} 处于 {batch.state}，复核通过后才能导出银行文件")
     header = _file_header(session, batch)
+    encoding = encoding or PayoutSettings.from_env().bank_csv_encoding
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, xml_path = out_dir / f"{reference}.csv", out_dir / f"{reference}.xml"
     parts: list[Path] = []
     try:
         csv_part, csv_sha256 = _write_part(
-            csv_path, lambda out: bankfiles.write_csv(header, file_lines(session, batch), out)
+            csv_path,
+            lambda out: bankfiles.write_csv(header, file_lines(session, batch), out, encoding=encoding),
         )
         parts.append(csv_part)
         xml_part, xml_sha256 = _write_part(
@@ -636,15 +648,14 @@ def reconcile(
             **common,
         )
     settled = {"bank_return_id": record_id, "settled_at": now}
-    in_file = t.c.reference.in_(select(r.c.reference).where(r.c.paid))
-    session.execute(
-        update(t).where(t.c.batch_id == batch_id, in_file).values(status=LineStatus.PAID.value, **settled)
-    )
-    reason_of = select(r.c.reason).where(r.c.reference == t.c.reference).scalar_subquery()
+    # UPDATE … FROM the returned lines (a join: the scratch table has no index, and a subquery per line
+    # would scan it once per line).
+    returned = and_(t.c.batch_id == batch_id, t.c.reference == r.c.reference)
+    session.execute(update(t).where(returned, r.c.paid).values(status=LineStatus.PAID.value, **settled))
     session.execute(
         update(t)
-        .where(t.c.batch_id == batch_id, t.c.reference.in_(select(r.c.reference).where(~r.c.paid)))
-        .values(status=LineStatus.FAILED.value, live=False, bank_reason=reason_of, **settled)
+        .where(returned, ~r.c.paid)
+        .values(status=LineStatus.FAILED.value, live=False, bank_reason=r.c.reason, **settled)
     )
     for paid, n, amount in session.execute(
         select(r.c.paid, func.count(), func.coalesce(func.sum(r.c.amount), 0)).group_by(r.c.paid)

@@ -43,6 +43,7 @@ class OfferView:
     deadline: dt.datetime | None
     conditions: list[dict[str, str | None]]
     can_respond: bool
+    service_phone: str | None = None  # the policy's 咨询电话; None: the deployment's
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def view(session: Session, token: str, now: dt.datetime) -> OfferView:
         can_respond=offer.state == OfferState.NOTIFIED.value
         and now < message.expires_at
         and message.round == offer.round,
+        service_phone=policy.service_phone,
     )
 
 

@@ -43,9 +43,14 @@ class PayoutSettings:
     link_key: str = field(default=DEVELOPMENT_LINK_KEY, repr=False)  # derives the SMS link tokens (tokens.py)
     reminder_days: tuple[int, ...] = (3, 1)
     sms_sign: str = "惠企直达"
+    # The service phone SMS and pages give where a policy names none: 12345, the government service hotline.
+    service_phone: str = "12345"
     payer_name: str = "某市财政局"
     payer_account: str = "110060149018800012345"
     payer_bank: str = "中国工商银行某市分行营业部"
+    # The batch CSV's encoding (payouts.bankfiles.ENCODINGS): UTF-8 with a BOM, or GB18030 where the
+    # payer's bank asks for it. One deployment pays from one account, so it is a deployment setting.
+    bank_csv_encoding: str = "utf-8-sig"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PayoutSettings:
@@ -77,10 +82,23 @@ class PayoutSettings:
             link_key=link_key,
             reminder_days=tuple(sorted(set(reminders), reverse=True)),
             sms_sign=get("SMS_SIGN", d.sms_sign),
+            service_phone=get("SERVICE_PHONE", d.service_phone),
             payer_name=get("PAYER_NAME", d.payer_name),
             payer_account=get("PAYER_ACCOUNT", d.payer_account),
             payer_bank=get("PAYER_BANK", d.payer_bank),
+            bank_csv_encoding=_bank_csv_encoding(get("BANK_CSV_ENCODING", d.bank_csv_encoding)),
         )
+
+
+def _bank_csv_encoding(value: str) -> str:
+    """`ZHIDA_BANK_CSV_ENCODING` as the CSV writer names it; refused, with what it may be, if unknown."""
+    named = {"utf-8-sig": "utf-8-sig", "utf-8": "utf-8-sig", "utf8": "utf-8-sig", "gb18030": "gb18030"}
+    encoding = named.get(value.strip().lower())
+    if encoding is None:
+        raise PayoutError(
+            f"ZHIDA_BANK_CSV_ENCODING 的值 {value!r} 无效：应为 utf-8（带 BOM，默认）或 gb18030（开户银行要求时）"
+        )
+    return encoding
 
 
 def normalize_url(url: str) -> str:

@@ -35,9 +35,12 @@ from payouts.errors import RunImportError
 from payouts.models import CLOSED_STATES, MatchRun, Offer, OfferState, Payee, PolicyVersion
 from payouts.offers import NO_ACCOUNT, UNSAFE_NAME
 from payouts.users import require
+from rules.formats import SIZE_LABELS
 
 CANDIDATE_COLUMNS = ("policy_id", "policy_version", "item_id", "uscc", "amount", "amount_before_allocation")
 PAYEE_COLUMNS = ("uscc", "name", "contact_phone", "bank_name", "account_no", "account_name")
+# In run folders written since the payees carry them; older folders' offers get NULL.
+PROFILE_KEYS = ("industry_section", "size_class")
 MONEY = pa.decimal128(18, 2)
 
 
@@ -49,7 +52,7 @@ class ImportResult:
     offers: int = 0
     held: int = 0
     skipped: int = 0  # already offered (live) in an earlier run
-    zero: int = 0  # allocated 0.00 by the budget: nothing to offer
+    zero: int = 0  # 0.00 (cut to nothing by the budget, or an item that pays nothing): nothing to offer
     amount: Decimal = Decimal("0.00")
     by_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -65,7 +68,9 @@ class RunFolder:
     payees: pa.Table
 
 
-def _read(path: Path, columns: tuple[str, ...], problems: list[str]) -> pa.Table | None:
+def _read(
+    path: Path, columns: tuple[str, ...], problems: list[str], optional: tuple[str, ...] = ()
+) -> pa.Table | None:
     if not path.exists():
         problems.append(f"缺少 {path.name}")
         return None
@@ -78,7 +83,12 @@ def _read(path: Path, columns: tuple[str, ...], problems: list[str]) -> pa.Table
     if missing:
         problems.append(f"{path.name} 缺少列：{', '.join(missing)}")
         return None
-    return dataset.to_table(columns=list(columns))
+    present = [c for c in optional if c in dataset.schema.names]
+    table = dataset.to_table(columns=[*columns, *present])
+    for c in optional:
+        if c not in present:
+            table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+    return table
 
 
 def _money(table: pa.Table, column: str, problems: list[str]) -> pa.Table:
@@ -102,7 +112,7 @@ def read_run(path: Path) -> RunFolder:
     if manifest is not None and manifest.over_budget:
         problems.append(f"超出预算的政策不能发放：{', '.join(manifest.over_budget)}")
     candidates = _read(path / runfolder.CANDIDATES, CANDIDATE_COLUMNS, problems)
-    payees = _read(path / runfolder.PAYEES, PAYEE_COLUMNS, problems)
+    payees = _read(path / runfolder.PAYEES, PAYEE_COLUMNS, problems, PROFILE_KEYS)
     if candidates is not None:
         candidates = _money(_money(candidates, "amount", problems), "amount_before_allocation", problems)
     if problems or manifest is None or candidates is None or payees is None:
@@ -144,6 +154,19 @@ def _check(run: RunFolder) -> None:
     missing = pc.sum(pc.invert(pc.is_in(pc.unique(c["uscc"]), payee_uscc))).as_py()
     if missing:
         problems.append(f"{missing} 家候选企业不在 payees 中")
+    for column, allowed, what in (
+        (
+            "industry_section",
+            [chr(n) for n in range(ord("A"), ord("Z") + 1)],
+            "一个大写字母（GB/T 4754 门类）",
+        ),
+        ("size_class", list(SIZE_LABELS), "、".join(SIZE_LABELS)),
+    ):
+        values = pc.cast(run.payees[column], pa.string())
+        bad = pc.unique(values.filter(pc.invert(pc.is_in(values, pa.array(allowed)))).drop_null())
+        if len(bad):
+            shown = "、".join(repr(v) for v in bad.to_pylist()[:5])
+            problems.append(f"payees 的 {column} 应为 {what} 或空值，却有 {shown}")
     if problems:
         raise RunImportError(f"{run.path} 不能导入：\n" + "\n".join(f"- {p}" for p in problems))
 
@@ -162,6 +185,7 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             "allocation": p.allocation,
             "confirmation": p.confirmation,
             "notice_days": p.notice_days,  # absent in runs made before public notices existed
+            "service_phone": p.service_phone,  # absent in runs made before policies named one
         }
         if fields["confirmation"] not in ("required", "none"):
             problems.append(f"政策 {p.id} 的 confirmation 应为 required 或 none")
@@ -311,6 +335,7 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
         c = c.filter(pc.invert(dup))
     at = pc.index_in(c["uscc"], value_set=payees["uscc"])
     payee_id, has_account = payees["payee_id"].take(at), payees["has_account"].take(at)
+    keys = pc.index_in(c["uscc"], value_set=run.payees["uscc"])
     n = len(c)
     ids = pa.array(tokens.public_ids(n), pa.string())
     stamp = pa.array([now] * n, pa.timestamp("us", tz="UTC"))
@@ -325,6 +350,7 @@ def import_run(session: Session, path: Path, by: str, now: dt.datetime | None = 
             "item_id": c["item_id"],
             "period": c["period"],
             "uscc": c["uscc"],
+            **{k: pc.cast(run.payees[k], pa.string()).take(keys) for k in PROFILE_KEYS},
             "amount": c["amount"],
             "amount_before_allocation": c["amount_before_allocation"],
             "payee_id": payee_id,
@@ -418,3 +444,43 @@ def _digest(path: Path) -> str:
             while chunk := stream.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def backfill_profile_keys(session: Session, run_row: MatchRun, *, chunk: int = 5_000) -> int:
+    """Fill the industry section and size class of a run's offers imported without them (before migration
+    0012), from the profile of the run's latest assessment year, rebuilt from the snapshot and policies the
+    run's manifest names; returns how many offers were filled. MatchError when the snapshot or policies
+    are gone or no longer the ones the run used (their fingerprints are checked)."""
+    from matcher.analysis import open_run  # loads DuckDB and the snapshot: only for this repair
+
+    data = open_run(Path(run_row.path))
+    try:
+        year = max(p.assessment_year for p in data.policies.values())
+        profile = data.profile(year)
+        rows = data.con.execute(
+            f"SELECT uscc, industry_section, size_class FROM {profile} "
+            "WHERE uscc IN (SELECT DISTINCT uscc FROM run_candidates)"
+        ).fetchall()
+    finally:
+        data.con.close()
+    groups: dict[tuple[str | None, str | None], list[str]] = {}
+    for uscc, section, size in rows:
+        section = section if section and len(section) == 1 and section.isupper() else None
+        size = size if size in SIZE_LABELS else None
+        if section or size:
+            groups.setdefault((section, size), []).append(uscc)
+    o = Offer.__table__
+    filled = 0
+    for (section, size), usccs in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or "")):
+        for n in range(0, len(usccs), chunk):
+            filled += session.execute(
+                o.update()
+                .where(
+                    o.c.match_run_id == run_row.id,
+                    o.c.industry_section.is_(None),
+                    o.c.size_class.is_(None),
+                    o.c.uscc.in_(usccs[n : n + chunk]),
+                )
+                .values(industry_section=section, size_class=size)
+            ).rowcount
+    return filled

@@ -210,6 +210,7 @@ class PolicyVersion(SQLModel, table=True):
     items: str = Field(sa_type=Text)  # JSON: [{"id", "title", "conditions"}]
     conditions: str = Field(sa_type=Text)  # JSON: the shared conditions with their clauses
     notice_days: int | None = None  # public notice (公示) before a batch may be approved; None: no notice
+    service_phone: str | None = Field(default=None, sa_type=String(32))  # 咨询电话; None: the deployment's
 
 
 class PolicyText(SQLModel, table=True):
@@ -329,6 +330,10 @@ class Offer(SQLModel, table=True):
     item_id: str = Field(sa_type=String(64))
     period: str = Field(sa_type=String(32))
     uscc: str = Field(sa_type=String(18))  # found through uq_offer_live_key
+    # The enterprise's industry section (GB/T 4754 门类 letter) and size class (large/medium/small/micro)
+    # as the run's profile had them, for the review queue's filters; NULL when the run folder lacks them.
+    industry_section: str | None = Field(default=None, sa_type=String(1))
+    size_class: str | None = Field(default=None, sa_type=String(8))
     amount: Decimal = Field(sa_type=Money)
     amount_before_allocation: Decimal = Field(sa_type=Money)
     payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")

@@ -72,6 +72,15 @@ LABELS = {
     S.PAYMENT_FAILED: "拨付失败",
 }
 
+# What the enterprise reads for a state: staff steps (初核, 剔除) in words an applicant knows.
+PUBLIC_LABELS = {
+    **LABELS,
+    S.DRAFTED: "审核中",
+    S.RELEASED: "审核通过，待通知确认",
+    S.HELD: "暂缓办理",
+    S.DROPPED: "经审核不予拨付",
+}
+
 NO_ACCOUNT = "无对公账户"
 UNSAFE_NAME = "户名不能原样写入银行文件"  # the start of the reason; `payouts.bankfiles.name_problem` says why
 NO_PHONE = "无联系电话"
@@ -89,6 +98,11 @@ _ARRIVAL = {
 def label(state: str | None) -> str:
     """The Chinese name of a state, for messages."""
     return "（新建）" if state is None else LABELS[OfferState(state)]
+
+
+def public_label(state: str) -> str:
+    """The name of a state on the enterprise's pages."""
+    return PUBLIC_LABELS[OfferState(state)]
 
 
 def check_move(offer: Offer, to: OfferState) -> None:

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from payouts.models import MatchRun, Offer, Payee, PolicyVersion
 from rules.errors import PayoutError, StateError
+from rules.formats import SIZE_LABELS
 
 CENT = Decimal("0.01")
 
@@ -32,6 +33,7 @@ class SelectionChanged(StateError):
 
 
 REGION_PREFIX = re.compile(r"\d{2}(?:\d{2}(?:\d{2})?)?")
+INDUSTRY_SECTION = re.compile(r"[A-Z]")
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,16 @@ class OfferFilter:
     amount_min: Decimal | None = None
     amount_max: Decimal | None = None
     enterprise: str | None = None
+    industry: str | None = None  # GB/T 4754 section letter (门类), as the run's profile had it
+    size_class: str | None = None  # large, medium, small or micro
 
     def __post_init__(self) -> None:
         if self.region and not REGION_PREFIX.fullmatch(self.region):
             raise ValueError(f"地区代码应为2、4或6位数字：{self.region}")
+        if self.industry and not INDUSTRY_SECTION.fullmatch(self.industry):
+            raise ValueError(f"行业门类应为一个大写字母（GB/T 4754），例如 C：{self.industry}")
+        if self.size_class and self.size_class not in SIZE_LABELS:
+            raise ValueError(f"企业规模应为大型、中型、小型或微型：{self.size_class}")
 
     def condition(self) -> ColumnElement[bool]:
         c = Offer.__table__.c
@@ -67,6 +75,10 @@ class OfferFilter:
             where.append(c.item_id == self.item_id)
         if self.region:
             where.append(func.substr(c.uscc, 3, len(self.region)) == self.region)
+        if self.industry:
+            where.append(c.industry_section == self.industry)
+        if self.size_class:
+            where.append(c.size_class == self.size_class)
         if self.amount_min is not None:
             where.append(c.amount >= self.amount_min)
         if self.amount_max is not None:

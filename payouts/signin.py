@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from payouts import audit
 from payouts.models import StaffSession, StaffUser
+from rules import formats
 
 TOKEN_BYTES = 32  # 256 bits
 ANONYMOUS = "anonymous"  # the actor of a refused sign-in: nobody has proved who they are
@@ -100,10 +101,10 @@ def authenticate(
     ok = verify(user)
     name = username[:64]
     if user is not None and user.locked_at is not None:
-        audit.record(session, now, ANONYMOUS, "sign_in_refused", "user", name, reason="locked", ip=ip)
+        audit.record(session, now, ANONYMOUS, "sign_in_refused", "user", name, reason="账户已锁定", ip=ip)
         return SignIn(None, None, "locked")
     if not ok or user is None:
-        audit.record(session, now, ANONYMOUS, "sign_in_failed", "user", name, reason="wrong_password", ip=ip)
+        audit.record(session, now, ANONYMOUS, "sign_in_failed", "user", name, reason="密码错误", ip=ip)
         if user is not None and _count_failure(session, user, now, policy, ip):
             return SignIn(None, None, "locked")
         return SignIn(None, None, "wrong")
@@ -147,7 +148,7 @@ def _count_failure(
         user.username,
         "active",
         "locked",
-        reason=f"{user.failed_logins} wrong passwords since {user.failed_since.isoformat()}",
+        reason=f"自 {formats.staff_time(user.failed_since)} 起密码错误 {user.failed_logins} 次",
         ip=ip,
     )
     return True

@@ -45,7 +45,7 @@ from payouts.errors import SmsError
 from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
 from payouts.payees import mask_phone
 from payouts.selection import Selection, Tally
-from rules.formats import CHINA
+from rules.formats import CHINA, money_exact_cn
 
 SEGMENT = 67  # characters per segment of a concatenated Chinese (UCS-2) SMS
 MAX_CHARS = 2 * SEGMENT
@@ -54,10 +54,23 @@ SENDING = "sending"  # claimed by a chunked sender: handed to the gateway or abo
 KEY_CHANGED = "链接密钥已更换，这条发送中断的短信无法按原样重发：请与短信平台核对是否已送达"
 _SENDER_LOCK = 0x7A68_6964_6101  # PostgreSQL advisory lock key: one chunked sender at a time
 
+# The department that pays and a phone the enterprise can look up come first, so that the message does not
+# read like a scam; no material is asked for; the link comes last (nothing after it for a phone to glue on).
 TEMPLATES = {
-    NOTICE: "【{sign}】{name}：贵单位符合“{title}”，可获{amount}元，拨付至对公账户，请于{date}前确认：{link}",
-    "reminder": "【{sign}】{name}：“{title}”{amount}元待确认，{date}到期：{link}",
+    NOTICE: "【{sign}】{department}：{name}符合“{title}”，可获{amount}，拨付至对公账户，无需提交材料，"
+    "咨询{phone}。请于{date}前确认：{link}",
+    "reminder": "【{sign}】{department}：“{title}”{amount}待{name}确认，{date}到期，咨询{phone}：{link}",
 }
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an offer's SMS names besides the enterprise: the item's title, the paying department and the
+    service phone (the policy's, else the deployment's)."""
+
+    title: str
+    department: str
+    phone: str | None
 
 
 @dataclass(frozen=True)
@@ -178,24 +191,37 @@ def _shorten(text: str, keep: int) -> str:
 
 
 def render(
-    kind: str, *, sign: str, name: str, title: str, amount: Decimal, deadline: dt.datetime, link: str
+    kind: str,
+    *,
+    sign: str,
+    name: str,
+    title: str,
+    amount: Decimal,
+    deadline: dt.datetime,
+    link: str,
+    department: str,
+    phone: str,
 ) -> tuple[str, dict[str, str]]:
     """The text of one SMS and its template parameters, shortened to fit two SMS segments.
 
-    The link and the amount are never shortened; the policy title, then the enterprise name, are.
+    The link, the amount and the phone are never shortened; the policy title, then the enterprise name,
+    then the department are.
     """
     local = deadline.astimezone(CHINA)
     params = {
         "sign": sign,
+        "department": department,
         "name": name,
         "title": title,
-        "amount": f"{amount:,.2f}",
+        "amount": money_exact_cn(amount),
         "date": f"{local.month}月{local.day}日",
+        "phone": phone,
         "link": link,
     }
     template = TEMPLATES[NOTICE if kind == NOTICE else "reminder"]
     text = template.format(**params)
-    for key, floor in (("title", 8), ("name", 6), ("title", 4), ("name", 2)):
+    steps = (("title", 8), ("name", 6), ("department", 6), ("title", 4), ("name", 2), ("department", 2))
+    for key, floor in steps:
         over = len(text) - MAX_CHARS
         if over <= 0:
             break
@@ -215,14 +241,15 @@ class SendResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _titles(session: Session) -> dict[tuple[str, int, str], str]:
-    """(policy, version, item) → "policy title·item title" (the item title only if it says more)."""
+def _titles(session: Session) -> dict[tuple[str, int, str], Subject]:
+    """(policy, version, item) → its subject: "policy title·item title" (the item title only if it says
+    more), the department and the policy's service phone."""
     out = {}
     for p in session.scalars(select(PolicyVersion)):
         items = json.loads(p.items)
         for item in items:
             title = p.title if len(items) == 1 or item["title"] in p.title else f"{p.title}·{item['title']}"
-            out[(p.policy_id, p.version, item["id"])] = title
+            out[(p.policy_id, p.version, item["id"])] = Subject(title, p.department, p.service_phone)
     return out
 
 
@@ -231,7 +258,7 @@ def _compose(
     offer: Offer,
     payee: Payee,
     kind: str,
-    title: str,
+    title: Subject,
     deadline: dt.datetime,
     settings: PayoutSettings,
     attempt: int,
@@ -246,10 +273,12 @@ def _compose(
         kind,
         sign=settings.sms_sign,
         name=payee.name,
-        title=title,
+        title=title.title,
         amount=offer.amount,
         deadline=deadline,
         link=link,
+        department=title.department,
+        phone=title.phone or settings.service_phone,
     )
     fields = {
         "text": cut_token(text, token),
@@ -268,7 +297,7 @@ def _prepare(
     offer: Offer,
     payee: Payee,
     kind: str,
-    title: str,
+    title: Subject,
     deadline: dt.datetime,
     settings: PayoutSettings,
     now: dt.datetime,
@@ -300,7 +329,7 @@ def _deliver(
     offer: Offer,
     payee: Payee,
     kind: str,
-    title: str,
+    title: Subject,
     deadline: dt.datetime,
     settings: PayoutSettings,
     now: dt.datetime,

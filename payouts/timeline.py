@@ -87,6 +87,7 @@ class Timeline:
     amount: Decimal
     amount_before_allocation: Decimal
     deadline: dt.datetime | None
+    service_phone: str | None = None  # the policy's 咨询电话; None: the deployment's
     steps: list[Step] = field(default_factory=list)
     events: list[Happened] = field(default_factory=list)
     bank_reference: str | None = None
@@ -120,7 +121,8 @@ def timeline(session: Session, offer: Offer) -> Timeline:
         item_title=item["title"],
         department=policy.department,
         state=offer.state,
-        state_label=offers.label(offer.state),
+        state_label=offers.public_label(offer.state),
+        service_phone=policy.service_phone,
         amount=offer.amount,
         amount_before_allocation=offer.amount_before_allocation,
         deadline=offer.deadline,

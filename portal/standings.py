@@ -1,7 +1,8 @@
 """What the latest match run says about one enterprise (我的政策), and where to reach it.
 
 For every item of the latest imported match run, one standing:
-- 已匹配 (`matched`): its offer and the offer's state (or, without an offer, why: budget used up);
+- 已匹配 (`matched`): its offer and the offer's state (or, without an offer, why: budget used up, or an
+  item that pays nothing, such as a tax relief taken when declaring);
 - 差一点 (`near_miss`): the one condition it failed, its value and what the condition requires;
 - 数据缺失 (`missing`): the fields that were empty and the department that holds each;
 - 不符合 (`ineligible`): none of the above.
@@ -40,7 +41,9 @@ from matcher.runfolder import Manifest
 from payouts import offers as offer_states
 from payouts.models import CLOSED_STATES, MatchRun, Offer, Payee, PolicyVersion
 from rules.catalog import CATALOG
-from rules.formats import field_value
+from rules.formats import day, field_value
+from rules.policy import Condition
+from rules.scope import ANYWHERE, Scope, condition_scope, meet
 
 MATCHED, NEAR_MISS, MISSING, INELIGIBLE = "matched", "near_miss", "missing", "ineligible"
 STATUS_LABELS = {MATCHED: "已匹配", NEAR_MISS: "差一点", MISSING: "数据缺失", INELIGIBLE: "不符合"}
@@ -50,6 +53,10 @@ _COMPARISON = re.compile(
 )
 _EQUALS = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*==\s*"([^"]*)"\s*$')
 _FLAG = re.compile(r"^\s*(not\s+)?([a-z_][a-z0-9_]*)\s*$")
+_IN = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s+in\s+\[\s*("[^"]*"(?:\s*,\s*"[^"]*")*)\s*\]\s*$')
+# What a comparison asks, in words: 本事项要求裁员率不高于5.5%; dates read 不晚于 / 不早于.
+_ASKS = {"<=": "不高于", ">=": "不低于", "<": "低于", ">": "高于", "==": "为", "!=": "不为"}
+_ASKS_DATE = {"<=": "不晚于", ">=": "不早于", "<": "早于", ">": "晚于", "==": "为", "!=": "不为"}
 _NEGATED = {"<=": ">", ">=": "<", "<": "≥", ">": "≤", "==": "≠", "!=": "="}
 _SHOWN = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
 
@@ -66,9 +73,22 @@ class Item:
     department: str
     period: str
     conditions: dict[str, dict[str, Any]]  # condition id → {"text", "clause", "rule" (when known)}
+    scope: Scope = ANYWHERE  # where the item may apply (its conditions on region, industry, size)
 
 
-COLUMNS = ("kind", "policy_id", "item_id", "condition_id", "value", "fields", "amount", "name", "phone")
+COLUMNS = (
+    "kind",
+    "policy_id",
+    "item_id",
+    "condition_id",
+    "value",
+    "fields",
+    "amount",
+    "name",
+    "phone",
+    "region",
+)
+CACHE_VERSION = 3  # part of the cache file's name: a cache written by an older layout is rebuilt
 
 
 class _RowGroups:
@@ -143,6 +163,7 @@ class Standing:
     value_text: str | None = None  # their value, e.g. "63.8%"
     required_text: str | None = None  # what the condition asks, e.g. "≤ 5%" or the condition's text
     comparison: str | None = None  # e.g. "裁员率 63.8% > 5%"
+    sentence: str | None = None  # e.g. "裁员率为63.8%，本事项要求不高于5%"
     gaps: list[FieldGap] = field(default_factory=list)
 
     @property
@@ -203,8 +224,16 @@ def _items(manifest: Manifest) -> list[Item]:
             for c, scope in [*((c, None) for c in p.conditions), *((c, it.id) for c in it.conditions)]:
                 rule = c.rule or rules.get((p.id, version, scope, c.id))  # the manifest's first
                 conditions[c.id] = {"text": c.text, "clause": c.clause, "rule": rule}
+            scope = ANYWHERE
+            for c in conditions.values():
+                if c["rule"]:
+                    try:
+                        scope = meet(scope, condition_scope(Condition(id="c", text="c", rule=c["rule"])))
+                    except Exception:
+                        continue
             out.append(
                 Item(
+                    scope=scope,
                     policy_id=p.id,
                     version=version,
                     item_id=it.id,
@@ -224,18 +253,19 @@ def _build_cache(run_path: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
     parts = [
         f"""SELECT uscc, 'candidate' AS kind, policy_id, item_id, NULL AS condition_id, NULL AS value,
-                   NULL AS fields, CAST(amount AS VARCHAR) AS amount, NULL AS name, NULL AS phone
+                   CAST(amount_before_allocation AS VARCHAR) AS fields, CAST(amount AS VARCHAR) AS amount,
+                   NULL AS name, NULL AS phone, NULL AS region
             FROM read_parquet('{_parquet(run_path / runfolder.CANDIDATES)}')""",
     ]
     if (run_path / runfolder.NEAR_MISSES).exists():
         parts.append(
-            f"""SELECT uscc, 'near_miss', policy_id, item_id, condition_id, value, NULL, NULL, NULL, NULL
+            f"""SELECT uscc, 'near_miss', policy_id, item_id, condition_id, value, NULL, NULL, NULL, NULL, NULL
                 FROM read_parquet('{_parquet(run_path / runfolder.NEAR_MISSES)}')"""
         )
     if (run_path / runfolder.MISSING_DATA).exists():
         parts.append(
             f"""SELECT uscc, 'missing', policy_id, item_id, NULL, NULL, array_to_string(fields, ';'),
-                       NULL, NULL, NULL
+                       NULL, NULL, NULL, NULL
                 FROM read_parquet('{_parquet(run_path / runfolder.MISSING_DATA)}')"""
         )
     # Contacts: every enterprise with a result (runs before contacts.parquet: candidates' payees only).
@@ -243,8 +273,15 @@ def _build_cache(run_path: Path, target: Path) -> None:
         (run_path / f for f in (runfolder.CONTACTS, runfolder.PAYEES) if (run_path / f).exists()), None
     )
     if contacts is not None:
+        # The region (contacts of runs before it was written have none: nothing is then left out).
+        con = duckdb.connect()
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_parquet(contacts)}')").fetchall()
+        finally:
+            con.close()
+        region = "CAST(region_code AS VARCHAR)" if "region_code" in {r[0] for r in described} else "NULL"
         parts.append(
-            f"""SELECT uscc, 'payee', NULL, NULL, NULL, NULL, NULL, NULL, name, contact_phone
+            f"""SELECT uscc, 'payee', NULL, NULL, NULL, NULL, NULL, NULL, name, contact_phone, {region}
                 FROM read_parquet('{_parquet(contacts)}')"""
         )
     query = " UNION ALL ".join(parts) + " ORDER BY uscc, kind, policy_id, item_id"
@@ -274,7 +311,7 @@ class Standings:
         with building:
             if run.run_id in self._views:
                 return self._views[run.run_id]
-            cache = self.cache_root / f"{run.run_id}.parquet"
+            cache = self.cache_root / f"{run.run_id}.v{CACHE_VERSION}.parquet"
             if not cache.exists():
                 _build_cache(Path(run.path), cache)
             view = RunView(
@@ -324,7 +361,9 @@ class Standings:
             return None, []
         view = self.view(run)
         rows = self._rows(view, uscc)
-        candidates = {(r[1], r[2]): r[6] for r in rows if r[0] == "candidate"}
+        # A candidate's `fields` column holds its amount before allocation (see _build_cache).
+        candidates = {(r[1], r[2]): (r[6], r[5]) for r in rows if r[0] == "candidate"}
+        region = next((r[9] for r in rows if r[0] == "payee" and r[9]), None)
         misses = {(r[1], r[2]): (r[3], r[4]) for r in rows if r[0] == "near_miss"}
         gaps = {(r[1], r[2]): (r[5] or "").split(";") for r in rows if r[0] == "missing"}
         mine = offers_of(session, uscc)
@@ -335,9 +374,9 @@ class Standings:
             if offer is not None:
                 out.append(Standing(item, MATCHED, offer=_ref(offer)))
             elif key in candidates:
-                amount = Decimal(candidates[key] or "0")
-                note = "符合条件，但本期预算已分配完毕" if amount == 0 else "符合条件，待初核后发放"
-                out.append(Standing(item, MATCHED, note=note))
+                out.append(Standing(item, MATCHED, note=candidate_note(*candidates[key])))
+            elif region is not None and not item.scope.admits_region(region):
+                continue  # another region's policy: not the enterprise's concern, not even as 不符合
             elif key in misses:
                 out.append(_near_miss(item, *misses[key]))
             elif key in gaps:
@@ -364,7 +403,7 @@ def _offer_for(mine: list[Offer], item: Item) -> Offer | None:
 
 def _ref(offer: Offer) -> OfferRef:
     return OfferRef(
-        offer.public_id, offer.state, offer_states.label(offer.state), offer.amount, offer.deadline
+        offer.public_id, offer.state, offer_states.public_label(offer.state), offer.amount, offer.deadline
     )
 
 
@@ -383,6 +422,17 @@ def _values(text: str | None) -> dict[str, str]:
         if sep:
             out[name] = value
     return out
+
+
+def candidate_note(amount: str | None, before: str | None) -> str:
+    """What a candidate without an offer is told, from its amount after and before allocation (decimal text;
+    `before` is None in caches written before it was kept)."""
+    if Decimal(amount or "0") > 0:
+        return "符合条件，有关部门审核后将以短信通知确认"
+    if before is not None and Decimal(before) == 0:
+        # The item pays nothing (amount 0 in the policy): a relief, a deferral or a loan.
+        return "符合条件，按规定直接享受，不涉及资金拨付"
+    return "符合条件，但本期预算已分配完毕"
 
 
 def _near_miss(item: Item, condition_id: str, value: str | None) -> Standing:
@@ -406,6 +456,7 @@ def _near_miss(item: Item, condition_id: str, value: str | None) -> Standing:
         if len(values) == 1:
             standing.value_text = field_value(name, values[name])
     rule = cond.get("rule") or ""
+    standing.sentence = _sentence(rule, values, cond["text"])
     if (m := _COMPARISON.match(rule)) and m.group(1) in values:
         name, op, literal = m.groups()
         literal = literal.removeprefix('d"').removesuffix('"')
@@ -426,6 +477,53 @@ def _near_miss(item: Item, condition_id: str, value: str | None) -> Standing:
         standing.required_text = f"应为“{wanted}”"
         standing.comparison = f"{standing.field_label}：{field_value(name, values[name])}（要求：{wanted}）"
     return standing
+
+
+def _shown(name: str, value: str) -> str:
+    """A value inside a sentence: 中型, 7.2%, 是, 2021年1月1日 (money without the space before 元)."""
+    f = CATALOG.get(name)
+    if f is not None and f.type == "date" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return day(value)
+    return field_value(name, value).replace(" 元", "元")
+
+
+def _label(name: str) -> str:
+    f = CATALOG.get(name)
+    return f.label if f else name
+
+
+def _wanted(name: str, values: list[str]) -> str:
+    """What an equality or a list asks: 大型企业, 中型、小型或微型企业, or 行业门类为C或I."""
+    shown = [_shown(name, v) for v in values]
+    text = "、".join(shown[:-1]) + "或" + shown[-1] if len(shown) > 1 else shown[0]
+    return text + "企业" if name == "size_class" else f"{_label(name)}为{text}"
+
+
+def _sentence(rule: str, values: dict[str, str], text: str) -> str:
+    """The near miss as a sentence: the enterprise's value and what the item asks, e.g.
+    企业规模为中型，本事项要求大型企业; 裁员率为7.2%，本事项要求裁员率不高于5.5%."""
+    if (m := _COMPARISON.match(rule)) and m.group(1) in values:
+        name, op, literal = m.groups()
+        literal = literal.removeprefix('d"').removesuffix('"')
+        f = CATALOG.get(name)
+        words = _ASKS_DATE if f is not None and f.type == "date" else _ASKS
+        have, want = _shown(name, values[name]), _shown(name, literal)
+        return f"{_label(name)}为{have}，本事项要求{_label(name)}{words[op]}{want}"
+    if (m := _EQUALS.match(rule)) and m.group(1) in values:
+        name = m.group(1)
+        return f"{_label(name)}为{_shown(name, values[name])}，本事项要求{_wanted(name, [m.group(2)])}"
+    if (m := _IN.match(rule)) and m.group(1) in values:
+        name = m.group(1)
+        wanted = re.findall(r'"([^"]*)"', m.group(2))
+        return f"{_label(name)}为{_shown(name, values[name])}，本事项要求{_wanted(name, wanted)}"
+    if (m := _FLAG.match(rule)) and m.group(2) in values:
+        name = m.group(2)
+        wanted = "否" if m.group(1) else "是"
+        return f"{_label(name)}为“{_shown(name, values[name])}”，本事项要求为“{wanted}”"
+    if values:
+        have = "，".join(f"{_label(n)}为{_shown(n, v)}" for n, v in values.items())
+        return f"{have}，本事项要求：{text}"
+    return f"本事项要求：{text}"
 
 
 def demo_enterprise(session: Session, standings: Standings) -> Contact | None:

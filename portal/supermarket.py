@@ -583,7 +583,8 @@ def scope_words(scope: Scope) -> tuple[str, str, str]:
 
 
 def payment_words(policy: Policy) -> str:
-    """How the policy is delivered: 免申即享, 快申快享, or for 权益 and 资质 the department's own procedure."""
+    """How the policy is delivered: 免申即享 (money, or for a policy that pays nothing how it is enjoyed),
+    快申快享, or for 权益 and 资质 the department's own procedure."""
     days = f"{policy.guide.time_limit_days} 个工作日" if policy.guide else "承诺时限内"
     if not policy.gives_money:
         return (
@@ -598,6 +599,11 @@ def payment_words(policy: Policy) -> str:
         return (
             "部分事项免申即享（数据比对确定符合条件的企业，短信确认后拨付），"
             f"标注“申请”的事项快申快享：在线申请，由有关部门在 {days}内审核办结。"
+        )
+    if max_amount(policy) == 0:
+        return (
+            "不涉及资金拨付：本政策为减免、缓缴、融资或要素保障等支持。有关部门通过数据比对确定符合条件的企业"
+            "并告知；企业按政策规定在申报纳税、缴费时直接享受，或向有关单位（银行、供水供电供气企业等）办理。"
         )
     if policy.confirmation == "none":
         return (

@@ -12,6 +12,9 @@ supplied:  submitted(enterprise) → verified(owning department) → override (a
 - The evidence is a PDF or an image, recognised from its bytes (the browser's content type is not
   trusted), at most 10 MB, written under a random name to a folder outside the web root.
 - Only staff of the department that holds the field see the evidence and decide (`owns`).
+- The enterprise is asked for each stored field once (per assessment year for a yearly one), however many
+  items miss it (`asks`): the asks are grouped by the department that holds the fields, and one evidence
+  file may cover several fields (`submit_several`: one row per field, all citing the same file).
 - Every step is an audit event (entity "supplied" and "override").
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -37,7 +41,7 @@ from matcher.runfolder import Manifest
 from matcher.snapshot import SPECS
 from payouts import audit, tokens
 from payouts.errors import NotFoundError
-from payouts.models import StaffUser
+from payouts.models import PolicyVersion, StaffUser
 from payouts.users import require
 from portal import standings as portal_standings
 from portal.models import DataOverride, SuppliedState, SuppliedValue
@@ -239,6 +243,81 @@ def missing_lines(session: Session, standings: portal_standings.Standings, uscc:
     return out
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One stored field the enterprise is asked for, once, with the items that wait for it."""
+
+    key: str  # the form's name for it: the field, and the assessment year for a yearly one ("insured_start@2024")
+    field: Field
+    year: int | None  # for a yearly field: the assessment year it is asked for
+    missing: Missing  # the first missing line that needs it; the submission cites it
+    computes: tuple[str, ...]  # labels of the derived fields it is an input of (裁员率), if any
+    items: tuple[str, ...]  # the titles of the items that wait for it
+
+
+@dataclass(frozen=True)
+class DepartmentAsks:
+    """The fields one department holds that the enterprise is asked for: one form, one evidence file."""
+
+    department: str
+    asks: list[Ask]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A missing field that cannot be supplied here (a registry flag), once, with the items it blocks."""
+
+    label: str
+    text: str
+    items: tuple[str, ...]
+
+
+def _item_title(line: MissingLine) -> str:
+    item = line.item_title
+    return line.policy_title if item in line.policy_title else f"{line.policy_title}·{item}"
+
+
+def _yearly(f: Field) -> bool:
+    return "year" in SPECS[f.table].key
+
+
+def asks(lines: list[MissingLine]) -> tuple[list[DepartmentAsks], list[Refusal]]:
+    """The enterprise's missing lines as what it is asked for: each stored field once (per assessment
+    year for a yearly field), grouped by the department that holds it; and what cannot be supplied."""
+    found: dict[str, dict[str, Any]] = {}
+    refused: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        title = _item_title(line)
+        if line.refusal is not None:
+            r = refused.setdefault(
+                line.missing.field, {"label": line.label, "text": line.refusal, "items": []}
+            )
+            if title not in r["items"]:
+                r["items"].append(title)
+            continue
+        for f in line.inputs:
+            year = line.missing.year if _yearly(f) else None
+            key = f.name if year is None else f"{f.name}@{year}"
+            a = found.setdefault(
+                key, {"field": f, "year": year, "missing": line.missing, "computes": [], "items": []}
+            )
+            if f.name != line.missing.field and line.label not in a["computes"]:
+                a["computes"].append(line.label)
+            if title not in a["items"]:
+                a["items"].append(title)
+    by_department: dict[str, list[Ask]] = {}
+    for key, a in found.items():
+        ask = Ask(key, a["field"], a["year"], a["missing"], tuple(a["computes"]), tuple(a["items"]))
+        by_department.setdefault(ask.field.department, []).append(ask)
+    groups = [
+        DepartmentAsks(d, sorted(v, key=lambda x: (x.field.label, x.year or 0)))
+        for d, v in by_department.items()
+    ]
+    groups.sort(key=lambda g: g.department)
+    refusals = [Refusal(r["label"], r["text"], tuple(r["items"])) for r in refused.values()]
+    return groups, refusals
+
+
 def find_missing(
     session: Session,
     standings: portal_standings.Standings,
@@ -272,30 +351,112 @@ def submit(
 
     The caller has checked that `missing` is a line of this enterprise in the latest run.
     """
-    allowed = {f.name: f for f in inputs_for(missing.field)}
-    f = allowed.get(field_name)
-    if f is None:
-        names = "、".join(f"{x.label}（{x.name}）" for x in allowed.values())
-        raise PayoutError(f"缺少“{CATALOG[missing.field].label}”时应补充：{names}")
-    table, column = _source(f)
-    yearly = "year" in SPECS[table].key
-    if yearly and missing.year is None:
-        raise PayoutError(f"“{f.label}”按年度登记，须知道政策的评估年度")
-    canonical = parse_value(f, value)
-    mime = sniff(evidence)
-    waiting = session.scalar(
-        select(SuppliedValue.public_id).where(
-            SuppliedValue.uscc == uscc,
-            SuppliedValue.field == f.name,
-            SuppliedValue.year == missing.year if yearly else SuppliedValue.year.is_(None),
-            SuppliedValue.state == SuppliedState.SUBMITTED.value,
+    return submit_several(
+        session,
+        uscc=uscc,
+        values=[(missing, field_name, value)],
+        evidence=evidence,
+        evidence_name=evidence_name,
+        evidence_dir=evidence_dir,
+        now=now,
+        note=note,
+    )[0]
+
+
+def submit_several(
+    session: Session,
+    *,
+    uscc: str,
+    values: list[tuple[Missing, str, str]],
+    evidence: bytes,
+    evidence_name: str,
+    evidence_dir: Path,
+    now: dt.datetime,
+    note: str | None = None,
+) -> list[SuppliedValue]:
+    """Record several values (missing line, field to supply, typed value) backed by one evidence file:
+    one submission per field, all citing the same stored file. Every value is checked before anything is
+    written; PayoutError lists every problem at once.
+
+    The caller has checked that each missing line is a line of this enterprise in the latest run.
+    """
+    if not values:
+        raise PayoutError("请至少填写一项数据")
+    checked, problems = [], []
+    for missing, field_name, value in values:
+        allowed = {f.name: f for f in inputs_for(missing.field)}
+        f = allowed.get(field_name)
+        if f is None:
+            names = "、".join(x.label for x in allowed.values())
+            problems.append(f"缺少“{CATALOG[missing.field].label}”时应补充：{names}")
+            continue
+        table, column = _source(f)
+        yearly = "year" in SPECS[table].key
+        if yearly and missing.year is None:
+            problems.append(f"“{f.label}”按年度登记，须知道政策的评估年度")
+            continue
+        try:
+            canonical = parse_value(f, value)
+        except PayoutError as e:
+            problems.append(str(e))
+            continue
+        waiting = session.scalar(
+            select(SuppliedValue.public_id).where(
+                SuppliedValue.uscc == uscc,
+                SuppliedValue.field == f.name,
+                SuppliedValue.year == missing.year if yearly else SuppliedValue.year.is_(None),
+                SuppliedValue.state == SuppliedState.SUBMITTED.value,
+            )
         )
-    )
-    if waiting is not None:
-        raise StateError(f"“{f.label}”已提交（{waiting[:8]}），正等待{f.department}核实，请勿重复提交")
+        if waiting is not None:
+            raise StateError(f"“{f.label}”已提交，正等待{f.department}核实，请勿重复提交")
+        checked.append((missing, f, table, column, missing.year if yearly else None, canonical))
+    if problems:
+        raise PayoutError("；".join(problems))
+    mime = sniff(evidence)
     evidence_dir.mkdir(parents=True, exist_ok=True)
     stored = secrets.token_hex(16)
     (evidence_dir / stored).write_bytes(evidence)
+    digest = hashlib.sha256(evidence).hexdigest()
+    return [
+        _record(
+            session,
+            uscc,
+            missing,
+            f,
+            table,
+            column,
+            year,
+            canonical,
+            mime,
+            stored,
+            digest,
+            evidence,
+            evidence_name,
+            note,
+            now,
+        )
+        for missing, f, table, column, year, canonical in checked
+    ]
+
+
+def _record(
+    session: Session,
+    uscc: str,
+    missing: Missing,
+    f: Field,
+    table: str,
+    column: str,
+    year: int | None,
+    canonical: str,
+    mime: str,
+    stored: str,
+    digest: str,
+    evidence: bytes,
+    evidence_name: str,
+    note: str | None,
+    now: dt.datetime,
+) -> SuppliedValue:
     row = SuppliedValue(
         public_id=tokens.public_id(),
         uscc=uscc,
@@ -306,7 +467,7 @@ def submit(
         missing_field=missing.field,
         snapshot_table=table,
         snapshot_column=column,
-        year=missing.year if yearly else None,
+        year=year,
         value=canonical,
         department=f.department,
         note=(note or "").strip()[:500] or None,
@@ -314,7 +475,7 @@ def submit(
         evidence_path=stored,
         evidence_type=mime,
         evidence_size=len(evidence),
-        evidence_sha256=hashlib.sha256(evidence).hexdigest(),
+        evidence_sha256=digest,
         state=SuppliedState.SUBMITTED.value,
         submitted_by=enterprise_actor(uscc),
         submitted_at=now,
@@ -499,6 +660,25 @@ def override_records(session: Session) -> list[dict[str, Any]]:
         }
         for o in rows
     ]
+
+
+def item_titles(session: Session, rows: list[SuppliedValue]) -> dict[tuple[str, str], str]:
+    """(policy, item) → the title the enterprise reads (政策·事项), for the submissions' items."""
+    wanted = {(r.policy_id, r.item_id) for r in rows}
+    out: dict[tuple[str, str], str] = {}
+    if not wanted:
+        return out
+    versions = session.scalars(
+        select(PolicyVersion)
+        .where(PolicyVersion.policy_id.in_({p for p, _ in wanted}))
+        .order_by(PolicyVersion.version)
+    ).all()
+    for p in versions:  # the latest version's titles win
+        for item in json.loads(p.items):
+            if (p.policy_id, item["id"]) in wanted:
+                title = item["title"]
+                out[(p.policy_id, item["id"])] = p.title if title in p.title else f"{p.title}·{title}"
+    return out
 
 
 def label(row: SuppliedValue) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
 from sqlmodel import Session
 
 from payouts.models import Offer, OfferState
@@ -157,8 +157,47 @@ def _count(
     return {k: (v[0], v[1], v[2]) for k, v in out.items()}
 
 
-def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | None = None) -> list[Light]:
-    """Offers waiting now, per stage: the total over the policies first, then one row per policy.
+@dataclass(frozen=True)
+class LightStage:
+    """One stage of the live lights: its offers' states, and the conditions for red and for yellow (an offer
+    of these states that is neither is green)."""
+
+    id: str
+    label: str
+    limit: str
+    states: tuple[OfferState, ...]
+    red: ColumnElement[bool]
+    yellow: ColumnElement[bool]
+
+    def colour(self, colour: str) -> ColumnElement[bool]:
+        """The offers of one colour (green, yellow, red), exactly as `lights` counts them."""
+        in_stage = Offer.state.in_([s.value for s in self.states])
+        colours = {
+            "red": self.red,
+            "yellow": and_(not_(self.red), self.yellow),
+            "green": not_(or_(self.red, self.yellow)),
+        }
+        if colour not in colours:
+            raise ReportError(f"灯色应为 green、yellow 或 red：{colour}")
+        # NULL stamps count as green in `lights` (the CASE falls through): the same here.
+        chosen = (
+            colours[colour]
+            if colour != "green"
+            else or_(colours["green"], *(column.is_(None) for column in self.stamps))
+        )
+        return and_(in_stage, chosen)
+
+    @property
+    def stamps(self) -> tuple[Any, ...]:
+        return tuple(STAMP_OF[self.id])
+
+
+STAMP_OF = {"review": (Offer.created_at,), "confirm": (Offer.deadline,), "payment": (Offer.confirmed_at,)}
+
+
+def light_stages(sla: Sla, now: dt.datetime) -> list[LightStage]:
+    """The stages of the live lights at `now`, in order (the one definition `lights` counts and the
+    console's links to the offers of a light list).
 
     初核 (review): drafted or held offers since they were created; 意愿确认 (confirm): notified offers
     against their link's deadline; 拨付到账 (payment): confirmed, in a batch or failed, since confirmation.
@@ -169,8 +208,8 @@ def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | 
         return working_days_before(now, days, strict=False)
 
     confirm_yellow = now + dt.timedelta(days=sla.confirm_warn_days)
-    stages = [
-        (
+    return [
+        LightStage(
             "review",
             "初核",
             f"{sla.review_days} 个工作日",
@@ -178,7 +217,7 @@ def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | 
             Offer.created_at < before(sla.review_days),
             Offer.created_at < before(sla.review_days - sla.warn_days),
         ),
-        (
+        LightStage(
             "confirm",
             "意愿确认",
             "链接有效期内",
@@ -186,7 +225,7 @@ def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | 
             Offer.deadline <= now,
             Offer.deadline <= confirm_yellow,
         ),
-        (
+        LightStage(
             "payment",
             "拨付到账",
             f"{sla.payment_days} 个工作日",
@@ -195,12 +234,26 @@ def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | 
             Offer.confirmed_at < before(sla.payment_days - sla.warn_days),
         ),
     ]
+
+
+def light_condition(sla: Sla, now: dt.datetime, stage: str, colour: str) -> tuple[str, ColumnElement[bool]]:
+    """The offers one light counts (its stage's label and the condition on the offer table); ReportError
+    naming the stages and colours for an unknown one."""
+    for st in light_stages(sla, now):
+        if st.id == stage:
+            return st.label, st.colour(colour)
+    raise ReportError(f"环节应为 review、confirm 或 payment：{stage}")
+
+
+def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | None = None) -> list[Light]:
+    """Offers waiting now, per stage (`light_stages`): the total over the policies first, then one row per
+    policy."""
     out = []
-    for stage, label, limit, states, red, yellow in stages:
-        counts = _count(session, states, red, yellow, policy_ids)
+    for st in light_stages(sla, now):
+        counts = _count(session, st.states, st.red, st.yellow, policy_ids)
         g, y, r = (sum(v[i] for v in counts.values()) for i in range(3))
-        out.append(Light(stage, label, limit, None, g, y, r))
-        out += [Light(stage, label, limit, pid, *counts[pid]) for pid in sorted(counts)]
+        out.append(Light(st.id, st.label, st.limit, None, g, y, r))
+        out += [Light(st.id, st.label, st.limit, pid, *counts[pid]) for pid in sorted(counts)]
     return out
 
 

@@ -32,6 +32,7 @@ DEPARTMENTS = {
     "social_insurance": "人力资源和社会保障局",
     "credit": "发展和改革委员会（信用办）",
     "certifications": "科学技术局 / 工业和信息化局",
+    "stats_listing": "统计局",
     "bank_accounts": "人民银行 / 开户银行",
 }
 
@@ -61,7 +62,54 @@ def _f(name: str, type_: FieldType, label: str, table: str, unit: str = "", **kw
     return Field(name, type_, label, table, unit, **kw)  # type: ignore[arg-type]
 
 
-SIZE_CLASSES = ("large", "medium", "small", "micro")
+SIZE_CLASSES = ("large", "medium", "small", "micro", "not_applicable")
+"""not_applicable: no size standard classifies the enterprise (a central bank or a regulator)."""
+CERT_TYPES = ("high_tech", "srdi", "srdi_little_giant", "tech_sme")
+CERT_LABELS = {
+    "high_tech": "高新技术企业",
+    "tech_sme": "科技型中小企业",
+    "srdi": "专精特新中小企业",
+    "srdi_little_giant": "专精特新“小巨人”企业",
+}
+"""The certificate types of the certifications table, with the name of the recognition each stands for."""
+
+
+def _previous(name: str, label: str, table: str, unit: str, type_: FieldType) -> Field:
+    """A yearly field of the year before the assessment year (growth and increase conditions)."""
+    return _f(
+        f"{name}_prev",
+        type_,
+        label,
+        table,
+        unit,
+        definition=f"{table} 中评估年度前一年的 {name}；无该年度记录或值为空时为空",
+        derived=True,
+    )
+
+
+def _certificate_dates(cert: str) -> tuple[Field, Field]:
+    """The first recognition and the current certificate's date of one certificate type."""
+    label = CERT_LABELS[cert]
+    return (
+        _f(
+            f"{cert}_first_date",
+            "date",
+            f"首次认定为{label}的日期",
+            "certifications",
+            definition=f"cert_date 不晚于 as_of 的 {cert} 证书中最早的发证日期；没有时为空",
+            derived=True,
+        ),
+        _f(
+            f"{cert}_cert_date",
+            "date",
+            f"现有{label}证书的发证日期",
+            "certifications",
+            definition=f"as_of 当日有效的 {cert} 证书的发证日期（有多张时取最晚的）；没有时为空",
+            derived=True,
+        ),
+    )
+
+
 STATUSES = ("存续", "在业", "迁出", "吊销", "注销")
 CREDIT_RATINGS = ("A", "B", "M", "C", "D")
 
@@ -98,6 +146,10 @@ FIELDS: tuple[Field, ...] = (
     _f("total_assets", "money", "资产总额", "annual_reports", "元"),
     _f("tax_paid", "money", "纳税额", "tax", "元"),
     _f("rd_expense", "money", "研发费用", "tax", "元"),
+    _previous("employees", "上年度从业人员", "annual_reports", "人", "integer"),
+    _previous("revenue", "上年度营业收入", "annual_reports", "元", "money"),
+    _previous("tax_paid", "上年度纳税额", "tax", "元", "money"),
+    _previous("rd_expense", "上年度研发费用", "tax", "元", "money"),
     _f(
         "rd_ratio",
         "ratio",
@@ -156,12 +208,32 @@ FIELDS: tuple[Field, ...] = (
         definition="as_of 当日持有有效的 tech_sme 证书",
         derived=True,
     ),
+    *(f for cert in CERT_LABELS for f in _certificate_dates(cert)),
+    _f(
+        "listed_above_scale",
+        "boolean",
+        "纳入规模以上统计（评估年度）",
+        "stats_listing",
+        definition="stats_listing 中评估年度的 above_scale；无该表或无该年度记录时为空",
+        derived=True,
+    ),
+    _f(
+        "listed_above_scale_prev",
+        "boolean",
+        "纳入规模以上统计（上一年度）",
+        "stats_listing",
+        definition="stats_listing 中评估年度前一年的 above_scale；无该表或无该年度记录时为空",
+        derived=True,
+    ),
     _f(
         "size_class",
         "string",
         "企业规模",
         "annual_reports",
-        definition="统计上大中小微型企业划分办法(2017)，按行业的从业人员、营业收入、资产总额划分",
+        definition=(
+            "统计上大中小微型企业划分办法(2017)，按行业的从业人员、营业收入、资产总额划分；"
+            "中央银行和金融监管服务不适用划型（not_applicable）"
+        ),
         derived=True,
         inputs=("employees", "revenue", "total_assets"),
         values=SIZE_CLASSES,

@@ -7,10 +7,13 @@ reads the same on every page and in every file.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
 SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}  # GB size classes
+SIZE_NOT_APPLICABLE = "不适用划型"
+"""How a size_class of not_applicable (a central bank, a regulator) reads; not a class to search by."""
 
 
 def money(value: Decimal | str | int | None) -> str:
@@ -28,6 +31,17 @@ def money_cn(value: Decimal | str | int | None) -> str:
             text = f"{(amount / scale).quantize(Decimal('0.01')):,}".rstrip("0").rstrip(".")
             return text + unit
     return f"{amount:,.2f}".removesuffix(".00") + "元"
+
+
+def money_exact_cn(value: Decimal | str | int) -> str:
+    """An amount a person must be able to trust to the fen (an SMS): 50万元 where that is exact, else
+    12,345.67元 (never 1.23万元 for 12,345.67)."""
+    amount = Decimal(value)
+    short = money_cn(amount)
+    for unit, scale in (("亿元", Decimal(10) ** 8), ("万元", Decimal(10) ** 4)):
+        if short.endswith(unit) and Decimal(short.removesuffix(unit).replace(",", "")) * scale == amount:
+            return short
+    return f"{amount:,.2f}元"
 
 
 def period(value: str | None) -> str:
@@ -67,15 +81,15 @@ def china(at: dt.datetime | str | None) -> dt.datetime | None:
 
 
 def staff_time(at: dt.datetime | str | None) -> str:
-    """A moment on staff pages: 2025-09-30 14:05, China time."""
+    """A moment on staff pages and in their exports: 2025年9月30日 14:05, China time (the day as `day`
+    writes it)."""
     local = china(at)
-    return "" if local is None else local.strftime("%Y-%m-%d %H:%M")
+    return "" if local is None else f"{day(local)} {local:%H:%M}"
 
 
 def public_time(at: dt.datetime | str | None) -> str:
-    """A moment as the public and enterprises read it: 2025年09月30日 14:05, China time."""
-    local = china(at)
-    return "" if local is None else local.strftime("%Y年%m月%d日 %H:%M")
+    """A moment as the public and enterprises read it: the same as staff read it, 2025年9月30日 14:05."""
+    return staff_time(at)
 
 
 def day(value: dt.date | dt.datetime | str | None) -> str:
@@ -114,6 +128,20 @@ def field_value(name: str, value: object) -> str:
         return text
     if field.type == "boolean":
         return {"true": "是", "false": "否"}.get(text.lower(), text)
+    if field.type == "date":
+        try:
+            return day(value if isinstance(value, dt.date) else text)
+        except ValueError:
+            return text
     if name == "size_class":
-        return SIZE_LABELS.get(text, text)
+        return SIZE_LABELS.get(text, SIZE_NOT_APPLICABLE if text == "not_applicable" else text)
     return text
+
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def plain(text: str | None) -> str:
+    """A message as staff read it on a page: a name or snippet the CLI marks with backticks (`budget`) in
+    Chinese quotation marks instead (“budget”)."""
+    return "" if text is None else _CODE.sub(r"“\1”", text)

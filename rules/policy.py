@@ -146,6 +146,10 @@ class Policy(_Strict):
     audience: Text | None = None
     # Public notice (公示): days a payout batch's recipients stay on public notice before it can be approved.
     notice_days: Annotated[int, Field(ge=0, le=365)] | None = None
+    # The department's service phone for this policy (咨询电话), named in its SMS and on its pages so that
+    # an enterprise can check the message by calling a number it can look up; unset: the deployment's
+    # (ZHIDA_SERVICE_PHONE).
+    service_phone: Annotated[str, Field(pattern=r"^[0-9][0-9-]{3,19}$")] | None = None
     # 快申快享: what the policy gives, its 申兑指南, and the departments that review applications (会签;
     # the first leads and decides).
     kind: Literal[KINDS] | None = None  # type: ignore[valid-type]

@@ -32,6 +32,7 @@ SIZES = frozenset({"large", "medium", "small", "micro"})
 """The size classes of the field catalog."""
 
 _REGION_REGEX = re.compile(r"\^\(?([0-9]{1,6}(?:\|[0-9]{1,6})*)\)?")
+_REGION_CLASS = re.compile(r"\^([0-9]{0,5})\[([0-9]+)\]")  # ^32080[34]: 320803 or 320804, exactly
 _INDUSTRY_REGEX = re.compile(r"\^\(?([A-T][0-9]{0,4}(?:\|[A-T][0-9]{0,4})*)\)?")
 
 
@@ -131,12 +132,18 @@ def _symbol_and_strings(node: Any) -> tuple[str, list[str]] | None:
     return str(field.name), [str(v.value) for v in values]
 
 
+def _expand_class(pattern: str) -> str:
+    """`^32080[34]` as the alternatives it means, `^(320803|320804)`; other patterns as they are."""
+    m = _REGION_CLASS.fullmatch(pattern)
+    return "^(" + "|".join(m.group(1) + c for c in m.group(2)) + ")" if m else pattern
+
+
 def _leaf(field: str, values: list[str], regex: bool) -> Scope | None:
     """The scope of `field` equal to (or, with `regex`, matching) one of `values`; None if not a scope field."""
     if field == "region_code":
         if not regex:
             return Scope(regions=frozenset(values))
-        found = [_REGION_REGEX.fullmatch(v) for v in values]
+        found = [_REGION_REGEX.fullmatch(_expand_class(v)) for v in values]
         return (
             Scope(regions=frozenset(p for m in found if m for p in m.group(1).split("|")))
             if all(found)

@@ -127,15 +127,22 @@ def console_lists(
     import datetime as dt
     import secrets
 
+    from sqlalchemy import select
+
     from api.auth import set_password
     from devtools import bench_console, flow
+    from payouts import users
     from payouts.db import make_engine, transaction
+    from payouts.models import StaffUser
 
     flow._check_url(url)
     password = "Bench-" + secrets.token_urlsafe(12)
     engine = make_engine(url)
     with transaction(engine) as s:  # the flow's staff users get a password for this run
-        for name in (flow.REVIEWER, flow.MAKER):
-            set_password(s, name, password, "system", dt.datetime.now(dt.UTC))
+        at = dt.datetime.now(dt.UTC)
+        if s.scalar(select(StaffUser.id).where(StaffUser.username == flow.AUDITOR)) is None:
+            users.create_user(s, flow.AUDITOR, "auditor", now=at)  # a flow database made before it existed
+        for name in (flow.REVIEWER, flow.MAKER, flow.AUDITOR):
+            set_password(s, name, password, "system", at)
     engine.dispose()
     bench_console.run(url, password, clients, repeats, workers, work)

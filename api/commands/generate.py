@@ -22,6 +22,7 @@ _TABLE_WORDS = {
     "social_insurance": "社会保险",
     "credit": "信用",
     "certifications": "资质认定",
+    "stats_listing": "规上统计名录",
     "bank_accounts": "对公账户",
     "payments": "既往拨付",
 }

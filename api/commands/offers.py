@@ -44,6 +44,45 @@ def import_run(
     console.print(f"用时 {r.seconds['total']:.2f} 秒")
 
 
+@app.command(
+    "backfill-profile",
+    help="为升级前导入的要约补上企业的行业门类和规模（按其匹配批次的快照和政策重算画像），供初核按行业、规模筛选",
+)
+def backfill_profile() -> None:
+    from sqlalchemy import select
+
+    from payouts import imports  # pyarrow and the matcher: loaded for this repair only
+    from payouts.models import MatchRun, Offer
+    from rules.errors import MatchError
+
+    with transaction(connect()) as s:
+        runs = s.scalars(
+            select(MatchRun)
+            .where(
+                MatchRun.id.in_(
+                    select(Offer.match_run_id).where(
+                        Offer.industry_section.is_(None), Offer.size_class.is_(None)
+                    )
+                )
+            )
+            .order_by(MatchRun.id)
+        ).all()
+        ids = [(r.id, r.run_id) for r in runs]
+    if not ids:
+        console.print("所有要约都已有行业门类和规模，无需补充")
+        return
+    for id_, run_id in ids:
+        with transaction(connect()) as s:
+            run = s.get(MatchRun, id_)
+            assert run is not None
+            try:
+                filled = imports.backfill_profile_keys(s, run)
+            except MatchError as e:
+                console.print(f"[yellow]匹配批次 {run_id}：未补充。{e}[/yellow]")
+                continue
+        console.print(f"匹配批次 {run_id}：已补充 {filled:,} 条要约")
+
+
 def _chosen(offer: list[str] | None, run: str | None, policy: str | None, everything: bool) -> Selection:
     """The offers a command was told to act on: these, or all matching --run/--policy (or --all)."""
     if offer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import typer
@@ -85,9 +86,12 @@ def show(file: Path) -> None:
             "none": "不限额",
         }
         console.print(f"预算：{policy.budget:,} 元，{words[policy.allocation]}")
-    console.print(
-        "兑现方式：" + ("企业一键确认后拨付" if policy.confirmation == "required" else "免确认直接拨付")
-    )
+    if all(_is_number(i.amount) and Decimal(i.amount) == 0 for i in policy.items):
+        console.print("兑现方式：不涉及资金拨付（减免、缓缴、融资等，按规定直接享受或向有关单位办理）")
+    else:
+        console.print(
+            "兑现方式：" + ("企业一键确认后拨付" if policy.confirmation == "required" else "免确认直接拨付")
+        )
     if policy.exclusive_group:
         console.print(f"就高不重复组：{policy.exclusive_group}")
     _conditions_table("共同条件", policy.conditions)
@@ -107,3 +111,12 @@ def _conditions_table(title: str, conditions: list[Condition]) -> None:
     for c in conditions:
         table.add_row(c.id, c.text, c.clause or "—", Text(c.rule))
     console.print(table)
+
+
+def _is_number(text: str) -> bool:
+    """Whether an amount is a plain number (`0`, `200000`), not a formula."""
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep, may, scoped_policy_ids
 from api.routes import now, render
 from api.routes.reports import funnel_of
+from payouts.models import PolicyVersion
 from reports.sla import lights
+
+COLOURS = [("green", "绿灯"), ("yellow", "黄灯"), ("red", "红灯")]
 
 pages = APIRouter(include_in_schema=False)
 
@@ -27,5 +31,12 @@ def dashboard(
             "lights": [r for r in rows if r.policy_id is None],
             "by_policy": [r for r in rows if r.policy_id],
             "stages": stages,
+            "colours": COLOURS,
+            "titles": dict(
+                session.execute(
+                    select(PolicyVersion.policy_id, PolicyVersion.title).order_by(PolicyVersion.version)
+                ).all()
+            ),
+            "can_list": may(user, "offer_read"),
         },
     )

@@ -12,11 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlmodel import Session
 
 from api.deps import JobsReader, SessionDep
 from api.routes import render
 from payouts import jobs
-from payouts.models import Job, JobState
+from payouts.models import Job, JobState, StaffUser
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 pages = APIRouter(prefix="/console/jobs", include_in_schema=False)
@@ -66,11 +68,19 @@ def listing(user: JobsReader, session: SessionDep) -> list[JobOut]:
 @pages.get("")
 def jobs_page(request: Request, user: JobsReader, session: SessionDep) -> Response:
     depth = jobs.depth(session)
+    shown = listing(user, session)
     return render(
         request,
         "jobs.html",
         {
-            "jobs": listing(user, session),
+            "jobs": shown,
             "depth": [(jobs.STATE_LABELS[JobState(s)], n) for s, n in depth.items()],
+            "names": staff_names(session, {j.started_by for j in shown}),
         },
     )
+
+
+def staff_names(session: Session, usernames: set[str]) -> dict[str, str]:
+    """Display names of these staff usernames (who started a job, shown by name)."""
+    query = select(StaffUser.username, StaffUser.display_name).where(StaffUser.username.in_(usernames))
+    return {u: n for u, n in session.execute(query).all()}

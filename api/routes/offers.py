@@ -27,6 +27,7 @@ from api.deps import (
     OfferReader,
     Reviewer,
     SessionDep,
+    SettingsDep,
     SmsSender,
     StoreDep,
     department,
@@ -50,7 +51,9 @@ from payouts.selection import (
     Selection,
     Tally,
 )
-from portal.supermarket import region_name
+from portal.supermarket import region_name, section_names
+from reports.errors import ReportError
+from reports.sla import light_condition
 from reports.spreadsheet import csv_row, text_cell
 from rules import formats
 
@@ -73,6 +76,8 @@ class OfferOut(BaseModel):
     period: str
     uscc: str
     name: str
+    industry_section: str | None = None
+    size_class: str | None = None
     amount: Decimal
     amount_before_allocation: Decimal
     state: str
@@ -114,6 +119,10 @@ class OfferFilterIn(BaseModel):
     )
     amount_min: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
     amount_max: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
+    industry: str | None = Field(default=None, pattern=r"^[A-Z]$", description="行业门类（GB/T 4754 字母）")
+    size_class: Literal["large", "medium", "small", "micro"] | None = Field(
+        default=None, description="企业规模：large 大型、medium 中型、small 小型、micro 微型"
+    )
 
     def offer_filter(self, states: tuple[str, ...]) -> OfferFilter:
         return OfferFilter(
@@ -127,6 +136,8 @@ class OfferFilterIn(BaseModel):
             amount_min=self.amount_min,
             amount_max=self.amount_max,
             enterprise=self.enterprise,
+            industry=self.industry,
+            size_class=self.size_class,
         )
 
 
@@ -303,6 +314,8 @@ def offer_out(o: Offer, p: Payee, title: str, dept: str, item_title: str) -> Off
         period=o.period,
         uscc=o.uscc,
         name=p.name,
+        industry_section=o.industry_section,
+        size_class=o.size_class,
         amount=o.amount,
         amount_before_allocation=o.amount_before_allocation,
         state=o.state,
@@ -326,11 +339,13 @@ def search(
     sort: str = "created",
     limit: int = PAGE,
     offset: int = 0,
+    also: Any = None,
 ) -> tuple[int, list[OfferOut]]:
     """Offers of the user's department matching `f`: the very condition a bulk action on "all matching"
-    acts on (`Selection.condition`), so the list and the action never disagree."""
+    acts on (`Selection.condition`), so the list and the action never disagree. `also`: one more
+    condition on the offer table (the offers an SLA light counts)."""
     where = Selection(filter=f, department=department(user)).condition()
-    return _rows(session, [where], limit, offset, sort)
+    return _rows(session, [where] if also is None else [where, also], limit, offset, sort)
 
 
 def preview_out(p: Preview) -> PreviewOut:
@@ -497,6 +512,8 @@ class QueueQuery(BaseModel):
     amount_min: str = Field(default="", max_length=24)
     amount_max: str = Field(default="", max_length=24)
     q: str = Field(default="", max_length=100)
+    industry: str = Field(default="", max_length=1)
+    size_class: str = Field(default="", max_length=8)
 
     def values(self) -> dict[str, str]:
         return {k: v.strip() for k, v in self.model_dump(include=set(QueueQuery.model_fields)).items()}
@@ -513,6 +530,10 @@ class QueueQuery(BaseModel):
                 policy_id = item_policy
         if v["region"] and not REGION_PREFIX.fullmatch(v["region"]):
             raise ValueError("地区代码应为2、4或6位数字")
+        if v["industry"] and v["industry"] not in section_names():
+            raise ValueError("行业门类应从列表中选择")
+        if v["size_class"] and v["size_class"] not in formats.SIZE_LABELS:
+            raise ValueError("企业规模应从列表中选择：大型、中型、小型或微型")
         amounts: dict[str, Decimal | None] = {}
         for key, word in (("amount_min", "最低金额"), ("amount_max", "最高金额")):
             text = v[key].replace(",", "")
@@ -530,8 +551,14 @@ class QueueQuery(BaseModel):
             state=v["state"] if v["state"] in REVIEW_STATES else None,  # type: ignore[arg-type]
             region=v["region"] or None,
             enterprise=v["q"] or None,
+            industry=v["industry"] or None,
+            size_class=v["size_class"] or None,  # type: ignore[arg-type]
             **amounts,
         )
+
+
+# The queue's filter fields, in the order its forms carry them from step to step.
+FILTER_KEYS = tuple(QueueQuery.model_fields)
 
 
 def latest_policies(session: Session, store: Any, user: StaffUser) -> dict[str, PolicyVersion]:
@@ -568,7 +595,18 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
     for province in sorted({c[:2] for c in codes}):
         regions.append((province, region_name(province)))
         regions += [(c, "　" + region_name(c)) for c in codes if c[:2] == province and c[2:] != "00"]
-    return {"policies": policies, "items": items, "runs": runs, "regions": regions}
+    industries = [(code, f"{code} {name}") for code, name in sorted(section_names().items())]
+    sizes = list(formats.SIZE_LABELS.items())
+    return {
+        "policies": policies,
+        "items": items,
+        "runs": runs,
+        "regions": regions,
+        "industries": industries,
+        "size_classes": sizes,
+        "industry_names": section_names(),
+        "size_names": formats.SIZE_LABELS,
+    }
 
 
 @pages.get("/review")
@@ -621,6 +659,7 @@ def review_page(
             "filter_query": urlencode(kept),
             "released_waiting": released.tally.count,
             "can_send": may(user, "sms_send"),
+            "filter_keys": FILTER_KEYS,
             **queue_choices(session, store, user),
         },
     )
@@ -635,6 +674,8 @@ EXPORT_HEADER = [
     "统一社会信用代码",
     "企业名称",
     "地区",
+    "行业",
+    "规模",
     "政策",
     "事项",
     "期间",
@@ -672,6 +713,8 @@ def review_export(
             text_cell(o.uscc),
             o.name,
             region_name(o.uscc[2:8]),
+            section_names().get(o.industry_section or "", ""),
+            formats.SIZE_LABELS.get(o.size_class or "", ""),
             o.policy_title,
             o.item_title,
             formats.period(o.period),
@@ -728,6 +771,10 @@ def filter_words(session: Session, query: QueueQuery, *, notify: bool = False) -
         low = formats.money(f.amount_min) if f.amount_min is not None else "不限"
         high = formats.money(f.amount_max) if f.amount_max is not None else "不限"
         words.append(f"金额：{low} 至 {high} 元")
+    if f.industry:
+        words.append(f"行业：{section_names().get(f.industry, f.industry)}")
+    if f.size_class:
+        words.append(f"规模：{formats.SIZE_LABELS[f.size_class]}企业")
     if f.enterprise:
         words.append(f"企业：{f.enterprise}")
     everything = "全部已发布、待发送确认短信的要约" if notify else "全部待初核和暂缓的要约"
@@ -791,6 +838,7 @@ def review_confirm_page(
             else None,
             "back": back,
             "target": "/console/sms/send" if form.action == "notify" else "/console/review/action",
+            "filter_keys": FILTER_KEYS,
         },
     )
 
@@ -847,18 +895,30 @@ def offers_page(
     user: OfferReader,
     session: SessionDep,
     store: StoreDep,
+    settings: SettingsDep,
     uscc: Annotated[str | None, Query(max_length=18)] = None,
     name: Annotated[str | None, Query(max_length=100)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     policy_id: Annotated[str | None, Query(max_length=64)] = None,
+    sla: Annotated[str | None, Query(max_length=16)] = None,
+    light: Annotated[str | None, Query(max_length=8)] = None,
     offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
 ) -> Response:
     valid = state if state in {s.value for s in OfferState} else None
     wanted = OfferFilter(
         policy_id=policy_id or None, states=(valid,) if valid else (), uscc=uscc or None, name=name or None
     )
-    total, rows = search(session, user, wanted, offset=offset)
+    counted, lit = None, None
+    if sla and light in LIGHT_WORDS:
+        try:
+            stage, counted = light_condition(settings.sla(), now(), sla, light)
+            lit = f"{stage}环节{LIGHT_WORDS[light]}"
+        except ReportError:
+            counted = None
+    total, rows = search(session, user, wanted, offset=offset, also=counted)
     filters = {"uscc": uscc or "", "name": name or "", "state": valid or "", "policy_id": policy_id or ""}
+    if lit:
+        filters |= {"sla": sla or "", "light": light or ""}
     return render(
         request,
         "offers.html",
@@ -872,8 +932,13 @@ def offers_page(
             "query": urlencode({k: v for k, v in filters.items() if v}),
             "states": [(s.value, offers.label(s.value)) for s in OfferState],
             "policies": [(pid, pv.title) for pid, pv in latest_policies(session, store, user).items()],
+            "light": lit,
+            "unlit": urlencode({k: v for k, v in filters.items() if v and k not in ("sla", "light")}),
         },
     )
+
+
+LIGHT_WORDS = {"green": "绿灯", "yellow": "黄灯", "red": "红灯"}
 
 
 @pages.get("/offers/{public_id}")
@@ -893,7 +958,14 @@ def offer_page(request: Request, offer: OfferDep, user: CurrentUser, session: Se
         "offer.html",
         {
             "offer": rows[0],
-            "events": [(e, audit.actor_label(e.actor, names), audit.action_label(e.action)) for e in events],
+            "events": [
+                (
+                    e,
+                    audit.actor_label(e.actor, names, {offer.uscc: rows[0].name}),
+                    audit.action_label(e.action),
+                )
+                for e in events
+            ],
             "can_review": may(user, "review"),
         },
     )

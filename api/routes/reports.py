@@ -24,7 +24,7 @@ from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
 from reports import funnel
 from reports.sla import lights
 from reports.spreadsheet import csv_row
-from rules.formats import CHINA
+from rules import formats
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 pages = APIRouter(prefix="/console/reports", include_in_schema=False)
@@ -178,8 +178,10 @@ def disclosure_rows(session: Session, scope: set[str] | None, policy_id: str | N
         session.execute(query), start=1
     ):
         item_titles = titles.setdefault(items, {i["id"]: i["title"] for i in json.loads(items)})
-        day = paid_at.astimezone(CHINA).date().isoformat() if paid_at else ""
-        out.append([n, name, uscc, title, item_titles.get(item_id, item_id), period, amount, day])
+        day = formats.day(paid_at) if paid_at else ""
+        out.append(
+            [n, name, uscc, title, item_titles.get(item_id, item_id), formats.period(period), amount, day]
+        )
     return out
 
 

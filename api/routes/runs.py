@@ -6,6 +6,7 @@ rows of their department's policies only.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -28,9 +29,12 @@ from api.deps import (
 )
 from api.matchjobs import MatchJob, snapshot_dirs
 from api.routes import redirect, render
+from api.routes.jobs import staff_names
 from api.runlists import Filters, ListName
 from matcher.runfolder import Manifest
 from payouts.errors import NotFoundError
+from rules import formats
+from rules.catalog import CATALOG
 
 router = APIRouter(prefix="/api", tags=["runs"])
 pages = APIRouter(prefix="/console/runs", include_in_schema=False)
@@ -203,12 +207,16 @@ def download_list(
 
 
 @pages.get("")
-def runs_page(request: Request, user: RunReader, jobs: JobsDep, settings: SettingsDep) -> Response:
+def runs_page(
+    request: Request, user: RunReader, jobs: JobsDep, settings: SettingsDep, session: SessionDep
+) -> Response:
+    listed = jobs.list()
     return render(
         request,
         "runs.html",
         {
-            "jobs": jobs.list(),
+            "jobs": listed,
+            "names": staff_names(session, {j.started_by for j in listed}),
             "snapshots": list(snapshot_dirs(settings.snapshots_root)),
             "as_of": settings.default_as_of(),
             "can_start": may(user, "run_start"),
@@ -242,9 +250,12 @@ def run_page(
     item_id: Annotated[str | None, Query(max_length=64)] = None,
     condition_id: Annotated[str | None, Query(max_length=64)] = None,
     field: Annotated[str | None, Query(max_length=64)] = None,
+    item: Annotated[str | None, Query(max_length=130)] = None,
 ) -> Response:
     manifest = jobs.manifest(job)
     run = run_out(job, manifest, scoped_policy_ids(session, store, user))
+    if item and "/" in item:  # an item chosen from the list: policy/item
+        policy_id, item_id = item.split("/", 1)
     narrow = {
         "policy_id": policy_id or None,
         "item_id": item_id or None,
@@ -255,6 +266,7 @@ def run_page(
     if manifest is not None:
         total, rows = runlists.page(jobs.run_dir(job), name, _filters(session, store, user, **narrow))
     query = urlencode({k: v for k, v in narrow.items() if v})
+    words = RunWords.of(manifest, {i.policy_id for i in run.items})
     return render(
         request,
         "run.html",
@@ -264,10 +276,84 @@ def run_page(
             "name": name,
             "labels": runlists.LIST_LABELS,
             "headers": runlists.headers(name),
-            "rows": rows,
+            "rows": [words.row(name, r) for r in rows],
             "total": total,
             "narrow": narrow,
+            "chosen_item": f"{narrow['policy_id']}/{narrow['item_id']}" if narrow["item_id"] else "",
             "query": query,
-            "policy_ids": sorted({i.policy_id for i in run.items}),
+            "words": words,
+            "started_by": staff_names(session, {job.started_by}).get(job.started_by, job.started_by),
         },
     )
+
+
+@dataclass
+class RunWords:
+    """A run's ids in words, from its manifest: policy and item titles, condition texts, field labels;
+    the lists the run page's filters choose from."""
+
+    policies: dict[str, str]
+    items: dict[tuple[str, str], str]
+    conditions: dict[tuple[str, str], str]  # (policy, condition id) → text; item conditions too
+    item_conditions: list[tuple[str, list[tuple[str, str]]]]  # group label → (condition id, text)
+
+    @classmethod
+    def of(cls, manifest: Manifest | None, shown: set[str]) -> RunWords:
+        words = cls({}, {}, {}, [])
+        for p in manifest.policies if manifest else ():
+            if p.id not in shown:
+                continue
+            words.policies[p.id] = p.title
+            shared = [(c.id, c.text or c.id) for c in p.conditions]
+            for c in p.conditions:
+                words.conditions[(p.id, c.id)] = c.text or c.id
+            if shared:
+                words.item_conditions.append((f"{p.title}（各事项共同条件）", shared))
+            for i in p.items:
+                words.items[(p.id, i.id)] = i.title or i.id
+                own = [(c.id, c.text or c.id) for c in i.conditions]
+                for c in i.conditions:
+                    words.conditions.setdefault((p.id, c.id), c.text or c.id)
+                if own:
+                    words.item_conditions.append((f"{p.title} · {i.title or i.id}", own))
+        return words
+
+    def item_choices(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Items grouped by policy title: (policy title, [(policy/item, item title)])."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for (pid, iid), title in self.items.items():
+            out.setdefault(self.policies[pid], []).append((f"{pid}/{iid}", title))
+        return list(out.items())
+
+    def field_choices(self) -> list[tuple[str, str]]:
+        return sorted(((name, f.label) for name, f in CATALOG.items()), key=lambda kv: kv[1])
+
+    def row(self, name: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A list's row with its policy, item, condition and fields in words (the downloads keep the ids)."""
+        values = list(row)
+        pid, iid = values[0], values[2 if name == "candidates" else 1]
+        values[0] = self.policies.get(pid, pid)
+        values[2 if name == "candidates" else 1] = self.items.get((pid, iid), iid)
+        if name == "near_misses":
+            values[3] = self.conditions.get((pid, values[3]), values[3])
+            values[4] = read_values(values[4])
+        if name == "missing_data" and values[3]:
+            values[3] = "、".join(label(f) for f in str(values[3]).split("、"))
+        return tuple(values)
+
+
+def read_values(text: str | None) -> str | None:
+    """A near miss's `field=value; …` as staff read it: 高新技术企业 否；裁员率 6.2%."""
+    if not text:
+        return text
+    shown = []
+    for part in str(text).split("; "):
+        field, sep, value = part.partition("=")
+        shown.append(f"{label(field)} {formats.field_value(field, value)}" if sep else part)
+    return "；".join(shown)
+
+
+def label(field: str) -> str:
+    """A catalog field's Chinese label (an unknown name as it is)."""
+    known = CATALOG.get(field)
+    return known.label if known else field

@@ -212,17 +212,22 @@ def _enterprise_page(
     **context: object,
 ) -> Response:
     lines = supplied.missing_lines(session, request.app.state.standings, me.uscc)
-    mine = [out(session, r) for r in supplied.of_enterprise(session, me.uscc)]
+    groups, refusals = supplied.asks(lines)
+    rows = supplied.of_enterprise(session, me.uscc)
+    mine = [out(session, r) for r in rows]
     return render(
         request,
         "supplied_enterprise.html",
         {
             "ent": me,
             "ent_csrf": request.state.enterprise_csrf,
-            "lines": lines,
+            "groups": groups,
+            "refusals": refusals,
+            "asked": sum(len(g.asks) for g in groups),
             "mine": mine,
-            # Fields already supplied and waiting or verified: the line shows that instead of a form.
-            "pending": {(r.policy_id, r.item_id, r.field): r for r in mine if r.state != "rejected"},
+            "titles": supplied.item_titles(session, rows),
+            # Fields already supplied and waiting or verified: the ask shows that instead of an input.
+            "pending": {(r.field, r.year): r for r in reversed(mine) if r.state != "rejected"},
             "max_mb": supplied.MAX_EVIDENCE // (1024 * 1024),
             **context,
         },
@@ -232,13 +237,16 @@ def _enterprise_page(
 
 @enterprise_pages.get("")
 def enterprise_supplied_page(request: Request, me: CurrentEnterprise, session: SessionDep) -> Response:
-    """The enterprise's missing fields with a form for each, and what it supplied so far."""
+    """What the enterprise is asked for (each missing field once, by department), and what it supplied."""
     return _enterprise_page(request, session, me)
 
 
 def read_evidence(file: UploadFile) -> bytes:
     """At most one byte more than the limit is read, so that a huge upload is refused without holding it."""
     return file.file.read(supplied.MAX_EVIDENCE + 1)
+
+
+MAX_FIELDS = 60  # fields one form may carry
 
 
 @enterprise_pages.post("")
@@ -249,29 +257,36 @@ def enterprise_submit(
     settings: SettingsDep,
     tokens: TokensDep,
     evidence: Annotated[UploadFile, File()],
-    policy_id: Annotated[str, Form(max_length=64)] = "",
-    item_id: Annotated[str, Form(max_length=64)] = "",
-    missing_field: Annotated[str, Form(max_length=64)] = "",
-    field: Annotated[str, Form(max_length=64)] = "",
-    value: Annotated[str, Form(max_length=200)] = "",
+    key: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
+    value: Annotated[list[str], Form()] = [],  # noqa: B006
     note: Annotated[str, Form(max_length=500)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    """Supply one field of one of the enterprise's missing lines, with a PDF or an image as evidence."""
+    """Supply one or more of the fields the enterprise is asked for (`key` and `value` pairs, in the order
+    of the form's inputs; empty values are skipped), with one PDF or image as evidence for them all."""
     if not tokens.csrf_ok(csrf, "enterprise", request.cookies.get(ENTERPRISE_COOKIE, "")):
         return render(
             request, "error.html", {"title": "页面已过期", "detail": "请刷新页面后重试", "status": 403}, 403
         )
+    typed = dict(zip(key[:MAX_FIELDS], value[:MAX_FIELDS], strict=False))
     try:
-        missing = supplied.find_missing(
-            session, request.app.state.standings, me.uscc, policy_id, item_id, missing_field
-        )
-        row = supplied.submit(
+        if len(key) != len(value) or len(key) > MAX_FIELDS:
+            raise PayoutError("表单不完整，请刷新页面后重新填写")
+        lines = supplied.missing_lines(session, request.app.state.standings, me.uscc)
+        groups, _ = supplied.asks(lines)
+        known = {a.key: a for g in groups for a in g.asks}  # only what this enterprise is asked for
+        chosen = []
+        for k, v in typed.items():
+            if not v.strip():
+                continue
+            ask = known.get(k)
+            if ask is None:
+                raise PayoutError("最新一次数据比对中，贵单位没有这项缺失数据，请刷新页面后重新填写")
+            chosen.append((ask.missing, ask.field.name, v))
+        rows = supplied.submit_several(
             session,
             uscc=me.uscc,
-            missing=missing,
-            field_name=field,
-            value=value,
+            values=chosen,
             evidence=read_evidence(evidence),
             evidence_name=evidence.filename or "证明材料",
             evidence_dir=evidence_dir(settings),
@@ -279,15 +294,10 @@ def enterprise_submit(
             note=note,
         )
     except PayoutError as e:  # raised before anything is written; shown on the form to correct
-        return _enterprise_page(
-            request,
-            session,
-            me,
-            422,
-            error=str(e),
-            typed={"field": field, "value": value, "policy": policy_id},
-        )
-    return redirect(f"/e/supplied/{row.public_id}", "已提交，等待数据所在部门核实")
+        return _enterprise_page(request, session, me, 422, error=str(e), typed=typed)
+    if len(rows) == 1:
+        return redirect(f"/e/supplied/{rows[0].public_id}", "已提交，等待数据所在部门核实")
+    return redirect("/e/supplied", f"已提交 {len(rows)} 项数据，等待数据所在部门核实")
 
 
 @enterprise_pages.get("/{public_id}")
@@ -298,5 +308,10 @@ def enterprise_supplied_detail(
     return render(
         request,
         "supplied_enterprise_detail.html",
-        {"ent": me, "ent_csrf": request.state.enterprise_csrf, "row": out(session, row)},
+        {
+            "ent": me,
+            "ent_csrf": request.state.enterprise_csrf,
+            "row": out(session, row),
+            "titles": supplied.item_titles(session, [row]),
+        },
     )

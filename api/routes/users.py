@@ -83,8 +83,13 @@ def changes(user: UsersReader, session: SessionDep) -> list[UserChangeOut]:
 
 @pages.get("")
 def users_page(request: Request, user: UsersReader, session: SessionDep) -> Response:
+    staff = listing(user, session)
     return render(
         request,
         "users.html",
-        {"staff": listing(user, session), "changes": changes(user, session)},
+        {
+            "staff": staff,
+            "changes": changes(user, session),
+            "names": {u.username: u.display_name for u in staff},
+        },
     )

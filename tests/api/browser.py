@@ -1,5 +1,10 @@
 """What the browser tests share: Debian's chromium driven by Playwright (the `browser` fixture in
 conftest.py) against the service on a local port. Screenshots go to artifacts/screenshots/.
+
+Every page a browser test looks at goes through `look`: axe-core (the npm package in package.json,
+installed by `make system` into node_modules/) checks it for accessibility problems, and the test fails
+on any serious or critical one (contrast below 4.5:1, an input without a label, no `lang`, ...); then the
+screenshot is saved.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from tests.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = ("serious", "critical")  # axe-core impacts that fail a test
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -76,3 +83,70 @@ def signed_in(browser: Browser, base: str, user: str, width: int = 1280, height:
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     sign_in(page, base, user)
     return page
+
+
+def _axe_source() -> str:
+    if not AXE.exists():
+        raise RuntimeError(f"{AXE} is missing: run `make system` (or `npm ci`) to install axe-core")
+    return AXE.read_text(encoding="utf-8")
+
+
+def _axe_page(page: Page) -> Page:
+    """A page where axe can run on what `page` shows: a JavaScript-enabled copy of its HTML served at the
+    same address (its style sheets load as they did), since many tests browse with JavaScript off and axe
+    needs timers."""
+    html, url = page.content(), page.url
+    browser = page.context.browser
+    assert browser is not None
+    copy = browser.new_context(viewport=page.viewport_size or {"width": 1280, "height": 900}).new_page()
+    copy.set_default_timeout(20_000)
+    copy.route(
+        lambda u: u == url,
+        lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html),
+    )
+    copy.goto(url)
+    return copy
+
+
+def accessibility_problems(page: Page) -> list[str]:
+    """The serious and critical axe-core violations on the page as it stands, one line each."""
+    target = _axe_page(page)
+    try:
+        target.evaluate(_axe_source())
+        violations = target.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+                 .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                             nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)}))"""
+        )
+    finally:
+        target.context.close()
+    return [
+        f"{v['id']} ({v['impact']}, {v['help']}): " + " | ".join(v["nodes"][:5])
+        for v in violations
+        if v["impact"] in BLOCKING
+    ]
+
+
+def look(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Check the page for serious or critical accessibility problems, then save its screenshot as
+    artifacts/screenshots/`name`.png."""
+    problems = accessibility_problems(page)
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=full_page)
+    assert not problems, f"{page.url}:\n" + "\n".join(problems)
+
+
+def too_small_to_tap(page: Page) -> list[str]:
+    """Visible buttons, inputs and selects less than 44 px tall or with text under 16 px (a phone's finger
+    and an older eye; iOS zooms into smaller inputs). Checkboxes and radios count by their label."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, input, select, textarea, a.button')]
+             .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
+             .map(e => {
+               const tick = e.type === 'checkbox' || e.type === 'radio';
+               const box = (tick && e.closest('label') ? e.closest('label') : e).getBoundingClientRect();
+               const size = parseFloat(getComputedStyle(e).fontSize);
+               return {what: e.outerHTML.slice(0, 80), height: box.height, size: tick ? 16 : size};
+             })
+             .filter(c => c.height < 43.5 || c.size < 16)
+             .map(c => `${c.what}: ${Math.round(c.height)} px tall, ${c.size} px text`)"""
+    )

@@ -72,3 +72,38 @@ def test_a_pending_line_reads_as_waiting_for_the_checker_before_approval(world: 
     ref = world.make_batch("c-wenbao").json()["reference"]
     page = world.browser("checker").get(f"/console/batches/{ref}").text
     assert "待复核" in page.split('id="lines"')[1] and "待回单" not in page
+
+
+def test_the_downloaded_bank_csv_opens_in_chinese_excel_with_accounts_as_text(world: World) -> None:
+    import csv
+    import io
+
+    ref, count = paid_batch_with_failures(world, 0)
+    got = world.client.get(f"/api/batches/{ref}/files/csv", headers=world.auth("checker"))
+    assert got.status_code == 200 and got.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"), newline="")))
+    assert rows[1][:5] == ["序号", "付款账号", "付款户名", "收款账号", "收款户名"]
+    lines = rows[2:]
+    assert len(lines) == count
+    # As a bank's upload reads it: the blanks around a field trimmed, the account every digit.
+    assert all(r[3].startswith("\t") and r[3].strip().isdigit() for r in lines)
+    api_lines = world.client.get(f"/api/batches/{ref}", headers=world.auth("checker")).json()["lines"]
+    by_ref = {ln["reference"]: ln for ln in api_lines}
+    for r in lines:
+        line = by_ref[r[8]]
+        assert r[4] == line["account_name"]  # the Chinese name as it is, not mojibake
+        assert line["account_masked"].endswith(r[3].strip()[-4:]) and len(r[3].strip()) >= 12
+
+
+def test_a_line_says_waiting_for_the_bank_only_once_its_batch_is_approved(world: World) -> None:
+    assert (
+        world.bulk("/api/review/release", "release", {"filter": {"policy_id": "c-wenbao"}}).status_code == 200
+    )
+    made = world.make_batch("c-wenbao")
+    ref = made.json()["reference"]
+    checker = world.browser("checker")
+    assembled = checker.get(f"/console/batches/{ref}").text
+    assert "待复核" in assembled and "待回单" not in assembled
+    assert world.client.post(f"/api/batches/{ref}/approve", headers=world.auth("checker")).status_code == 200
+    assert world.client.post(f"/api/batches/{ref}/export", headers=world.auth("checker")).status_code == 200
+    assert "待回单" in checker.get(f"/console/batches/{ref}").text

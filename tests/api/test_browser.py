@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
-from tests.api.browser import SHOTS, live_world, sign_in
+from tests.api.browser import SHOTS, live_world, look, sign_in, too_small_to_tap
 from tests.api.conftest import POLICIES, World, confirm_offer
 
 
@@ -47,15 +47,20 @@ def test_an_enterprise_confirms_on_a_360px_phone(live: World, browser: Browser) 
     expect(button).to_have_text("确认领取")
     box = button.bounding_box()
     assert box is not None and box["width"] >= 300 and box["height"] >= 48  # one large button
+    assert box["y"] + box["height"] <= 740  # above the fold: no scrolling to confirm
+    assert too_small_to_tap(page) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing wider than the phone
-    page.screenshot(path=SHOTS / "confirm-1-offer-360px.png", full_page=True)
+    look(page, "confirm-1-offer-360px")
     button.click()
     expect(page.locator("#receipt")).to_contain_text("已确认领取")
     expect(page.locator("#when")).to_contain_text("年")
     expect(page.locator("body")).to_contain_text("个工作日内")
-    page.screenshot(path=SHOTS / "confirm-2-receipt-360px.png", full_page=True)
+    look(page, "confirm-2-receipt-360px")
     page.goto(live.base + links[0])  # type: ignore[attr-defined]
     expect(page.locator("h1")).to_have_text("链接无效或已失效")
+    expect(page.locator("#service a[href^='tel:']")).to_have_text("12345")  # whom to call, and a way on
+    expect(page.locator("#sign-in")).to_have_attribute("href", "/e/login")
+    look(page, "confirm-3-used-link-360px")
     phone.close()
 
 
@@ -77,7 +82,7 @@ def test_a_policy_user_fixes_a_broken_file_and_publishes(
     expect(bad_line).to_contain_text("age_yaers")
     expect(page.locator('.problem[data-line="23"]')).to_contain_text("age_years")
     bad_line.scroll_into_view_if_needed()
-    page.screenshot(path=SHOTS / "policy-1-error-at-line.png", full_page=True)
+    look(page, "policy-1-error-at-line")
     fixed = tmp_path / "fixed" / "c-gaoxin.yaml"
     fixed.parent.mkdir()
     fixed.write_bytes(good)
@@ -86,10 +91,10 @@ def test_a_policy_user_fixes_a_broken_file_and_publishes(
     expect(page.locator(".flash")).to_contain_text("校验通过")
     page.click("button:has-text('测算')")
     expect(page.locator("#impact")).to_contain_text("新增")
-    page.screenshot(path=SHOTS / "policy-2-impact.png", full_page=True)
+    look(page, "policy-2-impact")
     page.click("text=发布第 2 版")
     expect(page.locator(".flash")).to_contain_text("已发布 高新技术企业奖励（示例） 第 2 版")
-    page.screenshot(path=SHOTS / "policy-3-published.png", full_page=True)
+    look(page, "policy-3-published")
     context.close()
 
 
@@ -108,7 +113,7 @@ def test_a_maker_assembles_and_a_different_checker_approves(live: World, browser
     expect(page.locator(".flash")).to_contain_text("待另一位复核人员复核")
     expect(page.locator("#approve")).to_have_count(0)  # the maker cannot approve their own batch
     batch_url = page.url
-    page.screenshot(path=SHOTS / "batch-1-maker.png", full_page=True)
+    look(page, "batch-1-maker")
     maker.close()
     checker = browser.new_context(viewport={"width": 1280, "height": 900})
     page = checker.new_page()
@@ -116,12 +121,12 @@ def test_a_maker_assembles_and_a_different_checker_approves(live: World, browser
     page.goto(batch_url)
     expect(page.locator("#totals")).to_contain_text("2 笔")
     expect(page.locator("#lines tbody tr")).to_have_count(2)
-    page.screenshot(path=SHOTS / "batch-2-checker-before.png", full_page=True)
+    look(page, "batch-2-checker-before")
     page.click("#approve")
     expect(page.locator("#batch-state")).to_have_text("已复核")
     page.click("#export")
     expect(page.locator("#totals")).to_contain_text("sha256")
-    page.screenshot(path=SHOTS / "batch-3-approved-exported.png", full_page=True)
+    look(page, "batch-3-approved-exported")
     checker.close()
 
 
@@ -137,7 +142,7 @@ def test_a_reviewer_releases_what_the_filter_matches_after_seeing_it(
     page = context.new_page()
     sign_in(page, base, "reviewer")
     page.goto(f"{base}/console/review?policy_id={pid}&state=drafted")
-    page.screenshot(path=SHOTS / f"review-1-queue-{width}px.png", full_page=True)
+    look(page, f"review-1-queue-{width}px")
     page.click("button[value=release]")  # nothing ticked
     expect(page.locator(".flash")).to_contain_text("没有选择要约")
     page.check("#scope-matching")
@@ -145,11 +150,11 @@ def test_a_reviewer_releases_what_the_filter_matches_after_seeing_it(
     expect(page.locator("h1")).to_have_text("请确认：发布")
     expect(page.locator("p.summary")).to_contain_text(f"{len(drafted):,}")
     expect(page.locator("#preview tbody tr")).to_have_count(1)
-    page.screenshot(path=SHOTS / f"review-2-confirm-{width}px.png", full_page=True)
+    look(page, f"review-2-confirm-{width}px")
     assert live.offers(pid, "drafted") == drafted  # the preview changed nothing
     page.click("#confirm-action")
     expect(page.locator(".flash")).to_contain_text(f"已发布 {len(drafted):,} 条")
-    page.screenshot(path=SHOTS / f"review-3-done-{width}px.png", full_page=True)
+    look(page, f"review-3-done-{width}px")
     context.close()
     assert live.offers(pid, "drafted") == []
     assert {p: live.offers(p, "drafted") for p in others} == others

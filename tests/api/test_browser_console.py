@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.browser import live_world, look, signed_in
 from tests.api.conftest import World
 
 WIDTHS = {"1366": {"width": 1366, "height": 768}, "360": {"width": 360, "height": 740}}
@@ -45,19 +45,19 @@ def test_the_reviewer_filters_ticks_and_confirms_all_matching(live: World, brows
     page.check("#tick-page")
     expect(page.locator("#ticked-count")).to_have_text(str(min(total, 20)))
     assert fits(page)
-    page.screenshot(path=SHOTS / "console-review-1366.png", full_page=True)
+    look(page, "console-review-1366")
     page.check("#scope-matching")
     page.click("button[value=release]")
     expect(page.locator("h1")).to_have_text("请确认：发布")
     expect(page.locator("p.summary")).to_contain_text(f"{total:,}")
-    page.screenshot(path=SHOTS / "console-review-confirm-1366.png", full_page=True)
+    look(page, "console-review-confirm-1366")
     page.click("#confirm-action")
     expect(page.locator(".flash")).to_contain_text(f"已发布 {total:,} 条")
 
     small = signed_in(browser, base, "reviewer", 360, 740)
     small.goto(f"{base}/console/review?size=20")
     assert fits(small)
-    small.screenshot(path=SHOTS / "console-review-360.png", full_page=True)
+    look(small, "console-review-360")
 
 
 def test_the_batch_page_and_the_public_notice_of_a_large_batch(live: World, browser: Browser) -> None:
@@ -77,7 +77,7 @@ def test_the_batch_page_and_the_public_notice_of_a_large_batch(live: World, brow
         expect(page.locator("#line-totals")).to_contain_text("待复核")
         expect(page.locator("#lines tbody tr")).to_have_count(min(20, made.json()["line_count"]))
         assert fits(page)
-        page.screenshot(path=SHOTS / f"console-batch-{width}.png", full_page=True)
+        look(page, f"console-batch-{width}")
 
         public = browser.new_context(viewport=WIDTHS[width], java_script_enabled=False).new_page()
         public.goto(f"{base}/gongshi/{notice['id']}")
@@ -88,4 +88,4 @@ def test_the_batch_page_and_the_public_notice_of_a_large_batch(live: World, brow
         public.click("#notice-lines tbody tr:first-child a")
         expect(public.locator("#objection-line")).to_contain_text(one["name"])
         assert fits(public)
-        public.screenshot(path=SHOTS / f"console-gongshi-{width}.png", full_page=True)
+        look(public, f"console-gongshi-{width}")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.browser import live_world, look, signed_in
 from tests.api.conftest import World
 
 
@@ -35,10 +35,10 @@ def test_a_match_run_is_run_by_the_services_worker_and_shown_on_the_jobs_page(
     expect(rows.first).to_contain_text("已完成")
     expect(rows.first).to_contain_text("1 / 3")
     expect(reviewer.locator("#depth")).to_contain_text("已完成")
-    reviewer.screenshot(path=SHOTS / "jobs-1366px.png", full_page=True)
+    look(reviewer, "jobs-1366px")
 
     small = signed_in(browser, base, "auditor", 360)
     small.goto(f"{base}/console/jobs")
     expect(small.locator("#jobs tbody tr").first).to_contain_text("已完成")
     assert small.evaluate("document.documentElement.scrollWidth") <= 360  # the table scrolls in its card
-    small.screenshot(path=SHOTS / "jobs-360px.png", full_page=True)
+    look(small, "jobs-360px")

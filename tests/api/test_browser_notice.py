@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from api.routes import batches as batch_routes
 from api.routes import notice as notice_routes
 from api.routes import now as real_now
-from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.browser import live_world, look, signed_in, too_small_to_tap
 from tests.api.conftest import World, confirm_offer
 
 MISSING_PREMIUM = "91321302N37DJHMYJR"  # c-wenbao/refund: ui_premium_paid missing (人社)
@@ -60,13 +60,16 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
     public.click(".notice a")
     expect(public.locator("#notice-lines tbody tr")).to_have_count(2)
     assert public.evaluate("document.documentElement.scrollWidth") <= 360
+    assert too_small_to_tap(public) == []
+    look(public, "notice-0-list-360px")
     public.click("#notice-lines tbody tr:first-child a")  # the line chosen from the list, then the form
+    assert too_small_to_tap(public) == []
     public.fill("input[name=name]", "张三")
     public.fill("input[name=contact]", "13900001111")
     public.fill("textarea[name=text]", "该企业已停止经营")
     public.click("#file-objection")
     expect(public.locator("#objection-received")).to_contain_text("异议已收到")
-    public.screenshot(path=SHOTS / "notice-1-objection-360px.png", full_page=True)
+    look(public, "notice-1-objection-360px")
 
     for module in (batch_routes, notice_routes):  # the notice period has run out
         monkeypatch.setattr(module, "now", lambda: real_now() + dt.timedelta(days=3))
@@ -75,7 +78,7 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
     expect(checker.locator("#notice-status")).to_contain_text("公示与异议")
     checker.click("#approve")
     expect(checker.locator("body")).to_contain_text("1 条异议尚未处理")
-    checker.screenshot(path=SHOTS / "notice-2-approval-refused.png", full_page=True)
+    look(checker, "notice-2-approval-refused")
 
     staff = signed_in(browser, base, "policy_sci")
     staff.goto(f"{base}/console/notices")
@@ -89,7 +92,7 @@ def test_an_objection_blocks_approval_until_it_is_resolved(
     checker.click("#approve")
     expect(checker.locator("#batch-state")).to_have_text("已复核")
     expect(checker.locator("#totals")).to_contain_text("1 笔")
-    checker.screenshot(path=SHOTS / "notice-3-approved.png", full_page=True)
+    look(checker, "notice-3-approved")
 
 
 def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_candidate(
@@ -106,15 +109,21 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     ent.click("#verify")
     expect(ent).to_have_url(f"{base}/e")
     ent.goto(f"{base}/e/supplied")
+    assert too_small_to_tap(ent) == [] and ent.evaluate("document.documentElement.scrollWidth") <= 360
+    look(ent, "supplied-0-asked-360px")
+    ent.set_viewport_size({"width": 1366, "height": 768})
+    look(ent, "supplied-0-asked-1366px")
+    ent.set_viewport_size({"width": 360, "height": 740})
     line = ent.locator('.ent-item[data-field="ui_premium_paid"]')
-    expect(line).to_contain_text("人力资源和社会保障局")
+    expect(ent.locator("form.supply-form", has=line)).to_contain_text("人力资源和社会保障局")
     evidence = tmp_path / "缴费证明.pdf"
     evidence.write_bytes(PDF)
     line.locator("input[name=value]").fill("12345.67")
-    line.locator("input[name=evidence]").set_input_files(evidence)
-    line.locator("button[type=submit]").click()
+    form = ent.locator("form.supply-form", has=line)  # one evidence file for the department's fields
+    form.locator("input[name=evidence]").set_input_files(evidence)
+    form.locator("button[type=submit]").click()
     expect(ent.locator("#supplied-state")).to_have_text("待核实")
-    ent.screenshot(path=SHOTS / "supplied-1-submitted-360px.png", full_page=True)
+    look(ent, "supplied-1-submitted-360px")
 
     staff = signed_in(browser, base, "reviewer_hr")
     staff.goto(f"{base}/console/supplied")
@@ -122,7 +131,7 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     expect(staff.locator("#evidence")).to_contain_text("缴费证明.pdf")
     staff.click("#verify")
     expect(staff.locator(".flash")).to_contain_text("下一次数据比对将采用该值")
-    staff.screenshot(path=SHOTS / "supplied-2-verified.png", full_page=True)
+    look(staff, "supplied-2-verified")
 
     reviewer = signed_in(browser, base, "reviewer")
     reviewer.goto(f"{base}/console/runs")
@@ -139,4 +148,4 @@ def test_an_enterprise_supplies_a_field_staff_verify_and_a_new_run_makes_it_a_ca
     ent.goto(f"{base}/e")
     expect(ent.locator("#matched")).to_contain_text("小微企业稳岗补贴")
     expect(ent.locator("#missing")).not_to_contain_text("小微企业稳岗补贴")
-    ent.screenshot(path=SHOTS / "supplied-3-matched-360px.png", full_page=True)
+    look(ent, "supplied-3-matched-360px")

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from api.app import JsonFormatter
 from payouts import sms
 from payouts.db import transaction
-from payouts.models import Payee, SmsMessage
+from payouts.models import Payee, PolicyVersion, SmsMessage
 from tests.api.conftest import World, confirm_offer, copy_world, csrf_of
 
 
@@ -56,6 +56,26 @@ def test_the_page_shows_policy_amount_conditions_and_the_masked_account(world: W
     assert "<script" not in html  # works without JavaScript
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_sms_the_page_the_receipt_and_a_used_link_give_the_department_and_a_phone(
+    world: World, link: str
+) -> None:
+    sent = next(m for m in world.app.state.phone.sent if m.params["link"].endswith(link))
+    assert sent.text.startswith("【惠企直达】市科学技术局：") and "咨询12345" in sent.text  # the deployment's
+    with transaction(world.app.state.engine) as s:  # a policy that names its own service phone
+        s.execute(
+            update(PolicyVersion)
+            .where(PolicyVersion.policy_id == "c-gaoxin")
+            .values(service_phone="0731-8888")
+        )
+    browser = TestClient(world.app)
+    page = browser.get(link).text
+    assert 'href="tel:0731-8888"' in page and "市科学技术局咨询电话" in page
+    receipt = confirm_offer(browser, link).text
+    assert 'href="tel:0731-8888"' in receipt and 'href="/e/login"' in receipt
+    used = browser.get(link)  # the link is used up: the neutral page still says whom to call, and a way on
+    assert used.status_code == 404 and 'href="tel:12345"' in used.text and 'href="/e/login"' in used.text
 
 
 def test_confirming_gives_a_receipt_and_confirms_the_offer(world: World, link: str) -> None:

@@ -32,7 +32,7 @@ from api.enterprise_auth import OidcProvider
 from api.routes.enterprise import OIDC_FAILED
 from payouts.db import transaction
 from payouts.models import AuditEvent, MatchRun
-from portal import identity
+from portal import identity, standings
 from portal.models import LoginCode
 from tests.api.conftest import World, confirmed_batch, copy_world
 from tests.staff import fix_account
@@ -408,16 +408,25 @@ def test_my_policies_show_each_item_where_the_enterprise_stands(world: World) ->
     client = sign_in(world, A)
     html = client.get("/e").text
     matched = _section(html, "matched")
-    assert "高新技术企业奖励（示例）" in matched and "150,000.00 元" in matched and "待初核" in matched
+    assert "高新技术企业奖励（示例）" in matched and "150,000.00 元" in matched and "审核中" in matched
+    assert "待初核" not in html  # staff words stay on staff pages
     near = _section(html, "near_miss")
     assert near.count('class="ent-item near-miss"') == 5
     wenbao = near[near.index('data-policy="c-wenbao"') :]
-    assert "裁员率不高于5%" in wenbao and "裁员率 63.8% &gt; 5%" in wenbao
-    assert "≤ 5%" in wenbao
+    assert "裁员率不高于5%" in wenbao and "裁员率为63.8%，本事项要求裁员率不高于5%。" in wenbao
     assert "高新技术企业" in near[near.index('data-policy="c-kexing"') :] or "科技型中小企业" in near
     ineligible = _section(html, "ineligible")
     assert "吸纳高校毕业生就业补贴（示例）" in ineligible and "研发" in ineligible
     assert 'id="missing"' in html and "暂无" in _section(html, "missing")
+
+
+def test_another_regions_policy_is_not_listed_even_as_ineligible(world: World) -> None:
+    # c-xinban is for 清江浦区 and 淮阴区 (region_code =~ "^32080[34]"): A in 320803 sees it (a near miss);
+    # an enterprise in 宿迁 (321302) does not see it at all, not even under 不符合.
+    assert "新办企业开办补贴（示例）" in _section(sign_in(world, A).get("/e").text, "near_miss")
+    html = sign_in(world, "91321302N37DJHMYJR").get("/e").text
+    assert "新办企业开办补贴（示例）" not in html
+    assert "吸纳高校毕业生就业补贴（示例）" in html  # a policy for everywhere still is
 
 
 def test_the_comparison_comes_from_the_run_itself_when_its_policy_folder_is_gone(world: World) -> None:
@@ -432,7 +441,7 @@ def test_the_comparison_comes_from_the_run_itself_when_its_policy_folder_is_gone
         manifest["rules"]["path"] = str(world.root / "gone")  # the job's policy copy was deleted
         run.manifest = json.dumps(manifest, ensure_ascii=False)
     near = _section(sign_in(world, A).get("/e").text, "near_miss")
-    assert "裁员率 63.8% &gt; 5%" in near[near.index('data-policy="c-wenbao"') :]
+    assert "裁员率为63.8%，本事项要求裁员率不高于5%" in near[near.index('data-policy="c-wenbao"') :]
 
 
 def test_missing_data_names_the_field_and_its_department(world: World) -> None:
@@ -444,17 +453,19 @@ def test_missing_data_names_the_field_and_its_department(world: World) -> None:
 
 def test_the_cache_of_a_run_is_built_when_the_run_is_imported(world: World) -> None:
     cache = world.app.state.standings.cache_root
-    assert (cache / f"{world.run_id}.parquet").is_file()  # the template's run: no page was viewed yet
+    assert (
+        cache / f"{world.run_id}.v{standings.CACHE_VERSION}.parquet"
+    ).is_file()  # the template's run: no page was viewed yet
     r = world.client.post("/api/runs", json={"snapshot": "conformance"}, headers=world.auth("reviewer"))
     assert r.status_code == 202, r.text
     assert world.run_jobs() == 1
     job = world.client.get(f"/api/runs/{r.json()['id']}", headers=world.auth("reviewer")).json()
     assert job["state"] == "done" and job["imported"] and job["run_id"] != world.run_id, job
-    built = cache / f"{job['run_id']}.parquet"
+    built = cache / f"{job['run_id']}.v{standings.CACHE_VERSION}.parquet"
     assert built.is_file()
     stamp = built.stat().st_mtime_ns
     near = _section(sign_in(world, A).get("/e").text, "near_miss")  # the first view reads it as it is
-    assert "裁员率 63.8% &gt; 5%" in near and built.stat().st_mtime_ns == stamp
+    assert "裁员率为63.8%，本事项要求裁员率不高于5%" in near and built.stat().st_mtime_ns == stamp
 
 
 def test_standings_are_read_from_a_per_run_cache_not_recomputed(world: World) -> None:
@@ -489,7 +500,7 @@ def test_the_timeline_follows_an_offer_to_the_bank(world: World) -> None:
     offer = _offer_of(world, A, "c-gaoxin")
     client = sign_in(world, A)
     page = client.get(f"/e/offers/{offer}").text
-    assert "待初核" in page and "等待市科学技术局初核" in page and "150,000.00" in page
+    assert "审核中" in page and "等待市科学技术局初核" in page and "150,000.00" in page
     links = world.notify("c-gaoxin")
     sms = [m for m in world.app.state.phone.sent if m.kind == "notice" and m.phone == "13999235777"][-1]
     page = client.get(f"/e/offers/{offer}").text

@@ -141,6 +141,7 @@ def test_maker_checker_bank_files_and_return_file(world: World) -> None:
         "拨付日期",
     ]
     assert len(rows) == 2 and rows[1][3] == "高新技术企业奖励（示例）"
+    assert rows[1][5] in ("一次性", "2025年度") and re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日", rows[1][7])
     funnel = w.client.get("/api/reports/funnel?policy_id=c-gaoxin", headers=w.auth("auditor")).json()
     assert {s["stage"]: s["count"] for s in funnel["stages"]}["paid"] == 1
     trail = w.client.get(f"/api/batches/{ref}/audit", headers=w.auth("auditor")).json()

@@ -131,6 +131,9 @@ def test_the_console_shows_each_error_at_its_line_then_publishes_a_good_file(wor
     assert refused.status_code == 422
     assert 'class="line bad" id="L23"' in refused.text
     assert 'data-line="23"' in refused.text and "age_yaers" in refused.text
+    # Staff read it in words: names in Chinese quotation marks, no command lines, no backticks.
+    assert "“age_years”" in refused.text and "`" not in refused.text.split('id="problems"')[1]
+    assert "zhida rules" not in refused.text
     good = browser.post(
         "/console/policies/upload", data={"csrf": csrf}, files={"file": ("c-gaoxin.yaml", GAOXIN_V2)}
     )

@@ -87,6 +87,71 @@ def test_filters_narrow_the_queue_and_all_matching_holds_exactly_that_set(world:
     assert all(after[o["public_id"]] == "held" for o in wanted)
 
 
+def test_industry_and_size_filters_narrow_the_queue_and_all_matching_acts_on_exactly_that_set(
+    world: World,
+) -> None:
+    w = world
+    offers = [o for o in every_offer(w) if o["state"] in REVIEW]
+    # Carried from the run's profile (a size class is unknown where the enterprise's figures are missing).
+    assert all(o["industry_section"] for o in offers)
+    assert sum(o["size_class"] is not None for o in offers) > len(offers) * 0.9
+    first = next(o for o in offers if o["size_class"])
+    wanted = [
+        o
+        for o in offers
+        if (o["industry_section"], o["size_class"]) == (first["industry_section"], first["size_class"])
+    ]
+    assert 0 < len(wanted) < len(offers)
+    params = {"industry": first["industry_section"], "size_class": first["size_class"], "size": "500"}
+    reviewer = w.browser("reviewer")
+    queue = reviewer.get("/console/review", params=params)
+    assert shown_total(queue.text) == len(wanted)
+    assert sorted(listed(queue.text)) == sorted(o["public_id"] for o in wanted)
+    # Chosen from lists with their Chinese names (GB/T 4754 sections, size classes in words).
+    industry_select = queue.text.split('name="industry"')[1].split("</select>")[0]
+    assert re.search(
+        rf'<option value="{first["industry_section"]}" selected>{first["industry_section"]} \w+',
+        industry_select,
+    )
+    assert '<option value="micro"' in queue.text and "微型企业</option>" in queue.text
+
+    total = sum((Decimal(o["amount"]) for o in wanted), Decimal("0"))
+    asked = reviewer.post(
+        "/console/review/preview",
+        data={
+            **params,
+            "csrf": csrf_of(queue.text),
+            "action": "hold",
+            "scope": "matching",
+            "reason": "核实规模",
+        },
+    )
+    assert f"将暂缓 <strong>{len(wanted):,}</strong> 条要约" in asked.text
+    scope = asked.text.split('id="scope-words">')[1].split("</p>")[0]
+    assert "行业：" in scope and "规模：" in scope and first["size_class"] not in scope
+    url, fields = confirm_form(asked.text)
+    assert fields["industry"] == [first["industry_section"]] and fields["size_class"] == [first["size_class"]]
+    done = reviewer.post(url, data=fields)
+    assert f"已暂缓 {len(wanted):,} 条，合计 {total:,.2f} 元" in done.text
+    after = {o["public_id"]: o["state"] for o in every_offer(w)}
+    assert {pid for pid, state in after.items() if state == "held"} >= {o["public_id"] for o in wanted}
+    others = [o for o in offers if o not in wanted and o["state"] == "drafted"]
+    assert all(after[o["public_id"]] == "drafted" for o in others)
+
+
+def test_an_industry_or_size_not_on_the_list_is_refused_in_words(shared: World) -> None:
+    reviewer = shared.browser("reviewer")
+    for params in ({"industry": "1"}, {"size_class": "huge"}):
+        page = reviewer.get("/console/review", params=params).text
+        assert "应从列表中选择" in page and shown_total(page) == 0
+    api = shared.client.post(
+        "/api/review/preview",
+        json={"action": "hold", "filter": {"size_class": "huge"}},
+        headers=shared.auth("reviewer"),
+    )
+    assert api.status_code == 422
+
+
 def test_the_enterprise_box_finds_by_name_or_uscc_prefix(shared: World) -> None:
     w = shared
     offers = [o for o in every_offer(w) if o["state"] in REVIEW]
@@ -146,9 +211,11 @@ def test_the_export_is_the_filtered_list_for_chinese_excel(shared: World) -> Non
     for row in body:
         o = by_id[row[-1]]
         assert row[0] == f'="{o["uscc"]}"'  # text in Excel: no 9.1E+17, no lost zeros
-        assert row[10] == f'="{o["account_masked"]}"' and "****" in row[10]  # masked, as text
-        assert row[3] == o["policy_title"] and Decimal(row[6]) == Decimal(o["amount"])
-    assert not any("****" not in row[10] and row[10] for row in body)
+        assert row[12] == f'="{o["account_masked"]}"' and "****" in row[12]  # masked, as text
+        assert row[5] == o["policy_title"] and Decimal(row[8]) == Decimal(o["amount"])
+        sizes = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型", None: ""}
+        assert row[4] == sizes[o["size_class"]]  # the size class in words, not large/micro
+    assert not any("****" not in row[12] and row[12] for row in body)
 
 
 def test_an_offers_trail_reads_in_chinese_with_titles_and_region(world: World) -> None:
@@ -190,3 +257,28 @@ def test_a_list_longer_than_the_count_cap_says_more_and_still_pages_on(
     )
     drafted = [o for o in waiting if o["state"] == "drafted"]  # what a hold acts on
     assert f"将暂缓 <strong>{len(drafted):,}</strong> 条要约" in asked.text
+
+
+def test_offers_imported_before_the_industry_and_size_columns_are_filled_from_their_runs_snapshot(
+    world: World,
+) -> None:
+    from sqlalchemy import select, update
+
+    from payouts import imports
+    from payouts.db import transaction
+    from payouts.models import MatchRun, Offer
+
+    engine = world.app.state.engine
+    with transaction(engine) as s:
+        before = dict(
+            s.execute(select(Offer.public_id, Offer.industry_section + ":" + Offer.size_class)).all()
+        )
+        s.execute(update(Offer).values(industry_section=None, size_class=None))  # as imported before 0012
+    with transaction(engine) as s:
+        (run,) = s.scalars(select(MatchRun)).all()
+        filled = imports.backfill_profile_keys(s, run)
+    with transaction(engine) as s:
+        after = dict(
+            s.execute(select(Offer.public_id, Offer.industry_section + ":" + Offer.size_class)).all()
+        )
+    assert after == before and filled == len(before)

@@ -358,6 +358,60 @@ def test_some_data_is_missing(db: duckdb.DuckDBPyConnection) -> None:
         assert 0.002 < nulls < 0.06, (table, column)
 
 
+def test_firm_names_start_with_their_own_city_province_or_county(db: duckdb.DuckDBPyConnection) -> None:
+    """A firm coded 370102 (济南) is 济南…, never 淮安市…: the name prefix follows the region code."""
+    for county in COUNTIES:
+        starts = {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT name FROM enterprises WHERE region_code = ?", [county.code]
+            ).fetchall()
+        }
+        assert starts
+        allowed = (county.city, county.province, county.name_prefix)
+        wrong = [n for n in starts if not n.startswith(allowed)]
+        assert not wrong, (county.code, wrong[:3])
+    assert one(db, "SELECT count(*) FROM enterprises WHERE region_code = '370102' AND name LIKE '淮安%'") == 0
+
+
+def test_statistics_listing_follows_revenue_and_shows_newly_listed_firms(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    """统计局 名录: industrial firms listed exactly when their year's revenue reaches 2000万; some cross it."""
+    wrong = one(
+        db,
+        """SELECT count(*) FROM stats_listing l
+           JOIN annual_reports a USING (uscc, year) JOIN enterprises e USING (uscc)
+           WHERE e.industry_code[1] = 'C' AND l.above_scale <> (a.revenue >= 20000000)""",
+    )
+    assert wrong == 0
+    newly = one(
+        db,
+        """SELECT count(*) FROM stats_listing now JOIN stats_listing before USING (uscc)
+           WHERE now.year = 2024 AND before.year = 2023 AND now.above_scale AND NOT before.above_scale""",
+    )
+    assert newly > 0
+    assert one(db, "SELECT count(*) FROM stats_listing WHERE uscc NOT IN (SELECT uscc FROM enterprises)") == 0
+
+
+def test_high_tech_firms_were_first_recognised_in_different_years_some_re_recognised(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    """Several certificates per firm, so first recognition and re-recognition can be told apart."""
+    years = one(
+        db,
+        "SELECT count(DISTINCT year(first)) FROM (SELECT min(cert_date) AS first FROM certifications"
+        " WHERE cert_type = 'high_tech' GROUP BY uscc)",
+    )
+    assert years >= 5
+    renewed = one(
+        db,
+        "SELECT count(*) FROM (SELECT uscc FROM certifications WHERE cert_type = 'high_tech'"
+        " GROUP BY uscc HAVING count(*) > 1)",
+    )
+    assert renewed > 0
+
+
 def test_certificates_have_types_validity_and_expired_ones(db: duckdb.DuckDBPyConnection) -> None:
     types = dict(db.execute("SELECT cert_type, count(*) FROM certifications GROUP BY 1").fetchall())
     assert set(types) == {"high_tech", "srdi", "srdi_little_giant", "tech_sme"}

@@ -58,6 +58,7 @@ CONTRACT_TYPES: dict[str, dict[str, pa.DataType]] = {
         "cert_date": pa.date32(),
         "expiry_date": pa.date32(),
     },
+    "stats_listing": {"uscc": pa.string(), "year": pa.int32(), "above_scale": pa.bool_()},
     "bank_accounts": {
         "uscc": pa.string(),
         "bank_name": pa.string(),

@@ -45,7 +45,7 @@ REGIONS = ["320803", "320804", "320812", "320830", "330100"]
 INDUSTRIES = ["C3911", "C1311", "I6513", "F5211", "M7320", "J6620"]
 STATUSES = ["存续", "在业", "吊销", "注销"]
 RATINGS = ["A", "B", "M", "C", "D"]
-SIZES = ["large", "medium", "small", "micro"]
+SIZES = ["large", "medium", "small", "micro", "not_applicable"]
 DATES = [dt.date(2019, 12, 31), dt.date(2020, 1, 1), dt.date(2021, 6, 15), dt.date(2024, 2, 29)]
 
 INTS = [f.name for f in FIELDS if f.type == "integer"]
@@ -202,6 +202,10 @@ def atom(draw: st.DrawFn) -> str:
                     't"P1D" + reg_date > d"2024-03-01"',
                     'reg_date + t"P366D" >= d"2025-03-01"',
                     'reg_date + (t"P1D" + t"PT12H") < d"2021-06-16"',
+                    # first recognition and the current certificate, as the library's policies ask
+                    "high_tech_first_date.year == 2024",
+                    'srdi_little_giant_cert_date >= d"2021-06-15" and srdi_little_giant_first_date < d"2020-01-01"',
+                    "tech_sme_cert_date > tech_sme_first_date",
                 ]
             )
         )

@@ -1,10 +1,15 @@
-"""Ratios are exact from the registry tables up: "不低于5%" at exactly 5% is met, on both engines.
+"""From the registry tables up: ratios are exact ("不低于5%" at exactly 5% is met), and the facts the real
+documents name (first recognition, the statistics bureau's list, last year's figures) are what they say,
+on both engines.
 
 The differential test here starts from snapshot tables, not from ready profiles: random enterprises with
 R&D expense and revenue, insured headcounts at the year's start and end, planted exactly on, one fen
-(one person) above and one below every ratio threshold, go through the real loader, profile and plan;
-the profile is computed independently in Python with Decimal (`ratio_cases`) and the rule-engine
-reference must agree on every status, and every near miss must show the ratio's exact figure.
+(one person) above and one below every ratio threshold; certificates of every type issued on several
+dates, some expired; rows of the statistics bureau's list for the assessment year and the year before
+(or no such table at all); and last year's annual report and tax rows. They go through the real loader,
+profile and plan; the profile is computed independently in Python with Decimal (`ratio_cases`,
+`facts_of` here) and the rule-engine reference must agree on every status, and every near miss must
+show the exact figures.
 """
 
 from __future__ import annotations
@@ -57,14 +62,23 @@ def _policy_text(pid: str, items: dict[str, list[str]]) -> str:
     return text
 
 
-def _tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+def _tables(rows: list[dict[str, Any]], listing: bool) -> dict[str, list[dict[str, Any]]]:
     """Snapshot tables for enterprises with the given yearly values (None: an empty cell; a row without
-    `annual`/`tax`/`insured` has no row in that table)."""
+    `annual`/`tax`/`insured` has no row in that table), their certificates, last year's rows and, when
+    `listing`, the statistics bureau's list (otherwise no such table is delivered)."""
     tables = default_tables(len(rows))
     tables["enterprises"] = [enterprise(n, reg_date=r["reg_date"].isoformat()) for n, r in enumerate(rows)]
-
-    def text(value: object) -> str:
-        return "" if value is None else format(value, "f") if isinstance(value, Decimal) else str(value)
+    text = _text
 
     def keep(table: str, present: str, values: dict[str, str]) -> None:
         tables[table] = [
@@ -76,7 +90,84 @@ def _tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     keep("annual_reports", "annual", {"revenue": "revenue", "employees": "employees"})
     keep("tax", "tax", {"rd_expense": "rd_expense"})
     keep("social_insurance", "insured", {"insured_start": "insured_start", "insured_end": "insured_end"})
+    tables["certifications"] = [
+        {"uscc": r["uscc"], "cert_type": t, "cert_date": text(issued), "expiry_date": text(expiry)}
+        for r in rows
+        for t, issued, expiry in r["certificates"]
+    ]
+    for r in rows:
+        if r["annual_prev"]:
+            tables["annual_reports"].append(
+                {
+                    "uscc": r["uscc"],
+                    "year": "2023",
+                    "employees": text(r["employees_prev"]),
+                    "revenue": text(r["revenue_prev"]),
+                    "total_assets": "1000.00",
+                }
+            )
+        if r["tax_prev"]:
+            tables["tax"].append(
+                {
+                    "uscc": r["uscc"],
+                    "year": "2023",
+                    "tax_paid": text(r["tax_paid_prev"]),
+                    "rd_expense": text(r["rd_expense_prev"]),
+                    "credit_rating": "A",
+                }
+            )
+    if listing:
+        tables["stats_listing"] = [
+            {"uscc": r["uscc"], "year": str(year), "above_scale": text(listed)}
+            for r in rows
+            for year, listed in r["listed"].items()
+        ]
     return tables
+
+
+# Certificates are drawn around the boundaries of "recognised in 2024": the turn of each year, the as-of
+# date (a certificate issued on it, one expiring on it or the day before).
+CERT_DATES = [
+    dt.date(2018, 12, 31),
+    dt.date(2021, 1, 1),
+    dt.date(2023, 12, 31),
+    dt.date(2024, 1, 1),
+    dt.date(2024, 12, 31),
+    dt.date(2025, 1, 1),
+    dt.date(2025, 9, 30),
+]
+EXPIRIES = [None, dt.date(2025, 9, 29), dt.date(2025, 9, 30), dt.date(2027, 12, 31)]
+CERT_TYPES = ["high_tech", "tech_sme", "srdi", "srdi_little_giant"]
+PREV_MONEY = [None, Decimal("0.00"), Decimal("999999.99"), Decimal("1000000.00"), Decimal("1000000.01")]
+
+
+@st.composite
+def certificates(draw: st.DrawFn) -> list[tuple[str, dt.date, dt.date | None]]:
+    """Up to four certificates, at most one per type and issue date (the table's key)."""
+    drawn = draw(
+        st.lists(
+            st.tuples(st.sampled_from(CERT_TYPES), st.sampled_from(CERT_DATES), st.sampled_from(EXPIRIES)),
+            max_size=4,
+            unique_by=lambda c: (c[0], c[1]),
+        )
+    )
+    return [
+        (t, issued, expiry if expiry is None or expiry >= issued else None) for t, issued, expiry in drawn
+    ]
+
+
+def facts_of(row: dict[str, Any], listing: bool) -> dict[str, Any]:
+    """The certificate dates and the statistics listing as the catalog defines them, from the drawn rows."""
+    for t in CERT_TYPES:
+        issued = [d for kind, d, _ in row["certificates"] if kind == t and d <= AS_OF]
+        valid = [
+            d for kind, d, e in row["certificates"] if kind == t and d <= AS_OF and (e is None or e >= AS_OF)
+        ]
+        row[f"{t}_first_date"] = min(issued, default=None)
+        row[f"{t}_cert_date"] = max(valid, default=None)
+    row["listed_above_scale"] = row["listed"].get(2024) if listing else None
+    row["listed_above_scale_prev"] = row["listed"].get(2023) if listing else None
+    return row
 
 
 DATES = [dt.date(2019, 12, 31), dt.date(2020, 1, 1), dt.date(2023, 9, 30), dt.date(2024, 2, 29)]
@@ -107,6 +198,14 @@ def enterprise_values(draw: st.DrawFn, n: int) -> dict[str, Any]:
         row["rd_expense"] = row["revenue"] = row["employees"] = None
     bound, m, offset, _ = draw(PLANT)
     row["insured_start"], row["insured_end"] = planted_counts(bound, m, offset)
+    row["tax_paid"] = Decimal("100000.00") if row["tax"] else None  # default_tables' tax_paid
+    row["certificates"] = draw(certificates())
+    row["listed"] = draw(st.dictionaries(st.sampled_from([2023, 2024]), st.booleans(), max_size=2))
+    row["annual_prev"], row["tax_prev"] = draw(st.booleans()), draw(st.booleans())
+    row["employees_prev"] = draw(st.sampled_from([None, 9, 10, 11])) if row["annual_prev"] else None
+    row["revenue_prev"] = draw(st.sampled_from(PREV_MONEY)) if row["annual_prev"] else None
+    row["tax_paid_prev"] = draw(st.sampled_from(PREV_MONEY)) if row["tax_prev"] else None
+    row["rd_expense_prev"] = draw(st.sampled_from(PREV_MONEY)) if row["tax_prev"] else None
     insured_case = draw(st.sampled_from(["planted"] * 4 + ["none insured", "no end", "no row"]))
     if insured_case == "none insured":
         row["insured_start"] = 0
@@ -123,8 +222,36 @@ FIELDS = ["rd_ratio", "layoff_rate"]
 
 
 @st.composite
+def fact_rule(draw: st.DrawFn) -> str:
+    """A condition on the facts the real documents name, as the library's policies write them."""
+    op = draw(st.sampled_from(OPS))
+    cert = draw(st.sampled_from(CERT_TYPES))
+    return draw(
+        st.sampled_from(
+            [
+                f"{cert}_first_date.year == 2024",
+                f'{cert}_first_date >= d"2024-01-01" and {cert}_first_date <= d"2024-12-31"',
+                f'{cert}_cert_date.year == 2024 and {cert}_first_date < d"2024-01-01"',
+                f'{cert}_cert_date {op} d"2025-01-01"',
+                f"{cert}_cert_date {op} {cert}_first_date",
+                "listed_above_scale and not listed_above_scale_prev",
+                f"listed_above_scale {draw(st.sampled_from(['==', '!=']))} listed_above_scale_prev",
+                f"rd_expense - rd_expense_prev {op} 1000000",
+                f"rd_expense_prev {op} 1000000",
+                f"revenue {op} revenue_prev * 1.2",
+                f"employees_prev {op} 10",
+                f"tax_paid_prev + tax_paid {op} 1000000.01",
+                f"employees {op} employees_prev",
+            ]
+        )
+    )
+
+
+@st.composite
 def ratio_rule(draw: st.DrawFn) -> str:
     op = draw(st.sampled_from(OPS))
+    if draw(st.integers(0, 3)) == 0:
+        return draw(fact_rule())
     return draw(
         st.one_of(
             st.builds(lambda f, b: f"{f} {op} {b}", st.sampled_from(FIELDS), st.sampled_from(RATIO_BOUNDS)),
@@ -149,7 +276,7 @@ def _value_text(rule: str, row: dict[str, Any]) -> str:
     parts = []
     for f in parse(rule).fields:
         v = row[f]
-        parts.append(f"{f}={shown(v) if f in FIELDS else v.isoformat() if isinstance(v, dt.date) else v}")
+        parts.append(f"{f}={shown(v) if f in FIELDS else _text(v)}")
     return "; ".join(parts)
 
 
@@ -184,14 +311,15 @@ def _got(results: list[tuple[Any, ...]]) -> dict[tuple[str, str, str], Any]:
 RESULTS = "SELECT policy_id, item_id, uscc, status, condition_id, value, fields, amount FROM results"
 
 
-def _case(data: st.DataObject) -> tuple[list[Any], list[dict[str, Any]], str]:
-    rows = [data.draw(enterprise_values(n)) for n in range(data.draw(st.integers(1, 12)))]
+def _case(data: st.DataObject) -> tuple[list[Any], list[dict[str, Any]], str, bool]:
+    listing = data.draw(st.booleans())
+    rows = [facts_of(data.draw(enterprise_values(n)), listing) for n in range(data.draw(st.integers(1, 12)))]
     items = {
         f"i{n}": data.draw(st.lists(ratio_rule(), min_size=1, max_size=2))
         for n in range(data.draw(st.integers(1, 6)))
     }
     text = _policy_text("r0", items)
-    return [parse_policy_text(text, "r0.yaml")], rows, text
+    return [parse_policy_text(text, "r0.yaml")], rows, text, listing
 
 
 @settings(
@@ -201,10 +329,10 @@ def _case(data: st.DataObject) -> tuple[list[Any], list[dict[str, Any]], str]:
 )
 @given(data=st.data())
 def test_match_from_registry_tables_equals_the_decimal_reference(data: st.DataObject) -> None:
-    policies, rows, text = _case(data)
+    policies, rows, text, listing = _case(data)
     with tempfile.TemporaryDirectory() as tmp:
         con = duckdb.connect()
-        report = load_snapshot(write_snapshot(Path(tmp) / "snap", _tables(rows)), con)
+        report = load_snapshot(write_snapshot(Path(tmp) / "snap", _tables(rows, listing)), con)
         assert report.rejected_total == 0, report.to_json()
         table = build_profile(con, 2024, AS_OF)
         match_profiles(con, policies, {2024: table})
@@ -227,9 +355,9 @@ def test_spark_match_from_registry_tables_equals_the_decimal_reference(
 ) -> None:
     from matcher.spark_engine import build_profile_spark, load_snapshot_spark, match_profiles_spark
 
-    policies, rows, text = _case(data)
+    policies, rows, text, listing = _case(data)
     with tempfile.TemporaryDirectory() as tmp:
-        load_snapshot_spark(spark, str(write_snapshot(Path(tmp) / "snap", _tables(rows))))
+        load_snapshot_spark(spark, str(write_snapshot(Path(tmp) / "snap", _tables(rows, listing))))
         table = build_profile_spark(spark, 2024, AS_OF)
         match_profiles_spark(spark, policies, {2024: table})
         got = _got([tuple(r) for r in spark.sql(RESULTS).collect()])

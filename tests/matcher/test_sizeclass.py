@@ -242,7 +242,7 @@ def test_an_unused_indicator_may_be_null(row: Row, expected: str) -> None:
 @pytest.mark.parametrize(
     "code",
     [
-        "J6620",  # 金融业: its own standard
+        "J6620",  # 金融业: its own standard, not applied yet
         "P8310",  # 教育
         "Q8411",  # 卫生
         "G5310",  # 铁路运输业
@@ -335,7 +335,7 @@ def test_above_scale_rows_do_not_overlap() -> None:
 # --- SQL and Python agree; Spark renders the same plan ----------------------------------------------------
 
 SAMPLE_CODES = [code for _, code, _ in DOCUMENT_TABLE] + [code for code, _ in ABOVE_BOUNDS]
-SAMPLE_CODES += ["J6620", "P8310", "K7010", "E4710", "G59", "K70", "G", "X1234", None]
+SAMPLE_CODES += ["J6610", "J6631", "J6911", "P8310", "K7010", "E4710", "G59", "K70", "G", "X1234", None]
 PERSON_BOUNDS = sorted(
     {b for _, _, inds in DOCUMENT_TABLE for ind, bs in inds.items() if ind == "X" for b in bs}
 )
@@ -374,7 +374,14 @@ def test_sql_equals_python_on_a_generated_sample(rows: list[Row]) -> None:
 
 
 def test_results_are_catalog_size_classes() -> None:
-    assert set(boundary_sql()) == set(SIZE_CLASSES)
+    assert set(boundary_sql()) | {"not_applicable"} == set(SIZE_CLASSES)
+
+
+@pytest.mark.parametrize("code", ["J6610", "J6650", "J6750", "J6850"])
+def test_central_banking_and_regulators_are_not_applicable_whatever_their_figures(code: str) -> None:
+    """Not NULL: a size class no standard defines is not missing data to ask the enterprise for."""
+    for row in ((code, 5, Decimal("1.00"), Decimal("1.00")), (code, None, None, None)):
+        assert both_size(row) == ("not_applicable", "not_applicable")
 
 
 def test_spark_rendering_parses_and_gives_the_same_answers() -> None:

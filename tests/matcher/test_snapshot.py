@@ -549,3 +549,20 @@ def test_check_command_exits_one_naming_the_unusable_table(
     assert exited.value.code == 1
     err = capsys.readouterr().err
     assert "tax.csv" in err and "credit_rating" in err
+
+
+def test_statistics_listing_is_optional_and_checked_like_the_other_yearly_tables(tmp_path: Path) -> None:
+    tables = default_tables()
+    tables["stats_listing"] = [
+        {"uscc": C0, "year": "2024", "above_scale": "true"},
+        {"uscc": uscc(1), "year": "2024", "above_scale": "是"},  # bad_value
+        {"uscc": uscc(2), "year": "2026", "above_scale": "false"},  # after taken_at's year
+        {"uscc": uscc(99), "year": "2024", "above_scale": "true"},  # orphan
+    ]
+    con, report = load(write_snapshot(tmp_path / "with", tables))
+    t = report.tables["stats_listing"]
+    assert t.rejected == {"bad_value": 1, "year_out_of_range": 1, "orphan": 1}
+    assert rows(con, "SELECT uscc, year, above_scale FROM stats_listing") == [(C0, 2024, True)]
+    con, report = load(write_snapshot(tmp_path / "without", default_tables()))
+    assert report.tables["stats_listing"].file is None
+    assert rows(con, "SELECT count(*) FROM stats_listing") == [(0,)]

@@ -203,8 +203,8 @@ class Matched:
 
 @pytest.fixture(scope="module")
 def library() -> list[Any]:
-    policies = list(load_ruleset(library_dir()))  # all of them, active or not: three assessment years
-    assert len(policies) == 8
+    policies = list(load_ruleset(library_dir()))  # all of them, active or not: several assessment years
+    assert len(policies) >= 30 and len({p.assessment_year for p in policies}) >= 3
     return policies
 
 

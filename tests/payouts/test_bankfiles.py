@@ -37,7 +37,7 @@ def test_the_csv_has_the_batch_count_and_total_in_its_header_and_one_row_per_tra
 ) -> None:
     with tx() as s:
         e = batches.export(s, approved, "maker", tmp_path, t0 + 4 * H)
-    rows = list(csv.reader(io.StringIO(e.csv_path.read_text(encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(e.csv_path.read_text(encoding="utf-8-sig"))))
     header = dict(zip(rows[0][::2], rows[0][1::2], strict=True))
     assert (header["批次号"], header["总笔数"], header["总金额"], header["币种"]) == (
         approved,
@@ -156,6 +156,70 @@ def test_a_malformed_return_file_is_refused_with_its_problems() -> None:
         and "第 3 行：状态" in str(e.value)
         and "第 4 行：失败的明细必须有失败原因" in str(e.value)
     )
+
+
+def _as_excel_reads(data: bytes, encoding: str) -> list[list[str]]:
+    """The cells Excel shows for a CSV: the text decoded as `encoding` (the BOM taken as the marker it
+    is), each cell with the blanks around it dropped, as Excel displays a text cell."""
+    rows = list(csv.reader(io.StringIO(data.decode(encoding), newline="")))
+    return [[cell.strip() for cell in r] for r in rows]
+
+
+def test_the_csv_opens_in_chinese_excel_with_its_names_and_every_digit_of_the_accounts(
+    tx, approved, tmp_path, t0, monkeypatch
+) -> None:
+    monkeypatch.delenv("ZHIDA_BANK_CSV_ENCODING", raising=False)
+    with tx() as s:
+        e = batches.export(s, approved, "maker", tmp_path, t0 + 4 * H)
+    data = e.csv_path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads UTF-8, not GBK
+    raw = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    # Every account number after a tab: Excel keeps it as text (never 4.30015E+19); the digits are intact.
+    accounts = [r[3] for r in raw[2:]]
+    assert all(a.startswith("\t") and a[1:].isdigit() and len(a) == 21 for a in accounts)
+    assert raw[2][1].startswith("\t")  # the payer's account too
+    shown = _as_excel_reads(data, "utf-8-sig")
+    assert {r[3] for r in shown[2:]} == {f"4300150{n:013d}" for n in (1, 2, 3, 4)}
+    assert {r[4] for r in shown[2:]} == {f"示例企业{n}有限公司" for n in (1, 2, 3, 4)}
+    assert not any(cell.startswith("=") for r in raw for cell in r)  # no formula reaches the bank
+
+
+def test_a_bank_that_asks_for_gb18030_gets_it_without_a_bom(tx, approved, tmp_path, t0, monkeypatch) -> None:
+    monkeypatch.setenv("ZHIDA_BANK_CSV_ENCODING", "GB18030")
+    with tx() as s:
+        e = batches.export(s, approved, "maker", tmp_path, t0 + 4 * H)
+    data = e.csv_path.read_bytes()
+    assert not data.startswith(b"\xef\xbb\xbf")
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")  # it really is the Chinese code page, not UTF-8 relabelled
+    shown = _as_excel_reads(data, "gb18030")
+    assert shown[1] == list(bankfiles.CSV_COLUMNS)
+    assert {r[4] for r in shown[2:]} == {f"示例企业{n}有限公司" for n in (1, 2, 3, 4)}
+    assert {r[3] for r in shown[2:]} == {f"4300150{n:013d}" for n in (1, 2, 3, 4)}
+
+
+def test_an_unknown_bank_file_encoding_is_refused_naming_the_setting_and_its_values(monkeypatch) -> None:
+    from payouts.db import PayoutSettings
+    from rules.errors import PayoutError
+
+    monkeypatch.setenv("ZHIDA_BANK_CSV_ENCODING", "big5")
+    with pytest.raises(PayoutError, match=r"ZHIDA_BANK_CSV_ENCODING.*utf-8.*gb18030"):
+        PayoutSettings.from_env()
+
+
+def test_a_return_file_saved_from_excel_with_accounts_as_text_reconciles(tx, approved, tmp_path, t0) -> None:
+    with tx() as s:
+        e = batches.export(s, approved, "maker", tmp_path, t0 + 4 * H)
+    rows = list(csv.reader(io.StringIO(e.csv_path.read_text(encoding="utf-8-sig"))))
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(bankfiles.RETURN_COLUMNS)
+    for n, r in enumerate(rows[2:]):
+        account = r[3] if n % 2 else f'="{r[3].strip()}"'  # as the bank wrote it, or as Excel kept it
+        w.writerow([approved, r[8], account, r[6], "成功", ""])
+    with tx() as s:
+        done = batches.reconcile(s, approved, out.getvalue().encode("gb18030"), "maker", t0 + 5 * H)
+    assert (done.paid, done.failed, done.paid_amount) == (4, 0, Decimal("7500.50"))
 
 
 def test_a_return_file_is_read_streamed_in_chunks_from_an_open_file(

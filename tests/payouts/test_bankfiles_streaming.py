@@ -104,6 +104,6 @@ def test_the_streamed_csv_is_the_whole_file() -> None:
     out = io.BytesIO()
     bf.write_csv(b.header(), iter(b.lines), out, chunk=4)
     assert out.getvalue() == bf.render_csv(b)
-    rows = list(csv.reader(io.StringIO(out.getvalue().decode("utf-8"), newline="")))
+    rows = list(csv.reader(io.StringIO(out.getvalue().decode("utf-8-sig"), newline="")))
     assert len(rows) == 27 and rows[0][3] == "25" and rows[0][5] == f"{b.total:.2f}"
     assert [r[8] for r in rows[2:]] == [ln.reference for ln in b.lines]

@@ -62,7 +62,7 @@ def test_a_batch_of_70000_offers_is_made_approved_exported_and_reconciled(
         (moved,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "batch")).all()
         assert (moved.entity, moved.entity_id, f'"count":{N}' in moved.data) == ("offers", ref, True)
 
-    rows = list(csv.reader(io.StringIO(files.csv_path.read_text(encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(files.csv_path.read_text(encoding="utf-8-sig"))))
     header = dict(zip(rows[0][::2], rows[0][1::2], strict=True))
     assert (header["总笔数"], header["总金额"]) == (str(N), f"{expected:.2f}")
     assert len(rows) == N + 2 and sum(Decimal(r[6]) for r in rows[2:]) == expected

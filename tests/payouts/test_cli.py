@@ -145,3 +145,13 @@ def test_a_queued_sms_wave_is_sent_by_a_worker_once(
     worker = Worker(context(engine, settings, phone), schedule={})
     assert worker.drain() == 1 and worker.drain() == 0
     assert len(phone.sent) == len({m.phone for m in phone.sent}) == 4
+
+
+def test_backfill_profile_names_a_run_whose_snapshot_is_gone_and_leaves_its_offers(
+    cli, small_run: Path
+) -> None:
+    cli(offers_cmd.app, "import", str(small_run), user="rev")  # a run folder without industry and size
+    out = cli(offers_cmd.app, "backfill-profile").output
+    assert re.search(r"匹配批次 \w+：未补充。匹配结果目录 .*缺少", out.replace("\n", ""))
+    again = cli(offers_cmd.app, "backfill-profile").output
+    assert "未补充" in again  # still nothing to fill them from: named again, nothing changed

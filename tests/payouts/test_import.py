@@ -157,3 +157,29 @@ def test_a_published_policy_version_cannot_change_between_runs(tx, ex, tmp_path:
         import_run(s, a, "rev", t0)
     with pytest.raises(RunImportError, match="不能改动：budget"), tx() as s:
         import_run(s, b, "rev", t0)
+
+
+def test_offers_carry_the_enterprises_industry_and_size_and_bad_ones_are_refused(tx, small_run, t0) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = small_run / "payees.parquet"
+    payees = pq.read_table(path)
+    n = payees.num_rows
+    good = payees.append_column("industry_section", pa.array(["C"] * n)).append_column(
+        "size_class", pa.array(["micro"] * (n - 1) + [None])
+    )
+    pq.write_table(good.append_column("extra", pa.array(["ignored"] * n)), path)
+    with tx() as s:
+        import_run(s, small_run, "rev", t0)
+        keys = set(s.execute(select(Offer.industry_section, Offer.size_class)).all())
+    assert keys <= {("C", "micro"), ("C", None)} and ("C", "micro") in keys
+
+    bad = payees.append_column("industry_section", pa.array(["CC"] * n)).append_column(
+        "size_class", pa.array(["huge"] * n)
+    )
+    pq.write_table(bad, path)
+    with tx() as s, pytest.raises(RunImportError) as refused:
+        import_run(s, small_run, "rev", t0)
+    assert "payees 的 industry_section 应为 一个大写字母" in str(refused.value)
+    assert "payees 的 size_class 应为 large、medium、small、micro 或空值，却有 'huge'" in str(refused.value)

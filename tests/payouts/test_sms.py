@@ -43,9 +43,29 @@ def test_a_long_title_is_shortened_but_never_the_link_or_the_amount(t0) -> None:
         amount=Decimal("1234567.89"),
         deadline=t0,
         link="https://zd.example.gov.cn/c/" + "x" * 22,
+        department="某某省某某市人力资源和社会保障局",
+        phone="0731-88888888",
     )
     assert len(text) <= sms.MAX_CHARS
     assert params["link"] in text and "1,234,567.89元" in text and "…" in text
+    assert "咨询0731-88888888" in text and text.endswith(params["link"])
+
+
+def test_the_sms_names_the_department_and_a_phone_and_a_round_amount_in_wan(t0) -> None:
+    text, _ = sms.render(
+        "notice",
+        sign="惠企直达",
+        name="福州某某科技有限公司",
+        title="福建省新认定国家级专精特新“小巨人”企业奖励",
+        amount=Decimal("500000.00"),
+        deadline=t0,
+        link="https://zd.example.gov.cn/c/" + "x" * 22,
+        department="福建省工业和信息化厅",
+        phone="12345",
+    )
+    assert text.startswith("【惠企直达】福建省工业和信息化厅：福州某某科技有限公司符合")
+    assert "可获50万元" in text and "无需提交材料" in text and "咨询12345" in text
+    assert len(text) <= sms.MAX_CHARS
 
 
 def test_reminders_go_out_3_and_1_days_before_the_deadline_once_each(tx, notified, settings, t0) -> None:

@@ -97,7 +97,7 @@ def test_the_value_is_checked_against_the_catalog_type(tx, tmp_path, t0) -> None
 
 def test_a_derived_field_names_the_inputs_to_supply(tx, tmp_path, t0) -> None:
     assert [f.name for f in supplied.inputs_for("layoff_rate")] == ["insured_start", "insured_end"]
-    with pytest.raises(PayoutError, match="年初参保人数（insured_start）、年末参保人数（insured_end）"):
+    with pytest.raises(PayoutError, match="应补充：年初参保人数、年末参保人数"):
         _submit(tx, tmp_path, t0, missing=LAYOFF, field="layoff_rate", value="0.01")
     _submit(tx, tmp_path, t0, missing=LAYOFF, field="insured_end", value="20")
     with pytest.raises(PayoutError, match="不能由企业直接补充"):
@@ -170,3 +170,76 @@ def test_department_ownership_reads_the_catalogs_names() -> None:
     assert supplied.owns("某市市场监督管理局", "市场监督管理局（企业年报）")
     assert not supplied.owns("市科学技术局", "人力资源和社会保障局")
     assert not supplied.owns(None, "税务局")
+
+
+def _line(policy: str, item: str, field: str, year: int | None = 2024) -> supplied.MissingLine:
+    inputs, refusal = [], None
+    try:
+        inputs = supplied.inputs_for(field)
+    except PayoutError as e:
+        refusal = str(e)
+    label = supplied.CATALOG[field].label
+    return supplied.MissingLine(
+        Missing(policy, item, field, year), f"政策{policy}", f"事项{item}", label, "部门", inputs, refusal
+    )
+
+
+def test_each_missing_field_is_asked_once_per_enterprise_grouped_by_department() -> None:
+    # Three items miss 失业保险欠费, two miss 裁员率 (asked as 年初/年末参保人数), one misses 年初参保人数
+    # itself, one misses 高新技术企业 (a registry flag): each stored field is asked once.
+    lines = [
+        _line("wengang", "sme", "ui_arrears"),
+        _line("wengang", "large", "ui_arrears"),
+        _line("kuogang", "hire", "ui_arrears"),
+        _line("wengang", "sme", "layoff_rate"),
+        _line("wengang", "large", "layoff_rate"),
+        _line("kuogang", "hire", "insured_start"),
+        _line("gaoxin", "award", "is_high_tech"),
+        _line("gaoxin", "bonus", "is_high_tech"),
+        _line("old", "x", "ui_arrears", year=2023),  # another assessment year: another value
+    ]
+    groups, refusals = supplied.asks(lines)
+    asked = [(a.key, a.items) for g in groups for a in g.asks]
+    assert sorted(k for k, _ in asked) == [
+        "insured_end@2024",
+        "insured_start@2024",
+        "ui_arrears@2023",
+        "ui_arrears@2024",
+    ]
+    assert len(groups) == 1 and groups[0].department == supplied.CATALOG["ui_arrears"].department
+    by_key = {a.key: a for a in groups[0].asks}
+    assert by_key["ui_arrears@2024"].items == (
+        "政策wengang·事项sme",
+        "政策wengang·事项large",
+        "政策kuogang·事项hire",
+    )
+    assert by_key["insured_start@2024"].computes == ("裁员率",)
+    assert [(r.label, r.items) for r in refusals] == [
+        ("高新技术企业", ("政策gaoxin·事项award", "政策gaoxin·事项bonus"))
+    ]
+
+
+def test_one_evidence_file_backs_several_fields_and_one_bad_value_writes_nothing(tx, tmp_path, t0) -> None:
+    values = [
+        (LAYOFF, "insured_start", "30"),
+        (LAYOFF, "insured_end", "二十"),
+        (PREMIUM, "ui_premium_paid", "10"),
+    ]
+    with tx() as s, pytest.raises(PayoutError, match="年末参保人数”应为不小于 0 的整数"):
+        supplied.submit_several(
+            s, uscc=ENTERPRISE, values=values, evidence=PDF, evidence_name="社保证明.pdf",
+            evidence_dir=tmp_path / "evidence", now=t0,
+        )  # fmt: skip
+    assert not (tmp_path / "evidence").exists()
+    values[1] = (LAYOFF, "insured_end", "20")
+    with tx() as s:
+        rows = supplied.submit_several(
+            s, uscc=ENTERPRISE, values=values, evidence=PDF, evidence_name="社保证明.pdf",
+            evidence_dir=tmp_path / "evidence", now=t0,
+        )  # fmt: skip
+        assert [(r.field, r.value) for r in rows] == [
+            ("insured_start", "30"),
+            ("insured_end", "20"),
+            ("ui_premium_paid", "10.00"),
+        ]
+        assert len({r.evidence_path for r in rows}) == 1 and len(list((tmp_path / "evidence").iterdir())) == 1

@@ -41,6 +41,8 @@ def policy(shared: list[str], *items: list[str]) -> Policy:
     [
         ('region_code =~ "^43"', Scope(regions=frozenset({"43"}))),
         ('region_code =~ "^(35|36)"', Scope(regions=frozenset({"35", "36"}))),
+        ('region_code =~ "^32080[34]"', Scope(regions=frozenset({"320803", "320804"}))),
+        ('not region_code =~ "^32080[34]"', Scope(regions_excluded=frozenset({"320803", "320804"}))),
         ('region_code == "430102"', Scope(regions=frozenset({"430102"}))),
         (
             'region_code =~ "^37" and not region_code =~ "^3702"',

@@ -5,7 +5,7 @@ enterprises' ratings of ended items (好差评, `rating`); and the 帮办代办 
 authorisations (委托书, `mandate`) it acts on.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-07 08:53:42
 """
 
@@ -20,7 +20,7 @@ from payouts.sqltypes import Money, UtcDateTime
 BIG_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
