@@ -35,7 +35,7 @@ from payouts.errors import RunImportError
 from payouts.models import CLOSED_STATES, MatchRun, Offer, OfferState, Payee, PolicyVersion
 from payouts.offers import NO_ACCOUNT, UNSAFE_NAME
 from payouts.users import require
-from rules.formats import SIZE_LABELS
+from rules.catalog import SIZE_CLASSES
 
 CANDIDATE_COLUMNS = ("policy_id", "policy_version", "item_id", "uscc", "amount", "amount_before_allocation")
 PAYEE_COLUMNS = ("uscc", "name", "contact_phone", "bank_name", "account_no", "account_name")
@@ -160,7 +160,7 @@ def _check(run: RunFolder) -> None:
             [chr(n) for n in range(ord("A"), ord("Z") + 1)],
             "一个大写字母（GB/T 4754 门类）",
         ),
-        ("size_class", list(SIZE_LABELS), "、".join(SIZE_LABELS)),
+        ("size_class", list(SIZE_CLASSES), "、".join(SIZE_CLASSES)),
     ):
         values = pc.cast(run.payees[column], pa.string())
         bad = pc.unique(values.filter(pc.invert(pc.is_in(values, pa.array(allowed)))).drop_null())
@@ -466,7 +466,7 @@ def backfill_profile_keys(session: Session, run_row: MatchRun, *, chunk: int = 5
     groups: dict[tuple[str | None, str | None], list[str]] = {}
     for uscc, section, size in rows:
         section = section if section and len(section) == 1 and section.isupper() else None
-        size = size if size in SIZE_LABELS else None
+        size = size if size in SIZE_CLASSES else None
         if section or size:
             groups.setdefault((section, size), []).append(uscc)
     o = Offer.__table__

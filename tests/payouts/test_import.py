@@ -182,4 +182,4 @@ def test_offers_carry_the_enterprises_industry_and_size_and_bad_ones_are_refused
     with tx() as s, pytest.raises(RunImportError) as refused:
         import_run(s, small_run, "rev", t0)
     assert "payees 的 industry_section 应为 一个大写字母" in str(refused.value)
-    assert "payees 的 size_class 应为 large、medium、small、micro 或空值，却有 'huge'" in str(refused.value)
+    assert "payees 的 size_class 应为 large、medium、small、micro、not_applicable 或空值，却有 'huge'" in str(refused.value)
