@@ -11,7 +11,7 @@ from api.auth import set_password
 from api.enterprise_auth import ENTERPRISE_COOKIE
 from payouts import users
 from payouts.db import transaction
-from tests.api.browser import SHOTS, signed_in
+from tests.api.browser import SHOTS, accessibility_problems, signed_in
 from tests.api.conftest import PASSWORD, World
 from tests.api.test_applications import PDF, A, B, publish
 from tests.api.test_browser import live  # noqa: F401  (fixture)
@@ -51,6 +51,7 @@ def test_an_enterprise_applies_with_prefilled_data_and_submits_on_a_360px_phone(
     expect(rd).to_contain_text("来源：税务局，2025年9月30日")
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.screenshot(path=SHOTS / "apply-2-prefilled-360px.png", full_page=True)
+    assert accessibility_problems(page) == []
     page.fill('input[name="a_projects"]', "3")
     page.select_option('select[name="a_area"]', "电子信息")
     page.click("#save")
@@ -82,6 +83,7 @@ def test_an_enterprise_applies_with_prefilled_data_and_submits_on_a_360px_phone(
     expect(desk.locator('#data tr[data-field="rd_expense"]')).to_contain_text("税务局，2025年9月30日")
     expect(desk.locator("#decide")).to_be_visible()
     desk.screenshot(path=SHOTS / "apply-5-review-1366px.png", full_page=True)
+    assert accessibility_problems(desk) == []
     desk.context.close()
 
 
