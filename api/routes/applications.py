@@ -153,8 +153,14 @@ class Clock:
     light: str
 
 
-def clock(session: Session, app: Application, at: dt.datetime) -> Clock | None:
-    """The working-day clock from the first submission, stopped during 补正 (None before submission)."""
+def warn_days(request: Request) -> int:
+    """Working days before a limit when its light turns yellow: the service's SLA setting (ZHIDA_SLA_*)."""
+    return int(request.app.state.settings.sla().warn_days)
+
+
+def clock(session: Session, app: Application, at: dt.datetime, warn: int = 1) -> Clock | None:
+    """The working-day clock from the first submission, stopped during 补正 (None before submission);
+    its light turns yellow `warn` working days before the limit."""
     from reports.sla import light_for
 
     if app.submitted_at is None:
@@ -166,7 +172,7 @@ def clock(session: Session, app: Application, at: dt.datetime) -> Clock | None:
     due = None
     if app.decided_at is None and not paused:
         due = working_day_after(china_date(at), app.time_limit_days - used, strict=False)
-    return Clock(app.time_limit_days, used, paused, due, light_for(used, app.time_limit_days, 3)[0])
+    return Clock(app.time_limit_days, used, paused, due, light_for(used, app.time_limit_days, warn)[0])
 
 
 def _rows(
@@ -213,7 +219,7 @@ def _page(
             "answers": {**apps.answers(app), **context.pop("typed_answers", {})},  # type: ignore[dict-item]
             "uploads": uploads,
             "corrections": corrections,
-            "clock": clock(session, app, now()),
+            "clock": clock(session, app, now(), warn_days(request)),
             "state_label": apps.STATE_LABELS[app.state],
             "editable": app.state in apps.EDITABLE,
             "offer": session.get(Offer, app.offer_id) if app.offer_id else None,
@@ -449,7 +455,7 @@ def queue_page(
 ) -> Response:
     """The department's applications with the committed time limit and its light, oldest first."""
     label, states = QUEUES.get(state, QUEUES["submitted"])
-    at = now()
+    at, warn = now(), warn_days(request)
     rows = []
     for a in apps.queue(session, user.username, states):
         try:
@@ -459,7 +465,7 @@ def queue_page(
             )
         except ZhidaError:
             title = f"{a.policy_id} / {a.item_id}"
-        rows.append(QueueRow(a, title, clock(session, a, at), apps.waiting_opinions(session, a)))
+        rows.append(QueueRow(a, title, clock(session, a, at, warn), apps.waiting_opinions(session, a)))
     lights = {c: sum(1 for r in rows if r.clock and r.clock.light == c) for c in ("red", "yellow", "green")}
     return render(
         request,
@@ -472,6 +478,7 @@ def queue_page(
             "lights": lights,
             "department": user.department,
             "labels": apps.STATE_LABELS,
+            "warn": warn,
         },
     )
 
@@ -495,7 +502,7 @@ def review_page(
             "corrections": [(r, json.loads(r.corrections)) for r in apps.returns(session, app)],
             "opinions": apps.opinions(session, app),
             "waiting": apps.waiting_opinions(session, app),
-            "clock": clock(session, app, now()),
+            "clock": clock(session, app, now(), warn_days(request)),
             "lead": user.department == app.lead_department,
             "reviewers": apps.reviewers(app),
             "department": user.department,
