@@ -135,6 +135,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["period"] = formats.period
     templates.env.filters["day"] = formats.day
     templates.env.filters["plain"] = formats.plain  # messages without the CLI's backticks
+    templates.env.filters["field_value"] = lambda value, name: formats.field_value(name, value)
     templates.env.filters["region"] = region_name  # GB/T 2260 names of a code or prefix
     templates.env.globals["state_label"] = _state
     templates.env.globals["public_state"] = public_state  # the enterprise's words for a state
@@ -192,6 +193,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (default: from the environment)."""
     from api.routes import (
+        agency,
+        applications,
         audit,
         batches,
         confirm,
@@ -201,6 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
         offers,
         policies,
+        ratings,
         reports,
         runs,
         session,
@@ -400,6 +404,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supermarket.router)
     app.include_router(supermarket.pages)
     app.include_router(enterprise.pages)
+    app.include_router(applications.pages)
+    app.include_router(applications.console)
+    app.include_router(ratings.pages)
+    app.include_router(agency.console)
+    app.include_router(ratings.console)
     from api.routes import disclosure, finance, jobs, notice, payees, supplied, users
 
     app.include_router(finance.router)

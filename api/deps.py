@@ -36,7 +36,7 @@ from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import Batch, Objection, Offer, PolicyVersion, PublicNotice, Role, StaffUser
 from payouts.users import PERMISSIONS, ROLE_LABELS
-from portal.models import SuppliedValue
+from portal.models import Application, SuppliedValue
 from portal.supplied import owns
 
 SESSION_COOKIE = "zhida_session"
@@ -77,6 +77,9 @@ ACCESS: dict[str, frozenset[Role]] = {
     "notice_read": frozenset({R.POLICY, R.REVIEWER, R.FINANCE_MAKER, R.FINANCE_CHECKER, R.AUDITOR}),
     "notice_open": PERMISSIONS["notice_open"],
     "objection_resolve": PERMISSIONS["objection_resolve"],
+    # Applications (快申快享): the reviewing departments (portal.applications).
+    "application_review": PERMISSIONS["application_review"],
+    "act_for": PERMISSIONS["act_for"],
     # Background jobs (任务): who starts them (the reviewer), who audits, and the system administrator, who
     # keeps the service running.
     "jobs_read": frozenset({R.REVIEWER, R.AUDITOR, R.SYSTEM_ADMIN}),
@@ -479,6 +482,29 @@ def load_objection(
     return row
 
 
+def load_enterprise_application(
+    public_id: Annotated[str, Path(max_length=32)], enterprise: CurrentEnterprise, session: SessionDep
+) -> Application:
+    """The signed-in enterprise's own application (快申快享); 404, the same as for none, for anyone else's."""
+    from portal.applications import of_enterprise
+
+    return of_enterprise(session, enterprise.uscc, public_id)
+
+
+EnterpriseApplicationDep = Annotated[Application, Depends(load_enterprise_application)]
+ApplicationReviewer = Annotated[StaffUser, Depends(Allow("application_review"))]
+
+
+def load_application(
+    public_id: Annotated[str, Path(max_length=32)], user: ApplicationReviewer, session: SessionDep
+) -> Application:
+    """An application the user's department reviews; 404 for every other (and for no department)."""
+    from portal.applications import for_department
+
+    return for_department(session, user.username, public_id)
+
+
+ApplicationDep = Annotated[Application, Depends(load_application)]
 SuppliedDep = Annotated[SuppliedValue, Depends(load_supplied)]
 EnterpriseSuppliedDep = Annotated[SuppliedValue, Depends(load_enterprise_supplied)]
 NoticeDep = Annotated[PublicNotice, Depends(load_notice)]

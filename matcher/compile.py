@@ -493,7 +493,7 @@ def amount_value(item: Item) -> exp.Expression:
     """The item's amount for a row whose amount fields are all present: rounded half-up to the fen, then
     capped. Where the expression's scale is exact, the rounding runs on 64-bit decimals (DECIMAL(18, s));
     the 128-bit DECIMAL(38, 10) route is several times slower and kept for DOUBLE operands."""
-    expr = parse(item.amount)
+    expr = parse(item.formula)
     exact = scale(expr.root)
     raw = compile_node(expr.root)
     rounded: exp.Expression
@@ -512,4 +512,4 @@ def amount_value(item: Item) -> exp.Expression:
 
 def amount_sql(item: Item) -> exp.Expression:
     """The item's amount, NULL when a field it reads is NULL."""
-    return null_guard(parse(item.amount), amount_value(item))
+    return null_guard(parse(item.formula), amount_value(item))

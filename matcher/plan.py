@@ -150,7 +150,7 @@ class ItemPlan:
         return verdicts_name(self.block)
 
     def amount_fields(self) -> list[str]:
-        return list(parse(self.item.amount).fields)
+        return list(parse(self.item.formula).fields)
 
     def rank_fields(self) -> list[str]:
         return [] if self.policy.rank_by is None else list(parse(self.policy.rank_by).fields)
@@ -203,7 +203,7 @@ class ItemPlan:
     @property
     def amount_key(self) -> tuple[str, str]:
         """What its amount depends on: items with the same key have the same amount on every row."""
-        return (self.item.amount, str(self.item.cap))
+        return (self.item.formula, str(self.item.cap))
 
     def _rank(self) -> exp.Expression:
         rank = exp.null() if self.policy.rank_by is None else numeric_sql(self.policy.rank_by)

@@ -124,7 +124,8 @@ def run(
     as_of = as_of or dt.date.today()
     started = time.perf_counter()
     ruleset = ruleset or load_ruleset(policies)
-    active = list(ruleset.active(as_of))
+    # Apply items (快申快享) and policies that pay nothing (权益, 资质) are not matched: see `Policy.matchable`.
+    active = [m for p in ruleset.active(as_of) if (m := p.matchable()) is not None]
     if not active:
         raise MatchError(
             f"{as_of} 没有处于有效期内的政策（{policies}），请检查 --as-of 或政策的 valid_from/valid_to"
@@ -178,7 +179,7 @@ def manifest(
         "snapshot": {"path": snapshot, "fingerprint": report.fingerprint},
         "rules": {"path": str(policies.resolve()), "fingerprint": ruleset.fingerprint},
         "policies": [policy_manifest(p) for p in active],
-        "inactive_policies": [p.key for p in ruleset if p not in active],
+        "inactive_policies": [p.key for p in ruleset if not p.active_on(as_of)],
         "over_budget": over,
         "counts": {
             "enterprises": report.tables["enterprises"].rows_accepted,

@@ -610,6 +610,9 @@ def actor_label(
         uscc = actor.removeprefix("enterprise:")
         name = (enterprises or {}).get(uscc)
         return f"{name}（企业）" if name else f"企业（{uscc}）"
+    if actor.startswith("agent:"):  # 帮办代办 acting for an enterprise (portal.agency)
+        agent = actor.removeprefix("agent:")
+        return f"帮办代办（{(names or {}).get(agent, agent)}）"
     return (names or {}).get(actor, actor)
 
 

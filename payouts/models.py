@@ -96,6 +96,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     SYSTEM_ADMIN = "system_admin"
     SECURITY_ADMIN = "security_admin"
+    # 帮办代办: acts for an enterprise (applies, uploads, submits) on an uploaded 委托书 (portal.agency).
+    AGENT = "agent"
 
 
 class PayeeChangeState(StrEnum):
@@ -327,7 +329,9 @@ class Offer(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
     public_id: str = Field(sa_type=String(32), unique=True)
-    match_run_id: int = Field(foreign_key="match_run.id", index=True)
+    match_run_id: int | None = Field(
+        default=None, foreign_key="match_run.id", index=True
+    )  # None: from an application
     policy_id: str = Field(sa_type=String(64))
     policy_version: int
     item_id: str = Field(sa_type=String(64))

@@ -48,6 +48,8 @@ ACTIONS = {
     "batch": ("batched", "已纳入拨付批次"),
     "unbatch": (None, "拨付批次被退回，等待重新组批"),
     "correct_account": (None, "工作人员已更正对公账户"),
+    # An offer from an application (快申快享): the enterprise applied, the departments accepted it.
+    "apply_accept": ("confirmed", "申请审核通过，资金已核定"),
 }
 
 
@@ -136,6 +138,12 @@ def timeline(session: Session, offer: Offer) -> Timeline:
             for k in ("reviewed", "notified", "confirmed"):
                 steps[k].done, steps[k].at = True, event.at
             steps["notified"].detail = steps["confirmed"].detail = "本政策无需意愿确认"
+        if event.action == "apply_accept":
+            # Applying was the enterprise's confirmation; the review was the departments'.
+            steps["matched"].label, steps["reviewed"].label = "企业申请", "部门审核通过"
+            for k in ("matched", "reviewed", "notified", "confirmed"):
+                steps[k].done, steps[k].at = True, event.at
+            steps["notified"].detail = steps["confirmed"].detail = "申请即视为确认，无需短信确认"
         if key is not None:
             steps[key].done, steps[key].at = True, event.at
         t.events.append(Happened(event.at, text, event.reason))

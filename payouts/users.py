@@ -39,6 +39,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "data_verify": frozenset({Role.POLICY, Role.REVIEWER}),
     "notice_open": frozenset({Role.FINANCE_MAKER}),
     "objection_resolve": frozenset({Role.POLICY, Role.REVIEWER}),
+    # Applications (快申快享, portal.applications): the reviewing departments' staff.
+    "application_review": frozenset({Role.POLICY, Role.REVIEWER}),
+    # 帮办代办 (portal.agency): acting for an enterprise that gave a written authorisation (委托书).
+    "act_for": frozenset({Role.AGENT}),
 }
 
 ROLE_LABELS = {
@@ -49,6 +53,7 @@ ROLE_LABELS = {
     Role.AUDITOR: "安全审计员",
     Role.SYSTEM_ADMIN: "系统管理员",
     Role.SECURITY_ADMIN: "安全管理员",
+    Role.AGENT: "帮办代办",
 }
 
 

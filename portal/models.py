@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, Index, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from payouts.models import BigKey, allowed
@@ -183,3 +183,164 @@ class DataOverride(SQLModel, table=True):
     verified_at: dt.datetime = Field(sa_type=UtcDateTime)
     active: bool = True
     retired_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ApplicationState(StrEnum):
+    """Where an application (快申快享) is: the enterprise drafts and submits; the lead department accepts,
+    returns it for correction (补正, the clock stops) or rejects it."""
+
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    RETURNED = "returned"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+def _live_application_sql() -> str:
+    return "state <> 'rejected'"
+
+
+class Application(SQLModel, table=True):
+    """An enterprise's application for one apply item (`mode: apply`) of a policy version and period.
+
+    `prefilled` holds what the government already knew when it was opened (JSON: field → {value, source,
+    as_of}); `supplied` the catalog fields the enterprise filled in; `answers` its answers to the item's
+    questions (canonical text). An accepted application points to the offer it became.
+    """
+
+    __tablename__ = "application"
+    __table_args__ = (
+        CheckConstraint(allowed("state", ApplicationState), name="state"),
+        # An (enterprise, policy, item, period) has at most one application that is not rejected.
+        Index(
+            "uq_application_live_key",
+            "uscc",
+            "policy_id",
+            "item_id",
+            "period",
+            unique=True,
+            sqlite_where=text(_live_application_sql()),
+            postgresql_where=text(_live_application_sql()),
+        ),
+        Index("ix_application_lead_state", "lead_department", "state"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18), index=True)
+    policy_id: str = Field(sa_type=String(64))
+    policy_version: int
+    item_id: str = Field(sa_type=String(64))
+    period: str = Field(sa_type=String(32))
+    state: str = Field(sa_type=String(16))
+    lead_department: str = Field(sa_type=Text)
+    reviewers: str = Field(sa_type=Text)  # JSON list of departments, the lead first
+    time_limit_days: int  # the policy's committed working days from submission to decision
+    prefilled: str = Field(sa_type=Text)
+    supplied: str = Field(default="{}", sa_type=Text)
+    answers: str = Field(default="{}", sa_type=Text)
+    requested_amount: Decimal | None = Field(default=None, sa_type=Money)  # by the item's formula, if any
+    amount: Decimal | None = Field(default=None, sa_type=Money)  # as accepted
+    reason: str | None = Field(default=None, sa_type=Text)  # of a rejection
+    opened_by: str = Field(sa_type=String(64))
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    updated_at: dt.datetime = Field(sa_type=UtcDateTime)
+    submitted_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)  # first submission
+    decided_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    decided_by: str | None = Field(default=None, sa_type=String(64))
+    offer_id: int | None = Field(default=None, sa_type=BigKey, foreign_key="offer.id")
+
+
+class ApplicationMaterial(SQLModel, table=True):
+    """A document uploaded for one material of an application; a newer upload replaces the older."""
+
+    __tablename__ = "application_material"
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    application_id: int = Field(sa_type=BigKey, foreign_key="application.id", index=True)
+    material_id: str = Field(sa_type=String(64))
+    file_name: str = Field(sa_type=Text)  # as uploaded, for display only
+    stored_path: str = Field(sa_type=String(64))  # random name inside the evidence folder
+    media_type: str = Field(sa_type=String(64))  # sniffed from the bytes
+    size: int
+    sha256: str = Field(sa_type=String(64))
+    uploaded_by: str = Field(sa_type=String(64))
+    uploaded_at: dt.datetime = Field(sa_type=UtcDateTime)
+    active: bool = True
+
+
+class ApplicationReturn(SQLModel, table=True):
+    """A return for correction (补正): everything to correct, listed at once; the clock stops from
+    `returned_at` until the enterprise submits again (`resumed_at`)."""
+
+    __tablename__ = "application_return"
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    application_id: int = Field(sa_type=BigKey, foreign_key="application.id", index=True)
+    corrections: str = Field(sa_type=Text)  # JSON list of texts
+    returned_by: str = Field(sa_type=String(64))
+    returned_at: dt.datetime = Field(sa_type=UtcDateTime)
+    resumed_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ApplicationOpinion(SQLModel, table=True):
+    """One reviewing department's opinion in a joint review (会签); the lead decides."""
+
+    __tablename__ = "application_opinion"
+    __table_args__ = (UniqueConstraint("application_id", "department"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    application_id: int = Field(sa_type=BigKey, foreign_key="application.id")
+    department: str = Field(sa_type=Text)
+    agree: bool
+    note: str | None = Field(default=None, sa_type=Text)
+    given_by: str = Field(sa_type=String(64))
+    given_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class Rating(SQLModel, table=True):
+    """An enterprise's rating of an item once it has ended (好差评): of an offer paid (either mode) or of an
+    application not accepted. A poor rating (2 or less) must be answered by the department within 5
+    working days; the answer is shown to the enterprise."""
+
+    __tablename__ = "rating"
+    __table_args__ = (
+        UniqueConstraint("uscc", "subject", "subject_id"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+        CheckConstraint("subject IN ('offer', 'application')", name="subject"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18))
+    subject: str = Field(sa_type=String(16))
+    subject_id: str = Field(sa_type=String(32))  # the offer's or application's public id
+    policy_id: str = Field(sa_type=String(64))
+    item_id: str = Field(sa_type=String(64))
+    department: str = Field(sa_type=Text, index=True)  # whose service is rated, who answers
+    score: int
+    comment: str | None = Field(default=None, sa_type=Text)
+    rated_at: dt.datetime = Field(sa_type=UtcDateTime)
+    answer: str | None = Field(default=None, sa_type=Text)
+    answered_by: str | None = Field(default=None, sa_type=String(64))
+    answered_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Mandate(SQLModel, table=True):
+    """A written authorisation (委托书) by which an enterprise lets a 帮办代办 staff member act for it;
+    the file is stored like other uploads, and every act under it names the agent in the audit log."""
+
+    __tablename__ = "mandate"
+    __table_args__ = (Index("ix_mandate_agent_uscc", "agent", "uscc"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    public_id: str = Field(sa_type=String(32), unique=True)
+    uscc: str = Field(sa_type=String(18), index=True)
+    agent: str = Field(sa_type=String(64))  # the staff member's username
+    file_name: str = Field(sa_type=Text)
+    stored_path: str = Field(sa_type=String(64))
+    media_type: str = Field(sa_type=String(64))
+    sha256: str = Field(sa_type=String(64))
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -175,6 +175,8 @@ def query_terms(text: str) -> QueryTerms:
 
 def fixed_amount(item: Item) -> Decimal | None:
     """The item's amount when it is a constant (`amount: 200000`), in yuan; None for a formula."""
+    if item.amount is None:  # set by the reviewing department, within the cap
+        return None
     root = parse(item.amount).root
     if type(root).__name__ != "FloatExpression":
         return None
@@ -190,7 +192,7 @@ def item_bound(item: Item) -> Decimal | None:
 def max_amount(policy: Policy) -> Decimal | None:
     """The most one item of the policy pays one enterprise; None when an item is an uncapped formula."""
     bounds = [item_bound(item) for item in policy.items]
-    if any(b is None for b in bounds):
+    if not bounds or any(b is None for b in bounds):  # 权益 and 资质 pay nothing
         return None
     return max(b for b in bounds if b is not None)
 
@@ -581,7 +583,23 @@ def scope_words(scope: Scope) -> tuple[str, str, str]:
 
 
 def payment_words(policy: Policy) -> str:
-    """How the money reaches the enterprise (免申即享), or, for a policy that pays nothing, how it is enjoyed."""
+    """How the policy is delivered: 免申即享 (money, or for a policy that pays nothing how it is enjoyed),
+    快申快享, or for 权益 and 资质 the department's own procedure."""
+    days = f"{policy.guide.time_limit_days} 个工作日" if policy.guide else "承诺时限内"
+    if not policy.gives_money:
+        return (
+            f"{policy.kind}类事项，不发放资金：请按下方申兑指南向{policy.department}办理，办理时限 {days}。"
+        )
+    if all(i.mode == "apply" for i in policy.items):
+        return (
+            "快申快享：在线申请，政府部门已掌握的数据自动填入，无需再填；补全其余信息、上传材料后提交，"
+            f"由有关部门在 {days}内审核办结（补正期间不计），审核通过后资金直接拨付到企业登记的对公账户。"
+        )
+    if any(i.mode == "apply" for i in policy.items):
+        return (
+            "部分事项免申即享（数据比对确定符合条件的企业，短信确认后拨付），"
+            f"标注“申请”的事项快申快享：在线申请，由有关部门在 {days}内审核办结。"
+        )
     if max_amount(policy) == 0:
         return (
             "不涉及资金拨付：本政策为减免、缓缴、融资或要素保障等支持。有关部门通过数据比对确定符合条件的企业"
@@ -613,7 +631,7 @@ def describe(policy: Policy, today: dt.date) -> PolicySheet:
         ItemSheet(
             item,
             fixed_amount(item),
-            amount_words(item.amount),
+            amount_words(item.amount) if item.amount is not None else "由审核部门核定",
             item.cap,
         )
         for item in policy.items

@@ -161,3 +161,37 @@ def working_days_after(start: dt.datetime, days: int, *, strict: bool = True) ->
         if is_working_day(local.date(), strict=strict):
             left -= 1
     return local.astimezone(dt.UTC)
+
+
+def working_days_running(
+    start: dt.datetime,
+    end: dt.datetime,
+    pauses: Iterable[tuple[dt.datetime, dt.datetime | None]] = (),
+    *,
+    strict: bool = True,
+) -> int:
+    """Working days a clock ran from `start` to `end` (China days, as `working_days`: after the day it
+    started, up to and including the day it ended), except the days it was stopped: a pause stops it after
+    the day it began, up to and including the day it ended (a pause still open runs to `end`).
+
+    The clock of an application (快申快享): it stops while the enterprise corrects (补正), so a return and
+    a new submission on the same day cost nothing, and a correction over 国庆 costs no working day.
+    """
+    first, last = china_date(start), china_date(end)
+    stopped = [(china_date(a), china_date(b) if b is not None else last) for a, b in pauses]
+    day, used = first, 0
+    while day < last:
+        day += dt.timedelta(days=1)
+        if any(a < day <= b for a, b in stopped):
+            continue
+        used += is_working_day(day, strict=strict)
+    return used
+
+
+def working_day_after(day: dt.date, days: int, *, strict: bool = True) -> dt.date:
+    """The day `days` working days after `day` (the day itself when `days` ≤ 0): a time limit's last day."""
+    left = days
+    while left > 0:
+        day += dt.timedelta(days=1)
+        left -= is_working_day(day, strict=strict)
+    return day

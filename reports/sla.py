@@ -626,3 +626,16 @@ def cash_summary(paid: pd.DataFrame) -> dict[str, Any]:
         "on_target": float(dist[dist.index <= TARGET_WORKING_DAYS].sum() / n),
         "target": TARGET_WORKING_DAYS,
     }
+
+
+# --- one item against its own time limit --------------------------------------------------------------------
+
+
+def light_for(used: int, limit: int, warn_days: int) -> tuple[str, str]:
+    """The light of one thing that has used `used` of its `limit` working days, as the live lights colour
+    offers: red past the limit, yellow within `warn_days` of it, else green; with its label."""
+    if used > limit:
+        return "red", "已超时"
+    if used >= limit - warn_days:
+        return "yellow", "临近时限"
+    return "green", "正常"

@@ -75,7 +75,7 @@ def evaluate_condition(condition: Condition, row: Row) -> Verdict:
 
 def evaluate_amount(item: Item, row: Row) -> tuple[Decimal | None, tuple[str, ...]]:
     """The amount to the fen, capped; or None and the NULL fields it needs."""
-    expr = parse(item.amount)
+    expr = parse(item.formula)
     missing = tuple(f for f in expr.fields if row.get(f) is None)
     if missing:
         return None, missing

@@ -24,7 +24,7 @@ class RuleSet:
     @property
     def fingerprint(self) -> str:
         """Hash of the normalised content: the same rules give the same fingerprint, whatever the files look like."""
-        canonical = [p.model_dump(mode="json") for p in self.policies]
+        canonical = [p.canonical() for p in self.policies]
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 

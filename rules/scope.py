@@ -214,7 +214,8 @@ def _all(conditions: Iterable[Condition]) -> Scope:
 def policy_scope(policy: Policy) -> Scope:
     """Where a policy may apply: the union over its items of the shared and the item's conditions."""
     shared = _all(policy.conditions)
-    scopes = [meet(shared, _all(item.conditions)) for item in policy.items]
+    # A policy without items (权益, 资质) is scoped by its shared conditions alone.
+    scopes = [meet(shared, _all(item.conditions)) for item in policy.items] or [shared]
     result = scopes[0]
     for scope in scopes[1:]:
         result = join(result, scope)

@@ -17,9 +17,20 @@ from typing import Any, TypeGuard
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from rules.catalog import CATALOG
 from rules.errors import PolicyError, Problem, display_path
-from rules.expressions import ExpressionProblem, check_kind, parse
-from rules.policy import Condition, Item, Policy, Source
+from rules.expressions import ExpressionProblem, check_kind, closest_fields, parse
+from rules.policy import (
+    MONEY_KINDS,
+    Application,
+    Condition,
+    Guide,
+    Item,
+    Material,
+    Policy,
+    Question,
+    Source,
+)
 
 Path_ = tuple[str | int, ...]
 
@@ -69,6 +80,12 @@ _MISSING_EXAMPLES = {
     "text": "text: 未被列入严重失信主体名单",
     "rule": "rule: not serious_dishonest",
     "amount": "amount: ui_premium_paid * 0.6",
+    "phone": 'phone: "0731-88888888"',
+    "department_address": "department_address: 市政务服务中心二楼科技窗口",
+    "time_limit_days": "time_limit_days: 20",
+    "flow": "flow: [网上申请, 部门审核, 资金拨付]",
+    "name": "name: 研发费用专项审计报告",
+    "type": "type: money",
 }
 
 # PyYAML's most frequent complaints, in plain words: (start of PyYAML's text, message, hint).
@@ -175,6 +192,14 @@ def _model_at(path: Path_) -> type[BaseModel]:
     steps = [p for p in path if isinstance(p, str)]
     if steps[:1] == ["source"]:
         return Source
+    if steps[:1] == ["guide"]:
+        return Guide
+    if steps[-1:] == ["questions"]:
+        return Question
+    if steps[-1:] == ["materials"]:
+        return Material
+    if steps[-1:] == ["application"]:
+        return Application
     if steps[-1:] == ["conditions"]:
         return Condition
     if steps[:1] == ["items"]:
@@ -294,6 +319,128 @@ def _semantic_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
                         ("items", n, "conditions", m, "id"),
                         f"条件 id `{x}` 与共同条件重复",
                         "事项条件与共同条件的 id 不能相同",
+                    )
+                )
+    out += _apply_problems(loc, raw)
+    return out
+
+
+def _apply_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
+    """快申快享 checks: what a kind allows, what an apply item needs, and the application's lists."""
+    out: list[Problem] = []
+    kind, items = raw.get("kind"), raw.get("items")
+    money = kind is None or kind in MONEY_KINDS
+    if money and "items" not in raw:
+        out.append(
+            loc.problem(("items",), "缺少必填项 `items`", f"补上一行，如 {_MISSING_EXAMPLES['items']}")
+        )
+    elif money and isinstance(items, list) and not items:
+        out.append(
+            loc.problem(
+                ("items",),
+                "`items`：至少要有一项",
+                "补上兑现事项；不发放资金的政策请写 kind: 权益 或 kind: 资质",
+            )
+        )
+    if not money and isinstance(kind, str) and items:
+        out.append(
+            loc.problem(
+                ("items",),
+                f"{kind}类政策不发放资金，不能有兑现事项",
+                "删除 items，把办理方式写在 guide 中；发放资金的政策请写 kind: 减免 或 kind: 奖补",
+            )
+        )
+    applies = [(n, item) for n, item in _items(raw) if item.get("mode") == "apply"]
+    if raw.get("guide") is None and (applies or (not money and isinstance(kind, str))):
+        why = "有申请事项（mode: apply）" if applies else f"{kind}类政策"
+        out.append(
+            loc.problem(
+                ("kind",) if not applies else ("items", applies[0][0], "mode"),
+                f"{why}必须有申兑指南 guide",
+                "补上 guide: {phone: 咨询电话, department_address: 办理地点, time_limit_days: 20, flow: [网上申请, 部门审核, 资金拨付]}",
+            )
+        )
+    reviewers = raw.get("reviewers")
+    if isinstance(reviewers, list):
+        seen: set[Any] = set()
+        for i, r in enumerate(reviewers):
+            if r in seen:
+                out.append(
+                    loc.problem(("reviewers", i), f"会签部门“{r}”重复", "每个部门只写一次，第一个为牵头部门")
+                )
+            seen.add(r)
+    for n, item in _items(raw):
+        apply = item.get("mode") == "apply"
+        if not apply and "amount" not in item:
+            out.append(
+                loc.problem(
+                    ("items", n),
+                    "缺少必填项 `amount`",
+                    "补上一行，如 amount: ui_premium_paid * 0.6",
+                )
+            )
+        if apply and item.get("amount") is None and item.get("cap") is None:
+            out.append(
+                loc.problem(
+                    ("items", n),
+                    "申请事项没有 amount 时由审核部门核定金额，必须写上限 cap",
+                    "补上 cap: 500000.00，或写出 amount 算式",
+                )
+            )
+        application = item.get("application")
+        if application is not None and not apply:
+            out.append(
+                loc.problem(
+                    ("items", n, "application"),
+                    "只有申请事项才有 application",
+                    "在事项中加上 mode: apply，或删除 application",
+                )
+            )
+        if isinstance(application, dict):
+            out += _application_problems(loc, application, ("items", n, "application"))
+    return out
+
+
+def _application_problems(loc: _Located, application: dict[str, Any], path: Path_) -> list[Problem]:
+    out: list[Problem] = []
+    fields = application.get("fields")
+    for i, name in enumerate(fields if isinstance(fields, list) else []):
+        if isinstance(name, str) and name not in CATALOG:
+            close = closest_fields(name)
+            hint = (
+                ("你是想写 " + "、".join(f"`{c}`" for c in close) + " 吗？")
+                if close
+                else "运行 `zhida fields` 查看全部字段"
+            )
+            out.append(loc.problem((*path, "fields", i), f"未知字段 `{name}`", hint))
+    for what, key in (("问题", "questions"), ("材料", "materials")):
+        entries = application.get(key)
+        seen: set[Any] = set()
+        for i, e in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(e, dict):
+                continue
+            if e.get("id") in seen:
+                out.append(
+                    loc.problem(
+                        (*path, key, i, "id"),
+                        f"{what} id `{e.get('id')}` 重复",
+                        "每个 id 在同一层级内必须唯一",
+                    )
+                )
+            seen.add(e.get("id"))
+            if key != "questions":
+                continue
+            choices = e.get("choices")
+            if e.get("type") == "choice" and not choices:
+                out.append(
+                    loc.problem((*path, key, i, "type"), "选择题必须列出选项 choices", "如 choices: [是, 否]")
+                )
+            if e.get("type") != "choice" and choices:
+                out.append(
+                    loc.problem(
+                        (*path, key, i, "choices"),
+                        "只有 type: choice 的问题才有选项",
+                        "删除 choices，或改为 type: choice",
                     )
                 )
     return out

@@ -126,7 +126,9 @@ def explain(
     ruleset = load_ruleset(policies)
     con = connect()
     report = load_snapshot(snapshot, con)
-    items = explain_items(con, list(ruleset.active(day)), day, uscc)
+    items = explain_items(
+        con, [m for p in ruleset.active(day) if (m := p.matchable()) is not None], day, uscc
+    )
     if items is None:
         console.print(
             f"[red]快照中没有可用的企业 {uscc}[/red]（不存在，或该行未通过校验：运行 zhida snapshot check 查看）"

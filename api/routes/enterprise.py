@@ -30,11 +30,13 @@ from api.deps import (
 )
 from api.enterprise_auth import ENTERPRISE_COOKIE, FLOW_COOKIE, valid_uscc
 from api.routes import BrowserNonce, now, redirect, render
+from api.routes.applications import open_for_applying
 from api.routes.offers import gateway
 from payouts.errors import LoginError, LoginThrottled, SmsError
 from payouts.timeline import timeline
-from portal import identity
+from portal import identity, ratings
 from portal import standings as portal_standings
+from rules import formats
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
 log = logging.getLogger("zhida.enterprise")
@@ -302,6 +304,7 @@ def my_policies(request: Request, me: CurrentEnterprise, session: SessionDep) ->
             "titles": portal_standings.policy_titles(session, mine),
             "ent_csrf": request.state.enterprise_csrf,
             "guessed_at": identity.guessing_notice(session, me.uscc, now()),
+            "applyable": open_for_applying(request, (formats.china(now()) or now()).date()),
         },
     )
 
@@ -314,5 +317,11 @@ def offer_page(
     return render(
         request,
         "ent_offer.html",
-        {"ent": me, "t": timeline(session, offer), "ent_csrf": request.state.enterprise_csrf},
+        {
+            "ent": me,
+            "t": timeline(session, offer),
+            "ent_csrf": request.state.enterprise_csrf,
+            "rating": ratings.of_subject(session, me.uscc, "offer", offer.public_id),
+            "score_labels": ratings.SCORES,
+        },
     )
