@@ -13,7 +13,7 @@ application:  draft ──submit──► submitted ──accept (lead)──►
   It fills in only the catalog fields the item lists in `application.fields` that the data lacks.
 - A return for correction lists everything to correct at once (一次性告知); the working-day clock stops
   from the return until the enterprise submits again (`ApplicationReturn`; counted by
-  `reports.calendar.working_days_running`).
+  `rules.workdays.working_days_running`).
 - Joint review (会签): every reviewing department records its opinion; the lead (the policy's first
   reviewer) decides once all the others have given theirs.
 - Accepting never takes a policy past its budget: the policy's version rows are locked (as batches

@@ -5,7 +5,7 @@ shown to the enterprise.
 An item ends when its offer is paid (免申即享 or 快申快享) or its application is not accepted. One rating
 per enterprise and item; only the enterprise itself rates its own (anything else is not found); only
 staff of the rated department answer. Every step is an audit event (entity "rating"); the 5 working
-days are counted by `reports.calendar` where they are shown.
+days are counted by `rules.workdays` where they are shown.
 """
 
 from __future__ import annotations

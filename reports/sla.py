@@ -1,5 +1,5 @@
 """The one SLA: the time limit of every step from import to money, counted in working days by the
-official calendar (`reports.calendar`), and its lights (Leiyang's 红黄绿灯).
+official calendar (`rules.workdays`), and its lights (Leiyang's 红黄绿灯).
 
 Two readers, one definition: the console's live lights (`lights`: offers waiting now, by stage and
 policy) and the monthly report (`sla_outcomes`, `sla_table`: every step finished or still open, per
@@ -31,17 +31,10 @@ from sqlalchemy import ColumnElement, and_, case, func, not_, null, or_, select,
 from sqlmodel import Session
 
 from payouts.models import MatchRun, Offer, OfferState, PolicyVersion
-from reports.calendar import (
-    WorkCalendar,
-    as_day,
-    calendar_for,
-    china_date,
-    china_day,
-    china_days,
-    working_days_before,
-)
+from reports.calendar import WorkCalendar, as_day, calendar_for, china_day, china_days
 from reports.errors import ReportError
 from reports.timeline import STAMPS, first_batches
+from rules.workdays import china_date, working_days_before
 
 S = OfferState
 

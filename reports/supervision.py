@@ -33,10 +33,11 @@ from sqlmodel import Session
 from payouts import outbox
 from payouts.models import Offer, OfferState, PolicyVersion, Role, SmsMessage, StaffUser
 from payouts.sms import SmsGateway
-from reports.calendar import china_day, working_days_after, working_days_before
+from reports.calendar import china_day
 from reports.sla import DEFAULT, Sla
 from reports.timeline import first_batches
 from rules.formats import CHINA, money, staff_time
+from rules.workdays import working_days_after, working_days_before
 
 S = OfferState
 ZERO = Decimal("0.00")

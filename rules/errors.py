@@ -26,6 +26,10 @@ class Problem:
         return f"{text} ({self.hint})" if self.hint else text
 
 
+class CalendarError(ZhidaError):
+    """A working-day count the official calendar cannot give (a year `chinese-calendar` has no schedule for)."""
+
+
 class PolicyError(ZhidaError):
     """A policy file (or rule set) is refused as a whole, with every problem listed."""
 

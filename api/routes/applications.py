@@ -4,7 +4,7 @@ follow it until its offer is paid. Server-rendered, mobile-first, no JavaScript.
 
 Every page reads only the signed-in enterprise's own application (`api.deps.load_enterprise_application`:
 404 for anyone else's), and every form carries the enterprise session's CSRF token. The domain is
-`portal.applications`; the working-day clock is `reports.calendar`.
+`portal.applications`; the working-day clock is `rules.workdays`.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from portal import agency, ratings
 from portal import applications as apps
 from portal import standings as portal_standings
 from portal.models import Application
-from reports.calendar import china_date, working_day_after, working_days_running
 from rules.catalog import CATALOG
 from rules.errors import PayoutError, ZhidaError
 from rules.policy import Item, Policy
+from rules.workdays import china_date, working_day_after, working_days_running
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
 log = logging.getLogger("zhida.applications")

@@ -16,8 +16,8 @@ from api.routes import now, redirect, render
 from payouts.errors import NotFoundError
 from portal import ratings
 from portal.models import Rating
-from reports.calendar import china_date, working_day_after
 from rules.errors import PayoutError
+from rules.workdays import china_date, working_day_after
 
 pages = APIRouter(prefix="/e/ratings", include_in_schema=False)
 console = APIRouter(prefix="/console/ratings", include_in_schema=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reports.calendar import working_day_after, working_days_running
 from reports.sla import light_for
+from rules.workdays import working_day_after, working_days_running
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 

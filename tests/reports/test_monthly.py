@@ -29,6 +29,7 @@ from payouts.models import Confirmation, Offer
 from reports import calendar, charts, monthly, sla, timeline
 from reports import funnel as funnels
 from reports.errors import ReportError
+from rules.errors import CalendarError
 from tests.reports.timelines import hand_timeline as made
 
 UTC = dt.UTC
@@ -58,7 +59,7 @@ def test_working_days_count_adjusted_working_days_and_skip_holidays() -> None:
 
 
 def test_years_the_calendar_does_not_cover_are_refused_with_the_fix() -> None:
-    with pytest.raises(ReportError, match=r"没有这一年的节假日安排.*2099.*升级 chinese-calendar"):
+    with pytest.raises(CalendarError, match=r"没有这一年的节假日安排.*2099.*升级 chinese-calendar"):
         calendar.working_days(dt.date(2099, 1, 2), dt.date(2099, 1, 9))
 
 

@@ -12,9 +12,11 @@ import pytest
 from api.settings import Settings, SlaSettings
 from payouts import imports, offers
 from reports import monthly, sla
-from reports.calendar import working_days, working_days_before
+from reports.calendar import working_days
 from reports.errors import ReportError
+from rules.errors import CalendarError
 from rules.formats import CHINA
+from rules.workdays import working_days_before
 from tests.reports.timelines import hand_timeline
 
 
@@ -86,7 +88,7 @@ def test_payment_steps_add_up_to_the_payment_limit_the_console_shows() -> None:
 
 
 def test_a_year_without_a_schedule_is_refused_by_reports_and_weekdays_for_the_live_lights() -> None:
-    with pytest.raises(ReportError, match="升级 chinese-calendar"):
+    with pytest.raises(CalendarError, match="升级 chinese-calendar"):
         working_days_before(beijing(2099, 1, 9, 10), 2)
     assert working_days_before(beijing(2099, 1, 9, 10), 2, strict=False) == beijing(
         2099, 1, 7, 10

@@ -13,9 +13,9 @@ from payouts import imports, offers, outbox
 from payouts.models import SmsMessage, StaffUser
 from payouts.sms import MemoryGateway
 from reports import supervision
-from reports.calendar import working_days_after
 from reports.sla import DEFAULT
 from rules.formats import CHINA
+from rules.workdays import working_days_after
 
 DEPT = "市工业和信息化局"  # the example policies' department
 
