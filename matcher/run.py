@@ -57,6 +57,7 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
         "allocation": p.allocation,
         "confirmation": p.confirmation,
         "notice_days": p.notice_days,
+        "notice_working_days": p.notice_working_days,
         "service_phone": p.service_phone,
         "review_days": p.review_limit_days,
         "payment_days": p.payment_limit_days,

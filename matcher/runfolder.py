@@ -93,6 +93,7 @@ class PolicyEntry:
     confirmation: str
     items: tuple[PolicyItem, ...]
     notice_days: int | None = None  # absent in runs made before public notices existed
+    notice_working_days: int | None = None  # absent in runs made before notices in working days
     service_phone: str | None = None  # the policy's 咨询电话; absent in older runs
     review_days: int | None = None  # the policy's own time limits (absent in older runs)
     payment_days: int | None = None
@@ -230,6 +231,7 @@ def _policy(p: Mapping[str, Any]) -> PolicyEntry:
             for i in p["items"]
         ),
         notice_days=None if p.get("notice_days") is None else int(p["notice_days"]),
+        notice_working_days=None if p.get("notice_working_days") is None else int(p["notice_working_days"]),
         service_phone=None if p.get("service_phone") is None else str(p["service_phone"]),
         review_days=None if p.get("review_days") is None else int(p["review_days"]),
         payment_days=None if p.get("payment_days") is None else int(p["payment_days"]),

@@ -184,7 +184,8 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             "budget": budget,
             "allocation": p.allocation,
             "confirmation": p.confirmation,
-            "notice_days": p.notice_days,  # absent in runs made before public notices existed
+            "notice_days": p.notice_working_days or p.notice_days,  # absent in runs before public notices
+            "notice_working": p.notice_working_days is not None,
             "service_phone": p.service_phone,  # absent in runs made before policies named one
             "review_days": p.review_days,
             "payment_days": p.payment_days,

@@ -214,6 +214,7 @@ class PolicyVersion(SQLModel, table=True):
     items: str = Field(sa_type=Text)  # JSON: [{"id", "title", "conditions"}]
     conditions: str = Field(sa_type=Text)  # JSON: the shared conditions with their clauses
     notice_days: int | None = None  # public notice (公示) before a batch may be approved; None: no notice
+    notice_working: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})  # in working days
     service_phone: str | None = Field(default=None, sa_type=String(32))  # 咨询电话; None: the deployment's
     review_days: int | None = None  # the policy's own committed 初核 limit (working days); None: the SLA's
     payment_days: int | None = None  # its own limit from confirmation to money; None: the SLA's
@@ -643,9 +644,15 @@ class PublicNotice(SQLModel, table=True):
     policy_id: str = Field(sa_type=String(64), index=True)
     title: str = Field(sa_type=Text)
     days: int
+    working: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})  # `days` are working days
     starts_at: dt.datetime = Field(sa_type=UtcDateTime)
     ends_at: dt.datetime = Field(sa_type=UtcDateTime, index=True)
     opened_by: int = Field(foreign_key="staff_user.id")
+
+    @property
+    def period_text(self) -> str:
+        """The length as people read it: 7 天, 5 个工作日."""
+        return f"{self.days} 个工作日" if self.working else f"{self.days} 天"
 
 
 class Objection(SQLModel, table=True):

@@ -1,7 +1,8 @@
 """Public notice (公示) of a payout batch's recipients, objections (异议), and the approval gate.
 
-A policy may set `notice_days`. A batch of such a policy is put on public notice (enterprise name, item,
-amount; never account data) for that many days before a checker may approve it; anyone may object to a
+A policy may set `notice_days` (or `notice_working_days`, counted by the official working-day calendar).
+A batch of such a policy is put on public notice (enterprise name, item, amount; never account data) for
+that many days before a checker may approve it; anyone may object to a
 line, with contact details, while the notice runs; staff resolve each objection with a reason:
 upheld takes the enterprise's line out of the batch (its offer is held with the reason), dismissed
 changes nothing. `check_approvable` refuses approval while the notice runs or an objection is open.
@@ -42,6 +43,7 @@ from payouts.models import (
 from payouts.users import require
 from rules.errors import PayoutError, StateError
 from rules.formats import public_time
+from rules.workdays import working_days_after
 
 OBJECTION_LABELS = {"open": "待处理", "upheld": "异议成立", "dismissed": "异议不成立"}
 _PHONE = re.compile(r"^1[3-9]\d{9}$|^0\d{2,3}-?\d{7,8}$")
@@ -52,14 +54,30 @@ def _day(at: dt.datetime) -> str:
     return public_time(at)
 
 
-def notice_days(session: Session, policy_id: str, period: str) -> int | None:
-    """The notice period of a policy and period (its latest version's), or None when it has none."""
-    return session.scalar(
-        select(PolicyVersion.notice_days)
+@dataclass(frozen=True)
+class NoticePeriod:
+    """How long a notice runs: `days` calendar days, or working days of the official calendar."""
+
+    days: int
+    working: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.days} 个工作日" if self.working else f"{self.days} 天"
+
+    def end(self, start: dt.datetime) -> dt.datetime:
+        """When a notice opened at `start` ends (the same clock time, that many days or working days on)."""
+        return working_days_after(start, self.days) if self.working else start + dt.timedelta(days=self.days)
+
+
+def notice_period(session: Session, policy_id: str, period: str) -> NoticePeriod | None:
+    """The notice period a policy requires for a period (its latest version's), or None when it has none."""
+    row = session.execute(
+        select(PolicyVersion.notice_days, PolicyVersion.notice_working)
         .where(PolicyVersion.policy_id == policy_id, PolicyVersion.period == period)
         .order_by(PolicyVersion.version.desc())
         .limit(1)
-    )
+    ).first()
+    return None if row is None or not row[0] else NoticePeriod(row[0], bool(row[1]))
 
 
 def of_batch(session: Session, batch_id: int) -> PublicNotice | None:
@@ -86,20 +104,22 @@ def open_notice(
         raise StateError(f"批次 {reference} 处于 {batch.state}，只有待复核的批次可以公示")
     if of_batch(session, batch.id) is not None:
         raise StateError(f"批次 {reference} 已经公示过")
-    required = notice_days(session, batch.policy_id, batch.period)
-    length = required if required is not None else days
-    if length is None or length < 1:
-        raise PayoutError(f"政策 {batch.policy_id} 未设公示期，请写明公示天数（1 至 365）")
-    if length > 365:
-        raise PayoutError("公示天数最多 365 天")
+    length = notice_period(session, batch.policy_id, batch.period)
+    if length is None:
+        if days is None or days < 1:
+            raise PayoutError(f"政策 {batch.policy_id} 未设公示期，请写明公示天数（1 至 365）")
+        if days > 365:
+            raise PayoutError("公示天数最多 365 天")
+        length = NoticePeriod(days)
     notice = PublicNotice(
         public_id=tokens.public_id(),
         batch_id=batch.id,
         policy_id=batch.policy_id,
         title=batch.purpose,
-        days=length,
+        days=length.days,
+        working=length.working,
         starts_at=now,
-        ends_at=now + dt.timedelta(days=length),
+        ends_at=length.end(now),
         opened_by=user.id,
     )
     session.add(notice)
@@ -115,7 +135,8 @@ def open_notice(
         "open",
         None,
         batch=reference,
-        days=length,
+        days=length.days,
+        **({"working_days": True} if length.working else {}),
         ends=audit.timestamp(notice.ends_at),
         lines=batch.line_count,
     )
@@ -403,10 +424,10 @@ def check_approvable(session: Session, batch: Batch, now: dt.datetime) -> None:
     """StateError unless the batch's public notice (if its policy needs one) has run its full period and
     every objection to it is resolved."""
     notice = of_batch(session, batch.id)
-    days = notice_days(session, batch.policy_id, batch.period)
+    required = notice_period(session, batch.policy_id, batch.period)
     if notice is None:
-        if days:
-            raise StateError(f"政策要求公示 {days} 天：批次 {batch.reference} 尚未公示，不能复核通过")
+        if required:
+            raise StateError(f"政策要求公示 {required}：批次 {batch.reference} 尚未公示，不能复核通过")
         return
     if now < notice.ends_at:
         raise StateError(

@@ -710,7 +710,8 @@ def _policy_version(session: Session, policy: Policy) -> None:
             ensure_ascii=False,
         ),
         conditions=json.dumps([c.model_dump() for c in policy.conditions], ensure_ascii=False),
-        notice_days=policy.notice_days,
+        notice_days=policy.notice_working_days or policy.notice_days,
+        notice_working=policy.notice_working_days is not None,
     )
     try:
         with session.begin_nested():  # another reviewer may add it at the same moment

@@ -144,8 +144,10 @@ class Policy(_Strict):
     tags: list[Text] = []
     summary: Text | None = None
     audience: Text | None = None
-    # Public notice (公示): days a payout batch's recipients stay on public notice before it can be approved.
+    # Public notice (公示): days a payout batch's recipients stay on public notice before it can be approved,
+    # in calendar days, or in working days of the official calendar (`notice_working_days`; one of the two).
     notice_days: Annotated[int, Field(ge=0, le=365)] | None = None
+    notice_working_days: Annotated[int, Field(ge=1, le=60)] | None = None
     # The department's service phone for this policy (咨询电话), named in its SMS and on its pages so that
     # an enterprise can check the message by calling a number it can look up; unset: the deployment's
     # (ZHIDA_SERVICE_PHONE).

@@ -262,6 +262,14 @@ def _semantic_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
                 "检查有效期的起止日期",
             )
         )
+    if raw.get("notice_days") is not None and raw.get("notice_working_days") is not None:
+        out.append(
+            loc.problem(
+                ("notice_working_days",),
+                "notice_days 与 notice_working_days 只能写一个",
+                "文件按工作日计算公示期的写 notice_working_days，按自然日计算的写 notice_days",
+            )
+        )
     allocation, rank_by, budget = raw.get("allocation", "none"), raw.get("rank_by"), raw.get("budget")
     if allocation == "rank" and rank_by is None:
         out.append(

@@ -502,7 +502,7 @@ def batch_page(
             "can_files": may(user, "bank_files"),
             "demo_bank": request.app.state.phone is not None,
             "notice": notice.of_batch(session, batch.id),
-            "notice_days": notice.notice_days(session, batch.policy_id, batch.period),
+            "notice_period": notice.notice_period(session, batch.policy_id, batch.period),
             "can_notice": may(user, "notice_open"),
             "group": [b for b in batches.group(session, batch) if b.id != batch.id],
             "formats": finance.FORMAT_LABELS,

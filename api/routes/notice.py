@@ -98,6 +98,7 @@ class NoticeOut(BaseModel):
     policy_id: str
     title: str
     days: int
+    working: bool = Field(description="days 为工作日（按国家法定节假日安排）")
     starts_at: dt.datetime
     ends_at: dt.datetime
     running: bool
@@ -121,6 +122,7 @@ def notice_out(session: Session, n: PublicNotice) -> NoticeOut:
         policy_id=n.policy_id,
         title=n.title,
         days=n.days,
+        working=n.working,
         starts_at=n.starts_at,
         ends_at=n.ends_at,
         running=n.starts_at <= now() < n.ends_at and state != BatchState.REJECTED.value,
@@ -205,7 +207,7 @@ def open_page(
 ) -> Response:
     n = _open(session, user, batch, days)
     return redirect(
-        f"/console/notices/{n.public_id}", f"已公示 {n.days} 天，公示期满且异议处理完毕后方可复核通过"
+        f"/console/notices/{n.public_id}", f"已公示 {n.period_text}，公示期满且异议处理完毕后方可复核通过"
     )
 
 

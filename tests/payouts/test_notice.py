@@ -193,3 +193,31 @@ def test_the_bank_files_purpose_names_the_period_as_people_read_it(tx, batch, tm
         files = batches.export(s, batch.ref, "maker", tmp_path / "bank", batch.t + 8 * D + H)
     assert "（2025年度）" in files.csv_path.read_bytes().decode("utf-8-sig")
     assert "（2025年度）</Ustrd>" in files.xml_path.read_text(encoding="utf-8")
+
+
+def test_a_notice_in_working_days_runs_past_the_national_day_holiday(tx, tmp_path, ex) -> None:
+    """黑龙江's 新增规上 award is on notice for 5 working days. Opened on Monday 29 September 2025 at 10:00
+    China time, it counts 30 September, then (after 1–8 October off) 9, 10 and Saturday 11 October (an
+    adjusted working day) and Monday 13 October: it ends on 13 October at 10:00, not on 4 October."""
+    opened = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)  # 10:00 in China
+    run = ex.write_run(
+        tmp_path / "run",
+        [ex.policy("shenggui", budget="10000.00", confirmation="none") | {"notice_working_days": 5}],
+        [("shenggui", "main", 1, "1000.00")],
+        [ex.payee(1)],
+    )
+    with tx() as s:
+        imports.import_run(s, run, "rev", opened - D)
+        offers.release(s, "rev", opened - D)
+        ref = batches.create_batch(s, "shenggui", "maker", opened - H).reference
+    with tx() as s, pytest.raises(StateError, match=r"政策要求公示 5 个工作日：.*尚未公示"):
+        batches.approve(s, ref, "checker", opened)
+    nid = _open(tx, ref, opened)
+    ends = dt.datetime(2025, 10, 13, 2, 0, tzinfo=dt.UTC)
+    with tx() as s:
+        shown = notice.get(s, nid)
+        assert (shown.days, shown.working, shown.ends_at, shown.period_text) == (5, True, ends, "5 个工作日")
+    with tx() as s, pytest.raises(StateError, match="2025年10月13日 10:00 结束"):
+        batches.approve(s, ref, "checker", ends - H)
+    with tx() as s:
+        assert batches.approve(s, ref, "checker", ends).state == "approved"

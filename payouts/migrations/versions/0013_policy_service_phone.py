@@ -1,7 +1,7 @@
 """A policy's service phone (咨询电话), named in its SMS and on the enterprise's pages.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 09:00:00
 """
 

@@ -2,7 +2,7 @@
 department heads, the outbox's e-mail channel and messages without an offer, and the SMS opt-out list.
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014
 Create Date: 2026-12-07 09:00:00
 """
 

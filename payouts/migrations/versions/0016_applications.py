@@ -5,7 +5,7 @@ enterprises' ratings of ended items (好差评, `rating`); and the 帮办代办 
 authorisations (委托书, `mandate`) it acts on.
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-07 08:53:42
 """
 
