@@ -67,13 +67,37 @@ def test_adding_a_user_without_a_terminal_says_to_use_password_stdin() -> None:
     assert "--password-stdin" in result.output
 
 
+# What `serve` writes into os.environ for its workers (the shared secret key, the demo's defaults).
+SERVE_SETS = tuple(
+    f"ZHIDA_{k}"
+    for k in (
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "DATA_DIR",
+        "SNAPSHOTS_ROOT",
+        "AS_OF",
+        "PUBLIC_URL",
+        "DEMO_PHONE",
+        "WORKER",
+    )
+)
+
+
+def _unset_until_the_end(monkeypatch: pytest.MonkeyPatch, *keys: str) -> None:
+    """Unset `keys` for the test and remove whatever the code under test sets in them afterwards (a bare
+    `delenv` of an unset key records nothing, so a value set later would leak into the next test)."""
+    for key in keys:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+
+
 def test_workers_of_a_development_service_share_one_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without ZHIDA_SECRET_KEY each process would make its own, and one worker would refuse the CSRF
     # tokens, enterprise sessions and sign-in codes another worker issued.
     from api.commands.serve import share_secret_key
     from api.settings import Settings
 
-    monkeypatch.delenv("ZHIDA_SECRET_KEY", raising=False)
+    _unset_until_the_end(monkeypatch, "ZHIDA_SECRET_KEY")
     share_secret_key(os.environ)
     first, second = Settings(), Settings()  # as two worker processes read the environment
     assert first.secret_key.get_secret_value() == second.secret_key.get_secret_value()
@@ -85,6 +109,7 @@ def test_workers_of_a_development_service_share_one_secret_key(monkeypatch: pyte
 def test_several_workers_refuse_the_demo_and_production_without_redis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    _unset_until_the_end(monkeypatch, *SERVE_SETS)
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--workers", "2", "--demo"])
     assert result.exit_code == 2 and "演示手机" in result.output
