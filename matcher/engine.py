@@ -54,7 +54,7 @@ Step = Callable[[str], None]
 
 
 # Each enterprise's industry section and size class, from the profile of the run's latest assessment year:
-# the payees carry them so that the review queue can filter offers by them (`execute` makes this view).
+# the payees carry them so that the review queue can filter offers by them (`match_profiles` makes this view).
 PAYEE_KEYS = "payee_keys"
 
 # Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines,
@@ -177,8 +177,6 @@ def execute(
         profiles[year] = engine.build_profile(year, as_of)
     timings = {"profile": time.perf_counter() - t}
     timings |= match_profiles(engine, policies, profiles, step=step)
-    latest = profiles[max(profiles)]
-    engine.create(PAYEE_KEYS, exp.select("uscc", "industry_section", "size_class").from_(latest), view=True)
     return timings
 
 
@@ -231,6 +229,8 @@ def match_profiles(
     t = time.perf_counter()
     for name, tree in views(plans, keyed).items():  # after the patterns: the statuses read them
         engine.create(name, tree, view=True)
+    latest = profiles[max(profiles)]
+    engine.create(PAYEE_KEYS, exp.select("uscc", "industry_section", "size_class").from_(latest), view=True)
     timings["views"] = time.perf_counter() - t
     return timings
 
