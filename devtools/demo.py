@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from payouts import batches, confirm, imports, offers, sms, users
+from payouts import batches, confirm, imports, notice, offers, sms, users
 from payouts.bankfiles import write_return
 from payouts.db import PayoutSettings
 from payouts.errors import NotFoundError
@@ -40,6 +40,18 @@ def ensure_demo_users(session: Session, now: dt.datetime) -> None:
             users.get_user(session, name)
         except NotFoundError:
             users.create_user(session, name, role, display_name=display, now=now)
+
+
+HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
+
+
+def notice_if_required(session: Session, reference: str, maker: str, opened: dt.datetime) -> dt.datetime:
+    """Open the public notice (公示) a batch's policy requires, at `opened`; when the batch may be approved
+    (`opened` when its policy requires none)."""
+    batch = batches.get_batch(session, reference)
+    if notice.notice_period(session, batch.policy_id, batch.period) is None:
+        return opened
+    return notice.open_notice(session, reference, maker, opened).ends_at
 
 
 def demo_flow(
@@ -85,10 +97,12 @@ def demo_flow(
             made.append({"reference": batch.reference, "policy_id": policy_id, "lines": batch.line_count})
     with step("approve"):
         for b in made:
-            batches.approve(session, b["reference"], "demo-checker", at(50))
+            # A policy that requires a public notice (公示) is approved once its notice has run.
+            b["approved_at"] = max(at(50), notice_if_required(session, b["reference"], "demo-maker", at(48)))
+            batches.approve(session, b["reference"], "demo-checker", b["approved_at"])
     with step("export"):
         for b in made:
-            files = batches.export(session, b["reference"], "demo-maker", out_dir, at(51))
+            files = batches.export(session, b["reference"], "demo-maker", out_dir, b["approved_at"] + HOUR)
             b["files"] = [str(files.csv_path), str(files.xml_path)]
     with step("reconcile"):
         for b in made:
@@ -103,7 +117,12 @@ def demo_flow(
                 )
             with returned.open("rb") as data:
                 result = batches.reconcile(
-                    session, b["reference"], data, "demo-maker", at(74), filename=returned.name
+                    session,
+                    b["reference"],
+                    data,
+                    "demo-maker",
+                    b.pop("approved_at") + DAY,
+                    filename=returned.name,
                 )
             b.update(paid=result.paid, failed=result.failed, paid_amount=str(result.paid_amount))
     return {

@@ -188,14 +188,27 @@ def _stage_batch(work: Path, enterprises: int, seed: int, url: str) -> int:
 
 
 def _stage_approve(work: Path, enterprises: int, seed: int, url: str) -> int:
+    from devtools.demo import notice_if_required
     from payouts import batches
     from payouts.db import transaction
 
     lines = 0
     for reference in _references(url):
         with transaction(_engine(url)) as s:
-            lines += batches.approve(s, reference, CHECKER, T0 + dt.timedelta(days=2, hours=2)).line_count
+            # A policy that requires a public notice (公示) is approved once its notice has run.
+            when = max(
+                T0 + dt.timedelta(days=2, hours=2), notice_if_required(s, reference, MAKER, T0 + 2 * DAY)
+            )
+            lines += batches.approve(s, reference, CHECKER, when).line_count
     return lines
+
+
+DAY = dt.timedelta(days=1)
+
+
+def _after_approval(batch: Any, later: dt.timedelta) -> dt.datetime:
+    """`later` after the batch's approval (a batch on public notice is approved when its notice ends)."""
+    return batch.approved_at + later
 
 
 def _stage_export(work: Path, enterprises: int, seed: int, url: str) -> int:
@@ -208,8 +221,9 @@ def _stage_export(work: Path, enterprises: int, seed: int, url: str) -> int:
     lines = 0
     for reference in _references(url):
         with transaction(_engine(url)) as s:
-            batches.export(s, reference, MAKER, bank, T0 + dt.timedelta(days=2, hours=3))
-            lines += batches.get_batch(s, reference).line_count
+            batch = batches.get_batch(s, reference)
+            batches.export(s, reference, MAKER, bank, _after_approval(batch, dt.timedelta(hours=1)))
+            lines += batch.line_count
     return lines
 
 
@@ -238,7 +252,8 @@ def _stage_reconcile(work: Path, enterprises: int, seed: int, url: str) -> int:
     for reference in _references(url):
         path = bank / f"{reference}.return.csv"
         with transaction(_engine(url)) as s, path.open("rb") as data:
-            r = batches.reconcile(s, reference, data, MAKER, T0 + dt.timedelta(days=4), filename=path.name)
+            when = _after_approval(batches.get_batch(s, reference), 2 * DAY)
+            r = batches.reconcile(s, reference, data, MAKER, when, filename=path.name)
             lines += r.paid + r.failed
     return lines
 
