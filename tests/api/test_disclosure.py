@@ -39,7 +39,10 @@ def test_the_public_pages_and_export_show_figures_without_personal_data(world: W
     assert page.status_code == 200 and "惠企资金去向晾晒" in page.text and "应享尽享率" in page.text
     one = anyone.get("/liangshai/c-gaoxin")
     assert one.status_code == 200 and "按区县" in one.text and "已告知企业" in one.text
-    assert anyone.get("/liangshai/no-such-policy").status_code == 404
+    assert 'href="/liangshai/open-data.csv?policy=c-gaoxin"' in one.text  # the open data of this policy
+    missing = anyone.get("/liangshai/no-such-policy")
+    assert missing.status_code == 404 and 'href="/liangshai/open-data.csv"' in missing.text
+    assert "<title>惠企资金去向晾晒</title>" in missing.text and 'href="/liangshai"' in missing.text
     data = anyone.get("/liangshai/open-data.json").json()
     gaoxin = next(r for r in data["totals"] if r["policy_id"] == "c-gaoxin" and r["county_code"] == "")
     assert gaoxin["eligible"] > 0 and gaoxin["reached"] > 0
