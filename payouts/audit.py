@@ -706,6 +706,22 @@ def search(
     return count, list(session.scalars(page).all())
 
 
+def found_pages(session: Session, wanted: EventSearch, size: int = 5_000) -> Iterator[list[AuditEvent]]:
+    """Every event matching `wanted`, newest first, `size` at a time (by sequence number, so that memory
+    stays one page whatever the number of events); each page is let go of before the next is read."""
+    where, before = wanted.condition(), None
+    while True:
+        page = select(AuditEvent).where(where).order_by(AuditEvent.seq.desc()).limit(size)
+        if before is not None:
+            page = page.where(AuditEvent.seq < before)
+        events = list(session.scalars(page).all())
+        if not events:
+            return
+        yield events
+        before = events[-1].seq
+        session.expunge_all()
+
+
 def actors_named(session: Session, text: str) -> tuple[str, ...]:
     """The stored actor values a person may mean by `text`: 系统 (the system's jobs), a USCC (that
     enterprise), or staff whose username or display name holds it."""

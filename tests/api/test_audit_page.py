@@ -125,6 +125,18 @@ def test_the_export_opens_in_chinese_excel_with_the_same_events_in_chinese(world
     assert all(r[2] not in ("system",) and not r[2].startswith("enterprise:") for r in rows[1:])
 
 
+def test_the_export_reads_page_by_page_and_keeps_every_event_once(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from api.routes import audit as audit_route
+
+    monkeypatch.setattr(audit_route, "EXPORT_PAGE", 2)  # five holds read two at a time
+    for public_id in world.offers("c-wenbao", "drafted")[:5]:
+        world.bulk("/api/review/hold", "hold", {"offers": [public_id], "reason": "核实经营地址"})
+    got = world.browser("auditor").get("/console/audit/export.csv", params={"action": "hold"})
+    rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"), newline="")))[1:]
+    seqs = [int(r[0]) for r in rows]
+    assert len(seqs) == 5 and seqs == sorted(set(seqs), reverse=True)
+
+
 def test_only_auditors_see_the_audit_page_and_its_export(world: World) -> None:
     reviewer = world.browser("reviewer")
     assert reviewer.get("/console/audit").status_code == 403
