@@ -2,7 +2,8 @@
 
 Validates the policy library, shows the field catalog and one policy, generates a 100,000-enterprise
 snapshot, checks it, matches every active policy, explains one candidate, then carries the run through
-offers, SMS, confirmation, a maker-checker batch, the bank files and the bank's return file.
+offers, SMS, confirmation, a maker-checker batch, the bank files and the bank's return file; meanwhile one
+enterprise applies for a 快申快享 item and is paid with the others.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("COLUMNS", "140")  # wide tables in logs and pipes, where rich would assume 80
 # The demo's own payouts database, which the report and the notebooks read by default.
@@ -27,6 +29,7 @@ from rich.table import Table
 
 from api.cli import app
 from matcher import runfolder
+from rules.catalog import CATALOG
 from rules.formats import CHINA
 
 VAR = Path("var/demo")
@@ -52,8 +55,10 @@ def step(title: str, *args: str) -> float:
 
 def payouts_flow() -> dict[str, float]:
     """Import the run, release, SMS, confirmations, a maker batch, a checker approval, bank and return files."""
-    from devtools.demo import demo_flow
+    from devtools.demo import DEMO_APPLY_ITEM, DEMO_APPLY_POLICY, DemoApplication, demo_flow
     from payouts.db import connect, transaction
+    from rules.ruleset import library_dir
+    from rules.validate import load_policy
 
     console.print(Rule("[bold]9. 意愿确认与拨付到账（SQLite：var/demo/zhida.db）[/bold]"))
     database = VAR / "zhida.db"
@@ -61,9 +66,20 @@ def payouts_flow() -> dict[str, float]:
     bank = VAR / "bank"
     shutil.rmtree(bank, ignore_errors=True)
     bank.mkdir(parents=True)
+    evidence = VAR / "evidence"
+    shutil.rmtree(evidence, ignore_errors=True)
+    application = DemoApplication(
+        policy=load_policy(library_dir() / f"{DEMO_APPLY_POLICY}.yaml"),
+        item_id=DEMO_APPLY_ITEM,
+        snapshot=SNAPSHOT,
+        as_of=dt.date.fromisoformat(AS_OF),
+        evidence_dir=evidence,
+    )
     started = time.perf_counter()
     with transaction(connect()) as session:
-        result = demo_flow(session, RUN, bank, confirm_share=0.8, fail_share=0.05, seed=0)
+        result = demo_flow(
+            session, RUN, bank, confirm_share=0.8, fail_share=0.05, seed=0, application=application
+        )
     elapsed = time.perf_counter() - started
     imported = result["imported"]
     console.print(
@@ -81,8 +97,27 @@ def payouts_flow() -> dict[str, float]:
             f"批次 {b['reference']}（{b['policy_id']}）：{b['lines']:,} 笔，成功 {b['paid']:,}，失败 {b['failed']:,}；"
             f"银行文件 {', '.join(Path(f).name for f in b['files'])}"
         )
+    console.print(application_line(result["application"]))
     console.print("各环节用时（秒）：" + "，".join(f"{k} {v:.2f}" for k, v in result["timings"].items()))
     return {"意愿确认与拨付": elapsed}
+
+
+def application_line(applied: dict[str, Any] | None) -> str:
+    """The demo's one line on its 快申快享 application, in the words an enterprise would use."""
+    if applied is None or not applied["accepted"]:
+        return "快申快享：快照中没有可申请的演示企业，本次未演示申请"
+    paid = (
+        "已拨付到账" if applied.get("offer_state") == "paid" else f"尚未到账（{applied.get('offer_state')}）"
+    )
+    reviewers = applied["reviewers"]
+    review = f"经{'、'.join(reviewers)}会签通过" if len(reviewers) > 1 else f"经{reviewers[0]}审核通过"
+    known = "、".join(CATALOG[f].label for f in applied["prefilled"])
+    return (
+        f"快申快享：一户四川企业申请“{applied['title']}”，已掌握的 {len(applied['prefilled'])} 项数据"
+        f"（{known}）自动填入，回答 {applied['answers']} 个问题、上传 {applied['materials']} 份材料，"
+        f"按一次性告知补正 {applied['returned_for']} 项后再次提交，{review}，"
+        f"核定 {Decimal(applied['amount']):,.2f} 元，并入批次 {applied['batch']} 与其他要约一同拨付，{paid}"
+    )
 
 
 def main() -> None:

@@ -545,6 +545,7 @@ class PolicySheet:
     payment: str
     allocation: str | None
     exclusive: str | None
+    way: str = "免申即享"  # 免申即享, 快申快享, 权益 or 资质 (`delivery`)
 
 
 def amount_words(expression: str) -> str:
@@ -580,6 +581,14 @@ def scope_words(scope: Scope) -> tuple[str, str, str]:
         else "、".join(label for key, label in SIZE_LABELS.items() if key in scope.sizes) or "无"
     )
     return where, industries, sizes
+
+
+def delivery(policy: Policy) -> str:
+    """How the policy reaches an enterprise, in one word for a result list: its kind for 权益 and 资质,
+    快申快享 when any item is applied for, else 免申即享."""
+    if not policy.gives_money:
+        return policy.kind or "权益"
+    return "快申快享" if any(i.mode == "apply" for i in policy.items) else "免申即享"
 
 
 def payment_words(policy: Policy) -> str:
@@ -650,6 +659,7 @@ def describe(policy: Policy, today: dt.date) -> PolicySheet:
         payment=payment_words(policy),
         allocation=_ALLOCATION[policy.allocation] if policy.budget is not None else None,
         exclusive="与同类政策就高不重复享受：同一企业只兑现金额最高的一项。" if group else None,
+        way=delivery(policy),
     )
 
 

@@ -86,20 +86,47 @@ def show(file: Path) -> None:
             "none": "不限额",
         }
         console.print(f"预算：{policy.budget:,} 元，{words[policy.allocation]}")
-    if all(_is_number(i.amount) and Decimal(i.amount) == 0 for i in policy.items):
+    if not policy.gives_money:
+        console.print(f"类别：{policy.kind}（不发放资金，不参与数据比对；按申兑指南办理）")
+    elif all(_is_number(i.amount) and Decimal(i.amount) == 0 for i in policy.items):
         console.print("兑现方式：不涉及资金拨付（减免、缓缴、融资等，按规定直接享受或向有关单位办理）")
     else:
+        ways = []
+        if any(i.mode == "free" for i in policy.items):
+            ways.append("企业一键确认后拨付" if policy.confirmation == "required" else "免确认直接拨付")
+        if any(i.mode == "apply" for i in policy.items):
+            ways.append(f"快申快享：企业在线申请，由{'、'.join(policy.reviewers or [policy.department])}审核")
+        console.print("兑现方式：" + "；".join(ways))
+    if policy.guide is not None:
+        g = policy.guide
         console.print(
-            "兑现方式：" + ("企业一键确认后拨付" if policy.confirmation == "required" else "免确认直接拨付")
+            f"申兑指南：咨询电话 {g.phone}    办理地点：{g.department_address}    "
+            f"承诺时限：{g.time_limit_days} 个工作日",
+            soft_wrap=True,
         )
+        console.print("办理流程：" + " → ".join(g.flow), soft_wrap=True)
+    if len(policy.reviewers) > 1:
+        console.print(f"会签部门：{'、'.join(policy.reviewers)}（{policy.lead_reviewer}牵头）")
     if policy.exclusive_group:
         console.print(f"就高不重复组：{policy.exclusive_group}")
     _conditions_table("共同条件", policy.conditions)
     for item in policy.items:
-        console.print(f"\n[bold]事项 {item.id}：{item.title}[/bold]")
+        mode = "（快申快享：申请）" if item.mode == "apply" else ""
+        console.print(f"\n[bold]事项 {item.id}：{item.title}{mode}[/bold]")
         _conditions_table("事项条件", item.conditions)
         cap = f"，每户最高 {item.cap:,} 元" if item.cap is not None else ""
-        console.print(Text(f"  金额：{item.amount}（元，四舍五入到分{cap}）"))
+        if item.amount is None:
+            console.print(Text(f"  金额：由审核部门核定{cap}"))
+        else:
+            console.print(Text(f"  金额：{item.amount}（元，四舍五入到分{cap}）"))
+        if item.application is not None:
+            asked = item.application
+            if asked.fields:
+                console.print(Text("  数据缺失时由企业填写：" + "、".join(asked.fields)))
+            for q in asked.questions:
+                console.print(Text(f"  问题：{q.text}"))
+            for m in asked.materials:
+                console.print(Text(f"  材料：{m.name}{'' if m.required else '（选交）'}"))
 
 
 def _conditions_table(title: str, conditions: list[Condition]) -> None:
@@ -113,8 +140,10 @@ def _conditions_table(title: str, conditions: list[Condition]) -> None:
     console.print(table)
 
 
-def _is_number(text: str) -> bool:
-    """Whether an amount is a plain number (`0`, `200000`), not a formula."""
+def _is_number(text: str | None) -> bool:
+    """Whether an amount is a plain number (`0`, `200000`), not a formula (nor set by the department)."""
+    if text is None:
+        return False
     try:
         Decimal(text)
     except ArithmeticError:

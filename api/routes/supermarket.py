@@ -113,6 +113,21 @@ def _sheet(store: PolicyStore, policy_id: str, today: dt.date) -> supermarket.Po
     return supermarket.describe(store.parsed(record), today)
 
 
+# Published versions never change: how each is delivered is worked out once per (id, version).
+_DELIVERY: dict[tuple[str, int], str] = {}
+
+
+def _deliveries(store: PolicyStore, hits: Sequence[supermarket.Hit]) -> dict[str, str]:
+    """Policy id → 免申即享, 快申快享, 权益 or 资质, for the hits of a result page."""
+    for h in hits:
+        key = (h.policy_id, h.version)
+        if key not in _DELIVERY:
+            _DELIVERY[key] = supermarket.delivery(
+                store.parsed(store.get(h.policy_id, h.version, "published"))
+            )
+    return {h.policy_id: _DELIVERY[(h.policy_id, h.version)] for h in hits}
+
+
 def _hit_out(hit: supermarket.Hit) -> HitOut:
     return HitOut(
         **{k: getattr(hit, k) for k in HitOut.model_fields if k != "url"}, url=f"/policies/{hit.policy_id}"
@@ -212,6 +227,7 @@ def market_page(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    store: StoreDep,
     q: Annotated[str, Query(max_length=supermarket.MAX_QUERY)] = "",
     category: Annotated[str, Query(max_length=16)] = "",
     department: Annotated[str, Query(max_length=200)] = "",
@@ -231,6 +247,7 @@ def market_page(
         {
             "s": s,
             "results": results,
+            "ways": _deliveries(store, results.hits),
             "choices": supermarket.choices(session),
             "filtered": any((s.category, s.department, s.region, s.industry, s.size, s.open_only)),
             "category_url": {c: _url(s, category=c, page=1) for c in (None, *CATEGORIES)},

@@ -131,3 +131,46 @@ def test_the_filter_panel_lays_out_its_controls_and_its_checkbox_on_a_phone_and_
     expect(page.locator(".hits")).to_contain_text("2025年失业保险稳岗返还")
     expect(page.locator("input[name=open]")).to_be_checked()
     context.close()
+
+
+@pytest.mark.parametrize("width", [360, 1366])
+def test_an_applied_for_award_and_a_qualification_say_how_they_are_delivered(
+    market: World, browser: Browser, width: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(market.base + "/policies?q=首台套")  # type: ignore[attr-defined]
+    award = page.locator(".hit", has_text="首台套首批次首版次产品销售奖励")
+    expect(award.locator(".way")).to_have_text("快申快享")
+    expect(award.locator(".money")).to_contain_text("单户最高 10,000,000.00 元")
+    qualification = page.locator(".hit", has_text="首台套首批次首版次认定")
+    expect(qualification.locator(".way")).to_have_text("资质")
+    expect(qualification.locator(".money")).to_have_text("资质类事项，不发放资金")
+    if width == 360:
+        fits_the_phone(page)
+    look(page, f"market-7-apply-list-{width}px")
+
+    award.locator("h2 a").click()
+    expect(page.locator("#payment")).to_contain_text("快申快享：在线申请")
+    expect(page.locator("#guide")).to_contain_text(
+        "四川省经济和信息化厅、四川省财政厅（四川省经济和信息化厅牵头）"
+    )
+    expect(page.locator("#guide")).to_contain_text("60 个工作日")
+    expect(page.locator("#item-award")).to_contain_text("金额由审核部门核定，每户最高 10,000,000.00 元")
+    expect(page.locator("#item-award .asked")).to_contain_text("上传：认定后第一年度产品销售合同")
+    expect(page.locator("#item-award .asked")).to_contain_text("上传：销售发票（选交）")
+    expect(page.locator("#apply-award")).to_have_text("申请（快申快享）")
+    expect(page.locator("#note")).to_contain_text("申请时自动预审并填入")
+    if width == 360:
+        fits_the_phone(page)
+    look(page, f"market-8-apply-policy-{width}px")
+
+    page.goto(market.base + "/policies/zizhi-zhuanjingtexin-sichuan-2024")  # type: ignore[attr-defined]
+    expect(page.locator("#payment")).to_contain_text("资质类事项，不发放资金")
+    expect(page.locator("#guide")).to_contain_text("028-86264044")
+    expect(page.locator("#note")).to_contain_text("不进行数据比对")
+    expect(page.locator("#facts")).not_to_contain_text("单户金额")
+    if width == 360:
+        fits_the_phone(page)
+    look(page, f"market-9-qualification-{width}px")
+    context.close()

@@ -80,8 +80,11 @@ def test_a_two_character_word_finds_the_policy_that_contains_it(market: World) -
 
 
 def test_words_of_three_and_more_characters_and_several_words(market: World) -> None:
-    # Titles that hold the word first (Fujian's and Fuzhou's awards), then a summary that does (Longgang).
-    assert ids(market.client, q="小巨人") == ["xiaojuren-fujian", "xiaojuren-fuzhou", "yanfa-longgang"]
+    # Titles that hold the word first (Fujian's and Fuzhou's awards), then summaries that do (Longgang's
+    # R&D support; Sichuan's 专精特新 recognition, whose 小巨人 may not apply for its review).
+    found = ids(market.client, q="小巨人")
+    assert found[:2] == ["xiaojuren-fujian", "xiaojuren-fuzhou"]
+    assert set(found[2:]) == {"yanfa-longgang", "zizhi-zhuanjingtexin-sichuan-2024"}
     assert set(ids(market.client, q="失业保险 返还")) == REFUNDS
     assert ids(market.client, q="研发 河南") == ["yanfa-henan-2018"]
     assert ids(market.client, q="稳岗补贴返还") == []  # 岗补 and 贴返 are in no policy: no false hit
@@ -162,7 +165,9 @@ def test_sort_by_amount_puts_the_largest_fixed_amount_or_cap_first(market: World
     known = [float(a) for a in amounts if a is not None]
     assert known == sorted(known, reverse=True)
     assert amounts.index(None) == len(known)  # formulas without a cap come last
-    assert hits[0]["policy_id"] == "yanfa-shandong-2025" and hits[0]["max_amount"] == "10000000.00"
+    # Shandong's R&D subsidy and Sichuan's first-of-a-kind award (a cap set on review) tie at 1,000万.
+    assert {h["policy_id"] for h in hits[:2]} == {"yanfa-shandong-2025", "ks-shoutao-sichuan-2025"}
+    assert hits[0]["max_amount"] == hits[1]["max_amount"] == "10000000.00"
 
 
 def test_the_detail_page_tells_conditions_clauses_amounts_validity_source_and_payment(market: World) -> None:
@@ -353,11 +358,19 @@ def test_search_and_filters_give_the_same_answers_on_sqlite_and_postgresql(backe
         "jiajikouchu-kxzx-2022"
     ]  # Shandong's excludes 青岛, a national one not
     assert found(q="研发", region="37") == ["jiajikouchu-kxzx-2022", "yanfa-shandong-2025"]
-    open_to_farms = found(industry="A", open_only=True)
-    assert open_to_farms == sorted(open_to_farms) and len(open_to_farms) == 19
+    open_to_farms = found(industry="A", open_only=True, per_page=50)
+    # In force longest first (Sichuan's start-up loans to 2027), the 2025 ones by id, then the one ending today.
+    assert open_to_farms[0] == "quanyi-chuangye-daikuan-sichuan-2025"
+    assert open_to_farms[-1] == "ks-keji-guangan-2025"
+    assert open_to_farms[1:-1] == sorted(open_to_farms[1:-1]) and len(open_to_farms) == 27
     assert "shenggui-heilongjiang" not in open_to_farms  # industry B, C and D only
     assert "yanfa-henan-2018" not in open_to_farms  # ended
-    assert found(sort="amount")[:3] == ["yanfa-shandong-2025", "yanfa-longgang", "yanfa-henan-2018"]
+    assert found(sort="amount")[:4] == [  # equal amounts by id
+        "ks-shoutao-sichuan-2025",
+        "yanfa-shandong-2025",
+        "yanfa-longgang",
+        "ks-pingtai-guangan-2025",
+    ]
     with transaction(backend) as s:
         assert len(s.scalars(select(PolicyListing)).all()) == len(library)
         page = supermarket.search(s, Search(per_page=3, page=3), AS_OF)

@@ -203,7 +203,8 @@ class Matched:
 
 @pytest.fixture(scope="module")
 def library() -> list[Any]:
-    policies = list(load_ruleset(library_dir()))  # all of them, active or not: several assessment years
+    # All of them, active or not (several assessment years), as a run matches them: apply-free items only.
+    policies = [m for p in load_ruleset(library_dir()) if (m := p.matchable()) is not None]
     assert len(policies) >= 30 and len({p.assessment_year for p in policies}) >= 3
     return policies
 

@@ -47,7 +47,7 @@ def _library() -> dict[str, Policy]:
 def _fields_read(policy: Policy) -> set[str]:
     texts = [c.rule for c in policy.conditions]
     for item in policy.items:
-        texts += [c.rule for c in item.conditions] + [item.amount]
+        texts += [c.rule for c in item.conditions] + ([item.amount] if item.amount is not None else [])
     return {f for text in texts for f in parse(text).fields}
 
 
@@ -56,7 +56,9 @@ def test_library_file_validates_and_is_traceable(path: Path) -> None:
     policy = load_policy(path)
     assert path.stem == policy.id
     assert policy.source.document.strip()
-    assert policy.category is not None and policy.summary and policy.audience and policy.tags
+    # 资质 (a recognition) fits none of the five money categories; everything else is filed under one.
+    assert policy.category is not None or policy.kind == "资质"
+    assert policy.summary and policy.audience and policy.tags
     conditions = [*policy.conditions, *(c for i in policy.items for c in i.conditions)]
     assert conditions, "a policy with no condition would pay everyone"
     for condition in conditions:
@@ -70,7 +72,7 @@ def test_library_covers_the_required_themes() -> None:
     for theme, (policy_id, field) in THEMES.items():
         assert policy_id in library, theme
         assert field in _fields_read(library[policy_id]), theme
-    assert {p.category for p in library.values()} == set(CATEGORIES)
+    assert {p.category for p in library.values()} - {None} == set(CATEGORIES)
 
 
 def test_library_reaches_at_least_six_provinces_besides_the_national_rules() -> None:
