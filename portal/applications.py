@@ -333,6 +333,8 @@ def open_application(
     if live is not None:
         return live
     fields = form_fields(policy, item)
+    # Validation gives every policy with an apply item a guide with its time limit.
+    assert policy.guide is not None and policy.guide.time_limit_days is not None
     app = Application(
         public_id=tokens.public_id(),
         uscc=uscc,

@@ -594,11 +594,11 @@ def delivery(policy: Policy) -> str:
 def payment_words(policy: Policy) -> str:
     """How the policy is delivered: 免申即享 (money, or for a policy that pays nothing how it is enjoyed),
     快申快享, or for 权益 and 资质 the department's own procedure."""
-    days = f"{policy.guide.time_limit_days} 个工作日" if policy.guide else "承诺时限内"
+    limit = policy.guide.time_limit_days if policy.guide else None
+    days = f"{limit} 个工作日" if limit else "承诺时限内"
     if not policy.gives_money:
-        return (
-            f"{policy.kind}类事项，不发放资金：请按下方申兑指南向{policy.department}办理，办理时限 {days}。"
-        )
+        when = f"办理时限 {days}" if limit else "办理时间以办理部门公布的安排为准"
+        return f"{policy.kind}类事项，不发放资金：请按下方申兑指南向{policy.department}办理，{when}。"
     if all(i.mode == "apply" for i in policy.items):
         return (
             "快申快享：在线申请，政府部门已掌握的数据自动填入，无需再填；补全其余信息、上传材料后提交，"

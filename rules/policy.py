@@ -86,7 +86,9 @@ class Guide(_Strict):
 
     phone: Text
     department_address: Text
-    time_limit_days: Annotated[int, Field(ge=1, le=365)]  # working days from submission to decision
+    # Working days from submission to decision: required when the policy has an apply item (the clock of its
+    # applications); a 权益 or 资质 entry run in yearly rounds may have none.
+    time_limit_days: Annotated[int, Field(ge=1, le=365)] | None = None
     flow: Annotated[list[Text], Field(min_length=1)]
 
 

@@ -368,6 +368,15 @@ def _apply_problems(loc: _Located, raw: dict[str, Any]) -> list[Problem]:
                 "补上 guide: {phone: 咨询电话, department_address: 办理地点, time_limit_days: 20, flow: [网上申请, 部门审核, 资金拨付]}",
             )
         )
+    guide = raw.get("guide")
+    if applies and isinstance(guide, dict) and guide.get("time_limit_days") is None:
+        out.append(
+            loc.problem(
+                ("guide",),
+                "有申请事项（mode: apply）的申兑指南必须写承诺时限 time_limit_days",
+                "补上 time_limit_days: 20（自提交至办结的工作日数，以申兑指南为准）",
+            )
+        )
     reviewers = raw.get("reviewers")
     if isinstance(reviewers, list):
         seen: set[Any] = set()

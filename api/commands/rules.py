@@ -100,8 +100,8 @@ def show(file: Path) -> None:
     if policy.guide is not None:
         g = policy.guide
         console.print(
-            f"申兑指南：咨询电话 {g.phone}    办理地点：{g.department_address}    "
-            f"承诺时限：{g.time_limit_days} 个工作日",
+            f"申兑指南：咨询电话 {g.phone}    办理地点：{g.department_address}"
+            + (f"    承诺时限：{g.time_limit_days} 个工作日" if g.time_limit_days else ""),
             soft_wrap=True,
         )
         console.print("办理流程：" + " → ".join(g.flow), soft_wrap=True)

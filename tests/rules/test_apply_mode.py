@@ -150,6 +150,14 @@ def test_typo_in_guide_suggests_the_key() -> None:
     assert any("不认识的键 `guide.time_limit_day`" in p and "`time_limit_days`" in p for p in _problems(text))
 
 
+def test_an_apply_item_needs_the_guides_time_limit_and_a_qualification_may_have_none() -> None:
+    no_limit = GUIDE.replace("  time_limit_days: 20\n", "")
+    assert any("必须写承诺时限 time_limit_days" in p for p in _problems(HEAD + no_limit + ITEMS))
+    qualification = (HEAD + no_limit).replace("kind: 奖补\n", "kind: 资质\n")
+    guide = parse_policy_text(qualification, "zizhi.yaml").guide
+    assert guide is not None and guide.time_limit_days is None
+
+
 def test_application_only_on_apply_items() -> None:
     text = HEAD + GUIDE + ITEMS.replace("    mode: apply\n", "    amount: 1000\n")
     assert any("只有申请事项才有 application" in p for p in _problems(text))
