@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlmodel import Session
 
 from matcher import runfolder
@@ -104,7 +104,7 @@ def _offers(before: dt.datetime, mode: str = "apply_free") -> Select[Any]:
     return query.where(where)
 
 
-MODE = case((Offer.match_run_id.is_(None), "apply"), else_="apply_free")
+MODE = service.OFFER_MODE
 MODE_LABELS = dict(service.MODES)
 
 

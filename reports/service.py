@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlmodel import Session
 
 from payouts.models import MatchRun, Offer
@@ -36,6 +36,10 @@ SATISFIED = 4  # 满意 or better
 POOR = 2  # 不满意 or worse: must be answered
 ANSWER_DAYS = 5  # working days to answer a poor rating
 ZERO = Decimal("0.00")
+# Constants written into the SQL, so that PostgreSQL sees the same expression in SELECT and GROUP BY.
+_APPLY, _APPLY_FREE = literal_column("'apply'"), literal_column("'apply_free'")
+OFFER_MODE = case((Offer.match_run_id.is_(None), _APPLY), else_=_APPLY_FREE)
+"""An offer's mode: 快申快享 when it has no match run (it came from an accepted application)."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,7 @@ def rating_counts(
     """Ratings given in [start, end), per mode and department; poor ones judged at `at`."""
     from portal.models import Rating  # the report reads the ratings
 
-    mode = case(
-        (and_(Rating.subject == "offer", Offer.match_run_id.is_not(None)), "apply_free"), else_="apply"
-    )
+    mode = case((and_(Rating.subject == "offer", Offer.match_run_id.is_not(None)), _APPLY_FREE), else_=_APPLY)
     poor = Rating.score <= POOR
     keys = (mode, Rating.department, china_day(Rating.rated_at), china_day(Rating.answered_at))
     rows = session.execute(
@@ -188,18 +190,14 @@ def service_table(
     apply_decided, apply_paid = _apply_days(session, start, end)
     money: dict[str, tuple[int, Decimal]] = {}
     for mode, n, amount in session.execute(
-        select(
-            case((Offer.match_run_id.is_(None), "apply"), else_="apply_free").label("mode"),
-            func.count(),
-            func.sum(Offer.amount),
-        )
+        select(OFFER_MODE, func.count(), func.sum(Offer.amount))
         .select_from(Offer)
         .outerjoin(MatchRun, MatchRun.id == Offer.match_run_id)
         .where(
             _between(Offer.paid_at, start, end),
             (MatchRun.imported_at < before) | Offer.match_run_id.is_(None),
         )
-        .group_by(case((Offer.match_run_id.is_(None), "apply"), else_="apply_free"))
+        .group_by(OFFER_MODE)
     ):
         money[mode] = (int(n), Decimal(amount or 0).quantize(ZERO))
     counts = rating_counts(session, start, end, at)
