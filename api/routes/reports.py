@@ -322,7 +322,15 @@ def _stages(table: Any) -> list[StageOut]:
     "/monthly",
     summary="月度报告：核心指标、兑现漏斗（免申即享、快申快享）、服务质效对比、月讲评（JSON、网页或 Excel）",
     response_model=MonthlyOut,
-    responses={200: {"content": {"text/html": {}, XLSX: {"schema": {"type": "string", "format": "binary"}}}}},
+    responses={
+        200: {
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            }
+        },
+        400: {"description": "月份不正确（应为 YYYY-MM），或该年没有节假日安排"},
+    },
 )
 def monthly_report(
     user: ReportReader,
