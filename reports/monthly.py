@@ -29,10 +29,12 @@ from reports.charts import draw_charts
 from reports.display import PERCENT_COLUMNS
 from reports.errors import ReportError
 from reports.sla import (
+    APPLICATION_STAGE,
     DEFAULT,
     TARGET_WORKING_DAYS,
     Sla,
     SlaStage,
+    application_outcomes,
     cash_summary,
     ranking,
     sla_table,
@@ -247,10 +249,15 @@ def month_lights(
     session: Session, month: str, sla: Sla = DEFAULT, now: dt.datetime | None = None
 ) -> pd.DataFrame:
     """The month's SLA table per department: steps finished in the month, and those still open when it is
-    judged (`judged_at`), each against its policy's limits."""
+    judged (`judged_at`), each against its policy's limits; with the review of applications (申请审核,
+    the lead department's, against each application's committed limit, 补正 not counted)."""
     start, end = month_bounds(month)
     limits = sla.with_policies(session)
-    outcomes = step_outcomes(session, at=judged_at(month, now), since=start, imported_before=end, sla=limits)
+    cut = judged_at(month, now)
+    outcomes = step_outcomes(session, at=cut, since=start, imported_before=end, sla=limits)
+    applied = application_outcomes(session, at=cut, since=start)
+    if not applied.empty:
+        outcomes = applied if outcomes.empty else pd.concat([outcomes, applied], ignore_index=True)
     return sla_table(outcomes, by_department=True)
 
 
@@ -302,7 +309,7 @@ def monthly_report(
         cash=cash_summary(paid),
         cash_days=paid,
         sla=lights,
-        stages=sla.stages,
+        stages=(*sla.stages, APPLICATION_STAGE),
         near_misses=near,
         run_id=run_id,
         ranking=ranking(

@@ -495,6 +495,61 @@ def step_outcomes(
     return pd.concat(parts, ignore_index=True)
 
 
+APPLICATION_STAGE = SlaStage("apply", "申请审核", "submitted_at", "decided_at", 0, "牵头审核部门", ())
+"""The review of an application (快申快享): from the first submission to the decision, against the policy's
+committed `guide.time_limit_days` (each application carries its own), 补正 not counted."""
+
+
+def application_outcomes(session: Session, at: dt.datetime, since: dt.datetime | None = None) -> pd.DataFrame:
+    """Applications as SLA outcomes (`OUTCOME_COLUMNS`, stage `apply`, the lead department's): decided in
+    [since, at] on time or late, or still undecided at `at` (open, or open and past the limit), each
+    against its own committed limit with its clock stopped during 补正 (`application_days`)."""
+    from portal.models import Application, ApplicationReturn  # the SLA reads the applications
+
+    decided_in = Application.decided_at <= at
+    if since is not None:
+        decided_in = and_(decided_in, Application.decided_at >= since)
+    rows = session.execute(
+        select(
+            Application.id,
+            Application.lead_department,
+            Application.policy_id,
+            Application.time_limit_days,
+            Application.submitted_at,
+            Application.decided_at,
+        ).where(
+            Application.submitted_at.is_not(None),
+            Application.submitted_at <= at,
+            or_(
+                and_(Application.decided_at.is_not(None), decided_in),
+                Application.decided_at.is_(None),
+                Application.decided_at > at,
+            ),
+        )
+    ).all()
+    if not rows:
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
+    pauses: dict[int, list[Pause]] = {}
+    for app_id, returned, resumed in session.execute(
+        select(ApplicationReturn.application_id, ApplicationReturn.returned_at, ApplicationReturn.resumed_at)
+        .where(
+            ApplicationReturn.application_id.in_([r[0] for r in rows]), ApplicationReturn.returned_at <= at
+        )
+        .order_by(ApplicationReturn.id)
+    ):
+        pauses.setdefault(app_id, []).append(
+            (returned, resumed if resumed is not None and resumed <= at else None)
+        )
+    out = []
+    for app_id, dept, policy_id, limit, submitted, decided in rows:
+        finished = decided is not None and decided <= at
+        used = application_days(submitted, decided if finished else at, pauses.get(app_id, ()))
+        late = used > limit
+        outcome = ("late" if late else "on_time") if finished else ("open_late" if late else "open")
+        out.append((APPLICATION_STAGE.id, APPLICATION_STAGE.label, limit, dept, policy_id, 1, used, outcome))
+    return pd.DataFrame(out, columns=OUTCOME_COLUMNS)
+
+
 def sla_table(outcomes: pd.DataFrame, by_department: bool = False) -> pd.DataFrame:
     """Per stage (and department): on time, late, open, open and overdue, breaches and the light."""
     keys = ["stage", "label", "days", *(["department"] if by_department else [])]
@@ -524,7 +579,7 @@ def sla_table(outcomes: pd.DataFrame, by_department: bool = False) -> pd.DataFra
     df.columns.name = None
     keys = ["stage", "label", "days", *(["department"] if by_department else [])]
     df = df[[*keys, "on_time", "late", "open", "open_late"]]
-    order = {st.id: n for n, st in enumerate(DEFAULT.stages)}
+    order = {st.id: n for n, st in enumerate((*DEFAULT.stages, APPLICATION_STAGE))}
     df = df.sort_values(
         by=["stage", *keys[3:]], key=lambda s: s.map(order) if s.name == "stage" else s, ignore_index=True
     )

@@ -231,3 +231,25 @@ def test_a_poor_rating_answered_late_sinks_a_department_below_one_answered_in_ti
     assert order == ["甲局", "乙局"]
     # Without ratings the two are level, and the name decides the other way.
     assert ranking(lights)["department"].tolist() == ["乙局", "甲局"]
+
+
+def test_the_review_of_applications_is_timed_against_each_committed_limit_in_the_month_lights(
+    tx,
+    tmp_path: Path,
+    june: SimpleNamespace,  # A, B and C: decided in 4, 2 and 7 working days, within their 20
+) -> None:
+    # D: submitted Tuesday 3 June and still undecided at the end of June: 19 working days (the 端午
+    # holiday fell on 2 June), then 21 by Wednesday 2 July: over the 20 the guide commits to.
+    _submit(tx, tmp_path, "91430100MA4L00010X", beijing(2025, 6, 3, 12))
+    with tx() as s:
+        june_end = monthly.month_lights(s, "2025-06", now=beijing(2025, 7, 1, 9))
+        july = monthly.month_lights(s, "2025-07", now=beijing(2025, 7, 2, 9))
+    row = june_end.set_index(["stage", "department"]).loc[("apply", "市科学技术局")]
+    assert (row["on_time"], row["late"], row["open"], row["open_late"]) == (3, 0, 1, 0)
+    assert row["label"] == "申请审核" and row["days"] == 20
+    late = july.set_index(["stage", "department"]).loc[("apply", "市科学技术局")]
+    assert (late["on_time"], late["open_late"], late["light"]) == (0, 1, "red")
+    with tx() as s:
+        report = monthly.monthly_report(s, "2025-07", near_misses=False, now=beijing(2025, 7, 2, 9))
+    assert report.ranking.set_index("department").loc["市科学技术局", "red"] >= 1
+    assert "申请审核 按各政策承诺时限（牵头审核部门）" in monthly.render_html(report)
