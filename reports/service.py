@@ -32,9 +32,6 @@ from reports.sla import application_days, cash_summary
 from rules.workdays import china_date
 
 MODES = (("apply_free", "免申即享"), ("apply", "快申快享"))
-SATISFIED = 4  # 满意 or better
-POOR = 2  # 不满意 or worse: must be answered
-ANSWER_DAYS = 5  # working days to answer a poor rating
 ZERO = Decimal("0.00")
 # Constants written into the SQL, so that PostgreSQL sees the same expression in SELECT and GROUP BY.
 _APPLY, _APPLY_FREE = literal_column("'apply'"), literal_column("'apply_free'")
@@ -51,7 +48,7 @@ class RatingCount:
     ratings: int
     satisfied: int
     poor: int
-    answered_in_time: int  # poor ratings answered within `ANSWER_DAYS` working days
+    answered_in_time: int  # poor ratings answered within their 5 working days
     late: int  # poor ratings answered late, or unanswered and past their days at the cut
 
 
@@ -62,8 +59,10 @@ def _between(column: Any, start: dt.datetime, end: dt.datetime) -> Any:
 def rating_counts(
     session: Session, start: dt.datetime, end: dt.datetime, at: dt.datetime
 ) -> list[RatingCount]:
-    """Ratings given in [start, end), per mode and department; poor ones judged at `at`."""
+    """Ratings given in [start, end), per mode and department; poor ones judged at `at` (what is 满意,
+    poor, and the days to answer are `portal.ratings`')."""
     from portal.models import Rating  # the report reads the ratings
+    from portal.ratings import ANSWER_DAYS, POOR, SATISFIED
 
     mode = case((and_(Rating.subject == "offer", Offer.match_run_id.is_not(None)), _APPLY_FREE), else_=_APPLY)
     poor = Rating.score <= POOR
