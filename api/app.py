@@ -320,10 +320,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"  # confirm links carry their token in the path
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
+        if "content-security-policy" not in response.headers:  # a self-contained page brings its own
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            )
         return response
 
     @app.exception_handler(ZhidaError)

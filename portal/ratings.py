@@ -11,6 +11,7 @@ days are counted by `rules.workdays` where they are shown.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -22,9 +23,11 @@ from payouts.users import require
 from portal.models import Application, ApplicationState, Rating
 from portal.supplied import enterprise_actor
 from rules.errors import PayoutError, StateError
+from rules.workdays import china_date, working_day_after
 
 SCORES = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
 POOR = 2  # at or below: the department must answer
+SATISFIED = 4  # at or above: 满意 or better
 ANSWER_DAYS = 5  # working days
 
 
@@ -108,14 +111,68 @@ def rate(
     return row
 
 
+def listed(session: Session, department: str | None) -> list[Rating]:
+    """The ratings of one department (None: every department's), poor unanswered first, then newest first.
+    The caller has decided who may read them (the console: report readers, scoped to their department)."""
+    query = select(Rating).order_by(Rating.rated_at.desc())
+    if department is not None:
+        query = query.where(Rating.department == department)
+    rows = list(session.scalars(query).all())
+    return sorted(rows, key=lambda r: not (r.score <= POOR and r.answer is None))
+
+
 def for_department(session: Session, username: str) -> list[Rating]:
     """The ratings of the user's department (every department's for staff without one), poor unanswered first."""
     user = require(session, username, "application_review")
-    query = select(Rating).order_by(Rating.rated_at.desc())
-    if user.department:
-        query = query.where(Rating.department == user.department)
-    rows = list(session.scalars(query).all())
-    return sorted(rows, key=lambda r: not (r.score <= POOR and r.answer is None))
+    return listed(session, user.department or None)
+
+
+def answer_due(rating: Rating) -> dt.date | None:
+    """The last day to answer a poor rating (5 working days after the day it was given); None when no
+    answer is owed (not poor, or answered)."""
+    if rating.score > POOR or rating.answer is not None:
+        return None
+    return working_day_after(china_date(rating.rated_at), ANSWER_DAYS, strict=False)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The ratings of one department and policy: how many, how many 满意 or better, how many poor, and of
+    the poor how many still wait for an answer and how many of those are past their day."""
+
+    department: str
+    policy_id: str
+    ratings: int
+    satisfied: int
+    poor: int
+    waiting: int
+    overdue: int
+
+    @property
+    def satisfied_share(self) -> float:
+        return self.satisfied / self.ratings if self.ratings else 0.0
+
+
+def tally(rows: list[Rating], today: dt.date) -> list[Tally]:
+    """`rows` counted per department and policy, in that order."""
+    groups: dict[tuple[str, str], list[Rating]] = {}
+    for r in rows:
+        groups.setdefault((r.department, r.policy_id), []).append(r)
+    out = []
+    for (department, policy_id), rs in sorted(groups.items()):
+        dues = [d for d in (answer_due(r) for r in rs) if d is not None]
+        out.append(
+            Tally(
+                department,
+                policy_id,
+                len(rs),
+                sum(1 for r in rs if r.score >= SATISFIED),
+                sum(1 for r in rs if r.score <= POOR),
+                len(dues),
+                sum(1 for d in dues if today > d),
+            )
+        )
+    return out
 
 
 def answer(session: Session, public_id: str, text: str, *, by: str, now: dt.datetime) -> Rating:

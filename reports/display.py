@@ -92,6 +92,13 @@ COLUMN_LABELS = {
     "paid": "已到账企业（户）",
     "paid_amount": "到账金额（元）",
     "median_days": "比对至到账中位工作日",
+    "mode": "方式",
+    "apply_free": "免申即享",
+    "apply": "快申快享",
+    "ratings": "评价（条）",
+    "satisfied_share": "满意及以上占比",
+    "poor": "不满意评价",
+    "poor_late": "不满意评价逾期答复",
 }
 PERCENT_COLUMNS = {
     "share",
@@ -102,6 +109,7 @@ PERCENT_COLUMNS = {
     "cumulative",
     "breach_share",
     "on_target",
+    "satisfied_share",
 }
 
 

@@ -1,6 +1,8 @@
 """The monthly report for leaders: headline figures against the previous month, money paid per department
-and policy, the funnel at month end, working days to cash, SLA lights per department, and the conditions
-that block most near-misses; written as one self-contained HTML page (templates/monthly.html, charts as
+and policy, the funnel at month end (apply-free, and 快申快享 beside it), working days to cash, the
+quality of service of both modes side by side (`reports.service`: working days to decision and to
+payment, satisfaction), SLA lights per department, the 月讲评 on time, lights and ratings, and the
+conditions that block most near-misses; written as one self-contained HTML page (templates/monthly.html, charts as
 data URIs) and an .xlsx of its tables (`reports.xlsx`). `zhida report` calls `write_report`.
 """
 
@@ -14,23 +16,25 @@ from typing import Any
 
 import jinja2
 import pandas as pd
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlmodel import Session
 
 from matcher import runfolder
 from matcher.analysis import blockers, open_run
 from payouts.models import MatchRun, Offer, PolicyVersion
-from reports import disclosure
+from reports import disclosure, service
 from reports import funnel as funnels
 from reports.calendar import WorkCalendar, as_day, china_day
 from reports.charts import draw_charts
 from reports.display import PERCENT_COLUMNS
 from reports.errors import ReportError
 from reports.sla import (
+    APPLICATION_STAGE,
     DEFAULT,
     TARGET_WORKING_DAYS,
     Sla,
     SlaStage,
+    application_outcomes,
     cash_summary,
     ranking,
     sla_table,
@@ -73,23 +77,37 @@ class MonthlyReport:
     stages: tuple[SlaStage, ...]
     near_misses: pd.DataFrame
     run_id: str | None
-    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)  # 月讲评: departments by time and lights
+    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)  # 月讲评: by time, lights and ratings
     disclosure: pd.DataFrame = field(default_factory=pd.DataFrame)  # 晾晒: the public figures per policy
     charts: dict[str, str] = field(default_factory=dict)
+    funnel_apply: pd.DataFrame = field(default_factory=pd.DataFrame)  # the 快申快享 arm of the funnel
+    service: pd.DataFrame = field(default_factory=pd.DataFrame)  # 服务质效, both modes side by side
 
 
-def _offers(before: dt.datetime) -> Select[Any]:
-    """Offers of the runs imported before `before`, with their policy version (the report's population)."""
-    return (
-        select()
-        .select_from(Offer)
-        .join(MatchRun, MatchRun.id == Offer.match_run_id)
-        .join(
-            PolicyVersion,
-            and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
-        )
-        .where(MatchRun.imported_at < before)
+def _offers(before: dt.datetime, mode: str = "apply_free") -> Select[Any]:
+    """Offers with their policy version (the report's population): of the runs imported before `before`
+    (`apply_free`, 免申即享), of the applications accepted before it (`apply`, 快申快享: no run), or
+    both (`all`)."""
+    run = MatchRun.id == Offer.match_run_id
+    query = (
+        (select().select_from(Offer).join(MatchRun, run))
+        if mode == "apply_free"
+        else select().select_from(Offer).outerjoin(MatchRun, run)
+    ).join(
+        PolicyVersion,
+        and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
     )
+    applied = and_(Offer.match_run_id.is_(None), Offer.created_at < before)
+    where = {
+        "apply_free": MatchRun.imported_at < before,
+        "apply": applied,
+        "all": or_(MatchRun.imported_at < before, applied),
+    }[mode]
+    return query.where(where)
+
+
+MODE = service.OFFER_MODE
+MODE_LABELS = dict(service.MODES)
 
 
 def _between(column: Any, start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
@@ -153,6 +171,11 @@ def _month_figures(session: Session, month: str, before: dt.datetime) -> dict[st
         .where(_between(Offer.notified_at, start, end))
     ).one()
     cash = cash_summary(_cash_days(session, start, end, before))
+    apply_amount, apply_offers = session.execute(
+        _offers(before, "apply")
+        .add_columns(func.sum(Offer.amount), func.count())
+        .where(_between(Offer.paid_at, start, end))
+    ).one()
     return {
         "paid_amount": (paid_amount or ZERO).quantize(ZERO),
         "paid_offers": int(paid_offers),
@@ -161,6 +184,8 @@ def _month_figures(session: Session, month: str, before: dt.datetime) -> dict[st
         "confirm_rate": answered / notified if notified else None,
         "median_days": cash["median"],
         "on_target": cash["on_target"],
+        "apply_paid_amount": (apply_amount or ZERO).quantize(ZERO),
+        "apply_paid_offers": int(apply_offers),
     }
 
 
@@ -172,6 +197,8 @@ HEADLINE = (
     ("confirm_rate", "本月通知的确认率"),
     ("median_days", "导入至到账中位工作日"),
     ("on_target", f"{TARGET_WORKING_DAYS}个工作日内到账占比"),
+    ("apply_paid_amount", "快申快享到账金额（元）"),
+    ("apply_paid_offers", "快申快享到账笔数"),
 )
 
 
@@ -187,23 +214,28 @@ def _headline(session: Session, month: str, before: dt.datetime) -> pd.DataFrame
 
 
 def _paid_by_policy(session: Session, month: str, before: dt.datetime) -> pd.DataFrame:
+    """Money paid in the month per department, policy and mode (免申即享, 快申快享), largest first."""
     start, end = month_bounds(month)
-    keys = (PolicyVersion.department, Offer.policy_id, PolicyVersion.title)
+    keys = (PolicyVersion.department, Offer.policy_id, PolicyVersion.title, MODE)
     rows = session.execute(
-        _offers(before)
+        _offers(before, "all")
         .add_columns(*keys, func.count(), func.count(func.distinct(Offer.uscc)), func.sum(Offer.amount))
         .where(_between(Offer.paid_at, start, end))
         .group_by(*keys)
     ).all()
-    columns = ["department", "policy_id", "title", "offers", "enterprises", "amount"]
+    columns = ["department", "policy_id", "title", "mode", "offers", "enterprises", "amount"]
     if not rows:
         return pd.DataFrame(columns=columns)
     g = pd.DataFrame(
-        [(d, p, t, int(n), int(e), Decimal(a).quantize(ZERO)) for d, p, t, n, e, a in rows], columns=columns
+        [
+            (d, p, t, MODE_LABELS[m], int(n), int(e), Decimal(a).quantize(ZERO))
+            for d, p, t, m, n, e, a in rows
+        ],
+        columns=columns,
     )
     # A policy whose versions differ in title or department is one row per (department, policy, title),
-    # as before; sorted by money, largest first.
-    return g.sort_values(["amount", "policy_id"], ascending=[False, True], ignore_index=True)
+    # as before, and one per mode when it has items of both; sorted by money, largest first.
+    return g.sort_values(["amount", "policy_id", "mode"], ascending=[False, True, True], ignore_index=True)
 
 
 def judged_at(month: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -217,10 +249,15 @@ def month_lights(
     session: Session, month: str, sla: Sla = DEFAULT, now: dt.datetime | None = None
 ) -> pd.DataFrame:
     """The month's SLA table per department: steps finished in the month, and those still open when it is
-    judged (`judged_at`), each against its policy's limits."""
+    judged (`judged_at`), each against its policy's limits; with the review of applications (申请审核,
+    the lead department's, against each application's committed limit, 补正 not counted)."""
     start, end = month_bounds(month)
     limits = sla.with_policies(session)
-    outcomes = step_outcomes(session, at=judged_at(month, now), since=start, imported_before=end, sla=limits)
+    cut = judged_at(month, now)
+    outcomes = step_outcomes(session, at=cut, since=start, imported_before=end, sla=limits)
+    applied = application_outcomes(session, at=cut, since=start)
+    if not applied.empty:
+        outcomes = applied if outcomes.empty else pd.concat([outcomes, applied], ignore_index=True)
     return sla_table(outcomes, by_department=True)
 
 
@@ -230,10 +267,13 @@ def monthly_report(
     run_dir: Path | None = None,
     sla: Sla = DEFAULT,
     now: dt.datetime | None = None,
+    *,
+    near_misses: bool = True,
 ) -> MonthlyReport:
-    """The monthly report's tables: headline against the previous month, money paid per department and
-    policy, the funnel at month end, working days to cash, SLA lights per department, and the conditions
-    that block most near-misses in the latest run imported by month end (or `run_dir`).
+    """The monthly report's tables: headline against the previous month, money paid per department,
+    policy and mode, the funnel at month end (both arms), working days to cash, the service figures of
+    both modes side by side, SLA lights per department, the 月讲评, and the conditions that block most
+    near-misses in the latest run imported by month end (or `run_dir`; none with `near_misses=False`).
 
     Every figure is counted in the database (memory does not grow with the offers). Open work is judged
     at the earlier of the month's end and `now` (default: the clock), so a report of the current month
@@ -244,7 +284,7 @@ def monthly_report(
     paid = _cash_days(session, start, end, end)
     lights = month_lights(session, month, sla, now)
     run_id = None
-    if run_dir is None:
+    if run_dir is None and near_misses:
         latest = session.execute(
             select(MatchRun.run_id, MatchRun.path)
             .where(MatchRun.imported_at < end)
@@ -269,11 +309,15 @@ def monthly_report(
         cash=cash_summary(paid),
         cash_days=paid,
         sla=lights,
-        stages=sla.stages,
+        stages=(*sla.stages, APPLICATION_STAGE),
         near_misses=near,
         run_id=run_id,
-        ranking=ranking(lights),
+        ranking=ranking(
+            lights, service.ratings_by_department(service.rating_counts(session, start, end, cut))
+        ),
         disclosure=disclosure.table(disclosure.figures(session, at=cut)),
+        funnel_apply=funnels.table(funnels.applications(session, at=cut)),
+        service=service.service_table(session, start, end, cut, end),
     )
 
 
@@ -334,6 +378,15 @@ def render_html(report: MonthlyReport) -> str:
         for n in report.near_misses.to_dict("records")
     ]
     ranking_rows = [{k: _fmt(v, k) for k, v in k_.items()} for k_ in report.ranking.to_dict("records")]
+    service_rows = [
+        {
+            "metric": r["metric"],
+            "apply_free": _fmt(r["apply_free"], r["key"]),
+            "apply": _fmt(r["apply"], r["key"]),
+        }
+        for r in report.service.to_dict("records")
+    ]
+    funnel_apply = [{k: _fmt(v, k) for k, v in f.items()} for f in report.funnel_apply.to_dict("records")]
     disclosure_rows = [
         {k: disclosure.rate_text(v) if k == "rate" else _fmt(v, k) for k, v in d.items()}
         for d in report.disclosure.to_dict("records")
@@ -346,6 +399,8 @@ def render_html(report: MonthlyReport) -> str:
         headline=headline,
         paid=paid,
         funnel=funnel_rows,
+        funnel_apply=funnel_apply,
+        service=service_rows,
         cash=cash,
         stages=report.stages,
         sla_rows=sla_rows,

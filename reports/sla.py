@@ -34,7 +34,7 @@ from payouts.models import MatchRun, Offer, OfferState, PolicyVersion
 from reports.calendar import WorkCalendar, as_day, calendar_for, china_day, china_days
 from reports.errors import ReportError
 from reports.timeline import STAMPS, first_batches
-from rules.workdays import china_date, working_days_before
+from rules.workdays import china_date, working_day_after, working_days_before, working_days_running
 
 S = OfferState
 
@@ -414,7 +414,9 @@ def step_outcomes(
     """`sla_outcomes` counted in the database: the same outcomes, one row per department, policy, stage,
     working days and outcome with the number of `offers`, so memory does not grow with the offers.
 
-    Offers of runs imported from `imported_before` on are left out (the month's report).
+    Offers of runs imported from `imported_before` on are left out (the month's report), and offers of
+    applications (快申快享) made from then on; those are timed from 组批 on, as their confirmation is the
+    acceptance (the steps before it are the application's own clock, `application_clock`).
     """
     first_batch = first_batches()
     stamp = {
@@ -450,7 +452,8 @@ def step_outcomes(
                 func.count(),
             )
             .select_from(Offer)
-            .join(MatchRun, MatchRun.id == Offer.match_run_id)
+            # Offers of applications (快申快享) have no run: they enter at 组批, confirmed when accepted.
+            .outerjoin(MatchRun, MatchRun.id == Offer.match_run_id)
             .join(
                 PolicyVersion,
                 and_(
@@ -459,7 +462,14 @@ def step_outcomes(
             )
             .outerjoin(first_batch, first_batch.c.offer_id == Offer.id)
             .where(entered, or_(done, still))
-            .where(MatchRun.imported_at < imported_before if imported_before is not None else true())
+            .where(
+                or_(
+                    MatchRun.imported_at < imported_before,
+                    and_(Offer.match_run_id.is_(None), Offer.created_at < imported_before),
+                )
+                if imported_before is not None
+                else true()
+            )
             .group_by(PolicyVersion.department, Offer.policy_id, china_day(start), ended)
         )
         rows = [(d, p, as_day(a), as_day(b), n) for d, p, a, b, n in session.execute(query)]
@@ -483,6 +493,61 @@ def step_outcomes(
         )
         parts.append(_judged(st, sla, steps))
     return pd.concat(parts, ignore_index=True)
+
+
+APPLICATION_STAGE = SlaStage("apply", "申请审核", "submitted_at", "decided_at", 0, "牵头审核部门", ())
+"""The review of an application (快申快享): from the first submission to the decision, against the policy's
+committed `guide.time_limit_days` (each application carries its own), 补正 not counted."""
+
+
+def application_outcomes(session: Session, at: dt.datetime, since: dt.datetime | None = None) -> pd.DataFrame:
+    """Applications as SLA outcomes (`OUTCOME_COLUMNS`, stage `apply`, the lead department's): decided in
+    [since, at] on time or late, or still undecided at `at` (open, or open and past the limit), each
+    against its own committed limit with its clock stopped during 补正 (`application_days`)."""
+    from portal.models import Application, ApplicationReturn  # the SLA reads the applications
+
+    decided_in = Application.decided_at <= at
+    if since is not None:
+        decided_in = and_(decided_in, Application.decided_at >= since)
+    rows = session.execute(
+        select(
+            Application.id,
+            Application.lead_department,
+            Application.policy_id,
+            Application.time_limit_days,
+            Application.submitted_at,
+            Application.decided_at,
+        ).where(
+            Application.submitted_at.is_not(None),
+            Application.submitted_at <= at,
+            or_(
+                and_(Application.decided_at.is_not(None), decided_in),
+                Application.decided_at.is_(None),
+                Application.decided_at > at,
+            ),
+        )
+    ).all()
+    if not rows:
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
+    pauses: dict[int, list[Pause]] = {}
+    for app_id, returned, resumed in session.execute(
+        select(ApplicationReturn.application_id, ApplicationReturn.returned_at, ApplicationReturn.resumed_at)
+        .where(
+            ApplicationReturn.application_id.in_([r[0] for r in rows]), ApplicationReturn.returned_at <= at
+        )
+        .order_by(ApplicationReturn.id)
+    ):
+        pauses.setdefault(app_id, []).append(
+            (returned, resumed if resumed is not None and resumed <= at else None)
+        )
+    out = []
+    for app_id, dept, policy_id, limit, submitted, decided in rows:
+        finished = decided is not None and decided <= at
+        used = application_days(submitted, decided if finished else at, pauses.get(app_id, ()))
+        late = used > limit
+        outcome = ("late" if late else "on_time") if finished else ("open_late" if late else "open")
+        out.append((APPLICATION_STAGE.id, APPLICATION_STAGE.label, limit, dept, policy_id, 1, used, outcome))
+    return pd.DataFrame(out, columns=OUTCOME_COLUMNS)
 
 
 def sla_table(outcomes: pd.DataFrame, by_department: bool = False) -> pd.DataFrame:
@@ -514,7 +579,7 @@ def sla_table(outcomes: pd.DataFrame, by_department: bool = False) -> pd.DataFra
     df.columns.name = None
     keys = ["stage", "label", "days", *(["department"] if by_department else [])]
     df = df[[*keys, "on_time", "late", "open", "open_late"]]
-    order = {st.id: n for n, st in enumerate(DEFAULT.stages)}
+    order = {st.id: n for n, st in enumerate((*DEFAULT.stages, APPLICATION_STAGE))}
     df = df.sort_values(
         by=["stage", *keys[3:]], key=lambda s: s.map(order) if s.name == "stage" else s, ignore_index=True
     )
@@ -537,25 +602,50 @@ RANKING_COLUMNS = [
     "amber",
     "green",
     "light_label",
+    "ratings",
+    "satisfied_share",
+    "poor",
+    "poor_late",
 ]
 
 
-def ranking(table: pd.DataFrame) -> pd.DataFrame:
-    """月讲评: departments ranked on their time limits, from a `sla_table(…, by_department=True)`: fewest
-    red stages first, then fewest amber, then the smaller share of steps over their limit."""
-    if table.empty:
-        return pd.DataFrame(columns=RANKING_COLUMNS)
-    g = table.groupby("department").agg(
-        steps=("on_time", "size"),  # placeholder, replaced below
-        breaches=("breaches", "sum"),
-        red=("light", lambda s: int((s == "red").sum())),
-        amber=("light", lambda s: int((s == "amber").sum())),
-        green=("light", lambda s: int((s == "green").sum())),
+def ranking(table: pd.DataFrame, ratings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """月讲评: departments ranked on their time limits, lights and ratings, from a `sla_table(…,
+    by_department=True)` and the month's ratings per department (`reports.service.ratings_by_department`):
+    fewest red stages first, then fewest amber, then fewest poor ratings answered late (a time limit of
+    its own), then the smaller share of steps over their limit, then the larger share rated 满意 or better.
+    A department with ratings and no timed step is ranked too."""
+    rated = (
+        ratings
+        if ratings is not None
+        else pd.DataFrame(columns=["department", "ratings", "satisfied_share", "poor", "poor_late"])
     )
-    g["steps"] = table.groupby("department")[["on_time", "late", "open", "open_late"]].sum().sum(axis=1)
+    if table.empty and rated.empty:
+        return pd.DataFrame(columns=RANKING_COLUMNS)
+    counts = ["on_time", "late", "open", "open_late"]
+    if table.empty:
+        g = pd.DataFrame(columns=["department", "steps", "breaches", "red", "amber", "green"])
+    else:
+        g = table.groupby("department").agg(
+            breaches=("breaches", "sum"),
+            red=("light", lambda s: int((s == "red").sum())),
+            amber=("light", lambda s: int((s == "amber").sum())),
+            green=("light", lambda s: int((s == "green").sum())),
+        )
+        g["steps"] = table.groupby("department")[counts].sum().sum(axis=1)
+        g = g.reset_index()
+    g = g.merge(rated, on="department", how="outer")
+    for c in ("steps", "breaches", "red", "amber", "green", "ratings", "poor", "poor_late"):
+        g[c] = g[c].fillna(0).astype("int64")
     g["breach_share"] = g["breaches"] / g["steps"].where(g["steps"] > 0, 1)
-    g["light_label"] = [_light(x)[1] for x in g["breach_share"]]
-    g = g.reset_index().sort_values(["red", "amber", "breach_share", "department"], ignore_index=True)
+    g["light_label"] = [
+        _light(x)[1] if n else "无计时事项" for x, n in zip(g["breach_share"], g["steps"], strict=True)
+    ]
+    g["satisfied_share"] = g["satisfied_share"].astype("float64")
+    g["_unrated"] = -g["satisfied_share"].fillna(-1.0)  # rated departments first, the better first
+    g = g.sort_values(
+        ["red", "amber", "poor_late", "breach_share", "_unrated", "department"], ignore_index=True
+    )
     g.insert(0, "rank", range(1, len(g) + 1))
     return g[RANKING_COLUMNS]
 
@@ -632,3 +722,50 @@ def light_for(used: int, limit: int, warn_days: int) -> tuple[str, str]:
     if used >= limit - warn_days:
         return "yellow", "临近时限"
     return "green", "正常"
+
+
+# --- the clock of an application (快申快享) -------------------------------------------------------------------
+
+Pause = tuple[dt.datetime, dt.datetime | None]
+"""A return for correction (补正): from the return to the new submission (None: still correcting)."""
+
+
+def application_days(
+    submitted_at: dt.datetime, end: dt.datetime, pauses: Iterable[Pause] = (), *, strict: bool = True
+) -> int:
+    """Working days an application's clock ran from its first submission to `end` (its decision, its
+    payment, or now), stopped from each return for correction until the new submission: the one count
+    of the application's time that its page, the departments' queue and the monthly report share."""
+    return working_days_running(submitted_at, end, pauses, strict=strict)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """An application's committed time limit and where it stands against it, in working days."""
+
+    limit: int
+    used: int
+    paused: bool
+    due: dt.date | None  # the last day to decide (None once decided or while paused)
+    light: str
+
+
+def application_clock(
+    submitted_at: dt.datetime | None,
+    decided_at: dt.datetime | None,
+    limit: int,
+    pauses: Iterable[Pause],
+    at: dt.datetime,
+    *,
+    paused: bool,
+    warn_days: int = 1,
+) -> Clock | None:
+    """The clock of one application at `at` (None before it was submitted): working days used of its
+    `limit`, stopped during 补正, its last day and its light (yellow `warn_days` before the limit)."""
+    if submitted_at is None:
+        return None
+    used = application_days(submitted_at, decided_at or at, pauses, strict=False)
+    due = None
+    if decided_at is None and not paused:
+        due = working_day_after(china_date(at), limit - used, strict=False)
+    return Clock(limit, used, paused, due, light_for(used, limit, warn_days)[0])

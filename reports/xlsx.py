@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from reports.display import COLUMN_LABELS
+from reports.display import COLUMN_LABELS, PERCENT_COLUMNS
 from rules.formats import CHINA
 
 if TYPE_CHECKING:
@@ -28,9 +28,13 @@ def write_xlsx(report: MonthlyReport, path: Path) -> None:
         "核心指标": report.headline[["metric", "this_month", "previous_month", "change"]],
         "分部门政策到账": report.paid_by_policy,
         "兑现漏斗": report.funnel[["label", "offers", "share", "amount", "amount_share"]],
+        "快申快享漏斗": report.funnel_apply[["label", "offers", "share", "amount", "amount_share"]]
+        if not report.funnel_apply.empty
+        else pd.DataFrame(columns=["label", "offers", "share", "amount", "amount_share"]),
         "到账用时": report.cash_days[
             ["department", "title", "working_days", "calendar_days", "offers", "amount"]
         ],
+        "服务质效": _service(report.service),
         "办理时限": report.sla.drop(columns=["light"], errors="ignore"),
         "月讲评": report.ranking,
         "资金去向晾晒": report.disclosure.drop(columns=["county_code", "county"], errors="ignore"),
@@ -50,6 +54,20 @@ def write_xlsx(report: MonthlyReport, path: Path) -> None:
                 for cell in ws[letter][1:]:
                     cell.number_format = "#,##0.00"
     wb.save(path)
+
+
+def _service(table: pd.DataFrame) -> pd.DataFrame:
+    """The service figures, apply-free and 快申快享 side by side, shares written as percents."""
+    columns = ["metric", "apply_free", "apply"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    out = table.copy()
+    share = out["key"].isin(PERCENT_COLUMNS)
+    for mode in ("apply_free", "apply"):
+        out[mode] = [
+            f"{float(v):.1%}" if s and v is not None else v for v, s in zip(out[mode], share, strict=True)
+        ]
+    return out[columns]
 
 
 def _cell(v: Any) -> Any:

@@ -4,7 +4,7 @@ follow it until its offer is paid. Server-rendered, mobile-first, no JavaScript.
 
 Every page reads only the signed-in enterprise's own application (`api.deps.load_enterprise_application`:
 404 for anyone else's), and every form carries the enterprise session's CSRF token. The domain is
-`portal.applications`; the working-day clock is `rules.workdays`.
+`portal.applications`; the working-day clock is `reports.sla.application_clock` (the one SLA).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from portal import agency, ratings
 from portal import applications as apps
 from portal import standings as portal_standings
 from portal.models import Application
+from reports.sla import Clock, application_clock
 from rules.catalog import CATALOG
 from rules.errors import PayoutError, ZhidaError
 from rules.policy import Item, Policy
-from rules.workdays import china_date, working_day_after, working_days_running
 
 pages = APIRouter(prefix="/e", include_in_schema=False)
 log = logging.getLogger("zhida.applications")
@@ -142,37 +142,23 @@ class FieldRow:
     asked: bool
 
 
-@dataclass(frozen=True)
-class Clock:
-    """The committed time limit and where the application stands against it, in working days."""
-
-    limit: int
-    used: int
-    paused: bool
-    due: dt.date | None
-    light: str
-
-
 def warn_days(request: Request) -> int:
     """Working days before a limit when its light turns yellow: the service's SLA setting (ZHIDA_SLA_*)."""
     return int(request.app.state.settings.sla().warn_days)
 
 
 def clock(session: Session, app: Application, at: dt.datetime, warn: int = 1) -> Clock | None:
-    """The working-day clock from the first submission, stopped during 补正 (None before submission);
-    its light turns yellow `warn` working days before the limit."""
-    from reports.sla import light_for
-
-    if app.submitted_at is None:
-        return None
-    end = app.decided_at or at
+    """The application's working-day clock (`reports.sla.application_clock`, the one SLA)."""
     pauses = [(r.returned_at, r.resumed_at) for r in apps.returns(session, app)]
-    used = working_days_running(app.submitted_at, end, pauses, strict=False)
-    paused = app.state == "returned"
-    due = None
-    if app.decided_at is None and not paused:
-        due = working_day_after(china_date(at), app.time_limit_days - used, strict=False)
-    return Clock(app.time_limit_days, used, paused, due, light_for(used, app.time_limit_days, warn)[0])
+    return application_clock(
+        app.submitted_at,
+        app.decided_at,
+        app.time_limit_days,
+        pauses,
+        at,
+        paused=app.state == "returned",
+        warn_days=warn,
+    )
 
 
 def _rows(

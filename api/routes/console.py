@@ -38,5 +38,6 @@ def dashboard(
                 ).all()
             ),
             "can_list": may(user, "offer_read"),
+            "can_supervise": may(user, "report_read"),
         },
     )

@@ -1,23 +1,35 @@
 """Ratings (好差评): the enterprise rates an ended item (/e/ratings, from the application or the offer's
-timeline); the rated department reads its ratings and answers them (/console/ratings), a poor one
+timeline); the console lists them by department and policy for every report reader (their own department's
+only, if they have one), and the rated department's staff answer them (/console/ratings), a poor one
 within 5 working days by the official calendar. The domain is `portal.ratings`."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
-from api.deps import ApplicationReviewer, CurrentEnterprise, SessionDep, TokensDep
+from api.deps import (
+    ApplicationReviewer,
+    CurrentEnterprise,
+    ReportReader,
+    SessionDep,
+    TokensDep,
+    department,
+    may,
+)
 from api.enterprise_auth import ENTERPRISE_COOKIE
 from api.routes import now, redirect, render
 from payouts.errors import NotFoundError
+from payouts.models import PolicyVersion
 from portal import ratings
 from portal.models import Rating
 from rules.errors import PayoutError
-from rules.workdays import china_date, working_day_after
+from rules.workdays import china_date
 
 pages = APIRouter(prefix="/e/ratings", include_in_schema=False)
 console = APIRouter(prefix="/console/ratings", include_in_schema=False)
@@ -54,30 +66,48 @@ def rate(
 class RatingRow:
     rating: Rating
     label: str
-    due: object  # the last day to answer a poor rating (None: no answer owed)
+    title: str  # the policy's title
+    due: dt.date | None  # the last day to answer a poor rating (None: no answer owed)
     overdue: bool
+    may_answer: bool  # staff of the rated department who review applications
 
 
 @console.get("")
-def ratings_page(request: Request, user: ApplicationReviewer, session: SessionDep) -> Response:
-    """The department's ratings by policy, poor unanswered ones first with the day they must be answered by."""
+def ratings_page(request: Request, user: ReportReader, session: SessionDep) -> Response:
+    """Ratings by department and policy (the user's department only, if they have one): how many, the share
+    满意 or better, the poor ones and those past their 5 working days; then every rating, poor unanswered
+    first with the day it must be answered by, and the answer form for the rated department's staff."""
     today = china_date(now())
-    rows = []
-    for r in ratings.for_department(session, user.username):
-        owed = r.score <= ratings.POOR and r.answer is None
-        due = working_day_after(china_date(r.rated_at), ratings.ANSWER_DAYS, strict=False) if owed else None
-        rows.append(RatingRow(r, ratings.SCORES[r.score], due, bool(due and today > due)))
-    by_policy: dict[str, list[int]] = {}
-    for row in rows:
-        by_policy.setdefault(row.rating.policy_id, []).append(row.rating.score)
-    summary = {
-        pid: (len(s), sum(1 for x in s if x >= 4), sum(1 for x in s if x <= ratings.POOR))
-        for pid, s in sorted(by_policy.items())
-    }
+    mine = department(user)
+    rows = ratings.listed(session, mine)
+    titles = dict(
+        session.execute(
+            select(PolicyVersion.policy_id, PolicyVersion.title).order_by(PolicyVersion.version)
+        ).all()
+    )  # the latest version's title wins
+    answers = may(user, "application_review")
+    listed = []
+    for r in rows:
+        due = ratings.answer_due(r)
+        listed.append(
+            RatingRow(
+                r,
+                ratings.SCORES[r.score],
+                titles.get(r.policy_id, r.policy_id),
+                due,
+                bool(due and today > due),
+                answers and bool(user.department) and user.department == r.department,
+            )
+        )
     return render(
         request,
         "apply_ratings.html",
-        {"rows": rows, "summary": summary, "department": user.department},
+        {
+            "rows": listed,
+            "summary": ratings.tally(rows, today),
+            "titles": titles,
+            "department": mine,
+        },
     )
 
 

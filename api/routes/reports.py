@@ -1,11 +1,15 @@
-"""Reports: the funnel, money per policy, SLA lights per stage, and the public disclosure list (公示) of
-payments made, as CSV or Excel. Users of one department get their department's policies only.
+"""Reports: the funnel (apply-free, and the 快申快享 arm), money per policy, SLA lights per stage, the 督办
+list, the monthly report (its figures as JSON, or the page and the workbook), and the public disclosure
+list (公示) of payments made, as CSV or Excel. Users of one department get their department's policies
+only; the monthly report, which compares every department, is for users who serve them all.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 from decimal import Decimal
@@ -17,10 +21,10 @@ from pydantic import BaseModel
 from sqlalchemy import and_, case, func, select
 from sqlmodel import Session
 
-from api.deps import ReportReader, SessionDep, SettingsDep, StoreDep, scoped_policy_ids
+from api.deps import ReportReader, SessionDep, SettingsDep, StoreDep, department, scoped_policy_ids
 from api.routes import now, render
 from api.runlists import rows_workbook
-from payouts.errors import NotFoundError
+from payouts.errors import NotFoundError, RoleError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion
 from reports import funnel
 from reports.sla import lights
@@ -54,10 +58,13 @@ class StageOut(BaseModel):
 
 
 class FunnelOut(BaseModel):
-    """The funnel (an offer counts at every stage it reached) and the offers per current state."""
+    """The funnel (an offer counts at every stage it reached) and the offers per current state, of match
+    runs (免申即享); and the 快申快享 arm: applications submitted, accepted, and their offers batched,
+    approved and paid (empty for one match run)."""
 
     stages: list[StageOut]
     states: list[StageOut]
+    applications: list[StageOut] = []
 
 
 class PolicyMoney(BaseModel):
@@ -109,6 +116,7 @@ def funnel_of(
     return FunnelOut(
         stages=out(funnel.stages(session, run_id=run_id, policy_ids=policy_ids)),
         states=out(funnel.by_state(session, run_id=run_id, policy_ids=policy_ids)),
+        applications=out(funnel.applications(session, policy_ids=policy_ids)) if run_id is None else [],
     )
 
 
@@ -241,6 +249,146 @@ def supervision_list(
     ]
 
 
+Figure = Decimal | int | float | str | None
+
+
+class FigureOut(BaseModel):
+    """One figure of the monthly report: this month and the previous one."""
+
+    key: str
+    metric: str
+    this_month: Figure
+    previous_month: Figure
+
+
+class ServiceOut(BaseModel):
+    """One service figure, apply-free (免申即享) and 快申快享 side by side."""
+
+    key: str
+    metric: str
+    apply_free: Figure
+    apply: Figure
+
+
+class RankOut(BaseModel):
+    """One department in the 月讲评: its time limits, lights and ratings."""
+
+    rank: int
+    department: str
+    steps: int
+    breaches: int
+    breach_share: float
+    red: int
+    amber: int
+    green: int
+    light_label: str
+    ratings: int
+    satisfied_share: float | None
+    poor: int
+    poor_late: int
+
+
+class MonthlyOut(BaseModel):
+    """The monthly report's figures: headline, both arms of the funnel, the service of both modes side by
+    side, and the 月讲评."""
+
+    month: str
+    headline: list[FigureOut]
+    funnel: list[StageOut]
+    applications: list[StageOut]
+    service: list[ServiceOut]
+    ranking: list[RankOut]
+
+
+def _own_styles(page: str) -> str:
+    """The policy of a self-contained page (the monthly report: styles inline, charts as data URIs): its
+    own style block by hash, images from data URIs, nothing else; no script at all."""
+    css = page.split("<style>", 1)[1].split("</style>", 1)[0] if "<style>" in page else ""
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    return (
+        f"default-src 'none'; style-src 'sha256-{digest}'; img-src data:; "
+        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def _plain(value: Any) -> Figure:
+    """A table cell as JSON can carry it (NaN as null, numpy numbers as Python's)."""
+    if value is None or isinstance(value, str | Decimal):
+        return value
+    if value != value:  # NaN
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _records(table: Any, columns: list[str]) -> list[dict[str, Any]]:
+    return [{c: _plain(r[c]) for c in columns} for r in table.to_dict("records")]
+
+
+def _stages(table: Any) -> list[StageOut]:
+    return [
+        StageOut(stage=r["stage"], label=r["label"], count=int(r["offers"]), amount=r["amount"])
+        for r in table.to_dict("records")
+    ]
+
+
+@router.get(
+    "/monthly",
+    summary="月度报告：核心指标、兑现漏斗（免申即享、快申快享）、服务质效对比、月讲评（JSON、网页或 Excel）",
+    response_model=MonthlyOut,
+    responses={
+        200: {
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            }
+        },
+        400: {"description": "月份不正确（应为 YYYY-MM），或该年没有节假日安排"},
+    },
+)
+def monthly_report(
+    user: ReportReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
+    format: Literal["json", "html", "xlsx"] = "json",
+) -> Any:
+    """The month's report, computed now (open work judged at the earlier of the month's end and now); the
+    page and the workbook are those `zhida report` writes, without the near-miss section (it reads a run
+    folder)."""
+    from reports import monthly
+
+    if department(user) is not None:
+        raise RoleError("月度报告汇总比较全市各部门，请由不限部门的用户查看；本部门的情况见报表和督办清单")
+    report = monthly.monthly_report(session, month, sla=settings.sla(), now=now(), near_misses=False)
+    if format == "html":
+        page = monthly.render_html(report)
+        return Response(
+            page,
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": _own_styles(page)},
+        )
+    if format == "xlsx":
+        import tempfile
+        from pathlib import Path
+
+        from reports.xlsx import write_xlsx
+
+        with tempfile.TemporaryDirectory(prefix="zhida-report-") as tmp:
+            path = Path(tmp) / f"zhida-report-{month}.xlsx"
+            write_xlsx(report, path)
+            body = path.read_bytes()
+        headers = {"Content-Disposition": f'attachment; filename="zhida-report-{month}.xlsx"'}
+        return Response(body, media_type=XLSX, headers=headers)
+    return MonthlyOut(
+        month=month,
+        headline=[FigureOut(**r) for r in _records(report.headline, list(FigureOut.model_fields))],
+        funnel=_stages(report.funnel),
+        applications=_stages(report.funnel_apply),
+        service=[ServiceOut(**r) for r in _records(report.service, list(ServiceOut.model_fields))],
+        ranking=[RankOut(**r) for r in _records(report.ranking, list(RankOut.model_fields))],
+    )
+
+
 @router.get(
     "/disclosure",
     summary="公示名单：已拨付的企业和金额（CSV 或 Excel）",
@@ -272,6 +420,24 @@ def disclosure(
     writer.writerows(csv_row(row) for row in rows)
     return Response(
         ("\ufeff" + buffer.getvalue()).encode(), media_type="text/csv; charset=utf-8", headers=headers
+    )
+
+
+@pages.get("/supervision")
+def supervision_page(
+    request: Request, user: ReportReader, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The 督办 list (`reports.supervision`): work past its deadline, who answers for it, since when and
+    what was done; a user of one department (its head included) sees that department's only."""
+    from reports import supervision
+
+    mine = department(user)
+    at = now()
+    rows = supervision.supervision_list(session, settings.sla(), at, department=mine)
+    return render(
+        request,
+        "supervision.html",
+        {"rows": rows, "department": mine, "at": at, "offers": sum(r.offers for r in rows)},
     )
 
 

@@ -83,6 +83,9 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/reports/money", None, REPORTS),
     ("GET", "/api/reports/sla", None, REPORTS),
     ("GET", "/api/reports/supervision", None, REPORTS),
+    # The monthly report compares every department: for report readers who serve them all (a policy
+    # user always has a department).
+    ("GET", "/api/reports/monthly?month=2025-10", None, REPORTS - {"policy"}),
     ("GET", "/api/reports/disclosure", None, REPORTS),
     # Supplied data: the department that holds the field; public notice (公示) and objections.
     ("GET", "/api/supplied", None, DATA_VERIFY),

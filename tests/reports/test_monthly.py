@@ -208,7 +208,9 @@ def test_report_command_writes_a_self_contained_page_and_its_tables(
         "核心指标",
         "分部门政策到账",
         "兑现漏斗",
+        "快申快享漏斗",
         "到账用时",
+        "服务质效",
         "办理时限",
         "月讲评",
         "资金去向晾晒",
@@ -246,8 +248,13 @@ def _per_offer_figures(tl: pd.DataFrame, month: str) -> dict[str, object]:
         }
 
     paid = tl[within(tl["paid_at"], start, end)]
-    by_policy = paid.groupby(["department", "policy_id", "title"], as_index=False).agg(
-        offers=("offer_id", "size"), enterprises=("uscc", "nunique"), amount=("amount", lambda s: sum(s))
+    # The timeline's offers are all of match runs (免申即享): one row per policy and that mode.
+    by_policy = (
+        paid.assign(mode="免申即享")
+        .groupby(["department", "policy_id", "title", "mode"], as_index=False)
+        .agg(
+            offers=("offer_id", "size"), enterprises=("uscc", "nunique"), amount=("amount", lambda s: sum(s))
+        )
     )
     cut = end - dt.timedelta(microseconds=1)
     return {
