@@ -406,6 +406,20 @@ class SmsOptOut(SQLModel, table=True):
     source: str = Field(sa_type=String(32))  # "reply" (the gateway's upstream message) | "staff"
 
 
+class SmsReply(SQLModel, table=True):
+    """One upstream SMS (an enterprise's reply) the gateway passed on, taken once by its provider id; a
+    stop word (TD, T, 退订) puts the number on the opt-out list (`payouts.outbox.take_reply`)."""
+
+    __tablename__ = "sms_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_id: str = Field(sa_type=String(128), unique=True)
+    phone: str = Field(sa_type=String(32))
+    text: str = Field(sa_type=Text)
+    stop: bool
+    received_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
 class Confirmation(SQLModel, table=True):
     """The enterprise's answer to one SMS round: confirm, decline, or "my account is wrong"."""
 
@@ -547,6 +561,7 @@ class PolicyFunding(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("policy_id", "version", "payer_code"),
         CheckConstraint("share > 0", name="share_positive"),
+        Index("ix_policy_funding_budget_no", "budget_no"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -556,6 +571,9 @@ class PolicyFunding(SQLModel, table=True):
     share: int
     fund_source: str = Field(sa_type=Text)  # 资金来源, e.g. 市级财政专项资金
     budget_no: str = Field(sa_type=String(64))  # 预算指标文号
+    # 指标金额: what the 预算指标 allows in all (None: not recorded, nothing checked); batches approved
+    # against it may not exceed it (`finance.index_balance`).
+    budget_amount: Decimal | None = Field(default=None, sa_type=Money)
     set_by: str = Field(sa_type=String(64))
     set_at: dt.datetime = Field(sa_type=UtcDateTime)
     reason: str | None = Field(default=None, sa_type=Text)
