@@ -130,6 +130,7 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates", context_processors=[_context])
     templates.env.filters["money"] = formats.money
     templates.env.filters["money_cn"] = formats.money_cn
+    templates.env.filters["money_exact"] = formats.money_exact_cn  # 50万元, else 12,345.67元
     templates.env.filters["china_time"] = formats.staff_time
     templates.env.filters["when"] = formats.public_time  # enterprise and public pages: 2025年9月30日 14:05
     templates.env.filters["period"] = formats.period
