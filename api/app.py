@@ -410,7 +410,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ratings.pages)
     app.include_router(agency.console)
     app.include_router(ratings.console)
-    from api.routes import disclosure, finance, jobs, notice, payees, supplied, users
+    from api.routes import disclosure, finance, jobs, notice, payees, replies, supplied, users
+
+    app.include_router(replies.router)
+    app.state.limits["sms_reply"] = limiter(
+        settings.redis_url, "sms_reply", settings.sms_reply_limit, settings.sms_reply_window_seconds
+    )
 
     app.include_router(finance.router)
     app.include_router(finance.pages)

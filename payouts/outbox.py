@@ -13,7 +13,10 @@ default keeps the outbox row as the record and logs the masked address, `MemoryM
 for tests and the demo.
 
 Opt-out (回复TD退订): a number on the `sms_optout` list gets no SMS from zhida — neither outreach nor the
-notices and reminders about its offers (`payouts.sms` checks `opted_out` before sending).
+notices and reminders about its offers (`payouts.sms` checks `opted_out` before sending). The SMS
+gateway passes the enterprises' replies on (`take_reply`, behind the authenticated callback
+`POST /api/sms/replies`): each reply is taken once by its provider id, and a stop word puts the number
+on the list, with an audit event.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from payouts import audit
 from payouts.errors import SmsError
-from payouts.models import SmsMessage, SmsOptOut
+from payouts.models import SmsMessage, SmsOptOut, SmsReply
+from payouts.payees import mask_phone
 from payouts.sms import OutgoingSms, SmsGateway
 
 OPT_OUT_HINT = "回复TD退订"
@@ -122,6 +127,56 @@ def opt_out(session: Session, phone: str, now: dt.datetime, source: str = "reply
 def is_stop_reply(text: str) -> bool:
     """Whether an enterprise's reply to an SMS asks to stop (TD, 退订, …), as providers pass replies on."""
     return text.strip().upper() in STOP_WORDS
+
+
+def normal_phone(raw: str) -> str | None:
+    """A mainland mobile number as payees keep it (13800000002), from what a gateway passes on
+    (+86 138-0000-0002, 8613800000002); None when it is not one."""
+    digits = "".join(c for c in raw if c.isdigit())
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    return digits if len(digits) == 11 and digits.startswith("1") else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What became of one upstream SMS."""
+
+    provider_id: str
+    stop: bool  # a stop word
+    opted_out: bool  # the number went on the opt-out list now
+    repeated: bool  # the gateway passed this reply on before
+
+
+def take_reply(session: Session, provider_id: str, phone: str, text: str, now: dt.datetime) -> Reply:
+    """Take one upstream SMS once (by the provider's id): a stop word (TD, T, 退订) opts the number out of
+    every SMS, outreach included, with an audit event (the number masked). Gateways retry callbacks, so
+    a reply taken before changes nothing."""
+    if session.scalar(select(SmsReply.id).where(SmsReply.provider_id == provider_id)) is not None:
+        return Reply(provider_id, is_stop_reply(text), False, True)
+    stop = is_stop_reply(text)
+    try:
+        with session.begin_nested():
+            session.add(
+                SmsReply(provider_id=provider_id, phone=phone, text=text[:500], stop=stop, received_at=now)
+            )
+    except IntegrityError:  # the same reply, passed on twice at once: the other request took it
+        return Reply(provider_id, stop, False, True)
+    added = stop and opt_out(session, phone, now, "reply")
+    if added:
+        audit.record(
+            session,
+            now,
+            "sms_gateway",
+            "sms_opt_out",
+            "sms_optout",
+            mask_phone(phone),
+            None,
+            "opted_out",
+            "企业回复退订",
+            reply=provider_id,
+        )
+    return Reply(provider_id, stop, added, False)
 
 
 # --- sending once ---------------------------------------------------------------------------------------
