@@ -178,8 +178,7 @@ def outreach(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
     """Near-miss and missing-data enterprises of `outreach: true` policies told what is missing (capped)."""
     from portal import outreach as reach
 
-    with transaction(ctx.engine) as s:
-        r = reach.send(s, ctx.gateway, dt.datetime.now(dt.UTC), ctx.settings.outreach())
+    r = reach.send(ctx.engine, ctx.gateway, dt.datetime.now(dt.UTC), ctx.settings.outreach())
     return r.plain()
 
 
