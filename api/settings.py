@@ -192,6 +192,11 @@ class Settings(SlaSettings):
     def confirm_link_base(self) -> str:
         return self.link_base or self.public_url.rstrip("/") + "/c/"
 
+    @property
+    def rating_link_base(self) -> str:
+        """The rating page behind the closing SMS (`/r/`), next to the confirmation page."""
+        return self.confirm_link_base.rstrip("/").removesuffix("/c") + "/r/"
+
     def payouts(self) -> PayoutSettings:
         """The payouts settings, with this service's database and confirm page."""
         payouts = PayoutSettings.from_env()
