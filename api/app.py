@@ -410,6 +410,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ratings.pages)
     app.include_router(ratings.links)
     app.include_router(agency.console)
+    app.include_router(agency.enterprise_pages)
     app.include_router(ratings.console)
     from api.routes import disclosure, finance, jobs, notice, payees, replies, supplied, users
 
