@@ -211,7 +211,6 @@ def confirm_offer(session: Session, agent: str, offer_public_id: str, now: dt.da
         actor=actor(agent),
         action="confirm",
         now=now,
-        reason="帮办代办依委托书代为确认",
         mandate=mandate.public_id,
     )
     audit.append(session, [event], now)
