@@ -317,6 +317,7 @@ class Offer(SQLModel, table=True):
         Index("ix_offer_uscc", "uscc"),  # an enterprise's own offers (企业端), closed ones included
         Index("ix_offer_state_id", "state", "id"),  # a state's offers in import order (console lists)
         Index("ix_offer_payee_id", "payee_id"),  # offers of the payees found by name
+        Index("ix_offer_paid_at", "paid_at"),  # items paid lately: their closing SMS (portal.ratings)
         # The SMS queue, reminders and the expiry sweep look for these states only; a partial index
         # stays empty while a million offers are imported.
         Index(

@@ -1,6 +1,7 @@
 """帮办代办 revocation (who revoked a 委托书 and on what request), the gateway's upstream SMS replies
 (回复TD退订, each taken once by its provider id), and the amount of a 预算指标 (指标金额) on a policy's
-funding, against which batch approval is checked.
+funding, against which batch approval is checked; offers found by when they were paid (the closing SMS
+with its rating link goes to items paid lately).
 
 Revision ID: 0019
 Revises: 0017
@@ -37,9 +38,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("provider_id", name=op.f("uq_sms_reply_provider_id")),
     )
     op.create_index(op.f("ix_policy_funding_budget_no"), "policy_funding", ["budget_no"])
+    op.create_index(op.f("ix_offer_paid_at"), "offer", ["paid_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_offer_paid_at"), "offer")
     op.drop_index(op.f("ix_policy_funding_budget_no"), "policy_funding")
     op.drop_table("sms_reply")
     with op.batch_alter_table("policy_funding") as batch:
