@@ -202,9 +202,11 @@ def _ended(session: Session, now: dt.datetime) -> list[_Ended]:
         .where(SmsMessage.dedupe_key == literal(f"{KIND}|offer|") + Offer.public_id)
         .exists()
     )
-    unrated = ~select(Rating.id).where(
-        Rating.uscc == Offer.uscc, Rating.subject == "offer", Rating.subject_id == Offer.public_id
-    ).exists()
+    unrated = (
+        ~select(Rating.id)
+        .where(Rating.uscc == Offer.uscc, Rating.subject == "offer", Rating.subject_id == Offer.public_id)
+        .exists()
+    )
     for offer, payee in session.execute(
         select(Offer, Payee)
         .join(Payee, Payee.id == Offer.payee_id)
