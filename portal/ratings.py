@@ -193,13 +193,20 @@ class _Ended:
     outcome: str
 
 
+# A closing SMS in these states is not composed again: sent, in hand (`outbox.resume`), or to a number
+# that opted out. A refused one, or one a crash kept from being tried, is tried again by the next call.
+DONE = ("sent", "sending", "skipped")
+
+
 def _ended(session: Session, now: dt.datetime) -> list[_Ended]:
-    """Items that ended in the last `RECENT_DAYS`, not rated, whose closing SMS was never written."""
+    """Items that ended in the last `RECENT_DAYS`, not rated, whose closing SMS has not gone out."""
     since = now - dt.timedelta(days=RECENT_DAYS)
     out = []
     no_sms = (
         ~select(SmsMessage.id)
-        .where(SmsMessage.dedupe_key == literal(f"{KIND}|offer|") + Offer.public_id)
+        .where(
+            SmsMessage.dedupe_key == literal(f"{KIND}|offer|") + Offer.public_id, SmsMessage.status.in_(DONE)
+        )
         .exists()
     )
     unrated = (
@@ -228,7 +235,10 @@ def _ended(session: Session, now: dt.datetime) -> list[_Ended]:
         )
     no_sms = (
         ~select(SmsMessage.id)
-        .where(SmsMessage.dedupe_key == literal(f"{KIND}|application|") + Application.public_id)
+        .where(
+            SmsMessage.dedupe_key == literal(f"{KIND}|application|") + Application.public_id,
+            SmsMessage.status.in_(DONE),
+        )
         .exists()
     )
     unrated = (

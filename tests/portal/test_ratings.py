@@ -126,3 +126,33 @@ def test_no_closing_sms_to_an_opted_out_number_or_for_an_item_rated_already(
     r = ratings.send_links(engine, phone, t0 + H, settings, RATE_BASE)
     assert r.opted_out == 1 and {m.phone for m in phone.sent}.isdisjoint({"13800000001", "13800000002"})
     assert r.sent == len(ids) - 3  # and enterprise 6 has no phone
+
+
+def test_a_closing_sms_cut_short_is_handed_over_again_with_the_same_link(
+    tx, engine, notified, settings, t0
+) -> None:
+    _paid(tx, notified, t0)
+
+    class Dies(Exception):
+        pass
+
+    class DyingPhone(MemoryGateway):
+        def send(self, sms):  # type: ignore[no-untyped-def]
+            ref = super().send(sms)
+            if len(self.sent) == 2:
+                raise Dies()  # the provider took the second message, then the process died
+            return ref
+
+    phone = DyingPhone()
+    with pytest.raises(Dies):
+        ratings.send_links(engine, phone, t0 + H, settings, RATE_BASE)
+    again = MemoryGateway(refs=dict(phone.refs), sent=list(phone.sent))  # the same provider
+    ratings.send_links(engine, again, t0 + 2 * H, settings, RATE_BASE)
+    assert len(again.duplicates) == 1  # the one in hand went again, and the provider dropped the copy
+    assert again.duplicates[0].params["link"] == phone.sent[1].params["link"]  # with its very link
+    phones = [m.phone for m in again.sent]
+    assert len(phones) == len(set(phones)) == len(notified.ids) - 1
+    with tx() as s:
+        assert ratings.by_link(s, _token(phone.sent[1]), t0 + 3 * H).uscc == uscc(
+            int(phone.sent[1].phone[-4:])
+        )
