@@ -63,6 +63,7 @@ class SuppliedOut(BaseModel):
     state: str
     state_label: str
     submitted_at: dt.datetime
+    submitted_by: str  # enterprise:<uscc>, or agent:<username> for 帮办代办
     decided_by: str | None
     decided_at: dt.datetime | None
     reason: str | None

@@ -131,4 +131,5 @@ def test_an_agent_supplies_missing_data_and_the_enterprise_sees_it(world: World)
         row = s.scalar(select(SuppliedValue))
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "supply"))
     assert (row.uscc, row.submitted_by, event.actor) == (A, "agent:agent1", "agent:agent1")
-    assert "12345.67" in enterprise(world, A).get("/e/supplied").text
+    seen = enterprise(world, A).get("/e/supplied").text
+    assert "12345.67" in seen and "由帮办代办工作人员 agent1 代为提交" in seen

@@ -8,7 +8,7 @@ from __future__ import annotations
 from playwright.sync_api import Browser, expect
 
 from api.enterprise_auth import ENTERPRISE_COOKIE
-from tests.api.browser import SHOTS, live_world, signed_in
+from tests.api.browser import SHOTS, accessibility_problems, live_world, signed_in
 from tests.api.conftest import World
 from tests.api.test_agency import make_agent, no_phone_offer
 from tests.api.test_applications import PDF
@@ -74,6 +74,7 @@ def _run(w: World, browser: Browser, tmp_path) -> None:  # type: ignore[no-untyp
     page.goto(f"{base}/e")
     page.click("#my-mandates")
     expect(page.locator(".mandate")).to_contain_text("帮办代办工作人员 agent1")
+    assert accessibility_problems(page) == []
     page.click(".revoke-mandate")
     expect(page.locator(".flash")).to_contain_text("已撤销委托")
     expect(page.locator('.mandate[data-state="revoked"]')).to_contain_text("撤销")

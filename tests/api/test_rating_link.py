@@ -16,7 +16,7 @@ from payouts.models import Offer
 from payouts.sms import MemoryGateway
 from portal import ratings
 from portal.models import Rating
-from tests.api.browser import SHOTS
+from tests.api.browser import SHOTS, accessibility_problems
 from tests.api.conftest import World, csrf_of
 
 
@@ -81,6 +81,7 @@ def test_the_rating_page_at_360_px(template, browser, tmp_path: Path) -> None:
         page = browser.new_page(viewport={"width": 360, "height": 740})
         page.goto(f"{w.base}{paths[0]}")
         page.screenshot(path=str(SHOTS / "rating-link-form-360.png"), full_page=True)
+        assert accessibility_problems(page) == []
         page.check("input[name=score][value='5']")
         page.click("#rate")
         assert page.locator("#rating-score").inner_text() == "非常满意"
