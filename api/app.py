@@ -74,11 +74,11 @@ def database_unavailable(error: DBAPIError) -> bool:
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_TOKEN_PATH = re.compile(r"^/c/[^/]+")
+_TOKEN_PATH = re.compile(r"^/([cr])/[^/]+")  # confirmation and rating links: the token is cut out
 PUBLIC_CATALOG = ("/policies", "/api/public/")  # the policy supermarket: public, cacheable pages
 HSTS = "max-age=31536000; includeSubDomains"  # production only: browsers then refuse plain HTTP for a year
 # Public HTML pages in the schema: their errors are pages too.
-PUBLIC_PAGES = ("/c/", "/gongshi", "/liangshai")
+PUBLIC_PAGES = ("/c/", "/r/", "/gongshi", "/liangshai")
 
 
 class JsonFormatter(logging.Formatter):
@@ -130,6 +130,7 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates", context_processors=[_context])
     templates.env.filters["money"] = formats.money
     templates.env.filters["money_cn"] = formats.money_cn
+    templates.env.filters["money_exact"] = formats.money_exact_cn  # 50万元, else 12,345.67元
     templates.env.filters["china_time"] = formats.staff_time
     templates.env.filters["when"] = formats.public_time  # enterprise and public pages: 2025年9月30日 14:05
     templates.env.filters["period"] = formats.period
@@ -294,7 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status = response.status_code
         finally:
             app.state.metrics.observe(request, status, time.perf_counter() - started)
-            path = _TOKEN_PATH.sub("/c/<token>", request.url.path)
+            path = _TOKEN_PATH.sub(r"/\1/<token>", request.url.path)
             log.info(
                 "request",
                 extra={
@@ -408,9 +409,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(applications.pages)
     app.include_router(applications.console)
     app.include_router(ratings.pages)
+    app.include_router(ratings.links)
     app.include_router(agency.console)
+    app.include_router(agency.enterprise_pages)
     app.include_router(ratings.console)
-    from api.routes import disclosure, finance, jobs, notice, payees, supplied, users
+    from api.routes import disclosure, finance, jobs, notice, payees, replies, supplied, users
+
+    app.include_router(replies.router)
+    app.state.limits["sms_reply"] = limiter(
+        settings.redis_url, "sms_reply", settings.sms_reply_limit, settings.sms_reply_window_seconds
+    )
 
     app.include_router(finance.router)
     app.include_router(finance.pages)

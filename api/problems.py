@@ -89,7 +89,7 @@ def wants_html(request: Request) -> bool:
 
 # Pages for enterprises and the public (supermarket, notices, my policies, confirmation links): their
 # errors never point to the staff console.
-PUBLIC_PAGES = ("/policies", "/gongshi", "/liangshai", "/e/", "/c/")
+PUBLIC_PAGES = ("/policies", "/gongshi", "/liangshai", "/e/", "/c/", "/r/")
 
 
 def _error_template(request: Request) -> str:

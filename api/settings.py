@@ -96,6 +96,11 @@ class Settings(SlaSettings):
     schedule: bool = True
     # Outreach (portal/outreach.py): SMS per enterprise per calendar month, at most.
     outreach_per_month: int = Field(default=2, ge=0, le=10)
+    # The SMS gateway's callback for replies (回复TD退订, api/routes/replies.py): the shared secret it signs
+    # with (unset: no callback), and calls per address per window.
+    sms_reply_secret: SecretStr | None = None
+    sms_reply_limit: int = Field(default=120, ge=1)
+    sms_reply_window_seconds: int = Field(default=60, ge=1)
     worker_lease_seconds: int = Field(
         default=60, ge=5
     )  # a job whose worker stops beating is retried after this
@@ -162,6 +167,11 @@ class Settings(SlaSettings):
         )
         if link_key_problem:
             problems.append(link_key_problem)
+        reply_secret = self.sms_reply_secret.get_secret_value() if self.sms_reply_secret else None
+        if reply_secret is not None and len(reply_secret) < MIN_SECRET_CHARS:
+            problems.append(
+                f"ZHIDA_SMS_REPLY_SECRET（上行短信回调的签名密钥）须为至少 {MIN_SECRET_CHARS} 个字符的随机值"
+            )
         if self.audit_checkpoint_dir is None:
             problems.append("生产环境须设置 ZHIDA_AUDIT_CHECKPOINT_DIR（审计日志签名检查点的库外目录）")
         if self.database_url.startswith("sqlite"):
@@ -181,6 +191,11 @@ class Settings(SlaSettings):
     @property
     def confirm_link_base(self) -> str:
         return self.link_base or self.public_url.rstrip("/") + "/c/"
+
+    @property
+    def rating_link_base(self) -> str:
+        """The rating page behind the closing SMS (`/r/`), next to the confirmation page."""
+        return self.confirm_link_base.rstrip("/").removesuffix("/c") + "/r/"
 
     def payouts(self) -> PayoutSettings:
         """The payouts settings, with this service's database and confirm page."""

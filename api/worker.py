@@ -178,9 +178,22 @@ def outreach(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
     """Near-miss and missing-data enterprises of `outreach: true` policies told what is missing (capped)."""
     from portal import outreach as reach
 
-    with transaction(ctx.engine) as s:
-        r = reach.send(s, ctx.gateway, dt.datetime.now(dt.UTC), ctx.settings.outreach())
+    r = reach.send(ctx.engine, ctx.gateway, dt.datetime.now(dt.UTC), ctx.settings.outreach())
     return r.plain()
+
+
+def rating_links(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
+    """The closing SMS, with its rating link, of every item that ended recently (each once)."""
+    from portal import ratings
+
+    r = ratings.send_links(
+        ctx.engine,
+        ctx.gateway,
+        dt.datetime.now(dt.UTC),
+        ctx.settings.payouts(),
+        ctx.settings.rating_link_base,
+    )
+    return {"sent": r.sent, "failed": r.failed, "opted_out": r.opted_out, "no_phone": r.no_phone}
 
 
 def expire(ctx: Context, claim: jobs.Claim) -> dict[str, Any]:
@@ -198,6 +211,7 @@ HANDLERS: dict[str, Handler] = {
     "sla_reminders": sla_reminders,
     "escalate": escalate,
     "outreach": outreach,
+    "rating_links": rating_links,
 }
 # Periodic jobs: kind → the period key of a moment, in China time (one job per kind and period, whatever
 # the number of workers).
@@ -208,6 +222,7 @@ SCHEDULE: dict[str, Callable[[dt.datetime], str]] = {
     "sla_reminders": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H:") + f"{at.minute // 10}0",
     "escalate": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H"),  # hourly; each head once a day
     "outreach": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%d"),  # daily
+    "rating_links": lambda at: at.astimezone(CHINA).strftime("%Y-%m-%dT%H"),  # hourly
 }
 
 

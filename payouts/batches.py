@@ -474,6 +474,7 @@ def approve(session: Session, reference: str, by: str, now: dt.datetime) -> Batc
     if checker.id == batch.maker_id:
         raise RoleError("制单人不能复核自己的批次：需要另一位复核人员")
     notice.check_approvable(session, batch, now)  # the public notice (公示) ran its period, no open objection
+    finance.check_index(session, batch)  # its 预算指标 is not overdrawn
     batch.state, batch.checker_id, batch.approved_at = BatchState.APPROVED.value, checker.id, now
     audit.append(session, [_event(batch, BatchState.ASSEMBLED.value, by, "approve")], now)
     audit.checkpoint_on_commit(session)  # money is about to move: the log up to here leaves the database

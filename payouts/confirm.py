@@ -58,7 +58,8 @@ class Answer:
 
 def _message(session: Session, token: str) -> SmsMessage:
     message = session.scalar(select(SmsMessage).where(SmsMessage.token_hash == tokens.token_hash(token)))
-    if message is None or message.status != "sent":
+    # Only an offer's notice or reminder confirms: a rating link (or any other outbox message) does not.
+    if message is None or message.status != "sent" or message.offer_id is None:
         raise LinkError("链接无效，请以短信中的链接为准")
     return message
 

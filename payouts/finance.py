@@ -10,6 +10,10 @@ in the policy YAML: a policy's author decides who qualifies and how much, never 
 - Every change adds a version (the tables are the history) and one audit event; the newest version
   is in force. Batches copy what they use when they are made, so a later change never alters a batch.
 - A policy without funding is paid by the settings' default payer (`ZHIDA_PAYER_*`), in one batch.
+- A 预算指标 may carry its amount (指标金额). Its balance is the amount less the live lines (pending or
+  paid) of every approved, exported or reconciled batch that draws on it, whatever the policy; a batch
+  whose approval would overdraw it is refused (`check_index`), naming the 指标 and the shortfall. The
+  amount in force is the one recorded last for that 指标 number.
 
 Splitting is fen-exact by largest remainder: each payer gets floor(amount × share ÷ total) fen, and
 the fen left over (fewer than the number of payers) go one each to the payers with the largest
@@ -32,10 +36,20 @@ from payouts import audit
 from payouts.bankfiles import ACCOUNT_MAX, name_problem
 from payouts.db import PayoutSettings
 from payouts.errors import NotFoundError
-from payouts.models import FileFormat, PayerAccount, PolicyFunding, PolicyVersion
+from payouts.models import (
+    Batch,
+    BatchLine,
+    BatchState,
+    FileFormat,
+    LineStatus,
+    PayerAccount,
+    PolicyFunding,
+    PolicyVersion,
+)
 from payouts.sqltypes import FEN
 from payouts.users import require
-from rules.errors import PayoutError
+from rules.errors import BudgetError, PayoutError
+from rules.formats import money_exact_cn
 
 FORMAT_LABELS = {
     FileFormat.BANK_CSV: "批量代发 CSV",
@@ -203,6 +217,7 @@ class Part:
     share: int
     fund_source: str
     budget_no: str
+    budget_amount: Decimal | None = None  # 指标金额; None: not recorded
 
 
 def funding(session: Session, policy_id: str) -> list[PolicyFunding]:
@@ -253,6 +268,10 @@ def set_funding(
             problems.append(f"{where}须填写资金来源（如 市级财政专项资金）")
         if not p.budget_no.strip():
             problems.append(f"{where}须填写预算指标文号")
+        if p.budget_amount is not None and (
+            p.budget_amount <= 0 or p.budget_amount != p.budget_amount.quantize(FEN)
+        ):
+            problems.append(f"{where}的指标金额应为大于 0 的金额，精确到分（如 5000000.00）")
         try:
             account = payer_account(session, p.payer_code)
         except NotFoundError:
@@ -271,6 +290,7 @@ def set_funding(
             share=p.share,
             fund_source=p.fund_source.strip(),
             budget_no=p.budget_no.strip(),
+            budget_amount=p.budget_amount,
             set_by=by,
             set_at=now,
             reason=reason,
@@ -290,7 +310,13 @@ def set_funding(
         f"v{version}",
         reason,
         parts=[
-            {"payer": p.payer_code, "share": p.share, "fund_source": p.fund_source, "budget_no": p.budget_no}
+            {
+                "payer": p.payer_code,
+                "share": p.share,
+                "fund_source": p.fund_source,
+                "budget_no": p.budget_no,
+                "budget_amount": None if p.budget_amount is None else str(p.budget_amount),
+            }
             for p in parts
         ],
     )
@@ -358,3 +384,82 @@ def payers(session: Session, policy_id: str, settings: PayoutSettings) -> list[P
             )
         )
     return out
+
+
+# --- 预算指标 balances -----------------------------------------------------------------------------
+
+SPENDING = (BatchState.APPROVED.value, BatchState.EXPORTED.value, BatchState.RECONCILED.value)
+
+
+@dataclass(frozen=True)
+class IndexBalance:
+    """A 预算指标: its amount (指标金额), what approved batches drew on it, and what is left."""
+
+    budget_no: str
+    amount: Decimal
+    used: Decimal
+    left: Decimal
+
+
+def index_amount(session: Session, budget_no: str, *, lock: bool = False) -> Decimal | None:
+    """The amount of the 预算指标 `budget_no` as recorded last (None: never recorded). With `lock`, the
+    funding rows naming it are locked, so two approvals drawing on it take turns."""
+    query = select(PolicyFunding.budget_amount).where(PolicyFunding.budget_no == budget_no)
+    if lock:
+        session.execute(
+            select(PolicyFunding.id).where(PolicyFunding.budget_no == budget_no).with_for_update()
+        )
+    return session.scalar(
+        query.where(PolicyFunding.budget_amount.is_not(None)).order_by(PolicyFunding.id.desc()).limit(1)
+    )
+
+
+def index_used(session: Session, budget_no: str) -> Decimal:
+    """What the approved (exported, reconciled) batches drawing on `budget_no` hold: their live lines,
+    pending or paid; a failed or withdrawn line gives its money back."""
+    used = session.scalar(
+        select(func.coalesce(func.sum(BatchLine.amount), 0))
+        .join(Batch, Batch.id == BatchLine.batch_id)
+        .where(
+            Batch.budget_no == budget_no,
+            Batch.state.in_(SPENDING),
+            BatchLine.live,
+            BatchLine.status.in_((LineStatus.PENDING.value, LineStatus.PAID.value)),
+        )
+    )
+    return Decimal(used or 0).quantize(FEN)
+
+
+def index_balance(session: Session, budget_no: str) -> IndexBalance | None:
+    """The balance of the 预算指标 `budget_no`; None when its amount was never recorded."""
+    amount = index_amount(session, budget_no)
+    if amount is None:
+        return None
+    used = index_used(session, budget_no)
+    return IndexBalance(budget_no, amount, used, amount - used)
+
+
+def check_index(session: Session, batch: Batch) -> None:
+    """Refuse (BudgetError) to approve `batch` if its lines would overdraw its 预算指标; locks the 指标."""
+    if not batch.budget_no:
+        return
+    amount = index_amount(session, batch.budget_no, lock=True)
+    if amount is None:
+        return
+    used = index_used(session, batch.budget_no)
+    wanted = session.scalar(
+        select(func.coalesce(func.sum(BatchLine.amount), 0)).where(
+            BatchLine.batch_id == batch.id,
+            BatchLine.live,
+            BatchLine.status.in_((LineStatus.PENDING.value, LineStatus.PAID.value)),
+        )
+    )
+    wanted = Decimal(wanted or 0).quantize(FEN)
+    left = amount - used
+    if wanted > left:
+        raise BudgetError(
+            f"预算指标 {batch.budget_no} 余额不足：指标金额 {money_exact_cn(amount)}，"
+            f"已复核批次占用 {money_exact_cn(used)}，余额 {money_exact_cn(left)}，"
+            f"本批次 {money_exact_cn(wanted)}，缺口 {money_exact_cn(wanted - left)}。"
+            "请财政部门追加指标或调整资金来源后再复核"
+        )

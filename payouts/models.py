@@ -317,6 +317,7 @@ class Offer(SQLModel, table=True):
         Index("ix_offer_uscc", "uscc"),  # an enterprise's own offers (企业端), closed ones included
         Index("ix_offer_state_id", "state", "id"),  # a state's offers in import order (console lists)
         Index("ix_offer_payee_id", "payee_id"),  # offers of the payees found by name
+        Index("ix_offer_paid_at", "paid_at"),  # items paid lately: their closing SMS (portal.ratings)
         # The SMS queue, reminders and the expiry sweep look for these states only; a partial index
         # stays empty while a million offers are imported.
         Index(
@@ -404,6 +405,20 @@ class SmsOptOut(SQLModel, table=True):
     phone: str = Field(sa_type=String(32), unique=True)
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
     source: str = Field(sa_type=String(32))  # "reply" (the gateway's upstream message) | "staff"
+
+
+class SmsReply(SQLModel, table=True):
+    """One upstream SMS (an enterprise's reply) the gateway passed on, taken once by its provider id; a
+    stop word (TD, T, 退订) puts the number on the opt-out list (`payouts.outbox.take_reply`)."""
+
+    __tablename__ = "sms_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_id: str = Field(sa_type=String(128), unique=True)
+    phone: str = Field(sa_type=String(32))
+    text: str = Field(sa_type=Text)
+    stop: bool
+    received_at: dt.datetime = Field(sa_type=UtcDateTime)
 
 
 class Confirmation(SQLModel, table=True):
@@ -547,6 +562,7 @@ class PolicyFunding(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("policy_id", "version", "payer_code"),
         CheckConstraint("share > 0", name="share_positive"),
+        Index("ix_policy_funding_budget_no", "budget_no"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -556,6 +572,9 @@ class PolicyFunding(SQLModel, table=True):
     share: int
     fund_source: str = Field(sa_type=Text)  # 资金来源, e.g. 市级财政专项资金
     budget_no: str = Field(sa_type=String(64))  # 预算指标文号
+    # 指标金额: what the 预算指标 allows in all (None: not recorded, nothing checked); batches approved
+    # against it may not exceed it (`finance.index_balance`).
+    budget_amount: Decimal | None = Field(default=None, sa_type=Money)
     set_by: str = Field(sa_type=String(64))
     set_at: dt.datetime = Field(sa_type=UtcDateTime)
     reason: str | None = Field(default=None, sa_type=Text)

@@ -478,23 +478,24 @@ def send_notices_in_chunks(
     """
     settings = settings or PayoutSettings.from_env()
     where = offers.acting(selection, "notify") if selection is not None else None
-    with _one_sender(engine):
+    with one_sender(engine):
         return _send_in_chunks(engine, gateway, now, settings, chunk, limit, actor, where, expected)
 
 
 @contextmanager
-def _one_sender(engine: Engine) -> Iterator[None]:
-    """Hold the chunked senders' lock (PostgreSQL; SQLite runs one process)."""
+def one_sender(engine: Engine, lock: int = _SENDER_LOCK) -> Iterator[None]:
+    """Hold a chunked sender's lock (PostgreSQL; SQLite runs one process): the notices' by default,
+    the outbox's (`payouts.outbox.send_chunk`) with its own key."""
     if engine.dialect.name != "postgresql":
         yield
         return
     with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SENDER_LOCK})
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock})
         conn.commit()
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SENDER_LOCK})
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock})
             conn.commit()
 
 

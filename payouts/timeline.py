@@ -23,6 +23,8 @@ from rules.formats import public_time
 
 S = OfferState
 
+AGENT = "agent:"  # the audit actor of a 帮办代办 staff member acting for the enterprise (portal.agency)
+
 # The steps of the usual path, in order: (key, label).
 STEPS = (
     ("matched", "数据比对匹配"),
@@ -146,6 +148,11 @@ def timeline(session: Session, offer: Offer) -> Timeline:
             steps["notified"].detail = steps["confirmed"].detail = "申请即视为确认，无需短信确认"
         if key is not None:
             steps[key].done, steps[key].at = True, event.at
+        if event.actor.startswith(AGENT):  # 帮办代办 acted for the enterprise: say who
+            who = event.actor.removeprefix(AGENT)
+            text = f"{text}（由帮办代办工作人员 {who} 依贵单位委托书代为办理）".replace("贵单位已", "已")
+            if key is not None:
+                steps[key].detail = f"帮办代办工作人员 {who} 代为办理"
         t.events.append(Happened(event.at, text, event.reason))
     if steps["matched"].done:
         steps["matched"].detail = f"测算金额 {offer.amount_before_allocation:,.2f} 元"

@@ -344,3 +344,5 @@ class Mandate(SQLModel, table=True):
     sha256: str = Field(sa_type=String(64))
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
     revoked_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_by: str | None = Field(default=None, sa_type=String(64))  # enterprise:<uscc> or the staff member
+    revoke_reason: str | None = Field(default=None, sa_type=Text)  # staff: the enterprise's written request

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from matcher import runfolder
 from payouts import outbox
+from payouts.db import transaction
 from payouts.models import MatchRun, PolicyVersion, SmsMessage
 from payouts.sms import MAX_CHARS, SmsGateway
 from portal.standings import latest_run
@@ -143,67 +144,83 @@ def sent_this_month(session: Session, now: dt.datetime) -> dict[str, int]:
     return {u: int(n) for u, n in rows if u}
 
 
-def send(session: Session, gateway: SmsGateway, now: dt.datetime, settings: OutreachSettings) -> Reached:
-    """Tell the latest run's near-miss and missing-data enterprises of the outreach policies (see above)."""
+def send(
+    engine: Engine, gateway: SmsGateway, now: dt.datetime, settings: OutreachSettings, *, chunk: int = 1000
+) -> Reached:
+    """Tell the latest run's near-miss and missing-data enterprises of the outreach policies (see above),
+    `chunk` messages at a time, each chunk committed with its outbox rows before the next is composed
+    (`payouts.outbox.send_chunk`): a run cut short is resumed by running it again, which first hands
+    over what was in hand (`outbox.resume`) and then sends only what was not sent."""
     result = Reached()
-    run = latest_run(session)
-    if run is None:
-        return result
-    policies = sorted(
-        set(
+    outbox.resume(engine, gateway, KIND, now)
+    with transaction(engine, read_only=True) as session:
+        run = latest_run(session)
+        if run is None:
+            return result
+        policies = sorted(
+            set(
+                session.scalars(
+                    select(PolicyVersion.policy_id).where(PolicyVersion.outreach.is_(True))  # type: ignore[attr-defined]
+                )
+            )
+        )
+        titles, texts = _conditions(run)
+        policies = [p for p in policies if p in titles]
+        rows = _results(Path(run.path), policies)
+        counts = sent_this_month(session, now)
+        prefix = f"{KIND}|{run.run_id}|"
+        told = set(
             session.scalars(
-                select(PolicyVersion.policy_id).where(PolicyVersion.outreach.is_(True))  # type: ignore[attr-defined]
+                select(SmsMessage.dedupe_key).where(
+                    SmsMessage.kind == KIND,
+                    SmsMessage.status == "sent",
+                    SmsMessage.dedupe_key.startswith(prefix),
+                )
             )
         )
-    )
-    titles, texts = _conditions(run)
-    policies = [p for p in policies if p in titles]
-    rows = _results(Path(run.path), policies)
-    counts = sent_this_month(session, now)
-    prefix = f"{KIND}|{run.run_id}|"
-    told = set(
-        session.scalars(
-            select(SmsMessage.dedupe_key).where(
-                SmsMessage.kind == KIND, SmsMessage.status == "sent", SmsMessage.dedupe_key.startswith(prefix)
-            )
-        )
-    )
-    for start in range(0, len(rows), 1000):
-        chunk = rows[start : start + 1000]
-        stopped = outbox.opted_out(session, [r[7] for r in chunk if r[7]])
-        for uscc, kind, policy_id, item_id, condition_id, fields, name, phone in chunk:
-            key = f"{prefix}{uscc}|{policy_id}|{item_id}"
-            if key in told:
-                result.already += 1
-                continue
-            if not phone:
-                result.no_phone += 1
-                continue
-            if phone in stopped:
-                result.opted_out += 1
-                continue
-            if counts.get(uscc, 0) >= settings.per_month:
-                result.capped += 1
-                continue
-            what = what_is_missing(kind, texts.get((policy_id, condition_id or "")), fields)
-            r = outbox.send_once(
-                session,
-                dedupe_key=key,
-                kind=KIND,
-                channel="sms",
-                to=phone,
-                text=render(settings, name or "", titles[policy_id], what),
-                now=now,
-                sms=gateway,
-                uscc=uscc,
-                policy_id=policy_id,
-            )
-            if r.sent:
-                result.sent += 1
-                counts[uscc] = counts.get(uscc, 0) + 1
-            elif r.error:
-                result.failed += 1
-                result.errors.append(f"{uscc[:4]}…: {r.error}")
-            else:
-                result.already += 1
+    pending: list[outbox.Message] = []
+    for uscc, kind, policy_id, item_id, condition_id, fields, name, phone in rows:
+        key = f"{prefix}{uscc}|{policy_id}|{item_id}"
+        if key in told:
+            result.already += 1
+            continue
+        if not phone:
+            result.no_phone += 1
+            continue
+        if counts.get(uscc, 0) >= settings.per_month:
+            result.capped += 1
+            continue
+        counts[uscc] = counts.get(uscc, 0) + 1  # given back below if it is not sent
+        what = what_is_missing(kind, texts.get((policy_id, condition_id or "")), fields)
+        text = render(settings, name or "", titles[policy_id], what)
+        pending.append(outbox.Message(key, KIND, phone, text, uscc=uscc, policy_id=policy_id))
+        if len(pending) >= chunk:
+            _send_chunk(engine, gateway, now, pending, counts, result)
+            pending = []
+    if pending:
+        _send_chunk(engine, gateway, now, pending, counts, result)
     return result
+
+
+def _send_chunk(
+    engine: Engine,
+    gateway: SmsGateway,
+    now: dt.datetime,
+    messages: list[outbox.Message],
+    counts: dict[str, int],
+    result: Reached,
+) -> None:
+    done = outbox.send_chunk(engine, gateway, messages, now)
+    for m in messages:
+        outcome = done.outcome.get(m.dedupe_key, "failed")
+        if outcome != "sent" and m.uscc:
+            counts[m.uscc] -= 1
+        if outcome == "sent":
+            result.sent += 1
+        elif outcome == "opted_out":
+            result.opted_out += 1
+        elif outcome == "already":
+            result.already += 1
+        else:
+            result.failed += 1
+    result.errors += [f"{e}" for e in done.errors]

@@ -373,10 +373,12 @@ def submit_several(
     evidence_dir: Path,
     now: dt.datetime,
     note: str | None = None,
+    actor: str | None = None,
 ) -> list[SuppliedValue]:
     """Record several values (missing line, field to supply, typed value) backed by one evidence file:
     one submission per field, all citing the same stored file. Every value is checked before anything is
-    written; PayoutError lists every problem at once.
+    written; PayoutError lists every problem at once. `actor`: who submits, when not the enterprise
+    itself (a 帮办代办 agent, `portal.agency.actor`).
 
     The caller has checked that each missing line is a line of this enterprise in the latest run.
     """
@@ -435,6 +437,7 @@ def submit_several(
             evidence_name,
             note,
             now,
+            actor or enterprise_actor(uscc),
         )
         for missing, f, table, column, year, canonical in checked
     ]
@@ -456,6 +459,7 @@ def _record(
     evidence_name: str,
     note: str | None,
     now: dt.datetime,
+    actor: str,
 ) -> SuppliedValue:
     row = SuppliedValue(
         public_id=tokens.public_id(),
@@ -477,7 +481,7 @@ def _record(
         evidence_size=len(evidence),
         evidence_sha256=digest,
         state=SuppliedState.SUBMITTED.value,
-        submitted_by=enterprise_actor(uscc),
+        submitted_by=actor,
         submitted_at=now,
     )
     session.add(row)

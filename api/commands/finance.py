@@ -6,6 +6,8 @@ an audit event; the policy's author cannot change it.
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +16,7 @@ from api.commands import BY, IDENTITY_HELP, actor, now
 from payouts import finance
 from payouts.db import connect, transaction
 from payouts.models import FileFormat
+from rules.formats import money_exact_cn
 
 app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
@@ -54,11 +57,19 @@ def payer(
 
 def _part(text: str) -> finance.Part:
     fields = text.split(":")
-    if len(fields) != 4 or not fields[1].strip().isdigit():
-        raise typer.BadParameter(
-            f"{text!r} 应为 账户代码:份数:资金来源:预算指标文号，如 city:1:市级财政专项资金:长财预〔2025〕101号"
-        )
-    return finance.Part(fields[0].strip(), int(fields[1]), fields[2].strip(), fields[3].strip())
+    usage = (
+        f"{text!r} 应为 账户代码:份数:资金来源:预算指标文号[:指标金额]，"
+        "如 city:1:市级财政专项资金:长财预〔2025〕101号:5000000.00"
+    )
+    if len(fields) not in (4, 5) or not fields[1].strip().isdigit():
+        raise typer.BadParameter(usage)
+    amount = None
+    if len(fields) == 5 and fields[4].strip():
+        try:
+            amount = Decimal(fields[4].strip().replace(",", ""))
+        except InvalidOperation:
+            raise typer.BadParameter(f"{usage}；指标金额“{fields[4]}”不是金额") from None
+    return finance.Part(fields[0].strip(), int(fields[1]), fields[2].strip(), fields[3].strip(), amount)
 
 
 @app.command("funding", help="设置一项政策由谁拨付、资金来源和分担比例（保留历史版本）", epilog=IDENTITY_HELP)
@@ -67,7 +78,7 @@ def funding(
     part: list[str] = typer.Option(
         ...,
         "--part",
-        help="账户代码:份数:资金来源:预算指标文号；市、区 1:1 分担时写两次，各 1 份",
+        help="账户代码:份数:资金来源:预算指标文号[:指标金额（元）]；市、区 1:1 分担时写两次，各 1 份",
     ),
     reason: str | None = typer.Option(None, "--reason", help="依据，如 政策文件的资金分担条款"),
     claimed: str | None = BY,
@@ -76,9 +87,12 @@ def funding(
     by = actor(claimed)
     with transaction(connect()) as s:
         rows = finance.set_funding(s, policy, parts, by=by, now=now(), reason=reason)
+        balances = {r.budget_no: finance.index_balance(s, r.budget_no) for r in rows}
     total = sum(r.share for r in rows)
     for r in rows:
-        console.print(f"{r.payer_code}：{r.share}/{total}，{r.fund_source}，预算指标 {r.budget_no}")
+        b = balances[r.budget_no]
+        left = f"，指标金额 {money_exact_cn(b.amount)}，余额 {money_exact_cn(b.left)}" if b else ""
+        console.print(f"{r.payer_code}：{r.share}/{total}，{r.fund_source}，预算指标 {r.budget_no}{left}")
     console.print(f"政策 {policy} 的资金来源已保存（第 {rows[0].version} 版）")
 
 

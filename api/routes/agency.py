@@ -1,7 +1,10 @@
 """帮办代办 on the console (/console/agency): an agent keeps an enterprise's 委托书, then opens, fills in,
-uploads for and submits the enterprise's applications with the same form the enterprise uses. Every act
-is the agent's in the audit log (`agent:<username>`); an application of an enterprise without the
-agent's 委托书 is not found. The domain is `portal.agency` and `portal.applications`."""
+uploads for and submits the enterprise's applications with the same form the enterprise uses, confirms
+its apply-free offers (意愿确认) and supplies its missing data with the enterprise's own form. Every act
+is the agent's in the audit log (`agent:<username>`); anything of an enterprise without the agent's live
+委托书 is not found. The agent revokes a 委托书 on the enterprise's written request; the enterprise,
+signed in, lists and revokes its 委托书 at /e/mandates. The domain is `portal.agency`,
+`portal.applications` and `portal.supplied`."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from sqlmodel import Session
 
-from api.deps import Allow, SessionDep, SettingsDep
+from api.deps import Allow, CurrentEnterprise, SessionDep, SettingsDep, TokensDep
+from api.enterprise_auth import ENTERPRISE_COOKIE
 from api.routes import now, redirect, render
 from api.routes.applications import (
     _page,
@@ -22,15 +26,18 @@ from api.routes.applications import (
     save_or_submit,
     upload_material,
 )
-from api.routes.supplied import evidence_dir, read_evidence
+from api.routes.supplied import evidence_dir, out, read_evidence, supply
+from payouts import offers
+from payouts.errors import NotFoundError
 from payouts.models import StaffUser
-from portal import agency
+from portal import agency, supplied
 from portal import applications as apps
 from portal.models import Application
 from rules import formats
 from rules.errors import PayoutError
 
 console = APIRouter(prefix="/console/agency", include_in_schema=False)
+enterprise_pages = APIRouter(prefix="/e/mandates", include_in_schema=False)
 Agent = Annotated[StaffUser, Depends(Allow("act_for"))]
 
 
@@ -58,6 +65,11 @@ def agency_page(request: Request, user: Agent, session: SessionDep) -> Response:
             "applications": {m.uscc: apps.applications_of(session, m.uscc) for m in mandates},
             "items": open_for_applying(request, today),
             "labels": apps.STATE_LABELS,
+            "offers": {
+                m.uscc: [o for o in agency.offers_of(session, user.username, m.uscc) if agency.confirmable(o)]
+                for m in mandates
+            },
+            "offer_label": offers.label,
         },
     )
 
@@ -174,3 +186,133 @@ def agent_material(
 ) -> Response:
     path, media, name = apps.material_file(session, app, material, evidence_dir(settings))
     return FileResponse(path, media_type=media, filename=name, content_disposition_type="attachment")
+
+
+@console.post("/offers/{public_id}/confirm")
+def confirm_for(user: Agent, session: SessionDep, public_id: Annotated[str, Path(max_length=32)]) -> Response:
+    """Confirm the enterprise's apply-free offer (意愿确认) on its behalf."""
+    try:
+        offer = agency.confirm_offer(session, user.username, public_id, now())
+    except PayoutError as e:
+        if isinstance(e, NotFoundError):
+            raise
+        return redirect("/console/agency", str(e), "error")
+    return redirect(
+        "/console/agency", f"已代企业 {offer.uscc} 确认领取 {formats.money_exact_cn(offer.amount)}"
+    )
+
+
+@console.post("/mandates/{public_id}/revoke")
+def revoke_for(
+    user: Agent,
+    session: SessionDep,
+    public_id: Annotated[str, Path(max_length=32)],
+    request_text: Annotated[str, Form(alias="request", max_length=500)] = "",
+) -> Response:
+    """Revoke a 委托书 on the enterprise's written request (named in the form)."""
+    try:
+        m = agency.revoke_by_staff(session, user.username, public_id, request_text, now())
+    except PayoutError as e:
+        if isinstance(e, NotFoundError):
+            raise
+        return redirect("/console/agency", str(e), "error")
+    return redirect("/console/agency", f"已撤销企业 {m.uscc} 的委托书，不能再代为办理")
+
+
+def _supply_page(
+    request: Request, session: Session, uscc: str, status: int = 200, **context: object
+) -> Response:
+    lines = supplied.missing_lines(session, request.app.state.standings, uscc)
+    groups, refusals = supplied.asks(lines)
+    mine = [out(session, r) for r in supplied.of_enterprise(session, uscc)]
+    return render(
+        request,
+        "supplied_enterprise.html",
+        {
+            "agent_view": True,
+            "uscc": uscc,
+            "supply_action": f"/console/agency/{uscc}/supplied",
+            "ent_csrf": getattr(request.state, "csrf", ""),
+            "groups": groups,
+            "refusals": refusals,
+            "asked": sum(len(g.asks) for g in groups),
+            "mine": mine,
+            "titles": supplied.item_titles(session, supplied.of_enterprise(session, uscc)),
+            "pending": {(r.field, r.year): r for r in reversed(mine) if r.state != "rejected"},
+            "max_mb": supplied.MAX_EVIDENCE // (1024 * 1024),
+            **context,
+        },
+        status,
+    )
+
+
+@console.get("/{uscc}/supplied")
+def supply_page(
+    request: Request, user: Agent, session: SessionDep, uscc: Annotated[str, Path(max_length=18)]
+) -> Response:
+    """The enterprise's missing data, for the agent to supply on its behalf."""
+    mandate = agency.mandate_for(session, user.username, uscc)
+    return _supply_page(request, session, mandate.uscc)
+
+
+@console.post("/{uscc}/supplied")
+def supply_for(
+    request: Request,
+    user: Agent,
+    session: SessionDep,
+    settings: SettingsDep,
+    uscc: Annotated[str, Path(max_length=18)],
+    evidence: Annotated[UploadFile, File()],
+    key: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
+    value: Annotated[list[str], Form()] = [],  # noqa: B006
+    note: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    mandate = agency.mandate_for(session, user.username, uscc)
+    try:
+        rows = supply(
+            request, session, settings, mandate.uscc, key, value, evidence, note, agency.actor(user.username)
+        )
+    except PayoutError as e:
+        typed = dict(zip(key, value, strict=False))
+        return _supply_page(request, session, mandate.uscc, 422, error=str(e), typed=typed)
+    return redirect(
+        f"/console/agency/{mandate.uscc}/supplied", f"已代为提交 {len(rows)} 项数据，等待数据所在部门核实"
+    )
+
+
+# The enterprise's own page: who may act for it, and revoking that.
+
+
+@enterprise_pages.get("")
+def my_mandates(request: Request, me: CurrentEnterprise, session: SessionDep) -> Response:
+    return render(
+        request,
+        "ent_mandates.html",
+        {
+            "ent": me,
+            "ent_csrf": request.state.enterprise_csrf,
+            "mandates": list(reversed(agency.for_enterprise(session, me.uscc))),
+        },
+    )
+
+
+@enterprise_pages.post("/{public_id}/revoke")
+def my_revoke(
+    request: Request,
+    me: CurrentEnterprise,
+    session: SessionDep,
+    tokens: TokensDep,
+    public_id: Annotated[str, Path(max_length=32)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    if not tokens.csrf_ok(csrf, "enterprise", request.cookies.get(ENTERPRISE_COOKIE, "")):
+        return render(
+            request, "error.html", {"title": "页面已过期", "detail": "请刷新页面后重试", "status": 403}, 403
+        )
+    try:
+        agency.revoke_by_enterprise(session, me.uscc, public_id, now())
+    except PayoutError as e:
+        if isinstance(e, NotFoundError):
+            raise
+        return redirect("/e/mandates", str(e), "error")
+    return redirect("/e/mandates", "已撤销委托，帮办代办工作人员不能再代为办理")

@@ -6,6 +6,7 @@ version with an audit event; nothing is ever overwritten.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -57,6 +58,9 @@ class PartIn(BaseModel):
     share: int = Field(ge=1, le=1_000_000, description="份数：市、区 1:1 各 1 份")
     fund_source: str = Field(max_length=140, description="资金来源")
     budget_no: str = Field(max_length=64, description="预算指标文号")
+    budget_amount: Decimal | None = Field(
+        default=None, gt=0, max_digits=18, decimal_places=2, description="指标金额（元，精确到分）"
+    )
 
 
 class FundingIn(BaseModel):
@@ -116,7 +120,9 @@ def funding(policy_id: str, user: FinanceReader, session: SessionDep) -> list[Pa
 
 @router.put("/policies/{policy_id}", response_model=list[PartOut], summary="设置一项政策由谁拨付及分担比例")
 def set_funding(policy_id: str, body: FundingIn, user: FinanceKeeper, session: SessionDep) -> list[PartOut]:
-    parts = [finance.Part(p.payer_code, p.share, p.fund_source, p.budget_no) for p in body.parts]
+    parts = [
+        finance.Part(p.payer_code, p.share, p.fund_source, p.budget_no, p.budget_amount) for p in body.parts
+    ]
     rows = finance.set_funding(session, policy_id, parts, by=user.username, now=now(), reason=body.reason)
     return [_part(r) for r in rows]
 
@@ -138,6 +144,8 @@ def finance_page(request: Request, user: FinanceReader, session: SessionDep) -> 
         .all()
     )
     funded = {pid: finance.funding(session, pid) for pid in sorted(titles)}
+    numbers = sorted({p.budget_no for parts in funded.values() for p in parts})
+    balances = {n: b for n in numbers if (b := finance.index_balance(session, n)) is not None}
     accounts = [_payer(a) for a in finance.payer_accounts(session)]
     return render(
         request,
@@ -149,6 +157,7 @@ def finance_page(request: Request, user: FinanceReader, session: SessionDep) -> 
             "formats": finance.FORMAT_LABELS,
             "can_edit": may(user, "finance_config"),
             "rows": range(1, PART_ROWS + 1),
+            "balances": balances,
         },
     )
 
@@ -187,6 +196,22 @@ Text140 = Annotated[str, Form(max_length=140)]
 Text64 = Annotated[str, Form(max_length=64)]
 
 
+def _amount(n: int, text: str) -> Decimal | None:
+    """The 指标金额 typed in the form (元, separators allowed); None when left empty."""
+    cleaned = text.strip().replace(",", "").replace("，", "").removesuffix("元")
+    if not cleaned:
+        return None
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        value = Decimal(0)
+    if not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
+        raise finance.FinanceConfigError(
+            f"第 {n} 个付款方的指标金额“{text.strip()}”无效：请填写大于 0 的金额（元），精确到分，如 5000000.00"
+        )
+    return value
+
+
 @pages.post("/policies")
 def funding_form(
     user: FinanceKeeper,
@@ -196,30 +221,35 @@ def funding_form(
     share_1: Text32 = "",
     fund_source_1: Text140 = "",
     budget_no_1: Text64 = "",
+    budget_amount_1: Text32 = "",
     payer_2: Text32 = "",
     share_2: Text32 = "",
     fund_source_2: Text140 = "",
     budget_no_2: Text64 = "",
+    budget_amount_2: Text32 = "",
     payer_3: Text32 = "",
     share_3: Text32 = "",
     fund_source_3: Text140 = "",
     budget_no_3: Text64 = "",
+    budget_amount_3: Text32 = "",
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     rows_given = (
-        (payer_1, share_1, fund_source_1, budget_no_1),
-        (payer_2, share_2, fund_source_2, budget_no_2),
-        (payer_3, share_3, fund_source_3, budget_no_3),
+        (payer_1, share_1, fund_source_1, budget_no_1, budget_amount_1),
+        (payer_2, share_2, fund_source_2, budget_no_2, budget_amount_2),
+        (payer_3, share_3, fund_source_3, budget_no_3, budget_amount_3),
     )
     parts = []
-    for n, (code, share, source, budget_no) in enumerate(rows_given, start=1):
+    for n, (code, share, source, budget_no, amount) in enumerate(rows_given, start=1):
         if not code.strip():
             continue
         if not share.strip().isdigit():
             raise finance.FinanceConfigError(
                 f"第 {n} 个付款方的分担份数应为正整数，如 1（市、区 1:1 各填 1）"
             )
-        parts.append(finance.Part(code.strip(), int(share), source.strip(), budget_no.strip()))
+        parts.append(
+            finance.Part(code.strip(), int(share), source.strip(), budget_no.strip(), _amount(n, amount))
+        )
     saved = finance.set_funding(
         session, policy_id.strip(), parts, by=user.username, now=now(), reason=reason.strip() or None
     )

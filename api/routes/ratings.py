@@ -1,7 +1,12 @@
 """Ratings (好差评): the enterprise rates an ended item (/e/ratings, from the application or the offer's
-timeline); the console lists them by department and policy for every report reader (their own department's
-only, if they have one), and the rated department's staff answer them (/console/ratings), a poor one
-within 5 working days by the official calendar. The domain is `portal.ratings`."""
+timeline, or /r/{token} from the closing SMS without signing in); the console lists them by department and
+policy for every report reader (their own department's only, if they have one), and the rated department's
+staff answer them (/console/ratings), a poor one within 5 working days by the official calendar. The domain
+is `portal.ratings`.
+
+The rating link's page is guarded as the confirmation page is (`api.routes.confirm`): one neutral page
+for every link that cannot be used, per-address and per-link rate limits, a CSRF token bound to the link
+and to a per-browser nonce cookie, the token cut out of the request log."""
 
 from __future__ import annotations
 
@@ -18,21 +23,27 @@ from api.deps import (
     CurrentEnterprise,
     ReportReader,
     SessionDep,
+    SettingsDep,
     TokensDep,
     department,
     may,
 )
 from api.enterprise_auth import ENTERPRISE_COOKIE
-from api.routes import now, redirect, render
-from payouts.errors import NotFoundError
-from payouts.models import PolicyVersion
+from api.routes import BrowserNonce, now, redirect, render
+from api.routes.confirm import _TOKEN, limited, neutral
+from payouts.errors import LinkError, NotFoundError
+from payouts.models import Offer, PolicyVersion
+from payouts.tokens import token_hash
 from portal import ratings
-from portal.models import Rating
+from portal.models import Application, Rating
 from rules.errors import PayoutError
+from rules.formats import money_exact_cn
 from rules.workdays import china_date
 
 pages = APIRouter(prefix="/e/ratings", include_in_schema=False)
 console = APIRouter(prefix="/console/ratings", include_in_schema=False)
+links = APIRouter(prefix="/r", include_in_schema=False)
+LINK_NONCE = BrowserNonce("zhida_r", "/r/", 86400)
 _BACK = {"offer": "/e/offers/{}", "application": "/e/applications/{}"}
 
 
@@ -125,3 +136,88 @@ def answer(
             raise
         return redirect("/console/ratings", str(e), "error")
     return redirect("/console/ratings", "已答复，企业可在办理进度页看到答复")
+
+
+def _linked_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tokens: TokensDep,
+    token: str,
+    status: int = 200,
+    error: str | None = None,
+) -> Response:
+    """The item a rating link opens, with its rating form or the rating given; the neutral page for
+    any link that cannot be used."""
+    try:
+        linked = ratings.by_link(session, token, now())
+    except LinkError:
+        return neutral(request)
+    if linked.subject == "offer":
+        offer = session.scalar(select(Offer).where(Offer.public_id == linked.subject_id))
+        assert offer is not None
+        policy_id, version, item_id = offer.policy_id, offer.policy_version, offer.item_id
+        outcome = f"资金{money_exact_cn(offer.amount)}已到账"
+    else:
+        app = session.scalar(select(Application).where(Application.public_id == linked.subject_id))
+        assert app is not None
+        policy_id, version, item_id = app.policy_id, app.policy_version, app.item_id
+        outcome = "申请已办结（未通过）"
+    title, department = ratings._title(session, policy_id, version, item_id)
+    nonce = LINK_NONCE.current(request)
+    response = render(
+        request,
+        "rating_link.html",
+        {
+            "title": title,
+            "department": department,
+            "outcome": outcome,
+            "token": token,
+            "subject_id": linked.subject_id,
+            "rating": ratings.of_subject(session, linked.uscc, linked.subject, linked.subject_id),
+            "score_labels": ratings.SCORES,
+            "form_csrf": tokens.csrf("rating", token_hash(token), nonce),
+            "error": error,
+        },
+        status,
+    )
+    LINK_NONCE.keep(response, nonce, settings.cookie_secure)
+    return response
+
+
+@links.get("/{token}")
+def rating_link(
+    request: Request, token: str, session: SessionDep, settings: SettingsDep, tokens: TokensDep
+) -> Response:
+    if not _TOKEN.match(token):
+        return neutral(request)
+    if (busy := limited(request, token)) is not None:
+        return busy
+    return _linked_page(request, session, settings, tokens, token)
+
+
+@links.post("/{token}")
+def rate_by_link(
+    request: Request,
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    tokens: TokensDep,
+    subject_id: Annotated[str, Form(max_length=32)] = "",
+    score: Annotated[int, Form(ge=0, le=9)] = 0,
+    comment: Annotated[str, Form(max_length=1000)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    if not _TOKEN.match(token):
+        return neutral(request)
+    if (busy := limited(request, token)) is not None:
+        return busy
+    if not tokens.csrf_ok(csrf, "rating", token_hash(token), LINK_NONCE.given(request)):
+        return render(request, "confirm_expired.html", {"token": token, "base": "/r/"}, status_code=403)
+    try:
+        ratings.rate_by_link(session, token, subject_id, score, comment, now())
+    except (LinkError, NotFoundError):
+        return neutral(request)
+    except PayoutError as e:
+        return _linked_page(request, session, settings, tokens, token, 422, str(e))
+    return _linked_page(request, session, settings, tokens, token)

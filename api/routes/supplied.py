@@ -63,6 +63,7 @@ class SuppliedOut(BaseModel):
     state: str
     state_label: str
     submitted_at: dt.datetime
+    submitted_by: str  # enterprise:<uscc>, or agent:<username> for 帮办代办
     decided_by: str | None
     decided_at: dt.datetime | None
     reason: str | None
@@ -249,6 +250,47 @@ def read_evidence(file: UploadFile) -> bytes:
 MAX_FIELDS = 60  # fields one form may carry
 
 
+def supply(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    uscc: str,
+    key: list[str],
+    value: list[str],
+    evidence: UploadFile,
+    note: str,
+    actor: str | None,
+) -> list[SuppliedValue]:
+    """Supply the typed values of the fields the enterprise is asked for (`key` and `value` pairs; empty
+    values skipped) with one evidence file, as the enterprise (`actor` None) or a 帮办代办 agent;
+    PayoutError before anything is written."""
+    typed = dict(zip(key[:MAX_FIELDS], value[:MAX_FIELDS], strict=False))
+    if len(key) != len(value) or len(key) > MAX_FIELDS:
+        raise PayoutError("表单不完整，请刷新页面后重新填写")
+    lines = supplied.missing_lines(session, request.app.state.standings, uscc)
+    groups, _ = supplied.asks(lines)
+    known = {a.key: a for g in groups for a in g.asks}  # only what this enterprise is asked for
+    chosen = []
+    for k, v in typed.items():
+        if not v.strip():
+            continue
+        ask = known.get(k)
+        if ask is None:
+            raise PayoutError("最新一次数据比对中，没有这项缺失数据，请刷新页面后重新填写")
+        chosen.append((ask.missing, ask.field.name, v))
+    return supplied.submit_several(
+        session,
+        uscc=uscc,
+        values=chosen,
+        evidence=read_evidence(evidence),
+        evidence_name=evidence.filename or "证明材料",
+        evidence_dir=evidence_dir(settings),
+        now=now(),
+        note=note,
+        actor=actor,
+    )
+
+
 @enterprise_pages.post("")
 def enterprise_submit(
     request: Request,
@@ -270,29 +312,7 @@ def enterprise_submit(
         )
     typed = dict(zip(key[:MAX_FIELDS], value[:MAX_FIELDS], strict=False))
     try:
-        if len(key) != len(value) or len(key) > MAX_FIELDS:
-            raise PayoutError("表单不完整，请刷新页面后重新填写")
-        lines = supplied.missing_lines(session, request.app.state.standings, me.uscc)
-        groups, _ = supplied.asks(lines)
-        known = {a.key: a for g in groups for a in g.asks}  # only what this enterprise is asked for
-        chosen = []
-        for k, v in typed.items():
-            if not v.strip():
-                continue
-            ask = known.get(k)
-            if ask is None:
-                raise PayoutError("最新一次数据比对中，贵单位没有这项缺失数据，请刷新页面后重新填写")
-            chosen.append((ask.missing, ask.field.name, v))
-        rows = supplied.submit_several(
-            session,
-            uscc=me.uscc,
-            values=chosen,
-            evidence=read_evidence(evidence),
-            evidence_name=evidence.filename or "证明材料",
-            evidence_dir=evidence_dir(settings),
-            now=now(),
-            note=note,
-        )
+        rows = supply(request, session, settings, me.uscc, key, value, evidence, note, None)
     except PayoutError as e:  # raised before anything is written; shown on the form to correct
         return _enterprise_page(request, session, me, 422, error=str(e), typed=typed)
     if len(rows) == 1:

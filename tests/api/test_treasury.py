@@ -209,13 +209,21 @@ def test_the_finance_page_lets_the_checker_set_accounts_and_funding_and_others_o
         "share_1": "1",
         "fund_source_1": "区级财政配套资金",
         "budget_no_1": "芙财预〔2025〕7号",
+        "budget_amount_1": "5,000,000.005",
     }
+    bad = checker.post(
+        "/console/finance/policies", data={**funding, "csrf": csrf_of(page)}, follow_redirects=False
+    )
+    assert bad.status_code == 422 and "指标金额“5,000,000.005”无效" in bad.text
+    funding["budget_amount_1"] = "5,000,000.00"
     r = checker.post(
         "/console/finance/policies", data={**funding, "csrf": csrf_of(page)}, follow_redirects=False
     )
     assert r.status_code == 303, r.text
     shown = checker.get("/console/finance").text
-    assert "芙财预〔2025〕7号" in shown.split('id="funding"')[1] and "1/1" in shown
+    table = shown.split('id="funding"')[1]
+    assert "芙财预〔2025〕7号" in table and "1/1" in shown
+    assert table.count("500万元") == 2  # 指标金额 and, nothing approved yet, the balance
     for who in ("auditor", "maker"):
         other = world.browser(who)
         seen = other.get("/console/finance").text

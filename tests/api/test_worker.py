@@ -196,13 +196,14 @@ def test_three_workers_queue_the_reminders_and_the_sweep_once_per_period(world: 
     morning = dt.datetime(2025, 9, 30, 6, 5, tzinfo=dt.UTC)
     workers = [Worker(ctx, name=f"w{i}", schedule=SCHEDULE, clock=lambda: morning) for i in range(3)]
     # One of each periodic job, whichever worker ran them: the enterprises' reminders, the sweep, the
-    # staff's SLA reminders, the escalation and the outreach.
-    assert sum(w.drain() for w in workers) == 5
+    # staff's SLA reminders, the escalation, the outreach and the closing SMS with their rating links.
+    assert sum(w.drain() for w in workers) == 6
     an_hour_later = [
         Worker(ctx, schedule=SCHEDULE, clock=lambda: morning + dt.timedelta(hours=1)) for _ in range(3)
     ]
-    # The next hour's sweep, SLA reminders (every ten minutes) and escalation; the day's others ran.
-    assert sum(w.drain() for w in an_hour_later) == 3
+    # The next hour's sweep, SLA reminders (every ten minutes), escalation and rating links; the day's
+    # others ran.
+    assert sum(w.drain() for w in an_hour_later) == 4
     with transaction(world.app.state.engine, read_only=True) as s:
         rows = s.scalars(select(Job).where(Job.period_key.is_not(None)).order_by(Job.period_key)).all()
     assert [(r.period_key, r.state, r.started_by) for r in rows] == [
@@ -211,6 +212,8 @@ def test_three_workers_queue_the_reminders_and_the_sweep_once_per_period(world: 
         ("expire:2025-09-30T14", "done", "system"),
         ("expire:2025-09-30T15", "done", "system"),
         ("outreach:2025-09-30", "done", "system"),
+        ("rating_links:2025-09-30T14", "done", "system"),
+        ("rating_links:2025-09-30T15", "done", "system"),
         ("reminders:2025-09-30", "done", "system"),
         ("sla_reminders:2025-09-30T14:00", "done", "system"),
         ("sla_reminders:2025-09-30T15:00", "done", "system"),

@@ -34,6 +34,7 @@ TABLES = (
     "policy_funding",
     "payer_account",
     "sms_optout",
+    "sms_reply",
     "policy_text",
     "job",
     "payee_change",

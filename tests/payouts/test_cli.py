@@ -176,9 +176,10 @@ def test_finance_staff_set_who_pays_and_the_treasury_vouchers_total_the_batch(
         "bank_csv",
         user="checker",
     )
-    parts = ("--part", "city:1:市级财政专项资金:长财预〔2025〕101号")
+    parts = ("--part", "city:1:市级财政专项资金:长财预〔2025〕101号:5,000.00")
     parts += ("--part", "furong:1:区级财政配套资金:芙财预〔2025〕7号")
-    cli(finance_cmd.app, "funding", "wengang", *parts, user="checker")
+    said = cli(finance_cmd.app, "funding", "wengang", *parts, user="checker").output
+    assert "预算指标 长财预〔2025〕101号，指标金额 5,000.00元，余额 5,000.00元" in said.replace("\n", "")
     assert "区级财政配套资金" in cli(finance_cmd.app, "show", "wengang").output
 
     made = cli(batch_cmd.app, "create", "--policy", "wengang", user="maker").output

@@ -320,3 +320,69 @@ def test_an_upheld_objection_withdraws_every_payers_part_of_the_offer(tx, notifi
             )
             assert (b.line_count, b.total) == (3, live)
         assert audit.verify(s).ok
+
+
+def _indexed(s, t0, city_amount: str | None, district_amount: str | None = "10000.00") -> None:
+    finance.set_funding(
+        s,
+        "wengang",
+        [
+            finance.Part(
+                "city", 1, "市级财政专项资金", "长财预〔2025〕101号", city_amount and Decimal(city_amount)
+            ),
+            finance.Part(
+                "furong",
+                1,
+                "区级财政配套资金",
+                "芙财预〔2025〕7号",
+                district_amount and Decimal(district_amount),
+            ),
+        ],
+        by="checker",
+        now=t0,
+    )
+
+
+def test_a_batch_that_would_overdraw_its_budget_index_is_refused_naming_the_index_and_the_shortfall(
+    tx, notified, tmp_path, t0
+) -> None:
+    from rules.errors import BudgetError
+
+    _confirm_all(tx, notified, t0)
+    with tx() as s:
+        _accounts(s, t0)
+        _indexed(s, t0, "3750.24")  # the city's half of 7,500.50 is 3,750.25: one fen short
+        city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
+        batches.approve(s, district.reference, "checker", t0 + 3 * H)
+        left = finance.index_balance(s, "芙财预〔2025〕7号")
+        assert (left.amount, left.used, left.left) == (
+            Decimal("10000.00"),
+            Decimal("3750.25"),
+            Decimal("6249.75"),
+        )
+        with pytest.raises(BudgetError) as e:
+            batches.approve(s, city.reference, "checker", t0 + 3 * H)
+        assert "长财预〔2025〕101号" in str(e.value) and "缺口 0.01元" in str(e.value)
+    with tx() as s:
+        city = batches.get_batch(s, city.reference)
+        assert city.state == "assembled"
+        _indexed(s, t0 + 4 * H, "3750.25")  # the finance bureau adds the fen
+        batches.approve(s, city.reference, "checker", t0 + 5 * H)
+        assert finance.index_balance(s, "长财预〔2025〕101号").left == Decimal("0.00")
+        batches.export(s, city.reference, "maker", tmp_path / "city", t0 + 5 * H)
+        _settle(s, city, {"1": "户名不符"}, "maker", t0 + 6 * H)
+        failed = s.scalar(select(BatchLine.amount).where(BatchLine.status == "failed"))
+        # A failed line gives its money back to the index.
+        assert finance.index_balance(s, "长财预〔2025〕101号").left == failed > 0
+
+
+def test_an_index_without_an_amount_is_not_checked_and_a_bad_amount_is_refused(tx, notified, t0) -> None:
+    _confirm_all(tx, notified, t0)
+    with tx() as s:
+        _accounts(s, t0)
+        with pytest.raises(finance.FinanceConfigError, match="指标金额"):
+            _indexed(s, t0, "0.001")
+        _indexed(s, t0, None, None)
+        assert finance.index_balance(s, "长财预〔2025〕101号") is None
+        for b in batches.create_batches(s, "wengang", "maker", t0 + 2 * H):
+            assert batches.approve(s, b.reference, "checker", t0 + 3 * H).state == "approved"
