@@ -30,12 +30,12 @@ from api.deps import (
     SettingsDep,
     SmsSender,
     StoreDep,
-    department,
     in_scope,
     may,
     policy_department,
     scoped_offers,
     scoped_policy_ids,
+    user_scope,
 )
 from api.routes import now, redirect, render
 from payouts import audit, offers, sms
@@ -156,7 +156,8 @@ class Choice(BaseModel):
         return Selection(
             offers=tuple(self.offers) if self.offers is not None else None,
             filter=f.offer_filter(states) if f else None,
-            department=department(user),
+            scope=user_scope(user),
+            deciding=True,  # an action acts on the offers whose review the user leads (payouts/scope.py)
         )
 
 
@@ -344,7 +345,7 @@ def search(
     """Offers of the user's department matching `f`: the very condition a bulk action on "all matching"
     acts on (`Selection.condition`), so the list and the action never disagree. `also`: one more
     condition on the offer table (the offers an SLA light counts)."""
-    where = Selection(filter=f, department=department(user)).condition()
+    where = Selection(filter=f, scope=user_scope(user)).condition()
     return _rows(session, [where] if also is None else [where, also], limit, offset, sort)
 
 
@@ -588,7 +589,9 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
         for r in session.scalars(select(MatchRun).order_by(MatchRun.imported_at.desc()).limit(200))
     ]
     prefixes = session.scalars(
-        select(func.substr(Offer.uscc, 3, 4)).where(Offer.state.in_(REVIEW_STATES)).distinct()
+        select(func.substr(Offer.uscc, 3, 4))
+        .where(Offer.state.in_(REVIEW_STATES), user_scope(user).offers())
+        .distinct()
     )
     codes = sorted({c for c in prefixes if c and c.isdigit()})
     regions: list[tuple[str, str]] = []
@@ -632,7 +635,7 @@ def review_page(
         error, total, rows = str(e), 0, []
     filters = query.values()
     released = offers.preview_action(
-        session, Selection(filter=OfferFilter(), department=department(user)), "notify"
+        session, Selection(filter=OfferFilter(), scope=user_scope(user), deciding=True), "notify"
     )
     kept = {k: v for k, v in filters.items() if v}
     view = {

@@ -75,9 +75,9 @@ KNOWN = {
 @pytest.fixture
 def staff(tx, t0) -> None:
     with tx() as s:
-        users.create_user(s, "kj", "policy", department="市科学技术局", now=t0)
-        users.create_user(s, "cz", "reviewer", department="市财政局", now=t0)
-        users.create_user(s, "sw", "reviewer", department="市商务局", now=t0)
+        users.create_user(s, "kj", "policy", department="市科学技术局", carry_over=True, now=t0)
+        users.create_user(s, "cz", "reviewer", department="市财政局", carry_over=True, now=t0)
+        users.create_user(s, "sw", "reviewer", department="市商务局", carry_over=True, now=t0)
         for uscc in (A, B, *[f"91430100MA4L{n:04d}0X" for n in range(8)]):
             s.add(
                 Payee(
