@@ -213,3 +213,34 @@ def test_a_td_reply_is_registered_and_other_replies_are_refused(cli, engine: Eng
     assert refused.exit_code != 0 and "不是退订指令" in refused.output
     with transaction(engine) as s:
         assert list(s.scalars(select(SmsOptOut.phone))) == ["13800000001"]
+
+
+def test_a_county_reviewer_lists_releases_and_batches_only_its_own_enterprises_from_the_command_line(
+    cli, tx, regional_run: Path
+) -> None:
+    from sqlalchemy import select
+
+    from payouts.errors import NotFoundError
+    from payouts.imports import import_run
+    from payouts.models import Offer
+    from tests.payouts.conftest import uscc
+    from tests.payouts.test_scope import T0, hierarchy
+
+    with tx() as s:
+        hierarchy(s)
+        import_run(s, regional_run, "rev", T0)
+    listed = cli(offers_cmd.app, "list", user="rev_furong").output
+    amounts = re.findall(r"(\d),000\.00", listed)  # enterprise n is offered n,000.00 yuan
+    assert sorted(amounts) == ["1", "2"], listed
+    released = confirmed(cli, offers_cmd.app, "release", "--policy", "wengang", user="rev_furong").output
+    assert "直接确认 2 条" in released and "合计 3,000.00 元" in released
+    with tx() as s:
+        states = dict(s.execute(select(Offer.uscc, Offer.state)).all())
+    assert sorted(u for u, st in states.items() if st == "confirmed") == [uscc(1), uscc(2)]
+
+    made = cli(batch_cmd.app, "create", "--policy", "wengang", user="maker_furong").output
+    reference = re.search(r"批次 (ZD[A-Z2-7]{16})：2 笔，3,000\.00 元", made).group(1)
+    assert reference not in cli(batch_cmd.app, "list", user="checker_tianxin").output
+    refused = cli(batch_cmd.app, "approve", reference, user="checker_tianxin", ok=False)
+    assert isinstance(refused.exception, NotFoundError)
+    cli(batch_cmd.app, "approve", reference, user="checker_prov")
