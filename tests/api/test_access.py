@@ -97,6 +97,7 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     # Who holds which role: the administrators and the auditor (三员), nobody who moves money.
     ("GET", "/api/users", None, frozenset({"system_admin", "security_admin", "auditor"})),
     ("GET", "/api/users/changes", None, frozenset({"system_admin", "security_admin", "auditor"})),
+    ("GET", "/api/users/departments", None, frozenset({"system_admin", "security_admin", "auditor"})),
     ("GET", "/api/jobs", None, frozenset({"reviewer", "auditor", "system_admin"})),
     # Payee account changes: proposed by a reviewer, decided by another reviewer or a finance checker.
     (
