@@ -196,6 +196,8 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             "review_days": p.review_days,
             "payment_days": p.payment_days,
             "outreach": p.outreach,
+            # Joint review (会签): absent in runs before policies named reviewers, and for a department alone.
+            "reviewers": audit.canonical(list(p.reviewers)) if p.reviewers else None,
         }
         if fields["confirmation"] not in ("required", "none"):
             problems.append(f"政策 {p.id} 的 confirmation 应为 required 或 none")

@@ -27,11 +27,12 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlmodel import Session
 
-from payouts import audit, bulkload, scope
+from payouts import audit, bulkload, jointreview, scope
 from payouts.audit import Event
 from payouts.bankfiles import name_problem
 from payouts.bulkload import among, lock_rows
@@ -333,6 +334,11 @@ FILTER_SOURCES: dict[str, tuple[OfferState, ...]] = {
 }
 
 
+# The lead's decisions in joint review (会签), taken only once every co-reviewer gave its opinion
+# (payouts.jointreview); a hold needs none.
+DECISIONS = ("release", "drop")
+
+
 def acting(selection: Selection, action: str) -> ColumnElement[bool]:
     """The offers `action` (release, hold, drop, notify) changes when `selection` is chosen.
 
@@ -353,6 +359,8 @@ def preview_action(session: Session, selection: Selection, action: str, *, by: s
     """What `action` would act on if `selection` were confirmed now: count, total and policies; with `by`,
     only the offers that user decides on (`payouts/scope.py`), exactly those the action will change."""
     where = acting(selection, action)
+    if action in DECISIONS and not selection.ticked:
+        where = and_(where, ~jointreview.awaiting(session))  # the lead decides once every opinion is in
     if by is not None:
         where = and_(where, scope.of_username(session, by).offers(deciding=True))
     return preview(session, where)
@@ -376,6 +384,8 @@ def set_aside(
     action = "hold" if to is S.HELD else "drop"
     if selection.offers is not None:
         mine.check_offers(session, selection.offers, deciding=True)
+        if action in DECISIONS:
+            jointreview.check_decidable(session, selection.offers)
         offers = lock_offers(session, selection.offers)
         events = [move(o, to, actor=by, action=action, now=now, reason=reason) for o in offers]
         audit.append(session, events, now)
@@ -383,9 +393,10 @@ def set_aside(
     else:
         done = Moved([], Tally(0, ZERO))
         for source in FILTER_SOURCES[action]:
+            ready = ~jointreview.awaiting(session) if action in DECISIONS else true()
             step = move_where(
                 session,
-                and_(acting(selection, action), mine.offers(deciding=True)),
+                and_(acting(selection, action), mine.offers(deciding=True), ready),
                 source,
                 to,
                 actor=by,
@@ -450,6 +461,8 @@ def release(
         table.c.payee_id.in_(_payee_ids(Payee.account_no.is_not(None))),
         mine.offers(deciding=True),  # the user's region, and the policies whose review they lead
     ]
+    if public_ids is None and (selection is None or not selection.ticked):
+        where.append(~jointreview.awaiting(session))  # jointly reviewed: only once every opinion is in
     if selection is not None:
         where.append(acting(selection, "release"))
         public_ids = selection.offers
@@ -463,6 +476,7 @@ def release(
         where.append(table.c.policy_id == policy_id)
     if public_ids is not None:
         mine.check_offers(session, public_ids, deciding=True)
+        jointreview.check_decidable(session, public_ids)
         _check_releasable(session, public_ids)
         where.append(table.c.public_id.in_(sorted(set(public_ids))))
         sources.append(S.HELD)

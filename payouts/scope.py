@@ -101,6 +101,12 @@ class Scope:
             self.versions is None or _version_id(session, offer) in self.versions
         )
 
+    def sees_offer_deciding(self, session: Session, offer: Offer) -> bool:
+        """Whether the user decides on this offer (their region, and a policy whose review they lead)."""
+        return self.region_code(offer.region_code) and (
+            self.decides is None or _version_id(session, offer) in self.decides
+        )
+
     def sees_batch(self, session: Session, batch: Batch) -> bool:
         if not self.batch_region(batch.region):
             return False

@@ -4,17 +4,19 @@ enterprises of a policy of the province's 人社厅, and never sees, counts or a
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from payouts import batches, departments, imports, offers, scope, users
+from payouts import audit, batches, departments, imports, jointreview, offers, scope, users
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import Offer, StaffUser
 from payouts.selection import OfferFilter, Selection
-from tests.payouts.conftest import REGIONS, uscc
+from rules.errors import StateError
+from tests.payouts.conftest import REGIONS, payee, policy, uscc, write_run
 
 T0 = dt.datetime(2025, 6, 2, 9, 0, tzinfo=dt.UTC)
 PROVINCE = "湖南省人力资源和社会保障厅"
@@ -169,3 +171,64 @@ def test_users_get_a_department_that_exists_and_departments_must_fit_their_super
             )
         with pytest.raises(RoleError, match="系统管理员"):
             departments.add(s, "某局", level="city", region_code="430100", parent=None, by="rev", now=T0)
+
+
+@pytest.fixture
+def joint(tx: Any, tmp_path: Path) -> None:
+    """The province's policy reviewed jointly by its 人社厅 (the lead) and the province's 财政厅."""
+    entry = {
+        **policy("wengang", budget=None, confirmation="none"),
+        "department": PROVINCE,
+        "reviewers": [PROVINCE, "湖南省财政厅"],
+    }
+    run = write_run(
+        tmp_path / "joint",
+        [entry],
+        [("wengang", "main", n, f"{n}000.00") for n in (1, 2, 3)],
+        [{**payee(n), "region_code": REGIONS[n]} for n in (1, 2, 3)],
+    )
+    with tx() as s:
+        hierarchy(s)
+        departments.add(
+            s, "湖南省财政厅", level="province", region_code="430000", parent=None, by="admin", now=T0
+        )
+        departments.add(
+            s, "芙蓉区财政局", level="county", region_code="430102", parent="湖南省财政厅", by="admin", now=T0
+        )
+        users.create_user(s, "fin_furong", "reviewer", department="芙蓉区财政局", now=T0)
+        imports.import_run(s, run, "rev", T0)
+
+
+def test_in_joint_review_the_lead_decides_only_once_every_co_reviewer_gave_its_opinion(
+    tx: Any, joint: None
+) -> None:
+    everything = Selection(filter=OfferFilter(policy_id="wengang"))
+    with tx() as s:
+        ids = {int(u[8:17]): p for u, p in s.execute(select(Offer.uscc, Offer.public_id)).all()}
+        assert offers.preview_action(s, everything, "release", by="rev_furong").tally.count == 0
+        assert offers.release(s, "rev_furong", T0, selection=everything).tally.count == 0
+        with pytest.raises(StateError, match="会签"):
+            offers.release(s, "rev_furong", T0, public_ids=[ids[1]])
+        assert _seen(s, "fin_furong") == [1, 2]  # the co-reviewer sees its county's offers ...
+        with pytest.raises(NotFoundError):  # ... but does not decide on them
+            offers.release(s, "fin_furong", T0, public_ids=[ids[1]])
+        with pytest.raises(NotFoundError):  # nor gives an opinion outside its county
+            jointreview.give(s, [ids[3]], agree=True, note="", by="fin_furong", now=T0)
+        with pytest.raises(StateError, match="理由"):
+            jointreview.give(s, [ids[2]], agree=False, note=" ", by="fin_furong", now=T0)
+        jointreview.give(s, [ids[1]], agree=True, note="", by="fin_furong", now=T0)
+        jointreview.give(s, [ids[2]], agree=False, note="资金来源待落实", by="fin_furong", now=T0)
+        with pytest.raises(RoleError, match="已出具意见"):
+            jointreview.give(s, [ids[1]], agree=True, note="", by="fin_furong", now=T0)
+        with pytest.raises(RoleError, match="不是该政策的会签部门"):
+            jointreview.give(s, [ids[1]], agree=True, note="", by="rev_furong", now=T0)
+    with tx() as s:
+        seen = offers.preview_action(s, everything, "release", by="rev_furong")
+        assert (seen.tally.count, seen.tally.total) == (2, 3000)
+        offers.release(s, "rev_furong", T0, selection=everything, expected=seen.tally)
+        states = {int(u[8:17]): st for u, st in s.execute(select(Offer.uscc, Offer.state)).all()}
+        assert states == {1: "confirmed", 2: "confirmed", 3: "drafted"}
+        history = audit.history(s, "offer", ids[2])
+        opinion = next(e for e in history if e.action == "review_opinion")
+        assert (opinion.actor, opinion.reason) == ("fin_furong", "资金来源待落实")
+        assert json.loads(opinion.data)["department"] == "湖南省财政厅"
