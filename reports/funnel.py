@@ -48,12 +48,16 @@ class Stage:
     amount: Decimal
 
 
-def _filters(run_id: str | None, policy_ids: set[str] | None) -> ColumnElement[bool]:
+def _filters(
+    run_id: str | None, policy_ids: set[str] | None, region: str | None = None
+) -> ColumnElement[bool]:
     where: ColumnElement[bool] = true()
     if run_id is not None:
         where = where & (MatchRun.run_id == run_id)
     if policy_ids is not None:
         where = where & Offer.policy_id.in_(sorted(policy_ids))
+    if region is not None:  # a region-scoped user's enterprises only (payouts/scope.py)
+        where = where & Offer.region_code.startswith(region, autoescape=True)
     return where
 
 
@@ -63,10 +67,12 @@ def stages(
     run_id: str | None = None,
     policy_ids: set[str] | None = None,
     at: dt.datetime | None = None,
+    region: str | None = None,
 ) -> list[Stage]:
     """Offers and money that reached each stage (by `at`, when given), in one query.
 
-    `policy_ids`: only these policies (None: all); `run_id`: only that match run's offers.
+    `policy_ids`: only these policies (None: all); `run_id`: only that match run's offers; `region`: only
+    enterprises whose region code starts with it.
     """
     first_batch = first_batches()
 
@@ -97,7 +103,7 @@ def stages(
             and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
         )
         .outerjoin(first_batch, first_batch.c.offer_id == Offer.id)
-        .where(_filters(run_id, policy_ids))
+        .where(_filters(run_id, policy_ids, region))
     ).one()
     return [
         Stage(stage, label, int(row[2 * n]), (row[2 * n + 1] or ZERO).quantize(ZERO))
@@ -106,13 +112,17 @@ def stages(
 
 
 def by_state(
-    session: Session, *, run_id: str | None = None, policy_ids: set[str] | None = None
+    session: Session,
+    *,
+    run_id: str | None = None,
+    policy_ids: set[str] | None = None,
+    region: str | None = None,
 ) -> list[Stage]:
     """Offers and money per current state, in the order of the state machine."""
     rows = session.execute(
         select(Offer.state, func.count(), func.sum(Offer.amount))
         .join(MatchRun, MatchRun.id == Offer.match_run_id)
-        .where(_filters(run_id, policy_ids))
+        .where(_filters(run_id, policy_ids, region))
         .group_by(Offer.state)
     ).all()
     found = {s: (n, (a or ZERO).quantize(ZERO)) for s, n, a in rows}

@@ -7,15 +7,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.auth import set_password
 from payouts import departments, signin, users
 from payouts.db import transaction
-from payouts.models import Offer, StaffUser
-from tests.api.conftest import HR, PASSWORD, World
+from payouts.models import Offer, PolicyVersion, StaffUser
+from tests.api.conftest import HR, PASSWORD, World, csrf_of
 
 NOW = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)
 HUAIYIN = "淮安市淮阴区人力资源和社会保障局"  # 320804
@@ -129,3 +130,62 @@ def test_a_county_maker_sees_and_batches_only_its_countys_confirmed_offers(regio
     assert regional.client.get(f"/api/batches/{reference}", headers=regional.auth("maker")).status_code == 200
     listed = regional.client.get("/api/batches", headers=regional.auth("maker_huaiyin")).json()
     assert [b["reference"] for b in listed] == [reference]
+
+
+def test_the_funnel_and_lights_count_only_the_countys_enterprises(regional: World) -> None:
+    mine = _ids(regional, "320804")
+    funnel = regional.client.get(
+        "/api/reports/funnel", params={"policy_id": POLICY}, headers=regional.auth("rev_huaiyin")
+    ).json()
+    assert next(s for s in funnel["stages"] if s["stage"] == "matched")["count"] == len(mine)
+    lights = regional.client.get("/api/reports/sla", headers=regional.auth("rev_huaiyin")).json()
+    waiting = sum(r["green"] + r["yellow"] + r["red"] for r in lights if r["policy_id"] == POLICY)
+    assert waiting == len(_ids(regional, "320804", "drafted") | _ids(regional, "320804", "held"))
+
+
+def test_joint_review_on_the_web_the_co_reviewer_gives_its_opinion_and_the_lead_then_releases(
+    regional: World,
+) -> None:
+    with transaction(regional.app.state.engine) as s:  # as the import records a policy naming reviewers
+        s.execute(
+            update(PolicyVersion)
+            .where(PolicyVersion.policy_id == POLICY)
+            .values(reviewers=json.dumps([HR, "淮安市财政局"], ensure_ascii=False))
+        )
+        departments.add(
+            s, "淮安市财政局", level="city", region_code="320800", parent=None, by="sysadmin", now=NOW
+        )
+        departments.add(
+            s,
+            "淮阴区财政局",
+            level="county",
+            region_code="320804",
+            parent="淮安市财政局",
+            by="sysadmin",
+            now=NOW,
+        )
+        users.create_user(s, "fin_huaiyin", "reviewer", department="淮阴区财政局", now=NOW)
+        set_password(s, "fin_huaiyin", PASSWORD, "system", NOW)
+    one = sorted(_ids(regional, "320804", "drafted"))[0]
+    lead = regional.browser("rev_huaiyin")
+    page = lead.get(f"/console/offers/{one}")
+    assert "会签" in page.text and "尚无会签意见" in page.text and "同意</button>" not in page.text
+    refused = regional.client.post(
+        "/api/review/release",
+        json={"offers": [one], "expected_count": 1, "expected_total": "0"},
+        headers={"Authorization": f"Bearer {regional.tokens['rev_huaiyin']}"},
+    )
+    assert refused.status_code == 409 and "会签" in refused.text
+    co = regional.browser("fin_huaiyin")
+    page = co.get(f"/console/offers/{one}")
+    assert "同意</button>" in page.text and 'value="release"' not in page.text
+    r = co.post(
+        f"/console/offers/{one}/opinion",
+        data={"agree": "no", "note": "资金来源待落实", "csrf": csrf_of(page.text)},
+    )
+    assert r.status_code in (200, 303)
+    page = lead.get(f"/console/offers/{one}")
+    assert "不同意" in page.text and "资金来源待落实" in page.text and "会签意见" in page.text
+    chosen = {"offers": [one]}
+    done = regional.bulk("/api/review/release", "release", chosen, user="rev_huaiyin")
+    assert done.status_code == 200, done.text
