@@ -26,8 +26,12 @@ POLICY = "c-wenbao"  # a policy of the city's 人社局 (HR)
 
 @pytest.fixture
 def regional(world: World) -> World:
-    """The city bureau placed under the province's 厅, two county bureaus under it, a reviewer and a
-    maker of each county."""
+    return regionalise(world)
+
+
+def regionalise(world: World) -> World:
+    """The city bureau placed under the province's 厅, two county bureaus under it, a reviewer of each
+    county and a maker of one (with API sessions)."""
     with transaction(world.app.state.engine) as s:
         add = {"by": "sysadmin", "now": NOW}
         departments.add(
