@@ -232,3 +232,31 @@ def test_in_joint_review_the_lead_decides_only_once_every_co_reviewer_gave_its_o
         opinion = next(e for e in history if e.action == "review_opinion")
         assert (opinion.actor, opinion.reason) == ("fin_furong", "资金来源待落实")
         assert json.loads(opinion.data)["department"] == "湖南省财政厅"
+
+
+def test_migration_0018_gives_every_department_name_users_had_a_department(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from payouts.db import make_engine, migrate, transaction
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0017")
+    with engine.begin() as conn:
+        for name, dept in (("hr1", CITY), ("hr2", CITY), ("sci", "长沙市科学技术局"), ("all", None)):
+            conn.execute(
+                text(
+                    "INSERT INTO staff_user (username, display_name, role, department, active, created_at, "
+                    "head, failed_logins) VALUES (:u, :u, 'reviewer', :d, 1, '2025-06-01 00:00:00', 0, 0)"
+                ),
+                {"u": name, "d": dept},
+            )
+    migrate(engine)
+    with transaction(engine) as s:
+        rows = {u.username: u for u in s.scalars(select(StaffUser))}
+        assert rows["hr1"].department_id == rows["hr2"].department_id is not None
+        assert rows["all"].department_id is None
+        dept = departments.get(s, CITY)
+        assert (dept.level, dept.region_code) == (None, None)  # not yet placed: every region, as before
+        assert scope.of(s, rows["hr1"]).region is None
+        assert scope.of(s, rows["hr1"]).departments == frozenset({CITY})
+    engine.dispose()
