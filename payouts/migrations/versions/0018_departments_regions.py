@@ -1,6 +1,7 @@
 """Departments as data (province, city, county, with a region code and a superior), staff users pointing
 at one, the enterprise's region on each offer (for region-scoped staff), the region a batch was made for,
-the reviewing departments of a policy version and the co-reviewers' opinions on offers (会签).
+the reviewing departments of a policy version and the co-reviewers' opinions on offers (会签), and the
+enterprise's region on each application.
 
 Existing users keep working: every department name a user carries becomes a department without a level
 or region (its staff still see every region) until `zhida departments set` places it. Offers imported
@@ -83,6 +84,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_staff_user_department_id"), "staff_user", ["department_id"], unique=False)
     op.add_column("offer", sa.Column("region_code", sa.String(length=6), nullable=True))
     op.add_column("batch", sa.Column("region", sa.String(length=6), nullable=True))
+    op.add_column("application", sa.Column("region_code", sa.String(length=6), nullable=True))
     op.add_column("policy_version", sa.Column("reviewers", sa.Text(), nullable=True))
 
     # Every department name a user carries becomes a department (not yet placed: no level, no region).
@@ -107,6 +109,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("policy_version", "reviewers")
+    with op.batch_alter_table("application") as batch:
+        batch.drop_column("region_code")
     with op.batch_alter_table("batch") as batch:
         batch.drop_column("region")
     with op.batch_alter_table("offer") as batch:
