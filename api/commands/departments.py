@@ -70,7 +70,7 @@ def list_departments() -> None:
         rows = [departments.describe(s, d) for d in departments.all_departments(s)]
     table = Table()
     for col in ("部门", "层级", "辖区", "上级部门"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # names are never cut: they must match policy files exactly
     for d in rows:
         table.add_row(d.name, d.level, d.region, d.parent)
     console.print(table)

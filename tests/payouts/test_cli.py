@@ -244,3 +244,26 @@ def test_a_county_reviewer_lists_releases_and_batches_only_its_own_enterprises_f
     refused = cli(batch_cmd.app, "approve", reference, user="checker_tianxin", ok=False)
     assert isinstance(refused.exception, NotFoundError)
     cli(batch_cmd.app, "approve", reference, user="checker_prov")
+
+
+def test_the_system_administrator_adds_and_places_departments_from_the_command_line(cli, tx) -> None:
+    from api.commands import departments as departments_cmd
+    from payouts import users
+    from tests.payouts.test_scope import T0
+
+    with tx() as s:
+        users.create_user(s, "admin", "system_admin", now=T0)
+        users.create_user(
+            s, "old", "reviewer", department="长沙市人力资源和社会保障局", carry_over=True, now=T0
+        )
+    province = ("湖南省人力资源和社会保障厅", "--level", "province", "--region", "430000")
+    refused = cli(departments_cmd.app, "add", *province, user="rev", ok=False)
+    assert isinstance(refused.exception, RoleError)
+    assert "已新增部门" in cli(departments_cmd.app, "add", *province, user="admin").output
+    city = ("长沙市人力资源和社会保障局", "--level", "city", "--region", "430100")
+    placed = cli(
+        departments_cmd.app, "set", *city, "--parent", "湖南省人力资源和社会保障厅", user="admin"
+    ).output
+    assert "市级" in placed and "长沙市（430100）" in placed
+    listed = cli(departments_cmd.app, "list").output
+    assert "湖南省人力资源" in listed and "省级" in listed and "430100" in listed  # names fold, never cut
