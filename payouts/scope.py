@@ -4,9 +4,10 @@ and command applies to offers and batches (`Scope.offers`, `Scope.batches`), and
 The rule (docs/contracts.md#departments-and-regions):
 
 - **Policies.** A user acts on the policies whose department is their own department *or one of its
-  superiors*, matched by name (芙蓉区人社局 → 长沙市人社局 → 湖南省人社厅: the county bureau reviews its own
-  enterprises of a policy of the province's 厅), and on those that name one of these among their
-  `reviewers` (joint review, 会签). Deciding an offer (release, hold, drop) is the lead's: the first of the
+  superiors*, matched by name (芙蓉区人社局 → 长沙市人社局 → 湖南省人社厅 → 人力资源社会保障部: the county
+  bureau reviews its own enterprises of a policy of the province's 厅 or of the ministry; a document issued
+  jointly names its departments separated by spaces, and any of them matches), and on those that name
+  one of these among their `reviewers` (joint review, 会签). Deciding an offer (release, hold, drop) is the lead's: the first of the
   policy's reviewers, else its department.
 - **Enterprises.** A user of a placed province, city or county department sees only the offers of
   enterprises whose region code (from the profile, `offer.region_code`) starts with the department's
@@ -53,7 +54,7 @@ class Scope:
 
     def department(self, name: str | None) -> bool:
         """Whether a policy of department `name` is the user's (own department or a superior)."""
-        return self.departments is None or name in self.departments
+        return self.departments is None or (name is not None and bool(issuers(name) & self.departments))
 
     def region_code(self, code: str | None) -> bool:
         """Whether an enterprise of region `code` is within the user's region."""
@@ -141,6 +142,12 @@ def _version_id(session: Session, offer: Offer) -> int | None:
     )
 
 
+def issuers(department: str) -> set[str]:
+    """The departments a policy's `department` names: the text itself and, for a document issued jointly
+    (联合发文, "人力资源社会保障部 财政部 国家税务总局"), each name separated by spaces."""
+    return {department, *department.split()}
+
+
 def lead(department: str, reviewers: str | None) -> str:
     """The department that decides on a policy's offers: its first reviewer, else its own department."""
     names = reviewer_list(reviewers)
@@ -176,9 +183,9 @@ def of(session: Session, user: StaffUser) -> Scope:
     for vid, dept, reviewers in session.execute(
         select(PolicyVersion.id, PolicyVersion.department, PolicyVersion.reviewers)
     ):
-        if dept in names or names.intersection(reviewer_list(reviewers)):
+        if names & issuers(dept) or names.intersection(reviewer_list(reviewers)):
             seen.add(vid)
-        if lead(dept, reviewers) in names:
+        if names & issuers(lead(dept, reviewers)):
             decides.add(vid)
     return Scope(names, region, frozenset(seen), frozenset(decides))
 

@@ -260,3 +260,34 @@ def test_migration_0018_gives_every_department_name_users_had_a_department(tmp_p
         assert scope.of(s, rows["hr1"]).region is None
         assert scope.of(s, rows["hr1"]).departments == frozenset({CITY})
     engine.dispose()
+
+
+def test_a_county_reviews_its_own_enterprises_of_a_national_policy_issued_jointly(
+    tx: Any, tmp_path: Path
+) -> None:
+    entry = {**policy("wengang", budget=None), "department": "人力资源社会保障部 财政部 国家税务总局"}
+    run = write_run(
+        tmp_path / "national",
+        [entry],
+        [("wengang", "main", n, f"{n}000.00") for n in REGIONS],
+        [{**payee(n), "region_code": code} for n, code in REGIONS.items()],
+    )
+    with tx() as s:
+        hierarchy(s)
+        imports.import_run(s, run, "rev", T0)
+        assert _seen(s, "rev_furong") == []  # its line does not reach the ministry yet
+        departments.add(
+            s, "人力资源社会保障部", level="national", region_code=None, parent=None, by="admin", now=T0
+        )
+        departments.place(
+            s,
+            PROVINCE,
+            level="province",
+            region_code="430000",
+            parent="人力资源社会保障部",
+            by="admin",
+            now=T0,
+        )
+        assert _seen(s, "rev_furong") == [1, 2]
+        assert _seen(s, "rev_prov") == [1, 2, 3, 4, 5]
+        assert _seen(s, "rev_sci") == []
