@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("serve", "serve", "启动 Web 服务：职员接口 /api、工作台 /console、企业确认页 /c/"),
     "worker": ("worker", "worker", "运行后台任务：数据比对、发送短信、到期提醒、过期清理"),
     "users": ("users", "app", "职员用户：新增、角色、部门、停用、密码；命令行职员令牌"),
+    "departments": ("departments", "app", "部门：省、市、县三级，行政区划与上级部门（分级审核的辖区）"),
     "report": ("report", "report", "月度报告：自包含 HTML 与 Excel 数据表"),
     "supermarket": ("supermarket", "app", "政策超市：重建搜索索引、搜索、基准测试"),
 }

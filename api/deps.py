@@ -11,8 +11,9 @@
   `X-Forwarded-For` is believed only from the proxies of `ZHIDA_TRUSTED_PROXIES`.
 - `Allow(action)`: the user, if their role may do `action` (table `ACCESS`); otherwise 403.
 - Object loaders (`OfferDep`, `BatchDep`, `JobDep`, `DraftDep`, `PublishedDep`) return 404 for anything
-  that does not exist *or* lies outside the user's department, so no route can leak another
-  department's objects (a user without a department sees all departments; a policy user always has one).
+  that does not exist *or* lies outside the user's scope (`payouts/scope.py`: their department's and its
+  superiors' policies, their region's enterprises), so no route can leak another department's or
+  region's objects (a user without a department sees everything; a policy user always has one).
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import BackgroundTasks, Depends, Path, Request
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from api.auth import Tokens
 from api.matchjobs import MatchJob, MatchJobs
 from api.policystore import PolicyStore, StoredPolicy
 from api.settings import Settings
-from payouts import signin
+from payouts import scope, signin
 from payouts.db import transaction
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import Batch, Objection, Offer, PolicyVersion, PublicNotice, Role, StaffUser
+from payouts.scope import Scope
 from payouts.users import PERMISSIONS, ROLE_LABELS
 from portal.models import Application, SuppliedValue
 from portal.supplied import owns
@@ -284,26 +286,24 @@ def department(user: StaffUser) -> str | None:
     return "" if user.role == Role.POLICY.value else None
 
 
+def user_scope(user: StaffUser) -> Scope:
+    """What the user sees and acts on: their department's and its superiors' policies, their region's
+    enterprises (`payouts/scope.py`, the one filter every list, count, page, export and action uses)."""
+    return scope.of_user(user)
+
+
 def in_scope(user: StaffUser, dept: str | None) -> bool:
-    mine = department(user)
-    return mine is None or dept == mine
+    """Whether a policy of department `dept` is the user's (their own department or a superior's)."""
+    return user_scope(user).department(dept)
 
 
 def scoped_policy_ids(session: Session, store: PolicyStore, user: StaffUser) -> set[str] | None:
-    """The policies of the user's department (imported or stored), or None when the user sees all."""
-    mine = department(user)
-    if mine is None:
+    """The policies of the user's departments (imported or stored), or None when the user sees all."""
+    mine = user_scope(user)
+    imported = scope.policy_ids(session, mine)
+    if imported is None:
         return None
-    imported = set(session.scalars(select(PolicyVersion.policy_id).where(PolicyVersion.department == mine)))
-    return imported | {pid for pid, dept in store.departments().items() if dept == mine}
-
-
-def _offer_department(session: Session, offer: Offer) -> str | None:
-    return session.scalar(
-        select(PolicyVersion.department).where(
-            and_(PolicyVersion.policy_id == offer.policy_id, PolicyVersion.version == offer.policy_version)
-        )
-    )
+    return imported | {pid for pid, dept in store.departments().items() if mine.department(dept)}
 
 
 def policy_department(session: Session, policy_id: str) -> str | None:
@@ -319,34 +319,23 @@ def policy_department(session: Session, policy_id: str) -> str | None:
 def load_offer(
     public_id: Annotated[str, Path(max_length=32)], user: OfferReader, session: SessionDep
 ) -> Offer:
+    """An offer the user sees (their policies, their region); 404 for every other, as for none."""
     offer = session.scalar(select(Offer).where(Offer.public_id == public_id))
-    if offer is None or not in_scope(user, _offer_department(session, offer)):
+    if offer is None or not user_scope(user).sees_offer(session, offer):
         raise NotFoundError(f"没有要约 {public_id}")
     return offer
 
 
 def scoped_offers(session: Session, user: StaffUser, public_ids: Iterable[str]) -> list[str]:
-    """The ids, if every one names an offer in the user's department; NotFoundError naming the others."""
-    wanted = sorted(set(public_ids))
-    rows = session.execute(
-        select(Offer.public_id, PolicyVersion.department)
-        .join(
-            PolicyVersion,
-            and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
-        )
-        .where(Offer.public_id.in_(wanted))
-    ).all()
-    seen = {pid for pid, dept in rows if in_scope(user, dept)}
-    if missing := [p for p in wanted if p not in seen]:
-        raise NotFoundError(f"没有要约：{', '.join(missing)}")
-    return wanted
+    """The ids, if every one names an offer the user sees; NotFoundError naming the others."""
+    return user_scope(user).check_offers(session, public_ids)
 
 
 def load_batch(
     reference: Annotated[str, Path(max_length=35)], user: BatchReader, session: SessionDep
 ) -> Batch:
     batch = session.scalar(select(Batch).where(Batch.reference == reference))
-    if batch is None or not in_scope(user, policy_department(session, batch.policy_id)):
+    if batch is None or not user_scope(user).sees_batch(session, batch):
         raise NotFoundError(f"没有拨付批次 {reference}")
     return batch
 
@@ -466,7 +455,8 @@ def load_notice(
 ) -> PublicNotice:
     """A public notice of the user's department's policies (staff view, with objections)."""
     row = session.scalar(select(PublicNotice).where(PublicNotice.public_id == public_id))
-    if row is None or not in_scope(user, policy_department(session, row.policy_id)):
+    batch = session.get(Batch, row.batch_id) if row is not None else None
+    if row is None or batch is None or not user_scope(user).sees_batch(session, batch):
         raise NotFoundError(f"没有公示 {public_id}")
     return row
 
@@ -477,7 +467,8 @@ def load_objection(
     """An objection to a notice of the user's department's policies."""
     row = session.scalar(select(Objection).where(Objection.public_id == public_id))
     notice = session.get(PublicNotice, row.notice_id) if row is not None else None
-    if row is None or notice is None or not in_scope(user, policy_department(session, notice.policy_id)):
+    batch = session.get(Batch, notice.batch_id) if notice is not None else None
+    if row is None or batch is None or not user_scope(user).sees_batch(session, batch):
         raise NotFoundError(f"没有异议 {public_id}")
     return row
 

@@ -1,7 +1,8 @@
 """Reading a match run's lists (Contract 4) for people: filtered, with Chinese headers, as rows, CSV or Excel.
 
 The lists are Parquet files in the run folder; DuckDB reads them with the filters pushed down. A user of
-one department only ever gets the rows of that department's policies (`policy_ids`).
+one department only ever gets the rows of that department's policies (`policy_ids`), and a user of a
+region only those of its enterprises (`region`, payouts/scope.py).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class Filters:
     condition_id: str | None = None  # near misses
     field: str | None = None  # missing data
     uscc: str | None = None  # prefix
+    # The user's region (GB/T 2260 prefix, payouts/scope.py): only enterprises registered there, as the run's
+    # contacts list gives their region code; None: every region.
+    region: str | None = None
 
 
 def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
@@ -79,6 +83,15 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
     if f.uscc:
         where.append("starts_with(c.uscc, $uscc)")
         params["uscc"] = f.uscc
+    if f.region is not None:
+        contacts = run_dir / runfolder.CONTACTS
+        if not contacts.exists():  # a folder without the regions: nothing is known to be the user's
+            where.append("false")
+        else:
+            where.append(
+                "c.uscc IN (SELECT uscc FROM read_parquet($contacts) WHERE starts_with(region_code, $region))"
+            )
+            params["contacts"], params["region"] = str(contacts), f.region
     order = " ORDER BY c.policy_id, c.item_id, c.uscc"
     return sql + (" WHERE " + " AND ".join(where) if where else "") + order, params
 

@@ -252,8 +252,7 @@ def selection_json(selection: Selection) -> dict[str, Any]:
             "uscc": f.uscc,
             "name": f.name,
         },
-        "department": selection.department,
-    }
+    }  # the scope is the actor's, applied again when the job runs (payouts.sms, payouts/scope.py)
 
 
 def selection_from(data: dict[str, Any]) -> Selection:
@@ -261,7 +260,6 @@ def selection_from(data: dict[str, Any]) -> Selection:
     return Selection(
         offers=tuple(data["offers"]) if data.get("offers") is not None else None,
         filter=None if f is None else OfferFilter(**{**f, "states": tuple(f.get("states", ()))}),
-        department=data.get("department"),
     )
 
 

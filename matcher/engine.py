@@ -79,7 +79,7 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
     ),
     "payees": (
         "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name, "
-        "pk.industry_section, pk.size_class "
+        "pk.industry_section, pk.size_class, e.region_code "
         "FROM enterprises e JOIN match_keys k ON k.uscc = e.uscc LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
         f"LEFT JOIN {PAYEE_KEYS} pk ON pk.uscc = e.uscc "
         "WHERE k.rid IN (SELECT rid FROM payable)",

@@ -62,6 +62,8 @@ def policy_manifest(p: Policy) -> dict[str, Any]:
         "review_days": p.review_limit_days,
         "payment_days": p.payment_limit_days,
         "outreach": p.outreach,
+        # Joint review (会签) by several departments, the first leading; absent: the department alone.
+        **({"reviewers": list(p.reviewers)} if p.reviewers else {}),
         "conditions": conds,
         "items": [
             {

@@ -100,6 +100,7 @@ class PolicyEntry:
     outreach: bool = False
     conditions: tuple[Condition, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the entry as in the JSON
+    reviewers: tuple[str, ...] = ()  # joint review (会签), the lead first; absent in older runs: none
 
     @property
     def key(self) -> tuple[str, int]:
@@ -238,6 +239,7 @@ def _policy(p: Mapping[str, Any]) -> PolicyEntry:
         outreach=bool(p.get("outreach", False)),
         conditions=_conditions(p.get("conditions")),
         raw=dict(p),
+        reviewers=tuple(str(r) for r in p.get("reviewers") or ()),
     )
 
 

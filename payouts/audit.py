@@ -518,6 +518,9 @@ def _check_members(session: Session, row: Mapping[str, Any]) -> list[str]:
 # What staff read for an audit action (the log keeps the English word; pages and exports show these).
 ACTION_LABELS = {
     "import": "导入比对结果",
+    "review_opinion": "会签意见",
+    "add_department": "新增部门",
+    "place_department": "设定部门层级和辖区",
     "release": "初核通过发布",
     "hold": "暂缓",
     "drop": "剔除",

@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from payouts import audit, bankfiles, bulkload, finance, notice, offers, tokens, vouchers
+from payouts import audit, bankfiles, bulkload, finance, notice, offers, scope, tokens, vouchers
 from payouts.audit import Event
 from payouts.db import PayoutSettings
 from payouts.errors import BankFileError, NotFoundError, RoleError
@@ -65,6 +65,7 @@ from payouts.models import (
     OfferState,
     Payee,
     PolicyVersion,
+    StaffUser,
 )
 from payouts.sqltypes import FEN, Money
 from payouts.users import require
@@ -76,11 +77,14 @@ ZERO = Decimal("0.00")
 BATCHABLE = (OfferState.CONFIRMED.value, OfferState.PAYMENT_FAILED.value)
 
 
-def get_batch(session: Session, reference: str, *, lock: bool = False) -> Batch:
-    """The batch with this reference (locked for update when `lock`)."""
+def get_batch(
+    session: Session, reference: str, *, lock: bool = False, user: StaffUser | None = None
+) -> Batch:
+    """The batch with this reference (locked for update when `lock`); for `user`, only within their
+    scope (`payouts/scope.py`): another department's or region's batch is not found."""
     query = select(Batch).where(Batch.reference == reference)
     batch = session.scalar(query.with_for_update() if lock else query)
-    if batch is None:
+    if batch is None or (user is not None and not scope.of(session, user).sees_batch(session, batch)):
         raise NotFoundError(f"没有拨付批次 {reference}")
     return batch
 
@@ -288,6 +292,7 @@ def create_batches(
     audit event.
     """
     maker = require(session, by, "batch_make")
+    mine = scope.of(session, maker)  # the maker's policies and region: the batch holds nothing else
     settings = settings or PayoutSettings.from_env()
     period = _period(session, policy_id, period)
     who = finance.payers(session, policy_id, settings)
@@ -295,10 +300,11 @@ def create_batches(
     pick = _pick_table(session)
     columns = select(o.c.id, o.c.public_id, o.c.state).order_by(o.c.id)
     if public_ids is not None:
-        wanted = sorted(set(public_ids))
+        wanted = mine.check_offers(session, public_ids)
         chosen = columns.where(bulkload.among(session, o.c.public_id, wanted)).with_for_update()
     else:
         chosen = columns.where(
+            mine.offers(),
             o.c.policy_id == policy_id,
             o.c.period == period,
             o.c.state.in_(BATCHABLE),
@@ -382,6 +388,7 @@ def create_batches(
             budget_no=payer.budget_no,
             share=payer.share_text if len(who) > 1 else None,
             group_ref=made[0].reference if made else None,
+            region=mine.region,
             purpose=f"{title}（{formats.period(period)}）",
             created_at=now,
         )
@@ -468,7 +475,7 @@ def _check_named(
 def approve(session: Session, reference: str, by: str, now: dt.datetime) -> Batch:
     """Approve a batch (checker); the checker cannot be the maker."""
     checker = require(session, by, "batch_check")
-    batch = get_batch(session, reference, lock=True)
+    batch = get_batch(session, reference, lock=True, user=checker)
     if batch.state != BatchState.ASSEMBLED.value:
         raise StateError(f"批次 {reference} 处于 {batch.state}，只有待复核的批次可以复核")
     if checker.id == batch.maker_id:
@@ -497,7 +504,7 @@ def reject(session: Session, reference: str, by: str, reason: str, now: dt.datet
     One UPDATE for the offers of their live lines (one audit event listing them), one for their lines.
     """
     user = require(session, by, "bank_files")
-    batch = get_batch(session, reference, lock=True)
+    batch = get_batch(session, reference, lock=True, user=user)
     if batch.state != BatchState.ASSEMBLED.value:
         raise StateError(f"批次 {reference} 处于 {batch.state}，只有待复核的批次可以退回")
     if user.role == "finance_maker" and user.id != batch.maker_id:
@@ -675,12 +682,12 @@ def export(
     The lines are streamed from the database into the files, so memory stays bounded whatever the
     batch size; the files appear under their names only once all are complete and checked.
     """
-    require(session, by, "bank_files")
+    user = require(session, by, "bank_files")
     file_format = file_format or None
     if file_format is not None and file_format not in FORMATS:
         choices = "、".join(f"{f.value}（{label}）" for f, label in finance.FORMAT_LABELS.items())
         raise PayoutError(f"未知的文件格式 {file_format!r}，可选：{choices}")
-    batch = get_batch(session, reference, lock=True)
+    batch = get_batch(session, reference, lock=True, user=user)
     if batch.state not in (BatchState.APPROVED.value, BatchState.EXPORTED.value, BatchState.RECONCILED.value):
         raise StateError(f"批次 {reference} 处于 {batch.state}，复核通过后才能导出银行文件")
     file_format = file_format or batch.file_format
@@ -790,7 +797,7 @@ def reconcile(
     bounded whatever the file's size.
     """
     user = require(session, by, "bank_files")
-    batch = get_batch(session, reference, lock=True)
+    batch = get_batch(session, reference, lock=True, user=user)
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     digest, encoding = bankfiles.return_digest(source)
     problems = bankfiles.ReturnProblems()
@@ -1022,9 +1029,17 @@ def _check_return(session: Session, r: Table, batch_id: int) -> None:
         raise BankFileError("回单被拒绝：\n" + problems.text())
 
 
-def batches(session: Session, *, policy_id: str | None = None, state: str | None = None) -> list[Batch]:
-    """Batches, newest first, optionally of one policy or in one state."""
+def batches(
+    session: Session,
+    *,
+    policy_id: str | None = None,
+    state: str | None = None,
+    within: scope.Scope | None = None,
+) -> list[Batch]:
+    """Batches, newest first, optionally of one policy or in one state, and `within` a user's scope."""
     query = select(Batch).order_by(Batch.id.desc())
+    if within is not None:
+        query = query.where(within.batches())
     if policy_id is not None:
         query = query.where(Batch.policy_id == policy_id)
     if state is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from matcher import runfolder
@@ -39,8 +39,9 @@ from rules.catalog import SIZE_CLASSES
 
 CANDIDATE_COLUMNS = ("policy_id", "policy_version", "item_id", "uscc", "amount", "amount_before_allocation")
 PAYEE_COLUMNS = ("uscc", "name", "contact_phone", "bank_name", "account_no", "account_name")
-# In run folders written since the payees carry them; older folders' offers get NULL.
-PROFILE_KEYS = ("industry_section", "size_class")
+# In run folders written since the payees carry them; older folders' offers get NULL (region_code: the
+# enterprise's GB/T 2260 division from the profile, what region-scoped staff see, payouts/scope.py).
+PROFILE_KEYS = ("industry_section", "size_class", "region_code")
 MONEY = pa.decimal128(18, 2)
 
 
@@ -167,6 +168,11 @@ def _check(run: RunFolder) -> None:
         if len(bad):
             shown = "、".join(repr(v) for v in bad.to_pylist()[:5])
             problems.append(f"payees 的 {column} 应为 {what} 或空值，却有 {shown}")
+    regions = pc.cast(run.payees["region_code"], pa.string())
+    bad = pc.unique(regions.filter(pc.invert(pc.match_substring_regex(regions, r"^[0-9]{6}$"))).drop_null())
+    if len(bad):
+        shown = "、".join(repr(v) for v in bad.to_pylist()[:5])
+        problems.append(f"payees 的 region_code 应为六位行政区划代码（GB/T 2260）或空值，却有 {shown}")
     if problems:
         raise RunImportError(f"{run.path} 不能导入：\n" + "\n".join(f"- {p}" for p in problems))
 
@@ -190,6 +196,8 @@ def _policy_versions(session: Session, run: RunFolder, run_row: MatchRun) -> dic
             "review_days": p.review_days,
             "payment_days": p.payment_days,
             "outreach": p.outreach,
+            # Joint review (会签): absent in runs before policies named reviewers, and for a department alone.
+            "reviewers": audit.canonical(list(p.reviewers)) if p.reviewers else None,
         }
         if fields["confirmation"] not in ("required", "none"):
             problems.append(f"政策 {p.id} 的 confirmation 应为 required 或 none")
@@ -451,10 +459,13 @@ def _digest(path: Path) -> str:
 
 
 def backfill_profile_keys(session: Session, run_row: MatchRun, *, chunk: int = 5_000) -> int:
-    """Fill the industry section and size class of a run's offers imported without them (before migration
-    0012), from the profile of the run's latest assessment year, rebuilt from the snapshot and policies the
-    run's manifest names; returns how many offers were filled. MatchError when the snapshot or policies
-    are gone or no longer the ones the run used (their fingerprints are checked)."""
+    """Fill the industry section, size class and region code of a run's offers imported without them
+    (before migrations 0012 and 0018), from the profile of the run's latest assessment year, rebuilt from
+    the snapshot and policies the run's manifest names; returns how many offers were filled. MatchError
+    when the snapshot or policies are gone or no longer the ones the run used (their fingerprints are
+    checked). A value an offer already has is kept."""
+    from sqlalchemy import func as sql
+
     from matcher.analysis import open_run  # loads DuckDB and the snapshot: only for this repair
 
     data = open_run(Path(run_row.path))
@@ -462,29 +473,38 @@ def backfill_profile_keys(session: Session, run_row: MatchRun, *, chunk: int = 5
         year = max(p.assessment_year for p in data.policies.values())
         profile = data.profile(year)
         rows = data.con.execute(
-            f"SELECT uscc, industry_section, size_class FROM {profile} "
+            f"SELECT uscc, industry_section, size_class, region_code FROM {profile} "
             "WHERE uscc IN (SELECT DISTINCT uscc FROM run_candidates)"
         ).fetchall()
     finally:
         data.con.close()
-    groups: dict[tuple[str | None, str | None], list[str]] = {}
-    for uscc, section, size in rows:
+    groups: dict[tuple[str | None, str | None, str | None], list[str]] = {}
+    for uscc, section, size, region in rows:
         section = section if section and len(section) == 1 and section.isupper() else None
         size = size if size in SIZE_CLASSES else None
-        if section or size:
-            groups.setdefault((section, size), []).append(uscc)
+        region = region if region and len(region) == 6 and region.isdigit() else None
+        if section or size or region:
+            groups.setdefault((section, size, region), []).append(uscc)
     o = Offer.__table__
     filled = 0
-    for (section, size), usccs in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or "")):
+    for (section, size, region), usccs in sorted(
+        groups.items(), key=lambda kv: tuple(v or "" for v in kv[0])
+    ):
         for n in range(0, len(usccs), chunk):
             filled += session.execute(
                 o.update()
                 .where(
                     o.c.match_run_id == run_row.id,
-                    o.c.industry_section.is_(None),
-                    o.c.size_class.is_(None),
+                    or_(
+                        and_(o.c.industry_section.is_(None), o.c.size_class.is_(None)),
+                        o.c.region_code.is_(None),
+                    ),
                     o.c.uscc.in_(usccs[n : n + chunk]),
                 )
-                .values(industry_section=section, size_class=size)
+                .values(
+                    industry_section=sql.coalesce(o.c.industry_section, section),
+                    size_class=sql.coalesce(o.c.size_class, size),
+                    region_code=sql.coalesce(o.c.region_code, region),
+                )
             ).rowcount
     return filled

@@ -120,6 +120,34 @@ def _waiting_sql() -> str:
     return f"state IN ({', '.join(repr(s.value) for s in WAITING_STATES)})"
 
 
+class DepartmentLevel(StrEnum):
+    """Where a department sits: a province's 厅, a city's or a county's 局; national for a ministry."""
+
+    NATIONAL = "national"
+    PROVINCE = "province"
+    CITY = "city"
+    COUNTY = "county"
+
+
+class Department(SQLModel, table=True):
+    """A government department (长沙市人力资源和社会保障局): its level, its region (GB/T 2260) and its
+    superior in the same line (芙蓉区人社局 → 长沙市人社局 → 湖南省人社厅). Its staff act on the policies of
+    their own department and of its superiors, for the enterprises of its region (`payouts/scope.py`).
+
+    `level` and `region_code` are NULL for a department carried over from a user's department name by
+    migration 0018: its staff keep seeing every region until `zhida departments set` places it."""
+
+    __tablename__ = "department"
+    __table_args__ = (CheckConstraint(f"level IS NULL OR {allowed('level', DepartmentLevel)}", name="level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=String(100), unique=True)
+    level: str | None = Field(default=None, sa_type=String(16))
+    region_code: str | None = Field(default=None, sa_type=String(6))
+    parent_id: int | None = Field(default=None, foreign_key="department.id", index=True)
+    created_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
 class StaffUser(SQLModel, table=True):
     """A member of staff who acts on offers and batches; `role` decides what they may do."""
 
@@ -130,7 +158,10 @@ class StaffUser(SQLModel, table=True):
     username: str = Field(sa_type=String(64), unique=True)
     display_name: str = Field(sa_type=String(100))
     role: str = Field(sa_type=String(32))
+    # The user's department (`department_id`) and its name, copied so that the many checks by name (the
+    # policy's department, the field's department) need no join; both are set together (payouts.users).
     department: str | None = Field(default=None, sa_type=String(100))
+    department_id: int | None = Field(default=None, foreign_key="department.id", index=True)
     password_hash: str | None = Field(default=None, sa_type=String(255))
     active: bool = Field(default=True)
     created_at: dt.datetime = Field(sa_type=UtcDateTime)
@@ -219,6 +250,8 @@ class PolicyVersion(SQLModel, table=True):
     review_days: int | None = None  # the policy's own committed 初核 limit (working days); None: the SLA's
     payment_days: int | None = None  # its own limit from confirmation to money; None: the SLA's
     outreach: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})  # tell near-misses
+    # Joint review (会签): JSON list of the reviewing departments, the lead first; NULL: the department alone.
+    reviewers: str | None = Field(default=None, sa_type=Text)
 
 
 class PolicyText(SQLModel, table=True):
@@ -343,6 +376,9 @@ class Offer(SQLModel, table=True):
     # as the run's profile had them, for the review queue's filters; NULL when the run folder lacks them.
     industry_section: str | None = Field(default=None, sa_type=String(1))
     size_class: str | None = Field(default=None, sa_type=String(8))
+    # The enterprise's region (GB/T 2260, 6 digits) from the profile: what region-scoped staff see
+    # (payouts/scope.py). NULL until known: such an offer is seen only by staff of every region.
+    region_code: str | None = Field(default=None, sa_type=String(6))
     amount: Decimal = Field(sa_type=Money)
     amount_before_allocation: Decimal = Field(sa_type=Money)
     payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")
@@ -356,6 +392,23 @@ class Offer(SQLModel, table=True):
     confirmed_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
     paid_at: dt.datetime | None = Field(default=None, sa_type=UtcDateTime)
     updated_at: dt.datetime = Field(sa_type=UtcDateTime)
+
+
+class OfferOpinion(SQLModel, table=True):
+    """A co-reviewing department's opinion (会签意见) on an offer of a policy reviewed jointly, for one review
+    round; the lead department decides (release, hold, drop) once every co-reviewer has given one."""
+
+    __tablename__ = "offer_opinion"
+    __table_args__ = (UniqueConstraint("offer_id", "department", "round"),)
+
+    id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
+    offer_id: int = Field(sa_type=BigKey, foreign_key="offer.id")
+    department: str = Field(sa_type=String(100))
+    round: int = 0  # the offer's `round` when the opinion was given (a re-release asks again)
+    agree: bool
+    note: str | None = Field(default=None, sa_type=Text)
+    given_by: str = Field(sa_type=String(64))
+    given_at: dt.datetime = Field(sa_type=UtcDateTime)
 
 
 class SmsMessage(SQLModel, table=True):
@@ -484,6 +537,9 @@ class Batch(SQLModel, table=True):
     share: str | None = Field(default=None, sa_type=String(32))  # "1/2": this payer's part of each offer
     group_ref: str | None = Field(default=None, sa_type=String(35), index=True)
     voucher_sha256: str | None = Field(default=None, sa_type=String(64))
+    # The region prefix (GB/T 2260) of the maker who assembled it: its lines are that region's enterprises
+    # only, and only staff of that region or a wider one see it. NULL: every region.
+    region: str | None = Field(default=None, sa_type=String(6))
 
 
 class BatchLine(SQLModel, table=True):

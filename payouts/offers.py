@@ -27,11 +27,12 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlmodel import Session
 
-from payouts import audit, bulkload
+from payouts import audit, bulkload, jointreview, scope
 from payouts.audit import Event
 from payouts.bankfiles import name_problem
 from payouts.bulkload import among, lock_rows
@@ -299,9 +300,12 @@ def list_offers(
     policy_id: str | None = None,
     run_id: str | None = None,
     limit: int = 50,
+    within: scope.Scope | None = None,
 ) -> list[Offer]:
-    """Offers in id order, optionally in one state, of one policy or of one run."""
+    """Offers in id order, optionally in one state, of one policy or of one run, `within` a user's scope."""
     query = select(Offer).order_by(Offer.id).limit(limit)
+    if within is not None:
+        query = query.where(within.offers())
     if state is not None:
         query = query.where(Offer.state == OfferState(state).value)
     if policy_id is not None:
@@ -330,6 +334,11 @@ FILTER_SOURCES: dict[str, tuple[OfferState, ...]] = {
 }
 
 
+# The lead's decisions in joint review (会签), taken only once every co-reviewer gave its opinion
+# (payouts.jointreview); a hold needs none.
+DECISIONS = ("release", "drop")
+
+
 def acting(selection: Selection, action: str) -> ColumnElement[bool]:
     """The offers `action` (release, hold, drop, notify) changes when `selection` is chosen.
 
@@ -346,9 +355,15 @@ def acting(selection: Selection, action: str) -> ColumnElement[bool]:
     return where
 
 
-def preview_action(session: Session, selection: Selection, action: str) -> Preview:
-    """What `action` would act on if `selection` were confirmed now: count, total and policies."""
-    return preview(session, acting(selection, action))
+def preview_action(session: Session, selection: Selection, action: str, *, by: str | None = None) -> Preview:
+    """What `action` would act on if `selection` were confirmed now: count, total and policies; with `by`,
+    only the offers that user decides on (`payouts/scope.py`), exactly those the action will change."""
+    where = acting(selection, action)
+    if action in DECISIONS and not selection.ticked:
+        where = and_(where, ~jointreview.awaiting(session))  # the lead decides once every opinion is in
+    if by is not None:
+        where = and_(where, scope.of_username(session, by).offers(deciding=True))
+    return preview(session, where)
 
 
 def set_aside(
@@ -364,10 +379,13 @@ def set_aside(
     """Hold (`to` held: they wait until released again) or drop (`to` dropped: the enterprise will not be
     contacted) the chosen offers, with a reason (初核); refused when they are not `expected`.
     """
-    require(session, by, "review")
+    mine = scope.of(session, require(session, by, "review"))
     reason = _reason(reason)
     action = "hold" if to is S.HELD else "drop"
     if selection.offers is not None:
+        mine.check_offers(session, selection.offers, deciding=True)
+        if action in DECISIONS:
+            jointreview.check_decidable(session, selection.offers)
         offers = lock_offers(session, selection.offers)
         events = [move(o, to, actor=by, action=action, now=now, reason=reason) for o in offers]
         audit.append(session, events, now)
@@ -375,9 +393,10 @@ def set_aside(
     else:
         done = Moved([], Tally(0, ZERO))
         for source in FILTER_SOURCES[action]:
+            ready = ~jointreview.awaiting(session) if action in DECISIONS else true()
             step = move_where(
                 session,
-                acting(selection, action),
+                and_(acting(selection, action), mine.offers(deciding=True), ready),
                 source,
                 to,
                 actor=by,
@@ -436,9 +455,14 @@ def release(
     `confirmation: none` go straight to confirmed; the others go on to SMS, except those with no
     contact phone, which are held. An offer without a registered account cannot be released.
     """
-    require(session, by, "review")
+    mine = scope.of(session, require(session, by, "review"))
     table = Offer.__table__
-    where: list[ColumnElement[bool]] = [table.c.payee_id.in_(_payee_ids(Payee.account_no.is_not(None)))]
+    where: list[ColumnElement[bool]] = [
+        table.c.payee_id.in_(_payee_ids(Payee.account_no.is_not(None))),
+        mine.offers(deciding=True),  # the user's region, and the policies whose review they lead
+    ]
+    if public_ids is None and (selection is None or not selection.ticked):
+        where.append(~jointreview.awaiting(session))  # jointly reviewed: only once every opinion is in
     if selection is not None:
         where.append(acting(selection, "release"))
         public_ids = selection.offers
@@ -451,6 +475,8 @@ def release(
     if policy_id is not None:
         where.append(table.c.policy_id == policy_id)
     if public_ids is not None:
+        mine.check_offers(session, public_ids, deciding=True)
+        jointreview.check_decidable(session, public_ids)
         _check_releasable(session, public_ids)
         where.append(table.c.public_id.in_(sorted(set(public_ids))))
         sources.append(S.HELD)

@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlmodel import Session
 
 from payouts.models import MatchRun, Offer, Payee, PolicyVersion
+from payouts.scope import Scope
 from rules.errors import PayoutError, StateError
 from rules.formats import SIZE_LABELS
 
@@ -105,12 +106,15 @@ class OfferFilter:
 class Selection:
     """The offers a user chose: the ones they ticked, or all matching a filter (never both, never none).
 
-    `department` keeps the choice inside the user's department (None: the user sees all departments).
+    `scope` keeps the choice inside what the user sees (`payouts/scope.py`; None: everything), and with
+    `deciding` inside what they decide on (the lead's offers of a jointly reviewed policy): a bulk action's
+    preview and the action itself then count the same offers.
     """
 
     offers: tuple[str, ...] | None = None
     filter: OfferFilter | None = None
-    department: str | None = None
+    scope: Scope | None = None
+    deciding: bool = False
 
     def __post_init__(self) -> None:
         if (self.offers is None) == (self.filter is None) or (self.offers is not None and not self.offers):
@@ -127,19 +131,9 @@ class Selection:
             chosen = self.filter.condition()
         else:
             chosen = c.public_id.in_(sorted(set(self.offers or ())))
-        if self.department is None:
+        if self.scope is None or self.scope.everything:
             return chosen
-        # Correlated to the offer only: a list that joins the policy version itself may use this too.
-        mine = (
-            exists()
-            .where(
-                PolicyVersion.policy_id == c.policy_id,
-                PolicyVersion.version == c.policy_version,
-                PolicyVersion.department == self.department,
-            )
-            .correlate_except(PolicyVersion)
-        )
-        return and_(chosen, mine)
+        return and_(chosen, self.scope.offers(deciding=self.deciding))
 
 
 @dataclass(frozen=True)

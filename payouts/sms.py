@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, text, true, update
 from sqlmodel import Session
 
-from payouts import audit, offers, tokens
+from payouts import audit, offers, scope, tokens
 from payouts.audit import Event
 from payouts.db import PayoutSettings, transaction
 from payouts.errors import SmsError
@@ -403,7 +403,7 @@ def send_notices(
     """
     settings = settings or PayoutSettings.from_env()
     titles = _titles(session)
-    query = _released(limit)
+    query = _released(limit).where(scope.of_username(session, actor).offers(deciding=True))
     if selection is not None:
         query = query.where(offers.acting(selection, "notify"))
     rows = session.execute(query).all()
@@ -477,7 +477,9 @@ def send_notices_in_chunks(
     is never one another sender is handing over.
     """
     settings = settings or PayoutSettings.from_env()
-    where = offers.acting(selection, "notify") if selection is not None else None
+    with transaction(engine, read_only=True) as session:  # the actor's region and policies only
+        mine = scope.of_username(session, actor).offers(deciding=True)
+    where = and_(mine, offers.acting(selection, "notify")) if selection is not None else mine
     with one_sender(engine):
         return _send_in_chunks(engine, gateway, now, settings, chunk, limit, actor, where, expected)
 

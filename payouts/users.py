@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from payouts import audit, signin
 from payouts.errors import NotFoundError, RoleError
-from payouts.models import AuditEvent, Role, StaffUser
+from payouts.models import AuditEvent, Department, Role, StaffUser
 
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "import": frozenset({Role.POLICY, Role.REVIEWER}),
@@ -57,6 +57,26 @@ ROLE_LABELS = {
 }
 
 
+def department_ref(
+    session: Session, name: str, *, carry_over: bool = False, by: str = "system", now: dt.datetime
+) -> Department:
+    """The department called `name`, which must exist (`zhida departments add`); with `carry_over`, one
+    not yet known is added without a level or region, as migration 0018 carried over the names users had
+    (its staff see every region until the department is placed), e.g. for the demo's users."""
+    row = session.scalar(select(Department).where(Department.name == name))
+    if row is not None:
+        return row
+    if not carry_over:
+        raise NotFoundError(
+            f"没有部门“{name}”：请先由系统管理员用 zhida departments add 添加，名称与政策文件一致"
+        )
+    row = Department(name=name, created_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session, now, by, "add_department", "department", name, None, None, carried_over=True)
+    return row
+
+
 def create_user(
     session: Session,
     username: str,
@@ -64,10 +84,12 @@ def create_user(
     *,
     display_name: str | None = None,
     department: str | None = None,
+    carry_over: bool = False,
     by: str = "system",
     now: dt.datetime | None = None,
 ) -> StaffUser:
-    """Add a staff user with one role; refuses an unknown role or a username already taken."""
+    """Add a staff user with one role and, by name, a department that exists (see `department_ref` for
+    `carry_over`); refuses an unknown role, an unknown department or a username already taken."""
     now = now or dt.datetime.now(dt.UTC)
     try:
         role = Role(role)
@@ -75,15 +97,28 @@ def create_user(
         raise RoleError(f"未知角色 {role!r}，可选：{', '.join(r.value for r in Role)}") from None
     if session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
         raise RoleError(f"用户名 {username} 已存在")
+    dept = department_ref(session, department, carry_over=carry_over, by=by, now=now) if department else None
     user = StaffUser(
         username=username,
         display_name=display_name or username,
         role=role.value,
-        department=department,
+        department=dept.name if dept else None,
+        department_id=dept.id if dept else None,
         created_at=now,
     )
     session.add(user)
-    audit.record(session, now, by, "create_user", "user", username, None, "active", role=role.value)
+    audit.record(
+        session,
+        now,
+        by,
+        "create_user",
+        "user",
+        username,
+        None,
+        "active",
+        role=role.value,
+        department=user.department,
+    )
     return user
 
 
@@ -137,12 +172,15 @@ def set_role(session: Session, username: str, role: str, *, by: str, now: dt.dat
 def set_department(
     session: Session, username: str, department: str | None, *, by: str, now: dt.datetime
 ) -> StaffUser:
-    """Move `username` to another department (None: all departments; never for a policy user)."""
+    """Move `username` to another department, which must exist (None: all departments; never for a policy
+    user)."""
     user = _administered(session, username, by, "更改")
     if user.role == Role.POLICY.value and not department:
         raise RoleError("政策部门用户必须有部门")
+    dept = department_ref(session, department, now=now) if department else None
     old = user.department
-    user.department = department or None
+    user.department = dept.name if dept else None
+    user.department_id = dept.id if dept else None
     audit.record(session, now, by, "set_department", "user", username, old, user.department)
     return user
 

@@ -45,7 +45,7 @@ from sqlmodel import Session
 
 from matcher.profile import build_profile, profile_row
 from matcher.snapshot import load_snapshot
-from payouts import audit, tokens
+from payouts import audit, scope, tokens
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import CLOSED_STATES, Offer, OfferState, Payee, PolicyVersion, StaffUser
 from payouts.users import require
@@ -78,6 +78,9 @@ EDITABLE = (S.DRAFT, S.RETURNED)
 _MAX_ANSWER = 500
 _TRUE = {"true", "1", "是", "yes", "y"}
 _FALSE = {"false", "0", "否", "no", "n"}
+
+# The profile field whose value places an application in a region (read with the form's fields).
+REGION = "region_code"
 
 
 @dataclass(frozen=True)
@@ -238,9 +241,14 @@ def for_department(session: Session, username: str, public_id: str, *, lock: boo
     """An application the user's department reviews; any other is not found. Drafts are the enterprise's."""
     user = _staff(session, username)
     app = _get(session, public_id, lock=lock)
-    if user.department not in reviewers(app) or app.state == S.DRAFT:
+    if user.department not in reviewers(app) or app.state == S.DRAFT or not _in_region(session, user, app):
         raise NotFoundError(f"没有申请 {public_id}")
     return app
+
+
+def _in_region(session: Session, user: StaffUser, app: Application) -> bool:
+    """Whether the application's enterprise is in the user's region (payouts/scope.py)."""
+    return scope.of(session, user).region_code(app.region_code)
 
 
 def queue(
@@ -253,7 +261,7 @@ def queue(
         .where(Application.state.in_([s.value for s in states]))
         .order_by(Application.submitted_at, Application.id)
     ).all()
-    return [a for a in rows if user.department in reviewers(a)]
+    return [a for a in rows if user.department in reviewers(a) and _in_region(session, user, a)]
 
 
 def returns(session: Session, app: Application) -> list[ApplicationReturn]:
@@ -302,6 +310,13 @@ def _event(
 # --- the enterprise's steps --------------------------------------------------------------------------------
 
 
+def _region(known: Mapping[str, Known]) -> str | None:
+    """The enterprise's region code among what the snapshot holds (`REGION`), if it is six digits."""
+    k = known.get(REGION)
+    value = str(k.value) if k is not None else ""
+    return value if len(value) == 6 and value.isdigit() else None
+
+
 def open_application(
     session: Session,
     policy: Policy,
@@ -338,6 +353,7 @@ def open_application(
     app = Application(
         public_id=tokens.public_id(),
         uscc=uscc,
+        region_code=_region(known),
         policy_id=policy.id,
         policy_version=policy.version,
         item_id=item.id,

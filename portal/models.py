@@ -228,6 +228,9 @@ class Application(SQLModel, table=True):
     id: int | None = Field(default=None, sa_type=BigKey, primary_key=True)
     public_id: str = Field(sa_type=String(32), unique=True)
     uscc: str = Field(sa_type=String(18), index=True)
+    # The enterprise's region (GB/T 2260) from the snapshot when it was opened: region-scoped staff see only
+    # their region's applications (payouts/scope.py). NULL: unknown, seen by staff of every region only.
+    region_code: str | None = Field(default=None, sa_type=String(6))
     policy_id: str = Field(sa_type=String(64))
     policy_version: int
     item_id: str = Field(sa_type=String(64))

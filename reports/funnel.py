@@ -54,12 +54,16 @@ class Stage:
     amount: Decimal
 
 
-def _filters(run_id: str | None, policy_ids: set[str] | None) -> ColumnElement[bool]:
+def _filters(
+    run_id: str | None, policy_ids: set[str] | None, region: str | None = None
+) -> ColumnElement[bool]:
     where: ColumnElement[bool] = true()
     if run_id is not None:
         where = where & (MatchRun.run_id == run_id)
     if policy_ids is not None:
         where = where & Offer.policy_id.in_(sorted(policy_ids))
+    if region is not None:  # a region-scoped user's enterprises only (payouts/scope.py)
+        where = where & Offer.region_code.startswith(region, autoescape=True)
     return where
 
 
@@ -69,10 +73,12 @@ def stages(
     run_id: str | None = None,
     policy_ids: set[str] | None = None,
     at: dt.datetime | None = None,
+    region: str | None = None,
 ) -> list[Stage]:
     """Offers and money that reached each stage (by `at`, when given), in one query.
 
-    `policy_ids`: only these policies (None: all); `run_id`: only that match run's offers.
+    `policy_ids`: only these policies (None: all); `run_id`: only that match run's offers; `region`: only
+    enterprises whose region code starts with it.
     """
     first_batch = first_batches()
 
@@ -103,7 +109,7 @@ def stages(
             and_(PolicyVersion.policy_id == Offer.policy_id, PolicyVersion.version == Offer.policy_version),
         )
         .outerjoin(first_batch, first_batch.c.offer_id == Offer.id)
-        .where(_filters(run_id, policy_ids))
+        .where(_filters(run_id, policy_ids, region))
     ).one()
     return [
         Stage(stage, label, int(row[2 * n]), (row[2 * n + 1] or ZERO).quantize(ZERO))
@@ -121,7 +127,11 @@ APPLICATION_STAGES = (
 
 
 def applications(
-    session: Session, *, policy_ids: set[str] | None = None, at: dt.datetime | None = None
+    session: Session,
+    *,
+    policy_ids: set[str] | None = None,
+    at: dt.datetime | None = None,
+    region: str | None = None,
 ) -> list[Stage]:
     """The 快申快享 arm: applications submitted, accepted (each became an offer), and their offers batched,
     approved and paid (by `at`, when given), with their money, in one query. The money of a submitted
@@ -156,6 +166,8 @@ def applications(
     )
     if policy_ids is not None:
         query = query.where(Application.policy_id.in_(sorted(policy_ids)))
+    if region is not None:  # a region-scoped user's enterprises only (payouts/scope.py)
+        query = query.where(Application.region_code.startswith(region, autoescape=True))
     row = session.execute(query).one()
     return [
         Stage(stage, label, int(row[2 * n]), _money(row[2 * n + 1]))
@@ -164,13 +176,17 @@ def applications(
 
 
 def by_state(
-    session: Session, *, run_id: str | None = None, policy_ids: set[str] | None = None
+    session: Session,
+    *,
+    run_id: str | None = None,
+    policy_ids: set[str] | None = None,
+    region: str | None = None,
 ) -> list[Stage]:
     """Offers and money per current state, in the order of the state machine."""
     rows = session.execute(
         select(Offer.state, func.count(), func.sum(Offer.amount))
         .join(MatchRun, MatchRun.id == Offer.match_run_id)
-        .where(_filters(run_id, policy_ids))
+        .where(_filters(run_id, policy_ids, region))
         .group_by(Offer.state)
     ).all()
     found = {s: (n, (a or ZERO).quantize(ZERO)) for s, n, a in rows}

@@ -170,6 +170,7 @@ def _count(
     red: ColumnElement[bool],
     yellow: ColumnElement[bool],
     policy_ids: set[str] | None,
+    region: str | None = None,
 ) -> dict[str, tuple[int, int, int]]:
     colour = case((red, 2), (yellow, 1), else_=0)
     query = (
@@ -179,6 +180,8 @@ def _count(
     )
     if policy_ids is not None:
         query = query.where(Offer.policy_id.in_(sorted(policy_ids)))
+    if region is not None:  # a region-scoped user's enterprises only (payouts/scope.py)
+        query = query.where(Offer.region_code.startswith(region, autoescape=True))
     out: dict[str, list[int]] = {}
     for policy_id, c, n in session.execute(query):
         out.setdefault(policy_id, [0, 0, 0])[c] += n
@@ -294,9 +297,15 @@ def light_condition(
     raise ReportError(f"环节应为 review、confirm 或 payment：{stage}")
 
 
-def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | None = None) -> list[Light]:
+def lights(
+    session: Session,
+    sla: Sla,
+    now: dt.datetime,
+    policy_ids: set[str] | None = None,
+    region: str | None = None,
+) -> list[Light]:
     """Offers waiting now, per stage (`light_stages`): the total over the policies first, then one row per
-    policy, each policy judged by its own limits."""
+    policy, each policy judged by its own limits; `region`: only enterprises whose region starts with it."""
     sla = sla if sla.policies else sla.with_policies(session)
 
     def limit(key: str | None, policy_id: str | None) -> str:
@@ -304,7 +313,7 @@ def lights(session: Session, sla: Sla, now: dt.datetime, policy_ids: set[str] | 
 
     out = []
     for st in light_stages(session, sla, now):
-        counts = _count(session, st.states, st.red, st.yellow, policy_ids)
+        counts = _count(session, st.states, st.red, st.yellow, policy_ids, region)
         g, y, r = (sum(v[i] for v in counts.values()) for i in range(3))
         out.append(Light(st.id, st.label, limit(st.limit, None), None, g, y, r))
         out += [Light(st.id, st.label, limit(st.limit, pid), pid, *counts[pid]) for pid in sorted(counts)]

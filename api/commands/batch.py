@@ -102,13 +102,19 @@ def reconcile(
         console.print(f"  [red]失败[/red] {public_id}：{reason}")
 
 
-@app.command("list", help="列出拨付批次")
+@app.command(
+    "list", help="列出本人可见的拨付批次（本部门及上级部门的政策、本辖区的批次）", epilog=IDENTITY_HELP
+)
 def list_batches(
     policy: str | None = typer.Option(None, "--policy"),
     state: str | None = typer.Option(None, "--state"),
+    claimed: str | None = BY,
 ) -> None:
+    from payouts import scope
+
+    by = actor(claimed)
     with transaction(connect()) as s:
-        rows = batches.batches(s, policy_id=policy, state=state)
+        rows = batches.batches(s, policy_id=policy, state=state, within=scope.of_username(s, by))
     table = Table()
     for col in ("批次号", "政策", "期间", "付款方", "状态", "笔数", "金额（元）"):
         table.add_column(col, justify="right" if col in ("笔数", "金额（元）") else "left")

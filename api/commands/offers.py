@@ -46,10 +46,11 @@ def import_run(
 
 @app.command(
     "backfill-profile",
-    help="为升级前导入的要约补上企业的行业门类和规模（按其匹配批次的快照和政策重算画像），供初核按行业、规模筛选",
+    help="为升级前导入的要约补上企业的行业门类、规模和行政区划（按其匹配批次的快照和政策重算画像），"
+    "供初核按行业、规模筛选、按辖区分级审核",
 )
 def backfill_profile() -> None:
-    from sqlalchemy import select
+    from sqlalchemy import and_, or_, select
 
     from payouts import imports  # pyarrow and the matcher: loaded for this repair only
     from payouts.models import MatchRun, Offer
@@ -61,7 +62,10 @@ def backfill_profile() -> None:
             .where(
                 MatchRun.id.in_(
                     select(Offer.match_run_id).where(
-                        Offer.industry_section.is_(None), Offer.size_class.is_(None)
+                        or_(
+                            and_(Offer.industry_section.is_(None), Offer.size_class.is_(None)),
+                            Offer.region_code.is_(None),
+                        )
                     )
                 )
             )
@@ -69,7 +73,7 @@ def backfill_profile() -> None:
         ).all()
         ids = [(r.id, r.run_id) for r in runs]
     if not ids:
-        console.print("所有要约都已有行业门类和规模，无需补充")
+        console.print("所有要约都已有行业门类、规模和行政区划，无需补充")
         return
     for id_, run_id in ids:
         with transaction(connect()) as s:
@@ -112,7 +116,7 @@ def release(
     selection = _chosen(offer, run, policy, everything)
     with transaction(connect()) as s:
         expected = confirmed_tally(
-            console, "发布", offers.preview_action(s, selection, "release"), expect_count, expect_total
+            console, "发布", offers.preview_action(s, selection, "release", by=by), expect_count, expect_total
         )
         r = offers.release(s, by, now(), selection=selection, expected=expected)
     console.print(
@@ -127,7 +131,7 @@ def _set_aside(
     selection = Selection(offers=tuple(offer_ids))
     word = "暂缓" if to is OfferState.HELD else "剔除"
     with transaction(connect()) as s:
-        preview = offers.preview_action(s, selection, "hold" if to is OfferState.HELD else "drop")
+        preview = offers.preview_action(s, selection, "hold" if to is OfferState.HELD else "drop", by=by)
         expected = confirmed_tally(console, word, preview, count, total)
         done = offers.set_aside(s, to, selection, reason, by, now(), expected=expected)
     console.print(f"已{word} {len(done):,} 条，合计 {done.tally.total:,.2f} 元")
@@ -157,15 +161,20 @@ def drop(
     _set_aside(OfferState.DROPPED, offer_ids, reason, expect_count, expect_total, by)
 
 
-@app.command("list", help="列出要约")
+@app.command("list", help="列出本人可见的要约（本部门及上级部门的政策、本辖区的企业）", epilog=IDENTITY_HELP)
 def list_offers(
     state: str | None = typer.Option(None, "--state", help="状态，如 drafted、confirmed、held"),
     policy: str | None = typer.Option(None, "--policy"),
     run: str | None = typer.Option(None, "--run"),
     limit: int = typer.Option(50, "--limit"),
+    claimed: str | None = BY,
 ) -> None:
+    from payouts import scope
+
+    by = actor(claimed)
     with transaction(connect()) as s:
-        rows = offers.list_offers(s, state=state, policy_id=policy, run_id=run, limit=limit)
+        within = scope.of_username(s, by)
+        rows = offers.list_offers(s, state=state, policy_id=policy, run_id=run, limit=limit, within=within)
     table = Table()
     for col in ("要约", "政策", "事项", "企业", "金额（元）", "状态", "原因"):
         table.add_column(col, justify="right" if col == "金额（元）" else "left")

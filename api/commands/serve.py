@@ -92,7 +92,7 @@ def prepare_demo(app: FastAPI) -> str | None:
     now = dt.datetime.now(dt.UTC)
     with transaction(state.engine) as s:
         for name, role, display, dept in DEMO_USERS:
-            users.create_user(s, name, role, display_name=display, department=dept, now=now)
+            users.create_user(s, name, role, display_name=display, department=dept, carry_over=True, now=now)
             set_password(s, name, DEMO_PASSWORD, "system", now)
         state.store.seed(library_dir(), s, "system", now)
     work = settings.data_dir / "sample"

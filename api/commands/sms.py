@@ -59,7 +59,7 @@ def send(
     engine = connect(settings.database_url)
     with transaction(engine) as s:
         users.require(s, by, "review")  # who may release offers sends their notices (the API's sms_send)
-        preview = offers.preview_action(s, selection, "notify")
+        preview = offers.preview_action(s, selection, "notify", by=by)
     expected = confirmed_tally(console, "发送确认短信", preview, expect_count, expect_total)
     if queue:
         from api.worker import enqueue_notices

@@ -50,7 +50,9 @@ def add(
     username: str = typer.Argument(..., help="用户名"),
     role: str = typer.Option(..., "--role", help="角色"),
     department: str | None = typer.Option(
-        None, "--department", help="部门（与政策文件的 department 完全一致；政策部门用户必填）"
+        None,
+        "--department",
+        help="部门名称（须已用 zhida departments add 添加，与政策文件的 department 完全一致；政策部门用户必填）",
     ),
     display_name: str | None = typer.Option(None, "--display-name", help="姓名"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读取密码（一行）"),
@@ -100,10 +102,14 @@ def password(
 
 @app.command("list", help="列出职员用户")
 def list_users() -> None:
+    from payouts import departments
+    from payouts.models import Department
+
     with transaction(connect()) as s:
         rows = list(s.scalars(select(StaffUser).order_by(StaffUser.username)).all())
+        regions = {d.id: departments.describe(s, d).region for d in s.scalars(select(Department)).all()}
     table = Table()
-    for col in ("用户名", "姓名", "角色", "部门", "可登录", "状态", "锁定"):
+    for col in ("用户名", "姓名", "角色", "部门", "辖区", "可登录", "状态", "锁定"):
         table.add_column(col)
     for u in rows:
         table.add_row(
@@ -111,6 +117,7 @@ def list_users() -> None:
             u.display_name,
             users.ROLE_LABELS[Role(u.role)],
             u.department or "全部",
+            regions.get(u.department_id, "全部地区") if u.department_id else "全部地区",
             "是" if u.password_hash else "否（未设密码）",
             "启用" if u.active else "停用",
             "已锁定" if u.locked_at else "",
@@ -174,7 +181,11 @@ def set_role(
     console.print(f"{username} 的角色已改为{label}")
 
 
-@app.command("set-department", help="更改用户部门（系统管理员操作；不填为全部部门）", epilog=IDENTITY_HELP)
+@app.command(
+    "set-department",
+    help="更改用户部门（系统管理员操作；部门须已用 zhida departments add 添加；不填为全部部门）",
+    epilog=IDENTITY_HELP,
+)
 def set_department(
     username: str = typer.Argument(..., help="用户名"),
     department: str | None = typer.Argument(None, help="部门"),

@@ -110,8 +110,9 @@ def known_values(
     if not folder.is_absolute():
         folder = settings.data_dir.parent / folder
     try:
-        return apps.known_from_snapshot(
-            folder, manifest.as_of, policy.assessment_year, uscc, apps.form_fields(policy, item)
+        fields = apps.form_fields(policy, item)
+        return apps.known_from_snapshot(  # and the enterprise's region (region-scoped staff)
+            folder, manifest.as_of, policy.assessment_year, uscc, [*fields, *{apps.REGION} - set(fields)]
         )
     except (ZhidaError, OSError) as e:
         log.warning("pre-fill skipped", extra={"fields": {"detail": str(e)[:200]}})

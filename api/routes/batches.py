@@ -31,13 +31,14 @@ from api.deps import (
     may,
     policy_department,
     scoped_offers,
-    scoped_policy_ids,
+    user_scope,
 )
 from api.routes import now, redirect, render
 from payouts import batches, finance, notice
 from payouts.errors import BankFileError, NotFoundError
 from payouts.models import Batch, BatchLine, BatchState, FileFormat, Offer, PolicyVersion, StaffUser
 from payouts.payees import mask_account
+from payouts.scope import Scope
 from payouts.selection import Tally
 from rules.errors import StateError
 
@@ -189,16 +190,15 @@ def _line_out(ln: BatchLine, offer: str, uscc: str) -> LineOut:
     )
 
 
-def batchable(session: Session, scope: set[str] | None) -> list[Batchable]:
-    """Per policy and period: confirmed (or failed and corrected) offers not yet in a batch."""
+def batchable(session: Session, within: Scope) -> list[Batchable]:
+    """Per policy and period: confirmed (or failed and corrected) offers not yet in a batch, of the
+    user's policies and region (the very offers `batches.create_batches` would take for them)."""
     query = (
         select(Offer.policy_id, Offer.period, func.count(), func.coalesce(func.sum(Offer.amount), 0))
-        .where(Offer.state.in_(batches.BATCHABLE))
+        .where(Offer.state.in_(batches.BATCHABLE), within.offers())
         .group_by(Offer.policy_id, Offer.period)
         .order_by(Offer.policy_id, Offer.period)
     )
-    if scope is not None:
-        query = query.where(Offer.policy_id.in_(sorted(scope)))
     out = []
     for pid, period, n, amount in session.execute(query):
         money = batches.budget(session, pid, period)
@@ -268,14 +268,15 @@ def list_batches(
     policy_id: Annotated[str | None, Query(max_length=64)] = None,
     state: BatchState | None = None,
 ) -> list[BatchOut]:
-    scope = scoped_policy_ids(session, store, user)
-    rows = batches.batches(session, policy_id=policy_id, state=state.value if state else None)
-    return [batch_out(session, b) for b in rows if scope is None or b.policy_id in scope]
+    rows = batches.batches(
+        session, policy_id=policy_id, state=state.value if state else None, within=user_scope(user)
+    )
+    return [batch_out(session, b) for b in rows]
 
 
 @router.get("/ready", response_model=list[Batchable], summary="可以组批的已确认要约（按政策和期间）")
 def ready(user: BatchReader, session: SessionDep, store: StoreDep) -> list[Batchable]:
-    return batchable(session, scoped_policy_ids(session, store, user))
+    return batchable(session, user_scope(user))
 
 
 @router.post("", response_model=BatchDetail, status_code=201, summary="制单：组成拨付批次")
@@ -363,8 +364,7 @@ def upload_return(
 
 @pages.get("")
 def batches_page(request: Request, user: BatchReader, session: SessionDep, store: StoreDep) -> Response:
-    scope = scoped_policy_ids(session, store, user)
-    rows = [b for b in batches.batches(session) if scope is None or b.policy_id in scope]
+    rows = batches.batches(session, within=user_scope(user))
     titles = dict(
         session.execute(select(PolicyVersion.policy_id, PolicyVersion.title).order_by(PolicyVersion.version))
         .tuples()
@@ -375,7 +375,7 @@ def batches_page(request: Request, user: BatchReader, session: SessionDep, store
         "batches.html",
         {
             "titles": titles,
-            "ready": batchable(session, scope),
+            "ready": batchable(session, user_scope(user)),
             "batches": [batch_out(session, b) for b in rows],
             "can_make": may(user, "batch_make"),
         },

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep, may, scoped_policy_ids
+from api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep, may, scoped_policy_ids, user_scope
 from api.routes import now, render
 from api.routes.reports import funnel_of
 from payouts.models import PolicyVersion
@@ -22,8 +22,9 @@ def dashboard(
     request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> Response:
     scope = scoped_policy_ids(session, store, user)
-    rows = lights(session, settings.sla(), now(), scope)
-    stages = funnel_of(session, scope, None, None).stages if may(user, "report_read") else []
+    region = user_scope(user).region  # a region-scoped user counts their own enterprises only
+    rows = lights(session, settings.sla(), now(), scope, region)
+    stages = funnel_of(session, scope, None, None, region).stages if may(user, "report_read") else []
     return render(
         request,
         "dashboard.html",

@@ -33,10 +33,9 @@ from api.deps import (
     StoreDep,
     TokensDep,
     client_address,
-    in_scope,
     may,
-    policy_department,
     scoped_policy_ids,
+    user_scope,
 )
 from api.routes import BrowserNonce, now, redirect, render
 from payouts import notice
@@ -153,7 +152,7 @@ def notice_detail(session: Session, n: PublicNotice) -> NoticeDetail:
 
 def _open(session: Session, user: StaffUser, reference: str, days: int | None) -> PublicNotice:
     batch = session.scalar(select(Batch).where(Batch.reference == reference))
-    if batch is None or not in_scope(user, policy_department(session, batch.policy_id)):
+    if batch is None or not user_scope(user).sees_batch(session, batch):
         raise NotFoundError(f"没有拨付批次 {reference}")
     return notice.open_notice(session, reference, user.username, now(), days=days)
 
@@ -162,13 +161,22 @@ def _resolve(session: Session, user: StaffUser, o: Objection, upheld: bool, reas
     return notice.resolve(session, o.public_id, upheld, reason, user.username, now())
 
 
+def _visible_notices(session: Session, store: StoreDep, user: StaffUser) -> list[PublicNotice]:
+    """The notices of the batches the user sees (their policies, their region)."""
+    mine = user_scope(user)
+    rows = notice.notices(session, scoped_policy_ids(session, store, user))
+    if mine.region is None:
+        return rows
+    seen = set(session.scalars(select(Batch.id).where(mine.batches())))
+    return [n for n in rows if n.batch_id in seen]
+
+
 # Staff API
 
 
 @router.get("", response_model=list[NoticeOut], summary="公示（新的在前）")
 def list_notices(user: NoticeReader, session: SessionDep, store: StoreDep) -> list[NoticeOut]:
-    scope = scoped_policy_ids(session, store, user)
-    return [notice_out(session, n) for n in notice.notices(session, scope)]
+    return [notice_out(session, n) for n in _visible_notices(session, store, user)]
 
 
 @router.post("", response_model=NoticeDetail, status_code=201, summary="对待复核的批次发起公示")
@@ -193,8 +201,7 @@ def resolve(body: Resolution, o: ObjectionDep, user: ObjectionResolver, session:
 
 @pages.get("")
 def notices_page(request: Request, user: NoticeReader, session: SessionDep, store: StoreDep) -> Response:
-    scope = scoped_policy_ids(session, store, user)
-    rows = [notice_out(session, n) for n in notice.notices(session, scope)]
+    rows = [notice_out(session, n) for n in _visible_notices(session, store, user)]
     return render(request, "notice_list.html", {"notices": rows})
 
 
@@ -239,7 +246,7 @@ def batch_notice(reference: str, user: BatchReader, session: SessionDep) -> Resp
     """From a batch page to its notice (404 when it has none or it lies outside the user's department)."""
     batch = session.scalar(select(Batch).where(Batch.reference == reference))
     found = notice.of_batch(session, batch.id) if batch is not None else None
-    if batch is None or found is None or not in_scope(user, policy_department(session, batch.policy_id)):
+    if batch is None or found is None or not user_scope(user).sees_batch(session, batch):
         raise NotFoundError(f"批次 {reference} 没有公示")
     return redirect(f"/console/notices/{found.public_id}")
 

@@ -30,15 +30,15 @@ from api.deps import (
     SettingsDep,
     SmsSender,
     StoreDep,
-    department,
     in_scope,
     may,
     policy_department,
     scoped_offers,
     scoped_policy_ids,
+    user_scope,
 )
 from api.routes import now, redirect, render
-from payouts import audit, offers, sms
+from payouts import audit, jointreview, offers, sms
 from payouts.errors import NotFoundError
 from payouts.models import MatchRun, Offer, OfferState, Payee, PolicyVersion, StaffUser
 from payouts.payees import mask_account
@@ -78,6 +78,7 @@ class OfferOut(BaseModel):
     name: str
     industry_section: str | None = None
     size_class: str | None = None
+    region_code: str | None = None  # the enterprise's region (GB/T 2260) from the profile
     amount: Decimal
     amount_before_allocation: Decimal
     state: str
@@ -156,7 +157,8 @@ class Choice(BaseModel):
         return Selection(
             offers=tuple(self.offers) if self.offers is not None else None,
             filter=f.offer_filter(states) if f else None,
-            department=department(user),
+            scope=user_scope(user),
+            deciding=True,  # an action acts on the offers whose review the user leads (payouts/scope.py)
         )
 
 
@@ -316,6 +318,7 @@ def offer_out(o: Offer, p: Payee, title: str, dept: str, item_title: str) -> Off
         name=p.name,
         industry_section=o.industry_section,
         size_class=o.size_class,
+        region_code=o.region_code,
         amount=o.amount,
         amount_before_allocation=o.amount_before_allocation,
         state=o.state,
@@ -344,7 +347,7 @@ def search(
     """Offers of the user's department matching `f`: the very condition a bulk action on "all matching"
     acts on (`Selection.condition`), so the list and the action never disagree. `also`: one more
     condition on the offer table (the offers an SLA light counts)."""
-    where = Selection(filter=f, department=department(user)).condition()
+    where = Selection(filter=f, scope=user_scope(user)).condition()
     return _rows(session, [where] if also is None else [where, also], limit, offset, sort)
 
 
@@ -477,6 +480,36 @@ def set_aside(session: Session, user: StaffUser, to: OfferState, body: ReviewAct
     return Changed(changed=len(done), total=done.tally.total, offers=done.ids)
 
 
+class OpinionIn(BaseModel):
+    """A co-reviewing department's opinion (会签意见) on the ticked offers: agree or not (with a reason)."""
+
+    offers: list[Annotated[str, Field(max_length=32)]] = Field(min_length=1, max_length=10_000)
+    agree: bool
+    note: str = Field(default="", max_length=500)
+
+
+@router.post(
+    "/review/opinion", response_model=Changed, summary="会签：本部门对所选要约出具意见（由牵头部门决定）"
+)
+def opinion(body: OpinionIn, user: Reviewer, session: SessionDep) -> Changed:
+    ids = scoped_offers(session, user, body.offers)
+    n = jointreview.give(session, ids, agree=body.agree, note=body.note, by=user.username, now=now())
+    total = session.scalar(select(func.coalesce(func.sum(Offer.amount), 0)).where(Offer.public_id.in_(ids)))
+    return Changed(changed=n, total=Decimal(total).quantize(CENT), offers=ids)
+
+
+@pages.post("/offers/{public_id}/opinion")
+def opinion_page(
+    offer: OfferDep,
+    user: Reviewer,
+    session: SessionDep,
+    agree: Annotated[str, Form(pattern="^(yes|no)$")],
+    note: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    jointreview.give(session, [offer.public_id], agree=agree == "yes", note=note, by=user.username, now=now())
+    return redirect(f"/console/offers/{offer.public_id}", "已出具会签意见，由牵头部门决定")
+
+
 @router.post("/review/release", response_model=ReleaseOut, summary="初核通过：发布所选要约")
 def release(body: ReleaseRequest, user: Reviewer, session: SessionDep) -> ReleaseOut:
     selection = checked_selection(session, user, body)
@@ -588,7 +621,9 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
         for r in session.scalars(select(MatchRun).order_by(MatchRun.imported_at.desc()).limit(200))
     ]
     prefixes = session.scalars(
-        select(func.substr(Offer.uscc, 3, 4)).where(Offer.state.in_(REVIEW_STATES)).distinct()
+        select(func.substr(Offer.uscc, 3, 4))
+        .where(Offer.state.in_(REVIEW_STATES), user_scope(user).offers())
+        .distinct()
     )
     codes = sorted({c for c in prefixes if c and c.isdigit()})
     regions: list[tuple[str, str]] = []
@@ -632,7 +667,7 @@ def review_page(
         error, total, rows = str(e), 0, []
     filters = query.values()
     released = offers.preview_action(
-        session, Selection(filter=OfferFilter(), department=department(user)), "notify"
+        session, Selection(filter=OfferFilter(), scope=user_scope(user), deciding=True), "notify"
     )
     kept = {k: v for k, v in filters.items() if v}
     view = {
@@ -944,6 +979,7 @@ LIGHT_WORDS = {"green": "绿灯", "yellow": "黄灯", "red": "红灯"}
 @pages.get("/offers/{public_id}")
 def offer_page(request: Request, offer: OfferDep, user: CurrentUser, session: SessionDep) -> Response:
     _, rows = _rows(session, [Offer.id == offer.id], 1, 0)
+    co_reviewers, given = jointreview.opinions(session, offer)
     events = audit.history(session, "offer", offer.public_id)
     staff = {e.actor for e in events}
     names = dict(
@@ -967,5 +1003,12 @@ def offer_page(request: Request, offer: OfferDep, user: CurrentUser, session: Se
                 for e in events
             ],
             "can_review": may(user, "review"),
+            "co_reviewers": co_reviewers,
+            "opinions": given,
+            # The lead decides; a co-reviewer of the policy gives its opinion (会签) while the offer is open.
+            "can_decide": may(user, "review") and user_scope(user).sees_offer_deciding(session, offer),
+            "can_opine": may(user, "review")
+            and offer.state in jointreview.OPEN
+            and any(user_scope(user).department(d) for d in co_reviewers),
         },
     )

@@ -21,7 +21,15 @@ from pydantic import BaseModel
 from sqlalchemy import and_, case, func, select
 from sqlmodel import Session
 
-from api.deps import ReportReader, SessionDep, SettingsDep, StoreDep, department, scoped_policy_ids
+from api.deps import (
+    ReportReader,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    department,
+    scoped_policy_ids,
+    user_scope,
+)
 from api.routes import now, render
 from api.runlists import rows_workbook
 from payouts.errors import NotFoundError, RoleError
@@ -103,7 +111,11 @@ def _check(scope: set[str] | None, policy_id: str | None) -> list[str | None]:
 
 
 def funnel_of(
-    session: Session, scope: set[str] | None, policy_id: str | None, run_id: str | None
+    session: Session,
+    scope: set[str] | None,
+    policy_id: str | None,
+    run_id: str | None,
+    region: str | None = None,
 ) -> FunnelOut:
     if run_id is not None and session.scalar(select(MatchRun.id).where(MatchRun.run_id == run_id)) is None:
         raise NotFoundError(f"没有导入过匹配批次 {run_id}")
@@ -114,9 +126,11 @@ def funnel_of(
         return [StageOut(stage=s.stage, label=s.label, count=s.count, amount=s.amount) for s in rows]
 
     return FunnelOut(
-        stages=out(funnel.stages(session, run_id=run_id, policy_ids=policy_ids)),
-        states=out(funnel.by_state(session, run_id=run_id, policy_ids=policy_ids)),
-        applications=out(funnel.applications(session, policy_ids=policy_ids)) if run_id is None else [],
+        stages=out(funnel.stages(session, run_id=run_id, policy_ids=policy_ids, region=region)),
+        states=out(funnel.by_state(session, run_id=run_id, policy_ids=policy_ids, region=region)),
+        applications=out(funnel.applications(session, policy_ids=policy_ids, region=region))
+        if run_id is None
+        else [],
     )
 
 
@@ -206,7 +220,9 @@ def funnel_report(
     policy_id: Annotated[str | None, Query(max_length=64)] = None,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> FunnelOut:
-    return funnel_of(session, scoped_policy_ids(session, store, user), policy_id, run_id)
+    return funnel_of(
+        session, scoped_policy_ids(session, store, user), policy_id, run_id, user_scope(user).region
+    )
 
 
 @router.get("/money", response_model=list[PolicyMoney], summary="各政策资金：预算、命中、确认、到账")
@@ -216,7 +232,9 @@ def money(user: ReportReader, session: SessionDep, store: StoreDep) -> list[Poli
 
 @router.get("/sla", response_model=list[LightOut], summary="各环节时限红黄绿灯")
 def sla(user: ReportReader, session: SessionDep, store: StoreDep, settings: SettingsDep) -> list[LightOut]:
-    rows = lights(session, settings.sla(), now(), scoped_policy_ids(session, store, user))
+    rows = lights(
+        session, settings.sla(), now(), scoped_policy_ids(session, store, user), user_scope(user).region
+    )
     return [LightOut(**{k: getattr(r, k) for k in LightOut.model_fields}) for r in rows]
 
 

@@ -26,6 +26,7 @@ from api.deps import (
     StoreDep,
     may,
     scoped_policy_ids,
+    user_scope,
 )
 from api.matchjobs import MatchJob, snapshot_dirs
 from api.routes import redirect, render
@@ -154,7 +155,8 @@ def get_run(job: JobDep, user: RunReader, jobs: JobsDep, session: SessionDep, st
 
 def _filters(session: SessionDep, store: StoreDep, user: Any, **narrow: str | None) -> Filters:
     scope = scoped_policy_ids(session, store, user)
-    return Filters(sorted(scope) if scope is not None else None, **narrow)
+    region = user_scope(user).region
+    return Filters(sorted(scope) if scope is not None else None, region=region, **narrow)
 
 
 def _done(jobs: JobsDep, job: MatchJob) -> None:

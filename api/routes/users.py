@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from api.deps import SessionDep, UsersReader
 from api.routes import render
-from payouts import audit, users
+from payouts import audit, departments, users
 from payouts.models import Role
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -21,14 +21,26 @@ pages = APIRouter(prefix="/console/users", include_in_schema=False)
 
 
 class UserOut(BaseModel):
-    """A staff user: role (and its Chinese label), department, whether they may sign in."""
+    """A staff user: role (and its Chinese label), department with its level and region (辖区: whose
+    enterprises they see), whether they may sign in."""
 
     username: str
     display_name: str
     role: str
     role_label: str
     department: str | None
+    department_level: str | None = None
+    region: str  # 全部地区, or e.g. 芙蓉区（430102）
     active: bool
+
+
+class DepartmentOut(BaseModel):
+    """A department: level, region and superior, in words."""
+
+    name: str
+    level: str
+    region: str
+    parent: str
 
 
 class UserChangeOut(BaseModel):
@@ -50,16 +62,29 @@ def _labelled(value: str | None) -> str | None:
 
 @router.get("", response_model=list[UserOut], summary="职员用户及其角色")
 def listing(user: UsersReader, session: SessionDep) -> list[UserOut]:
-    return [
-        UserOut(
-            username=u.username,
-            display_name=u.display_name,
-            role=u.role,
-            role_label=users.ROLE_LABELS[Role(u.role)],
-            department=u.department,
-            active=u.active,
+    placed = {d.id: departments.describe(session, d) for d in departments.all_departments(session)}
+    out = []
+    for u in users.staff(session):
+        shown = placed.get(u.department_id) if u.department_id is not None else None
+        out.append(
+            UserOut(
+                username=u.username,
+                display_name=u.display_name,
+                role=u.role,
+                role_label=users.ROLE_LABELS[Role(u.role)],
+                department=u.department,
+                department_level=shown.level if shown else None,
+                region=shown.region if shown else "全部地区",
+                active=u.active,
+            )
         )
-        for u in users.staff(session)
+    return out
+
+
+@router.get("/departments", response_model=list[DepartmentOut], summary="部门：层级、辖区和上级部门")
+def department_listing(user: UsersReader, session: SessionDep) -> list[DepartmentOut]:
+    return [
+        DepartmentOut(**vars(departments.describe(session, d))) for d in departments.all_departments(session)
     ]
 
 
@@ -90,6 +115,7 @@ def users_page(request: Request, user: UsersReader, session: SessionDep) -> Resp
         {
             "staff": staff,
             "changes": changes(user, session),
+            "departments": department_listing(user, session),
             "names": {u.username: u.display_name for u in staff},
         },
     )

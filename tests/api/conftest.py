@@ -176,7 +176,7 @@ def _build(root: Path) -> tuple[str, str, dict[str, str]]:
     now = dt.datetime(2025, 9, 29, 1, 0, tzinfo=dt.UTC)
     with transaction(app.state.engine) as s:
         for name, (role, dept) in STAFF.items():
-            users.create_user(s, name, role, department=dept, now=now)
+            users.create_user(s, name, role, department=dept, carry_over=True, now=now)
             set_password(s, name, PASSWORD, "system", now)
         app.state.store.seed(POLICIES, s, "system", now)
     with transaction(app.state.engine) as s:

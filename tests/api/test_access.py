@@ -67,6 +67,7 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
         frozenset({"reviewer"}),
     ),
     ("POST", "/api/review/release", {"offers": ["{offer}"], **EXPECT}, frozenset({"reviewer"})),
+    ("POST", "/api/review/opinion", {"offers": ["{offer}"], "agree": True}, frozenset({"reviewer"})),
     ("POST", "/api/sms/send", {"filter": {}, **EXPECT}, frozenset({"reviewer"})),
     ("GET", "/api/batches", None, BATCH_READ),
     ("GET", "/api/batches/ready", None, BATCH_READ),
@@ -100,6 +101,7 @@ ENDPOINTS: list[tuple[str, str, Any, frozenset[str]]] = [
     # Who holds which role: the administrators and the auditor (三员), nobody who moves money.
     ("GET", "/api/users", None, frozenset({"system_admin", "security_admin", "auditor"})),
     ("GET", "/api/users/changes", None, frozenset({"system_admin", "security_admin", "auditor"})),
+    ("GET", "/api/users/departments", None, frozenset({"system_admin", "security_admin", "auditor"})),
     ("GET", "/api/jobs", None, frozenset({"reviewer", "auditor", "system_admin"})),
     # Payee account changes: proposed by a reviewer, decided by another reviewer or a finance checker.
     (
@@ -233,6 +235,7 @@ OTHER_DEPARTMENT = [
     ("reviewer_hr", "POST", "/api/review/hold", {"offers": ["{offer}"], "reason": "x", **EXPECT}),
     ("reviewer_hr", "POST", "/api/review/drop", {"offers": ["{offer}"], "reason": "x", **EXPECT}),
     ("reviewer_hr", "POST", "/api/review/release", {"offers": ["{offer}"], **EXPECT}),
+    ("reviewer_hr", "POST", "/api/review/opinion", {"offers": ["{offer}"], "agree": True}),
     ("reviewer_hr", "POST", "/api/review/release", {"filter": {"policy_id": "c-gaoxin"}, **EXPECT}),
     ("maker_hr", "GET", "/api/batches/{batch}", None),
     ("maker_hr", "GET", "/api/batches/{batch}/audit", None),

@@ -68,7 +68,7 @@ def publish(w: World) -> None:
     with transaction(w.app.state.engine) as s:
         record, _ = store.upload(s, POLICY.encode(), "ks-chuangxin.yaml", "policy_sci", None, now)
         store.publish(s, record, "policy_sci", now)
-        users.create_user(s, "finance_dept", "reviewer", department="市财政局", now=now)
+        users.create_user(s, "finance_dept", "reviewer", department="市财政局", carry_over=True, now=now)
         set_password(s, "finance_dept", PASSWORD, "system", now)
 
 

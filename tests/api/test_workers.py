@@ -108,7 +108,7 @@ def _seed(engine: Engine, url: str, root: Path) -> tuple[list[str], str, str]:
         add_staff(s)
         users.create_user(s, "locky", "reviewer", now=now)
         set_password(s, "locky", PASSWORD, "system", now)
-        users.create_user(s, "policy_sci", "policy", department="市科学技术局", now=now)
+        users.create_user(s, "policy_sci", "policy", department="市科学技术局", carry_over=True, now=now)
         imports.import_run(s, run, "rev", now)
         offers.release(s, "rev", now)
         sms.send_notices(s, phone, now, settings)

@@ -56,12 +56,14 @@ TABLES = (
     "batch_line",
     "bank_return",
     "batch",
+    "offer_opinion",
     "offer",
     "payee",
     "policy_version",
     "match_run",
     "staff_session",
     "staff_user",
+    "department",
     "audit_member",
     "audit_event",
 )
@@ -160,12 +162,9 @@ def write_run(
         (folder / "_SUCCESS").write_text("")
     else:
         pq.write_table(table, path / "candidates.parquet")
-    payee_schema = pa.schema(
-        [
-            (k, pa.string())
-            for k in ("uscc", "name", "contact_phone", "bank_name", "account_no", "account_name")
-        ]
-    )
+    columns = ["uscc", "name", "contact_phone", "bank_name", "account_no", "account_name"]
+    columns += [k for k in ("region_code",) if any(k in p for p in payees)]
+    payee_schema = pa.schema([(k, pa.string()) for k in columns])
     pq.write_table(pa.Table.from_pylist(payees, schema=payee_schema), path / "payees.parquet")
     manifest = {
         "run_id": run_id or secrets.token_hex(16),
@@ -331,3 +330,24 @@ def notified(tx, small_run: Path, t0: dt.datetime) -> SimpleNamespace:
             for o in s.scalars(select(Offer).where(Offer.policy_id == "wengang"))
         }
     return SimpleNamespace(phone=phone, links=links, ids=ids, run=small_run)
+
+
+# Enterprise n → its region (GB/T 2260): 1, 2 in 芙蓉区, 3, 4 in 天心区, 5 in 株洲 (another city of the
+# province), 6 in 广州 (another province).
+REGIONS = {1: "430102", 2: "430102", 3: "430103", 4: "430103", 5: "430202", 6: "440103"}
+
+
+@pytest.fixture
+def regional_run(tmp_path: Path) -> Path:
+    """A policy of the province's 人社厅 (paid without confirmation) with enterprises in six regions
+    (`REGIONS`: 1, 2 in 芙蓉区, 3, 4 in 天心区, 5 in 株洲, 6 in 广州)."""
+    entry = {
+        **policy("wengang", budget=None, confirmation="none"),
+        "department": "湖南省人力资源和社会保障厅",
+    }
+    return write_run(
+        tmp_path / "run",
+        [entry],
+        [("wengang", "main", n, f"{n}000.00") for n in REGIONS],
+        [{**payee(n), "region_code": code} for n, code in REGIONS.items()],
+    )

@@ -214,3 +214,57 @@ def test_a_td_reply_is_registered_and_other_replies_are_refused(cli, engine: Eng
     assert refused.exit_code != 0 and "不是退订指令" in refused.output
     with transaction(engine) as s:
         assert list(s.scalars(select(SmsOptOut.phone))) == ["13800000001"]
+
+
+def test_a_county_reviewer_lists_releases_and_batches_only_its_own_enterprises_from_the_command_line(
+    cli, tx, regional_run: Path
+) -> None:
+    from sqlalchemy import select
+
+    from payouts.errors import NotFoundError
+    from payouts.imports import import_run
+    from payouts.models import Offer
+    from tests.payouts.conftest import uscc
+    from tests.payouts.test_scope import T0, hierarchy
+
+    with tx() as s:
+        hierarchy(s)
+        import_run(s, regional_run, "rev", T0)
+    listed = cli(offers_cmd.app, "list", user="rev_furong").output
+    amounts = re.findall(r"(\d),000\.00", listed)  # enterprise n is offered n,000.00 yuan
+    assert sorted(amounts) == ["1", "2"], listed
+    released = confirmed(cli, offers_cmd.app, "release", "--policy", "wengang", user="rev_furong").output
+    assert "直接确认 2 条" in released and "合计 3,000.00 元" in released
+    with tx() as s:
+        states = dict(s.execute(select(Offer.uscc, Offer.state)).all())
+    assert sorted(u for u, st in states.items() if st == "confirmed") == [uscc(1), uscc(2)]
+
+    made = cli(batch_cmd.app, "create", "--policy", "wengang", user="maker_furong").output
+    reference = re.search(r"批次 (ZD[A-Z2-7]{16})：2 笔，3,000\.00 元", made).group(1)
+    assert reference not in cli(batch_cmd.app, "list", user="checker_tianxin").output
+    refused = cli(batch_cmd.app, "approve", reference, user="checker_tianxin", ok=False)
+    assert isinstance(refused.exception, NotFoundError)
+    cli(batch_cmd.app, "approve", reference, user="checker_prov")
+
+
+def test_the_system_administrator_adds_and_places_departments_from_the_command_line(cli, tx) -> None:
+    from api.commands import departments as departments_cmd
+    from payouts import users
+    from tests.payouts.test_scope import T0
+
+    with tx() as s:
+        users.create_user(s, "admin", "system_admin", now=T0)
+        users.create_user(
+            s, "old", "reviewer", department="长沙市人力资源和社会保障局", carry_over=True, now=T0
+        )
+    province = ("湖南省人力资源和社会保障厅", "--level", "province", "--region", "430000")
+    refused = cli(departments_cmd.app, "add", *province, user="rev", ok=False)
+    assert isinstance(refused.exception, RoleError)
+    assert "已新增部门" in cli(departments_cmd.app, "add", *province, user="admin").output
+    city = ("长沙市人力资源和社会保障局", "--level", "city", "--region", "430100")
+    placed = cli(
+        departments_cmd.app, "set", *city, "--parent", "湖南省人力资源和社会保障厅", user="admin"
+    ).output
+    assert "市级" in placed and "长沙市（430100）" in placed
+    listed = cli(departments_cmd.app, "list").output
+    assert "湖南省人力资源" in listed and "省级" in listed and "430100" in listed  # names fold, never cut

@@ -75,9 +75,9 @@ KNOWN = {
 @pytest.fixture
 def staff(tx, t0) -> None:
     with tx() as s:
-        users.create_user(s, "kj", "policy", department="市科学技术局", now=t0)
-        users.create_user(s, "cz", "reviewer", department="市财政局", now=t0)
-        users.create_user(s, "sw", "reviewer", department="市商务局", now=t0)
+        users.create_user(s, "kj", "policy", department="市科学技术局", carry_over=True, now=t0)
+        users.create_user(s, "cz", "reviewer", department="市财政局", carry_over=True, now=t0)
+        users.create_user(s, "sw", "reviewer", department="市商务局", carry_over=True, now=t0)
         for uscc in (A, B, *[f"91430100MA4L{n:04d}0X" for n in range(8)]):
             s.add(
                 Payee(
@@ -320,3 +320,38 @@ def test_reject_needs_a_reason_and_frees_the_item_for_a_new_application(tx, tmp_
         again = apps.open_application(s, policy(), "subsidy", A, KNOWN, t0 + 2 * H)
         assert again.public_id != pid
         assert s.scalar(select(Application).where(Application.public_id == pid)).state == "rejected"
+
+
+def test_a_region_scoped_reviewer_sees_only_its_regions_applications(tx, tmp_path: Path, t0, staff) -> None:
+    from payouts import departments
+
+    p = policy()
+    in_region = {**KNOWN, apps.REGION: Known("430102", "市场监督管理局", dt.date(2025, 5, 31))}
+    elsewhere = {**KNOWN, apps.REGION: Known("430203", "市场监督管理局", dt.date(2025, 5, 31))}
+    with tx() as s:
+        mine = apps.open_application(s, p, "subsidy", A, in_region, t0)
+        other = apps.open_application(s, p, "subsidy", B, elsewhere, t0)
+        assert (mine.region_code, other.region_code) == ("430102", "430203")
+        assert "region_code" not in apps.prefilled(mine)  # not a question of the form
+        users.create_user(s, "admin", "system_admin", now=t0)
+        departments.place(s, "市财政局", level="city", region_code="430100", parent=None, by="admin", now=t0)
+    for public_id, uscc in ((mine.public_id, A), (other.public_id, B)):
+        with tx() as s:
+            app = apps.of_enterprise(s, uscc, public_id)
+            actor = f"enterprise:{uscc}"
+            apps.save(
+                s,
+                p,
+                app,
+                given_answers={"projects": "3"},
+                given_fields={"rd_expense": "2,000,000"},
+                actor=actor,
+                now=t0,
+            )
+            apps.upload(s, p, app, "audit", PDF, "审计报告.pdf", tmp_path / "evidence", actor=actor, now=t0)
+            apps.submit(s, p, app, actor=actor, now=t0 + H)
+    with tx() as s:
+        assert [a.public_id for a in apps.queue(s, "cz")] == [mine.public_id]  # 市财政局 placed in 长沙
+        assert {a.public_id for a in apps.queue(s, "kj")} == {mine.public_id, other.public_id}  # unplaced
+        with pytest.raises(NotFoundError):
+            apps.for_department(s, "cz", other.public_id)

@@ -26,8 +26,8 @@ H = dt.timedelta(hours=1)
 @pytest.fixture
 def staff(tx, t0) -> None:
     with tx() as s:
-        users.create_user(s, "hr", "reviewer", department="市人力资源和社会保障局", now=t0)
-        users.create_user(s, "tax", "policy", department="国家税务总局某市税务局", now=t0)
+        users.create_user(s, "hr", "reviewer", department="市人力资源和社会保障局", carry_over=True, now=t0)
+        users.create_user(s, "tax", "policy", department="国家税务总局某市税务局", carry_over=True, now=t0)
 
 
 def _submit(tx, tmp_path: Path, t0, missing=PREMIUM, field="ui_premium_paid", value="12,345.60", data=PDF):

@@ -130,7 +130,7 @@ def test_a_staff_contact_is_checked_and_a_head_needs_a_department(tx) -> None:
 
     with tx() as s:
         users.create_user(s, "admin", "system_admin", now=t0)
-        users.create_user(s, "dept_rev", "reviewer", department=DEPT, now=t0)
+        users.create_user(s, "dept_rev", "reviewer", department=DEPT, carry_over=True, now=t0)
     with tx() as s, pytest.raises(RoleError, match="11 位手机号码"):
         users.set_contact(s, "dept_rev", phone="12345", email=None, head=False, by="admin", now=t0)
     with tx() as s, pytest.raises(RoleError, match=r"没有部门.*set-department"):

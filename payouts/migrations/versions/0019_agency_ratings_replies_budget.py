@@ -4,7 +4,7 @@ funding, against which batch approval is checked; offers found by when they were
 with its rating link goes to items paid lately).
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-07 11:45:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from payouts.sqltypes import Money, UtcDateTime
 
 revision = "0019"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
