@@ -377,14 +377,25 @@ def _match_and_write(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         con.execute(f"COPY ({query}) TO '{out / (name + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)")
 
 
-def handwritten(snapshot: Path, out: Path, as_of: dt.date = AS_OF) -> dict[str, dict[str, int]]:
-    """The hand-written run: validate, profile, match, write under `out`; the rejected rows per table and rule."""
+def handwritten(
+    snapshot: Path, out: Path, as_of: dt.date = AS_OF, timings: dict[str, float] | None = None
+) -> dict[str, dict[str, int]]:
+    """The hand-written run: validate, profile, match, write under `out`; the rejected rows per table and
+    rule. `timings` receives the seconds of each step (load, profile, match + write)."""
     out.mkdir(parents=True, exist_ok=True)
     con = connect(temp_dir=out / ".spill")
+    con.execute("SET enable_progress_bar = false")
+    seconds = timings if timings is not None else {}
     try:
+        t = time.perf_counter()
         rejected = _validate(con, snapshot, as_of)
+        seconds["load"] = time.perf_counter() - t
+        t = time.perf_counter()
         _profile(con, as_of)
+        seconds["profile"] = time.perf_counter() - t
+        t = time.perf_counter()
         _match_and_write(con, out)
+        seconds["match + write"] = time.perf_counter() - t
     finally:
         con.close()
     return rejected
@@ -461,9 +472,10 @@ def run(
             wall, cpu = time.perf_counter(), _cpu_s()
             stages: dict[str, float] = {}
             if side == "handwritten":
-                handwritten(snapshot, out)
+                handwritten(snapshot, out, timings=stages)
             else:
                 con = connect(temp_dir=out / ".spill")
+                con.execute("SET enable_progress_bar = false")
                 try:
                     result = run_match(snapshot, policies, out, AS_OF, con=con)
                 finally:

@@ -6,11 +6,14 @@ table that cannot be used at all (missing file or column, unreadable file, a Par
 information) raises `SnapshotError` naming the file, the column and the fix.
 
 The rules are those of `matcher.snapshot_rules`, rendered as DuckDB SQL (the Spark loader runs the same
-trees). The work is set-based: each file is read once into a typed staging table (values that do not cast
-without loss keep their text for the report); codes are checked once per distinct value (USCC check
-characters, regions and industries: `matcher.codes`) and only the failing codes are kept for a
-semi-join; one query per table then flags every rule on every row and keeps the rejected rows, and the
-accepted table is all the others.
+trees). The work is set-based and reads each file once: one statement reads it into its table, typed
+(values that do not cast without loss keep their text for the report), in key order, with one bit per rule
+a row can be judged by alone (the row rules; the USCC check character, by `matcher.codes.uscc_valid_array`
+as a vectorised function, every code being distinct; orphans against the accepted enterprises). Regions
+and industries are checked once per distinct code and only the failing codes kept; duplicate keys are one
+GROUP BY. The rejected rows (few) are copied aside with a flag per rule for the report and deleted from
+the table, so the accepted rows are never copied; one last scan counts them, their NULLs and the
+fingerprint's content hash.
 """
 
 from __future__ import annotations
@@ -156,7 +159,10 @@ def load_snapshot(
     sources = {name: _source(directory, spec) for name, spec in SPECS.items()}
     readers = {name: _reader(con, SPECS[name], path) for name, path in sources.items() if path is not None}
     tables: dict[str, TableReport] = {}
-    con.create_function(_USCC_FUNCTION, uscc_valid_array, ["VARCHAR"], "BOOLEAN", type="arrow")
+    # The stubs of DuckDB 2 want its own type objects; the strings work on every supported version.
+    con.create_function(  # type: ignore[call-overload]
+        _USCC_FUNCTION, uscc_valid_array, ["VARCHAR"], "BOOLEAN", type="arrow"
+    )
     try:
         for name in TABLE_NAMES:  # enterprises first: the other tables reject rows of unknown enterprises
             spec, path = SPECS[name], sources[name]
@@ -487,8 +493,8 @@ def _settle(
     rules = [r for r in staged if r.rule != "orphan"]
     lookups: list[str] = []
     if spec.name == "enterprises":
-        for rule, lookup in _code_lookups(con, table):
-            rules.append(rule)
+        for code_rule, lookup in _code_lookups(con, table):
+            rules.append(code_rule)
             lookups.append(lookup)
     rules.append(_Rule("duplicate_key", ", ".join(spec.key), "d._dup", key_text))
     rules += orphan
