@@ -315,23 +315,23 @@ def _match_and_write(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """Per item: eligible, near miss, missing data; paid pairs dropped; the run folder's Parquet files."""
     selects = []
     for item in ITEMS:
-        verdicts = [_verdict(c) for c in item.conditions]
-        false = " + ".join(f"CASE WHEN ({v}) = false THEN 1 ELSE 0 END" for v in verdicts)
-        unknown = " + ".join(f"CASE WHEN ({v}) IS NULL THEN 1 ELSE 0 END" for v in verdicts)
+        # Each verdict once per enterprise (k0, k1, ...), then counted and read by the outer query.
+        verdicts = ", ".join(f"{_verdict(c)} AS k{n}" for n, c in enumerate(item.conditions))
+        ks = [f"k{n}" for n in range(len(item.conditions))]
+        false = " + ".join(f"CAST({k} IS FALSE AS INTEGER)" for k in ks)
+        unknown = " + ".join(f"CAST({k} IS NULL AS INTEGER)" for k in ks)
         amount_null = " OR ".join(f"p.{f} IS NULL" for f in item.amount_fields) or "false"
         which = (
             "CASE "
-            + " ".join(
-                f"WHEN ({v}) = false THEN '{c.id}'" for v, c in zip(verdicts, item.conditions, strict=True)
-            )
+            + " ".join(f"WHEN {k} IS FALSE THEN '{c.id}'" for k, c in zip(ks, item.conditions, strict=True))
             + " END"
         )
         value = (
             "CASE "
             + " ".join(
-                f"WHEN ({v}) = false THEN "
+                f"WHEN {k} IS FALSE THEN "
                 + " || '; ' || ".join(f"'{f}=' || coalesce(CAST(p.{f} AS VARCHAR), 'NULL')" for f in c.fields)
-                for v, c in zip(verdicts, item.conditions, strict=True)
+                for k, c in zip(ks, item.conditions, strict=True)
             )
             + " END"
         )
@@ -350,7 +350,8 @@ def _match_and_write(con: duckdb.DuckDBPyConnection, out: Path) -> None:
               CASE WHEN f = 1 AND u = 0 THEN {which} END AS condition_id,
               CASE WHEN f = 1 AND u = 0 THEN {value} END AS value,
               CASE WHEN f = 0 AND (u > 0 OR an) THEN {fields} END AS fields
-            FROM (SELECT p.*, {false} AS f, {unknown} AS u, {amount_null} AS an FROM profile p) p
+            FROM (SELECT *, {false} AS f, {unknown} AS u, {amount_null} AS an
+                  FROM (SELECT p.*, {verdicts} FROM profile p) p) p
             WHERE f = 0 OR (f = 1 AND u = 0)"""
         )
     con.execute("CREATE TABLE results AS " + " UNION ALL ".join(selects))

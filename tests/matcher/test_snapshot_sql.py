@@ -179,3 +179,27 @@ def test_a_load_leaves_its_connection_as_it_found_it_even_when_a_table_is_refuse
     again = load_snapshot(good, con)  # the same connection loads again, with the same result
     assert again.fingerprint == first.fingerprint and again.rejected_total == 0
     assert _functions(con) == 0
+
+
+@pytest.mark.parametrize("parquet", [False, True], ids=["csv", "parquet"])
+def test_a_load_for_a_match_run_keeps_the_same_rows_report_and_fingerprint_without_ordering(
+    tmp_path: Path, parquet: bool
+) -> None:
+    folder, _ = _large(tmp_path, parquet)
+    ordered_con, unordered_con = duckdb.connect(), duckdb.connect()
+    ordered = load_snapshot(folder, ordered_con)
+    unordered = load_snapshot(folder, unordered_con, ordered=False)
+    assert unordered.fingerprint == ordered.fingerprint
+    for name, table in ordered.tables.items():
+        other = unordered.tables[name]
+        assert (other.rows_read, other.rows_accepted, other.rejected, other.examples, other.nulls) == (
+            table.rows_read,
+            table.rows_accepted,
+            table.rejected,
+            table.examples,
+            table.nulls,
+        ), name
+        assert (
+            unordered_con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
+            == ordered_con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
+        ), name
