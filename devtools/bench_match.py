@@ -145,7 +145,7 @@ def run_bench(
     con = connect(memory_limit=memory_limit, temp_dir=work / "spill")
     say("载入并校验快照")
     t = time.perf_counter()
-    load_snapshot(snapshot, con)
+    load_snapshot(snapshot, con, ordered=False)  # as a match run loads it
     load_s = time.perf_counter() - t
     t = time.perf_counter()
     profile = build_profile(con, 2024, AS_OF)

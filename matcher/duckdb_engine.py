@@ -74,7 +74,7 @@ class DuckDBEngine(Engine):
         return self.con.execute(tree.sql("duckdb", copy=False)).fetchall()
 
     def load_snapshot(self, location: str) -> SnapshotReport:
-        return load_snapshot(Path(location), self.con)
+        return load_snapshot(Path(location), self.con, ordered=False)  # the run orders what it reads
 
     def apply_overrides(self, source: OverrideSource) -> dict[str, Any] | None:
         return apply_overrides(self.con, load_overrides(source))  # verified values, over the loaded tables

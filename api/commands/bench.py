@@ -146,3 +146,39 @@ def console_lists(
             set_password(s, name, password, "system", at)
     engine.dispose()
     bench_console.run(url, password, clients, repeats, workers, work)
+
+
+@app.command(
+    "handwritten",
+    help="基准测试：zhida match 与手写 DuckDB 脚本做同样的工作（校验、画像、匹配、写出），交替运行并给出用时比",
+)
+def handwritten(
+    enterprises: int = typer.Option(1_000_000, "--enterprises", "-n", min=1000, help="合成企业户数"),
+    rounds: int = typer.Option(3, "--rounds", min=1, max=20, help="每一方运行的次数（交替进行）"),
+    work: Path = typer.Option(Path("var/bench-handwritten"), help="合成快照、政策与结果的目录"),
+    seed: int = typer.Option(0, "--seed", min=0),
+) -> None:
+    from devtools.bench_handwritten import run
+
+    done, diff = run(enterprises, work, rounds=rounds, seed=seed, say=lambda m: console.print(m))
+    table = Table(title=f"zhida match 与手写 DuckDB：{enterprises:,} 户企业 × 7 项政策")
+    for col in ("轮次", "一方", "用时（秒）", "CPU（秒）", "各阶段（秒）"):
+        table.add_column(col, justify="left" if col in ("一方", "各阶段（秒）") else "right")
+    for n, r in enumerate(done):
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r.stages.items() if k != "total")
+        table.add_row(str(n // 2 + 1), r.side, f"{r.wall_s:.2f}", f"{r.cpu_s:.2f}", stages)
+    console.print(table)
+    hand = [r for r in done if r.side == "handwritten"]
+    ours = [r for r in done if r.side == "zhida"]
+    for label, pick in (("wall", lambda r: r.wall_s), ("cpu", lambda r: r.cpu_s)):
+        h, z = sorted(pick(r) for r in hand), sorted(pick(r) for r in ours)
+        console.print(
+            f"{label}: handwritten {h[0]:.2f}–{h[-1]:.2f} s, zhida match {z[0]:.2f}–{z[-1]:.2f} s, "
+            f"ratio (medians) {z[len(z) // 2] / h[len(h) // 2]:.2f}"
+        )
+    console.print(
+        "disagreement (rows in one output and not the other): "
+        + ", ".join(f"{k} {v}" for k, v in diff.items())
+    )
+    if any(diff.values()):
+        raise typer.Exit(1)
