@@ -341,7 +341,7 @@ class Offer(SQLModel, table=True):
     # The enterprise's industry section (GB/T 4754 门类 letter) and size class (large/medium/small/micro)
     # as the run's profile had them, for the review queue's filters; NULL when the run folder lacks them.
     industry_section: str | None = Field(default=None, sa_type=String(1))
-    size_class: str | None = Field(default=None, sa_type=String(8))
+    size_class: str | None = Field(default=None, sa_type=String(16))
     amount: Decimal = Field(sa_type=Money)
     amount_before_allocation: Decimal = Field(sa_type=Money)
     payee_id: int = Field(sa_type=BigKey, foreign_key="payee.id")
