@@ -21,6 +21,7 @@ from psycopg import sql
 from sqlalchemy import Column as SqlColumn
 from sqlalchemy import (
     ColumnElement,
+    Index,
     MetaData,
     Select,
     Table,
@@ -32,7 +33,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Session
 
 if TYPE_CHECKING:  # pyarrow is loaded by the functions that use it: a command's start stays quick
@@ -112,11 +113,12 @@ def among(session: Session, column: ColumnElement[Any], values: Iterable[str | i
 _scratch = MetaData()
 
 
-def scratch_table(session: Session, name: str, *columns: SqlColumn[Any]) -> Table:
+def scratch_table(session: Session, name: str, *columns: SqlColumn[Any] | Index) -> Table:
     """An empty temporary table `name` for this transaction (dropped at commit on PostgreSQL, emptied
     before each use on SQLite, where temporary tables live as long as the connection).
 
-    The same `name` must always come with the same columns.
+    The same `name` must always come with the same columns. Indexes given with the columns are not made
+    here but by `index_scratch`, once the table is filled.
     """
     table = _scratch.tables.get(name)
     if table is None:
@@ -125,6 +127,15 @@ def scratch_table(session: Session, name: str, *columns: SqlColumn[Any]) -> Tabl
     conn.execute(CreateTable(table, if_not_exists=True))
     conn.execute(delete(table))
     return table
+
+
+def index_scratch(session: Session, table: Table) -> None:
+    """Build the indexes declared with a scratch table, once it is filled (quicker than keeping them up to
+    date row by row), and give the planner its statistics."""
+    conn = session.connection()
+    for index in sorted(table.indexes, key=lambda i: i.name or ""):
+        conn.execute(CreateIndex(index, if_not_exists=True))
+    analyze(session, table)
 
 
 def analyze(session: Session, table: Table) -> None:
