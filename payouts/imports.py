@@ -571,9 +571,7 @@ def import_run(
     for payees_held, reason in [*unsafe, (no_account, NO_ACCOUNT)]:
         offers.move_selected(
             session,
-            select(o.c.id).where(
-                of_run, o.c.state == OfferState.DRAFTED.value, o.c.payee_id.in_(payees_held)
-            ),
+            select(o.c.id).where(of_run, o.c.payee_id.in_(payees_held)),
             OfferState.DRAFTED,
             OfferState.HELD,
             actor=by,

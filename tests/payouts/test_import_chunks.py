@@ -55,8 +55,14 @@ def test_a_run_larger_than_one_chunk_is_imported_whole_with_the_digest_of_all_it
         payees = {p.id: p for p in s.scalars(select(Payee))}
         assert len(payees) == ENTERPRISES
         assert all(payees[o.payee_id].uscc == o.uscc for o in offers)
-        held = {o.uscc for o in offers if o.state == "held"}
-        assert held == {ex.uscc(7)}
+        held = [o for o in offers if o.state == "held"]
+        assert {o.uscc for o in held} == {ex.uscc(7)}
+        for o in held:  # created, then held at once, each change in the log
+            history = audit.history(s, "offer", o.public_id)
+            assert [(e.from_state, e.to_state, e.reason) for e in history] == [
+                (None, "drafted", None),
+                ("drafted", "held", "无对公账户"),
+            ]
         assert {o.state for o in offers if o.uscc != ex.uscc(7)} == {"drafted"}
 
         # The import event's digest is the digest of every offer's public id, as it was before the
