@@ -118,7 +118,7 @@ def scratch_table(session: Session, name: str, *columns: SqlColumn[Any] | Index)
     before each use on SQLite, where temporary tables live as long as the connection).
 
     The same `name` must always come with the same columns. Indexes given with the columns are not made
-    here but by `index_scratch`, once the table is filled.
+    here but by `index_scratch`, once the table is filled, and only where they are needed (SQLite).
     """
     table = _scratch.tables.get(name)
     if table is None:
@@ -130,12 +130,15 @@ def scratch_table(session: Session, name: str, *columns: SqlColumn[Any] | Index)
 
 
 def index_scratch(session: Session, table: Table) -> None:
-    """Build the indexes declared with a scratch table, once it is filled (quicker than keeping them up to
-    date row by row), and give the planner its statistics."""
+    """Make a filled scratch table ready for joins: on SQLite, which joins by nested loops, build the
+    indexes declared with it (once filled: quicker than keeping them up to date row by row); on
+    PostgreSQL, which hashes, give the planner its statistics instead."""
     conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        analyze(session, table)
+        return
     for index in sorted(table.indexes, key=lambda i: i.name or ""):
         conn.execute(CreateIndex(index, if_not_exists=True))
-    analyze(session, table)
 
 
 def analyze(session: Session, table: Table) -> None:

@@ -537,6 +537,10 @@ def import_run(
         "updated_at",
     ]
     session.execute(insert(o).from_select(names, rows))
+    # The planner's statistics, with this transaction's rows in them: without, the moves below join the
+    # offers as if the tables were as small as they were before.
+    bulkload.analyze(session, payee)
+    bulkload.analyze(session, o)
     t3 = time.perf_counter()
     result.seconds["offers"] = t3 - t2
 
