@@ -332,13 +332,39 @@ def _bulk_event(event: Event, count: int, digest: str, **extra: Any) -> Event:
 
 
 def append_bulk_query(
-    session: Session, event: Event, members: Select[tuple[str]], at: dt.datetime, *, chunk: int = 50_000
+    session: Session,
+    event: Event,
+    members: Select[tuple[str]],
+    at: dt.datetime,
+    *,
+    chunk: int = 50_000,
+    listed: bool = True,
 ) -> int:
     """`append_bulk` for members given as a query of their ids (one column, no duplicates), for sets
     too large to hold: the digest is computed while streaming them in order, and `audit_member` is
-    filled by INSERT ... SELECT. Returns the event's seq (0 if there are no members).
+    filled by INSERT ... SELECT (unless `listed` is false: the creation of a run's offers, as in
+    `append_bulk`). Returns the event's seq (0 if there are no members).
     """
+    if not listed and (event.action, event.entity) != ("import", "offers"):
+        raise ValueError("only the creation of a run's offers may leave its members unlisted")
     session.flush()
+    count, digest = streamed_digest(session, members, chunk=chunk)
+    if not count:
+        return 0
+    extra = {} if listed else {"members_of": "run"}
+    seq = append(session, [_bulk_event(event, count, digest, **extra)], at)
+    if listed:
+        (column,) = members.subquery().c
+        member = AuditMember.__table__
+        session.execute(
+            insert(member).from_select(["seq", "entity_id"], select(literal(seq, BigInteger), column))
+        )
+    return seq
+
+
+def streamed_digest(session: Session, members: Select[tuple[str]], *, chunk: int = 50_000) -> tuple[int, str]:
+    """How many ids `members` selects and their `members_digest`, computed while streaming them in
+    binary order (the order of Python's `sorted`), `chunk` at a time: memory does not grow with them."""
     ids = members.subquery()
     (column,) = ids.c
     binary = column.collate("C") if session.connection().dialect.name == "postgresql" else column
@@ -347,14 +373,7 @@ def append_bulk_query(
     for part in session.execute(ordered).scalars().partitions():
         digest.update(("\n" if count else "").encode() + "\n".join(part).encode())
         count += len(part)
-    if not count:
-        return 0
-    seq = append(session, [_bulk_event(event, count, digest.hexdigest())], at)
-    member = AuditMember.__table__
-    session.execute(
-        insert(member).from_select(["seq", "entity_id"], select(literal(seq, BigInteger), column))
-    )
-    return seq
+    return count, digest.hexdigest()
 
 
 def record(
@@ -498,19 +517,20 @@ def _missing_anchors(anchors: dict[int, list[Checkpoint]], first: int, after: in
     ]
 
 
-def _members(session: Session, row: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+def _members(row: Mapping[str, Any], data: Mapping[str, Any]) -> Select[tuple[str]]:
+    """The ids a stored bulk event covers: its listed members, or the offers of its run."""
     if data.get("members_of") == "run":
         run = select(MatchRun.id).where(MatchRun.run_id == row["entity_id"]).scalar_subquery()
-        return list(session.scalars(select(Offer.public_id).where(Offer.match_run_id == run)).all())
-    return list(session.scalars(select(AuditMember.entity_id).where(AuditMember.seq == row["seq"])).all())
+        return select(Offer.public_id).where(Offer.match_run_id == run)
+    return select(AuditMember.entity_id).where(AuditMember.seq == row["seq"])
 
 
 def _check_members(session: Session, row: Mapping[str, Any]) -> list[str]:
     data = json.loads(row["data"])
-    ids = _members(session, row, data)
-    if len(ids) != data.get("count") or members_digest(ids) != data.get("members"):
+    count, digest = streamed_digest(session, _members(row, data))
+    if count != data.get("count") or digest != data.get("members"):
         return [
-            f"第 {row['seq']} 条涉及的对象清单与事件记录不符（{len(ids)} 个，事件记录 {data.get('count')} 个）"
+            f"第 {row['seq']} 条涉及的对象清单与事件记录不符（{count} 个，事件记录 {data.get('count')} 个）"
         ]
     return []
 

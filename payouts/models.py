@@ -375,7 +375,7 @@ class Offer(SQLModel, table=True):
     # The enterprise's industry section (GB/T 4754 门类 letter) and size class (large/medium/small/micro)
     # as the run's profile had them, for the review queue's filters; NULL when the run folder lacks them.
     industry_section: str | None = Field(default=None, sa_type=String(1))
-    size_class: str | None = Field(default=None, sa_type=String(8))
+    size_class: str | None = Field(default=None, sa_type=String(16))
     # The enterprise's region (GB/T 2260, 6 digits) from the profile: what region-scoped staff see
     # (payouts/scope.py). NULL until known: such an offer is seen only by staff of every region.
     region_code: str | None = Field(default=None, sa_type=String(6))

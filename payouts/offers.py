@@ -189,6 +189,9 @@ def _changes(
     return changes
 
 
+ANALYZE_AFTER = 10_000  # offers moved at once, from which `move_selected` refreshes the planner's statistics
+
+
 def move_selected(
     session: Session,
     ids: Select[tuple[int]],
@@ -212,6 +215,11 @@ def move_selected(
     session.flush()
     chosen = table.c.id.in_(ids)
     moved = session.execute(update(table).where(chosen, table.c.state == source.value).values(**changes))
+    if moved.rowcount >= ANALYZE_AFTER:
+        # The planner's statistics of the offers' states, with this move in them, now rather than when
+        # autovacuum comes by: the next bulk step (SMS claims after a release, a batch's lines) would
+        # otherwise be planned for a handful of released or confirmed offers and rescan them all per chunk.
+        bulkload.analyze(session, table)
     for obj in list(session.identity_map.values()):  # loaded offers are stale now; other objects are not
         if isinstance(obj, Offer):
             session.expire(obj)

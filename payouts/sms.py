@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, text, true, update
 from sqlmodel import Session
 
-from payouts import audit, offers, scope, tokens
+from payouts import audit, bulkload, offers, scope, tokens
 from payouts.audit import Event
 from payouts.db import PayoutSettings, transaction
 from payouts.errors import SmsError
@@ -541,6 +541,11 @@ def _send_in_chunks(
         finally:
             with transaction(engine) as session:
                 _settle_notices(session, gateway, claims, outcomes, now, settings, actor, result)
+    if result.sent >= offers.ANALYZE_AFTER:
+        # Many offers are notified now: the planner learns it before the next bulk step (the
+        # confirmations, reminders and expiry), which would otherwise be planned for none.
+        with transaction(engine) as session:
+            bulkload.analyze(session, Offer.__table__)
     return result
 
 
