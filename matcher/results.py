@@ -251,9 +251,12 @@ class RunResults:
         reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
         self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
         with self._lock:
             return self._con.cursor()
+
+    _cursor = cursor
 
     def close(self) -> None:
         self._con.close()

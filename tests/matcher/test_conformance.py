@@ -2,7 +2,8 @@
 
 `zhida match --snapshot snapshot --policies policies --as-of 2025-09-30 --out RUN` must give the expected
 candidates (with version, amount and amount before allocation, to the fen), near-misses and missing-data
-rows, compared as sets.
+rows, compared as sets. The near misses and missing data are kept compact (format 3) and compared through
+`zhida results export`, which writes them as format 2 did.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def match_into(out: Path) -> Path:
         str(out),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert not (out / "near_misses.parquet").exists()  # kept compact
+    export = [sys.executable, "-m", "api", "results", "export", "--run", str(out)]
+    done = subprocess.run(export, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
     return out
 
