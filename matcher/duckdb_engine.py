@@ -202,9 +202,7 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, row_group: int
     con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD{size})")
 
 
-def write_outputs(
-    con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, float] | None = None
-) -> None:
+def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, float] | None = None) -> None:
     """The Parquet files of Contract 4 (candidates, payees, contacts and the compact results) from a
     connection that ran the plan; seconds per file into `timings` if given."""
     from matcher.results import write_compact  # it imports this module's neighbours

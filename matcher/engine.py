@@ -62,6 +62,7 @@ def run_profile_name(year: int) -> str:
     """The view of one assessment year's profile with each enterprise's `rid` (`match_profiles` makes it)."""
     return f"run_profile_{year}"
 
+
 # Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines,
 # except that DuckDB writes the candidates in the same order with `write_candidates`.
 # The near-miss and missing-data rows are written as they are computed, in no order: Contract 4 compares

@@ -65,7 +65,10 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, row_group: int
 
 
 def _blocks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
-    return [(int(b), int(y)) for b, y in con.execute(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1").fetchall()]
+    return [
+        (int(b), int(y))
+        for b, y in con.execute(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1").fetchall()
+    ]
 
 
 def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, float]:
@@ -107,7 +110,9 @@ def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, float]
             f"JOIN {ITEMS} AS i ON i.item = b.item "
             f"LEFT JOIN {CONDITIONS} AS c ON c.item = b.item AND c.bit = b.fbits AND b.fbits <> 0"
         )
-    _copy(con, " UNION ALL ".join(statuses) + " ORDER BY block, pattern, item", out / runfolder.RESULT_STATUSES)
+    _copy(
+        con, " UNION ALL ".join(statuses) + " ORDER BY block, pattern, item", out / runfolder.RESULT_STATUSES
+    )
     _copy(
         con,
         "SELECT item, policy_id, item_id, block, year, budget IS NOT NULL OR grp IS NOT NULL AS allocated, "
@@ -170,7 +175,9 @@ class _ByUscc:
         self.path = path
         self.metadata = pq.ParquetFile(path).metadata
         column = self.metadata.schema.to_arrow_schema().get_field_index("uscc")
-        stats = [self.metadata.row_group(i).column(column).statistics for i in range(self.metadata.num_row_groups)]
+        stats = [
+            self.metadata.row_group(i).column(column).statistics for i in range(self.metadata.num_row_groups)
+        ]
         self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
         self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
 
@@ -247,7 +254,10 @@ class RunResults:
         self.allocated: dict[str, list[dict[str, Any]]] = {}
         for row in allocated.to_pylist():
             self.allocated.setdefault(row["uscc"], []).append(row)
-        self.paid = {(r["uscc"], r["policy_id"], r["item_id"]) for r in pq.read_table(f / runfolder.RESULT_PAID).to_pylist()}
+        self.paid = {
+            (r["uscc"], r["policy_id"], r["item_id"])
+            for r in pq.read_table(f / runfolder.RESULT_PAID).to_pylist()
+        }
         reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
         self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
 
@@ -319,7 +329,11 @@ class RunResults:
                 base = f"SELECT policy_id, item_id, uscc, fields FROM ({base})"
             parts.append(base)
         if not parts:
-            empty = "NULL::VARCHAR AS condition_id, NULL::VARCHAR AS value" if name == "near_misses" else "NULL::VARCHAR[] AS fields"
+            empty = (
+                "NULL::VARCHAR AS condition_id, NULL::VARCHAR AS value"
+                if name == "near_misses"
+                else "NULL::VARCHAR[] AS fields"
+            )
             return f"SELECT NULL::VARCHAR AS policy_id, NULL::VARCHAR AS item_id, NULL::VARCHAR AS uscc, {empty} WHERE false"
         return " UNION ALL ".join(parts)
 
@@ -364,10 +378,16 @@ class RunResults:
             con.register("statuses", self.statuses)
 
     def count(self, name: ListName, s: Slice = Slice()) -> int:
-        row = self._cursor().execute(f"SELECT count(*) FROM ({self.list_sql(name, s, values=False)})").fetchone()
+        row = (
+            self._cursor()
+            .execute(f"SELECT count(*) FROM ({self.list_sql(name, s, values=False)})")
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
-    def page(self, name: ListName, s: Slice = Slice(), *, offset: int = 0, limit: int = 50) -> list[tuple[Any, ...]]:
+    def page(
+        self, name: ListName, s: Slice = Slice(), *, offset: int = 0, limit: int = 50
+    ) -> list[tuple[Any, ...]]:
         """Rows `offset` to `offset + limit` of the list in (policy_id, item_id, uscc) order, a near miss
         with its values."""
         cur = self._cursor()
@@ -393,8 +413,16 @@ class RunResults:
             profile = pa.concat_tables([self.profiles[year].rows(u) for u in usccs])
             cur = self._cursor()
             cur.register("p", profile)
-            cur.register("k", pa.table({"n": [n for n in rows], "uscc": [keys[n][2] for n in rows],
-                                        "read": [keys[n][4] for n in rows]}))
+            cur.register(
+                "k",
+                pa.table(
+                    {
+                        "n": [n for n in rows],
+                        "uscc": [keys[n][2] for n in rows],
+                        "read": [keys[n][4] for n in rows],
+                    }
+                ),
+            )
             for n, v in cur.execute(
                 f"SELECT k.n, {self._value_sql('k')} FROM k JOIN p ON p.uscc = k.uscc"
             ).fetchall():
@@ -405,7 +433,11 @@ class RunResults:
     def export(self, name: ListName, path: Path, s: Slice = Slice()) -> int:
         """Write the slice of the list as one Parquet file with format 2's columns and types; its rows."""
         cur = self._cursor()
-        columns = "policy_id, item_id, uscc, condition_id, value" if name == "near_misses" else "policy_id, item_id, uscc, fields"
+        columns = (
+            "policy_id, item_id, uscc, condition_id, value"
+            if name == "near_misses"
+            else "policy_id, item_id, uscc, fields"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         cur.execute(
             f"COPY (SELECT {columns} FROM ({self.list_sql(name, s)})) TO '{str(path).replace(chr(39), chr(39) * 2)}' "
@@ -440,7 +472,10 @@ class RunResults:
         out: dict[tuple[str, str], Result] = {}
         for a in self.allocated.get(uscc, ()):
             out[(a["policy_id"], a["item_id"])] = Result(
-                a["policy_id"], a["item_id"], "candidate", amount=_money(a["amount"]),
+                a["policy_id"],
+                a["item_id"],
+                "candidate",
+                amount=_money(a["amount"]),
                 amount_before_allocation=_money(a["amount_before_allocation"]),
             )
         computed: dict[int, list[tuple[str, dict[str, Any], str]]] = {}  # year -> (alias, row, sql)
@@ -456,7 +491,9 @@ class RunResults:
                 if values and r["read"]:
                     computed.setdefault(item["year"], []).append((f"v{n}", r, self._value[r["read"]]))
             else:
-                out[key] = Result(*key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f))
+                out[key] = Result(
+                    *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
+                )
         for year, wanted in computed.items():
             profile = self.profiles[year].rows(uscc)
             cur = self._cursor()

@@ -55,6 +55,7 @@ def has_compact_results(folder: Path) -> bool:
     """Whether the run folder keeps its near misses and missing data compact (format 3 and later)."""
     return (folder / RESULT_STATUSES).exists()
 
+
 MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
 POLICY_KEYS = (
     "id",

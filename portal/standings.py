@@ -344,15 +344,67 @@ class Standings:
         rows: list[tuple[Any, ...]] = []
         for r in view.results.standing(uscc):
             if r.status == "candidate":
-                rows.append(("candidate", r.policy_id, r.item_id, None, None, r.amount_before_allocation, r.amount, None, None, None))
+                rows.append(
+                    (
+                        "candidate",
+                        r.policy_id,
+                        r.item_id,
+                        None,
+                        None,
+                        r.amount_before_allocation,
+                        r.amount,
+                        None,
+                        None,
+                        None,
+                    )
+                )
             elif r.status == "near_miss":
-                rows.append(("near_miss", r.policy_id, r.item_id, r.condition_id, r.value, None, None, None, None, None))
+                rows.append(
+                    (
+                        "near_miss",
+                        r.policy_id,
+                        r.item_id,
+                        r.condition_id,
+                        r.value,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
             else:
-                rows.append(("missing", r.policy_id, r.item_id, None, None, ";".join(r.fields), None, None, None, None))
+                rows.append(
+                    (
+                        "missing",
+                        r.policy_id,
+                        r.item_id,
+                        None,
+                        None,
+                        ";".join(r.fields),
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
         if view.contacts is not None:
             for c in view.contacts.rows(uscc).to_pylist():
                 region = c.get("region_code")
-                rows.append(("payee", None, None, None, None, None, None, c["name"], c["contact_phone"], None if region is None else str(region)))
+                rows.append(
+                    (
+                        "payee",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        c["name"],
+                        c["contact_phone"],
+                        None if region is None else str(region),
+                    )
+                )
         return rows
 
     def near_missed(self, run: MatchRun) -> list[str]:
@@ -362,7 +414,9 @@ class Standings:
             cur = view.results.cursor()
             try:
                 sql = view.results.list_sql("near_misses", values=False)
-                return [u for (u,) in cur.execute(f"SELECT DISTINCT uscc FROM ({sql}) ORDER BY uscc").fetchall()]
+                return [
+                    u for (u,) in cur.execute(f"SELECT DISTINCT uscc FROM ({sql}) ORDER BY uscc").fetchall()
+                ]
             finally:
                 cur.close()
         assert view.cache is not None

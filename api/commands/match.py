@@ -259,6 +259,8 @@ def bench(
             "summary_s": round(r.summary_s, 3),
             "write_s": None if r.write_s is None else round(r.write_s, 3),
             "peak_rss_gib": round(r.peak_rss_gib, 3),
+            "total_s": round(r.total_s, 3),
+            "files": {k: round(v, 3) for k, v in r.files.items()},
         }
         rows = [
             ("载入并校验快照", f"{r.load_s:.2f} s"),
@@ -268,6 +270,7 @@ def bench(
             ("分配（已兑现/就高/预算）", f"{r.allocate_s:.2f} s"),
             ("汇总（每事项计数与金额）", f"{r.summary_s:.2f} s"),
             ("写出结果（视图 + Contract 4 文件）", "未写出" if r.write_s is None else f"{r.write_s:.2f} s"),
+            *((f"  写出 {name}", f"{seconds:.2f} s") for name, seconds in r.files.items()),
             ("匹配 ÷ 原始扫描", f"{r.match_vs_scan:.1f}×"),
             ("峰值内存（RSS）", f"{r.peak_rss_gib:.2f} GiB"),
             ("rule-engine 逐户（每对）", f"{r.reference_per_pair_s * 1e6:.1f} µs"),
@@ -303,6 +306,8 @@ def bench(
     console.print(table)
     if statements and engine == "duckdb":
         console.print(_statements_table(r, statements))
+    if engine == "duckdb":  # last: from the snapshot on disk to every output (its generation excluded)
+        console.print(f"total: {r.total_s:.1f} s, peak RSS: {r.peak_rss_gib:.2f} GiB")
 
 
 def _statements_table(r: BenchResult, top: int) -> Table:

@@ -41,7 +41,9 @@ def _oracle(con: duckdb.DuckDBPyConnection) -> tuple[set, set, set]:  # type: ig
         ).fetchall()
     }
     candidates = set(
-        con.execute("SELECT policy_id, item_id, uscc, amount, amount_before_allocation FROM candidates").fetchall()
+        con.execute(
+            "SELECT policy_id, item_id, uscc, amount, amount_before_allocation FROM candidates"
+        ).fetchall()
     )
     return near, missing, candidates
 
@@ -49,14 +51,24 @@ def _oracle(con: duckdb.DuckDBPyConnection) -> tuple[set, set, set]:  # type: ig
 @settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 @given(data=st.data())
-def test_on_demand_answers_equal_the_materialised_rows(con: duckdb.DuckDBPyConnection, data: st.DataObject) -> None:
-    texts = [data.draw(policy_text(f"p{n}", "g" if n < 2 else None)) for n in range(data.draw(st.integers(1, 3)))]
+def test_on_demand_answers_equal_the_materialised_rows(
+    con: duckdb.DuckDBPyConnection, data: st.DataObject
+) -> None:
+    texts = [
+        data.draw(policy_text(f"p{n}", "g" if n < 2 else None)) for n in range(data.draw(st.integers(1, 3)))
+    ]
     policies = [parse_policy_text(t, f"p{n}.yaml") for n, t in enumerate(texts)]
     rows = [data.draw(profile_row(n)) for n in range(data.draw(st.integers(1, 25)))]
-    paid = data.draw(st.lists(st.sampled_from([(r["uscc"], p.id) for r in rows for p in policies]), max_size=3))
+    paid = data.draw(
+        st.lists(st.sampled_from([(r["uscc"], p.id) for r in rows for p in policies]), max_size=3)
+    )
     con.execute(
         "CREATE OR REPLACE TABLE paid_t (uscc VARCHAR, policy_id VARCHAR, item_id VARCHAR, period VARCHAR, "
         "amount DECIMAL(18,2))"
@@ -86,12 +98,29 @@ def test_on_demand_answers_equal_the_materialised_rows(con: duckdb.DuckDBPyConne
             for row in rows:
                 u = row["uscc"]
                 want = sorted(
-                    [(p, i, "candidate", None, None, (), format(a, "f"), format(b, "f")) for p, i, uu, a, b in candidates if uu == u]
+                    [
+                        (p, i, "candidate", None, None, (), format(a, "f"), format(b, "f"))
+                        for p, i, uu, a, b in candidates
+                        if uu == u
+                    ]
                     + [(p, i, "near_miss", c, v, (), None, None) for p, i, uu, c, v in near if uu == u]
-                    + [(p, i, "missing_data", None, None, f, None, None) for p, i, uu, f in missing if uu == u]
+                    + [
+                        (p, i, "missing_data", None, None, f, None, None)
+                        for p, i, uu, f in missing
+                        if uu == u
+                    ]
                 )
                 got = sorted(
-                    (r.policy_id, r.item_id, r.status, r.condition_id, r.value, r.fields, r.amount, r.amount_before_allocation)
+                    (
+                        r.policy_id,
+                        r.item_id,
+                        r.status,
+                        r.condition_id,
+                        r.value,
+                        r.fields,
+                        r.amount,
+                        r.amount_before_allocation,
+                    )
                     for r in results.standing(u)
                 )
                 assert got == want, context
@@ -101,14 +130,19 @@ def test_on_demand_answers_equal_the_materialised_rows(con: duckdb.DuckDBPyConne
             for p, i, *_ in sorted(near)[:3]:
                 prefix = data.draw(st.sampled_from(["", "3208", "320803", "33"]))
                 want_page = sorted(
-                    (pp, ii, u, c, v) for pp, ii, u, c, v in near
-                    if (pp, ii) == (p, i) and (region[u] or "").startswith(prefix) and (prefix == "" or region[u])
+                    (pp, ii, u, c, v)
+                    for pp, ii, u, c, v in near
+                    if (pp, ii) == (p, i)
+                    and (region[u] or "").startswith(prefix)
+                    and (prefix == "" or region[u])
                 )
                 s = Slice(policy_id=p, item_id=i, region=prefix or None)
                 assert results.count("near_misses", s) == len(want_page), context
                 assert results.page("near_misses", s, limit=2) == want_page[:2], context
                 assert results.page("near_misses", s, offset=2, limit=5) == want_page[2:7], context
             for c in {c for *_, c, _ in near}:
-                assert results.count("near_misses", Slice(condition_id=c)) == sum(1 for r in near if r[3] == c)
+                assert results.count("near_misses", Slice(condition_id=c)) == sum(
+                    1 for r in near if r[3] == c
+                )
         finally:
             results.close()
