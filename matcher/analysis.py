@@ -26,11 +26,11 @@ import pandas as pd
 from rule_engine import ast
 
 from matcher import runfolder
-from matcher.results import open_results
 from matcher.codes import industry_name, region_name
 from matcher.compile import amount_sql
 from matcher.duckdb_engine import connect
 from matcher.profile import build_profile
+from matcher.results import open_results
 from matcher.runfolder import Manifest
 from matcher.simulate import simulate
 from matcher.snapshot import SnapshotReport, load_snapshot

@@ -247,7 +247,10 @@ class RunResults:
         self._con.unregister("statuses_arrow")
         keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
         self._keys = keys
-        self._status_rows = self.statuses.to_pylist() if self.statuses.num_rows <= 2_000_000 else None
+        # The statuses as Python rows when few (a standing then slices a list), else sliced from Arrow.
+        self._status_rows: list[dict[str, Any]] | None = (
+            self.statuses.to_pylist() if self.statuses.num_rows <= 2_000_000 else None
+        )
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
         allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
@@ -450,10 +453,12 @@ class RunResults:
 
     def _statuses_of(self, block: int, pattern: int) -> list[dict[str, Any]]:
         key = block << 32 | pattern
-        lo, hi = np.searchsorted(self._keys, key, "left"), np.searchsorted(self._keys, key, "right")
+        lo = int(np.searchsorted(self._keys, key, "left"))
+        hi = int(np.searchsorted(self._keys, key, "right"))
         if self._status_rows is not None:
             return self._status_rows[lo:hi]
-        return self.statuses.slice(lo, hi - lo).to_pylist()
+        rows: list[dict[str, Any]] = self.statuses.slice(lo, hi - lo).to_pylist()
+        return rows
 
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or

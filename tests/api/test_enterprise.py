@@ -32,7 +32,7 @@ from api.enterprise_auth import OidcProvider
 from api.routes.enterprise import OIDC_FAILED
 from payouts.db import transaction
 from payouts.models import AuditEvent, MatchRun
-from portal import identity, standings
+from portal import identity
 from portal.models import LoginCode
 from tests.api.conftest import World, confirmed_batch, copy_world
 from tests.staff import fix_account

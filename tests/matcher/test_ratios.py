@@ -399,7 +399,9 @@ def test_rd_ratio_of_exactly_five_percent_meets_not_below_five_percent(tmp_path:
     exported = tmp_path / "near.parquet"
     done = subprocess.run(
         [sys.executable, "-m", "api", "results", "near-misses", "--run", str(out), "--out", str(exported)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr + done.stdout
     near = duckdb.sql(f"SELECT item_id, uscc, value FROM read_parquet('{exported}') ORDER BY ALL").fetchall()
