@@ -182,12 +182,20 @@ class _ByUscc:
         self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
 
     def rows(self, uscc: str) -> pa.Table:
-        groups = list(range(bisect.bisect_left(self.maxs, uscc), bisect.bisect_right(self.mins, uscc)))
+        return self.rows_of([uscc])
+
+    def rows_of(self, usccs: Sequence[str]) -> pa.Table:
+        """The rows of some enterprises, each row group read once."""
+        groups = sorted(
+            {g for u in usccs for g in range(bisect.bisect_left(self.maxs, u), bisect.bisect_right(self.mins, u))}
+        )
         if not groups:
             return pq.ParquetFile(self.path, metadata=self.metadata).schema_arrow.empty_table()
         # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
         table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups)
-        return table.filter(pc.equal(table["uscc"], uscc))
+        if len(usccs) == 1:
+            return table.filter(pc.equal(table["uscc"], usccs[0]))
+        return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
 
 
 @dataclass(frozen=True)
@@ -243,14 +251,13 @@ class RunResults:
         self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
         self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES)
         self._con.register("statuses_arrow", self.statuses)
-        self._con.execute("CREATE TABLE statuses AS SELECT * FROM statuses_arrow")
+        self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
         self._con.unregister("statuses_arrow")
         keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
         self._keys = keys
-        # The statuses as Python rows when few (a standing then slices a list), else sliced from Arrow.
-        self._status_rows: list[dict[str, Any]] | None = (
-            self.statuses.to_pylist() if self.statuses.num_rows <= 2_000_000 else None
-        )
+        # The statuses' columns as Python lists: a standing slices them (column-wise is ten times faster to
+        # convert than row by row).
+        self._columns = {name: self.statuses[name].to_pylist() for name in self.statuses.column_names}
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
         allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
@@ -317,7 +324,7 @@ class RunResults:
             enterprises = _parquet(self.folder / runfolder.RESULT_ENTERPRISES)
             base = (
                 f"SELECT s.policy_id, s.item_id, e.uscc, {sel}, s.read FROM read_parquet('{enterprises}') AS e "
-                f"JOIN (SELECT * FROM statuses AS s WHERE {cond}) AS s ON s.pattern = e.p{b}{filt}"
+                f"JOIN (SELECT * FROM run_statuses AS s WHERE {cond}) AS s ON s.pattern = e.p{b}{filt}"
             )
             if values and name == "near_misses":
                 profile = _parquet(self.folder / runfolder.result_profile(year))
@@ -372,13 +379,13 @@ class RunResults:
     def list_sql(self, name: ListName, s: Slice = Slice(), *, values: bool = True) -> str:
         """SQL of the list's rows as Contract 4 format 2 wrote them (near misses: policy_id, item_id, uscc,
         condition_id, value; missing data: policy_id, item_id, uscc, fields), unordered; for another DuckDB
-        connection too (it reads files only, and `statuses` when compact: use `register`)."""
+        connection too (it reads files only, and `run_statuses` when compact: use `register`)."""
         return self._compact_sql(name, s, values) if self.compact else self._legacy_sql(name, s)
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Make `list_sql` runnable on another connection."""
         if self.compact:
-            con.register("statuses", self.statuses)
+            con.register("run_statuses", self.statuses)
 
     def count(self, name: ListName, s: Slice = Slice()) -> int:
         row = (
@@ -413,7 +420,7 @@ class RunResults:
                 by_year.setdefault(self.by_key[(p, i)]["year"], []).append(n)
         for year, rows in by_year.items():
             usccs = sorted({keys[n][2] for n in rows})
-            profile = pa.concat_tables([self.profiles[year].rows(u) for u in usccs])
+            profile = self.profiles[year].rows_of(usccs)
             cur = self._cursor()
             cur.register("p", profile)
             cur.register(
@@ -455,10 +462,7 @@ class RunResults:
         key = block << 32 | pattern
         lo = int(np.searchsorted(self._keys, key, "left"))
         hi = int(np.searchsorted(self._keys, key, "right"))
-        if self._status_rows is not None:
-            return self._status_rows[lo:hi]
-        rows: list[dict[str, Any]] = self.statuses.slice(lo, hi - lo).to_pylist()
-        return rows
+        return [{name: values[n] for name, values in self._columns.items()} for n in range(lo, hi)]
 
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
