@@ -1,8 +1,9 @@
 """The run folder (docs/contracts.md, Contract 4): its file names and its manifest, written and read here.
 
-A match run writes `candidates.parquet`, `near_misses.parquet`, `missing_data.parquet`,
-`payees.parquet`, `contacts.parquet` (single files or folders of part files, as Spark writes them) and
-`manifest.json` into one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
+A match run writes `candidates.parquet`, the near misses and missing data (compact under `results/`, format
+3; `near_misses.parquet` and `missing_data.parquet` before, and on Spark), `payees.parquet`,
+`contacts.parquet` (single files or folders of part files, as Spark writes them) and `manifest.json` into
+one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
 reads it back and refuses a missing or malformed one with every problem named (file and key).
 
 The manifest carries a `format` version (`FORMAT`). Manifests written before the field existed have
