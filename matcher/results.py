@@ -187,7 +187,11 @@ class _ByUscc:
     def rows_of(self, usccs: Sequence[str]) -> pa.Table:
         """The rows of some enterprises, each row group read once."""
         groups = sorted(
-            {g for u in usccs for g in range(bisect.bisect_left(self.maxs, u), bisect.bisect_right(self.mins, u))}
+            {
+                g
+                for u in usccs
+                for g in range(bisect.bisect_left(self.maxs, u), bisect.bisect_right(self.mins, u))
+            }
         )
         if not groups:
             return pq.ParquetFile(self.path, metadata=self.metadata).schema_arrow.empty_table()
