@@ -392,11 +392,9 @@ class RunResults:
             con.register("run_statuses", self.statuses)
 
     def count(self, name: ListName, s: Slice = Slice()) -> int:
-        row = (
-            self._cursor()
-            .execute(f"SELECT count(*) FROM ({self.list_sql(name, s, values=False)})")
-            .fetchone()
-        )
+        """How many rows of the list the slice holds."""
+        with self.cursor() as cur:
+            row = cur.execute(f"SELECT count(*) FROM ({self.list_sql(name, s, values=False)})").fetchone()
         return int(row[0]) if row else 0
 
     def page(
@@ -404,15 +402,15 @@ class RunResults:
     ) -> list[tuple[Any, ...]]:
         """Rows `offset` to `offset + limit` of the list in (policy_id, item_id, uscc) order, a near miss
         with its values."""
-        cur = self._cursor()
-        if not (self.compact and name == "near_misses"):
-            sql = f"SELECT * FROM ({self.list_sql(name, s)}) ORDER BY policy_id, item_id, uscc"
-            return cur.execute(f"{sql} LIMIT {int(limit)} OFFSET {int(offset)}").fetchall()
-        # The page first, without the values; then the values of its rows only, from the profile.
-        keys = cur.execute(
-            f"SELECT policy_id, item_id, uscc, condition_id, read FROM ({self._compact_sql(name, s, False, read=True)}) "
-            f"ORDER BY policy_id, item_id, uscc LIMIT {int(limit)} OFFSET {int(offset)}"
-        ).fetchall()
+        window = f"ORDER BY policy_id, item_id, uscc LIMIT {int(limit)} OFFSET {int(offset)}"
+        with self.cursor() as cur:
+            if not (self.compact and name == "near_misses"):
+                return cur.execute(f"SELECT * FROM ({self.list_sql(name, s)}) {window}").fetchall()
+            # The page first, without the values; then the values of its rows only, from the profile.
+            rows = self._compact_sql(name, s, False, read=True)
+            keys = cur.execute(
+                f"SELECT policy_id, item_id, uscc, condition_id, read FROM ({rows}) {window}"
+            ).fetchall()
         return [(p, i, u, c, v) for (p, i, u, c, _), v in zip(keys, self._page_values(keys), strict=True)]
 
     def _page_values(self, keys: list[tuple[Any, ...]]) -> list[str | None]:
@@ -444,21 +442,27 @@ class RunResults:
             cur.close()
         return out
 
-    def export(self, name: ListName, path: Path, s: Slice = Slice()) -> int:
-        """Write the slice of the list as one Parquet file with format 2's columns and types; its rows."""
-        cur = self._cursor()
-        columns = (
-            "policy_id, item_id, uscc, condition_id, value"
-            if name == "near_misses"
-            else "policy_id, item_id, uscc, fields"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cur.execute(
-            f"COPY (SELECT {columns} FROM ({self.list_sql(name, s)})) TO '{str(path).replace(chr(39), chr(39) * 2)}' "
-            "(FORMAT PARQUET, COMPRESSION ZSTD)"
-        )
-        row = cur.execute(f"SELECT count(*) FROM read_parquet('{_parquet(path)}')").fetchone()
-        return int(row[0]) if row else 0
+    def export(self, name: ListName, path: Path, s: Slice = Slice(), *, by_item: bool = False) -> int:
+        """Write the slice of the list with format 2's columns and types: one Parquet file, or with `by_item`
+        a folder partitioned by policy_id and item_id (Hive style); the rows written."""
+        cur = self.cursor()
+        try:
+            columns = (
+                "policy_id, item_id, uscc, condition_id, value"
+                if name == "near_misses"
+                else "policy_id, item_id, uscc, fields"
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(path).replace("'", "''")
+            options = "FORMAT PARQUET, COMPRESSION ZSTD"
+            if by_item:
+                options += ", PARTITION_BY (policy_id, item_id), OVERWRITE_OR_IGNORE"
+            cur.execute(f"COPY (SELECT {columns} FROM ({self.list_sql(name, s)})) TO '{target}' ({options})")
+            source = f"{target}/**/*.parquet" if by_item else target
+            row = cur.execute(f"SELECT count(*) FROM read_parquet('{source}')").fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            cur.close()
 
     # -- by enterprise ---------------------------------------------------------------------------------
 

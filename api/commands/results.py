@@ -37,6 +37,7 @@ def _show(
     out: Path | None,
     page: int,
     limit: int,
+    by_item: bool = False,
 ) -> None:
     runfolder.read_manifest(run)  # a folder that is not a run is refused by name
     if item and not policy:
@@ -45,9 +46,13 @@ def _show(
     results = RunResults(run)
     try:
         if out is not None:
-            if out.suffix != ".parquet":
-                raise MatchError(f"--out {out}：请给出 .parquet 文件名")
-            rows = results.export(name, out, s)
+            if by_item and out.exists():
+                raise MatchError(f"--out {out} 已存在：按事项分区写出需要一个新目录")
+            if not by_item and out.suffix != ".parquet":
+                raise MatchError(
+                    f"--out {out}：请给出 .parquet 文件名（或加 --by-item 写成按事项分区的目录）"
+                )
+            rows = results.export(name, out, s, by_item=by_item)
             console.print(f"已写出 {rows:,} 行：{display_path(out)}", markup=False)
             return
         total = results.count(name, s)
@@ -69,6 +74,7 @@ _USCC = typer.Option(None, "--uscc", help="统一社会信用代码（或其前�
 _OUT = typer.Option(None, "--out", help="把所选行全部写成一个 Parquet 文件（列同 near_misses.parquet）")
 _PAGE = typer.Option(1, "--page", min=1, help="第几页")
 _LIMIT = typer.Option(50, "--limit", min=1, max=10_000, help="每页行数")
+_BY_ITEM = typer.Option(False, "--by-item", help="与 --out 同用：写成按政策、事项分区的目录")
 
 
 @app.command("near-misses")
@@ -84,9 +90,25 @@ def near_misses(
     out: Path | None = _OUT,
     page: int = _PAGE,
     limit: int = _LIMIT,
+    by_item: bool = _BY_ITEM,
 ) -> None:
     """差一点名单：只差一项条件的企业，及该条件读取的数据。"""
-    _show("near_misses", run, policy, item, region, section, size, condition, None, uscc, out, page, limit)
+    _show(
+        "near_misses",
+        run,
+        policy,
+        item,
+        region,
+        section,
+        size,
+        condition,
+        None,
+        uscc,
+        out,
+        page,
+        limit,
+        by_item,
+    )
 
 
 @app.command("missing-data")
@@ -102,9 +124,12 @@ def missing_data(
     out: Path | None = _OUT,
     page: int = _PAGE,
     limit: int = _LIMIT,
+    by_item: bool = _BY_ITEM,
 ) -> None:
     """数据缺失名单：无不满足条件、但缺少数据而无法判断的企业，及缺少的字段。"""
-    _show("missing_data", run, policy, item, region, section, size, None, field, uscc, out, page, limit)
+    _show(
+        "missing_data", run, policy, item, region, section, size, None, field, uscc, out, page, limit, by_item
+    )
 
 
 @app.command("export")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from matcher.duckdb_engine import match_profiles
 from matcher.results import RunResults, Slice, write_compact
+from rules.errors import MatchError
 from rules.validate import parse_policy_text
 from tests.matcher.test_differential import _load_profile, policy_text, profile_row
 
@@ -146,3 +147,90 @@ def test_on_demand_answers_equal_the_materialised_rows(
                 )
         finally:
             results.close()
+
+
+# --- the command, on the conformance case -------------------------------------------------------------
+
+
+CASE = Path(__file__).resolve().parent.parent / "conformance"
+
+
+@pytest.fixture(scope="module")
+def case_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import datetime as dt
+
+    from matcher.run import run_match
+
+    out = tmp_path_factory.mktemp("case")
+    run_match(CASE / "snapshot", CASE / "policies", out, dt.date(2025, 9, 30))
+    return out
+
+
+def _expected(name: str) -> list[dict[str, str]]:
+    import csv
+
+    with (CASE / "expected" / f"{name}.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_an_items_near_misses_in_one_county_are_exported_exactly(case_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    out = tmp_path / "xinban.parquet"
+    args = ["results", "near-misses", "--run", str(case_run), "--policy", "c-xinban", "--item", "opening"]
+    done = CliRunner().invoke(app, [*args, "--region", "320812", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    region = dict(
+        duckdb.sql(
+            f"SELECT uscc, region_code FROM read_parquet('{case_run / 'contacts.parquet'}')"
+        ).fetchall()
+    )
+    want = {
+        (r["uscc"], r["condition_id"])
+        for r in _expected("near_misses")
+        if (r["policy_id"], r["item_id"]) == ("c-xinban", "opening")
+        and str(region[r["uscc"]]).startswith("320812")
+    }
+    got = set(duckdb.sql(f"SELECT uscc, condition_id FROM read_parquet('{out}')").fetchall())
+    assert got == want and want
+
+
+def test_a_whole_list_is_exported_partitioned_by_item(case_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    out = tmp_path / "by-item"
+    done = CliRunner().invoke(
+        app, ["results", "missing-data", "--run", str(case_run), "--out", str(out), "--by-item"]
+    )
+    assert done.exit_code == 0, done.output
+    got = duckdb.sql(
+        f"SELECT policy_id, item_id, uscc FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    assert set(got) == {(r["policy_id"], r["item_id"], r["uscc"]) for r in _expected("missing_data")}
+    assert (out / "policy_id=c-wenbao" / "item_id=refund").is_dir()
+
+
+def test_an_old_run_folder_is_read_as_it_is_and_refuses_what_it_cannot_answer(
+    case_run: Path, tmp_path: Path
+) -> None:
+    """A folder of format 2 keeps its two files: the same functions read them; by size class they cannot."""
+    import shutil
+
+    from matcher.results import export_lists
+
+    old = tmp_path / "old"
+    shutil.copytree(case_run, old)
+    export_lists(old)
+    shutil.rmtree(old / "results")
+    results = RunResults(old)
+    try:
+        assert not results.compact
+        assert results.count("near_misses") == len(_expected("near_misses"))
+        with pytest.raises(MatchError, match="旧格式"):
+            results.count("near_misses", Slice(size="small"))
+    finally:
+        results.close()
