@@ -71,9 +71,9 @@ def _blocks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
     ]
 
 
-def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, float]:
+def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """Write `results/` of the run folder `out` off a DuckDB connection that ran the plan
-    (`matcher.engine.match_profiles`); rows per file, for the benchmark."""
+    (`matcher.engine.match_profiles`)."""
     folder = out / runfolder.RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     blocks = _blocks(con)
@@ -151,7 +151,6 @@ def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, float]
         )
     for b, _ in blocks:
         con.execute(f"DROP TABLE IF EXISTS pattern_ids_{b}")
-    return {}
 
 
 # --- reading ------------------------------------------------------------------------------------------
