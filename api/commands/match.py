@@ -53,6 +53,11 @@ def match(
         "--overrides",
         help="已核实的企业补充数据（JSON 或 Parquet 的覆盖记录），只覆盖载入后的表，不改快照文件",
     ),
+    export_lists: bool = typer.Option(
+        False,
+        "--export-lists",
+        help="另把差一点名单和数据缺失名单逐行写出为 near_misses.parquet、missing_data.parquet（同 zhida results export）",
+    ),
 ) -> None:
     """一次性对全部有效政策进行数据比对，写出候选名单、差一点名单和数据缺失名单。"""
     day = _as_of(as_of)
@@ -83,6 +88,11 @@ def match(
                 step=lambda s: bar.update(task, description=s),
                 overrides=overrides,
             )
+            if export_lists:  # the compact lists, also row by row (Spark writes them so anyway)
+                from matcher.results import export_lists as write_lists
+
+                bar.update(task, description="逐行写出差一点名单和数据缺失名单")
+                write_lists(Path(out))
     m = result.manifest
     table = Table(title=f"匹配结果（评估日 {m.as_of}，{m.enterprises:,} 户企业）")
     for col in ("政策", "事项", "符合", "候选", "差一点", "数据缺失", "金额（元）"):

@@ -143,3 +143,17 @@ def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path:
         write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50)
     assert _rows(tmp_path / "chunked1.parquet", "*") == rows
     assert (tmp_path / "chunked1.parquet").read_bytes() == (tmp_path / "chunked2.parquet").read_bytes()
+
+
+def test_match_with_export_lists_writes_the_two_files_as_format_2_did(tmp_path: Path) -> None:
+    """`zhida match --export-lists` writes near_misses.parquet and missing_data.parquet beside the compact
+    results, for whoever reads the files as they were."""
+    cmd = [sys.executable, "-m", "api", "match", "--snapshot", str(CASE / "snapshot")]
+    cmd += ["--policies", str(CASE / "policies"), "--as-of", "2025-09-30", "--out", str(tmp_path)]
+    done = subprocess.run([*cmd, "--export-lists"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    got = set(_rows(tmp_path / "near_misses.parquet", "policy_id, item_id, uscc, condition_id"))
+    assert got == {
+        (r["policy_id"], r["item_id"], r["uscc"], r["condition_id"]) for r in _expected("near_misses")
+    }
+    assert (tmp_path / "results").is_dir()
