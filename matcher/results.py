@@ -557,17 +557,22 @@ def _money(value: Any) -> str | None:
     return None if value is None else format(value, "f")
 
 
-_OPEN: dict[Path, RunResults] = {}
+_OPEN: dict[tuple[Path, int], RunResults] = {}
 _OPEN_LOCK = threading.Lock()
 
 
 def open_results(folder: Path) -> RunResults:
-    """The run folder's results, opened once per process (the statuses are held in memory)."""
-    key = folder.resolve()
+    """The run folder's results, opened once per process (the statuses are held in memory); a folder
+    written again in the same place (its manifest rewritten) is opened afresh."""
+    path = folder.resolve()
+    manifest = path / runfolder.MANIFEST
+    key = (path, manifest.stat().st_mtime_ns if manifest.exists() else 0)
     with _OPEN_LOCK:
         found = _OPEN.get(key)
         if found is None:
-            found = _OPEN[key] = RunResults(key)
+            for stale in [k for k in _OPEN if k[0] == path]:
+                del _OPEN[stale]  # not closed: a request may still be reading it
+            found = _OPEN[key] = RunResults(path)
         return found
 
 
