@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "snapshot": ("snapshot", "app", "登记数据快照：检查、生成、画像"),
     "match": ("match", "match", "一次性对全部有效政策进行数据比对，写出候选名单、差一点名单和数据缺失名单"),
     "explain": ("match", "explain", "逐条说明一户企业对每个兑现事项的每个条件：条款、读取的数据和结论"),
+    "results": ("results", "app", "差一点名单和数据缺失名单：按事项、地区、行业、规模、条件或企业查询与导出"),
     "simulate": ("match", "simulate", "影响测算：新版本比旧版本多覆盖、少覆盖多少企业和资金"),
     "bench": ("bench", "app", "基准测试：匹配、全流程"),
     "chaos": ("chaos", "chaos", "故障注入：随机杀死各步骤的进程，重跑后检查资金与审计不变量"),

@@ -1,8 +1,9 @@
 """Reading a match run's lists (Contract 4) for people: filtered, with Chinese headers, as rows, CSV or Excel.
 
-The lists are Parquet files in the run folder; DuckDB reads them with the filters pushed down. A user of
-one department only ever gets the rows of that department's policies (`policy_ids`), and a user of a
-region only those of its enterprises (`region`, payouts/scope.py).
+The candidates are a Parquet file in the run folder; DuckDB reads it with the filters pushed down. The near
+misses and missing data are read on demand through `matcher.results` (compact in format 3, files before).
+A user of one department only ever gets the rows of that department's policies (`policy_ids`), and a user
+of a region only those of its enterprises (`region`, payouts/scope.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import duckdb
 from openpyxl import Workbook
 
 from matcher import runfolder
+from matcher.results import Slice, open_results
 from reports.spreadsheet import csv_row, xlsx_row
 from rules.errors import MatchError
 
@@ -36,11 +38,11 @@ _QUERIES: dict[str, tuple[str, list[str]]] = {
         ["政策", "版本", "事项", "统一社会信用代码", "企业名称", "金额（元）", "分配前金额（元）"],
     ),
     "near_misses": (
-        "SELECT policy_id, item_id, uscc, condition_id, value FROM read_parquet($file) c",
+        "SELECT policy_id, item_id, uscc, condition_id, value FROM ({rows}) c",
         ["政策", "事项", "统一社会信用代码", "未满足的条件", "取值"],
     ),
     "missing_data": (
-        "SELECT policy_id, item_id, uscc, array_to_string(fields, '、') AS fields FROM read_parquet($file) c",
+        "SELECT policy_id, item_id, uscc, array_to_string(fields, '、') AS fields FROM ({rows}) c",
         ["政策", "事项", "统一社会信用代码", "缺少的字段"],
     ),
 }
@@ -61,8 +63,23 @@ class Filters:
     region: str | None = None
 
 
+def _slice(f: Filters) -> Slice:
+    return Slice(
+        policy_id=f.policy_id,
+        item_id=f.item_id,
+        condition_id=f.condition_id,
+        field=f.field,
+        uscc=f.uscc,
+        policy_ids=f.policy_ids,
+        region=f.region,
+    )
+
+
 def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
     sql, _ = _QUERIES[name]
+    if name != "candidates":  # filtered by `matcher.results`, in (policy_id, item_id, uscc) order
+        rows = open_results(run_dir).list_sql(name, _slice(f))  # type: ignore[arg-type]
+        return sql.format(rows=rows) + " ORDER BY c.policy_id, c.item_id, c.uscc", {}
     params: dict[str, Any] = {"file": str(run_dir / FILES[name])}
     if name == "candidates":
         params["payees"] = str(run_dir / runfolder.PAYEES)
@@ -97,6 +114,8 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
 
 
 def _connect(run_dir: Path, name: str) -> duckdb.DuckDBPyConnection:
+    if name != "candidates" and runfolder.has_compact_results(run_dir):
+        return open_results(run_dir).cursor()  # the compact statuses are tables of its database
     if not (run_dir / FILES[name]).exists():
         raise MatchError(f"匹配结果中没有 {LIST_LABELS[name]}")
     return duckdb.connect()
@@ -108,6 +127,12 @@ def headers(name: str) -> list[str]:
 
 def page(run_dir: Path, name: str, f: Filters, limit: int = 200) -> tuple[int, list[tuple[Any, ...]]]:
     """How many rows match, and the first `limit` of them."""
+    if name != "candidates" and runfolder.has_compact_results(run_dir):
+        results, narrow = open_results(run_dir), _slice(f)
+        rows = results.page(name, narrow, limit=limit) if limit else []  # type: ignore[arg-type]
+        if name == "missing_data":
+            rows = [(p, i, u, "、".join(fields)) for p, i, u, fields in rows]
+        return results.count(name, narrow), rows  # type: ignore[arg-type]
     con = _connect(run_dir, name)
     try:
         sql, params = _select(run_dir, name, f)

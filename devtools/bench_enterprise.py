@@ -1,8 +1,9 @@
-"""Measure the enterprise pages' per-run cache: `python -m devtools.bench_enterprise [ENTERPRISES]`.
+"""Measure the on-demand results of a run folder: `python -m devtools.bench_enterprise RUN [LOOKUPS]`.
 
-Writes a synthetic run folder (three near misses and half a candidate per enterprise, over twenty
-policies, in random uscc order, as the matcher writes them), times building the cache once, then times
-200 lookups of random enterprises (what each "my policies" page reads of the run).
+On a run of `zhida match` (Contract 4, format 3), times opening it (`matcher.results.RunResults`), then
+LOOKUPS standings of random enterprises (what each 我的政策 page reads of the run: candidates, near misses
+with their values, missing data), and the first page of one item's near misses in one county (the item
+with the most near misses, the county with the most enterprises), with its count. Prints JSON.
 """
 
 from __future__ import annotations
@@ -11,59 +12,73 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from portal.standings import _build_cache, _RowGroups
+from matcher import runfolder
+from matcher.results import RunResults, Slice
 
 
-def write_synthetic_run(path: Path, enterprises: int) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    code = f"printf('91%015dX', (hash(i) % {enterprises})::BIGINT)"
-    con.execute(
-        f"""COPY (SELECT 'p' || (i % 20) AS policy_id, 'main' AS item_id, {code} AS uscc,
-                  'layoff' AS condition_id, 'layoff_rate=0.061' AS value FROM range({3 * enterprises}) t(i))
-            TO '{path / "near_misses.parquet"}' (FORMAT PARQUET)"""
-    )
-    con.execute(
-        f"""COPY (SELECT 'p' || (i % 20) AS policy_id, 1 AS policy_version, 'main' AS item_id,
-                  {code.replace("hash(i)", "hash(i * 7)")} AS uscc, 100.00::DECIMAL(18,2) AS amount,
-                  100.00::DECIMAL(18,2) AS amount_before_allocation FROM range({enterprises // 2}) t(i))
-            TO '{path / "candidates.parquet"}' (FORMAT PARQUET)"""
-    )
-    con.close()
-    return path
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
-def bench(enterprises: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        run = write_synthetic_run(Path(tmp) / "run", enterprises)
+def bench(run: Path, lookups: int = 1000, seed: int = 0) -> dict[str, Any]:
+    t = time.perf_counter()
+    results = RunResults(run)
+    opened = time.perf_counter() - t
+    enterprises = str(run / runfolder.RESULT_ENTERPRISES)
+    usccs = [u for (u,) in duckdb.sql(f"SELECT uscc FROM read_parquet('{enterprises}')").fetchall()]
+    rng = random.Random(seed)
+    times, found = [], 0
+    for uscc in rng.sample(usccs, min(lookups, len(usccs))):
         t = time.perf_counter()
-        _build_cache(run, Path(tmp) / "cache.parquet")
-        built = time.perf_counter() - t
-        groups = _RowGroups(Path(tmp) / "cache.parquet")
-        keys = [f"91{random.randrange(enterprises):015d}X" for _ in range(200)]
-        times = []
-        for key in keys:
-            t = time.perf_counter()
-            groups.rows(key)
-            times.append(time.perf_counter() - t)
-        return {
-            "enterprises": enterprises,
-            "cache_rows": groups.metadata.num_rows,
-            "row_groups": groups.metadata.num_row_groups,
-            "build_s": round(built, 1),
-            "lookup_ms_median": round(statistics.median(times) * 1000, 2),
-            "lookup_ms_p95": round(sorted(times)[int(len(times) * 0.95)] * 1000, 2),
-        }
+        found += len(results.standing(uscc))
+        times.append(time.perf_counter() - t)
+    times.sort()
+    (top,) = duckdb.sql(
+        f"SELECT policy_id, item_id FROM read_parquet('{run / runfolder.RESULT_STATUSES}') s "
+        f"JOIN (SELECT p{0} AS pattern, count(*) AS n FROM read_parquet('{enterprises}') GROUP BY 1) e "
+        "ON e.pattern = s.pattern AND s.block = 0 WHERE s.status = 'near_miss' "
+        "GROUP BY ALL ORDER BY sum(n) DESC, 1, 2 LIMIT 1"
+    ).fetchall()
+    ((county,),) = duckdb.sql(
+        f"SELECT left(region_code, 6) FROM read_parquet('{enterprises}') GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+    ).fetchall()
+    narrow = Slice(policy_id=top[0], item_id=top[1], region=county)
+    page_times, count_times = [], []
+    for _ in range(20):
+        t = time.perf_counter()
+        page = results.page("near_misses", narrow, limit=50)
+        page_times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        total = results.count("near_misses", narrow)
+        count_times.append(time.perf_counter() - t)
+    results.close()
+    return {
+        "run": str(run),
+        "enterprises": len(usccs),
+        "statuses": results.statuses.num_rows,
+        "open_s": round(opened, 2),
+        "standing_lookups": len(times),
+        "standing_results": found,
+        "standing_ms_median": _ms(statistics.median(times)),
+        "standing_ms_p99": _ms(times[int(len(times) * 0.99) - 1]),
+        "item_county": f"{top[0]}/{top[1]} in {county}",
+        "item_county_rows": total,
+        "item_county_first_page_rows": len(page),
+        "item_county_first_page_ms_median": _ms(statistics.median(page_times)),
+        "item_county_first_page_ms_max": _ms(max(page_times)),
+        "item_county_count_ms_median": _ms(statistics.median(count_times)),
+    }
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    report = bench(int(args[0]) if args else 1_000_000)
+    if not args:
+        sys.exit("用法：python -m devtools.bench_enterprise RUN [LOOKUPS]")
+    report = bench(Path(args[0]), int(args[1]) if len(args) > 1 else 1000)
     sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")

@@ -30,6 +30,7 @@ from matcher.codes import industry_name, region_name
 from matcher.compile import amount_sql
 from matcher.duckdb_engine import connect
 from matcher.profile import build_profile
+from matcher.results import open_results
 from matcher.runfolder import Manifest
 from matcher.simulate import simulate
 from matcher.snapshot import SnapshotReport, load_snapshot
@@ -156,18 +157,20 @@ def open_run(run: Path, *, snapshot: Path | None = None, policies: Path | None =
         raise MatchError(
             f"{display_path(run)} 不是匹配结果目录（缺少 {runfolder.MANIFEST}），请先运行 zhida match"
         )
-    outputs = {
-        "candidates": run / runfolder.CANDIDATES,
-        "near_misses": run / runfolder.NEAR_MISSES,
-        "missing_data": run / runfolder.MISSING_DATA,
-    }
-    for path in outputs.values():
+    outputs = [run / runfolder.CANDIDATES]
+    if not runfolder.has_compact_results(run):  # format 1 and 2: the lists are files
+        outputs += [run / runfolder.NEAR_MISSES, run / runfolder.MISSING_DATA]
+    for path in outputs:
         if not path.is_file():
             raise MatchError(f"匹配结果目录 {display_path(run)} 缺少 {path.name}")
     manifest = runfolder.read_manifest(run)
     con = connect()
-    for name, path in outputs.items():
-        con.execute(f"CREATE VIEW run_{name} AS SELECT * FROM read_parquet('{_sql_text(str(path))}')")
+    con.execute(f"CREATE VIEW run_candidates AS SELECT * FROM read_parquet('{_sql_text(str(outputs[0]))}')")
+    # The near misses and missing data as format 2 wrote them, read on demand (`matcher.results`).
+    results = open_results(run)
+    results.register(con)
+    for name in ("near_misses", "missing_data"):
+        con.execute(f"CREATE VIEW run_{name} AS {results.list_sql(name)}")
     _policy_table(con, manifest)
     return RunData(
         run,

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from matcher import engine
-from matcher.engine import OUTPUT_QUERIES, Engine, ordered_query
+from matcher.engine import LISTS, OUTPUT_QUERIES, Engine, ordered_query
 from matcher.overrides import OverrideSource, apply_overrides, load_overrides
 from matcher.plan import (
     ITEMS,
@@ -197,17 +197,30 @@ def fetch_one(
     return rows[0] if rows else None
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
-    con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, row_group: int | None = None) -> None:
+    size = f", ROW_GROUP_SIZE {row_group}" if row_group else ""
+    con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD{size})")
 
 
-def write_outputs(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """The Parquet files of Contract 4 (and payees, contacts) from a connection that ran the plan."""
+def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, float] | None = None) -> None:
+    """The Parquet files of Contract 4 (candidates, payees, contacts and the compact results) from a
+    connection that ran the plan; seconds per file into `timings` if given."""
+    from matcher.results import write_compact  # it imports this module's neighbours
+
     for name in OUTPUT_QUERIES:
+        t = time.perf_counter()
         if name == "candidates":
             write_candidates(con, out / f"{name}.parquet")
-        else:
-            _copy(con, ordered_query(name), out / f"{name}.parquet")
+        elif name in LISTS:
+            continue  # kept compact: matcher.results
+        else:  # sorted by uscc in small row groups: the enterprise pages look one up (`matcher.results`)
+            _copy(con, ordered_query(name), out / f"{name}.parquet", 4096)
+        if timings is not None:
+            timings[name] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_compact(con, out)
+    if timings is not None:
+        timings["results"] = time.perf_counter() - t
 
 
 CHUNK_ROWS = 50_000_000  # candidates sorted at a time (24 bytes each)

@@ -57,6 +57,12 @@ Step = Callable[[str], None]
 # the payees carry them so that the review queue can filter offers by them (`match_profiles` makes this view).
 PAYEE_KEYS = "payee_keys"
 
+
+def run_profile_name(year: int) -> str:
+    """The view of one assessment year's profile with each enterprise's `rid` (`match_profiles` makes it)."""
+    return f"run_profile_{year}"
+
+
 # Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines,
 # except that DuckDB writes the candidates in the same order with `write_candidates`.
 # The near-miss and missing-data rows are written as they are computed, in no order: Contract 4 compares
@@ -91,6 +97,10 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         "e.uscc",
     ),
 }
+
+
+# The outputs a DuckDB run keeps compact instead (`matcher.results`); Spark still writes them row by row.
+LISTS = ("near_misses", "missing_data")
 
 
 def ordered_query(name: str) -> str:
@@ -229,6 +239,8 @@ def match_profiles(
     t = time.perf_counter()
     for name, tree in views(plans, keyed).items():  # after the patterns: the statuses read them
         engine.create(name, tree, view=True)
+    for year, keyed_profile in keyed.items():  # the compact results keep the values conditions read
+        engine.create(run_profile_name(year), exp.select("*").from_(keyed_profile), view=True)
     latest = profiles[max(profiles)]
     engine.create(PAYEE_KEYS, exp.select("uscc", "industry_section", "size_class").from_(latest), view=True)
     timings["views"] = time.perf_counter() - t

@@ -594,14 +594,16 @@ class Rows:
 
 
 def conditions_rows(plans: list[ItemPlan]) -> Rows:
-    """Every condition of every item: (item, bit, condition_id, shape)."""
+    """Every condition of every item: (item, bit, condition_id, shape, fields): `fields` are the fields it
+    reads, ';'-joined, whose values a near miss shows."""
     shape_no = {s: n for n, s in enumerate(_shapes(plans))}
     rows: list[tuple[object, ...]] = [
-        (p.no, 1 << b, c.id, shape_no[parse(c.rule).fields])
+        (p.no, 1 << b, c.id, shape_no[parse(c.rule).fields], ";".join(parse(c.rule).fields))
         for p in plans
         for b, c in zip(p.bits, p.conditions, strict=True)
     ]
-    return Rows(CONDITIONS, {"item": _INT, "bit": _BIGINT, "condition_id": TEXT, "shape": _INT}, rows)
+    types = {"item": _INT, "bit": _BIGINT, "condition_id": TEXT, "shape": _INT, "fields": TEXT}
+    return Rows(CONDITIONS, types, rows)
 
 
 # The Contract 4 `results` of the items of one assessment year: the near-miss and missing-data rows of the
@@ -687,6 +689,8 @@ def items_rows(plans: list[ItemPlan]) -> Rows:
             p.mask,
             p.conditions_mask,
             p.fields_mask,
+            ";".join(p.fields()),
+            p._amount().sql("duckdb"),
         )
         for p in plans
     ]
@@ -707,6 +711,8 @@ def items_rows(plans: list[ItemPlan]) -> Rows:
         "mask": _BIGINT,
         "cmask": _BIGINT,
         "fmask": _BIGINT,
+        "fields": TEXT,  # every field it reads, ';'-joined (the compact results keep them in the profile)
+        "amount_sql": TEXT,  # its amount over a profile row, DuckDB SQL (the compact results' standings)
     }
     return Rows(ITEMS, types, rows)
 

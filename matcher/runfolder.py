@@ -1,8 +1,9 @@
 """The run folder (docs/contracts.md, Contract 4): its file names and its manifest, written and read here.
 
-A match run writes `candidates.parquet`, `near_misses.parquet`, `missing_data.parquet`,
-`payees.parquet`, `contacts.parquet` (single files or folders of part files, as Spark writes them) and
-`manifest.json` into one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
+A match run writes `candidates.parquet`, the near misses and missing data (compact under `results/`, format
+3; `near_misses.parquet` and `missing_data.parquet` before, and on Spark), `payees.parquet`,
+`contacts.parquet` (single files or folders of part files, as Spark writes them) and `manifest.json` into
+one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
 reads it back and refuses a missing or malformed one with every problem named (file and key).
 
 The manifest carries a `format` version (`FORMAT`). Manifests written before the field existed have
@@ -24,7 +25,10 @@ from typing import Any
 
 from rules.errors import MatchError
 
-FORMAT = 2  # version 1: the manifests written before the format field existed (same keys)
+# Version 1: the manifests written before the format field existed (same keys). Version 3: the near misses
+# and missing data are kept compact (`RESULTS`) instead of as near_misses.parquet and missing_data.parquet;
+# a folder of an older format keeps its two files and is read as it is (`matcher.results`).
+FORMAT = 3
 
 MANIFEST = "manifest.json"
 CANDIDATES = "candidates.parquet"
@@ -32,6 +36,26 @@ NEAR_MISSES = "near_misses.parquet"
 MISSING_DATA = "missing_data.parquet"
 PAYEES = "payees.parquet"  # contact and account of every candidate (the payouts import)
 CONTACTS = "contacts.parquet"  # name and phone of every enterprise with a result (the sign-in)
+
+# The compact results (format 3, docs/contracts.md#the-compact-results), in the folder `RESULTS`; read
+# through `matcher.results`, never directly.
+RESULTS = "results"
+RESULT_ENTERPRISES = f"{RESULTS}/enterprises.parquet"  # per enterprise: its keys and pattern per block
+RESULT_STATUSES = f"{RESULTS}/statuses.parquet"  # per (block, pattern, item) with a status: what it is
+RESULT_ITEMS = f"{RESULTS}/items.parquet"  # per item: its block, year, fields and amount
+RESULT_ALLOCATED = f"{RESULTS}/allocated.parquet"  # the candidates of budgeted or grouped items, by uscc
+RESULT_PAID = f"{RESULTS}/paid.parquet"  # the (enterprise, item) pairs already paid for the period
+
+
+def result_profile(year: int) -> str:
+    """The profile of one assessment year, only the columns the items read, sorted by uscc."""
+    return f"{RESULTS}/profile_{year}.parquet"
+
+
+def has_compact_results(folder: Path) -> bool:
+    """Whether the run folder keeps its near misses and missing data compact (format 3 and later)."""
+    return (folder / RESULT_STATUSES).exists()
+
 
 MANIFEST_KEYS = ("run_id", "as_of", "snapshot", "rules", "policies", "over_budget")
 POLICY_KEYS = (

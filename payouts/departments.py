@@ -16,11 +16,17 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session
 
-from matcher.codes import region_name
 from payouts import audit
 from payouts.errors import NotFoundError, RoleError
 from payouts.models import Department, DepartmentLevel
 from payouts.users import require
+
+
+def region_name(code: str) -> str | None:
+    from matcher.codes import region_name as name  # the code lists load Arrow and sqlglot: only when asked
+
+    return name(code)
+
 
 LEVEL_LABELS = {
     DepartmentLevel.NATIONAL: "国家级",

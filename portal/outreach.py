@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from matcher import runfolder
+from matcher.results import Slice, open_results
 from payouts import outbox
 from payouts.db import transaction
 from payouts.models import MatchRun, PolicyVersion, SmsMessage
@@ -71,21 +71,24 @@ def _parquet(path: Path) -> str:
 def _results(run_path: Path, policies: list[str]) -> list[tuple[str, str, str, str, str | None, str | None]]:
     """(uscc, kind, policy, item, condition id, missing fields ;-joined) of the outreach policies, with the
     enterprise's registered name and phone, in uscc order."""
-    parts = []
-    if (run_path / runfolder.NEAR_MISSES).exists():
-        parts.append(
-            f"SELECT uscc, 'near_miss' AS kind, policy_id, item_id, condition_id, NULL AS fields "
-            f"FROM read_parquet('{_parquet(run_path / runfolder.NEAR_MISSES)}')"
-        )
-    if (run_path / runfolder.MISSING_DATA).exists():
-        parts.append(
-            f"SELECT uscc, 'missing', policy_id, item_id, NULL, array_to_string(fields, ';') "
-            f"FROM read_parquet('{_parquet(run_path / runfolder.MISSING_DATA)}')"
-        )
     contacts = run_path / runfolder.CONTACTS
-    if not parts or not policies or not contacts.exists():
+    if not policies or not contacts.exists():
         return []
-    con = duckdb.connect()
+    results = open_results(run_path)  # compact (format 3) or the two files of older runs
+    parts = []
+    if results.compact or (run_path / runfolder.NEAR_MISSES).exists():
+        parts.append(
+            "SELECT uscc, 'near_miss' AS kind, policy_id, item_id, condition_id, NULL AS fields "
+            f"FROM ({results.list_sql('near_misses', Slice(policy_ids=policies), values=False)})"
+        )
+    if results.compact or (run_path / runfolder.MISSING_DATA).exists():
+        parts.append(
+            "SELECT uscc, 'missing', policy_id, item_id, NULL, array_to_string(fields, ';') "
+            f"FROM ({results.list_sql('missing_data', Slice(policy_ids=policies))})"
+        )
+    if not parts:
+        return []
+    con = results.cursor()
     try:
         return con.execute(
             f"SELECT r.uscc, r.kind, r.policy_id, r.item_id, r.condition_id, r.fields, c.name, c.contact_phone "

@@ -7,12 +7,12 @@ For every item of the latest imported match run, one standing:
 - 数据缺失 (`missing`): the fields that were empty and the department that holds each;
 - 不符合 (`ineligible`): none of the above.
 
-Nothing is recomputed per page view. The first lookup of a run writes one cache file for it (its
-candidates, near misses, missing data and contacts, sorted by uscc in small row groups) under the cache
-folder (DuckDB sorts it); every later lookup bisects the row groups' uscc ranges and reads only the one
-or two groups (2,048 rows each) that can hold the enterprise, a few milliseconds whatever the size of
-the run (`devtools/bench_enterprise.py`). The cache file is named by the run id and
-written atomically, so parallel first lookups at worst both write it.
+Nothing is recomputed per page view. A run of format 3 keeps its results compact (Contract 4) and is read
+through `matcher.results`: the enterprise's pattern per block, the statuses of those patterns and, for a
+near miss, the values from the run's profile, each looked up by bisecting small row groups sorted by uscc
+(`devtools/bench_enterprise.py`); no file is written. For a run of an older format, the first lookup
+writes one cache file (its candidates, near misses, missing data and contacts, sorted by uscc in small row
+groups) under the cache folder, named by the run id and written atomically; later lookups bisect it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sqlalchemy import and_, select
 from sqlmodel import Session
 
 from matcher import runfolder
+from matcher.results import RunResults, _ByUscc, open_results
 from matcher.runfolder import Manifest
 from payouts import offers as offer_states
 from payouts.models import CLOSED_STATES, MatchRun, Offer, Payee, PolicyVersion
@@ -124,8 +125,10 @@ class RunView:
     run_id: str
     as_of: dt.date
     items: list[Item]
-    cache: Path
-    groups: _RowGroups
+    cache: Path | None  # runs of format 1 and 2 only
+    groups: _RowGroups | None
+    results: RunResults | None = None  # runs of format 3: their compact results
+    contacts: _ByUscc | None = None
 
 
 @dataclass(frozen=True)
@@ -311,26 +314,113 @@ class Standings:
         with building:
             if run.run_id in self._views:
                 return self._views[run.run_id]
-            cache = self.cache_root / f"{run.run_id}.v{CACHE_VERSION}.parquet"
-            if not cache.exists():
-                _build_cache(Path(run.path), cache)
-            view = RunView(
-                run.run_id,
-                run.as_of,
-                _items(runfolder.parse_manifest(run.manifest, f"匹配批次 {run.run_id} 的清单")),
-                cache,
-                _RowGroups(cache),
-            )
+            items = _items(runfolder.parse_manifest(run.manifest, f"匹配批次 {run.run_id} 的清单"))
+            path = Path(run.path)
+            if runfolder.has_compact_results(path):
+                contacts = path / runfolder.CONTACTS
+                view = RunView(
+                    run.run_id,
+                    run.as_of,
+                    items,
+                    None,
+                    None,
+                    open_results(path),
+                    _ByUscc(contacts) if contacts.is_file() else None,
+                )
+            else:
+                cache = self.cache_root / f"{run.run_id}.v{CACHE_VERSION}.parquet"
+                if not cache.exists():
+                    _build_cache(path, cache)
+                view = RunView(run.run_id, run.as_of, items, cache, _RowGroups(cache))
             with self._lock:
                 self._views[run.run_id] = view
             return view
 
     def _rows(self, view: RunView, uscc: str) -> list[tuple[Any, ...]]:
-        return view.groups.rows(uscc)
+        """The enterprise's rows as the cache holds them (`COLUMNS`), from the cache or the compact results."""
+        if view.results is None:
+            assert view.groups is not None
+            return view.groups.rows(uscc)
+        rows: list[tuple[Any, ...]] = []
+        for r in view.results.standing(uscc):
+            if r.status == "candidate":
+                rows.append(
+                    (
+                        "candidate",
+                        r.policy_id,
+                        r.item_id,
+                        None,
+                        None,
+                        r.amount_before_allocation,
+                        r.amount,
+                        None,
+                        None,
+                        None,
+                    )
+                )
+            elif r.status == "near_miss":
+                rows.append(
+                    (
+                        "near_miss",
+                        r.policy_id,
+                        r.item_id,
+                        r.condition_id,
+                        r.value,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
+            else:
+                rows.append(
+                    (
+                        "missing",
+                        r.policy_id,
+                        r.item_id,
+                        None,
+                        None,
+                        ";".join(r.fields),
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
+        if view.contacts is not None:
+            for c in view.contacts.rows(uscc).to_pylist():
+                region = c.get("region_code")
+                rows.append(
+                    (
+                        "payee",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        c["name"],
+                        c["contact_phone"],
+                        None if region is None else str(region),
+                    )
+                )
+        return rows
 
     def near_missed(self, run: MatchRun) -> list[str]:
         """Every enterprise with a near miss in the run, in uscc order."""
-        table = pq.read_table(self.view(run).cache, columns=["uscc", "kind"])
+        view = self.view(run)
+        if view.results is not None:
+            cur = view.results.cursor()
+            try:
+                sql = view.results.list_sql("near_misses", values=False)
+                return [
+                    u for (u,) in cur.execute(f"SELECT DISTINCT uscc FROM ({sql}) ORDER BY uscc").fetchall()
+                ]
+            finally:
+                cur.close()
+        assert view.cache is not None
+        table = pq.read_table(view.cache, columns=["uscc", "kind"])
         usccs = table.filter(pc.equal(table["kind"], "near_miss"))["uscc"]
         return sorted(pc.unique(usccs).to_pylist())
 

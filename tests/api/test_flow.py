@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from matcher.results import export_lists
 from tests.api.conftest import (
     POLICIES,
     World,
@@ -44,7 +45,8 @@ def test_run_summary_and_lists_match_the_run_folder(shared: World) -> None:
     )
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     values = list(sheet.values)
-    near = pq.read_table(folder / "near_misses.parquet").to_pylist()
+    export_lists(folder, w.root / "lists")  # the run keeps them compact: the export is format 2's file
+    near = pq.read_table(w.root / "lists" / "near_misses.parquet").to_pylist()
     wanted = [n for n in near if (n["policy_id"], n["item_id"]) == ("c-gaoxin", "mature")]
     assert len(values) - 1 == len(wanted) > 0
     assert {v[3] for v in values[1:]} == {n["condition_id"] for n in wanted}

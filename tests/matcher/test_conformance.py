@@ -2,7 +2,8 @@
 
 `zhida match --snapshot snapshot --policies policies --as-of 2025-09-30 --out RUN` must give the expected
 candidates (with version, amount and amount before allocation, to the fen), near-misses and missing-data
-rows, compared as sets.
+rows, compared as sets. The run also keeps them compact (format 3, what zhida's readers use); with `--compact`
+it keeps only that, and `zhida results export` writes the same two files from it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _expected(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def match_into(out: Path) -> Path:
+def match_into(out: Path, *options: str) -> Path:
     """Run the real `zhida match` on the conformance case into `out`."""
     cmd = [
         sys.executable,
@@ -39,9 +40,11 @@ def match_into(out: Path) -> Path:
         "2025-09-30",
         "--out",
         str(out),
+        *options,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
+    assert (out / "results").is_dir()  # the compact form, beside the two lists
     return out
 
 
@@ -138,3 +141,23 @@ def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path:
         write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50)
     assert _rows(tmp_path / "chunked1.parquet", "*") == rows
     assert (tmp_path / "chunked1.parquet").read_bytes() == (tmp_path / "chunked2.parquet").read_bytes()
+
+
+def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:
+    """`zhida match --compact` (a national run) writes no lists; `zhida results export` writes them from the
+    compact form, the same rows as the expected files."""
+    out = match_into(tmp_path / "run", "--compact")
+    assert not (out / "near_misses.parquet").exists() and not (out / "missing_data.parquet").exists()
+    export = [sys.executable, "-m", "api", "results", "export", "--run", str(out)]
+    done = subprocess.run(export, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    got = set(_rows(out / "near_misses.parquet", "policy_id, item_id, uscc, condition_id"))
+    assert got == {
+        (r["policy_id"], r["item_id"], r["uscc"], r["condition_id"]) for r in _expected("near_misses")
+    }
+    columns = "policy_id, item_id, uscc, fields"
+    fields = {(p, i, u, frozenset(f)) for p, i, u, f in _rows(out / "missing_data.parquet", columns)}
+    assert fields == {
+        (r["policy_id"], r["item_id"], r["uscc"], frozenset(r["fields"].split(";")))
+        for r in _expected("missing_data")
+    }

@@ -123,7 +123,7 @@ def test_bench_prints_the_stages_and_the_speedup_and_keeps_its_figures(tmp_path:
     assert all(figures[k] > 0 for k in ("match_s", "allocate_s", "summary_s", "write_s", "peak_rss_gib"))
     # The files it timed are the Contract 4 outputs of that run.
     out = tmp_path / "out-3000x12-0"
-    assert {p.name for p in out.iterdir()} >= {"candidates.parquet", "near_misses.parquet"}
+    assert {p.name for p in out.iterdir()} >= {"candidates.parquet", "results"}
     ((counted,),) = duckdb.sql(f"SELECT count(*) FROM '{out / 'candidates.parquet'}'").fetchall()
     assert counted > 0
 

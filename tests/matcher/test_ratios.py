@@ -396,9 +396,15 @@ def test_rd_ratio_of_exactly_five_percent_meets_not_below_five_percent(tmp_path:
     candidates = duckdb.sql(
         f"SELECT item_id, uscc FROM read_parquet('{out / 'candidates.parquet'}')"
     ).fetchall()
-    near = duckdb.sql(
-        f"SELECT item_id, uscc, value FROM read_parquet('{out / 'near_misses.parquet'}') ORDER BY ALL"
-    ).fetchall()
+    exported = tmp_path / "near.parquet"
+    done = subprocess.run(
+        [sys.executable, "-m", "api", "results", "near-misses", "--run", str(out), "--out", str(exported)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    near = duckdb.sql(f"SELECT item_id, uscc, value FROM read_parquet('{exported}') ORDER BY ALL").fetchall()
     assert sorted(candidates) == [("atleast", uscc(0)), ("below", uscc(1)), ("below", uscc(2))]
     assert sorted(near) == [
         ("atleast", uscc(1), "rd_ratio=0.049999986543"),  # 0.04999998654378...: truncated, never rounded up

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from devtools.generate import generate_snapshot
 from matcher.duckdb_engine import connect, execute, match_profiles
 from matcher.plan import candidates_query
+from matcher.results import export_lists
 from matcher.run import run_match
 from matcher.snapshot import load_snapshot
 from matcher.spark_engine import (
@@ -109,6 +110,7 @@ def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
 
     duck = tmp_path_factory.mktemp("duck")
     run_match(CASE / "snapshot", CASE / "policies", duck, AS_OF)
+    export_lists(duck)  # DuckDB keeps its near misses and missing data compact; Spark writes the files
     sparked = tmp_path_factory.mktemp("spark")
     args = ["match", "--engine", "spark", "--conf", "spark.sql.shuffle.partitions=2"]
     args += ["--snapshot", str(CASE / "snapshot"), "--policies", str(CASE / "policies")]

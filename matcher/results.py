@@ -1,0 +1,590 @@
+"""A run's near misses and missing data, kept compact and answered on demand (Contract 4, format 3).
+
+Enterprises share few verdict patterns: an item's status (eligible, near miss, missing data), its one
+failing condition and its missing fields are a function of the enterprise's `(f, n)` bits in the item's
+block and of the item (`matcher.plan`). So a run keeps, under `results/` (`matcher.runfolder`):
+
+- `enterprises.parquet`: per enterprise, in uscc order, its region, industry section, size class and the
+  number of its pattern in every block (`p0`, `p1`, ...);
+- `statuses.parquet`: per (block, pattern, item) with a status, the status, the failing condition and
+  the fields it read (a near miss), or the NULL fields (missing data);
+- `items.parquet`, `allocated.parquet`, `paid.parquet`: what an enterprise's standing needs besides;
+- `profile_<year>.parquet`: the profile columns the items read, in uscc order: a near miss's values are
+  read from it when it is shown, never written per row.
+
+`write_compact` writes them off a connection that ran the plan. `RunResults` answers: by item (with region
+prefix, industry section, size class, condition or uscc prefix, and paging), by enterprise (`standing`), as
+SQL for the analysis (`list_sql`), and exports any slice as today's near_misses.parquet /
+missing_data.parquet rows (`export`). Folders written before (format 1 and 2) keep their two files; the
+same functions read them as they are.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from matcher import runfolder
+from matcher.engine import PAYEE_KEYS, run_profile_name
+from matcher.plan import (
+    ALLOCATED,
+    CONDITIONS,
+    FIELD_BIT,
+    ITEMS,
+    KEYS,
+    PAID,
+    _missing_fields,
+    _status_pairs,
+    _value_text,
+    patterns_name,
+    verdicts_name,
+)
+from rules.errors import MatchError
+
+ListName = Literal["near_misses", "missing_data"]
+STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
+ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, row_group: int | None = None) -> None:
+    size = f", ROW_GROUP_SIZE {row_group}" if row_group else ""
+    con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD{size})")
+
+
+def _blocks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    return [
+        (int(b), int(y))
+        for b, y in con.execute(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1").fetchall()
+    ]
+
+
+def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """Write `results/` of the run folder `out` off a DuckDB connection that ran the plan
+    (`matcher.engine.match_profiles`)."""
+    folder = out / runfolder.RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    blocks = _blocks(con)
+    # Each block's distinct patterns, numbered in (f, n) order.
+    for b, _ in blocks:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE pattern_ids_{b} AS SELECT f, n, "
+            f"CAST(row_number() OVER (ORDER BY f, n) AS INT) AS pattern FROM {patterns_name(b)}"
+        )
+    latest = max(y for _, y in blocks)
+    joins = "".join(
+        f" LEFT JOIN {verdicts_name(b)} AS v{b} ON v{b}.rid = k.rid"
+        f" LEFT JOIN pattern_ids_{b} AS q{b} ON q{b}.f = v{b}.f AND q{b}.n = v{b}.n"
+        for b, _ in blocks
+    )
+    patterns = ", ".join(f"q{b}.pattern AS p{b}" for b, _ in blocks)
+    _copy(
+        con,
+        f"SELECT k.uscc, CAST(lp.region_code AS VARCHAR) AS region_code, pk.industry_section, pk.size_class, "
+        f"{patterns} FROM {KEYS} AS k LEFT JOIN {run_profile_name(latest)} AS lp ON lp.rid = k.rid "
+        f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.uscc = k.uscc{joins} ORDER BY k.uscc",
+        out / runfolder.RESULT_ENTERPRISES,
+        ROW_GROUP,
+    )
+    missing = _missing_fields(sorted(FIELD_BIT)).sql("duckdb")
+    statuses = []
+    for b, _ in blocks:
+        statuses.append(
+            f"SELECT i.policy_id, i.item_id, b.item, CAST({b} AS INT) AS block, q.pattern, "
+            "CASE WHEN b.fbits <> 0 THEN 'near_miss' WHEN b.nbits <> 0 THEN 'missing_data' "
+            "ELSE 'eligible' END AS status, c.condition_id, c.fields AS read, "
+            f"CASE WHEN b.fbits = 0 AND b.nbits <> 0 THEN {missing} END AS fields "
+            f"FROM ({_status_pairs(b)}) AS b JOIN pattern_ids_{b} AS q ON q.f = b.f AND q.n = b.n "
+            f"JOIN {ITEMS} AS i ON i.item = b.item "
+            f"LEFT JOIN {CONDITIONS} AS c ON c.item = b.item AND c.bit = b.fbits AND b.fbits <> 0"
+        )
+    _copy(
+        con, " UNION ALL ".join(statuses) + " ORDER BY block, pattern, item", out / runfolder.RESULT_STATUSES
+    )
+    _copy(
+        con,
+        "SELECT item, policy_id, item_id, block, year, budget IS NOT NULL OR grp IS NOT NULL AS allocated, "
+        f"fields, amount_sql FROM {ITEMS} ORDER BY item",
+        out / runfolder.RESULT_ITEMS,
+    )
+    _copy(
+        con,
+        "SELECT k.uscc, i.policy_id, i.item_id, a.amount, a.amount_before_allocation "
+        f"FROM {ALLOCATED} AS a JOIN {ITEMS} AS i ON i.item = a.item JOIN {KEYS} AS k ON k.rid = a.rid "
+        "ORDER BY k.uscc, i.item",
+        out / runfolder.RESULT_ALLOCATED,
+        ROW_GROUP,
+    )
+    _copy(
+        con,
+        f"SELECT k.uscc, i.policy_id, i.item_id FROM {PAID} AS pd JOIN {ITEMS} AS i ON i.item = pd.item "
+        f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY k.uscc, i.item",
+        out / runfolder.RESULT_PAID,
+    )
+    for year in sorted({y for _, y in blocks}):
+        fields = sorted(
+            {
+                f
+                for (text,) in con.execute(f"SELECT fields FROM {ITEMS} WHERE year = {year}").fetchall()
+                for f in (text or "").split(";")
+                if f
+            }
+        )
+        columns = "".join(f', "{f}"' for f in fields)
+        _copy(
+            con,
+            f"SELECT uscc{columns} FROM {run_profile_name(year)} ORDER BY uscc",
+            out / runfolder.result_profile(year),
+            ROW_GROUP,
+        )
+    for b, _ in blocks:
+        con.execute(f"DROP TABLE IF EXISTS pattern_ids_{b}")
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+
+def _parquet(path: Path) -> str:
+    """A Parquet output as DuckDB reads it: a file, or a folder of part files (Spark)."""
+    text = str(path / "*.parquet") if path.is_dir() else str(path)
+    return text.replace("'", "''")
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _ByUscc:
+    """A Parquet file sorted by uscc, in small row groups: a lookup bisects the row groups' uscc ranges
+    and reads only the one or two that can hold the enterprise."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metadata = pq.ParquetFile(path).metadata
+        column = self.metadata.schema.to_arrow_schema().get_field_index("uscc")
+        stats = [
+            self.metadata.row_group(i).column(column).statistics for i in range(self.metadata.num_row_groups)
+        ]
+        self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
+        self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
+
+    def rows(self, uscc: str) -> pa.Table:
+        return self.rows_of([uscc])
+
+    def rows_of(self, usccs: Sequence[str]) -> pa.Table:
+        """The rows of some enterprises, each row group read once."""
+        groups = sorted(
+            {
+                g
+                for u in usccs
+                for g in range(bisect.bisect_left(self.maxs, u), bisect.bisect_right(self.mins, u))
+            }
+        )
+        if not groups:
+            return pq.ParquetFile(self.path, metadata=self.metadata).schema_arrow.empty_table()
+        # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
+        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups)
+        if len(usccs) == 1:
+            return table.filter(pc.equal(table["uscc"], usccs[0]))
+        return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Which rows of a list: an item (or every item), narrowed by region prefix, industry section, size
+    class, failing condition (near misses), missing field (missing data) and uscc prefix; the policies a
+    user may see (`policy_ids`, None: every policy)."""
+
+    policy_id: str | None = None
+    item_id: str | None = None
+    region: str | None = None
+    section: str | None = None
+    size: str | None = None
+    condition_id: str | None = None
+    field: str | None = None
+    uscc: str | None = None
+    policy_ids: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One enterprise's result on one item: `candidate` (with its amounts, decimal text), `near_miss`
+    (the failing condition and the values it read, `field=value; ...`) or `missing_data` (the NULL
+    fields)."""
+
+    policy_id: str
+    item_id: str
+    status: str
+    condition_id: str | None = None
+    value: str | None = None
+    fields: tuple[str, ...] = ()
+    amount: str | None = None
+    amount_before_allocation: str | None = None
+
+
+class RunResults:
+    """The near misses and missing data of one run folder, answered on demand; one per run and process
+    (`open_results`), safe to share between threads (every query runs on a cursor of its own)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.compact = runfolder.has_compact_results(folder)
+        self._con = duckdb.connect()
+        self._con.execute("SET preserve_insertion_order = true")
+        self._lock = threading.Lock()
+        if self.compact:
+            self._open_compact()
+
+    def _open_compact(self) -> None:
+        f = self.folder
+        self.items = pq.read_table(f / runfolder.RESULT_ITEMS).to_pylist()
+        self.by_key = {(i["policy_id"], i["item_id"]): i for i in self.items}
+        self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
+        self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES)
+        self._con.register("statuses_arrow", self.statuses)
+        self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
+        self._con.unregister("statuses_arrow")
+        keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
+        self._keys = keys
+        # The statuses' columns as Python lists: a standing slices them (column-wise is ten times faster to
+        # convert than row by row).
+        self._columns = {name: self.statuses[name].to_pylist() for name in self.statuses.column_names}
+        self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
+        self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
+        allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
+        self.allocated: dict[str, list[dict[str, Any]]] = {}
+        for row in allocated.to_pylist():
+            self.allocated.setdefault(row["uscc"], []).append(row)
+        self.paid = {
+            (r["uscc"], r["policy_id"], r["item_id"])
+            for r in pq.read_table(f / runfolder.RESULT_PAID).to_pylist()
+        }
+        reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
+        self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
+        with self._lock:
+            return self._con.cursor()
+
+    _cursor = cursor
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- the lists, by item ----------------------------------------------------------------------------
+
+    def _value_sql(self, alias: str = "s") -> str:
+        if not self._value:
+            return "CAST(NULL AS VARCHAR)"
+        cases = " ".join(f"WHEN {_text(r)} THEN {sql}" for r, sql in sorted(self._value.items()))
+        return f"CASE {alias}.read {cases} END"
+
+    def _compact_sql(self, name: ListName, s: Slice, values: bool, *, read: bool = False) -> str:
+        """The list's rows (policy_id, item_id, uscc, condition_id, value | fields), unordered."""
+        status = STATUS[name]
+        where = [f"s.status = '{status}'"]
+        if s.policy_id:
+            where.append(f"s.policy_id = {_text(s.policy_id)}")
+        if s.item_id:
+            where.append(f"s.item_id = {_text(s.item_id)}")
+        if s.policy_ids is not None:
+            where.append(f"s.policy_id IN ({', '.join(_text(p) for p in s.policy_ids) or 'NULL'})")
+        if s.condition_id and name == "near_misses":
+            where.append(f"s.condition_id = {_text(s.condition_id)}")
+        if s.field and name == "missing_data":
+            where.append(f"list_contains(string_split(s.fields, ';'), {_text(s.field)})")
+        outer = []
+        if s.region:
+            outer.append(f"starts_with(e.region_code, {_text(s.region)})")
+        if s.section:
+            outer.append(f"e.industry_section = {_text(s.section)}")
+        if s.size:
+            outer.append(f"e.size_class = {_text(s.size)}")
+        if s.uscc:
+            outer.append(f"starts_with(e.uscc, {_text(s.uscc)})")
+        blocks = self.blocks
+        if s.policy_id and s.item_id:
+            item = self.by_key.get((s.policy_id, s.item_id))
+            blocks = [] if item is None else [(item["block"], item["year"])]
+        parts = []
+        for b, year in blocks:
+            cond = " AND ".join([*where, f"s.block = {b}"])
+            filt = (" WHERE " + " AND ".join(outer)) if outer else ""
+            sel = "s.condition_id" if name == "near_misses" else "string_split(s.fields, ';') AS fields"
+            enterprises = _parquet(self.folder / runfolder.RESULT_ENTERPRISES)
+            base = (
+                f"SELECT s.policy_id, s.item_id, e.uscc, {sel}, s.read FROM read_parquet('{enterprises}') AS e "
+                f"JOIN (SELECT * FROM run_statuses AS s WHERE {cond}) AS s ON s.pattern = e.p{b}{filt}"
+            )
+            if values and name == "near_misses":
+                profile = _parquet(self.folder / runfolder.result_profile(year))
+                base = (
+                    f"SELECT s.policy_id, s.item_id, s.uscc, s.condition_id, {self._value_sql()} AS value "
+                    f"FROM ({base}) AS s JOIN read_parquet('{profile}') AS p ON p.uscc = s.uscc"
+                )
+            elif name == "near_misses":
+                last = "read" if read else "NULL AS value"
+                base = f"SELECT policy_id, item_id, uscc, condition_id, {last} FROM ({base})"
+            else:
+                base = f"SELECT policy_id, item_id, uscc, fields FROM ({base})"
+            parts.append(base)
+        if not parts:
+            empty = (
+                "NULL::VARCHAR AS condition_id, NULL::VARCHAR AS value"
+                if name == "near_misses"
+                else "NULL::VARCHAR[] AS fields"
+            )
+            return f"SELECT NULL::VARCHAR AS policy_id, NULL::VARCHAR AS item_id, NULL::VARCHAR AS uscc, {empty} WHERE false"
+        return " UNION ALL ".join(parts)
+
+    def _legacy_sql(self, name: ListName, s: Slice) -> str:
+        path = self.folder / (runfolder.NEAR_MISSES if name == "near_misses" else runfolder.MISSING_DATA)
+        if not path.exists():
+            raise MatchError(f"匹配结果目录 {self.folder} 缺少 {path.name}")
+        if s.section or s.size:
+            raise MatchError(
+                f"匹配结果目录 {self.folder} 是旧格式（差一点和数据缺失名单逐行写出），不能按行业或规模筛选："
+                "请用新版 zhida match 重新匹配"
+            )
+        columns = "c.condition_id, c.value" if name == "near_misses" else "c.fields"
+        sql = f"SELECT c.policy_id, c.item_id, c.uscc, {columns} FROM read_parquet('{_parquet(path)}') AS c"
+        where = []
+        if s.region:
+            contacts = self.folder / runfolder.CONTACTS
+            sql += f" JOIN read_parquet('{_parquet(contacts)}') AS e ON e.uscc = c.uscc"
+            where.append(f"starts_with(CAST(e.region_code AS VARCHAR), {_text(s.region)})")
+        for column, value in (("policy_id", s.policy_id), ("item_id", s.item_id)):
+            if value:
+                where.append(f"c.{column} = {_text(value)}")
+        if s.policy_ids is not None:
+            where.append(f"c.policy_id IN ({', '.join(_text(p) for p in s.policy_ids) or 'NULL'})")
+        if s.condition_id and name == "near_misses":
+            where.append(f"c.condition_id = {_text(s.condition_id)}")
+        if s.field and name == "missing_data":
+            where.append(f"list_contains(c.fields, {_text(s.field)})")
+        if s.uscc:
+            where.append(f"starts_with(c.uscc, {_text(s.uscc)})")
+        return sql + (" WHERE " + " AND ".join(where) if where else "")
+
+    def list_sql(self, name: ListName, s: Slice = Slice(), *, values: bool = True) -> str:
+        """SQL of the list's rows as Contract 4 format 2 wrote them (near misses: policy_id, item_id, uscc,
+        condition_id, value; missing data: policy_id, item_id, uscc, fields), unordered; for another DuckDB
+        connection too (it reads files only, and `run_statuses` when compact: use `register`)."""
+        return self._compact_sql(name, s, values) if self.compact else self._legacy_sql(name, s)
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Make `list_sql` runnable on another connection."""
+        if self.compact:
+            con.register("run_statuses", self.statuses)
+
+    def count(self, name: ListName, s: Slice = Slice()) -> int:
+        """How many rows of the list the slice holds."""
+        with self.cursor() as cur:
+            row = cur.execute(f"SELECT count(*) FROM ({self.list_sql(name, s, values=False)})").fetchone()
+        return int(row[0]) if row else 0
+
+    def page(
+        self, name: ListName, s: Slice = Slice(), *, offset: int = 0, limit: int = 50
+    ) -> list[tuple[Any, ...]]:
+        """Rows `offset` to `offset + limit` of the list in (policy_id, item_id, uscc) order, a near miss
+        with its values."""
+        window = f"ORDER BY policy_id, item_id, uscc LIMIT {int(limit)} OFFSET {int(offset)}"
+        with self.cursor() as cur:
+            if not (self.compact and name == "near_misses"):
+                return cur.execute(f"SELECT * FROM ({self.list_sql(name, s)}) {window}").fetchall()
+            # The page first, without the values; then the values of its rows only, from the profile.
+            rows = self._compact_sql(name, s, False, read=True)
+            keys = cur.execute(
+                f"SELECT policy_id, item_id, uscc, condition_id, read FROM ({rows}) {window}"
+            ).fetchall()
+        return [(p, i, u, c, v) for (p, i, u, c, _), v in zip(keys, self._page_values(keys), strict=True)]
+
+    def _page_values(self, keys: list[tuple[Any, ...]]) -> list[str | None]:
+        """The values each near miss of a page read, off the profile rows of its enterprises."""
+        out: list[str | None] = [None] * len(keys)
+        by_year: dict[int, list[int]] = {}
+        for n, (p, i, _, _, read) in enumerate(keys):
+            if read:
+                by_year.setdefault(self.by_key[(p, i)]["year"], []).append(n)
+        for year, rows in by_year.items():
+            usccs = sorted({keys[n][2] for n in rows})
+            profile = self.profiles[year].rows_of(usccs)
+            cur = self._cursor()
+            cur.register("p", profile)
+            cur.register(
+                "k",
+                pa.table(
+                    {
+                        "n": [n for n in rows],
+                        "uscc": [keys[n][2] for n in rows],
+                        "read": [keys[n][4] for n in rows],
+                    }
+                ),
+            )
+            for n, v in cur.execute(
+                f"SELECT k.n, {self._value_sql('k')} FROM k JOIN p ON p.uscc = k.uscc"
+            ).fetchall():
+                out[n] = v
+            cur.close()
+        return out
+
+    def export(self, name: ListName, path: Path, s: Slice = Slice(), *, by_item: bool = False) -> int:
+        """Write the slice of the list with format 2's columns and types: one Parquet file, or with `by_item`
+        a folder partitioned by policy_id and item_id (Hive style); the rows written."""
+        cur = self.cursor()
+        try:
+            columns = (
+                "policy_id, item_id, uscc, condition_id, value"
+                if name == "near_misses"
+                else "policy_id, item_id, uscc, fields"
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(path).replace("'", "''")
+            options = "FORMAT PARQUET, COMPRESSION ZSTD"
+            if by_item:
+                options += ", PARTITION_BY (policy_id, item_id), OVERWRITE_OR_IGNORE"
+            cur.execute(f"COPY (SELECT {columns} FROM ({self.list_sql(name, s)})) TO '{target}' ({options})")
+            source = f"{target}/**/*.parquet" if by_item else target
+            row = cur.execute(f"SELECT count(*) FROM read_parquet('{source}')").fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            cur.close()
+
+    # -- by enterprise ---------------------------------------------------------------------------------
+
+    def _statuses_of(self, block: int, pattern: int) -> list[dict[str, Any]]:
+        key = block << 32 | pattern
+        lo = int(np.searchsorted(self._keys, key, "left"))
+        hi = int(np.searchsorted(self._keys, key, "right"))
+        return [{name: values[n] for name, values in self._columns.items()} for n in range(lo, hi)]
+
+    def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
+        """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
+        missing data (an item with none of these is left out)."""
+        if not self.compact:
+            return self._legacy_standing(uscc)
+        found = self.enterprises.rows(uscc).to_pylist()
+        if not found:
+            return []
+        enterprise = found[0]
+        rows: list[dict[str, Any]] = []
+        for b, _ in self.blocks:
+            pattern = enterprise.get(f"p{b}")
+            if pattern is not None:
+                rows += self._statuses_of(b, pattern)
+        out: dict[tuple[str, str], Result] = {}
+        for a in self.allocated.get(uscc, ()):
+            out[(a["policy_id"], a["item_id"])] = Result(
+                a["policy_id"],
+                a["item_id"],
+                "candidate",
+                amount=_money(a["amount"]),
+                amount_before_allocation=_money(a["amount_before_allocation"]),
+            )
+        computed: dict[int, list[tuple[str, dict[str, Any], str]]] = {}  # year -> (alias, row, sql)
+        for n, r in enumerate(rows):
+            item = self.items[r["item"]]
+            key = (r["policy_id"], r["item_id"])
+            if r["status"] == "eligible":
+                if item["allocated"] or (uscc, *key) in self.paid:
+                    continue
+                computed.setdefault(item["year"], []).append((f"a{n}", r, item["amount_sql"]))
+            elif r["status"] == "near_miss":
+                out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
+                if values and r["read"]:
+                    computed.setdefault(item["year"], []).append((f"v{n}", r, self._value[r["read"]]))
+            else:
+                out[key] = Result(
+                    *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
+                )
+        for year, wanted in computed.items():
+            profile = self.profiles[year].rows(uscc)
+            cur = self._cursor()
+            cur.register("p", profile)
+            got = cur.execute(
+                "SELECT " + ", ".join(f"{sql} AS {alias}" for alias, _, sql in wanted) + " FROM p"
+            ).fetchone()
+            cur.close()
+            assert got is not None
+            for (alias, r, _), v in zip(wanted, got, strict=True):
+                key = (r["policy_id"], r["item_id"])
+                if alias.startswith("a"):
+                    out[key] = Result(*key, "candidate", amount=_money(v), amount_before_allocation=_money(v))
+                else:
+                    out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
+        return [out[k] for k in sorted(out)]
+
+    def _legacy_standing(self, uscc: str) -> list[Result]:
+        cur = self._cursor()
+        text = _text(uscc)
+        out = [
+            Result(p, i, "candidate", amount=_money(a), amount_before_allocation=_money(b))
+            for p, i, a, b in cur.execute(
+                "SELECT policy_id, item_id, amount, amount_before_allocation FROM "
+                f"read_parquet('{_parquet(self.folder / runfolder.CANDIDATES)}') WHERE uscc = {text}"
+            ).fetchall()
+        ]
+        s = Slice(uscc=uscc)
+        if (self.folder / runfolder.NEAR_MISSES).exists():
+            out += [
+                Result(p, i, "near_miss", condition_id=c, value=v)
+                for p, i, u, c, v in cur.execute(self._legacy_sql("near_misses", s)).fetchall()
+                if u == uscc
+            ]
+        if (self.folder / runfolder.MISSING_DATA).exists():
+            out += [
+                Result(p, i, "missing_data", fields=tuple(f))
+                for p, i, u, f in cur.execute(self._legacy_sql("missing_data", s)).fetchall()
+                if u == uscc
+            ]
+        return sorted(out, key=lambda r: (r.policy_id, r.item_id))
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+_OPEN: dict[tuple[Path, int], RunResults] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_results(folder: Path) -> RunResults:
+    """The run folder's results, opened once per process (the statuses are held in memory); a folder
+    written again in the same place (its manifest rewritten) is opened afresh."""
+    path = folder.resolve()
+    manifest = path / runfolder.MANIFEST
+    key = (path, manifest.stat().st_mtime_ns if manifest.exists() else 0)
+    with _OPEN_LOCK:
+        found = _OPEN.get(key)
+        if found is None:
+            for stale in [k for k in _OPEN if k[0] == path]:
+                del _OPEN[stale]  # not closed: a request may still be reading it
+            found = _OPEN[key] = RunResults(path)
+        return found
+
+
+def export_lists(folder: Path, out: Path | None = None) -> dict[str, int]:
+    """Write near_misses.parquet and missing_data.parquet of a compact run folder as format 2 wrote them
+    (the same rows, compared as sets), into `out` (default: the run folder); rows written per file."""
+    results = RunResults(folder)
+    try:
+        target = out or folder
+        return {
+            "near_misses": results.export("near_misses", target / runfolder.NEAR_MISSES),
+            "missing_data": results.export("missing_data", target / runfolder.MISSING_DATA),
+        }
+    finally:
+        results.close()

@@ -1,0 +1,236 @@
+"""The compact results (Contract 4, format 3) answer exactly what the materialised rows said.
+
+On random policies over random profiles (the differential test's strategies), the plan runs, the old
+materialised rows are computed from its `results` and `candidates` views (the oracle), the compact form is
+written, and every on-demand answer must equal the oracle: the export (as sets, values and fields
+included), each enterprise's standing, an item's page in a region, counts by condition.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from unittest.mock import patch
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from matcher.duckdb_engine import match_profiles
+from matcher.results import RunResults, Slice, write_compact
+from rules.errors import MatchError
+from rules.validate import parse_policy_text
+from tests.matcher.test_differential import _load_profile, policy_text, profile_row
+
+
+@pytest.fixture(scope="module")
+def con() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()
+
+
+def _oracle(con: duckdb.DuckDBPyConnection) -> tuple[set, set, set]:  # type: ignore[type-arg]
+    near = set(
+        con.execute(
+            "SELECT policy_id, item_id, uscc, condition_id, value FROM results WHERE status = 'near_miss'"
+        ).fetchall()
+    )
+    missing = {
+        (p, i, u, tuple(f.split(";")))
+        for p, i, u, f in con.execute(
+            "SELECT policy_id, item_id, uscc, fields FROM results WHERE status = 'missing_data'"
+        ).fetchall()
+    }
+    candidates = set(
+        con.execute(
+            "SELECT policy_id, item_id, uscc, amount, amount_before_allocation FROM candidates"
+        ).fetchall()
+    )
+    return near, missing, candidates
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(data=st.data())
+def test_on_demand_answers_equal_the_materialised_rows(
+    con: duckdb.DuckDBPyConnection, data: st.DataObject
+) -> None:
+    texts = [
+        data.draw(policy_text(f"p{n}", "g" if n < 2 else None)) for n in range(data.draw(st.integers(1, 3)))
+    ]
+    policies = [parse_policy_text(t, f"p{n}.yaml") for n, t in enumerate(texts)]
+    rows = [data.draw(profile_row(n)) for n in range(data.draw(st.integers(1, 25)))]
+    paid = data.draw(
+        st.lists(st.sampled_from([(r["uscc"], p.id) for r in rows for p in policies]), max_size=3)
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE paid_t (uscc VARCHAR, policy_id VARCHAR, item_id VARCHAR, period VARCHAR, "
+        "amount DECIMAL(18,2))"
+    )
+    for uscc, pid in paid:
+        con.execute("INSERT INTO paid_t VALUES (?, ?, 'i0', '2025', 1)", [uscc, pid])
+    with patch("matcher.plan.BITS", data.draw(st.sampled_from([5, 8, 62]))):
+        match_profiles(con, policies, {2024: _load_profile(con, rows)}, payments="paid_t")
+    near, missing, candidates = _oracle(con)
+    context = "\n---\n".join(texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        write_compact(con, out)
+        results = RunResults(out)
+        try:
+            results.export("near_misses", out / "nm.parquet")
+            results.export("missing_data", out / "md.parquet")
+            got_near = set(duckdb.sql(f"SELECT * FROM read_parquet('{out / 'nm.parquet'}')").fetchall())
+            got_missing = {
+                (p, i, u, tuple(f))
+                for p, i, u, f in duckdb.sql(f"SELECT * FROM read_parquet('{out / 'md.parquet'}')").fetchall()
+            }
+            assert got_near == near, context
+            assert got_missing == missing, context
+
+            # Each enterprise's standing: its candidates, near misses and missing data, nothing else.
+            for row in rows:
+                u = row["uscc"]
+                want = sorted(
+                    [
+                        (p, i, "candidate", None, None, (), format(a, "f"), format(b, "f"))
+                        for p, i, uu, a, b in candidates
+                        if uu == u
+                    ]
+                    + [(p, i, "near_miss", c, v, (), None, None) for p, i, uu, c, v in near if uu == u]
+                    + [
+                        (p, i, "missing_data", None, None, f, None, None)
+                        for p, i, uu, f in missing
+                        if uu == u
+                    ]
+                )
+                got = sorted(
+                    (
+                        r.policy_id,
+                        r.item_id,
+                        r.status,
+                        r.condition_id,
+                        r.value,
+                        r.fields,
+                        r.amount,
+                        r.amount_before_allocation,
+                    )
+                    for r in results.standing(u)
+                )
+                assert got == want, context
+
+            # An item's near misses in one region, paged; counts by condition.
+            region = {r["uscc"]: r["region_code"] for r in rows}
+            for p, i, *_ in sorted(near)[:3]:
+                prefix = data.draw(st.sampled_from(["", "3208", "320803", "33"]))
+                want_page = sorted(
+                    (pp, ii, u, c, v)
+                    for pp, ii, u, c, v in near
+                    if (pp, ii) == (p, i)
+                    and (region[u] or "").startswith(prefix)
+                    and (prefix == "" or region[u])
+                )
+                s = Slice(policy_id=p, item_id=i, region=prefix or None)
+                assert results.count("near_misses", s) == len(want_page), context
+                assert results.page("near_misses", s, limit=2) == want_page[:2], context
+                assert results.page("near_misses", s, offset=2, limit=5) == want_page[2:7], context
+            for c in {c for *_, c, _ in near}:
+                assert results.count("near_misses", Slice(condition_id=c)) == sum(
+                    1 for r in near if r[3] == c
+                )
+        finally:
+            results.close()
+
+
+# --- the command, on the conformance case -------------------------------------------------------------
+
+
+CASE = Path(__file__).resolve().parent.parent / "conformance"
+
+
+@pytest.fixture(scope="module")
+def case_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import datetime as dt
+
+    from matcher.run import run_match
+
+    out = tmp_path_factory.mktemp("case")
+    run_match(CASE / "snapshot", CASE / "policies", out, dt.date(2025, 9, 30))
+    return out
+
+
+def _expected(name: str) -> list[dict[str, str]]:
+    import csv
+
+    with (CASE / "expected" / f"{name}.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_an_items_near_misses_in_one_county_are_exported_exactly(case_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    out = tmp_path / "xinban.parquet"
+    args = ["results", "near-misses", "--run", str(case_run), "--policy", "c-xinban", "--item", "opening"]
+    done = CliRunner().invoke(app, [*args, "--region", "320812", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    region = dict(
+        duckdb.sql(
+            f"SELECT uscc, region_code FROM read_parquet('{case_run / 'contacts.parquet'}')"
+        ).fetchall()
+    )
+    want = {
+        (r["uscc"], r["condition_id"])
+        for r in _expected("near_misses")
+        if (r["policy_id"], r["item_id"]) == ("c-xinban", "opening")
+        and str(region[r["uscc"]]).startswith("320812")
+    }
+    got = set(duckdb.sql(f"SELECT uscc, condition_id FROM read_parquet('{out}')").fetchall())
+    assert got == want and want
+
+
+def test_a_whole_list_is_exported_partitioned_by_item(case_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    out = tmp_path / "by-item"
+    done = CliRunner().invoke(
+        app, ["results", "missing-data", "--run", str(case_run), "--out", str(out), "--by-item"]
+    )
+    assert done.exit_code == 0, done.output
+    got = duckdb.sql(
+        f"SELECT policy_id, item_id, uscc FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    assert set(got) == {(r["policy_id"], r["item_id"], r["uscc"]) for r in _expected("missing_data")}
+    assert (out / "policy_id=c-wenbao" / "item_id=refund").is_dir()
+
+
+def test_an_old_run_folder_is_read_as_it_is_and_refuses_what_it_cannot_answer(
+    case_run: Path, tmp_path: Path
+) -> None:
+    """A folder of format 2 keeps its two files: the same functions read them; by size class they cannot."""
+    import shutil
+
+    from matcher.results import export_lists
+
+    old = tmp_path / "old"
+    shutil.copytree(case_run, old)
+    export_lists(old)
+    shutil.rmtree(old / "results")
+    results = RunResults(old)
+    try:
+        assert not results.compact
+        assert results.count("near_misses") == len(_expected("near_misses"))
+        with pytest.raises(MatchError, match="旧格式"):
+            results.count("near_misses", Slice(size="small"))
+    finally:
+        results.close()
