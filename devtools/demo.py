@@ -288,6 +288,7 @@ def ensure_reviewers(session: Session, policy: Policy, now: dt.datetime) -> list
                 "reviewer",
                 display_name=f"{department}审核演示员",
                 department=department,
+                carry_over=True,  # the department is made as the demo's other users' are
                 now=now,
             )
         names.append(name)
@@ -322,19 +323,13 @@ def apply_and_review(session: Session, demo: DemoApplication) -> dict[str, Any]:
         session, policy, app, given_answers=demo.answers, given_fields={}, actor=actor, now=_china(day, 9)
     )
     asked = item.application.materials if item.application else []
+
+    def upload(m: Any, at: dt.datetime) -> None:
+        apps.upload(session, policy, app, m.id, _PDF, f"{m.name}.pdf", demo.evidence_dir, actor=actor, now=at)
+
     for m in asked:
         if m.required:
-            apps.upload(
-                session,
-                policy,
-                app,
-                m.id,
-                _PDF,
-                f"{m.name}.pdf",
-                demo.evidence_dir,
-                actor=actor,
-                now=_china(day, 10),
-            )
+            upload(m, _china(day, 10))
     apps.submit(session, policy, app, actor=actor, now=_china(day, 10))
     optional = [m for m in asked if not m.required]
     lead, others = reviewers[0], reviewers[1:]
@@ -345,17 +340,7 @@ def apply_and_review(session: Session, demo: DemoApplication) -> dict[str, Any]:
         )
         corrected = working_day_after(day, 1)
         for m in optional:
-            apps.upload(
-                session,
-                policy,
-                app,
-                m.id,
-                _PDF,
-                f"{m.name}.pdf",
-                demo.evidence_dir,
-                actor=actor,
-                now=_china(corrected, 9),
-            )
+            upload(m, _china(corrected, 9))
         apps.submit(session, policy, app, actor=actor, now=_china(corrected, 10))
         returned = len(optional)
         day = corrected

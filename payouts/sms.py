@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -190,6 +190,20 @@ def _shorten(text: str, keep: int) -> str:
     return text if len(text) <= keep else text[: max(keep - 1, 1)] + "…"
 
 
+def fit_text(template: str, values: dict[str, str], steps: Sequence[tuple[str, int]]) -> str:
+    """`template` filled with `values`, shortened to fit two SMS segments: each (key, floor) of `steps` in
+    turn shortens that value (to no fewer than `floor` characters) until the text fits; `values` is updated
+    to what was sent. What `steps` does not name (the link, the amount, a phone) is never shortened."""
+    text = template.format(**values)
+    for key, floor in steps:
+        over = len(text) - MAX_CHARS
+        if over <= 0:
+            break
+        values[key] = _shorten(values[key], max(len(values[key]) - over, floor))
+        text = template.format(**values)
+    return text
+
+
 def render(
     kind: str,
     *,
@@ -219,14 +233,8 @@ def render(
         "link": link,
     }
     template = TEMPLATES[NOTICE if kind == NOTICE else "reminder"]
-    text = template.format(**params)
     steps = (("title", 8), ("name", 6), ("department", 6), ("title", 4), ("name", 2), ("department", 2))
-    for key, floor in steps:
-        over = len(text) - MAX_CHARS
-        if over <= 0:
-            break
-        params[key] = _shorten(params[key], max(len(params[key]) - over, floor))
-        text = template.format(**params)
+    text = fit_text(template, params, steps)
     if len(text) > MAX_CHARS:
         raise SmsError(f"短信超长（{len(text)} 字）：请缩短链接地址 ZHIDA_LINK_BASE")
     return text, params

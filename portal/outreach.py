@@ -29,7 +29,7 @@ from matcher.results import Slice, open_results
 from payouts import outbox
 from payouts.db import transaction
 from payouts.models import MatchRun, PolicyVersion, SmsMessage
-from payouts.sms import MAX_CHARS, SmsGateway
+from payouts.sms import SmsGateway, fit_text
 from portal.standings import latest_run
 from rules.catalog import CATALOG
 from rules.formats import CHINA
@@ -113,15 +113,7 @@ def render(settings: OutreachSettings, name: str, title: str, what: str) -> str:
     """The message, shortened (the enterprise name, then the title) to fit two SMS segments."""
     values = {"sign": settings.sign, "name": name, "title": title, "what": what, "link": settings.link}
     values["stop"] = outbox.OPT_OUT_HINT
-    text = TEMPLATE.format(**values)
-    for key, floor in (("title", 8), ("name", 6), ("what", 10)):
-        over = len(text) - MAX_CHARS
-        if over <= 0:
-            break
-        keep = max(len(values[key]) - over, floor)
-        values[key] = values[key] if len(values[key]) <= keep else values[key][: keep - 1] + "…"
-        text = TEMPLATE.format(**values)
-    return text
+    return fit_text(TEMPLATE, values, (("title", 8), ("name", 6), ("what", 10)))
 
 
 def _conditions(run: MatchRun) -> tuple[dict[str, str], dict[tuple[str, str], str]]:

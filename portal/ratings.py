@@ -30,7 +30,7 @@ from payouts import audit, outbox, tokens
 from payouts.db import PayoutSettings, transaction
 from payouts.errors import LinkError, NotFoundError, RoleError
 from payouts.models import Offer, OfferState, Payee, PolicyVersion, SmsMessage
-from payouts.sms import MAX_CHARS, OutgoingSms, SmsGateway, cut_token
+from payouts.sms import OutgoingSms, SmsGateway, cut_token, fit_text
 from payouts.users import require
 from portal.models import Application, ApplicationState, Rating
 from portal.supplied import enterprise_actor
@@ -360,15 +360,9 @@ def render_closing(sign: str, department: str, name: str, title: str, outcome: s
         "outcome": outcome,
         "link": link,
     }
-    text = TEMPLATE.format(**values)
-    for key, floor in (("title", 8), ("name", 6), ("department", 6), ("title", 4), ("name", 2)):
-        over = len(text) - MAX_CHARS
-        if over <= 0:
-            break
-        keep = max(len(values[key]) - over, floor)
-        values[key] = values[key] if len(values[key]) <= keep else values[key][: keep - 1] + "…"
-        text = TEMPLATE.format(**values)
-    return text
+    return fit_text(
+        TEMPLATE, values, (("title", 8), ("name", 6), ("department", 6), ("title", 4), ("name", 2))
+    )
 
 
 def _message(

@@ -24,25 +24,11 @@ _HEADERS = {
 
 
 def _show(
-    name: ListName,
-    run: Path,
-    policy: str | None,
-    item: str | None,
-    region: str | None,
-    section: str | None,
-    size: str | None,
-    condition: str | None,
-    field: str | None,
-    uscc: str | None,
-    out: Path | None,
-    page: int,
-    limit: int,
-    by_item: bool = False,
+    name: ListName, run: Path, s: Slice, out: Path | None, page: int, limit: int, by_item: bool
 ) -> None:
     runfolder.read_manifest(run)  # a folder that is not a run is refused by name
-    if item and not policy:
+    if s.item_id and not s.policy_id:
         raise MatchError("--item 需与 --policy 一起给出：事项编号只在其政策内唯一")
-    s = Slice(policy, item, region, section, size, condition, field, uscc)
     results = RunResults(run)
     try:
         if out is not None:
@@ -93,22 +79,8 @@ def near_misses(
     by_item: bool = _BY_ITEM,
 ) -> None:
     """差一点名单：只差一项条件的企业，及该条件读取的数据。"""
-    _show(
-        "near_misses",
-        run,
-        policy,
-        item,
-        region,
-        section,
-        size,
-        condition,
-        None,
-        uscc,
-        out,
-        page,
-        limit,
-        by_item,
-    )
+    s = Slice(policy, item, region, section, size, condition_id=condition, uscc=uscc)
+    _show("near_misses", run, s, out, page, limit, by_item)
 
 
 @app.command("missing-data")
@@ -127,9 +99,8 @@ def missing_data(
     by_item: bool = _BY_ITEM,
 ) -> None:
     """数据缺失名单：无不满足条件、但缺少数据而无法判断的企业，及缺少的字段。"""
-    _show(
-        "missing_data", run, policy, item, region, section, size, None, field, uscc, out, page, limit, by_item
-    )
+    s = Slice(policy, item, region, section, size, field=field, uscc=uscc)
+    _show("missing_data", run, s, out, page, limit, by_item)
 
 
 @app.command("export")
