@@ -76,10 +76,16 @@ class Due:
 
 
 def due_work(
-    session: Session, sla: Sla, now: dt.datetime, *, horizon: dt.timedelta | None = None
+    session: Session,
+    sla: Sla,
+    now: dt.datetime,
+    *,
+    horizon: dt.timedelta | None = None,
+    region: str | None = None,
 ) -> list[Due]:
     """Waiting work grouped by step, policy and deadline day, with the earliest deadline of each group;
-    only groups due before `now + horizon` (default: every group). A policy's own limits count."""
+    only groups due before `now + horizon` (default: every group), and with `region`, only the offers of
+    enterprises whose region code starts with it (a region-scoped user's). A policy's own limits count."""
     sla = sla if sla.policies else sla.with_policies(session)
     out: list[Due] = []
     for step in STEPS:
@@ -107,6 +113,8 @@ def due_work(
         )
         if step.id == "approve":
             query = query.outerjoin(fb, fb.c.offer_id == Offer.id)
+        if region is not None:
+            query = query.where(Offer.region_code.startswith(region, autoescape=True))
         groups: dict[tuple[str, dt.date], list[Due]] = {}
         for pid, title, dept, _, first, n, amount in session.execute(query):
             first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
@@ -279,11 +287,12 @@ class Overdue:
 
 
 def supervision_list(
-    session: Session, sla: Sla, now: dt.datetime, department: str | None = None
+    session: Session, sla: Sla, now: dt.datetime, department: str | None = None, region: str | None = None
 ) -> list[Overdue]:
-    """The 督办 list: overdue work by department, policy and step, oldest first."""
+    """The 督办 list: overdue work by department, policy and step, oldest first (with `region`, of that
+    region's enterprises only)."""
     groups: dict[tuple[str, str, str], list[Due]] = {}
-    for due in due_work(session, sla, now):
+    for due in due_work(session, sla, now, region=region):
         if due.deadline <= now and (department is None or due.department == department):
             groups.setdefault((due.department, due.policy_id, due.step.id), []).append(due)
     rows = []

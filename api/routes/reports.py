@@ -259,7 +259,7 @@ def supervision_list(
     from reports import supervision
 
     scope = scoped_policy_ids(session, store, user)
-    rows = supervision.supervision_list(session, settings.sla(), now())
+    rows = supervision.supervision_list(session, settings.sla(), now(), region=user_scope(user).region)
     return [
         OverdueOut(**{**r.__dict__, "responsible": list(r.responsible), "done": list(r.done)})
         for r in rows
@@ -451,7 +451,9 @@ def supervision_page(
 
     mine = department(user)
     at = now()
-    rows = supervision.supervision_list(session, settings.sla(), at, department=mine)
+    rows = supervision.supervision_list(
+        session, settings.sla(), at, department=mine, region=user_scope(user).region
+    )
     return render(
         request,
         "supervision.html",

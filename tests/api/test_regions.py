@@ -147,6 +147,22 @@ def test_the_funnel_and_lights_count_only_the_countys_enterprises(regional: Worl
     assert waiting == len(_ids(regional, "320804", "drafted") | _ids(regional, "320804", "held"))
 
 
+def test_the_supervision_list_counts_only_the_countys_overdue_offers(regional: World) -> None:
+    from reports import supervision
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)  # every waiting offer long overdue
+    with transaction(regional.app.state.engine) as s:
+        sla = regional.app.state.settings.sla()
+        whole = supervision.supervision_list(s, sla, later)
+        county = supervision.supervision_list(s, sla, later, region="320804")
+    review = [r for r in county if r.policy_id == POLICY and r.step == "初核发布"]
+    waiting = _ids(regional, "320804", "drafted") | _ids(regional, "320804", "held")
+    assert review and sum(r.offers for r in review) == len(waiting)
+    assert sum(r.offers for r in whole if r.policy_id == POLICY and r.step == "初核发布") > len(waiting)
+    listed = regional.client.get("/api/reports/supervision", headers=regional.auth("rev_huaiyin")).json()
+    assert sum(r["offers"] for r in listed if r["policy_id"] == POLICY) <= len(waiting)
+
+
 def test_joint_review_on_the_web_the_co_reviewer_gives_its_opinion_and_the_lead_then_releases(
     regional: World,
 ) -> None:
