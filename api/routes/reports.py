@@ -134,19 +134,23 @@ def funnel_of(
     )
 
 
-def money_per_policy(session: Session, scope: set[str] | None) -> list[PolicyMoney]:
-    """Per policy (its latest imported version): budget, and the money matched, confirmed and paid."""
+def money_per_policy(
+    session: Session, scope: set[str] | None, region: str | None = None
+) -> list[PolicyMoney]:
+    """Per policy (its latest imported version): budget, and the money matched, confirmed and paid (with
+    `region`, of that region's enterprises only)."""
     paid = Offer.state == OfferState.PAID.value
-    rows = session.execute(
-        select(
-            Offer.policy_id,
-            func.count(),
-            func.coalesce(func.sum(Offer.amount), 0),
-            func.coalesce(func.sum(case((Offer.confirmed_at.is_not(None), Offer.amount), else_=0)), 0),
-            func.coalesce(func.sum(case((paid, Offer.amount), else_=0)), 0),
-            func.coalesce(func.sum(case((paid, 1), else_=0)), 0),
-        ).group_by(Offer.policy_id)
-    ).all()
+    query = select(
+        Offer.policy_id,
+        func.count(),
+        func.coalesce(func.sum(Offer.amount), 0),
+        func.coalesce(func.sum(case((Offer.confirmed_at.is_not(None), Offer.amount), else_=0)), 0),
+        func.coalesce(func.sum(case((paid, Offer.amount), else_=0)), 0),
+        func.coalesce(func.sum(case((paid, 1), else_=0)), 0),
+    ).group_by(Offer.policy_id)
+    if region is not None:
+        query = query.where(Offer.region_code.startswith(region, autoescape=True))
+    rows = session.execute(query).all()
     latest = {
         v.policy_id: v for v in session.scalars(select(PolicyVersion).order_by(PolicyVersion.version))
     }  # the last of each policy wins
@@ -227,7 +231,7 @@ def funnel_report(
 
 @router.get("/money", response_model=list[PolicyMoney], summary="各政策资金：预算、命中、确认、到账")
 def money(user: ReportReader, session: SessionDep, store: StoreDep) -> list[PolicyMoney]:
-    return money_per_policy(session, scoped_policy_ids(session, store, user))
+    return money_per_policy(session, scoped_policy_ids(session, store, user), user_scope(user).region)
 
 
 @router.get("/sla", response_model=list[LightOut], summary="各环节时限红黄绿灯")
@@ -463,9 +467,12 @@ def supervision_page(
 
 @pages.get("")
 def reports_page(request: Request, user: ReportReader, session: SessionDep, store: StoreDep) -> Response:
-    scope = scoped_policy_ids(session, store, user)
+    scope, region = scoped_policy_ids(session, store, user), user_scope(user).region
     return render(
         request,
         "reports.html",
-        {"funnel": funnel_of(session, scope, None, None), "money": money_per_policy(session, scope)},
+        {
+            "funnel": funnel_of(session, scope, None, None, region),
+            "money": money_per_policy(session, scope, region),
+        },
     )

@@ -159,6 +159,8 @@ def test_the_supervision_list_counts_only_the_countys_overdue_offers(regional: W
     waiting = _ids(regional, "320804", "drafted") | _ids(regional, "320804", "held")
     assert review and sum(r.offers for r in review) == len(waiting)
     assert sum(r.offers for r in whole if r.policy_id == POLICY and r.step == "初核发布") > len(waiting)
+    money = regional.client.get("/api/reports/money", headers=regional.auth("rev_huaiyin")).json()
+    assert next(r for r in money if r["policy_id"] == POLICY)["offers"] == len(_ids(regional, "320804"))
     listed = regional.client.get("/api/reports/supervision", headers=regional.auth("rev_huaiyin")).json()
     assert sum(r["offers"] for r in listed if r["policy_id"] == POLICY) <= len(waiting)
 
