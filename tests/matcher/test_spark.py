@@ -176,7 +176,7 @@ def test_a_spark_run_folder_is_importable_as_offers(runs: tuple[Path, Path]) -> 
     from payouts.imports import read_run
 
     run = read_run(runs[1])
-    assert run.candidates.num_rows == 599
+    assert run.candidates.count_rows() == 599
     assert run.manifest.engine == "spark"
 
 

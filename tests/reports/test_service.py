@@ -121,7 +121,9 @@ def june(tx, tmp_path: Path, small_run: Path, staff) -> SimpleNamespace:  # noqa
     with tx() as s:
         ratings.rate(s, A, "offer", offer_a.public_id, 5, "很快", beijing(2025, 6, 17, 9))
         ratings.rate(s, B, "application", b, 1, "退回理由不清楚", beijing(2025, 6, 6, 9))
-        users.create_user(s, "gx", "reviewer", department="市工业和信息化局", now=beijing(2025, 6, 1, 9))
+        users.create_user(
+            s, "gx", "reviewer", department="市工业和信息化局", carry_over=True, now=beijing(2025, 6, 1, 9)
+        )
         free = s.scalar(select(Offer).where(Offer.public_id == paid_free))
         poor = ratings.rate(s, free.uscc, "offer", paid_free, 2, "到账前没有通知", beijing(2025, 6, 11, 9))
         # Answered on Tuesday 17 June: 4 working days (12, 13, 16, 17), within the 5.
