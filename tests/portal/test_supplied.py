@@ -243,3 +243,36 @@ def test_one_evidence_file_backs_several_fields_and_one_bad_value_writes_nothing
             ("ui_premium_paid", "10.00"),
         ]
         assert len({r.evidence_path for r in rows}) == 1 and len(list((tmp_path / "evidence").iterdir())) == 1
+
+
+def test_last_years_figure_is_asked_and_overridden_for_the_year_before_the_assessment_year(
+    tx, tmp_path, t0, staff
+) -> None:
+    # An R&D increase award (assessment year 2024) misses 上年度研发费用: the enterprise supplies 研发费用 of
+    # 2023, once, next to this year's figure, and the override fills the 2023 row of the tax table.
+    groups, refusals = supplied.asks(
+        [_line("yanfa", "increase", "rd_expense_prev"), _line("yanfa", "increase", "rd_expense")]
+    )
+    assert refusals == []
+    by_key = {a.key: a for g in groups for a in g.asks}
+    assert sorted(by_key) == ["rd_expense@2023", "rd_expense@2024"]
+    assert (by_key["rd_expense@2023"].year, by_key["rd_expense@2023"].computes) == (2023, ())
+    prev = Missing("yanfa", "increase", "rd_expense_prev", 2024, "run-1")
+    pid = _submit(tx, tmp_path, t0, missing=prev, field="rd_expense", value="1,000,000.00")
+    with pytest.raises(StateError, match="请勿重复提交"):
+        _submit(tx, tmp_path, t0 + H, missing=prev, field="rd_expense", value="2000000")
+    this_year = Missing("yanfa", "increase", "rd_expense", 2024, "run-1")
+    _submit(tx, tmp_path, t0 + H, missing=this_year, field="rd_expense", value="1200000")  # another cell
+    with tx() as s:
+        row = supplied.get(s, pid)
+        assert (row.field, row.missing_field, row.snapshot_table, row.year) == (
+            "rd_expense",
+            "rd_expense_prev",
+            "tax",
+            2023,
+        )
+        supplied.verify(s, pid, "tax", t0 + 2 * H)
+    with tx() as s:
+        assert [(r["table"], r["column"], r["year"], r["value"]) for r in supplied.override_records(s)] == [
+            ("tax", "rd_expense", 2023, "1000000.00")
+        ]
