@@ -353,9 +353,10 @@ def test_search_and_filters_give_the_same_answers_on_sqlite_and_postgresql(backe
         "jiajikouchu-kxzx-2022"
     ]  # Shandong's excludes 青岛, a national one not
     assert found(q="研发", region="37") == ["jiajikouchu-kxzx-2022", "yanfa-shandong-2025"]
-    open_to_farms = found(industry="A", open_only=True)
-    assert open_to_farms == sorted(open_to_farms) and len(open_to_farms) == 19
+    open_to_farms = found(industry="A", open_only=True, per_page=50)
+    assert open_to_farms == sorted(open_to_farms) and len(open_to_farms) == 21
     assert "shenggui-heilongjiang" not in open_to_farms  # industry B, C and D only
+    assert "shenggui-xian" not in open_to_farms
     assert "yanfa-henan-2018" not in open_to_farms  # ended
     assert found(sort="amount")[:3] == ["yanfa-shandong-2025", "yanfa-longgang", "yanfa-henan-2018"]
     with transaction(backend) as s:
