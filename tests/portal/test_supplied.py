@@ -7,8 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from matcher.run import run_match
 from payouts import audit, users
 from payouts.errors import NotFoundError
 from portal import supplied
@@ -276,3 +278,50 @@ def test_last_years_figure_is_asked_and_overridden_for_the_year_before_the_asses
         assert [(r["table"], r["column"], r["year"], r["value"]) for r in supplied.override_records(s)] == [
             ("tax", "rd_expense", 2023, "1000000.00")
         ]
+
+
+GROWTH_POLICY = """\
+id: t-growth
+version: 1
+title: 营业收入增长奖励（测试）
+department: 测试部门
+source: {document: 测试文件}
+valid_from: 2025-01-01
+valid_to: 2025-12-31
+assessment_year: 2025
+period: "2025"
+conditions:
+  - {id: grew, text: 上年度营业收入大于0, rule: revenue_prev > 0}
+items:
+  - {id: award, title: 奖励, amount: 100}
+"""
+
+
+def test_a_verified_last_year_figure_fills_the_row_the_next_run_reads(tmp_path: Path) -> None:
+    """The cell the supplied value names is the one the matcher reads for revenue_prev: with assessment
+    year 2025, 营业收入 of 2024 (NULL in the conformance snapshot for this enterprise)."""
+    case = Path(__file__).resolve().parent.parent / "conformance"
+    uscc = "91320803LT922YN0DP"  # annual report 2024 without 营业收入
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "t-growth.yaml").write_text(GROWTH_POLICY, encoding="utf-8")
+    missing = Missing("t-growth", "award", "revenue_prev", 2025, "run-1")
+    (f,) = supplied.inputs_for("revenue_prev")
+    override = {
+        "id": "ov-prev",
+        "uscc": uscc,
+        "table": f.table,
+        "column": f.name,
+        "year": supplied.supply_year(missing, f),
+        "value": "5000000.00",
+    }
+    as_of = dt.date(2025, 9, 30)
+    before = run_match(case / "snapshot", policies, tmp_path / "before", as_of).out
+    after = run_match(case / "snapshot", policies, tmp_path / "after", as_of, overrides=[override]).out
+
+    def found(out: Path, name: str) -> bool:
+        rows = duckdb.sql(f"SELECT uscc FROM '{out / name}.parquet' WHERE uscc = '{uscc}'").fetchall()
+        return bool(rows)
+
+    assert found(before, "missing_data") and not found(before, "candidates")
+    assert found(after, "candidates") and not found(after, "missing_data")
