@@ -351,6 +351,10 @@ def test_loss_carry_forward_tells_high_tech_firms_and_2025_technology_smes_once(
     last_year = {**registered, "tech_sme_cert_date": dt.date(2024, 10, 31)}
     assert evaluate_item(policy, tech_sme, last_year).failed == ("tech_sme_2025",)
     assert {policy.group_of(i) for i in policy.items} == {"kuisun-jiezhuan"}  # both: told once
+    # Neither qualification: not a near miss (that would be nearly every enterprise in the country).
+    neither = _profile(is_high_tech=False, is_tech_sme=False, tech_sme_cert_date=None)
+    assert evaluate_item(policy, high_tech, neither).status == "ineligible"
+    assert evaluate_item(policy, tech_sme, neither).status == "ineligible"
 
 
 def test_xihu_rewards_technology_smes_first_registered_in_2024_only() -> None:
