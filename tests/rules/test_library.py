@@ -392,3 +392,27 @@ def test_first_recognition_awards_skip_firms_recognised_years_ago(
     assert evaluate_item(policy, award, renewed).status == "near_miss"
     never = _profile(region_code=region, **{flag: False, first: None})
     assert evaluate_item(policy, award, never).status not in ("eligible", "missing_data")
+
+
+def test_changde_tells_first_recognition_from_recognition_again_by_the_certificate_dates() -> None:
+    policy = _library()["gaoxin-changde"]
+    first, again = policy.item("first"), policy.item("again")
+    new = _profile(
+        region_code="430702",
+        is_high_tech=True,
+        high_tech_first_date=dt.date(2024, 11, 20),
+        high_tech_cert_date=dt.date(2024, 11, 20),
+    )
+    assert evaluate_item(policy, first, new).amount == Decimal("100000.00")
+    assert evaluate_item(policy, again, new).failed == ("again_2024",)
+    renewed = {**new, "high_tech_first_date": dt.date(2021, 12, 1)}
+    assert evaluate_item(policy, first, renewed).failed == ("first_2024",)
+    assert evaluate_item(policy, again, renewed).amount == Decimal("50000.00")
+    never = _profile(
+        region_code="430702", is_high_tech=False, high_tech_first_date=None, high_tech_cert_date=None
+    )
+    assert (
+        evaluate_item(policy, first, never).status
+        == evaluate_item(policy, again, never).status
+        == "ineligible"
+    )
