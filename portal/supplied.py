@@ -7,7 +7,8 @@ supplied:  submitted(enterprise) → verified(owning department) → override (a
                                  ↘ rejected(reason)
 ```
 - Only stored fields can be supplied; a derived one (裁员率) names the stored fields it is computed from
-  (年初参保人数、年末参保人数), which is what the enterprise supplies instead (`inputs_for`).
+  (年初参保人数、年末参保人数), which is what the enterprise supplies instead (`inputs_for`); a last-year
+  field (上年度营业收入) is supplied as the stored field of the year before the assessment year.
 - The value is checked against the field's catalog type and codes, and kept as canonical text.
 - The evidence is a PDF or an image, recognised from its bytes (the browser's content type is not
   trusted), at most 10 MB, written under a random name to a folder outside the web root.
@@ -281,6 +282,15 @@ def _yearly(f: Field) -> bool:
     return "year" in SPECS[f.table].key
 
 
+def supply_year(missing: Missing, f: Field) -> int | None:
+    """The year whose row a value of stored field `f` fills for `missing`: none for a table without years;
+    for a yearly one the policy's assessment year, or the year before it for a last-year field (revenue_prev
+    is supplied as 营业收入 of assessment year − 1); None when the policy's year is unknown."""
+    if not _yearly(f) or missing.year is None:
+        return None
+    return missing.year - CATALOG[missing.field].years_back
+
+
 def asks(lines: list[MissingLine]) -> tuple[list[DepartmentAsks], list[Refusal]]:
     """The enterprise's missing lines as what it is asked for: each stored field once (per assessment
     year for a yearly field), grouped by the department that holds it; and what cannot be supplied."""
@@ -295,13 +305,16 @@ def asks(lines: list[MissingLine]) -> tuple[list[DepartmentAsks], list[Refusal]]
             if title not in r["items"]:
                 r["items"].append(title)
             continue
+        # A last-year field (上年度营业收入) is asked as the stored field of that year, not as an input.
+        derived = line.missing.field not in {f.name for f in line.inputs}
+        computes = derived and not CATALOG[line.missing.field].years_back
         for f in line.inputs:
-            year = line.missing.year if _yearly(f) else None
+            year = supply_year(line.missing, f)
             key = f.name if year is None else f"{f.name}@{year}"
             a = found.setdefault(
                 key, {"field": f, "year": year, "missing": line.missing, "computes": [], "items": []}
             )
-            if f.name != line.missing.field and line.label not in a["computes"]:
+            if computes and line.label not in a["computes"]:
                 a["computes"].append(line.label)
             if title not in a["items"]:
                 a["items"].append(title)
@@ -397,6 +410,7 @@ def submit_several(
         if yearly and missing.year is None:
             problems.append(f"“{f.label}”按年度登记，须知道政策的评估年度")
             continue
+        year = supply_year(missing, f)
         try:
             canonical = parse_value(f, value)
         except PayoutError as e:
@@ -406,13 +420,13 @@ def submit_several(
             select(SuppliedValue.public_id).where(
                 SuppliedValue.uscc == uscc,
                 SuppliedValue.field == f.name,
-                SuppliedValue.year == missing.year if yearly else SuppliedValue.year.is_(None),
+                SuppliedValue.year == year if yearly else SuppliedValue.year.is_(None),
                 SuppliedValue.state == SuppliedState.SUBMITTED.value,
             )
         )
         if waiting is not None:
             raise StateError(f"“{f.label}”已提交，正等待{f.department}核实，请勿重复提交")
-        checked.append((missing, f, table, column, missing.year if yearly else None, canonical))
+        checked.append((missing, f, table, column, year, canonical))
     if problems:
         raise PayoutError("；".join(problems))
     mime = sniff(evidence)

@@ -52,6 +52,9 @@ class Field:
     # For a derived field: the stored fields it is computed from, which is what an enterprise supplies
     # when the derived one is missing (empty for flags that only a registry can set, e.g. certificates).
     inputs: tuple[str, ...] = ()
+    # For a field of an earlier year (revenue_prev): how many years before the assessment year its inputs
+    # are stored, so that an enterprise supplies last year's 营业收入 for it, not this year's.
+    years_back: int = 0
 
     @property
     def department(self) -> str:
@@ -84,6 +87,8 @@ def _previous(name: str, label: str, table: str, unit: str, type_: FieldType) ->
         unit,
         definition=f"{table} 中评估年度前一年的 {name}；无该年度记录或值为空时为空",
         derived=True,
+        inputs=(name,),
+        years_back=1,
     )
 
 

@@ -362,8 +362,9 @@ def test_search_and_filters_give_the_same_answers_on_sqlite_and_postgresql(backe
     # In force longest first (Sichuan's start-up loans to 2027), the 2025 ones by id, then the one ending today.
     assert open_to_farms[0] == "quanyi-chuangye-daikuan-sichuan-2025"
     assert open_to_farms[-1] == "ks-keji-guangan-2025"
-    assert open_to_farms[1:-1] == sorted(open_to_farms[1:-1]) and len(open_to_farms) == 27
+    assert open_to_farms[1:-1] == sorted(open_to_farms[1:-1]) and len(open_to_farms) == 29
     assert "shenggui-heilongjiang" not in open_to_farms  # industry B, C and D only
+    assert "shenggui-xian" not in open_to_farms
     assert "yanfa-henan-2018" not in open_to_farms  # ended
     assert found(sort="amount")[:4] == [  # equal amounts by id
         "ks-shoutao-sichuan-2025",

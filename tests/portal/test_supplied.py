@@ -7,8 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from matcher.results import export_lists
+from matcher.run import run_match
 from payouts import audit, users
 from payouts.errors import NotFoundError
 from portal import supplied
@@ -243,3 +246,85 @@ def test_one_evidence_file_backs_several_fields_and_one_bad_value_writes_nothing
             ("ui_premium_paid", "10.00"),
         ]
         assert len({r.evidence_path for r in rows}) == 1 and len(list((tmp_path / "evidence").iterdir())) == 1
+
+
+def test_last_years_figure_is_asked_and_overridden_for_the_year_before_the_assessment_year(
+    tx, tmp_path, t0, staff
+) -> None:
+    # An R&D increase award (assessment year 2024) misses 上年度研发费用: the enterprise supplies 研发费用 of
+    # 2023, once, next to this year's figure, and the override fills the 2023 row of the tax table.
+    groups, refusals = supplied.asks(
+        [_line("yanfa", "increase", "rd_expense_prev"), _line("yanfa", "increase", "rd_expense")]
+    )
+    assert refusals == []
+    by_key = {a.key: a for g in groups for a in g.asks}
+    assert sorted(by_key) == ["rd_expense@2023", "rd_expense@2024"]
+    assert (by_key["rd_expense@2023"].year, by_key["rd_expense@2023"].computes) == (2023, ())
+    prev = Missing("yanfa", "increase", "rd_expense_prev", 2024, "run-1")
+    pid = _submit(tx, tmp_path, t0, missing=prev, field="rd_expense", value="1,000,000.00")
+    with pytest.raises(StateError, match="请勿重复提交"):
+        _submit(tx, tmp_path, t0 + H, missing=prev, field="rd_expense", value="2000000")
+    this_year = Missing("yanfa", "increase", "rd_expense", 2024, "run-1")
+    _submit(tx, tmp_path, t0 + H, missing=this_year, field="rd_expense", value="1200000")  # another cell
+    with tx() as s:
+        row = supplied.get(s, pid)
+        assert (row.field, row.missing_field, row.snapshot_table, row.year) == (
+            "rd_expense",
+            "rd_expense_prev",
+            "tax",
+            2023,
+        )
+        supplied.verify(s, pid, "tax", t0 + 2 * H)
+    with tx() as s:
+        assert [(r["table"], r["column"], r["year"], r["value"]) for r in supplied.override_records(s)] == [
+            ("tax", "rd_expense", 2023, "1000000.00")
+        ]
+
+
+GROWTH_POLICY = """\
+id: t-growth
+version: 1
+title: 营业收入增长奖励（测试）
+department: 测试部门
+source: {document: 测试文件}
+valid_from: 2025-01-01
+valid_to: 2025-12-31
+assessment_year: 2025
+period: "2025"
+conditions:
+  - {id: grew, text: 上年度营业收入大于0, rule: revenue_prev > 0}
+items:
+  - {id: award, title: 奖励, amount: 100}
+"""
+
+
+def test_a_verified_last_year_figure_fills_the_row_the_next_run_reads(tmp_path: Path) -> None:
+    """The cell the supplied value names is the one the matcher reads for revenue_prev: with assessment
+    year 2025, 营业收入 of 2024 (NULL in the conformance snapshot for this enterprise)."""
+    case = Path(__file__).resolve().parent.parent / "conformance"
+    uscc = "91320803LT922YN0DP"  # annual report 2024 without 营业收入
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "t-growth.yaml").write_text(GROWTH_POLICY, encoding="utf-8")
+    missing = Missing("t-growth", "award", "revenue_prev", 2025, "run-1")
+    (f,) = supplied.inputs_for("revenue_prev")
+    override = {
+        "id": "ov-prev",
+        "uscc": uscc,
+        "table": f.table,
+        "column": f.name,
+        "year": supplied.supply_year(missing, f),
+        "value": "5000000.00",
+    }
+    as_of = dt.date(2025, 9, 30)
+    before = run_match(case / "snapshot", policies, tmp_path / "before", as_of).out
+    after = run_match(case / "snapshot", policies, tmp_path / "after", as_of, overrides=[override]).out
+    for out in (before, after):
+        export_lists(out)  # the runs keep their lists compact: written out as Contract 4's files
+
+    def found(out: Path, name: str) -> bool:
+        rows = duckdb.sql(f"SELECT uscc FROM '{out / name}.parquet' WHERE uscc = '{uscc}'").fetchall()
+        return bool(rows)
+
+    assert found(before, "missing_data") and not found(before, "candidates")
+    assert found(after, "candidates") and not found(after, "missing_data")

@@ -24,15 +24,18 @@ THEMES = {
     "一次性扩岗补助": ("kuogang-2025", "new_graduate_hires"),
     "高新技术企业认定奖励": ("gaoxin-changsha", "high_tech_first_date"),
     "首次升规奖励": ("shenggui-heilongjiang", "listed_above_scale_prev"),
+    "首次升规奖励（第二个省份：陕西西安）": ("shenggui-xian", "listed_above_scale_prev"),
     "研发费用补助": ("yanfa-shandong-2025", "rd_expense"),
     "专精特新小巨人奖励": ("xiaojuren-fujian", "srdi_little_giant_first_date"),
     "科技型中小企业": ("yanfa-henan-2018", "is_tech_sme"),
+    "科技型中小企业（在施行的税收优惠）": ("kuisun-jiezhuan", "tech_sme_cert_date"),
+    "科技型中小企业认定奖励（杭州西湖）": ("kexiao-xihu", "tech_sme_first_date"),
     "省级稳岗返还实施细则（山东）": ("wengang-shandong-2025", "ui_premium_paid"),
     "省级稳岗返还实施细则（甘肃）": ("wengang-gansu-2025", "ui_premium_paid"),
     "省级稳岗返还实施细则（山西）": ("wengang-shanxi-2025", "ui_premium_paid"),
     "省级一次性扩岗补助（山东）": ("kuogang-shandong-2025", "new_graduate_hires"),
-    "省级专精特新认定奖励（陕西）": ("zhuanjingtexin-shaanxi", "is_srdi"),
-    "小巨人配套奖励（福州）": ("xiaojuren-fuzhou", "is_little_giant"),
+    "省级专精特新认定奖励（陕西）": ("zhuanjingtexin-shaanxi", "srdi_first_date"),
+    "小巨人配套奖励（福州）": ("xiaojuren-fuzhou", "srdi_little_giant_first_date"),
     "科技型中小企业研发费用加计扣除": ("jiajikouchu-kxzx-2022", "is_tech_sme"),
     "残保金减免": ("canbaojin-2025", "employees"),
     "要素保障（水电气欠费不停供）": ("yaosu-guangyuan-2023", "size_class"),
@@ -73,6 +76,11 @@ def test_library_covers_the_required_themes() -> None:
         assert policy_id in library, theme
         assert field in _fields_read(library[policy_id]), theme
     assert {p.category for p in library.values()} - {None} == set(CATEGORIES)
+
+
+def test_the_technology_sme_measures_are_in_force_on_the_demo_date() -> None:
+    active = {p.id for p in load_ruleset(library_dir()).active(DEMO_AS_OF)}
+    assert {"kuisun-jiezhuan", "kexiao-xihu", "shenggui-xian"} <= active
 
 
 def test_library_reaches_at_least_six_provinces_besides_the_national_rules() -> None:
@@ -305,4 +313,108 @@ def test_shandong_pays_big_firms_ten_percent_of_their_rd_increase() -> None:
     assert (result.status, result.amount) == ("eligible", Decimal("200000.00"))
     assert evaluate_item(policy, policy.item("increase"), {**firm, "rd_expense_prev": None}).status == (
         "missing_data"
+    )
+
+
+def test_xian_pays_firms_first_on_the_statistics_list_not_those_above_the_revenue_line() -> None:
+    policy = _library()["shenggui-xian"]
+    award = policy.item("award")
+    firm = _profile(
+        region_code="610113",
+        industry_section="C",
+        listed_above_scale=True,
+        listed_above_scale_prev=False,
+        above_scale=False,  # the revenue test says no; the statistics bureau's list is what counts
+    )
+    result = evaluate_item(policy, award, firm)
+    assert (result.status, result.amount) == ("eligible", Decimal("300000.00"))
+    assert evaluate_item(policy, award, {**firm, "listed_above_scale_prev": True}).failed == ("first_listed",)
+    assert evaluate_item(policy, award, {**firm, "listed_above_scale_prev": None}).status == "missing_data"
+    assert evaluate_item(policy, award, {**firm, "industry_section": "G"}).failed == ("industrial",)
+    assert evaluate_item(policy, award, {**firm, "region_code": "610302"}).failed == ("xian",)  # 宝鸡
+
+
+def test_loss_carry_forward_tells_high_tech_firms_and_2025_technology_smes_once() -> None:
+    policy = _library()["kuisun-jiezhuan"]
+    high_tech, tech_sme = policy.item("high_tech"), policy.item("tech_sme")
+    # A 高新技术企业 that never registered as a 科技型中小企业 has no registration date: eligible, not missing.
+    certified = _profile(is_high_tech=True, is_tech_sme=False, tech_sme_cert_date=None)
+    assert (
+        evaluate_item(policy, high_tech, certified).status,
+        evaluate_item(policy, high_tech, certified).amount,
+    ) == (
+        "eligible",
+        Decimal("0.00"),
+    )
+    assert evaluate_item(policy, tech_sme, certified).status == "ineligible"
+    registered = _profile(is_high_tech=False, is_tech_sme=True, tech_sme_cert_date=dt.date(2025, 6, 30))
+    assert evaluate_item(policy, tech_sme, registered).status == "eligible"
+    assert evaluate_item(policy, high_tech, registered).failed == ("high_tech",)
+    last_year = {**registered, "tech_sme_cert_date": dt.date(2024, 10, 31)}
+    assert evaluate_item(policy, tech_sme, last_year).failed == ("tech_sme_2025",)
+    assert {policy.group_of(i) for i in policy.items} == {"kuisun-jiezhuan"}  # both: told once
+    # Neither qualification: not a near miss (that would be nearly every enterprise in the country).
+    neither = _profile(is_high_tech=False, is_tech_sme=False, tech_sme_cert_date=None)
+    assert evaluate_item(policy, high_tech, neither).status == "ineligible"
+    assert evaluate_item(policy, tech_sme, neither).status == "ineligible"
+
+
+def test_xihu_rewards_technology_smes_first_registered_in_2024_only() -> None:
+    policy = _library()["kexiao-xihu"]
+    award = policy.item("award")
+    firm = _profile(region_code="330106", is_tech_sme=True, tech_sme_first_date=dt.date(2024, 8, 15))
+    result = evaluate_item(policy, award, firm)
+    assert (result.status, result.amount) == ("eligible", Decimal("10000.00"))
+    assert evaluate_item(policy, award, {**firm, "tech_sme_first_date": dt.date(2021, 5, 1)}).failed == (
+        "new_2024",
+    )
+    never = _profile(region_code="330106", is_tech_sme=False, tech_sme_first_date=None)
+    assert evaluate_item(policy, award, never).status != "missing_data"
+    assert evaluate_item(policy, award, {**firm, "region_code": "330102"}).failed == ("xihu",)  # 上城区
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "flag", "first", "amount"),
+    [
+        ("xiaojuren-fuzhou", "is_little_giant", "srdi_little_giant_first_date", "250000.00"),
+        ("zhuanjingtexin-shaanxi", "is_srdi", "srdi_first_date", "200000.00"),
+    ],
+)
+def test_first_recognition_awards_skip_firms_recognised_years_ago(
+    policy_id: str, flag: str, first: str, amount: str
+) -> None:
+    """A certificate renewed in 2024 after a first recognition in 2021 is not 新认定 / 初次认定."""
+    policy = _library()[policy_id]
+    award = policy.item("award")
+    region = "350102" if policy_id == "xiaojuren-fuzhou" else "610113"
+    new = _profile(region_code=region, **{flag: True, first: dt.date(2024, 7, 1)})
+    result = evaluate_item(policy, award, new)
+    assert (result.status, result.amount) == ("eligible", Decimal(amount))
+    renewed = {**new, first: dt.date(2021, 7, 1)}
+    assert evaluate_item(policy, award, renewed).status == "near_miss"
+    never = _profile(region_code=region, **{flag: False, first: None})
+    assert evaluate_item(policy, award, never).status not in ("eligible", "missing_data")
+
+
+def test_changde_tells_first_recognition_from_recognition_again_by_the_certificate_dates() -> None:
+    policy = _library()["gaoxin-changde"]
+    first, again = policy.item("first"), policy.item("again")
+    new = _profile(
+        region_code="430702",
+        is_high_tech=True,
+        high_tech_first_date=dt.date(2024, 11, 20),
+        high_tech_cert_date=dt.date(2024, 11, 20),
+    )
+    assert evaluate_item(policy, first, new).amount == Decimal("100000.00")
+    assert evaluate_item(policy, again, new).failed == ("again_2024",)
+    renewed = {**new, "high_tech_first_date": dt.date(2021, 12, 1)}
+    assert evaluate_item(policy, first, renewed).failed == ("first_2024",)
+    assert evaluate_item(policy, again, renewed).amount == Decimal("50000.00")
+    never = _profile(
+        region_code="430702", is_high_tech=False, high_tech_first_date=None, high_tech_cert_date=None
+    )
+    assert (
+        evaluate_item(policy, first, never).status
+        == evaluate_item(policy, again, never).status
+        == "ineligible"
     )
