@@ -20,7 +20,9 @@ import logging
 import re
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,11 @@ from api.policystore import PolicyStore
 from matcher import runfolder
 from matcher.run import run_match
 from matcher.runfolder import Manifest
-from payouts import imports, jobs
+from payouts import imports, jobs, offers
 from payouts.db import transaction
 from payouts.errors import NotFoundError
 from payouts.models import Job, JobState, MatchRun
+from payouts.scope import Scope
 from portal import supplied
 from portal.standings import Standings
 from rules.errors import MatchError, ZhidaError
@@ -207,3 +210,23 @@ def snapshot_dirs(root: Path) -> dict[str, Path]:
         for p in sorted(root.iterdir())
         if p.is_dir() and any((p / f"enterprises.{ext}").exists() for ext in ("parquet", "csv"))
     }
+
+
+def imported_within(
+    session: Session, mine: Scope, runs: Sequence[tuple[str | None, dict[str, Any] | None]]
+) -> list[dict[str, Any] | None]:
+    """What each run (run id, the import's counts from its job's result) imported, as a user may see it:
+    for a user who sees everything, the import's own counts (offers, held for want of an account, skipped,
+    money); for any narrower scope (`payouts/scope.py`), only the run's offers within it and their money
+    (`scoped`), never the run-wide figures."""
+    if mine.everything:
+        return [imported for _, imported in runs]
+    totals = offers.run_totals(session, [r for r, imported in runs if r and imported is not None], mine)
+    out: list[dict[str, Any] | None] = []
+    for run_id, imported in runs:
+        if imported is None or not run_id:
+            out.append(imported)
+            continue
+        n, amount = totals.get(run_id, (0, Decimal("0")))
+        out.append({"offers": n, "amount": format(amount, "f"), "scoped": True})
+    return out

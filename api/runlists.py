@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -141,6 +142,52 @@ def page(run_dir: Path, name: str, f: Filters, limit: int = 200) -> tuple[int, l
     finally:
         con.close()
     return (total[0] if total else 0), rows
+
+
+def summary(run_dir: Path, items: Sequence[Mapping[str, Any]], f: Filters) -> list[dict[str, Any]]:
+    """The run's summary rows (`items`, as the manifest has them) counted again over the filter's policies
+    and region only: eligible, candidates, near misses, missing data and money per item. `eligible` is None
+    for a run folder that keeps no eligible rows (written before the compact results, or on Spark)."""
+    whole = Filters(f.policy_ids, region=f.region, uscc=f.uscc)
+    counts = open_results(run_dir).item_counts(_slice(whole))
+    con = _connect(run_dir, "candidates")
+    try:
+        sql, params = _select(run_dir, "candidates", whole)
+        money = {
+            (p, i): (int(n), amount, before)
+            for p, i, n, amount, before in con.execute(
+                "SELECT policy_id, item_id, count(*), coalesce(sum(amount), 0), "
+                f"coalesce(sum(amount_before_allocation), 0) FROM ({sql}) GROUP BY ALL",
+                params,
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    compact = runfolder.has_compact_results(run_dir)
+    out = []
+    for row in items:
+        if f.policy_ids is not None and row["policy_id"] not in f.policy_ids:
+            continue
+        key = (row["policy_id"], row["item_id"])
+        n, amount, before = money.get(key, (0, 0, 0))
+        got = counts.get(key, {})
+        out.append(
+            {
+                "policy_id": key[0],
+                "item_id": key[1],
+                "eligible": got.get("eligible", 0) if compact else None,
+                "candidates": n,
+                "near_misses": got.get("near_misses", 0),
+                "missing_data": got.get("missing_data", 0),
+                "amount": _yuan(amount),
+                "amount_before_allocation": _yuan(before),
+            }
+        )
+    return out
+
+
+def _yuan(value: Any) -> str:
+    return format(Decimal(value).quantize(Decimal("0.01")), "f")
 
 
 def csv_chunks(run_dir: Path, name: str, f: Filters) -> Iterator[bytes]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ from rules.errors import MatchError
 
 ListName = Literal["near_misses", "missing_data"]
 STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
+LISTS: tuple[ListName, ...] = ("near_misses", "missing_data")
 ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
 
 
@@ -164,6 +165,20 @@ def _parquet(path: Path) -> str:
 
 def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _enterprise_where(s: Slice) -> list[str]:
+    """The slice's conditions on `results/enterprises.parquet` (alias `e`)."""
+    where = []
+    if s.region:
+        where.append(f"starts_with(e.region_code, {_text(s.region)})")
+    if s.section:
+        where.append(f"e.industry_section = {_text(s.section)}")
+    if s.size:
+        where.append(f"e.size_class = {_text(s.size)}")
+    if s.uscc:
+        where.append(f"starts_with(e.uscc, {_text(s.uscc)})")
+    return where
 
 
 class _ByUscc:
@@ -306,15 +321,7 @@ class RunResults:
             where.append(f"s.condition_id = {_text(s.condition_id)}")
         if s.field and name == "missing_data":
             where.append(f"list_contains(string_split(s.fields, ';'), {_text(s.field)})")
-        outer = []
-        if s.region:
-            outer.append(f"starts_with(e.region_code, {_text(s.region)})")
-        if s.section:
-            outer.append(f"e.industry_section = {_text(s.section)}")
-        if s.size:
-            outer.append(f"e.size_class = {_text(s.size)}")
-        if s.uscc:
-            outer.append(f"starts_with(e.uscc, {_text(s.uscc)})")
+        outer = _enterprise_where(s)
         blocks = self.blocks
         if s.policy_id and s.item_id:
             item = self.by_key.get((s.policy_id, s.item_id))
@@ -349,6 +356,46 @@ class RunResults:
             )
             return f"SELECT NULL::VARCHAR AS policy_id, NULL::VARCHAR AS item_id, NULL::VARCHAR AS uscc, {empty} WHERE false"
         return " UNION ALL ".join(parts)
+
+    def item_counts(self, s: Slice = Slice()) -> dict[tuple[str, str], dict[str, int]]:
+        """Per (policy, item) with any: how many of the slice's enterprises are eligible (before paid pairs
+        and allocation), near misses and missing data; only `region`, `section`, `size`, `uscc` and
+        `policy_ids` narrow it. A folder of an older format keeps no eligible rows: its counts have none."""
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        with self.cursor() as cur:
+            if self.compact:
+                rows = cur.execute(self._compact_counts_sql(s)).fetchall()
+            else:
+                whole = replace(s, policy_id=None, item_id=None, condition_id=None, field=None)
+                lists = [
+                    f"SELECT policy_id, item_id, '{STATUS[name]}' AS status, count(*) "
+                    f"FROM ({self._legacy_sql(name, whole)}) GROUP BY ALL"
+                    for name in LISTS
+                ]
+                rows = cur.execute(" UNION ALL ".join(lists)).fetchall()
+        names = {"eligible": "eligible", **{v: k for k, v in STATUS.items()}}
+        for policy_id, item_id, status, n in rows:
+            counts.setdefault((policy_id, item_id), {})[names[status]] = int(n)
+        return counts
+
+    def _compact_counts_sql(self, s: Slice) -> str:
+        """(policy_id, item_id, status, count): each block's statuses weighted by how many of the slice's
+        enterprises have the pattern (a pattern is shared by many, so the enterprises are counted first)."""
+        outer = _enterprise_where(s)
+        filt = (" WHERE " + " AND ".join(outer)) if outer else ""
+        enterprises = _parquet(self.folder / runfolder.RESULT_ENTERPRISES)
+        policies = ""
+        if s.policy_ids is not None:
+            policies = f" AND s.policy_id IN ({', '.join(_text(p) for p in s.policy_ids) or 'NULL'})"
+        parts = [
+            f"SELECT s.policy_id, s.item_id, s.status, e.n FROM (SELECT p{b} AS pattern, count(*) AS n "
+            f"FROM read_parquet('{enterprises}') AS e{filt} GROUP BY 1) AS e "
+            f"JOIN run_statuses AS s ON s.block = {b} AND s.pattern = e.pattern{policies}"
+            for b, _ in self.blocks
+        ]
+        if not parts:
+            return "SELECT NULL, NULL, NULL, 0 WHERE false"
+        return f"SELECT policy_id, item_id, status, sum(n) FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
 
     def _legacy_sql(self, name: ListName, s: Slice) -> str:
         path = self.folder / (runfolder.NEAR_MISSES if name == "near_misses" else runfolder.MISSING_DATA)

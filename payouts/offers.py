@@ -325,6 +325,22 @@ def list_offers(
     return list(session.scalars(query).all())
 
 
+def run_totals(
+    session: Session, run_ids: Sequence[str], within: scope.Scope
+) -> dict[str, tuple[int, Decimal]]:
+    """Per imported match run (by run id): how many of its offers are `within` a user's scope, and their money
+    (runs without one are absent)."""
+    if not run_ids:
+        return {}
+    query = (
+        select(MatchRun.run_id, func.count(), func.coalesce(func.sum(Offer.amount), 0))
+        .join(Offer, Offer.match_run_id == MatchRun.id)
+        .where(MatchRun.run_id.in_(sorted(set(run_ids))), within.offers())
+        .group_by(MatchRun.run_id)
+    )
+    return {r: (int(n), Decimal(amount)) for r, n, amount in session.execute(query)}
+
+
 def _reason(reason: str) -> str:
     reason = reason.strip()
     if not reason:

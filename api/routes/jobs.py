@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api.deps import JobsReader, SessionDep
+from api.deps import JobsReader, SessionDep, user_scope
+from api.matchjobs import imported_within
 from api.routes import render
 from payouts import jobs
 from payouts.models import Job, JobState, StaffUser
@@ -62,7 +63,18 @@ def job_out(job: Job) -> JobOut:
 
 @router.get("", response_model=list[JobOut], summary="后台任务（新的在前，最近 200 个）")
 def listing(user: JobsReader, session: SessionDep) -> list[JobOut]:
-    return [job_out(j) for j in jobs.recent(session)]
+    shown = [job_out(j) for j in jobs.recent(session)]
+    # A match job's import, as the user may see it: a department's or region's staff never the run-wide counts.
+    matches = [j for j in shown if j.result and "imported" in j.result]
+    seen = imported_within(
+        session,
+        user_scope(user),
+        [(j.result.get("run_id"), j.result["imported"]) for j in matches if j.result],
+    )
+    for j, got in zip(matches, seen, strict=True):
+        assert j.result is not None
+        j.result["imported"] = got
+    return shown
 
 
 @pages.get("")

@@ -28,12 +28,13 @@ from api.deps import (
     scoped_policy_ids,
     user_scope,
 )
-from api.matchjobs import MatchJob, snapshot_dirs
+from api.matchjobs import MatchJob, imported_within, snapshot_dirs
 from api.routes import redirect, render
 from api.routes.jobs import staff_names
 from api.runlists import Filters, ListName
 from matcher.runfolder import Manifest
 from payouts.errors import NotFoundError
+from payouts.scope import Scope
 from rules import formats
 from rules.catalog import CATALOG
 
@@ -60,7 +61,7 @@ class ItemSummary(BaseModel):
 
     policy_id: str
     item_id: str
-    eligible: int
+    eligible: int | None  # None: counted for a region in a run folder that keeps no eligible rows
     candidates: int
     near_misses: int
     missing_data: int
@@ -106,14 +107,36 @@ def run_out(job: MatchJob, manifest: Manifest | None, scope: set[str] | None) ->
     return out
 
 
+def scoped_run(job: MatchJob, user: Any, jobs: Any, session: Session, store: Any) -> RunOut:
+    """The run as the user may see it (`payouts/scope.py`): the summary of their policies' items and, for a
+    region-scoped user, counted again over their region's enterprises only; the offers it imported, of
+    their scope only (a user who does not see everything never sees the run-wide counts)."""
+    manifest = jobs.manifest(job)
+    mine = user_scope(user)
+    out = run_out(job, manifest, scoped_policy_ids(session, store, user))
+    if manifest is not None and mine.region is not None:
+        f = _filters(session, store, user)
+        out.items = [ItemSummary(**row) for row in runlists.summary(jobs.run_dir(job), manifest.items, f)]
+    out.imported = imported_of(session, mine, [job])[job.id]
+    return out
+
+
+def imported_of(session: Session, mine: Scope, listed: list[MatchJob]) -> dict[str, dict[str, Any] | None]:
+    """Per job: what its run imported, as the user may see it (`api.matchjobs.imported_within`)."""
+    seen = imported_within(session, mine, [(j.run_id, j.imported) for j in listed])
+    return {j.id: got for j, got in zip(listed, seen, strict=True)}
+
+
 @router.get("/snapshots", response_model=list[SnapshotOut], summary="可用的登记数据快照")
 def snapshots(user: RunReader, settings: SettingsDep) -> list[SnapshotOut]:
     return [SnapshotOut(name=n) for n in snapshot_dirs(settings.snapshots_root)]
 
 
 @router.get("/runs", response_model=list[RunOut], summary="匹配运行列表（新的在前）")
-def list_runs(user: RunReader, jobs: JobsDep) -> list[RunOut]:
-    return [run_out(j, None, None) for j in jobs.list()]
+def list_runs(user: RunReader, jobs: JobsDep, session: SessionDep) -> list[RunOut]:
+    listed = jobs.list()
+    imported = imported_of(session, user_scope(user), listed)
+    return [run_out(j, None, None).model_copy(update={"imported": imported[j.id]}) for j in listed]
 
 
 def start_job(
@@ -150,7 +173,7 @@ def start_run(
 
 @router.get("/runs/{job_id}", response_model=RunOut, summary="匹配运行的状态和按事项汇总")
 def get_run(job: JobDep, user: RunReader, jobs: JobsDep, session: SessionDep, store: StoreDep) -> RunOut:
-    return run_out(job, jobs.manifest(job), scoped_policy_ids(session, store, user))
+    return scoped_run(job, user, jobs, session, store)
 
 
 def _filters(session: SessionDep, store: StoreDep, user: Any, **narrow: str | None) -> Filters:
@@ -218,6 +241,7 @@ def runs_page(
         "runs.html",
         {
             "jobs": listed,
+            "imported": imported_of(session, user_scope(user), listed),
             "names": staff_names(session, {j.started_by for j in listed}),
             "snapshots": list(snapshot_dirs(settings.snapshots_root)),
             "as_of": settings.default_as_of(),
@@ -255,7 +279,7 @@ def run_page(
     item: Annotated[str | None, Query(max_length=130)] = None,
 ) -> Response:
     manifest = jobs.manifest(job)
-    run = run_out(job, manifest, scoped_policy_ids(session, store, user))
+    run = scoped_run(job, user, jobs, session, store)
     if item and "/" in item:  # an item chosen from the list: policy/item
         policy_id, item_id = item.split("/", 1)
     narrow = {
@@ -285,6 +309,7 @@ def run_page(
             "query": query,
             "words": words,
             "started_by": staff_names(session, {job.started_by}).get(job.started_by, job.started_by),
+            "region_scoped": user_scope(user).region is not None,
         },
     )
 

@@ -8,11 +8,14 @@ import csv
 import datetime as dt
 import io
 import json
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
 
+from api import runlists
 from api.auth import set_password
+from api.runlists import Filters
 from payouts import departments, signin, users
 from payouts.db import transaction
 from payouts.models import Offer, PolicyVersion, StaffUser
@@ -211,3 +214,62 @@ def test_joint_review_on_the_web_the_co_reviewer_gives_its_opinion_and_the_lead_
     chosen = {"offers": [one]}
     done = regional.bulk("/api/review/release", "release", chosen, user="rev_huaiyin")
     assert done.status_code == 200, done.text
+
+
+def _summary(w: World, user: str) -> dict[tuple[str, str], dict[str, object]]:
+    r = w.client.get(f"/api/runs/{w.job_id}", headers=w.auth(user))
+    assert r.status_code == 200, r.text
+    return {(i["policy_id"], i["item_id"]): i for i in r.json()["items"] if i["policy_id"] == POLICY}
+
+
+def _list_rows(w: World, user: str, name: str) -> list[list[str]]:
+    r = w.client.get(f"/api/runs/{w.job_id}/lists/{name}", params={"policy_id": POLICY}, headers=w.auth(user))
+    assert r.status_code == 200, r.text
+    return list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))[1:]
+
+
+def test_the_run_summary_counts_only_the_countys_enterprises_and_the_city_its_own(
+    regional: World,
+) -> None:
+    whole, city = _summary(regional, "reviewer"), _summary(regional, "reviewer_hr")
+    county, other = _summary(regional, "rev_huaiyin"), _summary(regional, "rev_qjp")
+    assert whole and set(county) == set(city) == set(whole)
+    for key, row in county.items():
+        for n in ("eligible", "near_misses", "missing_data", "candidates"):
+            assert row[n] + other[key][n] <= city[key][n] <= whole[key][n]  # type: ignore[operator]
+    # Counted again over every region, the run's own summary.
+    jobs = regional.app.state.jobs
+    job = jobs.get(regional.job_id)
+    manifest = jobs.manifest(job)
+    assert runlists.summary(jobs.run_dir(job), manifest.items, Filters(None)) == list(manifest.items)
+    assert sum(r["candidates"] for r in whole.values()) > sum(r["candidates"] for r in county.values())  # type: ignore[misc]
+    for name in ("candidates", "near_misses", "missing_data"):  # the rows the county's lists hold
+        rows = _list_rows(regional, "rev_huaiyin", name)
+        assert sum(r[name] for r in county.values()) == len(rows)  # type: ignore[misc]
+        assert len(rows) < len(_list_rows(regional, "reviewer", name))
+    money = sum(Decimal(str(r["amount"])) for r in county.values())
+    assert money == sum(Decimal(r[5]) for r in _list_rows(regional, "rev_huaiyin", "candidates"))
+
+
+def test_the_run_pages_imported_offers_are_the_countys_own(regional: World) -> None:
+    with transaction(regional.app.state.engine) as s:  # the county's offers of the city bureau's policies
+        hr = select(PolicyVersion.policy_id).where(PolicyVersion.department == HR)
+        mine = set(
+            s.scalars(
+                select(Offer.public_id).where(Offer.policy_id.in_(hr), Offer.region_code.startswith("320804"))
+            )
+        )
+    runs = regional.client.get("/api/runs", headers=regional.auth("rev_huaiyin")).json()
+    imported = next(r for r in runs if r["id"] == regional.job_id)["imported"]
+    assert imported["offers"] == len(mine) and imported["scoped"]
+    whole = next(
+        r
+        for r in regional.client.get("/api/runs", headers=regional.auth("reviewer")).json()
+        if r["id"] == regional.job_id
+    )["imported"]
+    assert whole["offers"] > len(mine) and "held" in whole
+    page = regional.browser("rev_huaiyin").get(f"/console/runs/{regional.job_id}")
+    assert f"的 {len(mine):,} 条" in page.text and "本辖区" in page.text
+    assert f"{whole['offers']:,} 条" not in page.text
+    jobs = regional.browser("rev_huaiyin").get("/console/jobs")
+    assert f"生成要约 {whole['offers']:,} 条" not in jobs.text
