@@ -42,7 +42,8 @@ class OfferFilter:
     """The filters of an offer list; a bulk action may act on every offer matching them.
 
     `region` is a GB/T 2260 prefix (43 a province, 4301 a prefecture, 430102 a county) matched against the
-    registration authority's division code, characters 3–8 of the USCC (GB 32100-2015). `enterprise`
+    enterprise's region code from the profile (`offer.region_code`, what region-scoped staff see,
+    payouts/scope.py; an offer whose region is not known matches no region). `enterprise`
     matches a USCC prefix or a part of the enterprise's name. Amounts are yuan, both bounds included.
     """
 
@@ -75,7 +76,7 @@ class OfferFilter:
         if self.item_id:
             where.append(c.item_id == self.item_id)
         if self.region:
-            where.append(func.substr(c.uscc, 3, len(self.region)) == self.region)
+            where.append(c.region_code.startswith(self.region, autoescape=True))
         if self.industry:
             where.append(c.industry_section == self.industry)
         if self.size_class:

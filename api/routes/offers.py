@@ -620,16 +620,13 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
         )
         for r in session.scalars(select(MatchRun).order_by(MatchRun.imported_at.desc()).limit(200))
     ]
-    prefixes = session.scalars(
-        select(func.substr(Offer.uscc, 3, 4))
-        .where(Offer.state.in_(REVIEW_STATES), user_scope(user).offers())
+    mine = user_scope(user)
+    codes = session.scalars(
+        select(Offer.region_code)
+        .where(Offer.state.in_(REVIEW_STATES), Offer.region_code.is_not(None), mine.offers())
         .distinct()
     )
-    codes = sorted({c for c in prefixes if c and c.isdigit()})
-    regions: list[tuple[str, str]] = []
-    for province in sorted({c[:2] for c in codes}):
-        regions.append((province, region_name(province)))
-        regions += [(c, "　" + region_name(c)) for c in codes if c[:2] == province and c[2:] != "00"]
+    regions = region_choices({c for c in codes if c and len(c) == 6 and c.isdigit()}, mine.region)
     industries = [(code, f"{code} {name}") for code, name in sorted(section_names().items())]
     sizes = list(formats.SIZE_LABELS.items())
     return {
@@ -642,6 +639,22 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
         "industry_names": section_names(),
         "size_names": formats.SIZE_LABELS,
     }
+
+
+def region_choices(codes: set[str], within: str | None) -> list[tuple[str, str]]:
+    """The review queue's regions, from the enterprises' region codes (`offer.region_code`, GB/T 2260):
+    each province, its cities and their counties, indented, by name; only those inside `within` (the user's
+    region prefix, payouts/scope.py), so a county's staff are offered their county alone."""
+    prefixes = set()
+    for code in codes:
+        prefixes.add(code[:2])
+        if code[2:4] != "00":
+            prefixes.add(code[:4])
+        if code[4:] != "00":
+            prefixes.add(code)
+    shown = sorted(p for p in prefixes if within is None or p.startswith(within))
+    depth = min((len(p) for p in shown), default=2)
+    return [(p, "　" * ((len(p) - depth) // 2) + region_name(p)) for p in shown]
 
 
 @pages.get("/review")
@@ -747,7 +760,7 @@ def review_export(
         [
             text_cell(o.uscc),
             o.name,
-            region_name(o.uscc[2:8]),
+            region_name(o.region_code) if o.region_code else "",
             section_names().get(o.industry_section or "", ""),
             formats.SIZE_LABELS.get(o.size_class or "", ""),
             o.policy_title,

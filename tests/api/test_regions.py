@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -273,3 +274,28 @@ def test_the_run_pages_imported_offers_are_the_countys_own(regional: World) -> N
     assert f"{whole['offers']:,} 条" not in page.text
     jobs = regional.browser("rev_huaiyin").get("/console/jobs")
     assert f"生成要约 {whole['offers']:,} 条" not in jobs.text
+
+
+def _region_options(html: str) -> list[tuple[str, str]]:
+    chosen = html.split('<select name="region">')[1].split("</select>")[0]
+    return [
+        (v, t.strip("　")) for v, t in re.findall(r'<option value="(\d*)"[^>]*>([^<]*)</option>', chosen) if v
+    ]
+
+
+def test_the_queues_regions_are_the_enterprises_regions_within_the_users_own(regional: World) -> None:
+    county = _region_options(regional.browser("rev_huaiyin").get("/console/review").text)
+    assert county == [("320804", "江苏省淮安市淮阴区")]  # never the city, the province or another county
+    city = dict(_region_options(regional.browser("reviewer_hr").get("/console/review").text))
+    assert {"3208", "320804", "320812"} <= set(city) and not any(len(v) == 2 for v in city)
+    assert all(v.startswith("3208") for v in city)
+    everyone = dict(_region_options(regional.browser("reviewer").get("/console/review").text))
+    assert "32" in everyone and everyone["32"] == "江苏省"
+    # Chosen, the region narrows the queue to the enterprises registered there (offer.region_code).
+    page = regional.browser("reviewer").get(
+        "/console/review", params={"policy_id": POLICY, "region": "320812", "size": "500"}
+    )
+    drafted = _ids(regional, "320812", "drafted") | _ids(regional, "320812", "held")
+    assert set(re.findall(r'name="offer" value="([^"]+)"', page.text)) == drafted
+    table = page.text.split('id="queue"')[1].split("</table>")[0]
+    assert "清江浦区" in table and "淮阴区" not in table  # each row's region, from its region code

@@ -43,13 +43,13 @@ def test_filters_narrow_the_queue_and_all_matching_holds_exactly_that_set(world:
     w = world
     offers = [o for o in every_offer(w) if o["state"] in REVIEW]
     first = offers[0]
-    region = first["uscc"][2:6]  # the prefecture of its registration authority (USCC characters 3–6)
+    region = first["region_code"][:4]  # the prefecture of its region (the profile's region code)
     same_item = [
         o for o in offers if (o["policy_id"], o["item_id"]) == (first["policy_id"], first["item_id"])
     ]
     amounts = sorted(Decimal(o["amount"]) for o in same_item)
     low, high = amounts[0], amounts[-1]
-    wanted = [o for o in same_item if o["uscc"][2:6] == region and low <= Decimal(o["amount"]) <= high]
+    wanted = [o for o in same_item if o["region_code"][:4] == region and low <= Decimal(o["amount"]) <= high]
     assert 0 < len(wanted) < len(offers)
     params = {
         "item": f"{first['policy_id']}/{first['item_id']}",
