@@ -241,27 +241,36 @@ def for_department(session: Session, username: str, public_id: str, *, lock: boo
     """An application the user's department reviews; any other is not found. Drafts are the enterprise's."""
     user = _staff(session, username)
     app = _get(session, public_id, lock=lock)
-    if user.department not in reviewers(app) or app.state == S.DRAFT or not _in_region(session, user, app):
+    if app.state == S.DRAFT or not _acting(scope.of(session, user), app):
         raise NotFoundError(f"没有申请 {public_id}")
     return app
 
 
-def _in_region(session: Session, user: StaffUser, app: Application) -> bool:
-    """Whether the application's enterprise is in the user's region (payouts/scope.py)."""
-    return scope.of(session, user).region_code(app.region_code)
+def acts_for(session: Session, user: StaffUser, app: Application) -> list[str]:
+    """The application's reviewing departments the user acts for, in the policy's order (the lead first):
+    those that are the user's own department or one of its superiors (芙蓉区财政局 for 长沙市财政局), for an
+    enterprise of the user's region (`payouts/scope.py`); [] for anyone else."""
+    return _acting(scope.of(session, user), app)
+
+
+def _acting(mine: scope.Scope, app: Application) -> list[str]:
+    if not mine.region_code(app.region_code):
+        return []
+    names = mine.departments or frozenset()
+    return [d for d in reviewers(app) if d in names]
 
 
 def queue(
     session: Session, username: str, states: tuple[ApplicationState, ...] = (S.SUBMITTED,)
 ) -> list[Application]:
     """The applications the user's department reviews in these states, oldest submission first."""
-    user = _staff(session, username)
+    mine = scope.of(session, _staff(session, username))
     rows = session.scalars(
         select(Application)
         .where(Application.state.in_([s.value for s in states]))
         .order_by(Application.submitted_at, Application.id)
     ).all()
-    return [a for a in rows if user.department in reviewers(a) and _in_region(session, user, a)]
+    return [a for a in rows if _acting(mine, a)]
 
 
 def returns(session: Session, app: Application) -> list[ApplicationReturn]:
@@ -617,8 +626,7 @@ def _submitted(app: Application) -> None:
 
 
 def _lead(session: Session, username: str, app: Application) -> None:
-    user = _staff(session, username)
-    if user.department != app.lead_department:
+    if app.lead_department not in acts_for(session, _staff(session, username), app):
         raise RoleError(f"只有牵头部门（{app.lead_department}）可以作出决定")
 
 
@@ -628,8 +636,11 @@ def give_opinion(
     """A reviewing department's opinion in joint review (会签); giving it again replaces the earlier one."""
     app = for_department(session, by, public_id, lock=True)
     _submitted(app)
-    department = _staff(session, by).department
-    assert department is not None
+    # In the name of the co-reviewing department the policy names (the user's own or a superior of it).
+    named = [d for d in acts_for(session, _staff(session, by), app) if d in reviewers(app)[1:]]
+    if not named:
+        raise RoleError(f"本部门不是该申请的会签部门（牵头部门：{app.lead_department}）")
+    department = named[0]
     text = (note or "").strip()[:1000] or None
     if not agree and not text:
         raise PayoutError("不同意时请写明理由")

@@ -490,7 +490,7 @@ def review_page(
             "opinions": apps.opinions(session, app),
             "waiting": apps.waiting_opinions(session, app),
             "clock": clock(session, app, now(), warn_days(request)),
-            "lead": user.department == app.lead_department,
+            "lead": app.lead_department in apps.acts_for(session, user, app),
             "reviewers": apps.reviewers(app),
             "department": user.department,
             "app_state_label": apps.STATE_LABELS[app.state],

@@ -355,3 +355,64 @@ def test_a_region_scoped_reviewer_sees_only_its_regions_applications(tx, tmp_pat
         assert {a.public_id for a in apps.queue(s, "kj")} == {mine.public_id, other.public_id}  # unplaced
         with pytest.raises(NotFoundError):
             apps.for_department(s, "cz", other.public_id)
+
+
+def test_a_county_bureau_reviews_its_own_enterprises_in_the_name_of_the_city_bureau_the_policy_names(
+    tx, tmp_path: Path, t0, staff
+) -> None:
+    from payouts import departments
+
+    p = policy()
+    here = {**KNOWN, apps.REGION: Known("430102", "市场监督管理局", dt.date(2025, 5, 31))}
+    there = {**KNOWN, apps.REGION: Known("430103", "市场监督管理局", dt.date(2025, 5, 31))}
+    with tx() as s:
+        users.create_user(s, "admin", "system_admin", now=t0)
+        add = {"by": "admin", "now": t0}
+        for city in ("市科学技术局", "市财政局"):
+            departments.place(s, city, level="city", region_code="430100", parent=None, **add)
+        departments.add(
+            s, "芙蓉区科学技术局", level="county", region_code="430102", parent="市科学技术局", **add
+        )
+        departments.add(s, "芙蓉区财政局", level="county", region_code="430102", parent="市财政局", **add)
+        departments.add(s, "天心区财政局", level="county", region_code="430103", parent="市财政局", **add)
+        for name, dept in (
+            ("kj_fr", "芙蓉区科学技术局"),
+            ("cz_fr", "芙蓉区财政局"),
+            ("cz_tx", "天心区财政局"),
+        ):
+            users.create_user(s, name, "reviewer", department=dept, now=t0)
+        mine = apps.open_application(s, p, "subsidy", A, here, t0)
+        other = apps.open_application(s, p, "subsidy", B, there, t0)
+    for app_id, uscc in ((mine.public_id, A), (other.public_id, B)):
+        with tx() as s:
+            app = apps.of_enterprise(s, uscc, app_id)
+            actor = f"enterprise:{uscc}"
+            apps.save(
+                s,
+                p,
+                app,
+                given_answers={"projects": "3"},
+                given_fields={"rd_expense": "2,000,000"},
+                actor=actor,
+                now=t0,
+            )
+            apps.upload(s, p, app, "audit", PDF, "审计报告.pdf", tmp_path / "evidence", actor=actor, now=t0)
+            apps.submit(s, p, app, actor=actor, now=t0 + H)
+    with tx() as s:
+        assert [a.public_id for a in apps.queue(s, "cz_fr")] == [mine.public_id]
+        assert [a.public_id for a in apps.queue(s, "cz_tx")] == [other.public_id]
+        assert [a.public_id for a in apps.queue(s, "sw")] == []  # another line: none
+        with pytest.raises(NotFoundError):
+            apps.for_department(s, "cz_fr", other.public_id)  # another county's: as if none
+        with pytest.raises(NotFoundError):
+            apps.give_opinion(s, other.public_id, agree=True, note=None, by="cz_fr", now=t0 + 2 * H)
+        with pytest.raises(RoleError, match="只有牵头部门"):
+            apps.reject(s, mine.public_id, "不符合", by="cz_fr", now=t0 + 2 * H)
+        with pytest.raises(RoleError, match="不是该申请的会签部门"):
+            apps.give_opinion(s, mine.public_id, agree=True, note=None, by="kj_fr", now=t0 + 2 * H)
+        given = apps.give_opinion(s, mine.public_id, agree=True, note=None, by="cz_fr", now=t0 + 2 * H)
+        assert given.department == "市财政局"  # in the name of the department the policy names
+    with tx() as s:
+        assert apps.waiting_opinions(s, apps.of_enterprise(s, A, mine.public_id)) == []
+        offer = apps.accept(s, p, mine.public_id, amount=None, by="kj_fr", now=t0 + 3 * H)
+        assert offer.state == "confirmed"
