@@ -351,6 +351,9 @@ class Offer(SQLModel, table=True):
         Index("ix_offer_state_id", "state", "id"),  # a state's offers in import order (console lists)
         Index("ix_offer_payee_id", "payee_id"),  # offers of the payees found by name
         Index("ix_offer_paid_at", "paid_at"),  # items paid lately: their closing SMS (portal.ratings)
+        # A region-scoped user's offers: a prefix of the region code (LIKE '4301%', payouts/scope.py), which
+        # PostgreSQL answers from a B-tree only with the pattern operator class whatever the collation.
+        Index("ix_offer_region_code", "region_code", postgresql_ops={"region_code": "varchar_pattern_ops"}),
         # The SMS queue, reminders and the expiry sweep look for these states only; a partial index
         # stays empty while a million offers are imported.
         Index(
