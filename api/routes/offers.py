@@ -613,14 +613,20 @@ def queue_choices(session: Session, store: Any, user: StaffUser) -> dict[str, An
         (pv.title, [(f"{pid}/{i['id']}", i.get("title") or i["id"]) for i in json.loads(pv.items)])
         for pid, pv in latest.items()
     ]
+    mine = user_scope(user)
+    imported = session.scalars(select(MatchRun).order_by(MatchRun.imported_at.desc()).limit(200)).all()
+    # A run's offers as the user may see them: a department's or region's staff never the run-wide count.
+    counts = {r.run_id: r.offers for r in imported}
+    if not mine.everything:
+        totals = offers.run_totals(session, list(counts), mine)
+        counts = {r: totals.get(r, (0, 0))[0] for r in counts}
     runs = [
         (
             r.run_id,
-            f"{formats.staff_time(r.imported_at)} 导入 · 数据日 {formats.day(r.as_of)} · {r.offers:,} 条",
+            f"{formats.staff_time(r.imported_at)} 导入 · 数据日 {formats.day(r.as_of)} · {counts[r.run_id]:,} 条",
         )
-        for r in session.scalars(select(MatchRun).order_by(MatchRun.imported_at.desc()).limit(200))
+        for r in imported
     ]
-    mine = user_scope(user)
     codes = session.scalars(
         select(Offer.region_code)
         .where(Offer.state.in_(REVIEW_STATES), Offer.region_code.is_not(None), mine.offers())

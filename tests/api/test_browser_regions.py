@@ -5,6 +5,7 @@ queue; an offer in joint review (会签) with the opinions. Screenshots: artifac
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -76,3 +77,28 @@ def test_a_county_reviewer_and_a_co_reviewer_see_the_countys_offer_in_joint_revi
     expect(co.locator("#joint-review")).to_contain_text("淮安市财政局")
     look(co, f"regions-offer-joint-{width}")
     co.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_county_reviewer_sees_the_runs_figures_and_the_queues_regions_of_its_county(
+    live: World, browser: Browser, width: str
+) -> None:
+    page = signed_in(browser, live.base, "rev_huaiyin", **WIDTHS[width])  # type: ignore[attr-defined]
+    page.goto(f"{live.base}/console/runs/{live.job_id}")  # type: ignore[attr-defined]
+    expect(page.locator("#imported")).to_contain_text("属本部门、本辖区的")
+    expect(page.locator("#summary")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("以上为本辖区企业的数字")
+    for shown in (page.locator("#imported"), page.locator("#summary")):
+        assert not re.search(r"[A-Za-z_]{2,}", shown.inner_text())  # words and figures, no ids or English
+    assert fits(page)
+    look(page, f"regions-run-county-{width}")
+    page.goto(f"{live.base}/console/runs")  # type: ignore[attr-defined]
+    assert fits(page)
+    look(page, f"regions-runs-county-{width}")
+    page.goto(f"{live.base}/console/review")  # type: ignore[attr-defined]
+    region = page.locator("select[name=region] option")
+    expect(region).to_have_text(["全部地区", "江苏省淮安市淮阴区"])
+    page.select_option("select[name=region]", "320804")
+    assert fits(page)
+    look(page, f"regions-review-regions-{width}")
+    page.context.close()

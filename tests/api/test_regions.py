@@ -272,6 +272,9 @@ def test_the_run_pages_imported_offers_are_the_countys_own(regional: World) -> N
     page = regional.browser("rev_huaiyin").get(f"/console/runs/{regional.job_id}")
     assert f"的 {len(mine):,} 条" in page.text and "本辖区" in page.text
     assert f"{whole['offers']:,} 条" not in page.text
+    queue = regional.browser("rev_huaiyin").get("/console/review").text
+    runs = queue.split('<select name="run_id">')[1].split("</select>")[0]
+    assert f"· {len(mine):,} 条" in runs and f"· {whole['offers']:,} 条" not in runs
     jobs = regional.browser("rev_huaiyin").get("/console/jobs")
     assert f"生成要约 {whole['offers']:,} 条" not in jobs.text
 
