@@ -100,6 +100,16 @@ def _check_parent(
     return up.id
 
 
+def _placement(
+    session: Session, level: str, region_code: str | None, parent: str | None
+) -> tuple[DepartmentLevel, str | None, int | None]:
+    """A department's level, region code and superior's id, each checked against the others (`add` and
+    `place` alike)."""
+    lv = _level(level)
+    region = _check_region(lv, region_code)
+    return lv, region, _check_parent(session, lv, region, parent)
+
+
 def add(
     session: Session,
     name: str,
@@ -118,9 +128,7 @@ def add(
         raise RoleError("部门名称不能为空，至多 100 个字符，应与政策文件的 department 完全一致")
     if session.scalar(select(Department.id).where(Department.name == name)) is not None:
         raise RoleError(f"部门“{name}”已存在：更改层级、区划或上级请用 zhida departments set")
-    lv = _level(level)
-    region = _check_region(lv, region_code)
-    parent_id = _check_parent(session, lv, region, parent)
+    lv, region, parent_id = _placement(session, level, region_code, parent)
     row = Department(name=name, level=lv.value, region_code=region, parent_id=parent_id, created_at=now)
     session.add(row)
     session.flush()
@@ -144,9 +152,7 @@ def place(
     Its staff's scope changes with it; departments under it must still fit inside it."""
     require(session, by, "manage_users")
     row = get(session, name)
-    lv = _level(level)
-    region = _check_region(lv, region_code)
-    parent_id = _check_parent(session, lv, region, parent)
+    lv, region, parent_id = _placement(session, level, region_code, parent)
     if parent_id == row.id or (parent_id is not None and row.id in _ancestor_ids(session, parent_id)):
         raise RoleError(f"部门“{name}”不能成为自己的上级")
     mine = prefix(lv.value, region)

@@ -18,6 +18,9 @@ from payouts.db import connect, transaction
 app = typer.Typer(no_args_is_help=True, epilog=IDENTITY_HELP)
 console = Console(highlight=False)
 LEVELS = "national（国家级）、province（省级）、city（市级）、county（县级）"
+# The placement options `add` and `set` share.
+LEVEL = typer.Option(..., "--level", help=f"层级：{LEVELS}")
+REGION = typer.Option(None, "--region", help="行政区划代码（GB/T 2260 六位，国家级不填）")
 
 
 @app.command(
@@ -29,8 +32,8 @@ LEVELS = "national（国家级）、province（省级）、city（市级）、co
 )
 def add(
     name: str = typer.Argument(..., help="部门名称，如 长沙市人力资源和社会保障局"),
-    level: str = typer.Option(..., "--level", help=f"层级：{LEVELS}"),
-    region: str | None = typer.Option(None, "--region", help="行政区划代码（GB/T 2260 六位，国家级不填）"),
+    level: str = LEVEL,
+    region: str | None = REGION,
     parent: str | None = typer.Option(
         None, "--parent", help="上级部门名称（同一系统的上级，如 湖南省人力资源和社会保障厅）"
     ),
@@ -52,8 +55,8 @@ def add(
 )
 def place(
     name: str = typer.Argument(..., help="部门名称"),
-    level: str = typer.Option(..., "--level", help=f"层级：{LEVELS}"),
-    region: str | None = typer.Option(None, "--region", help="行政区划代码（GB/T 2260 六位，国家级不填）"),
+    level: str = LEVEL,
+    region: str | None = REGION,
     parent: str | None = typer.Option(None, "--parent", help="上级部门名称"),
     claimed: str | None = BY,
 ) -> None:

@@ -13,6 +13,7 @@ from lxml import etree
 
 from payouts import finance, vouchers
 from payouts.db import transaction
+from tests import staff
 from tests.api.browser import SHOTS, live_world, signed_in
 from tests.api.conftest import World, csrf_of
 
@@ -22,37 +23,7 @@ NOW = dt.datetime(2025, 9, 29, 2, 0, tzinfo=dt.UTC)
 def share_cost(w: World, policy_id: str) -> None:
     """The finance checker sets the city's and the district's accounts and shares the policy 1:1."""
     with transaction(w.app.state.engine) as s:
-        finance.set_payer_account(
-            s,
-            "city",
-            name="长沙市财政局",
-            account_no="430001000000000001",
-            bank_name="国家金库长沙市中心支库",
-            file_format="bank_csv",
-            by="checker",
-            now=NOW,
-        )
-        finance.set_payer_account(
-            s,
-            "furong",
-            name="长沙市芙蓉区财政局",
-            account_no="430102000000000002",
-            bank_name="国家金库长沙市芙蓉区支库",
-            file_format="treasury",
-            adm_div_code="430102",
-            by="checker",
-            now=NOW,
-        )
-        finance.set_funding(
-            s,
-            policy_id,
-            [
-                finance.Part("city", 1, "市级财政专项资金", "长财预〔2025〕101号"),
-                finance.Part("furong", 1, "区级财政配套资金", "芙财预〔2025〕7号"),
-            ],
-            by="checker",
-            now=NOW,
-        )
+        staff.share_cost(s, policy_id, NOW)
 
 
 def shared_batches(w: World) -> tuple[str, str, Decimal]:

@@ -17,7 +17,7 @@ from payouts.errors import RoleError
 from payouts.imports import import_run
 from payouts.models import BatchLine, Offer
 from rules.errors import StateError
-from tests.staff import fix_account
+from tests.staff import fix_account, payer_accounts, share_cost
 
 H = dt.timedelta(hours=1)
 CENT = Decimal("0.01")
@@ -47,44 +47,6 @@ def test_the_leftover_fen_goes_to_the_largest_remainder_then_to_the_first_listed
     assert finance.split(Decimal("0.05"), [1, 2]) == [Decimal("0.02"), Decimal("0.03")]
 
 
-def _accounts(s, t0, *, district_format: str = "treasury") -> None:
-    finance.set_payer_account(
-        s,
-        "city",
-        name="长沙市财政局",
-        account_no="430001000000000001",
-        bank_name="国家金库长沙市中心支库",
-        file_format="bank_csv",
-        by="checker",
-        now=t0,
-    )
-    finance.set_payer_account(
-        s,
-        "furong",
-        name="长沙市芙蓉区财政局",
-        account_no="430102000000000002",
-        bank_name="国家金库长沙市芙蓉区支库",
-        file_format=district_format,
-        adm_div_code="430102",
-        by="checker",
-        now=t0,
-    )
-
-
-def _shared(s, t0, policy: str, shares: tuple[int, int] = (1, 1)) -> None:
-    _accounts(s, t0)
-    finance.set_funding(
-        s,
-        policy,
-        [
-            finance.Part("city", shares[0], "市级财政专项资金", "长财预〔2025〕101号"),
-            finance.Part("furong", shares[1], "区级财政配套资金", "芙财预〔2025〕7号"),
-        ],
-        by="checker",
-        now=t0,
-    )
-
-
 def _confirm_all(tx, notified, t0) -> None:
     with tx() as s:
         for n in (1, 2, 3, 4):
@@ -93,7 +55,7 @@ def _confirm_all(tx, notified, t0) -> None:
 
 def test_a_reviewer_or_a_maker_cannot_change_a_payer_account(tx, t0) -> None:
     with tx() as s:
-        _accounts(s, t0)
+        payer_accounts(s, t0)
     for who in ("rev", "maker"):
         with pytest.raises(RoleError, match="无权"), tx() as s:
             finance.set_payer_account(
@@ -145,7 +107,7 @@ def test_a_payer_account_with_a_bad_field_is_refused_naming_the_field(tx, t0) ->
 
 def test_funding_names_existing_accounts_with_fund_source_and_budget_index(tx, notified, t0) -> None:
     with tx() as s:
-        _accounts(s, t0)
+        payer_accounts(s, t0)
         with pytest.raises(finance.FinanceConfigError) as e:
             finance.set_funding(s, "wengang", [finance.Part("nowhere", 0, "", "")], by="checker", now=t0 + H)
         assert all(
@@ -160,7 +122,7 @@ def test_funding_names_existing_accounts_with_fund_source_and_budget_index(tx, n
 def test_a_cost_shared_policy_is_batched_once_per_payer_and_every_line_sums(tx, notified, t0) -> None:
     _confirm_all(tx, notified, t0)
     with tx() as s:
-        _shared(s, t0, "wengang")
+        share_cost(s, "wengang", t0)
         made = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
         city, district = made
         assert (city.payer_name, district.payer_name) == ("长沙市财政局", "长沙市芙蓉区财政局")
@@ -190,7 +152,7 @@ def test_the_sql_split_gives_the_same_fen_as_the_rule(tx, ex, tmp_path: Path, se
     with tx() as s:
         import_run(s, run, "rev", t0)
         offers.release(s, "rev", t0)
-        _accounts(s, t0)
+        payer_accounts(s, t0)
         finance.set_payer_account(
             s,
             "state",
@@ -240,7 +202,7 @@ def test_an_offer_is_paid_when_every_payer_has_paid_and_a_failed_part_is_batched
 ) -> None:
     _confirm_all(tx, notified, t0)
     with tx() as s:
-        _shared(s, t0, "wengang")
+        share_cost(s, "wengang", t0)
         city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
         for b in (city, district):
             batches.approve(s, b.reference, "checker", t0 + 3 * H)
@@ -283,7 +245,7 @@ def test_one_payers_batch_is_rejected_with_its_group_but_not_once_another_is_app
 ) -> None:
     _confirm_all(tx, notified, t0)
     with tx() as s:
-        _shared(s, t0, "wengang")
+        share_cost(s, "wengang", t0)
         city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
         batches.reject(s, district.reference, "checker", "名单需复核", t0 + 3 * H)
         assert (city.state, district.state) == ("rejected", "rejected")
@@ -302,7 +264,7 @@ def test_an_upheld_objection_withdraws_every_payers_part_of_the_offer(tx, notifi
 
     _confirm_all(tx, notified, t0)
     with tx() as s:
-        _shared(s, t0, "wengang")
+        share_cost(s, "wengang", t0)
         city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
         nid = notice.open_notice(s, district.reference, "maker", t0 + 3 * H, days=7).public_id
         oid = notice.file_objection(
@@ -350,7 +312,7 @@ def test_a_batch_that_would_overdraw_its_budget_index_is_refused_naming_the_inde
 
     _confirm_all(tx, notified, t0)
     with tx() as s:
-        _accounts(s, t0)
+        payer_accounts(s, t0)
         _indexed(s, t0, "3750.24")  # the city's half of 7,500.50 is 3,750.25: one fen short
         city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
         batches.approve(s, district.reference, "checker", t0 + 3 * H)
@@ -379,7 +341,7 @@ def test_a_batch_that_would_overdraw_its_budget_index_is_refused_naming_the_inde
 def test_an_index_without_an_amount_is_not_checked_and_a_bad_amount_is_refused(tx, notified, t0) -> None:
     _confirm_all(tx, notified, t0)
     with tx() as s:
-        _accounts(s, t0)
+        payer_accounts(s, t0)
         with pytest.raises(finance.FinanceConfigError, match="指标金额"):
             _indexed(s, t0, "0.001")
         _indexed(s, t0, None, None)

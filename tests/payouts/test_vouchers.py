@@ -18,7 +18,7 @@ from payouts import bankfiles, batches, confirm, finance, vouchers
 from payouts.errors import BankExportError, BankFileError
 from payouts.models import Offer
 from rules.errors import StateError
-from tests.payouts.test_finance import _shared
+from tests.staff import share_cost
 
 H = dt.timedelta(hours=1)
 
@@ -28,7 +28,7 @@ def _exported(tx, notified, tmp_path: Path, t0):
         with tx() as s:
             confirm.confirm(s, notified.links[n], ip="203.0.113.1", user_agent="t", now=t0 + H)
     with tx() as s:
-        _shared(s, t0, "wengang", shares=(2, 1))
+        share_cost(s, "wengang", t0, shares=(2, 1))
         city, district = batches.create_batches(s, "wengang", "maker", t0 + 2 * H)
         for b in (city, district):
             batches.approve(s, b.reference, "checker", t0 + 3 * H)
