@@ -81,9 +81,14 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
     if name != "candidates":  # filtered by `matcher.results`, in (policy_id, item_id, uscc) order
         rows = open_results(run_dir).list_sql(name, _slice(f))  # type: ignore[arg-type]
         return sql.format(rows=rows) + " ORDER BY c.policy_id, c.item_id, c.uscc", {}
-    params: dict[str, Any] = {"file": str(run_dir / FILES[name])}
-    if name == "candidates":
-        params["payees"] = str(run_dir / runfolder.PAYEES)
+    params: dict[str, Any] = {"file": str(run_dir / FILES[name]), "payees": str(run_dir / runfolder.PAYEES)}
+    where = _candidate_where(run_dir, f, params)
+    order = " ORDER BY c.policy_id, c.item_id, c.uscc"
+    return sql + (" WHERE " + " AND ".join(where) if where else "") + order, params
+
+
+def _candidate_where(run_dir: Path, f: Filters, params: dict[str, Any]) -> list[str]:
+    """The filter's conditions on the candidates (alias `c`), their parameters added to `params`."""
     where = []
     if f.policy_ids is not None:
         where.append("list_contains($scope, c.policy_id)")
@@ -92,12 +97,6 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
         if value:
             where.append(f"c.{column} = ${column}")
             params[column] = value
-    if f.condition_id and name == "near_misses":
-        where.append("c.condition_id = $condition_id")
-        params["condition_id"] = f.condition_id
-    if f.field and name == "missing_data":
-        where.append("list_contains(c.fields, $field)")
-        params["field"] = f.field
     if f.uscc:
         where.append("starts_with(c.uscc, $uscc)")
         params["uscc"] = f.uscc
@@ -110,8 +109,7 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
                 "c.uscc IN (SELECT uscc FROM read_parquet($contacts) WHERE starts_with(region_code, $region))"
             )
             params["contacts"], params["region"] = str(contacts), f.region
-    order = " ORDER BY c.policy_id, c.item_id, c.uscc"
-    return sql + (" WHERE " + " AND ".join(where) if where else "") + order, params
+    return where
 
 
 def _connect(run_dir: Path, name: str) -> duckdb.DuckDBPyConnection:
@@ -152,12 +150,15 @@ def summary(run_dir: Path, items: Sequence[Mapping[str, Any]], f: Filters) -> li
     counts = open_results(run_dir).item_counts(_slice(whole))
     con = _connect(run_dir, "candidates")
     try:
-        sql, params = _select(run_dir, "candidates", whole)
+        params: dict[str, Any] = {"file": str(run_dir / FILES["candidates"])}
+        where = _candidate_where(run_dir, whole, params)
         money = {
             (p, i): (int(n), amount, before)
             for p, i, n, amount, before in con.execute(
-                "SELECT policy_id, item_id, count(*), coalesce(sum(amount), 0), "
-                f"coalesce(sum(amount_before_allocation), 0) FROM ({sql}) GROUP BY ALL",
+                "SELECT c.policy_id, c.item_id, count(*), coalesce(sum(c.amount), 0), "
+                "coalesce(sum(c.amount_before_allocation), 0) FROM read_parquet($file) c"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + " GROUP BY ALL",
                 params,
             ).fetchall()
         }
