@@ -65,15 +65,10 @@ def job_out(job: Job) -> JobOut:
 def listing(user: JobsReader, session: SessionDep) -> list[JobOut]:
     shown = [job_out(j) for j in jobs.recent(session)]
     # A match job's import, as the user may see it: a department's or region's staff never the run-wide counts.
-    matches = [j for j in shown if j.result and "imported" in j.result]
-    seen = imported_within(
-        session,
-        user_scope(user),
-        [(j.result.get("run_id"), j.result["imported"]) for j in matches if j.result],
-    )
-    for j, got in zip(matches, seen, strict=True):
-        assert j.result is not None
-        j.result["imported"] = got
+    results = [j.result for j in shown if j.result and "imported" in j.result]
+    seen = imported_within(session, user_scope(user), [(r.get("run_id"), r["imported"]) for r in results])
+    for result, got in zip(results, seen, strict=True):
+        result["imported"] = got
     return shown
 
 
