@@ -112,10 +112,10 @@ def scoped_run(job: MatchJob, user: Any, jobs: Any, session: Session, store: Any
     region-scoped user, counted again over their region's enterprises only; the offers it imported, of
     their scope only (a user who does not see everything never sees the run-wide counts)."""
     manifest = jobs.manifest(job)
-    mine = user_scope(user)
-    out = run_out(job, manifest, scoped_policy_ids(session, store, user))
+    mine, policies = user_scope(user), scoped_policy_ids(session, store, user)
+    out = run_out(job, manifest, policies)
     if manifest is not None and mine.region is not None:
-        f = _filters(session, store, user)
+        f = Filters(sorted(policies) if policies is not None else None, region=mine.region)
         out.items = [ItemSummary(**row) for row in runlists.summary(jobs.run_dir(job), manifest.items, f)]
     out.imported = imported_of(session, mine, [job])[job.id]
     return out
