@@ -376,6 +376,11 @@ def _released(
     one left `sending` by a sender that stopped)."""
     busy = select(SmsMessage.id).where(
         SmsMessage.offer_id == Offer.id,
+        # Said again of the message (the planner does not carry a range across a join), so that a
+        # merge join, which a generic plan of this query chooses once the statement is prepared,
+        # reads the outbox from `after` on, not from its start: each chunk would otherwise read every
+        # notice sent before it, and a run of many chunks would grow with the square of its size.
+        SmsMessage.offer_id > after,
         SmsMessage.round == Offer.round,
         SmsMessage.kind == NOTICE,
         SmsMessage.status.in_(("sent",) if stuck else ("sent", SENDING)),
