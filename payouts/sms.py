@@ -35,7 +35,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, text, true, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Engine,
+    Select,
+    Text,
+    and_,
+    func,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlmodel import Session
 
 from payouts import audit, bulkload, offers, scope, tokens
@@ -615,6 +629,7 @@ def _claim_notices(
             claims[offer.id] = outgoing, deadline
             continue
         fields, outgoing = _compose(gateway, offer, payee, NOTICE, title, deadline, settings, 1)
+        del fields["error"]  # none yet
         fresh.append(
             {
                 "offer_id": offer.id,
@@ -630,8 +645,8 @@ def _claim_notices(
         claims[offer.id] = outgoing, deadline
     session.flush()  # the retried rows
     table = SmsMessage.__table__
-    if fresh:
-        session.execute(insert(table), fresh)
+    if fresh:  # one COPY (PostgreSQL), not one INSERT per message
+        bulkload.insert_columns(session, table, {name: [row[name] for row in fresh] for name in fresh[0]})
     if not claims:
         return [], rows[-1][0].id
     ids = {
@@ -663,23 +678,9 @@ def _settle_notices(
     untried = claims[
         len(tried) + 1 :
     ]  # claims[len(tried)], if any, was in the gateway's hands: left `sending`
-    changes: list[dict[str, Any]] = [
-        {"id": c.message_id, "status": "sent", "sent_at": now, "provider_ref": outcomes[c.message_id][0]}
-        for c in sent
-    ]
-    changes += [
-        {"id": c.message_id, "status": "failed", "error": outcomes[c.message_id][1], "token_hash": None}
-        for c in refused
-    ]
-    changes += [
-        {"id": c.message_id, "status": "failed", "error": "发送中断，未发出", "token_hash": None}
-        for c in untried
-    ]
-    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        by_keys.setdefault(tuple(sorted(change)), []).append(change)
-    for rows in by_keys.values():
-        session.execute(update(SmsMessage), rows)
+    failures = [(c, outcomes[c.message_id][1]) for c in refused] + [(c, "发送中断，未发出") for c in untried]
+    if sent or failures:
+        _record_outcomes(session, sent, outcomes, failures, now)
     by_deadline: dict[dt.datetime, list[int]] = {}  # one deadline in a chunk but for notices sent again
     for c in sent:
         by_deadline.setdefault(c.deadline, []).append(c.offer_id)
@@ -699,6 +700,44 @@ def _settle_notices(
     result.sent += len(sent)
     result.failed += len(refused)
     result.errors += [f"{c.public_id}: {outcomes[c.message_id][1]}" for c in refused]
+
+
+def _record_outcomes(
+    session: Session,
+    sent: list[_Claim],
+    outcomes: dict[int, tuple[str, str]],
+    failures: list[tuple[_Claim, str]],
+    now: dt.datetime,
+) -> None:
+    """The outbox rows of a chunk's messages sent (with the provider's reference) and failed (with the
+    error; the token's hash cleared): the outcomes go to a scratch table in one write, and from there
+    to the outbox in one UPDATE for the sent and one for the failed, not one UPDATE per message."""
+    outcome = bulkload.scratch_table(
+        session,
+        "sms_outcome",
+        Column("message_id", BigInteger, primary_key=True),
+        Column("sent", Boolean, nullable=False),
+        Column("provider_ref", Text),
+        Column("error", Text),
+    )
+    bulkload.insert_columns(
+        session,
+        outcome,
+        {
+            "message_id": [c.message_id for c in sent] + [c.message_id for c, _ in failures],
+            "sent": [True] * len(sent) + [False] * len(failures),
+            "provider_ref": [outcomes[c.message_id][0] for c in sent] + [None] * len(failures),
+            "error": [None] * len(sent) + [error for _, error in failures],
+        },
+    )
+    bulkload.index_scratch(session, outcome)
+    m = SmsMessage.__table__
+    mine = and_(m.c.id == outcome.c.message_id, outcome.c.sent)
+    session.execute(
+        update(m).where(mine).values(status="sent", sent_at=now, provider_ref=outcome.c.provider_ref)
+    )
+    mine = and_(m.c.id == outcome.c.message_id, ~outcome.c.sent)
+    session.execute(update(m).where(mine).values(status="failed", error=outcome.c.error, token_hash=None))
 
 
 def send_reminders(
