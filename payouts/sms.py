@@ -41,6 +41,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Engine,
+    Row,
     Select,
     Text,
     and_,
@@ -277,8 +278,8 @@ def _titles(session: Session) -> dict[tuple[str, int, str], Subject]:
 
 def _compose(
     gateway: SmsGateway,
-    offer: Offer,
-    payee: Payee,
+    offer: Offer | Row[Any],  # an Offer, or a row of its columns and its payee's (`_CLAIMED`)
+    payee: Payee | Row[Any],
     kind: str,
     title: Subject,
     deadline: dt.datetime,
@@ -316,8 +317,8 @@ def _compose(
 def _prepare(
     message: SmsMessage | None,
     gateway: SmsGateway,
-    offer: Offer,
-    payee: Payee,
+    offer: Offer | Row[Any],  # an Offer, or a row of its columns and its payee's (`_CLAIMED`)
+    payee: Payee | Row[Any],
     kind: str,
     title: Subject,
     deadline: dt.datetime,
@@ -576,6 +577,20 @@ def _send_in_chunks(
     return result
 
 
+_CLAIMED = (  # what `_claim_notices` reads of an offer and its payee
+    Offer.id,
+    Offer.public_id,
+    Offer.round,
+    Offer.amount,
+    Offer.deadline,
+    Offer.policy_id,
+    Offer.policy_version,
+    Offer.item_id,
+    Payee.name,
+    Payee.contact_phone,
+)
+
+
 def _claim_notices(
     session: Session,
     gateway: SmsGateway,
@@ -587,24 +602,27 @@ def _claim_notices(
     result: SendResult,
 ) -> tuple[list[_Claim], int | None]:
     """The claims of the next `size` offers after `after`, and the last offer's id (None: no more)."""
-    rows = session.execute(_released(size, after, where, stuck=True)).all()
+    # The columns a notice needs, not whole Offer and Payee objects: a thousand of each per chunk
+    # cost more to build than the query takes.
+    rows = session.execute(_released(size, after, where, stuck=True).with_only_columns(*_CLAIMED)).all()
     if not rows:
         return [], None
     titles = _titles(session)
-    round_of = {o.id: (o.round, o.public_id) for o, _ in rows}
+    round_of = {r.id: (r.round, r.public_id) for r in rows}
     with session.no_autoflush:
         earlier = {  # the notice of the offer's round, if one was tried
             m.offer_id: m
             for m in session.scalars(
                 select(SmsMessage).where(
-                    SmsMessage.offer_id.in_([o.id for o, _ in rows]), SmsMessage.kind == NOTICE
+                    SmsMessage.offer_id.in_([r.id for r in rows]), SmsMessage.kind == NOTICE
                 )
             )
             if m.round == round_of[m.offer_id][0]
         }
     claims: dict[int, tuple[OutgoingSms, dt.datetime]] = {}  # offer id → the SMS to send, its deadline
     fresh: list[dict[str, Any]] = []  # rows of messages new this round, inserted in one statement
-    for offer, payee in rows:
+    for offer in rows:
+        payee = offer  # the row holds the payee's name and phone too
         deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
         title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
         message = earlier.get(offer.id)
@@ -648,7 +666,7 @@ def _claim_notices(
     if fresh:  # one COPY (PostgreSQL), not one INSERT per message
         bulkload.insert_columns(session, table, {name: [row[name] for row in fresh] for name in fresh[0]})
     if not claims:
-        return [], rows[-1][0].id
+        return [], rows[-1].id
     ids = {
         offer_id: message_id
         for offer_id, message_round, message_id in session.execute(
@@ -658,7 +676,7 @@ def _claim_notices(
         )
         if round_of[offer_id][0] == message_round
     }
-    last = rows[-1][0].id
+    last = rows[-1].id
     return [_Claim(ids[oid], oid, round_of[oid][1], sms, d) for oid, (sms, d) in claims.items()], last
 
 
