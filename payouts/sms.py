@@ -573,7 +573,7 @@ def _send_in_chunks(
         # Many offers are notified now: the planner learns it before the next bulk step (the
         # confirmations, reminders and expiry), which would otherwise be planned for none.
         with transaction(engine) as session:
-            bulkload.analyze(session, Offer.__table__)
+            bulkload.analyze(session, Offer.__table__, ["state", "deadline", "notified_at"])
     return result
 
 
