@@ -180,9 +180,8 @@ def analyze(session: Session, table: Table, columns: Iterable[str] | None = None
         conn.exec_driver_sql(f"ANALYZE {quote(table.name)}{named}")
 
 
-def lock_rows(session: Session, query: Select[Any], *, chunk: int = 50_000) -> int:
-    """Run `query` (a SELECT ... FOR UPDATE) for its locks only: the rows are streamed past and
-    forgotten, so memory stays bounded. Returns how many rows it locked."""
+def lock_rows(session: Session, query: Select[Any]) -> int:
+    """Run `query` (a SELECT ... FOR UPDATE) for its locks only, counted in the database: no row
+    comes back to Python, so memory stays bounded. Returns how many rows it locked."""
     session.flush()
-    result = session.execute(query.execution_options(yield_per=chunk))
-    return sum(len(part) for part in result.partitions())
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)

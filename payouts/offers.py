@@ -298,10 +298,10 @@ def lock_offers(session: Session, public_ids: Iterable[str]) -> list[Offer]:
     return offers
 
 
-def lock_where(session: Session, where: ColumnElement[bool], *, chunk: int = 50_000) -> int:
+def lock_where(session: Session, where: ColumnElement[bool]) -> int:
     """Lock the offers matching `where` in id order (the order every writer locks in) without loading
-    them: their ids are streamed past and forgotten. Returns how many were locked."""
-    return lock_rows(session, select(Offer.id).where(where).order_by(Offer.id).with_for_update(), chunk=chunk)
+    them (`bulkload.lock_rows`). Returns how many were locked."""
+    return lock_rows(session, select(Offer.id).where(where).order_by(Offer.id).with_for_update())
 
 
 def list_offers(
