@@ -391,10 +391,9 @@ def _released(
     one left `sending` by a sender that stopped)."""
     busy = select(SmsMessage.id).where(
         SmsMessage.offer_id == Offer.id,
-        # Said again of the message (the planner does not carry a range across a join), so that a
-        # merge join, which a generic plan of this query chooses once the statement is prepared,
-        # reads the outbox from `after` on, not from its start: each chunk would otherwise read every
-        # notice sent before it, and a run of many chunks would grow with the square of its size.
+        # Said again of the message (the planner does not carry a range across a join), so that the
+        # check reads the outbox from `after` on (a merge join along its unique key), not every notice
+        # sent before this chunk: a run of many chunks would otherwise grow with the square of its size.
         SmsMessage.offer_id > after,
         SmsMessage.round == Offer.round,
         SmsMessage.kind == NOTICE,
@@ -552,6 +551,7 @@ def _send_in_chunks(
         limit = expected.count if limit is None else min(limit, expected.count)
     result = SendResult()
     after = 0  # offers are taken in id order, each once per call: a refused one waits for the next call
+    analyzed = 0  # notices sent by this call when the outbox's statistics were last taken
     while limit is None or result.sent + result.failed < limit:
         size = chunk if limit is None else min(chunk, limit - result.sent - result.failed)
         with transaction(engine) as session:
@@ -569,6 +569,14 @@ def _send_in_chunks(
         finally:
             with transaction(engine) as session:
                 _settle_notices(session, gateway, claims, outcomes, now, settings, actor, result)
+        if result.sent >= max(chunk, 2 * analyzed):
+            # The outbox grows by a chunk at a time and nothing else gives the planner its statistics
+            # (autovacuum may be off or late): planned as if it held a handful of notices, the claim's
+            # check for a notice already sent reads every notice sent so far once per offer (a nested
+            # loop), and each chunk costs more than the last. Taken again each time the count doubles.
+            with transaction(engine) as session:
+                bulkload.analyze(session, SmsMessage.__table__, ["offer_id", "round", "kind", "status"])
+            analyzed = result.sent
     if result.sent >= offers.ANALYZE_AFTER:
         # Many offers are notified now: the planner learns it before the next bulk step (the
         # confirmations, reminders and expiry), which would otherwise be planned for none.
