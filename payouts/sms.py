@@ -622,7 +622,8 @@ def _claim_notices(
             m.offer_id: m
             for m in session.scalars(
                 select(SmsMessage).where(
-                    SmsMessage.offer_id.in_([r.id for r in rows]), SmsMessage.kind == NOTICE
+                    bulkload.among(session, SmsMessage.offer_id, [r.id for r in rows]),
+                    SmsMessage.kind == NOTICE,
                 )
             )
             if m.round == round_of[m.offer_id][0]
@@ -679,7 +680,7 @@ def _claim_notices(
         offer_id: message_id
         for offer_id, message_round, message_id in session.execute(
             select(table.c.offer_id, table.c.round, table.c.id).where(
-                table.c.offer_id.in_(list(claims)), table.c.kind == NOTICE
+                bulkload.among(session, table.c.offer_id, claims), table.c.kind == NOTICE
             )
         )
         if round_of[offer_id][0] == message_round
@@ -714,7 +715,7 @@ def _settle_notices(
     for deadline, ids in by_deadline.items():
         offers.move_where(
             session,
-            table.c.id.in_(ids),
+            bulkload.among(session, table.c.id, ids),
             OfferState.RELEASED,
             OfferState.NOTIFIED,
             actor=actor,
