@@ -331,6 +331,9 @@ def create_batches(
     session.execute(
         insert(payer_rows), [{"ord": n, "code": x.code, "share": x.share} for n, x in enumerate(who)]
     )
+    # Its statistics too: unanalysed, the one or few payers count as hundreds of rows, the split below
+    # is planned for hundreds of times the offers it splits, and PostgreSQL compiles it (JIT) for that.
+    bulkload.analyze(session, payer_rows)
     parts = _split_parts(session, pick, payer_rows, who[0].shares)
     negative = session.scalars(
         select(pick.c.public_id)
