@@ -331,6 +331,9 @@ def create_batches(
     session.execute(
         insert(payer_rows), [{"ord": n, "code": x.code, "share": x.share} for n, x in enumerate(who)]
     )
+    # Its statistics too: unanalysed, the one or few payers count as hundreds of rows, the split below
+    # is planned for hundreds of times the offers it splits, and PostgreSQL compiles it (JIT) for that.
+    bulkload.analyze(session, payer_rows)
     parts = _split_parts(session, pick, payer_rows, who[0].shares)
     negative = session.scalars(
         select(pick.c.public_id)
@@ -778,6 +781,13 @@ def _returned_table(session: Session) -> Table:
     )
 
 
+def _settled_table(session: Session) -> Table:
+    """The offers a return file pays in full (every live part of them paid)."""
+    return bulkload.scratch_table(
+        session, "bank_return_paid", Column("offer_id", BigInteger, primary_key=True)
+    )
+
+
 def reconcile(
     session: Session,
     reference: str,
@@ -876,9 +886,18 @@ def reconcile(
         )
         .exists()
     )
+    # Noted once in a scratch table: the move reads its offers three times (the UPDATE, the audit
+    # members' digest and their rows), and the join with the other payers' lines is the costly part.
+    paid = _settled_table(session)
+    session.execute(
+        insert(paid).from_select(
+            ["offer_id"], select(t.c.offer_id).select_from(matched).where(r.c.paid, ~other_open).distinct()
+        )
+    )
+    bulkload.index_scratch(session, paid)
     offers.move_selected(
         session,
-        select(t.c.offer_id).select_from(matched).where(r.c.paid, ~other_open),
+        select(paid.c.offer_id),
         OfferState.IN_BATCH,
         OfferState.PAID,
         batch=reference,

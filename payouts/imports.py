@@ -300,12 +300,17 @@ def _stage(session: Session, run: RunFolder, chunk: int) -> tuple[Table, Table]:
         key = pc.binary_join_element_wise(
             batch.column("policy_id"), pc.cast(batch.column("policy_version"), pa.string()), SEP
         )
+        # A public id only for a candidate with an amount, the one that becomes an offer: most
+        # candidates (reliefs, loans) pay nothing, and drawing and copying ids for them took seconds.
+        paying = pc.fill_null(pc.not_equal(batch.column("amount"), pa.scalar(Decimal(0), MONEY)), False)
+        wanted = pc.sum(pc.cast(paying, pa.int64())).as_py() or 0
+        ids = pa.array(tokens.public_ids(wanted), pa.string())
         insert_columns(
             session,
             candidates,
             {
                 "ord": pa.array(range(done, done + n), pa.int64()),
-                "public_id": pa.array(tokens.public_ids(n), pa.string()),
+                "public_id": pc.replace_with_mask(pa.nulls(n, pa.string()), paying, ids),
                 **{c: batch.column(c) for c in CANDIDATE_COLUMNS},
                 "period": period_of.take(pc.index_in(key, value_set=version_keys)),
             },

@@ -219,7 +219,8 @@ def move_selected(
         # The planner's statistics of the offers' states, with this move in them, now rather than when
         # autovacuum comes by: the next bulk step (SMS claims after a release, a batch's lines) would
         # otherwise be planned for a handful of released or confirmed offers and rescan them all per chunk.
-        bulkload.analyze(session, table)
+        # Only the columns the move wrote: the others' statistics have not changed.
+        bulkload.analyze(session, table, changes)
     for obj in list(session.identity_map.values()):  # loaded offers are stale now; other objects are not
         if isinstance(obj, Offer):
             session.expire(obj)
@@ -247,9 +248,11 @@ def move_all(
     returns how many and how much (summed by the database)."""
     table = Offer.__table__
     chosen = and_(where, table.c.state == source.value)
-    lock_where(session, chosen)
     pick = bulkload.scratch_table(session, "move_pick", Column("offer_id", BigInteger, primary_key=True))
-    session.execute(insert(pick).from_select(["offer_id"], select(table.c.id).where(chosen)))
+    session.flush()
+    # Locked in id order (the order every writer locks in) and noted in one statement.
+    locked = select(table.c.id).where(chosen).order_by(table.c.id).with_for_update()
+    session.execute(insert(pick).from_select(["offer_id"], locked))
     bulkload.analyze(session, pick)
     count, total = session.execute(
         select(func.count(), func.coalesce(func.sum(table.c.amount), 0)).select_from(
@@ -295,10 +298,10 @@ def lock_offers(session: Session, public_ids: Iterable[str]) -> list[Offer]:
     return offers
 
 
-def lock_where(session: Session, where: ColumnElement[bool], *, chunk: int = 50_000) -> int:
+def lock_where(session: Session, where: ColumnElement[bool]) -> int:
     """Lock the offers matching `where` in id order (the order every writer locks in) without loading
-    them: their ids are streamed past and forgotten. Returns how many were locked."""
-    return lock_rows(session, select(Offer.id).where(where).order_by(Offer.id).with_for_update(), chunk=chunk)
+    them (`bulkload.lock_rows`). Returns how many were locked."""
+    return lock_rows(session, select(Offer.id).where(where).order_by(Offer.id).with_for_update())
 
 
 def list_offers(

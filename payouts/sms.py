@@ -35,7 +35,22 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, insert, select, text, true, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Engine,
+    Row,
+    Select,
+    Text,
+    and_,
+    func,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlmodel import Session
 
 from payouts import audit, bulkload, offers, scope, tokens
@@ -263,8 +278,8 @@ def _titles(session: Session) -> dict[tuple[str, int, str], Subject]:
 
 def _compose(
     gateway: SmsGateway,
-    offer: Offer,
-    payee: Payee,
+    offer: Offer | Row[Any],  # an Offer, or a row of its columns and its payee's (`_CLAIMED`)
+    payee: Payee | Row[Any],
     kind: str,
     title: Subject,
     deadline: dt.datetime,
@@ -302,8 +317,8 @@ def _compose(
 def _prepare(
     message: SmsMessage | None,
     gateway: SmsGateway,
-    offer: Offer,
-    payee: Payee,
+    offer: Offer | Row[Any],  # an Offer, or a row of its columns and its payee's (`_CLAIMED`)
+    payee: Payee | Row[Any],
     kind: str,
     title: Subject,
     deadline: dt.datetime,
@@ -376,6 +391,10 @@ def _released(
     one left `sending` by a sender that stopped)."""
     busy = select(SmsMessage.id).where(
         SmsMessage.offer_id == Offer.id,
+        # Said again of the message (the planner does not carry a range across a join), so that the
+        # check reads the outbox from `after` on (a merge join along its unique key), not every notice
+        # sent before this chunk: a run of many chunks would otherwise grow with the square of its size.
+        SmsMessage.offer_id > after,
         SmsMessage.round == Offer.round,
         SmsMessage.kind == NOTICE,
         SmsMessage.status.in_(("sent",) if stuck else ("sent", SENDING)),
@@ -532,6 +551,7 @@ def _send_in_chunks(
         limit = expected.count if limit is None else min(limit, expected.count)
     result = SendResult()
     after = 0  # offers are taken in id order, each once per call: a refused one waits for the next call
+    analyzed = 0  # notices sent by this call when the outbox's statistics were last taken
     while limit is None or result.sent + result.failed < limit:
         size = chunk if limit is None else min(chunk, limit - result.sent - result.failed)
         with transaction(engine) as session:
@@ -549,12 +569,34 @@ def _send_in_chunks(
         finally:
             with transaction(engine) as session:
                 _settle_notices(session, gateway, claims, outcomes, now, settings, actor, result)
+        if result.sent >= max(chunk, 2 * analyzed):
+            # The outbox grows by a chunk at a time and nothing else gives the planner its statistics
+            # (autovacuum may be off or late): planned as if it held a handful of notices, the claim's
+            # check for a notice already sent reads every notice sent so far once per offer (a nested
+            # loop), and each chunk costs more than the last. Taken again each time the count doubles.
+            with transaction(engine) as session:
+                bulkload.analyze(session, SmsMessage.__table__, ["offer_id", "round", "kind", "status"])
+            analyzed = result.sent
     if result.sent >= offers.ANALYZE_AFTER:
         # Many offers are notified now: the planner learns it before the next bulk step (the
         # confirmations, reminders and expiry), which would otherwise be planned for none.
         with transaction(engine) as session:
-            bulkload.analyze(session, Offer.__table__)
+            bulkload.analyze(session, Offer.__table__, ["state", "deadline", "notified_at"])
     return result
+
+
+_CLAIMED = (  # what `_claim_notices` reads of an offer and its payee
+    Offer.id,
+    Offer.public_id,
+    Offer.round,
+    Offer.amount,
+    Offer.deadline,
+    Offer.policy_id,
+    Offer.policy_version,
+    Offer.item_id,
+    Payee.name,
+    Payee.contact_phone,
+)
 
 
 def _claim_notices(
@@ -568,24 +610,28 @@ def _claim_notices(
     result: SendResult,
 ) -> tuple[list[_Claim], int | None]:
     """The claims of the next `size` offers after `after`, and the last offer's id (None: no more)."""
-    rows = session.execute(_released(size, after, where, stuck=True)).all()
+    # The columns a notice needs, not whole Offer and Payee objects: a thousand of each per chunk
+    # cost more to build than the query takes.
+    rows = session.execute(_released(size, after, where, stuck=True).with_only_columns(*_CLAIMED)).all()
     if not rows:
         return [], None
     titles = _titles(session)
-    round_of = {o.id: (o.round, o.public_id) for o, _ in rows}
+    round_of = {r.id: (r.round, r.public_id) for r in rows}
     with session.no_autoflush:
         earlier = {  # the notice of the offer's round, if one was tried
             m.offer_id: m
             for m in session.scalars(
                 select(SmsMessage).where(
-                    SmsMessage.offer_id.in_([o.id for o, _ in rows]), SmsMessage.kind == NOTICE
+                    bulkload.among(session, SmsMessage.offer_id, [r.id for r in rows]),
+                    SmsMessage.kind == NOTICE,
                 )
             )
             if m.round == round_of[m.offer_id][0]
         }
     claims: dict[int, tuple[OutgoingSms, dt.datetime]] = {}  # offer id → the SMS to send, its deadline
     fresh: list[dict[str, Any]] = []  # rows of messages new this round, inserted in one statement
-    for offer, payee in rows:
+    for offer in rows:
+        payee = offer  # the row holds the payee's name and phone too
         deadline = offer.deadline or now + dt.timedelta(days=settings.link_ttl_days)
         title = titles[(offer.policy_id, offer.policy_version, offer.item_id)]
         message = earlier.get(offer.id)
@@ -610,6 +656,7 @@ def _claim_notices(
             claims[offer.id] = outgoing, deadline
             continue
         fields, outgoing = _compose(gateway, offer, payee, NOTICE, title, deadline, settings, 1)
+        del fields["error"]  # none yet
         fresh.append(
             {
                 "offer_id": offer.id,
@@ -625,20 +672,20 @@ def _claim_notices(
         claims[offer.id] = outgoing, deadline
     session.flush()  # the retried rows
     table = SmsMessage.__table__
-    if fresh:
-        session.execute(insert(table), fresh)
+    if fresh:  # one COPY (PostgreSQL), not one INSERT per message
+        bulkload.insert_columns(session, table, {name: [row[name] for row in fresh] for name in fresh[0]})
     if not claims:
-        return [], rows[-1][0].id
+        return [], rows[-1].id
     ids = {
         offer_id: message_id
         for offer_id, message_round, message_id in session.execute(
             select(table.c.offer_id, table.c.round, table.c.id).where(
-                table.c.offer_id.in_(list(claims)), table.c.kind == NOTICE
+                bulkload.among(session, table.c.offer_id, claims), table.c.kind == NOTICE
             )
         )
         if round_of[offer_id][0] == message_round
     }
-    last = rows[-1][0].id
+    last = rows[-1].id
     return [_Claim(ids[oid], oid, round_of[oid][1], sms, d) for oid, (sms, d) in claims.items()], last
 
 
@@ -658,23 +705,9 @@ def _settle_notices(
     untried = claims[
         len(tried) + 1 :
     ]  # claims[len(tried)], if any, was in the gateway's hands: left `sending`
-    changes: list[dict[str, Any]] = [
-        {"id": c.message_id, "status": "sent", "sent_at": now, "provider_ref": outcomes[c.message_id][0]}
-        for c in sent
-    ]
-    changes += [
-        {"id": c.message_id, "status": "failed", "error": outcomes[c.message_id][1], "token_hash": None}
-        for c in refused
-    ]
-    changes += [
-        {"id": c.message_id, "status": "failed", "error": "发送中断，未发出", "token_hash": None}
-        for c in untried
-    ]
-    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        by_keys.setdefault(tuple(sorted(change)), []).append(change)
-    for rows in by_keys.values():
-        session.execute(update(SmsMessage), rows)
+    failures = [(c, outcomes[c.message_id][1]) for c in refused] + [(c, "发送中断，未发出") for c in untried]
+    if sent or failures:
+        _record_outcomes(session, sent, outcomes, failures, now)
     by_deadline: dict[dt.datetime, list[int]] = {}  # one deadline in a chunk but for notices sent again
     for c in sent:
         by_deadline.setdefault(c.deadline, []).append(c.offer_id)
@@ -682,7 +715,7 @@ def _settle_notices(
     for deadline, ids in by_deadline.items():
         offers.move_where(
             session,
-            table.c.id.in_(ids),
+            bulkload.among(session, table.c.id, ids),
             OfferState.RELEASED,
             OfferState.NOTIFIED,
             actor=actor,
@@ -694,6 +727,44 @@ def _settle_notices(
     result.sent += len(sent)
     result.failed += len(refused)
     result.errors += [f"{c.public_id}: {outcomes[c.message_id][1]}" for c in refused]
+
+
+def _record_outcomes(
+    session: Session,
+    sent: list[_Claim],
+    outcomes: dict[int, tuple[str, str]],
+    failures: list[tuple[_Claim, str]],
+    now: dt.datetime,
+) -> None:
+    """The outbox rows of a chunk's messages sent (with the provider's reference) and failed (with the
+    error; the token's hash cleared): the outcomes go to a scratch table in one write, and from there
+    to the outbox in one UPDATE for the sent and one for the failed, not one UPDATE per message."""
+    outcome = bulkload.scratch_table(
+        session,
+        "sms_outcome",
+        Column("message_id", BigInteger, primary_key=True),
+        Column("sent", Boolean, nullable=False),
+        Column("provider_ref", Text),
+        Column("error", Text),
+    )
+    bulkload.insert_columns(
+        session,
+        outcome,
+        {
+            "message_id": [c.message_id for c in sent] + [c.message_id for c, _ in failures],
+            "sent": [True] * len(sent) + [False] * len(failures),
+            "provider_ref": [outcomes[c.message_id][0] for c in sent] + [None] * len(failures),
+            "error": [None] * len(sent) + [error for _, error in failures],
+        },
+    )
+    bulkload.index_scratch(session, outcome)
+    m = SmsMessage.__table__
+    mine = and_(m.c.id == outcome.c.message_id, outcome.c.sent)
+    session.execute(
+        update(m).where(mine).values(status="sent", sent_at=now, provider_ref=outcome.c.provider_ref)
+    )
+    mine = and_(m.c.id == outcome.c.message_id, ~outcome.c.sent)
+    session.execute(update(m).where(mine).values(status="failed", error=outcome.c.error, token_hash=None))
 
 
 def send_reminders(

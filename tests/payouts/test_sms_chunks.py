@@ -144,6 +144,13 @@ def test_a_limit_and_refusals_are_kept_for_the_next_call(
     phone = sms.MemoryGateway(fail_phones={ex.payee(2)["contact_phone"]})
     r = sms.send_notices_in_chunks(engine, phone, ex.T0, settings, chunk=3, limit=5)
     assert (r.sent, r.failed, len(phone.sent)) == (4, 1, 4) and "无法送达" in r.errors[0]
+    with transaction(engine) as s:
+        # The refused message keeps the provider's error and no token (its link opens nothing); each
+        # one sent keeps the provider's reference.
+        rows = s.scalars(select(SmsMessage).order_by(SmsMessage.id)).all()
+        refused = [m for m in rows if m.status == "failed"]
+        assert len(refused) == 1 and "无法送达" in (refused[0].error or "") and refused[0].token_hash is None
+        assert sorted(m.provider_ref for m in rows if m.status == "sent") == sorted(phone.refs.values())
     phone.fail_phones.clear()
     r = sms.send_notices_in_chunks(engine, phone, ex.T0, settings, chunk=3)
     assert (r.sent, r.failed, len(phone.sent)) == (N - 4, 0, N)
