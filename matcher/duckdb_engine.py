@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -207,14 +208,24 @@ def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, 
     connection that ran the plan; seconds per file into `timings` if given."""
     from matcher.results import write_compact  # it imports this module's neighbours
 
+    payees = None
     for name in OUTPUT_QUERIES:
         t = time.perf_counter()
         if name == "candidates":
-            write_candidates(con, out / f"{name}.parquet")
+            payees = write_candidates(con, out / f"{name}.parquet")
         elif name in LISTS:
             continue  # kept compact: matcher.results
         else:  # sorted by uscc in small row groups: the enterprise pages look one up (`matcher.results`)
-            _copy(con, ordered_query(name), out / f"{name}.parquet", 4096)
+            if name == "payees" and payees is not None:
+                # The enterprises with a candidate, as the candidates were written: computing `payable`
+                # again only for its rids cost as much as the payees file.
+                con.register("payee_rids_arrow", pa.table({"rid": pa.array(payees, pa.int64())}))
+                con.execute("CREATE OR REPLACE TEMP TABLE payee_rids AS SELECT rid FROM payee_rids_arrow")
+                con.unregister("payee_rids_arrow")
+                _copy(con, ordered_query(name, payable="payee_rids"), out / f"{name}.parquet", 4096)
+                con.execute("DROP TABLE payee_rids")
+            else:
+                _copy(con, ordered_query(name), out / f"{name}.parquet", 4096)
         if timings is not None:
             timings[name] = time.perf_counter() - t
     t = time.perf_counter()
@@ -227,12 +238,13 @@ CHUNK_ROWS = 50_000_000  # candidates sorted at a time (24 bytes each)
 BATCH_ROWS = 1 << 17  # at most this many candidates per Arrow batch, a Parquet row group each
 
 
-def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS) -> None:
+def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
     memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
     USCC order, so only the narrow rows (item, rid, amounts) are sorted, in chunks of whole items of at
     most `chunk_rows` rows (by the item's count in `item_totals`), and the ids and USCC are looked up by
-    position. At 10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB."""
+    position. At 10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB.
+    Returns the `rid`s with a candidate (the payees), in order."""
     if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
         raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
     usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
@@ -264,6 +276,7 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
             ]
         ]
     )
+    paid_to = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N)
     with pq.ParquetWriter(
         path,
         schema,
@@ -278,6 +291,7 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
                 f"WHERE item BETWEEN {first} AND {last} ORDER BY item, rid"
             ).to_arrow_reader(BATCH_ROWS)
             for batch in rows:
+                paid_to[batch.column("rid").to_numpy()] = True
                 item = batch.column("item")
                 policy_id, item_id = (
                     pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
@@ -292,6 +306,7 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
                     batch.column("amount_before_allocation"),
                 ]
                 writer.write_batch(pa.record_batch(columns, schema=schema))
+    return np.flatnonzero(paid_to)
 
 
 def _chunks(rows: list[int], limit: int) -> list[tuple[int, int]]:

@@ -54,6 +54,7 @@ from rules.errors import MatchError
 ListName = Literal["near_misses", "missing_data"]
 STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
 ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
+_STANDING_COLUMNS = ("item", "policy_id", "item_id", "status", "condition_id", "read", "fields")
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -258,9 +259,8 @@ class RunResults:
         self._con.unregister("statuses_arrow")
         keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
         self._keys = keys
-        # The statuses' columns as Python lists: a standing slices them (column-wise is ten times faster to
-        # convert than row by row).
-        self._columns = {name: self.statuses[name].to_pylist() for name in self.statuses.column_names}
+        # A standing converts only its patterns' rows (a few hundred) to Python: at 10M x 1,000 the statuses
+        # are tens of millions of rows, too many to hold as Python objects.
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
         allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
@@ -465,11 +465,17 @@ class RunResults:
 
     # -- by enterprise ---------------------------------------------------------------------------------
 
-    def _statuses_of(self, block: int, pattern: int) -> list[dict[str, Any]]:
-        key = block << 32 | pattern
-        lo = int(np.searchsorted(self._keys, key, "left"))
-        hi = int(np.searchsorted(self._keys, key, "right"))
-        return [{name: values[n] for name, values in self._columns.items()} for n in range(lo, hi)]
+    def _statuses_of(self, patterns: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """The status rows of some (block, pattern)s, as Python dicts."""
+        ranges = []
+        for block, pattern in patterns:
+            key = block << 32 | pattern
+            lo, hi = np.searchsorted(self._keys, [key, key + 1])
+            if hi > lo:
+                ranges.append(self.statuses.slice(int(lo), int(hi - lo)))
+        if not ranges:
+            return []
+        return pa.concat_tables(ranges).select(_STANDING_COLUMNS).to_pylist()
 
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
@@ -480,11 +486,9 @@ class RunResults:
         if not found:
             return []
         enterprise = found[0]
-        rows: list[dict[str, Any]] = []
-        for b, _ in self.blocks:
-            pattern = enterprise.get(f"p{b}")
-            if pattern is not None:
-                rows += self._statuses_of(b, pattern)
+        rows = self._statuses_of(
+            [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
+        )
         out: dict[tuple[str, str], Result] = {}
         for a in self.allocated.get(uscc, ()):
             out[(a["policy_id"], a["item_id"])] = Result(
@@ -494,18 +498,21 @@ class RunResults:
                 amount=_money(a["amount"]),
                 amount_before_allocation=_money(a["amount_before_allocation"]),
             )
-        computed: dict[int, list[tuple[str, dict[str, Any], str]]] = {}  # year -> (alias, row, sql)
-        for n, r in enumerate(rows):
+        # Per year, the distinct expressions to compute over the enterprise's profile row (items share
+        # amounts, near misses share the fields they read) and the results waiting for each.
+        computed: dict[int, dict[str, list[tuple[bool, dict[str, Any]]]]] = {}
+        for r in rows:
             item = self.items[r["item"]]
             key = (r["policy_id"], r["item_id"])
             if r["status"] == "eligible":
                 if item["allocated"] or (uscc, *key) in self.paid:
                     continue
-                computed.setdefault(item["year"], []).append((f"a{n}", r, item["amount_sql"]))
+                computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
             elif r["status"] == "near_miss":
                 out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
                 if values and r["read"]:
-                    computed.setdefault(item["year"], []).append((f"v{n}", r, self._value[r["read"]]))
+                    sql = self._value[r["read"]]
+                    computed.setdefault(item["year"], {}).setdefault(sql, []).append((False, r))
             else:
                 out[key] = Result(
                     *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
@@ -515,16 +522,17 @@ class RunResults:
             cur = self._cursor()
             cur.register("p", profile)
             got = cur.execute(
-                "SELECT " + ", ".join(f"{sql} AS {alias}" for alias, _, sql in wanted) + " FROM p"
+                "SELECT " + ", ".join(f"{sql} AS e{n}" for n, sql in enumerate(wanted)) + " FROM p"
             ).fetchone()
             cur.close()
             assert got is not None
-            for (alias, r, _), v in zip(wanted, got, strict=True):
-                key = (r["policy_id"], r["item_id"])
-                if alias.startswith("a"):
-                    out[key] = Result(*key, "candidate", amount=_money(v), amount_before_allocation=_money(v))
-                else:
-                    out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
+            for waiting, v in zip(wanted.values(), got, strict=True):
+                for amount, r in waiting:
+                    key = (r["policy_id"], r["item_id"])
+                    if amount:
+                        out[key] = Result(*key, "candidate", amount=_money(v), amount_before_allocation=_money(v))
+                    else:
+                        out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
         return [out[k] for k in sorted(out)]
 
     def _legacy_standing(self, uscc: str) -> list[Result]:
