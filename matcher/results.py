@@ -181,11 +181,11 @@ class _ByUscc:
         self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
         self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
 
-    def rows(self, uscc: str) -> pa.Table:
-        return self.rows_of([uscc])
+    def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
+        return self.rows_of([uscc], columns)
 
-    def rows_of(self, usccs: Sequence[str]) -> pa.Table:
-        """The rows of some enterprises, each row group read once."""
+    def rows_of(self, usccs: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of some enterprises (`columns` and the uscc, or every column), each row group read once."""
         groups = sorted(
             {
                 g
@@ -196,7 +196,8 @@ class _ByUscc:
         if not groups:
             return pq.ParquetFile(self.path, metadata=self.metadata).schema_arrow.empty_table()
         # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
-        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups)
+        wanted = None if columns is None else ["uscc", *(c for c in columns if c != "uscc")]
+        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups, columns=wanted)
         if len(usccs) == 1:
             return table.filter(pc.equal(table["uscc"], usccs[0]))
         return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
@@ -482,7 +483,7 @@ class RunResults:
         missing data (an item with none of these is left out)."""
         if not self.compact:
             return self._legacy_standing(uscc)
-        found = self.enterprises.rows(uscc).to_pylist()
+        found = self.enterprises.rows(uscc, [f"p{b}" for b, _ in self.blocks]).to_pylist()
         if not found:
             return []
         enterprise = found[0]
@@ -501,6 +502,7 @@ class RunResults:
         # Per year, the distinct expressions to compute over the enterprise's profile row (items share
         # amounts, near misses share the fields they read) and the results waiting for each.
         computed: dict[int, dict[str, list[tuple[bool, dict[str, Any]]]]] = {}
+        fields: dict[int, set[str]] = {}  # per year, the profile columns they read
         for r in rows:
             item = self.items[r["item"]]
             key = (r["policy_id"], r["item_id"])
@@ -508,17 +510,19 @@ class RunResults:
                 if item["allocated"] or (uscc, *key) in self.paid:
                     continue
                 computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
+                fields.setdefault(item["year"], set()).update((item["fields"] or "").split(";"))
             elif r["status"] == "near_miss":
                 out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
                 if values and r["read"]:
                     sql = self._value[r["read"]]
                     computed.setdefault(item["year"], {}).setdefault(sql, []).append((False, r))
+                    fields.setdefault(item["year"], set()).update(r["read"].split(";"))
             else:
                 out[key] = Result(
                     *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
                 )
         for year, wanted in computed.items():
-            profile = self.profiles[year].rows(uscc)
+            profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
             cur = self._cursor()
             cur.register("p", profile)
             got = cur.execute(
