@@ -403,6 +403,11 @@ class RunResults:
         """Rows `offset` to `offset + limit` of the list in (policy_id, item_id, uscc) order, a near miss
         with its values."""
         window = f"ORDER BY policy_id, item_id, uscc LIMIT {int(limit)} OFFSET {int(offset)}"
+        if self.compact and s.policy_id and s.item_id:
+            keys = self._item_page(name, s, offset, limit)
+            if name == "missing_data":
+                return keys
+            return [(p, i, u, c, v) for (p, i, u, c, _), v in zip(keys, self._page_values(keys), strict=True)]
         with self.cursor() as cur:
             if not (self.compact and name == "near_misses"):
                 return cur.execute(f"SELECT * FROM ({self.list_sql(name, s)}) {window}").fetchall()
@@ -412,6 +417,66 @@ class RunResults:
                 f"SELECT policy_id, item_id, uscc, condition_id, read FROM ({rows}) {window}"
             ).fetchall()
         return [(p, i, u, c, v) for (p, i, u, c, _), v in zip(keys, self._page_values(keys), strict=True)]
+
+    def _item_page(self, name: ListName, s: Slice, offset: int, limit: int) -> list[tuple[Any, ...]]:
+        """One item's rows `offset` to `offset + limit` in uscc order (a near miss: policy_id, item_id, uscc,
+        condition_id, the fields it read; missing data: policy_id, item_id, uscc, fields). The enterprises
+        file is in uscc order: it is read a row group at a time until the page is full, so a first page
+        reads a few thousand enterprises, not all of them."""
+        item = self.by_key.get((s.policy_id, s.item_id))
+        if item is None or limit <= 0 or (s.policy_ids is not None and s.policy_id not in s.policy_ids):
+            return []
+        block = item["block"]
+        where = [f"status = '{STATUS[name]}'", f"block = {int(block)}", f"item = {int(item['item'])}"]
+        if s.condition_id and name == "near_misses":
+            where.append(f"condition_id = {_text(s.condition_id)}")
+        if s.field and name == "missing_data":
+            where.append(f"list_contains(string_split(fields, ';'), {_text(s.field)})")
+        with self.cursor() as cur:
+            found = cur.execute(
+                f"SELECT pattern, condition_id, read, fields FROM run_statuses WHERE {' AND '.join(where)}"
+            ).fetchall()
+        by_pattern = {p: (c, r, f) for p, c, r, f in found}
+        if not by_pattern:
+            return []
+        column = f"p{block}"
+        narrowing = [
+            (c, v)
+            for c, v in (
+                ("region_code", s.region),
+                ("industry_section", s.section),
+                ("size_class", s.size),
+                ("uscc", s.uscc),
+            )
+            if v
+        ]
+        wanted = pa.array(list(by_pattern), pa.int32())
+        enterprises = self.enterprises
+        reader = pq.ParquetFile(enterprises.path, metadata=enterprises.metadata)
+        columns = ["uscc", column, *(c for c, _ in narrowing if c != "uscc")]
+        out: list[tuple[Any, ...]] = []
+        skip = offset
+        for group in range(enterprises.metadata.num_row_groups):
+            table = reader.read_row_group(group, columns=columns)
+            mask = pc.is_in(table[column], value_set=wanted)
+            for c, v in narrowing:  # as the SQL: a prefix of the region and uscc, the section and size equal
+                test = pc.starts_with(table[c], v) if c in ("region_code", "uscc") else pc.equal(table[c], v)
+                mask = pc.and_kleene(mask, test)
+            hits = table.filter(mask)
+            if skip >= hits.num_rows:
+                skip -= hits.num_rows
+                continue
+            hits = hits.slice(skip, limit - len(out))
+            skip = 0
+            for uscc, pattern in zip(hits["uscc"].to_pylist(), hits[column].to_pylist(), strict=True):
+                condition_id, read, fields = by_pattern[pattern]
+                if name == "near_misses":
+                    out.append((s.policy_id, s.item_id, uscc, condition_id, read))
+                else:
+                    out.append((s.policy_id, s.item_id, uscc, None if fields is None else fields.split(";")))
+            if len(out) >= limit:
+                break
+        return out
 
     def _page_values(self, keys: list[tuple[Any, ...]]) -> list[str | None]:
         """The values each near miss of a page read, off the profile rows of its enterprises."""
