@@ -180,6 +180,30 @@ class _ByUscc:
         ]
         self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
         self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
+        self._ranges: dict[str, list[tuple[Any, Any] | None]] = {"uscc": list(zip(self.mins, self.maxs))}
+
+    def ranges(self, column: str) -> list[tuple[Any, Any] | None]:
+        """Each row group's (min, max) of a column, None where the file has no statistics."""
+        if column not in self._ranges:
+            index = self.metadata.schema.to_arrow_schema().get_field_index(column)
+            found: list[tuple[Any, Any] | None] = []
+            for g in range(self.metadata.num_row_groups):
+                stats = self.metadata.row_group(g).column(index).statistics
+                found.append((stats.min, stats.max) if stats is not None and stats.has_min_max else None)
+            self._ranges[column] = found
+        return self._ranges[column]
+
+    def groups_with(self, column: str, value: str, *, prefix: bool) -> list[bool]:
+        """Per row group, whether it may hold a row whose `column` equals `value` (or starts with it)."""
+        out = []
+        for r in self.ranges(column):
+            if r is None:
+                out.append(True)
+            elif prefix:  # some x in [lo, hi] starts with value
+                out.append(r[1] >= value and (r[0] <= value or r[0].startswith(value)))
+            else:
+                out.append(r[0] <= value <= r[1])
+        return out
 
     def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
         return self.rows_of([uscc], columns)
@@ -254,12 +278,16 @@ class RunResults:
         self.items = pq.read_table(f / runfolder.RESULT_ITEMS).to_pylist()
         self.by_key = {(i["policy_id"], i["item_id"]): i for i in self.items}
         self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
-        self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES)
+        self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES).combine_chunks()  # sliced and taken
         self._con.register("statuses_arrow", self.statuses)
         self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
         self._con.unregister("statuses_arrow")
         keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
         self._keys = keys
+        # The status rows of each item (one item's page): positions in item order, and where each item starts.
+        by_item = self.statuses["item"].to_numpy()
+        self._by_item = np.argsort(by_item, kind="stable").astype(np.int32)
+        self._item_starts = np.searchsorted(by_item[self._by_item], np.arange(len(self.items) + 1))
         # A standing converts only its patterns' rows (a few hundred) to Python: at 10M x 1,000 the statuses
         # are tens of millions of rows, too many to hold as Python objects.
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
@@ -287,10 +315,12 @@ class RunResults:
 
     # -- the lists, by item ----------------------------------------------------------------------------
 
-    def _value_sql(self, alias: str = "s") -> str:
-        if not self._value:
+    def _value_sql(self, alias: str = "s", reads: set[str] | None = None) -> str:
+        """The value text of a near miss by the fields it read (`reads`: only these)."""
+        values = sorted((r, sql) for r, sql in self._value.items() if reads is None or r in reads)
+        if not values:
             return "CAST(NULL AS VARCHAR)"
-        cases = " ".join(f"WHEN {_text(r)} THEN {sql}" for r, sql in sorted(self._value.items()))
+        cases = " ".join(f"WHEN {_text(r)} THEN {sql}" for r, sql in values)
         return f"CASE {alias}.read {cases} END"
 
     def _compact_sql(self, name: ListName, s: Slice, values: bool, *, read: bool = False) -> str:
@@ -426,17 +456,15 @@ class RunResults:
         item = self.by_key.get((s.policy_id, s.item_id))
         if item is None or limit <= 0 or (s.policy_ids is not None and s.policy_id not in s.policy_ids):
             return []
-        block = item["block"]
-        where = [f"status = '{STATUS[name]}'", f"block = {int(block)}", f"item = {int(item['item'])}"]
-        if s.condition_id and name == "near_misses":
-            where.append(f"condition_id = {_text(s.condition_id)}")
-        if s.field and name == "missing_data":
-            where.append(f"list_contains(string_split(fields, ';'), {_text(s.field)})")
-        with self.cursor() as cur:
-            found = cur.execute(
-                f"SELECT pattern, condition_id, read, fields FROM run_statuses WHERE {' AND '.join(where)}"
-            ).fetchall()
-        by_pattern = {p: (c, r, f) for p, c, r, f in found}
+        block, n = item["block"], item["item"]
+        found = self.statuses.take(self._by_item[self._item_starts[n] : self._item_starts[n + 1]])
+        by_pattern = {
+            r["pattern"]: (r["condition_id"], r["read"], r["fields"])
+            for r in found.select(["pattern", "status", "condition_id", "read", "fields"]).to_pylist()
+            if r["status"] == STATUS[name]
+            and not (name == "near_misses" and s.condition_id and r["condition_id"] != s.condition_id)
+            and not (name == "missing_data" and s.field and s.field not in (r["fields"] or "").split(";"))
+        }
         if not by_pattern:
             return []
         column = f"p{block}"
@@ -454,9 +482,15 @@ class RunResults:
         enterprises = self.enterprises
         reader = pq.ParquetFile(enterprises.path, metadata=enterprises.metadata)
         columns = ["uscc", column, *(c for c, _ in narrowing if c != "uscc")]
+        # The row groups whose statistics allow the narrowing (enterprises in uscc order are, mostly, in
+        # the order of their registration's region).
+        groups = [True] * enterprises.metadata.num_row_groups
+        for c, v in narrowing:
+            allowed = enterprises.groups_with(c, v, prefix=c in ("region_code", "uscc"))
+            groups = [a and b for a, b in zip(groups, allowed, strict=True)]
         out: list[tuple[Any, ...]] = []
         skip = offset
-        for group in range(enterprises.metadata.num_row_groups):
+        for group in (g for g, keep in enumerate(groups) if keep):
             table = reader.read_row_group(group, columns=columns)
             mask = pc.is_in(table[column], value_set=wanted)
             for c, v in narrowing:  # as the SQL: a prefix of the region and uscc, the section and size equal
@@ -501,7 +535,7 @@ class RunResults:
                 ),
             )
             for n, v in cur.execute(
-                f"SELECT k.n, {self._value_sql('k')} FROM k JOIN p ON p.uscc = k.uscc"
+                f"SELECT k.n, {self._value_sql('k', {keys[n][4] for n in rows})} FROM k JOIN p ON p.uscc = k.uscc"
             ).fetchall():
                 out[n] = v
             cur.close()
