@@ -180,7 +180,7 @@ class _ByUscc:
         ]
         self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
         self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
-        self._ranges: dict[str, list[tuple[Any, Any] | None]] = {"uscc": list(zip(self.mins, self.maxs))}
+        self._ranges: dict[str, list[tuple[Any, Any] | None]] = {}
 
     def ranges(self, column: str) -> list[tuple[Any, Any] | None]:
         """Each row group's (min, max) of a column, None where the file has no statistics."""
@@ -575,7 +575,8 @@ class RunResults:
                 ranges.append(self.statuses.slice(int(lo), int(hi - lo)))
         if not ranges:
             return []
-        return pa.concat_tables(ranges).select(_STANDING_COLUMNS).to_pylist()
+        rows: list[dict[str, Any]] = pa.concat_tables(ranges).select(_STANDING_COLUMNS).to_pylist()
+        return rows
 
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
@@ -633,7 +634,9 @@ class RunResults:
                 for amount, r in waiting:
                     key = (r["policy_id"], r["item_id"])
                     if amount:
-                        out[key] = Result(*key, "candidate", amount=_money(v), amount_before_allocation=_money(v))
+                        out[key] = Result(
+                            *key, "candidate", amount=_money(v), amount_before_allocation=_money(v)
+                        )
                     else:
                         out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
         return [out[k] for k in sorted(out)]
