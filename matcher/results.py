@@ -22,6 +22,7 @@ same functions read them as they are.
 from __future__ import annotations
 
 import bisect
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from rules.errors import MatchError
 ListName = Literal["near_misses", "missing_data"]
 STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
 ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
+_STATUS_CODES = ["eligible", "near_miss", "missing_data"]  # a status row's status as its index here
 _STANDING_COLUMNS = ("item", "policy_id", "item_id", "status", "condition_id", "read", "fields")
 
 
@@ -288,6 +290,12 @@ class RunResults:
         by_item = self.statuses["item"].to_numpy()
         self._by_item = np.argsort(by_item, kind="stable").astype(np.int32)
         self._item_starts = np.searchsorted(by_item[self._by_item], np.arange(len(self.items) + 1))
+        self._status_np = (
+            pc.index_in(self.statuses["status"], value_set=pa.array(_STATUS_CODES))
+            .to_numpy(False)
+            .astype(np.int8)
+        )
+        self._pattern_np = self.statuses["pattern"].to_numpy()
         # A standing converts only its patterns' rows (a few hundred) to Python: at 10M x 1,000 the statuses
         # are tens of millions of rows, too many to hold as Python objects.
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
@@ -457,16 +465,20 @@ class RunResults:
         if item is None or limit <= 0 or (s.policy_ids is not None and s.policy_id not in s.policy_ids):
             return []
         block, n = item["block"], item["item"]
-        found = self.statuses.take(self._by_item[self._item_starts[n] : self._item_starts[n + 1]])
-        by_pattern = {
-            r["pattern"]: (r["condition_id"], r["read"], r["fields"])
-            for r in found.select(["pattern", "status", "condition_id", "read", "fields"]).to_pylist()
-            if r["status"] == STATUS[name]
-            and not (name == "near_misses" and s.condition_id and r["condition_id"] != s.condition_id)
-            and not (name == "missing_data" and s.field and s.field not in (r["fields"] or "").split(";"))
-        }
-        if not by_pattern:
+        # The item's status rows of this list (and condition or field), by pattern, in numpy: an item can
+        # have a status for 100,000 patterns at 10M enterprises; only the page's rows become Python.
+        rows = self._by_item[self._item_starts[n] : self._item_starts[n + 1]]
+        rows = rows[self._status_np[rows] == _STATUS_CODES.index(STATUS[name])]
+        if s.condition_id and name == "near_misses":
+            rows = rows[pc.equal(self.statuses["condition_id"].take(rows), s.condition_id).to_numpy(False)]
+        if s.field and name == "missing_data":
+            listed = f"(^|;){re.escape(s.field)}(;|$)"  # one of the `;`-separated fields
+            found = pc.match_substring_regex(self.statuses["fields"].take(rows), listed)
+            rows = rows[pc.fill_null(found, False).to_numpy(False)]
+        if not len(rows):
             return []
+        rows = rows[np.argsort(self._pattern_np[rows], kind="stable")]
+        patterns = self._pattern_np[rows]
         column = f"p{block}"
         narrowing = [
             (c, v)
@@ -478,7 +490,7 @@ class RunResults:
             )
             if v
         ]
-        wanted = pa.array(list(by_pattern), pa.int32())
+        wanted = pa.array(patterns)
         enterprises = self.enterprises
         reader = pq.ParquetFile(enterprises.path, metadata=enterprises.metadata)
         columns = ["uscc", column, *(c for c, _ in narrowing if c != "uscc")]
@@ -502,8 +514,10 @@ class RunResults:
                 continue
             hits = hits.slice(skip, limit - len(out))
             skip = 0
-            for uscc, pattern in zip(hits["uscc"].to_pylist(), hits[column].to_pylist(), strict=True):
-                condition_id, read, fields = by_pattern[pattern]
+            at = rows[np.searchsorted(patterns, hits[column].to_numpy(False))]
+            found = self.statuses.select(["condition_id", "read", "fields"]).take(at).to_pylist()
+            for uscc, r in zip(hits["uscc"].to_pylist(), found, strict=True):
+                condition_id, read, fields = r["condition_id"], r["read"], r["fields"]
                 if name == "near_misses":
                     out.append((s.policy_id, s.item_id, uscc, condition_id, read))
                 else:
