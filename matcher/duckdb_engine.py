@@ -4,12 +4,15 @@ of the run folder's Parquet files (the candidates byte-identical run after run).
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -207,14 +210,24 @@ def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, 
     connection that ran the plan; seconds per file into `timings` if given."""
     from matcher.results import write_compact  # it imports this module's neighbours
 
+    payees = None
     for name in OUTPUT_QUERIES:
         t = time.perf_counter()
         if name == "candidates":
-            write_candidates(con, out / f"{name}.parquet")
+            payees = write_candidates(con, out / f"{name}.parquet")
         elif name in LISTS:
             continue  # kept compact: matcher.results
         else:  # sorted by uscc in small row groups: the enterprise pages look one up (`matcher.results`)
-            _copy(con, ordered_query(name), out / f"{name}.parquet", 4096)
+            if name == "payees" and payees is not None:
+                # The enterprises with a candidate, as the candidates were written: computing `payable`
+                # again only for its rids cost as much as the payees file.
+                con.register("payee_rids_arrow", pa.table({"rid": pa.array(payees, pa.int64())}))
+                con.execute("CREATE OR REPLACE TEMP TABLE payee_rids AS SELECT rid FROM payee_rids_arrow")
+                con.unregister("payee_rids_arrow")
+                _copy(con, ordered_query(name, payable="payee_rids"), out / f"{name}.parquet", 4096)
+                con.execute("DROP TABLE payee_rids")
+            else:
+                _copy(con, ordered_query(name), out / f"{name}.parquet", 4096)
         if timings is not None:
             timings[name] = time.perf_counter() - t
     t = time.perf_counter()
@@ -223,16 +236,26 @@ def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, 
         timings["results"] = time.perf_counter() - t
 
 
-CHUNK_ROWS = 50_000_000  # candidates sorted at a time (24 bytes each)
-BATCH_ROWS = 1 << 17  # at most this many candidates per Arrow batch, a Parquet row group each
+CHUNK_ROWS = 50_000_000  # candidates per layout chunk: a row group never spans two
+QUERY_ROWS = CHUNK_ROWS  # candidates sorted at a time (24 bytes each); each query plans the whole view again
+# Candidates per Parquet row group: what DuckDB's Arrow reader gave for batches of 1 << 17, which the file
+# was written in before the sort was split from the layout (so the bytes stayed the same).
+BATCH_ROWS = 122_880
+AHEAD = 32  # row groups built ahead of the one being encoded
 
 
-def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS) -> None:
+def write_candidates(
+    con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS, query_rows: int = QUERY_ROWS
+) -> np.ndarray:
     """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
     memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
-    USCC order, so only the narrow rows (item, rid, amounts) are sorted, in chunks of whole items of at
-    most `chunk_rows` rows (by the item's count in `item_totals`), and the ids and USCC are looked up by
-    position. At 10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB."""
+    USCC order, so only the narrow rows (item, rid, amounts) are sorted, `query_rows` at a time (whole
+    items, by the item's count in `item_totals`), and the ids and USCC are looked up by position. At
+    10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB. The row groups hold
+    `BATCH_ROWS` rows each, restarting at every `chunk_rows` (whole items): the layout does not depend on
+    how the rows were sorted. One thread sorts and builds the row groups, the caller's encodes them (the
+    Parquet encoding, mostly the USCC column, is single-threaded). Returns the `rid`s with a candidate (the
+    payees), in order."""
     if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
         raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
     usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
@@ -242,6 +265,7 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
     ).to_arrow_table()
     if items.column("item").to_pylist() != list(range(items.num_rows)):
         raise MatchError("内部错误：事项编号不连续，无法写出 candidates.parquet")
+    counts = items.column("rows").to_pylist()
     version = items.column("policy_version").combine_chunks()
     # The ids as dictionaries of their distinct values (the Parquet dictionary, written as it is) and each
     # item's index into them.
@@ -264,6 +288,46 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
             ]
         ]
     )
+    paid_to = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N)
+
+    def narrow() -> Iterator[pa.RecordBatch]:
+        """(item, rid, amounts) in order, one batch per row group."""
+        for first, last in _chunks(counts, chunk_rows):
+            held: list[pa.RecordBatch] = []
+            for lo, hi in _chunks(counts[first : last + 1], query_rows):
+                reader = con.sql(
+                    f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
+                    f"WHERE item BETWEEN {first + lo} AND {first + hi} ORDER BY item, rid"
+                ).to_arrow_reader(BATCH_ROWS)
+                for batch in reader:
+                    held.append(batch)
+                    while sum(b.num_rows for b in held) >= BATCH_ROWS:
+                        table = pa.Table.from_batches(held)
+                        yield from table.slice(0, BATCH_ROWS).combine_chunks().to_batches()
+                        held = table.slice(BATCH_ROWS).to_batches()
+            if held:
+                yield from pa.Table.from_batches(held).combine_chunks().to_batches()
+
+    def row_groups() -> Iterator[pa.RecordBatch]:
+        for batch in narrow():
+            if not batch.num_rows:
+                continue
+            paid_to[batch.column("rid").to_numpy()] = True
+            item = batch.column("item")
+            policy_id, item_id = (
+                pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
+                for index, distinct in texts.values()
+            )
+            columns = [
+                policy_id,
+                pc.take(version, item),
+                item_id,
+                pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
+                batch.column("amount"),
+                batch.column("amount_before_allocation"),
+            ]
+            yield pa.record_batch(columns, schema=schema)
+
     with pq.ParquetWriter(
         path,
         schema,
@@ -272,26 +336,49 @@ def write_candidates(con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int
         store_schema=False,
         store_decimal_as_integer=True,
     ) as writer:
-        for first, last in _chunks(items.column("rows").to_pylist(), chunk_rows):
-            rows = con.sql(
-                f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
-                f"WHERE item BETWEEN {first} AND {last} ORDER BY item, rid"
-            ).to_arrow_reader(BATCH_ROWS)
-            for batch in rows:
-                item = batch.column("item")
-                policy_id, item_id = (
-                    pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
-                    for index, distinct in texts.values()
-                )
-                columns = [
-                    policy_id,
-                    pc.take(version, item),
-                    item_id,
-                    pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
-                    batch.column("amount"),
-                    batch.column("amount_before_allocation"),
-                ]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
+        for batch in _ahead(row_groups(), AHEAD):
+            writer.write_batch(batch)
+    return np.flatnonzero(paid_to)
+
+
+_DONE = object()
+
+
+def _ahead(source: Iterator[Any], depth: int) -> Iterator[Any]:
+    """The items of `source`, produced in a thread of their own up to `depth` ahead of the caller (DuckDB and
+    Arrow release the GIL: the two run on both cores). An error in `source` is raised here; a caller that
+    stops early stops the thread."""
+    found: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                found.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for value in source:
+                if not put(value):
+                    return
+            put(_DONE)
+        except BaseException as e:  # raised in the caller's thread
+            put(e)
+
+    thread = threading.Thread(target=produce, name="write-ahead", daemon=True)
+    thread.start()
+    try:
+        while (value := found.get()) is not _DONE:
+            if isinstance(value, BaseException):
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _chunks(rows: list[int], limit: int) -> list[tuple[int, int]]:

@@ -88,7 +88,7 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         "pk.industry_section, pk.size_class, e.region_code "
         "FROM enterprises e JOIN match_keys k ON k.uscc = e.uscc LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
         f"LEFT JOIN {PAYEE_KEYS} pk ON pk.uscc = e.uscc "
-        "WHERE k.rid IN (SELECT rid FROM payable)",
+        "WHERE k.rid IN (SELECT rid FROM {payable})",
         "e.uscc",
     ),
     "contacts": (
@@ -103,9 +103,11 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
 LISTS = ("near_misses", "missing_data")
 
 
-def ordered_query(name: str) -> str:
-    """An output's query with its ORDER BY, if it has one."""
+def ordered_query(name: str, payable: str = "payable") -> str:
+    """An output's query with its ORDER BY, if it has one; the payees of the enterprises in `payable` (a
+    table with their `rid`; by default the candidates themselves)."""
     query, order = OUTPUT_QUERIES[name]
+    query = query.format(payable=payable)
     return query if order is None else f"{query} ORDER BY {order}"
 
 

@@ -22,6 +22,7 @@ same functions read them as they are.
 from __future__ import annotations
 
 import bisect
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -55,6 +56,8 @@ ListName = Literal["near_misses", "missing_data"]
 STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
 LISTS: tuple[ListName, ...] = ("near_misses", "missing_data")
 ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
+_STATUS_CODES = ["eligible", "near_miss", "missing_data"]  # a status row's status as its index here
+_STANDING_COLUMNS = ("item", "policy_id", "item_id", "status", "condition_id", "read", "fields")
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -194,12 +197,36 @@ class _ByUscc:
         ]
         self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
         self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
+        self._ranges: dict[str, list[tuple[Any, Any] | None]] = {}
 
-    def rows(self, uscc: str) -> pa.Table:
-        return self.rows_of([uscc])
+    def ranges(self, column: str) -> list[tuple[Any, Any] | None]:
+        """Each row group's (min, max) of a column, None where the file has no statistics."""
+        if column not in self._ranges:
+            index = self.metadata.schema.to_arrow_schema().get_field_index(column)
+            found: list[tuple[Any, Any] | None] = []
+            for g in range(self.metadata.num_row_groups):
+                stats = self.metadata.row_group(g).column(index).statistics
+                found.append((stats.min, stats.max) if stats is not None and stats.has_min_max else None)
+            self._ranges[column] = found
+        return self._ranges[column]
 
-    def rows_of(self, usccs: Sequence[str]) -> pa.Table:
-        """The rows of some enterprises, each row group read once."""
+    def groups_with(self, column: str, value: str, *, prefix: bool) -> list[bool]:
+        """Per row group, whether it may hold a row whose `column` equals `value` (or starts with it)."""
+        out = []
+        for r in self.ranges(column):
+            if r is None:
+                out.append(True)
+            elif prefix:  # some x in [lo, hi] starts with value
+                out.append(r[1] >= value and (r[0] <= value or r[0].startswith(value)))
+            else:
+                out.append(r[0] <= value <= r[1])
+        return out
+
+    def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
+        return self.rows_of([uscc], columns)
+
+    def rows_of(self, usccs: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of some enterprises (`columns` and the uscc, or every column), each row group read once."""
         groups = sorted(
             {
                 g
@@ -210,7 +237,8 @@ class _ByUscc:
         if not groups:
             return pq.ParquetFile(self.path, metadata=self.metadata).schema_arrow.empty_table()
         # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
-        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups)
+        wanted = None if columns is None else ["uscc", *(c for c in columns if c != "uscc")]
+        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups, columns=wanted)
         if len(usccs) == 1:
             return table.filter(pc.equal(table["uscc"], usccs[0]))
         return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
@@ -267,15 +295,24 @@ class RunResults:
         self.items = pq.read_table(f / runfolder.RESULT_ITEMS).to_pylist()
         self.by_key = {(i["policy_id"], i["item_id"]): i for i in self.items}
         self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
-        self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES)
+        self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES).combine_chunks()  # sliced and taken
         self._con.register("statuses_arrow", self.statuses)
         self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
         self._con.unregister("statuses_arrow")
         keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
         self._keys = keys
-        # The statuses' columns as Python lists: a standing slices them (column-wise is ten times faster to
-        # convert than row by row).
-        self._columns = {name: self.statuses[name].to_pylist() for name in self.statuses.column_names}
+        # The status rows of each item (one item's page): positions in item order, and where each item starts.
+        by_item = self.statuses["item"].to_numpy()
+        self._by_item = np.argsort(by_item, kind="stable").astype(np.int32)
+        self._item_starts = np.searchsorted(by_item[self._by_item], np.arange(len(self.items) + 1))
+        self._status_np = (
+            pc.index_in(self.statuses["status"], value_set=pa.array(_STATUS_CODES))
+            .to_numpy(False)
+            .astype(np.int8)
+        )
+        self._pattern_np = self.statuses["pattern"].to_numpy()
+        # A standing converts only its patterns' rows (a few hundred) to Python: at 10M x 1,000 the statuses
+        # are tens of millions of rows, too many to hold as Python objects.
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
         allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
@@ -301,10 +338,12 @@ class RunResults:
 
     # -- the lists, by item ----------------------------------------------------------------------------
 
-    def _value_sql(self, alias: str = "s") -> str:
-        if not self._value:
+    def _value_sql(self, alias: str = "s", reads: set[str] | None = None) -> str:
+        """The value text of a near miss by the fields it read (`reads`: only these)."""
+        values = sorted((r, sql) for r, sql in self._value.items() if reads is None or r in reads)
+        if not values:
             return "CAST(NULL AS VARCHAR)"
-        cases = " ".join(f"WHEN {_text(r)} THEN {sql}" for r, sql in sorted(self._value.items()))
+        cases = " ".join(f"WHEN {_text(r)} THEN {sql}" for r, sql in values)
         return f"CASE {alias}.read {cases} END"
 
     def _compact_sql(self, name: ListName, s: Slice, values: bool, *, read: bool = False) -> str:
@@ -449,6 +488,11 @@ class RunResults:
         """Rows `offset` to `offset + limit` of the list in (policy_id, item_id, uscc) order, a near miss
         with its values."""
         window = f"ORDER BY policy_id, item_id, uscc LIMIT {int(limit)} OFFSET {int(offset)}"
+        if self.compact and s.policy_id and s.item_id:
+            keys = self._item_page(name, s, offset, limit)
+            if name == "missing_data":
+                return keys
+            return [(p, i, u, c, v) for (p, i, u, c, _), v in zip(keys, self._page_values(keys), strict=True)]
         with self.cursor() as cur:
             if not (self.compact and name == "near_misses"):
                 return cur.execute(f"SELECT * FROM ({self.list_sql(name, s)}) {window}").fetchall()
@@ -458,6 +502,76 @@ class RunResults:
                 f"SELECT policy_id, item_id, uscc, condition_id, read FROM ({rows}) {window}"
             ).fetchall()
         return [(p, i, u, c, v) for (p, i, u, c, _), v in zip(keys, self._page_values(keys), strict=True)]
+
+    def _item_page(self, name: ListName, s: Slice, offset: int, limit: int) -> list[tuple[Any, ...]]:
+        """One item's rows `offset` to `offset + limit` in uscc order (a near miss: policy_id, item_id, uscc,
+        condition_id, the fields it read; missing data: policy_id, item_id, uscc, fields). The enterprises
+        file is in uscc order: it is read a row group at a time until the page is full, so a first page
+        reads a few thousand enterprises, not all of them."""
+        item = self.by_key.get((s.policy_id, s.item_id))
+        if item is None or limit <= 0 or (s.policy_ids is not None and s.policy_id not in s.policy_ids):
+            return []
+        block, n = item["block"], item["item"]
+        # The item's status rows of this list (and condition or field), by pattern, in numpy: an item can
+        # have a status for 100,000 patterns at 10M enterprises; only the page's rows become Python.
+        rows = self._by_item[self._item_starts[n] : self._item_starts[n + 1]]
+        rows = rows[self._status_np[rows] == _STATUS_CODES.index(STATUS[name])]
+        if s.condition_id and name == "near_misses":
+            rows = rows[pc.equal(self.statuses["condition_id"].take(rows), s.condition_id).to_numpy(False)]
+        if s.field and name == "missing_data":
+            listed = f"(^|;){re.escape(s.field)}(;|$)"  # one of the `;`-separated fields
+            found = pc.match_substring_regex(self.statuses["fields"].take(rows), listed)
+            rows = rows[pc.fill_null(found, False).to_numpy(False)]
+        if not len(rows):
+            return []
+        rows = rows[np.argsort(self._pattern_np[rows], kind="stable")]
+        patterns = self._pattern_np[rows]
+        column = f"p{block}"
+        narrowing = [
+            (c, v)
+            for c, v in (
+                ("region_code", s.region),
+                ("industry_section", s.section),
+                ("size_class", s.size),
+                ("uscc", s.uscc),
+            )
+            if v
+        ]
+        wanted = pa.array(patterns)
+        enterprises = self.enterprises
+        reader = pq.ParquetFile(enterprises.path, metadata=enterprises.metadata)
+        columns = ["uscc", column, *(c for c, _ in narrowing if c != "uscc")]
+        # The row groups whose statistics allow the narrowing (enterprises in uscc order are, mostly, in
+        # the order of their registration's region).
+        groups = [True] * enterprises.metadata.num_row_groups
+        for c, v in narrowing:
+            allowed = enterprises.groups_with(c, v, prefix=c in ("region_code", "uscc"))
+            groups = [a and b for a, b in zip(groups, allowed, strict=True)]
+        out: list[tuple[Any, ...]] = []
+        skip = offset
+        for group in (g for g, keep in enumerate(groups) if keep):
+            table = reader.read_row_group(group, columns=columns)
+            mask = pc.is_in(table[column], value_set=wanted)
+            for c, v in narrowing:  # as the SQL: a prefix of the region and uscc, the section and size equal
+                test = pc.starts_with(table[c], v) if c in ("region_code", "uscc") else pc.equal(table[c], v)
+                mask = pc.and_kleene(mask, test)
+            hits = table.filter(mask)
+            if skip >= hits.num_rows:
+                skip -= hits.num_rows
+                continue
+            hits = hits.slice(skip, limit - len(out))
+            skip = 0
+            at = rows[np.searchsorted(patterns, hits[column].to_numpy(False))]
+            found = self.statuses.select(["condition_id", "read", "fields"]).take(at).to_pylist()
+            for uscc, r in zip(hits["uscc"].to_pylist(), found, strict=True):
+                condition_id, read, fields = r["condition_id"], r["read"], r["fields"]
+                if name == "near_misses":
+                    out.append((s.policy_id, s.item_id, uscc, condition_id, read))
+                else:
+                    out.append((s.policy_id, s.item_id, uscc, None if fields is None else fields.split(";")))
+            if len(out) >= limit:
+                break
+        return out
 
     def _page_values(self, keys: list[tuple[Any, ...]]) -> list[str | None]:
         """The values each near miss of a page read, off the profile rows of its enterprises."""
@@ -482,7 +596,7 @@ class RunResults:
                 ),
             )
             for n, v in cur.execute(
-                f"SELECT k.n, {self._value_sql('k')} FROM k JOIN p ON p.uscc = k.uscc"
+                f"SELECT k.n, {self._value_sql('k', {keys[n][4] for n in rows})} FROM k JOIN p ON p.uscc = k.uscc"
             ).fetchall():
                 out[n] = v
             cur.close()
@@ -512,26 +626,31 @@ class RunResults:
 
     # -- by enterprise ---------------------------------------------------------------------------------
 
-    def _statuses_of(self, block: int, pattern: int) -> list[dict[str, Any]]:
-        key = block << 32 | pattern
-        lo = int(np.searchsorted(self._keys, key, "left"))
-        hi = int(np.searchsorted(self._keys, key, "right"))
-        return [{name: values[n] for name, values in self._columns.items()} for n in range(lo, hi)]
+    def _statuses_of(self, patterns: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """The status rows of some (block, pattern)s, as Python dicts."""
+        ranges = []
+        for block, pattern in patterns:
+            key = block << 32 | pattern
+            lo, hi = np.searchsorted(self._keys, [key, key + 1])
+            if hi > lo:
+                ranges.append(self.statuses.slice(int(lo), int(hi - lo)))
+        if not ranges:
+            return []
+        rows: list[dict[str, Any]] = pa.concat_tables(ranges).select(_STANDING_COLUMNS).to_pylist()
+        return rows
 
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
         missing data (an item with none of these is left out)."""
         if not self.compact:
             return self._legacy_standing(uscc)
-        found = self.enterprises.rows(uscc).to_pylist()
+        found = self.enterprises.rows(uscc, [f"p{b}" for b, _ in self.blocks]).to_pylist()
         if not found:
             return []
         enterprise = found[0]
-        rows: list[dict[str, Any]] = []
-        for b, _ in self.blocks:
-            pattern = enterprise.get(f"p{b}")
-            if pattern is not None:
-                rows += self._statuses_of(b, pattern)
+        rows = self._statuses_of(
+            [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
+        )
         out: dict[tuple[str, str], Result] = {}
         for a in self.allocated.get(uscc, ()):
             out[(a["policy_id"], a["item_id"])] = Result(
@@ -541,37 +660,46 @@ class RunResults:
                 amount=_money(a["amount"]),
                 amount_before_allocation=_money(a["amount_before_allocation"]),
             )
-        computed: dict[int, list[tuple[str, dict[str, Any], str]]] = {}  # year -> (alias, row, sql)
-        for n, r in enumerate(rows):
+        # Per year, the distinct expressions to compute over the enterprise's profile row (items share
+        # amounts, near misses share the fields they read) and the results waiting for each.
+        computed: dict[int, dict[str, list[tuple[bool, dict[str, Any]]]]] = {}
+        fields: dict[int, set[str]] = {}  # per year, the profile columns they read
+        for r in rows:
             item = self.items[r["item"]]
             key = (r["policy_id"], r["item_id"])
             if r["status"] == "eligible":
                 if item["allocated"] or (uscc, *key) in self.paid:
                     continue
-                computed.setdefault(item["year"], []).append((f"a{n}", r, item["amount_sql"]))
+                computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
+                fields.setdefault(item["year"], set()).update((item["fields"] or "").split(";"))
             elif r["status"] == "near_miss":
                 out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
                 if values and r["read"]:
-                    computed.setdefault(item["year"], []).append((f"v{n}", r, self._value[r["read"]]))
+                    sql = self._value[r["read"]]
+                    computed.setdefault(item["year"], {}).setdefault(sql, []).append((False, r))
+                    fields.setdefault(item["year"], set()).update(r["read"].split(";"))
             else:
                 out[key] = Result(
                     *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
                 )
         for year, wanted in computed.items():
-            profile = self.profiles[year].rows(uscc)
+            profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
             cur = self._cursor()
             cur.register("p", profile)
             got = cur.execute(
-                "SELECT " + ", ".join(f"{sql} AS {alias}" for alias, _, sql in wanted) + " FROM p"
+                "SELECT " + ", ".join(f"{sql} AS e{n}" for n, sql in enumerate(wanted)) + " FROM p"
             ).fetchone()
             cur.close()
             assert got is not None
-            for (alias, r, _), v in zip(wanted, got, strict=True):
-                key = (r["policy_id"], r["item_id"])
-                if alias.startswith("a"):
-                    out[key] = Result(*key, "candidate", amount=_money(v), amount_before_allocation=_money(v))
-                else:
-                    out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
+            for waiting, v in zip(wanted.values(), got, strict=True):
+                for amount, r in waiting:
+                    key = (r["policy_id"], r["item_id"])
+                    if amount:
+                        out[key] = Result(
+                            *key, "candidate", amount=_money(v), amount_before_allocation=_money(v)
+                        )
+                    else:
+                        out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
         return [out[k] for k in sorted(out)]
 
     def _legacy_standing(self, uscc: str) -> list[Result]:

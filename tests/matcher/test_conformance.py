@@ -139,8 +139,11 @@ def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path:
     assert len({(r[0], r[2]) for r in rows}) > 5  # several items, so small chunks split them
     for n in (1, 2):
         write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50)
+    write_candidates(con, tmp_path / "sorted-apart.parquet", chunk_rows=50, query_rows=7)
     assert _rows(tmp_path / "chunked1.parquet", "*") == rows
     assert (tmp_path / "chunked1.parquet").read_bytes() == (tmp_path / "chunked2.parquet").read_bytes()
+    # Sorted a few items at a time or a layout chunk at once: the same row groups, the same bytes.
+    assert (tmp_path / "sorted-apart.parquet").read_bytes() == (tmp_path / "chunked1.parquet").read_bytes()
 
 
 def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:

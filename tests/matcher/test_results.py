@@ -141,6 +141,18 @@ def test_on_demand_answers_equal_the_materialised_rows(
                 assert results.count("near_misses", s) == len(want_page), context
                 assert results.page("near_misses", s, limit=2) == want_page[:2], context
                 assert results.page("near_misses", s, offset=2, limit=5) == want_page[2:7], context
+                # Narrowed by the failing condition too.
+                c = want_page[0][3] if want_page else None
+                by_condition = [r for r in want_page if r[3] == c]
+                assert results.page("near_misses", Slice(p, i, region=prefix or None, condition_id=c)) == (
+                    by_condition if c else want_page
+                ), context
+            # An item's missing data, paged: the fields as a list.
+            for p, i, *_ in sorted(missing)[:2]:
+                want_missing = sorted((pp, ii, u, list(f)) for pp, ii, u, f in missing if (pp, ii) == (p, i))
+                s = Slice(policy_id=p, item_id=i)
+                assert results.page("missing_data", s, limit=3) == want_missing[:3], context
+                assert results.page("missing_data", s, offset=1, limit=50) == want_missing[1:51], context
             for c in {c for *_, c, _ in near}:
                 assert results.count("near_misses", Slice(condition_id=c)) == sum(
                     1 for r in near if r[3] == c
