@@ -80,9 +80,9 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
     if name != "candidates":  # filtered by `matcher.results`, in (policy_id, item_id, uscc) order
         rows = open_results(run_dir).list_sql(name, _slice(f))  # type: ignore[arg-type]
         return sql.format(rows=rows) + " ORDER BY c.policy_id, c.item_id, c.uscc", {}
-    params: dict[str, Any] = {"file": str(run_dir / FILES[name])}
+    params: dict[str, Any] = {"file": runfolder.parquet_source(run_dir / FILES[name])}
     if name == "candidates":
-        params["payees"] = str(run_dir / runfolder.PAYEES)
+        params["payees"] = runfolder.parquet_source(run_dir / runfolder.PAYEES)
     where = []
     if f.policy_ids is not None:
         where.append("list_contains($scope, c.policy_id)")
@@ -108,7 +108,7 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
             where.append(
                 "c.uscc IN (SELECT uscc FROM read_parquet($contacts) WHERE starts_with(region_code, $region))"
             )
-            params["contacts"], params["region"] = str(contacts), f.region
+            params["contacts"], params["region"] = runfolder.parquet_source(contacts), f.region
     order = " ORDER BY c.policy_id, c.item_id, c.uscc"
     return sql + (" WHERE " + " AND ".join(where) if where else "") + order, params
 

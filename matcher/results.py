@@ -169,7 +169,9 @@ def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> None:
 # --- reading ------------------------------------------------------------------------------------------
 
 
-_parquet = runfolder.parquet_source
+def _parquet(path: Path) -> str:
+    """An output of the run folder as DuckDB reads it (`runfolder.parquet_source`), inside quotes."""
+    return runfolder.parquet_source(path).replace("'", "''")
 
 
 def _text(value: str) -> str:

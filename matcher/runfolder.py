@@ -54,10 +54,9 @@ def result_profile(year: int) -> str:
 
 
 def parquet_source(path: Path) -> str:
-    """What DuckDB reads for one output of a run folder (`read_parquet('...')`, quotes escaped): the file, or
-    every part file of a folder (as Spark writes them; its `_SUCCESS` and `.crc` files are not read)."""
-    text = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
-    return text.replace("'", "''")
+    """What DuckDB's `read_parquet` reads for one output of a run folder: the file, or every part file of a
+    folder (as Spark writes them; its `_SUCCESS` and `.crc` files are not read)."""
+    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
 
 
 def parquet_parts(path: Path) -> list[Path]:
