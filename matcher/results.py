@@ -607,9 +607,14 @@ def open_results(folder: Path) -> RunResults:
 def export_lists(folder: Path, out: Path | None = None) -> dict[str, int]:
     """Write near_misses.parquet and missing_data.parquet of a compact run folder as format 2 wrote them
     (the same rows, compared as sets), into `out` (default: the run folder); rows written per file."""
+    target = out or folder
+    for name in (runfolder.NEAR_MISSES, runfolder.MISSING_DATA):
+        if (target / name).is_dir():  # written row by row by Spark (zhida match without --compact)
+            raise MatchError(
+                f"{target / name} 已存在（Spark 逐行写出的名单），无需再导出；或用 --out 写到别处"
+            )
     results = RunResults(folder)
     try:
-        target = out or folder
         return {
             "near_misses": results.export("near_misses", target / runfolder.NEAR_MISSES),
             "missing_data": results.export("missing_data", target / runfolder.MISSING_DATA),
