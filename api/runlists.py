@@ -81,7 +81,10 @@ def _select(run_dir: Path, name: str, f: Filters) -> tuple[str, dict[str, Any]]:
     if name != "candidates":  # filtered by `matcher.results`, in (policy_id, item_id, uscc) order
         rows = open_results(run_dir).list_sql(name, _slice(f))  # type: ignore[arg-type]
         return sql.format(rows=rows) + " ORDER BY c.policy_id, c.item_id, c.uscc", {}
-    params: dict[str, Any] = {"file": str(run_dir / FILES[name]), "payees": str(run_dir / runfolder.PAYEES)}
+    params: dict[str, Any] = {
+        "file": runfolder.parquet_source(run_dir / FILES[name]),
+        "payees": runfolder.parquet_source(run_dir / runfolder.PAYEES),
+    }
     where = _candidate_where(run_dir, f, params)
     order = " ORDER BY c.policy_id, c.item_id, c.uscc"
     return sql + (" WHERE " + " AND ".join(where) if where else "") + order, params
@@ -108,7 +111,7 @@ def _candidate_where(run_dir: Path, f: Filters, params: dict[str, Any]) -> list[
             where.append(
                 "c.uscc IN (SELECT uscc FROM read_parquet($contacts) WHERE starts_with(region_code, $region))"
             )
-            params["contacts"], params["region"] = str(contacts), f.region
+            params["contacts"], params["region"] = runfolder.parquet_source(contacts), f.region
     return where
 
 
@@ -145,12 +148,12 @@ def page(run_dir: Path, name: str, f: Filters, limit: int = 200) -> tuple[int, l
 def summary(run_dir: Path, items: Sequence[Mapping[str, Any]], f: Filters) -> list[dict[str, Any]]:
     """The run's summary rows (`items`, as the manifest has them) counted again over the filter's policies
     and region only: eligible, candidates, near misses, missing data and money per item. `eligible` is None
-    for a run folder that keeps no eligible rows (written before the compact results, or on Spark)."""
+    for a run folder that keeps no eligible rows (written before the compact results)."""
     whole = Filters(f.policy_ids, region=f.region, uscc=f.uscc)
     counts = open_results(run_dir).item_counts(_slice(whole))
     con = _connect(run_dir, "candidates")
     try:
-        params: dict[str, Any] = {"file": str(run_dir / FILES["candidates"])}
+        params: dict[str, Any] = {"file": runfolder.parquet_source(run_dir / FILES["candidates"])}
         where = _candidate_where(run_dir, whole, params)
         money = {
             (p, i): (int(n), amount, before)

@@ -161,11 +161,13 @@ def open_run(run: Path, *, snapshot: Path | None = None, policies: Path | None =
     if not runfolder.has_compact_results(run):  # format 1 and 2: the lists are files
         outputs += [run / runfolder.NEAR_MISSES, run / runfolder.MISSING_DATA]
     for path in outputs:
-        if not path.is_file():
+        if not path.exists():
             raise MatchError(f"匹配结果目录 {display_path(run)} 缺少 {path.name}")
     manifest = runfolder.read_manifest(run)
     con = connect()
-    con.execute(f"CREATE VIEW run_candidates AS SELECT * FROM read_parquet('{_sql_text(str(outputs[0]))}')")
+    con.execute(
+        f"CREATE VIEW run_candidates AS SELECT * FROM read_parquet('{_sql_text(runfolder.parquet_source(outputs[0]))}')"
+    )
     # The near misses and missing data as format 2 wrote them, read on demand (`matcher.results`).
     results = open_results(run)
     results.register(con)

@@ -99,7 +99,8 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
 }
 
 
-# The outputs a DuckDB run keeps compact instead (`matcher.results`); Spark still writes them row by row.
+# The outputs kept compact (`matcher.results`): a DuckDB run exports them from the compact form when asked
+# (`zhida match` without --compact); a Spark run writes them row by row off its views unless --compact.
 LISTS = ("near_misses", "missing_data")
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -63,107 +63,119 @@ _STANDING_COLUMNS = ("item", "policy_id", "item_id", "status", "condition_id", "
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, row_group: int | None = None) -> None:
-    size = f", ROW_GROUP_SIZE {row_group}" if row_group else ""
-    con.execute(f"COPY ({query}) TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD{size})")
+@dataclass(frozen=True)
+class CompactOutput:
+    """One file of `results/`: its path in the run folder, its query (DuckDB SQL, sorted; the Spark engine
+    renders it in Spark's dialect) and whether it is looked up by uscc (`by_uscc`: written in small row
+    groups, and on Spark as sorted part files; the others are small and written as one file)."""
+
+    path: str
+    query: str
+    by_uscc: bool = False
 
 
-def _blocks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
-    return [
-        (int(b), int(y))
-        for b, y in con.execute(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1").fetchall()
-    ]
+def pattern_ids(block: int) -> tuple[str, str]:
+    """The table numbering a block's distinct patterns in (f, n) order, and its query: to be made before
+    the outputs are written."""
+    return (
+        f"pattern_ids_{block}",
+        f"SELECT f, n, CAST(row_number() OVER (ORDER BY f, n) AS INT) AS pattern FROM {patterns_name(block)}",
+    )
 
 
-def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """Write `results/` of the run folder `out` off a DuckDB connection that ran the plan
-    (`matcher.engine.match_profiles`)."""
-    folder = out / runfolder.RESULTS
-    folder.mkdir(parents=True, exist_ok=True)
-    blocks = _blocks(con)
-    # Each block's distinct patterns, numbered in (f, n) order.
-    for b, _ in blocks:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE pattern_ids_{b} AS SELECT f, n, "
-            f"CAST(row_number() OVER (ORDER BY f, n) AS INT) AS pattern FROM {patterns_name(b)}"
-        )
+def compact_outputs(fetch: Callable[[str], list[tuple[Any, ...]]]) -> list[CompactOutput]:
+    """The files of `results/` as queries over the tables of a run of the plan (`matcher.engine.match_profiles`,
+    on either engine) and the `pattern_ids` tables; `fetch` runs a small query (DuckDB SQL) on the engine."""
+    blocks = [(int(b), int(y)) for b, y in fetch(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1")]
     latest = max(y for _, y in blocks)
     joins = "".join(
         f" LEFT JOIN {verdicts_name(b)} AS v{b} ON v{b}.rid = k.rid"
-        f" LEFT JOIN pattern_ids_{b} AS q{b} ON q{b}.f = v{b}.f AND q{b}.n = v{b}.n"
+        f" LEFT JOIN {pattern_ids(b)[0]} AS q{b} ON q{b}.f = v{b}.f AND q{b}.n = v{b}.n"
         for b, _ in blocks
     )
     patterns = ", ".join(f"q{b}.pattern AS p{b}" for b, _ in blocks)
-    _copy(
-        con,
-        f"SELECT k.uscc, CAST(lp.region_code AS VARCHAR) AS region_code, pk.industry_section, pk.size_class, "
-        f"{patterns} FROM {KEYS} AS k LEFT JOIN {run_profile_name(latest)} AS lp ON lp.rid = k.rid "
-        f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.uscc = k.uscc{joins} ORDER BY k.uscc",
-        out / runfolder.RESULT_ENTERPRISES,
-        ROW_GROUP,
-    )
     missing = _missing_fields(sorted(FIELD_BIT)).sql("duckdb")
-    statuses = []
-    for b, _ in blocks:
-        statuses.append(
-            f"SELECT i.policy_id, i.item_id, b.item, CAST({b} AS INT) AS block, q.pattern, "
-            "CASE WHEN b.fbits <> 0 THEN 'near_miss' WHEN b.nbits <> 0 THEN 'missing_data' "
-            "ELSE 'eligible' END AS status, c.condition_id, c.fields AS read, "
-            f"CASE WHEN b.fbits = 0 AND b.nbits <> 0 THEN {missing} END AS fields "
-            f"FROM ({_status_pairs(b)}) AS b JOIN pattern_ids_{b} AS q ON q.f = b.f AND q.n = b.n "
-            f"JOIN {ITEMS} AS i ON i.item = b.item "
-            f"LEFT JOIN {CONDITIONS} AS c ON c.item = b.item AND c.bit = b.fbits AND b.fbits <> 0"
-        )
-    _copy(
-        con, " UNION ALL ".join(statuses) + " ORDER BY block, pattern, item", out / runfolder.RESULT_STATUSES
+    statuses = " UNION ALL ".join(
+        f"SELECT i.policy_id, i.item_id, b.item, CAST({b} AS INT) AS block, q.pattern, "
+        "CASE WHEN b.fbits <> 0 THEN 'near_miss' WHEN b.nbits <> 0 THEN 'missing_data' "
+        "ELSE 'eligible' END AS status, c.condition_id, c.fields AS read, "
+        f"CASE WHEN b.fbits = 0 AND b.nbits <> 0 THEN {missing} END AS fields "
+        f"FROM ({_status_pairs(b)}) AS b JOIN {pattern_ids(b)[0]} AS q ON q.f = b.f AND q.n = b.n "
+        f"JOIN {ITEMS} AS i ON i.item = b.item "
+        f"LEFT JOIN {CONDITIONS} AS c ON c.item = b.item AND c.bit = b.fbits AND b.fbits <> 0"
+        for b, _ in blocks
     )
-    _copy(
-        con,
-        "SELECT item, policy_id, item_id, block, year, budget IS NOT NULL OR grp IS NOT NULL AS allocated, "
-        f"fields, amount_sql FROM {ITEMS} ORDER BY item",
-        out / runfolder.RESULT_ITEMS,
-    )
-    _copy(
-        con,
-        "SELECT k.uscc, i.policy_id, i.item_id, a.amount, a.amount_before_allocation "
-        f"FROM {ALLOCATED} AS a JOIN {ITEMS} AS i ON i.item = a.item JOIN {KEYS} AS k ON k.rid = a.rid "
-        "ORDER BY k.uscc, i.item",
-        out / runfolder.RESULT_ALLOCATED,
-        ROW_GROUP,
-    )
-    _copy(
-        con,
-        f"SELECT k.uscc, i.policy_id, i.item_id FROM {PAID} AS pd JOIN {ITEMS} AS i ON i.item = pd.item "
-        f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY k.uscc, i.item",
-        out / runfolder.RESULT_PAID,
-    )
+    out = [
+        CompactOutput(
+            runfolder.RESULT_ENTERPRISES,
+            f"SELECT k.uscc, CAST(lp.region_code AS VARCHAR) AS region_code, pk.industry_section, "
+            f"pk.size_class, {patterns} FROM {KEYS} AS k "
+            f"LEFT JOIN {run_profile_name(latest)} AS lp ON lp.rid = k.rid "
+            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.uscc = k.uscc{joins} ORDER BY k.uscc",
+            by_uscc=True,
+        ),
+        CompactOutput(runfolder.RESULT_STATUSES, f"{statuses} ORDER BY block, pattern, item"),
+        CompactOutput(
+            runfolder.RESULT_ITEMS,
+            "SELECT item, policy_id, item_id, block, year, budget IS NOT NULL OR grp IS NOT NULL AS allocated, "
+            f"fields, amount_sql FROM {ITEMS} ORDER BY item",
+        ),
+        CompactOutput(
+            runfolder.RESULT_ALLOCATED,
+            "SELECT k.uscc, i.policy_id, i.item_id, a.amount, a.amount_before_allocation "
+            f"FROM {ALLOCATED} AS a JOIN {ITEMS} AS i ON i.item = a.item JOIN {KEYS} AS k ON k.rid = a.rid "
+            "ORDER BY k.uscc, i.item",
+            by_uscc=True,
+        ),
+        CompactOutput(
+            runfolder.RESULT_PAID,
+            f"SELECT k.uscc, i.policy_id, i.item_id FROM {PAID} AS pd JOIN {ITEMS} AS i ON i.item = pd.item "
+            f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY k.uscc, i.item",
+        ),
+    ]
     for year in sorted({y for _, y in blocks}):
         fields = sorted(
             {
                 f
-                for (text,) in con.execute(f"SELECT fields FROM {ITEMS} WHERE year = {year}").fetchall()
+                for (text,) in fetch(f"SELECT fields FROM {ITEMS} WHERE year = {year}")
                 for f in (text or "").split(";")
                 if f
             }
         )
         columns = "".join(f', "{f}"' for f in fields)
-        _copy(
-            con,
-            f"SELECT uscc{columns} FROM {run_profile_name(year)} ORDER BY uscc",
-            out / runfolder.result_profile(year),
-            ROW_GROUP,
+        out.append(
+            CompactOutput(
+                runfolder.result_profile(year),
+                f"SELECT uscc{columns} FROM {run_profile_name(year)} ORDER BY uscc",
+                by_uscc=True,
+            )
         )
-    for b, _ in blocks:
-        con.execute(f"DROP TABLE IF EXISTS pattern_ids_{b}")
+    return out
+
+
+def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """Write `results/` of the run folder `out` off a DuckDB connection that ran the plan
+    (`matcher.engine.match_profiles`); the Spark engine writes the same `compact_outputs` itself."""
+    (out / runfolder.RESULTS).mkdir(parents=True, exist_ok=True)
+    blocks = [int(b) for (b,) in con.execute(f"SELECT DISTINCT block FROM {ITEMS}").fetchall()]
+    for b in blocks:
+        name, query = pattern_ids(b)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
+    for output in compact_outputs(lambda q: con.execute(q).fetchall()):
+        size = f", ROW_GROUP_SIZE {ROW_GROUP}" if output.by_uscc else ""
+        con.execute(
+            f"COPY ({output.query}) TO '{out / output.path}' (FORMAT PARQUET, COMPRESSION ZSTD{size})"
+        )
+    for b in blocks:
+        con.execute(f"DROP TABLE IF EXISTS {pattern_ids(b)[0]}")
 
 
 # --- reading ------------------------------------------------------------------------------------------
 
 
 def _parquet(path: Path) -> str:
-    """A Parquet output as DuckDB reads it: a file, or a folder of part files (Spark)."""
-    text = str(path / "*.parquet") if path.is_dir() else str(path)
-    return text.replace("'", "''")
+    """An output of the run folder as DuckDB reads it (`runfolder.parquet_source`), inside quotes."""
+    return runfolder.parquet_source(path).replace("'", "''")
 
 
 def _text(value: str) -> str:
@@ -185,27 +197,40 @@ def _enterprise_where(s: Slice) -> list[str]:
 
 
 class _ByUscc:
-    """A Parquet file sorted by uscc, in small row groups: a lookup bisects the row groups' uscc ranges
-    and reads only the one or two that can hold the enterprise."""
+    """A Parquet output sorted by uscc, in small row groups: one file, or the sorted part files of a folder
+    (Spark). A lookup bisects the row groups' uscc ranges and reads only the one or two that can hold the
+    enterprise."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.metadata = pq.ParquetFile(path).metadata
-        column = self.metadata.schema.to_arrow_schema().get_field_index("uscc")
-        stats = [
-            self.metadata.row_group(i).column(column).statistics for i in range(self.metadata.num_row_groups)
-        ]
-        self.mins = [s.min if s is not None and s.has_min_max else "" for s in stats]
-        self.maxs = [s.max if s is not None and s.has_min_max else "" for s in stats]
+        self.parts = runfolder.parquet_parts(path)
+        if not self.parts:
+            raise MatchError(f"匹配结果目录缺少 {path}")
+        self.metadata = [pq.read_metadata(p) for p in self.parts]
+        self.schema = self.metadata[0].schema.to_arrow_schema()
+        groups = []  # (min, max, part, row group) of every row group with rows
+        for n, meta in enumerate(self.metadata):
+            column = meta.schema.to_arrow_schema().get_field_index("uscc")
+            for g in range(meta.num_row_groups):
+                if meta.row_group(g).num_rows == 0:
+                    continue
+                stats = meta.row_group(g).column(column).statistics
+                low, high = (stats.min, stats.max) if stats is not None and stats.has_min_max else ("", "")
+                groups.append((low, high, n, g))
+        groups.sort()  # the parts of a sorted output do not overlap: their maxima are in order too
+        self.mins = [g[0] for g in groups]
+        self.maxs = [g[1] for g in groups]
+        self.groups = [(g[2], g[3]) for g in groups]  # in uscc order: (part, row group in the part)
         self._ranges: dict[str, list[tuple[Any, Any] | None]] = {}
 
     def ranges(self, column: str) -> list[tuple[Any, Any] | None]:
         """Each row group's (min, max) of a column, None where the file has no statistics."""
         if column not in self._ranges:
-            index = self.metadata.schema.to_arrow_schema().get_field_index(column)
             found: list[tuple[Any, Any] | None] = []
-            for g in range(self.metadata.num_row_groups):
-                stats = self.metadata.row_group(g).column(index).statistics
+            for part, group in self.groups:
+                meta = self.metadata[part]
+                index = meta.schema.to_arrow_schema().get_field_index(column)
+                stats = meta.row_group(group).column(index).statistics
                 found.append((stats.min, stats.max) if stats is not None and stats.has_min_max else None)
             self._ranges[column] = found
         return self._ranges[column]
@@ -222,23 +247,34 @@ class _ByUscc:
                 out.append(r[0] <= value <= r[1])
         return out
 
+    def read_group(self, g: int, columns: Sequence[str]) -> pa.Table:
+        """Row group `g` (in uscc order) of the output, some columns."""
+        part, group = self.groups[g]
+        return pq.ParquetFile(self.parts[part], metadata=self.metadata[part]).read_row_group(
+            group, columns=columns
+        )
+
     def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
         return self.rows_of([uscc], columns)
 
     def rows_of(self, usccs: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
         """The rows of some enterprises (`columns` and the uscc, or every column), each row group read once."""
-        groups = sorted(
-            {
-                g
-                for u in usccs
-                for g in range(bisect.bisect_left(self.maxs, u), bisect.bisect_right(self.mins, u))
-            }
-        )
-        if not groups:
-            return pq.ParquetFile(self.path, metadata=self.metadata).schema_arrow.empty_table()
-        # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
+        found: dict[int, set[int]] = {}
+        for u in usccs:
+            for g in range(bisect.bisect_left(self.maxs, u), bisect.bisect_right(self.mins, u)):
+                part, group = self.groups[g]
+                found.setdefault(part, set()).add(group)
         wanted = None if columns is None else ["uscc", *(c for c in columns if c != "uscc")]
-        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(groups, columns=wanted)
+        if not found:
+            schema = self.schema if wanted is None else pa.schema([self.schema.field(c) for c in wanted])
+            return schema.empty_table()
+        # A file object of its own per lookup: lookups run in parallel threads; the parsed footers are shared.
+        table = pa.concat_tables(
+            pq.ParquetFile(self.parts[n], metadata=self.metadata[n]).read_row_groups(
+                sorted(gs), columns=wanted
+            )
+            for n, gs in sorted(found.items())
+        )
         if len(usccs) == 1:
             return table.filter(pc.equal(table["uscc"], usccs[0]))
         return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
@@ -292,10 +328,17 @@ class RunResults:
 
     def _open_compact(self) -> None:
         f = self.folder
-        self.items = pq.read_table(f / runfolder.RESULT_ITEMS).to_pylist()
+        # Sorted here whatever wrote them (a Spark folder of parts need not be read in order).
+        self.items = pq.read_table(f / runfolder.RESULT_ITEMS).sort_by("item").to_pylist()
         self.by_key = {(i["policy_id"], i["item_id"]): i for i in self.items}
         self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
-        self.statuses = pq.read_table(f / runfolder.RESULT_STATUSES).combine_chunks()  # sliced and taken
+        # Sorted here whatever wrote them (a Spark folder of parts need not be read in order); one chunk,
+        # as it is sliced and taken.
+        self.statuses = (
+            pq.read_table(f / runfolder.RESULT_STATUSES)
+            .sort_by([("block", "ascending"), ("pattern", "ascending"), ("item", "ascending")])
+            .combine_chunks()
+        )
         self._con.register("statuses_arrow", self.statuses)
         self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
         self._con.unregister("statuses_arrow")
@@ -539,18 +582,17 @@ class RunResults:
         ]
         wanted = pa.array(patterns)
         enterprises = self.enterprises
-        reader = pq.ParquetFile(enterprises.path, metadata=enterprises.metadata)
         columns = ["uscc", column, *(c for c, _ in narrowing if c != "uscc")]
         # The row groups whose statistics allow the narrowing (enterprises in uscc order are, mostly, in
         # the order of their registration's region).
-        groups = [True] * enterprises.metadata.num_row_groups
+        groups = [True] * len(enterprises.groups)
         for c, v in narrowing:
             allowed = enterprises.groups_with(c, v, prefix=c in ("region_code", "uscc"))
             groups = [a and b for a, b in zip(groups, allowed, strict=True)]
         out: list[tuple[Any, ...]] = []
         skip = offset
         for group in (g for g, keep in enumerate(groups) if keep):
-            table = reader.read_row_group(group, columns=columns)
+            table = enterprises.read_group(group, columns)
             mask = pc.is_in(table[column], value_set=wanted)
             for c, v in narrowing:  # as the SQL: a prefix of the region and uscc, the section and size equal
                 test = pc.starts_with(table[c], v) if c in ("region_code", "uscc") else pc.equal(table[c], v)
@@ -754,9 +796,14 @@ def open_results(folder: Path) -> RunResults:
 def export_lists(folder: Path, out: Path | None = None) -> dict[str, int]:
     """Write near_misses.parquet and missing_data.parquet of a compact run folder as format 2 wrote them
     (the same rows, compared as sets), into `out` (default: the run folder); rows written per file."""
+    target = out or folder
+    for name in (runfolder.NEAR_MISSES, runfolder.MISSING_DATA):
+        if (target / name).is_dir():  # written row by row by Spark (zhida match without --compact)
+            raise MatchError(
+                f"{target / name} 已存在（Spark 逐行写出的名单），无需再导出；或用 --out 写到别处"
+            )
     results = RunResults(folder)
     try:
-        target = out or folder
         return {
             "near_misses": results.export("near_misses", target / runfolder.NEAR_MISSES),
             "missing_data": results.export("missing_data", target / runfolder.MISSING_DATA),

@@ -2,8 +2,8 @@
 
 `run` drives an engine (`matcher.engine.Engine`); `zhida match --snapshot DIR --policies DIR --out DIR
 [--as-of DATE]` calls `run_match`, the run on DuckDB (`matcher.spark_engine.run_match_spark` on Spark). The run folder
-holds candidates.parquet, the near misses and missing data (kept compact under results/ on DuckDB,
-`matcher.results`; near_misses.parquet and missing_data.parquet on Spark), payees.parquet (the registered
+holds candidates.parquet, the near misses and missing data (kept compact under results/ on either engine,
+`matcher.results`; near_misses.parquet and missing_data.parquet besides unless --compact), payees.parquet (the registered
 contact and account of every candidate, for the payouts part), contacts.parquet (the registered name and
 contact phone of every enterprise with a result, for the enterprise sign-in) and manifest.json. The
 same snapshot and rules give byte-identical candidates and the same fingerprints.

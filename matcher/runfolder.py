@@ -1,10 +1,11 @@
 """The run folder (docs/contracts.md, Contract 4): its file names and its manifest, written and read here.
 
 A match run writes `candidates.parquet`, the near misses and missing data (compact under `results/`, format
-3; `near_misses.parquet` and `missing_data.parquet` before, and on Spark), `payees.parquet`,
-`contacts.parquet` (single files or folders of part files, as Spark writes them) and `manifest.json` into
-one folder. The manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest`
-reads it back and refuses a missing or malformed one with every problem named (file and key).
+3; `near_misses.parquet` and `missing_data.parquet` before, and besides unless `--compact`),
+`payees.parquet`, `contacts.parquet` and `manifest.json` into one folder. Every Parquet output is a single
+file (DuckDB) or a folder of part files (Spark); `parquet_source` and `parquet_parts` read both. The
+manifest is the `Manifest` below: `write_manifest` writes it, `read_manifest` reads it back and
+refuses a missing or malformed one with every problem named (file and key).
 
 The manifest carries a `format` version (`FORMAT`). Manifests written before the field existed have
 none and are read as version 1: their keys are the same, so they are accepted as they are. A manifest
@@ -50,6 +51,20 @@ RESULT_PAID = f"{RESULTS}/paid.parquet"  # the (enterprise, item) pairs already 
 def result_profile(year: int) -> str:
     """The profile of one assessment year, only the columns the items read, sorted by uscc."""
     return f"{RESULTS}/profile_{year}.parquet"
+
+
+def parquet_source(path: Path) -> str:
+    """What DuckDB's `read_parquet` reads for one output of a run folder: the file, or every part file of a
+    folder (as Spark writes them; its `_SUCCESS` and `.crc` files are not read)."""
+    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+
+
+def parquet_parts(path: Path) -> list[Path]:
+    """The Parquet files of one output: the file itself, or the part files of a folder in name order (Spark
+    numbers the parts of a sorted output in sort order)."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 def has_compact_results(folder: Path) -> bool:

@@ -6,8 +6,10 @@ rendered by `spark_sql` in `matcher.dialect.ZhidaSpark`. No Python UDFs: the clu
 
 Nothing is collected to the driver but counts and totals: intermediate tables are checkpointed on the
 executors (memory, spilling to disk), the outputs of Contract 4 are written by Spark as Parquet folders of
-part files under `--out` (`zhida offers import` reads single files and folders alike), and `manifest.json`
-is written by the driver from aggregated counts.
+part files under `--out` (`zhida offers import` and `matcher.results` read single files and folders alike):
+the compact results of `matcher.results.compact_outputs` (the same queries as on DuckDB, those looked up by
+uscc as sorted parts in small row groups) and, unless `--compact`, the near misses and missing data row by
+row; `manifest.json` is written by the driver from aggregated counts.
 
 Snapshot validation runs the rules of `matcher.snapshot_rules` (the DuckDB loader's: table specs, casts,
 rule ids, code checks) over the raw tables, so a snapshot is accepted row for row as `zhida snapshot
@@ -41,8 +43,9 @@ from sqlglot import exp
 
 from matcher import engine
 from matcher.dialect import ZhidaSpark
-from matcher.engine import OUTPUT_QUERIES, Engine, item_summary, ordered_query
+from matcher.engine import LISTS, OUTPUT_QUERIES, Engine, item_summary, ordered_query
 from matcher.plan import (
+    ITEMS,
     KEYS,
     ItemPlan,
     Rows,
@@ -50,6 +53,7 @@ from matcher.plan import (
     keyed_name,
     keyed_query,
 )
+from matcher.results import compact_outputs, pattern_ids
 from matcher.run import RunResult, run
 from matcher.snapshot import SnapshotReport, TableReport
 from matcher.snapshot_rules import (
@@ -485,9 +489,10 @@ class SparkEngine(Engine):
 
     name = "spark"
 
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: SparkSession, *, lists: bool = True) -> None:
         super().__init__()
         self.spark = spark
+        self.lists = lists  # also write near_misses.parquet and missing_data.parquet row by row
 
     def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
         t0 = time.perf_counter()
@@ -510,8 +515,20 @@ class SparkEngine(Engine):
     def write_outputs(self, out: str) -> None:
         base = out.rstrip("/")
         for name in OUTPUT_QUERIES:
-            frame = self.spark.sql(output_query(name))
-            frame.write.mode("overwrite").option("compression", "zstd").parquet(f"{base}/{name}.parquet")
+            if name in LISTS and not self.lists:
+                continue  # --compact: kept in results/ only
+            # payees and contacts are sorted by uscc: the enterprise pages look one up (`matcher.results`)
+            by_uscc = name in ("payees", "contacts")
+            _write_parquet(self.spark.sql(output_query(name)), f"{base}/{name}.parquet", by_uscc=by_uscc)
+        for block in self.spark.sql(spark_sql(_from_duckdb(f"SELECT DISTINCT block FROM {ITEMS}"))).collect():
+            name, query = pattern_ids(int(block[0]))
+            _materialise(self.spark, name, _from_duckdb(query))
+        for output in compact_outputs(self._fetch_duckdb):
+            frame = self.spark.sql(spark_sql(_from_duckdb(output.query)))
+            _write_parquet(frame, f"{base}/{output.path}", by_uscc=output.by_uscc, one=not output.by_uscc)
+
+    def _fetch_duckdb(self, query: str) -> list[tuple[Any, ...]]:
+        return self.fetch(_from_duckdb(query))
 
     def write_text(self, location: str, text: str) -> None:
         _write_text(self.spark, location, text)
@@ -559,6 +576,20 @@ class SparkEngine(Engine):
             except PySparkException:
                 return plan
         return None
+
+
+# Bytes per row group of an output looked up by uscc (`matcher.results`; DuckDB writes 4,096 rows): a
+# lookup reads one row group, so it must stay small; Spark's default is 128 MiB.
+ROW_GROUP_BYTES = 1 << 20
+
+
+def _write_parquet(frame: DataFrame, location: str, *, by_uscc: bool = False, one: bool = False) -> None:
+    """Write one output as a folder of Parquet parts: with `by_uscc` (the frame sorted by uscc) in small row
+    groups, with `one` (a small output) as a single part."""
+    writer = (frame.coalesce(1) if one else frame).write
+    if by_uscc:
+        writer = writer.option("parquet.block.size", str(ROW_GROUP_BYTES))
+    writer.mode("overwrite").option("compression", "zstd").parquet(location)
 
 
 def build_profile_spark(spark: SparkSession, assessment_year: int, as_of: dt.date) -> str:
@@ -639,11 +670,13 @@ def run_match_spark(
     spark: SparkSession,
     ruleset: RuleSet | None = None,
     step: Callable[[str], None] = lambda _: None,
+    lists: bool = True,
 ) -> RunResult[str]:
     """`zhida match --engine spark` (`matcher.run.run` with a `SparkEngine`): load and validate, profile,
-    match, allocate, write Contract 4 under `out`."""
+    match, allocate, write Contract 4 under `out`: the compact results, and with `lists` (not `--compact`)
+    near_misses.parquet and missing_data.parquet besides."""
     shown = str(Path(snapshot).resolve()) if _is_local(snapshot) else snapshot
     written, report, timings = run(
-        SparkEngine(spark), snapshot, shown, policies, out, as_of, ruleset=ruleset, step=step
+        SparkEngine(spark, lists=lists), snapshot, shown, policies, out, as_of, ruleset=ruleset, step=step
     )
     return RunResult(out, written, report, timings)

@@ -64,10 +64,6 @@ class Reached:
         return out | {"errors": self.errors[:20]}
 
 
-def _parquet(path: Path) -> str:
-    return str(path / "*.parquet") if path.is_dir() else str(path)
-
-
 def _results(run_path: Path, policies: list[str]) -> list[tuple[str, str, str, str, str | None, str | None]]:
     """(uscc, kind, policy, item, condition id, missing fields ;-joined) of the outreach policies, with the
     enterprise's registered name and phone, in uscc order."""
@@ -93,7 +89,7 @@ def _results(run_path: Path, policies: list[str]) -> list[tuple[str, str, str, s
         return con.execute(
             f"SELECT r.uscc, r.kind, r.policy_id, r.item_id, r.condition_id, r.fields, c.name, c.contact_phone "
             f"FROM ({' UNION ALL '.join(parts)}) r "
-            f"JOIN read_parquet('{_parquet(contacts)}') c USING (uscc) "
+            f"JOIN read_parquet('{runfolder.parquet_source(contacts)}') c USING (uscc) "
             "WHERE r.policy_id IN (SELECT unnest(?)) ORDER BY r.uscc, r.policy_id, r.item_id",
             [policies],
         ).fetchall()

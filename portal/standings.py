@@ -188,11 +188,6 @@ def latest_run(session: Session) -> MatchRun | None:
     return session.scalar(select(MatchRun).order_by(MatchRun.id.desc()).limit(1))
 
 
-def _parquet(path: Path) -> str:
-    """What DuckDB reads for one output table: the file, or every part file of a folder."""
-    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
-
-
 def _rules(manifest: Manifest) -> dict[tuple[str, int, str | None, str], str]:
     """(policy, version, item or None, condition) → rule, from the policy files the run was made from.
 
@@ -258,18 +253,18 @@ def _build_cache(run_path: Path, target: Path) -> None:
         f"""SELECT uscc, 'candidate' AS kind, policy_id, item_id, NULL AS condition_id, NULL AS value,
                    CAST(amount_before_allocation AS VARCHAR) AS fields, CAST(amount AS VARCHAR) AS amount,
                    NULL AS name, NULL AS phone, NULL AS region
-            FROM read_parquet('{_parquet(run_path / runfolder.CANDIDATES)}')""",
+            FROM read_parquet('{runfolder.parquet_source(run_path / runfolder.CANDIDATES)}')""",
     ]
     if (run_path / runfolder.NEAR_MISSES).exists():
         parts.append(
             f"""SELECT uscc, 'near_miss', policy_id, item_id, condition_id, value, NULL, NULL, NULL, NULL, NULL
-                FROM read_parquet('{_parquet(run_path / runfolder.NEAR_MISSES)}')"""
+                FROM read_parquet('{runfolder.parquet_source(run_path / runfolder.NEAR_MISSES)}')"""
         )
     if (run_path / runfolder.MISSING_DATA).exists():
         parts.append(
             f"""SELECT uscc, 'missing', policy_id, item_id, NULL, NULL, array_to_string(fields, ';'),
                        NULL, NULL, NULL, NULL
-                FROM read_parquet('{_parquet(run_path / runfolder.MISSING_DATA)}')"""
+                FROM read_parquet('{runfolder.parquet_source(run_path / runfolder.MISSING_DATA)}')"""
         )
     # Contacts: every enterprise with a result (runs before contacts.parquet: candidates' payees only).
     contacts = next(
@@ -279,13 +274,15 @@ def _build_cache(run_path: Path, target: Path) -> None:
         # The region (contacts of runs before it was written have none: nothing is then left out).
         con = duckdb.connect()
         try:
-            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_parquet(contacts)}')").fetchall()
+            described = con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet('{runfolder.parquet_source(contacts)}')"
+            ).fetchall()
         finally:
             con.close()
         region = "CAST(region_code AS VARCHAR)" if "region_code" in {r[0] for r in described} else "NULL"
         parts.append(
             f"""SELECT uscc, 'payee', NULL, NULL, NULL, NULL, NULL, NULL, name, contact_phone, {region}
-                FROM read_parquet('{_parquet(contacts)}')"""
+                FROM read_parquet('{runfolder.parquet_source(contacts)}')"""
         )
     query = " UNION ALL ".join(parts) + " ORDER BY uscc, kind, policy_id, item_id"
     con = duckdb.connect()
@@ -325,7 +322,7 @@ class Standings:
                     None,
                     None,
                     open_results(path),
-                    _ByUscc(contacts) if contacts.is_file() else None,
+                    _ByUscc(contacts) if contacts.exists() else None,
                 )
             else:
                 cache = self.cache_root / f"{run.run_id}.v{CACHE_VERSION}.parquet"

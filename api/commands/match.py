@@ -78,7 +78,13 @@ def match(
             bar.update(task, description="启动 Spark")
             session = spark_session(spark_master, parse_conf(conf))
             result = run_match_spark(
-                snapshot, policies, out, day, spark=session, step=lambda s: bar.update(task, description=s)
+                snapshot,
+                policies,
+                out,
+                day,
+                spark=session,
+                step=lambda s: bar.update(task, description=s),
+                lists=export_lists,
             )
         else:
             result = run_match(
@@ -89,7 +95,9 @@ def match(
                 step=lambda s: bar.update(task, description=s),
                 overrides=overrides,
             )
-            if export_lists:  # the compact lists also row by row, as Contract 4 (Spark writes them so anyway)
+            if (
+                export_lists
+            ):  # the compact lists also row by row, as Contract 4 (Spark writes them in the run)
                 from matcher.results import export_lists as write_lists
 
                 bar.update(task, description="逐行写出差一点名单和数据缺失名单")

@@ -246,3 +246,16 @@ def test_an_old_run_folder_is_read_as_it_is_and_refuses_what_it_cannot_answer(
             results.count("near_misses", Slice(size="small"))
     finally:
         results.close()
+
+
+def test_export_leaves_the_lists_spark_wrote_row_by_row_alone(case_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from matcher.results import export_lists
+
+    run = tmp_path / "run"
+    shutil.copytree(case_run, run)
+    (run / "near_misses.parquet").mkdir()  # as `zhida match --engine spark` without --compact writes it
+    with pytest.raises(MatchError, match="已存在"):
+        export_lists(run)
+    assert export_lists(run, tmp_path / "elsewhere")["near_misses"] == len(_expected("near_misses"))

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -33,7 +34,7 @@ from hypothesis import strategies as st
 from devtools.generate import generate_snapshot
 from matcher.duckdb_engine import connect, execute, match_profiles
 from matcher.plan import candidates_query
-from matcher.results import export_lists
+from matcher.results import RunResults, Slice, export_lists
 from matcher.run import run_match
 from matcher.snapshot import load_snapshot
 from matcher.spark_engine import (
@@ -101,8 +102,9 @@ def _types(table: pa.Table) -> dict[str, str]:
 def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The conformance case run by both engines: (duckdb run folder, spark run folder).
 
-    The Spark run goes through the real command (`zhida match --engine spark`), in this process so that it
-    reuses the test session.
+    The Spark run goes through the real command (`zhida match --engine spark --compact`), in this process
+    so that it reuses the test session; its near misses and missing data are then exported from its compact
+    results by `zhida results export` (the Spark Connect test covers the lists Spark writes itself).
     """
     from typer.testing import CliRunner
 
@@ -110,14 +112,17 @@ def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
 
     duck = tmp_path_factory.mktemp("duck")
     run_match(CASE / "snapshot", CASE / "policies", duck, AS_OF)
-    export_lists(duck)  # DuckDB keeps its near misses and missing data compact; Spark writes the files
+    export_lists(duck)
     sparked = tmp_path_factory.mktemp("spark")
-    args = ["match", "--engine", "spark", "--conf", "spark.sql.shuffle.partitions=2"]
+    args = ["match", "--engine", "spark", "--compact", "--conf", "spark.sql.shuffle.partitions=2"]
     args += ["--snapshot", str(CASE / "snapshot"), "--policies", str(CASE / "policies")]
     args += ["--as-of", AS_OF.isoformat(), "--out", str(sparked)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "匹配结果" in result.output and "规则指纹" in result.output
+    assert not (sparked / "near_misses.parquet").exists()  # --compact: results/ only
+    result = CliRunner().invoke(app, ["results", "export", "--run", str(sparked)])
+    assert result.exit_code == 0, result.output
     return duck, sparked
 
 
@@ -170,6 +175,45 @@ def test_spark_manifest_has_the_duckdb_keys_counts_and_totals(runs: tuple[Path, 
     for key in ("as_of", "policies", "inactive_policies", "over_budget", "counts", "items", "totals"):
         assert sparked[key] == duck[key], key
     assert sparked["rules"]["fingerprint"] == duck["rules"]["fingerprint"]
+
+
+def test_a_spark_runs_compact_results_answer_as_duckdbs(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """Every enterprise's standing, a county's slice of an item, and a list exported with --out."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    duck, sparked = (RunResults(r) for r in runs)
+    try:
+        assert sparked.compact
+        enterprises = CASE / "snapshot" / "enterprises.csv"
+        usccs = [
+            u
+            for (u,) in duckdb.sql(
+                f"SELECT uscc FROM read_csv('{enterprises}', all_varchar = true)"
+            ).fetchall()
+        ]
+        assert len(usccs) > 100
+        for uscc in usccs:
+            assert sparked.standing(uscc) == duck.standing(uscc), uscc
+        for name, s in (
+            ("near_misses", Slice("c-xinban", "opening", region="320812")),
+            ("near_misses", Slice(section="I", size="medium")),
+            ("missing_data", Slice(section="C", size="small")),
+        ):
+            assert sparked.count(name, s) == duck.count(name, s) > 0
+            assert sparked.page(name, s, limit=1000) == duck.page(name, s, limit=1000)
+    finally:
+        duck.close()
+        sparked.close()
+    got = []
+    for n, run in enumerate(runs):
+        out = tmp_path / f"{n}.parquet"
+        args = ["results", "near-misses", "--run", str(run), "--policy", "c-xinban", "--item", "opening"]
+        done = CliRunner().invoke(app, [*args, "--out", str(out)])
+        assert done.exit_code == 0, done.output
+        got.append(_sorted_rows(pq.read_table(out), ["uscc"]))
+    assert got[0] == got[1] and got[0]
 
 
 def test_a_spark_run_folder_is_importable_as_offers(runs: tuple[Path, Path]) -> None:
