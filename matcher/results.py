@@ -196,6 +196,26 @@ def _enterprise_where(s: Slice) -> list[str]:
     return where
 
 
+def _key_where(alias: str, name: ListName, s: Slice) -> list[str]:
+    """The slice's conditions on a list's keys (alias `alias`): its policy and item, the user's policies
+    and, for near misses, the failing condition. (The missing field is kept differently in each layout.)"""
+    where = [
+        f"{alias}.{column} = {_text(value)}"
+        for column, value in (("policy_id", s.policy_id), ("item_id", s.item_id))
+        if value
+    ]
+    if s.policy_ids is not None:
+        where.append(_policies_in(alias, s.policy_ids))
+    if s.condition_id and name == "near_misses":
+        where.append(f"{alias}.condition_id = {_text(s.condition_id)}")
+    return where
+
+
+def _policies_in(alias: str, policy_ids: Sequence[str]) -> str:
+    """Only the rows of these policies (none at all for an empty list)."""
+    return f"{alias}.policy_id IN ({', '.join(_text(p) for p in policy_ids) or 'NULL'})"
+
+
 class _ByUscc:
     """A Parquet output sorted by uscc, in small row groups: one file, or the sorted part files of a folder
     (Spark). A lookup bisects the row groups' uscc ranges and reads only the one or two that can hold the
@@ -392,15 +412,7 @@ class RunResults:
     def _compact_sql(self, name: ListName, s: Slice, values: bool, *, read: bool = False) -> str:
         """The list's rows (policy_id, item_id, uscc, condition_id, value | fields), unordered."""
         status = STATUS[name]
-        where = [f"s.status = '{status}'"]
-        if s.policy_id:
-            where.append(f"s.policy_id = {_text(s.policy_id)}")
-        if s.item_id:
-            where.append(f"s.item_id = {_text(s.item_id)}")
-        if s.policy_ids is not None:
-            where.append(f"s.policy_id IN ({', '.join(_text(p) for p in s.policy_ids) or 'NULL'})")
-        if s.condition_id and name == "near_misses":
-            where.append(f"s.condition_id = {_text(s.condition_id)}")
+        where = [f"s.status = '{status}'", *_key_where("s", name, s)]
         if s.field and name == "missing_data":
             where.append(f"list_contains(string_split(s.fields, ';'), {_text(s.field)})")
         outer = _enterprise_where(s)
@@ -466,9 +478,7 @@ class RunResults:
         outer = _enterprise_where(s)
         filt = (" WHERE " + " AND ".join(outer)) if outer else ""
         enterprises = _parquet(self.folder / runfolder.RESULT_ENTERPRISES)
-        policies = ""
-        if s.policy_ids is not None:
-            policies = f" AND s.policy_id IN ({', '.join(_text(p) for p in s.policy_ids) or 'NULL'})"
+        policies = "" if s.policy_ids is None else " AND " + _policies_in("s", s.policy_ids)
         parts = [
             f"SELECT s.policy_id, s.item_id, s.status, e.n FROM (SELECT p{b} AS pattern, count(*) AS n "
             f"FROM read_parquet('{enterprises}') AS e{filt} GROUP BY 1) AS e "
@@ -495,13 +505,7 @@ class RunResults:
             contacts = self.folder / runfolder.CONTACTS
             sql += f" JOIN read_parquet('{_parquet(contacts)}') AS e ON e.uscc = c.uscc"
             where.append(f"starts_with(CAST(e.region_code AS VARCHAR), {_text(s.region)})")
-        for column, value in (("policy_id", s.policy_id), ("item_id", s.item_id)):
-            if value:
-                where.append(f"c.{column} = {_text(value)}")
-        if s.policy_ids is not None:
-            where.append(f"c.policy_id IN ({', '.join(_text(p) for p in s.policy_ids) or 'NULL'})")
-        if s.condition_id and name == "near_misses":
-            where.append(f"c.condition_id = {_text(s.condition_id)}")
+        where += _key_where("c", name, s)
         if s.field and name == "missing_data":
             where.append(f"list_contains(c.fields, {_text(s.field)})")
         if s.uscc:
