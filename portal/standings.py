@@ -17,7 +17,6 @@ groups) under the cache folder, named by the run id and written atomically; late
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import itertools
 import json
@@ -92,32 +91,6 @@ COLUMNS = (
 CACHE_VERSION = 3  # part of the cache file's name: a cache written by an older layout is rebuilt
 
 
-class _RowGroups:
-    """The row groups of a cache file with the uscc range of each: a lookup bisects the ranges and reads
-    only the one or two groups that can hold the enterprise (the file is sorted by uscc)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.metadata = pq.ParquetFile(path).metadata
-        column = self.metadata.schema.to_arrow_schema().get_field_index("uscc")
-        stats = [
-            self.metadata.row_group(i).column(column).statistics for i in range(self.metadata.num_row_groups)
-        ]
-        self.mins = [s.min for s in stats]
-        self.maxs = [s.max for s in stats]
-
-    def rows(self, uscc: str) -> list[tuple[Any, ...]]:
-        groups = list(range(bisect.bisect_left(self.maxs, uscc), bisect.bisect_right(self.mins, uscc)))
-        if not groups:
-            return []
-        # A file object of its own per lookup: lookups run in parallel threads; the parsed footer is shared.
-        table = pq.ParquetFile(self.path, metadata=self.metadata).read_row_groups(
-            groups, columns=["uscc", *COLUMNS]
-        )
-        table = table.filter(pc.equal(table["uscc"], uscc))
-        return list(zip(*(table[c].to_pylist() for c in COLUMNS), strict=True))
-
-
 @dataclass(frozen=True)
 class RunView:
     """A match run as the enterprise pages read it: its items and its per-uscc cache file (a DuckDB view)."""
@@ -126,7 +99,7 @@ class RunView:
     as_of: dt.date
     items: list[Item]
     cache: Path | None  # runs of format 1 and 2 only
-    groups: _RowGroups | None
+    groups: _ByUscc | None  # the cache file's row groups by uscc
     results: RunResults | None = None  # runs of format 3: their compact results
     contacts: _ByUscc | None = None
 
@@ -328,7 +301,7 @@ class Standings:
                 cache = self.cache_root / f"{run.run_id}.v{CACHE_VERSION}.parquet"
                 if not cache.exists():
                     _build_cache(path, cache)
-                view = RunView(run.run_id, run.as_of, items, cache, _RowGroups(cache))
+                view = RunView(run.run_id, run.as_of, items, cache, _ByUscc(cache))
             with self._lock:
                 self._views[run.run_id] = view
             return view
@@ -337,7 +310,8 @@ class Standings:
         """The enterprise's rows as the cache holds them (`COLUMNS`), from the cache or the compact results."""
         if view.results is None:
             assert view.groups is not None
-            return view.groups.rows(uscc)
+            table = view.groups.rows(uscc, COLUMNS)
+            return list(zip(*(table[c].to_pylist() for c in COLUMNS), strict=True))
         rows: list[tuple[Any, ...]] = []
         for r in view.results.standing(uscc):
             if r.status == "candidate":
