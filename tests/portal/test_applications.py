@@ -92,11 +92,12 @@ def staff(tx, t0) -> None:
             )
 
 
-def _ready(tx, tmp_path: Path, t0, uscc: str = A, rd: str = "2,000,000", p=None) -> str:
-    """A submitted application of `uscc` with research expenses `rd` (subsidy: a tenth of it)."""
+def _ready(tx, tmp_path: Path, t0, uscc: str = A, rd: str = "2,000,000", p=None, known=KNOWN) -> str:
+    """A submitted application of `uscc` with research expenses `rd` (subsidy: a tenth of it), `known` its
+    prefilled values."""
     p = p or policy()
     with tx() as s:
-        app = apps.open_application(s, p, "subsidy", uscc, KNOWN, t0)
+        app = apps.open_application(s, p, "subsidy", uscc, known, t0)
         actor = f"enterprise:{uscc}"
         apps.save(
             s, p, app, given_answers={"projects": "3"}, given_fields={"rd_expense": rd}, actor=actor, now=t0
@@ -329,32 +330,18 @@ def test_a_region_scoped_reviewer_sees_only_its_regions_applications(tx, tmp_pat
     in_region = {**KNOWN, apps.REGION: Known("430102", "市场监督管理局", dt.date(2025, 5, 31))}
     elsewhere = {**KNOWN, apps.REGION: Known("430203", "市场监督管理局", dt.date(2025, 5, 31))}
     with tx() as s:
-        mine = apps.open_application(s, p, "subsidy", A, in_region, t0)
-        other = apps.open_application(s, p, "subsidy", B, elsewhere, t0)
-        assert (mine.region_code, other.region_code) == ("430102", "430203")
-        assert "region_code" not in apps.prefilled(mine)  # not a question of the form
         users.create_user(s, "admin", "system_admin", now=t0)
         departments.place(s, "市财政局", level="city", region_code="430100", parent=None, by="admin", now=t0)
-    for public_id, uscc in ((mine.public_id, A), (other.public_id, B)):
-        with tx() as s:
-            app = apps.of_enterprise(s, uscc, public_id)
-            actor = f"enterprise:{uscc}"
-            apps.save(
-                s,
-                p,
-                app,
-                given_answers={"projects": "3"},
-                given_fields={"rd_expense": "2,000,000"},
-                actor=actor,
-                now=t0,
-            )
-            apps.upload(s, p, app, "audit", PDF, "审计报告.pdf", tmp_path / "evidence", actor=actor, now=t0)
-            apps.submit(s, p, app, actor=actor, now=t0 + H)
+    mine = _ready(tx, tmp_path, t0, A, p=p, known=in_region)
+    other = _ready(tx, tmp_path, t0, B, p=p, known=elsewhere)
     with tx() as s:
-        assert [a.public_id for a in apps.queue(s, "cz")] == [mine.public_id]  # 市财政局 placed in 长沙
-        assert {a.public_id for a in apps.queue(s, "kj")} == {mine.public_id, other.public_id}  # unplaced
+        app = apps.of_enterprise(s, A, mine)
+        assert (app.region_code, apps.of_enterprise(s, B, other).region_code) == ("430102", "430203")
+        assert "region_code" not in apps.prefilled(app)  # not a question of the form
+        assert [a.public_id for a in apps.queue(s, "cz")] == [mine]  # 市财政局 placed in 长沙
+        assert {a.public_id for a in apps.queue(s, "kj")} == {mine, other}  # unplaced
         with pytest.raises(NotFoundError):
-            apps.for_department(s, "cz", other.public_id)
+            apps.for_department(s, "cz", other)
 
 
 def test_a_county_bureau_reviews_its_own_enterprises_in_the_name_of_the_city_bureau_the_policy_names(
@@ -381,38 +368,23 @@ def test_a_county_bureau_reviews_its_own_enterprises_in_the_name_of_the_city_bur
             ("cz_tx", "天心区财政局"),
         ):
             users.create_user(s, name, "reviewer", department=dept, now=t0)
-        mine = apps.open_application(s, p, "subsidy", A, here, t0)
-        other = apps.open_application(s, p, "subsidy", B, there, t0)
-    for app_id, uscc in ((mine.public_id, A), (other.public_id, B)):
-        with tx() as s:
-            app = apps.of_enterprise(s, uscc, app_id)
-            actor = f"enterprise:{uscc}"
-            apps.save(
-                s,
-                p,
-                app,
-                given_answers={"projects": "3"},
-                given_fields={"rd_expense": "2,000,000"},
-                actor=actor,
-                now=t0,
-            )
-            apps.upload(s, p, app, "audit", PDF, "审计报告.pdf", tmp_path / "evidence", actor=actor, now=t0)
-            apps.submit(s, p, app, actor=actor, now=t0 + H)
+    mine = _ready(tx, tmp_path, t0, A, p=p, known=here)
+    other = _ready(tx, tmp_path, t0, B, p=p, known=there)
     with tx() as s:
-        assert [a.public_id for a in apps.queue(s, "cz_fr")] == [mine.public_id]
-        assert [a.public_id for a in apps.queue(s, "cz_tx")] == [other.public_id]
+        assert [a.public_id for a in apps.queue(s, "cz_fr")] == [mine]
+        assert [a.public_id for a in apps.queue(s, "cz_tx")] == [other]
         assert [a.public_id for a in apps.queue(s, "sw")] == []  # another line: none
         with pytest.raises(NotFoundError):
-            apps.for_department(s, "cz_fr", other.public_id)  # another county's: as if none
+            apps.for_department(s, "cz_fr", other)  # another county's: as if none
         with pytest.raises(NotFoundError):
-            apps.give_opinion(s, other.public_id, agree=True, note=None, by="cz_fr", now=t0 + 2 * H)
+            apps.give_opinion(s, other, agree=True, note=None, by="cz_fr", now=t0 + 2 * H)
         with pytest.raises(RoleError, match="只有牵头部门"):
-            apps.reject(s, mine.public_id, "不符合", by="cz_fr", now=t0 + 2 * H)
+            apps.reject(s, mine, "不符合", by="cz_fr", now=t0 + 2 * H)
         with pytest.raises(RoleError, match="不是该申请的会签部门"):
-            apps.give_opinion(s, mine.public_id, agree=True, note=None, by="kj_fr", now=t0 + 2 * H)
-        given = apps.give_opinion(s, mine.public_id, agree=True, note=None, by="cz_fr", now=t0 + 2 * H)
+            apps.give_opinion(s, mine, agree=True, note=None, by="kj_fr", now=t0 + 2 * H)
+        given = apps.give_opinion(s, mine, agree=True, note=None, by="cz_fr", now=t0 + 2 * H)
         assert given.department == "市财政局"  # in the name of the department the policy names
     with tx() as s:
-        assert apps.waiting_opinions(s, apps.of_enterprise(s, A, mine.public_id)) == []
-        offer = apps.accept(s, p, mine.public_id, amount=None, by="kj_fr", now=t0 + 3 * H)
+        assert apps.waiting_opinions(s, apps.of_enterprise(s, A, mine)) == []
+        offer = apps.accept(s, p, mine, amount=None, by="kj_fr", now=t0 + 3 * H)
         assert offer.state == "confirmed"
