@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +226,10 @@ def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, 
                 con.register("payee_rids_arrow", pa.table({"rid": pa.array(payees, pa.int64())}))
                 con.execute("CREATE OR REPLACE TEMP TABLE payee_rids AS SELECT rid FROM payee_rids_arrow")
                 con.unregister("payee_rids_arrow")
-                _copy(con, ordered_query(name, payable="payee_rids"), out / f"{name}.parquet", 4096)
+                _copy(con, ordered_query(name, "payee_rids", by_rid=True), out / f"{name}.parquet", 4096)
                 con.execute("DROP TABLE payee_rids")
             else:
-                _copy(con, ordered_query(name), out / f"{name}.parquet", 4096)
+                _copy(con, ordered_query(name, by_rid=True), out / f"{name}.parquet", 4096)
         if timings is not None:
             timings[name] = time.perf_counter() - t
     t = time.perf_counter()
@@ -236,26 +238,36 @@ def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, 
         timings["results"] = time.perf_counter() - t
 
 
-CHUNK_ROWS = 50_000_000  # candidates per layout chunk: a row group never spans two
+CHUNK_ROWS = 50_000_000  # candidates per layout chunk (and part file): a row group never spans two
 QUERY_ROWS = CHUNK_ROWS  # candidates sorted at a time (24 bytes each); each query plans the whole view again
 # Candidates per Parquet row group: what DuckDB's Arrow reader gave for batches of 1 << 17, which the file
 # was written in before the sort was split from the layout (so the bytes stayed the same).
 BATCH_ROWS = 122_880
 AHEAD = 32  # row groups built ahead of the one being encoded
+# Part files written at once. Encoding a Parquet file is single-threaded (at 10M x 1,000 it was three
+# quarters of writing the candidates, mostly the USCC column), so two parts at once use both cores.
+PARTS_AT_ONCE = 2
 
 
 def write_candidates(
-    con: duckdb.DuckDBPyConnection, path: Path, chunk_rows: int = CHUNK_ROWS, query_rows: int = QUERY_ROWS
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    chunk_rows: int = CHUNK_ROWS,
+    query_rows: int = QUERY_ROWS,
+    parts_at_once: int = PARTS_AT_ONCE,
 ) -> np.ndarray:
     """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
     memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
     USCC order, so only the narrow rows (item, rid, amounts) are sorted, `query_rows` at a time (whole
     items, by the item's count in `item_totals`), and the ids and USCC are looked up by position. At
-    10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB. The row groups hold
-    `BATCH_ROWS` rows each, restarting at every `chunk_rows` (whole items): the layout does not depend on
-    how the rows were sorted. One thread sorts and builds the row groups, the caller's encodes them (the
-    Parquet encoding, mostly the USCC column, is single-threaded). Returns the `rid`s with a candidate (the
-    payees), in order."""
+    10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB.
+
+    The layout does not depend on how the rows were sorted: the rows are cut into chunks of at most
+    `chunk_rows` (whole items), and the row groups hold `BATCH_ROWS` rows each, restarting at every chunk.
+    One chunk is written as one file; more are written as a folder of part files (`part-00000.parquet`,
+    ..., one per chunk, in order: Contract 4 allows a folder, as Spark writes it), `parts_at_once` at a
+    time, each byte-identical for the same run. Per part, one thread sorts and builds the row groups while
+    another encodes them. Returns the `rid`s with a candidate (the payees), in order."""
     if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
         raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
     usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
@@ -290,55 +302,82 @@ def write_candidates(
     )
     paid_to = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N)
 
-    def narrow() -> Iterator[pa.RecordBatch]:
-        """(item, rid, amounts) in order, one batch per row group."""
-        for first, last in _chunks(counts, chunk_rows):
-            held: list[pa.RecordBatch] = []
-            for lo, hi in _chunks(counts[first : last + 1], query_rows):
-                reader = con.sql(
-                    f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
-                    f"WHERE item BETWEEN {first + lo} AND {first + hi} ORDER BY item, rid"
-                ).to_arrow_reader(BATCH_ROWS)
-                for batch in reader:
-                    held.append(batch)
-                    while sum(b.num_rows for b in held) >= BATCH_ROWS:
-                        table = pa.Table.from_batches(held)
-                        yield from table.slice(0, BATCH_ROWS).combine_chunks().to_batches()
-                        held = table.slice(BATCH_ROWS).to_batches()
-            if held:
-                yield from pa.Table.from_batches(held).combine_chunks().to_batches()
+    def narrow(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> Iterator[pa.RecordBatch]:
+        """(item, rid, amounts) of the items first to last, in order, one batch per row group."""
+        held: list[pa.RecordBatch] = []
+        for lo, hi in _chunks(counts[first : last + 1], query_rows):
+            reader = cur.sql(
+                f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
+                f"WHERE item BETWEEN {first + lo} AND {first + hi} ORDER BY item, rid"
+            ).to_arrow_reader(BATCH_ROWS)
+            for batch in reader:
+                held.append(batch)
+                while sum(b.num_rows for b in held) >= BATCH_ROWS:
+                    table = pa.Table.from_batches(held)
+                    yield from table.slice(0, BATCH_ROWS).combine_chunks().to_batches()
+                    held = table.slice(BATCH_ROWS).to_batches()
+        if held:
+            yield from pa.Table.from_batches(held).combine_chunks().to_batches()
 
-    def row_groups() -> Iterator[pa.RecordBatch]:
-        for batch in narrow():
-            if not batch.num_rows:
-                continue
-            paid_to[batch.column("rid").to_numpy()] = True
-            item = batch.column("item")
-            policy_id, item_id = (
-                pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
-                for index, distinct in texts.values()
-            )
-            columns = [
-                policy_id,
-                pc.take(version, item),
-                item_id,
-                pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
-                batch.column("amount"),
-                batch.column("amount_before_allocation"),
-            ]
-            yield pa.record_batch(columns, schema=schema)
+    def row_groups(first: int, last: int) -> Iterator[pa.RecordBatch]:
+        cur = con.cursor()  # a connection of its own: parts are sorted in parallel
+        try:
+            for batch in narrow(cur, first, last):
+                if not batch.num_rows:
+                    continue
+                paid_to[batch.column("rid").to_numpy()] = True
+                item = batch.column("item")
+                policy_id, item_id = (
+                    pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
+                    for index, distinct in texts.values()
+                )
+                columns = [
+                    policy_id,
+                    pc.take(version, item),
+                    item_id,
+                    pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
+                    batch.column("amount"),
+                    batch.column("amount_before_allocation"),
+                ]
+                yield pa.record_batch(columns, schema=schema)
+        finally:
+            cur.close()
 
-    with pq.ParquetWriter(
-        path,
-        schema,
-        compression="zstd",
-        use_dictionary=["policy_id", "item_id"],
-        store_schema=False,
-        store_decimal_as_integer=True,
-    ) as writer:
-        for batch in _ahead(row_groups(), AHEAD):
-            writer.write_batch(batch)
+    def write(target: Path, first: int, last: int) -> None:
+        with pq.ParquetWriter(
+            target,
+            schema,
+            compression="zstd",
+            use_dictionary=["policy_id", "item_id"],
+            store_schema=False,
+            store_decimal_as_integer=True,
+        ) as writer:
+            for batch in _ahead(row_groups(first, last), AHEAD):
+                writer.write_batch(batch)
+
+    chunks = _chunks(counts, chunk_rows)
+    _remove(path)
+    if len(chunks) == 1:
+        write(path, *chunks[0])
+    else:
+        path.mkdir()
+        with ThreadPoolExecutor(parts_at_once, thread_name_prefix="candidates") as pool:
+            parts = [pool.submit(write, path / f"part-{n:05d}.parquet", *c) for n, c in enumerate(chunks)]
+            try:
+                for part in parts:
+                    part.result()
+            finally:  # on an error, the parts not yet started are not written
+                for part in parts:
+                    part.cancel()
     return np.flatnonzero(paid_to)
+
+
+def _remove(path: Path) -> None:
+    """An earlier output at `path` (a file or a folder of parts), so that no stale part stays beside the new."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 _DONE = object()

@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from matcher.runfolder import parquet_parts, parquet_source
+
 CASE = Path(__file__).resolve().parent.parent / "conformance"
 
 
@@ -54,7 +56,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _rows(path: Path, columns: str) -> list[tuple[object, ...]]:
-    return duckdb.sql(f"SELECT {columns} FROM read_parquet('{path}')").fetchall()
+    return duckdb.sql(f"SELECT {columns} FROM read_parquet('{parquet_source(path)}')").fetchall()
+
+
+def _parts(path: Path) -> list[tuple[str, bytes]]:
+    """An output's file, or each part file of its folder, by name and bytes."""
+    return [(p.name, p.read_bytes()) for p in parquet_parts(path)]
 
 
 def test_candidates_match_exactly(run: Path) -> None:
@@ -124,7 +131,9 @@ def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) ->
 
 def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path: Path) -> None:
     """The candidates are sorted a few items at a time (`write_candidates`): however small the chunks, the
-    file holds the same rows in (policy_id, item_id, uscc) order, and the same bytes on every run."""
+    output holds the same rows in (policy_id, item_id, uscc) order, and the same bytes on every run. More
+    than one chunk is written as a folder of part files, one per chunk, whether one or two are written at
+    once; one chunk is the single file a run writes."""
     import datetime as dt
 
     from matcher.duckdb_engine import connect
@@ -138,12 +147,17 @@ def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path:
     assert rows == sorted(rows, key=lambda r: (r[0], r[2], r[3]))
     assert len({(r[0], r[2]) for r in rows}) > 5  # several items, so small chunks split them
     for n in (1, 2):
-        write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50)
+        write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50, parts_at_once=n)
     write_candidates(con, tmp_path / "sorted-apart.parquet", chunk_rows=50, query_rows=7)
-    assert _rows(tmp_path / "chunked1.parquet", "*") == rows
-    assert (tmp_path / "chunked1.parquet").read_bytes() == (tmp_path / "chunked2.parquet").read_bytes()
+    chunked = tmp_path / "chunked1.parquet"
+    assert chunked.is_dir() and len(parquet_parts(chunked)) > 2
+    assert _rows(chunked, "*") == rows
+    assert _parts(chunked) == _parts(tmp_path / "chunked2.parquet")
     # Sorted a few items at a time or a layout chunk at once: the same row groups, the same bytes.
-    assert (tmp_path / "sorted-apart.parquet").read_bytes() == (tmp_path / "chunked1.parquet").read_bytes()
+    assert _parts(tmp_path / "sorted-apart.parquet") == _parts(chunked)
+    # Written again in one chunk over the folder: the run's file, and no part left beside it.
+    write_candidates(con, chunked)
+    assert chunked.is_file() and chunked.read_bytes() == (whole / "candidates.parquet").read_bytes()
 
 
 def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:
