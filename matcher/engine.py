@@ -63,6 +63,11 @@ def run_profile_name(year: int) -> str:
     return f"run_profile_{year}"
 
 
+# The order of the outputs looked up by enterprise (`k` is `match_keys`): by USCC. Where the engine numbers
+# the enterprises in USCC order (DuckDB), `rid` gives the same order and sorts much faster than the text.
+BY_USCC = "k.uscc"
+BY_RID = "k.rid"
+
 # Contract 4's outputs (and payees, contacts) over the plan's views: (query, order), the same on both engines,
 # except that DuckDB writes the candidates in the same order with `write_candidates`.
 # The near-miss and missing-data rows are written as they are computed, in no order: Contract 4 compares
@@ -89,12 +94,12 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         "FROM enterprises e JOIN match_keys k ON k.uscc = e.uscc LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
         f"LEFT JOIN {PAYEE_KEYS} pk ON pk.uscc = e.uscc "
         "WHERE k.rid IN (SELECT rid FROM {payable})",
-        "e.uscc",
+        BY_USCC,
     ),
     "contacts": (
         "SELECT e.uscc, e.name, e.contact_phone, e.region_code FROM enterprises e "
-        "WHERE e.uscc IN (SELECT k.uscc FROM result_rids r JOIN match_keys k ON k.rid = r.rid)",
-        "e.uscc",
+        "JOIN match_keys k ON k.uscc = e.uscc WHERE k.rid IN (SELECT rid FROM result_rids)",
+        BY_USCC,
     ),
 }
 
@@ -104,11 +109,14 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
 LISTS = ("near_misses", "missing_data")
 
 
-def ordered_query(name: str, payable: str = "payable") -> str:
+def ordered_query(name: str, payable: str = "payable", *, by_rid: bool = False) -> str:
     """An output's query with its ORDER BY, if it has one; the payees of the enterprises in `payable` (a
-    table with their `rid`; by default the candidates themselves)."""
+    table with their `rid`; by default the candidates themselves). `by_rid`: the engine numbers the
+    enterprises in USCC order, so the outputs in USCC order are sorted by `rid`."""
     query, order = OUTPUT_QUERIES[name]
     query = query.format(payable=payable)
+    if order == BY_USCC and by_rid:
+        order = BY_RID
     return query if order is None else f"{query} ORDER BY {order}"
 
 

@@ -83,9 +83,14 @@ def pattern_ids(block: int) -> tuple[str, str]:
     )
 
 
-def compact_outputs(fetch: Callable[[str], list[tuple[Any, ...]]]) -> list[CompactOutput]:
+def compact_outputs(
+    fetch: Callable[[str], list[tuple[Any, ...]]], *, by_rid: bool = False
+) -> list[CompactOutput]:
     """The files of `results/` as queries over the tables of a run of the plan (`matcher.engine.match_profiles`,
-    on either engine) and the `pattern_ids` tables; `fetch` runs a small query (DuckDB SQL) on the engine."""
+    on either engine) and the `pattern_ids` tables; `fetch` runs a small query (DuckDB SQL) on the engine.
+    `by_rid`: the engine numbers the enterprises in USCC order, so the files in USCC order are sorted by
+    `rid` (`matcher.engine.BY_RID`)."""
+    by_uscc = "rid" if by_rid else "uscc"
     blocks = [(int(b), int(y)) for b, y in fetch(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1")]
     latest = max(y for _, y in blocks)
     joins = "".join(
@@ -111,7 +116,7 @@ def compact_outputs(fetch: Callable[[str], list[tuple[Any, ...]]]) -> list[Compa
             f"SELECT k.uscc, CAST(lp.region_code AS VARCHAR) AS region_code, pk.industry_section, "
             f"pk.size_class, {patterns} FROM {KEYS} AS k "
             f"LEFT JOIN {run_profile_name(latest)} AS lp ON lp.rid = k.rid "
-            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.uscc = k.uscc{joins} ORDER BY k.uscc",
+            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.uscc = k.uscc{joins} ORDER BY k.{by_uscc}",
             by_uscc=True,
         ),
         CompactOutput(runfolder.RESULT_STATUSES, f"{statuses} ORDER BY block, pattern, item"),
@@ -124,13 +129,13 @@ def compact_outputs(fetch: Callable[[str], list[tuple[Any, ...]]]) -> list[Compa
             runfolder.RESULT_ALLOCATED,
             "SELECT k.uscc, i.policy_id, i.item_id, a.amount, a.amount_before_allocation "
             f"FROM {ALLOCATED} AS a JOIN {ITEMS} AS i ON i.item = a.item JOIN {KEYS} AS k ON k.rid = a.rid "
-            "ORDER BY k.uscc, i.item",
+            f"ORDER BY k.{by_uscc}, i.item",
             by_uscc=True,
         ),
         CompactOutput(
             runfolder.RESULT_PAID,
             f"SELECT k.uscc, i.policy_id, i.item_id FROM {PAID} AS pd JOIN {ITEMS} AS i ON i.item = pd.item "
-            f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY k.uscc, i.item",
+            f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY k.{by_uscc}, i.item",
         ),
     ]
     for year in sorted({y for _, y in blocks}):
@@ -146,7 +151,7 @@ def compact_outputs(fetch: Callable[[str], list[tuple[Any, ...]]]) -> list[Compa
         out.append(
             CompactOutput(
                 runfolder.result_profile(year),
-                f"SELECT uscc{columns} FROM {run_profile_name(year)} ORDER BY uscc",
+                f"SELECT uscc{columns} FROM {run_profile_name(year)} ORDER BY {by_uscc}",
                 by_uscc=True,
             )
         )
@@ -161,7 +166,7 @@ def write_compact(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     for b in blocks:
         name, query = pattern_ids(b)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
-    for output in compact_outputs(lambda q: con.execute(q).fetchall()):
+    for output in compact_outputs(lambda q: con.execute(q).fetchall(), by_rid=True):
         size = f", ROW_GROUP_SIZE {ROW_GROUP}" if output.by_uscc else ""
         con.execute(
             f"COPY ({output.query}) TO '{out / output.path}' (FORMAT PARQUET, COMPRESSION ZSTD{size})"
