@@ -296,17 +296,31 @@ class Block:
         the sum of that amount over them (`s<j>`) and the number of rows it was computed for (`c<j>`).
 
         An item is eligible on a whole pattern or on none of it, and there none of its fields is NULL, so
-        its total is the sum of its group's `s<j>` over its eligible patterns. The amounts are computed on
-        every row, also rows no item is eligible on, so in TRY() and with TRY_CAST: a value that does not
-        fit is NULL there, and `c<j>` short of `cnt` on an eligible pattern tells it
+        its total is the sum of its group's `s<j>` over its eligible patterns, and only those are read. So
+        an amount is computed only on the rows where an item of its group is eligible (at 1,000 items a
+        block had 87 groups, and most rows are eligible for few of them), in TRY() and with TRY_CAST: a
+        value that does not fit is NULL there, and `c<j>` short of `cnt` on an eligible pattern tells it
         (`item_totals.unpriced`, `unpriced_error`)."""
         sums: list[exp.Expr] = []
         for j, p in enumerate(amount_groups(self.items)):
-            amount = exp.Try(
-                this=p._amount().transform(
-                    lambda n: exp.TryCast(this=n.this, to=n.to) if isinstance(n, exp.Cast) else n
-                )
+            masks = sorted(
+                {(i.mask, i.fields_mask) for i in self.items if i.priced and i.amount_key == p.amount_key}
             )
+            eligible = exp.or_(
+                *(
+                    exp.and_(
+                        exp.EQ(this=_masked("f", mask), expression=_n(0)),
+                        exp.EQ(this=_masked("n", fmask), expression=_n(0)),
+                        copy=False,
+                    )
+                    for mask, fmask in masks
+                ),
+                copy=False,
+            )
+            value = p._amount().transform(
+                lambda n: exp.TryCast(this=n.this, to=n.to) if isinstance(n, exp.Cast) else n
+            )
+            amount = exp.Try(this=_when(eligible, value))
             sums.append(exp.alias_(exp.Sum(this=amount), f"s{j}", copy=False))
             sums.append(exp.alias_(exp.Count(this=amount.copy()), f"c{j}", copy=False))
         return exp.Select(
