@@ -25,7 +25,7 @@ import rule_engine
 import rule_engine.ast as ast
 from sqlglot import exp
 
-from matcher.ratios import RATIOS
+from matcher.ratios import RATIOS, SCALE
 from rules.catalog import CATALOG
 from rules.expressions import SUPPORTED, Expression, parse, walk
 from rules.policy import Item
@@ -77,7 +77,7 @@ def _equality(node: Any) -> exp.Expression:
         return exp.Boolean(this=not equal)  # rule-engine: values of different types are never equal
     cls = exp.EQ if equal else exp.NEQ
     if _reads_ratio(left) or _reads_ratio(right):
-        return _compare(cls, quotient(left), quotient(right))
+        return _ratio_comparison(cls, left, right)
     return cls(this=compile_node(left), expression=compile_node(right))
 
 
@@ -86,7 +86,7 @@ _ORDER: dict[str, type[exp.Expression]] = {"lt": exp.LT, "le": exp.LTE, "gt": ex
 
 def _ordering(node: Any) -> exp.Expression:
     if _reads_ratio(node.left) or _reads_ratio(node.right):
-        return _compare(_ORDER[node.type], quotient(node.left), quotient(node.right))
+        return _ratio_comparison(_ORDER[node.type], node.left, node.right)
     return _ORDER[node.type](this=compile_node(node.left), expression=compile_node(node.right))
 
 
@@ -135,6 +135,35 @@ def _cross(a: Quotient, b: Quotient) -> tuple[Term, Term]:
 def _compare(cls: type[exp.Expression], a: Quotient, b: Quotient) -> exp.Expression:
     left, right = _cross(a, b)
     return cls(this=left.sql, expression=right.sql)
+
+
+def _ratio_comparison(cls: type[exp.Expression], left: Any, right: Any) -> exp.Expression:
+    """A comparison that reads a ratio, exact. Where it is a ratio field against a constant of at most
+    `ratios.SCALE` places (every threshold of the library), it compares the profile's stored value `v`,
+    the ratio `r` truncated towards zero to those places: where `v` differs from the constant `c`, `r`
+    is on the same side of `c` as `v` (`c` is a multiple of the last place, and `r` lies within one of it
+    from `v`, on the far side from zero), so `v op c` is `r op c`; only where `v = c` is the comparison
+    cross-multiplied. At 1,000 items the cross-multiplied form on every row was most of a block's
+    verdicts."""
+    exact = _compare(cls, quotient(left), quotient(right))
+    for ratio, constant in ((left, right), (right, left)):
+        if not (isinstance(ratio, ast.SymbolExpression) and ratio.name in RATIOS):
+            continue
+        if type(constant).__name__ != "FloatExpression" or not _fits_stored(Decimal(constant.value)):
+            continue
+        v, c = compile_node(ratio), compile_node(constant)
+        outside = cls(this=v, expression=c) if ratio is left else cls(this=c, expression=v)
+        return exp.Case(
+            ifs=[exp.If(this=exp.EQ(this=v.copy(), expression=c.copy()), true=exact)], default=outside
+        )
+    return exact
+
+
+def _fits_stored(c: Decimal) -> bool:
+    """Whether a constant is a value of the ratios' stored type (a multiple of its last place, in range)."""
+    return (
+        c.is_finite() and c == c.quantize(Decimal(1).scaleb(-SCALE)) and abs(c) < Decimal(10) ** (38 - SCALE)
+    )
 
 
 def _den_product(a: Quotient, b: Quotient) -> Term | None:

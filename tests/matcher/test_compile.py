@@ -6,7 +6,7 @@ local Spark session (tests/matcher/conftest.py), so what is checked is what the 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import duckdb
@@ -31,7 +31,7 @@ from matcher.plan import (
     totals_query,
 )
 from matcher.profile import profile_query
-from matcher.ratios import RATIOS, value_sql
+from matcher.ratios import RATIOS, SCALE, exact, value_sql
 from rules.catalog import CATALOG
 from rules.expressions import SUPPORTED
 from rules.ruleset import library_dir, load_ruleset
@@ -121,6 +121,16 @@ CONSTRUCTS = [
         },
         False,
     ),
+    # the stored value equals the threshold, the ratio does not: the comparison is cross-multiplied there
+    *[
+        (
+            f"rd_ratio {op} 0.333333333333",
+            {"rd_ratio": 1, "rd_expense": Decimal("1.00"), "revenue": Decimal("3.00")},
+            v,
+        )
+        for op, v in ((">", True), (">=", True), ("==", False), ("!=", True), ("<=", False), ("<", False))
+    ],
+    ("layoff_rate < 0.333333333333", {"layoff_rate": 1, "insured_start": 3, "insured_end": 2}, False),
     ("reg_date.year >= 2021", {"reg_date": dt.date(2021, 1, 1)}, True),
     ('reg_date >= d"2021-01-01"', {"reg_date": dt.date(2020, 12, 31)}, False),
     # a date moved by a duration, both ways, on the boundary day (2024 is a leap year)
@@ -132,6 +142,25 @@ CONSTRUCTS = [
     ('reg_date - t"P366D" == d"2023-02-28"', {"reg_date": dt.date(2024, 2, 29)}, True),
     ("employees >= 10 or revenue > 0", {"employees": 20, "revenue": None}, None),  # NULL field: unknown
 ]
+
+
+def _stored(row: dict[str, object]) -> dict[str, object]:
+    """The row with each ratio field as the profile stores it (`matcher.ratios.value_sql`): the quotient
+    of its inputs truncated towards zero to `SCALE` places."""
+    out = dict(row)
+    if "rd_ratio" in row:
+        out["rd_ratio"] = _truncated(exact(row["rd_expense"], row["revenue"]))  # type: ignore[arg-type]
+    if "layoff_rate" in row:
+        start, end = row["insured_start"], row["insured_end"]
+        out["layoff_rate"] = _truncated(exact(max(start - end, 0), start) if start else Decimal(0))  # type: ignore[operator]
+    return out
+
+
+def _truncated(value: Decimal) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-SCALE), rounding=ROUND_DOWN)
+
+
+CONSTRUCTS = [(rule, _stored(row), verdict) for rule, row, verdict in CONSTRUCTS]
 
 
 @pytest.mark.parametrize(("rule", "row", "expected"), CONSTRUCTS)
@@ -192,13 +221,13 @@ def _spark_schema(row: dict[str, object]) -> str:
         if isinstance(value, dt.date):
             return "DATE"
         if isinstance(value, Decimal):
-            return "DECIMAL(18,2)"
+            return "DECIMAL(38,12)" if name in RATIOS else "DECIMAL(18,2)"
         return "STRING"
 
     return ", ".join(f"{k} {kind(k, v)}" for k, v in row.items())
 
 
-SPARK_TYPES = {"string": "STRING", "integer": "BIGINT", "money": "DECIMAL(18,2)", "ratio": "DOUBLE"}
+SPARK_TYPES = {"string": "STRING", "integer": "BIGINT", "money": "DECIMAL(18,2)", "ratio": "DECIMAL(38,12)"}
 
 
 @pytest.mark.parametrize(("rule", "row", "expected"), CONSTRUCTS)
