@@ -300,6 +300,122 @@ class _ByUscc:
         return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
 
 
+def _py(value: pa.Scalar) -> Any:
+    return value.as_py()
+
+
+class _SortedByUscc:
+    """A small Parquet output read whole, its rows in uscc order (sorted here if the writer's parts were
+    not): an enterprise's rows are found by bisecting its uscc column, no Python object per row."""
+
+    def __init__(self, path: Path) -> None:
+        table = pq.read_table(path)
+        usccs = table["uscc"]
+        if len(usccs) > 1 and not pc.all(pc.less_equal(usccs[:-1], usccs[1:])).as_py():
+            table = table.sort_by("uscc")
+        self.table = table
+        self._usccs = table["uscc"].combine_chunks()
+
+    def rows(self, uscc: str) -> list[dict[str, Any]]:
+        """The enterprise's rows, as Python dicts."""
+        lo = bisect.bisect_left(self._usccs, uscc, key=_py)
+        hi = bisect.bisect_right(self._usccs, uscc, lo=lo, key=_py)
+        rows: list[dict[str, Any]] = self.table.slice(lo, hi - lo).to_pylist()
+        return rows
+
+
+class _Statuses:
+    """The status rows (`results/statuses.parquet`) in (block, pattern, item) order, in memory: tens of
+    millions of rows at 10M x 1,000 with few distinct texts. They stay Arrow as the file's row groups were
+    read (no copy), their texts dictionary-encoded (DuckDB reads them as VARCHAR); a row's policy_id and
+    item_id are its item number into the items' (the writer joins them off the item: they are not read).
+    What the lookups search is numpy: each row's pattern and status, each block's rows and, made on the
+    first item's page, the rows of every item."""
+
+    def __init__(self, path: Path, items: list[dict[str, Any]]) -> None:
+        texts = ["status", "condition_id", "read", "fields"]
+        file = pq.read_table(path, columns=["item", "block", "pattern", *texts], read_dictionary=texts)
+        # DuckDB writes them in this order; Spark's parts need not be: sorted (stably) only if they are not.
+        if not _in_order(file, ["block", "pattern", "item"]):
+            order = np.lexsort([file[c].to_numpy() for c in ("item", "pattern", "block")])
+            file = file.take(order)
+        columns = {c: file[c] for c in file.column_names}
+        for c in ("policy_id", "item_id"):
+            names = pa.array([i[c] for i in items], pa.string())
+            columns[c] = pa.chunked_array(
+                [pa.DictionaryArray.from_arrays(n, names) for n in file["item"].chunks],
+                pa.dictionary(pa.int32(), pa.string()),
+            )
+        names = pq.read_schema(runfolder.parquet_parts(path)[0]).names  # the columns in the writer's order
+        self.table = pa.table([columns[c] for c in names], names=names)
+        self.items = len(items)
+        self.pattern = file["pattern"].to_numpy()
+        self.status = np.concatenate(
+            [np.empty(0, np.int8), *(_codes(c, _STATUS_CODES) for c in file["status"].chunks)]
+        )
+        # Each block's first row and the row after its last: the rows before it, counted a row group at a time.
+        blocks = sorted({i["block"] for i in items})
+        edges = np.array([[b, b + 1] for b in blocks], np.int64).reshape(-1)
+        counts = sum(
+            (np.searchsorted(c.to_numpy(), edges) for c in file["block"].chunks), np.zeros_like(edges)
+        )
+        self.blocks = {
+            b: (int(lo), int(hi)) for b, (lo, hi) in zip(blocks, counts.reshape(-1, 2), strict=True)
+        }
+        self._lock = threading.Lock()
+        self._by_item: tuple[np.ndarray, np.ndarray] | None = None
+
+    def of(self, patterns: Sequence[tuple[int, int]]) -> pa.Table:
+        """The rows of some (block, pattern)s."""
+        ranges = []
+        for block, pattern in patterns:
+            first, last = self.blocks.get(block, (0, 0))
+            lo, hi = np.searchsorted(self.pattern[first:last], [pattern, pattern + 1]) + first
+            if hi > lo:
+                ranges.append(self.table.slice(int(lo), int(hi - lo)))
+        return pa.concat_tables(ranges) if ranges else self.table.schema.empty_table()
+
+    def item_rows(self, n: int) -> np.ndarray:
+        """The positions of item `n`'s rows, in (block, pattern) order."""
+        with self._lock:
+            if self._by_item is None:
+                item = self.table["item"].to_numpy()
+                # A radix sort when the item numbers fit in 16 bits (a tenth of a second for 18M rows).
+                small = self.items <= np.iinfo(np.uint16).max
+                order = np.argsort(item.astype(np.uint16) if small else item, kind="stable").astype(np.int32)
+                starts = np.concatenate(
+                    [[0], np.cumsum(np.bincount(item, minlength=self.items)[: self.items])]
+                )
+                self._by_item = order, starts
+            order, starts = self._by_item
+        return order[starts[n] : starts[n + 1]]
+
+
+def _in_order(table: pa.Table, keys: Sequence[str]) -> bool:
+    """Whether the table's rows are in the order of its integer columns `keys`, checked a row group at a
+    time (no copy of the whole columns)."""
+    last: list[Any] | None = None  # the row before the batch
+    for batch in table.select(keys).to_batches():
+        columns = [c.to_numpy() for c in batch.columns]
+        if last is not None:
+            columns = [np.insert(c, 0, v) for c, v in zip(columns, last, strict=True)]
+        after = np.zeros(max(len(columns[0]) - 1, 0), bool)  # rows after the one before by an earlier key
+        for c in columns:
+            if ((c[1:] < c[:-1]) & ~after).any():
+                return False
+            after |= c[1:] > c[:-1]
+        if len(columns[0]):
+            last = [c[-1] for c in columns]
+    return True
+
+
+def _codes(array: pa.DictionaryArray, values: Sequence[str]) -> np.ndarray:
+    """A dictionary-encoded array as each row's position in `values` (int8), off its dictionary."""
+    at = pc.index_in(array.dictionary, value_set=pa.array(values)).to_numpy(False).astype(np.int8)
+    codes: np.ndarray = at[array.indices.to_numpy(False)]
+    return codes
+
+
 @dataclass(frozen=True)
 class Slice:
     """Which rows of a list: an item (or every item), narrowed by region prefix, industry section, size
@@ -352,49 +468,28 @@ class RunResults:
         self.items = pq.read_table(f / runfolder.RESULT_ITEMS).sort_by("item").to_pylist()
         self.by_key = {(i["policy_id"], i["item_id"]): i for i in self.items}
         self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
-        # Sorted here whatever wrote them (a Spark folder of parts need not be read in order); one chunk,
-        # as it is sliced and taken.
-        self.statuses = (
-            pq.read_table(f / runfolder.RESULT_STATUSES)
-            .sort_by([("block", "ascending"), ("pattern", "ascending"), ("item", "ascending")])
-            .combine_chunks()
-        )
-        self._con.register("statuses_arrow", self.statuses)
-        self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
-        self._con.unregister("statuses_arrow")
-        keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
-        self._keys = keys
-        # The status rows of each item (one item's page): positions in item order, and where each item starts.
-        by_item = self.statuses["item"].to_numpy()
-        self._by_item = np.argsort(by_item, kind="stable").astype(np.int32)
-        self._item_starts = np.searchsorted(by_item[self._by_item], np.arange(len(self.items) + 1))
-        self._status_np = (
-            pc.index_in(self.statuses["status"], value_set=pa.array(_STATUS_CODES))
-            .to_numpy(False)
-            .astype(np.int8)
-        )
-        self._pattern_np = self.statuses["pattern"].to_numpy()
-        # A standing converts only its patterns' rows (a few hundred) to Python: at 10M x 1,000 the statuses
-        # are tens of millions of rows, too many to hold as Python objects.
+        # The statuses stay Arrow and numpy: at 10M x 1,000 they are tens of millions of rows, too many to
+        # hold as Python objects (a standing converts only its patterns' rows) or to copy into DuckDB (the
+        # SQL reads the Arrow table, `register`).
+        self._statuses = _Statuses(f / runfolder.RESULT_STATUSES, self.items)
+        self.statuses = self._statuses.table
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
-        allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
-        self.allocated: dict[str, list[dict[str, Any]]] = {}
-        for row in allocated.to_pylist():
-            self.allocated.setdefault(row["uscc"], []).append(row)
-        self.paid = {
-            (r["uscc"], r["policy_id"], r["item_id"])
-            for r in pq.read_table(f / runfolder.RESULT_PAID).to_pylist()
-        }
+        self.allocated = _SortedByUscc(f / runfolder.RESULT_ALLOCATED)
+        self.paid = _SortedByUscc(f / runfolder.RESULT_PAID)
         reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
         self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
+        cur = self._cursor()
+        self.register(cur)
+        return cur
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own, without the statuses (a standing computes over a profile row only)."""
         with self._lock:
             return self._con.cursor()
-
-    _cursor = cursor
 
     def close(self) -> None:
         self._con.close()
@@ -558,21 +653,22 @@ class RunResults:
         item = self.by_key.get((s.policy_id, s.item_id))
         if item is None or limit <= 0 or (s.policy_ids is not None and s.policy_id not in s.policy_ids):
             return []
-        block, n = item["block"], item["item"]
+        block = item["block"]
         # The item's status rows of this list (and condition or field), by pattern, in numpy: an item can
         # have a status for 100,000 patterns at 10M enterprises; only the page's rows become Python.
-        rows = self._by_item[self._item_starts[n] : self._item_starts[n + 1]]
-        rows = rows[self._status_np[rows] == _STATUS_CODES.index(STATUS[name])]
+        statuses = self._statuses
+        rows = statuses.item_rows(item["item"])
+        rows = rows[statuses.status[rows] == _STATUS_CODES.index(STATUS[name])]
         if s.condition_id and name == "near_misses":
             rows = rows[pc.equal(self.statuses["condition_id"].take(rows), s.condition_id).to_numpy(False)]
         if s.field and name == "missing_data":
             listed = f"(^|;){re.escape(s.field)}(;|$)"  # one of the `;`-separated fields
-            found = pc.match_substring_regex(self.statuses["fields"].take(rows), listed)
+            found = pc.match_substring_regex(self.statuses["fields"].take(rows).cast(pa.string()), listed)
             rows = rows[pc.fill_null(found, False).to_numpy(False)]
         if not len(rows):
             return []
-        rows = rows[np.argsort(self._pattern_np[rows], kind="stable")]
-        patterns = self._pattern_np[rows]
+        rows = rows[np.argsort(statuses.pattern[rows], kind="stable")]
+        patterns = statuses.pattern[rows]
         column = f"p{block}"
         narrowing = [
             (c, v)
@@ -672,19 +768,6 @@ class RunResults:
 
     # -- by enterprise ---------------------------------------------------------------------------------
 
-    def _statuses_of(self, patterns: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
-        """The status rows of some (block, pattern)s, as Python dicts."""
-        ranges = []
-        for block, pattern in patterns:
-            key = block << 32 | pattern
-            lo, hi = np.searchsorted(self._keys, [key, key + 1])
-            if hi > lo:
-                ranges.append(self.statuses.slice(int(lo), int(hi - lo)))
-        if not ranges:
-            return []
-        rows: list[dict[str, Any]] = pa.concat_tables(ranges).select(_STANDING_COLUMNS).to_pylist()
-        return rows
-
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
         missing data (an item with none of these is left out)."""
@@ -694,11 +777,10 @@ class RunResults:
         if not found:
             return []
         enterprise = found[0]
-        rows = self._statuses_of(
-            [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
-        )
+        patterns = [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
+        rows = self._statuses.of(patterns).select(_STANDING_COLUMNS).to_pylist()
         out: dict[tuple[str, str], Result] = {}
-        for a in self.allocated.get(uscc, ()):
+        for a in self.allocated.rows(uscc):
             out[(a["policy_id"], a["item_id"])] = Result(
                 a["policy_id"],
                 a["item_id"],
@@ -708,13 +790,14 @@ class RunResults:
             )
         # Per year, the distinct expressions to compute over the enterprise's profile row (items share
         # amounts, near misses share the fields they read) and the results waiting for each.
+        paid = {(p["policy_id"], p["item_id"]) for p in self.paid.rows(uscc)}
         computed: dict[int, dict[str, list[tuple[bool, dict[str, Any]]]]] = {}
         fields: dict[int, set[str]] = {}  # per year, the profile columns they read
         for r in rows:
             item = self.items[r["item"]]
             key = (r["policy_id"], r["item_id"])
             if r["status"] == "eligible":
-                if item["allocated"] or (uscc, *key) in self.paid:
+                if item["allocated"] or key in paid:
                     continue
                 computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
                 fields.setdefault(item["year"], set()).update((item["fields"] or "").split(";"))
