@@ -271,7 +271,7 @@ class _ByUscc:
         """Row group `g` (in uscc order) of the output, some columns."""
         part, group = self.groups[g]
         return pq.ParquetFile(self.parts[part], metadata=self.metadata[part]).read_row_group(
-            group, columns=columns
+            group, columns=columns, use_threads=False
         )
 
     def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -289,9 +289,10 @@ class _ByUscc:
             schema = self.schema if wanted is None else pa.schema([self.schema.field(c) for c in wanted])
             return schema.empty_table()
         # A file object of its own per lookup: lookups run in parallel threads; the parsed footers are shared.
+        # One thread per read: a row group or two gain nothing from more and wait for them on a busy machine.
         table = pa.concat_tables(
             pq.ParquetFile(self.parts[n], metadata=self.metadata[n]).read_row_groups(
-                sorted(gs), columns=wanted
+                sorted(gs), columns=wanted, use_threads=False
             )
             for n, gs in sorted(found.items())
         )
@@ -339,7 +340,10 @@ class _Statuses:
         if not _in_order(file, ["block", "pattern", "item"]):
             order = np.lexsort([file[c].to_numpy() for c in ("item", "pattern", "block")])
             file = file.take(order)
-        columns = {c: file[c] for c in file.column_names}
+        columns: dict[str, pa.ChunkedArray | pa.Array] = {c: file[c] for c in file.column_names}
+        # The texts an item's page takes by position in one chunk each (a take over chunks joins them first).
+        for c in ("condition_id", "read", "fields"):
+            columns[c] = file[c].combine_chunks()
         for c in ("policy_id", "item_id"):
             names = pa.array([i[c] for i in items], pa.string())
             columns[c] = pa.chunked_array(
@@ -365,15 +369,19 @@ class _Statuses:
         self._lock = threading.Lock()
         self._by_item: tuple[np.ndarray, np.ndarray] | None = None
 
-    def of(self, patterns: Sequence[tuple[int, int]]) -> pa.Table:
-        """The rows of some (block, pattern)s."""
+    def of(self, patterns: Sequence[tuple[int, int]], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of some (block, pattern)s, some columns, as Python dicts."""
         ranges = []
         for block, pattern in patterns:
             first, last = self.blocks.get(block, (0, 0))
-            lo, hi = np.searchsorted(self.pattern[first:last], [pattern, pattern + 1]) + first
+            # The values in the column's type: else numpy converts the whole block's patterns to compare.
+            wanted = np.array([pattern, pattern + 1], self.pattern.dtype)
+            lo, hi = np.searchsorted(self.pattern[first:last], wanted) + first
             if hi > lo:
                 ranges.append(self.table.slice(int(lo), int(hi - lo)))
-        return pa.concat_tables(ranges) if ranges else self.table.schema.empty_table()
+        if not ranges:
+            return []
+        return _pylist(pa.concat_tables(ranges).select(columns))
 
     def item_rows(self, n: int) -> np.ndarray:
         """The positions of item `n`'s rows, in (block, pattern) order."""
@@ -389,6 +397,14 @@ class _Statuses:
                 self._by_item = order, starts
             order, starts = self._by_item
         return order[starts[n] : starts[n + 1]]
+
+
+def _pylist(table: pa.Table) -> list[dict[str, Any]]:
+    """A few rows as Python dicts, their dictionary-encoded columns decoded first (else several times
+    slower)."""
+    decoded = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    rows: list[dict[str, Any]] = pa.table(decoded, names=table.column_names).to_pylist()
+    return rows
 
 
 def _in_order(table: pa.Table, keys: Sequence[str]) -> bool:
@@ -458,6 +474,10 @@ class RunResults:
         self.compact = runfolder.has_compact_results(folder)
         self._con = duckdb.connect()
         self._con.execute("SET preserve_insertion_order = true")
+        # A database of one thread for the queries over a few rows (a standing's expressions over its
+        # profile row, a page's values): threads gain nothing there and cost their scheduling, the more so
+        # on a busy machine (a standing's query takes a third of the time).
+        self._few = duckdb.connect(config={"threads": 1})
         self._lock = threading.Lock()
         if self.compact:
             self._open_compact()
@@ -482,17 +502,19 @@ class RunResults:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
-        cur = self._cursor()
+        with self._lock:
+            cur = self._con.cursor()
         self.register(cur)
         return cur
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own, without the statuses (a standing computes over a profile row only)."""
+        """A connection of its own to the database of one thread, for a query over a few rows."""
         with self._lock:
-            return self._con.cursor()
+            return self._few.cursor()
 
     def close(self) -> None:
         self._con.close()
+        self._few.close()
 
     # -- the lists, by item ----------------------------------------------------------------------------
 
@@ -704,7 +726,7 @@ class RunResults:
             hits = hits.slice(skip, limit - len(out))
             skip = 0
             at = rows[np.searchsorted(patterns, hits[column].to_numpy(False))]
-            found = self.statuses.select(["condition_id", "read", "fields"]).take(at).to_pylist()
+            found = _pylist(self.statuses.select(["condition_id", "read", "fields"]).take(at))
             for uscc, r in zip(hits["uscc"].to_pylist(), found, strict=True):
                 condition_id, read, fields = r["condition_id"], r["read"], r["fields"]
                 if name == "near_misses":
@@ -778,7 +800,7 @@ class RunResults:
             return []
         enterprise = found[0]
         patterns = [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
-        rows = self._statuses.of(patterns).select(_STANDING_COLUMNS).to_pylist()
+        rows = self._statuses.of(patterns, _STANDING_COLUMNS)
         out: dict[tuple[str, str], Result] = {}
         for a in self.allocated.rows(uscc):
             out[(a["policy_id"], a["item_id"])] = Result(
@@ -832,7 +854,7 @@ class RunResults:
         return [out[k] for k in sorted(out)]
 
     def _legacy_standing(self, uscc: str) -> list[Result]:
-        cur = self._cursor()
+        cur = self.cursor()
         text = _text(uscc)
         out = [
             Result(p, i, "candidate", amount=_money(a), amount_before_allocation=_money(b))
