@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
 from matcher import runfolder
 from matcher.engine import PAYEE_KEYS, run_profile_name
@@ -499,6 +501,15 @@ class RunResults:
         self.paid = _SortedByUscc(f / runfolder.RESULT_PAID)
         reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
         self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
+        # The profile columns each item's amount reads (a fixed amount none): of every field the item reads,
+        # a standing reads only these from the profile, for its eligible items.
+        read = {
+            sql: {c.name for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column)}
+            for sql in {i["amount_sql"] for i in self.items if i["amount_sql"]}
+        }
+        self._amount_fields = [
+            read.get(i["amount_sql"], set()) & set((i["fields"] or "").split(";")) for i in self.items
+        ]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
@@ -822,7 +833,7 @@ class RunResults:
                 if item["allocated"] or key in paid:
                     continue
                 computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
-                fields.setdefault(item["year"], set()).update((item["fields"] or "").split(";"))
+                fields.setdefault(item["year"], set()).update(self._amount_fields[r["item"]])
             elif r["status"] == "near_miss":
                 out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
                 if values and r["read"]:
