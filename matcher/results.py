@@ -329,11 +329,10 @@ class _SortedByUscc:
 
 class _Statuses:
     """The status rows (`results/statuses.parquet`) in (block, pattern, item) order, in memory: tens of
-    millions of rows at 10M x 1,000 with few distinct texts. They stay Arrow as the file's row groups were
-    read (no copy), their texts dictionary-encoded (DuckDB reads them as VARCHAR); a row's policy_id and
-    item_id are its item number into the items' (the writer joins them off the item: they are not read).
-    What the lookups search is numpy: each row's pattern and status, each block's rows and, made on the
-    first item's page, the rows of every item."""
+    millions of rows at 10M x 1,000 with few distinct texts, kept without copies. The texts stay
+    dictionary-encoded (DuckDB reads them as VARCHAR); a row's policy_id and item_id are its item number
+    into the items' (the writer joins them off the item: they are not read). What the lookups search is
+    numpy, shared with the table: each row's pattern, item and status, and each block's rows."""
 
     def __init__(self, path: Path, items: list[dict[str, Any]]) -> None:
         texts = ["status", "condition_id", "read", "fields"]
@@ -342,20 +341,22 @@ class _Statuses:
         if not _in_order(file, ["block", "pattern", "item"]):
             order = np.lexsort([file[c].to_numpy() for c in ("item", "pattern", "block")])
             file = file.take(order)
-        columns: dict[str, pa.ChunkedArray | pa.Array] = {c: file[c] for c in file.column_names}
-        # The texts an item's page takes by position in one chunk each (a take over chunks joins them first).
-        for c in ("condition_id", "read", "fields"):
-            columns[c] = file[c].combine_chunks()
+        self.pattern = file["pattern"].to_numpy()
+        self.item = file["item"].to_numpy()
+        columns: dict[str, pa.ChunkedArray | pa.Array] = {
+            "block": file["block"],
+            "item": pa.array(self.item),  # the same memory
+            "pattern": pa.array(self.pattern),
+            "status": file["status"],
+            # The texts an item's page takes by position, in one chunk (a take over chunks joins them first).
+            **{c: file[c].combine_chunks() for c in ("condition_id", "read", "fields")},
+        }
         for c in ("policy_id", "item_id"):
-            names = pa.array([i[c] for i in items], pa.string())
-            columns[c] = pa.chunked_array(
-                [pa.DictionaryArray.from_arrays(n, names) for n in file["item"].chunks],
-                pa.dictionary(pa.int32(), pa.string()),
+            columns[c] = pa.DictionaryArray.from_arrays(
+                columns["item"], pa.array([i[c] for i in items], pa.string())
             )
         names = pq.read_schema(runfolder.parquet_parts(path)[0]).names  # the columns in the writer's order
         self.table = pa.table([columns[c] for c in names], names=names)
-        self.item_count = len(items)
-        self.pattern = file["pattern"].to_numpy()
         self.status = np.concatenate(
             [np.empty(0, np.int8), *(_codes(c, _STATUS_CODES) for c in file["status"].chunks)]
         )
@@ -368,8 +369,6 @@ class _Statuses:
         self.blocks = {
             b: (int(lo), int(hi)) for b, (lo, hi) in zip(blocks, counts.reshape(-1, 2), strict=True)
         }
-        self._lock = threading.Lock()
-        self._by_item: tuple[np.ndarray, np.ndarray] | None = None
 
     def of(self, patterns: Sequence[tuple[int, int]], columns: Sequence[str]) -> list[dict[str, Any]]:
         """The rows of some (block, pattern)s, some columns, as Python dicts."""
@@ -385,20 +384,12 @@ class _Statuses:
             return []
         return _pylist(pa.concat_tables(ranges).select(columns))
 
-    def item_rows(self, n: int) -> np.ndarray:
-        """The positions of item `n`'s rows, in (block, pattern) order."""
-        with self._lock:
-            if self._by_item is None:
-                item = self.table["item"].to_numpy()
-                # A radix sort when the item numbers fit in 16 bits (a tenth of a second for 18M rows).
-                small = self.item_count <= np.iinfo(np.uint16).max
-                order = np.argsort(item.astype(np.uint16) if small else item, kind="stable").astype(np.int32)
-                starts = np.concatenate(
-                    [[0], np.cumsum(np.bincount(item, minlength=self.item_count)[: self.item_count])]
-                )
-                self._by_item = order, starts
-            order, starts = self._by_item
-        return order[starts[n] : starts[n + 1]]
+    def item_rows(self, block: int, n: int) -> np.ndarray:
+        """The positions of item `n`'s rows, in (block, pattern) order: a scan of its block's rows (a few
+        milliseconds for millions; an index of every item took a second to build)."""
+        first, last = self.blocks.get(block, (0, 0))
+        rows: np.ndarray = np.flatnonzero(self.item[first:last] == n) + first
+        return rows
 
 
 def _pylist(table: pa.Table) -> list[dict[str, Any]]:
@@ -690,7 +681,7 @@ class RunResults:
         # The item's status rows of this list (and condition or field), by pattern, in numpy: an item can
         # have a status for 100,000 patterns at 10M enterprises; only the page's rows become Python.
         statuses = self._statuses
-        rows = statuses.item_rows(item["item"])
+        rows = statuses.item_rows(block, item["item"])
         rows = rows[statuses.status[rows] == _STATUS_CODES.index(STATUS[name])]
         if s.condition_id and name == "near_misses":
             rows = rows[pc.equal(self.statuses["condition_id"].take(rows), s.condition_id).to_numpy(False)]
