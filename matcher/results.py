@@ -501,6 +501,8 @@ class RunResults:
         self._amount_fields = [
             read.get(i["amount_sql"], set()) & set((i["fields"] or "").split(";")) for i in self.items
         ]
+        self._fixed_sql = {sql for sql, columns in read.items() if not columns}  # amounts that read no field
+        self._fixed: dict[str, Any] = {}  # their values, once computed
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
@@ -836,15 +838,24 @@ class RunResults:
                     *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
                 )
         for year, wanted in computed.items():
-            profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
-            cur = self._cursor()
-            cur.register("p", profile)
-            got = cur.execute(
-                "SELECT " + ", ".join(f"{sql} AS e{n}" for n, sql in enumerate(wanted)) + " FROM p"
-            ).fetchone()
-            cur.close()
-            assert got is not None
-            for waiting, v in zip(wanted.values(), got, strict=True):
+            # A fixed amount is the same for every enterprise: computed by the first standing that needs it.
+            values = {sql: self._fixed[sql] for sql in wanted if sql in self._fixed}
+            ask = [sql for sql in wanted if sql not in values]
+            if ask:
+                profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
+                cur = self._cursor()
+                cur.register("p", profile)
+                got = cur.execute(
+                    "SELECT " + ", ".join(f"{sql} AS e{n}" for n, sql in enumerate(ask)) + " FROM p"
+                ).fetchone()
+                cur.close()
+                assert got is not None
+                values.update(zip(ask, got, strict=True))
+                self._fixed.update(
+                    (sql, v) for sql, v in zip(ask, got, strict=True) if sql in self._fixed_sql
+                )
+            for sql, waiting in wanted.items():
+                v = values[sql]
                 for amount, r in waiting:
                     key = (r["policy_id"], r["item_id"])
                     if amount:
