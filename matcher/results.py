@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
 from matcher import runfolder
 from matcher.engine import PAYEE_KEYS, run_profile_name
@@ -276,7 +278,7 @@ class _ByUscc:
         """Row group `g` (in uscc order) of the output, some columns."""
         part, group = self.groups[g]
         return pq.ParquetFile(self.parts[part], metadata=self.metadata[part]).read_row_group(
-            group, columns=columns
+            group, columns=columns, use_threads=False
         )
 
     def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -294,15 +296,138 @@ class _ByUscc:
             schema = self.schema if wanted is None else pa.schema([self.schema.field(c) for c in wanted])
             return schema.empty_table()
         # A file object of its own per lookup: lookups run in parallel threads; the parsed footers are shared.
+        # One thread per read: a row group or two gain nothing from more and wait for them on a busy machine.
         table = pa.concat_tables(
             pq.ParquetFile(self.parts[n], metadata=self.metadata[n]).read_row_groups(
-                sorted(gs), columns=wanted
+                sorted(gs), columns=wanted, use_threads=False
             )
             for n, gs in sorted(found.items())
         )
         if len(usccs) == 1:
             return table.filter(pc.equal(table["uscc"], usccs[0]))
         return table.filter(pc.is_in(table["uscc"], value_set=pa.array(list(usccs), pa.string())))
+
+
+def _py(value: pa.Scalar) -> Any:
+    return value.as_py()
+
+
+class _SortedByUscc:
+    """A small Parquet output read whole, its rows in uscc order (sorted here if the writer's parts were
+    not): an enterprise's rows are found by bisecting its uscc column, no Python object per row."""
+
+    def __init__(self, path: Path) -> None:
+        table = pq.read_table(path)
+        usccs = table["uscc"]
+        if len(usccs) > 1 and not pc.all(pc.less_equal(usccs[:-1], usccs[1:])).as_py():
+            table = table.sort_by("uscc")
+        self.table = table
+        self._usccs = table["uscc"].combine_chunks()
+
+    def rows(self, uscc: str) -> list[dict[str, Any]]:
+        """The enterprise's rows, as Python dicts."""
+        lo = bisect.bisect_left(self._usccs, uscc, key=_py)
+        hi = bisect.bisect_right(self._usccs, uscc, lo=lo, key=_py)
+        rows: list[dict[str, Any]] = self.table.slice(lo, hi - lo).to_pylist()
+        return rows
+
+
+class _Statuses:
+    """The status rows (`results/statuses.parquet`) in (block, pattern, item) order, in memory: tens of
+    millions of rows at 10M x 1,000 with few distinct texts, kept without copies. The texts stay
+    dictionary-encoded (DuckDB reads them as VARCHAR); a row's policy_id and item_id are its item number
+    into the items' (the writer joins them off the item: they are not read). What the lookups search is
+    numpy, shared with the table: each row's pattern, item and status, and each block's rows."""
+
+    def __init__(self, path: Path, items: list[dict[str, Any]]) -> None:
+        texts = ["status", "condition_id", "read", "fields"]
+        file = pq.read_table(path, columns=["item", "block", "pattern", *texts], read_dictionary=texts)
+        # DuckDB writes them in this order; Spark's parts need not be: sorted (stably) only if they are not.
+        if not _in_order(file, ["block", "pattern", "item"]):
+            order = np.lexsort([file[c].to_numpy() for c in ("item", "pattern", "block")])
+            file = file.take(order)
+        self.pattern = file["pattern"].to_numpy()
+        self.item = file["item"].to_numpy()
+        columns: dict[str, pa.ChunkedArray | pa.Array] = {
+            "block": file["block"],
+            "item": pa.array(self.item),  # the same memory
+            "pattern": pa.array(self.pattern),
+            "status": file["status"],
+            # The texts an item's page takes by position, in one chunk (a take over chunks joins them first).
+            **{c: file[c].combine_chunks() for c in ("condition_id", "read", "fields")},
+        }
+        for c in ("policy_id", "item_id"):
+            columns[c] = pa.DictionaryArray.from_arrays(
+                columns["item"], pa.array([i[c] for i in items], pa.string())
+            )
+        names = pq.read_schema(runfolder.parquet_parts(path)[0]).names  # the columns in the writer's order
+        self.table = pa.table([columns[c] for c in names], names=names)
+        self.status = np.concatenate(
+            [np.empty(0, np.int8), *(_codes(c, _STATUS_CODES) for c in file["status"].chunks)]
+        )
+        # Each block's first row and the row after its last: the rows before it, counted a row group at a time.
+        blocks = sorted({i["block"] for i in items})
+        edges = np.array([[b, b + 1] for b in blocks], np.int64).reshape(-1)
+        counts = sum(
+            (np.searchsorted(c.to_numpy(), edges) for c in file["block"].chunks), np.zeros_like(edges)
+        )
+        self.blocks = {
+            b: (int(lo), int(hi)) for b, (lo, hi) in zip(blocks, counts.reshape(-1, 2), strict=True)
+        }
+
+    def of(self, patterns: Sequence[tuple[int, int]], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of some (block, pattern)s, some columns, as Python dicts."""
+        ranges = []
+        for block, pattern in patterns:
+            first, last = self.blocks.get(block, (0, 0))
+            # The values in the column's type: else numpy converts the whole block's patterns to compare.
+            wanted = np.array([pattern, pattern + 1], self.pattern.dtype)
+            lo, hi = np.searchsorted(self.pattern[first:last], wanted) + first
+            if hi > lo:
+                ranges.append(self.table.slice(int(lo), int(hi - lo)))
+        if not ranges:
+            return []
+        return _pylist(pa.concat_tables(ranges).select(columns))
+
+    def item_rows(self, block: int, n: int) -> np.ndarray:
+        """The positions of item `n`'s rows, in (block, pattern) order: a scan of its block's rows (a few
+        milliseconds for millions; an index of every item took a second to build)."""
+        first, last = self.blocks.get(block, (0, 0))
+        rows: np.ndarray = np.flatnonzero(self.item[first:last] == n) + first
+        return rows
+
+
+def _pylist(table: pa.Table) -> list[dict[str, Any]]:
+    """A few rows as Python dicts, their dictionary-encoded columns decoded first (else several times
+    slower)."""
+    decoded = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    rows: list[dict[str, Any]] = pa.table(decoded, names=table.column_names).to_pylist()
+    return rows
+
+
+def _in_order(table: pa.Table, keys: Sequence[str]) -> bool:
+    """Whether the table's rows are in the order of its integer columns `keys`, checked a row group at a
+    time (no copy of the whole columns)."""
+    last: list[Any] | None = None  # the row before the batch
+    for batch in table.select(keys).to_batches():
+        columns = [c.to_numpy() for c in batch.columns]
+        if last is not None:
+            columns = [np.insert(c, 0, v) for c, v in zip(columns, last, strict=True)]
+        after = np.zeros(max(len(columns[0]) - 1, 0), bool)  # rows after the one before by an earlier key
+        for c in columns:
+            if ((c[1:] < c[:-1]) & ~after).any():
+                return False
+            after |= c[1:] > c[:-1]
+        if len(columns[0]):
+            last = [c[-1] for c in columns]
+    return True
+
+
+def _codes(array: pa.DictionaryArray, values: Sequence[str]) -> np.ndarray:
+    """A dictionary-encoded array as each row's position in `values` (int8), off its dictionary."""
+    at = pc.index_in(array.dictionary, value_set=pa.array(values)).to_numpy(False).astype(np.int8)
+    codes: np.ndarray = at[array.indices.to_numpy(False)]
+    return codes
 
 
 @dataclass(frozen=True)
@@ -347,6 +472,10 @@ class RunResults:
         self.compact = runfolder.has_compact_results(folder)
         self._con = duckdb.connect()
         self._con.execute("SET preserve_insertion_order = true")
+        # A database of one thread for the queries over a few rows (a standing's expressions over its
+        # profile row, a page's values): threads gain nothing there and cost their scheduling, the more so
+        # on a busy machine (a standing's query took a third of the time on 2 busy cores).
+        self._few = duckdb.connect(config={"threads": 1})
         self._lock = threading.Lock()
         if self.compact:
             self._open_compact()
@@ -357,52 +486,44 @@ class RunResults:
         self.items = pq.read_table(f / runfolder.RESULT_ITEMS).sort_by("item").to_pylist()
         self.by_key = {(i["policy_id"], i["item_id"]): i for i in self.items}
         self.blocks = sorted({(i["block"], i["year"]) for i in self.items})
-        # Sorted here whatever wrote them (a Spark folder of parts need not be read in order); one chunk,
-        # as it is sliced and taken.
-        self.statuses = (
-            pq.read_table(f / runfolder.RESULT_STATUSES)
-            .sort_by([("block", "ascending"), ("pattern", "ascending"), ("item", "ascending")])
-            .combine_chunks()
-        )
-        self._con.register("statuses_arrow", self.statuses)
-        self._con.execute("CREATE TABLE run_statuses AS SELECT * FROM statuses_arrow")
-        self._con.unregister("statuses_arrow")
-        keys = self.statuses["block"].to_numpy().astype(np.int64) << 32 | self.statuses["pattern"].to_numpy()
-        self._keys = keys
-        # The status rows of each item (one item's page): positions in item order, and where each item starts.
-        by_item = self.statuses["item"].to_numpy()
-        self._by_item = np.argsort(by_item, kind="stable").astype(np.int32)
-        self._item_starts = np.searchsorted(by_item[self._by_item], np.arange(len(self.items) + 1))
-        self._status_np = (
-            pc.index_in(self.statuses["status"], value_set=pa.array(_STATUS_CODES))
-            .to_numpy(False)
-            .astype(np.int8)
-        )
-        self._pattern_np = self.statuses["pattern"].to_numpy()
-        # A standing converts only its patterns' rows (a few hundred) to Python: at 10M x 1,000 the statuses
-        # are tens of millions of rows, too many to hold as Python objects.
+        # The statuses stay Arrow and numpy: at 10M x 1,000 they are tens of millions of rows, too many to
+        # hold as Python objects (a standing converts only its patterns' rows) or to copy into DuckDB (the
+        # SQL reads the Arrow table, `register`).
+        self._statuses = _Statuses(f / runfolder.RESULT_STATUSES, self.items)
+        self.statuses = self._statuses.table
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
-        allocated = pq.read_table(f / runfolder.RESULT_ALLOCATED)
-        self.allocated: dict[str, list[dict[str, Any]]] = {}
-        for row in allocated.to_pylist():
-            self.allocated.setdefault(row["uscc"], []).append(row)
-        self.paid = {
-            (r["uscc"], r["policy_id"], r["item_id"])
-            for r in pq.read_table(f / runfolder.RESULT_PAID).to_pylist()
-        }
+        self.allocated = _SortedByUscc(f / runfolder.RESULT_ALLOCATED)
+        self.paid = _SortedByUscc(f / runfolder.RESULT_PAID)
         reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
         self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
+        # The profile columns each item's amount reads (a fixed amount none): of every field the item reads,
+        # a standing reads only these from the profile, for its eligible items.
+        read = {
+            sql: {c.name for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column)}
+            for sql in {i["amount_sql"] for i in self.items if i["amount_sql"]}
+        }
+        self._amount_fields = [
+            read.get(i["amount_sql"], set()) & set((i["fields"] or "").split(";")) for i in self.items
+        ]
+        self._fixed_sql = {sql for sql, columns in read.items() if not columns}  # amounts that read no field
+        self._fixed: dict[str, Any] = {}  # their values, once computed
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own to the results' database (where `list_sql` runs); close it after use."""
         with self._lock:
-            return self._con.cursor()
+            cur = self._con.cursor()
+        self.register(cur)
+        return cur
 
-    _cursor = cursor
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the database of one thread, for a query over a few rows."""
+        with self._lock:
+            return self._few.cursor()
 
     def close(self) -> None:
         self._con.close()
+        self._few.close()
 
     # -- the lists, by item ----------------------------------------------------------------------------
 
@@ -563,21 +684,22 @@ class RunResults:
         item = self.by_key.get((s.policy_id, s.item_id))
         if item is None or limit <= 0 or (s.policy_ids is not None and s.policy_id not in s.policy_ids):
             return []
-        block, n = item["block"], item["item"]
+        block = item["block"]
         # The item's status rows of this list (and condition or field), by pattern, in numpy: an item can
         # have a status for 100,000 patterns at 10M enterprises; only the page's rows become Python.
-        rows = self._by_item[self._item_starts[n] : self._item_starts[n + 1]]
-        rows = rows[self._status_np[rows] == _STATUS_CODES.index(STATUS[name])]
+        statuses = self._statuses
+        rows = statuses.item_rows(block, item["item"])
+        rows = rows[statuses.status[rows] == _STATUS_CODES.index(STATUS[name])]
         if s.condition_id and name == "near_misses":
             rows = rows[pc.equal(self.statuses["condition_id"].take(rows), s.condition_id).to_numpy(False)]
         if s.field and name == "missing_data":
             listed = f"(^|;){re.escape(s.field)}(;|$)"  # one of the `;`-separated fields
-            found = pc.match_substring_regex(self.statuses["fields"].take(rows), listed)
+            found = pc.match_substring_regex(self.statuses["fields"].take(rows).cast(pa.string()), listed)
             rows = rows[pc.fill_null(found, False).to_numpy(False)]
         if not len(rows):
             return []
-        rows = rows[np.argsort(self._pattern_np[rows], kind="stable")]
-        patterns = self._pattern_np[rows]
+        rows = rows[np.argsort(statuses.pattern[rows], kind="stable")]
+        patterns = statuses.pattern[rows]
         column = f"p{block}"
         narrowing = [
             (c, v)
@@ -613,7 +735,7 @@ class RunResults:
             hits = hits.slice(skip, limit - len(out))
             skip = 0
             at = rows[np.searchsorted(patterns, hits[column].to_numpy(False))]
-            found = self.statuses.select(["condition_id", "read", "fields"]).take(at).to_pylist()
+            found = _pylist(self.statuses.select(["condition_id", "read", "fields"]).take(at))
             for uscc, r in zip(hits["uscc"].to_pylist(), found, strict=True):
                 condition_id, read, fields = r["condition_id"], r["read"], r["fields"]
                 if name == "near_misses":
@@ -677,19 +799,6 @@ class RunResults:
 
     # -- by enterprise ---------------------------------------------------------------------------------
 
-    def _statuses_of(self, patterns: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
-        """The status rows of some (block, pattern)s, as Python dicts."""
-        ranges = []
-        for block, pattern in patterns:
-            key = block << 32 | pattern
-            lo, hi = np.searchsorted(self._keys, [key, key + 1])
-            if hi > lo:
-                ranges.append(self.statuses.slice(int(lo), int(hi - lo)))
-        if not ranges:
-            return []
-        rows: list[dict[str, Any]] = pa.concat_tables(ranges).select(_STANDING_COLUMNS).to_pylist()
-        return rows
-
     def standing(self, uscc: str, *, values: bool = True) -> list[Result]:
         """The enterprise's results on every item, in (policy_id, item_id) order: candidate, near miss or
         missing data (an item with none of these is left out)."""
@@ -699,11 +808,10 @@ class RunResults:
         if not found:
             return []
         enterprise = found[0]
-        rows = self._statuses_of(
-            [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
-        )
+        patterns = [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
+        rows = self._statuses.of(patterns, _STANDING_COLUMNS)
         out: dict[tuple[str, str], Result] = {}
-        for a in self.allocated.get(uscc, ()):
+        for a in self.allocated.rows(uscc):
             out[(a["policy_id"], a["item_id"])] = Result(
                 a["policy_id"],
                 a["item_id"],
@@ -713,16 +821,17 @@ class RunResults:
             )
         # Per year, the distinct expressions to compute over the enterprise's profile row (items share
         # amounts, near misses share the fields they read) and the results waiting for each.
+        paid = {(p["policy_id"], p["item_id"]) for p in self.paid.rows(uscc)}
         computed: dict[int, dict[str, list[tuple[bool, dict[str, Any]]]]] = {}
         fields: dict[int, set[str]] = {}  # per year, the profile columns they read
         for r in rows:
             item = self.items[r["item"]]
             key = (r["policy_id"], r["item_id"])
             if r["status"] == "eligible":
-                if item["allocated"] or (uscc, *key) in self.paid:
+                if item["allocated"] or key in paid:
                     continue
                 computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
-                fields.setdefault(item["year"], set()).update((item["fields"] or "").split(";"))
+                fields.setdefault(item["year"], set()).update(self._amount_fields[r["item"]])
             elif r["status"] == "near_miss":
                 out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
                 if values and r["read"]:
@@ -734,15 +843,24 @@ class RunResults:
                     *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
                 )
         for year, wanted in computed.items():
-            profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
-            cur = self._cursor()
-            cur.register("p", profile)
-            got = cur.execute(
-                "SELECT " + ", ".join(f"{sql} AS e{n}" for n, sql in enumerate(wanted)) + " FROM p"
-            ).fetchone()
-            cur.close()
-            assert got is not None
-            for waiting, v in zip(wanted.values(), got, strict=True):
+            # A fixed amount is the same for every enterprise: computed by the first standing that needs it.
+            values = {sql: self._fixed[sql] for sql in wanted if sql in self._fixed}
+            ask = [sql for sql in wanted if sql not in values]
+            if ask:
+                profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
+                cur = self._cursor()
+                cur.register("p", profile)
+                got = cur.execute(
+                    "SELECT " + ", ".join(f"{sql} AS e{n}" for n, sql in enumerate(ask)) + " FROM p"
+                ).fetchone()
+                cur.close()
+                assert got is not None
+                values.update(zip(ask, got, strict=True))
+                self._fixed.update(
+                    (sql, v) for sql, v in zip(ask, got, strict=True) if sql in self._fixed_sql
+                )
+            for sql, waiting in wanted.items():
+                v = values[sql]
                 for amount, r in waiting:
                     key = (r["policy_id"], r["item_id"])
                     if amount:
@@ -754,7 +872,7 @@ class RunResults:
         return [out[k] for k in sorted(out)]
 
     def _legacy_standing(self, uscc: str) -> list[Result]:
-        cur = self._cursor()
+        cur = self.cursor()
         text = _text(uscc)
         out = [
             Result(p, i, "candidate", amount=_money(a), amount_before_allocation=_money(b))

@@ -259,3 +259,53 @@ def test_export_leaves_the_lists_spark_wrote_row_by_row_alone(case_run: Path, tm
     with pytest.raises(MatchError, match="已存在"):
         export_lists(run)
     assert export_lists(run, tmp_path / "elsewhere")["near_misses"] == len(_expected("near_misses"))
+
+
+def test_results_written_out_of_order_in_part_files_answer_as_the_sorted_ones(
+    case_run: Path, tmp_path: Path
+) -> None:
+    """Spark writes the statuses, the allocations and the paid pairs as folders of part files, not
+    necessarily in order: read so, every standing, page and count is the same as off the sorted files."""
+    import random
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "run"
+    shutil.copytree(case_run, run)
+    rng = random.Random(0)
+    for name in ("statuses", "allocated", "paid"):
+        path = run / "results" / f"{name}.parquet"
+        table = pq.read_table(path)
+        assert table.num_rows > 1, name
+        order = list(range(table.num_rows))
+        rng.shuffle(order)
+        table = table.take(order)
+        path.unlink()
+        path.mkdir()
+        third = table.num_rows // 3 + 1
+        for n in range(3):
+            pq.write_table(table.slice(n * third, third), path / f"part-{n:05d}.parquet")
+    sorted_, shuffled = RunResults(case_run), RunResults(run)
+    try:
+        enterprises = CASE / "snapshot" / "enterprises.csv"
+        usccs = [
+            u
+            for (u,) in duckdb.sql(
+                f"SELECT uscc FROM read_csv('{enterprises}', all_varchar = true)"
+            ).fetchall()
+        ]
+        assert any(r.status == "candidate" for u in usccs for r in sorted_.standing(u))
+        for uscc in usccs:
+            assert shuffled.standing(uscc) == sorted_.standing(uscc), uscc
+        for name, s in (
+            ("near_misses", Slice("c-xinban", "opening", region="320812")),
+            ("missing_data", Slice("c-wenbao", "refund")),
+            ("near_misses", Slice(region="3208")),
+        ):
+            assert shuffled.page(name, s, limit=500) == sorted_.page(name, s, limit=500)  # type: ignore[arg-type]
+            assert shuffled.count(name, s) == sorted_.count(name, s)  # type: ignore[arg-type]
+        assert shuffled.item_counts() == sorted_.item_counts()
+    finally:
+        sorted_.close()
+        shuffled.close()
