@@ -861,12 +861,12 @@ class RunResults:
                 )
             for sql, waiting in wanted.items():
                 v = values[sql]
+                # An amount's text, the same for every item of it (a near miss's value is text already).
+                money = _money(v) if any(amount for amount, _ in waiting) else None
                 for amount, r in waiting:
                     key = (r["policy_id"], r["item_id"])
                     if amount:
-                        out[key] = Result(
-                            *key, "candidate", amount=_money(v), amount_before_allocation=_money(v)
-                        )
+                        out[key] = Result(*key, "candidate", amount=money, amount_before_allocation=money)
                     else:
                         out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
         return [out[k] for k in sorted(out)]
