@@ -271,6 +271,7 @@ def write_candidates(
     if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
         raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
     usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
+    uscc_of = _gather(usccs)
     items = con.sql(
         f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, COALESCE(t.candidates, 0) AS rows "
         f"FROM {ITEMS} AS i LEFT JOIN {TOTALS} AS t ON t.item = i.item ORDER BY i.item"
@@ -335,7 +336,7 @@ def write_candidates(
                     policy_id,
                     pc.take(version, item),
                     item_id,
-                    pc.take(usccs, pc.subtract(batch.column("rid"), 1)),
+                    uscc_of(batch.column("rid").to_numpy() - 1),
                     batch.column("amount"),
                     batch.column("amount_before_allocation"),
                 ]
@@ -370,6 +371,35 @@ def write_candidates(
                 for part in parts:
                     part.cancel()
     return np.flatnonzero(paid_to)
+
+
+USCC_BYTES = 18  # a USCC's length (GB 32100-2015), ASCII
+
+
+def _gather(texts: pa.StringArray) -> Callable[[np.ndarray], pa.StringArray]:
+    """A function giving the texts at some positions, as an Arrow string array. Where every text is a
+    USCC (18 ASCII bytes: the snapshot's check guarantees it), they are gathered as fixed-width records,
+    one memory access each instead of two (the offsets, then the bytes); the array is the same as
+    `pc.take` gives, so the Parquet bytes are too."""
+    n = len(texts)
+    lengths = pc.binary_length(texts)
+    if n == 0 or texts.null_count or pc.min_max(lengths).as_py() != {"min": USCC_BYTES, "max": USCC_BYTES}:
+        return lambda at: pc.take(texts, pa.array(at))
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32, count=n + 1, offset=texts.offset * 4)
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    records = data.view(f"S{USCC_BYTES}")
+    steps = np.arange(0, USCC_BYTES * (BATCH_ROWS + 1), USCC_BYTES, dtype=np.int32)
+
+    def gather(at: np.ndarray) -> pa.StringArray:
+        m = len(at)
+        if m > BATCH_ROWS:
+            return pc.take(texts, pa.array(at))
+        picked = np.ascontiguousarray(records[at])
+        return pa.Array.from_buffers(
+            pa.string(), m, [None, pa.py_buffer(steps[: m + 1]), pa.py_buffer(picked)]
+        )
+
+    return gather
 
 
 def _remove(path: Path) -> None:

@@ -844,8 +844,8 @@ class RunResults:
                 )
         for year, wanted in computed.items():
             # A fixed amount is the same for every enterprise: computed by the first standing that needs it.
-            values = {sql: self._fixed[sql] for sql in wanted if sql in self._fixed}
-            ask = [sql for sql in wanted if sql not in values]
+            known = {sql: self._fixed[sql] for sql in wanted if sql in self._fixed}
+            ask = [sql for sql in wanted if sql not in known]
             if ask:
                 profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
                 cur = self._cursor()
@@ -855,12 +855,12 @@ class RunResults:
                 ).fetchone()
                 cur.close()
                 assert got is not None
-                values.update(zip(ask, got, strict=True))
+                known.update(zip(ask, got, strict=True))
                 self._fixed.update(
                     (sql, v) for sql, v in zip(ask, got, strict=True) if sql in self._fixed_sql
                 )
             for sql, waiting in wanted.items():
-                v = values[sql]
+                v = known[sql]
                 # An amount's text, the same for every item of it (a near miss's value is text already).
                 money = _money(v) if any(amount for amount, _ in waiting) else None
                 for amount, r in waiting:

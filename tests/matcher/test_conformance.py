@@ -178,3 +178,19 @@ def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:
         (r["policy_id"], r["item_id"], r["uscc"], frozenset(r["fields"].split(";")))
         for r in _expected("missing_data")
     }
+
+
+def test_the_uscc_gather_gives_what_take_gives() -> None:
+    """The candidates writer gathers USCCs as fixed-width records (`_gather`): the same Arrow array as
+    `pc.take`, so the same Parquet bytes; texts that are not all 18 bytes are taken as before."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from matcher.duckdb_engine import _gather
+
+    usccs = pa.array([f"91320{n:012d}X" for n in range(1000)]).slice(3)  # an array with an offset
+    at = np.array([0, 1, 5, 5, 996, 42])
+    assert _gather(usccs)(at).equals(pc.take(usccs, pa.array(at)))
+    mixed = pa.array(["91320000000000001X", "短", "913200000000000020"])
+    assert _gather(mixed)(np.array([2, 1, 0])).equals(pc.take(mixed, pa.array([2, 1, 0])))
