@@ -92,7 +92,7 @@ OUTPUT_QUERIES: dict[str, tuple[str, str | None]] = {
         "SELECT e.uscc, e.name, e.contact_phone, b.bank_name, b.account_no, b.account_name, "
         "pk.industry_section, pk.size_class, e.region_code "
         "FROM enterprises e JOIN match_keys k ON k.uscc = e.uscc LEFT JOIN bank_accounts b ON b.uscc = e.uscc "
-        f"LEFT JOIN {PAYEE_KEYS} pk ON pk.uscc = e.uscc "
+        f"LEFT JOIN {PAYEE_KEYS} pk ON pk.rid = k.rid "
         "WHERE k.rid IN (SELECT rid FROM {payable})",
         BY_USCC,
     ),
@@ -252,8 +252,10 @@ def match_profiles(
         engine.create(name, tree, view=True)
     for year, keyed_profile in keyed.items():  # the compact results keep the values conditions read
         engine.create(run_profile_name(year), exp.select("*").from_(keyed_profile), view=True)
-    latest = profiles[max(profiles)]
-    engine.create(PAYEE_KEYS, exp.select("uscc", "industry_section", "size_class").from_(latest), view=True)
+    latest = keyed[max(keyed)]  # with `rid`: the payee keys are joined on it, not on the text
+    engine.create(
+        PAYEE_KEYS, exp.select("rid", "uscc", "industry_section", "size_class").from_(latest), view=True
+    )
     timings["views"] = time.perf_counter() - t
     return timings
 

@@ -118,7 +118,7 @@ def compact_outputs(
             f"SELECT k.uscc, CAST(lp.region_code AS VARCHAR) AS region_code, pk.industry_section, "
             f"pk.size_class, {patterns} FROM {KEYS} AS k "
             f"LEFT JOIN {run_profile_name(latest)} AS lp ON lp.rid = k.rid "
-            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.uscc = k.uscc{joins} ORDER BY k.{by_uscc}",
+            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.rid = k.rid{joins} ORDER BY k.{by_uscc}",
             by_uscc=True,
         ),
         CompactOutput(runfolder.RESULT_STATUSES, f"{statuses} ORDER BY block, pattern, item"),
