@@ -301,7 +301,7 @@ def write_candidates(
             ]
         ]
     )
-    paid_to = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N)
+    with_candidate = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N): the payees
 
     def narrow(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> Iterator[pa.RecordBatch]:
         """(item, rid, amounts) of the items first to last, in order, one batch per row group."""
@@ -326,7 +326,7 @@ def write_candidates(
             for batch in narrow(cur, first, last):
                 if not batch.num_rows:
                     continue
-                paid_to[batch.column("rid").to_numpy()] = True
+                with_candidate[batch.column("rid").to_numpy()] = True
                 item = batch.column("item")
                 policy_id, item_id = (
                     pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
@@ -370,7 +370,7 @@ def write_candidates(
             finally:  # on an error, the parts not yet started are not written
                 for part in parts:
                     part.cancel()
-    return np.flatnonzero(paid_to)
+    return np.flatnonzero(with_candidate)
 
 
 USCC_BYTES = 18  # a USCC's length (GB 32100-2015), ASCII

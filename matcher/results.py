@@ -38,7 +38,7 @@ import sqlglot
 from sqlglot import exp
 
 from matcher import runfolder
-from matcher.engine import PAYEE_KEYS, run_profile_name
+from matcher.engine import BY_RID, BY_USCC, PAYEE_KEYS, run_profile_name
 from matcher.plan import (
     ALLOCATED,
     CONDITIONS,
@@ -92,7 +92,7 @@ def compact_outputs(
     on either engine) and the `pattern_ids` tables; `fetch` runs a small query (DuckDB SQL) on the engine.
     `by_rid`: the engine numbers the enterprises in USCC order, so the files in USCC order are sorted by
     `rid` (`matcher.engine.BY_RID`)."""
-    by_uscc = "rid" if by_rid else "uscc"
+    order = BY_RID if by_rid else BY_USCC  # over `k`, the enterprise's keys
     blocks = [(int(b), int(y)) for b, y in fetch(f"SELECT DISTINCT block, year FROM {ITEMS} ORDER BY 1")]
     latest = max(y for _, y in blocks)
     joins = "".join(
@@ -118,7 +118,7 @@ def compact_outputs(
             f"SELECT k.uscc, CAST(lp.region_code AS VARCHAR) AS region_code, pk.industry_section, "
             f"pk.size_class, {patterns} FROM {KEYS} AS k "
             f"LEFT JOIN {run_profile_name(latest)} AS lp ON lp.rid = k.rid "
-            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.rid = k.rid{joins} ORDER BY k.{by_uscc}",
+            f"LEFT JOIN {PAYEE_KEYS} AS pk ON pk.rid = k.rid{joins} ORDER BY {order}",
             by_uscc=True,
         ),
         CompactOutput(runfolder.RESULT_STATUSES, f"{statuses} ORDER BY block, pattern, item"),
@@ -131,13 +131,13 @@ def compact_outputs(
             runfolder.RESULT_ALLOCATED,
             "SELECT k.uscc, i.policy_id, i.item_id, a.amount, a.amount_before_allocation "
             f"FROM {ALLOCATED} AS a JOIN {ITEMS} AS i ON i.item = a.item JOIN {KEYS} AS k ON k.rid = a.rid "
-            f"ORDER BY k.{by_uscc}, i.item",
+            f"ORDER BY {order}, i.item",
             by_uscc=True,
         ),
         CompactOutput(
             runfolder.RESULT_PAID,
             f"SELECT k.uscc, i.policy_id, i.item_id FROM {PAID} AS pd JOIN {ITEMS} AS i ON i.item = pd.item "
-            f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY k.{by_uscc}, i.item",
+            f"JOIN {KEYS} AS k ON k.rid = pd.rid ORDER BY {order}, i.item",
         ),
     ]
     for year in sorted({y for _, y in blocks}):
@@ -153,7 +153,7 @@ def compact_outputs(
         out.append(
             CompactOutput(
                 runfolder.result_profile(year),
-                f"SELECT uscc{columns} FROM {run_profile_name(year)} ORDER BY {by_uscc}",
+                f"SELECT k.uscc{columns} FROM {run_profile_name(year)} AS k ORDER BY {order}",
                 by_uscc=True,
             )
         )
