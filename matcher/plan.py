@@ -11,9 +11,12 @@ masks, when the outputs are written; they are the same few statements whatever t
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -83,6 +86,26 @@ def _value_text(fields: tuple[str, ...], table: str) -> exp.Expression:
         value = exp.Coalesce(this=field_text(f, table), expressions=[exp.Literal.string("NULL")])
         parts += [exp.Literal.string(label), value]
     return _concat(parts)
+
+
+def value_text(fields: Sequence[str], row: dict[str, Any]) -> str:
+    """`_value_text`'s text in Python, over a profile row read into Python (a standing's few values, where
+    a query per enterprise would cost more than the rest of it): each value as the casts write it, a bool
+    `true`, a date ISO, a decimal with its scale's digits (a ratio without its trailing zeros), NULL."""
+    return "; ".join(f"{f}={_python_text(f, row.get(f))}" for f in fields)
+
+
+def _python_text(field: str, value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return text.rstrip("0").removesuffix(".") if field in RATIOS else text
+    if isinstance(value, str | int | datetime.date):
+        return str(value)
+    raise TypeError(f"no text for {field}={value!r} ({type(value).__name__})")
 
 
 # Status codes of a verdict row (`statuses.code`; eligible is 0); the `results` view spells them out.

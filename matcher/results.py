@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import duckdb
 import numpy as np
@@ -50,6 +50,7 @@ from matcher.plan import (
     _status_pairs,
     _value_text,
     patterns_name,
+    value_text,
     verdicts_name,
 )
 from rules.errors import MatchError
@@ -59,7 +60,7 @@ STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
 LISTS: tuple[ListName, ...] = ("near_misses", "missing_data")
 ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
 _STATUS_CODES = ["eligible", "near_miss", "missing_data"]  # a status row's status as its index here
-_STANDING_COLUMNS = ("item", "policy_id", "item_id", "status", "condition_id", "read", "fields")
+_ELIGIBLE, _NEAR_MISS = 0, 1  # their indexes there
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -244,6 +245,11 @@ class _ByUscc:
                 stats = meta.row_group(g).column(column).statistics
                 low, high = (stats.min, stats.max) if stats is not None and stats.has_min_max else ("", "")
                 groups.append((low, high, n, g))
+        # Per part, the row where each of its row groups starts.
+        self.starts = [
+            np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]).tolist()
+            for meta in self.metadata
+        ]
         groups.sort()  # the parts of a sorted output do not overlap: their maxima are in order too
         self.mins = [g[0] for g in groups]
         self.maxs = [g[1] for g in groups]
@@ -280,6 +286,29 @@ class _ByUscc:
         return pq.ParquetFile(self.parts[part], metadata=self.metadata[part]).read_row_group(
             group, columns=columns, use_threads=False
         )
+
+    def find(self, uscc: str) -> tuple[int, int] | None:
+        """The enterprise's row, (part, row in the part), reading only the uscc column of its row group."""
+        for g in range(bisect.bisect_left(self.maxs, uscc), bisect.bisect_right(self.mins, uscc)):
+            at = pc.index(self.read_group(g, ["uscc"])["uscc"], uscc).as_py()
+            if at >= 0:
+                part, group = self.groups[g]
+                return part, self.starts[part][group] + at
+        return None
+
+    def whole(self, columns: Sequence[str]) -> list[list[np.ndarray]]:
+        """Some integer columns of every row, per part as numpy arrays (NULL as 0): the file's own memory
+        where it has no NULL."""
+        out = []
+        for part, meta in zip(self.parts, self.metadata, strict=True):
+            table = pq.ParquetFile(part, metadata=meta).read(columns=list(columns))
+            out.append(
+                [
+                    (c.fill_null(0) if c.null_count else c).combine_chunks().to_numpy(zero_copy_only=False)
+                    for c in table.columns
+                ]
+            )
+        return out
 
     def rows(self, uscc: str, columns: Sequence[str] | None = None) -> pa.Table:
         return self.rows_of([uscc], columns)
@@ -360,6 +389,11 @@ class _Statuses:
             columns[c] = pa.DictionaryArray.from_arrays(
                 columns["item"], pa.array([i[c] for i in items], pa.string())
             )
+        # Each text column's codes and its words, the last None (a NULL's code is -1 in `of`).
+        self._texts = [
+            (columns[c].indices, [*columns[c].dictionary.to_pylist(), None])
+            for c in ("condition_id", "read", "fields")
+        ]
         names = pq.read_schema(runfolder.parquet_parts(path)[0]).names  # the columns in the writer's order
         self.table = pa.table([columns[c] for c in names], names=names)
         self.status = np.concatenate(
@@ -375,19 +409,25 @@ class _Statuses:
             b: (int(lo), int(hi)) for b, (lo, hi) in zip(blocks, counts.reshape(-1, 2), strict=True)
         }
 
-    def of(self, patterns: Sequence[tuple[int, int]], columns: Sequence[str]) -> list[dict[str, Any]]:
-        """The rows of some (block, pattern)s, some columns, as Python dicts."""
-        ranges = []
+    def of(
+        self, patterns: Sequence[tuple[int, int]]
+    ) -> list[tuple[int, int, str | None, str | None, str | None]]:
+        """The rows of some (block, pattern)s: each row's item number, status (its index in
+        `_STATUS_CODES`), failing condition, fields read and missing fields, off the numpy and the decoded
+        dictionaries (a few hundred rows as Python dicts took a millisecond)."""
+        out: list[tuple[int, int, str | None, str | None, str | None]] = []
         for block, pattern in patterns:
             first, last = self.blocks.get(block, (0, 0))
             # The values in the column's type: else numpy converts the whole block's patterns to compare.
             wanted = np.array([pattern, pattern + 1], self.pattern.dtype)
-            lo, hi = np.searchsorted(self.pattern[first:last], wanted) + first
+            lo, hi = (int(x) for x in np.searchsorted(self.pattern[first:last], wanted) + first)
             if hi > lo:
-                ranges.append(self.table.slice(int(lo), int(hi - lo)))
-        if not ranges:
-            return []
-        return _pylist(pa.concat_tables(ranges).select(columns))
+                texts = [
+                    [words[i] for i in pc.fill_null(codes.slice(lo, hi - lo), -1).to_numpy().tolist()]
+                    for codes, words in self._texts
+                ]
+                out += zip(self.item[lo:hi].tolist(), self.status[lo:hi].tolist(), *texts, strict=True)
+        return out
 
     def item_rows(self, block: int, n: int) -> np.ndarray:
         """The positions of item `n`'s rows, in (block, pattern) order: a scan of its block's rows (a few
@@ -447,8 +487,7 @@ class Slice:
     policy_ids: Sequence[str] | None = None
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """One enterprise's result on one item: `candidate` (with its amounts, decimal text), `near_miss`
     (the failing condition and the values it read, `field=value; ...`) or `missing_data` (the NULL
     fields)."""
@@ -492,11 +531,19 @@ class RunResults:
         self._statuses = _Statuses(f / runfolder.RESULT_STATUSES, self.items)
         self.statuses = self._statuses.table
         self.enterprises = _ByUscc(f / runfolder.RESULT_ENTERPRISES)
+        # Every enterprise's pattern per block (0: none; they are numbered from 1), in memory (4 bytes an
+        # enterprise and block): a standing reads only the uscc column of its enterprise's row group.
+        self._patterns = self.enterprises.whole([f"p{b}" for b, _ in self.blocks])
         self.profiles = {y: _ByUscc(f / runfolder.result_profile(y)) for y in {y for _, y in self.blocks}}
         self.allocated = _SortedByUscc(f / runfolder.RESULT_ALLOCATED)
         self.paid = _SortedByUscc(f / runfolder.RESULT_PAID)
         reads = {r for r in pc.unique(self.statuses["read"]).to_pylist() if r}
         self._value = {r: _value_text(tuple(r.split(";")), "p").sql("duckdb") for r in reads}
+        # The fields of each list of them (what a near miss read, what missing data lacks), split once.
+        self._reads = {
+            r: tuple(f for f in r.split(";") if f)
+            for r in {"", *reads, *(f for f in pc.unique(self.statuses["fields"]).to_pylist() if f)}
+        }
         # The profile columns each item's amount reads (a fixed amount none): of every field the item reads,
         # a standing reads only these from the profile, for its eligible items.
         read = {
@@ -506,6 +553,11 @@ class RunResults:
         self._amount_fields = [
             read.get(i["amount_sql"], set()) & set((i["fields"] or "").split(";")) for i in self.items
         ]
+        # Each item's key, year, amount and whether stage 2 allocated it (its amounts are in `allocated`).
+        self._facts = [
+            ((i["policy_id"], i["item_id"]), i["year"], i["amount_sql"], i["allocated"]) for i in self.items
+        ]
+        self._years = sorted({y for _, y in self.blocks})
         self._fixed_sql = {sql for sql, columns in read.items() if not columns}  # amounts that read no field
         self._fixed: dict[str, Any] = {}  # their values, once computed
 
@@ -804,12 +856,15 @@ class RunResults:
         missing data (an item with none of these is left out)."""
         if not self.compact:
             return self._legacy_standing(uscc)
-        found = self.enterprises.rows(uscc, [f"p{b}" for b, _ in self.blocks]).to_pylist()
-        if not found:
+        at = self.enterprises.find(uscc)
+        if at is None:
             return []
-        enterprise = found[0]
-        patterns = [(b, pattern) for b, _ in self.blocks if (pattern := enterprise.get(f"p{b}")) is not None]
-        rows = self._statuses.of(patterns, _STANDING_COLUMNS)
+        part, n = at
+        patterns = [
+            (b, p)
+            for (b, _), column in zip(self.blocks, self._patterns[part], strict=True)
+            if (p := int(column[n]))
+        ]
         out: dict[tuple[str, str], Result] = {}
         for a in self.allocated.rows(uscc):
             out[(a["policy_id"], a["item_id"])] = Result(
@@ -819,35 +874,44 @@ class RunResults:
                 amount=_money(a["amount"]),
                 amount_before_allocation=_money(a["amount_before_allocation"]),
             )
-        # Per year, the distinct expressions to compute over the enterprise's profile row (items share
-        # amounts, near misses share the fields they read) and the results waiting for each.
         paid = {(p["policy_id"], p["item_id"]) for p in self.paid.rows(uscc)}
-        computed: dict[int, dict[str, list[tuple[bool, dict[str, Any]]]]] = {}
-        fields: dict[int, set[str]] = {}  # per year, the profile columns they read
-        for r in rows:
-            item = self.items[r["item"]]
-            key = (r["policy_id"], r["item_id"])
-            if r["status"] == "eligible":
-                if item["allocated"] or key in paid:
+        # Per year, the distinct amounts to compute over the enterprise's profile row (items share them) with
+        # the items waiting for each, the near misses waiting for their values and the fields both read.
+        years: dict[
+            int,
+            tuple[dict[str, list[tuple[str, str]]], list[tuple[tuple[str, str], str | None, str]], set[str]],
+        ]
+        years = {y: ({}, [], set()) for y in self._years}
+        for n, status, condition, read, missing in self._statuses.of(patterns):
+            key, year, sql, allocated = self._facts[n]
+            if status == _ELIGIBLE:
+                if allocated or key in paid:
                     continue
-                computed.setdefault(item["year"], {}).setdefault(item["amount_sql"], []).append((True, r))
-                fields.setdefault(item["year"], set()).update(self._amount_fields[r["item"]])
-            elif r["status"] == "near_miss":
-                out[key] = Result(*key, "near_miss", condition_id=r["condition_id"])
-                if values and r["read"]:
-                    sql = self._value[r["read"]]
-                    computed.setdefault(item["year"], {}).setdefault(sql, []).append((False, r))
-                    fields.setdefault(item["year"], set()).update(r["read"].split(";"))
+                wanted, _, fields = years[year]
+                waiting = wanted.get(sql)
+                if waiting is None:
+                    wanted[sql] = [key]
+                else:
+                    waiting.append(key)
+                fields.update(self._amount_fields[n])
+            elif status == _NEAR_MISS:
+                if values and read:
+                    _, near, fields = years[year]
+                    near.append((key, condition, read))
+                    fields.update(self._reads[read])
+                else:
+                    out[key] = Result(*key, "near_miss", condition_id=condition)
             else:
-                out[key] = Result(
-                    *key, "missing_data", fields=tuple(f for f in (r["fields"] or "").split(";") if f)
-                )
-        for year, wanted in computed.items():
+                out[key] = Result(*key, "missing_data", fields=self._reads[missing or ""])
+        for year, (wanted, near, fields) in years.items():
             # A fixed amount is the same for every enterprise: computed by the first standing that needs it.
             known = {sql: self._fixed[sql] for sql in wanted if sql in self._fixed}
             ask = [sql for sql in wanted if sql not in known]
+            row: dict[str, Any] = {}
+            if ask or near:
+                profile = self.profiles[year].rows(uscc, sorted(fields))
+                row = profile.to_pylist()[0] if profile.num_rows else {}
             if ask:
-                profile = self.profiles[year].rows(uscc, sorted(fields[year] - {""}))
                 cur = self._cursor()
                 cur.register("p", profile)
                 got = cur.execute(
@@ -859,16 +923,15 @@ class RunResults:
                 self._fixed.update(
                     (sql, v) for sql, v in zip(ask, got, strict=True) if sql in self._fixed_sql
                 )
-            for sql, waiting in wanted.items():
-                v = known[sql]
-                # An amount's text, the same for every item of it (a near miss's value is text already).
-                money = _money(v) if any(amount for amount, _ in waiting) else None
-                for amount, r in waiting:
-                    key = (r["policy_id"], r["item_id"])
-                    if amount:
-                        out[key] = Result(*key, "candidate", amount=money, amount_before_allocation=money)
-                    else:
-                        out[key] = Result(*key, "near_miss", condition_id=r["condition_id"], value=v)
+            for sql, keys in wanted.items():
+                money = _money(known[sql])  # an amount's text, the same for every item of it
+                for key in keys:
+                    out[key] = Result(*key, "candidate", amount=money, amount_before_allocation=money)
+            texts: dict[str, str] = {}  # many near misses read the same fields
+            for key, condition, read in near:
+                if read not in texts:
+                    texts[read] = value_text(self._reads[read], row)
+                out[key] = Result(*key, "near_miss", condition_id=condition, value=texts[read])
         return [out[k] for k in sorted(out)]
 
     def _legacy_standing(self, uscc: str) -> list[Result]:
