@@ -60,7 +60,7 @@ STATUS = {"near_misses": "near_miss", "missing_data": "missing_data"}
 LISTS: tuple[ListName, ...] = ("near_misses", "missing_data")
 ROW_GROUP = 4096  # rows per row group of the files read by uscc: a lookup reads one or two
 _STATUS_CODES = ["eligible", "near_miss", "missing_data"]  # a status row's status as its index here
-_ELIGIBLE, _NEAR_MISS = 0, 1  # their indexes there
+_ELIGIBLE, _NEAR_MISS = (_STATUS_CODES.index(s) for s in ("eligible", "near_miss"))
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -557,7 +557,6 @@ class RunResults:
         self._facts = [
             ((i["policy_id"], i["item_id"]), i["year"], i["amount_sql"], i["allocated"]) for i in self.items
         ]
-        self._years = sorted({y for _, y in self.blocks})
         self._fixed_sql = {sql for sql, columns in read.items() if not columns}  # amounts that read no field
         self._fixed: dict[str, Any] = {}  # their values, once computed
 
@@ -881,7 +880,7 @@ class RunResults:
             int,
             tuple[dict[str, list[tuple[str, str]]], list[tuple[tuple[str, str], str | None, str]], set[str]],
         ]
-        years = {y: ({}, [], set()) for y in self._years}
+        years = {y: ({}, [], set()) for y in self.profiles}
         for n, status, condition, read, missing in self._statuses.of(patterns):
             key, year, sql, allocated = self._facts[n]
             if status == _ELIGIBLE:
