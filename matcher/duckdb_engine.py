@@ -8,6 +8,7 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,6 @@ from matcher.plan import (
     ITEMS,
     KEYS,
     MATCHES,
-    PAYABLE,
     TOTALS,
     ItemPlan,
     Rows,
@@ -239,7 +239,6 @@ def write_outputs(con: duckdb.DuckDBPyConnection, out: Path, timings: dict[str, 
 
 
 CHUNK_ROWS = 50_000_000  # candidates per layout chunk (and part file): a row group never spans two
-QUERY_ROWS = CHUNK_ROWS  # candidates sorted at a time (24 bytes each); each query plans the whole view again
 # Candidates per Parquet row group: what DuckDB's Arrow reader gave for batches of 1 << 17, which the file
 # was written in before the sort was split from the layout (so the bytes stayed the same).
 BATCH_ROWS = 122_880
@@ -253,41 +252,46 @@ def write_candidates(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     chunk_rows: int = CHUNK_ROWS,
-    query_rows: int = QUERY_ROWS,
     parts_at_once: int = PARTS_AT_ONCE,
 ) -> np.ndarray:
     """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
     memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
-    USCC order, so only the narrow rows (item, rid, amounts) are sorted, `query_rows` at a time (whole
-    items, by the item's count in `item_totals`), and the ids and USCC are looked up by position. At
-    10M x 1000 (915 M candidates) a single sort carrying the texts ran out of 16 GiB.
+    USCC order, so each item's rows (`rid` and amounts, its `payable_sql`) are read on their own and put in
+    `rid` order (`_in_rid_order`), and the ids and USCC are looked up by position. Nothing is sorted
+    across items: at 10M x 1,000 (915 M candidates) DuckDB's sort of the narrow rows was a third of the
+    writing, and a single sort carrying the texts ran out of 16 GiB.
 
-    The layout does not depend on how the rows were sorted: the rows are cut into chunks of at most
+    The layout does not depend on how the rows were read: the rows are cut into chunks of at most
     `chunk_rows` (whole items), and the row groups hold `BATCH_ROWS` rows each, restarting at every chunk.
     One chunk is written as one file; more are written as a folder of part files (`part-00000.parquet`,
     ..., one per chunk, in order: Contract 4 allows a folder, as Spark writes it), `parts_at_once` at a
-    time, each byte-identical for the same run. Per part, one thread sorts and builds the row groups while
-    another encodes them. Returns the `rid`s with a candidate (the payees), in order."""
+    time, each byte-identical for the same run. Per part, one thread reads and builds the row groups while
+    another encodes them. Each item's rows must number what the summary counted (`item_totals`). Returns
+    the `rid`s with a candidate (the payees), in order."""
     if con.execute(f"SELECT count(*) = max(rid) AND min(rid) = 1 FROM {KEYS}").fetchall() == [(False,)]:
         raise MatchError("内部错误：企业编号不连续，无法写出 candidates.parquet")
     usccs = con.sql(f"SELECT uscc FROM {KEYS} ORDER BY rid").to_arrow_table().column("uscc").combine_chunks()
     uscc_of = _gather(usccs)
     items = con.sql(
-        f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, COALESCE(t.candidates, 0) AS rows "
+        f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, i.payable_sql, "
+        f"COALESCE(t.candidates, 0) AS rows "
         f"FROM {ITEMS} AS i LEFT JOIN {TOTALS} AS t ON t.item = i.item ORDER BY i.item"
     ).to_arrow_table()
     if items.column("item").to_pylist() != list(range(items.num_rows)):
         raise MatchError("内部错误：事项编号不连续，无法写出 candidates.parquet")
     counts = items.column("rows").to_pylist()
-    version = items.column("policy_version").combine_chunks()
+    sources = items.column("payable_sql").to_pylist()
+    version = items.column("policy_version").to_numpy()
     # The ids as dictionaries of their distinct values (the Parquet dictionary, written as it is) and each
     # item's index into them.
-    texts = {}
+    texts = []
     for name in ("policy_id", "item_id"):
         values = items.column(name).combine_chunks()
         distinct = pc.unique(values)
-        texts[name] = (pc.index_in(values, value_set=distinct), distinct)
-    money = pa.decimal128(18, 2)
+        texts.append((pc.index_in(values, value_set=distinct).to_numpy(), distinct))
+    # The amounts are written from their fen (DECIMAL(18, 2) is stored as a 64-bit integer of fen: the
+    # same Parquet bytes as from Arrow's decimal128, without its 16-byte values and their conversion).
+    money = pa.decimal64(18, 2)
     schema = pa.schema(
         [
             pa.field(name, t, nullable=False)
@@ -303,42 +307,62 @@ def write_candidates(
     )
     with_candidate = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N): the payees
 
-    def narrow(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> Iterator[pa.RecordBatch]:
-        """(item, rid, amounts) of the items first to last, in order, one batch per row group."""
-        held: list[pa.RecordBatch] = []
-        for lo, hi in _chunks(counts[first : last + 1], query_rows):
-            reader = cur.sql(
-                f"SELECT item, rid, amount, amount_before_allocation FROM {PAYABLE} "
-                f"WHERE item BETWEEN {first + lo} AND {first + hi} ORDER BY item, rid"
-            ).to_arrow_reader(BATCH_ROWS)
-            for batch in reader:
-                held.append(batch)
-                while sum(b.num_rows for b in held) >= BATCH_ROWS:
-                    table = pa.Table.from_batches(held)
-                    yield from table.slice(0, BATCH_ROWS).combine_chunks().to_batches()
-                    held = table.slice(BATCH_ROWS).to_batches()
-        if held:
-            yield from pa.Table.from_batches(held).combine_chunks().to_batches()
+    def item_rows(cur: duckdb.DuckDBPyConnection, item: int) -> list[np.ndarray]:
+        """The item's (item, rid, amount in fen, amount before allocation in fen), in `rid` order."""
+        found = cur.execute(
+            "SELECT rid, CAST(amount * 100 AS BIGINT) AS amount, "
+            f"CAST(amount_before_allocation * 100 AS BIGINT) AS before FROM ({sources[item]})"
+        ).fetchnumpy()
+        rid, amount, before = (np.ma.getdata(found[c]) for c in ("rid", "amount", "before"))
+        if len(rid) != counts[item] or any(np.ma.is_masked(found[c]) for c in found):
+            raise MatchError(
+                f"内部错误：事项 {item} 的候选行（{len(rid)} 行）与汇总（{counts[item]} 行）不符，"
+                "无法写出 candidates.parquet"
+            )
+        order = _rid_order(rid)
+        if order is not None:
+            rid, amount, before = rid[order], amount[order], before[order]
+        return [np.full(len(rid), item, np.int32), rid, amount, before]
+
+    def narrow(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> Iterator[list[np.ndarray]]:
+        """(item, rid, amounts) of the items first to last, in order, one row group at a time."""
+        held: deque[list[np.ndarray]] = deque()
+        rows = 0
+        for item in range(first, last + 1):
+            held.append(item_rows(cur, item))
+            rows += len(held[-1][0])
+            while rows >= BATCH_ROWS or (item == last and rows):
+                group, need = [], min(rows, BATCH_ROWS)
+                while need:
+                    columns = held[0]
+                    if len(columns[0]) <= need:
+                        group.append(held.popleft())
+                        need -= len(columns[0])
+                    else:
+                        group.append([c[:need] for c in columns])
+                        held[0] = [c[need:] for c in columns]
+                        need = 0
+                rows -= min(rows, BATCH_ROWS)
+                yield [np.concatenate(c) for c in zip(*group, strict=True)]
 
     def row_groups(first: int, last: int) -> Iterator[pa.RecordBatch]:
-        cur = con.cursor()  # a connection of its own: parts are sorted in parallel
+        cur = con.cursor()  # a connection of its own: parts are read in parallel
         try:
-            for batch in narrow(cur, first, last):
-                if not batch.num_rows:
-                    continue
-                with_candidate[batch.column("rid").to_numpy()] = True
-                item = batch.column("item")
+            for item, rid, amount, before in narrow(cur, first, last):
+                with_candidate[rid] = True
                 policy_id, item_id = (
-                    pa.DictionaryArray.from_arrays(pc.take(index, item), distinct)
-                    for index, distinct in texts.values()
+                    pa.DictionaryArray.from_arrays(pa.array(index[item]), distinct)
+                    for index, distinct in texts
                 )
                 columns = [
                     policy_id,
-                    pc.take(version, item),
+                    pa.array(version[item]),
                     item_id,
-                    uscc_of(batch.column("rid").to_numpy() - 1),
-                    batch.column("amount"),
-                    batch.column("amount_before_allocation"),
+                    uscc_of(rid - 1),
+                    *(
+                        pa.Array.from_buffers(money, len(f), [None, pa.py_buffer(f)])
+                        for f in (amount, before)
+                    ),
                 ]
                 yield pa.record_batch(columns, schema=schema)
         finally:
@@ -371,6 +395,15 @@ def write_candidates(
                 for part in parts:
                     part.cancel()
     return np.flatnonzero(with_candidate)
+
+
+def _rid_order(rid: np.ndarray) -> np.ndarray | None:
+    """The order that puts an item's rows in `rid` order (a `rid` is there once), or None if they are.
+    DuckDB gives them in the order its threads scanned them, mostly a few ordered runs, which a stable sort
+    (timsort) merges in one pass."""
+    if len(rid) < 2 or bool((rid[1:] > rid[:-1]).all()):
+        return None
+    return np.argsort(rid, kind="stable")
 
 
 USCC_BYTES = 18  # a USCC's length (GB 32100-2015), ASCII

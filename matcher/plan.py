@@ -728,6 +728,7 @@ def items_rows(plans: list[ItemPlan]) -> Rows:
             p.fields_mask,
             ";".join(p.fields()),
             p._amount().sql("duckdb"),
+            payable_item_query(p).sql("duckdb"),
         )
         for p in plans
     ]
@@ -750,6 +751,7 @@ def items_rows(plans: list[ItemPlan]) -> Rows:
         "fmask": _BIGINT,
         "fields": TEXT,  # every field it reads, ';'-joined (the compact results keep them in the profile)
         "amount_sql": TEXT,  # its amount over a profile row, DuckDB SQL (the compact results' standings)
+        "payable_sql": TEXT,  # its rows of `payable`, DuckDB SQL (the candidates writer reads them per item)
     }
     return Rows(ITEMS, types, rows)
 
@@ -828,6 +830,17 @@ SELECT o.item, o.rid, o.amount, o.amount AS amount_before_allocation
 FROM :open AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.rid
 WHERE paid.rid IS NULL
 """
+
+# One item's rows of `payable` (rid, amount, amount_before_allocation), in no order, read without planning
+# the view's branches of every item (0.4-0.5 s at 1,000 items): an open item's eligible rows (`eligible`:
+# `ItemPlan.eligible`) not already paid, or an allocated item's stored rows. The candidates writer reads
+# them item by item (`matcher.duckdb_engine.write_candidates`).
+_PAYABLE_OPEN_ITEM = """
+SELECT o.rid, o.amount, o.amount AS amount_before_allocation
+FROM eligible AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.rid
+WHERE paid.rid IS NULL
+"""
+_PAYABLE_ALLOCATED_ITEM = "SELECT rid, amount, amount_before_allocation FROM :allocated WHERE item = {item}"
 
 # The Contract 4 candidates: the payable rows with their ids and USCC (DuckDB writes them off `payable`
 # itself: `matcher.run.write_candidates`).
@@ -1031,6 +1044,13 @@ def eligible_view() -> exp.Expr:
 
 def payable_view() -> exp.Expression:
     return _filled(_PAYABLE)
+
+
+def payable_item_query(p: ItemPlan) -> exp.Expr:
+    """The item's rows of `payable`, in no order (`_PAYABLE_OPEN_ITEM`)."""
+    if p.allocated:
+        return _filled(_PAYABLE_ALLOCATED_ITEM.format(item=p.no))
+    return _subquery(_filled(_PAYABLE_OPEN_ITEM), "eligible", p.eligible())
 
 
 def views(plans: list[ItemPlan], profile_for: dict[int, str]) -> dict[str, exp.Expr]:

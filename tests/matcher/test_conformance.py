@@ -130,7 +130,7 @@ def test_candidates_are_byte_identical_across_runs(run: Path, tmp_path: Path) ->
 
 
 def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path: Path) -> None:
-    """The candidates are sorted a few items at a time (`write_candidates`): however small the chunks, the
+    """The candidates are read an item at a time (`write_candidates`): however small the chunks, the
     output holds the same rows in (policy_id, item_id, uscc) order, and the same bytes on every run. More
     than one chunk is written as a folder of part files, one per chunk, whether one or two are written at
     once; one chunk is the single file a run writes."""
@@ -148,13 +148,10 @@ def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path:
     assert len({(r[0], r[2]) for r in rows}) > 5  # several items, so small chunks split them
     for n in (1, 2):
         write_candidates(con, tmp_path / f"chunked{n}.parquet", chunk_rows=50, parts_at_once=n)
-    write_candidates(con, tmp_path / "sorted-apart.parquet", chunk_rows=50, query_rows=7)
     chunked = tmp_path / "chunked1.parquet"
     assert chunked.is_dir() and len(parquet_parts(chunked)) > 2
     assert _rows(chunked, "*") == rows
     assert _parts(chunked) == _parts(tmp_path / "chunked2.parquet")
-    # Sorted a few items at a time or a layout chunk at once: the same row groups, the same bytes.
-    assert _parts(tmp_path / "sorted-apart.parquet") == _parts(chunked)
     # Written again in one chunk over the folder: the run's file, and no part left beside it.
     write_candidates(con, chunked)
     assert chunked.is_file() and chunked.read_bytes() == (whole / "candidates.parquet").read_bytes()
@@ -178,6 +175,39 @@ def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:
         (r["policy_id"], r["item_id"], r["uscc"], frozenset(r["fields"].split(";")))
         for r in _expected("missing_data")
     }
+
+
+def test_an_items_rows_are_put_in_rid_order_however_duckdb_gives_them() -> None:
+    """DuckDB gives an item's rows in the order its threads scanned them: the writer orders them by `rid`,
+    and leaves rows already in order as they are."""
+    import numpy as np
+
+    from matcher.duckdb_engine import _rid_order
+
+    rid = np.array([5, 6, 9, 1, 2, 3, 12, 7])  # three scanned runs
+    order = _rid_order(rid)
+    assert order is not None and rid[order].tolist() == sorted(rid.tolist())
+    assert _rid_order(np.sort(rid)) is None and _rid_order(rid[:1]) is None
+
+
+def test_candidates_that_do_not_number_what_the_summary_counted_are_not_written(tmp_path: Path) -> None:
+    """The summary's counts (the manifest's) and the candidates file come from the same rows: if an item's
+    rows ever numbered otherwise, the writer stops with an internal error instead of writing a file that
+    disagrees with the manifest."""
+    import datetime as dt
+
+    from matcher.duckdb_engine import connect
+    from matcher.plan import TOTALS
+    from matcher.run import run_match, write_candidates
+    from rules.errors import MatchError
+
+    con = connect()
+    run_match(CASE / "snapshot", CASE / "policies", tmp_path / "run", dt.date(2025, 9, 30), con=con)
+    con.execute(
+        f"UPDATE {TOTALS} SET candidates = candidates + 1 WHERE item = (SELECT max(item) FROM {TOTALS})"
+    )
+    with pytest.raises(MatchError, match=r"与汇总.*不符"):
+        write_candidates(con, tmp_path / "again.parquet")
 
 
 def test_the_uscc_gather_gives_what_take_gives() -> None:
