@@ -257,7 +257,7 @@ def write_candidates(
     """candidates.parquet in (policy_id, item_id, uscc) order, byte-identical for the same run, in bounded
     memory. DuckDB numbers the items in (policy_id, item_id) order and the enterprises (`rid`, 1 to N) in
     USCC order, so each item's rows (`rid` and amounts, its `payable_sql`) are read on their own and put in
-    `rid` order (`_in_rid_order`), and the ids and USCC are looked up by position. Nothing is sorted
+    `rid` order (`_rid_order`), and the ids and USCC are looked up by position. Nothing is sorted
     across items: at 10M x 1,000 (915 M candidates) DuckDB's sort of the narrow rows was a third of the
     writing, and a single sort carrying the texts ran out of 16 GiB.
 
