@@ -820,30 +820,27 @@ FROM (
 WHERE running <= budget
 """
 
-# Every candidate: the allocated rows, and the open items' eligible rows not already paid. The pairs
-# paid are distinct, so the LEFT JOIN keeps each row once; a NOT EXISTS would make DuckDB group every open
-# row by (item, rid) first (decorrelation), in memory.
-_PAYABLE = """
-SELECT item, rid, amount, amount_before_allocation FROM :allocated
-UNION ALL
+# The open items' eligible rows not already paid. The pairs paid are distinct, so the LEFT JOIN keeps each
+# row once; a NOT EXISTS would make DuckDB group every open row by (item, rid) first (decorrelation), in
+# memory. Over `open` in the `payable` view; over one item's `ItemPlan.eligible` in `payable_item_query`.
+_UNPAID = """
 SELECT o.item, o.rid, o.amount, o.amount AS amount_before_allocation
 FROM :open AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.rid
 WHERE paid.rid IS NULL
 """
 
-# One item's rows of `payable` (rid, amount, amount_before_allocation), in no order, read without planning
-# the view's branches of every item (0.4-0.5 s at 1,000 items): an open item's eligible rows (`eligible`:
-# `ItemPlan.eligible`) not already paid, or an allocated item's stored rows. The candidates writer reads
-# them item by item (`matcher.duckdb_engine.write_candidates`).
-_PAYABLE_OPEN_ITEM = """
-SELECT o.rid, o.amount, o.amount AS amount_before_allocation
-FROM eligible AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.rid
-WHERE paid.rid IS NULL
-"""
-_PAYABLE_ALLOCATED_ITEM = "SELECT rid, amount, amount_before_allocation FROM :allocated WHERE item = {item}"
+# Every candidate: the allocated rows and the open items' unpaid ones.
+_PAYABLE = "SELECT item, rid, amount, amount_before_allocation FROM :allocated UNION ALL" + _UNPAID
 
-# The Contract 4 candidates: the payable rows with their ids and USCC (DuckDB writes them off `payable`
-# itself: `matcher.run.write_candidates`).
+# One item's rows of `payable`, read without planning the view's branches of every item (0.4-0.5 s at
+# 1,000 items): an allocated item's stored rows (below), or an open item's unpaid eligible rows (`_UNPAID`).
+# The candidates writer reads them item by item (`matcher.duckdb_engine.write_candidates`).
+_PAYABLE_ALLOCATED_ITEM = (
+    "SELECT item, rid, amount, amount_before_allocation FROM :allocated WHERE item = {item}"
+)
+
+# The Contract 4 candidates: the payable rows with their ids and USCC (DuckDB writes them itself, item by
+# item: `matcher.duckdb_engine.write_candidates`).
 _CANDIDATES_VIEW = """
 SELECT i.policy_id, i.policy_version, i.item_id, k.uscc, a.amount, a.amount_before_allocation
 FROM :payable AS a JOIN :items AS i ON i.item = a.item JOIN :keys AS k ON k.rid = a.rid
@@ -1047,10 +1044,10 @@ def payable_view() -> exp.Expression:
 
 
 def payable_item_query(p: ItemPlan) -> exp.Expr:
-    """The item's rows of `payable`, in no order (`_PAYABLE_OPEN_ITEM`)."""
+    """The item's rows of `payable` (item, rid, amount, amount_before_allocation), in no order."""
     if p.allocated:
         return _filled(_PAYABLE_ALLOCATED_ITEM.format(item=p.no))
-    return _subquery(_filled(_PAYABLE_OPEN_ITEM), "eligible", p.eligible())
+    return _subquery(_filled(_UNPAID, open="eligible"), "eligible", p.eligible())
 
 
 def views(plans: list[ItemPlan], profile_for: dict[int, str]) -> dict[str, exp.Expr]:
