@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from matcher.plan import (
     ITEMS,
     KEYS,
     MATCHES,
+    PAID,
     TOTALS,
     ItemPlan,
     Rows,
@@ -57,6 +59,21 @@ def connect(memory_limit: str | None = None, temp_dir: Path | None = None) -> du
     return con
 
 
+@contextmanager
+def insertion_order(con: duckdb.DuckDBPyConnection, keep: bool = True) -> Iterator[None]:
+    """While inside, DuckDB keeps the order rows come in (a table stored as its query gives them, a scan
+    read in the table's order) if `keep`; `connect` lets it drop the order elsewhere, where it costs."""
+    if not keep:
+        yield
+        return
+    (before,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(bool(before)).lower()}")
+
+
 class DuckDBEngine(Engine):
     """The plan on a DuckDB connection: tables created at once, the stored rows in batches of items."""
 
@@ -66,10 +83,11 @@ class DuckDBEngine(Engine):
         super().__init__()
         self.con = con
 
-    def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
+    def create(self, name: str, tree: exp.Expr, *, view: bool = False, ordered: bool = False) -> None:
         t0 = time.perf_counter()
         kind = "VIEW" if view else "TABLE"
-        self.con.execute(f"CREATE OR REPLACE {kind} {name} AS {tree.sql('duckdb', copy=False)}")
+        with insertion_order(self.con, ordered and not view):
+            self.con.execute(f"CREATE OR REPLACE {kind} {name} AS {tree.sql('duckdb', copy=False)}")
         self.timed(name, t0)
 
     def load_rows(self, table: Rows) -> None:
@@ -259,7 +277,9 @@ def write_candidates(
     USCC order, so each item's rows (`rid` and amounts, its `payable_sql`) are read on their own and put in
     `rid` order (`_rid_order`), and the ids and USCC are looked up by position. Nothing is sorted
     across items: at 10M x 1,000 (915 M candidates) DuckDB's sort of the narrow rows was a third of the
-    writing, and a single sort carrying the texts ran out of 16 GiB.
+    writing, and a single sort carrying the texts ran out of 16 GiB. An open item none of whose pairs was
+    paid before has its eligible rows as candidates (`eligible_sql`): read off its verdict table, which is
+    stored in `rid` order, they come in that order (a join would mix them) and need no sort.
 
     The layout does not depend on how the rows were read: the rows are cut into chunks of at most
     `chunk_rows` (whole items), and the row groups hold `BATCH_ROWS` rows each, restarting at every chunk.
@@ -274,6 +294,7 @@ def write_candidates(
     uscc_of = _gather(usccs)
     items = con.sql(
         f"SELECT i.item, i.policy_id, i.policy_version, i.item_id, i.payable_sql, "
+        f"CASE WHEN i.item NOT IN (SELECT item FROM {PAID}) THEN i.eligible_sql END AS eligible_sql, "
         f"COALESCE(t.candidates, 0) AS rows "
         f"FROM {ITEMS} AS i LEFT JOIN {TOTALS} AS t ON t.item = i.item ORDER BY i.item"
     ).to_arrow_table()
@@ -281,6 +302,7 @@ def write_candidates(
         raise MatchError("内部错误：事项编号不连续，无法写出 candidates.parquet")
     counts = items.column("rows").to_pylist()
     sources = items.column("payable_sql").to_pylist()
+    unpaid = items.column("eligible_sql").to_pylist()  # where every eligible row is a candidate
     version = items.column("policy_version").to_numpy()
     # The ids as dictionaries of their distinct values (the Parquet dictionary, written as it is) and each
     # item's index into them.
@@ -309,11 +331,17 @@ def write_candidates(
 
     def item_rows(cur: duckdb.DuckDBPyConnection, item: int) -> list[np.ndarray]:
         """The item's (item, rid, amount in fen, amount before allocation in fen), in `rid` order."""
-        found = cur.execute(
-            "SELECT rid, CAST(amount * 100 AS BIGINT) AS amount, "
-            f"CAST(amount_before_allocation * 100 AS BIGINT) AS before FROM ({sources[item]})"
-        ).fetchnumpy()
-        rid, amount, before = (np.ma.getdata(found[c]) for c in ("rid", "amount", "before"))
+        fen = "CAST({} * 100 AS BIGINT)".format
+        if unpaid[item] is not None:  # not allocated: the amount is the amount before allocation
+            found = cur.execute(f"SELECT rid, {fen('amount')} AS amount FROM ({unpaid[item]})").fetchnumpy()
+            rid, amount = (np.ma.getdata(found[c]) for c in ("rid", "amount"))
+            before = amount
+        else:
+            found = cur.execute(
+                f"SELECT rid, {fen('amount')} AS amount, {fen('amount_before_allocation')} AS before "
+                f"FROM ({sources[item]})"
+            ).fetchnumpy()
+            rid, amount, before = (np.ma.getdata(found[c]) for c in ("rid", "amount", "before"))
         if len(rid) != counts[item] or any(np.ma.is_masked(found[c]) for c in found):
             raise MatchError(
                 f"内部错误：事项 {item} 的候选行（{len(rid)} 行）与汇总（{counts[item]} 行）不符，"
@@ -321,7 +349,8 @@ def write_candidates(
             )
         order = _rid_order(rid)
         if order is not None:
-            rid, amount, before = rid[order], amount[order], before[order]
+            rid, amount = rid[order], amount[order]
+            before = amount if unpaid[item] is not None else before[order]
         return [np.full(len(rid), item, np.int32), rid, amount, before]
 
     def narrow(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> Iterator[list[np.ndarray]]:
@@ -382,11 +411,20 @@ def write_candidates(
 
     chunks = _chunks(counts, chunk_rows)
     _remove(path)
+    with insertion_order(con):  # the reads keep the verdict tables' order
+        _write_parts(path, chunks, write, parts_at_once)
+    return np.flatnonzero(with_candidate)
+
+
+def _write_parts(
+    path: Path, chunks: list[tuple[int, int]], write: Callable[[Path, int, int], None], at_once: int
+) -> None:
+    """One chunk as the file `path`, more as its part files, `at_once` at a time."""
     if len(chunks) == 1:
         write(path, *chunks[0])
     else:
         path.mkdir()
-        with ThreadPoolExecutor(parts_at_once, thread_name_prefix="candidates") as pool:
+        with ThreadPoolExecutor(at_once, thread_name_prefix="candidates") as pool:
             parts = [pool.submit(write, path / f"part-{n:05d}.parquet", *c) for n, c in enumerate(chunks)]
             try:
                 for part in parts:
@@ -394,13 +432,13 @@ def write_candidates(
             finally:  # on an error, the parts not yet started are not written
                 for part in parts:
                     part.cancel()
-    return np.flatnonzero(with_candidate)
 
 
 def _rid_order(rid: np.ndarray) -> np.ndarray | None:
     """The order that puts an item's rows in `rid` order (a `rid` is there once), or None if they are.
-    DuckDB gives them in the order its threads scanned them, mostly a few ordered runs, which a stable sort
-    (timsort) merges in one pass."""
+    Rows read through a join (an allocated item's, or an item's with pairs paid before) come in the order
+    DuckDB's threads produced them, mostly a few ordered runs, which a stable sort (timsort) merges in one
+    pass."""
     if len(rid) < 2 or bool((rid[1:] > rid[:-1]).all()):
         return None
     return np.argsort(rid, kind="stable")

@@ -129,8 +129,9 @@ class Engine(ABC):
         self.statements: dict[str, float] = {}
 
     @abstractmethod
-    def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
-        """Make the table (materialised now) or view `name` of the rows of `tree`."""
+    def create(self, name: str, tree: exp.Expr, *, view: bool = False, ordered: bool = False) -> None:
+        """Make the table (materialised now) or view `name` of the rows of `tree`; `ordered`: stored in the
+        order `tree` gives them (a projection of a table keeps its order), where the engine can."""
 
     @abstractmethod
     def load_rows(self, table: Rows) -> None:
@@ -227,7 +228,8 @@ def match_profiles(
         engine.timed(rows.name, t0)
     with engine.guard("match", plans, keyed):
         for block in blocks(plans):
-            engine.create(block.table, block.select(keyed[block.year]))
+            # In the profile's order: the candidates writer then reads each item's rows in `rid` order.
+            engine.create(block.table, block.select(keyed[block.year]), ordered=True)
             engine.create(block.patterns, block.patterns_select())
             engine.create(block.allocatable, block.allocatable_select())
         engine.create_matches(plans)

@@ -729,6 +729,7 @@ def items_rows(plans: list[ItemPlan]) -> Rows:
             ";".join(p.fields()),
             p._amount().sql("duckdb"),
             payable_item_query(p).sql("duckdb"),
+            None if p.allocated else p.eligible().sql("duckdb"),
         )
         for p in plans
     ]
@@ -752,6 +753,7 @@ def items_rows(plans: list[ItemPlan]) -> Rows:
         "fields": TEXT,  # every field it reads, ';'-joined (the compact results keep them in the profile)
         "amount_sql": TEXT,  # its amount over a profile row, DuckDB SQL (the compact results' standings)
         "payable_sql": TEXT,  # its rows of `payable`, DuckDB SQL (the candidates writer reads them per item)
+        "eligible_sql": TEXT,  # an open item's eligible rows (its payable rows where none was paid before)
     }
     return Rows(ITEMS, types, rows)
 

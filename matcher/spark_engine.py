@@ -494,8 +494,8 @@ class SparkEngine(Engine):
         self.spark = spark
         self.lists = lists  # also write near_misses.parquet and missing_data.parquet row by row
 
-    def create(self, name: str, tree: exp.Expr, *, view: bool = False) -> None:
-        t0 = time.perf_counter()
+    def create(self, name: str, tree: exp.Expr, *, view: bool = False, ordered: bool = False) -> None:
+        t0 = time.perf_counter()  # `ordered` does not apply: the tables are written in no order
         if view:
             self.spark.sql(spark_sql(tree)).createOrReplaceTempView(name)
         else:
