@@ -328,10 +328,10 @@ def write_candidates(
         ]
     )
     with_candidate = np.zeros(len(usccs) + 1, dtype=np.bool_)  # by rid (1 to N): the payees
+    fen = "CAST({} * 100 AS BIGINT)".format
 
     def item_rows(cur: duckdb.DuckDBPyConnection, item: int) -> list[np.ndarray]:
         """The item's (item, rid, amount in fen, amount before allocation in fen), in `rid` order."""
-        fen = "CAST({} * 100 AS BIGINT)".format
         if unpaid[item] is not None:  # not allocated: the amount is the amount before allocation
             found = cur.execute(f"SELECT rid, {fen('amount')} AS amount FROM ({unpaid[item]})").fetchnumpy()
             rid, amount = (np.ma.getdata(found[c]) for c in ("rid", "amount"))

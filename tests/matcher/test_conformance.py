@@ -155,6 +155,9 @@ def test_candidates_are_sorted_by_policy_item_and_uscc_in_any_chunking(tmp_path:
     # Written again in one chunk over the folder: the run's file, and no part left beside it.
     write_candidates(con, chunked)
     assert chunked.is_file() and chunked.read_bytes() == (whole / "candidates.parquet").read_bytes()
+    # The writer reads the verdict tables in their stored order, and leaves the connection free to
+    # drop the order again, as `connect` set it.
+    assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchall() == [(False,)]
 
 
 def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:
