@@ -332,26 +332,23 @@ def write_candidates(
 
     def item_rows(cur: duckdb.DuckDBPyConnection, item: int) -> list[np.ndarray]:
         """The item's (item, rid, amount in fen, amount before allocation in fen), in `rid` order."""
-        if unpaid[item] is not None:  # not allocated: the amount is the amount before allocation
-            found = cur.execute(f"SELECT rid, {fen('amount')} AS amount FROM ({unpaid[item]})").fetchnumpy()
-            rid, amount = (np.ma.getdata(found[c]) for c in ("rid", "amount"))
-            before = amount
-        else:
-            found = cur.execute(
-                f"SELECT rid, {fen('amount')} AS amount, {fen('amount_before_allocation')} AS before "
-                f"FROM ({sources[item]})"
-            ).fetchnumpy()
-            rid, amount, before = (np.ma.getdata(found[c]) for c in ("rid", "amount", "before"))
-        if len(rid) != counts[item] or any(np.ma.is_masked(found[c]) for c in found):
+        # An open item read off its eligible rows (`unpaid`) has no amount before allocation of its own:
+        # it is the amount.
+        before = "" if unpaid[item] else f", {fen('amount_before_allocation')} AS before"
+        found = cur.execute(
+            f"SELECT rid, {fen('amount')} AS amount{before} FROM ({unpaid[item] or sources[item]})"
+        ).fetchnumpy()
+        if len(found["rid"]) != counts[item] or any(np.ma.is_masked(c) for c in found.values()):
             raise MatchError(
-                f"内部错误：事项 {item} 的候选行（{len(rid)} 行）与汇总（{counts[item]} 行）不符，"
+                f"内部错误：事项 {item} 的候选行（{len(found['rid'])} 行）与汇总（{counts[item]} 行）不符，"
                 "无法写出 candidates.parquet"
             )
-        order = _rid_order(rid)
+        columns = [np.ma.getdata(c) for c in found.values()]
+        order = _rid_order(columns[0])
         if order is not None:
-            rid, amount = rid[order], amount[order]
-            before = amount if unpaid[item] is not None else before[order]
-        return [np.full(len(rid), item, np.int32), rid, amount, before]
+            columns = [c[order] for c in columns]
+        rid, amount, *rest = columns
+        return [np.full(len(rid), item, np.int32), rid, amount, rest[0] if rest else amount]
 
     def narrow(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> Iterator[list[np.ndarray]]:
         """(item, rid, amounts) of the items first to last, in order, one row group at a time."""

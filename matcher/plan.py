@@ -831,15 +831,15 @@ FROM :open AS o LEFT JOIN :paid AS paid ON paid.item = o.item AND paid.rid = o.r
 WHERE paid.rid IS NULL
 """
 
+_ALLOCATED_ROWS = "SELECT item, rid, amount, amount_before_allocation FROM :allocated"
+
 # Every candidate: the allocated rows and the open items' unpaid ones.
-_PAYABLE = "SELECT item, rid, amount, amount_before_allocation FROM :allocated UNION ALL" + _UNPAID
+_PAYABLE = f"{_ALLOCATED_ROWS} UNION ALL{_UNPAID}"
 
 # One item's rows of `payable`, read without planning the view's branches of every item (0.4-0.5 s at
 # 1,000 items): an allocated item's stored rows (below), or an open item's unpaid eligible rows (`_UNPAID`).
 # The candidates writer reads them item by item (`matcher.duckdb_engine.write_candidates`).
-_PAYABLE_ALLOCATED_ITEM = (
-    "SELECT item, rid, amount, amount_before_allocation FROM :allocated WHERE item = {item}"
-)
+_PAYABLE_ALLOCATED_ITEM = _ALLOCATED_ROWS + " WHERE item = {item}"
 
 # The Contract 4 candidates: the payable rows with their ids and USCC (DuckDB writes them itself, item by
 # item: `matcher.duckdb_engine.write_candidates`).

@@ -181,8 +181,8 @@ def test_a_compact_run_exports_the_same_two_lists(tmp_path: Path) -> None:
 
 
 def test_an_items_rows_are_put_in_rid_order_however_duckdb_gives_them() -> None:
-    """DuckDB gives an item's rows in the order its threads scanned them: the writer orders them by `rid`,
-    and leaves rows already in order as they are."""
+    """An item's rows read through a join come in the order DuckDB's threads produced them: the writer
+    orders them by `rid`, and leaves rows already in order as they are."""
     import numpy as np
 
     from matcher.duckdb_engine import _rid_order
